@@ -1,0 +1,89 @@
+# Kraken in C - build, run and test.
+#
+#   make run     build everything and start the server in the foreground (port 12355)
+#   make test    build and run every test (C units, sanitizer build, Erlang, black-box)
+#   make bench   load benchmarks (see bench/README.md)
+#
+# Missing build tools are installed with apt-get on Debian (see `deps`).
+
+ERL_INTERFACE := $(firstword $(wildcard /usr/lib/erlang/lib/erl_interface-*))
+CC      ?= cc
+CFLAGS  ?= -O2 -g
+WARN    := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror
+CPPFLAGS_K := -Iinclude -Ic_src -I$(ERL_INTERFACE)/include
+LDLIBS_K   := -L$(ERL_INTERFACE)/lib -lei -levent -lpthread
+SAN     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+
+CORE_SRC := c_src/protocol.c c_src/table.c c_src/entry.c c_src/queue.c c_src/retain.c \
+            c_src/router.c c_src/session.c c_src/server.c c_src/log.c
+ENGINE_SRC := $(CORE_SRC) c_src/control.c c_src/main.c
+HEADERS := $(wildcard c_src/*.h include/kraken/*.h)
+UNIT_TESTS := test_protocol test_router test_session
+APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
+                erlang-common-test erlang-tools rebar3 libevent-dev libcmocka-dev \
+                python3-pymemcache valgrind
+
+.PHONY: all deps engine erlang run test test-c test-erlang test-blackbox test-ops bench clean
+
+all: engine erlang
+
+# Installs what the build needs when it is missing (Debian; needs root or sudo).
+deps: .deps-ok
+.deps-ok:
+	@missing=0; \
+	for f in /usr/include/event2/event.h /usr/include/cmocka.h $(ERL_INTERFACE)/include/ei.h \
+	         /usr/bin/rebar3 /usr/bin/erlc /usr/lib/python3/dist-packages/pymemcache \
+	         /usr/bin/valgrind; do \
+	  [ -e $$f ] || { echo "missing: $$f"; missing=1; }; \
+	done; \
+	[ -n "$(ERL_INTERFACE)" ] || missing=1; \
+	if [ $$missing = 1 ]; then \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y $(APT_PACKAGES); \
+	fi
+	@touch $@
+
+engine: deps priv/kraken_engine priv/kraken_engine_asan
+
+priv/kraken_engine: $(ENGINE_SRC) $(HEADERS) | deps
+	@mkdir -p priv
+	$(MAKE) --no-print-directory _engine OUT=$@ XFLAGS="$(CFLAGS)"
+
+priv/kraken_engine_asan: $(ENGINE_SRC) $(HEADERS) | deps
+	@mkdir -p priv
+	$(MAKE) --no-print-directory _engine OUT=$@ XFLAGS="$(SAN)"
+
+# ERL_INTERFACE is only known after deps ran, hence the recursive make.
+_engine:
+	$(CC) $(WARN) $(XFLAGS) $(CPPFLAGS_K) -o $(OUT) $(ENGINE_SRC) $(LDLIBS_K)
+
+erlang: deps
+	rebar3 compile
+
+run: all
+	bin/kraken run
+
+# ---- tests ----
+
+build/test/%: test/c/%.c $(CORE_SRC) $(HEADERS) test/c/test_util.h | deps
+	@mkdir -p build/test
+	$(CC) $(WARN) $(SAN) $(CPPFLAGS_K) -o $@ $< $(CORE_SRC) $(LDLIBS_K) -lcmocka
+
+test-c: $(addprefix build/test/,$(UNIT_TESTS))
+	@for t in $^; do echo "== $$t"; $$t || exit 1; done
+
+test-erlang: all
+	rebar3 eunit
+	KRAKEN_ENGINE=$(CURDIR)/priv/kraken_engine_asan rebar3 eunit --module=kraken_blackbox_tests
+
+test-blackbox: all
+	/usr/bin/python3 test/pymemcache_test.py
+
+test: all test-c test-erlang test-blackbox
+	@echo "make test: all suites passed"
+
+bench: all
+	@$(MAKE) --no-print-directory -C bench
+
+clean:
+	rm -rf build priv/kraken_engine priv/kraken_engine_asan _build .deps-ok

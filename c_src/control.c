@@ -1,0 +1,429 @@
+/* control.c - ei-encoded control channel to the Erlang node; see control.h. */
+#include "control.h"
+
+#include <ei.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "server.h"
+#include "session.h"
+
+#define MAX_PACKET (64u << 20)
+
+static struct bufferevent *ch_in, *ch_out;
+static struct server *ch_srv;
+static struct event_base *ch_base;
+static int ch_started;
+
+/* ---- sending ---- */
+
+static void send_x(ei_x_buff *x)
+{
+    unsigned char len[4] = {(unsigned char)(x->index >> 24), (unsigned char)(x->index >> 16),
+                            (unsigned char)(x->index >> 8), (unsigned char)x->index};
+    if (ch_out) {
+        bufferevent_write(ch_out, len, 4);
+        bufferevent_write(ch_out, x->buff, (size_t)x->index);
+    }
+    ei_x_free(x);
+}
+
+/* Blocking send, for the last words before exiting. */
+static void send_x_now(ei_x_buff *x)
+{
+    if (ch_out)
+        bufferevent_flush(ch_out, EV_WRITE, BEV_FLUSH);
+    unsigned char len[4] = {(unsigned char)(x->index >> 24), (unsigned char)(x->index >> 16),
+                            (unsigned char)(x->index >> 8), (unsigned char)x->index};
+    struct evbuffer *pending = ch_out ? bufferevent_get_output(ch_out) : NULL;
+    while (pending && evbuffer_get_length(pending) > 0)
+        if (evbuffer_write(pending, STDOUT_FILENO) < 0)
+            break;
+    ssize_t w = write(STDOUT_FILENO, len, 4);
+    if (w == 4)
+        w = write(STDOUT_FILENO, x->buff, (size_t)x->index);
+    (void)w;
+    ei_x_free(x);
+}
+
+static void log_sink(enum log_level level, const char *msg, size_t len)
+{
+    ei_x_buff x;
+    ei_x_new_with_version(&x);
+    ei_x_encode_tuple_header(&x, 3);
+    ei_x_encode_atom(&x, "log");
+    ei_x_encode_atom(&x, log_level_name(level));
+    ei_x_encode_binary(&x, msg, (long)len);
+    send_x(&x);
+}
+
+/* ---- decoding helpers ---- */
+
+static int decode_int(const char *buf, int *idx, long long *v)
+{
+    return ei_decode_longlong(buf, idx, v);
+}
+
+/* Decodes a binary (or a string) into out (NUL-terminated). */
+static int decode_text(const char *buf, int *idx, char *out, size_t outlen)
+{
+    int type, size;
+    if (ei_get_type(buf, idx, &type, &size) < 0 || (size_t)size >= outlen)
+        return -1;
+    if (type == ERL_BINARY_EXT) {
+        long len;
+        if (ei_decode_binary(buf, idx, out, &len) < 0)
+            return -1;
+        out[len] = 0;
+        return 0;
+    }
+    if (type == ERL_STRING_EXT)
+        return ei_decode_string(buf, idx, out);
+    if (type == ERL_ATOM_EXT || type == ERL_SMALL_ATOM_EXT || type == ERL_ATOM_UTF8_EXT ||
+        type == ERL_SMALL_ATOM_UTF8_EXT)
+        return ei_decode_atom(buf, idx, out);
+    return -1;
+}
+
+static int apply_option(struct engine_config *c, const char *name, const char *buf, int *idx,
+                        char *err, size_t errlen)
+{
+    long long v = 0;
+    char text[MAXATOMLEN_UTF8 + 64];
+    struct {
+        const char *name;
+        long long min, max;
+        void *field;
+        int is_size;
+    } ints[] = {
+        {"tcp_server_port", 0, 65535, &c->port, 2},
+        {"max_tcp_clients", 1, UINT32_MAX, &c->max_clients, 0},
+        {"num_router_shards", 1, 65536, &c->num_shards, 0},
+        {"messages_stored_per_router_shard", 1, 100000000, &c->retain_per_shard, 0},
+        {"router_min_fanout_to_warn", 1, UINT32_MAX, &c->fanout_warn, 0},
+        {"router_min_publish_to_topics_to_warn", 1, UINT32_MAX, &c->topics_warn, 0},
+        {"client_idle_timeout_secs", 1, 100000000, &c->idle_timeout_secs, 0},
+        {"max_request_bytes", 1024, 1LL << 40, &c->max_request_bytes, 1},
+        {"max_client_queue_bytes", 1024, 1LL << 40, &c->max_queue_bytes, 1},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
+        if (strcmp(name, ints[i].name) != 0)
+            continue;
+        if (decode_int(buf, idx, &v) < 0 || v < ints[i].min || v > ints[i].max) {
+            snprintf(err, errlen, "bad value for option %.64s", name);
+            return -1;
+        }
+        if (ints[i].is_size == 1)
+            *(size_t *)ints[i].field = (size_t)v;
+        else if (ints[i].is_size == 2)
+            *(int *)ints[i].field = (int)v;
+        else
+            *(uint32_t *)ints[i].field = (uint32_t)v;
+        return 0;
+    }
+    if (strcmp(name, "listen_ip") == 0) {
+        if (decode_text(buf, idx, c->listen_ip, sizeof c->listen_ip) < 0) {
+            snprintf(err, errlen, "bad value for option listen_ip");
+            return -1;
+        }
+        return 0;
+    }
+    if (strcmp(name, "log_level") == 0) {
+        enum log_level l;
+        if (decode_text(buf, idx, text, sizeof text) < 0 || log_level_parse(text, &l) < 0) {
+            snprintf(err, errlen, "bad value for option log_level");
+            return -1;
+        }
+        log_min_level = l;
+        return 0;
+    }
+    return ei_skip_term(buf, idx); /* options the engine does not use */
+}
+
+static int decode_config(const char *buf, int *idx, struct engine_config *c, char *err,
+                         size_t errlen)
+{
+    int n;
+    engine_config_defaults(c);
+    if (ei_decode_list_header(buf, idx, &n) < 0)
+        goto bad;
+    for (int i = 0; i < n; i++) {
+        int arity;
+        char name[MAXATOMLEN_UTF8];
+        if (ei_decode_tuple_header(buf, idx, &arity) < 0 || arity != 2 ||
+            ei_decode_atom(buf, idx, name) < 0)
+            goto bad;
+        if (apply_option(c, name, buf, idx, err, errlen) < 0)
+            return -1;
+    }
+    if (n > 0 && ei_decode_list_header(buf, idx, &n) < 0)
+        goto bad;
+    return 0;
+bad:
+    snprintf(err, errlen, "malformed configuration term");
+    return -1;
+}
+
+/* ---- requests ---- */
+
+static void encode_dump_queues(ei_x_buff *x)
+{
+    int64_t now = server_now_ms();
+    for (struct session *s = ch_srv->oldest; s; s = s->newer) {
+        ei_x_encode_list_header(x, 1);
+        ei_x_encode_tuple_header(x, 7);
+        ei_x_encode_ulonglong(x, s->sub.id);
+        ei_x_encode_binary(x, s->peer, (long)strlen(s->peer));
+        ei_x_encode_ulong(x, s->sub.subs.count);
+        ei_x_encode_ulong(x, s->sub.queue.count);
+        ei_x_encode_ulonglong(x, s->sub.received);
+        ei_x_encode_longlong(x, (now - s->connected_ms) / 1000);
+        ei_x_encode_longlong(x, s->last_poll_ms < 0 ? -1 : (now - s->last_poll_ms) / 1000);
+    }
+    ei_x_encode_empty_list(x);
+}
+
+static void encode_queue_topics(ei_x_buff *x, unsigned long long id)
+{
+    struct session *s = server_find_session(ch_srv, id);
+    if (!s) {
+        ei_x_encode_atom(x, "not_found");
+        return;
+    }
+    const struct table *t = &s->sub.subs;
+    for (uint32_t i = 0; i < t->cap; i++)
+        if (t->slots[i]) {
+            const struct topic *tp = ((const struct sub *)t->slots[i])->topic;
+            ei_x_encode_list_header(x, 1);
+            ei_x_encode_binary(x, tp->name, tp->len);
+        }
+    ei_x_encode_empty_list(x);
+}
+
+static int cmp_topic_subs(const void *a, const void *b)
+{
+    const struct topic *x = *(const struct topic *const *)a, *y = *(const struct topic *const *)b;
+    if (x->nsubs != y->nsubs)
+        return x->nsubs > y->nsubs ? -1 : 1;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->name, y->name, n);
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+static void encode_dump_topics(ei_x_buff *x)
+{
+    const struct table *t = &ch_srv->router.topics;
+    struct topic **list = malloc((t->count + 1) * sizeof *list);
+    size_t n = 0;
+    for (uint32_t i = 0; list && i < t->cap; i++) {
+        struct topic *tp = t->slots[i];
+        if (tp && tp->nsubs > 0)
+            list[n++] = tp;
+    }
+    if (list)
+        qsort(list, n, sizeof *list, cmp_topic_subs);
+    for (size_t i = 0; i < n; i++) {
+        ei_x_encode_list_header(x, 1);
+        ei_x_encode_tuple_header(x, 3);
+        ei_x_encode_binary(x, list[i]->name, list[i]->len);
+        ei_x_encode_ulong(x, list[i]->shard);
+        ei_x_encode_ulong(x, list[i]->nsubs);
+    }
+    ei_x_encode_empty_list(x);
+    free(list);
+}
+
+static void encode_stats(ei_x_buff *x)
+{
+    /* The same figures as the wire `stats` reply: parse its "STAT name value" lines. */
+    struct evbuffer *out = evbuffer_new();
+    if (!out) {
+        ei_x_encode_empty_list(x);
+        return;
+    }
+    server_write_stats(ch_srv, out);
+    size_t len = evbuffer_get_length(out);
+    char *text = malloc(len + 1);
+    evbuffer_remove(out, text, len);
+    text[len] = 0;
+    for (char *line = strtok(text, "\r\n"); line; line = strtok(NULL, "\r\n")) {
+        char name[64];
+        long long v;
+        if (sscanf(line, "STAT %63s %lld", name, &v) == 2) {
+            ei_x_encode_list_header(x, 1);
+            ei_x_encode_tuple_header(x, 2);
+            ei_x_encode_binary(x, name, (long)strlen(name));
+            ei_x_encode_longlong(x, v);
+        }
+    }
+    ei_x_encode_empty_list(x);
+    free(text);
+    evbuffer_free(out);
+}
+
+static void handle_call(const char *buf, int *idx)
+{
+    long long ref;
+    int arity, type, size;
+    char atom[MAXATOMLEN_UTF8];
+    ei_x_buff x;
+    if (decode_int(buf, idx, &ref) < 0 || ei_get_type(buf, idx, &type, &size) < 0) {
+        klog(LOG_ERROR, "control: malformed call");
+        return;
+    }
+    ei_x_new_with_version(&x);
+    ei_x_encode_tuple_header(&x, 3);
+    ei_x_encode_atom(&x, "reply");
+    ei_x_encode_longlong(&x, ref);
+    if (type == ERL_SMALL_TUPLE_EXT) {
+        long long arg;
+        ei_decode_tuple_header(buf, idx, &arity);
+        if (arity == 2 && ei_decode_atom(buf, idx, atom) == 0) {
+            if (strcmp(atom, "dump_queue_topics") == 0 && decode_int(buf, idx, &arg) == 0) {
+                encode_queue_topics(&x, (unsigned long long)arg);
+                goto done;
+            }
+            enum log_level l;
+            char lv[MAXATOMLEN_UTF8];
+            if (strcmp(atom, "set_log_level") == 0 && decode_text(buf, idx, lv, sizeof lv) == 0 &&
+                log_level_parse(lv, &l) == 0) {
+                log_min_level = l;
+                ei_x_encode_atom(&x, "ok");
+                goto done;
+            }
+        }
+    } else if (ei_decode_atom(buf, idx, atom) == 0) {
+        if (strcmp(atom, "dump_queues") == 0) {
+            encode_dump_queues(&x);
+            goto done;
+        }
+        if (strcmp(atom, "dump_topics") == 0) {
+            encode_dump_topics(&x);
+            goto done;
+        }
+        if (strcmp(atom, "stats") == 0) {
+            encode_stats(&x);
+            goto done;
+        }
+    }
+    ei_x_encode_tuple_header(&x, 2);
+    ei_x_encode_atom(&x, "error");
+    ei_x_encode_atom(&x, "badarg");
+done:
+    send_x(&x);
+}
+
+static void fail(const char *reason)
+{
+    ei_x_buff x;
+    ei_x_new_with_version(&x);
+    ei_x_encode_tuple_header(&x, 2);
+    ei_x_encode_atom(&x, "error");
+    ei_x_encode_binary(&x, reason, (long)strlen(reason));
+    send_x_now(&x);
+    fprintf(stderr, "kraken_engine: %s\n", reason);
+    exit(2);
+}
+
+static void handle_config(const char *buf, int *idx)
+{
+    struct engine_config cfg;
+    char err[256];
+    if (decode_config(buf, idx, &cfg, err, sizeof err) < 0 ||
+        server_start(ch_srv, ch_base, &cfg, err, sizeof err) < 0)
+        fail(err);
+    ch_started = 1;
+    log_set_sink(log_sink);
+    ei_x_buff x;
+    ei_x_new_with_version(&x);
+    ei_x_encode_tuple_header(&x, 2);
+    ei_x_encode_atom(&x, "ready");
+    ei_x_encode_long(&x, ch_srv->port);
+    send_x(&x);
+    klog(LOG_INFO, "engine %d listening on %s port %d (%u shards, %u messages retained per shard)",
+         (int)getpid(), cfg.listen_ip, ch_srv->port, cfg.num_shards, cfg.retain_per_shard);
+}
+
+static void handle_packet(const char *buf)
+{
+    int idx = 0, version, arity;
+    char tag[MAXATOMLEN_UTF8];
+    if (ei_decode_version(buf, &idx, &version) < 0 || ei_decode_tuple_header(buf, &idx, &arity) < 0 ||
+        ei_decode_atom(buf, &idx, tag) < 0) {
+        klog(LOG_ERROR, "control: undecodable packet ignored");
+        return;
+    }
+    if (strcmp(tag, "config") == 0 && arity == 2 && !ch_started)
+        handle_config(buf, &idx);
+    else if (strcmp(tag, "call") == 0 && arity == 3 && ch_started)
+        handle_call(buf, &idx);
+    else
+        klog(LOG_ERROR, "control: unexpected packet %s/%d ignored", tag, arity);
+}
+
+static void in_read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    for (;;) {
+        unsigned char hdr[4];
+        if (evbuffer_copyout(in, hdr, 4) < 4)
+            return;
+        uint32_t len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
+        if (len > MAX_PACKET) {
+            fprintf(stderr, "kraken_engine: control packet of %u bytes, giving up\n", len);
+            exit(3);
+        }
+        if (evbuffer_get_length(in) < 4 + (size_t)len)
+            return;
+        const char *p = (const char *)evbuffer_pullup(in, 4 + (ev_ssize_t)len);
+        handle_packet(p + 4);
+        evbuffer_drain(in, 4 + len);
+    }
+}
+
+static void in_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    (void)bev;
+    (void)arg;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        /* The Erlang side is gone: nobody supervises us any more. */
+        log_set_sink(NULL);
+        event_base_loopexit(ch_base, NULL);
+    }
+}
+
+int control_start(struct event_base *base, struct server *srv)
+{
+    ch_base = base;
+    ch_srv = srv;
+    if (ei_init() != 0)
+        return -1;
+    evutil_make_socket_nonblocking(STDIN_FILENO);
+    evutil_make_socket_nonblocking(STDOUT_FILENO);
+    ch_in = bufferevent_socket_new(base, STDIN_FILENO, 0);
+    ch_out = bufferevent_socket_new(base, STDOUT_FILENO, 0);
+    if (!ch_in || !ch_out)
+        return -1;
+    bufferevent_setcb(ch_in, in_read_cb, NULL, in_event_cb, NULL);
+    bufferevent_enable(ch_in, EV_READ);
+    bufferevent_enable(ch_out, EV_WRITE);
+    return 0;
+}
+
+void control_stop(void)
+{
+    log_set_sink(NULL);
+    if (ch_in)
+        bufferevent_free(ch_in);
+    if (ch_out)
+        bufferevent_free(ch_out);
+    ch_in = ch_out = NULL;
+}

@@ -1,0 +1,53 @@
+/* entry.h - a published entry: one payload shared by every queue it reaches.
+ *
+ * An entry is allocated once per published `MESSAGE` and referenced (refcnt)
+ * from each subscriber queue it was routed to, from each retention ring that
+ * keeps it, and from output buffers that send it without copying.  Its
+ * memory is one block:
+ *
+ *   struct entry | topics[ntopics] | "MESSAGE t1 t2 ... <len>\r\n" | payload | "\r\n"
+ *
+ * so the usual delivery (the subscriber holds every topic of the entry) is one
+ * contiguous byte range, `wire`, that goes to the socket as it is.  An entry
+ * holds a reference on each of its topics (router.h), so topic names outlive
+ * their last subscriber while an entry still needs them. */
+#ifndef KRAKEN_ENTRY_H
+#define KRAKEN_ENTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct topic;
+struct router;
+
+struct entry {
+    uint32_t refcnt;
+    uint32_t ntopics;
+    uint64_t seq;         /* global publish order, from 1 */
+    int64_t time;         /* Unix seconds at publish */
+    uint64_t publisher;   /* subscriber id of the publishing connection */
+    uint64_t mark;        /* scratch epoch (router.c: dedupe during retro scans) */
+    struct router *router;
+    size_t hdr_len;       /* length of the "MESSAGE ...\r\n" line */
+    size_t payload_len;
+    char *wire;           /* hdr_len + payload_len + 2 bytes */
+    struct topic *topics[];
+};
+
+static inline size_t entry_wire_len(const struct entry *e)
+{
+    return e->hdr_len + e->payload_len + 2;
+}
+
+static inline const char *entry_payload(const struct entry *e)
+{
+    return e->wire + e->hdr_len;
+}
+
+/* Builds an entry with refcnt 1, taking a reference on each topic. */
+struct entry *entry_new(struct router *r, struct topic *const *topics, uint32_t ntopics,
+                        const char *payload, size_t len);
+static inline void entry_ref(struct entry *e) { e->refcnt++; }
+void entry_unref(struct entry *e);
+
+#endif

@@ -1,0 +1,198 @@
+/* queue.c - per-client queues of shared entries; see queue.h. */
+#include "queue.h"
+
+#include <event2/buffer.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "entry.h"
+#include "kraken/protocol.h"
+#include "router.h"
+
+void queue_init(struct queue *q)
+{
+    memset(q, 0, sizeof *q);
+}
+
+static void item_release(struct qitem *it)
+{
+    if (it->e->ntopics > QUEUE_MASK_TOPICS && it->m.mask != QUEUE_ALL)
+        free(it->m.list);
+    entry_unref(it->e);
+}
+
+void queue_clear(struct queue *q)
+{
+    for (uint32_t i = 0; i < q->count; i++)
+        item_release(&q->items[(q->head + i) & (q->cap - 1)]);
+    free(q->items);
+    queue_init(q);
+}
+
+static int grow(struct queue *q)
+{
+    uint32_t cap = q->cap ? q->cap * 2 : 8;
+    struct qitem *items = malloc(cap * sizeof *items);
+    if (!items)
+        return -1;
+    for (uint32_t i = 0; i < q->count; i++)
+        items[i] = q->items[(q->head + i) & (q->cap - 1)];
+    free(q->items);
+    q->items = items;
+    q->cap = cap;
+    q->head = 0;
+    return 0;
+}
+
+struct qitem *queue_push(struct queue *q, struct entry *e)
+{
+    if (q->count == q->cap && grow(q) < 0)
+        return NULL;
+    struct qitem *it = &q->items[(q->head + q->count) & (q->cap - 1)];
+    q->count++;
+    it->e = e;
+    it->m.mask = 0;
+    if (e->ntopics > QUEUE_MASK_TOPICS)
+        it->m.list = NULL;
+    entry_ref(e);
+    return it;
+}
+
+int qitem_add_topic(struct qitem *it, uint32_t i)
+{
+    if (it->e->ntopics <= QUEUE_MASK_TOPICS) {
+        it->m.mask |= 1ULL << i;
+        return 0;
+    }
+    uint32_t *l = it->m.list;
+    if (!l || l[0] == l[1]) {
+        uint32_t cap = l ? l[1] * 2 : 8;
+        uint32_t *n = realloc(l, (2 + (size_t)cap) * sizeof *n);
+        if (!n)
+            return -1;
+        if (!l)
+            n[0] = 0;
+        n[1] = cap;
+        it->m.list = l = n;
+    }
+    l[2 + l[0]++] = i;
+    return 0;
+}
+
+static uint32_t item_count(const struct qitem *it)
+{
+    if (it->m.mask == QUEUE_ALL)
+        return it->e->ntopics;
+    if (it->e->ntopics <= QUEUE_MASK_TOPICS)
+        return (uint32_t)__builtin_popcountll(it->m.mask);
+    return it->m.list ? it->m.list[0] : 0;
+}
+
+/* Index of the k-th held topic (k < item_count). */
+static uint32_t item_topic(const struct qitem *it, uint64_t *mask_iter, uint32_t k)
+{
+    if (it->e->ntopics <= QUEUE_MASK_TOPICS) {
+        uint32_t i = (uint32_t)__builtin_ctzll(*mask_iter);
+        *mask_iter &= *mask_iter - 1;
+        return i;
+    }
+    return it->m.list[2 + k];
+}
+
+void queue_commit_tail(struct queue *q)
+{
+    struct qitem *it = queue_tail(q);
+    if (item_count(it) == it->e->ntopics) {
+        if (it->e->ntopics > QUEUE_MASK_TOPICS)
+            free(it->m.list);
+        it->m.mask = QUEUE_ALL;
+    }
+    q->bytes += qitem_size(it);
+}
+
+size_t qitem_size(const struct qitem *it)
+{
+    const struct entry *e = it->e;
+    if (it->m.mask == QUEUE_ALL)
+        return entry_wire_len(e);
+    size_t n = sizeof "MESSAGE " - 1 + proto_digits(e->payload_len) + 2 + e->payload_len + 2;
+    uint64_t iter = it->m.mask;
+    uint32_t c = item_count(it);
+    for (uint32_t k = 0; k < c; k++)
+        n += e->topics[item_topic(it, &iter, k)]->len + 1;
+    return n;
+}
+
+static void release_ref(const void *data, size_t len, void *arg)
+{
+    (void)data;
+    (void)len;
+    entry_unref(arg);
+}
+
+static int write_item(struct evbuffer *out, const struct qitem *it, size_t copy_limit)
+{
+    struct entry *e = it->e;
+    const char *tail = entry_payload(e);
+    size_t tail_len = e->payload_len + 2;
+    if (it->m.mask == QUEUE_ALL) {
+        tail = e->wire;
+        tail_len += e->hdr_len;
+    } else {
+        char num[24];
+        uint64_t iter = it->m.mask;
+        uint32_t c = item_count(it);
+        if (evbuffer_add(out, "MESSAGE", 7) < 0)
+            return -1;
+        for (uint32_t k = 0; k < c; k++) {
+            const struct topic *t = e->topics[item_topic(it, &iter, k)];
+            if (evbuffer_add(out, " ", 1) < 0 || evbuffer_add(out, t->name, t->len) < 0)
+                return -1;
+        }
+        num[0] = ' ';
+        size_t n = 1 + proto_fmt_u64(num + 1, e->payload_len);
+        num[n++] = '\r';
+        num[n++] = '\n';
+        if (evbuffer_add(out, num, n) < 0)
+            return -1;
+    }
+    if (tail_len > copy_limit) {
+        entry_ref(e);
+        if (evbuffer_add_reference(out, tail, tail_len, release_ref, e) < 0) {
+            entry_unref(e);
+            return -1;
+        }
+        return 0;
+    }
+    return evbuffer_add(out, tail, tail_len);
+}
+
+long queue_write(struct queue *q, struct evbuffer *out, size_t copy_limit)
+{
+    if (q->count == 0)
+        return evbuffer_add(out, PROTO_END, sizeof PROTO_END - 1) < 0 ? -1 : 0;
+    char line[48];
+    size_t n = proto_fmt_value_line(line, q->bytes - 2);
+    size_t reserve = q->bytes < (1u << 20) ? q->bytes : (1u << 20);
+    if (evbuffer_expand(out, n + reserve + 5) < 0 || evbuffer_add(out, line, n) < 0)
+        return -1;
+    long written = q->count;
+    for (uint32_t i = 0; i < q->count; i++) {
+        struct qitem *it = &q->items[(q->head + i) & (q->cap - 1)];
+        if (write_item(out, it, copy_limit) < 0)
+            return -1;
+    }
+    if (evbuffer_add(out, PROTO_END, sizeof PROTO_END - 1) < 0)
+        return -1;
+    for (uint32_t i = 0; i < q->count; i++)
+        item_release(&q->items[(q->head + i) & (q->cap - 1)]);
+    q->head = 0;
+    q->count = 0;
+    q->bytes = 0;
+    if (q->cap > 64) { /* give back memory a burst needed */
+        free(q->items);
+        q->items = NULL;
+        q->cap = 0;
+    }
+    return written;
+}

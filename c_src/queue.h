@@ -1,0 +1,63 @@
+/* queue.h - a client's queue of undelivered entries.
+ *
+ * A queue is a ring of (entry, which-topics) items; `get messages` serialises
+ * the whole ring and empties it.  Items only point at shared entries
+ * (entry.h), so queuing a delivery allocates nothing but, now and then, a
+ * bigger ring.
+ *
+ * Which topics of the entry this subscriber holds (they are listed on its
+ * MESSAGE line, in the publisher's order):
+ *   - QUEUE_ALL: every topic; the entry's prebuilt wire bytes are sent as is;
+ *   - entries of at most 64 topics: a bit mask, bit i for topic i;
+ *   - larger entries: `list`, a malloc'd uint32_t array
+ *     {count, capacity, index...} in ascending index order.
+ * `bytes` is the exact size of the serialised items, kept up to date so the
+ * VALUE line can be written first and the per-client bound checked cheaply. */
+#ifndef KRAKEN_QUEUE_H
+#define KRAKEN_QUEUE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct entry;
+struct evbuffer;
+
+#define QUEUE_ALL UINT64_MAX
+#define QUEUE_MASK_TOPICS 64
+
+struct qitem {
+    struct entry *e;
+    union {
+        uint64_t mask;
+        uint32_t *list;
+    } m;
+};
+
+struct queue {
+    struct qitem *items;
+    uint32_t head, count, cap;
+    size_t bytes;        /* serialised size of all items */
+};
+
+void queue_init(struct queue *q);
+/* Drops every item (releasing entries) and frees the ring. */
+void queue_clear(struct queue *q);
+/* Appends an item for e holding no topic yet (takes a reference on e).
+ * Returns the item, or NULL on allocation failure. */
+struct qitem *queue_push(struct queue *q, struct entry *e);
+static inline struct qitem *queue_tail(struct queue *q)
+{
+    return &q->items[(q->head + q->count - 1) & (q->cap - 1)];
+}
+/* Marks topic index i of the item's entry as held.  Returns -1 on allocation failure. */
+int qitem_add_topic(struct qitem *it, uint32_t i);
+/* Normalises a complete item (all topics held -> QUEUE_ALL) and adds its size to q->bytes. */
+void queue_commit_tail(struct queue *q);
+/* Serialised size of one item. */
+size_t qitem_size(const struct qitem *it);
+/* Writes the `get messages` reply for the whole queue into out and empties it.
+ * Entries bigger than copy_limit are added by reference, not copied.
+ * Returns the number of entries written, or -1 on allocation failure. */
+long queue_write(struct queue *q, struct evbuffer *out, size_t copy_limit);
+
+#endif

@@ -1,0 +1,67 @@
+/* retain.c - per-shard retention rings; see retain.h. */
+#include "retain.h"
+
+#include <stdlib.h>
+
+#include "entry.h"
+
+int retain_init(struct retain *r, uint32_t cap)
+{
+    r->ring = calloc(cap, sizeof *r->ring);
+    r->cap = cap;
+    r->head = r->count = 0;
+    r->dropped_seq = 0;
+    r->dropped_time = INT64_MIN;
+    return r->ring ? 0 : -1;
+}
+
+void retain_free(struct retain *r)
+{
+    for (uint32_t i = 0; i < r->count; i++)
+        entry_unref(retain_at(r, i));
+    free(r->ring);
+    r->ring = NULL;
+    r->count = 0;
+}
+
+void retain_push(struct retain *r, struct entry *e)
+{
+    entry_ref(e);
+    if (r->count == r->cap) {
+        struct entry *old = r->ring[r->head];
+        r->dropped_seq = old->seq;
+        r->dropped_time = old->time;
+        r->ring[r->head] = e;
+        r->head = (r->head + 1) % r->cap;
+        entry_unref(old);
+        return;
+    }
+    r->ring[(r->head + r->count) % r->cap] = e;
+    r->count++;
+}
+
+uint32_t retain_first_after_seq(const struct retain *r, uint64_t seq)
+{
+    uint32_t lo = 0, hi = r->count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (retain_at(r, mid)->seq > seq)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}
+
+uint32_t retain_first_after_time(const struct retain *r, int64_t t)
+{
+    uint32_t lo = 0, hi = r->count;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (retain_at(r, mid)->time > t)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    return lo;
+}

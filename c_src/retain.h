@@ -1,0 +1,36 @@
+/* retain.h - a router shard's retention ring, for retroactive subscription.
+ *
+ * Each shard keeps the last `cap` entries published to any of its topics, in
+ * publish order (entries are appended with increasing seq and non-decreasing
+ * time, so the ring is sorted by both and can be binary-searched).  When the
+ * ring is full the oldest entry is dropped, and the ring remembers the newest
+ * seq and time it has dropped: a horizon older than those is "too old" (the
+ * client may have missed something) and retro_subscribe answers NOT_FOUND. */
+#ifndef KRAKEN_RETAIN_H
+#define KRAKEN_RETAIN_H
+
+#include <stdint.h>
+
+struct entry;
+
+struct retain {
+    struct entry **ring;
+    uint32_t cap, head, count;
+    uint64_t dropped_seq;   /* newest seq dropped, 0 if none */
+    int64_t dropped_time;   /* its time, INT64_MIN if none */
+};
+
+int retain_init(struct retain *r, uint32_t cap);
+void retain_free(struct retain *r);
+/* Appends e (taking a reference); releases the entry it evicts, if any. */
+void retain_push(struct retain *r, struct entry *e);
+static inline struct entry *retain_at(const struct retain *r, uint32_t i)
+{
+    return r->ring[(r->head + i) % r->cap];
+}
+/* Index of the first retained entry with seq > seq (count if none). */
+uint32_t retain_first_after_seq(const struct retain *r, uint64_t seq);
+/* Index of the first retained entry with time > t (count if none). */
+uint32_t retain_first_after_time(const struct retain *r, int64_t t);
+
+#endif

@@ -1,0 +1,397 @@
+/* router.c - topic index, subscriptions, routing and retention; see router.h. */
+#include "router.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "entry.h"
+
+struct name_key {
+    const char *p;
+    size_t len;
+};
+
+static uint64_t topic_hash(const void *item)
+{
+    return ((const struct topic *)item)->hash;
+}
+
+static int topic_eq(const void *item, const void *key)
+{
+    const struct topic *t = item;
+    const struct name_key *k = key;
+    return t->len == k->len && memcmp(t->name, k->p, k->len) == 0;
+}
+
+static uint64_t sub_hash(const void *item)
+{
+    return table_hash_ptr(((const struct sub *)item)->topic);
+}
+
+static int sub_eq(const void *item, const void *key)
+{
+    return ((const struct sub *)item)->topic == key;
+}
+
+/* Grows a scratch array to hold n elements of size sz. */
+static int reserve(void **arr, size_t *cap, size_t n, size_t sz)
+{
+    if (n <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : 16;
+    while (c < n)
+        c *= 2;
+    void *p = realloc(*arr, c * sz);
+    if (!p)
+        return -1;
+    *arr = p;
+    *cap = c;
+    return 0;
+}
+
+int router_init(struct router *r, const struct router_config *cfg, int64_t now)
+{
+    memset(r, 0, sizeof *r);
+    r->cfg = *cfg;
+    table_init(&r->topics, topic_hash);
+    r->start_time = now;
+    r->last_time = now;
+    r->shards = calloc(cfg->num_shards, sizeof *r->shards);
+    if (!r->shards)
+        return -1;
+    for (uint32_t i = 0; i < cfg->num_shards; i++)
+        if (retain_init(&r->shards[i], cfg->retain_per_shard) < 0)
+            return -1;
+    return 0;
+}
+
+static void topic_free(struct router *r, struct topic *t)
+{
+    table_remove(&r->topics, t);
+    free(t->slots);
+    free(t);
+}
+
+static void topic_maybe_free(struct router *r, struct topic *t)
+{
+    if (t->nsubs == 0 && t->refs == 0)
+        topic_free(r, t);
+}
+
+void router_free(struct router *r)
+{
+    for (uint32_t i = 0; i < r->cfg.num_shards && r->shards; i++)
+        retain_free(&r->shards[i]);
+    free(r->shards);
+    /* Whatever is left has no subscribers (callers removed them) nor entries. */
+    for (uint32_t i = 0; i < r->topics.cap; i++)
+        if (r->topics.slots && r->topics.slots[i]) {
+            struct topic *t = r->topics.slots[i];
+            free(t->slots);
+            free(t);
+        }
+    table_free(&r->topics);
+    free(r->tmp_topics);
+    free(r->touched);
+    free(r->tmp_entries);
+}
+
+void topic_ref(struct topic *t)
+{
+    t->refs++;
+}
+
+void router_topic_unref(struct router *r, struct topic *t)
+{
+    t->refs--;
+    topic_maybe_free(r, t);
+}
+
+struct topic *router_find_topic(const struct router *r, const char *name, size_t len)
+{
+    struct name_key k = {name, len};
+    return table_find(&r->topics, table_hash_bytes(name, len), topic_eq, &k);
+}
+
+static struct topic *intern(struct router *r, const char *name, size_t len)
+{
+    struct name_key k = {name, len};
+    uint64_t h = table_hash_bytes(name, len);
+    struct topic *t = table_find(&r->topics, h, topic_eq, &k);
+    if (t)
+        return t;
+    t = malloc(sizeof *t + len);
+    if (!t)
+        return NULL;
+    memset(t, 0, sizeof *t);
+    t->hash = h;
+    t->len = (uint32_t)len;
+    t->shard = (uint32_t)((h >> 32) % r->cfg.num_shards);
+    memcpy(t->name, name, len);
+    if (table_add(&r->topics, t) < 0) {
+        free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void subscriber_init(struct subscriber *s, uint64_t id)
+{
+    memset(s, 0, sizeof *s);
+    s->id = id;
+    table_init(&s->subs, sub_hash);
+    queue_init(&s->queue);
+}
+
+static struct sub *find_sub(const struct subscriber *s, const struct topic *t)
+{
+    return table_find(&s->subs, table_hash_ptr(t), sub_eq, t);
+}
+
+static int subscribe_topic(struct router *r, struct subscriber *s, struct topic *t)
+{
+    if (find_sub(s, t))
+        return 0;
+    if (t->nsubs == t->cap) {
+        uint32_t cap = t->cap ? t->cap * 2 : 2;
+        struct topic_slot *slots = realloc(t->slots, cap * sizeof *slots);
+        if (!slots)
+            return -1;
+        t->slots = slots;
+        t->cap = cap;
+    }
+    struct sub *sub = malloc(sizeof *sub);
+    if (!sub)
+        return -1;
+    sub->topic = t;
+    sub->slot = t->nsubs;
+    if (table_add(&s->subs, sub) < 0) {
+        free(sub);
+        return -1;
+    }
+    t->slots[t->nsubs].s = s;
+    t->slots[t->nsubs].sub = sub;
+    t->nsubs++;
+    r->stats.subscriptions++;
+    return 1;
+}
+
+int router_subscribe(struct router *r, struct subscriber *s, const char *name, size_t len)
+{
+    struct topic *t = intern(r, name, len);
+    if (!t)
+        return -1;
+    int rc = subscribe_topic(r, s, t);
+    if (rc < 0)
+        topic_maybe_free(r, t);
+    return rc;
+}
+
+/* Removes sub from its topic (swap-remove) and frees it; the caller removes it from s->subs. */
+static void drop_sub(struct router *r, struct sub *sub)
+{
+    struct topic *t = sub->topic;
+    uint32_t last = --t->nsubs;
+    if (sub->slot != last) {
+        t->slots[sub->slot] = t->slots[last];
+        t->slots[sub->slot].sub->slot = sub->slot;
+    }
+    if (t->nsubs == 0 || t->nsubs * 4 < t->cap) {
+        uint32_t cap = t->nsubs ? t->cap / 2 : 0;
+        if (cap == 0) {
+            free(t->slots);
+            t->slots = NULL;
+            t->cap = 0;
+        } else {
+            struct topic_slot *slots = realloc(t->slots, cap * sizeof *slots);
+            if (slots) {
+                t->slots = slots;
+                t->cap = cap;
+            }
+        }
+    }
+    free(sub);
+    r->stats.subscriptions--;
+    topic_maybe_free(r, t);
+}
+
+int router_unsubscribe(struct router *r, struct subscriber *s, const char *name, size_t len)
+{
+    struct topic *t = router_find_topic(r, name, len);
+    struct sub *sub = t ? find_sub(s, t) : NULL;
+    if (!sub)
+        return 0;
+    table_remove(&s->subs, sub);
+    drop_sub(r, sub);
+    return 1;
+}
+
+void router_remove_subscriber(struct router *r, struct subscriber *s)
+{
+    for (uint32_t i = 0; i < s->subs.cap; i++)
+        if (s->subs.slots[i])
+            drop_sub(r, s->subs.slots[i]);
+    table_free(&s->subs);
+    queue_clear(&s->queue);
+}
+
+/* Finishes the queue item of the entry just routed to s and enforces the bound. */
+static void commit(struct router *r, struct subscriber *s)
+{
+    queue_commit_tail(&s->queue);
+    s->received++;
+    r->stats.deliveries++;
+    if (s->queue.bytes > r->cfg.max_queue_bytes && !s->overflowed) {
+        s->overflowed = true;
+        if (r->cfg.overflow)
+            r->cfg.overflow(s, r->cfg.overflow_arg);
+    }
+}
+
+/* Interns and dedupes topics into r->tmp_topics; returns the count or -1. */
+static long intern_all(struct router *r, const struct proto_slice *topics, uint32_t n)
+{
+    if (reserve((void **)&r->tmp_topics, &r->tmp_topics_cap, n, sizeof(struct topic *)) < 0)
+        return -1;
+    uint64_t epoch = ++r->epoch;
+    long k = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        struct topic *t = intern(r, topics[i].p, topics[i].len);
+        if (!t) {
+            for (long j = 0; j < k; j++)
+                topic_maybe_free(r, r->tmp_topics[j]);
+            return -1;
+        }
+        if (t->mark == epoch)
+            continue;
+        t->mark = epoch;
+        r->tmp_topics[k++] = t;
+    }
+    return k;
+}
+
+int router_publish(struct router *r, struct subscriber *publisher,
+                   const struct proto_slice *topics, uint32_t ntopics,
+                   const char *payload, size_t len, int64_t now, uint32_t *fanout)
+{
+    *fanout = 0;
+    long n = intern_all(r, topics, ntopics);
+    if (n <= 0)
+        return n < 0 ? -1 : 0;
+    struct entry *e = entry_new(r, r->tmp_topics, (uint32_t)n, payload, len);
+    if (!e) {
+        for (long j = 0; j < n; j++)
+            topic_maybe_free(r, r->tmp_topics[j]);
+        return -1;
+    }
+    e->seq = ++r->seq;
+    if (now > r->last_time)
+        r->last_time = now;
+    e->time = r->last_time;
+    e->publisher = publisher ? publisher->id : 0;
+    r->stats.published++;
+
+    size_t touched = 0;
+    for (uint32_t i = 0; i < e->ntopics; i++) {
+        struct topic *t = e->topics[i];
+        for (uint32_t j = 0; j < t->nsubs; j++) {
+            struct subscriber *s = t->slots[j].s;
+            if (s == publisher || s->overflowed)
+                continue;
+            if (s->route_mark != e->seq) {
+                if (reserve((void **)&r->touched, &r->touched_cap, touched + 1,
+                            sizeof *r->touched) < 0 ||
+                    !queue_push(&s->queue, e))
+                    continue; /* out of memory: this subscriber misses it (logged by caller) */
+                s->route_mark = e->seq;
+                r->touched[touched++] = s;
+            }
+            (void)qitem_add_topic(queue_tail(&s->queue), i);
+        }
+    }
+    for (size_t k = 0; k < touched; k++)
+        commit(r, r->touched[k]);
+    *fanout = (uint32_t)touched;
+
+    /* Retain in each distinct shard of the entry's topics. */
+    for (uint32_t i = 0; i < e->ntopics; i++) {
+        struct retain *sh = &r->shards[e->topics[i]->shard];
+        if (sh->count && retain_at(sh, sh->count - 1) == e)
+            continue; /* this shard already took it */
+        retain_push(sh, e);
+    }
+    entry_unref(e);
+    return 0;
+}
+
+static int cmp_seq(const void *a, const void *b)
+{
+    uint64_t x = (*(struct entry *const *)a)->seq, y = (*(struct entry *const *)b)->seq;
+    return x < y ? -1 : x > y;
+}
+
+/* Queues e for s listing the entry's topics that s holds. */
+static int enqueue_held(struct router *r, struct subscriber *s, struct entry *e)
+{
+    struct qitem *it = queue_push(&s->queue, e);
+    if (!it)
+        return -1;
+    for (uint32_t i = 0; i < e->ntopics; i++)
+        if (find_sub(s, e->topics[i]))
+            (void)qitem_add_topic(it, i);
+    commit(r, s);
+    return 0;
+}
+
+int router_retro_subscribe(struct router *r, struct subscriber *s,
+                           const struct proto_slice *topics, uint32_t ntopics,
+                           enum router_horizon kind, int64_t h)
+{
+    long n = intern_all(r, topics, ntopics);
+    if (n < 0)
+        return -1;
+    uint64_t tmark = r->epoch; /* intern_all marked the requested topics with it */
+    bool too_old = kind == ROUTER_BY_TIME && h < r->start_time;
+    for (long i = 0; i < n; i++) {
+        struct topic *t = r->tmp_topics[i];
+        if (subscribe_topic(r, s, t) < 0) {
+            for (long j = i; j < n; j++)
+                topic_maybe_free(r, r->tmp_topics[j]);
+            return -1;
+        }
+        const struct retain *sh = &r->shards[t->shard];
+        if (kind == ROUTER_BY_SEQ ? sh->dropped_seq > (uint64_t)h : sh->dropped_time > h)
+            too_old = true;
+    }
+    if (too_old)
+        return 0;
+
+    /* Collect matching entries from each shard involved (each shard once, each entry once). */
+    uint64_t emark = ++r->epoch;
+    size_t found = 0;
+    for (long i = 0; i < n; i++) {
+        struct retain *sh = &r->shards[r->tmp_topics[i]->shard];
+        uint32_t k = kind == ROUTER_BY_SEQ ? retain_first_after_seq(sh, (uint64_t)h)
+                                           : retain_first_after_time(sh, h);
+        for (; k < sh->count; k++) {
+            struct entry *e = retain_at(sh, k);
+            if (e->mark == emark)
+                continue; /* already examined through another shard */
+            e->mark = emark;
+            bool match = false;
+            for (uint32_t j = 0; j < e->ntopics && !match; j++)
+                match = e->topics[j]->mark == tmark;
+            if (!match || e->publisher == s->id)
+                continue;
+            if (reserve((void **)&r->tmp_entries, &r->tmp_entries_cap, found + 1,
+                        sizeof *r->tmp_entries) < 0)
+                return -1;
+            r->tmp_entries[found++] = e;
+        }
+    }
+    qsort(r->tmp_entries, found, sizeof *r->tmp_entries, cmp_seq);
+    for (size_t i = 0; i < found && !s->overflowed; i++)
+        if (enqueue_held(r, s, r->tmp_entries[i]) < 0)
+            return -1;
+    return 1;
+}

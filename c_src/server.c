@@ -1,0 +1,372 @@
+/* server.c - libevent loop, listener and connections; see server.h.
+ *
+ * Connection life cycle:
+ *   accept -> (over max_tcp_clients? SERVER_ERROR and close) -> session
+ *   read   -> session_process() -> replies in the bufferevent's output
+ *   paused -> output above SESSION_OUTPUT_HIGH: stop reading until it drains
+ *   closing-> reply flushed, then freed (or freed at once on EOF / error)
+ *   doomed -> freed from the reaper event (queue overflow, decided while
+ *             another session was routing, when freeing at once is unsafe)
+ * Sessions sit in a list ordered by last request; a timer closes the ones idle
+ * longer than client_idle_timeout_secs, oldest first. */
+#include "server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "session.h"
+
+void engine_config_defaults(struct engine_config *c)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->listen_ip, sizeof c->listen_ip, "0.0.0.0");
+    c->port = 12355;
+    c->max_clients = 1000;
+    c->num_shards = 4;
+    c->retain_per_shard = 10000;
+    c->fanout_warn = 1000;
+    c->topics_warn = 1000;
+    c->idle_timeout_secs = 3600;
+    c->max_request_bytes = 16u << 20;
+    c->max_queue_bytes = 32u << 20;
+}
+
+int64_t server_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- the list of sessions ordered by last request ---- */
+
+static void list_unlink(struct server *srv, struct session *s)
+{
+    if (s->older)
+        s->older->newer = s->newer;
+    else
+        srv->oldest = s->newer;
+    if (s->newer)
+        s->newer->older = s->older;
+    else
+        srv->newest = s->older;
+    s->older = s->newer = NULL;
+}
+
+static void list_append(struct server *srv, struct session *s)
+{
+    s->older = srv->newest;
+    s->newer = NULL;
+    if (srv->newest)
+        srv->newest->newer = s;
+    else
+        srv->oldest = s;
+    srv->newest = s;
+}
+
+struct session *server_find_session(struct server *srv, uint64_t id)
+{
+    for (struct session *s = srv->oldest; s; s = s->newer)
+        if (s->sub.id == id)
+            return s;
+    return NULL;
+}
+
+/* ---- connections ---- */
+
+static void session_free(struct session *s)
+{
+    struct server *srv = s->srv;
+    if (s->doomed) {
+        struct session **p = &srv->doomed;
+        while (*p != s)
+            p = &(*p)->next_doomed;
+        *p = s->next_doomed;
+    }
+    list_unlink(srv, s);
+    if (s->bev)
+        bufferevent_free(s->bev);
+    session_release(s);
+    srv->nclients--;
+    free(s);
+    if (srv->listener && srv->accept_timer && !evtimer_pending(srv->accept_timer, NULL))
+        evconnlistener_enable(srv->listener);
+}
+
+static void run_session(struct session *s)
+{
+    struct evbuffer *in = bufferevent_get_input(s->bev);
+    struct evbuffer *out = bufferevent_get_output(s->bev);
+    int64_t before = s->last_request_ms;
+    enum session_status st = session_process(s, in, out);
+    if (s->last_request_ms != before && s != s->srv->newest) {
+        list_unlink(s->srv, s);
+        list_append(s->srv, s);
+    }
+    if (st == SESSION_OK) {
+        bufferevent_enable(s->bev, EV_READ);
+    } else {
+        /* Paused or closing: read nothing more until the output drains. */
+        bufferevent_disable(s->bev, EV_READ);
+        if (st == SESSION_CLOSE)
+            s->closing = true;
+    }
+    if (s->closing && evbuffer_get_length(out) == 0)
+        session_free(s);
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    run_session(arg);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct session *s = arg;
+    (void)bev;
+    if (s->closing)
+        session_free(s);
+    else if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0 ||
+             !(bufferevent_get_enabled(s->bev) & EV_READ))
+        run_session(s); /* resume after a pause */
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct session *s = arg;
+    (void)bev;
+    if (what & BEV_EVENT_ERROR)
+        klog(LOG_DEBUG, "client %" PRIu64 " (%s): socket error: %s", s->sub.id, s->peer,
+             strerror(errno));
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+        klog(LOG_DEBUG, "client %" PRIu64 " (%s) disconnected", s->sub.id, s->peer);
+        session_free(s);
+    }
+}
+
+static void format_peer(const struct sockaddr *sa, char *buf, size_t len)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    int port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        port = ntohs(in->sin_port);
+        snprintf(buf, len, "%s:%d", host, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        port = ntohs(in6->sin6_port);
+        snprintf(buf, len, "[%s]:%d", host, port);
+    } else {
+        snprintf(buf, len, "unknown");
+    }
+}
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    struct server *srv = arg;
+    (void)l;
+    (void)salen;
+    if (srv->nclients >= srv->cfg.max_clients) {
+        /* Best effort: the socket is fresh, so this small write fits its buffer. */
+        ssize_t w = send(fd, PROTO_TOO_MANY_CLIENTS, sizeof PROTO_TOO_MANY_CLIENTS - 1,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        (void)w;
+        evutil_closesocket(fd);
+        srv->stats.rejected_connections++;
+        klog(LOG_WARNING, "connection refused: max_tcp_clients (%u) reached",
+             srv->cfg.max_clients);
+        return;
+    }
+    struct session *s = malloc(sizeof *s);
+    struct bufferevent *bev =
+        s ? bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
+    if (!bev) {
+        free(s);
+        evutil_closesocket(fd);
+        klog(LOG_ERROR, "out of memory accepting a connection");
+        return;
+    }
+    char peer[64];
+    format_peer(sa, peer, sizeof peer);
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    session_init(s, srv, ++srv->next_id, peer, server_now_ms());
+    s->bev = bev;
+    srv->nclients++;
+    srv->stats.total_connections++;
+    list_append(srv, s);
+    bufferevent_setcb(bev, read_cb, write_cb, event_cb, s);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    klog(LOG_DEBUG, "client %" PRIu64 " connected from %s", s->sub.id, peer);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    struct server *srv = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        /* Out of descriptors: stop accepting for a while instead of spinning. */
+        klog(LOG_WARNING, "accept: %s; pausing accepts (%u clients connected)",
+             evutil_socket_error_to_string(err), srv->nclients);
+        evconnlistener_disable(l);
+        struct timeval tv = {0, 200000};
+        evtimer_add(srv->accept_timer, &tv);
+    } else {
+        klog(LOG_WARNING, "accept: %s", evutil_socket_error_to_string(err));
+    }
+}
+
+static void accept_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *srv = arg;
+    (void)fd;
+    (void)what;
+    evconnlistener_enable(srv->listener);
+}
+
+static void sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *srv = arg;
+    (void)fd;
+    (void)what;
+    int64_t limit = server_now_ms() - (int64_t)srv->cfg.idle_timeout_secs * 1000;
+    while (srv->oldest && srv->oldest->last_request_ms <= limit) {
+        struct session *s = srv->oldest;
+        klog(LOG_INFO, "client %" PRIu64 " (%s) idle for %u s, disconnecting", s->sub.id,
+             s->peer, srv->cfg.idle_timeout_secs);
+        srv->stats.disconnects_idle++;
+        session_free(s);
+    }
+}
+
+static void reaper_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *srv = arg;
+    (void)fd;
+    (void)what;
+    while (srv->doomed)
+        session_free(srv->doomed);
+}
+
+/* Router callback: a subscriber's queue went over its bound. */
+static void overflow_cb(struct subscriber *sub, void *arg)
+{
+    struct server *srv = arg;
+    struct session *s = session_of(sub);
+    klog(LOG_WARNING,
+         "client %" PRIu64 " (%s): undelivered queue over max_client_queue_bytes (%zu bytes, "
+         "%u messages); disconnecting it",
+         sub->id, s->peer, sub->queue.bytes, sub->queue.count);
+    srv->stats.disconnects_overflow++;
+    if (s->bev) {
+        static const char msg[] = "SERVER_ERROR queue limit exceeded\r\n";
+        bufferevent_write(s->bev, msg, sizeof msg - 1);
+        bufferevent_disable(s->bev, EV_READ);
+    }
+    s->closing = true;
+    s->doomed = true;
+    s->next_doomed = srv->doomed;
+    srv->doomed = s;
+    event_active(srv->reaper, EV_TIMEOUT, 0);
+}
+
+static int resolve(const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len)
+{
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *in = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, ip, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons((uint16_t)port);
+        *len = sizeof *in;
+        return 0;
+    }
+    if (inet_pton(AF_INET6, ip, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        *len = sizeof *in6;
+        return 0;
+    }
+    return -1;
+}
+
+int server_start(struct server *srv, struct event_base *base, const struct engine_config *cfg,
+                 char *err, size_t errlen)
+{
+    memset(srv, 0, sizeof *srv);
+    srv->base = base;
+    srv->cfg = *cfg;
+    srv->started_ms = server_now_ms();
+    struct router_config rc = {
+        .num_shards = cfg->num_shards,
+        .retain_per_shard = cfg->retain_per_shard,
+        .max_queue_bytes = cfg->max_queue_bytes,
+        .overflow = overflow_cb,
+        .overflow_arg = srv,
+    };
+    if (router_init(&srv->router, &rc, (int64_t)time(NULL)) < 0) {
+        snprintf(err, errlen, "out of memory creating %u router shards", cfg->num_shards);
+        return -1;
+    }
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    if (resolve(cfg->listen_ip, cfg->port, &ss, &sslen) < 0) {
+        snprintf(err, errlen, "bad listen_ip %s", cfg->listen_ip);
+        return -1;
+    }
+    srv->listener = evconnlistener_new_bind(
+        base, accept_cb, srv, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+        1024, (struct sockaddr *)&ss, (int)sslen);
+    if (!srv->listener) {
+        snprintf(err, errlen, "listen %s port %d: %s", cfg->listen_ip, cfg->port,
+                 strerror(errno));
+        return -1;
+    }
+    evconnlistener_set_error_cb(srv->listener, accept_error_cb);
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    getsockname(evconnlistener_get_fd(srv->listener), (struct sockaddr *)&bound, &blen);
+    srv->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                  : ((struct sockaddr_in *)&bound)->sin_port);
+    srv->accept_timer = evtimer_new(base, accept_timer_cb, srv);
+    srv->reaper = event_new(base, -1, 0, reaper_cb, srv);
+    srv->sweep_timer = event_new(base, -1, EV_PERSIST, sweep_cb, srv);
+    struct timeval tv = {0, 200000};
+    evtimer_add(srv->sweep_timer, &tv);
+    return 0;
+}
+
+void server_stop(struct server *srv)
+{
+    while (srv->oldest)
+        session_free(srv->oldest);
+    if (srv->listener)
+        evconnlistener_free(srv->listener);
+    srv->listener = NULL;
+    if (srv->sweep_timer)
+        event_free(srv->sweep_timer);
+    if (srv->accept_timer)
+        event_free(srv->accept_timer);
+    if (srv->reaper)
+        event_free(srv->reaper);
+    srv->sweep_timer = srv->accept_timer = srv->reaper = NULL;
+    router_free(&srv->router);
+    free(srv->slices);
+}

@@ -1,0 +1,112 @@
+/* table.c - open-addressing pointer set; see table.h for the design. */
+#include "table.h"
+
+#include <stdlib.h>
+
+void table_init(struct table *t, table_hash_fn hash)
+{
+    t->slots = NULL;
+    t->cap = 0;
+    t->count = 0;
+    t->hash = hash;
+}
+
+void table_free(struct table *t)
+{
+    free(t->slots);
+    t->slots = NULL;
+    t->cap = t->count = 0;
+}
+
+uint64_t table_hash_bytes(const void *p, size_t n)
+{
+    const unsigned char *s = p;
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (size_t i = 0; i < n; i++) {
+        h ^= s[i];
+        h *= 0x100000001b3ULL;
+    }
+    h ^= h >> 32;
+    h *= 0xd6e8feb86659fd93ULL;
+    h ^= h >> 32;
+    return h;
+}
+
+void *table_find(const struct table *t, uint64_t h, table_eq_fn eq, const void *key)
+{
+    if (t->count == 0)
+        return NULL;
+    uint32_t mask = t->cap - 1;
+    for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
+        void *item = t->slots[i];
+        if (!item)
+            return NULL;
+        if (eq(item, key))
+            return item;
+    }
+}
+
+static void insert_slot(void **slots, uint32_t cap, table_hash_fn hash, void *item)
+{
+    uint32_t mask = cap - 1;
+    uint32_t i = (uint32_t)hash(item) & mask;
+    while (slots[i])
+        i = (i + 1) & mask;
+    slots[i] = item;
+}
+
+static int resize(struct table *t, uint32_t cap)
+{
+    void **slots = calloc(cap, sizeof *slots);
+    if (!slots)
+        return -1;
+    for (uint32_t i = 0; i < t->cap; i++)
+        if (t->slots[i])
+            insert_slot(slots, cap, t->hash, t->slots[i]);
+    free(t->slots);
+    t->slots = slots;
+    t->cap = cap;
+    return 0;
+}
+
+int table_add(struct table *t, void *item)
+{
+    if ((uint64_t)(t->count + 1) * 4 > (uint64_t)t->cap * 3)
+        if (resize(t, t->cap ? t->cap * 2 : 4) < 0)
+            return -1;
+    insert_slot(t->slots, t->cap, t->hash, item);
+    t->count++;
+    return 0;
+}
+
+int table_remove(struct table *t, void *item)
+{
+    if (t->count == 0)
+        return 0;
+    uint32_t mask = t->cap - 1;
+    uint32_t i = (uint32_t)t->hash(item) & mask;
+    while (t->slots[i] != item) {
+        if (!t->slots[i])
+            return 0;
+        i = (i + 1) & mask;
+    }
+    /* Backward-shift deletion: pull later members of the probe run into the hole. */
+    uint32_t hole = i;
+    for (uint32_t j = (i + 1) & mask; t->slots[j]; j = (j + 1) & mask) {
+        uint32_t home = (uint32_t)t->hash(t->slots[j]) & mask;
+        /* Move j into hole unless its home lies cyclically in (hole, j]. */
+        int stays = (hole <= j) ? (home > hole && home <= j) : (home > hole || home <= j);
+        if (!stays) {
+            t->slots[hole] = t->slots[j];
+            hole = j;
+        }
+    }
+    t->slots[hole] = NULL;
+    t->count--;
+    if (t->count == 0) {
+        table_free(t);
+    } else if (t->cap > 16 && t->count * 8 < t->cap) {
+        (void)resize(t, t->cap / 2); /* on failure keep the larger table */
+    }
+    return 1;
+}

@@ -1,0 +1,44 @@
+/* table.h - an open-addressing hash set of pointers.
+ *
+ * The engine keeps two kinds of sets: the topic index (topic name -> struct
+ * topic *) and each client's subscriptions (struct topic * -> struct sub *).
+ * Both are sets of pointers whose key lives inside the pointed-to object, so
+ * one small table serves both: the caller hands in the key's hash and an
+ * equality callback.  Linear probing with backward-shift deletion (no
+ * tombstones), power-of-two capacity, grown at 3/4 load, shrunk at 1/8. */
+#ifndef KRAKEN_TABLE_H
+#define KRAKEN_TABLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef uint64_t (*table_hash_fn)(const void *item);
+typedef int (*table_eq_fn)(const void *item, const void *key);
+
+struct table {
+    void **slots;      /* NULL means empty */
+    uint32_t cap;      /* 0 or a power of two */
+    uint32_t count;
+    table_hash_fn hash; /* hash of an item already in the table */
+};
+
+void table_init(struct table *t, table_hash_fn hash);
+void table_free(struct table *t);
+/* Returns the item equal to key (whose hash is h), or NULL. */
+void *table_find(const struct table *t, uint64_t h, table_eq_fn eq, const void *key);
+/* Adds an item that is not in the table yet. Returns 0, or -1 on allocation failure. */
+int table_add(struct table *t, void *item);
+/* Removes exactly this item (compared by pointer). Returns 1 if it was there. */
+int table_remove(struct table *t, void *item);
+/* Iteration: for (i = 0; i < t->cap; i++) if (t->slots[i]) ... */
+
+/* 64-bit FNV-1a followed by a final mix; good enough and fast for short names. */
+uint64_t table_hash_bytes(const void *p, size_t n);
+static inline uint64_t table_hash_ptr(const void *p)
+{
+    uint64_t x = (uint64_t)(uintptr_t)p;
+    x ^= x >> 33; x *= 0xff51afd7ed558ccdULL; x ^= x >> 33;
+    return x;
+}
+
+#endif
