@@ -21,9 +21,10 @@ HEADERS := $(wildcard c_src/*.h include/kraken/*.h)
 UNIT_TESTS := test_protocol test_router test_session
 APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 erlang-common-test erlang-tools rebar3 libevent-dev libcmocka-dev \
-                python3-pymemcache valgrind
+                python3-pymemcache valgrind clang libclang-rt-14-dev
 
-.PHONY: all deps engine erlang run test test-c test-erlang test-blackbox test-ops bench clean
+.PHONY: all deps engine erlang run test test-c test-erlang test-blackbox test-ops bench clean \
+        fuzz fuzz-smoke
 
 all: engine erlang
 
@@ -33,7 +34,7 @@ deps: .deps-ok
 	@missing=0; \
 	for f in /usr/include/event2/event.h /usr/include/cmocka.h $(ERL_INTERFACE)/include/ei.h \
 	         /usr/bin/rebar3 /usr/bin/erlc /usr/lib/python3/dist-packages/pymemcache \
-	         /usr/bin/valgrind; do \
+	         /usr/bin/valgrind /usr/bin/clang; do \
 	  [ -e $$f ] || { echo "missing: $$f"; missing=1; }; \
 	done; \
 	[ -n "$(ERL_INTERFACE)" ] || missing=1; \
@@ -79,7 +80,30 @@ test-erlang: all
 test-blackbox: all
 	/usr/bin/python3 test/pymemcache_test.py
 
-test: all test-c test-erlang test-blackbox
+# libFuzzer harnesses: the parser alone, and whole connection byte streams.
+FUZZERS := fuzz_protocol fuzz_session
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_SECONDS ?= 20
+build/fuzz/%: test/fuzz/%.c $(CORE_SRC) $(HEADERS) | deps
+	@mkdir -p build/fuzz
+	clang $(WARN) $(FUZZ_FLAGS) $(CPPFLAGS_K) -o $@ $< $(CORE_SRC) $(LDLIBS_K)
+
+# Runs each harness from its checked-in corpus for FUZZ_SECONDS; new inputs
+# go to build/fuzz/corpus-*, crashes to build/fuzz/ (add them to the corpus).
+fuzz-smoke: $(addprefix build/fuzz/,$(FUZZERS))
+	@for f in $(FUZZERS); do \
+	  mkdir -p build/fuzz/corpus-$$f; \
+	  echo "== $$f for $(FUZZ_SECONDS) s"; \
+	  build/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=0 \
+	    -artifact_prefix=build/fuzz/ build/fuzz/corpus-$$f test/fuzz/corpus/$${f#fuzz_} \
+	    2>build/fuzz/$$f.log || { tail -50 build/fuzz/$$f.log; exit 1; }; \
+	  grep -E '^Done' build/fuzz/$$f.log; \
+	done
+
+fuzz:
+	$(MAKE) fuzz-smoke FUZZ_SECONDS=600
+
+test: all test-c test-erlang test-blackbox fuzz-smoke
 	@echo "make test: all suites passed"
 
 bench: all

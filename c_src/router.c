@@ -389,7 +389,8 @@ int router_retro_subscribe(struct router *r, struct subscriber *s,
             r->tmp_entries[found++] = e;
         }
     }
-    qsort(r->tmp_entries, found, sizeof *r->tmp_entries, cmp_seq);
+    if (found > 1)
+        qsort(r->tmp_entries, found, sizeof *r->tmp_entries, cmp_seq);
     for (size_t i = 0; i < found && !s->overflowed; i++)
         if (enqueue_held(r, s, r->tmp_entries[i]) < 0)
             return -1;
