@@ -23,7 +23,7 @@ APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 erlang-common-test erlang-tools rebar3 libevent-dev libcmocka-dev \
                 python3-pymemcache valgrind clang libclang-rt-14-dev
 
-.PHONY: all deps engine erlang run test test-c test-erlang test-blackbox test-ops bench clean \
+.PHONY: all deps engine erlang run test test-c test-erlang test-blackbox test-valgrind test-ops bench clean \
         fuzz fuzz-smoke
 
 all: engine erlang
@@ -80,6 +80,9 @@ test-erlang: all
 test-blackbox: all
 	/usr/bin/python3 test/pymemcache_test.py
 
+test-valgrind: engine
+	/usr/bin/python3 test/valgrind_test.py
+
 # libFuzzer harnesses: the parser alone, and whole connection byte streams.
 FUZZERS := fuzz_protocol fuzz_session
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
@@ -103,7 +106,7 @@ fuzz-smoke: $(addprefix build/fuzz/,$(FUZZERS))
 fuzz:
 	$(MAKE) fuzz-smoke FUZZ_SECONDS=600
 
-test: all test-c test-erlang test-blackbox fuzz-smoke
+test: all test-c test-erlang test-blackbox test-valgrind fuzz-smoke
 	@echo "make test: all suites passed"
 
 bench: all
