@@ -1,8 +1,14 @@
 /* server.c - libevent loop, listener and connections; see server.h.
  *
+ * Each connection is a socket with two events (read, persistent; write, armed
+ * only while replies wait) and two evbuffers.  Replies are written at once,
+ * at the end of the read callback, so a request/reply exchange costs one
+ * read and one write system call and no epoll_ctl; libevent's bufferevent
+ * would defer every write to another turn of the loop.
+ *
  * Connection life cycle:
  *   accept -> (over max_tcp_clients? SERVER_ERROR and close) -> session
- *   read   -> session_process() -> replies in the bufferevent's output
+ *   read   -> session_process() -> replies written out
  *   paused -> output above SESSION_OUTPUT_HIGH: stop reading until it drains
  *   closing-> reply flushed, then freed (or freed at once on EOF / error)
  *   doomed -> freed from the reaper event (queue overflow, decided while
@@ -14,7 +20,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <inttypes.h>
@@ -87,6 +92,11 @@ struct session *server_find_session(struct server *srv, uint64_t id)
 
 /* ---- connections ---- */
 
+/* Bytes read from a socket per read(2); a read callback reads at most
+ * READ_BURST before yielding to other connections. */
+#define READ_CHUNK 16384
+#define READ_BURST (256 * 1024)
+
 static void session_free(struct session *s)
 {
     struct server *srv = s->srv;
@@ -97,8 +107,16 @@ static void session_free(struct session *s)
         *p = s->next_doomed;
     }
     list_unlink(srv, s);
-    if (s->bev)
-        bufferevent_free(s->bev);
+    if (s->rev)
+        event_free(s->rev);
+    if (s->wev)
+        event_free(s->wev);
+    if (s->in)
+        evbuffer_free(s->in);
+    if (s->out)
+        evbuffer_free(s->out);
+    if (s->fd >= 0)
+        evutil_closesocket(s->fd);
     session_release(s);
     srv->nclients--;
     free(s);
@@ -106,56 +124,99 @@ static void session_free(struct session *s)
         evconnlistener_enable(srv->listener);
 }
 
+/* Writes what it can now; arms the write event for the rest.  Returns -1 if
+ * the connection is dead. */
+static int flush(struct session *s)
+{
+    while (evbuffer_get_length(s->out) > 0) {
+        int n = evbuffer_write(s->out, s->fd);
+        if (n < 0) {
+            int err = EVUTIL_SOCKET_ERROR();
+            if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)
+                break;
+            klog(LOG_DEBUG, "client %" PRIu64 " (%s): write: %s", s->sub.id, s->peer,
+                 strerror(err));
+            return -1;
+        }
+        if (n == 0)
+            break;
+    }
+    if (evbuffer_get_length(s->out) > 0)
+        event_add(s->wev, NULL);
+    else
+        event_del(s->wev);
+    return 0;
+}
+
+/* Runs the session on what has arrived, sends the replies, and decides
+ * whether to keep reading.  May free s. */
 static void run_session(struct session *s)
 {
-    struct evbuffer *in = bufferevent_get_input(s->bev);
-    struct evbuffer *out = bufferevent_get_output(s->bev);
     int64_t before = s->last_request_ms;
-    enum session_status st = session_process(s, in, out);
+    enum session_status st = session_process(s, s->in, s->out);
     if (s->last_request_ms != before && s != s->srv->newest) {
         list_unlink(s->srv, s);
         list_append(s->srv, s);
     }
-    if (st == SESSION_OK) {
-        bufferevent_enable(s->bev, EV_READ);
-    } else {
-        /* Paused or closing: read nothing more until the output drains. */
-        bufferevent_disable(s->bev, EV_READ);
-        if (st == SESSION_CLOSE)
-            s->closing = true;
-    }
-    if (s->closing && evbuffer_get_length(out) == 0)
+    if (st == SESSION_CLOSE)
+        s->closing = true;
+    if (st == SESSION_OK)
+        event_add(s->rev, NULL);
+    else
+        event_del(s->rev); /* paused or closing: read nothing until the output drains */
+    if (flush(s) < 0 || (s->closing && evbuffer_get_length(s->out) == 0))
         session_free(s);
 }
 
-static void read_cb(struct bufferevent *bev, void *arg)
-{
-    (void)bev;
-    run_session(arg);
-}
-
-static void write_cb(struct bufferevent *bev, void *arg)
+static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct session *s = arg;
-    (void)bev;
+    (void)what;
+    size_t total = 0;
+    while (total < READ_BURST) {
+        struct evbuffer_iovec v;
+        if (evbuffer_reserve_space(s->in, READ_CHUNK, &v, 1) < 1) {
+            klog(LOG_ERROR, "client %" PRIu64 " (%s): out of memory reading", s->sub.id, s->peer);
+            session_free(s);
+            return;
+        }
+        ssize_t n = recv(fd, v.iov_base, v.iov_len, 0);
+        if (n <= 0) {
+            evbuffer_commit_space(s->in, &v, 0);
+            int err = EVUTIL_SOCKET_ERROR();
+            if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR))
+                break;
+            if (n < 0)
+                klog(LOG_DEBUG, "client %" PRIu64 " (%s): read: %s", s->sub.id, s->peer,
+                     strerror(err));
+            klog(LOG_DEBUG, "client %" PRIu64 " (%s) disconnected", s->sub.id, s->peer);
+            session_free(s);
+            return;
+        }
+        v.iov_len = (size_t)n;
+        evbuffer_commit_space(s->in, &v, 1);
+        total += (size_t)n;
+        if ((size_t)n < READ_CHUNK)
+            break;
+    }
+    run_session(s);
+}
+
+static void write_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    (void)fd;
+    (void)what;
+    if (flush(s) < 0) {
+        session_free(s);
+        return;
+    }
+    if (evbuffer_get_length(s->out) > 0)
+        return;
     if (s->closing)
         session_free(s);
-    else if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0 ||
-             !(bufferevent_get_enabled(s->bev) & EV_READ))
+    else if (!event_pending(s->rev, EV_READ, NULL))
         run_session(s); /* resume after a pause */
-}
-
-static void event_cb(struct bufferevent *bev, short what, void *arg)
-{
-    struct session *s = arg;
-    (void)bev;
-    if (what & BEV_EVENT_ERROR)
-        klog(LOG_DEBUG, "client %" PRIu64 " (%s): socket error: %s", s->sub.id, s->peer,
-             strerror(errno));
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-        klog(LOG_DEBUG, "client %" PRIu64 " (%s) disconnected", s->sub.id, s->peer);
-        session_free(s);
-    }
 }
 
 static void format_peer(const struct sockaddr *sa, char *buf, size_t len)
@@ -195,25 +256,29 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         return;
     }
     struct session *s = malloc(sizeof *s);
-    struct bufferevent *bev =
-        s ? bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE) : NULL;
-    if (!bev) {
-        free(s);
+    if (!s) {
         evutil_closesocket(fd);
         klog(LOG_ERROR, "out of memory accepting a connection");
         return;
     }
     char peer[64];
     format_peer(sa, peer, sizeof peer);
+    session_init(s, srv, ++srv->next_id, peer, server_now_ms());
+    s->fd = fd;
+    s->in = evbuffer_new();
+    s->out = evbuffer_new();
+    s->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST, read_cb, s);
+    s->wev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST, write_cb, s);
+    srv->nclients++;
+    list_append(srv, s);
+    if (!s->in || !s->out || !s->rev || !s->wev || event_add(s->rev, NULL) < 0) {
+        klog(LOG_ERROR, "out of memory accepting a connection");
+        session_free(s);
+        return;
+    }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    session_init(s, srv, ++srv->next_id, peer, server_now_ms());
-    s->bev = bev;
-    srv->nclients++;
     srv->stats.total_connections++;
-    list_append(srv, s);
-    bufferevent_setcb(bev, read_cb, write_cb, event_cb, s);
-    bufferevent_enable(bev, EV_READ | EV_WRITE);
     klog(LOG_DEBUG, "client %" PRIu64 " connected from %s", s->sub.id, peer);
 }
 
@@ -275,10 +340,10 @@ static void overflow_cb(struct subscriber *sub, void *arg)
          "%u messages); disconnecting it",
          sub->id, s->peer, sub->queue.bytes, sub->queue.count);
     srv->stats.disconnects_overflow++;
-    if (s->bev) {
+    if (s->out) {
         static const char msg[] = "SERVER_ERROR queue limit exceeded\r\n";
-        bufferevent_write(s->bev, msg, sizeof msg - 1);
-        bufferevent_disable(s->bev, EV_READ);
+        evbuffer_add(s->out, msg, sizeof msg - 1);
+        event_del(s->rev);
     }
     s->closing = true;
     s->doomed = true;

@@ -1,10 +1,10 @@
 /* server.h - the engine's network side: libevent loop, listener, connections.
  *
  * One event loop owns everything (listener, every connection, the router),
- * so no locks are needed.  Each connection is a bufferevent plus a session
+ * so no locks are needed.  Each connection is a socket plus a session
  * (session.h) that turns its input bytes into replies.  The server also
  * enforces the connection-level limits: max_tcp_clients, the idle timeout
- * (an LRU list of sessions ordered by last request, swept by a timer),
+ * (a list of sessions ordered by last request, swept by a timer),
  * output backpressure, and descriptor exhaustion at accept. */
 #ifndef KRAKEN_SERVER_H
 #define KRAKEN_SERVER_H

@@ -26,6 +26,7 @@ void session_init(struct session *s, struct server *srv, uint64_t id, const char
     memset(s, 0, sizeof *s);
     subscriber_init(&s->sub, id);
     s->srv = srv;
+    s->fd = -1;
     snprintf(s->peer, sizeof s->peer, "%s", peer);
     s->connected_ms = now_ms;
     s->last_request_ms = now_ms;

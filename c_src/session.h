@@ -2,7 +2,7 @@
  *
  * A session reads requests from an input evbuffer and writes replies to an
  * output evbuffer; it knows nothing of sockets, so the fuzzer and the unit
- * tests drive it with plain buffers.  server.c owns the bufferevent and calls
+ * tests drive it with plain buffers.  server.c owns the socket and calls
  * session_process() whenever bytes arrive or the output drains. */
 #ifndef KRAKEN_SESSION_H
 #define KRAKEN_SESSION_H
@@ -14,12 +14,15 @@
 
 struct server;
 struct evbuffer;
-struct bufferevent;
+struct event;
 
 struct session {
     struct subscriber sub;       /* router state: subscriptions and queue */
     struct server *srv;
-    struct bufferevent *bev;     /* NULL when driven without a socket */
+    /* Socket side, managed by server.c; NULL/-1 when driven without a socket. */
+    int fd;
+    struct event *rev, *wev;     /* read (persistent) and write (while output waits) */
+    struct evbuffer *in, *out;
     struct session *older, *newer; /* server's list ordered by last request */
     struct session *next_doomed;
     char peer[64];
