@@ -1,0 +1,194 @@
+%% @doc Kraken's configuration: reads the `kraken' application environment
+%% (and, for compatibility with the seed README, an `octopus' section),
+%% validates every option and normalises it.
+%%
+%% The result of {@link load/0} is a proplist holding every option of
+%% {@link defaults/0}; {@link engine_options/1} selects from it the options
+%% sent to the C engine in the `{config, Options}' packet described in
+%% docs/engine-protocol.md.
+%%
+%% Precedence when both sections are given: a `kraken' value that differs
+%% from its default wins; otherwise the `octopus' value is used.
+-module(kraken_config).
+
+-export([load/0, validate/1, defaults/0, engine_options/1,
+         check_log_level/1, logger_level/1]).
+
+-include_lib("kernel/include/logger.hrl").
+
+-type option() :: {atom(), term()}.
+-export_type([option/0]).
+
+%% Options read by the C engine (docs/engine-protocol.md), in protocol order.
+-define(ENGINE_OPTIONS,
+        [listen_ip, tcp_server_port, max_tcp_clients, num_router_shards,
+         messages_stored_per_router_shard, router_min_fanout_to_warn,
+         router_min_publish_to_topics_to_warn, log_level,
+         client_idle_timeout_secs, max_request_bytes, max_client_queue_bytes]).
+
+%% @doc Every option with its default (the same as src/kraken.app.src).
+-spec defaults() -> [option()].
+defaults() ->
+    [{listen_ip, any},
+     {tcp_server_port, 12355},
+     {max_tcp_clients, 1000},
+     {num_router_shards, 4},
+     {messages_stored_per_router_shard, 10000},
+     {router_min_fanout_to_warn, 1000},
+     {router_min_publish_to_topics_to_warn, 1000},
+     {pid_file, undefined},
+     {log_file, undefined},
+     {log_level, info},
+     {client_idle_timeout_secs, 3600},
+     {max_request_bytes, 16777216},
+     {max_client_queue_bytes, 33554432},
+     {engine_executable, undefined}].
+
+%% @doc Reads, merges and validates the application environment.
+-spec load() -> {ok, [option()]} | {error, string()}.
+load() ->
+    _ = application:load(kraken),
+    Kraken = application:get_all_env(kraken),
+    Merged = case octopus_env() of
+                 [] ->
+                     Kraken;
+                 Octopus ->
+                     ?LOG_WARNING("kraken: the configuration section 'octopus' "
+                                  "is deprecated; rename it to 'kraken'"),
+                     merge(Kraken, Octopus)
+             end,
+    validate(Merged).
+
+%% @doc Validates and normalises a proplist of options; missing options take
+%% their default, unknown ones are reported with a warning and dropped.
+-spec validate([option()]) -> {ok, [option()]} | {error, string()}.
+validate(Env) ->
+    Known = [Name || {Name, _} <- defaults()],
+    [?LOG_WARNING("kraken: unknown option ~tp ignored", [Name])
+     || {Name, _} <- Env, not lists:member(Name, Known)],
+    validate(defaults(), Env, []).
+
+validate([], _Env, Acc) ->
+    {ok, lists:reverse(Acc)};
+validate([{Name, Default} | Rest], Env, Acc) ->
+    Value = proplists:get_value(Name, Env, Default),
+    case check(Name, Value) of
+        {ok, Normal} ->
+            validate(Rest, Env, [{Name, Normal} | Acc]);
+        {error, Expected} ->
+            {error, lists:flatten(
+                      io_lib:format("kraken: bad value for option ~s: ~0tp "
+                                    "(expected ~s)", [Name, Value, Expected]))}
+    end.
+
+%% @doc The options of a validated configuration that the C engine reads.
+-spec engine_options([option()]) -> [option()].
+engine_options(Config) ->
+    [{Name, proplists:get_value(Name, Config)} || Name <- ?ENGINE_OPTIONS].
+
+%% @doc Validates a log level, normalising `warning' to `warn'.
+-spec check_log_level(term()) -> {ok, debug | info | warn | error} | {error, string()}.
+check_log_level(Level) ->
+    check(log_level, Level).
+
+%% @doc The OTP logger level for one of our log levels.
+-spec logger_level(debug | info | warn | error) -> logger:level().
+logger_level(warn) -> warning;
+logger_level(Level) -> Level.
+
+%%% Internal functions
+
+check(listen_ip, Value) -> check_ip(Value);
+check(tcp_server_port, V) -> check_int(V, 0, 65535);
+check(max_tcp_clients, V) -> check_int(V, 1, infinity);
+check(num_router_shards, V) -> check_int(V, 1, infinity);
+check(messages_stored_per_router_shard, V) -> check_int(V, 1, infinity);
+check(router_min_fanout_to_warn, V) -> check_int(V, 1, infinity);
+check(router_min_publish_to_topics_to_warn, V) -> check_int(V, 1, infinity);
+check(client_idle_timeout_secs, V) -> check_int(V, 1, infinity);
+check(max_request_bytes, V) -> check_int(V, 1024, infinity);
+check(max_client_queue_bytes, V) -> check_int(V, 1024, infinity);
+check(log_level, V) when V =:= debug; V =:= info; V =:= warn; V =:= error ->
+    {ok, V};
+check(log_level, warning) ->
+    {ok, warn};
+check(log_level, _) ->
+    {error, "debug, info, warn or error"};
+check(pid_file, V) -> check_path(V);
+check(log_file, V) -> check_path(V);
+check(engine_executable, V) -> check_path(V).
+
+check_int(V, Min, infinity) when is_integer(V), V >= Min ->
+    {ok, V};
+check_int(V, Min, Max) when is_integer(V), V >= Min, V =< Max ->
+    {ok, V};
+check_int(_, Min, infinity) ->
+    {error, io_lib:format("an integer >= ~b", [Min])};
+check_int(_, Min, Max) ->
+    {error, io_lib:format("an integer ~b..~b", [Min, Max])}.
+
+-define(IP_EXPECTED, "any, an IP address tuple or a numeric IP address string").
+
+check_ip(any) ->
+    {ok, <<"0.0.0.0">>};
+check_ip(T) when is_tuple(T) ->
+    case valid_ip_tuple(T) of
+        true -> {ok, list_to_binary(inet:ntoa(T))};
+        false -> {error, ?IP_EXPECTED}
+    end;
+check_ip(S) when is_binary(S); is_list(S) ->
+    case to_string(S) of
+        "any" ->
+            check_ip(any);
+        Str when is_list(Str) ->
+            case inet:parse_strict_address(Str) of
+                {ok, Addr} -> {ok, list_to_binary(inet:ntoa(Addr))};
+                {error, _} -> {error, ?IP_EXPECTED}
+            end;
+        error ->
+            {error, ?IP_EXPECTED}
+    end;
+check_ip(_) ->
+    {error, ?IP_EXPECTED}.
+
+valid_ip_tuple({_, _, _, _} = T) -> all_in_range(tuple_to_list(T), 255);
+valid_ip_tuple({_, _, _, _, _, _, _, _} = T) -> all_in_range(tuple_to_list(T), 65535);
+valid_ip_tuple(_) -> false.
+
+all_in_range(L, Max) ->
+    lists:all(fun(X) -> is_integer(X) andalso X >= 0 andalso X =< Max end, L).
+
+check_path(undefined) ->
+    {ok, undefined};
+check_path(V) when is_binary(V); is_list(V) ->
+    case to_string(V) of
+        "" -> {error, "a non-empty file name"};
+        error -> {error, "a file name string"};
+        Str -> {ok, Str}
+    end;
+check_path(_) ->
+    {error, "a file name string"}.
+
+to_string(V) ->
+    try unicode:characters_to_list(V) of
+        Str when is_list(Str) -> Str;
+        _ -> error
+    catch
+        error:_ -> error
+    end.
+
+%% The `octopus' section: loading a stand-in application spec makes OTP
+%% apply `-config' files and `-octopus Name Value' flags to it.
+octopus_env() ->
+    Spec = {application, octopus,
+            [{description, "compatibility alias for kraken's configuration"},
+             {vsn, "0"}, {modules, []}, {registered, []},
+             {applications, [kernel, stdlib]}]},
+    _ = application:load(Spec),
+    application:get_all_env(octopus).
+
+merge(Kraken, Octopus) ->
+    Defaults = defaults(),
+    Explicit = [KV || {K, V} = KV <- Kraken,
+                      proplists:get_value(K, Defaults, make_ref()) =/= V],
+    Explicit ++ Octopus ++ Kraken.

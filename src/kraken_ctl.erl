@@ -1,0 +1,272 @@
+%% @doc The admin commands of bin/kraken.
+%%
+%% bin/kraken starts a temporary hidden node that runs {@link main/0}; it
+%% reaches the server node and calls the formatting functions below there
+%% with rpc:call (status/0, dump_queues/0, dump_queue_topics/1,
+%% dump_topics/0, change_log_level/1), prints their text and halts with the
+%% command's exit status. Exit status: 0 success, 1 node down, 2 node up but
+%% the application is not running, 3 bad usage or failed command.
+-module(kraken_ctl).
+
+-export([main/0, main/1]).
+-export([status/0, dump_queues/0, dump_queue_topics/1, dump_topics/0,
+         change_log_level/1]).
+-export([format_duration/1, escape/1]).
+
+-define(RPC_TIMEOUT, 30000).
+
+%%% Functions run on the server node; each returns the text to print.
+
+%% @doc `{ok, Text}' when running, `{not_running, Text}' otherwise.
+-spec status() -> {ok | not_running, iodata()}.
+status() ->
+    case kraken:status() of
+        {running, Info} ->
+            Stats = try kraken_engine:call(stats) of
+                        L when is_list(L) -> L;
+                        _ -> []
+                    catch _:_ -> []
+                    end,
+            {ok, [io_lib:format("kraken ~s is running on node ~s (os pid ~s), "
+                                "listening on port ~b~n",
+                                [proplists:get_value(K, Info)
+                                 || K <- [version, node, os_pid, port]]),
+                  [io_lib:format("~s ~w~n", [Name, Value]) || {Name, Value} <- Stats]]};
+        not_running ->
+            {not_running, io_lib:format("node ~s is up but the kraken application "
+                                        "is not running~n", [node()])}
+    end.
+
+%% @doc One line per client queue, most recently connected last.
+-spec dump_queues() -> iodata().
+dump_queues() ->
+    Queues = kraken_engine:call(dump_queues),
+    Header = {"ID", "PEER", "SUBSCRIPTIONS", "QUEUED", "RECEIVED", "CONNECTED",
+              "LAST_POLL"},
+    Rows = [{integer_to_list(Id), binary_to_list(Peer), integer_to_list(Subs),
+             integer_to_list(QLen), integer_to_list(Received),
+             format_duration(Connected),
+             case SincePoll of
+                 -1 -> "never";
+                 _ -> format_duration(SincePoll) ++ " ago"
+             end}
+            || {Id, Peer, Subs, QLen, Received, Connected, SincePoll} <- Queues],
+    table([Header | Rows]).
+
+%% @doc The topics one client queue (an id from dump_queues) subscribes to.
+-spec dump_queue_topics(integer() | string() | binary()) -> {ok | error, iodata()}.
+dump_queue_topics(Id) when is_integer(Id) ->
+    case kraken_engine:call({dump_queue_topics, Id}) of
+        not_found -> {error, io_lib:format("no client queue with id ~b~n", [Id])};
+        Topics -> {ok, [[escape(T), $\n] || T <- Topics]}
+    end;
+dump_queue_topics(Id) ->
+    case string:to_integer(string:trim(Id)) of
+        {Int, Rest} when is_integer(Int), (Rest =:= "" orelse Rest =:= <<>>) ->
+            dump_queue_topics(Int);
+        _ ->
+            {error, io_lib:format("bad queue id ~ts (expected an id from "
+                                  "dump_queues)~n", [Id])}
+    end.
+
+%% @doc Every topic with its shard ("tab") and subscriber count, most
+%% subscribed first.
+-spec dump_topics() -> iodata().
+dump_topics() ->
+    Topics = kraken_engine:call(dump_topics),
+    Sorted = lists:sort(fun({_, _, A}, {_, _, B}) -> A >= B end, Topics),
+    table([{"TOPIC", "TAB", "SUBSCRIBERS"} |
+           [{escape(T), "shard_" ++ integer_to_list(Shard), integer_to_list(N)}
+            || {T, Shard, N} <- Sorted]]).
+
+%% @doc Sets the log level of logger and of the engine.
+-spec change_log_level(atom() | string()) -> {ok | error, iodata()}.
+change_log_level(Level) when is_list(Level) ->
+    case [L || L <- [debug, info, warn, warning, error], atom_to_list(L) =:= Level] of
+        [L] -> change_log_level(L);
+        [] -> {error, io_lib:format("bad log level ~ts (expected debug, info, "
+                                    "warn or error)~n", [Level])}
+    end;
+change_log_level(Level) ->
+    case kraken_engine:set_log_level(Level) of
+        ok -> {ok, io_lib:format("log level set to ~s~n", [Level])};
+        {error, Msg} -> {error, [Msg, $\n]}
+    end.
+
+%%% The temporary node's side
+
+%% @doc Entry point of the temporary node: reads its arguments after
+%% `-extra' (Command, Node, Args...), runs the command and halts.
+-spec main() -> no_return().
+main() ->
+    main(init:get_plain_arguments()).
+
+-spec main([string()]) -> no_return().
+main([Command, NodeName | Args]) ->
+    Node = node_name(NodeName),
+    {Status, Text} = try run(Command, Node, Args)
+                     catch Class:Reason:Stack ->
+                             {3, io_lib:format("kraken: ~s failed: ~p:~p~n~p~n",
+                                               [Command, Class, Reason, Stack])}
+                     end,
+    Out = case Status of 0 -> standard_io; _ -> standard_error end,
+    io:put_chars(Out, Text),
+    erlang:halt(Status);
+main(_) ->
+    io:put_chars(standard_error, "usage: kraken_ctl COMMAND NODE [ARGS]\n"),
+    erlang:halt(3).
+
+run("wait_started", Node, [OsPid, Secs]) ->
+    Deadline = erlang:monotonic_time(millisecond) + list_to_integer(Secs) * 1000,
+    wait_started(Node, OsPid, Deadline);
+run("stop", Node, []) ->
+    case ping(Node) of
+        false ->
+            {1, down(Node)};
+        true ->
+            _ = rpc:call(Node, kraken, stop_node, [], ?RPC_TIMEOUT),
+            wait_down(Node, erlang:monotonic_time(millisecond) + 60000)
+    end;
+run("status", Node, []) ->
+    remote(Node, status, []);
+run("dump_queues", Node, []) ->
+    remote(Node, dump_queues, []);
+run("dump_queue_topics", Node, [Id]) ->
+    remote(Node, dump_queue_topics, [Id]);
+run("dump_topics", Node, []) ->
+    remote(Node, dump_topics, []);
+run("change_log_level", Node, [Level]) ->
+    remote(Node, change_log_level, [Level]);
+run(Command, _Node, Args) ->
+    {3, io_lib:format("kraken: bad command or arguments: ~ts ~ts~n",
+                      [Command, lists:join(" ", Args)])}.
+
+%% Runs a function of this module on the server node.
+remote(Node, Function, Args) ->
+    case ping(Node) of
+        false ->
+            {1, down(Node)};
+        true ->
+            case rpc:call(Node, kraken, status, [], ?RPC_TIMEOUT) of
+                {running, _} ->
+                    case rpc:call(Node, ?MODULE, Function, Args, ?RPC_TIMEOUT) of
+                        {badrpc, Reason} ->
+                            {3, io_lib:format("kraken: ~s failed on ~s: ~0p~n",
+                                              [Function, Node, Reason])};
+                        {ok, Text} -> {0, Text};
+                        {error, Text} -> {3, Text};
+                        {not_running, Text} -> {2, Text};
+                        Text -> {0, Text}
+                    end;
+                _ ->
+                    {2, io_lib:format("node ~s is up but the kraken application "
+                                      "is not running~n", [Node])}
+            end
+    end.
+
+%% Used by `bin/kraken start': waits until the new node runs the application,
+%% or its OS process is gone.
+wait_started(Node, OsPid, Deadline) ->
+    Status = case ping(Node) of
+                 true -> rpc:call(Node, kraken, status, [], ?RPC_TIMEOUT);
+                 false -> down
+             end,
+    case Status of
+        {running, Info} ->
+            {0, io_lib:format("kraken started on node ~s, listening on port ~b "
+                              "(os pid ~s)~n",
+                              [Node, proplists:get_value(port, Info),
+                               proplists:get_value(os_pid, Info)])};
+        _ ->
+            case os_process_alive(OsPid) of
+                false ->
+                    {1, io_lib:format("kraken: node ~s failed to start~n", [Node])};
+                true ->
+                    case erlang:monotonic_time(millisecond) > Deadline of
+                        true ->
+                            {1, io_lib:format("kraken: node ~s did not start the "
+                                              "application in time~n", [Node])};
+                        false ->
+                            timer:sleep(100),
+                            wait_started(Node, OsPid, Deadline)
+                    end
+            end
+    end.
+
+wait_down(Node, Deadline) ->
+    case ping(Node) of
+        false ->
+            {0, io_lib:format("kraken stopped (node ~s)~n", [Node])};
+        true ->
+            case erlang:monotonic_time(millisecond) > Deadline of
+                true ->
+                    {3, io_lib:format("kraken: node ~s did not stop in time~n",
+                                      [Node])};
+                false ->
+                    timer:sleep(100),
+                    wait_down(Node, Deadline)
+            end
+    end.
+
+ping(Node) ->
+    net_adm:ping(Node) =:= pong.
+
+down(Node) ->
+    io_lib:format("kraken: node ~s is not running~n", [Node]).
+
+%% "kraken" -> kraken@<this host>; "name@host" is used as is.
+node_name(Name) ->
+    case lists:member($@, Name) of
+        true ->
+            list_to_atom(Name);
+        false ->
+            [_, Host] = string:split(atom_to_list(node()), "@"),
+            list_to_atom(Name ++ "@" ++ Host)
+    end.
+
+os_process_alive(OsPid) ->
+    case file:read_file("/proc/" ++ OsPid ++ "/stat") of
+        {ok, Stat} ->
+            [_, After] = string:split(Stat, <<")">>, trailing),
+            case string:trim(After, leading) of
+                <<"Z", _/binary>> -> false;
+                <<"X", _/binary>> -> false;
+                _ -> true
+            end;
+        {error, _} ->
+            false
+    end.
+
+%%% Formatting helpers
+
+%% @doc "3h02m05s"-style duration for a number of seconds.
+-spec format_duration(integer()) -> string().
+format_duration(Secs) when Secs < 60 ->
+    integer_to_list(Secs) ++ "s";
+format_duration(Secs) when Secs < 3600 ->
+    lists:flatten(io_lib:format("~bm~2..0bs", [Secs div 60, Secs rem 60]));
+format_duration(Secs) when Secs < 86400 ->
+    lists:flatten(io_lib:format("~bh~2..0bm~2..0bs",
+                                [Secs div 3600, Secs rem 3600 div 60, Secs rem 60]));
+format_duration(Secs) ->
+    lists:flatten(io_lib:format("~bd~s", [Secs div 86400,
+                                          format_duration(Secs rem 86400)])).
+
+%% @doc A topic as printable text: bytes outside 0x21..0x7e become \xNN
+%% (and a backslash becomes \\), so one topic is one word on one line.
+-spec escape(binary()) -> string().
+escape(Topic) ->
+    lists:flatmap(fun($\\) -> "\\\\";
+                     (C) when C > 16#20, C < 16#7f -> [C];
+                     (C) -> io_lib:format("\\x~2.16.0b", [C])
+                  end, binary_to_list(Topic)).
+
+%% Rows of strings as left-aligned columns separated by two spaces.
+table(Rows) ->
+    Lists = [tuple_to_list(R) || R <- Rows],
+    Widths = lists:foldl(fun(Cols, Ws) ->
+                                 [max(string:length(C), W) || {C, W} <- lists:zip(Cols, Ws)]
+                         end, [0 || _ <- hd(Lists)], Lists),
+    [[string:trim(lists:join("  ", [string:pad(C, W) || {C, W} <- lists:zip(Cols, Widths)]),
+                  trailing), $\n]
+     || Cols <- Lists].
