@@ -24,19 +24,36 @@ void retain_free(struct retain *r)
     r->count = 0;
 }
 
+static inline uint32_t wrap(const struct retain *r, uint32_t i)
+{
+    return i >= r->cap ? i - r->cap : i;
+}
+
+/* Entries about to be evicted were published long ago and are cold in the
+ * cache: prefetch the one a few pushes ahead so that releasing it later does
+ * not stall the publish path. */
+#define PREFETCH_AHEAD 16
+
+static void prefetch_victims(const struct retain *r)
+{
+    if (r->cap > PREFETCH_AHEAD)
+        __builtin_prefetch(r->ring[wrap(r, r->head + PREFETCH_AHEAD)], 1);
+}
+
 void retain_push(struct retain *r, struct entry *e)
 {
     entry_ref(e);
     if (r->count == r->cap) {
         struct entry *old = r->ring[r->head];
+        prefetch_victims(r);
         r->dropped_seq = old->seq;
         r->dropped_time = old->time;
         r->ring[r->head] = e;
-        r->head = (r->head + 1) % r->cap;
+        r->head = wrap(r, r->head + 1);
         entry_unref(old);
         return;
     }
-    r->ring[(r->head + r->count) % r->cap] = e;
+    r->ring[wrap(r, r->head + r->count)] = e;
     r->count++;
 }
 

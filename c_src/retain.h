@@ -26,7 +26,8 @@ void retain_free(struct retain *r);
 void retain_push(struct retain *r, struct entry *e);
 static inline struct entry *retain_at(const struct retain *r, uint32_t i)
 {
-    return r->ring[(r->head + i) % r->cap];
+    uint32_t j = r->head + i;
+    return r->ring[j >= r->cap ? j - r->cap : j];
 }
 /* Index of the first retained entry with seq > seq (count if none). */
 uint32_t retain_first_after_seq(const struct retain *r, uint64_t seq);
