@@ -1,0 +1,919 @@
+/* test_router.c - unit tests for the router, queues, retention and entries
+ * (c_src/router.h, queue.h, retain.h, entry.h), without sockets.
+ *
+ * Deliveries are checked by serialising a subscriber's queue with
+ * queue_write() into an evbuffer and comparing the exact `get messages` bytes.
+ * Memory (entries, topics, queue lists) is checked by ASan/LSan at exit. */
+#include "test_util.h"
+
+#include "entry.h"
+#include "queue.h"
+#include "retain.h"
+#include "router.h"
+
+#define NSUBS 8
+
+struct fix {
+    struct router r;
+    struct subscriber s[NSUBS]; /* s[i].id == i + 1 */
+    int overflows;
+    struct subscriber *last_overflow;
+};
+
+static void on_overflow(struct subscriber *s, void *arg)
+{
+    struct fix *f = arg;
+    f->overflows++;
+    f->last_overflow = s;
+}
+
+static void fix_destroy(void *p);
+
+static struct fix *fix_new(uint32_t shards, uint32_t retain, size_t max_queue, int64_t start)
+{
+    struct fix *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    struct router_config cfg = {
+        .num_shards = shards,
+        .retain_per_shard = retain,
+        .max_queue_bytes = max_queue,
+        .overflow = on_overflow,
+        .overflow_arg = f,
+    };
+    assert_int_equal(router_init(&f->r, &cfg, start), 0);
+    for (int i = 0; i < NSUBS; i++)
+        subscriber_init(&f->s[i], (uint64_t)i + 1);
+    tu_defer(fix_destroy, f);
+    return f;
+}
+
+static void fix_destroy(void *p)
+{
+    struct fix *f = p;
+    for (int i = 0; i < NSUBS; i++)
+        router_remove_subscriber(&f->r, &f->s[i]);
+    router_free(&f->r);
+    free(f);
+}
+
+static void fix_free(struct fix *f)
+{
+    tu_undefer(f);
+    fix_destroy(f);
+}
+
+/* Subscribes to every space-separated topic of list (length-counted). */
+static void sub_n(struct fix *f, struct subscriber *s, const char *list, size_t len)
+{
+    const char *cur = list, *end = list + len;
+    struct proto_slice t;
+    while (proto_next_topic(&cur, end, &t))
+        assert_true(router_subscribe(&f->r, s, t.p, t.len) >= 0);
+}
+
+static void sub(struct fix *f, struct subscriber *s, const char *list)
+{
+    sub_n(f, s, list, strlen(list));
+}
+
+#define MAXT 256
+
+static uint32_t split(const char *list, size_t len, struct proto_slice *sl)
+{
+    const char *cur = list, *end = list + len;
+    uint32_t n = 0;
+    while (proto_next_topic(&cur, end, &sl[n])) {
+        n++;
+        assert_true(n < MAXT);
+    }
+    return n;
+}
+
+/* Publishes payload to the topics of list at time now; returns the fanout. */
+static uint32_t pub_at(struct fix *f, struct subscriber *p, const char *list, size_t tlen,
+                       const char *payload, size_t plen, int64_t now)
+{
+    struct proto_slice sl[MAXT];
+    uint32_t n = split(list, tlen, sl);
+    uint32_t fanout = 12345;
+    assert_int_equal(router_publish(&f->r, p, sl, n, payload, plen, now, &fanout), 0);
+    return fanout;
+}
+
+/* Same at the router's current time. */
+static uint32_t pub_n(struct fix *f, struct subscriber *p, const char *list, size_t tlen,
+                      const char *payload, size_t plen)
+{
+    return pub_at(f, p, list, tlen, payload, plen, f->r.last_time);
+}
+
+static uint32_t pub(struct fix *f, struct subscriber *p, const char *list, const char *payload,
+                    int64_t now)
+{
+    return pub_at(f, p, list, strlen(list), payload, strlen(payload), now);
+}
+
+static int retro(struct fix *f, struct subscriber *s, const char *list, enum router_horizon k,
+                 int64_t h)
+{
+    struct proto_slice sl[MAXT];
+    uint32_t n = split(list, strlen(list), sl);
+    return router_retro_subscribe(&f->r, s, sl, n, k, h);
+}
+
+/* Serialises and empties s's queue; compares with the reply for block
+ * (or END when block is empty).  Checks the byte count kept by the queue and
+ * the number of entries written. */
+static void expect_queue_n(struct subscriber *s, const char *block, size_t len, long nentries,
+                           size_t copy_limit)
+{
+    struct evbuffer *out = evbuffer_new(), *exp = evbuffer_new();
+    if (len)
+        value_reply(exp, block, len);
+    else
+        evbuffer_add(exp, "END\r\n", 5);
+    assert_int_equal(s->queue.bytes, len);
+    assert_int_equal(s->queue.count, nentries);
+    long n = queue_write(&s->queue, out, copy_limit);
+    assert_int_equal(n, nentries);
+    assert_evbuffers_equal(out, exp);
+    assert_int_equal(s->queue.count, 0);
+    assert_int_equal(s->queue.bytes, 0);
+    evbuffer_free(out);
+    evbuffer_free(exp);
+}
+
+/* Same with the expected block in an evbuffer, which is emptied. */
+static void expect_queue_ev(struct subscriber *s, struct evbuffer *block, long nentries)
+{
+    size_t len = evbuffer_get_length(block);
+    char *copy = evbuffer_take(block, NULL);
+    expect_queue_n(s, copy, len, nentries, SIZE_MAX);
+    free(copy);
+}
+
+#define expect_queue(s, lit, n) expect_queue_n((s), B(lit), (n), SIZE_MAX)
+#define expect_empty(s) expect_queue_n((s), "", 0, 0, SIZE_MAX)
+
+static struct entry *queued_entry(const struct subscriber *s, uint32_t i)
+{
+    assert_true(i < s->queue.count);
+    return s->queue.items[(s->queue.head + i) & (s->queue.cap - 1)].e;
+}
+
+/* The k-th name "n<i>" whose topic lands on the given shard. */
+static void name_on_shard(struct fix *f, uint32_t shard, int k, char *out)
+{
+    struct subscriber d;
+    subscriber_init(&d, 999999);
+    for (int i = 0;; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "n%d", i);
+        assert_int_equal(router_subscribe(&f->r, &d, name, strlen(name)), 1);
+        struct topic *t = router_find_topic(&f->r, name, strlen(name));
+        assert_non_null(t);
+        uint32_t sh = t->shard;
+        assert_int_equal(router_unsubscribe(&f->r, &d, name, strlen(name)), 1);
+        if (sh == shard && k-- == 0) {
+            strcpy(out, name);
+            break;
+        }
+    }
+    router_remove_subscriber(&f->r, &d);
+}
+
+/* ---- subscriptions ---- */
+
+static void test_subscribe_counts(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(4, 10, SIZE_MAX, 1000);
+    struct subscriber *a = &f->s[0], *b = &f->s[1];
+    assert_int_equal(router_subscribe(&f->r, a, B("t1")), 1);
+    assert_int_equal(router_subscribe(&f->r, a, B("t1")), 0);
+    assert_int_equal(router_subscribe(&f->r, a, B("t2")), 1);
+    assert_int_equal(router_subscribe(&f->r, b, B("t1")), 1);
+    assert_int_equal(f->r.stats.subscriptions, 3);
+    assert_int_equal(f->r.topics.count, 2);
+    assert_int_equal(a->subs.count, 2);
+    struct topic *t1 = router_find_topic(&f->r, B("t1"));
+    assert_non_null(t1);
+    assert_int_equal(t1->nsubs, 2);
+    assert_bytes_equal(t1->name, t1->len, "t1", 2);
+    assert_null(router_find_topic(&f->r, B("t3")));
+
+    assert_int_equal(router_unsubscribe(&f->r, a, B("t1")), 1);
+    assert_int_equal(router_unsubscribe(&f->r, a, B("t1")), 0);
+    assert_int_equal(t1->nsubs, 1);
+    assert_int_equal(f->r.stats.subscriptions, 2);
+    /* unknown topics: nothing happens, nothing is created */
+    assert_int_equal(router_unsubscribe(&f->r, a, B("nope")), 0);
+    assert_null(router_find_topic(&f->r, B("nope")));
+    /* a topic that exists but a does not hold */
+    assert_int_equal(router_unsubscribe(&f->r, a, B("t1")), 0);
+    assert_int_equal(f->r.topics.count, 2);
+
+    assert_int_equal(router_unsubscribe(&f->r, b, B("t1")), 1);
+    assert_null(router_find_topic(&f->r, B("t1")));
+    assert_int_equal(router_unsubscribe(&f->r, a, B("t2")), 1);
+    assert_int_equal(f->r.topics.count, 0);
+    assert_int_equal(f->r.stats.subscriptions, 0);
+    fix_free(f);
+}
+
+/* Swap-removal from a topic's subscriber array keeps the others reachable. */
+static void test_unsubscribe_middle(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(1, 10, SIZE_MAX, 1000);
+    for (int i = 0; i < 5; i++)
+        sub(f, &f->s[i], "t");
+    assert_int_equal(router_unsubscribe(&f->r, &f->s[1], B("t")), 1);
+    assert_int_equal(router_unsubscribe(&f->r, &f->s[0], B("t")), 1);
+    assert_int_equal(pub(f, &f->s[7], "t", "x", 1001), 3);
+    expect_empty(&f->s[0]);
+    expect_empty(&f->s[1]);
+    for (int i = 2; i < 5; i++)
+        expect_queue(&f->s[i], "MESSAGE t 1\r\nx\r\n", 1);
+    /* resubscribing works and is counted once */
+    assert_int_equal(router_subscribe(&f->r, &f->s[0], B("t")), 1);
+    assert_int_equal(pub(f, NULL, "t", "y", 1001), 4);
+    expect_queue(&f->s[0], "MESSAGE t 1\r\ny\r\n", 1);
+    fix_free(f);
+}
+
+/* Many topics: the hash tables keep finding what is left after deletions. */
+static void test_topic_churn(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(8, 4, SIZE_MAX, 1000);
+    struct subscriber *a = &f->s[0];
+    char name[32];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(name, sizeof name, "topic-%d", i);
+        assert_int_equal(router_subscribe(&f->r, a, name, strlen(name)), 1);
+    }
+    assert_int_equal(f->r.topics.count, 3000);
+    for (int i = 1; i < 3000; i += 2) {
+        snprintf(name, sizeof name, "topic-%d", i);
+        assert_int_equal(router_unsubscribe(&f->r, a, name, strlen(name)), 1);
+    }
+    assert_int_equal(f->r.topics.count, 1500);
+    assert_int_equal(a->subs.count, 1500);
+    for (int i = 0; i < 3000; i++) {
+        snprintf(name, sizeof name, "topic-%d", i);
+        struct topic *t = router_find_topic(&f->r, name, strlen(name));
+        if (i % 2)
+            assert_null(t);
+        else
+            assert_non_null(t);
+        assert_int_equal(router_subscribe(&f->r, a, name, strlen(name)), i % 2 ? 1 : 0);
+    }
+    for (int i = 0; i < 3000; i++) {
+        snprintf(name, sizeof name, "topic-%d", (i * 7919) % 3000);
+        assert_int_equal(router_unsubscribe(&f->r, a, name, strlen(name)), 1);
+    }
+    assert_int_equal(f->r.topics.count, 0);
+    assert_int_equal(a->subs.count, 0);
+    assert_int_equal(f->r.stats.subscriptions, 0);
+    fix_free(f);
+}
+
+/* ---- publishing ---- */
+
+static void test_publish_basic_bytes(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(4, 10, SIZE_MAX, 1000);
+    sub(f, &f->s[0], "t1");
+    assert_int_equal(pub(f, &f->s[1], "t1", "hi", 1001), 1);
+    assert_int_equal(f->r.stats.published, 1);
+    assert_int_equal(f->r.stats.deliveries, 1);
+    /* the byte-exact example of SPEC section 1 */
+    struct evbuffer *out = evbuffer_new();
+    assert_int_equal(queue_write(&f->s[0].queue, out, SIZE_MAX), 1);
+    assert_evbuffer_equal(out, B("VALUE messages 0 16\r\nMESSAGE t1 2\r\nhi\r\nEND\r\n"));
+    evbuffer_drain(out, evbuffer_get_length(out));
+    assert_int_equal(queue_write(&f->s[0].queue, out, SIZE_MAX), 0);
+    assert_evbuffer_equal(out, B("END\r\n"));
+    evbuffer_free(out);
+    /* nobody subscribed: published, delivered to no one */
+    assert_int_equal(pub(f, &f->s[1], "other", "x", 1001), 0);
+    assert_int_equal(f->r.stats.published, 2);
+    assert_int_equal(f->r.stats.deliveries, 1);
+    /* empty payload */
+    assert_int_equal(pub(f, NULL, "t1", "", 1001), 1);
+    expect_queue(&f->s[0], "MESSAGE t1 0\r\n\r\n", 1);
+    fix_free(f);
+}
+
+/* Reached through several topics: one entry, held topics in the publisher's order. */
+static void test_publish_once_through_several_topics(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(4, 10, SIZE_MAX, 1000);
+    struct subscriber *a = &f->s[0], *b = &f->s[1], *p = &f->s[2];
+    sub(f, a, "c a");
+    sub(f, b, "b c a");
+    assert_int_equal(pub(f, p, "a b c", "hi", 1001), 2);
+    assert_int_equal(f->r.stats.deliveries, 2);
+    expect_queue(a, "MESSAGE a c 2\r\nhi\r\n", 1);
+    expect_queue(b, "MESSAGE a b c 2\r\nhi\r\n", 1);
+    /* publisher order, whatever the subscription order; duplicates ignored */
+    assert_int_equal(pub(f, p, "c b  c a b", "x", 1001), 2);
+    expect_queue(a, "MESSAGE c a 1\r\nx\r\n", 1);
+    expect_queue(b, "MESSAGE c b a 1\r\nx\r\n", 1);
+    /* topics a subscriber does not hold are not listed */
+    assert_int_equal(pub(f, p, "zz b yy", "q", 1001), 1);
+    expect_empty(a);
+    expect_queue(b, "MESSAGE b 1\r\nq\r\n", 1);
+    fix_free(f);
+}
+
+static void test_no_self_delivery(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(4, 10, SIZE_MAX, 1000);
+    struct subscriber *a = &f->s[0], *b = &f->s[1];
+    sub(f, a, "t u");
+    sub(f, b, "t");
+    assert_int_equal(pub(f, a, "t u", "mine", 1001), 1);
+    expect_empty(a);
+    expect_queue(b, "MESSAGE t 4\r\nmine\r\n", 1);
+    /* no publisher (NULL): everyone */
+    assert_int_equal(pub(f, NULL, "t", "all", 1001), 2);
+    expect_queue(a, "MESSAGE t 3\r\nall\r\n", 1);
+    expect_queue(b, "MESSAGE t 3\r\nall\r\n", 1);
+    fix_free(f);
+}
+
+static void test_order_per_publisher(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(4, 100, SIZE_MAX, 1000);
+    struct subscriber *a = &f->s[0], *p = &f->s[1], *q = &f->s[2];
+    sub(f, a, "t1 t2");
+    struct evbuffer *exp = evbuffer_new();
+    for (int i = 0; i < 100; i++) {
+        char payload[16];
+        snprintf(payload, sizeof payload, "m%d", i);
+        const char *topic = i % 3 == 0 ? "t1" : i % 3 == 1 ? "t2" : "t2 t1";
+        pub(f, i % 2 ? p : q, topic, payload, 1001 + i / 10);
+        evbuffer_add_printf(exp, "MESSAGE %s %zu\r\n%s\r\n", topic, strlen(payload), payload);
+    }
+    size_t len = evbuffer_get_length(exp);
+    expect_queue_n(a, (const char *)evbuffer_pullup(exp, -1), len, 100, SIZE_MAX);
+    /* after a big burst the queue works again from empty */
+    pub(f, q, "t2", "again", 1020);
+    expect_queue(a, "MESSAGE t2 5\r\nagain\r\n", 1);
+    evbuffer_free(exp);
+    fix_free(f);
+}
+
+/* Topic names are length-counted: NUL is an ordinary byte. */
+static void test_nul_in_topic_names(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(4, 10, SIZE_MAX, 1000);
+    struct subscriber *a = &f->s[0], *b = &f->s[1], *c = &f->s[2];
+    sub_n(f, a, B("a\0b"));
+    sub_n(f, b, B("a"));
+    sub_n(f, c, B("a\0c"));
+    assert_int_equal(f->r.topics.count, 3);
+    assert_int_equal(pub_n(f, NULL, B("a\0b"), B("p\0q")), 1);
+    expect_queue(a, "MESSAGE a\0b 3\r\np\0q\r\n", 1);
+    expect_empty(b);
+    expect_empty(c);
+    assert_int_equal(pub_n(f, NULL, B("a a\0c"), B("\r\n")), 2);
+    expect_queue(b, "MESSAGE a 2\r\n\r\n\r\n", 1);
+    expect_queue(c, "MESSAGE a\0c 2\r\n\r\n\r\n", 1);
+    fix_free(f);
+}
+
+/* Entries with more than 64 topics use a list instead of a bit mask. */
+static void test_many_topics_subset(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(4, 10, SIZE_MAX, 1000);
+    struct subscriber *x = &f->s[0], *y = &f->s[1], *z = &f->s[2], *w = &f->s[3],
+                      *v = &f->s[4];
+    struct evbuffer *all = evbuffer_new(), *first64 = evbuffer_new(), *u = evbuffer_new();
+    for (int i = 0; i < 100; i++) {
+        evbuffer_add_printf(all, "%st%d", i ? " " : "", i);
+        if (i < 64) {
+            evbuffer_add_printf(first64, "%st%d", i ? " " : "", i);
+            evbuffer_add_printf(u, "%su%d", i ? " " : "", i);
+        }
+    }
+    size_t all_len = evbuffer_get_length(all), f64_len = evbuffer_get_length(first64),
+           u_len = evbuffer_get_length(u);
+    const char *all_s = (const char *)evbuffer_pullup(all, -1);
+    const char *f64_s = (const char *)evbuffer_pullup(first64, -1);
+    const char *u_s = (const char *)evbuffer_pullup(u, -1);
+
+    sub(f, x, "t99 t70 t5");
+    sub_n(f, y, all_s, all_len);
+    sub_n(f, z, f64_s, f64_len);
+    sub_n(f, w, u_s, u_len);
+    sub(f, v, "u63 u0");
+
+    /* 100 topics */
+    assert_int_equal(pub_n(f, NULL, all_s, all_len, B("p")), 3);
+    /* a holder of every topic gets the prebuilt wire bytes (QUEUE_ALL), others a list */
+    assert_true(y->queue.items[y->queue.head].m.mask == QUEUE_ALL);
+    assert_true(x->queue.items[x->queue.head].m.mask != QUEUE_ALL);
+    assert_int_equal(x->queue.items[x->queue.head].m.list[0], 3);
+    expect_queue(x, "MESSAGE t5 t70 t99 1\r\np\r\n", 1);
+    struct evbuffer *exp = evbuffer_new();
+    evbuffer_add(exp, "MESSAGE ", 8);
+    evbuffer_add(exp, all_s, all_len);
+    evbuffer_add(exp, " 1\r\np\r\n", 7);
+    expect_queue_n(y, (const char *)evbuffer_pullup(exp, -1), evbuffer_get_length(exp), 1,
+                   SIZE_MAX);
+    evbuffer_drain(exp, evbuffer_get_length(exp));
+    evbuffer_add(exp, "MESSAGE ", 8);
+    evbuffer_add(exp, f64_s, f64_len);
+    evbuffer_add(exp, " 1\r\np\r\n", 7);
+    expect_queue_n(z, (const char *)evbuffer_pullup(exp, -1), evbuffer_get_length(exp), 1,
+                   SIZE_MAX);
+
+    /* exactly 64 topics: the widest bit mask */
+    assert_int_equal(pub_n(f, NULL, u_s, u_len, B("q")), 2);
+    assert_true(w->queue.items[w->queue.head].m.mask == QUEUE_ALL);
+    assert_true(v->queue.items[v->queue.head].m.mask == (1ULL | 1ULL << 63));
+    evbuffer_drain(exp, evbuffer_get_length(exp));
+    evbuffer_add(exp, "MESSAGE ", 8);
+    evbuffer_add(exp, u_s, u_len);
+    evbuffer_add(exp, " 1\r\nq\r\n", 7);
+    expect_queue_n(w, (const char *)evbuffer_pullup(exp, -1), evbuffer_get_length(exp), 1,
+                   SIZE_MAX);
+    expect_queue(v, "MESSAGE u0 u63 1\r\nq\r\n", 1);
+
+    /* several big partial items in one queue, then released unserialised */
+    pub_n(f, NULL, all_s, all_len, B("1"));
+    pub_n(f, NULL, all_s, all_len, B("2"));
+    expect_queue(x, "MESSAGE t5 t70 t99 1\r\n1\r\nMESSAGE t5 t70 t99 1\r\n2\r\n", 2);
+    assert_int_equal(z->queue.count, 2);
+    router_remove_subscriber(&f->r, z); /* frees the lists (LSan) */
+    subscriber_init(z, 3);
+
+    evbuffer_free(exp);
+    evbuffer_free(all);
+    evbuffer_free(first64);
+    evbuffer_free(u);
+    fix_free(f);
+}
+
+/* One entry, one payload copy, shared by every queue it reaches. */
+static void test_fanout_shares_entry(void **state)
+{
+    (void)state;
+    enum { N = 1000 };
+    struct fix *f = fix_new(4, 10, SIZE_MAX, 1000);
+    struct subscriber *subs = calloc(N, sizeof *subs);
+    for (int i = 0; i < N; i++) {
+        subscriber_init(&subs[i], 100 + (uint64_t)i);
+        sub(f, &subs[i], i % 2 ? "a b" : "a");
+    }
+    assert_int_equal(pub(f, &f->s[0], "a b", "hello", 1001), N);
+    assert_int_equal(f->r.stats.deliveries, N);
+    struct entry *e = queued_entry(&subs[0], 0);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(subs[i].queue.count, 1);
+        assert_ptr_equal(queued_entry(&subs[i], 0), e);
+    }
+    /* N queue items + the one shard ring per distinct shard of "a b" */
+    uint32_t ta = router_find_topic(&f->r, B("a"))->shard;
+    uint32_t tb = router_find_topic(&f->r, B("b"))->shard;
+    uint32_t rings = ta == tb ? 1 : 2;
+    assert_int_equal(e->refcnt, N + rings);
+    assert_bytes_equal(entry_payload(e), e->payload_len, "hello", 5);
+    assert_bytes_equal(e->wire, entry_wire_len(e), B("MESSAGE a b 5\r\nhello\r\n"));
+
+    /* sent by reference: the output buffer holds the entry, not a copy */
+    struct evbuffer *out = evbuffer_new();
+    assert_int_equal(queue_write(&subs[1].queue, out, 0), 1);
+    assert_int_equal(e->refcnt, N + rings);
+    assert_evbuffer_equal(out, B("VALUE messages 0 20\r\nMESSAGE a b 5\r\nhello\r\nEND\r\n"));
+    evbuffer_free(out);
+    assert_int_equal(e->refcnt, N - 1 + rings);
+    /* a partial item by reference: header rebuilt, payload shared */
+    out = evbuffer_new();
+    assert_int_equal(queue_write(&subs[0].queue, out, 0), 1);
+    assert_int_equal(e->refcnt, N - 1 + rings); /* before pullup copies the bytes out */
+    assert_evbuffer_equal(out, B("VALUE messages 0 18\r\nMESSAGE a 5\r\nhello\r\nEND\r\n"));
+    evbuffer_free(out);
+    assert_int_equal(e->refcnt, N - 2 + rings);
+
+    for (int i = 2; i < N; i++)
+        router_remove_subscriber(&f->r, &subs[i]);
+    assert_int_equal(e->refcnt, rings);
+    for (int i = 0; i < 2; i++)
+        router_remove_subscriber(&f->r, &subs[i]);
+    free(subs);
+    fix_free(f);
+}
+
+/* Big entries: copied and referenced output are byte-identical. */
+static void test_write_copy_vs_reference(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(2, 10, SIZE_MAX, 1000);
+    struct subscriber *a = &f->s[0], *b = &f->s[1];
+    sub(f, a, "x y");
+    sub(f, b, "y");
+    size_t n = 5000;
+    char *payload = malloc(n);
+    for (size_t i = 0; i < n; i++)
+        payload[i] = (char)(i * 13);
+    pub_n(f, NULL, B("x y"), payload, n);
+    pub_n(f, NULL, B("y"), B("small"));
+    struct evbuffer *block = evbuffer_new();
+    add_entry(block, "x y", payload, n);
+    add_entry(block, "y", B("small"));
+    expect_queue_n(a, (const char *)evbuffer_pullup(block, -1), evbuffer_get_length(block), 2,
+                   16);
+    evbuffer_drain(block, evbuffer_get_length(block));
+    add_entry(block, "y", payload, n);
+    add_entry(block, "y", B("small"));
+    expect_queue_n(b, (const char *)evbuffer_pullup(block, -1), evbuffer_get_length(block), 2,
+                   16);
+    evbuffer_free(block);
+    free(payload);
+    fix_free(f);
+}
+
+/* ---- queue bound ---- */
+
+static void test_queue_overflow_once(void **state)
+{
+    (void)state;
+    /* "MESSAGE t1 2\r\nhi\r\n" is 18 bytes: two fit in 36, the third exceeds */
+    struct fix *f = fix_new(1, 10, 36, 1000);
+    struct subscriber *a = &f->s[0], *b = &f->s[1], *p = &f->s[2];
+    sub(f, a, "t1");
+    sub(f, b, "t2");
+    pub(f, p, "t1", "hi", 1001);
+    pub(f, p, "t1", "hi", 1001);
+    assert_int_equal(a->queue.bytes, 36);
+    assert_int_equal(f->overflows, 0);
+    assert_false(a->overflowed);
+    pub(f, p, "t1", "hi", 1001);
+    assert_int_equal(f->overflows, 1);
+    assert_ptr_equal(f->last_overflow, a);
+    assert_true(a->overflowed);
+    /* an overflowed subscriber is not fed nor reported again */
+    assert_int_equal(pub(f, p, "t1", "hi", 1001), 0);
+    assert_int_equal(pub(f, p, "t1 t2", "hi", 1001), 1);
+    assert_int_equal(f->overflows, 1);
+    assert_int_equal(a->queue.count, 3);
+    assert_false(b->overflowed);
+    expect_queue(b, "MESSAGE t2 2\r\nhi\r\n", 1);
+    fix_free(f);
+}
+
+static void test_retro_stops_at_overflow(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(1, 10, 36, 1000);
+    for (int i = 0; i < 5; i++)
+        pub(f, NULL, "t1", "hi", 1001);
+    struct subscriber *a = &f->s[0];
+    assert_int_equal(retro(f, a, "t1", ROUTER_BY_SEQ, 0), 1);
+    assert_int_equal(f->overflows, 1);
+    assert_ptr_equal(f->last_overflow, a);
+    assert_int_equal(a->queue.count, 3);
+    fix_free(f);
+}
+
+/* ---- retention ---- */
+
+static void test_retention_ring(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(1, 3, SIZE_MAX, 100);
+    struct retain *sh = &f->r.shards[0];
+    assert_int_equal(sh->count, 0);
+    assert_int_equal(sh->dropped_seq, 0);
+    assert_true(sh->dropped_time == INT64_MIN);
+    for (int i = 1; i <= 3; i++)
+        pub(f, NULL, "t", "x", 100 + i);
+    assert_int_equal(sh->count, 3);
+    assert_int_equal(sh->dropped_seq, 0);
+    pub(f, NULL, "t", "x", 104);
+    pub(f, NULL, "t", "x", 105);
+    assert_int_equal(sh->count, 3);
+    assert_int_equal(sh->dropped_seq, 2);
+    assert_true(sh->dropped_time == 102);
+    assert_int_equal(retain_at(sh, 0)->seq, 3);
+    assert_true(retain_at(sh, 0)->time == 103);
+    assert_int_equal(retain_at(sh, 2)->seq, 5);
+    /* publish times never go backwards */
+    pub(f, NULL, "t", "x", 50);
+    assert_int_equal(retain_at(sh, 2)->seq, 6);
+    assert_true(retain_at(sh, 2)->time == 105);
+    assert_int_equal(sh->dropped_seq, 3);
+    /* ring now holds seq 4, 5, 6 at times 104, 105, 105 */
+    assert_int_equal(retain_first_after_seq(sh, 0), 0);
+    assert_int_equal(retain_first_after_seq(sh, 4), 1);
+    assert_int_equal(retain_first_after_seq(sh, 6), 3);
+    assert_int_equal(retain_first_after_time(sh, 103), 0);
+    assert_int_equal(retain_first_after_time(sh, 104), 1);
+    assert_int_equal(retain_first_after_time(sh, 105), 3);
+    fix_free(f);
+}
+
+/* An entry is kept once per distinct shard of its topics. */
+static void test_retention_per_shard(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(4, 10, SIZE_MAX, 100);
+    char a[32], a2[32], b[32], list[128];
+    name_on_shard(f, 0, 0, a);
+    name_on_shard(f, 0, 1, a2);
+    name_on_shard(f, 1, 0, b);
+    assert_int_equal(f->r.topics.count, 0);
+    snprintf(list, sizeof list, "%s %s", a, a2);
+    pub(f, NULL, list, "x", 101);
+    assert_int_equal(f->r.shards[0].count, 1);
+    assert_int_equal(retain_at(&f->r.shards[0], 0)->refcnt, 1);
+    snprintf(list, sizeof list, "%s %s %s", a, b, a2);
+    pub(f, NULL, list, "y", 101);
+    assert_int_equal(f->r.shards[0].count, 2);
+    assert_int_equal(f->r.shards[1].count, 1);
+    assert_int_equal(f->r.shards[2].count, 0);
+    assert_ptr_equal(retain_at(&f->r.shards[0], 1), retain_at(&f->r.shards[1], 0));
+    assert_int_equal(retain_at(&f->r.shards[1], 0)->refcnt, 2);
+    fix_free(f);
+}
+
+/* Topics live while subscribed or referenced by a queued or retained entry. */
+static void test_topics_freed(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(1, 1, SIZE_MAX, 100);
+    struct subscriber *a = &f->s[0];
+    sub(f, a, "x y");
+    assert_int_equal(f->r.topics.count, 2);
+    pub(f, NULL, "x", "m", 101);
+    router_unsubscribe(&f->r, a, B("x"));
+    router_unsubscribe(&f->r, a, B("y"));
+    /* y had no entry: gone; x is held by the queued and the retained entry */
+    assert_null(router_find_topic(&f->r, B("y")));
+    assert_non_null(router_find_topic(&f->r, B("x")));
+    assert_int_equal(f->r.topics.count, 1);
+    /* evict x's entry from retention: still queued for a */
+    pub(f, NULL, "z", "n", 101);
+    assert_non_null(router_find_topic(&f->r, B("x")));
+    assert_int_equal(f->r.topics.count, 2);
+    expect_queue(a, "MESSAGE x 1\r\nm\r\n", 1);
+    assert_null(router_find_topic(&f->r, B("x")));
+    assert_int_equal(f->r.topics.count, 1); /* z: the retained entry */
+    /* an entry queued to a subscriber that goes away */
+    sub(f, a, "w");
+    pub(f, NULL, "w", "o", 101); /* evicts z */
+    assert_null(router_find_topic(&f->r, B("z")));
+    pub(f, NULL, "v", "o", 101); /* evicts w's entry from retention */
+    assert_int_equal(f->r.topics.count, 2);
+    router_remove_subscriber(&f->r, a);
+    subscriber_init(a, 1);
+    assert_null(router_find_topic(&f->r, B("w")));
+    assert_int_equal(f->r.topics.count, 1); /* v */
+    assert_int_equal(f->r.stats.subscriptions, 0);
+    /* subscribe / unsubscribe alone leaves nothing */
+    sub(f, a, "p q r");
+    router_remove_subscriber(&f->r, a);
+    subscriber_init(a, 1);
+    assert_int_equal(f->r.topics.count, 1);
+    fix_free(f);
+}
+
+/* ---- retroactive subscription ---- */
+
+static void test_retro_by_seq(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(1, 10, SIZE_MAX, 1000);
+    struct subscriber *a = &f->s[0], *p = &f->s[1];
+    pub(f, p, "t", "old", 1001);
+    uint64_t h = f->r.seq;
+    pub(f, p, "t", "new1", 1001);
+    pub(f, p, "u", "other", 1001);
+    pub(f, a, "t", "mine", 1001); /* a's own: never delivered */
+    pub(f, p, "t u", "new2", 1001);
+    assert_int_equal(retro(f, a, "t", ROUTER_BY_SEQ, (int64_t)h), 1);
+    assert_non_null(router_find_topic(&f->r, B("t")));
+    assert_int_equal(a->subs.count, 1);
+    expect_queue(a, "MESSAGE t 4\r\nnew1\r\nMESSAGE t 4\r\nnew2\r\n", 2);
+    /* subscribed for live deliveries too */
+    pub(f, p, "t", "live", 1001);
+    expect_queue(a, "MESSAGE t 4\r\nlive\r\n", 1);
+    /* a horizon at the newest seq: nothing */
+    assert_int_equal(retro(f, &f->s[2], "t", ROUTER_BY_SEQ, (int64_t)f->r.seq), 1);
+    expect_empty(&f->s[2]);
+    /* empty topic list */
+    assert_int_equal(retro(f, &f->s[3], "", ROUTER_BY_SEQ, 0), 1);
+    expect_empty(&f->s[3]);
+    fix_free(f);
+}
+
+static void test_retro_by_seq_not_found(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(1, 2, SIZE_MAX, 1000);
+    struct subscriber *a = &f->s[0], *p = &f->s[1];
+    uint64_t h = f->r.seq; /* 0 */
+    pub(f, p, "t", "1", 1001);
+    pub(f, p, "t", "2", 1001);
+    assert_int_equal(f->r.shards[0].dropped_seq, 0);
+    pub(f, p, "t", "3", 1001); /* drops seq 1 > h */
+    assert_int_equal(retro(f, a, "t", ROUTER_BY_SEQ, (int64_t)h), 0);
+    expect_empty(a); /* nothing retro-queued */
+    pub(f, p, "t", "4", 1001); /* but subscribed */
+    expect_queue(a, "MESSAGE t 1\r\n4\r\n", 1);
+    /* h = 2: dropped seq 2 is not after it -> found */
+    assert_int_equal(retro(f, &f->s[2], "t", ROUTER_BY_SEQ, 2), 1);
+    expect_queue(&f->s[2], "MESSAGE t 1\r\n3\r\nMESSAGE t 1\r\n4\r\n", 2);
+    /* h = 1: seq 2 was dropped -> too old */
+    assert_int_equal(retro(f, &f->s[3], "t", ROUTER_BY_SEQ, 1), 0);
+    fix_free(f);
+}
+
+static void test_retro_by_time(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(1, 3, SIZE_MAX, 1000);
+    struct subscriber *p = &f->s[7];
+    pub(f, p, "t", "a", 1000);
+    pub(f, p, "t", "b", 1001);
+    pub(f, p, "t", "c", 1002);
+    /* strictly after the horizon second */
+    assert_int_equal(retro(f, &f->s[0], "t", ROUTER_BY_TIME, 1001), 1);
+    expect_queue(&f->s[0], "MESSAGE t 1\r\nc\r\n", 1);
+    assert_int_equal(retro(f, &f->s[1], "t", ROUTER_BY_TIME, 1000), 1);
+    expect_queue(&f->s[1], "MESSAGE t 1\r\nb\r\nMESSAGE t 1\r\nc\r\n", 2);
+    assert_int_equal(retro(f, &f->s[2], "t", ROUTER_BY_TIME, 1002), 1);
+    expect_empty(&f->s[2]);
+    /* a horizon before the server's start is too old, though nothing was dropped */
+    assert_int_equal(f->r.shards[0].dropped_seq, 0);
+    assert_int_equal(retro(f, &f->s[3], "t", ROUTER_BY_TIME, 999), 0);
+    expect_empty(&f->s[3]);
+    assert_int_equal(f->s[3].subs.count, 1);
+    /* dropping entry "a" (time 1000) makes horizons before 1000 too old, not 1000 */
+    pub(f, p, "t", "d", 1003);
+    assert_true(f->r.shards[0].dropped_time == 1000);
+    assert_int_equal(retro(f, &f->s[4], "t", ROUTER_BY_TIME, 1000), 1);
+    expect_queue(&f->s[4], "MESSAGE t 1\r\nb\r\nMESSAGE t 1\r\nc\r\nMESSAGE t 1\r\nd\r\n", 3);
+    pub(f, p, "t", "e", 1003); /* drops "b" (1001) */
+    assert_int_equal(retro(f, &f->s[5], "t", ROUTER_BY_TIME, 1000), 0);
+    assert_int_equal(retro(f, &f->s[6], "t", ROUTER_BY_TIME, 1001), 1);
+    expect_queue(&f->s[6], "MESSAGE t 1\r\nc\r\nMESSAGE t 1\r\nd\r\nMESSAGE t 1\r\ne\r\n", 3);
+    fix_free(f);
+}
+
+/* Topics on several shards: each entry once, publish order, held topics listed. */
+static void test_retro_several_shards(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(4, 100, SIZE_MAX, 1000);
+    char a[32], a2[32], b[32], c[32], list[160];
+    name_on_shard(f, 0, 0, a);
+    name_on_shard(f, 0, 1, a2);
+    name_on_shard(f, 1, 0, b);
+    name_on_shard(f, 2, 0, c);
+    struct subscriber *p = &f->s[7];
+    struct evbuffer *exp = evbuffer_new();
+#define PUB(topics, payload)                                                       \
+    do {                                                                           \
+        pub(f, p, topics, payload, 1001);                                          \
+    } while (0)
+    PUB(b, "1");
+    PUB(a, "2");
+    snprintf(list, sizeof list, "%s %s", a, b);
+    PUB(list, "3");
+    PUB(c, "4");
+    snprintf(list, sizeof list, "%s %s", b, a);
+    PUB(list, "5");
+    snprintf(list, sizeof list, "%s %s %s", a2, c, a);
+    PUB(list, "6");
+#undef PUB
+    snprintf(list, sizeof list, "%s %s", a, b);
+    assert_int_equal(retro(f, &f->s[0], list, ROUTER_BY_SEQ, 0), 1);
+    evbuffer_add_printf(exp, "MESSAGE %s 1\r\n1\r\n", b);
+    evbuffer_add_printf(exp, "MESSAGE %s 1\r\n2\r\n", a);
+    evbuffer_add_printf(exp, "MESSAGE %s %s 1\r\n3\r\n", a, b);
+    evbuffer_add_printf(exp, "MESSAGE %s %s 1\r\n5\r\n", b, a);
+    evbuffer_add_printf(exp, "MESSAGE %s 1\r\n6\r\n", a);
+    expect_queue_n(&f->s[0], (const char *)evbuffer_pullup(exp, -1), evbuffer_get_length(exp),
+                   5, SIZE_MAX);
+
+    /* same by time, and with two requested topics on one shard */
+    evbuffer_drain(exp, evbuffer_get_length(exp));
+    snprintf(list, sizeof list, "%s %s %s", c, a2, a);
+    assert_int_equal(retro(f, &f->s[1], list, ROUTER_BY_TIME, 1000), 1);
+    evbuffer_add_printf(exp, "MESSAGE %s 1\r\n2\r\n", a);
+    evbuffer_add_printf(exp, "MESSAGE %s 1\r\n3\r\n", a);
+    evbuffer_add_printf(exp, "MESSAGE %s 1\r\n4\r\n", c);
+    evbuffer_add_printf(exp, "MESSAGE %s 1\r\n5\r\n", a);
+    evbuffer_add_printf(exp, "MESSAGE %s %s %s 1\r\n6\r\n", a2, c, a);
+    expect_queue_n(&f->s[1], (const char *)evbuffer_pullup(exp, -1), evbuffer_get_length(exp),
+                   5, SIZE_MAX);
+
+    /* topics held from before are listed too; entries on them alone are not queued */
+    evbuffer_drain(exp, evbuffer_get_length(exp));
+    sub(f, &f->s[2], b);
+    assert_int_equal(retro(f, &f->s[2], c, ROUTER_BY_SEQ, 0), 1);
+    evbuffer_add_printf(exp, "MESSAGE %s 1\r\n4\r\n", c);
+    evbuffer_add_printf(exp, "MESSAGE %s 1\r\n6\r\n", c);
+    expect_queue_n(&f->s[2], (const char *)evbuffer_pullup(exp, -1), evbuffer_get_length(exp),
+                   2, SIZE_MAX);
+    evbuffer_drain(exp, evbuffer_get_length(exp));
+    snprintf(list, sizeof list, "%s", a);
+    assert_int_equal(retro(f, &f->s[2], list, ROUTER_BY_SEQ, 4), 1);
+    evbuffer_add_printf(exp, "MESSAGE %s %s 1\r\n5\r\n", b, a);
+    evbuffer_add_printf(exp, "MESSAGE %s %s 1\r\n6\r\n", c, a);
+    expect_queue_n(&f->s[2], (const char *)evbuffer_pullup(exp, -1), evbuffer_get_length(exp),
+                   2, SIZE_MAX);
+    evbuffer_free(exp);
+    fix_free(f);
+}
+
+/* NOT_FOUND when any one of the requested topics' shards dropped a newer entry. */
+static void test_retro_one_shard_too_old(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(4, 2, SIZE_MAX, 1000);
+    char a[32], b[32], list[80];
+    name_on_shard(f, 0, 0, a);
+    name_on_shard(f, 1, 0, b);
+    struct subscriber *p = &f->s[7];
+    struct evbuffer *exp = evbuffer_new();
+    pub(f, p, a, "1", 1001);
+    pub(f, p, a, "2", 1002);
+    pub(f, p, a, "3", 1003); /* shard 0 drops seq 1 (time 1001) */
+    pub(f, p, b, "4", 1004);
+    assert_int_equal(f->r.shards[0].dropped_seq, 1);
+    assert_true(f->r.shards[0].dropped_time == 1001);
+    assert_int_equal(f->r.shards[1].dropped_seq, 0);
+
+    /* b's shard alone is fine */
+    assert_int_equal(retro(f, &f->s[0], b, ROUTER_BY_SEQ, 0), 1);
+    evbuffer_add_printf(exp, "MESSAGE %s 1\r\n4\r\n", b);
+    expect_queue_ev(&f->s[0], exp, 1);
+
+    /* with a: too old; subscribed to both all the same, nothing retro-queued */
+    snprintf(list, sizeof list, "%s %s", b, a);
+    assert_int_equal(retro(f, &f->s[1], list, ROUTER_BY_SEQ, 0), 0);
+    expect_empty(&f->s[1]);
+    assert_int_equal(f->s[1].subs.count, 2);
+    assert_int_equal(retro(f, &f->s[2], list, ROUTER_BY_TIME, 1000), 0);
+    expect_empty(&f->s[2]);
+
+    /* a horizon at the dropped entry is fine */
+    assert_int_equal(retro(f, &f->s[3], list, ROUTER_BY_SEQ, 1), 1);
+    evbuffer_add_printf(exp, "MESSAGE %s 1\r\n2\r\n", a);
+    evbuffer_add_printf(exp, "MESSAGE %s 1\r\n3\r\n", a);
+    evbuffer_add_printf(exp, "MESSAGE %s 1\r\n4\r\n", b);
+    expect_queue_ev(&f->s[3], exp, 3);
+    assert_int_equal(retro(f, &f->s[4], list, ROUTER_BY_TIME, 1001), 1);
+    evbuffer_add_printf(exp, "MESSAGE %s 1\r\n2\r\n", a);
+    evbuffer_add_printf(exp, "MESSAGE %s 1\r\n3\r\n", a);
+    evbuffer_add_printf(exp, "MESSAGE %s 1\r\n4\r\n", b);
+    expect_queue_ev(&f->s[4], exp, 3);
+
+    /* the NOT_FOUND subscriber gets live entries on both topics */
+    snprintf(list, sizeof list, "%s %s", a, b);
+    assert_int_equal(pub(f, p, list, "5", 1005), 5); /* s[0] to s[4] */
+    evbuffer_add_printf(exp, "MESSAGE %s %s 1\r\n5\r\n", a, b);
+    expect_queue_ev(&f->s[1], exp, 1);
+    evbuffer_free(exp);
+    fix_free(f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        tu_test(test_subscribe_counts),
+        tu_test(test_unsubscribe_middle),
+        tu_test(test_topic_churn),
+        tu_test(test_publish_basic_bytes),
+        tu_test(test_publish_once_through_several_topics),
+        tu_test(test_no_self_delivery),
+        tu_test(test_order_per_publisher),
+        tu_test(test_nul_in_topic_names),
+        tu_test(test_many_topics_subset),
+        tu_test(test_fanout_shares_entry),
+        tu_test(test_write_copy_vs_reference),
+        tu_test(test_queue_overflow_once),
+        tu_test(test_retro_stops_at_overflow),
+        tu_test(test_retention_ring),
+        tu_test(test_retention_per_shard),
+        tu_test(test_topics_freed),
+        tu_test(test_retro_by_seq),
+        tu_test(test_retro_by_seq_not_found),
+        tu_test(test_retro_by_time),
+        tu_test(test_retro_several_shards),
+        tu_test(test_retro_one_shard_too_old),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
