@@ -14,7 +14,7 @@ CPPFLAGS_K := -Iinclude -Ic_src -I$(ERL_INTERFACE)/include
 LDLIBS_K   := -L$(ERL_INTERFACE)/lib -lei -levent -lpthread
 SAN     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
-CORE_SRC := c_src/protocol.c c_src/table.c c_src/entry.c c_src/queue.c c_src/retain.c \
+CORE_SRC := c_src/protocol.c c_src/table.c c_src/subset.c c_src/entry.c c_src/queue.c c_src/retain.c \
             c_src/router.c c_src/session.c c_src/server.c c_src/log.c
 ENGINE_SRC := $(CORE_SRC) c_src/control.c c_src/main.c
 HEADERS := $(wildcard c_src/*.h include/kraken/*.h)
@@ -71,7 +71,7 @@ build/test/%: test/c/%.c $(CORE_SRC) $(HEADERS) test/c/test_util.h | deps
 	$(CC) $(WARN) $(SAN) $(CPPFLAGS_K) -o $@ $< $(CORE_SRC) $(LDLIBS_K) -lcmocka
 
 test-c: $(addprefix build/test/,$(UNIT_TESTS))
-	@for t in $^; do echo "== $$t"; $$t || exit 1; done
+	@rc=0; for t in $^; do echo "== $$t"; $$t || rc=1; done; exit $$rc
 
 test-erlang: all
 	rebar3 eunit

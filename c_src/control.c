@@ -197,10 +197,10 @@ static void encode_queue_topics(ei_x_buff *x, unsigned long long id)
         ei_x_encode_atom(x, "not_found");
         return;
     }
-    const struct table *t = &s->sub.subs;
+    const struct subset *t = &s->sub.subs;
     for (uint32_t i = 0; i < t->cap; i++)
-        if (t->slots[i]) {
-            const struct topic *tp = ((const struct sub *)t->slots[i])->topic;
+        if (t->v[i].topic) {
+            const struct topic *tp = t->v[i].topic;
             ei_x_encode_list_header(x, 1);
             ei_x_encode_binary(x, tp->name, tp->len);
         }

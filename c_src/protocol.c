@@ -123,7 +123,7 @@ static enum proto_status parse_set(const char *buf, size_t len, size_t line_end,
         return PROTO_ERROR;
     }
     size_t head = line_end + 1;
-    if (bytes > max_request || head + bytes + 2 > max_request) {
+    if (head + 2 > max_request || bytes > max_request - head - 2) {
         *error = PROTO_ERR_TOO_LARGE;
         return PROTO_ERROR;
     }

@@ -23,16 +23,6 @@ static int topic_eq(const void *item, const void *key)
     return t->len == k->len && memcmp(t->name, k->p, k->len) == 0;
 }
 
-static uint64_t sub_hash(const void *item)
-{
-    return table_hash_ptr(((const struct sub *)item)->topic);
-}
-
-static int sub_eq(const void *item, const void *key)
-{
-    return ((const struct sub *)item)->topic == key;
-}
-
 /* Grows a scratch array to hold n elements of size sz. */
 static int reserve(void **arr, size_t *cap, size_t n, size_t sz)
 {
@@ -68,7 +58,7 @@ int router_init(struct router *r, const struct router_config *cfg, int64_t now)
 static void topic_free(struct router *r, struct topic *t)
 {
     table_remove(&r->topics, t);
-    free(t->slots);
+    free(t->subs);
     free(t);
 }
 
@@ -87,7 +77,7 @@ void router_free(struct router *r)
     for (uint32_t i = 0; i < r->topics.cap; i++)
         if (r->topics.slots && r->topics.slots[i]) {
             struct topic *t = r->topics.slots[i];
-            free(t->slots);
+            free(t->subs);
             free(t);
         }
     table_free(&r->topics);
@@ -139,39 +129,25 @@ void subscriber_init(struct subscriber *s, uint64_t id)
 {
     memset(s, 0, sizeof *s);
     s->id = id;
-    table_init(&s->subs, sub_hash);
+    subset_init(&s->subs);
     queue_init(&s->queue);
-}
-
-static struct sub *find_sub(const struct subscriber *s, const struct topic *t)
-{
-    return table_find(&s->subs, table_hash_ptr(t), sub_eq, t);
 }
 
 static int subscribe_topic(struct router *r, struct subscriber *s, struct topic *t)
 {
-    if (find_sub(s, t))
+    if (subset_find(&s->subs, t))
         return 0;
     if (t->nsubs == t->cap) {
         uint32_t cap = t->cap ? t->cap * 2 : 2;
-        struct topic_slot *slots = realloc(t->slots, cap * sizeof *slots);
-        if (!slots)
+        struct subscriber **subs = realloc(t->subs, cap * sizeof *subs);
+        if (!subs)
             return -1;
-        t->slots = slots;
+        t->subs = subs;
         t->cap = cap;
     }
-    struct sub *sub = malloc(sizeof *sub);
-    if (!sub)
+    if (subset_add(&s->subs, t, t->nsubs) < 0)
         return -1;
-    sub->topic = t;
-    sub->slot = t->nsubs;
-    if (table_add(&s->subs, sub) < 0) {
-        free(sub);
-        return -1;
-    }
-    t->slots[t->nsubs].s = s;
-    t->slots[t->nsubs].sub = sub;
-    t->nsubs++;
+    t->subs[t->nsubs++] = s;
     r->stats.subscriptions++;
     return 1;
 }
@@ -187,51 +163,52 @@ int router_subscribe(struct router *r, struct subscriber *s, const char *name, s
     return rc;
 }
 
-/* Removes sub from its topic (swap-remove) and frees it; the caller removes it from s->subs. */
-static void drop_sub(struct router *r, struct sub *sub)
+/* Removes slot `slot` of topic t (swapping the last subscriber into it); the
+ * caller removes t from the leaving subscriber's set. */
+static void drop_slot(struct router *r, struct topic *t, uint32_t slot)
 {
-    struct topic *t = sub->topic;
     uint32_t last = --t->nsubs;
-    if (sub->slot != last) {
-        t->slots[sub->slot] = t->slots[last];
-        t->slots[sub->slot].sub->slot = sub->slot;
+    if (slot != last) {
+        struct subscriber *moved = t->subs[last];
+        t->subs[slot] = moved;
+        subset_find(&moved->subs, t)->slot = slot;
     }
-    if (t->nsubs == 0 || t->nsubs * 4 < t->cap) {
-        uint32_t cap = t->nsubs ? t->cap / 2 : 0;
-        if (cap == 0) {
-            free(t->slots);
-            t->slots = NULL;
-            t->cap = 0;
-        } else {
-            struct topic_slot *slots = realloc(t->slots, cap * sizeof *slots);
-            if (slots) {
-                t->slots = slots;
-                t->cap = cap;
-            }
+    if (t->nsubs == 0) {
+        free(t->subs);
+        t->subs = NULL;
+        t->cap = 0;
+    } else if (t->cap > 8 && t->nsubs * 4 < t->cap) {
+        struct subscriber **subs = realloc(t->subs, t->cap / 2 * sizeof *subs);
+        if (subs) {
+            t->subs = subs;
+            t->cap /= 2;
         }
     }
-    free(sub);
     r->stats.subscriptions--;
-    topic_maybe_free(r, t);
 }
 
 int router_unsubscribe(struct router *r, struct subscriber *s, const char *name, size_t len)
 {
     struct topic *t = router_find_topic(r, name, len);
-    struct sub *sub = t ? find_sub(s, t) : NULL;
-    if (!sub)
+    struct subslot *ss = t ? subset_find(&s->subs, t) : NULL;
+    if (!ss)
         return 0;
-    table_remove(&s->subs, sub);
-    drop_sub(r, sub);
+    drop_slot(r, t, ss->slot);
+    subset_remove(&s->subs, t);
+    topic_maybe_free(r, t);
     return 1;
 }
 
 void router_remove_subscriber(struct router *r, struct subscriber *s)
 {
-    for (uint32_t i = 0; i < s->subs.cap; i++)
-        if (s->subs.slots[i])
-            drop_sub(r, s->subs.slots[i]);
-    table_free(&s->subs);
+    for (uint32_t i = 0; i < s->subs.cap; i++) {
+        struct topic *t = s->subs.v[i].topic;
+        if (t) {
+            drop_slot(r, t, s->subs.v[i].slot);
+            topic_maybe_free(r, t);
+        }
+    }
+    subset_free(&s->subs);
     queue_clear(&s->queue);
 }
 
@@ -295,7 +272,7 @@ int router_publish(struct router *r, struct subscriber *publisher,
     for (uint32_t i = 0; i < e->ntopics; i++) {
         struct topic *t = e->topics[i];
         for (uint32_t j = 0; j < t->nsubs; j++) {
-            struct subscriber *s = t->slots[j].s;
+            struct subscriber *s = t->subs[j];
             if (s == publisher || s->overflowed)
                 continue;
             if (s->route_mark != e->seq) {
@@ -337,7 +314,7 @@ static int enqueue_held(struct router *r, struct subscriber *s, struct entry *e)
     if (!it)
         return -1;
     for (uint32_t i = 0; i < e->ntopics; i++)
-        if (find_sub(s, e->topics[i]))
+        if (subset_find(&s->subs, e->topics[i]))
             (void)qitem_add_topic(it, i);
     commit(r, s);
     return 0;

@@ -4,14 +4,13 @@
  * Data model:
  *   struct topic       one per topic name in use, interned in router->topics
  *                      (a hash set keyed by name).  It lists its subscribers
- *                      in a dense array of slots so routing is a linear scan.
+ *                      in a dense array so routing is a linear scan.
  *                      It lives while it has subscribers or while an entry
  *                      (queued or retained) references it.
  *   struct subscriber  the router's view of one client connection: its
- *                      subscriptions (a hash set of struct sub keyed by topic)
- *                      and its queue of undelivered entries.
- *   struct sub         one (subscriber, topic) pair; knows its slot index in
- *                      the topic's array, so unsubscribe is O(1) (swap-remove).
+ *                      subscriptions (subset.h: topic -> index in the topic's
+ *                      array, so unsubscribe is O(1) by swap-remove) and its
+ *                      queue of undelivered entries.
  *
  * Publishing an entry interns its topics, builds one shared entry (entry.h),
  * walks each topic's subscribers and appends one queue item per subscriber,
@@ -31,19 +30,15 @@
 #include "kraken/protocol.h"
 #include "queue.h"
 #include "retain.h"
+#include "subset.h"
 #include "table.h"
 
 struct subscriber;
 
-struct topic_slot {
-    struct subscriber *s;
-    struct sub *sub;
-};
-
 struct topic {
     uint64_t hash;
     uint64_t mark;            /* scratch epoch for set operations */
-    struct topic_slot *slots; /* subscribers, dense */
+    struct subscriber **subs; /* subscribers, dense */
     uint32_t nsubs, cap;
     uint32_t refs;            /* entries referencing this topic */
     uint32_t shard;
@@ -51,14 +46,9 @@ struct topic {
     char name[];              /* len bytes, not NUL-terminated */
 };
 
-struct sub {
-    struct topic *topic;
-    uint32_t slot;            /* index in topic->slots */
-};
-
 struct subscriber {
     uint64_t id;              /* unique per connection, never reused */
-    struct table subs;        /* struct sub *, keyed by topic pointer */
+    struct subset subs;       /* its topics, each with its index in topic->subs */
     struct queue queue;
     uint64_t route_mark;      /* seq of the entry being routed: queue tail is its item */
     uint64_t received;        /* entries queued to it so far */

@@ -222,6 +222,16 @@ static const char *execute(struct session *s, const struct proto_request *req,
     return r;
 }
 
+/* Sends an error line; the connection closes once it is flushed. */
+static void protocol_error(struct session *s, struct evbuffer *out, const char *line)
+{
+    reply(out, line);
+    s->srv->stats.disconnects_error++;
+    klog(LOG_INFO, "client %" PRIu64 " (%s): %.*s; closing the connection", s->sub.id, s->peer,
+         (int)strcspn(line, "\r"), line);
+    s->closing = true;
+}
+
 enum session_status session_process(struct session *s, struct evbuffer *in,
                                     struct evbuffer *out)
 {
@@ -252,11 +262,7 @@ enum session_status session_process(struct session *s, struct evbuffer *in,
         }
         s->need = 0;
         if (st == PROTO_ERROR) {
-            reply(out, error);
-            s->srv->stats.disconnects_error++;
-            klog(LOG_INFO, "client %" PRIu64 " (%s): protocol error, closing: %.*s",
-                 s->sub.id, s->peer, (int)strcspn(error, "\r"), error);
-            s->closing = true;
+            protocol_error(s, out, error);
             break;
         }
         bool close = false;
@@ -270,8 +276,11 @@ enum session_status session_process(struct session *s, struct evbuffer *in,
             r = ERR_NOMEM;
             close = true;
         }
-        bool is_error = close && *r;
-        if (*r && (!req.noreply || is_error))
+        if (close && *r) {
+            protocol_error(s, out, r);
+            break;
+        }
+        if (*r && !req.noreply)
             reply(out, r);
         if (close)
             s->closing = true;

@@ -350,12 +350,10 @@ static void test_too_large(void **state)
     free(big);
 }
 
-/* BUG (engine, low severity: the configured limit is at most 2^40, so the server
- * cannot reach it): with max_request near SIZE_MAX, `head + bytes + 2` wraps in
- * parse_set().  "set publish 0 0 18446744073709551614\r\n" is then framed as a
- * complete request (PROTO_OK) whose data_len is 2^64-2, far past the buffer;
- * with ...615 it asks for head+1 bytes instead of refusing. */
-static void test_BUG_size_arithmetic_wraps_with_huge_limit(void **state)
+/* Regression: with max_request near SIZE_MAX, `head + bytes + 2` used to wrap in
+ * parse_set(), so "set publish 0 0 18446744073709551614\r\n" was framed as a
+ * complete request whose data_len was 2^64-2, far past the buffer. */
+static void test_size_arithmetic_does_not_wrap_with_huge_limit(void **state)
 {
     (void)state;
     expect_error_max(B("set publish 0 0 18446744073709551615\r\n"), SIZE_MAX, TOO_LARGE);
@@ -646,7 +644,7 @@ int main(void)
         tu_test(test_malformed_set_lines),
         tu_test(test_bad_data_chunk),
         tu_test(test_too_large),
-        tu_test(test_BUG_size_arithmetic_wraps_with_huge_limit),
+        tu_test(test_size_arithmetic_does_not_wrap_with_huge_limit),
         tu_test(test_parse_u64),
         tu_test(test_next_topic),
         tu_test(test_parse_retro),

@@ -335,13 +335,12 @@ static void test_errors_close(void **state)
     }
 }
 
-/* BUG (engine, minor): errors found while executing a request (bad retro
- * horizon, malformed publish entry) close the connection like parser errors but
- * are neither counted in `STAT disconnects_error` nor logged ("protocol error,
- * closing"): session_process() only does both on PROTO_ERROR from the parser.
+/* Regression: errors found while executing a request (bad retro horizon,
+ * malformed publish entry) close the connection like parser errors and must be
+ * counted in `STAT disconnects_error` and logged like them.
  * Inputs: "set retro_subscribe 0 0 6\r\nabc\r\nt\r\n" and
  * "set publish 0 0 5\r\nhello\r\n". */
-static void test_BUG_execute_errors_not_counted(void **state)
+static void test_execute_errors_are_counted(void **state)
 {
     (void)state;
     static const struct err_case cases[] = {
@@ -784,7 +783,7 @@ int main(void)
         tu_test(test_pipelining),
         tu_test(test_noreply),
         tu_test(test_errors_close),
-        tu_test(test_BUG_execute_errors_not_counted),
+        tu_test(test_execute_errors_are_counted),
         tu_test(test_error_after_pipelined_requests),
         tu_test(test_line_too_long),
         tu_test(test_publish_atomic),
