@@ -1,7 +1,9 @@
 %% @doc The kraken application callback module. At start it validates the
 %% configuration (kraken_config), applies the logging options (log_level,
 %% log_file), writes the pid_file and starts kraken_sup; at stop it removes
-%% the pid_file and restores the console logging.
+%% the pid_file and restores the console logging. OTP's progress reports
+%% (info level) are filtered out while the application runs, so that the
+%% info level shows Kraken's own messages only.
 -module(kraken_app).
 -behaviour(application).
 
@@ -10,6 +12,7 @@
 -include_lib("kernel/include/logger.hrl").
 
 -define(FILE_HANDLER, kraken_log_file).
+-define(NO_PROGRESS, kraken_no_progress).
 
 %% @doc Application callback. Fails with `{bad_config, Message}' for a bad
 %% option, or with the supervisor's error (which holds the engine's
@@ -32,6 +35,7 @@ start_with(Config) ->
     ok = application:set_env(kraken, log_level, Level),
     OldLevel = maps:get(level, logger:get_primary_config()),
     ok = logger:set_primary_config(level, kraken_config:logger_level(Level)),
+    _ = logger:add_primary_filter(?NO_PROGRESS, {fun logger_filters:progress/2, stop}),
     State0 = #{old_level => OldLevel},
     case setup_log_file(proplists:get_value(log_file, Config), State0) of
         {ok, State1} ->
@@ -106,5 +110,6 @@ cleanup(State) ->
         error ->
             ok
     end,
+    _ = logger:remove_primary_filter(?NO_PROGRESS),
     _ = logger:set_primary_config(level, maps:get(old_level, State)),
     ok.

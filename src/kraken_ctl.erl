@@ -31,7 +31,9 @@ status() ->
                                 "listening on port ~b~n",
                                 [proplists:get_value(K, Info)
                                  || K <- [version, node, os_pid, port]]),
-                  [io_lib:format("~s ~w~n", [Name, Value]) || {Name, Value} <- Stats]]};
+                  [io_lib:format("~s ~w~n", [stat_name(Name), Value])
+                   || {Name, Value} <- Stats,
+                      Name =/= <<"version">>]]};   % already in the first line
         not_running ->
             {not_running, io_lib:format("node ~s is up but the kraken application "
                                         "is not running~n", [node()])}
@@ -238,6 +240,9 @@ os_process_alive(OsPid) ->
     end.
 
 %%% Formatting helpers
+
+stat_name(<<"pid">>) -> <<"engine_os_pid">>;
+stat_name(Name) -> Name.
 
 %% @doc "3h02m05s"-style duration for a number of seconds.
 -spec format_duration(integer()) -> string().
