@@ -1,0 +1,95 @@
+%% @doc Tests of bin/kraken: start (returning once the server listens),
+%% status exit codes, the admin commands, pid_file, stop, and the one-line
+%% reason of a failed start. The script runs the code of this test build
+%% (KRAKEN_EBIN) on a node named after the test's OS pid.
+-module(kraken_script_tests).
+
+-include_lib("eunit/include/eunit.hrl").
+
+script_test_() ->
+    {setup, fun setup/0, fun cleanup/1,
+     fun(Ctx) ->
+             [{timeout, 60, {"start, admin commands, stop", fun() -> lifecycle(Ctx) end}},
+              {timeout, 30, {"failed start", fun() -> failed_start(Ctx) end}}]
+     end}.
+
+setup() ->
+    Tmp = filename:join(["/tmp", "kraken_script_test_" ++ os:getpid()]),
+    ok = filelib:ensure_dir(filename:join(Tmp, "x")),
+    Ebin = filename:dirname(code:which(kraken)),
+    Script = filename:absname("bin/kraken"),
+    true = filelib:is_regular(Script),
+    Engine = case os:getenv("KRAKEN_ENGINE") of
+                 false -> [];
+                 "" -> [];
+                 Path -> ["-kraken", "engine_executable", "\"" ++ Path ++ "\""]
+             end,
+    #{tmp => Tmp, script => Script, node => "kraken_test_" ++ os:getpid(),
+      env => [{"KRAKEN_EBIN", Ebin}, {"KRAKEN_LOG_DIR", Tmp}], engine => Engine}.
+
+cleanup(#{tmp := Tmp} = Ctx) ->
+    _ = run(Ctx, ["stop"]),
+    _ = os:cmd("rm -rf '" ++ Tmp ++ "'"),
+    ok.
+
+%% Runs bin/kraken with arguments; returns {ExitStatus, Output}.
+run(#{script := Script, env := Env, node := Node}, Args) ->
+    run(Script, [{"KRAKEN_NODE_NAME", Node} | Env], Args).
+
+run(Script, Env, Args) ->
+    Port = open_port({spawn_executable, Script},
+                     [{args, Args}, {env, Env}, exit_status, stderr_to_stdout, binary]),
+    collect(Port, []).
+
+collect(Port, Acc) ->
+    receive
+        {Port, {data, D}} -> collect(Port, [D | Acc]);
+        {Port, {exit_status, S}} -> {S, binary_to_list(iolist_to_binary(lists:reverse(Acc)))}
+    after 60000 -> error(script_timeout)
+    end.
+
+lifecycle(Ctx = #{tmp := Tmp, engine := Engine}) ->
+    PidFile = filename:join(Tmp, "kraken.pid"),
+    ?assertMatch({1, _}, run(Ctx, ["status"])),
+    {0, Started} = run(Ctx, ["start", "-kraken", "tcp_server_port", "0",
+                             "-kraken", "listen_ip", "\"127.0.0.1\"",
+                             "-kraken", "pid_file", "\"" ++ PidFile ++ "\""] ++ Engine),
+    {match, [PortStr, OsPid]} = re:run(Started, "listening on port (\\d+) \\(os pid (\\d+)\\)",
+                                       [{capture, all_but_first, list}]),
+    Port = list_to_integer(PortStr),
+    ?assertEqual({ok, list_to_binary(OsPid ++ "\n")}, file:read_file(PidFile)),
+    {0, Status} = run(Ctx, ["status"]),
+    ?assertNotEqual(nomatch, string:find(Status, "is running")),
+    %% A client shows up in the dumps.
+    {ok, C} = kraken_client:connect({127, 0, 0, 1}, Port),
+    ok = kraken_client:subscribe(C, [<<"script_topic">>, <<"other">>]),
+    {ok, {_, LocalPort}} = inet:sockname(C),
+    {0, Queues} = run(Ctx, ["dump_queues"]),
+    Peer = "127.0.0.1:" ++ integer_to_list(LocalPort),
+    [Row] = [L || L <- string:split(Queues, "\n", all), string:find(L, Peer) =/= nomatch],
+    [Id, Peer, "2" | _] = string:lexemes(Row, " "),
+    ?assertEqual({0, "other\nscript_topic\n"},
+                 sorted(run(Ctx, ["dump_queue_topics", Id]))),
+    ?assertMatch({3, _}, run(Ctx, ["dump_queue_topics", "123456789"])),
+    {0, Topics} = run(Ctx, ["dump_topics"]),
+    ?assertMatch(["TOPIC", "TAB", "SUBSCRIBERS"], string:lexemes(hd(string:split(Topics, "\n")), " ")),
+    ?assertNotEqual(nomatch, string:find(Topics, "script_topic")),
+    ?assertMatch({0, "log level set to debug\n"}, run(Ctx, ["change_log_level", "debug"])),
+    ?assertMatch({3, _}, run(Ctx, ["change_log_level", "loud"])),
+    ok = kraken_client:disconnect(C),
+    ?assertMatch({0, _}, run(Ctx, ["stop"])),
+    ?assertEqual(false, filelib:is_regular(PidFile)),
+    ?assertMatch({1, _}, run(Ctx, ["status"])),
+    ?assertMatch({1, _}, run(Ctx, ["dump_topics"])).
+
+failed_start(Ctx = #{engine := Engine}) ->
+    Msg = "kraken: bad value for option tcp_server_port: 70000 (expected an integer 0..65535)",
+    {1, Out} = run(Ctx, ["start", "-kraken", "tcp_server_port", "70000"] ++ Engine),
+    ?assertNotEqual(nomatch, string:find(Out, Msg)),
+    %% `run' prints the reason alone and exits non-zero.
+    ?assertEqual({1, Msg ++ "\n"},
+                 run(Ctx, ["run", "-noshell", "-kraken", "tcp_server_port", "70000"] ++ Engine)),
+    ?assertMatch({1, _}, run(Ctx, ["status"])).
+
+sorted({Status, Text}) ->
+    {Status, lists:append([L ++ "\n" || L <- lists:sort(string:lexemes(Text, "\n"))])}.
