@@ -74,6 +74,10 @@ format_error(Reason) ->
 
 %%% Internal functions
 
+find_error({bad_environment_value, Value}) when is_list(Value) ->
+    {bad_config, flat("kraken: bad command-line value ~ts: -kraken values are Erlang "
+                      "terms, so quote strings (e.g. -kraken listen_ip '\"127.0.0.1\"')",
+                      [Value])};
 find_error({bad_config, Msg}) when is_list(Msg); is_binary(Msg) ->
     {bad_config, Msg};
 find_error({engine_error, Msg}) when is_list(Msg); is_binary(Msg) ->

@@ -166,15 +166,20 @@ remote(Node, Function, Args) ->
             end
     end.
 
-%% Used by `bin/kraken start': waits until the new node runs the application,
-%% or its OS process is gone.
+%% Used by `bin/kraken start': waits until the new node (OS process OsPid)
+%% runs the application, or that process is gone (e.g. when the node name is
+%% already taken by a running node).
 wait_started(Node, OsPid, Deadline) ->
     Status = case ping(Node) of
                  true -> rpc:call(Node, kraken, status, [], ?RPC_TIMEOUT);
                  false -> down
              end,
+    Ours = case Status of
+               {running, I} -> proplists:get_value(os_pid, I) =:= OsPid;
+               _ -> false
+           end,
     case Status of
-        {running, Info} ->
+        {running, Info} when Ours ->
             {0, io_lib:format("kraken started on node ~s, listening on port ~b "
                               "(os pid ~s)~n",
                               [Node, proplists:get_value(port, Info),

@@ -102,9 +102,12 @@ init(Config) ->
 %% @doc `{call, Request}' is relayed to the engine and answered when its
 %% reply arrives; `port' and `os_pid' are answered at once.
 handle_call({call, Request}, From, S = #state{port = Port, next_ref = Ref}) ->
-    true = port_command(Port, term_to_binary({call, Ref, Request})),
-    {noreply, S#state{next_ref = Ref + 1,
-                      pending = maps:put(Ref, From, S#state.pending)}};
+    try port_command(Port, term_to_binary({call, Ref, Request})) of
+        true -> {noreply, S#state{next_ref = Ref + 1,
+                                  pending = maps:put(Ref, From, S#state.pending)}}
+    catch
+        error:badarg -> {reply, {error, engine_down}, S}   % its exit is on the way
+    end;
 handle_call(port, _From, S) ->
     {reply, S#state.listen_port, S};
 handle_call(os_pid, _From, S) ->
