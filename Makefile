@@ -23,7 +23,7 @@ APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 erlang-common-test erlang-tools rebar3 libevent-dev libcmocka-dev \
                 python3-pymemcache valgrind clang libclang-rt-14-dev
 
-.PHONY: all deps engine erlang run test test-c test-erlang test-blackbox test-valgrind test-ops bench clean \
+.PHONY: all deps engine erlang run test test-c test-erlang test-blackbox test-hostile test-valgrind soak bench clean \
         fuzz fuzz-smoke
 
 all: engine erlang
@@ -80,6 +80,16 @@ test-erlang: all
 test-blackbox: all
 	/usr/bin/python3 test/pymemcache_test.py
 
+# Hostile clients, limits, exhaustion and engine kill, against both builds.
+test-hostile: all
+	/usr/bin/python3 test/hostile_test.py
+	KRAKEN_ENGINE=$(CURDIR)/priv/kraken_engine_asan /usr/bin/python3 test/hostile_test.py
+
+# Minutes of random clients with a delivery checker (not part of make test).
+SOAK_SECONDS ?= 120
+soak: all
+	/usr/bin/python3 test/soak.py --duration $(SOAK_SECONDS)
+
 test-valgrind: engine
 	/usr/bin/python3 test/valgrind_test.py
 
@@ -106,7 +116,7 @@ fuzz-smoke: $(addprefix build/fuzz/,$(FUZZERS))
 fuzz:
 	$(MAKE) fuzz-smoke FUZZ_SECONDS=600
 
-test: all test-c test-erlang test-blackbox test-valgrind fuzz-smoke
+test: all test-c test-erlang test-blackbox test-hostile test-valgrind fuzz-smoke
 	@echo "make test: all suites passed"
 
 bench: all

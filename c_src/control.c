@@ -254,13 +254,17 @@ static void encode_stats(ei_x_buff *x)
     evbuffer_remove(out, text, len);
     text[len] = 0;
     for (char *line = strtok(text, "\r\n"); line; line = strtok(NULL, "\r\n")) {
-        char name[64];
-        long long v;
-        if (sscanf(line, "STAT %63s %lld", name, &v) == 2) {
+        char name[64], value[64];
+        if (sscanf(line, "STAT %63s %63s", name, value) == 2) {
+            char *end;
+            long long v = strtoll(value, &end, 10);
             ei_x_encode_list_header(x, 1);
             ei_x_encode_tuple_header(x, 2);
             ei_x_encode_binary(x, name, (long)strlen(name));
-            ei_x_encode_longlong(x, v);
+            if (*end == 0 && end != value)
+                ei_x_encode_longlong(x, v);
+            else
+                ei_x_encode_binary(x, value, (long)strlen(value)); /* e.g. version */
         }
     }
     ei_x_encode_empty_list(x);

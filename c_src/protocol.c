@@ -147,11 +147,12 @@ enum proto_status proto_parse_request(const char *buf, size_t len, size_t max_re
                                       struct proto_request *req, size_t *used,
                                       const char **error)
 {
-    size_t scan = len < PROTO_MAX_LINE + 1 ? len : PROTO_MAX_LINE + 1;
+    size_t max_line = max_request < PROTO_MAX_LINE ? max_request : PROTO_MAX_LINE;
+    size_t scan = len < max_line + 1 ? len : max_line + 1;
     const char *nl = find_nl(buf, scan);
     *used = 0;
     if (!nl) {
-        if (len > PROTO_MAX_LINE) {
+        if (len > max_line) {
             *error = PROTO_ERR_TOO_LARGE;
             return PROTO_ERROR;
         }

@@ -149,23 +149,39 @@ static int flush(struct session *s)
 }
 
 /* Runs the session on what has arrived, sends the replies, and decides
- * whether to keep reading.  May free s. */
+ * whether to keep reading.  May free s.
+ *
+ * A session pauses when its pending output passes SESSION_OUTPUT_HIGH; the
+ * write event resumes it once the client has read.  If the socket took all
+ * of it at once there will be no write event, so the session goes on here,
+ * yielding to other connections (through its write event) every few rounds. */
 static void run_session(struct session *s)
 {
-    int64_t before = s->last_request_ms;
-    enum session_status st = session_process(s, s->in, s->out);
-    if (s->last_request_ms != before && s != s->srv->newest) {
-        list_unlink(s->srv, s);
-        list_append(s->srv, s);
-    }
-    if (st == SESSION_CLOSE)
-        s->closing = true;
-    if (st == SESSION_OK)
-        event_add(s->rev, NULL);
-    else
+    for (int round = 0;; round++) {
+        int64_t before = s->last_request_ms;
+        enum session_status st = session_process(s, s->in, s->out);
+        if (s->last_request_ms != before && s != s->srv->newest) {
+            list_unlink(s->srv, s);
+            list_append(s->srv, s);
+        }
+        if (st == SESSION_CLOSE)
+            s->closing = true;
+        if (flush(s) < 0 || (s->closing && evbuffer_get_length(s->out) == 0)) {
+            session_free(s);
+            return;
+        }
+        if (st == SESSION_OK) {
+            event_add(s->rev, NULL);
+            return;
+        }
         event_del(s->rev); /* paused or closing: read nothing until the output drains */
-    if (flush(s) < 0 || (s->closing && evbuffer_get_length(s->out) == 0))
-        session_free(s);
+        if (s->closing || evbuffer_get_length(s->out) > 0)
+            return; /* write_cb takes over */
+        if (round == 8) {
+            event_active(s->wev, EV_WRITE, 1);
+            return;
+        }
+    }
 }
 
 static void read_cb(evutil_socket_t fd, short what, void *arg)
@@ -326,8 +342,10 @@ static void reaper_cb(evutil_socket_t fd, short what, void *arg)
     struct server *srv = arg;
     (void)fd;
     (void)what;
-    while (srv->doomed)
+    while (srv->doomed) {
+        (void)flush(srv->doomed); /* best effort: the SERVER_ERROR line */
         session_free(srv->doomed);
+    }
 }
 
 /* Router callback: a subscriber's queue went over its bound. */

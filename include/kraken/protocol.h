@@ -21,7 +21,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Command lines (everything up to the first newline) are never longer than this. */
+/* Command lines (everything up to the first newline) are never longer than
+ * this, nor than the request size limit. */
 #define PROTO_MAX_LINE 8192
 
 enum proto_cmd {
