@@ -23,7 +23,7 @@ APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 erlang-common-test erlang-tools rebar3 libevent-dev libcmocka-dev \
                 python3-pymemcache valgrind clang libclang-rt-14-dev
 
-.PHONY: all deps engine erlang run test test-c test-erlang test-blackbox test-hostile test-valgrind soak bench clean \
+.PHONY: all deps engine erlang run test test-c test-erlang test-blackbox test-hostile test-fault test-valgrind soak bench clean \
         fuzz fuzz-smoke
 
 all: engine erlang
@@ -90,6 +90,14 @@ SOAK_SECONDS ?= 120
 soak: all
 	/usr/bin/python3 test/soak.py --duration $(SOAK_SECONDS)
 
+# A failed allocation ends one client's request, not the engine.
+build/failmalloc.so: test/fault/failmalloc.c
+	@mkdir -p build
+	$(CC) $(WARN) -shared -fPIC -O2 -o $@ $< -ldl
+
+test-fault: engine build/failmalloc.so
+	/usr/bin/python3 test/fault_test.py
+
 test-valgrind: engine
 	/usr/bin/python3 test/valgrind_test.py
 
@@ -116,7 +124,7 @@ fuzz-smoke: $(addprefix build/fuzz/,$(FUZZERS))
 fuzz:
 	$(MAKE) fuzz-smoke FUZZ_SECONDS=600
 
-test: all test-c test-erlang test-blackbox test-hostile test-valgrind fuzz-smoke
+test: all test-c test-erlang test-blackbox test-hostile test-fault test-valgrind fuzz-smoke
 	@echo "make test: all suites passed"
 
 bench: all

@@ -1,0 +1,82 @@
+"""Fault injection: allocations fail for one client's request.
+
+The engine runs standalone with test/fault/failmalloc.so preloaded, making
+every allocation over 4 MiB fail.  A client publishing an 8 MiB payload must
+get `SERVER_ERROR out of memory` and be disconnected, while the engine keeps
+running and another subscriber keeps receiving, losing nothing."""
+import os
+import re
+import socket
+import subprocess
+import sys
+import unittest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def setc(cmd, data):
+    return b"set %s 0 0 %d\r\n%s\r\n" % (cmd, len(data), data)
+
+
+def entry(topics, payload):
+    return b"MESSAGE %s %d\r\n%s\r\n" % (b" ".join(topics), len(payload), payload)
+
+
+def recv_until(sock, end, limit=1 << 20):
+    sock.settimeout(10)
+    got = b""
+    while not got.endswith(end) and len(got) < limit:
+        d = sock.recv(65536)
+        if not d:
+            break
+        got += d
+    return got
+
+
+class FaultTest(unittest.TestCase):
+    def setUp(self):
+        env = dict(os.environ, LD_PRELOAD=os.path.join(ROOT, "build", "failmalloc.so"),
+                   KRAKEN_FAIL_MALLOC_ABOVE=str(4 << 20))
+        self.proc = subprocess.Popen(
+            [os.path.join(ROOT, "priv", "kraken_engine"), "--standalone",
+             "--tcp_server_port", "0", "--listen_ip", "127.0.0.1"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        line = self.proc.stdout.readline().decode()
+        self.port = int(re.match(r"listening (\d+)", line).group(1))
+
+    def tearDown(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+
+    def connect(self):
+        s = socket.create_connection(("127.0.0.1", self.port))
+        self.addCleanup(s.close)
+        return s
+
+    def test_failed_allocation_ends_only_that_request(self):
+        sub, pub, victim = self.connect(), self.connect(), self.connect()
+        sub.sendall(setc(b"subscribe", b"t"))
+        self.assertEqual(recv_until(sub, b"\r\n"), b"STORED\r\n")
+        pub.sendall(setc(b"publish", entry([b"t"], b"before")))
+        self.assertEqual(recv_until(pub, b"\r\n"), b"STORED\r\n")
+
+        victim.sendall(setc(b"publish", entry([b"t"], b"x" * (8 << 20))))
+        self.assertEqual(recv_until(victim, b"\r\n"), b"SERVER_ERROR out of memory\r\n")
+        self.assertEqual(victim.recv(100), b"")  # closed
+
+        self.assertIsNone(self.proc.poll(), "the engine died")
+        pub.sendall(setc(b"publish", entry([b"t"], b"after")))
+        self.assertEqual(recv_until(pub, b"\r\n"), b"STORED\r\n")
+        sub.sendall(b"get messages\r\n")
+        want = entry([b"t"], b"before") + entry([b"t"], b"after")
+        self.assertEqual(recv_until(sub, b"END\r\n"),
+                         b"VALUE messages 0 %d\r\n%sEND\r\n" % (len(want) - 2, want))
+
+
+if __name__ == "__main__":
+    result = unittest.main(exit=False, verbosity=2).result
+    failed = len(result.failures) + len(result.errors)
+    print("fault: %d passed, %d failed" % (result.testsRun - failed, failed))
+    sys.exit(1 if failed else 0)
