@@ -5,8 +5,6 @@
  * goes to the C library.  Used by test/fault_test.py to show that a failed
  * allocation for one client's request ends that request, not the engine nor
  * the other clients. */
-#define _GNU_SOURCE
-#include <dlfcn.h>
 #include <errno.h>
 #include <stdlib.h>
 
