@@ -107,7 +107,10 @@ void queue_commit_tail(struct queue *q)
             free(it->m.list);
         it->m.mask = QUEUE_ALL;
     }
-    q->bytes += qitem_size(it);
+    size_t size = qitem_size(it);
+    q->bytes += size;
+    if (size > q->largest)
+        q->largest = size;
 }
 
 size_t qitem_size(const struct qitem *it)
@@ -167,28 +170,82 @@ static int write_item(struct evbuffer *out, const struct qitem *it, size_t copy_
     return evbuffer_add(out, tail, tail_len);
 }
 
+/* Serialises one item into dst (qitem_size bytes); returns the end. */
+static char *copy_item(char *dst, const struct qitem *it)
+{
+    const struct entry *e = it->e;
+    if (it->m.mask == QUEUE_ALL) {
+        memcpy(dst, e->wire, entry_wire_len(e));
+        return dst + entry_wire_len(e);
+    }
+    memcpy(dst, "MESSAGE", 7);
+    dst += 7;
+    uint64_t iter = it->m.mask;
+    uint32_t c = item_count(it);
+    for (uint32_t k = 0; k < c; k++) {
+        const struct topic *t = e->topics[item_topic(it, &iter, k)];
+        *dst++ = ' ';
+        memcpy(dst, t->name, t->len);
+        dst += t->len;
+    }
+    *dst++ = ' ';
+    dst += proto_fmt_u64(dst, e->payload_len);
+    *dst++ = '\r';
+    *dst++ = '\n';
+    memcpy(dst, entry_payload(e), e->payload_len + 2);
+    return dst + e->payload_len + 2;
+}
+
+/* Replies up to this size are built in one contiguous reservation. */
+#define QUEUE_CONTIGUOUS_MAX (64u << 10)
+
+static int write_contiguous(struct queue *q, struct evbuffer *out, const char *line, size_t n)
+{
+    size_t total = n + q->bytes + sizeof PROTO_END - 1;
+    struct evbuffer_iovec v;
+    if (evbuffer_reserve_space(out, (ev_ssize_t)total, &v, 1) < 1 || v.iov_len < total)
+        return -1;
+    char *p = v.iov_base;
+    memcpy(p, line, n);
+    p += n;
+    for (uint32_t i = 0; i < q->count; i++)
+        p = copy_item(p, &q->items[(q->head + i) & (q->cap - 1)]);
+    memcpy(p, PROTO_END, sizeof PROTO_END - 1);
+    v.iov_len = total;
+    return evbuffer_commit_space(out, &v, 1);
+}
+
+static int write_chained(struct queue *q, struct evbuffer *out, const char *line, size_t n,
+                         size_t copy_limit)
+{
+    if (evbuffer_add(out, line, n) < 0)
+        return -1;
+    for (uint32_t i = 0; i < q->count; i++)
+        if (write_item(out, &q->items[(q->head + i) & (q->cap - 1)], copy_limit) < 0)
+            return -1;
+    return evbuffer_add(out, PROTO_END, sizeof PROTO_END - 1);
+}
+
 long queue_write(struct queue *q, struct evbuffer *out, size_t copy_limit)
 {
     if (q->count == 0)
         return evbuffer_add(out, PROTO_END, sizeof PROTO_END - 1) < 0 ? -1 : 0;
     char line[48];
     size_t n = proto_fmt_value_line(line, q->bytes - 2);
-    size_t reserve = q->bytes < (1u << 20) ? q->bytes : (1u << 20);
-    if (evbuffer_expand(out, n + reserve + 5) < 0 || evbuffer_add(out, line, n) < 0)
-        return -1;
     long written = q->count;
-    for (uint32_t i = 0; i < q->count; i++) {
-        struct qitem *it = &q->items[(q->head + i) & (q->cap - 1)];
-        if (write_item(out, it, copy_limit) < 0)
-            return -1;
-    }
-    if (evbuffer_add(out, PROTO_END, sizeof PROTO_END - 1) < 0)
+    /* Small replies (the usual poll) are copied into one reservation; big
+     * ones go entry by entry, the large entries by reference. */
+    int rc = q->bytes <= QUEUE_CONTIGUOUS_MAX && q->largest <= copy_limit
+                 ? write_contiguous(q, out, line, n)
+                 : write_chained(q, out, line, n, copy_limit);
+    if (rc < 0)
         return -1;
     for (uint32_t i = 0; i < q->count; i++)
         item_release(&q->items[(q->head + i) & (q->cap - 1)]);
     q->head = 0;
     q->count = 0;
     q->bytes = 0;
+    q->largest = 0;
     if (q->cap > 64) { /* give back memory a burst needed */
         free(q->items);
         q->items = NULL;

@@ -37,6 +37,7 @@ struct queue {
     struct qitem *items;
     uint32_t head, count, cap;
     size_t bytes;        /* serialised size of all items */
+    size_t largest;      /* serialised size of the largest item */
 };
 
 void queue_init(struct queue *q);

@@ -452,4 +452,5 @@ void server_stop(struct server *srv)
     srv->sweep_timer = srv->accept_timer = srv->reaper = NULL;
     router_free(&srv->router);
     free(srv->slices);
+    free(srv->entries);
 }

@@ -63,6 +63,8 @@ struct server {
     struct server_stats stats;
     struct proto_slice *slices;      /* scratch for topic lists */
     size_t slices_cap;
+    struct proto_entry *entries;     /* scratch for a publish block's entries */
+    size_t entries_cap;
 };
 
 /* Opens the listener and starts timers.  On failure returns -1 and writes a

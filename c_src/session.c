@@ -118,25 +118,38 @@ static void warn_publish(struct session *s, size_t ntopics, uint32_t fanout,
          s->sub.id, s->peer, ntopics, (int)(t->len > 64 ? 64 : t->len), t->p, fanout);
 }
 
-/* Validates the whole block first, so a malformed publish publishes nothing. */
+/* Parses the whole block first (into srv->entries), so a malformed publish
+ * publishes nothing. */
 static const char *do_publish(struct session *s, const struct proto_request *req,
                               int64_t now_s, const char **error)
 {
+    struct server *srv = s->srv;
     const char *cur = req->data, *end = req->data + req->data_len;
-    struct proto_entry e;
+    size_t n = 0;
     int rc;
-    while ((rc = proto_next_entry(&cur, end, &e, error)) == 1)
-        ;
+    for (;;) {
+        if (n == srv->entries_cap) {
+            size_t cap = srv->entries_cap ? srv->entries_cap * 2 : 16;
+            struct proto_entry *e = realloc(srv->entries, cap * sizeof *e);
+            if (!e)
+                return NULL;
+            srv->entries = e;
+            srv->entries_cap = cap;
+        }
+        if ((rc = proto_next_entry(&cur, end, &srv->entries[n], error)) != 1)
+            break;
+        n++;
+    }
     if (rc < 0)
         return *error;
-    cur = req->data;
-    while (proto_next_entry(&cur, end, &e, error) == 1) {
-        long n = split_topics(s->srv, e.topics.p, e.topics.len);
+    for (size_t i = 0; i < n; i++) {
+        const struct proto_entry *e = &srv->entries[i];
+        long nt = split_topics(srv, e->topics.p, e->topics.len);
         uint32_t fanout;
-        if (n < 0 || router_publish(&s->srv->router, &s->sub, s->srv->slices, (uint32_t)n,
-                                    e.payload.p, e.payload.len, now_s, &fanout) < 0)
+        if (nt < 0 || router_publish(&srv->router, &s->sub, srv->slices, (uint32_t)nt,
+                                     e->payload.p, e->payload.len, now_s, &fanout) < 0)
             return NULL;
-        warn_publish(s, (size_t)n, fanout, s->srv->slices);
+        warn_publish(s, (size_t)nt, fanout, srv->slices);
     }
     return PROTO_STORED;
 }

@@ -79,6 +79,7 @@ static void fix_destroy(void *p)
     }
     router_free(&f->srv.router);
     free(f->srv.slices);
+    free(f->srv.entries);
     free(f);
 }
 

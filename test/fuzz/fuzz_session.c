@@ -96,5 +96,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     router_free(&srv.router);
     free(srv.slices);
+    free(srv.entries);
     return 0;
 }
