@@ -2,7 +2,7 @@
 %% admin functions that bin/kraken calls on the server node.
 -module(kraken).
 
--export([start/0, stop/0, boot/0, status/0, port/0, stop_node/0,
+-export([start/0, stop/0, boot/0, booted/0, status/0, port/0, stop_node/0,
          format_error/1]).
 
 %% @doc Starts the kraken application and what it depends on.
@@ -21,9 +21,11 @@ stop() ->
 %% @doc Used by `bin/kraken run' and `start': starts the application or
 %% prints the one-line reason on stderr and halts the node with status 1.
 %% OTP's own reports about the failed start are muted so that the reason
-%% is the only thing printed.
+%% is the only thing printed. The node is then one that halts if the
+%% application gives up on its engine (see kraken_app).
 -spec boot() -> ok.
 boot() ->
+    persistent_term:put({?MODULE, booted}, true),
     ok = logger:add_primary_filter(kraken_boot, {fun mute_otp_reports/2, []}),
     Result = start(),
     _ = logger:remove_primary_filter(kraken_boot),
@@ -35,6 +37,11 @@ boot() ->
             _ = (catch logger_std_h:filesync(default)),
             erlang:halt(1)
     end.
+
+%% @doc Whether this node was started by {@link boot/0}.
+-spec booted() -> boolean().
+booted() ->
+    persistent_term:get({?MODULE, booted}, false).
 
 %% @doc `running' once the application is started and its engine listens.
 -spec status() -> {running, [{atom(), term()}]} | not_running.

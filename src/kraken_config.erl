@@ -11,7 +11,7 @@
 %% from its default wins; otherwise the `octopus' value is used.
 -module(kraken_config).
 
--export([load/0, validate/1, defaults/0, engine_options/1,
+-export([load/0, read/0, log_warnings/1, validate/1, defaults/0, engine_options/1,
          check_log_level/1, logger_level/1]).
 
 -include_lib("kernel/include/logger.hrl").
@@ -44,29 +44,65 @@ defaults() ->
      {max_client_queue_bytes, 33554432},
      {engine_executable, undefined}].
 
-%% @doc Reads, merges and validates the application environment.
+%% @doc Reads, merges and validates the application environment; logs the
+%% warnings of {@link read/0} at once.
 -spec load() -> {ok, [option()]} | {error, string()}.
 load() ->
+    case read() of
+        {ok, Config, Warnings} ->
+            log_warnings(Warnings),
+            {ok, Config};
+        {error, _} = Error ->
+            Error
+    end.
+
+%% @doc Reads, merges and validates the application environment; returns
+%% the warnings (deprecated `octopus' section, unknown options) instead of
+%% logging them, so that they can be logged once logging is set up.
+-spec read() -> {ok, [option()], [string()]} | {error, string()}.
+read() ->
     _ = application:load(kraken),
     Kraken = application:get_all_env(kraken),
-    Merged = case octopus_env() of
-                 [] ->
-                     Kraken;
-                 Octopus ->
-                     ?LOG_WARNING("kraken: the configuration section 'octopus' "
-                                  "is deprecated; rename it to 'kraken'"),
-                     merge(Kraken, Octopus)
-             end,
-    validate(Merged).
+    {Merged, Warnings} =
+        case octopus_env() of
+            [] ->
+                {Kraken, []};
+            Octopus ->
+                {merge(Kraken, Octopus),
+                 ["kraken: the configuration section 'octopus' is deprecated; "
+                  "rename it to 'kraken'"]}
+        end,
+    case check_all(Merged) of
+        {ok, Config, More} -> {ok, Config, Warnings ++ More};
+        {error, _} = Error -> Error
+    end.
 
 %% @doc Validates and normalises a proplist of options; missing options take
 %% their default, unknown ones are reported with a warning and dropped.
 -spec validate([option()]) -> {ok, [option()]} | {error, string()}.
 validate(Env) ->
+    case check_all(Env) of
+        {ok, Config, Warnings} ->
+            log_warnings(Warnings),
+            {ok, Config};
+        {error, _} = Error ->
+            Error
+    end.
+
+%% @doc Logs warnings returned by {@link read/0}.
+-spec log_warnings([string()]) -> ok.
+log_warnings(Warnings) ->
+    [?LOG_WARNING("~ts", [W]) || W <- Warnings],
+    ok.
+
+check_all(Env) ->
     Known = [Name || {Name, _} <- defaults()],
-    [?LOG_WARNING("kraken: unknown option ~tp ignored", [Name])
-     || {Name, _} <- Env, not lists:member(Name, Known)],
-    validate(defaults(), Env, []).
+    Warnings = [lists:flatten(io_lib:format("kraken: unknown option ~tp ignored", [Name]))
+                || {Name, _} <- Env, not lists:member(Name, Known)],
+    case validate(defaults(), Env, []) of
+        {ok, Config} -> {ok, Config, Warnings};
+        {error, _} = Error -> Error
+    end.
 
 validate([], _Env, Acc) ->
     {ok, lists:reverse(Acc)};

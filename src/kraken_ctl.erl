@@ -184,20 +184,31 @@ wait_started(Node, OsPid, Deadline) ->
                               "(os pid ~s)~n",
                               [Node, proplists:get_value(port, Info),
                                proplists:get_value(os_pid, Info)])};
+        {running, Info} ->
+            case os_process_alive(OsPid) of
+                false ->
+                    {1, io_lib:format("kraken: node ~s is already running (os pid ~s)~n",
+                                      [Node, proplists:get_value(os_pid, Info)])};
+                true ->
+                    retry_started(Node, OsPid, Deadline)
+            end;
         _ ->
             case os_process_alive(OsPid) of
                 false ->
                     {1, io_lib:format("kraken: node ~s failed to start~n", [Node])};
                 true ->
-                    case erlang:monotonic_time(millisecond) > Deadline of
-                        true ->
-                            {1, io_lib:format("kraken: node ~s did not start the "
-                                              "application in time~n", [Node])};
-                        false ->
-                            timer:sleep(100),
-                            wait_started(Node, OsPid, Deadline)
-                    end
+                    retry_started(Node, OsPid, Deadline)
             end
+    end.
+
+retry_started(Node, OsPid, Deadline) ->
+    case erlang:monotonic_time(millisecond) > Deadline of
+        true ->
+            {1, io_lib:format("kraken: node ~s did not start the application in time~n",
+                              [Node])};
+        false ->
+            timer:sleep(50),
+            wait_started(Node, OsPid, Deadline)
     end.
 
 wait_down(Node, Deadline) ->

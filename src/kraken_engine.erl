@@ -7,8 +7,9 @@
 %% or `{error, Reason}', then `{call, Ref, Request}' / `{reply, Ref, Result}'
 %% and `{log, Level, Message}' at any time.
 %%
-%% If the engine exits, this process stops with `{engine_exit, Status}' and
-%% its supervisor starts a new engine.
+%% If the engine exits, this process logs it and stops with
+%% `{shutdown, {engine_exit, Status}}' (no crash report: the log line says
+%% it all), and its supervisor starts a new engine.
 -module(kraken_engine).
 -behaviour(gen_server).
 
@@ -125,12 +126,12 @@ handle_info({Port, {data, Bin}}, S = #state{port = Port}) ->
 handle_info({Port, {exit_status, Status}}, S = #state{port = Port}) ->
     ?LOG_ERROR("kraken engine (os pid ~p) exited with status ~p~s",
                [S#state.os_pid, Status, describe_status(Status)]),
-    {stop, {engine_exit, Status}, fail_pending({engine_exit, Status},
-                                               S#state{port = undefined})};
+    {stop, {shutdown, {engine_exit, Status}},
+     fail_pending({engine_exit, Status}, S#state{port = undefined})};
 handle_info({'EXIT', Port, Reason}, S = #state{port = Port}) ->
     ?LOG_ERROR("kraken engine port closed: ~p", [Reason]),
-    {stop, {engine_exit, Reason}, fail_pending({engine_exit, Reason},
-                                               S#state{port = undefined})};
+    {stop, {shutdown, {engine_exit, Reason}},
+     fail_pending({engine_exit, Reason}, S#state{port = undefined})};
 handle_info(_Other, S) ->
     {noreply, S}.
 
