@@ -92,59 +92,39 @@ static int decode_text(const char *buf, int *idx, char *out, size_t outlen)
     return -1;
 }
 
+/* Decodes one option value (integer or text) and applies it. */
 static int apply_option(struct engine_config *c, const char *name, const char *buf, int *idx,
                         char *err, size_t errlen)
 {
-    long long v = 0;
-    char text[MAXATOMLEN_UTF8 + 64];
-    struct {
-        const char *name;
-        long long min, max;
-        void *field;
-        int is_size;
-    } ints[] = {
-        {"tcp_server_port", 0, 65535, &c->port, 2},
-        {"max_tcp_clients", 1, UINT32_MAX, &c->max_clients, 0},
-        {"num_router_shards", 1, 65536, &c->num_shards, 0},
-        {"messages_stored_per_router_shard", 1, 100000000, &c->retain_per_shard, 0},
-        {"router_min_fanout_to_warn", 1, UINT32_MAX, &c->fanout_warn, 0},
-        {"router_min_publish_to_topics_to_warn", 1, UINT32_MAX, &c->topics_warn, 0},
-        {"client_idle_timeout_secs", 1, 100000000, &c->idle_timeout_secs, 0},
-        {"max_request_bytes", 1024, 1LL << 40, &c->max_request_bytes, 1},
-        {"max_client_queue_bytes", 1024, 1LL << 40, &c->max_queue_bytes, 1},
-    };
-    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
-        if (strcmp(name, ints[i].name) != 0)
-            continue;
-        if (decode_int(buf, idx, &v) < 0 || v < ints[i].min || v > ints[i].max) {
-            snprintf(err, errlen, "bad value for option %.64s", name);
-            return -1;
-        }
-        if (ints[i].is_size == 1)
-            *(size_t *)ints[i].field = (size_t)v;
-        else if (ints[i].is_size == 2)
-            *(int *)ints[i].field = (int)v;
-        else
-            *(uint32_t *)ints[i].field = (uint32_t)v;
-        return 0;
+    char text[256];
+    struct config_value v = {0, 0, text};
+    int type, size, start = *idx;
+    if (ei_get_type(buf, idx, &type, &size) < 0)
+        goto bad;
+    if (type == ERL_SMALL_INTEGER_EXT || type == ERL_INTEGER_EXT || type == ERL_SMALL_BIG_EXT) {
+        v.is_int = 1;
+        if (decode_int(buf, idx, &v.i) < 0)
+            goto bad;
+    } else if (decode_text(buf, idx, text, sizeof text) < 0) {
+        goto bad;
     }
-    if (strcmp(name, "listen_ip") == 0) {
-        if (decode_text(buf, idx, c->listen_ip, sizeof c->listen_ip) < 0) {
-            snprintf(err, errlen, "bad value for option listen_ip");
-            return -1;
-        }
+    switch (config_set(c, name, &v, err, errlen)) {
+    case CONFIG_OK:
         return 0;
+    case CONFIG_BAD:
+        return -1;
+    case CONFIG_UNKNOWN:
+        return 0; /* options the engine does not use */
     }
-    if (strcmp(name, "log_level") == 0) {
-        enum log_level l;
-        if (decode_text(buf, idx, text, sizeof text) < 0 || log_level_parse(text, &l) < 0) {
-            snprintf(err, errlen, "bad value for option log_level");
-            return -1;
-        }
-        log_min_level = l;
+bad:
+    *idx = start;
+    if (ei_skip_term(buf, idx) < 0)
+        return -1;
+    struct config_value none = {0, 0, ""};
+    if (config_set(c, name, &none, err, errlen) == CONFIG_UNKNOWN)
         return 0;
-    }
-    return ei_skip_term(buf, idx); /* options the engine does not use */
+    snprintf(err, errlen, "bad value for option %.64s", name);
+    return -1;
 }
 
 static int decode_config(const char *buf, int *idx, struct engine_config *c, char *err,
@@ -344,6 +324,7 @@ static void handle_config(const char *buf, int *idx)
         server_start(ch_srv, ch_base, &cfg, err, sizeof err) < 0)
         fail(err);
     ch_started = 1;
+    log_min_level = cfg.log_level;
     log_set_sink(log_sink);
     ei_x_buff x;
     ei_x_new_with_version(&x);

@@ -34,21 +34,6 @@
 
 #include "session.h"
 
-void engine_config_defaults(struct engine_config *c)
-{
-    memset(c, 0, sizeof *c);
-    snprintf(c->listen_ip, sizeof c->listen_ip, "0.0.0.0");
-    c->port = 12355;
-    c->max_clients = 1000;
-    c->num_shards = 4;
-    c->retain_per_shard = 10000;
-    c->fanout_warn = 1000;
-    c->topics_warn = 1000;
-    c->idle_timeout_secs = 3600;
-    c->max_request_bytes = 16u << 20;
-    c->max_queue_bytes = 32u << 20;
-}
-
 int64_t server_now_ms(void)
 {
     struct timespec ts;

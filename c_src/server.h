@@ -13,25 +13,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "log.h"
 #include "router.h"
 
 #define KRAKEN_VERSION "1.0.0"
-
-struct engine_config {
-    char listen_ip[64];
-    int port;
-    uint32_t max_clients;
-    uint32_t num_shards;
-    uint32_t retain_per_shard;
-    uint32_t fanout_warn;
-    uint32_t topics_warn;
-    uint32_t idle_timeout_secs;
-    size_t max_request_bytes;
-    size_t max_queue_bytes;
-};
-
-void engine_config_defaults(struct engine_config *c);
 
 struct session;
 struct event_base;

@@ -1,0 +1,87 @@
+/* config.c - engine options: defaults, names, ranges; see config.h. */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+void engine_config_defaults(struct engine_config *c)
+{
+    memset(c, 0, sizeof *c);
+    snprintf(c->listen_ip, sizeof c->listen_ip, "0.0.0.0");
+    c->port = 12355;
+    c->max_clients = 1000;
+    c->num_shards = 4;
+    c->retain_per_shard = 10000;
+    c->fanout_warn = 1000;
+    c->topics_warn = 1000;
+    c->idle_timeout_secs = 3600;
+    c->max_request_bytes = 16u << 20;
+    c->max_queue_bytes = 32u << 20;
+    c->log_level = LOG_INFO;
+}
+
+enum field_kind { F_INT, F_U32, F_SIZE };
+
+static const struct {
+    const char *name;
+    long long min, max;
+    size_t offset;
+    enum field_kind kind;
+} int_options[] = {
+    {"tcp_server_port", 0, 65535, offsetof(struct engine_config, port), F_INT},
+    {"max_tcp_clients", 1, UINT32_MAX, offsetof(struct engine_config, max_clients), F_U32},
+    {"num_router_shards", 1, 65536, offsetof(struct engine_config, num_shards), F_U32},
+    {"messages_stored_per_router_shard", 1, 100000000,
+     offsetof(struct engine_config, retain_per_shard), F_U32},
+    {"router_min_fanout_to_warn", 1, UINT32_MAX, offsetof(struct engine_config, fanout_warn),
+     F_U32},
+    {"router_min_publish_to_topics_to_warn", 1, UINT32_MAX,
+     offsetof(struct engine_config, topics_warn), F_U32},
+    {"client_idle_timeout_secs", 1, 100000000,
+     offsetof(struct engine_config, idle_timeout_secs), F_U32},
+    {"max_request_bytes", 1024, 1LL << 40, offsetof(struct engine_config, max_request_bytes),
+     F_SIZE},
+    {"max_client_queue_bytes", 1024, 1LL << 40, offsetof(struct engine_config, max_queue_bytes),
+     F_SIZE},
+};
+
+static enum config_result bad(char *err, size_t errlen, const char *name, const char *why)
+{
+    snprintf(err, errlen, "bad value for option %.64s: %s", name, why);
+    return CONFIG_BAD;
+}
+
+enum config_result config_set(struct engine_config *c, const char *name,
+                              const struct config_value *v, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < sizeof int_options / sizeof int_options[0]; i++) {
+        if (strcmp(name, int_options[i].name) != 0)
+            continue;
+        if (!v->is_int || v->i < int_options[i].min || v->i > int_options[i].max) {
+            char why[96];
+            snprintf(why, sizeof why, "expected an integer %lld..%lld", int_options[i].min,
+                     int_options[i].max);
+            return bad(err, errlen, name, why);
+        }
+        char *field = (char *)c + int_options[i].offset;
+        if (int_options[i].kind == F_INT)
+            *(int *)field = (int)v->i;
+        else if (int_options[i].kind == F_U32)
+            *(uint32_t *)field = (uint32_t)v->i;
+        else
+            *(size_t *)field = (size_t)v->i;
+        return CONFIG_OK;
+    }
+    if (strcmp(name, "listen_ip") == 0) {
+        if (v->is_int || strlen(v->text) >= sizeof c->listen_ip)
+            return bad(err, errlen, name, "expected a numeric IPv4 or IPv6 address");
+        snprintf(c->listen_ip, sizeof c->listen_ip, "%s", v->text);
+        return CONFIG_OK;
+    }
+    if (strcmp(name, "log_level") == 0) {
+        if (v->is_int || log_level_parse(v->text, &c->log_level) < 0)
+            return bad(err, errlen, name, "expected debug, info, warn or error");
+        return CONFIG_OK;
+    }
+    return CONFIG_UNKNOWN;
+}
