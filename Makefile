@@ -127,8 +127,13 @@ fuzz:
 test: all test-c test-erlang test-blackbox test-hostile test-fault test-valgrind fuzz-smoke
 	@echo "make test: all suites passed"
 
-bench: all
-	@$(MAKE) --no-print-directory -C bench
+bench/kraken_bench: bench/kraken_bench.c
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $< -lm
+
+# All four workloads against a server it starts, and against its null
+# responder; BENCH_ARGS adds options (see bench/README.md).
+bench: all bench/kraken_bench
+	bench/kraken_bench --null $(BENCH_ARGS)
 
 clean:
 	rm -rf build priv/kraken_engine priv/kraken_engine_asan _build .deps-ok
