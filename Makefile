@@ -6,7 +6,10 @@
 #
 # Missing build tools are installed with apt-get on Debian (see `deps`).
 
-ERL_INTERFACE := $(firstword $(wildcard /usr/lib/erlang/lib/erl_interface-*))
+# build/deps.mk installs what is missing and records where erl_interface is;
+# make reads it, and when it had to be made, restarts with it (GNU make's
+# remaking of included makefiles), so a fresh machine needs no second run.
+include build/deps.mk
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN    := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror
@@ -29,36 +32,33 @@ APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
 all: engine erlang
 
 # Installs what the build needs when it is missing (Debian; needs root or sudo).
-deps: .deps-ok
-.deps-ok:
+deps: build/deps.mk
+build/deps.mk: Makefile
+	@mkdir -p build
 	@missing=0; \
-	for f in /usr/include/event2/event.h /usr/include/cmocka.h $(ERL_INTERFACE)/include/ei.h \
-	         /usr/bin/rebar3 /usr/bin/erlc /usr/lib/python3/dist-packages/pymemcache \
-	         /usr/bin/valgrind /usr/bin/clang; do \
+	for f in /usr/include/event2/event.h /usr/include/cmocka.h /usr/bin/rebar3 /usr/bin/erlc \
+	         /usr/lib/python3/dist-packages/pymemcache /usr/bin/valgrind /usr/bin/clang \
+	         /usr/bin/pkg-config; do \
 	  [ -e $$f ] || { echo "missing: $$f"; missing=1; }; \
 	done; \
-	[ -n "$(ERL_INTERFACE)" ] || missing=1; \
+	ls -d /usr/lib/erlang/lib/erl_interface-*/include/ei.h >/dev/null 2>&1 || missing=1; \
 	if [ $$missing = 1 ]; then \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y $(APT_PACKAGES); \
 	fi
-	@touch $@
+	@echo "ERL_INTERFACE := $$(ls -d /usr/lib/erlang/lib/erl_interface-* | sort -V | tail -1)" > $@
 
-engine: deps priv/kraken_engine priv/kraken_engine_asan
+engine: priv/kraken_engine priv/kraken_engine_asan
 
-priv/kraken_engine: $(ENGINE_SRC) $(HEADERS) | deps
+priv/kraken_engine: $(ENGINE_SRC) $(HEADERS)
 	@mkdir -p priv
-	$(MAKE) --no-print-directory _engine OUT=$@ XFLAGS="$(CFLAGS)"
+	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS_K) -o $@ $(ENGINE_SRC) $(LDLIBS_K)
 
-priv/kraken_engine_asan: $(ENGINE_SRC) $(HEADERS) | deps
+priv/kraken_engine_asan: $(ENGINE_SRC) $(HEADERS)
 	@mkdir -p priv
-	$(MAKE) --no-print-directory _engine OUT=$@ XFLAGS="$(SAN)"
+	$(CC) $(WARN) $(SAN) $(CPPFLAGS_K) -o $@ $(ENGINE_SRC) $(LDLIBS_K)
 
-# ERL_INTERFACE is only known after deps ran, hence the recursive make.
-_engine:
-	$(CC) $(WARN) $(XFLAGS) $(CPPFLAGS_K) -o $(OUT) $(ENGINE_SRC) $(LDLIBS_K)
-
-erlang: deps
+erlang:
 	rebar3 compile
 
 run: all
@@ -66,7 +66,7 @@ run: all
 
 # ---- tests ----
 
-build/test/%: test/c/%.c $(CORE_SRC) $(HEADERS) test/c/test_util.h | deps
+build/test/%: test/c/%.c $(CORE_SRC) $(HEADERS) test/c/test_util.h
 	@mkdir -p build/test
 	$(CC) $(WARN) $(SAN) $(CPPFLAGS_K) -o $@ $< $(CORE_SRC) $(LDLIBS_K) -lcmocka
 
@@ -105,7 +105,7 @@ test-valgrind: engine
 FUZZERS := fuzz_protocol fuzz_session
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_SECONDS ?= 20
-build/fuzz/%: test/fuzz/%.c $(CORE_SRC) $(HEADERS) | deps
+build/fuzz/%: test/fuzz/%.c $(CORE_SRC) $(HEADERS)
 	@mkdir -p build/fuzz
 	clang $(WARN) $(FUZZ_FLAGS) $(CPPFLAGS_K) -o $@ $< $(CORE_SRC) $(LDLIBS_K)
 
@@ -136,4 +136,4 @@ bench: all bench/kraken_bench
 	bench/kraken_bench --null $(BENCH_ARGS)
 
 clean:
-	rm -rf build priv/kraken_engine priv/kraken_engine_asan _build .deps-ok
+	rm -rf build/test build/fuzz build/*.so priv/kraken_engine priv/kraken_engine_asan _build
