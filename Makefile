@@ -75,7 +75,7 @@ test-c: $(addprefix build/test/,$(UNIT_TESTS))
 
 test-erlang: all
 	rebar3 eunit
-	KRAKEN_ENGINE=$(CURDIR)/priv/kraken_engine_asan rebar3 eunit --module=kraken_blackbox_tests
+	KRAKEN_ENGINE=$(CURDIR)/priv/kraken_engine_asan rebar3 eunit --module=kraken_blackbox_tests,kraken_ops_tests
 
 test-blackbox: all
 	/usr/bin/python3 test/pymemcache_test.py

@@ -311,8 +311,7 @@ static void fail(const char *reason)
     ei_x_encode_tuple_header(&x, 2);
     ei_x_encode_atom(&x, "error");
     ei_x_encode_binary(&x, reason, (long)strlen(reason));
-    send_x_now(&x);
-    fprintf(stderr, "kraken_engine: %s\n", reason);
+    send_x_now(&x); /* the Erlang side reports it, in one line */
     exit(2);
 }
 

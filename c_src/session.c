@@ -105,17 +105,40 @@ static const char *do_unsubscribe(struct session *s, const struct proto_request 
     return PROTO_STORED;
 }
 
+/* Appends topic names to buf for a log line: at most `max` of them, each cut
+ * at 64 bytes, bytes outside printable ASCII escaped as \xNN. */
+static void format_topics(char *buf, size_t len, const struct proto_slice *topics, size_t n,
+                          size_t max)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && i < max && o + 8 < len; i++) {
+        if (i)
+            buf[o++] = ' ';
+        for (size_t j = 0; j < topics[i].len && j < 64 && o + 5 < len; j++) {
+            unsigned char c = (unsigned char)topics[i].p[j];
+            if (c >= 0x21 && c < 0x7f && c != '\\')
+                buf[o++] = (char)c;
+            else
+                o += (size_t)snprintf(buf + o, len - o, "\\x%02x", c);
+        }
+    }
+    if (n > max && o + 24 < len)
+        o += (size_t)snprintf(buf + o, len - o, " ... %zu more", n - max);
+    buf[o] = 0;
+}
+
 static void warn_publish(struct session *s, size_t ntopics, uint32_t fanout,
                          const struct proto_slice *topics)
 {
     const struct engine_config *cfg = &s->srv->cfg;
     if (ntopics < cfg->topics_warn && fanout < cfg->fanout_warn)
         return;
-    const struct proto_slice *t = &topics[0];
+    char names[640];
+    format_topics(names, sizeof names, topics, ntopics, 8);
     klog(LOG_WARNING,
-         "publisher %" PRIu64 " (%s) published one entry to %zu topics (first: %.*s) "
+         "publisher %" PRIu64 " (%s) published one entry to %zu topics [%s] "
          "reaching %u subscribers",
-         s->sub.id, s->peer, ntopics, (int)(t->len > 64 ? 64 : t->len), t->p, fanout);
+         s->sub.id, s->peer, ntopics, names, fanout);
 }
 
 /* Parses the whole block first (into srv->entries), so a malformed publish

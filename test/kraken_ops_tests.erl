@@ -313,9 +313,9 @@ flags_node(Ctx = #{tmp := Tmp, script := Script}) ->
     ok = kraken_client:publish(Pub, [{[<<"flag_u1">>, <<"flag_u2">>, <<"flag_u3">>], <<"t">>}]),
     Peer = "\\[::1\\]:" ++ integer_to_list(PubPort),
     wait_log(LogFile, "warning: publisher \\d+ \\(" ++ Peer ++ "\\) published one entry "
-             "to 1 topics \\(first: flag_t1\\) reaching 2 subscribers"),
+             "to 1 topics \\[flag_t1\\] reaching 2 subscribers"),
     wait_log(LogFile, "warning: publisher \\d+ \\(" ++ Peer ++ "\\) published one entry "
-             "to 3 topics \\(first: flag_u1\\) reaching 0 subscribers"),
+             "to 3 topics \\[flag_u1 flag_u2 flag_u3\\] reaching 0 subscribers"),
     ?assertEqual([], lines(read(LogFile), " info: ")),
     [ok = kraken_client:disconnect(C) || C <- [Sub1, Sub2, Pub]],
     %% The application stopped on a running node: status 2, the engine is
@@ -411,9 +411,9 @@ config_node(Ctx = #{tmp := Tmp}) ->
     ok = kraken_client:publish(Pub, [{[<<"cfg_a">>, <<"cfg_b">>, <<"cfg_c">>], <<"two">>}]),
     Peer = "127\\.0\\.0\\.1:" ++ integer_to_list(PubPort),
     wait_log(LogFile, " warning: publisher \\d+ \\(" ++ Peer ++ "\\) published one entry to "
-             "1 topics \\(first: cfg_fan\\) reaching 2 subscribers$"),
+             "1 topics \\[cfg_fan\\] reaching 2 subscribers$"),
     wait_log(LogFile, " warning: publisher \\d+ \\(" ++ Peer ++ "\\) published one entry to "
-             "3 topics \\(first: cfg_a\\) reaching 1 subscribers$"),
+             "3 topics \\[cfg_a cfg_b cfg_c\\] reaching 1 subscribers$"),
     %% kill -9 of the engine: a new one serves the same port within a
     %% second, the event is logged, clients reconnect.
     Engine = rpc(Node, kraken_engine, os_pid, []),
