@@ -185,7 +185,7 @@ wait_started(Node, OsPid, Deadline) ->
                               [Node, proplists:get_value(port, Info),
                                proplists:get_value(os_pid, Info)])};
         {running, Info} ->
-            case os_process_alive(OsPid) of
+            case kraken_engine:os_process_alive(OsPid) of
                 false ->
                     {1, io_lib:format("kraken: node ~s is already running (os pid ~s)~n",
                                       [Node, proplists:get_value(os_pid, Info)])};
@@ -193,7 +193,7 @@ wait_started(Node, OsPid, Deadline) ->
                     retry_started(Node, OsPid, Deadline)
             end;
         _ ->
-            case os_process_alive(OsPid) of
+            case kraken_engine:os_process_alive(OsPid) of
                 false ->
                     {1, io_lib:format("kraken: node ~s failed to start~n", [Node])};
                 true ->
@@ -240,19 +240,6 @@ node_name(Name) ->
         false ->
             [_, Host] = string:split(atom_to_list(node()), "@"),
             list_to_atom(Name ++ "@" ++ Host)
-    end.
-
-os_process_alive(OsPid) ->
-    case file:read_file("/proc/" ++ OsPid ++ "/stat") of
-        {ok, Stat} ->
-            [_, After] = string:split(Stat, <<")">>, trailing),
-            case string:trim(After, leading) of
-                <<"Z", _/binary>> -> false;
-                <<"X", _/binary>> -> false;
-                _ -> true
-            end;
-        {error, _} ->
-            false
     end.
 
 %%% Formatting helpers

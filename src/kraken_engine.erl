@@ -14,7 +14,7 @@
 -behaviour(gen_server).
 
 -export([start_link/1, call/1, call/2, port/0, os_pid/0, set_log_level/1,
-         executable/1]).
+         executable/1, os_process_alive/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -include_lib("kernel/include/logger.hrl").
@@ -245,7 +245,7 @@ describe_status(_) ->
 wait_exit(undefined, _) ->
     ok;
 wait_exit(OsPid, Left) ->
-    case process_alive(OsPid) of
+    case os_process_alive(OsPid) of
         false ->
             ok;
         true when Left =< 0 ->
@@ -258,9 +258,12 @@ wait_exit(OsPid, Left) ->
             wait_exit(OsPid, Left - 10)
     end.
 
-%% Whether an OS process exists and is not a zombie.
-process_alive(OsPid) ->
-    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/stat") of
+%% @doc Whether an OS process (pid as integer or string) exists and is not a zombie.
+-spec os_process_alive(integer() | string()) -> boolean().
+os_process_alive(OsPid) when is_integer(OsPid) ->
+    os_process_alive(integer_to_list(OsPid));
+os_process_alive(OsPid) ->
+    case file:read_file("/proc/" ++ OsPid ++ "/stat") of
         {ok, Stat} ->
             %% "pid (comm) S ...": the state follows the last ')'.
             [_, After] = string:split(Stat, <<")">>, trailing),
