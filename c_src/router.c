@@ -212,17 +212,26 @@ void router_remove_subscriber(struct router *r, struct subscriber *s)
     queue_clear(&s->queue);
 }
 
+/* A subscriber that cannot take more (queue bound, or no memory for its
+ * queue) gets nothing more and is reported, once, to be disconnected: it
+ * must not silently miss entries. */
+static void fail_subscriber(struct router *r, struct subscriber *s)
+{
+    if (s->overflowed)
+        return;
+    s->overflowed = true;
+    if (r->cfg.overflow)
+        r->cfg.overflow(s, r->cfg.overflow_arg);
+}
+
 /* Finishes the queue item of the entry just routed to s and enforces the bound. */
 static void commit(struct router *r, struct subscriber *s)
 {
     queue_commit_tail(&s->queue);
     s->received++;
     r->stats.deliveries++;
-    if (s->queue.bytes > r->cfg.max_queue_bytes && !s->overflowed) {
-        s->overflowed = true;
-        if (r->cfg.overflow)
-            r->cfg.overflow(s, r->cfg.overflow_arg);
-    }
+    if (s->queue.bytes > r->cfg.max_queue_bytes)
+        fail_subscriber(r, s);
 }
 
 /* Interns and dedupes topics into r->tmp_topics; returns the count or -1. */
@@ -278,12 +287,15 @@ int router_publish(struct router *r, struct subscriber *publisher,
             if (s->route_mark != e->seq) {
                 if (reserve((void **)&r->touched, &r->touched_cap, touched + 1,
                             sizeof *r->touched) < 0 ||
-                    !queue_push(&s->queue, e))
-                    continue; /* out of memory: this subscriber misses it (logged by caller) */
+                    !queue_push(&s->queue, e)) {
+                    fail_subscriber(r, s); /* out of memory for this subscriber */
+                    continue;
+                }
                 s->route_mark = e->seq;
                 r->touched[touched++] = s;
             }
-            (void)qitem_add_topic(queue_tail(&s->queue), i);
+            if (qitem_add_topic(queue_tail(&s->queue), i) < 0)
+                fail_subscriber(r, s);
         }
     }
     for (size_t k = 0; k < touched; k++)
@@ -314,8 +326,8 @@ static int enqueue_held(struct router *r, struct subscriber *s, struct entry *e)
     if (!it)
         return -1;
     for (uint32_t i = 0; i < e->ntopics; i++)
-        if (subset_find(&s->subs, e->topics[i]))
-            (void)qitem_add_topic(it, i);
+        if (subset_find(&s->subs, e->topics[i]) && qitem_add_topic(it, i) < 0)
+            fail_subscriber(r, s);
     commit(r, s);
     return 0;
 }

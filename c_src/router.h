@@ -52,14 +52,16 @@ struct subscriber {
     struct queue queue;
     uint64_t route_mark;      /* seq of the entry being routed: queue tail is its item */
     uint64_t received;        /* entries queued to it so far */
-    bool overflowed;          /* queue bound exceeded: queues nothing more */
+    bool overflowed;          /* failed (bound or memory): queues nothing more */
 };
 
 struct router_config {
     uint32_t num_shards;
     uint32_t retain_per_shard;
     size_t max_queue_bytes;   /* per subscriber */
-    /* Called (once) when a subscriber's queue exceeds max_queue_bytes. */
+    /* Called (once) when a subscriber's queue exceeds max_queue_bytes, or when
+     * there was no memory to queue an entry for it; it is then sent nothing
+     * more and should be disconnected. */
     void (*overflow)(struct subscriber *s, void *arg);
     void *overflow_arg;
 };

@@ -333,19 +333,26 @@ static void reaper_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Router callback: a subscriber's queue went over its bound. */
+/* Router callback: a subscriber's queue went over its bound, or could not grow. */
 static void overflow_cb(struct subscriber *sub, void *arg)
 {
     struct server *srv = arg;
     struct session *s = session_of(sub);
-    klog(LOG_WARNING,
-         "client %" PRIu64 " (%s): undelivered queue over max_client_queue_bytes (%zu bytes, "
-         "%u messages); disconnecting it",
-         sub->id, s->peer, sub->queue.bytes, sub->queue.count);
+    bool over = sub->queue.bytes > srv->cfg.max_queue_bytes;
+    if (over)
+        klog(LOG_WARNING,
+             "client %" PRIu64 " (%s): undelivered queue over max_client_queue_bytes (%zu bytes, "
+             "%u messages); disconnecting it",
+             sub->id, s->peer, sub->queue.bytes, sub->queue.count);
+    else
+        klog(LOG_ERROR,
+             "client %" PRIu64 " (%s): out of memory queuing a message for it; disconnecting it",
+             sub->id, s->peer);
     srv->stats.disconnects_overflow++;
     if (s->out) {
-        static const char msg[] = "SERVER_ERROR queue limit exceeded\r\n";
-        evbuffer_add(s->out, msg, sizeof msg - 1);
+        const char *msg = over ? "SERVER_ERROR queue limit exceeded\r\n"
+                               : "SERVER_ERROR out of memory\r\n";
+        evbuffer_add(s->out, msg, strlen(msg));
         event_del(s->rev);
     }
     s->closing = true;

@@ -45,8 +45,9 @@ class FaultTest(unittest.TestCase):
         self.port = int(re.match(r"listening (\d+)", line).group(1))
 
     def tearDown(self):
-        self.proc.terminate()
-        self.proc.wait(10)
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
         self.proc.stdout.close()
         self.proc.stderr.close()
 
@@ -73,6 +74,32 @@ class FaultTest(unittest.TestCase):
         want = entry([b"t"], b"before") + entry([b"t"], b"after")
         self.assertEqual(recv_until(sub, b"END\r\n"),
                          b"VALUE messages 0 %d\r\n%sEND\r\n" % (len(want) - 2, want))
+
+    def test_subscriber_whose_queue_cannot_grow_is_disconnected_and_logged(self):
+        # The queue ring of a subscriber that never polls doubles as it grows;
+        # past 262,144 entries the next ring needs 8 MiB and fails. That
+        # subscriber is disconnected and logged; nobody else loses anything.
+        victim, other, pub = self.connect(), self.connect(), self.connect()
+        victim.sendall(setc(b"subscribe", b"flood"))
+        self.assertEqual(recv_until(victim, b"\r\n"), b"STORED\r\n")
+        other.sendall(setc(b"subscribe", b"calm"))
+        self.assertEqual(recv_until(other, b"\r\n"), b"STORED\r\n")
+        batch = entry([b"flood"], b"x") * 1000
+        for i in range(300):
+            pub.sendall(setc(b"publish", batch))
+            self.assertEqual(recv_until(pub, b"\r\n"), b"STORED\r\n")
+        self.assertEqual(recv_until(victim, b"\r\n"), b"SERVER_ERROR out of memory\r\n")
+        self.assertEqual(victim.recv(100), b"")
+        pub.sendall(setc(b"publish", entry([b"calm"], b"fine")))
+        self.assertEqual(recv_until(pub, b"\r\n"), b"STORED\r\n")
+        other.sendall(b"get messages\r\n")
+        want = entry([b"calm"], b"fine")
+        self.assertEqual(recv_until(other, b"END\r\n"),
+                         b"VALUE messages 0 %d\r\n%sEND\r\n" % (len(want) - 2, want))
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.assertIn(b"out of memory queuing a message for it; disconnecting it",
+                      self.proc.stderr.read())
 
 
 if __name__ == "__main__":
