@@ -53,7 +53,11 @@ static void send_x_now(ei_x_buff *x)
     ei_x_free(x);
 }
 
-static void log_sink(enum log_level level, const char *msg, size_t len)
+/* Log events waiting for Erlang beyond this are dropped (and counted), so a
+ * slow or stuck node cannot make the engine's memory grow without bound. */
+#define LOG_BACKLOG_MAX (8u << 20)
+
+static void log_send(enum log_level level, const char *msg, size_t len)
 {
     ei_x_buff x;
     ei_x_new_with_version(&x);
@@ -62,6 +66,24 @@ static void log_sink(enum log_level level, const char *msg, size_t len)
     ei_x_encode_atom(&x, log_level_name(level));
     ei_x_encode_binary(&x, msg, (long)len);
     send_x(&x);
+}
+
+static void log_sink(enum log_level level, const char *msg, size_t len)
+{
+    static uint64_t dropped;
+    if (ch_out && evbuffer_get_length(bufferevent_get_output(ch_out)) > LOG_BACKLOG_MAX) {
+        dropped++;
+        return;
+    }
+    if (dropped) {
+        char note[96];
+        int n = snprintf(note, sizeof note,
+                         "%" PRIu64 " log events dropped: the Erlang node was not reading them",
+                         dropped);
+        dropped = 0;
+        log_send(LOG_WARNING, note, (size_t)n);
+    }
+    log_send(level, msg, len);
 }
 
 /* ---- decoding helpers ---- */
