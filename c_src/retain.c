@@ -34,7 +34,7 @@ static inline uint32_t wrap(const struct retain *r, uint32_t i)
  * not stall the publish path.  (Written inline in retain_push: in a helper
  * function of its own, GCC judges the prefetch side-effect free and drops
  * the call.  A read prefetch, as prefetchw is not baseline x86-64.) */
-#define PREFETCH_AHEAD 16
+#define PREFETCH_AHEAD 64
 
 void retain_push(struct retain *r, struct entry *e)
 {
