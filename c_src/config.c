@@ -12,6 +12,7 @@ void engine_config_defaults(struct engine_config *c)
     c->max_clients = 1000;
     c->num_shards = 4;
     c->retain_per_shard = 10000;
+    c->retain_bytes_per_shard = 64u << 20;
     c->fanout_warn = 1000;
     c->topics_warn = 1000;
     c->idle_timeout_secs = 3600;
@@ -33,15 +34,18 @@ static const struct {
     {"num_router_shards", 1, 65536, offsetof(struct engine_config, num_shards), F_U32},
     {"messages_stored_per_router_shard", 1, 100000000,
      offsetof(struct engine_config, retain_per_shard), F_U32},
+    {"bytes_stored_per_router_shard", 1024, 1LL << 40,
+     offsetof(struct engine_config, retain_bytes_per_shard), F_SIZE},
     {"router_min_fanout_to_warn", 1, UINT32_MAX, offsetof(struct engine_config, fanout_warn),
      F_U32},
     {"router_min_publish_to_topics_to_warn", 1, UINT32_MAX,
      offsetof(struct engine_config, topics_warn), F_U32},
     {"client_idle_timeout_secs", 1, 100000000,
      offsetof(struct engine_config, idle_timeout_secs), F_U32},
-    {"max_request_bytes", 1024, 1LL << 40, offsetof(struct engine_config, max_request_bytes),
+    /* At most 2 GiB: topic lengths and counts are 32-bit inside the engine. */
+    {"max_request_bytes", 1024, 1LL << 31, offsetof(struct engine_config, max_request_bytes),
      F_SIZE},
-    {"max_client_queue_bytes", 1024, 1LL << 40, offsetof(struct engine_config, max_queue_bytes),
+    {"max_client_queue_bytes", 1024, 1LL << 31, offsetof(struct engine_config, max_queue_bytes),
      F_SIZE},
 };
 

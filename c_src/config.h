@@ -18,6 +18,7 @@ struct engine_config {
     uint32_t max_clients;
     uint32_t num_shards;
     uint32_t retain_per_shard;
+    size_t retain_bytes_per_shard;
     uint32_t fanout_warn;
     uint32_t topics_warn;
     uint32_t idle_timeout_secs;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -38,6 +39,9 @@ static void send_x(ei_x_buff *x)
 /* Blocking send, for the last words before exiting. */
 static void send_x_now(ei_x_buff *x)
 {
+    int flags = fcntl(STDOUT_FILENO, F_GETFL);
+    if (flags >= 0)
+        fcntl(STDOUT_FILENO, F_SETFL, flags & ~O_NONBLOCK);
     if (ch_out)
         bufferevent_flush(ch_out, EV_WRITE, BEV_FLUSH);
     unsigned char len[4] = {(unsigned char)(x->index >> 24), (unsigned char)(x->index >> 16),
@@ -253,6 +257,11 @@ static void encode_stats(ei_x_buff *x)
     server_write_stats(ch_srv, out);
     size_t len = evbuffer_get_length(out);
     char *text = malloc(len + 1);
+    if (!text) {
+        evbuffer_free(out);
+        ei_x_encode_empty_list(x);
+        return;
+    }
     evbuffer_remove(out, text, len);
     text[len] = 0;
     for (char *line = strtok(text, "\r\n"); line; line = strtok(NULL, "\r\n")) {
@@ -390,6 +399,10 @@ static void in_read_cb(struct bufferevent *bev, void *arg)
         if (evbuffer_get_length(in) < 4 + (size_t)len)
             return;
         const char *p = (const char *)evbuffer_pullup(in, 4 + (ev_ssize_t)len);
+        if (!p) {
+            fprintf(stderr, "kraken_engine: out of memory reading the control channel\n");
+            exit(3);
+        }
         handle_packet(p + 4);
         evbuffer_drain(in, 4 + len);
     }

@@ -5,11 +5,14 @@
 
 #include "entry.h"
 
-int retain_init(struct retain *r, uint32_t cap)
+int retain_init(struct retain *r, uint32_t cap, size_t max_bytes)
 {
     r->ring = calloc(cap, sizeof *r->ring);
     r->cap = cap;
     r->head = r->count = 0;
+    r->bytes = 0;
+    r->max_bytes = max_bytes;
+    r->mark = 0;
     r->dropped_seq = 0;
     r->dropped_time = INT64_MIN;
     return r->ring ? 0 : -1;
@@ -36,22 +39,29 @@ static inline uint32_t wrap(const struct retain *r, uint32_t i)
  * the call.  A read prefetch, as prefetchw is not baseline x86-64.) */
 #define PREFETCH_AHEAD 64
 
+static void evict_oldest(struct retain *r)
+{
+    struct entry *old = r->ring[r->head];
+    if (r->cap > PREFETCH_AHEAD)
+        __builtin_prefetch(r->ring[wrap(r, r->head + PREFETCH_AHEAD)]);
+    r->dropped_seq = old->seq;
+    r->dropped_time = old->time;
+    r->bytes -= entry_wire_len(old);
+    r->head = wrap(r, r->head + 1);
+    r->count--;
+    entry_unref(old);
+}
+
 void retain_push(struct retain *r, struct entry *e)
 {
+    if (r->count == r->cap)
+        evict_oldest(r);
     entry_ref(e);
-    if (r->count == r->cap) {
-        struct entry *old = r->ring[r->head];
-        if (r->cap > PREFETCH_AHEAD)
-            __builtin_prefetch(r->ring[wrap(r, r->head + PREFETCH_AHEAD)]);
-        r->dropped_seq = old->seq;
-        r->dropped_time = old->time;
-        r->ring[r->head] = e;
-        r->head = wrap(r, r->head + 1);
-        entry_unref(old);
-        return;
-    }
     r->ring[wrap(r, r->head + r->count)] = e;
     r->count++;
+    r->bytes += entry_wire_len(e);
+    while (r->max_bytes && r->bytes > r->max_bytes && r->count > 1)
+        evict_oldest(r);
 }
 
 uint32_t retain_first_after_seq(const struct retain *r, uint64_t seq)

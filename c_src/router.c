@@ -50,7 +50,7 @@ int router_init(struct router *r, const struct router_config *cfg, int64_t now)
     if (!r->shards)
         return -1;
     for (uint32_t i = 0; i < cfg->num_shards; i++)
-        if (retain_init(&r->shards[i], cfg->retain_per_shard) < 0)
+        if (retain_init(&r->shards[i], cfg->retain_per_shard, cfg->retain_bytes_per_shard) < 0)
             return -1;
     return 0;
 }
@@ -360,6 +360,9 @@ int router_retro_subscribe(struct router *r, struct subscriber *s,
     size_t found = 0;
     for (long i = 0; i < n; i++) {
         struct retain *sh = &r->shards[r->tmp_topics[i]->shard];
+        if (sh->mark == emark)
+            continue; /* scanned already for an earlier topic */
+        sh->mark = emark;
         uint32_t k = kind == ROUTER_BY_SEQ ? retain_first_after_seq(sh, (uint64_t)h)
                                            : retain_first_after_time(sh, h);
         for (; k < sh->count; k++) {

@@ -58,6 +58,7 @@ struct subscriber {
 struct router_config {
     uint32_t num_shards;
     uint32_t retain_per_shard;
+    size_t retain_bytes_per_shard; /* 0: bounded by count only */
     size_t max_queue_bytes;   /* per subscriber */
     /* Called (once) when a subscriber's queue exceeds max_queue_bytes, or when
      * there was no memory to queue an entry for it; it is then sent nothing

@@ -149,13 +149,15 @@ static void run_session(struct session *s)
             list_unlink(s->srv, s);
             list_append(s->srv, s);
         }
-        if (st == SESSION_CLOSE)
+        /* After EOF no request can complete any more: once everything that
+         * arrived is answered, the connection closes. */
+        if (st == SESSION_CLOSE || (st == SESSION_OK && s->eof))
             s->closing = true;
         if (flush(s) < 0 || (s->closing && evbuffer_get_length(s->out) == 0)) {
             session_free(s);
             return;
         }
-        if (st == SESSION_OK) {
+        if (st == SESSION_OK && !s->closing) {
             event_add(s->rev, NULL);
             return;
         }
@@ -182,16 +184,23 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
             return;
         }
         ssize_t n = recv(fd, v.iov_base, v.iov_len, 0);
-        if (n <= 0) {
+        if (n == 0) {
+            /* The client is done sending (closed, or half-closed): still
+             * answer what it sent before, then close. */
+            evbuffer_commit_space(s->in, &v, 0);
+            klog(LOG_DEBUG, "client %" PRIu64 " (%s) disconnected", s->sub.id, s->peer);
+            s->eof = true;
+            event_del(s->rev);
+            break;
+        }
+        if (n < 0) {
             evbuffer_commit_space(s->in, &v, 0);
             int err = EVUTIL_SOCKET_ERROR();
-            if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK || err == EINTR))
+            if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)
                 break;
-            if (n < 0)
-                klog(LOG_DEBUG, "client %" PRIu64 " (%s): read: %s", s->sub.id, s->peer,
-                     strerror(err));
-            klog(LOG_DEBUG, "client %" PRIu64 " (%s) disconnected", s->sub.id, s->peer);
-            session_free(s);
+            klog(LOG_DEBUG, "client %" PRIu64 " (%s): read: %s", s->sub.id, s->peer,
+                 strerror(err));
+            session_free(s); /* reset: nobody to answer */
             return;
         }
         v.iov_len = (size_t)n;
@@ -392,6 +401,7 @@ int server_start(struct server *srv, struct event_base *base, const struct engin
     struct router_config rc = {
         .num_shards = cfg->num_shards,
         .retain_per_shard = cfg->retain_per_shard,
+        .retain_bytes_per_shard = cfg->retain_bytes_per_shard,
         .max_queue_bytes = cfg->max_queue_bytes,
         .overflow = overflow_cb,
         .overflow_arg = srv,

@@ -316,6 +316,8 @@ enum session_status session_process(struct session *s, struct evbuffer *in,
             protocol_error(s, out, r);
             break;
         }
+        if (s->closing)
+            break; /* failed while executing (e.g. its own queue overflowed): no reply */
         if (*r && !req.noreply)
             reply(out, r);
         if (close)

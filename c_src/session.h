@@ -32,6 +32,7 @@ struct session {
     uint64_t horizon_seq;        /* from `register`, valid when has_horizon */
     size_t need;                 /* bytes needed before parsing again (0: unknown) */
     bool has_horizon;
+    bool eof;                    /* the client sent EOF: answer, then close */
     bool closing;                /* reply sent, close once flushed */
     bool doomed;                 /* queued for the reaper */
 };

@@ -615,9 +615,27 @@ class ProtocolErrorTest(ServerCase):
         c = self.conn()
         c.send(publish_req([([b"hc"], b"last words")]))
         c.s.shutdown(socket.SHUT_WR)
-        c.read_until_close(allow_reset=True)  # the reply may or may not come
+        self.assertEqual(c.read_until_close(), STORED)  # answered, then closed
         self.witness.check()
         self.assertEqual(spy.get(), [((b"hc",), b"last words")])
+
+    def test_requests_read_with_the_eof_are_all_executed(self):
+        """Requests that arrive in the same reads as the EOF (a burst over the
+        16 KiB read size, then close) are executed and answered, not dropped."""
+        spy = self.conn()
+        self.assertEqual(spy.subscribe([b"eof"]), STORED)
+        payloads = [(b"%02d" % i) * 8500 for i in range(20)]
+        c = self.conn()
+        c.send(b"".join(publish_req([([b"eof"], p)]) for p in payloads))
+        c.s.shutdown(socket.SHUT_WR)
+        self.assertEqual(c.read_until_close(), STORED * len(payloads))
+        d = self.conn()  # the same with noreply and an abrupt close
+        d.send(set_req(b"publish", b"MESSAGE eof 20000\r\n" + b"z" * 20000 + b"\r\n",
+                       noreply=True))
+        d.s.close()
+        time.sleep(0.3)
+        self.assertEqual(spy.get(), [((b"eof",), p) for p in payloads] + [((b"eof",), b"z" * 20000)])
+        self.witness.check()
 
     def test_pipelining_client_that_never_reads(self):
         """A client pipelining publishes, stats and polls without reading its
@@ -823,6 +841,18 @@ class QueueLimitTest(ServerCase):
         self.witness.check()
         # the victim is told why before it is closed
         self.assertEqual(victim.read_until_close(), QUEUE_LIMIT)
+
+    def test_own_retro_overflow_gets_only_the_error(self):
+        """A subscribe whose retroactive deliveries overflow the subscriber's own
+        queue gets the error line and the close, not a STORED after it."""
+        c = self.conn()
+        self.assertEqual(c.request(set_req(b"register", b"")), STORED)
+        pub = self.conn()
+        for i in range(5):
+            self.assertEqual(pub.publish([([b"self_of"], b"%d" % i * 20000)]), STORED)
+        c.send(set_req(b"subscribe", b"self_of"))
+        self.assertEqual(c.read_until_close(), QUEUE_LIMIT)
+        self.witness.check()
 
     def test_overflow_of_many_subscribers_at_once(self):
         """One big entry overflows several subscribers in one routing pass."""

@@ -588,6 +588,50 @@ static void test_retro_stops_at_overflow(void **state)
 
 /* ---- retention ---- */
 
+/* A byte budget per shard: big entries evict older ones before the count
+ * bound is reached, the drop is remembered (horizons before it are too old),
+ * and the newest entry is kept even when it alone is over the budget. */
+static void test_retention_byte_bound(void **state)
+{
+    (void)state;
+    struct fix *f = calloc(1, sizeof *f);
+    assert_non_null(f);
+    struct router_config cfg = {
+        .num_shards = 1, .retain_per_shard = 100, .retain_bytes_per_shard = 1000,
+        .max_queue_bytes = SIZE_MAX, .overflow = on_overflow, .overflow_arg = f,
+    };
+    assert_int_equal(router_init(&f->r, &cfg, 100), 0);
+    for (int i = 0; i < NSUBS; i++)
+        subscriber_init(&f->s[i], (uint64_t)i + 1);
+    tu_defer(fix_destroy, f);
+    struct retain *sh = &f->r.shards[0];
+    char big[401];
+    memset(big, 'b', 400);
+    big[400] = 0;
+    pub(f, NULL, "t", "x", 101); /* seq 1, 16 wire bytes */
+    pub(f, NULL, "t", big, 102); /* seq 2, 417 */
+    pub(f, NULL, "t", big, 103); /* seq 3: 850 in all, under 1000 */
+    assert_int_equal(sh->count, 3);
+    assert_int_equal(sh->bytes, 16 + 417 + 417);
+    assert_int_equal(sh->dropped_seq, 0);
+    pub(f, NULL, "t", big, 104); /* seq 4: 1267, over: seq 1 and 2 go */
+    assert_int_equal(sh->count, 2);
+    assert_int_equal(sh->bytes, 417 + 417);
+    assert_int_equal(sh->dropped_seq, 2);
+    assert_true(sh->dropped_time == 102);
+    assert_int_equal(retro(f, &f->s[0], "t", ROUTER_BY_TIME, 101), 0); /* too old */
+    assert_int_equal(retro(f, &f->s[1], "t", ROUTER_BY_TIME, 102), 1);
+    assert_int_equal(f->s[1].queue.count, 2);
+    char huge[2001];
+    memset(huge, 'h', 2000);
+    huge[2000] = 0;
+    pub(f, NULL, "t", huge, 105); /* alone over the budget: kept, the rest dropped */
+    assert_int_equal(sh->count, 1);
+    assert_int_equal(retain_at(sh, 0)->seq, 5);
+    assert_int_equal(sh->dropped_seq, 4);
+    fix_free(f);
+}
+
 static void test_retention_ring(void **state)
 {
     (void)state;
@@ -907,6 +951,7 @@ int main(void)
         tu_test(test_queue_overflow_once),
         tu_test(test_retro_stops_at_overflow),
         tu_test(test_retention_ring),
+        tu_test(test_retention_byte_bound),
         tu_test(test_retention_per_shard),
         tu_test(test_topics_freed),
         tu_test(test_retro_by_seq),
