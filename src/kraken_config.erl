@@ -12,7 +12,7 @@
 -module(kraken_config).
 
 -export([load/0, read/0, log_warnings/1, validate/1, defaults/0, engine_options/1,
-         check_log_level/1, logger_level/1]).
+         check_log_level/1, logger_level/1, check_flags/1, check_config_file/1]).
 
 -include_lib("kernel/include/logger.hrl").
 
@@ -61,6 +61,13 @@ load() ->
 %% logging them, so that they can be logged once logging is set up.
 -spec read() -> {ok, [option()], [string()]} | {error, string()}.
 read() ->
+    case check_flags([{Flag, Args} || Flag <- [kraken, octopus],
+                                      {ok, Args} <- [init:get_argument(Flag)]]) of
+        ok -> read_env();
+        {error, _} = Error -> Error
+    end.
+
+read_env() ->
     _ = application:load(kraken),
     Kraken = application:get_all_env(kraken),
     {Merged, Warnings} =
@@ -87,6 +94,42 @@ validate(Env) ->
             {ok, Config};
         {error, _} = Error ->
             Error
+    end.
+
+%% @doc Checks the `-kraken' and `-octopus' command-line flags, given as
+%% `[{Flag, init:get_argument(Flag) values}]': each flag must give exactly a
+%% name and a value (OTP itself silently drops a name without a value).
+-spec check_flags([{atom(), [[string()]]}]) -> ok | {error, string()}.
+check_flags([]) ->
+    ok;
+check_flags([{Flag, Args} | Rest]) ->
+    case [A || A <- Args, length(A) =/= 2] of
+        [] ->
+            check_flags(Rest);
+        [Bad | _] ->
+            {error, flat("kraken: bad command-line flag ~ts (expected -~s NAME VALUE)",
+                         [lists:join(" ", ["-" ++ atom_to_list(Flag) | Bad]), Flag])}
+    end.
+
+%% @doc Checks that erl can read the configuration a `-config' argument
+%% names (Arg, or Arg.config as erl reads it): that the file exists and
+%% holds one list ended by a dot, as do the files a sys.config names.
+%% erl itself stops with a crash dump on such errors; this gives one line.
+-spec check_config_file(string()) -> ok | {error, string()}.
+check_config_file(Arg) ->
+    File = config_file_name(Arg),
+    case read_config_file(File) of
+        {ok, Terms} ->
+            case filename:basename(File) of
+                "sys.config" ->
+                    check_included(File, [T || T <- Terms, io_lib:char_list(T)]);
+                _ ->
+                    ok
+            end;
+        {error, enoent} ->
+            {error, flat("kraken: config file ~ts not found", [Arg])};
+        {error, Reason} ->
+            {error, flat("kraken: cannot read config file ~ts: ~ts", [File, Reason])}
     end.
 
 %% @doc Logs warnings returned by {@link read/0}.
@@ -212,6 +255,94 @@ to_string(V) ->
     catch
         error:_ -> error
     end.
+
+%% The file erl reads for `-config Arg'.
+config_file_name(Arg) ->
+    case lists:suffix(".config", Arg) of
+        true -> Arg;
+        false -> Arg ++ ".config"
+    end.
+
+%% The files named in a sys.config, as erl finds them: a relative name
+%% relative to the sys.config's directory if the file is there, otherwise
+%% to the working directory.
+check_included(_Sys, []) ->
+    ok;
+check_included(Sys, [Name | Rest]) ->
+    File0 = config_file_name(Name),
+    File = case filename:pathtype(File0) of
+               relative ->
+                   InDir = filename:join(filename:dirname(Sys), File0),
+                   case filelib:is_file(InDir) of
+                       true -> InDir;
+                       false -> File0
+                   end;
+               _ ->
+                   File0
+           end,
+    case read_config_file(File) of
+        {ok, _} ->
+            check_included(Sys, Rest);
+        {error, enoent} ->
+            {error, flat("kraken: config file ~ts named in ~ts not found", [File, Sys])};
+        {error, Reason} ->
+            {error, flat("kraken: cannot read config file ~ts: ~ts", [File, Reason])}
+    end.
+
+%% Reads a configuration file as erl does (application_controller): one
+%% list term ended by a dot, with only white space and comments after it.
+read_config_file(File) ->
+    case file:read_file(File) of
+        {ok, Bin} ->
+            Encoding = case epp:read_encoding_from_binary(Bin) of
+                           none -> epp:default_encoding();
+                           E -> E
+                       end,
+            case unicode:characters_to_list(Bin, Encoding) of
+                Text when is_list(Text) -> parse_config(Text ++ " ");
+                _ -> {error, "bad encoding"}
+            end;
+        {error, enoent} ->
+            {error, enoent};
+        {error, Reason} ->
+            {error, file:format_error(Reason)}
+    end.
+
+-define(ONE_LIST, "expected one list ended by a dot, "
+                  "e.g. [{kraken, [{tcp_server_port, 12355}]}].").
+
+parse_config(Text) ->
+    case erl_scan:tokens([], Text, 1) of
+        {done, {ok, Tokens, _}, Left} ->
+            case erl_parse:parse_term(Tokens) of
+                {ok, List} when is_list(List) ->
+                    case erl_scan:string(Left) of
+                        {ok, [], _} -> {ok, List};
+                        _ -> {error, ?ONE_LIST}
+                    end;
+                {ok, _} ->
+                    {error, ?ONE_LIST};
+                {error, ErrorInfo} ->
+                    {error, format_error_info(ErrorInfo)}
+            end;
+        {done, {error, ErrorInfo, _}, _} ->
+            {error, format_error_info(ErrorInfo)};
+        {done, {eof, _}, _} ->
+            {error, "no ending <dot> found"};
+        {more, _} ->
+            {error, "no ending <dot> found"}
+    end.
+
+format_error_info({Location, Module, Desc}) ->
+    Line = case Location of
+               {L, _Column} when is_integer(L) -> L;
+               L when is_integer(L) -> L;
+               Anno -> erl_anno:line(Anno)
+           end,
+    flat("line ~b: ~ts", [Line, Module:format_error(Desc)]).
+
+flat(Fmt, Args) ->
+    lists:flatten(io_lib:format(Fmt, Args)).
 
 %% The `octopus' section: loading a stand-in application spec makes OTP
 %% apply `-config' files and `-octopus Name Value' flags to it.

@@ -8,7 +8,7 @@
 %% the application is not running, 3 bad usage or failed command.
 -module(kraken_ctl).
 
--export([main/0, main/1]).
+-export([main/0, main/1, check_config/0]).
 -export([status/0, dump_queues/0, dump_queue_topics/1, dump_topics/0,
          change_log_level/1]).
 -export([format_duration/1, escape/1]).
@@ -55,12 +55,18 @@ dump_queues() ->
             || {Id, Peer, Subs, QLen, Received, Connected, SincePoll} <- Queues],
     table([Header | Rows]).
 
-%% @doc The topics one client queue (an id from dump_queues) subscribes to.
+%% @doc The topics one client queue (an id from dump_queues) subscribes to,
+%% in byte order. An id the engine cannot decode (it answers `badarg', e.g.
+%% for one beyond 64 bits) is no client queue's either.
 -spec dump_queue_topics(integer() | string() | binary()) -> {ok | error, iodata()}.
 dump_queue_topics(Id) when is_integer(Id) ->
     case kraken_engine:call({dump_queue_topics, Id}) of
-        not_found -> {error, io_lib:format("no client queue with id ~b~n", [Id])};
-        Topics -> {ok, [[escape(T), $\n] || T <- Topics]}
+        Topics when is_list(Topics) ->
+            {ok, [[escape(T), $\n] || T <- lists:sort(Topics)]};
+        Missing when Missing =:= not_found; Missing =:= {error, badarg} ->
+            {error, io_lib:format("no client queue with id ~b~n", [Id])};
+        {error, Reason} ->
+            {error, io_lib:format("kraken: dump_queue_topics failed: ~0p~n", [Reason])}
     end;
 dump_queue_topics(Id) ->
     case string:to_integer(string:trim(Id)) of
@@ -97,6 +103,24 @@ change_log_level(Level) ->
 
 %%% The temporary node's side
 
+%% @doc Entry point of the non-distributed node that bin/kraken runs before
+%% anything else when it is given `-config' files (its arguments after
+%% `-extra'): erl itself would stop with a crash dump on a file it cannot
+%% read or parse, so this prints the one-line reason of the first bad one
+%% ({@link kraken_config:check_config_file/1}) and halts with status 1, or
+%% halts with 0.
+-spec check_config() -> no_return().
+check_config() ->
+    Errors = [Msg || Arg <- init:get_plain_arguments(),
+                     {error, Msg} <- [kraken_config:check_config_file(Arg)]],
+    case Errors of
+        [] ->
+            erlang:halt(0);
+        [Msg | _] ->
+            io:put_chars(standard_error, [Msg, $\n]),
+            erlang:halt(1)
+    end.
+
 %% @doc Entry point of the temporary node: reads its arguments after
 %% `-extra' (Command, Node, Args...), runs the command and halts.
 -spec main() -> no_return().
@@ -121,6 +145,8 @@ main(_) ->
 run("wait_started", Node, [OsPid, Secs]) ->
     Deadline = erlang:monotonic_time(millisecond) + list_to_integer(Secs) * 1000,
     wait_started(Node, OsPid, Deadline);
+run("check_free", Node, []) ->
+    check_free(Node);
 run("stop", Node, []) ->
     case ping(Node) of
         false ->
@@ -187,8 +213,7 @@ wait_started(Node, OsPid, Deadline) ->
         {running, Info} ->
             case kraken_engine:os_process_alive(OsPid) of
                 false ->
-                    {1, io_lib:format("kraken: node ~s is already running (os pid ~s)~n",
-                                      [Node, proplists:get_value(os_pid, Info)])};
+                    {1, already_running(Node, proplists:get_value(os_pid, Info))};
                 true ->
                     retry_started(Node, OsPid, Deadline)
             end;
@@ -200,6 +225,37 @@ wait_started(Node, OsPid, Deadline) ->
                     retry_started(Node, OsPid, Deadline)
             end
     end.
+
+%% Used by `bin/kraken run' when the node name is taken in epmd: refuses
+%% with the line `start' gives, rather than erl's own complaint.
+check_free(Node) ->
+    case ping(Node) of
+        true ->
+            OsPid = case rpc:call(Node, os, getpid, [], ?RPC_TIMEOUT) of
+                        P when is_list(P) -> P;
+                        _ -> undefined
+                    end,
+            {1, already_running(Node, OsPid)};
+        false ->
+            [Name, Host] = string:split(atom_to_list(Node), "@"),
+            case catch erl_epmd:names(Host) of
+                {ok, Names} when is_list(Names) ->
+                    case lists:keymember(Name, 1, Names) of
+                        true ->
+                            {1, io_lib:format("kraken: the node name ~s is in use by "
+                                              "another Erlang node~n", [Node])};
+                        false ->
+                            {0, ""}
+                    end;
+                _ ->
+                    {0, ""}
+            end
+    end.
+
+already_running(Node, undefined) ->
+    io_lib:format("kraken: node ~s is already running~n", [Node]);
+already_running(Node, OsPid) ->
+    io_lib:format("kraken: node ~s is already running (os pid ~s)~n", [Node, OsPid]).
 
 retry_started(Node, OsPid, Deadline) ->
     case erlang:monotonic_time(millisecond) > Deadline of

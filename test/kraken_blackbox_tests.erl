@@ -506,6 +506,9 @@ admin() ->
     ?assertEqual("adm_a\nadm_b\n", lists:flatten(lists:sort(
                                                    [lists:flatten(L) || L <- TopicsText]))),
     ?assertMatch({error, _}, kraken_ctl:dump_queue_topics("999999999")),
+    %% An id the engine cannot decode (beyond 64 bits) is not found either.
+    {error, NoQueue} = kraken_ctl:dump_queue_topics("99999999999999999999"),
+    ?assertEqual("no client queue with id 99999999999999999999\n", lists:flatten(NoQueue)),
     ?assertMatch({error, _}, kraken_ctl:dump_queue_topics("x")),
     DumpTopics = lists:flatten(io_lib:format("~s", [kraken_ctl:dump_topics()])),
     ?assertNotEqual(nomatch, string:find(DumpTopics, "adm_a")),

@@ -138,3 +138,85 @@ load_test_() ->
                            kraken_config:load()),
               application:unset_env(octopus, max_tcp_clients)
       end]}.
+
+%% -kraken / -octopus flags (init:get_argument/1 values) must each give
+%% exactly a name and a value.
+check_flags_test() ->
+    ?assertEqual(ok, kraken_config:check_flags([])),
+    ?assertEqual(ok, kraken_config:check_flags([{kraken, [["tcp_server_port", "1"],
+                                                          ["log_level", "warn"]]},
+                                                {octopus, [["listen_ip", "any"]]}])),
+    ?assertEqual({error, "kraken: bad command-line flag -kraken tcp_server_port "
+                         "(expected -kraken NAME VALUE)"},
+                 kraken_config:check_flags([{kraken, [["log_level", "warn"],
+                                                      ["tcp_server_port"]]}])),
+    ?assertEqual({error, "kraken: bad command-line flag -kraken (expected -kraken NAME VALUE)"},
+                 kraken_config:check_flags([{kraken, [[]]}])),
+    ?assertEqual({error, "kraken: bad command-line flag -octopus a b c "
+                         "(expected -octopus NAME VALUE)"},
+                 kraken_config:check_flags([{kraken, [["a", "b"]]},
+                                            {octopus, [["a", "b", "c"]]}])).
+
+%% read/0 refuses a flag without its value; this node has no -kraken flags.
+read_checks_flags_test() ->
+    ?assertEqual(error, init:get_argument(kraken)),
+    ?assertMatch({ok, _, _}, kraken_config:read()).
+
+%% A -config file erl could not read: one line instead of erl's crash dump.
+check_config_file_test_() ->
+    Dir = filename:join(["/tmp", "kraken_config_test_" ++ os:getpid()]),
+    Files = [{"good", "%% comment\n[{kraken, [{tcp_server_port, 0}]}].\n%% end\n"},
+             {"no_dot", "[{kraken, [{tcp_server_port, 0}]}]\n"},
+             {"empty", ""},
+             {"syntax", "[{kraken,\n [{tcp_server_port 0}]}].\n"},
+             {"string", "[{kraken, [{pid_file, \"/tmp/x}]}].\n"},
+             {"two_terms", "[{kraken, []}].\n[{octopus, []}].\n"},
+             {"not_list", "{kraken, []}.\n"},
+             {"sub/sys", "[\"inc\", {kraken, []}].\n"},
+             {"sub/inc", "[{kraken, []}]\n"},
+             {"sub2/sys", "[\"missing\"].\n"}],
+    {setup,
+     fun() ->
+             [begin
+                  F = filename:join(Dir, Name ++ ".config"),
+                  ok = filelib:ensure_dir(F),
+                  ok = file:write_file(F, Text)
+              end || {Name, Text} <- Files],
+             ok = file:make_dir(filename:join(Dir, "a_dir.config"))
+     end,
+     fun(_) -> os:cmd("rm -rf '" ++ Dir ++ "'") end,
+     fun(_) ->
+             F = fun(Name) -> filename:join(Dir, Name) end,
+             Cannot = fun(Name, Reason) ->
+                              {error, "kraken: cannot read config file " ++ F(Name) ++
+                                   ".config: " ++ Reason}
+                      end,
+             OneList = "expected one list ended by a dot, "
+                       "e.g. [{kraken, [{tcp_server_port, 12355}]}].",
+             [?_assertEqual(ok, kraken_config:check_config_file(F("good"))),
+              ?_assertEqual(ok, kraken_config:check_config_file(F("good.config"))),
+              ?_assertEqual(Cannot("no_dot", "no ending <dot> found"),
+                            kraken_config:check_config_file(F("no_dot"))),
+              ?_assertEqual(Cannot("no_dot", "no ending <dot> found"),
+                            kraken_config:check_config_file(F("no_dot.config"))),
+              ?_assertEqual(Cannot("empty", "no ending <dot> found"),
+                            kraken_config:check_config_file(F("empty"))),
+              ?_assertEqual(Cannot("syntax", "line 2: syntax error before: 0"),
+                            kraken_config:check_config_file(F("syntax"))),
+              ?_assertEqual(Cannot("string", "no ending <dot> found"),
+                            kraken_config:check_config_file(F("string"))),
+              ?_assertEqual(Cannot("two_terms", OneList),
+                            kraken_config:check_config_file(F("two_terms"))),
+              ?_assertEqual(Cannot("not_list", OneList),
+                            kraken_config:check_config_file(F("not_list"))),
+              ?_assertEqual({error, "kraken: config file " ++ F("missing") ++ " not found"},
+                            kraken_config:check_config_file(F("missing"))),
+              ?_assertEqual(Cannot("a_dir", "illegal operation on a directory"),
+                            kraken_config:check_config_file(F("a_dir"))),
+              %% The files a sys.config names are read too.
+              ?_assertEqual(Cannot("sub/inc", "no ending <dot> found"),
+                            kraken_config:check_config_file(F("sub/sys"))),
+              ?_assertEqual({error, "kraken: config file missing.config named in " ++
+                                 F("sub2/sys.config") ++ " not found"},
+                            kraken_config:check_config_file(F("sub2/sys")))]
+     end}.

@@ -5,7 +5,8 @@
 %%     `run' in the foreground, status exit codes 0, 1 and 2;
 %%   - every SPEC section 2 option from -kraken flags and from a -config
 %%     file, and the `octopus' section (with its warning);
-%%   - bad values refused with one line by `start' and `run -noshell';
+%%   - bad values, a -kraken flag without its value and an unparsable
+%%     -config file refused with one line by `start' and `run -noshell';
 %%   - logging: console by default, log_file, log_level, change_log_level
 %%     reaching the engine, the fan-out warnings;
 %%   - pid_file;
@@ -541,7 +542,7 @@ give_up(Ctx = #{tmp := Tmp}) ->
 
 %%% 2. Bad values: one line, non-zero exit, no node left running
 
-bad_values(Ctx = #{engine := Engine}) ->
+bad_values(Ctx = #{engine := Engine, tmp := Tmp}) ->
     {ok, Busy} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
     {ok, BusyPort} = inet:port(Busy),
     Cases =
@@ -554,6 +555,9 @@ bad_values(Ctx = #{engine := Engine}) ->
           "tuple or a numeric IP address string)"},
          {["-kraken", "log_level", "loud"],
           "kraken: bad value for option log_level: loud (expected debug, info, warn or error)"},
+         %% A flag without its value is not ignored.
+         {["-kraken", "tcp_server_port"],
+          "kraken: bad command-line flag -kraken tcp_server_port (expected -kraken NAME VALUE)"},
          {["-kraken", "listen_ip", quote("127.0.0.1"),
            "-kraken", "tcp_server_port", integer_to_list(BusyPort)],
           "kraken: cannot listen on listen_ip 127.0.0.1 tcp_server_port " ++
@@ -569,7 +573,16 @@ bad_values(Ctx = #{engine := Engine}) ->
         %% A missing -config file.
         [?assertEqual({1, "kraken: config file /nonexistent/kraken not found\n"},
                       script(Ctx, "bad", [Command, "-config", "/nonexistent/kraken"]))
-         || Command <- ["start", "run", "status"]]
+         || Command <- ["start", "run", "status"]],
+        %% A -config file erl cannot parse (no final dot): one line, and no
+        %% erl_crash.dump in the working directory.
+        NoDot = filename:join(Tmp, "no_dot"),
+        ok = file:write_file(NoDot ++ ".config", "[{kraken, [{tcp_server_port, 0}]}]\n"),
+        [?assertEqual({Command, {1, "kraken: cannot read config file " ++ NoDot ++
+                                     ".config: no ending <dot> found\n"}},
+                      {Command, script(Ctx, "bad", [Command, "-config", NoDot])})
+         || Command <- ["start", "run", "status"]],
+        ?assertNot(filelib:is_regular(filename:join(Tmp, "erl_crash.dump")))
     after
         gen_tcp:close(Busy)
     end.

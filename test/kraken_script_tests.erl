@@ -1,6 +1,7 @@
 %% @doc Tests of bin/kraken: start (returning once the server listens),
-%% status exit codes, the admin commands, pid_file, stop, and the one-line
-%% reason of a failed start. The script runs the code of this test build
+%% status exit codes, the admin commands (and their usage errors), `run'
+%% refused while the node is up, pid_file, stop, and the one-line reason of
+%% a failed start. The script runs the code of this test build
 %% (KRAKEN_EBIN) on a node named after the test's OS pid.
 -module(kraken_script_tests).
 
@@ -54,23 +55,35 @@ lifecycle(Ctx = #{tmp := Tmp, engine := Engine}) ->
     {0, Started} = run(Ctx, ["start", "-kraken", "tcp_server_port", "0",
                              "-kraken", "listen_ip", "\"127.0.0.1\"",
                              "-kraken", "pid_file", "\"" ++ PidFile ++ "\""] ++ Engine),
-    {match, [PortStr, OsPid]} = re:run(Started, "listening on port (\\d+) \\(os pid (\\d+)\\)",
-                                       [{capture, all_but_first, list}]),
+    {match, [NodeName, PortStr, OsPid]} =
+        re:run(Started, "on node (\\S+), listening on port (\\d+) \\(os pid (\\d+)\\)",
+               [{capture, all_but_first, list}]),
     Port = list_to_integer(PortStr),
     ?assertEqual({ok, list_to_binary(OsPid ++ "\n")}, file:read_file(PidFile)),
     {0, Status} = run(Ctx, ["status"]),
     ?assertNotEqual(nomatch, string:find(Status, "is running")),
     %% A client shows up in the dumps.
     {ok, C} = kraken_client:connect({127, 0, 0, 1}, Port),
-    ok = kraken_client:subscribe(C, [<<"script_topic">>, <<"other">>]),
+    ok = kraken_client:subscribe(C, [<<"script_topic">>, <<"other">>, <<"Zed">>, <<"b">>]),
     {ok, {_, LocalPort}} = inet:sockname(C),
     {0, Queues} = run(Ctx, ["dump_queues"]),
     Peer = "127.0.0.1:" ++ integer_to_list(LocalPort),
     [Row] = [L || L <- string:split(Queues, "\n", all), string:find(L, Peer) =/= nomatch],
-    [Id, Peer, "2" | _] = string:lexemes(Row, " "),
-    ?assertEqual({0, "other\nscript_topic\n"},
-                 sorted(run(Ctx, ["dump_queue_topics", Id]))),
-    ?assertMatch({3, _}, run(Ctx, ["dump_queue_topics", "123456789"])),
+    [Id, Peer, "4" | _] = string:lexemes(Row, " "),
+    %% The topics in byte order.
+    ?assertEqual({0, "Zed\nb\nother\nscript_topic\n"}, run(Ctx, ["dump_queue_topics", Id])),
+    ?assertEqual({3, "no client queue with id 123456789\n"},
+                 run(Ctx, ["dump_queue_topics", "123456789"])),
+    %% An id beyond what the engine decodes is no client queue's either.
+    ?assertEqual({3, "no client queue with id 99999999999999999999\n"},
+                 run(Ctx, ["dump_queue_topics", "99999999999999999999"])),
+    %% Extra arguments after the id or the level are a usage error.
+    ?assertMatch({3, "Usage: " ++ _}, run(Ctx, ["dump_queue_topics", Id, "extra"])),
+    ?assertMatch({3, "Usage: " ++ _}, run(Ctx, ["change_log_level", "debug", "extra"])),
+    %% `run' while the node is up is refused as a second `start' is.
+    ?assertEqual({1, "kraken: node " ++ NodeName ++ " is already running (os pid " ++
+                      OsPid ++ ")\n"},
+                 run(Ctx, ["run", "-noshell", "-kraken", "tcp_server_port", "0"] ++ Engine)),
     {0, Topics} = run(Ctx, ["dump_topics"]),
     ?assertMatch(["TOPIC", "TAB", "SUBSCRIBERS"], string:lexemes(hd(string:split(Topics, "\n")), " ")),
     ?assertNotEqual(nomatch, string:find(Topics, "script_topic")),
@@ -90,6 +103,3 @@ failed_start(Ctx = #{engine := Engine}) ->
     ?assertEqual({1, Msg ++ "\n"},
                  run(Ctx, ["run", "-noshell", "-kraken", "tcp_server_port", "70000"] ++ Engine)),
     ?assertMatch({1, _}, run(Ctx, ["status"])).
-
-sorted({Status, Text}) ->
-    {Status, lists:append([L ++ "\n" || L <- lists:sort(string:lexemes(Text, "\n"))])}.
