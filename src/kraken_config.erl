@@ -24,7 +24,8 @@
         [listen_ip, tcp_server_port, max_tcp_clients, num_router_shards,
          messages_stored_per_router_shard, router_min_fanout_to_warn,
          router_min_publish_to_topics_to_warn, log_level,
-         client_idle_timeout_secs, max_request_bytes, max_client_queue_bytes]).
+         client_idle_timeout_secs, max_request_bytes, max_client_queue_bytes,
+         bytes_stored_per_router_shard]).
 
 %% @doc Every option with its default (the same as src/kraken.app.src).
 -spec defaults() -> [option()].
@@ -42,6 +43,7 @@ defaults() ->
      {client_idle_timeout_secs, 3600},
      {max_request_bytes, 16777216},
      {max_client_queue_bytes, 33554432},
+     {bytes_stored_per_router_shard, 67108864},
      {engine_executable, undefined}].
 
 %% @doc Reads, merges and validates the application environment; logs the
@@ -179,14 +181,17 @@ logger_level(Level) -> Level.
 
 check(listen_ip, Value) -> check_ip(Value);
 check(tcp_server_port, V) -> check_int(V, 0, 65535);
-check(max_tcp_clients, V) -> check_int(V, 1, infinity);
-check(num_router_shards, V) -> check_int(V, 1, infinity);
-check(messages_stored_per_router_shard, V) -> check_int(V, 1, infinity);
-check(router_min_fanout_to_warn, V) -> check_int(V, 1, infinity);
-check(router_min_publish_to_topics_to_warn, V) -> check_int(V, 1, infinity);
-check(client_idle_timeout_secs, V) -> check_int(V, 1, infinity);
-check(max_request_bytes, V) -> check_int(V, 1024, infinity);
-check(max_client_queue_bytes, V) -> check_int(V, 1024, infinity);
+%% The same ranges as the engine's (c_src/config.c).
+check(max_tcp_clients, V) -> check_int(V, 1, 16#FFFFFFFF);
+check(num_router_shards, V) -> check_int(V, 1, 65536);
+check(messages_stored_per_router_shard, V) -> check_int(V, 1, 100000000);
+check(router_min_fanout_to_warn, V) -> check_int(V, 1, 16#FFFFFFFF);
+check(router_min_publish_to_topics_to_warn, V) -> check_int(V, 1, 16#FFFFFFFF);
+check(client_idle_timeout_secs, V) -> check_int(V, 1, 100000000);
+%% At most 2 GiB: lengths and counts are 32-bit inside the engine.
+check(max_request_bytes, V) -> check_int(V, 1024, 1 bsl 31);
+check(max_client_queue_bytes, V) -> check_int(V, 1024, 1 bsl 31);
+check(bytes_stored_per_router_shard, V) -> check_int(V, 1024, 1 bsl 40);
 check(log_level, V) when V =:= debug; V =:= info; V =:= warn; V =:= error ->
     {ok, V};
 check(log_level, warning) ->

@@ -718,7 +718,7 @@ bad_option() ->
     catch
         error:{badmatch, {error, Reason}} ->
             ?assertEqual("kraken: bad value for option max_tcp_clients: 0 "
-                         "(expected an integer >= 1)", kraken:format_error(Reason))
+                         "(expected an integer 1..4294967295)", kraken:format_error(Reason))
     after
         unmute()
     end,

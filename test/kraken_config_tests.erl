@@ -36,7 +36,7 @@ engine_options_test() ->
                   messages_stored_per_router_shard, router_min_fanout_to_warn,
                   router_min_publish_to_topics_to_warn, log_level,
                   client_idle_timeout_secs, max_request_bytes,
-                  max_client_queue_bytes],
+                  max_client_queue_bytes, bytes_stored_per_router_shard],
                  [Name || {Name, _} <- Options]).
 
 listen_ip_test_() ->
@@ -75,8 +75,11 @@ bad_values_test_() ->
            {router_min_fanout_to_warn, [0, -1, "1000", x]},
            {router_min_publish_to_topics_to_warn, [0, -1, "1000", x]},
            {client_idle_timeout_secs, [0, -1, "3600", infinity]},
-           {max_request_bytes, [0, 1023, "16777216", x]},
-           {max_client_queue_bytes, [0, 1023, "1", x]},
+           {max_request_bytes, [0, 1023, "16777216", x, (1 bsl 31) + 1]},
+           {max_client_queue_bytes, [0, 1023, "1", x, (1 bsl 31) + 1]},
+           {bytes_stored_per_router_shard, [0, 1023, "67108864", x]},
+           {num_router_shards, [65537]},
+           {messages_stored_per_router_shard, [100000001]},
            {log_level, [verbose, "debug", <<"info">>, 1, notice, critical]},
            {pid_file, ["", <<>>, 42, foo, {file}]},
            {log_file, ["", <<>>, 42, foo]},

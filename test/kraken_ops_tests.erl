@@ -549,7 +549,7 @@ bad_values(Ctx = #{engine := Engine, tmp := Tmp}) ->
         [{["-kraken", "tcp_server_port", "70000"],
           "kraken: bad value for option tcp_server_port: 70000 (expected an integer 0..65535)"},
          {["-kraken", "num_router_shards", "0"],
-          "kraken: bad value for option num_router_shards: 0 (expected an integer >= 1)"},
+          "kraken: bad value for option num_router_shards: 0 (expected an integer 1..65536)"},
          {["-kraken", "listen_ip", quote("bogus")],
           "kraken: bad value for option listen_ip: \"bogus\" (expected any, an IP address "
           "tuple or a numeric IP address string)"},
