@@ -72,22 +72,37 @@ static void log_send(enum log_level level, const char *msg, size_t len)
     send_x(&x);
 }
 
+static uint64_t log_dropped; /* events dropped since the last report */
+
+static void report_dropped(void)
+{
+    if (!log_dropped)
+        return;
+    char note[96];
+    int n = snprintf(note, sizeof note,
+                     "%" PRIu64 " log events dropped: the Erlang node was not reading them",
+                     log_dropped);
+    log_dropped = 0;
+    log_send(LOG_WARNING, note, (size_t)n);
+}
+
 static void log_sink(enum log_level level, const char *msg, size_t len)
 {
-    static uint64_t dropped;
     if (ch_out && evbuffer_get_length(bufferevent_get_output(ch_out)) > LOG_BACKLOG_MAX) {
-        dropped++;
+        log_dropped++;
+        log_events_dropped++;
         return;
     }
-    if (dropped) {
-        char note[96];
-        int n = snprintf(note, sizeof note,
-                         "%" PRIu64 " log events dropped: the Erlang node was not reading them",
-                         dropped);
-        dropped = 0;
-        log_send(LOG_WARNING, note, (size_t)n);
-    }
+    report_dropped();
     log_send(level, msg, len);
+}
+
+/* The channel's output drained: report drops now, not at the next event. */
+static void out_drained_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    (void)arg;
+    report_dropped();
 }
 
 /* ---- decoding helpers ---- */
@@ -432,6 +447,7 @@ int control_start(struct event_base *base, struct server *srv)
     if (!ch_in || !ch_out)
         return -1;
     bufferevent_setcb(ch_in, in_read_cb, NULL, in_event_cb, NULL);
+    bufferevent_setcb(ch_out, NULL, out_drained_cb, NULL, NULL);
     bufferevent_enable(ch_in, EV_READ);
     bufferevent_enable(ch_out, EV_WRITE);
     return 0;

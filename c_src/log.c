@@ -7,6 +7,7 @@
 #include "log.h"
 
 enum log_level log_min_level = LOG_INFO;
+uint64_t log_events_dropped;
 
 static void stderr_sink(enum log_level level, const char *msg, size_t len)
 {

@@ -201,14 +201,15 @@ void server_write_stats(struct server *srv, struct evbuffer *out)
                         "STAT retained_messages %" PRIu64 "\r\n"
                         "STAT disconnects_queue_overflow %" PRIu64 "\r\n"
                         "STAT disconnects_idle %" PRIu64 "\r\n"
-                        "STAT disconnects_error %" PRIu64 "\r\nEND\r\n",
+                        "STAT disconnects_error %" PRIu64 "\r\n"
+                        "STAT log_events_dropped %" PRIu64 "\r\nEND\r\n",
                         (long)getpid(), (now - srv->started_ms) / 1000, (long)time(NULL),
                         KRAKEN_VERSION, srv->nclients, srv->stats.total_connections,
                         srv->stats.rejected_connections, r->topics.count,
                         r->stats.subscriptions, r->stats.published, r->stats.deliveries,
                         srv->stats.messages_delivered, queued, queued_bytes, retained,
                         srv->stats.disconnects_overflow, srv->stats.disconnects_idle,
-                        srv->stats.disconnects_error);
+                        srv->stats.disconnects_error, log_events_dropped);
 }
 
 /* Executes one request. Returns the reply line, NULL on allocation failure,

@@ -872,6 +872,38 @@ class QueueLimitTest(ServerCase):
 
 
 # ---------------------------------------------------------------------------
+class LogBacklogTest(ServerCase):
+    """Every published entry logs a warning here; with the Erlang node stopped
+    (SIGSTOP) nobody reads them, yet the engine keeps serving and its memory
+    stays bounded: the backlog is capped at 8 MiB and the rest counted in
+    `STAT log_events_dropped`. (The note the engine logs about the drop may
+    itself be dropped by OTP logger's own overload protection, which this
+    flood of ~80,000 queued events triggers when the node resumes.)"""
+    OPTIONS = (("router_min_publish_to_topics_to_warn", "1"),)
+
+    def test_stopped_node_does_not_grow_the_engine(self):
+        sub, pub = self.conn(), self.conn()
+        self.assertEqual(sub.subscribe([b"lb"]), STORED)
+        rss0 = rss_kb(self.engine)
+        node = self.server.proc.pid  # bin/kraken execs erl, which execs the VM
+        os.kill(node, signal.SIGSTOP)
+        try:
+            batch = [([b"lb", b"lb_%d" % i], b"x") for i in range(1000)]
+            for _ in range(400):  # 400,000 warnings of ~100 bytes: ~40 MB unread
+                self.assertEqual(pub.publish(batch), STORED)
+                self.assertEqual(len(sub.get()), 1000)
+            grown = rss_kb(self.engine) - rss0
+        finally:
+            os.kill(node, signal.SIGCONT)
+        if not ASAN_SLACK_KB:  # the sanitizer build's own overheads blur this figure
+            self.assertLess(grown, 24 * 1024, "engine RSS grew %d KiB" % grown)
+        dropped = int(stats(pub)["log_events_dropped"])
+        self.assertGreater(dropped, 250000)  # at most ~8 MiB of the 400,000 were kept
+        self.assertLess(dropped, 400000)
+        self.witness.check()
+
+
+# ---------------------------------------------------------------------------
 class MaxClientsTest(ServerCase):
     OPTIONS = (("max_tcp_clients", "5"),)
 
