@@ -9,6 +9,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 import unittest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -38,7 +39,8 @@ class FaultTest(unittest.TestCase):
         env = dict(os.environ, LD_PRELOAD=os.path.join(ROOT, "build", "failmalloc.so"),
                    KRAKEN_FAIL_MALLOC_ABOVE=str(4 << 20))
         self.proc = subprocess.Popen(
-            [os.path.join(ROOT, "priv", "kraken_engine"), "--standalone",
+            [os.environ.get("KRAKEN_ENGINE") or os.path.join(ROOT, "priv", "kraken_engine"),
+             "--standalone",
              "--tcp_server_port", "0", "--listen_ip", "127.0.0.1"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         line = self.proc.stdout.readline().decode()
@@ -100,6 +102,26 @@ class FaultTest(unittest.TestCase):
         self.proc.wait(10)
         self.assertIn(b"out of memory queuing a message for it; disconnecting it",
                       self.proc.stderr.read())
+
+    def test_writes_to_vanished_clients_do_not_kill_the_engine(self):
+        # Started from here the engine gets SIGPIPE's default action (fatal),
+        # not the VM's inherited SIG_IGN: it must ignore it itself. Clients ask
+        # for an 8 MiB reply (more than the socket buffers) and close at once,
+        # so the engine is still writing when their kernels reset.
+        pub = self.connect()
+        for i in range(5):
+            c = socket.create_connection(("127.0.0.1", self.port))
+            c.sendall(setc(b"subscribe", b"pipe%d" % i))
+            self.assertEqual(recv_until(c, b"\r\n"), b"STORED\r\n")
+            for _ in range(8):
+                pub.sendall(setc(b"publish", entry([b"pipe%d" % i], b"p" * (1 << 19))))
+                self.assertEqual(recv_until(pub, b"\r\n"), b"STORED\r\n")
+            c.sendall(b"get messages\r\n")
+            c.close()
+        time.sleep(0.5)
+        self.assertIsNone(self.proc.poll(), "the engine died")
+        pub.sendall(b"version\r\n")
+        self.assertEqual(recv_until(pub, b"\r\n"), b"VERSION 1.0.0\r\n")
 
 
 if __name__ == "__main__":
