@@ -50,13 +50,7 @@ defaults() ->
 %% warnings of {@link read/0} at once.
 -spec load() -> {ok, [option()]} | {error, string()}.
 load() ->
-    case read() of
-        {ok, Config, Warnings} ->
-            log_warnings(Warnings),
-            {ok, Config};
-        {error, _} = Error ->
-            Error
-    end.
+    logged(read()).
 
 %% @doc Reads, merges and validates the application environment; returns
 %% the warnings (deprecated `octopus' section, unknown options) instead of
@@ -90,13 +84,14 @@ read_env() ->
 %% their default, unknown ones are reported with a warning and dropped.
 -spec validate([option()]) -> {ok, [option()]} | {error, string()}.
 validate(Env) ->
-    case check_all(Env) of
-        {ok, Config, Warnings} ->
-            log_warnings(Warnings),
-            {ok, Config};
-        {error, _} = Error ->
-            Error
-    end.
+    logged(check_all(Env)).
+
+%% Logs the warnings of a successful read or check, and drops them.
+logged({ok, Config, Warnings}) ->
+    log_warnings(Warnings),
+    {ok, Config};
+logged({error, _} = Error) ->
+    Error.
 
 %% @doc Checks the `-kraken' and `-octopus' command-line flags, given as
 %% `[{Flag, init:get_argument(Flag) values}]': each flag must give exactly a

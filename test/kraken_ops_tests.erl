@@ -147,17 +147,7 @@ free_port() ->
 
 %% Whether an OS process exists and is not a zombie.
 alive(OsPid) ->
-    case file:read_file("/proc/" ++ integer_to_list(OsPid) ++ "/stat") of
-        {ok, Stat} ->
-            [_, After] = string:split(Stat, <<")">>, trailing),
-            case string:trim(After, leading) of
-                <<"Z", _/binary>> -> false;
-                <<"X", _/binary>> -> false;
-                _ -> true
-            end;
-        {error, _} ->
-            false
-    end.
+    kraken_engine:os_process_alive(OsPid).
 
 kill9(OsPid) ->
     _ = os:cmd("kill -9 " ++ integer_to_list(OsPid)),
