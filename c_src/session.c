@@ -215,11 +215,10 @@ void server_write_stats(struct server *srv, struct evbuffer *out)
 /* Executes one request. Returns the reply line, NULL on allocation failure,
  * or "" when the reply was written already. Sets *close for errors and quit. */
 static const char *execute(struct session *s, const struct proto_request *req,
-                           struct evbuffer *out, bool *close)
+                           struct evbuffer *out, int64_t now, bool *close)
 {
     const char *error = NULL;
     const char *r;
-    int64_t now = server_now_ms();
     switch (req->cmd) {
     case PROTO_SET_REGISTER:
         s->has_horizon = true;
@@ -303,10 +302,11 @@ enum session_status session_process(struct session *s, struct evbuffer *in,
             break;
         }
         bool close = false;
-        const char *r = execute(s, &req, out, &close);
+        int64_t now = server_now_ms();
+        const char *r = execute(s, &req, out, now, &close);
         evbuffer_drain(in, used);
         s->srv->stats.requests++;
-        s->last_request_ms = server_now_ms();
+        s->last_request_ms = now;
         if (!r) {
             klog(LOG_ERROR, "client %" PRIu64 " (%s): out of memory, closing", s->sub.id,
                  s->peer);
