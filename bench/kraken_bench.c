@@ -44,7 +44,8 @@
 #define KQ 256          /* max requests in flight per connection (kinds ring) */
 #define MAX_DEPTH 128
 #define MAX_TPM 64      /* max topics per published message */
-#define STAMP_LEN 32    /* bytes of the payload used for timestamp + id */
+#define STAMP_LEN 32
+#define TBITS_MAX 65536 /* topic spaces up to this get a bitmap per subscriber */    /* bytes of the payload used for timestamp + id */
 
 static volatile sig_atomic_t g_stop;
 static int g_verbose;
@@ -465,6 +466,7 @@ typedef struct conn {
     int64_t poll_ivl; /* ns; 0 continuous; <0 never */
     int64_t next_poll;
     int *topics, ntopics; /* sorted */
+    uint64_t *tbits;      /* the same as a bitmap, for topic spaces up to TBITS_MAX */
     uint32_t *last_seq;   /* per publisher */
     /* publisher / churn */
     int inflight;
@@ -599,11 +601,36 @@ static void timer_set(conn_t *c, int type, int64_t t)
 
 /* ---- topic names */
 
+/* decimal digits of v at out; returns their count (printf is a tenth of the generator's time) */
+static size_t fmt_u(char *out, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++) out[i] = tmp[n - 1 - i];
+    return n;
+}
+
 static size_t fmt_topic(char *out, int id)
 {
     memcpy(out, G.prefix, (size_t)G.plen);
-    int n = sprintf(out + G.plen, "%d", id);
-    return (size_t)G.plen + (size_t)n;
+    return (size_t)G.plen + fmt_u(out + G.plen, (uint64_t)id);
+}
+
+/* "set <cmd> 0 0 <n>\r\n" into hdr (at least 64 bytes); returns its length */
+static size_t fmt_set(char *hdr, const char *cmd, size_t n)
+{
+    size_t l = strlen(cmd);
+    memcpy(hdr, "set ", 4);
+    memcpy(hdr + 4, cmd, l);
+    memcpy(hdr + 4 + l, " 0 0 ", 5);
+    l += 9;
+    l += fmt_u(hdr + l, n);
+    memcpy(hdr + l, "\r\n", 2);
+    return l + 2;
 }
 
 /* -1 if not one of ours */
@@ -639,6 +666,7 @@ static void entry_topics(uint32_t pub, uint32_t seq, int *out)
 
 static int has_topic(const conn_t *c, int t)
 {
+    if (c->tbits) return (int)((c->tbits[t >> 6] >> (t & 63)) & 1);
     int lo = 0, hi = c->ntopics - 1;
     while (lo <= hi) {
         int m = (lo + hi) / 2;
@@ -704,8 +732,8 @@ static void send_topics(conn_t *c, int kind, const int *topics, int n)
         bl += fmt_topic(blk + bl, topics[i]);
     }
     char hdr[96];
-    int hl = snprintf(hdr, sizeof hdr, "set %s 0 0 %zu\r\n", kind == K_UNSUB ? "unsubscribe" : "subscribe", bl);
-    buf_append(&c->wb, hdr, (size_t)hl);
+    size_t hl = fmt_set(hdr, kind == K_UNSUB ? "unsubscribe" : "subscribe", bl);
+    buf_append(&c->wb, hdr, hl);
     buf_append(&c->wb, blk, bl);
     buf_append(&c->wb, "\r\n", 2);
     push_kind(c, kind);
@@ -729,19 +757,25 @@ static void put_hex(char *p, uint64_t v, int digits)
     }
 }
 
+static int8_t hexval[256]; /* -1 where not a lowercase hex digit; filled by main */
+
+static void hexval_init(void)
+{
+    memset(hexval, -1, sizeof hexval);
+    for (int i = 0; i < 16; i++) hexval[(unsigned char)hexd[i]] = (int8_t)i;
+}
+
 static int get_hex(const char *p, int digits, uint64_t *v)
 {
     uint64_t x = 0;
+    int bad = 0;
     for (int i = 0; i < digits; i++) {
-        char ch = p[i];
-        int d;
-        if (ch >= '0' && ch <= '9') d = ch - '0';
-        else if (ch >= 'a' && ch <= 'f') d = ch - 'a' + 10;
-        else return -1;
-        x = (x << 4) | (uint64_t)d;
+        int d = hexval[(unsigned char)p[i]];
+        bad |= d;
+        x = (x << 4) | (uint64_t)(d & 15);
     }
     *v = x;
-    return 0;
+    return bad < 0 ? -1 : 0;
 }
 
 static void send_publish(conn_t *c)
@@ -772,7 +806,10 @@ static void send_publish(conn_t *c)
                 }
             }
         }
-        bl += (size_t)sprintf(blk + bl, " %d\r\n", w->payload);
+        blk[bl++] = ' ';
+        bl += fmt_u(blk + bl, (uint64_t)w->payload);
+        blk[bl++] = '\r';
+        blk[bl++] = '\n';
         char *pl = blk + bl;
         put_hex(pl, (uint64_t)ts, 16);
         put_hex(pl + 16, (uint64_t)c->pub_id, 4);
@@ -784,8 +821,8 @@ static void send_publish(conn_t *c)
         blk[bl++] = '\n';
     }
     char hdr[64];
-    int hl = snprintf(hdr, sizeof hdr, "set publish 0 0 %zu\r\n", bl);
-    buf_append(&c->wb, hdr, (size_t)hl);
+    size_t hl = fmt_set(hdr, "publish", bl);
+    buf_append(&c->wb, hdr, hl);
     buf_append(&c->wb, blk, bl);
     buf_append(&c->wb, "\r\n", 2);
     push_kind(c, K_PUB);
@@ -990,6 +1027,23 @@ static void on_reply(conn_t *c, int code, int nmsgs, const char *line, size_t ll
     }
 }
 
+/* "VALUE messages <flags> <bytes>" (tl bytes, no CRLF); -1 if anything else */
+static int parse_value_line(const char *s, size_t tl, unsigned long long *nb)
+{
+    static const char pre[] = "VALUE messages ";
+    size_t i = sizeof pre - 1;
+    unsigned long long v[2] = { 0, 0 };
+    if (tl <= i || memcmp(s, pre, i)) return -1;
+    for (int k = 0; k < 2; k++) {
+        size_t start = i;
+        while (i < tl && s[i] >= '0' && s[i] <= '9' && i - start < 16) v[k] = v[k] * 10 + (unsigned long long)(s[i++] - '0');
+        if (i == start || (k == 0 ? (i >= tl || s[i++] != ' ') : i != tl)) return -1;
+    }
+    if (v[1] > (1ULL << 40)) return -1;
+    *nb = v[1];
+    return 0;
+}
+
 static void conn_parse(conn_t *c)
 {
     while (c->state == CS_OPEN) {
@@ -1007,16 +1061,9 @@ static void conn_parse(conn_t *c)
         size_t ll = (size_t)(nl - s) + 1, tl = ll - 1;
         if (tl && s[tl - 1] == '\r') tl--;
         if (tl >= 6 && !memcmp(s, "VALUE ", 6)) {
-            char key[32];
-            unsigned long flags;
             unsigned long long nb;
-            char tmp[128];
-            size_t cl = tl < sizeof tmp - 1 ? tl : sizeof tmp - 1;
-            memcpy(tmp, s, cl);
-            tmp[cl] = 0;
-            if (sscanf(tmp, "VALUE %31s %lu %llu", key, &flags, &nb) != 3 || strcmp(key, "messages") ||
-                nb > ((unsigned long long)1 << 40)) {
-                log_err("bad VALUE line \"%s\"", tmp);
+            if (parse_value_line(s, tl, &nb) < 0) {
+                log_err("bad VALUE line \"%.*s\"", (int)(tl < 128 ? tl : 128), s);
                 G.proto_err++;
                 conn_error(c, "bad VALUE line");
                 return;
@@ -1358,6 +1405,11 @@ static void run_workload(int wl, target_t *tg, result_t *r)
             c->topics = xmalloc(sizeof(int) * (size_t)w->tps);
             pick_topics(c->topics, w->tps, w->space);
             if (pubwl) {
+                if (w->space <= TBITS_MAX) {
+                    c->tbits = xcalloc(((size_t)w->space + 63) / 64, sizeof(uint64_t));
+                    for (int k = 0; k < c->ntopics; k++)
+                        c->tbits[c->topics[k] >> 6] |= 1ULL << (c->topics[k] & 63);
+                }
                 c->last_seq = xcalloc((size_t)npub, sizeof(uint32_t));
                 for (int k = 0; k < c->ntopics; k++) {
                     int t = c->topics[k];
@@ -1525,6 +1577,7 @@ static void run_workload(int wl, target_t *tg, result_t *r)
         buf_free(&c->rb);
         buf_free(&c->wb);
         free(c->topics);
+        free(c->tbits);
         free(c->last_seq);
         free(c->expq);
         free(c->ctopics);
@@ -2205,6 +2258,7 @@ static void parse_args(int argc, char **argv)
 int main(int argc, char **argv)
 {
     parse_args(argc, argv);
+    hexval_init();
     g_clk_tck = sysconf(_SC_CLK_TCK);
     g_rng = O.seed ? O.seed : ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
     setvbuf(stdout, NULL, _IOLBF, 0);
