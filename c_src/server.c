@@ -6,6 +6,13 @@
  * read and one write system call and no epoll_ctl; libevent's bufferevent
  * would defer every write to another turn of the loop.
  *
+ * Reads are edge-triggered (EV_ET), which spares epoll re-polling every
+ * readable socket on its next turn (a lower p99 on the latency benchmark).
+ * The rules that keeps safe: a read callback reads until a short read (the
+ * socket is empty), or until READ_BURST and then re-activates itself
+ * (`unread`); and once EV_CLOSED reports the peer's FIN it reads until recv()
+ * returns 0 (`rdhup`), since that edge will not come again.
+ *
  * Connection life cycle:
  *   accept -> (over max_tcp_clients? SERVER_ERROR and close) -> session
  *   read   -> session_process() -> replies written out
@@ -159,6 +166,10 @@ static void run_session(struct session *s)
         }
         if (st == SESSION_OK && !s->closing) {
             event_add(s->rev, NULL);
+            if (s->unread) { /* edge-triggered: no new edge for what is already there */
+                s->unread = false;
+                event_active(s->rev, EV_READ, 1);
+            }
             return;
         }
         event_del(s->rev); /* paused or closing: read nothing until the output drains */
@@ -174,8 +185,9 @@ static void run_session(struct session *s)
 static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct session *s = arg;
-    (void)what;
     size_t total = 0;
+    if (what & EV_CLOSED)
+        s->rdhup = true; /* its edge comes once: read on until recv() says EOF */
     while (total < READ_BURST) {
         struct evbuffer_iovec v;
         if (evbuffer_reserve_space(s->in, READ_CHUNK, &v, 1) < 1) {
@@ -206,9 +218,10 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
         v.iov_len = (size_t)n;
         evbuffer_commit_space(s->in, &v, 1);
         total += (size_t)n;
-        if ((size_t)n < READ_CHUNK)
-            break;
+        if ((size_t)n < READ_CHUNK && !s->rdhup)
+            break; /* a short read emptied the socket */
     }
+    s->unread = total >= READ_BURST;
     run_session(s);
 }
 
@@ -277,7 +290,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     s->fd = fd;
     s->in = evbuffer_new();
     s->out = evbuffer_new();
-    s->rev = event_new(srv->base, fd, EV_READ | EV_PERSIST, read_cb, s);
+    s->rev = event_new(srv->base, fd, EV_READ | EV_CLOSED | EV_PERSIST | EV_ET, read_cb, s);
     s->wev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST, write_cb, s);
     srv->nclients++;
     list_append(srv, s);

@@ -35,6 +35,8 @@ struct session {
     bool eof;                    /* the client sent EOF: answer, then close */
     bool closing;                /* reply sent, close once flushed */
     bool doomed;                 /* queued for the reaper */
+    bool unread;                 /* the read callback left bytes in the socket */
+    bool rdhup;                  /* the peer's FIN is queued behind the unread bytes */
 };
 
 enum session_status {

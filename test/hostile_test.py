@@ -637,6 +637,43 @@ class ProtocolErrorTest(ServerCase):
         self.assertEqual(spy.get(), [((b"eof",), p) for p in payloads] + [((b"eof",), b"z" * 20000)])
         self.witness.check()
 
+    def test_more_than_one_read_burst_at_once(self):
+        """The engine reads at most 256 KiB from one socket per turn of its
+        loop, and its reads are edge-triggered: bytes left in the socket after
+        a burst must be read without any new bytes arriving.  To get more than
+        a burst queued at once, the connection's receive window is grown
+        first (bulk publishes), then the engine is stopped while the client
+        sends."""
+        spy = self.conn()
+        self.assertEqual(spy.subscribe([b"burst"]), STORED)
+        n = 120000  # 1 MB of requests
+        for eof in (False, True):
+            c = self.conn(timeout=30)
+            for _ in range(8):  # rcvbuf autotuning: let the window grow to MBs
+                self.assertEqual(c.publish([([b"nobody-burst"], b"w" * (4 << 20))]), STORED)
+            os.kill(self.engine, signal.SIGSTOP)
+            try:
+                c.s.setblocking(False)
+                data = b"version\r\n" * n + publish_req([([b"burst"], b"after %r" % eof)])
+                sent = 0
+                try:
+                    while sent < len(data):
+                        sent += c.s.send(data[sent:])
+                except BlockingIOError:
+                    pass
+                time.sleep(0.2)
+            finally:
+                os.kill(self.engine, signal.SIGCONT)
+            c.s.settimeout(30)
+            c.s.sendall(data[sent:])
+            if eof:
+                c.s.shutdown(socket.SHUT_WR)
+                self.assertEqual(c.read_until_close(timeout=30), VERSION * n + STORED)
+            else:
+                self.assertEqual(c.read_exact(len(VERSION) * n + len(STORED)), VERSION * n + STORED)
+            self.assertEqual(spy.get(), [((b"burst",), b"after %r" % eof)])
+        self.witness.check()
+
     def test_pipelining_client_that_never_reads(self):
         """A client pipelining publishes, stats and polls without reading its
         replies: the server stops reading it once 4 MiB of replies wait, so its
