@@ -147,11 +147,14 @@ static int flush(struct session *s)
  * write event resumes it once the client has read.  If the socket took all
  * of it at once there will be no write event, so the session goes on here,
  * yielding to other connections (through its write event) every few rounds. */
-static void run_session(struct session *s)
+static bool run_session(struct session *s)
 {
     for (int round = 0;; round++) {
         int64_t before = s->last_request_ms;
+        size_t had = evbuffer_get_length(s->out);
         enum session_status st = session_process(s, s->in, s->out);
+        if (evbuffer_get_length(s->out) != had)
+            s->replied = true;
         if (s->last_request_ms != before && s != s->srv->newest) {
             list_unlink(s->srv, s);
             list_append(s->srv, s);
@@ -162,40 +165,47 @@ static void run_session(struct session *s)
             s->closing = true;
         if (flush(s) < 0 || (s->closing && evbuffer_get_length(s->out) == 0)) {
             session_free(s);
-            return;
+            return false;
         }
         if (st == SESSION_OK && !s->closing) {
-            event_add(s->rev, NULL);
-            if (s->unread) { /* edge-triggered: no new edge for what is already there */
+            if (s->unread) {
+                /* Edge-triggered: no new edge will come for what is already
+                 * in the socket.  Re-arming through epoll (the changelist
+                 * makes this one EPOLL_CTL_MOD, which re-checks readiness)
+                 * brings it back on the next turn of the loop, after the
+                 * other ready sockets; event_active() would run it again in
+                 * this turn, before them. */
                 s->unread = false;
-                event_active(s->rev, EV_READ, 1);
+                event_del(s->rev);
             }
-            return;
+            event_add(s->rev, NULL);
+            return true;
         }
         event_del(s->rev); /* paused or closing: read nothing until the output drains */
         if (s->closing || evbuffer_get_length(s->out) > 0)
-            return; /* write_cb takes over */
+            return true; /* write_cb takes over */
         if (round == 8) {
             event_active(s->wev, EV_WRITE, 1);
-            return;
+            return true;
         }
     }
 }
 
-static void read_cb(evutil_socket_t fd, short what, void *arg)
+/* Reads what the socket holds into s->in: until a short read (the socket is
+ * empty), EOF, or READ_BURST bytes.  *got is the number of bytes read and
+ * *emptied whether it stopped on an empty socket.  Returns false if it freed s. */
+static bool read_socket(struct session *s, size_t *got, bool *emptied)
 {
-    struct session *s = arg;
     size_t total = 0;
-    if (what & EV_CLOSED)
-        s->rdhup = true; /* its edge comes once: read on until recv() says EOF */
+    *emptied = false;
     while (total < READ_BURST) {
         struct evbuffer_iovec v;
         if (evbuffer_reserve_space(s->in, READ_CHUNK, &v, 1) < 1) {
             klog(LOG_ERROR, "client %" PRIu64 " (%s): out of memory reading", s->sub.id, s->peer);
             session_free(s);
-            return;
+            return false;
         }
-        ssize_t n = recv(fd, v.iov_base, v.iov_len, 0);
+        ssize_t n = recv(s->fd, v.iov_base, v.iov_len, 0);
         if (n == 0) {
             /* The client is done sending (closed, or half-closed): still
              * answer what it sent before, then close. */
@@ -208,21 +218,50 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
         if (n < 0) {
             evbuffer_commit_space(s->in, &v, 0);
             int err = EVUTIL_SOCKET_ERROR();
-            if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)
+            if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
+                *emptied = true;
                 break;
+            }
             klog(LOG_DEBUG, "client %" PRIu64 " (%s): read: %s", s->sub.id, s->peer,
                  strerror(err));
             session_free(s); /* reset: nobody to answer */
-            return;
+            return false;
         }
         v.iov_len = (size_t)n;
         evbuffer_commit_space(s->in, &v, 1);
         total += (size_t)n;
-        if ((size_t)n < READ_CHUNK && !s->rdhup)
-            break; /* a short read emptied the socket */
+        if ((size_t)n < READ_CHUNK && !s->rdhup) {
+            *emptied = true; /* a short read emptied the socket */
+            break;
+        }
     }
     s->unread = total >= READ_BURST;
-    run_session(s);
+    *got = total;
+    return true;
+}
+
+static void read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct session *s = arg;
+    (void)fd;
+    if (what & EV_CLOSED)
+        s->rdhup = true; /* its edge comes once: read on until recv() says EOF */
+    for (int pass = 0;; pass++) {
+        size_t got;
+        bool emptied;
+        if (!read_socket(s, &got, &emptied))
+            return;
+        s->replied = false;
+        if (!run_session(s))
+            return;
+        /* A reset that arrived with these bytes raises no further edge, and
+         * libevent reports it without EV_CLOSED.  When the bytes got a
+         * reply, writing it fails and frees the session; when they got none
+         * (noreply, or an incomplete request), read once more to see it. */
+        if (pass == 1 || !emptied || got == 0 || s->replied || s->eof || s->closing ||
+            !event_pending(s->rev, EV_READ, NULL))
+            return;
+    }
 }
 
 static void write_cb(evutil_socket_t fd, short what, void *arg)
@@ -239,7 +278,7 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
     if (s->closing)
         session_free(s);
     else if (!event_pending(s->rev, EV_READ, NULL))
-        run_session(s); /* resume after a pause */
+        (void)run_session(s); /* resume after a pause */
 }
 
 static void format_peer(const struct sockaddr *sa, char *buf, size_t len)
@@ -291,7 +330,10 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     s->in = evbuffer_new();
     s->out = evbuffer_new();
     s->rev = event_new(srv->base, fd, EV_READ | EV_CLOSED | EV_PERSIST | EV_ET, read_cb, s);
-    s->wev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST, write_cb, s);
+    /* Both edge-triggered: epoll's EPOLLET is per descriptor, and a
+     * level-triggered write event would turn the reads level-triggered too.
+     * flush() writes until the socket is full, so a write edge is never missed. */
+    s->wev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST | EV_ET, write_cb, s);
     srv->nclients++;
     list_append(srv, s);
     if (!s->in || !s->out || !s->rev || !s->wev || event_add(s->rev, NULL) < 0) {

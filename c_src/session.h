@@ -37,6 +37,7 @@ struct session {
     bool doomed;                 /* queued for the reaper */
     bool unread;                 /* the read callback left bytes in the socket */
     bool rdhup;                  /* the peer's FIN is queued behind the unread bytes */
+    bool replied;                /* output was produced since the read callback began */
 };
 
 enum session_status {

@@ -609,6 +609,29 @@ class ProtocolErrorTest(ServerCase):
         self.witness.check()
         self.assertEqual(spy.get(), [])
 
+    def test_reset_after_unanswered_bytes_frees_the_connection(self):
+        """Bytes that need no reply (a noreply publish, half a request, urgent
+        data), then a reset in the same moment: the connection is freed at
+        once, not left counted (and queueing) until the idle timeout."""
+        probe = self.witness.pub
+        before = int(stats(probe)["curr_connections"])
+        sends = [set_req(b"publish", b"MESSAGE rst 2\r\nhi\r\n", noreply=True), b"vers",
+                 b"set subscribe 0 0 3\r\nrs", None]
+        for data in sends * 5:
+            c = Conn(self.port)
+            if data is None:
+                c.send(b"vers")
+                c.s.send(b"X", socket.MSG_OOB)
+                c.send(b"ion\r\n")
+                self.assertEqual(c.read_line(), VERSION)
+            else:
+                c.send(data)
+            c.s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00" * 2)
+            c.close()
+        wait_for(lambda: int(stats(probe)["curr_connections"]) == before, 3.0, step=0.1,
+                 what="reset connections freed")
+        self.witness.check()
+
     def test_publish_then_half_close_is_executed(self):
         spy = self.conn()
         self.assertEqual(spy.subscribe([b"hc"]), STORED)
