@@ -80,9 +80,10 @@ int subset_remove(struct subset *s, const struct topic *t)
     }
     s->v[hole].topic = NULL;
     s->count--;
-    if (s->count == 0)
-        subset_free(s);
-    else if (s->cap > 16 && s->count * 8 < s->cap)
+    /* Arrays up to SUBSET_KEEP slots are kept however empty: clients that
+     * subscribe and unsubscribe batches of topics over and over would
+     * otherwise regrow (and rehash) them every time. */
+    if (s->cap > SUBSET_KEEP && s->count * 8 < s->cap)
         (void)resize(s, s->cap / 2); /* on failure keep the larger array */
     return 1;
 }

@@ -5,13 +5,16 @@
  * the subscriber's index in topic->subs, which lets unsubscribe remove it
  * from the topic in O(1) by swapping in the topic's last subscriber (whose
  * own pair is then updated).  Linear probing, backward-shift deletion, grown
- * at 3/4 load, shrunk below 1/8. */
+ * at 3/4 load, shrunk below 1/8 but never below SUBSET_KEEP slots (so a
+ * subscriber's set is freed only with the subscriber). */
 #ifndef KRAKEN_SUBSET_H
 #define KRAKEN_SUBSET_H
 
 #include <stdint.h>
 
 struct topic;
+
+#define SUBSET_KEEP 256 /* slots (4 KiB) kept through unsubscribes */
 
 struct subslot {
     struct topic *topic; /* NULL: empty slot */

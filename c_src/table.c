@@ -103,10 +103,10 @@ int table_remove(struct table *t, void *item)
     }
     t->slots[hole] = NULL;
     t->count--;
-    if (t->count == 0) {
-        table_free(t);
-    } else if (t->cap > 16 && t->count * 8 < t->cap) {
+    /* Tables up to TABLE_KEEP slots are kept however empty: a set that
+     * swings between empty and a few hundred members (topics that live for
+     * one subscribe/unsubscribe pair) would otherwise regrow every time. */
+    if (t->cap > TABLE_KEEP && t->count * 8 < t->cap)
         (void)resize(t, t->cap / 2); /* on failure keep the larger table */
-    }
     return 1;
 }

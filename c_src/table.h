@@ -1,16 +1,18 @@
-/* table.h - an open-addressing hash set of pointers.
+/* table.h - an open-addressing hash set of pointers: the topic index.
  *
- * The engine keeps two kinds of sets: the topic index (topic name -> struct
- * topic *) and each client's subscriptions (struct topic * -> struct sub *).
- * Both are sets of pointers whose key lives inside the pointed-to object, so
- * one small table serves both: the caller hands in the key's hash and an
- * equality callback.  Linear probing with backward-shift deletion (no
- * tombstones), power-of-two capacity, grown at 3/4 load, shrunk at 1/8. */
+ * The router's topic index (name -> struct topic *) is a set of pointers
+ * whose key lives inside the pointed-to object, so the caller hands in the
+ * key's hash and an equality callback.  Linear probing with backward-shift
+ * deletion (no tombstones), power-of-two capacity, grown at 3/4 load, shrunk
+ * at 1/8 but never below TABLE_KEEP slots.  (Subscriber sets, keyed by topic
+ * pointer with a slot number beside it, are subset.h.) */
 #ifndef KRAKEN_TABLE_H
 #define KRAKEN_TABLE_H
 
 #include <stddef.h>
 #include <stdint.h>
+
+#define TABLE_KEEP 4096 /* slots (32 KiB) kept however empty the table gets */
 
 typedef uint64_t (*table_hash_fn)(const void *item);
 typedef int (*table_eq_fn)(const void *item, const void *key);
