@@ -7,6 +7,66 @@
 #include "kraken/protocol.h"
 #include "router.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define POOL_ON 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(memory_sanitizer)
+#define POOL_ON 0
+#endif
+#endif
+#ifndef POOL_ON
+#define POOL_ON 1
+#endif
+
+/* Size class of a block of n bytes, or -1 if it is not pooled. */
+static int pool_class(size_t n)
+{
+    size_t c = (n + 63) / 64;
+    return POOL_ON && c <= ENTRY_POOL_CLASSES ? (int)c - 1 : -1;
+}
+
+static void *block_get(struct entry_pool *p, size_t n)
+{
+    int c = pool_class(n);
+    if (c < 0)
+        return malloc(n);
+    void *b = p->free[c];
+    if (!b)
+        return malloc((size_t)(c + 1) * 64);
+    p->free[c] = *(void **)b;
+    p->count[c]--;
+    return b;
+}
+
+static void block_put(struct entry_pool *p, void *b, size_t n)
+{
+    int c = pool_class(n);
+    if (c < 0 || p->count[c] >= ENTRY_POOL_KEEP) {
+        free(b);
+        return;
+    }
+    *(void **)b = p->free[c];
+    p->free[c] = b;
+    p->count[c]++;
+}
+
+void entry_pool_drain(struct entry_pool *p)
+{
+    for (int c = 0; c < ENTRY_POOL_CLASSES; c++) {
+        while (p->free[c]) {
+            void *b = p->free[c];
+            p->free[c] = *(void **)b;
+            free(b);
+        }
+        p->count[c] = 0;
+    }
+}
+
+static size_t entry_block_size(size_t ntopics, size_t hdr, size_t len)
+{
+    return sizeof(struct entry) + ntopics * sizeof(struct topic *) + hdr + len + 2;
+}
+
 struct entry *entry_new(struct router *r, struct topic *const *topics, uint32_t ntopics,
                         const char *payload, size_t len)
 {
@@ -15,7 +75,7 @@ struct entry *entry_new(struct router *r, struct topic *const *topics, uint32_t 
     for (uint32_t i = 0; i < ntopics; i++)
         hdr += topics[i]->len + 1;
     size_t head = sizeof(struct entry) + ntopics * sizeof(struct topic *);
-    struct entry *e = malloc(head + hdr + len + 2);
+    struct entry *e = block_get(&r->pool, entry_block_size(ntopics, hdr, len));
     if (!e)
         return NULL;
     e->refcnt = 1;
@@ -52,7 +112,8 @@ void entry_unref(struct entry *e)
 {
     if (--e->refcnt > 0)
         return;
+    struct router *r = e->router;
     for (uint32_t i = 0; i < e->ntopics; i++)
-        router_topic_unref(e->router, e->topics[i]);
-    free(e);
+        router_topic_unref(r, e->topics[i]);
+    block_put(&r->pool, e, entry_block_size(e->ntopics, e->hdr_len, e->payload_len));
 }

@@ -84,6 +84,7 @@ void router_free(struct router *r)
     free(r->tmp_topics);
     free(r->touched);
     free(r->tmp_entries);
+    entry_pool_drain(&r->pool);
 }
 
 void topic_ref(struct topic *t)

@@ -27,6 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "entry.h"
 #include "kraken/protocol.h"
 #include "queue.h"
 #include "retain.h"
@@ -82,6 +83,7 @@ struct router {
     int64_t last_time;        /* publish times never go backwards */
     int64_t start_time;       /* horizons before this are too old */
     struct router_stats stats;
+    struct entry_pool pool;   /* recycled entry blocks (entry.h) */
     /* scratch arrays reused across calls */
     struct topic **tmp_topics;
     size_t tmp_topics_cap;
