@@ -2,6 +2,7 @@
 #include "queue.h"
 
 #include <event2/buffer.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -102,7 +103,11 @@ static uint32_t item_topic(const struct qitem *it, uint64_t *mask_iter, uint32_t
 void queue_commit_tail(struct queue *q)
 {
     struct qitem *it = queue_tail(q);
-    if (item_count(it) == it->e->ntopics) {
+    uint32_t nt = it->e->ntopics;
+    bool all = nt <= QUEUE_MASK_TOPICS
+                   ? it->m.mask == (nt == 64 ? ~0ULL : (1ULL << nt) - 1) /* no popcount call */
+                   : item_count(it) == nt;
+    if (all) {
         if (it->e->ntopics > QUEUE_MASK_TOPICS)
             free(it->m.list);
         it->m.mask = QUEUE_ALL;
