@@ -130,10 +130,13 @@ test: all test-c test-erlang test-blackbox test-hostile test-fault test-valgrind
 bench/kraken_bench: bench/kraken_bench.c
 	$(CC) -O2 -Wall -Wextra -Werror -o $@ $< -lm
 
-# All four workloads against a server it starts, and against its null
-# responder; BENCH_ARGS adds options (see bench/README.md).
+# All four workloads, three times each, against a server it starts (fresh
+# for every run) and against its null responder; prints every run and the
+# medians (about 4 minutes).  BENCH_ARGS adds options (bench/README.md), e.g.
+# BENCH_ARGS="--reps 1" for one quick run.
+BENCH_REPS ?= 3
 bench: all bench/kraken_bench
-	bench/kraken_bench --null $(BENCH_ARGS)
+	bench/kraken_bench --null --reps $(BENCH_REPS) $(BENCH_ARGS)
 
 clean:
 	rm -rf build/test build/fuzz build/*.so priv/kraken_engine priv/kraken_engine_asan _build

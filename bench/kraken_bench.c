@@ -442,7 +442,9 @@ static struct {
     const char *server_log;
     int enabled[W_N];
     uint64_t seed;
-} O = { 5.0, 8, 0, 0, 200, 90, 60, 0, 0, 0, 0, 0, NULL, NULL, { 1, 1, 1, 1 }, 0 };
+    int reps;             /* runs of each workload (and of its null responder run) */
+} O = { 5.0, 8, 0, 0, 200, 90, 60, 0, 0, 0, 0, 0, NULL, NULL, { 1, 1, 1, 1 }, 0, 1 };
+#define MAX_REPS 9
 
 /* ------------------------------------------------------------------ connections */
 
@@ -2065,6 +2067,81 @@ static void print_table(result_t res[][W_N], int ntargets, const target_t *tgs, 
         }
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* "median [min - max]" of n values (NaNs left out) into b */
+static void fmt_spread(char *b, size_t bn, double *v, int n, int prec, const char *suffix)
+{
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (!isnan(v[i])) v[k++] = v[i];
+    if (!k) {
+        snprintf(b, bn, "-");
+        return;
+    }
+    qsort(v, (size_t)k, sizeof *v, cmp_double);
+    double med = k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
+    snprintf(b, bn, "%.*f%s [%.*f-%.*f]", prec, med, suffix, prec, v[0], prec, v[k - 1]);
+}
+
+/* After --reps N: per workload, the median and range over the runs of the server's figures. */
+static void print_summary(result_t res[][2][W_N], int ntargets, const target_t *tgs)
+{
+    int tk = -1, tn = -1;
+    for (int t = 0; t < ntargets; t++) {
+        if (!strcmp(tgs[t].label, "null")) tn = t;
+        else tk = t;
+    }
+    if (tk < 0) return;
+    printf("\nmedian [min-max] of %d runs, %s:\n", O.reps, tgs[tk].label);
+    printf("%-8s %-27s %-29s %-21s %-21s %-27s %-21s %-27s %s\n", "workload", "rate", "deliv/s", "p50_us", "p99_us",
+           "cpu_us/op", "rss/conn_kB", "%null", "lost dup bad unexp err");
+    for (int w = 0; w < W_N; w++) {
+        double rate[MAX_REPS], dl[MAX_REPS], p50[MAX_REPS], p99[MAX_REPS], cpu[MAX_REPS], rpc[MAX_REPS], pn[MAX_REPS];
+        int n = 0;
+        uint64_t lost = 0, dup = 0, bad = 0, unexp = 0, err = 0;
+        const char *unit = "";
+        for (int rp = 0; rp < O.reps; rp++) {
+            result_t *r = &res[rp][tk][w];
+            if (!r->ran) continue;
+            unit = r->unit;
+            int pub = (w == W_LAT || w == W_FAN);
+            rate[n] = r->rate;
+            dl[n] = pub ? r->deliv_s : NAN;
+            p50[n] = r->p50_us;
+            p99[n] = r->p99_us;
+            cpu[n] = r->cpu_us_per_op;
+            rpc[n] = w == W_IDLE ? r->rss_per_conn_kb : NAN;
+            result_t *nr = tn >= 0 ? &res[rp][tn][w] : NULL;
+            pn[n] = nr && nr->ran && nr->rate > 0 ? 100.0 * r->rate / nr->rate : NAN;
+            if (pub) {
+                lost += r->lost > 0 ? (uint64_t)r->lost : 0;
+                dup += r->dup;
+                bad += r->bad;
+                unexp += r->unexpected;
+            }
+            err += r->errors + r->conn_fail;
+            n++;
+        }
+        if (!n) continue;
+        char a[64], b[64], c[64], d[64], e[64], f[64], g[64];
+        fmt_spread(a, sizeof a, rate, n, 0, "");
+        fmt_spread(b, sizeof b, dl, n, 0, "");
+        fmt_spread(c, sizeof c, p50, n, 0, "");
+        fmt_spread(d, sizeof d, p99, n, 0, "");
+        fmt_spread(e, sizeof e, cpu, n, 3, "");
+        fmt_spread(f, sizeof f, rpc, n, 2, "");
+        fmt_spread(g, sizeof g, pn, n, 1, "%");
+        printf("%-8s %-27s %-29s %-21s %-21s %-27s %-21s %-27s %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64
+               " %" PRIu64 "   (rate in %s)\n",
+               wl_names[w], a, b, c, d, e, f, g, lost, dup, bad, unexp, err, unit);
+    }
+}
+
 static void print_csv(result_t res[][W_N], int ntargets)
 {
     printf("workload,server,conns,duration_s,req_per_s,rate,unit,deliv_per_s,p50_us,p99_us,rss_kb,peak_rss_kb,"
@@ -2094,6 +2171,7 @@ typedef struct {
 static opt_t opts[] = {
     { "duration", 'd', &O.duration },
     { "depth", 'i', &O.depth },
+    { "reps", 'i', &O.reps },
     { "rate", 'd', &O.rate },
     { "max-connecting", 'i', &O.max_connecting },
     { "setup-timeout", 'i', &O.setup_timeout },
@@ -2149,6 +2227,8 @@ static void usage(FILE *f)
             "  --setup-timeout S      bound on connecting+subscribing per workload (default 90)\n"
             "  --startup-timeout S    bound on the server's start (default 60)\n"
             "  --seed N               random seed (default: time based)\n"
+            "  --reps N               run every workload N times (each with its null run), print every run\n"
+            "                         and the median with its range (default 1, max %d)\n"
             "  --csv                  machine-readable output instead of the table\n"
             "  -v, --verbose          progress and every error on stderr\n"
             "  latency: --lat-subs 50 --lat-pubs 5 --lat-topics-per-sub 20 --lat-topic-space 2000\n"
@@ -2158,7 +2238,7 @@ static void usage(FILE *f)
             "  churn:   --churn-clients 50 --churn-topics-per-req 100 --churn-topic-space 2000\n"
             "  idle:    --idle-conns 15000 --idle-topics-per-conn 20 --idle-topic-space 100000 --idle-poll-ms 2000\n"
             "  --lat-duration/--fan-duration/--churn-duration/--idle-duration S override --duration\n",
-            MAX_DEPTH);
+            MAX_DEPTH, MAX_REPS);
 }
 
 static void parse_args(int argc, char **argv)
@@ -2231,6 +2311,8 @@ static void parse_args(int argc, char **argv)
         if (!found) die("unknown option '--%s' (see --help)", name);
     }
     if (O.depth < 1 || O.depth > MAX_DEPTH) die("--depth must be 1..%d", MAX_DEPTH);
+    if (O.reps < 1 || O.reps > MAX_REPS) die("--reps must be 1..%d", MAX_REPS);
+    if (O.reps > 1 && O.csv) die("--csv prints one run per workload: leave out --reps (bench/sweep.sh has REPS)");
     if (O.duration <= 0) die("--duration must be > 0");
     if (O.max_connecting < 1) O.max_connecting = 1;
     if (O.pid && !O.port) die("--pid needs --port");
@@ -2300,7 +2382,7 @@ int main(int argc, char **argv)
         }
     }
 
-    static result_t res[2][W_N];
+    static result_t res[MAX_REPS][2][W_N];
     printf("kraken_bench: duration %.1f s, depth %d, rate %s", O.duration, O.depth, O.rate > 0 ? "" : "unlimited");
     if (O.rate > 0) printf("%.0f req/s per publisher", O.rate);
     printf(", targets:");
@@ -2324,27 +2406,41 @@ int main(int argc, char **argv)
                    p->tps, p->space, p->poll_ms);
     }
     /* Workload by workload, the null responder then the real server, so that the two runs compared
-       in %null are adjacent in time.  A server started here is restarted for every workload: none
+       in %null are adjacent in time.  A server started here (and the null responder) is restarted
+       for every run: none
        inherits another's heap, retained entries or topics, and the idle workload's RSS baseline is a
        fresh server's.  Idle runs last: closing its 15,000 connections leaves as many sockets in
        TIME_WAIT for a minute, which slowed a latency run that followed it by about 7%. */
     static const int order[W_N] = { W_LAT, W_FAN, W_CHURN, W_IDLE };
-    int started = 0;
+    int started = 0, null_started = 0;
     for (int k = 0; k < W_N && !g_stop; k++) {
         int w = order[k];
         if (!O.enabled[w]) continue;
-        for (int t = 0; t < nt && !g_stop; t++) {
-            if (tgs[t].root && started++) {
-                stop_server();
-                start_server(&tgs[t]);
+        for (int rp = 0; rp < O.reps && !g_stop; rp++)
+            for (int t = 0; t < nt && !g_stop; t++) {
+                if (tgs[t].root && started++) {
+                    stop_server();
+                    start_server(&tgs[t]);
+                }
+                if (!strcmp(tgs[t].label, "null") && null_started++) {
+                    stop_null();
+                    start_null(&tgs[t]);
+                }
+                fprintf(stderr, "kraken_bench: running %s against %s (run %d of %d)...\n", wl_names[w], tgs[t].label,
+                        rp + 1, O.reps);
+                run_workload(w, &tgs[t], &res[rp][t][w]);
             }
-            fprintf(stderr, "kraken_bench: running %s against %s...\n", wl_names[w], tgs[t].label);
-            run_workload(w, &tgs[t], &res[t][w]);
-        }
     }
     cleanup();
-    if (O.csv) print_csv(res, nt);
-    else print_table(res, nt, tgs, O.null_cmp);
+    if (O.csv) {
+        print_csv(res[0], nt);
+    } else {
+        for (int rp = 0; rp < O.reps; rp++) {
+            if (O.reps > 1) printf("\nrun %d of %d:\n", rp + 1, O.reps);
+            print_table(res[rp], nt, tgs, O.null_cmp);
+        }
+        if (O.reps > 1) print_summary(res, nt, tgs);
+    }
     if (g_stop) {
         fprintf(stderr, "kraken_bench: interrupted\n");
         return 130;
