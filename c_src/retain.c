@@ -42,7 +42,7 @@ static inline uint32_t wrap(const struct retain *r, uint32_t i)
 static void evict_oldest(struct retain *r)
 {
     struct entry *old = r->ring[r->head];
-    if (r->cap > PREFETCH_AHEAD) {
+    if (r->count > PREFETCH_AHEAD) { /* so that slot is a live entry, not NULL or a freed one */
         /* struct entry spans two cache lines (malloc aligns to 16 bytes) */
         const char *next = (const char *)r->ring[wrap(r, r->head + PREFETCH_AHEAD)];
         __builtin_prefetch(next);
