@@ -1,6 +1,7 @@
 /* entry.c - shared, reference-counted published entries; see entry.h. */
 #include "entry.h"
 
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,12 +18,29 @@
 #ifndef POOL_ON
 #define POOL_ON 1
 #endif
+/* Under valgrind too, so that test-valgrind still sees every entry's malloc/free. */
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
+
+static bool pool_on(void)
+{
+    static int on = -1;
+    if (on < 0)
+        on = POOL_ON && !RUNNING_ON_VALGRIND;
+    return on;
+}
 
 /* Size class of a block of n bytes, or -1 if it is not pooled. */
 static int pool_class(size_t n)
 {
     size_t c = (n + 63) / 64;
-    return POOL_ON && c <= ENTRY_POOL_CLASSES ? (int)c - 1 : -1;
+    return pool_on() && c <= ENTRY_POOL_CLASSES ? (int)c - 1 : -1;
 }
 
 static void *block_get(struct entry_pool *p, size_t n)

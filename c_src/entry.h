@@ -25,7 +25,8 @@ struct router;
  * then costs no malloc/free pair, and the block it reuses is one just
  * released, still in the cache.  At most ENTRY_POOL_KEEP blocks are kept per
  * class (8.5 MiB if every class were full); the rest go back to malloc.
- * Sanitizer builds bypass the pool so that a use after free is still caught. */
+ * Sanitizer builds, and the engine under valgrind, bypass the pool so that a
+ * use after free is still caught. */
 #define ENTRY_POOL_CLASSES 16
 #define ENTRY_POOL_KEEP 1024
 
