@@ -34,9 +34,8 @@ static inline uint32_t wrap(const struct retain *r, uint32_t i)
 
 /* Entries about to be evicted were published long ago and are cold in the
  * cache: prefetch the one a few pushes ahead so that releasing it later does
- * not stall the publish path.  (Written inline in retain_push: in a helper
- * function of its own, GCC judges the prefetch side-effect free and drops
- * the call.  A read prefetch, as prefetchw is not baseline x86-64.) */
+ * not stall the publish path.  (A read prefetch, as prefetchw is not
+ * baseline x86-64.) */
 #define PREFETCH_AHEAD 16
 
 static void evict_oldest(struct retain *r)

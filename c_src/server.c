@@ -8,10 +8,13 @@
  *
  * Reads are edge-triggered (EV_ET), which spares epoll re-polling every
  * readable socket on its next turn (a lower p99 on the latency benchmark).
- * The rules that keeps safe: a read callback reads until a short read (the
- * socket is empty), or until READ_BURST and then re-activates itself
- * (`unread`); and once EV_CLOSED reports the peer's FIN it reads until recv()
- * returns 0 (`rdhup`), since that edge will not come again.
+ * The rules that keep it safe, since an edge comes only once: a read
+ * callback reads until a short read (the socket is empty), or until
+ * READ_BURST and then re-arms its event through epoll (`unread`); once
+ * EV_CLOSED reports the peer's FIN it reads until recv() returns 0 (`rdhup`);
+ * and when the bytes it read got no reply it reads once more, to see a reset
+ * that came with them (libevent reports those without EV_CLOSED).  The write
+ * event is edge-triggered too: EPOLLET is per descriptor.
  *
  * Connection life cycle:
  *   accept -> (over max_tcp_clients? SERVER_ERROR and close) -> session
