@@ -9,6 +9,7 @@ void engine_config_defaults(struct engine_config *c)
     memset(c, 0, sizeof *c);
     snprintf(c->listen_ip, sizeof c->listen_ip, "0.0.0.0");
     c->port = 12355;
+    c->redis_port = -1;
     c->max_clients = 1000;
     c->num_shards = 4;
     c->retain_per_shard = 10000;
@@ -30,6 +31,7 @@ static const struct {
     enum field_kind kind;
 } int_options[] = {
     {"tcp_server_port", 0, 65535, offsetof(struct engine_config, port), F_INT},
+    {"redis_port", -1, 65535, offsetof(struct engine_config, redis_port), F_INT},
     {"max_tcp_clients", 1, UINT32_MAX, offsetof(struct engine_config, max_clients), F_U32},
     {"num_router_shards", 1, 65536, offsetof(struct engine_config, num_shards), F_U32},
     {"messages_stored_per_router_shard", 1, 100000000,
@@ -80,6 +82,12 @@ enum config_result config_set(struct engine_config *c, const char *name,
         if (v->is_int || strlen(v->text) >= sizeof c->listen_ip)
             return bad(err, errlen, name, "expected a numeric IPv4 or IPv6 address");
         snprintf(c->listen_ip, sizeof c->listen_ip, "%s", v->text);
+        return CONFIG_OK;
+    }
+    if (strcmp(name, "redis_password") == 0) {
+        if (v->is_int || strlen(v->text) >= sizeof c->redis_password)
+            return bad(err, errlen, name, "expected a string of at most 255 bytes");
+        snprintf(c->redis_password, sizeof c->redis_password, "%s", v->text);
         return CONFIG_OK;
     }
     if (strcmp(name, "log_level") == 0) {

@@ -15,6 +15,8 @@
 struct engine_config {
     char listen_ip[64];
     int port;
+    int redis_port;            /* -1: the Redis protocol is off */
+    char redis_password[256];  /* empty: no AUTH needed */
     uint32_t max_clients;
     uint32_t num_shards;
     uint32_t retain_per_shard;

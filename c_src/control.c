@@ -14,7 +14,7 @@
 
 #include "log.h"
 #include "server.h"
-#include "session.h"
+#include "stats.h"
 
 #define MAX_PACKET (64u << 20)
 
@@ -196,35 +196,36 @@ bad:
 
 static void encode_dump_queues(ei_x_buff *x)
 {
-    int64_t now = server_now_ms();
-    for (struct session *s = ch_srv->oldest; s; s = s->newer) {
+    int64_t now = engine_now_ms();
+    for (const struct conn *c = engine_oldest_conn(&ch_srv->eng); c; c = engine_next_conn(c)) {
         ei_x_encode_list_header(x, 1);
         ei_x_encode_tuple_header(x, 7);
-        ei_x_encode_ulonglong(x, s->sub.id);
-        ei_x_encode_binary(x, s->peer, (long)strlen(s->peer));
-        ei_x_encode_ulong(x, s->sub.subs.count);
-        ei_x_encode_ulong(x, s->sub.queue.count);
-        ei_x_encode_ulonglong(x, s->sub.received);
-        ei_x_encode_longlong(x, (now - s->connected_ms) / 1000);
-        ei_x_encode_longlong(x, s->last_poll_ms < 0 ? -1 : (now - s->last_poll_ms) / 1000);
+        ei_x_encode_ulonglong(x, c->sub.id);
+        ei_x_encode_binary(x, c->peer, (long)strlen(c->peer));
+        ei_x_encode_ulong(x, c->sub.subs.count);
+        ei_x_encode_ulong(x, c->sub.queue.count);
+        ei_x_encode_ulonglong(x, c->sub.received);
+        ei_x_encode_longlong(x, (now - c->connected_ms) / 1000);
+        ei_x_encode_longlong(x, c->last_poll_ms < 0 ? -1 : (now - c->last_poll_ms) / 1000);
     }
     ei_x_encode_empty_list(x);
 }
 
+static void encode_topic_name(const struct topic *t, void *arg)
+{
+    ei_x_buff *x = arg;
+    ei_x_encode_list_header(x, 1);
+    ei_x_encode_binary(x, t->name, t->len);
+}
+
 static void encode_queue_topics(ei_x_buff *x, unsigned long long id)
 {
-    struct session *s = server_find_session(ch_srv, id);
-    if (!s) {
+    const struct conn *c = engine_find_conn(&ch_srv->eng, id);
+    if (!c) {
         ei_x_encode_atom(x, "not_found");
         return;
     }
-    const struct subset *t = &s->sub.subs;
-    for (uint32_t i = 0; i < t->cap; i++)
-        if (t->v[i].topic) {
-            const struct topic *tp = t->v[i].topic;
-            ei_x_encode_list_header(x, 1);
-            ei_x_encode_binary(x, tp->name, tp->len);
-        }
+    subscriber_foreach_topic(&c->sub, encode_topic_name, x);
     ei_x_encode_empty_list(x);
 }
 
@@ -238,64 +239,61 @@ static int cmp_topic_subs(const void *a, const void *b)
     return c ? c : (x->len > y->len) - (x->len < y->len);
 }
 
-static void encode_dump_topics(ei_x_buff *x)
+struct topic_list {
+    const struct topic **v;
+    size_t n, cap;
+};
+
+static int collect_topic(const struct topic *t, void *arg)
 {
-    const struct table *t = &ch_srv->router.topics;
-    struct topic **list = malloc((t->count + 1) * sizeof *list);
-    size_t n = 0;
-    for (uint32_t i = 0; list && i < t->cap; i++) {
-        struct topic *tp = t->slots[i];
-        if (tp && tp->nsubs > 0)
-            list[n++] = tp;
-    }
-    if (list)
-        qsort(list, n, sizeof *list, cmp_topic_subs);
-    for (size_t i = 0; i < n; i++) {
-        ei_x_encode_list_header(x, 1);
-        ei_x_encode_tuple_header(x, 3);
-        ei_x_encode_binary(x, list[i]->name, list[i]->len);
-        ei_x_encode_ulong(x, list[i]->shard);
-        ei_x_encode_ulong(x, list[i]->nsubs);
-    }
-    ei_x_encode_empty_list(x);
-    free(list);
+    struct topic_list *l = arg;
+    if (l->n < l->cap)
+        l->v[l->n++] = t;
+    return 0;
 }
 
-static void encode_stats(ei_x_buff *x)
+static void encode_dump_topics(ei_x_buff *x)
 {
-    /* The same figures as the wire `stats` reply: parse its "STAT name value" lines. */
-    struct evbuffer *out = evbuffer_new();
-    if (!out) {
-        ei_x_encode_empty_list(x);
+    const struct topic_index *idx = &ch_srv->eng.router.topics;
+    struct topic_list l = {malloc((topic_index_count(idx) + 1) * sizeof *l.v), 0,
+                           topic_index_count(idx)};
+    if (!l.v) {
+        ei_x_encode_tuple_header(x, 2);
+        ei_x_encode_atom(x, "error");
+        ei_x_encode_atom(x, "enomem");
         return;
     }
-    server_write_stats(ch_srv, out);
-    size_t len = evbuffer_get_length(out);
-    char *text = malloc(len + 1);
-    if (!text) {
-        evbuffer_free(out);
-        ei_x_encode_empty_list(x);
-        return;
-    }
-    evbuffer_remove(out, text, len);
-    text[len] = 0;
-    for (char *line = strtok(text, "\r\n"); line; line = strtok(NULL, "\r\n")) {
-        char name[64], value[64];
-        if (sscanf(line, "STAT %63s %63s", name, value) == 2) {
-            char *end;
-            long long v = strtoll(value, &end, 10);
-            ei_x_encode_list_header(x, 1);
-            ei_x_encode_tuple_header(x, 2);
-            ei_x_encode_binary(x, name, (long)strlen(name));
-            if (*end == 0 && end != value)
-                ei_x_encode_longlong(x, v);
-            else
-                ei_x_encode_binary(x, value, (long)strlen(value)); /* e.g. version */
-        }
+    topic_foreach(idx, TOPIC_NS_CHANNEL, collect_topic, &l);
+    qsort(l.v, l.n, sizeof *l.v, cmp_topic_subs);
+    for (size_t i = 0; i < l.n; i++) {
+        ei_x_encode_list_header(x, 1);
+        ei_x_encode_tuple_header(x, 3);
+        ei_x_encode_binary(x, l.v[i]->name, l.v[i]->len);
+        ei_x_encode_ulong(x, l.v[i]->shard);
+        ei_x_encode_ulong(x, l.v[i]->nsubs);
     }
     ei_x_encode_empty_list(x);
-    free(text);
-    evbuffer_free(out);
+    free(l.v);
+}
+
+/* The same figures as the wire `stats` reply, as a proplist. */
+static void encode_stats(ei_x_buff *x)
+{
+    struct stats_snapshot snap;
+    engine_snapshot(&ch_srv->eng, &snap);
+    for (size_t i = 0; i < stats_nfields; i++) {
+        const struct stats_field *f = &stats_fields[i];
+        ei_x_encode_list_header(x, 1);
+        ei_x_encode_tuple_header(x, 2);
+        ei_x_encode_binary(x, f->name, (long)strlen(f->name));
+        if (f->type == STATS_I64)
+            ei_x_encode_longlong(x, stats_i64(&snap, f));
+        else if (f->type == STATS_U64)
+            ei_x_encode_ulonglong(x, stats_u64(&snap, f));
+        else
+            ei_x_encode_binary(x, stats_str(&snap, f), (long)strlen(stats_str(&snap, f)));
+    }
+    ei_x_encode_empty_list(x);
 }
 
 static void handle_call(const char *buf, int *idx)
@@ -375,10 +373,14 @@ static void handle_config(const char *buf, int *idx)
     ei_x_new_with_version(&x);
     ei_x_encode_tuple_header(&x, 2);
     ei_x_encode_atom(&x, "ready");
-    ei_x_encode_long(&x, ch_srv->port);
+    ei_x_encode_long(&x, server_port(ch_srv, PROTO_KIND_KRAKEN));
     send_x(&x);
     klog(LOG_INFO, "engine %d listening on %s port %d (%u shards, %u messages retained per shard)",
-         (int)getpid(), cfg.listen_ip, ch_srv->port, cfg.num_shards, cfg.retain_per_shard);
+         (int)getpid(), cfg.listen_ip, server_port(ch_srv, PROTO_KIND_KRAKEN), cfg.num_shards,
+         cfg.retain_per_shard);
+    if (server_port(ch_srv, PROTO_KIND_REDIS) >= 0)
+        klog(LOG_INFO, "engine %d: Redis protocol on %s port %d", (int)getpid(), cfg.listen_ip,
+             server_port(ch_srv, PROTO_KIND_REDIS));
 }
 
 static void handle_packet(const char *buf)

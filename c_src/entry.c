@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "kraken/protocol.h"
-#include "router.h"
+#include "topic.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define POOL_ON 0
@@ -85,7 +85,7 @@ static size_t entry_block_size(size_t ntopics, size_t hdr, size_t len)
     return sizeof(struct entry) + ntopics * sizeof(struct topic *) + hdr + len + 2;
 }
 
-struct entry *entry_new(struct router *r, struct topic *const *topics, uint32_t ntopics,
+struct entry *entry_new(struct entry_ctx *ctx, struct topic *const *topics, uint32_t ntopics,
                         const char *payload, size_t len)
 {
     static const char prefix[] = "MESSAGE ";
@@ -93,7 +93,7 @@ struct entry *entry_new(struct router *r, struct topic *const *topics, uint32_t 
     for (uint32_t i = 0; i < ntopics; i++)
         hdr += topics[i]->len + 1;
     size_t head = sizeof(struct entry) + ntopics * sizeof(struct topic *);
-    struct entry *e = block_get(&r->pool, entry_block_size(ntopics, hdr, len));
+    struct entry *e = block_get(&ctx->pool, entry_block_size(ntopics, hdr, len));
     if (!e)
         return NULL;
     e->refcnt = 1;
@@ -102,7 +102,7 @@ struct entry *entry_new(struct router *r, struct topic *const *topics, uint32_t 
     e->time = 0;
     e->publisher = 0;
     e->mark = 0;
-    e->router = r;
+    e->ctx = ctx;
     e->hdr_len = hdr;
     e->payload_len = len;
     e->wire = (char *)e + head;
@@ -130,8 +130,8 @@ void entry_unref(struct entry *e)
 {
     if (--e->refcnt > 0)
         return;
-    struct router *r = e->router;
+    struct entry_ctx *ctx = e->ctx;
     for (uint32_t i = 0; i < e->ntopics; i++)
-        router_topic_unref(r, e->topics[i]);
-    block_put(&r->pool, e, entry_block_size(e->ntopics, e->hdr_len, e->payload_len));
+        topic_unref(ctx->topics, e->topics[i]);
+    block_put(&ctx->pool, e, entry_block_size(e->ntopics, e->hdr_len, e->payload_len));
 }

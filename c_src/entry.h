@@ -9,7 +9,7 @@
  *
  * so the usual delivery (the subscriber holds every topic of the entry) is one
  * contiguous byte range, `wire`, that goes to the socket as it is.  An entry
- * holds a reference on each of its topics (router.h), so topic names outlive
+ * holds a reference on each of its topics (topic.h), so topic names outlive
  * their last subscriber while an entry still needs them. */
 #ifndef KRAKEN_ENTRY_H
 #define KRAKEN_ENTRY_H
@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 struct topic;
-struct router;
+struct topic_index;
 
 /* Blocks of up to ENTRY_POOL_CLASSES * 64 bytes are recycled through free
  * lists, one per 64-byte size class, owned by the router: a published entry
@@ -35,6 +35,13 @@ struct entry_pool {
     uint32_t count[ENTRY_POOL_CLASSES];
 };
 
+/* What an entry goes back to when its last reference goes: its block to the
+ * pool, its topic references to the topic index.  The router owns one. */
+struct entry_ctx {
+    struct entry_pool pool;
+    struct topic_index *topics;
+};
+
 struct entry {
     uint32_t refcnt;
     uint32_t ntopics;
@@ -42,7 +49,7 @@ struct entry {
     int64_t time;         /* Unix seconds at publish */
     uint64_t publisher;   /* subscriber id of the publishing connection */
     uint64_t mark;        /* scratch epoch (router.c: dedupe during retro scans) */
-    struct router *router;
+    struct entry_ctx *ctx;
     size_t hdr_len;       /* length of the "MESSAGE ...\r\n" line */
     size_t payload_len;
     char *wire;           /* hdr_len + payload_len + 2 bytes */
@@ -60,7 +67,7 @@ static inline const char *entry_payload(const struct entry *e)
 }
 
 /* Builds an entry with refcnt 1, taking a reference on each topic. */
-struct entry *entry_new(struct router *r, struct topic *const *topics, uint32_t ntopics,
+struct entry *entry_new(struct entry_ctx *ctx, struct topic *const *topics, uint32_t ntopics,
                         const char *payload, size_t len);
 static inline void entry_ref(struct entry *e) { e->refcnt++; }
 void entry_unref(struct entry *e);

@@ -71,7 +71,9 @@ int main(int argc, char **argv)
             fprintf(stderr, "kraken_engine: %s\n", err);
             return 2;
         }
-        printf("listening %d\n", srv.port);
+        printf("listening %d\n", server_port(&srv, PROTO_KIND_KRAKEN));
+        if (server_port(&srv, PROTO_KIND_REDIS) >= 0)
+            printf("listening redis %d\n", server_port(&srv, PROTO_KIND_REDIS));
         fflush(stdout);
     } else if (argc > 1) {
         fprintf(stderr, "usage: kraken_engine [--standalone [--option value]...]\n"

@@ -8,7 +8,7 @@
 
 #include "entry.h"
 #include "kraken/protocol.h"
-#include "router.h"
+#include "topic.h"
 
 void queue_init(struct queue *q)
 {
@@ -66,6 +66,13 @@ int qitem_add_topic(struct qitem *it, uint32_t i)
         return 0;
     }
     uint32_t *l = it->m.list;
+    if (l && l[0] && l[2 + l[0] - 1] >= i) {
+        /* Out of order (a pattern after the exact topics, router_pattern.c):
+         * keep the list ascending and without duplicates. */
+        for (uint32_t k = 0; k < l[0]; k++)
+            if (l[2 + k] == i)
+                return 0;
+    }
     if (!l || l[0] == l[1]) {
         uint32_t cap = l ? l[1] * 2 : 8;
         uint32_t *n = realloc(l, (2 + (size_t)cap) * sizeof *n);
@@ -76,8 +83,50 @@ int qitem_add_topic(struct qitem *it, uint32_t i)
         n[1] = cap;
         it->m.list = l = n;
     }
-    l[2 + l[0]++] = i;
+    uint32_t k = l[0]++;
+    while (k > 0 && l[2 + k - 1] > i) {
+        l[2 + k] = l[2 + k - 1];
+        k--;
+    }
+    l[2 + k] = i;
     return 0;
+}
+
+void qitem_iter_init(const struct qitem *it, struct qitem_iter *x)
+{
+    x->k = 0;
+    x->mask = it->m.mask;
+    x->n = it->m.mask == QUEUE_ALL ? it->e->ntopics
+           : it->e->ntopics <= QUEUE_MASK_TOPICS ? (uint32_t)__builtin_popcountll(it->m.mask)
+           : it->m.list ? it->m.list[0] : 0;
+}
+
+bool qitem_iter_next(const struct qitem *it, struct qitem_iter *x, uint32_t *i)
+{
+    if (x->k >= x->n)
+        return false;
+    if (it->m.mask == QUEUE_ALL)
+        *i = x->k;
+    else if (it->e->ntopics <= QUEUE_MASK_TOPICS) {
+        *i = (uint32_t)__builtin_ctzll(x->mask);
+        x->mask &= x->mask - 1;
+    } else
+        *i = it->m.list[2 + x->k];
+    x->k++;
+    return true;
+}
+
+void queue_pop(struct queue *q)
+{
+    struct qitem *it = queue_front(q);
+    q->bytes -= qitem_size(it);
+    item_release(it);
+    q->head = (q->head + 1) & (q->cap - 1);
+    if (--q->count == 0) {
+        q->head = 0;
+        q->bytes = 0;
+        q->largest = 0;
+    }
 }
 
 static uint32_t item_count(const struct qitem *it)

@@ -16,6 +16,7 @@
 #ifndef KRAKEN_QUEUE_H
 #define KRAKEN_QUEUE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -54,6 +55,21 @@ static inline struct qitem *queue_tail(struct queue *q)
 int qitem_add_topic(struct qitem *it, uint32_t i);
 /* Normalises a complete item (all topics held -> QUEUE_ALL) and adds its size to q->bytes. */
 void queue_commit_tail(struct queue *q);
+/* The oldest item (q->count > 0), and its removal (releasing the entry). */
+static inline struct qitem *queue_front(struct queue *q)
+{
+    return &q->items[q->head];
+}
+void queue_pop(struct queue *q);
+/* Iterates the topic indexes an item holds, ascending:
+ *   struct qitem_iter x; uint32_t i;
+ *   for (qitem_iter_init(it, &x); qitem_iter_next(it, &x, &i);) ... */
+struct qitem_iter {
+    uint64_t mask;
+    uint32_t k, n;
+};
+void qitem_iter_init(const struct qitem *it, struct qitem_iter *x);
+bool qitem_iter_next(const struct qitem *it, struct qitem_iter *x, uint32_t *i);
 /* Serialised size of one item. */
 size_t qitem_size(const struct qitem *it);
 /* Writes the `get messages` reply for the whole queue into out and empties it.

@@ -1,30 +1,15 @@
-/* router.c - topic index, subscriptions, routing and retention; see router.h. */
+/* router.c - subscriptions, routing and retention; see router.h.
+ * Patterns are in router_pattern.c. */
 #include "router.h"
 
 #include <stdlib.h>
 #include <string.h>
 
 #include "entry.h"
-
-struct name_key {
-    const char *p;
-    size_t len;
-};
-
-static uint64_t topic_hash(const void *item)
-{
-    return ((const struct topic *)item)->hash;
-}
-
-static int topic_eq(const void *item, const void *key)
-{
-    const struct topic *t = item;
-    const struct name_key *k = key;
-    return t->len == k->len && memcmp(t->name, k->p, k->len) == 0;
-}
+#include "router_internal.h"
 
 /* Grows a scratch array to hold n elements of size sz. */
-static int reserve(void **arr, size_t *cap, size_t n, size_t sz)
+int router_reserve(void **arr, size_t *cap, size_t n, size_t sz)
 {
     if (n <= *cap)
         return 0;
@@ -43,7 +28,9 @@ int router_init(struct router *r, const struct router_config *cfg, int64_t now)
 {
     memset(r, 0, sizeof *r);
     r->cfg = *cfg;
-    table_init(&r->topics, topic_hash);
+    topic_index_init(&r->topics, cfg->num_shards);
+    r->entries.topics = &r->topics;
+    router_patterns_init(r);
     r->start_time = now;
     r->last_time = now;
     r->shards = calloc(cfg->num_shards, sizeof *r->shards);
@@ -55,81 +42,30 @@ int router_init(struct router *r, const struct router_config *cfg, int64_t now)
     return 0;
 }
 
-static void topic_free(struct router *r, struct topic *t)
-{
-    table_remove(&r->topics, t);
-    free(t->subs);
-    free(t);
-}
-
-static void topic_maybe_free(struct router *r, struct topic *t)
-{
-    if (t->nsubs == 0 && t->refs == 0)
-        topic_free(r, t);
-}
-
 void router_free(struct router *r)
 {
     for (uint32_t i = 0; i < r->cfg.num_shards && r->shards; i++)
         retain_free(&r->shards[i]);
     free(r->shards);
     /* Whatever is left has no subscribers (callers removed them) nor entries. */
-    for (uint32_t i = 0; i < r->topics.cap; i++)
-        if (r->topics.slots && r->topics.slots[i]) {
-            struct topic *t = r->topics.slots[i];
-            free(t->subs);
-            free(t);
-        }
-    table_free(&r->topics);
+    topic_index_free(&r->topics);
+    router_patterns_free(r);
     free(r->tmp_topics);
     free(r->touched);
     free(r->tmp_entries);
-    entry_pool_drain(&r->pool);
-}
-
-void topic_ref(struct topic *t)
-{
-    t->refs++;
-}
-
-void router_topic_unref(struct router *r, struct topic *t)
-{
-    t->refs--;
-    topic_maybe_free(r, t);
+    entry_pool_drain(&r->entries.pool);
 }
 
 struct topic *router_find_topic(const struct router *r, const char *name, size_t len)
 {
-    struct name_key k = {name, len};
-    return table_find(&r->topics, table_hash_bytes(name, len), topic_eq, &k);
+    return topic_find(&r->topics, TOPIC_NS_CHANNEL, name, len);
 }
 
-static struct topic *intern(struct router *r, const char *name, size_t len)
-{
-    struct name_key k = {name, len};
-    uint64_t h = table_hash_bytes(name, len);
-    struct topic *t = table_find(&r->topics, h, topic_eq, &k);
-    if (t)
-        return t;
-    t = malloc(sizeof *t + len);
-    if (!t)
-        return NULL;
-    memset(t, 0, sizeof *t);
-    t->hash = h;
-    t->len = (uint32_t)len;
-    t->shard = (uint32_t)((h >> 32) % r->cfg.num_shards);
-    memcpy(t->name, name, len);
-    if (table_add(&r->topics, t) < 0) {
-        free(t);
-        return NULL;
-    }
-    return t;
-}
-
-void subscriber_init(struct subscriber *s, uint64_t id)
+void subscriber_init(struct subscriber *s, uint64_t id, void *owner)
 {
     memset(s, 0, sizeof *s);
     s->id = id;
+    s->owner = owner;
     subset_init(&s->subs);
     queue_init(&s->queue);
 }
@@ -153,14 +89,15 @@ static int subscribe_topic(struct router *r, struct subscriber *s, struct topic 
     return 1;
 }
 
-int router_subscribe(struct router *r, struct subscriber *s, const char *name, size_t len)
+int router_subscribe_ns(struct router *r, struct subscriber *s, enum topic_ns ns,
+                        const char *name, size_t len)
 {
-    struct topic *t = intern(r, name, len);
+    struct topic *t = topic_intern(&r->topics, ns, name, len);
     if (!t)
         return -1;
     int rc = subscribe_topic(r, s, t);
     if (rc < 0)
-        topic_maybe_free(r, t);
+        topic_maybe_free(&r->topics, t);
     return rc;
 }
 
@@ -188,15 +125,16 @@ static void drop_slot(struct router *r, struct topic *t, uint32_t slot)
     r->stats.subscriptions--;
 }
 
-int router_unsubscribe(struct router *r, struct subscriber *s, const char *name, size_t len)
+int router_unsubscribe_ns(struct router *r, struct subscriber *s, enum topic_ns ns,
+                          const char *name, size_t len)
 {
-    struct topic *t = router_find_topic(r, name, len);
+    struct topic *t = topic_find(&r->topics, ns, name, len);
     struct subslot *ss = t ? subset_find(&s->subs, t) : NULL;
     if (!ss)
         return 0;
     drop_slot(r, t, ss->slot);
     subset_remove(&s->subs, t);
-    topic_maybe_free(r, t);
+    topic_maybe_free(&r->topics, t);
     return 1;
 }
 
@@ -206,47 +144,53 @@ void router_remove_subscriber(struct router *r, struct subscriber *s)
         struct topic *t = s->subs.v[i].topic;
         if (t) {
             drop_slot(r, t, s->subs.v[i].slot);
-            topic_maybe_free(r, t);
+            topic_maybe_free(&r->topics, t);
         }
     }
     subset_free(&s->subs);
+    router_punsubscribe_all(r, s);
     queue_clear(&s->queue);
 }
 
 /* A subscriber that cannot take more (queue bound, or no memory for its
  * queue) gets nothing more and is reported, once, to be disconnected: it
  * must not silently miss entries. */
-static void fail_subscriber(struct router *r, struct subscriber *s)
+void router_fail_subscriber(struct router *r, struct subscriber *s)
 {
     if (s->overflowed)
         return;
     s->overflowed = true;
     if (r->cfg.overflow)
-        r->cfg.overflow(s, r->cfg.overflow_arg);
+        r->cfg.overflow(s, r->cfg.cb_arg);
 }
 
-/* Finishes the queue item of the entry just routed to s and enforces the bound. */
+/* Finishes the queue item of the entry just routed to s, enforces the bound
+ * and tells a push subscriber that it has something. */
 static void commit(struct router *r, struct subscriber *s)
 {
     queue_commit_tail(&s->queue);
     s->received++;
     r->stats.deliveries++;
-    if (s->queue.bytes > r->cfg.max_queue_bytes)
-        fail_subscriber(r, s);
+    if (s->queue.bytes + s->unsent > r->cfg.max_queue_bytes)
+        router_fail_subscriber(r, s);
+    else if (s->push && s->queue.count == 1 && r->cfg.ready)
+        r->cfg.ready(s, r->cfg.cb_arg);
 }
 
 /* Interns and dedupes topics into r->tmp_topics; returns the count or -1. */
-static long intern_all(struct router *r, const struct proto_slice *topics, uint32_t n)
+static long intern_all(struct router *r, enum topic_ns ns, const struct proto_slice *topics,
+                       uint32_t n)
 {
-    if (reserve((void **)&r->tmp_topics, &r->tmp_topics_cap, n, sizeof(struct topic *)) < 0)
+    if (router_reserve((void **)&r->tmp_topics, &r->tmp_topics_cap, n, sizeof(struct topic *)) <
+        0)
         return -1;
     uint64_t epoch = ++r->epoch;
     long k = 0;
     for (uint32_t i = 0; i < n; i++) {
-        struct topic *t = intern(r, topics[i].p, topics[i].len);
+        struct topic *t = topic_intern(&r->topics, ns, topics[i].p, topics[i].len);
         if (!t) {
             for (long j = 0; j < k; j++)
-                topic_maybe_free(r, r->tmp_topics[j]);
+                topic_maybe_free(&r->topics, r->tmp_topics[j]);
             return -1;
         }
         if (t->mark == epoch)
@@ -257,18 +201,42 @@ static long intern_all(struct router *r, const struct proto_slice *topics, uint3
     return k;
 }
 
-int router_publish(struct router *r, struct subscriber *publisher,
-                   const struct proto_slice *topics, uint32_t ntopics,
-                   const char *payload, size_t len, int64_t now, uint32_t *fanout)
+/* Marks topic i of entry e for subscriber s, starting its queue item when s
+ * is reached for the first time by this entry.  Returns 1 if s was newly
+ * touched. */
+int router_route_to(struct router *r, struct subscriber *s, struct entry *e, uint32_t i,
+                    size_t *touched)
 {
-    *fanout = 0;
-    long n = intern_all(r, topics, ntopics);
+    int fresh = 0;
+    if (s->route_mark != e->seq) {
+        if (router_reserve((void **)&r->touched, &r->touched_cap, *touched + 1,
+                           sizeof *r->touched) < 0 ||
+            !queue_push(&s->queue, e)) {
+            router_fail_subscriber(r, s); /* out of memory for this subscriber */
+            return 0;
+        }
+        s->route_mark = e->seq;
+        r->touched[(*touched)++] = s;
+        fresh = 1;
+    }
+    if (qitem_add_topic(queue_tail(&s->queue), i) < 0)
+        router_fail_subscriber(r, s);
+    return fresh;
+}
+
+int router_publish_ns(struct router *r, struct subscriber *publisher, enum topic_ns ns,
+                      const struct proto_slice *topics, uint32_t ntopics, const char *payload,
+                      size_t len, int64_t now, struct router_publish_result *res)
+{
+    res->fanout = 0;
+    res->receivers = 0;
+    long n = intern_all(r, ns, topics, ntopics);
     if (n <= 0)
         return n < 0 ? -1 : 0;
-    struct entry *e = entry_new(r, r->tmp_topics, (uint32_t)n, payload, len);
+    struct entry *e = entry_new(&r->entries, r->tmp_topics, (uint32_t)n, payload, len);
     if (!e) {
         for (long j = 0; j < n; j++)
-            topic_maybe_free(r, r->tmp_topics[j]);
+            topic_maybe_free(&r->topics, r->tmp_topics[j]);
         return -1;
     }
     e->seq = ++r->seq;
@@ -285,23 +253,15 @@ int router_publish(struct router *r, struct subscriber *publisher,
             struct subscriber *s = t->subs[j];
             if (s == publisher || s->overflowed)
                 continue;
-            if (s->route_mark != e->seq) {
-                if (reserve((void **)&r->touched, &r->touched_cap, touched + 1,
-                            sizeof *r->touched) < 0 ||
-                    !queue_push(&s->queue, e)) {
-                    fail_subscriber(r, s); /* out of memory for this subscriber */
-                    continue;
-                }
-                s->route_mark = e->seq;
-                r->touched[touched++] = s;
-            }
-            if (qitem_add_topic(queue_tail(&s->queue), i) < 0)
-                fail_subscriber(r, s);
+            res->receivers++;
+            router_route_to(r, s, e, i, &touched);
         }
     }
+    if (r->npatterns && ns == TOPIC_NS_CHANNEL)
+        res->receivers += router_route_patterns(r, publisher, e, &touched);
     for (size_t k = 0; k < touched; k++)
         commit(r, r->touched[k]);
-    *fanout = (uint32_t)touched;
+    res->fanout = (uint32_t)touched;
 
     /* Retain in each distinct shard of the entry's topics. */
     for (uint32_t i = 0; i < e->ntopics; i++) {
@@ -328,7 +288,7 @@ static int enqueue_held(struct router *r, struct subscriber *s, struct entry *e)
         return -1;
     for (uint32_t i = 0; i < e->ntopics; i++)
         if (subset_find(&s->subs, e->topics[i]) && qitem_add_topic(it, i) < 0)
-            fail_subscriber(r, s);
+            router_fail_subscriber(r, s);
     commit(r, s);
     return 0;
 }
@@ -337,7 +297,7 @@ int router_retro_subscribe(struct router *r, struct subscriber *s,
                            const struct proto_slice *topics, uint32_t ntopics,
                            enum router_horizon kind, int64_t h)
 {
-    long n = intern_all(r, topics, ntopics);
+    long n = intern_all(r, TOPIC_NS_CHANNEL, topics, ntopics);
     if (n < 0)
         return -1;
     uint64_t tmark = r->epoch; /* intern_all marked the requested topics with it */
@@ -346,7 +306,7 @@ int router_retro_subscribe(struct router *r, struct subscriber *s,
         struct topic *t = r->tmp_topics[i];
         if (subscribe_topic(r, s, t) < 0) {
             for (long j = i; j < n; j++)
-                topic_maybe_free(r, r->tmp_topics[j]);
+                topic_maybe_free(&r->topics, r->tmp_topics[j]);
             return -1;
         }
         const struct retain *sh = &r->shards[t->shard];
@@ -376,8 +336,8 @@ int router_retro_subscribe(struct router *r, struct subscriber *s,
                 match = e->topics[j]->mark == tmark;
             if (!match || e->publisher == s->id)
                 continue;
-            if (reserve((void **)&r->tmp_entries, &r->tmp_entries_cap, found + 1,
-                        sizeof *r->tmp_entries) < 0)
+            if (router_reserve((void **)&r->tmp_entries, &r->tmp_entries_cap, found + 1,
+                               sizeof *r->tmp_entries) < 0)
                 return -1;
             r->tmp_entries[found++] = e;
         }
@@ -388,4 +348,28 @@ int router_retro_subscribe(struct router *r, struct subscriber *s,
         if (enqueue_held(r, s, r->tmp_entries[i]) < 0)
             return -1;
     return 1;
+}
+
+uint64_t router_retained_entries(const struct router *r)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < r->cfg.num_shards; i++)
+        n += r->shards[i].count;
+    return n;
+}
+
+uint64_t router_retained_bytes(const struct router *r)
+{
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < r->cfg.num_shards; i++)
+        n += r->shards[i].bytes;
+    return n;
+}
+
+void subscriber_foreach_topic(const struct subscriber *s,
+                              void (*fn)(const struct topic *t, void *arg), void *arg)
+{
+    for (uint32_t i = 0; i < s->subs.cap; i++)
+        if (s->subs.v[i].topic)
+            fn(s->subs.v[i].topic, arg);
 }

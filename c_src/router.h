@@ -1,23 +1,30 @@
-/* router.h - the topic index, subscriptions, routing of published entries,
- * and the retention shards behind retroactive subscription.
+/* router.h - subscriptions, routing of published entries, and the retention
+ * shards behind retroactive subscription.
  *
  * Data model:
- *   struct topic       one per topic name in use, interned in router->topics
- *                      (a hash set keyed by name).  It lists its subscribers
- *                      in a dense array so routing is a linear scan.
- *                      It lives while it has subscribers or while an entry
- *                      (queued or retained) references it.
+ *   struct topic       (topic.h) one per topic name in use, listing its
+ *                      subscribers in a dense array so routing is a scan.
+ *   struct pattern     (router_pattern.c) one per Redis PSUBSCRIBE pattern
+ *                      in use, listing its subscribers the same way.
  *   struct subscriber  the router's view of one client connection: its
  *                      subscriptions (subset.h: topic -> index in the topic's
- *                      array, so unsubscribe is O(1) by swap-remove) and its
- *                      queue of undelivered entries.
+ *                      array, so unsubscribe is O(1) by swap-remove), its
+ *                      patterns, and its queue of undelivered entries.  The
+ *                      router never looks past it: `owner` is for the
+ *                      callbacks, which belong to whoever owns the connection.
  *
  * Publishing an entry interns its topics, builds one shared entry (entry.h),
- * walks each topic's subscribers and appends one queue item per subscriber,
+ * walks each topic's subscribers (then, when patterns exist, each pattern
+ * matching one of the topics) and appends one queue item per subscriber,
  * marking in it every topic of the entry that subscriber holds: a subscriber
  * reached through several topics gets the entry once, listing those topics in
  * the publisher's order.  The entry is then kept in the retention ring of each
- * shard (hash of topic mod num_router_shards) that one of its topics falls on.
+ * shard (topic.h) that one of its topics falls on.
+ *
+ * Hooks (router_config): `overflow` when a subscriber cannot take more (it
+ * must then be disconnected: it is sent nothing more), and `ready` when the
+ * queue of a subscriber with `push` set goes from empty to non-empty, so a
+ * push protocol can arm a write.
  *
  * Single-threaded: the router belongs to the engine's event loop. */
 #ifndef KRAKEN_ROUTER_H
@@ -33,57 +40,59 @@
 #include "retain.h"
 #include "subset.h"
 #include "table.h"
+#include "topic.h"
 
-struct subscriber;
-
-struct topic {
-    uint64_t hash;
-    uint64_t mark;            /* scratch epoch for set operations */
-    struct subscriber **subs; /* subscribers, dense */
-    uint32_t nsubs, cap;
-    uint32_t refs;            /* entries referencing this topic */
-    uint32_t shard;
-    uint32_t len;
-    char name[];              /* len bytes, not NUL-terminated */
-};
+struct pattern;
 
 struct subscriber {
     uint64_t id;              /* unique per connection, never reused */
+    void *owner;              /* for the hooks: the connection this belongs to */
     struct subset subs;       /* its topics, each with its index in topic->subs */
     struct queue queue;
+    struct pattern **patterns; /* its patterns, in subscription order */
+    uint32_t npatterns, pcap;
     uint64_t route_mark;      /* seq of the entry being routed: queue tail is its item */
     uint64_t received;        /* entries queued to it so far */
+    size_t unsent;            /* bytes taken from the queue but not yet sent (push
+                                 protocols keep it up to date): counted against the bound */
     bool overflowed;          /* failed (bound or memory): queues nothing more */
+    bool push;                /* call the `ready` hook when the queue becomes non-empty */
 };
 
 struct router_config {
     uint32_t num_shards;
     uint32_t retain_per_shard;
     size_t retain_bytes_per_shard; /* 0: bounded by count only */
-    size_t max_queue_bytes;   /* per subscriber */
+    size_t max_queue_bytes;   /* per subscriber: queue bytes + unsent */
     /* Called (once) when a subscriber's queue exceeds max_queue_bytes, or when
      * there was no memory to queue an entry for it; it is then sent nothing
      * more and should be disconnected. */
     void (*overflow)(struct subscriber *s, void *arg);
-    void *overflow_arg;
+    /* Called when a push subscriber's queue goes from empty to non-empty. */
+    void (*ready)(struct subscriber *s, void *arg);
+    void *cb_arg;
 };
 
 struct router_stats {
     uint64_t published;       /* entries */
     uint64_t deliveries;      /* queue items created */
-    uint64_t subscriptions;
+    uint64_t subscriptions;   /* topic subscriptions now */
+    uint64_t pattern_subscriptions; /* (pattern, subscriber) pairs now */
 };
 
 struct router {
     struct router_config cfg;
-    struct table topics;
+    struct topic_index topics;
+    struct entry_ctx entries; /* the entries' pool and their way back to topics */
     struct retain *shards;
+    struct table pattern_set; /* struct pattern by name */
+    struct pattern **patterns; /* the same, dense, for routing */
+    uint32_t npatterns, patterns_cap;
     uint64_t seq;             /* last entry seq assigned */
     uint64_t epoch;           /* last scratch epoch used */
     int64_t last_time;        /* publish times never go backwards */
     int64_t start_time;       /* horizons before this are too old */
     struct router_stats stats;
-    struct entry_pool pool;   /* recycled entry blocks (entry.h) */
     /* scratch arrays reused across calls */
     struct topic **tmp_topics;
     size_t tmp_topics_cap;
@@ -96,21 +105,60 @@ struct router {
 int router_init(struct router *r, const struct router_config *cfg, int64_t now);
 void router_free(struct router *r);
 
-void subscriber_init(struct subscriber *s, uint64_t id);
-/* Drops every subscription and queued entry. */
+void subscriber_init(struct subscriber *s, uint64_t id, void *owner);
+/* Drops every subscription, pattern and queued entry. */
 void router_remove_subscriber(struct router *r, struct subscriber *s);
 
 /* Returns 1 if newly subscribed, 0 if already, -1 on allocation failure. */
-int router_subscribe(struct router *r, struct subscriber *s, const char *name, size_t len);
+int router_subscribe_ns(struct router *r, struct subscriber *s, enum topic_ns ns,
+                        const char *name, size_t len);
 /* Returns 1 if it was subscribed, 0 if not. */
-int router_unsubscribe(struct router *r, struct subscriber *s, const char *name, size_t len);
+int router_unsubscribe_ns(struct router *r, struct subscriber *s, enum topic_ns ns,
+                          const char *name, size_t len);
+static inline int router_subscribe(struct router *r, struct subscriber *s, const char *name,
+                                   size_t len)
+{
+    return router_subscribe_ns(r, s, TOPIC_NS_CHANNEL, name, len);
+}
+static inline int router_unsubscribe(struct router *r, struct subscriber *s, const char *name,
+                                     size_t len)
+{
+    return router_unsubscribe_ns(r, s, TOPIC_NS_CHANNEL, name, len);
+}
 
-/* Publishes one entry from publisher (NULL: nobody) to topics (duplicates
- * ignored).  *fanout is set to the number of subscribers reached.  Returns 0,
- * or -1 on allocation failure (nothing was published then). */
-int router_publish(struct router *r, struct subscriber *publisher,
-                   const struct proto_slice *topics, uint32_t ntopics,
-                   const char *payload, size_t len, int64_t now, uint32_t *fanout);
+/* Redis patterns (glob.h rules) over the channel namespace.  Same returns as
+ * router_subscribe / router_unsubscribe. */
+int router_psubscribe(struct router *r, struct subscriber *s, const char *pat, size_t len);
+int router_punsubscribe(struct router *r, struct subscriber *s, const char *pat, size_t len);
+void router_punsubscribe_all(struct router *r, struct subscriber *s);
+const char *pattern_name(const struct pattern *p, size_t *len);
+/* Number of subscribers of a pattern. */
+uint32_t pattern_nsubs(const struct pattern *p);
+/* Whether topic t matches pattern p. */
+bool pattern_matches(const struct pattern *p, const struct topic *t);
+
+struct router_publish_result {
+    uint32_t fanout;          /* distinct subscribers reached */
+    uint64_t receivers;       /* Redis's count: a subscriber once per channel it holds
+                                 plus once per (pattern, topic) match */
+};
+
+/* Publishes one entry from publisher (NULL: nobody, and then nobody is
+ * excluded) to topics of namespace ns (duplicates ignored).  Returns 0, or -1
+ * on allocation failure (nothing was published then). */
+int router_publish_ns(struct router *r, struct subscriber *publisher, enum topic_ns ns,
+                      const struct proto_slice *topics, uint32_t ntopics, const char *payload,
+                      size_t len, int64_t now, struct router_publish_result *res);
+static inline int router_publish(struct router *r, struct subscriber *publisher,
+                                 const struct proto_slice *topics, uint32_t ntopics,
+                                 const char *payload, size_t len, int64_t now, uint32_t *fanout)
+{
+    struct router_publish_result res;
+    int rc = router_publish_ns(r, publisher, TOPIC_NS_CHANNEL, topics, ntopics, payload, len,
+                               now, &res);
+    *fanout = res.fanout;
+    return rc;
+}
 
 enum router_horizon { ROUTER_BY_SEQ, ROUTER_BY_TIME };
 /* Subscribes s to topics, then queues every retained entry on them published
@@ -122,7 +170,19 @@ int router_retro_subscribe(struct router *r, struct subscriber *s,
                            enum router_horizon kind, int64_t h);
 
 struct topic *router_find_topic(const struct router *r, const char *name, size_t len);
-void topic_ref(struct topic *t);
-void router_topic_unref(struct router *r, struct topic *t);
+
+/* Read-only views for stats and introspection. */
+uint64_t router_retained_entries(const struct router *r);
+uint64_t router_retained_bytes(const struct router *r);
+
+/* Calls fn for each topic s subscribes to (any namespace), in no order. */
+void subscriber_foreach_topic(const struct subscriber *s,
+                              void (*fn)(const struct topic *t, void *arg), void *arg);
+
+/* Whether s subscribes to t. */
+static inline bool subscriber_holds(const struct subscriber *s, const struct topic *t)
+{
+    return subset_find(&s->subs, t) != NULL;
+}
 
 #endif

@@ -1,4 +1,4 @@
-/* server.c - libevent loop, listener and connections; see server.h.
+/* server.c - libevent loop, listeners and sockets; see server.h.
  *
  * Each connection is a socket with two events (read, persistent; write, armed
  * only while replies wait) and two evbuffers.  Replies are written at once,
@@ -16,15 +16,24 @@
  * that came with them (libevent reports those without EV_CLOSED).  The write
  * event is edge-triggered too: EPOLLET is per descriptor.
  *
- * Connection life cycle:
- *   accept -> (over max_tcp_clients? SERVER_ERROR and close) -> session
- *   read   -> session_process() -> replies written out
- *   paused -> output above SESSION_OUTPUT_HIGH: stop reading until it drains
- *   closing-> reply flushed, then freed (or freed at once on EOF / error)
- *   doomed -> freed from the reaper event (queue overflow, decided while
- *             another session was routing, when freeing at once is unsafe)
- * Sessions sit in a list ordered by last request; a timer closes the ones idle
- * longer than client_idle_timeout_secs, oldest first. */
+ * libevent's epoll backend has no changelist enabled here, so a re-arm
+ * (event_del + event_add) is an EPOLL_CTL_DEL and an EPOLL_CTL_ADD; the ADD
+ * re-checks readiness, which is what brings unread bytes back.
+ *
+ * Connection life cycle (conn.h's states):
+ *   accept -> (over max_tcp_clients? the protocol's refusal, close) -> OPEN
+ *   read   -> ops->process() -> replies written out
+ *   paused -> output above CONN_OUTPUT_HIGH: stop reading until it drains
+ *   EOF    -> answer what arrived, then close
+ *   CLOSING-> reply flushed, then freed (or freed at once on a reset)
+ *   DOOMED -> freed from the reaper event (queue overflow, decided while
+ *             another connection was routing, when freeing at once is unsafe)
+ * Push: the router's `ready` hook activates the connection's write event;
+ * its callback lets the protocol move queued entries into the output
+ * (ops->deliver) and writes them, in the same loop turn as the publish.
+ * Connections sit in the engine's list ordered by last request; a timer
+ * closes the ones idle longer than client_idle_timeout_secs, oldest first
+ * (connections in push mode are exempt: they have nothing to ask). */
 #include "server.h"
 
 #include <arpa/inet.h>
@@ -39,265 +48,261 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "session.h"
+#include "log.h"
+#include "proto_kraken.h"
+#include "proto_redis.h"
 
-int64_t server_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* ---- the list of sessions ordered by last request ---- */
-
-static void list_unlink(struct server *srv, struct session *s)
-{
-    if (s->older)
-        s->older->newer = s->newer;
-    else
-        srv->oldest = s->newer;
-    if (s->newer)
-        s->newer->older = s->older;
-    else
-        srv->newest = s->older;
-    s->older = s->newer = NULL;
-}
-
-static void list_append(struct server *srv, struct session *s)
-{
-    s->older = srv->newest;
-    s->newer = NULL;
-    if (srv->newest)
-        srv->newest->newer = s;
-    else
-        srv->oldest = s;
-    srv->newest = s;
-}
-
-struct session *server_find_session(struct server *srv, uint64_t id)
-{
-    for (struct session *s = srv->oldest; s; s = s->newer)
-        if (s->sub.id == id)
-            return s;
-    return NULL;
-}
-
-/* ---- connections ---- */
+/* conn->rflags: the read loop's memory between callbacks. */
+enum {
+    READ_UNREAD = 1,   /* the read callback left bytes in the socket */
+    READ_RDHUP = 2,    /* the peer's FIN is queued behind the unread bytes */
+    READ_REPLIED = 4,  /* output was produced since the read callback began */
+};
 
 /* Bytes read from a socket per read(2); a read callback reads at most
  * READ_BURST before yielding to other connections. */
 #define READ_CHUNK 16384
 #define READ_BURST (256 * 1024)
 
-static void session_free(struct session *s)
+static struct server *server_of(struct conn *c)
 {
-    struct server *srv = s->srv;
-    if (s->doomed) {
-        struct session **p = &srv->doomed;
-        while (*p != s)
+    return c->eng == NULL ? NULL : (struct server *)((char *)c->eng - offsetof(struct server, eng));
+}
+
+static void close_conn(struct conn *c)
+{
+    struct server *srv = server_of(c);
+    if (c->state == CONN_DOOMED) {
+        struct conn **p = &srv->doomed;
+        while (*p != c)
             p = &(*p)->next_doomed;
-        *p = s->next_doomed;
+        *p = c->next_doomed;
     }
-    list_unlink(srv, s);
-    if (s->rev)
-        event_free(s->rev);
-    if (s->wev)
-        event_free(s->wev);
-    if (s->in)
-        evbuffer_free(s->in);
-    if (s->out)
-        evbuffer_free(s->out);
-    if (s->fd >= 0)
-        evutil_closesocket(s->fd);
-    session_release(s);
-    srv->nclients--;
-    free(s);
-    if (srv->listener && srv->accept_timer && !evtimer_pending(srv->accept_timer, NULL))
-        evconnlistener_enable(srv->listener);
+    engine_remove_conn(&srv->eng, c);
+    if (c->rev)
+        event_free(c->rev);
+    if (c->wev)
+        event_free(c->wev);
+    if (c->in)
+        evbuffer_free(c->in);
+    if (c->out)
+        evbuffer_free(c->out);
+    if (c->fd >= 0)
+        evutil_closesocket(c->fd);
+    conn_free(c);
+    if (srv->accept_timer && !evtimer_pending(srv->accept_timer, NULL))
+        for (int k = 0; k < PROTO_KINDS; k++)
+            if (srv->listeners[k].l)
+                evconnlistener_enable(srv->listeners[k].l);
 }
 
 /* Writes what it can now; arms the write event for the rest.  Returns -1 if
  * the connection is dead. */
-static int flush(struct session *s)
+static int flush(struct conn *c)
 {
-    while (evbuffer_get_length(s->out) > 0) {
-        int n = evbuffer_write(s->out, s->fd);
+    while (evbuffer_get_length(c->out) > 0) {
+        int n = evbuffer_write(c->out, c->fd);
         if (n < 0) {
             int err = EVUTIL_SOCKET_ERROR();
             if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR)
                 break;
-            klog(LOG_DEBUG, "client %" PRIu64 " (%s): write: %s", s->sub.id, s->peer,
+            klog(LOG_DEBUG, "%s %" PRIu64 " (%s): write: %s", c->ops->log_name, c->sub.id, c->peer,
                  strerror(err));
             return -1;
         }
         if (n == 0)
             break;
     }
-    if (evbuffer_get_length(s->out) > 0)
-        event_add(s->wev, NULL);
+    size_t left = evbuffer_get_length(c->out);
+    if (c->sub.push)
+        c->sub.unsent = left; /* counted against max_client_queue_bytes */
+    if (left > 0)
+        event_add(c->wev, NULL);
     else
-        event_del(s->wev);
+        event_del(c->wev);
     return 0;
 }
 
-/* Runs the session on what has arrived, sends the replies, and decides
- * whether to keep reading.  May free s.
- *
- * A session pauses when its pending output passes SESSION_OUTPUT_HIGH; the
- * write event resumes it once the client has read.  If the socket took all
- * of it at once there will be no write event, so the session goes on here,
- * yielding to other connections (through its write event) every few rounds. */
-static bool run_session(struct session *s)
+/* Lets a push protocol move what is queued into the output. */
+static void deliver(struct conn *c)
 {
+    if (c->ops->deliver && c->sub.push && c->sub.queue.count > 0 && !conn_is_closing(c))
+        c->ops->deliver(c);
+}
+
+/* Runs the protocol on what has arrived, sends the replies, and decides
+ * whether to keep reading.  Returns false if it freed c.
+ *
+ * A connection pauses when its pending output passes CONN_OUTPUT_HIGH; the
+ * write event resumes it once the client has read.  If the socket took all
+ * of it at once there will be no write event, so the protocol goes on here,
+ * yielding to other connections (through its write event) every few rounds. */
+static bool run_conn(struct conn *c)
+{
+    struct engine *eng = c->eng;
     for (int round = 0;; round++) {
-        int64_t before = s->last_request_ms;
-        size_t had = evbuffer_get_length(s->out);
-        enum session_status st = session_process(s, s->in, s->out);
-        if (evbuffer_get_length(s->out) != had)
-            s->replied = true;
-        if (s->last_request_ms != before && s != s->srv->newest) {
-            list_unlink(s->srv, s);
-            list_append(s->srv, s);
-        }
+        uint64_t before = c->requests;
+        size_t had = evbuffer_get_length(c->out);
+        enum conn_status st = c->ops->process(c);
+        deliver(c);
+        if (evbuffer_get_length(c->out) != had)
+            c->rflags |= READ_REPLIED;
+        if (c->requests != before)
+            engine_touch_conn(eng, c);
         /* After EOF no request can complete any more: once everything that
          * arrived is answered, the connection closes. */
-        if (st == SESSION_CLOSE || (st == SESSION_OK && s->eof))
-            s->closing = true;
-        if (flush(s) < 0 || (s->closing && evbuffer_get_length(s->out) == 0)) {
-            session_free(s);
+        if (st == CONN_CLOSE || (st == CONN_OK && c->state == CONN_EOF)) {
+            if (c->state != CONN_DOOMED)
+                c->state = CONN_CLOSING;
+        }
+        if (flush(c) < 0 || (conn_is_closing(c) && evbuffer_get_length(c->out) == 0)) {
+            close_conn(c);
             return false;
         }
-        if (st == SESSION_OK && !s->closing) {
-            if (s->unread) {
+        if (st == CONN_OK && !conn_is_closing(c)) {
+            if (c->rflags & READ_UNREAD) {
                 /* Edge-triggered: no new edge will come for what is already
-                 * in the socket.  Re-arming through epoll (the changelist
-                 * makes this one EPOLL_CTL_MOD, which re-checks readiness)
-                 * brings it back on the next turn of the loop, after the
-                 * other ready sockets; event_active() would run it again in
-                 * this turn, before them. */
-                s->unread = false;
-                event_del(s->rev);
+                 * in the socket.  Re-arming through epoll (DEL then ADD: no
+                 * changelist here; the ADD re-checks readiness) brings it
+                 * back on a later turn of the loop, after the other ready
+                 * sockets; event_active() would run it again in this turn,
+                 * before them. */
+                c->rflags &= (uint8_t)~READ_UNREAD;
+                event_del(c->rev);
             }
-            event_add(s->rev, NULL);
+            event_add(c->rev, NULL);
             return true;
         }
-        event_del(s->rev); /* paused or closing: read nothing until the output drains */
-        if (s->closing || evbuffer_get_length(s->out) > 0)
+        event_del(c->rev); /* paused or closing: read nothing until the output drains */
+        if (conn_is_closing(c) || evbuffer_get_length(c->out) > 0)
             return true; /* write_cb takes over */
         if (round == 8) {
-            event_active(s->wev, EV_WRITE, 1);
+            event_active(c->wev, EV_WRITE, 1);
             return true;
         }
     }
 }
 
-/* Reads what the socket holds into s->in: until a short read (the socket is
+/* Reads what the socket holds into c->in: until a short read (the socket is
  * empty), EOF, or READ_BURST bytes.  *got is the number of bytes read and
- * *emptied whether it stopped on an empty socket.  Returns false if it freed s. */
-static bool read_socket(struct session *s, size_t *got, bool *emptied)
+ * *emptied whether it stopped on an empty socket.  Returns false if it freed c. */
+static bool read_socket(struct conn *c, size_t *got, bool *emptied)
 {
     size_t total = 0;
     *emptied = false;
     while (total < READ_BURST) {
         struct evbuffer_iovec v;
-        if (evbuffer_reserve_space(s->in, READ_CHUNK, &v, 1) < 1) {
-            klog(LOG_ERROR, "client %" PRIu64 " (%s): out of memory reading", s->sub.id, s->peer);
-            session_free(s);
+        if (evbuffer_reserve_space(c->in, READ_CHUNK, &v, 1) < 1) {
+            klog(LOG_ERROR, "%s %" PRIu64 " (%s): out of memory reading", c->ops->log_name, c->sub.id,
+                 c->peer);
+            close_conn(c);
             return false;
         }
-        ssize_t n = recv(s->fd, v.iov_base, v.iov_len, 0);
+        ssize_t n = recv(c->fd, v.iov_base, v.iov_len, 0);
         if (n == 0) {
             /* The client is done sending (closed, or half-closed): still
              * answer what it sent before, then close. */
-            evbuffer_commit_space(s->in, &v, 0);
-            klog(LOG_DEBUG, "client %" PRIu64 " (%s) disconnected", s->sub.id, s->peer);
-            s->eof = true;
-            event_del(s->rev);
+            evbuffer_commit_space(c->in, &v, 0);
+            klog(LOG_DEBUG, "%s %" PRIu64 " (%s) disconnected", c->ops->log_name, c->sub.id, c->peer);
+            if (c->state == CONN_OPEN)
+                c->state = CONN_EOF;
+            event_del(c->rev);
             break;
         }
         if (n < 0) {
-            evbuffer_commit_space(s->in, &v, 0);
+            evbuffer_commit_space(c->in, &v, 0);
             int err = EVUTIL_SOCKET_ERROR();
             if (err == EAGAIN || err == EWOULDBLOCK || err == EINTR) {
                 *emptied = true;
                 break;
             }
-            klog(LOG_DEBUG, "client %" PRIu64 " (%s): read: %s", s->sub.id, s->peer,
+            klog(LOG_DEBUG, "%s %" PRIu64 " (%s): read: %s", c->ops->log_name, c->sub.id, c->peer,
                  strerror(err));
-            session_free(s); /* reset: nobody to answer */
+            close_conn(c); /* reset: nobody to answer */
             return false;
         }
         v.iov_len = (size_t)n;
-        evbuffer_commit_space(s->in, &v, 1);
+        evbuffer_commit_space(c->in, &v, 1);
         total += (size_t)n;
-        if ((size_t)n < READ_CHUNK && !s->rdhup) {
+        if ((size_t)n < READ_CHUNK && !(c->rflags & READ_RDHUP)) {
             *emptied = true; /* a short read emptied the socket */
             break;
         }
     }
-    s->unread = total >= READ_BURST;
+    if (total >= READ_BURST)
+        c->rflags |= READ_UNREAD;
+    else
+        c->rflags &= (uint8_t)~READ_UNREAD;
     *got = total;
     return true;
 }
 
 static void read_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct session *s = arg;
+    struct conn *c = arg;
     (void)fd;
     if (what & EV_CLOSED)
-        s->rdhup = true; /* its edge comes once: read on until recv() says EOF */
+        c->rflags |= READ_RDHUP; /* its edge comes once: read on until recv() says EOF */
     for (int pass = 0;; pass++) {
         size_t got;
         bool emptied;
-        if (!read_socket(s, &got, &emptied))
+        if (!read_socket(c, &got, &emptied))
             return;
-        s->replied = false;
-        if (!run_session(s))
+        c->rflags &= (uint8_t)~READ_REPLIED;
+        if (!run_conn(c))
             return;
         /* A reset that arrived with these bytes raises no further edge, and
          * libevent reports it without EV_CLOSED.  When the bytes got a
-         * reply, writing it fails and frees the session; when they got none
-         * (noreply, or an incomplete request), read once more to see it. */
-        if (pass == 1 || !emptied || got == 0 || s->replied || s->eof || s->closing ||
-            !event_pending(s->rev, EV_READ, NULL))
+         * reply, writing it fails and frees the connection; when they got
+         * none (noreply, or an incomplete request), read once more to see it. */
+        if (pass == 1 || !emptied || got == 0 || (c->rflags & READ_REPLIED) ||
+            c->state != CONN_OPEN || !event_pending(c->rev, EV_READ, NULL))
             return;
     }
 }
 
 static void write_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct session *s = arg;
+    struct conn *c = arg;
     (void)fd;
     (void)what;
-    if (flush(s) < 0) {
-        session_free(s);
-        return;
+    c->push_armed = false;
+    deliver(c);
+    for (int round = 0;; round++) {
+        if (flush(c) < 0) {
+            close_conn(c);
+            return;
+        }
+        if (evbuffer_get_length(c->out) > 0)
+            return;
+        if (conn_is_closing(c)) {
+            close_conn(c);
+            return;
+        }
+        /* Drained: more may be queued behind the push high-water mark. */
+        if (round < 8 && c->sub.push && c->sub.queue.count > 0) {
+            deliver(c);
+            continue;
+        }
+        break;
     }
-    if (evbuffer_get_length(s->out) > 0)
-        return;
-    if (s->closing)
-        session_free(s);
-    else if (!event_pending(s->rev, EV_READ, NULL))
-        (void)run_session(s); /* resume after a pause */
+    if ((c->state == CONN_OPEN || c->state == CONN_EOF) && !event_pending(c->rev, EV_READ, NULL))
+        (void)run_conn(c); /* resume after a pause */
 }
 
 static void format_peer(const struct sockaddr *sa, char *buf, size_t len)
 {
     char host[INET6_ADDRSTRLEN] = "?";
-    int port = 0;
     if (sa->sa_family == AF_INET) {
         const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
         inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
-        port = ntohs(in->sin_port);
-        snprintf(buf, len, "%s:%d", host, port);
+        snprintf(buf, len, "%s:%d", host, ntohs(in->sin_port));
     } else if (sa->sa_family == AF_INET6) {
         const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
         inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
-        port = ntohs(in6->sin6_port);
-        snprintf(buf, len, "[%s]:%d", host, port);
+        snprintf(buf, len, "[%s]:%d", host, ntohs(in6->sin6_port));
     } else {
         snprintf(buf, len, "unknown");
     }
@@ -306,59 +311,67 @@ static void format_peer(const struct sockaddr *sa, char *buf, size_t len)
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
-    struct server *srv = arg;
+    struct listener *ls = arg;
+    struct server *srv = ls->srv;
+    struct engine *eng = &srv->eng;
     (void)l;
     (void)salen;
-    if (srv->nclients >= srv->cfg.max_clients) {
+    if (eng->nconns >= eng->cfg.max_clients) {
         /* Best effort: the socket is fresh, so this small write fits its buffer. */
-        ssize_t w = send(fd, PROTO_TOO_MANY_CLIENTS, sizeof PROTO_TOO_MANY_CLIENTS - 1,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
-        (void)w;
+        const char *msg = ls->ops->err_too_many_clients;
+        if (msg) {
+            ssize_t w = send(fd, msg, strlen(msg), MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)w;
+        }
         evutil_closesocket(fd);
-        srv->stats.rejected_connections++;
-        klog(LOG_WARNING, "connection refused: max_tcp_clients (%u) reached",
-             srv->cfg.max_clients);
-        return;
-    }
-    struct session *s = malloc(sizeof *s);
-    if (!s) {
-        evutil_closesocket(fd);
-        klog(LOG_ERROR, "out of memory accepting a connection");
+        eng->stats.rejected_connections++;
+        klog(LOG_WARNING, "connection refused: max_tcp_clients (%u) reached%s",
+             eng->cfg.max_clients, ls->ops->kind == PROTO_KIND_KRAKEN ? "" : " (redis port)");
         return;
     }
     char peer[64];
     format_peer(sa, peer, sizeof peer);
-    session_init(s, srv, ++srv->next_id, peer, server_now_ms());
-    s->fd = fd;
-    s->in = evbuffer_new();
-    s->out = evbuffer_new();
-    s->rev = event_new(srv->base, fd, EV_READ | EV_CLOSED | EV_PERSIST | EV_ET, read_cb, s);
+    struct conn *c = conn_new(eng, ls->ops, ++eng->next_id, peer, engine_now_ms());
+    if (!c) {
+        evutil_closesocket(fd);
+        klog(LOG_ERROR, "out of memory accepting a connection");
+        return;
+    }
+    c->fd = fd;
+    c->in = evbuffer_new();
+    c->out = evbuffer_new();
+    c->rev = event_new(srv->base, fd, EV_READ | EV_CLOSED | EV_PERSIST | EV_ET, read_cb, c);
     /* Both edge-triggered: epoll's EPOLLET is per descriptor, and a
      * level-triggered write event would turn the reads level-triggered too.
      * flush() writes until the socket is full, so a write edge is never missed. */
-    s->wev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST | EV_ET, write_cb, s);
-    srv->nclients++;
-    list_append(srv, s);
-    if (!s->in || !s->out || !s->rev || !s->wev || event_add(s->rev, NULL) < 0) {
+    c->wev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST | EV_ET, write_cb, c);
+    engine_add_conn(eng, c);
+    if (!c->in || !c->out || !c->rev || !c->wev || event_add(c->rev, NULL) < 0) {
         klog(LOG_ERROR, "out of memory accepting a connection");
-        session_free(s);
+        close_conn(c);
         return;
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    srv->stats.total_connections++;
-    klog(LOG_DEBUG, "client %" PRIu64 " connected from %s", s->sub.id, peer);
+    /* Push connections may stay silent for hours: let TCP find dead peers. */
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    eng->stats.total_connections++;
+    klog(LOG_DEBUG, "%s %" PRIu64 " connected from %s", ls->ops->log_name, c->sub.id, peer);
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
-    struct server *srv = arg;
+    struct listener *ls = arg;
+    struct server *srv = ls->srv;
     int err = EVUTIL_SOCKET_ERROR();
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         /* Out of descriptors: stop accepting for a while instead of spinning. */
         klog(LOG_WARNING, "accept: %s; pausing accepts (%u clients connected)",
-             evutil_socket_error_to_string(err), srv->nclients);
-        evconnlistener_disable(l);
+             evutil_socket_error_to_string(err), srv->eng.nconns);
+        (void)l;
+        for (int k = 0; k < PROTO_KINDS; k++)
+            if (srv->listeners[k].l)
+                evconnlistener_disable(srv->listeners[k].l);
         struct timeval tv = {0, 200000};
         evtimer_add(srv->accept_timer, &tv);
     } else {
@@ -371,21 +384,32 @@ static void accept_timer_cb(evutil_socket_t fd, short what, void *arg)
     struct server *srv = arg;
     (void)fd;
     (void)what;
-    evconnlistener_enable(srv->listener);
+    for (int k = 0; k < PROTO_KINDS; k++)
+        if (srv->listeners[k].l)
+            evconnlistener_enable(srv->listeners[k].l);
 }
 
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct server *srv = arg;
+    struct engine *eng = &srv->eng;
     (void)fd;
     (void)what;
-    int64_t limit = server_now_ms() - (int64_t)srv->cfg.idle_timeout_secs * 1000;
-    while (srv->oldest && srv->oldest->last_request_ms <= limit) {
-        struct session *s = srv->oldest;
-        klog(LOG_INFO, "client %" PRIu64 " (%s) idle for %u s, disconnecting", s->sub.id,
-             s->peer, srv->cfg.idle_timeout_secs);
-        srv->stats.disconnects_idle++;
-        session_free(s);
+    int64_t now = engine_now_ms();
+    int64_t limit = now - (int64_t)eng->cfg.idle_timeout_secs * 1000;
+    uint32_t rotated = 0;
+    while (eng->oldest && eng->oldest->last_request_ms <= limit) {
+        struct conn *c = eng->oldest;
+        if (c->sub.push && rotated++ < eng->nconns) {
+            /* Push mode: silence is normal; start its clock again. */
+            c->last_request_ms = now;
+            engine_touch_conn(eng, c);
+            continue;
+        }
+        klog(LOG_INFO, "%s %" PRIu64 " (%s) idle for %u s, disconnecting", c->ops->log_name,
+             c->sub.id, c->peer, eng->cfg.idle_timeout_secs);
+        eng->stats.disconnects_idle++;
+        close_conn(c);
     }
 }
 
@@ -395,38 +419,49 @@ static void reaper_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     while (srv->doomed) {
-        (void)flush(srv->doomed); /* best effort: the SERVER_ERROR line */
-        session_free(srv->doomed);
+        (void)flush(srv->doomed); /* best effort: the error line */
+        close_conn(srv->doomed);
     }
 }
 
-/* Router callback: a subscriber's queue went over its bound, or could not grow. */
+/* Router hook: a subscriber's queue went over its bound, or could not grow. */
 static void overflow_cb(struct subscriber *sub, void *arg)
 {
     struct server *srv = arg;
-    struct session *s = session_of(sub);
-    bool over = sub->queue.bytes > srv->cfg.max_queue_bytes;
+    struct conn *c = sub->owner;
+    bool over = sub->queue.bytes + sub->unsent > srv->eng.cfg.max_queue_bytes;
     if (over)
         klog(LOG_WARNING,
-             "client %" PRIu64 " (%s): undelivered queue over max_client_queue_bytes (%zu bytes, "
+             "%s %" PRIu64 " (%s): undelivered queue over max_client_queue_bytes (%zu bytes, "
              "%u messages); disconnecting it",
-             sub->id, s->peer, sub->queue.bytes, sub->queue.count);
+             c->ops->log_name, sub->id, c->peer, sub->queue.bytes + sub->unsent,
+             sub->queue.count);
     else
         klog(LOG_ERROR,
-             "client %" PRIu64 " (%s): out of memory queuing a message for it; disconnecting it",
-             sub->id, s->peer);
-    srv->stats.disconnects_overflow++;
-    if (s->out) {
-        const char *msg = over ? "SERVER_ERROR queue limit exceeded\r\n"
-                               : "SERVER_ERROR out of memory\r\n";
-        evbuffer_add(s->out, msg, strlen(msg));
-        event_del(s->rev);
+             "%s %" PRIu64 " (%s): out of memory queuing a message for it; disconnecting it",
+             c->ops->log_name, sub->id, c->peer);
+    srv->eng.stats.disconnects_overflow++;
+    const char *msg = over ? c->ops->err_queue_limit : c->ops->err_nomem;
+    if (c->out && msg) {
+        evbuffer_add(c->out, msg, strlen(msg));
     }
-    s->closing = true;
-    s->doomed = true;
-    s->next_doomed = srv->doomed;
-    srv->doomed = s;
+    if (c->rev)
+        event_del(c->rev);
+    c->state = CONN_DOOMED;
+    c->next_doomed = srv->doomed;
+    srv->doomed = c;
     event_active(srv->reaper, EV_TIMEOUT, 0);
+}
+
+/* Router hook: a push subscriber has something to send. */
+static void ready_cb(struct subscriber *sub, void *arg)
+{
+    struct conn *c = sub->owner;
+    (void)arg;
+    if (c->push_armed || !c->wev || conn_is_closing(c))
+        return;
+    c->push_armed = true;
+    event_active(c->wev, EV_WRITE, 1);
 }
 
 static int resolve(const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len)
@@ -449,60 +484,79 @@ static int resolve(const char *ip, int port, struct sockaddr_storage *ss, sockle
     return -1;
 }
 
+static int listen_on(struct server *srv, enum proto_kind kind, const struct proto_ops *ops,
+                     int port, char *err, size_t errlen)
+{
+    const struct engine_config *cfg = &srv->eng.cfg;
+    struct listener *ls = &srv->listeners[kind];
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    if (resolve(cfg->listen_ip, port, &ss, &sslen) < 0) {
+        snprintf(err, errlen, "bad listen_ip %s", cfg->listen_ip);
+        return -1;
+    }
+    ls->ops = ops;
+    ls->srv = srv;
+    ls->l = evconnlistener_new_bind(
+        srv->base, accept_cb, ls, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+        1024, (struct sockaddr *)&ss, (int)sslen);
+    if (!ls->l) {
+        snprintf(err, errlen, "listen %s port %d (%s protocol): %s", cfg->listen_ip, port,
+                 ops->name, strerror(errno));
+        return -1;
+    }
+    evconnlistener_set_error_cb(ls->l, accept_error_cb);
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    getsockname(evconnlistener_get_fd(ls->l), (struct sockaddr *)&bound, &blen);
+    ls->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                 : ((struct sockaddr_in *)&bound)->sin_port);
+    return 0;
+}
+
 int server_start(struct server *srv, struct event_base *base, const struct engine_config *cfg,
                  char *err, size_t errlen)
 {
     memset(srv, 0, sizeof *srv);
     srv->base = base;
-    srv->cfg = *cfg;
-    srv->started_ms = server_now_ms();
-    struct router_config rc = {
-        .num_shards = cfg->num_shards,
-        .retain_per_shard = cfg->retain_per_shard,
-        .retain_bytes_per_shard = cfg->retain_bytes_per_shard,
-        .max_queue_bytes = cfg->max_queue_bytes,
-        .overflow = overflow_cb,
-        .overflow_arg = srv,
-    };
-    if (router_init(&srv->router, &rc, (int64_t)time(NULL)) < 0) {
+    if (engine_init(&srv->eng, cfg, overflow_cb, ready_cb, srv) < 0) {
         snprintf(err, errlen, "out of memory creating %u router shards", cfg->num_shards);
         return -1;
     }
-    struct sockaddr_storage ss;
-    socklen_t sslen;
-    if (resolve(cfg->listen_ip, cfg->port, &ss, &sslen) < 0) {
-        snprintf(err, errlen, "bad listen_ip %s", cfg->listen_ip);
+    srv->started = true;
+    if (listen_on(srv, PROTO_KIND_KRAKEN, &proto_kraken, cfg->port, err, errlen) < 0)
         return -1;
-    }
-    srv->listener = evconnlistener_new_bind(
-        base, accept_cb, srv, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
-        1024, (struct sockaddr *)&ss, (int)sslen);
-    if (!srv->listener) {
-        snprintf(err, errlen, "listen %s port %d: %s", cfg->listen_ip, cfg->port,
-                 strerror(errno));
+    if (cfg->redis_port >= 0 &&
+        listen_on(srv, PROTO_KIND_REDIS, &proto_redis, cfg->redis_port, err, errlen) < 0)
         return -1;
-    }
-    evconnlistener_set_error_cb(srv->listener, accept_error_cb);
-    struct sockaddr_storage bound;
-    socklen_t blen = sizeof bound;
-    getsockname(evconnlistener_get_fd(srv->listener), (struct sockaddr *)&bound, &blen);
-    srv->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                  : ((struct sockaddr_in *)&bound)->sin_port);
     srv->accept_timer = evtimer_new(base, accept_timer_cb, srv);
     srv->reaper = event_new(base, -1, 0, reaper_cb, srv);
     srv->sweep_timer = event_new(base, -1, EV_PERSIST, sweep_cb, srv);
+    if (!srv->accept_timer || !srv->reaper || !srv->sweep_timer) {
+        snprintf(err, errlen, "out of memory creating the server's timers");
+        return -1;
+    }
     struct timeval tv = {0, 200000};
     evtimer_add(srv->sweep_timer, &tv);
     return 0;
 }
 
+int server_port(const struct server *srv, enum proto_kind kind)
+{
+    return srv->listeners[kind].l ? srv->listeners[kind].port : -1;
+}
+
 void server_stop(struct server *srv)
 {
-    while (srv->oldest)
-        session_free(srv->oldest);
-    if (srv->listener)
-        evconnlistener_free(srv->listener);
-    srv->listener = NULL;
+    if (!srv->started)
+        return;
+    while (srv->eng.oldest)
+        close_conn(srv->eng.oldest);
+    for (int k = 0; k < PROTO_KINDS; k++)
+        if (srv->listeners[k].l) {
+            evconnlistener_free(srv->listeners[k].l);
+            srv->listeners[k].l = NULL;
+        }
     if (srv->sweep_timer)
         event_free(srv->sweep_timer);
     if (srv->accept_timer)
@@ -510,7 +564,6 @@ void server_stop(struct server *srv)
     if (srv->reaper)
         event_free(srv->reaper);
     srv->sweep_timer = srv->accept_timer = srv->reaper = NULL;
-    router_free(&srv->router);
-    free(srv->slices);
-    free(srv->entries);
+    engine_free(&srv->eng);
+    srv->started = false;
 }

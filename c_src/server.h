@@ -1,67 +1,52 @@
-/* server.h - the engine's network side: libevent loop, listener, connections.
+/* server.h - the engine's network side: libevent loop, listeners, sockets.
  *
- * One event loop owns everything (listener, every connection, the router),
- * so no locks are needed.  Each connection is a socket plus a session
- * (session.h) that turns its input bytes into replies.  The server also
- * enforces the connection-level limits: max_tcp_clients, the idle timeout
- * (a list of sessions ordered by last request, swept by a timer),
- * output backpressure, and descriptor exhaustion at accept. */
+ * One event loop owns everything (listeners, every connection, the engine),
+ * so no locks are needed.  There is one listener per enabled protocol
+ * (Kraken's on tcp_server_port, Redis's on redis_port); each accepted socket
+ * becomes a connection (conn.h) of that listener's protocol, and from then
+ * on the server only moves bytes: it reads into conn->in, calls the
+ * protocol's process(), and writes conn->out.  The server also enforces the
+ * connection-level limits: max_tcp_clients, the idle timeout (the engine's
+ * list of connections ordered by last request, swept by a timer), output
+ * backpressure, descriptor exhaustion at accept, and the router's hooks
+ * (queue overflow: disconnect; ready: arm a push write). */
 #ifndef KRAKEN_SERVER_H
 #define KRAKEN_SERVER_H
 
-#include <stdbool.h>
 #include <stddef.h>
-#include <stdint.h>
 
 #include "config.h"
-#include "log.h"
-#include "router.h"
+#include "conn.h"
+#include "engine.h"
 
-#define KRAKEN_VERSION "1.0.0"
-
-struct session;
 struct event_base;
+struct evconnlistener;
+struct server;
 
-struct server_stats {
-    uint64_t total_connections;
-    uint64_t rejected_connections;
-    uint64_t messages_delivered;  /* entries written out by `get messages` */
-    uint64_t requests;
-    uint64_t disconnects_overflow;
-    uint64_t disconnects_idle;
-    uint64_t disconnects_error;
+struct listener {
+    struct evconnlistener *l;
+    const struct proto_ops *ops;
+    struct server *srv;
+    int port;                    /* actual listening port */
 };
 
 struct server {
     struct event_base *base;
-    struct engine_config cfg;
-    struct router router;
-    struct evconnlistener *listener;
+    struct engine eng;
+    struct listener listeners[PROTO_KINDS]; /* .l NULL: protocol not enabled */
     struct event *sweep_timer;
     struct event *accept_timer;  /* re-enables accepting after EMFILE */
-    struct event *reaper;        /* frees sessions marked for death */
-    int port;                    /* actual listening port */
-    int64_t started_ms;
-    uint64_t next_id;
-    uint32_t nclients;
-    struct session *oldest, *newest; /* all sessions, by last request */
-    struct session *doomed;          /* sessions to free from the reaper */
-    struct server_stats stats;
-    struct proto_slice *slices;      /* scratch for topic lists */
-    size_t slices_cap;
-    struct proto_entry *entries;     /* scratch for a publish block's entries */
-    size_t entries_cap;
+    struct event *reaper;        /* frees connections marked for death */
+    struct conn *doomed;         /* connections to free from the reaper */
+    bool started;
 };
 
-/* Opens the listener and starts timers.  On failure returns -1 and writes a
+/* Opens the listeners and starts timers.  On failure returns -1 and writes a
  * reason into err. */
 int server_start(struct server *srv, struct event_base *base, const struct engine_config *cfg,
                  char *err, size_t errlen);
 void server_stop(struct server *srv);
-int64_t server_now_ms(void);
-struct session *server_find_session(struct server *srv, uint64_t id);
-/* Writes the `stats` reply (STAT lines and END); defined in session.c. */
-struct evbuffer;
-void server_write_stats(struct server *srv, struct evbuffer *out);
+/* The port a protocol listens on, or -1 when it is not enabled. */
+int server_port(const struct server *srv, enum proto_kind kind);
 
 #endif

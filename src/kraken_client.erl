@@ -8,11 +8,18 @@
 %% `ERROR' -> `{error, unknown_command}'; `CLIENT_ERROR R' ->
 %% `{error, {client_error, R}}'; `SERVER_ERROR R' -> `{error, {server_error, R}}';
 %% a closed connection -> `{error, closed}'.
+%%
+%% Push mode (`push(Sock, on)', a Kraken extension, docs/protocol.md): the
+%% server then sends each connection's messages as they arrive, as unprompted
+%% `VALUE messages' blocks; `await_messages/2' waits for them.  Blocks that
+%% arrive ahead of the reply to another request are kept (in the calling
+%% process's dictionary, per socket) and returned by the next
+%% `await_messages/2'; in push mode, use it instead of `receive_messages/1'.
 -module(kraken_client).
 
 -export([connect/2, connect/3, register/1, subscribe/2, retro_subscribe/3,
          unsubscribe/2, publish/2, receive_messages/1, quit/1, disconnect/1,
-         version/1, stats/1]).
+         version/1, stats/1, push/2, await_messages/2]).
 %% Exported for tests.
 -export([serialize_entries/1, parse_messages/1, parse_reply/1]).
 
@@ -83,9 +90,12 @@ publish(Sock, Entries) ->
 %% @doc Returns and removes the messages queued for this connection.
 -spec receive_messages(gen_tcp:socket()) -> [{[binary()], binary()}] | error().
 receive_messages(Sock) ->
-    case request(Sock, <<"get messages\r\n">>) of
+    put({kraken_client_polling, Sock}, true),
+    Reply = request(Sock, <<"get messages\r\n">>),
+    erase({kraken_client_polling, Sock}),
+    case Reply of
         {ok, <<"END">>} ->
-            [];
+            take_pushed(Sock);
         {ok, <<"VALUE messages ", Rest/binary>> = Line} ->
             case binary:split(Rest, <<" ">>, [global]) of
                 [_Flags, N] ->
@@ -97,6 +107,33 @@ receive_messages(Sock) ->
             parse_reply(Line);
         Error ->
             Error
+    end.
+
+%% @doc Turns push mode on or off for this connection.
+-spec push(gen_tcp:socket(), on | off) -> ok | error().
+push(Sock, Mode) when Mode =:= on; Mode =:= off ->
+    set(Sock, <<"push">>, atom_to_binary(Mode)).
+
+%% @doc In push mode: the messages pushed so far, or, when none has arrived,
+%% the next block pushed within Timeout milliseconds (`[]' if none).
+-spec await_messages(gen_tcp:socket(), timeout()) -> [{[binary()], binary()}] | error().
+await_messages(Sock, Timeout) ->
+    case take_pushed(Sock) of
+        [] ->
+            ok = inet:setopts(Sock, [{packet, line}]),
+            case gen_tcp:recv(Sock, 0, Timeout) of
+                {ok, Line} ->
+                    case value_line(strip_eol(Line)) of
+                        {ok, N} -> receive_value(Sock, N);
+                        error -> {error, {unexpected_reply, strip_eol(Line)}}
+                    end;
+                {error, timeout} ->
+                    [];
+                Error ->
+                    Error
+            end;
+        Messages ->
+            Messages
     end.
 
 %% @doc Sends `quit' and waits for the server to close the connection.
@@ -241,8 +278,52 @@ set(Sock, Command, Data) ->
 %% Sends a request and reads one reply line (without its line ending).
 request(Sock, Request) ->
     case gen_tcp:send(Sock, Request) of
-        ok -> recv_line(Sock);
+        ok -> recv_reply(Sock);
         Error -> Error
+    end.
+
+%% The next reply line; pushed blocks ahead of it are kept for await_messages/2.
+recv_reply(Sock) ->
+    case recv_line(Sock) of
+        {ok, <<"VALUE messages ", _/binary>> = Line} = Reply ->
+            case pushed_block_expected(Sock) of
+                true ->
+                    {ok, N} = value_line(Line),
+                    case receive_value(Sock, N) of
+                        Messages when is_list(Messages) ->
+                            keep_pushed(Sock, Messages),
+                            recv_reply(Sock);
+                        Error ->
+                            Error
+                    end;
+                false ->
+                    Reply
+            end;
+        Other ->
+            Other
+    end.
+
+value_line(<<"VALUE messages ", Rest/binary>>) ->
+    case binary:split(Rest, <<" ">>, [global]) of
+        [_Flags, N] ->
+            try {ok, binary_to_integer(N)} catch error:badarg -> error end;
+        _ ->
+            error
+    end;
+value_line(_) ->
+    error.
+
+%% Whether a VALUE block can be a push: the request in flight is not a poll.
+pushed_block_expected(Sock) ->
+    get({kraken_client_polling, Sock}) =/= true.
+
+keep_pushed(Sock, Messages) ->
+    put({kraken_client_pushed, Sock}, take_pushed(Sock) ++ Messages).
+
+take_pushed(Sock) ->
+    case erase({kraken_client_pushed, Sock}) of
+        undefined -> [];
+        Messages -> Messages
     end.
 
 recv_line(Sock) ->

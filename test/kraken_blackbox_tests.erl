@@ -42,7 +42,10 @@ main_test_() ->
              {"errors close only the offending connection", {timeout, 30, fun errors/0}},
              {"admin requests", fun admin/0},
              {"set_log_level", fun set_log_level/0},
-             {"engine restart after kill -9", {timeout, 20, fun engine_restart/0}}]).
+             {"engine restart after kill -9", {timeout, 20, fun engine_restart/0}},
+             {"push mode: exact bytes", fun push_bytes/0},
+             {"push mode through kraken_client", {timeout, 20, fun push_client/0}},
+             {"push mode: a bad mode is refused", fun push_bad_mode/0}]).
 
 %% Small limits: 3 clients, 1 KiB requests and queues, 1 s idle timeout.
 limits_test_() ->
@@ -52,7 +55,10 @@ limits_test_() ->
              {"request too large", {timeout, 20, fun too_large/0}},
              {"command line too long", {timeout, 20, fun too_long_line/0}},
              {"queue bound", {timeout, 20, fun queue_bound/0}},
-             {"idle timeout", {timeout, 20, fun idle_timeout/0}}]).
+             {"idle timeout", {timeout, 20, fun idle_timeout/0}},
+             {"push mode: a consumer that never reads is disconnected",
+              {timeout, 20, fun push_slow_consumer/0}},
+             {"push mode: no idle timeout", {timeout, 20, fun push_not_idle/0}}]).
 
 %% Small retention: one shard keeping 3 entries.
 retention_test_() ->
@@ -647,6 +653,120 @@ idle_timeout() ->
     ?assert(Elapsed >= 900),
     ?assert(Elapsed =< 2500),
     receive {Poller, done} -> ok after 10000 -> ?assert(false) end.
+
+%% Push mode turns a connection's queue into unprompted `get messages'
+%% replies; nothing else on the wire changes.
+push_bytes() ->
+    S = raw(),
+    ok = gen_tcp:send(S, <<"set subscribe 0 0 5\r\npb_t1\r\nset push 0 0 2\r\non\r\n">>),
+    {ok, <<"STORED\r\nSTORED\r\n">>} = recv_n(S, 16),
+    Pub = client(),
+    ok = kraken_client:publish(Pub, [{[<<"pb_t1">>], <<"hi">>}]),
+    Expected = <<"VALUE messages 0 19\r\nMESSAGE pb_t1 2\r\nhi\r\nEND\r\n">>,
+    ?assertEqual({ok, Expected}, recv_n(S, byte_size(Expected))),
+    %% off: back to polling
+    ok = gen_tcp:send(S, <<"set push 0 0 3\r\noff\r\n">>),
+    {ok, <<"STORED\r\n">>} = recv_n(S, 8),
+    ok = kraken_client:publish(Pub, [{[<<"pb_t1">>], <<"yo">>}]),
+    ?assertEqual({error, timeout}, gen_tcp:recv(S, 0, 300)),
+    ok = gen_tcp:send(S, <<"get messages\r\n">>),
+    Polled = <<"VALUE messages 0 19\r\nMESSAGE pb_t1 2\r\nyo\r\nEND\r\n">>,
+    ?assertEqual({ok, Polled}, recv_n(S, byte_size(Polled))),
+    gen_tcp:close(S),
+    works(Pub).
+
+push_client() ->
+    Sub = client(),
+    Pub = client(),
+    ok = kraken_client:subscribe(Sub, [<<"pc_a">>]),
+    ok = kraken_client:push(Sub, on),
+    ?assertEqual([], kraken_client:await_messages(Sub, 100)),
+    [ok = kraken_client:publish(Pub, [{[<<"pc_a">>], integer_to_binary(I)}])
+     || I <- lists:seq(1, 50)],
+    %% Requests still work while blocks arrive; blocks ahead of a reply are kept.
+    ok = kraken_client:subscribe(Sub, [<<"pc_b">>]),
+    ok = kraken_client:publish(Pub, [{[<<"pc_b">>, <<"pc_a">>], <<"both">>}]),
+    Got = await(Sub, 51),
+    ?assertEqual([{[<<"pc_a">>], integer_to_binary(I)} || I <- lists:seq(1, 50)] ++
+                     [{[<<"pc_b">>, <<"pc_a">>], <<"both">>}], Got),
+    works(Sub),
+    works(Pub).
+
+await(S, N) ->
+    await(S, N, [], erlang:monotonic_time(millisecond) + ?WAIT).
+
+await(S, N, Acc, Deadline) ->
+    Got = kraken_client:await_messages(S, 200),
+    ?assert(is_list(Got)),
+    All = Acc ++ Got,
+    case length(All) >= N orelse erlang:monotonic_time(millisecond) > Deadline of
+        true -> All;
+        false -> await(S, N, All, Deadline)
+    end.
+
+push_bad_mode() ->
+    S = raw(),
+    ok = gen_tcp:send(S, <<"set push 0 0 3\r\nyes\r\n">>),
+    ?assertEqual({ok, <<"CLIENT_ERROR push mode must be on or off\r\n">>}, recv_all(S)),
+    works(client()).
+
+recv_n(S, N) ->
+    gen_tcp:recv(S, N, ?WAIT).
+
+%% Everything until the server closes the connection.
+recv_all(S) ->
+    recv_all(S, <<>>).
+
+recv_all(S, Acc) ->
+    case gen_tcp:recv(S, 0, ?WAIT) of
+        {ok, Data} -> recv_all(S, <<Acc/binary, Data/binary>>);
+        {error, closed} -> {ok, Acc};
+        Error -> Error
+    end.
+
+%% A push client that never reads: its unsent output plus its queue go over
+%% max_client_queue_bytes (1 KiB here) and it is disconnected, with a warning.
+push_slow_consumer() ->
+    no_clients(),
+    Id = kraken_test_capture,
+    ok = logger:add_handler(Id, ?MODULE, #{config => #{pid => self()}}),
+    try
+        {ok, Slow} = gen_tcp:connect({127, 0, 0, 1}, port(),
+                                     [binary, {active, false}, {recbuf, 1024}]),
+        ok = gen_tcp:send(Slow, <<"set subscribe 0 0 4\r\npslo\r\nset push 0 0 2\r\non\r\n">>),
+        {ok, <<"STORED\r\nSTORED\r\n">>} = recv_n(Slow, 16),
+        Pub = client(),
+        Payload = binary:copy(<<"p">>, 900),
+        %% Enough to fill the socket buffers on both sides, then the bound.
+        publish_until_gone(Pub, Payload, 5000),
+        receive
+            {log, warning, engine, _} -> ok
+        after ?WAIT ->
+                ?assert(false)
+        end,
+        works(Pub),
+        gen_tcp:close(Slow)
+    after
+        logger:remove_handler(Id)
+    end,
+    flush_logs().
+
+publish_until_gone(_Pub, _Payload, 0) ->
+    ?assert(false);
+publish_until_gone(Pub, Payload, N) ->
+    ok = kraken_client:publish(Pub, [{[<<"pslo">>], Payload}]),
+    case length(kraken_engine:call(dump_queues)) of
+        1 -> ok;
+        _ -> publish_until_gone(Pub, Payload, N - 1)
+    end.
+
+%% A connection in push mode has nothing to ask: it outlives the idle timeout.
+push_not_idle() ->
+    no_clients(),
+    S = client(),
+    ok = kraken_client:push(S, on),
+    timer:sleep(2500),
+    works(S).
 
 %%% Retention fixture (1 shard, 3 entries kept)
 

@@ -31,6 +31,7 @@ enum proto_cmd {
     PROTO_SET_RETRO_SUBSCRIBE,
     PROTO_SET_UNSUBSCRIBE,
     PROTO_SET_PUBLISH,
+    PROTO_SET_PUSH,  /* extension: `on` / `off` push mode */
     PROTO_GET_MESSAGES,
     PROTO_QUIT,
     PROTO_VERSION,

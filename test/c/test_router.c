@@ -38,11 +38,11 @@ static struct fix *fix_new(uint32_t shards, uint32_t retain, size_t max_queue, i
         .retain_per_shard = retain,
         .max_queue_bytes = max_queue,
         .overflow = on_overflow,
-        .overflow_arg = f,
+        .cb_arg = f,
     };
     assert_int_equal(router_init(&f->r, &cfg, start), 0);
     for (int i = 0; i < NSUBS; i++)
-        subscriber_init(&f->s[i], (uint64_t)i + 1);
+        subscriber_init(&f->s[i], (uint64_t)i + 1, NULL);
     tu_defer(fix_destroy, f);
     return f;
 }
@@ -165,7 +165,7 @@ static struct entry *queued_entry(const struct subscriber *s, uint32_t i)
 static void name_on_shard(struct fix *f, uint32_t shard, int k, char *out)
 {
     struct subscriber d;
-    subscriber_init(&d, 999999);
+    subscriber_init(&d, 999999, NULL);
     for (int i = 0;; i++) {
         char name[32];
         snprintf(name, sizeof name, "n%d", i);
@@ -194,7 +194,7 @@ static void test_subscribe_counts(void **state)
     assert_int_equal(router_subscribe(&f->r, a, B("t2")), 1);
     assert_int_equal(router_subscribe(&f->r, b, B("t1")), 1);
     assert_int_equal(f->r.stats.subscriptions, 3);
-    assert_int_equal(f->r.topics.count, 2);
+    assert_int_equal(topic_index_count(&f->r.topics), 2);
     assert_int_equal(a->subs.count, 2);
     struct topic *t1 = router_find_topic(&f->r, B("t1"));
     assert_non_null(t1);
@@ -211,12 +211,12 @@ static void test_subscribe_counts(void **state)
     assert_null(router_find_topic(&f->r, B("nope")));
     /* a topic that exists but a does not hold */
     assert_int_equal(router_unsubscribe(&f->r, a, B("t1")), 0);
-    assert_int_equal(f->r.topics.count, 2);
+    assert_int_equal(topic_index_count(&f->r.topics), 2);
 
     assert_int_equal(router_unsubscribe(&f->r, b, B("t1")), 1);
     assert_null(router_find_topic(&f->r, B("t1")));
     assert_int_equal(router_unsubscribe(&f->r, a, B("t2")), 1);
-    assert_int_equal(f->r.topics.count, 0);
+    assert_int_equal(topic_index_count(&f->r.topics), 0);
     assert_int_equal(f->r.stats.subscriptions, 0);
     fix_free(f);
 }
@@ -253,12 +253,12 @@ static void test_topic_churn(void **state)
         snprintf(name, sizeof name, "topic-%d", i);
         assert_int_equal(router_subscribe(&f->r, a, name, strlen(name)), 1);
     }
-    assert_int_equal(f->r.topics.count, 3000);
+    assert_int_equal(topic_index_count(&f->r.topics), 3000);
     for (int i = 1; i < 3000; i += 2) {
         snprintf(name, sizeof name, "topic-%d", i);
         assert_int_equal(router_unsubscribe(&f->r, a, name, strlen(name)), 1);
     }
-    assert_int_equal(f->r.topics.count, 1500);
+    assert_int_equal(topic_index_count(&f->r.topics), 1500);
     assert_int_equal(a->subs.count, 1500);
     for (int i = 0; i < 3000; i++) {
         snprintf(name, sizeof name, "topic-%d", i);
@@ -273,7 +273,7 @@ static void test_topic_churn(void **state)
         snprintf(name, sizeof name, "topic-%d", (i * 7919) % 3000);
         assert_int_equal(router_unsubscribe(&f->r, a, name, strlen(name)), 1);
     }
-    assert_int_equal(f->r.topics.count, 0);
+    assert_int_equal(topic_index_count(&f->r.topics), 0);
     assert_int_equal(a->subs.count, 0);
     assert_int_equal(f->r.stats.subscriptions, 0);
     fix_free(f);
@@ -379,7 +379,7 @@ static void test_nul_in_topic_names(void **state)
     sub_n(f, a, B("a\0b"));
     sub_n(f, b, B("a"));
     sub_n(f, c, B("a\0c"));
-    assert_int_equal(f->r.topics.count, 3);
+    assert_int_equal(topic_index_count(&f->r.topics), 3);
     assert_int_equal(pub_n(f, NULL, B("a\0b"), B("p\0q")), 1);
     expect_queue(a, "MESSAGE a\0b 3\r\np\0q\r\n", 1);
     expect_empty(b);
@@ -455,7 +455,7 @@ static void test_many_topics_subset(void **state)
     expect_queue(x, "MESSAGE t5 t70 t99 1\r\n1\r\nMESSAGE t5 t70 t99 1\r\n2\r\n", 2);
     assert_int_equal(z->queue.count, 2);
     router_remove_subscriber(&f->r, z); /* frees the lists (LSan) */
-    subscriber_init(z, 3);
+    subscriber_init(z, 3, NULL);
 
     evbuffer_free(exp);
     evbuffer_free(all);
@@ -472,7 +472,7 @@ static void test_fanout_shares_entry(void **state)
     struct fix *f = fix_new(4, 10, SIZE_MAX, 1000);
     struct subscriber *subs = calloc(N, sizeof *subs);
     for (int i = 0; i < N; i++) {
-        subscriber_init(&subs[i], 100 + (uint64_t)i);
+        subscriber_init(&subs[i], 100 + (uint64_t)i, NULL);
         sub(f, &subs[i], i % 2 ? "a b" : "a");
     }
     assert_int_equal(pub(f, &f->s[0], "a b", "hello", 1001), N);
@@ -598,11 +598,11 @@ static void test_retention_byte_bound(void **state)
     assert_non_null(f);
     struct router_config cfg = {
         .num_shards = 1, .retain_per_shard = 100, .retain_bytes_per_shard = 1000,
-        .max_queue_bytes = SIZE_MAX, .overflow = on_overflow, .overflow_arg = f,
+        .max_queue_bytes = SIZE_MAX, .overflow = on_overflow, .cb_arg = f,
     };
     assert_int_equal(router_init(&f->r, &cfg, 100), 0);
     for (int i = 0; i < NSUBS; i++)
-        subscriber_init(&f->s[i], (uint64_t)i + 1);
+        subscriber_init(&f->s[i], (uint64_t)i + 1, NULL);
     tu_defer(fix_destroy, f);
     struct retain *sh = &f->r.shards[0];
     char big[401];
@@ -676,7 +676,7 @@ static void test_retention_per_shard(void **state)
     name_on_shard(f, 0, 0, a);
     name_on_shard(f, 0, 1, a2);
     name_on_shard(f, 1, 0, b);
-    assert_int_equal(f->r.topics.count, 0);
+    assert_int_equal(topic_index_count(&f->r.topics), 0);
     snprintf(list, sizeof list, "%s %s", a, a2);
     pub(f, NULL, list, "x", 101);
     assert_int_equal(f->r.shards[0].count, 1);
@@ -698,37 +698,37 @@ static void test_topics_freed(void **state)
     struct fix *f = fix_new(1, 1, SIZE_MAX, 100);
     struct subscriber *a = &f->s[0];
     sub(f, a, "x y");
-    assert_int_equal(f->r.topics.count, 2);
+    assert_int_equal(topic_index_count(&f->r.topics), 2);
     pub(f, NULL, "x", "m", 101);
     router_unsubscribe(&f->r, a, B("x"));
     router_unsubscribe(&f->r, a, B("y"));
     /* y had no entry: gone; x is held by the queued and the retained entry */
     assert_null(router_find_topic(&f->r, B("y")));
     assert_non_null(router_find_topic(&f->r, B("x")));
-    assert_int_equal(f->r.topics.count, 1);
+    assert_int_equal(topic_index_count(&f->r.topics), 1);
     /* evict x's entry from retention: still queued for a */
     pub(f, NULL, "z", "n", 101);
     assert_non_null(router_find_topic(&f->r, B("x")));
-    assert_int_equal(f->r.topics.count, 2);
+    assert_int_equal(topic_index_count(&f->r.topics), 2);
     expect_queue(a, "MESSAGE x 1\r\nm\r\n", 1);
     assert_null(router_find_topic(&f->r, B("x")));
-    assert_int_equal(f->r.topics.count, 1); /* z: the retained entry */
+    assert_int_equal(topic_index_count(&f->r.topics), 1); /* z: the retained entry */
     /* an entry queued to a subscriber that goes away */
     sub(f, a, "w");
     pub(f, NULL, "w", "o", 101); /* evicts z */
     assert_null(router_find_topic(&f->r, B("z")));
     pub(f, NULL, "v", "o", 101); /* evicts w's entry from retention */
-    assert_int_equal(f->r.topics.count, 2);
+    assert_int_equal(topic_index_count(&f->r.topics), 2);
     router_remove_subscriber(&f->r, a);
-    subscriber_init(a, 1);
+    subscriber_init(a, 1, NULL);
     assert_null(router_find_topic(&f->r, B("w")));
-    assert_int_equal(f->r.topics.count, 1); /* v */
+    assert_int_equal(topic_index_count(&f->r.topics), 1); /* v */
     assert_int_equal(f->r.stats.subscriptions, 0);
     /* subscribe / unsubscribe alone leaves nothing */
     sub(f, a, "p q r");
     router_remove_subscriber(&f->r, a);
-    subscriber_init(a, 1);
-    assert_int_equal(f->r.topics.count, 1);
+    subscriber_init(a, 1, NULL);
+    assert_int_equal(topic_index_count(&f->r.topics), 1);
     fix_free(f);
 }
 

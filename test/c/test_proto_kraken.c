@@ -1,9 +1,10 @@
-/* test_session.c - unit tests for request handling (c_src/session.h): whole
- * byte streams in, exact reply bytes out, no sockets.
+/* test_proto_kraken.c - unit tests for Kraken's text protocol
+ * (c_src/proto_kraken.c): whole byte streams in, exact reply bytes out, no
+ * sockets.
  *
- * A struct server is filled by hand (config defaults + router_init); sessions
- * are not linked into the server's list (only server.c does that), so the
- * per-session figures of `stats` stay at zero. */
+ * An engine is set up without hooks; connections are not linked into the
+ * engine's list (only server.c does that), so the per-connection figures of
+ * `stats` stay at zero. */
 #include "test_util.h"
 
 #include <time.h>
@@ -11,19 +12,20 @@
 #include "entry.h"
 #include "log.h"
 #include "router.h"
-#include "server.h"
-#include "session.h"
+#include "conn.h"
+#include "engine.h"
+#include "proto_kraken.h"
 
 #define VERSION_LINE "VERSION " KRAKEN_VERSION "\r\n"
 #define NCLIENTS 6
 
 struct client {
-    struct session s;
+    struct conn *s;
     struct evbuffer *in, *out;
 };
 
 struct fix {
-    struct server srv;
+    struct engine srv;
     struct client c[NCLIENTS];
 };
 
@@ -39,27 +41,36 @@ static void quiet_sink(enum log_level level, const char *msg, size_t len)
 
 static void fix_destroy(void *p);
 
+static void client_open(struct fix *f, struct client *c)
+{
+    c->s = conn_new(&f->srv, &proto_kraken, ++f->srv.next_id, "test", engine_now_ms());
+    assert_non_null(c->s);
+    c->in = c->s->in = evbuffer_new();
+    c->out = c->s->out = evbuffer_new();
+}
+
+static void client_close(struct client *c)
+{
+    conn_free(c->s);
+    evbuffer_free(c->in);
+    evbuffer_free(c->out);
+}
+
 /* start_offset: the router's start time relative to now (seconds). */
 static struct fix *fix_new_cfg(uint32_t shards, uint32_t retain, int64_t start_offset)
 {
     struct fix *f = calloc(1, sizeof *f);
     assert_non_null(f);
     log_set_sink(quiet_sink);
-    engine_config_defaults(&f->srv.cfg);
-    f->srv.cfg.num_shards = shards;
-    f->srv.cfg.retain_per_shard = retain;
-    f->srv.started_ms = server_now_ms();
-    struct router_config rc = {
-        .num_shards = shards,
-        .retain_per_shard = retain,
-        .max_queue_bytes = f->srv.cfg.max_queue_bytes,
-    };
-    assert_int_equal(router_init(&f->srv.router, &rc, (int64_t)time(NULL) + start_offset), 0);
-    for (int i = 0; i < NCLIENTS; i++) {
-        session_init(&f->c[i].s, &f->srv, ++f->srv.next_id, "test", server_now_ms());
-        f->c[i].in = evbuffer_new();
-        f->c[i].out = evbuffer_new();
-    }
+    struct engine_config cfg;
+    engine_config_defaults(&cfg);
+    cfg.num_shards = shards;
+    cfg.retain_per_shard = retain;
+    cfg.retain_bytes_per_shard = 0;
+    assert_int_equal(engine_init(&f->srv, &cfg, NULL, NULL, NULL), 0);
+    f->srv.router.start_time = f->srv.router.last_time = (int64_t)time(NULL) + start_offset;
+    for (int i = 0; i < NCLIENTS; i++)
+        client_open(f, &f->c[i]);
     tu_defer(fix_destroy, f);
     return f;
 }
@@ -72,14 +83,9 @@ static struct fix *fix_new(void)
 static void fix_destroy(void *p)
 {
     struct fix *f = p;
-    for (int i = 0; i < NCLIENTS; i++) {
-        session_release(&f->c[i].s);
-        evbuffer_free(f->c[i].in);
-        evbuffer_free(f->c[i].out);
-    }
-    router_free(&f->srv.router);
-    free(f->srv.slices);
-    free(f->srv.entries);
+    for (int i = 0; i < NCLIENTS; i++)
+        client_close(&f->c[i]);
+    engine_free(&f->srv);
     free(f);
 }
 
@@ -90,22 +96,22 @@ static void fix_free(struct fix *f)
 }
 
 /* Appends bytes to the client's input and runs the session. */
-static enum session_status send_n(struct client *c, const void *p, size_t len)
+static enum conn_status send_n(struct client *c, const void *p, size_t len)
 {
     evbuffer_add(c->in, p, len);
-    return session_process(&c->s, c->in, c->out);
+    return proto_kraken.process(c->s);
 }
 
-static enum session_status send_s(struct client *c, const char *str)
+static enum conn_status send_s(struct client *c, const char *str)
 {
     return send_n(c, str, strlen(str));
 }
 
 /* Sends a whole evbuffer (emptied). */
-static enum session_status send_ev(struct client *c, struct evbuffer *b)
+static enum conn_status send_ev(struct client *c, struct evbuffer *b)
 {
     evbuffer_add_buffer(c->in, b);
-    return session_process(&c->s, c->in, c->out);
+    return proto_kraken.process(c->s);
 }
 
 /* Compares everything the client was sent since the last check, then forgets it. */
@@ -122,13 +128,13 @@ static void expect_out_ev(struct client *c, struct evbuffer *exp)
     evbuffer_drain(exp, evbuffer_get_length(exp));
 }
 
-/* `set <cmd> 0 0 <n>[ noreply]` of a string; expects `reply` and SESSION_OK. */
+/* `set <cmd> 0 0 <n>[ noreply]` of a string; expects `reply` and CONN_OK. */
 static void do_set(struct client *c, const char *cmd, const char *data, bool noreply,
                    const char *reply)
 {
     struct evbuffer *b = evbuffer_new();
     set_request(b, cmd, data, strlen(data), noreply);
-    assert_int_equal(send_ev(c, b), SESSION_OK);
+    assert_int_equal(send_ev(c, b), CONN_OK);
     evbuffer_free(b);
     expect_out(c, reply, strlen(reply));
 }
@@ -141,7 +147,7 @@ static void publish1(struct client *c, const char *topics, const char *payload)
     size_t n = evbuffer_get_length(blk);
     char *data = evbuffer_take(blk, NULL);
     set_request(b, "publish", data, n, false);
-    assert_int_equal(send_ev(c, b), SESSION_OK);
+    assert_int_equal(send_ev(c, b), CONN_OK);
     expect_out(c, B("STORED\r\n"));
     free(data);
     evbuffer_free(b);
@@ -151,7 +157,7 @@ static void publish1(struct client *c, const char *topics, const char *payload)
 /* `get messages` expecting the reply for the given block ("" = END). */
 static void expect_messages(struct client *c, const char *block, size_t len)
 {
-    assert_int_equal(send_s(c, "get messages\r\n"), SESSION_OK);
+    assert_int_equal(send_s(c, "get messages\r\n"), CONN_OK);
     struct evbuffer *exp = evbuffer_new();
     if (len)
         value_reply(exp, block, len);
@@ -170,13 +176,13 @@ static void test_version_get_empty(void **state)
     (void)state;
     struct fix *f = fix_new();
     struct client *a = &f->c[0];
-    assert_int_equal(send_s(a, "version\r\n"), SESSION_OK);
+    assert_int_equal(send_s(a, "version\r\n"), CONN_OK);
     expect_out(a, B(VERSION_LINE));
-    assert_int_equal(send_s(a, "version\n"), SESSION_OK);
+    assert_int_equal(send_s(a, "version\n"), CONN_OK);
     expect_out(a, B(VERSION_LINE));
-    assert_int_equal(send_s(a, "get messages\r\n"), SESSION_OK);
+    assert_int_equal(send_s(a, "get messages\r\n"), CONN_OK);
     expect_out(a, B("END\r\n"));
-    assert_int_equal(send_s(a, "get messages\n"), SESSION_OK);
+    assert_int_equal(send_s(a, "get messages\n"), CONN_OK);
     expect_out(a, B("END\r\n"));
     assert_int_equal(evbuffer_get_length(a->in), 0);
     assert_true(f->srv.stats.requests == 4);
@@ -188,10 +194,10 @@ static void test_quit(void **state)
     (void)state;
     struct fix *f = fix_new();
     struct client *a = &f->c[0];
-    assert_int_equal(send_s(a, "version\r\nquit\r\nversion\r\n"), SESSION_CLOSE);
+    assert_int_equal(send_s(a, "version\r\nquit\r\nversion\r\n"), CONN_CLOSE);
     expect_out(a, B(VERSION_LINE));
     /* once closing, nothing more is read */
-    assert_int_equal(send_s(a, "version\r\n"), SESSION_CLOSE);
+    assert_int_equal(send_s(a, "version\r\n"), CONN_CLOSE);
     expect_out(a, B(""));
     fix_free(f);
 }
@@ -201,13 +207,13 @@ static void test_publish_get_exact(void **state)
     (void)state;
     struct fix *f = fix_new();
     struct client *a = &f->c[0], *b = &f->c[1];
-    assert_int_equal(send_s(a, "set subscribe 0 0 2\r\nt1\r\n"), SESSION_OK);
+    assert_int_equal(send_s(a, "set subscribe 0 0 2\r\nt1\r\n"), CONN_OK);
     expect_out(a, B("STORED\r\n"));
-    assert_int_equal(send_s(b, "set publish 0 0 18\r\nMESSAGE t1 2\r\nhi\r\n\r\n"), SESSION_OK);
+    assert_int_equal(send_s(b, "set publish 0 0 18\r\nMESSAGE t1 2\r\nhi\r\n\r\n"), CONN_OK);
     expect_out(b, B("STORED\r\n"));
-    assert_int_equal(send_s(a, "get messages\r\n"), SESSION_OK);
+    assert_int_equal(send_s(a, "get messages\r\n"), CONN_OK);
     expect_out(a, B("VALUE messages 0 16\r\nMESSAGE t1 2\r\nhi\r\nEND\r\n"));
-    assert_int_equal(send_s(a, "get messages\r\n"), SESSION_OK);
+    assert_int_equal(send_s(a, "get messages\r\n"), CONN_OK);
     expect_out(a, B("END\r\n"));
     /* the publisher does not receive its own message */
     expect_msgs(b, "");
@@ -225,7 +231,7 @@ static void test_pipelining(void **state)
                                "get messages\r\n"
                                "set unsubscribe 0 0 2\r\nt2\r\n"
                                "stats\r\n"),
-                     SESSION_OK);
+                     CONN_OK);
     size_t len;
     char *got = evbuffer_take(a->out, &len);
     const char head[] = "STORED\r\n" VERSION_LINE "END\r\nSTORED\r\nSTAT pid ";
@@ -237,7 +243,7 @@ static void test_pipelining(void **state)
                                "MESSAGE t1 2\r\nm1\r\nMESSAGE t2 2\r\nm2\r\n\r\n"
                                "get messages\r\n"
                                "set publish 0 0 21\r\nMESSAGE t2 t1 2\r\nm3\r\n\r\n"),
-                     SESSION_OK);
+                     CONN_OK);
     expect_out(b, B("STORED\r\nEND\r\nSTORED\r\n"));
     expect_msgs(a, "MESSAGE t1 2\r\nm1\r\nMESSAGE t1 2\r\nm3\r\n");
     fix_free(f);
@@ -314,18 +320,18 @@ static void test_errors_close(void **state)
         do_set(a, "subscribe", "t", false, "STORED\r\n");
         /* the bad request, then a good one that must not be answered */
         evbuffer_add(b->in, cases[i].in, cases[i].len);
-        enum session_status st = send_s(b, "version\r\n");
+        enum conn_status st = send_s(b, "version\r\n");
         size_t len;
         char *got = evbuffer_take(b->out, &len);
-        if (st != SESSION_CLOSE)
+        if (st != CONN_CLOSE)
             tu_print_escaped("request", cases[i].in, cases[i].len);
-        assert_int_equal(st, SESSION_CLOSE);
+        assert_int_equal(st, CONN_CLOSE);
         if (cases[i].reply)
             assert_bytes_equal(got, len, cases[i].reply, strlen(cases[i].reply));
         else
             check_client_error_line(got, len);
         free(got);
-        assert_int_equal(send_s(b, "version\r\n"), SESSION_CLOSE);
+        assert_int_equal(send_s(b, "version\r\n"), CONN_CLOSE);
         expect_out(b, B(""));
         /* nothing else is disturbed: nothing published, others still work */
         assert_int_equal(f->srv.router.stats.published, 0);
@@ -353,7 +359,7 @@ static void test_execute_errors_are_counted(void **state)
         struct fix *f = fix_new();
         struct client *b = &f->c[1];
         int logs = log_count;
-        assert_int_equal(send_n(b, cases[i].in, cases[i].len), SESSION_CLOSE);
+        assert_int_equal(send_n(b, cases[i].in, cases[i].len), CONN_CLOSE);
         size_t len;
         char *got = evbuffer_take(b->out, &len);
         if (cases[i].reply)
@@ -376,7 +382,7 @@ static void test_error_after_pipelined_requests(void **state)
     struct fix *f = fix_new();
     struct client *a = &f->c[0];
     assert_int_equal(send_s(a, "version\r\nset subscribe 0 0 1\r\nt\r\nbogus\r\nversion\r\n"),
-                     SESSION_CLOSE);
+                     CONN_CLOSE);
     expect_out(a, B(VERSION_LINE "STORED\r\nERROR\r\n"));
     assert_int_equal(f->srv.router.stats.subscriptions, 1);
     fix_free(f);
@@ -390,13 +396,13 @@ static void test_line_too_long(void **state)
     struct client *a = &f->c[0], *b = &f->c[1];
     char *junk = malloc(PROTO_MAX_LINE + 1);
     memset(junk, 'x', PROTO_MAX_LINE + 1);
-    assert_int_equal(send_n(a, junk, PROTO_MAX_LINE), SESSION_OK);
+    assert_int_equal(send_n(a, junk, PROTO_MAX_LINE), CONN_OK);
     expect_out(a, B(""));
-    assert_int_equal(send_n(a, junk, 1), SESSION_CLOSE);
+    assert_int_equal(send_n(a, junk, 1), CONN_CLOSE);
     expect_out(a, B("CLIENT_ERROR request too large\r\n"));
     /* in one go, longer still */
     evbuffer_add(b->in, junk, PROTO_MAX_LINE + 1);
-    assert_int_equal(send_n(b, junk, PROTO_MAX_LINE + 1), SESSION_CLOSE);
+    assert_int_equal(send_n(b, junk, PROTO_MAX_LINE + 1), CONN_CLOSE);
     expect_out(b, B("CLIENT_ERROR request too large\r\n"));
     free(junk);
     fix_free(f);
@@ -422,7 +428,7 @@ static void test_publish_atomic(void **state)
         do_set(a, "subscribe", "t1", false, "STORED\r\n");
         struct evbuffer *req = evbuffer_new();
         set_request(req, "publish", bad[i].block, bad[i].len, i % 2);
-        assert_int_equal(send_ev(b, req), SESSION_CLOSE);
+        assert_int_equal(send_ev(b, req), CONN_CLOSE);
         evbuffer_free(req);
         size_t len;
         char *got = evbuffer_take(b->out, &len);
@@ -469,7 +475,7 @@ static void test_unsubscribe_and_tokens(void **state)
     /* empty tokens are ignored */
     do_set(a, "subscribe", "  t1   t2 t3 ", false, "STORED\r\n");
     assert_int_equal(f->srv.router.stats.subscriptions, 3);
-    assert_int_equal(f->srv.router.topics.count, 3);
+    assert_int_equal(topic_index_count(&f->srv.router.topics), 3);
     /* unknown topics are ignored */
     do_set(a, "unsubscribe", "t2 nope  t3", false, "STORED\r\n");
     assert_int_equal(f->srv.router.stats.subscriptions, 1);
@@ -490,12 +496,12 @@ static void test_binary_names_and_payloads(void **state)
     (void)state;
     struct fix *f = fix_new();
     struct client *a = &f->c[0], *b = &f->c[1];
-    assert_int_equal(send_n(a, B("set subscribe 0 0 5\r\na\0b c\r\n")), SESSION_OK);
+    assert_int_equal(send_n(a, B("set subscribe 0 0 5\r\na\0b c\r\n")), CONN_OK);
     expect_out(a, B("STORED\r\n"));
     assert_int_equal(send_n(b, B("set publish 0 0 39\r\n"
                                  "MESSAGE a\0b 6\r\n\r\n\0\r\n\0\r\n"
                                  "MESSAGE a 1\r\nz\r\n\r\n")),
-                     SESSION_OK);
+                     CONN_OK);
     expect_out(b, B("STORED\r\n"));
     expect_msgs(a, "MESSAGE a\0b 6\r\n\r\n\0\r\n\0\r\n");
     fix_free(f);
@@ -609,9 +615,9 @@ static void run_script(bool bytewise, struct evbuffer *pub_out, struct evbuffer 
     do_set(a, "subscribe", "t2 t1", false, "STORED\r\n");
     if (bytewise) {
         for (size_t i = 0; i < sizeof script - 1; i++)
-            assert_int_equal(send_n(b, script + i, 1), SESSION_OK);
+            assert_int_equal(send_n(b, script + i, 1), CONN_OK);
     } else {
-        assert_int_equal(send_n(b, script, sizeof script - 1), SESSION_OK);
+        assert_int_equal(send_n(b, script, sizeof script - 1), CONN_OK);
     }
     assert_int_equal(evbuffer_get_length(b->in), 0);
     /* drop the stats reply: it holds the time and pid */
@@ -624,7 +630,7 @@ static void run_script(bool bytewise, struct evbuffer *pub_out, struct evbuffer 
     evbuffer_add(pub_out, got, (size_t)(stats - got));
     evbuffer_add(pub_out, end + 5, len - (size_t)(end + 5 - got));
     free(got);
-    assert_int_equal(send_s(a, "get messages\r\n"), SESSION_OK);
+    assert_int_equal(send_s(a, "get messages\r\n"), CONN_OK);
     evbuffer_add_buffer(sub_out, a->out);
     fix_free(f);
 }
@@ -669,7 +675,7 @@ static void test_large_payload_in_chunks(void **state)
     size_t off = 0;
     while (off < rlen) {
         size_t k = rlen - off < 1000 ? rlen - off : 1000;
-        assert_int_equal(send_n(b, raw + off, k), SESSION_OK);
+        assert_int_equal(send_n(b, raw + off, k), CONN_OK);
         off += k;
         if (off < rlen - 9)
             expect_out(b, B(""));
@@ -684,14 +690,14 @@ static void test_large_payload_in_chunks(void **state)
     fix_free(f);
 }
 
-/* Output over SESSION_OUTPUT_HIGH: requests wait until the client reads. */
+/* Output over CONN_OUTPUT_HIGH: requests wait until the client reads. */
 static void test_output_backpressure(void **state)
 {
     (void)state;
     struct fix *f = fix_new();
     struct client *a = &f->c[0], *b = &f->c[1];
     do_set(a, "subscribe", "t", false, "STORED\r\n");
-    size_t n = SESSION_OUTPUT_HIGH + 1000;
+    size_t n = CONN_OUTPUT_HIGH + 1000;
     char *payload = malloc(n);
     memset(payload, 'p', n);
     struct evbuffer *blk = evbuffer_new(), *req = evbuffer_new();
@@ -699,16 +705,16 @@ static void test_output_backpressure(void **state)
     size_t blen = evbuffer_get_length(blk);
     char *block = evbuffer_take(blk, NULL);
     set_request(req, "publish", block, blen, false);
-    assert_int_equal(send_ev(b, req), SESSION_OK);
+    assert_int_equal(send_ev(b, req), CONN_OK);
     expect_out(b, B("STORED\r\n"));
-    assert_int_equal(send_s(a, "get messages\r\nversion\r\n"), SESSION_PAUSED);
+    assert_int_equal(send_s(a, "get messages\r\nversion\r\n"), CONN_PAUSED);
     size_t len = evbuffer_get_length(a->out);
-    assert_true(len > SESSION_OUTPUT_HIGH);
+    assert_true(len > CONN_OUTPUT_HIGH);
     assert_true(evbuffer_get_length(a->in) == 9); /* version not consumed */
     struct evbuffer *exp = evbuffer_new();
     value_reply(exp, block, blen);
     expect_out_ev(a, exp);
-    assert_int_equal(session_process(&a->s, a->in, a->out), SESSION_OK);
+    assert_int_equal(proto_kraken.process(a->s), CONN_OK);
     expect_out(a, B(VERSION_LINE));
     evbuffer_free(exp);
     free(block);
@@ -728,7 +734,7 @@ static void test_stats(void **state)
     do_set(a, "subscribe", "t1 t2", false, "STORED\r\n");
     publish1(b, "t1", "x");
     expect_msgs(a, "MESSAGE t1 1\r\nx\r\n");
-    assert_int_equal(send_s(a, "stats\r\n"), SESSION_OK);
+    assert_int_equal(send_s(a, "stats\r\n"), CONN_OK);
     size_t len;
     char *got = evbuffer_take(a->out, &len);
     assert_true(len > 5);
@@ -766,12 +772,12 @@ static void test_release_frees_state(void **state)
     do_set(a, "subscribe", "t1 t2 t3", false, "STORED\r\n");
     publish1(b, "t1 t3", "queued");
     publish1(b, "other", "evicts");
-    assert_int_equal(a->s.sub.queue.count, 1);
-    session_release(&a->s);
+    assert_int_equal(a->s->sub.queue.count, 1);
+    client_close(a);
     assert_int_equal(f->srv.router.stats.subscriptions, 0);
     assert_null(router_find_topic(&f->srv.router, B("t1")));
-    assert_int_equal(f->srv.router.topics.count, 1); /* "other", retained */
-    session_init(&a->s, &f->srv, ++f->srv.next_id, "test", server_now_ms());
+    assert_int_equal(topic_index_count(&f->srv.router.topics), 1); /* "other", retained */
+    client_open(f, a);
     fix_free(f);
 }
 

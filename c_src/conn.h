@@ -1,0 +1,111 @@
+/* conn.h - one client connection, whatever protocol it speaks.
+ *
+ * A connection is the meeting point of three modules that never look inside
+ * each other:
+ *   - server.c owns the socket: events, reading into `in`, writing `out`;
+ *   - a protocol (struct proto_ops: proto_kraken.c, proto_redis.c) turns
+ *     `in` into requests executed against the engine (engine.h) and writes
+ *     replies, and pushed messages, into `out`; it knows nothing of sockets,
+ *     so unit tests and fuzzers drive it with plain evbuffers;
+ *   - the router (router.h) sees only `sub`, whose `owner` points back here.
+ * The protocol's own state lives after the struct (conn_pstate()).
+ *
+ * Life cycle (`state`):
+ *   CONN_OPEN     reading requests
+ *   CONN_EOF      the client sent EOF: answer what it sent, then close
+ *   CONN_CLOSING  a last reply is queued: read nothing more, close once flushed
+ *   CONN_DOOMED   closing, and queued for the reaper: decided while another
+ *                 connection was routing (queue overflow), when freeing at
+ *                 once would be unsafe */
+#ifndef KRAKEN_CONN_H
+#define KRAKEN_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "router.h"
+
+struct engine;
+struct evbuffer;
+struct event;
+struct conn;
+
+enum conn_state { CONN_OPEN, CONN_EOF, CONN_CLOSING, CONN_DOOMED };
+
+/* What a protocol's process() says about the connection. */
+enum conn_status {
+    CONN_OK,      /* consumed what it could */
+    CONN_PAUSED,  /* output over its high-water mark: call again when it drains */
+    CONN_CLOSE,   /* close once the output is flushed */
+};
+
+enum proto_kind { PROTO_KIND_KRAKEN, PROTO_KIND_REDIS, PROTO_KINDS };
+
+struct proto_ops {
+    const char *name;          /* "kraken", "redis": in stats */
+    const char *log_name;      /* how log lines call its clients: "client", "redis client" */
+    enum proto_kind kind;
+    size_t state_size;         /* bytes of protocol state after struct conn */
+    void (*init)(struct conn *c);
+    void (*release)(struct conn *c);
+    /* Executes the requests complete in c->in, appending replies to c->out. */
+    enum conn_status (*process)(struct conn *c);
+    /* Push protocols: moves queued entries into c->out (at a reply
+     * boundary), at most until c->out holds CONN_PUSH_HIGH bytes.  NULL for
+     * a connection that only polls. */
+    void (*deliver)(struct conn *c);
+    /* The line sent before closing a connection refused at max_tcp_clients,
+     * whose queue overflowed, or that ran out of memory (NULL: none). */
+    const char *err_too_many_clients;
+    const char *err_queue_limit;
+    const char *err_nomem;
+};
+
+/* Output beyond this stops request processing until the client reads. */
+#define CONN_OUTPUT_HIGH (4u << 20)
+/* A push protocol moves queued entries into the output up to this. */
+#define CONN_PUSH_HIGH (256u << 10)
+/* Entries at least this big are sent by reference rather than copied. */
+#define CONN_COPY_LIMIT 2048
+
+struct conn {
+    struct subscriber sub;       /* router state: subscriptions and queue */
+    struct engine *eng;
+    const struct proto_ops *ops;
+    enum conn_state state;
+    /* Socket side, managed by server.c; NULL/-1 when driven without a socket. */
+    int fd;
+    struct event *rev, *wev;     /* read (persistent) and write (while output waits) */
+    struct evbuffer *in, *out;
+    uint8_t rflags;              /* server.c's read-loop flags */
+    bool push_armed;             /* a deliver is scheduled (server.c) */
+    struct conn *older, *newer;  /* engine's list ordered by last request */
+    struct conn *next_doomed;
+    char peer[64];
+    int64_t connected_ms;
+    int64_t last_request_ms;
+    int64_t last_poll_ms;        /* -1: never polled */
+    uint64_t requests;
+    _Alignas(max_align_t) unsigned char pstate[];
+};
+
+static inline void *conn_pstate(struct conn *c)
+{
+    return c->pstate;
+}
+
+static inline bool conn_is_closing(const struct conn *c)
+{
+    return c->state == CONN_CLOSING || c->state == CONN_DOOMED;
+}
+
+/* Allocates a connection of protocol ops (not yet in the engine's list, no
+ * socket: in/out are NULL until the caller sets them). */
+struct conn *conn_new(struct engine *eng, const struct proto_ops *ops, uint64_t id,
+                      const char *peer, int64_t now_ms);
+/* Releases protocol state, subscriptions and queue, and frees c (not its
+ * socket side, which server.c closes first). */
+void conn_free(struct conn *c);
+
+#endif

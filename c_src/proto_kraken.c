@@ -1,0 +1,328 @@
+/* proto_kraken.c - Kraken's text protocol over one connection.
+ *
+ * process() frames requests with the pure parser (include/kraken/protocol.h),
+ * executes them against the engine and appends replies to the connection's
+ * output.  Every protocol error appends the error line and closes: only this
+ * connection is affected.
+ *
+ * Push mode (an extension old clients never send): after
+ * `set push 0 0 2\r\non\r\n` the connection's subscriber is marked `push`,
+ * the router's `ready` hook arms a write when its queue becomes non-empty,
+ * and deliver() writes exactly the `get messages` reply, unprompted, between
+ * two replies.  `off` goes back to polling. */
+#include "proto_kraken.h"
+
+#include <event2/buffer.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine.h"
+#include "entry.h"
+#include "kraken/protocol.h"
+#include "log.h"
+
+static const char ERR_NOMEM[] = "SERVER_ERROR out of memory\r\n";
+
+struct kraken_state {
+    uint64_t horizon_seq;        /* from `register`, valid when has_horizon */
+    size_t need;                 /* bytes needed before parsing again (0: unknown) */
+    bool has_horizon;
+};
+
+static struct kraken_state *st(struct conn *c)
+{
+    return conn_pstate(c);
+}
+
+/* Appends a reply; a reply that cannot be queued would desynchronise a
+ * pipelining client, so the connection closes instead. */
+static void reply(struct conn *c, const char *line)
+{
+    if (evbuffer_add(c->out, line, strlen(line)) < 0) {
+        klog(LOG_ERROR, "client %" PRIu64 " (%s): out of memory for a reply, closing",
+             c->sub.id, c->peer);
+        c->state = CONN_CLOSING;
+    }
+}
+
+static const char *do_subscribe(struct conn *c, const struct proto_request *req)
+{
+    struct engine *eng = c->eng;
+    long n = engine_split_topics(eng, req->data, req->data_len);
+    if (n < 0)
+        return NULL;
+    if (st(c)->has_horizon) {
+        st(c)->has_horizon = false;
+        int rc = router_retro_subscribe(&eng->router, &c->sub, eng->slices, (uint32_t)n,
+                                        ROUTER_BY_SEQ, (int64_t)st(c)->horizon_seq);
+        return rc < 0 ? NULL : rc ? PROTO_STORED : PROTO_NOT_FOUND;
+    }
+    for (long i = 0; i < n; i++)
+        if (router_subscribe(&eng->router, &c->sub, eng->slices[i].p, eng->slices[i].len) < 0)
+            return NULL;
+    return PROTO_STORED;
+}
+
+static const char *do_retro(struct conn *c, const struct proto_request *req,
+                            const char **error)
+{
+    int64_t horizon;
+    struct proto_slice topics;
+    if (proto_parse_retro(req->data, req->data_len, &horizon, &topics, error) < 0)
+        return *error;
+    long n = engine_split_topics(c->eng, topics.p, topics.len);
+    if (n < 0)
+        return NULL;
+    int rc = router_retro_subscribe(&c->eng->router, &c->sub, c->eng->slices, (uint32_t)n,
+                                    ROUTER_BY_TIME, horizon);
+    return rc < 0 ? NULL : rc ? PROTO_STORED : PROTO_NOT_FOUND;
+}
+
+static const char *do_unsubscribe(struct conn *c, const struct proto_request *req)
+{
+    const char *cur = req->data, *end = req->data + req->data_len;
+    struct proto_slice t;
+    while (proto_next_topic(&cur, end, &t))
+        router_unsubscribe(&c->eng->router, &c->sub, t.p, t.len);
+    return PROTO_STORED;
+}
+
+static const char *do_push(struct conn *c, const struct proto_request *req)
+{
+    if (req->data_len == 2 && memcmp(req->data, "on", 2) == 0)
+        c->sub.push = true;
+    else if (req->data_len == 3 && memcmp(req->data, "off", 3) == 0)
+        c->sub.push = false;
+    else
+        return NULL;
+    return PROTO_STORED;
+}
+
+/* Appends topic names to buf for a log line: at most `max` of them, each cut
+ * at 64 bytes, bytes outside printable ASCII escaped as \xNN. */
+static void format_topics(char *buf, size_t len, const struct proto_slice *topics, size_t n,
+                          size_t max)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < n && i < max && o + 8 < len; i++) {
+        if (i)
+            buf[o++] = ' ';
+        for (size_t j = 0; j < topics[i].len && j < 64 && o + 5 < len; j++) {
+            unsigned char ch = (unsigned char)topics[i].p[j];
+            if (ch >= 0x21 && ch < 0x7f && ch != '\\')
+                buf[o++] = (char)ch;
+            else
+                o += (size_t)snprintf(buf + o, len - o, "\\x%02x", ch);
+        }
+    }
+    if (n > max && o + 24 < len)
+        o += (size_t)snprintf(buf + o, len - o, " ... %zu more", n - max);
+    buf[o] = 0;
+}
+
+static void warn_publish(struct conn *c, size_t ntopics, uint32_t fanout,
+                         const struct proto_slice *topics)
+{
+    const struct engine_config *cfg = &c->eng->cfg;
+    if (ntopics < cfg->topics_warn && fanout < cfg->fanout_warn)
+        return;
+    char names[640];
+    format_topics(names, sizeof names, topics, ntopics, 8);
+    klog(LOG_WARNING,
+         "publisher %" PRIu64 " (%s) published one entry to %zu topics [%s] "
+         "reaching %u subscribers",
+         c->sub.id, c->peer, ntopics, names, fanout);
+}
+
+/* Parses the whole block first (into eng->entries), so a malformed publish
+ * publishes nothing. */
+static const char *do_publish(struct conn *c, const struct proto_request *req, int64_t now_s,
+                              const char **error)
+{
+    struct engine *eng = c->eng;
+    const char *cur = req->data, *end = req->data + req->data_len;
+    size_t n = 0;
+    int rc;
+    for (;;) {
+        if (n == eng->entries_cap) {
+            size_t cap = eng->entries_cap ? eng->entries_cap * 2 : 16;
+            struct proto_entry *e = realloc(eng->entries, cap * sizeof *e);
+            if (!e)
+                return NULL;
+            eng->entries = e;
+            eng->entries_cap = cap;
+        }
+        if ((rc = proto_next_entry(&cur, end, &eng->entries[n], error)) != 1)
+            break;
+        n++;
+    }
+    if (rc < 0)
+        return *error;
+    for (size_t i = 0; i < n; i++) {
+        const struct proto_entry *e = &eng->entries[i];
+        long nt = engine_split_topics(eng, e->topics.p, e->topics.len);
+        uint32_t fanout;
+        if (nt < 0 || router_publish(&eng->router, &c->sub, eng->slices, (uint32_t)nt,
+                                     e->payload.p, e->payload.len, now_s, &fanout) < 0)
+            return NULL;
+        warn_publish(c, (size_t)nt, fanout, eng->slices);
+    }
+    return PROTO_STORED;
+}
+
+/* Writes the `get messages` reply for everything queued. */
+static bool write_messages(struct conn *c)
+{
+    long n = queue_write(&c->sub.queue, c->out, CONN_COPY_LIMIT);
+    if (n < 0)
+        return false;
+    c->eng->stats.messages_delivered += (uint64_t)n;
+    return true;
+}
+
+/* Executes one request. Returns the reply line, NULL on allocation failure,
+ * or "" when the reply was written already. Sets *close for errors and quit. */
+static const char *execute(struct conn *c, const struct proto_request *req, int64_t now,
+                           bool *close)
+{
+    const char *error = NULL;
+    const char *r;
+    switch (req->cmd) {
+    case PROTO_SET_REGISTER:
+        st(c)->has_horizon = true;
+        st(c)->horizon_seq = c->eng->router.seq;
+        return PROTO_STORED;
+    case PROTO_SET_SUBSCRIBE:
+        return do_subscribe(c, req);
+    case PROTO_SET_RETRO_SUBSCRIBE:
+        r = do_retro(c, req, &error);
+        break;
+    case PROTO_SET_UNSUBSCRIBE:
+        return do_unsubscribe(c, req);
+    case PROTO_SET_PUBLISH:
+        r = do_publish(c, req, (int64_t)time(NULL), &error);
+        break;
+    case PROTO_SET_PUSH:
+        if ((r = do_push(c, req)))
+            return r;
+        *close = true;
+        return "CLIENT_ERROR push mode must be on or off\r\n";
+    case PROTO_GET_MESSAGES:
+        c->last_poll_ms = now;
+        return write_messages(c) ? "" : NULL;
+    case PROTO_QUIT:
+        *close = true;
+        return "";
+    case PROTO_VERSION:
+        return "VERSION " KRAKEN_VERSION "\r\n";
+    case PROTO_STATS: {
+        struct stats_snapshot snap;
+        engine_snapshot(c->eng, &snap);
+        stats_write_text(&snap, c->out);
+        return "";
+    }
+    default:
+        return "ERROR\r\n";
+    }
+    if (r && r == error)
+        *close = true;
+    return r;
+}
+
+/* Sends an error line; the connection closes once it is flushed. */
+static void protocol_error(struct conn *c, const char *line)
+{
+    reply(c, line);
+    c->eng->stats.disconnects_error++;
+    klog(LOG_INFO, "client %" PRIu64 " (%s): %.*s; closing the connection", c->sub.id, c->peer,
+         (int)strcspn(line, "\r"), line);
+    c->state = CONN_CLOSING;
+}
+
+static enum conn_status kraken_process(struct conn *c)
+{
+    struct kraken_state *ks = st(c);
+    struct evbuffer *in = c->in, *out = c->out;
+    while (!conn_is_closing(c)) {
+        if (evbuffer_get_length(out) > CONN_OUTPUT_HIGH)
+            return CONN_PAUSED;
+        size_t avail = evbuffer_get_length(in);
+        if (avail == 0 || ks->need > avail)
+            return CONN_OK;
+        size_t look = ks->need ? ks->need : (avail < PROTO_MAX_LINE + 1 ? avail : PROTO_MAX_LINE + 1);
+        const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)look);
+        if (!buf) {
+            reply(c, ERR_NOMEM);
+            c->state = CONN_CLOSING;
+            break;
+        }
+        struct proto_request req;
+        size_t used;
+        const char *error;
+        enum proto_status ps =
+            proto_parse_request(buf, look, c->eng->cfg.max_request_bytes, &req, &used, &error);
+        if (ps == PROTO_NEED_MORE) {
+            if (used > look) { /* size now known: wait for all of it, then pull it up once */
+                ks->need = used;
+                continue;
+            }
+            return CONN_OK;
+        }
+        ks->need = 0;
+        if (ps == PROTO_ERROR) {
+            protocol_error(c, error);
+            break;
+        }
+        bool close = false;
+        int64_t now = engine_now_ms();
+        const char *r = execute(c, &req, now, &close);
+        evbuffer_drain(in, used);
+        c->eng->stats.requests++;
+        c->requests++;
+        c->last_request_ms = now;
+        if (!r) {
+            klog(LOG_ERROR, "client %" PRIu64 " (%s): out of memory, closing", c->sub.id,
+                 c->peer);
+            r = ERR_NOMEM;
+            close = true;
+        }
+        if (close && *r) {
+            protocol_error(c, r);
+            break;
+        }
+        if (conn_is_closing(c))
+            break; /* failed while executing (e.g. its own queue overflowed): no reply */
+        if (*r && !req.noreply)
+            reply(c, r);
+        if (close)
+            c->state = CONN_CLOSING;
+    }
+    return CONN_CLOSE;
+}
+
+static void kraken_deliver(struct conn *c)
+{
+    if (!c->sub.push || c->sub.queue.count == 0 || conn_is_closing(c) ||
+        evbuffer_get_length(c->out) >= CONN_PUSH_HIGH)
+        return;
+    if (!write_messages(c)) {
+        klog(LOG_ERROR, "client %" PRIu64 " (%s): out of memory pushing messages, closing",
+             c->sub.id, c->peer);
+        c->state = CONN_CLOSING;
+    }
+}
+
+const struct proto_ops proto_kraken = {
+    .name = "kraken",
+    .log_name = "client",
+    .kind = PROTO_KIND_KRAKEN,
+    .state_size = sizeof(struct kraken_state),
+    .process = kraken_process,
+    .deliver = kraken_deliver,
+    .err_too_many_clients = PROTO_TOO_MANY_CLIENTS,
+    .err_queue_limit = "SERVER_ERROR queue limit exceeded\r\n",
+    .err_nomem = ERR_NOMEM,
+};

@@ -1,0 +1,482 @@
+/* redis_pubsub.c - Redis's Pub/Sub commands over the shared router, and the
+ * formatting of delivered entries as Redis frames.
+ *
+ * One topic space: a channel is a Kraken topic (namespace TOPIC_NS_CHANNEL),
+ * so Kraken publishes reach Redis subscribers and Redis publishes reach
+ * Kraken subscribers; shard channels (SSUBSCRIBE/SPUBLISH) are a namespace
+ * of their own, as in Redis.  A Redis PUBLISH is an entry with one topic and
+ * no excluded publisher (a RESP3 client subscribed to its own channel gets
+ * its message, as with Redis); it is retained like any entry, so
+ * retro_subscribe sees it.
+ *
+ * Delivery turns each queued item into frames, for each topic of the entry
+ * the subscriber was reached through, in the publisher's order: `message`
+ * when it subscribes to the channel, then one `pmessage` per pattern of its
+ * own that matches (in subscription order), or `smessage` for a shard
+ * channel.  A Kraken entry for topics `a b` thus reaches a Redis client
+ * subscribed to both as two `message` frames.  Frames are assembled in a
+ * local buffer and appended in large pieces; payloads of CONN_COPY_LIMIT
+ * bytes or more are added by reference to the shared entry (zero-copy). */
+#include <event2/buffer.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine.h"
+#include "entry.h"
+#include "glob.h"
+#include "log.h"
+#include "redis_internal.h"
+
+/* ---- subscription replies ---- */
+
+/* `*3 $<kind> $<name> :<count>` (`>3` in RESP3); a NULL name is RESP's null. */
+static void add_sub_reply(struct conn *c, const char *kind, const char *name, size_t len,
+                          long long count)
+{
+    struct redis_state *rs = redis_st(c);
+    redis_add(c, resp_add_push(c->out, rs->proto, 3));
+    redis_add(c, resp_add_bulk(c->out, kind, strlen(kind)));
+    if (name)
+        redis_add(c, resp_add_bulk(c->out, name, len));
+    else
+        redis_add(c, resp_add_null(c->out, rs->proto));
+    redis_add(c, resp_add_integer(c->out, count));
+}
+
+static bool is_shard(const struct redis_cmd *cmd)
+{
+    const struct resp_arg *a = &cmd->argv[0];
+    return redis_arg_is(a, "ssubscribe") || redis_arg_is(a, "sunsubscribe") ||
+           redis_arg_is(a, "spublish");
+}
+
+static long long sub_count(struct conn *c, bool shard)
+{
+    return shard ? redis_st(c)->nshard : redis_st(c)->nchannels + c->sub.npatterns;
+}
+
+static void nomem(struct conn *c)
+{
+    redis_st(c)->failed = true;
+}
+
+void redis_subscribe(struct conn *c, const struct redis_cmd *cmd)
+{
+    struct redis_state *rs = redis_st(c);
+    bool shard = is_shard(cmd);
+    enum topic_ns ns = shard ? TOPIC_NS_SHARD : TOPIC_NS_CHANNEL;
+    if (rs->has_horizon && !shard) {
+        redis_retro_subscribe(c, cmd);
+        return;
+    }
+    for (size_t i = 1; i < cmd->argc; i++) {
+        int rc = router_subscribe_ns(&c->eng->router, &c->sub, ns, cmd->argv[i].p,
+                                     cmd->argv[i].len);
+        if (rc < 0) {
+            nomem(c);
+            return;
+        }
+        if (rc > 0)
+            *(shard ? &rs->nshard : &rs->nchannels) += 1;
+        add_sub_reply(c, shard ? "ssubscribe" : "subscribe", cmd->argv[i].p, cmd->argv[i].len,
+                      sub_count(c, shard));
+    }
+}
+
+struct unsub_all {
+    struct conn *c;
+    enum topic_ns ns;
+    struct topic **v;
+    size_t n, cap;
+    bool failed;
+};
+
+static void collect(const struct topic *t, void *arg)
+{
+    struct unsub_all *u = arg;
+    if (t->ns != u->ns || u->failed)
+        return;
+    if (u->n == u->cap) {
+        size_t cap = u->cap ? u->cap * 2 : 16;
+        struct topic **v = realloc(u->v, cap * sizeof *v);
+        if (!v) {
+            u->failed = true;
+            return;
+        }
+        u->v = v;
+        u->cap = cap;
+    }
+    u->v[u->n++] = (struct topic *)t;
+}
+
+/* Unsubscribes from every topic of namespace ns; replies when `reply`. */
+static void unsubscribe_all(struct conn *c, enum topic_ns ns, bool reply)
+{
+    struct redis_state *rs = redis_st(c);
+    bool shard = ns == TOPIC_NS_SHARD;
+    const char *kind = shard ? "sunsubscribe" : "unsubscribe";
+    struct unsub_all u = {c, ns, NULL, 0, 0, false};
+    subscriber_foreach_topic(&c->sub, collect, &u);
+    if (u.failed) {
+        free(u.v);
+        nomem(c);
+        return;
+    }
+    for (size_t i = 0; i < u.n; i++) {
+        /* Copy the name: the topic may be freed by the unsubscribe. */
+        size_t len = u.v[i]->len;
+        char small[256];
+        char *name = len <= sizeof small ? small : malloc(len);
+        if (!name) {
+            nomem(c);
+            break;
+        }
+        memcpy(name, u.v[i]->name, len);
+        router_unsubscribe_ns(&c->eng->router, &c->sub, ns, name, len);
+        *(shard ? &rs->nshard : &rs->nchannels) -= 1;
+        if (reply)
+            add_sub_reply(c, kind, name, len, sub_count(c, shard));
+        if (name != small)
+            free(name);
+    }
+    free(u.v);
+    if (reply && u.n == 0)
+        add_sub_reply(c, kind, NULL, 0, sub_count(c, shard));
+}
+
+void redis_unsubscribe(struct conn *c, const struct redis_cmd *cmd)
+{
+    struct redis_state *rs = redis_st(c);
+    bool shard = is_shard(cmd);
+    enum topic_ns ns = shard ? TOPIC_NS_SHARD : TOPIC_NS_CHANNEL;
+    if (cmd->argc == 1) {
+        unsubscribe_all(c, ns, true);
+        return;
+    }
+    for (size_t i = 1; i < cmd->argc; i++) {
+        if (router_unsubscribe_ns(&c->eng->router, &c->sub, ns, cmd->argv[i].p,
+                                  cmd->argv[i].len) > 0)
+            *(shard ? &rs->nshard : &rs->nchannels) -= 1;
+        add_sub_reply(c, shard ? "sunsubscribe" : "unsubscribe", cmd->argv[i].p,
+                      cmd->argv[i].len, sub_count(c, shard));
+    }
+}
+
+void redis_psubscribe(struct conn *c, const struct redis_cmd *cmd)
+{
+    for (size_t i = 1; i < cmd->argc; i++) {
+        if (router_psubscribe(&c->eng->router, &c->sub, cmd->argv[i].p, cmd->argv[i].len) < 0) {
+            nomem(c);
+            return;
+        }
+        add_sub_reply(c, "psubscribe", cmd->argv[i].p, cmd->argv[i].len, sub_count(c, false));
+    }
+}
+
+void redis_punsubscribe(struct conn *c, const struct redis_cmd *cmd)
+{
+    if (cmd->argc == 1) {
+        if (c->sub.npatterns == 0) {
+            add_sub_reply(c, "punsubscribe", NULL, 0, sub_count(c, false));
+            return;
+        }
+        while (c->sub.npatterns) {
+            size_t len;
+            const char *p = pattern_name(c->sub.patterns[0], &len);
+            char small[256];
+            char *name = len <= sizeof small ? small : malloc(len);
+            if (!name) {
+                nomem(c);
+                return;
+            }
+            memcpy(name, p, len);
+            router_punsubscribe(&c->eng->router, &c->sub, name, len);
+            add_sub_reply(c, "punsubscribe", name, len, sub_count(c, false));
+            if (name != small)
+                free(name);
+        }
+        return;
+    }
+    for (size_t i = 1; i < cmd->argc; i++) {
+        router_punsubscribe(&c->eng->router, &c->sub, cmd->argv[i].p, cmd->argv[i].len);
+        add_sub_reply(c, "punsubscribe", cmd->argv[i].p, cmd->argv[i].len, sub_count(c, false));
+    }
+}
+
+void redis_unsubscribe_all_silently(struct conn *c)
+{
+    unsubscribe_all(c, TOPIC_NS_CHANNEL, false);
+    unsubscribe_all(c, TOPIC_NS_SHARD, false);
+    router_punsubscribe_all(&c->eng->router, &c->sub);
+}
+
+void redis_publish(struct conn *c, const struct redis_cmd *cmd)
+{
+    bool shard = is_shard(cmd);
+    struct proto_slice topic = {cmd->argv[1].p, cmd->argv[1].len};
+    struct router_publish_result res;
+    if (router_publish_ns(&c->eng->router, NULL, shard ? TOPIC_NS_SHARD : TOPIC_NS_CHANNEL,
+                          &topic, 1, cmd->argv[2].p, cmd->argv[2].len, (int64_t)time(NULL),
+                          &res) < 0) {
+        nomem(c);
+        return;
+    }
+    redis_add(c, resp_add_integer(c->out, (long long)res.receivers));
+}
+
+/* KRAKEN.RETROSUBSCRIBE <unix-seconds> <channel>...: SUBSCRIBE's replies,
+ * then every retained message on those channels published strictly after
+ * that second; or, after SUBSCRIBE (KRAKEN.REGISTER before it), those
+ * published after the register.  When the horizon is older than what is
+ * retained, the subscription stands and an error follows the replies: the
+ * client must reload, as with Kraken's NOT_FOUND. */
+void redis_retro_subscribe(struct conn *c, const struct redis_cmd *cmd)
+{
+    struct redis_state *rs = redis_st(c);
+    struct engine *eng = c->eng;
+    enum router_horizon kind;
+    int64_t h;
+    size_t first;
+    if (redis_arg_is(&cmd->argv[0], "kraken.retrosubscribe")) {
+        char num[32];
+        const struct resp_arg *a = &cmd->argv[1];
+        uint64_t v;
+        if (a->len == 0 || a->len >= sizeof num ||
+            proto_parse_u64(a->p, a->len, INT64_MAX, &v) < 0) {
+            redis_error(c, "horizon is not a Unix time in seconds");
+            return;
+        }
+        kind = ROUTER_BY_TIME;
+        h = (int64_t)v;
+        first = 2;
+    } else {
+        kind = ROUTER_BY_SEQ;
+        h = (int64_t)rs->horizon_seq;
+        rs->has_horizon = false;
+        first = 1;
+    }
+    size_t n = cmd->argc - first;
+    if (engine_reserve_slices(eng, n) < 0) {
+        nomem(c);
+        return;
+    }
+    /* Subscribe one by one for SUBSCRIBE's replies (each with the count
+     * after it); the retroactive part then finds them subscribed. */
+    for (size_t i = 0; i < n; i++) {
+        const struct resp_arg *a = &cmd->argv[first + i];
+        int rc = router_subscribe(&eng->router, &c->sub, a->p, a->len);
+        if (rc < 0) {
+            nomem(c);
+            return;
+        }
+        rs->nchannels += (uint32_t)rc;
+        add_sub_reply(c, "subscribe", a->p, a->len, sub_count(c, false));
+        eng->slices[i].p = a->p;
+        eng->slices[i].len = a->len;
+    }
+    int rc = router_retro_subscribe(&eng->router, &c->sub, eng->slices, (uint32_t)n, kind, h);
+    if (rc < 0)
+        nomem(c);
+    else if (rc == 0)
+        redis_error(c, "-NOTFOUND horizon older than the retained messages; reload");
+}
+
+/* ---- PUBSUB introspection ---- */
+
+struct chan_list {
+    struct conn *c;
+    const struct resp_arg *pattern;
+    const struct topic **v;
+    size_t n, cap;
+    bool failed;
+};
+
+static int list_channel(const struct topic *t, void *arg)
+{
+    struct chan_list *l = arg;
+    if (l->pattern && !glob_match(l->pattern->p, l->pattern->len, t->name, t->len))
+        return 0;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        const struct topic **v = realloc(l->v, cap * sizeof *v);
+        if (!v) {
+            l->failed = true;
+            return 1;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = t;
+    return 0;
+}
+
+static void pubsub_channels(struct conn *c, const struct redis_cmd *cmd, enum topic_ns ns)
+{
+    struct chan_list l = {c, cmd->argc > 2 ? &cmd->argv[2] : NULL, NULL, 0, 0, false};
+    topic_foreach(&c->eng->router.topics, ns, list_channel, &l);
+    if (l.failed) {
+        free(l.v);
+        nomem(c);
+        return;
+    }
+    redis_add(c, resp_add_array(c->out, l.n));
+    for (size_t i = 0; i < l.n; i++)
+        redis_add(c, resp_add_bulk(c->out, l.v[i]->name, l.v[i]->len));
+    free(l.v);
+}
+
+static void pubsub_numsub(struct conn *c, const struct redis_cmd *cmd, enum topic_ns ns)
+{
+    redis_add(c, resp_add_array(c->out, (cmd->argc - 2) * 2));
+    for (size_t i = 2; i < cmd->argc; i++) {
+        const struct topic *t =
+            topic_find(&c->eng->router.topics, ns, cmd->argv[i].p, cmd->argv[i].len);
+        redis_add(c, resp_add_bulk(c->out, cmd->argv[i].p, cmd->argv[i].len));
+        redis_add(c, resp_add_integer(c->out, t ? (long long)t->nsubs : 0));
+    }
+}
+
+void redis_pubsub(struct conn *c, const struct redis_cmd *cmd)
+{
+    const struct resp_arg *sub = &cmd->argv[1];
+    if (redis_arg_is(sub, "channels"))
+        pubsub_channels(c, cmd, TOPIC_NS_CHANNEL);
+    else if (redis_arg_is(sub, "shardchannels"))
+        pubsub_channels(c, cmd, TOPIC_NS_SHARD);
+    else if (redis_arg_is(sub, "numsub"))
+        pubsub_numsub(c, cmd, TOPIC_NS_CHANNEL);
+    else if (redis_arg_is(sub, "shardnumsub"))
+        pubsub_numsub(c, cmd, TOPIC_NS_SHARD);
+    else /* numpat: distinct patterns, as Redis counts them */
+        redis_add(c, resp_add_integer(c->out, (long long)c->eng->router.npatterns));
+}
+
+/* ---- delivery ---- */
+
+/* Frames are assembled here and appended to the output in large pieces. */
+struct frames {
+    struct conn *c;
+    size_t n;
+    char buf[16384];
+};
+
+static void frames_flush(struct frames *f)
+{
+    if (f->n) {
+        redis_add(f->c, evbuffer_add(f->c->out, f->buf, f->n));
+        f->n = 0;
+    }
+}
+
+static void frames_put(struct frames *f, const void *p, size_t len)
+{
+    if (f->n + len > sizeof f->buf) {
+        frames_flush(f);
+        if (len > sizeof f->buf) {
+            redis_add(f->c, evbuffer_add(f->c->out, p, len));
+            return;
+        }
+    }
+    memcpy(f->buf + f->n, p, len);
+    f->n += len;
+}
+
+static void frames_header(struct frames *f, char prefix, long long v)
+{
+    char h[RESP_HEADER_MAX];
+    frames_put(f, h, resp_fmt_header(h, prefix, v));
+}
+
+static void frames_bulk(struct frames *f, const char *p, size_t len)
+{
+    frames_header(f, '$', (long long)len);
+    frames_put(f, p, len);
+    frames_put(f, "\r\n", 2);
+}
+
+static void release_entry(const void *data, size_t len, void *arg)
+{
+    (void)data;
+    (void)len;
+    entry_unref(arg);
+}
+
+static void frames_payload(struct frames *f, struct entry *e)
+{
+    size_t len = e->payload_len;
+    frames_header(f, '$', (long long)len);
+    if (len < CONN_COPY_LIMIT) {
+        frames_put(f, entry_payload(e), len);
+    } else {
+        frames_flush(f);
+        entry_ref(e);
+        if (evbuffer_add_reference(f->c->out, entry_payload(e), len, release_entry, e) < 0) {
+            entry_unref(e);
+            redis_st(f->c)->failed = true;
+        }
+    }
+    frames_put(f, "\r\n", 2);
+}
+
+/* One frame: kind, [pattern], channel, payload. */
+static void frame(struct frames *f, const char *kind, size_t klen, const struct pattern *p,
+                  const struct topic *t, struct entry *e)
+{
+    frames_header(f, redis_st(f->c)->proto == 3 ? '>' : '*', p ? 4 : 3);
+    frames_bulk(f, kind, klen);
+    if (p) {
+        size_t plen;
+        const char *pn = pattern_name(p, &plen);
+        frames_bulk(f, pn, plen);
+    }
+    frames_bulk(f, t->name, t->len);
+    frames_payload(f, e);
+}
+
+static void format_item(struct frames *f, struct qitem *it)
+{
+    struct conn *c = f->c;
+    struct entry *e = it->e;
+    struct qitem_iter x;
+    uint32_t i;
+    for (qitem_iter_init(it, &x); qitem_iter_next(it, &x, &i);) {
+        const struct topic *t = e->topics[i];
+        if (t->ns == TOPIC_NS_SHARD) {
+            frame(f, "smessage", 8, NULL, t, e);
+            continue;
+        }
+        if (subscriber_holds(&c->sub, t))
+            frame(f, "message", 7, NULL, t, e);
+        for (uint32_t k = 0; k < c->sub.npatterns; k++)
+            if (pattern_matches(c->sub.patterns[k], t))
+                frame(f, "pmessage", 8, c->sub.patterns[k], t, e);
+    }
+}
+
+void redis_deliver_queue(struct conn *c, bool all)
+{
+    struct queue *q = &c->sub.queue;
+    if (q->count == 0 || conn_is_closing(c))
+        return;
+    struct frames *f = malloc(sizeof *f);
+    if (!f) {
+        nomem(c);
+        return;
+    }
+    f->c = c;
+    f->n = 0;
+    uint64_t delivered = 0;
+    while (q->count && !redis_st(c)->failed) {
+        if (!all && evbuffer_get_length(c->out) + f->n >= CONN_PUSH_HIGH)
+            break;
+        format_item(f, queue_front(q));
+        queue_pop(q);
+        delivered++;
+    }
+    frames_flush(f);
+    free(f);
+    c->eng->stats.messages_delivered += delivered;
+}

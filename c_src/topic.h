@@ -1,0 +1,65 @@
+/* topic.h - the topic index: interned topic names and their lifetimes.
+ *
+ * One struct topic per name in use, interned in a hash set (table.h) keyed by
+ * (namespace, name).  Namespaces keep topic spaces apart that share names:
+ * TOPIC_NS_CHANNEL is Kraken's topics and Redis's channels (one space for both
+ * protocols), TOPIC_NS_SHARD is Redis's shard channels (SSUBSCRIBE/SPUBLISH),
+ * which Redis keeps apart from the others.
+ *
+ * A topic lists its subscribers in a dense array (the router scans it to
+ * route an entry) and lives while it has subscribers or while an entry
+ * (queued or retained, entry.h) holds a reference on it.  Its retention shard
+ * is fixed at interning: hash of the name mod the shard count. */
+#ifndef KRAKEN_TOPIC_H
+#define KRAKEN_TOPIC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "table.h"
+
+struct subscriber;
+
+enum topic_ns { TOPIC_NS_CHANNEL = 0, TOPIC_NS_SHARD = 1 };
+
+struct topic {
+    uint64_t hash;
+    uint64_t mark;            /* scratch epoch for set operations (router.c) */
+    struct subscriber **subs; /* subscribers, dense */
+    uint32_t nsubs, cap;
+    uint32_t refs;            /* entries referencing this topic */
+    uint32_t shard;
+    uint32_t len;
+    uint8_t ns;               /* enum topic_ns */
+    char name[];              /* len bytes, not NUL-terminated */
+};
+
+struct topic_index {
+    struct table table;
+    uint32_t num_shards;
+};
+
+void topic_index_init(struct topic_index *x, uint32_t num_shards);
+/* Frees every topic left (callers removed subscribers and entries first). */
+void topic_index_free(struct topic_index *x);
+static inline uint32_t topic_index_count(const struct topic_index *x) { return x->table.count; }
+
+struct topic *topic_find(const struct topic_index *x, enum topic_ns ns, const char *name,
+                         size_t len);
+/* Finds or creates; NULL on allocation failure. */
+struct topic *topic_intern(struct topic_index *x, enum topic_ns ns, const char *name, size_t len);
+/* Frees t if nothing holds it any more (no subscriber, no entry). */
+void topic_maybe_free(struct topic_index *x, struct topic *t);
+static inline void topic_ref(struct topic *t) { t->refs++; }
+static inline void topic_unref(struct topic_index *x, struct topic *t)
+{
+    t->refs--;
+    topic_maybe_free(x, t);
+}
+
+/* Calls fn for every topic of namespace ns that has subscribers, in no
+ * particular order; stops early when fn returns non-zero. */
+void topic_foreach(const struct topic_index *x, enum topic_ns ns,
+                   int (*fn)(const struct topic *t, void *arg), void *arg);
+
+#endif
