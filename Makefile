@@ -18,7 +18,7 @@ LDLIBS_K   := -L$(ERL_INTERFACE)/lib -lei -levent -lpthread
 SAN     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 CORE_SRC := c_src/protocol.c c_src/table.c c_src/subset.c c_src/entry.c c_src/queue.c c_src/retain.c \
-            c_src/router.c c_src/session.c c_src/server.c c_src/config.c c_src/log.c
+            c_src/router.c c_src/session.c c_src/server.c c_src/config.c c_src/log.c c_src/resp.c
 ENGINE_SRC := $(CORE_SRC) c_src/control.c c_src/main.c
 HEADERS := $(wildcard c_src/*.h include/kraken/*.h)
 UNIT_TESTS := test_protocol test_router test_session
