@@ -21,7 +21,7 @@ CORE_SRC := c_src/protocol.c c_src/table.c c_src/subset.c c_src/entry.c c_src/qu
             c_src/router.c c_src/session.c c_src/server.c c_src/config.c c_src/log.c c_src/resp.c
 ENGINE_SRC := $(CORE_SRC) c_src/control.c c_src/main.c
 HEADERS := $(wildcard c_src/*.h include/kraken/*.h)
-UNIT_TESTS := test_protocol test_router test_session
+UNIT_TESTS := test_protocol test_router test_session test_resp
 APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 erlang-common-test erlang-tools rebar3 libevent-dev libcmocka-dev \
                 python3-pymemcache valgrind clang libclang-rt-14-dev
