@@ -108,7 +108,7 @@ test-valgrind: engine
 	/usr/bin/python3 test/valgrind_test.py
 
 # libFuzzer harnesses: the parser alone, and whole connection byte streams.
-FUZZERS := fuzz_protocol fuzz_session
+FUZZERS := fuzz_protocol fuzz_session fuzz_resp
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_SECONDS ?= 20
 build/fuzz/%: test/fuzz/%.c $(CORE_SRC) $(HEADERS)
