@@ -27,7 +27,7 @@ APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 python3-pymemcache valgrind clang libclang-rt-14-dev
 
 .PHONY: all deps engine erlang run test test-c test-erlang test-blackbox test-hostile test-fault test-valgrind soak bench clean \
-        fuzz fuzz-smoke
+        fuzz fuzz-smoke test-glob-diff
 
 all: engine erlang
 
@@ -107,6 +107,15 @@ test-fault: engine build/failmalloc.so
 test-valgrind: engine
 	/usr/bin/python3 test/valgrind_test.py
 
+# resp_glob_match() against redis-server's PSUBSCRIBE matching (needs
+# redis-server; not part of make test).
+build/glob_match: test/glob/glob_match.c c_src/resp.c c_src/resp.h
+	@mkdir -p build
+	$(CC) $(WARN) $(SAN) -Ic_src -o $@ test/glob/glob_match.c c_src/resp.c -levent -lm
+
+test-glob-diff: build/glob_match
+	/usr/bin/python3 test/glob_diff.py
+
 # libFuzzer harnesses: the parser alone, and whole connection byte streams.
 FUZZERS := fuzz_protocol fuzz_session fuzz_resp
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
@@ -145,4 +154,4 @@ bench: all bench/kraken_bench
 	bench/kraken_bench --null --reps $(BENCH_REPS) $(BENCH_ARGS)
 
 clean:
-	rm -rf build/test build/test-clang build/fuzz build/*.so priv/kraken_engine priv/kraken_engine_asan _build
+	rm -rf build/test build/test-clang build/fuzz build/*.so build/glob_match priv/kraken_engine priv/kraken_engine_asan _build
