@@ -27,7 +27,7 @@ APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 python3-pymemcache valgrind clang libclang-rt-14-dev
 
 .PHONY: all deps engine erlang run test test-c test-erlang test-blackbox test-hostile test-fault test-valgrind soak bench clean \
-        fuzz fuzz-smoke test-glob-diff
+        fuzz fuzz-smoke test-glob-diff test-resp-diff
 
 all: engine erlang
 
@@ -109,12 +109,21 @@ test-valgrind: engine
 
 # resp_glob_match() against redis-server's PSUBSCRIBE matching (needs
 # redis-server; not part of make test).
-build/glob_match: test/glob/glob_match.c c_src/resp.c c_src/resp.h
+build/glob_match: test/diff/glob_match.c c_src/resp.c c_src/resp.h
 	@mkdir -p build
-	$(CC) $(WARN) $(SAN) -Ic_src -o $@ test/glob/glob_match.c c_src/resp.c -levent -lm
+	$(CC) $(WARN) $(SAN) -Ic_src -o $@ test/diff/glob_match.c c_src/resp.c -levent -lm
 
 test-glob-diff: build/glob_match
 	/usr/bin/python3 test/glob_diff.py
+
+# resp_parse() against redis-server's replies to the same byte streams
+# (needs redis-server; not part of make test).
+build/resp_replay: test/diff/resp_replay.c c_src/resp.c c_src/resp.h
+	@mkdir -p build
+	$(CC) $(WARN) $(SAN) -Ic_src -o $@ test/diff/resp_replay.c c_src/resp.c -levent -lm
+
+test-resp-diff: build/resp_replay
+	/usr/bin/python3 test/resp_diff.py
 
 # libFuzzer harnesses: the parser alone, and whole connection byte streams.
 FUZZERS := fuzz_protocol fuzz_session fuzz_resp
@@ -154,4 +163,4 @@ bench: all bench/kraken_bench
 	bench/kraken_bench --null --reps $(BENCH_REPS) $(BENCH_ARGS)
 
 clean:
-	rm -rf build/test build/test-clang build/fuzz build/*.so build/glob_match priv/kraken_engine priv/kraken_engine_asan _build
+	rm -rf build/test build/test-clang build/fuzz build/*.so build/glob_match build/resp_replay priv/kraken_engine priv/kraken_engine_asan _build

@@ -5,7 +5,7 @@ Starts redis-server on a free port (no persistence), PSUBSCRIBEs one
 connection to a few hundred patterns, PUBLISHes a few hundred channels from
 another, and records which patterns each channel reached (the pmessages).
 The same (pattern, channel) pairs go through build/glob_match (our
-resp_glob_match, see test/glob/glob_match.c); every answer must agree.
+resp_glob_match, see test/diff/glob_match.c); every answer must agree.
 
 Patterns and channels are random strings over the bytes that matter to
 the matcher (* ? [ ] ^ - \\, a few letters, NUL, bytes >= 0x80), plus fixed
@@ -86,12 +86,12 @@ class Conn:
         raise RuntimeError("unexpected reply %r" % line)
 
 
-def start_redis():
+def start_redis(extra=()):
     port = free_port()
     d = tempfile.mkdtemp(prefix="glob_diff.")
     proc = subprocess.Popen(
         [REDIS, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", d, "--logfile", os.path.join(d, "log")],
+         "--appendonly", "no", "--dir", d, "--logfile", os.path.join(d, "log"), *extra],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     for _ in range(200):
         try:
