@@ -32,7 +32,7 @@ struct evbuffer;
 /* Redis 7.0's limits (server.h, config.c). */
 #define RESP_INLINE_MAX (64 * 1024)                /* PROTO_INLINE_MAX_SIZE */
 #define RESP_MAX_BULK ((size_t)512 * 1024 * 1024)  /* proto-max-bulk-len default */
-#define RESP_MAX_MULTIBULK 2147483647LL            /* INT_MAX (not 1024*1024 since 7.0) */
+#define RESP_MAX_MULTIBULK 2147483647LL            /* INT_MAX (6.2 had 1024*1024) */
 #define RESP_UNAUTH_MAX_MULTIBULK 10               /* when authentication is required */
 #define RESP_UNAUTH_MAX_BULK 16384
 
@@ -103,10 +103,14 @@ void resp_parser_reset(struct resp_parser *p);
  * the client must still AUTH (Redis's authRequired()), which limits it to 10
  * arguments of at most 16384 bytes.  After RESP_NEED_MORE the next call must
  * pass the same bytes again (possibly moved) followed by more; call
- * resp_parser_reset() to start over on other bytes.  Like Redis, a line ends
- * at the first NUL byte only in the sense that nothing after it is searched:
- * a NUL before the end of an inline line or a header line stalls the request
- * until it is too big. */
+ * resp_parser_reset() to start over on other bytes.  Like Redis, which
+ * searches its NUL-terminated query buffer with strchr(), the search for the
+ * '\n' ending an inline command or the '\r' ending a header line stops at a
+ * NUL byte: the request then stays incomplete until more than 64 KiB wait
+ * (the "too big" errors).  The whole command must stay in the buffer, so
+ * the caller bounds what it buffers (Redis: client-query-buffer-limit); the
+ * parser's arrays grow with the arguments received (24 bytes for each, of
+ * at least 6 bytes of input), never with the count announced. */
 enum resp_status resp_parse(struct resp_parser *p, const char *buf, size_t len,
                             bool authenticated, size_t *used, const char **error);
 
