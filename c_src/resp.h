@@ -119,7 +119,8 @@ enum resp_status resp_parse(struct resp_parser *p, const char *buf, size_t len,
  * returns 0, or -1 when the evbuffer could not grow (the reply may then be
  * partly written: close the connection). */
 int resp_add_simple(struct evbuffer *b, const char *s, size_t len);   /* +s */
-/* -ERR <msg>, or <msg> as is when it starts with '-' (addReplyError). */
+/* -ERR <msg>, or <msg> as is when it starts with '-' (addReplyError); msg
+ * holds no \r or \n (replace them with spaces, as addReplyErrorFormat does). */
 int resp_add_error(struct evbuffer *b, const char *msg, size_t len);
 int resp_add_integer(struct evbuffer *b, long long v);                /* :v */
 int resp_add_bulk(struct evbuffer *b, const void *p, size_t len);     /* $len bytes */
