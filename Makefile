@@ -23,13 +23,13 @@ CORE_SRC := c_src/protocol.c c_src/resp.c c_src/glob.c c_src/table.c c_src/subse
             c_src/redis_pubsub.c c_src/server.c c_src/config.c c_src/log.c
 ENGINE_SRC := $(CORE_SRC) c_src/control.c c_src/main.c
 HEADERS := $(wildcard c_src/*.h include/kraken/*.h)
-UNIT_TESTS := test_protocol test_router test_proto_kraken test_proto_redis
+UNIT_TESTS := test_protocol test_router test_proto_kraken test_proto_redis test_resp
 APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 erlang-common-test erlang-tools rebar3 libevent-dev libcmocka-dev \
                 python3-pymemcache valgrind clang libclang-rt-14-dev
 
 .PHONY: all deps engine erlang run test test-c test-erlang test-blackbox test-hostile test-fault test-valgrind soak bench clean \
-        fuzz fuzz-smoke
+        fuzz fuzz-smoke test-glob-diff test-resp-diff
 
 all: engine erlang
 
@@ -109,8 +109,26 @@ test-fault: engine build/failmalloc.so
 test-valgrind: engine
 	/usr/bin/python3 test/valgrind_test.py
 
+# glob_match() against redis-server's PSUBSCRIBE matching (needs
+# redis-server; not part of make test).
+build/glob_match: test/diff/glob_match.c c_src/glob.c c_src/glob.h
+	@mkdir -p build
+	$(CC) $(WARN) $(SAN) -Ic_src -o $@ test/diff/glob_match.c c_src/glob.c
+
+test-glob-diff: build/glob_match
+	/usr/bin/python3 test/glob_diff.py
+
+# resp_parse() against redis-server's replies to the same byte streams
+# (needs redis-server; not part of make test).
+build/resp_replay: test/diff/resp_replay.c c_src/resp.c c_src/resp.h
+	@mkdir -p build
+	$(CC) $(WARN) $(SAN) -Ic_src -o $@ test/diff/resp_replay.c c_src/resp.c -levent -lm
+
+test-resp-diff: build/resp_replay
+	/usr/bin/python3 test/resp_diff.py
+
 # libFuzzer harnesses: the parser alone, and whole connection byte streams.
-FUZZERS := fuzz_protocol fuzz_session
+FUZZERS := fuzz_protocol fuzz_session fuzz_resp
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_SECONDS ?= 20
 build/fuzz/%: test/fuzz/%.c $(CORE_SRC) $(HEADERS)
@@ -147,4 +165,4 @@ bench: all bench/kraken_bench
 	bench/kraken_bench --null --reps $(BENCH_REPS) $(BENCH_ARGS)
 
 clean:
-	rm -rf build/test build/test-clang build/fuzz build/*.so priv/kraken_engine priv/kraken_engine_asan _build
+	rm -rf build/test build/test-clang build/fuzz build/*.so build/glob_match build/resp_replay priv/kraken_engine priv/kraken_engine_asan _build

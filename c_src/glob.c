@@ -1,110 +1,114 @@
 /* glob.c - Redis glob matching; see glob.h. */
 #include "glob.h"
 
-static bool match(const char *p, size_t pl, const char *s, size_t sl, bool *skip_longer,
-                  int nesting)
+struct glob {
+    bool give_up; /* a '*' found no match anywhere: longer tries of earlier '*' are futile */
+};
+
+static bool glob(struct glob *g, const char *pat, size_t plen, const char *str, size_t slen,
+                 int depth)
 {
-    if (nesting > 1000)
-        return false; /* abusive pattern */
-    while (pl && sl) {
-        switch (p[0]) {
+    if (depth > 1000)
+        return false;
+    while (plen && slen) {
+        switch (pat[0]) {
         case '*':
-            while (pl > 1 && p[1] == '*') {
-                p++;
-                pl--;
+            while (plen >= 2 && pat[1] == '*') {
+                pat++;
+                plen--;
             }
-            if (pl == 1)
+            if (plen == 1)
                 return true;
-            while (sl) {
-                if (match(p + 1, pl - 1, s, sl, skip_longer, nesting + 1))
+            for (; slen; str++, slen--) {
+                if (glob(g, pat + 1, plen - 1, str, slen, depth + 1))
                     return true;
-                if (*skip_longer)
+                if (g->give_up)
                     return false;
-                s++;
-                sl--;
             }
-            /* Nothing after this star matches anywhere in the rest: an
-             * earlier star taking more cannot help either. */
-            *skip_longer = true;
+            g->give_up = true;
             return false;
         case '?':
-            s++;
-            sl--;
+            str++;
+            slen--;
             break;
         case '[': {
-            p++;
-            pl--;
-            bool neg = pl && p[0] == '^';
-            if (neg) {
-                p++;
-                pl--;
+            pat++;
+            plen--;
+            bool negate = plen > 0 && pat[0] == '^';
+            if (negate) {
+                pat++;
+                plen--;
             }
-            bool hit = false;
+            bool match = false;
             for (;;) {
-                if (pl >= 2 && p[0] == '\\') {
-                    p++;
-                    pl--;
-                    if (p[0] == s[0])
-                        hit = true;
-                } else if (pl == 0) {
-                    p--; /* unterminated set: the loop below steps past its end */
-                    pl++;
+                if (plen == 0) {
+                    /* unterminated: stand on the last byte, consumed below */
+                    pat--;
+                    plen++;
                     break;
-                } else if (p[0] == ']') {
+                }
+                if (pat[0] == '\\' && plen >= 2) {
+                    pat++;
+                    plen--;
+                    if (pat[0] == str[0])
+                        match = true;
+                } else if (pat[0] == ']') {
                     break;
-                } else if (pl >= 3 && p[1] == '-') {
-                    int lo = (signed char)p[0], hi = (signed char)p[2], c = (signed char)s[0];
+                } else if (plen >= 3 && pat[1] == '-') {
+                    /* Redis compares plain (signed) chars */
+                    int lo = (signed char)pat[0], hi = (signed char)pat[2];
+                    int c = (signed char)str[0];
                     if (lo > hi) {
                         int t = lo;
                         lo = hi;
                         hi = t;
                     }
-                    p += 2;
-                    pl -= 2;
+                    pat += 2;
+                    plen -= 2;
                     if (c >= lo && c <= hi)
-                        hit = true;
-                } else if (p[0] == s[0]) {
-                    hit = true;
+                        match = true;
+                } else if (pat[0] == str[0]) {
+                    match = true;
                 }
-                p++;
-                pl--;
+                pat++;
+                plen--;
             }
-            if (neg)
-                hit = !hit;
-            if (!hit)
+            if (negate)
+                match = !match;
+            if (!match)
                 return false;
-            s++;
-            sl--;
+            str++;
+            slen--;
             break;
         }
         case '\\':
-            if (pl >= 2) {
-                p++;
-                pl--;
+            if (plen >= 2) {
+                pat++;
+                plen--;
             }
             /* fall through */
         default:
-            if (p[0] != s[0])
+            if (pat[0] != str[0])
                 return false;
-            s++;
-            sl--;
+            str++;
+            slen--;
             break;
         }
-        p++;
-        pl--;
-        if (sl == 0) {
-            while (pl && *p == '*') {
-                p++;
-                pl--;
+        pat++;
+        plen--;
+        if (slen == 0) {
+            while (plen && pat[0] == '*') {
+                pat++;
+                plen--;
             }
             break;
         }
     }
-    return pl == 0 && sl == 0;
+    return plen == 0 && slen == 0;
 }
 
 bool glob_match(const char *pat, size_t plen, const char *str, size_t slen)
 {
-    bool skip_longer = false;
-    return match(pat, plen, str, slen, &skip_longer, 0);
+    struct glob g = {false};
+    return glob(&g, pat, plen, str, slen, 0);
 }

@@ -12,7 +12,6 @@
  *                       (networking.c processMultibulkBuffer/processInlineBuffer);
  *   resp_add_*()        append one reply element to a libevent evbuffer;
  *   resp_fmt_*()        format headers and integers into a caller's buffer;
- *   resp_glob_match()   Redis 7.0's stringmatchlen() (PSUBSCRIBE patterns).
  *
  * Every protocol error closes the connection after its reply, as in Redis,
  * so the parser never resynchronises after one.  The parser allocates only
@@ -32,7 +31,7 @@ struct evbuffer;
 /* Redis 7.0's limits (server.h, config.c). */
 #define RESP_INLINE_MAX (64 * 1024)                /* PROTO_INLINE_MAX_SIZE */
 #define RESP_MAX_BULK ((size_t)512 * 1024 * 1024)  /* proto-max-bulk-len default */
-#define RESP_MAX_MULTIBULK 2147483647LL            /* INT_MAX (not 1024*1024 since 7.0) */
+#define RESP_MAX_MULTIBULK 2147483647LL            /* INT_MAX (6.2 had 1024*1024) */
 #define RESP_UNAUTH_MAX_MULTIBULK 10               /* when authentication is required */
 #define RESP_UNAUTH_MAX_BULK 16384
 
@@ -103,10 +102,14 @@ void resp_parser_reset(struct resp_parser *p);
  * the client must still AUTH (Redis's authRequired()), which limits it to 10
  * arguments of at most 16384 bytes.  After RESP_NEED_MORE the next call must
  * pass the same bytes again (possibly moved) followed by more; call
- * resp_parser_reset() to start over on other bytes.  Like Redis, a line ends
- * at the first NUL byte only in the sense that nothing after it is searched:
- * a NUL before the end of an inline line or a header line stalls the request
- * until it is too big. */
+ * resp_parser_reset() to start over on other bytes.  Like Redis, which
+ * searches its NUL-terminated query buffer with strchr(), the search for the
+ * '\n' ending an inline command or the '\r' ending a header line stops at a
+ * NUL byte: the request then stays incomplete until more than 64 KiB wait
+ * (the "too big" errors).  The whole command must stay in the buffer, so
+ * the caller bounds what it buffers (Redis: client-query-buffer-limit); the
+ * parser's arrays grow with the arguments received (24 bytes for each, of
+ * at least 6 bytes of input), never with the count announced. */
 enum resp_status resp_parse(struct resp_parser *p, const char *buf, size_t len,
                             bool authenticated, size_t *used, const char **error);
 
@@ -115,7 +118,8 @@ enum resp_status resp_parse(struct resp_parser *p, const char *buf, size_t len,
  * returns 0, or -1 when the evbuffer could not grow (the reply may then be
  * partly written: close the connection). */
 int resp_add_simple(struct evbuffer *b, const char *s, size_t len);   /* +s */
-/* -ERR <msg>, or <msg> as is when it starts with '-' (addReplyError). */
+/* -ERR <msg>, or <msg> as is when it starts with '-' (addReplyError); msg
+ * holds no \r or \n (replace them with spaces, as addReplyErrorFormat does). */
 int resp_add_error(struct evbuffer *b, const char *msg, size_t len);
 int resp_add_integer(struct evbuffer *b, long long v);                /* :v */
 int resp_add_bulk(struct evbuffer *b, const void *p, size_t len);     /* $len bytes */
@@ -135,13 +139,5 @@ int resp_add_double(struct evbuffer *b, int proto, double d); /* ,%.17g / bulk *
 size_t resp_fmt_header(char *buf, char prefix, long long v);
 /* Writes v in decimal (no NUL, at most 20 bytes); returns its length. */
 size_t resp_fmt_ll(char *buf, long long v);
-
-/* ---- glob ----
- * Redis 7.0.15's stringmatchlen(pattern, string, nocase=0): `*`, `?`,
- * `[abc]`, `[^abc]`, `[a-z]` (bounds in either order, compared as signed
- * chars), `\x` escapes, unterminated classes, and the protections against
- * abusive patterns (a failed `*` stops longer tries of earlier ones; more
- * than 1000 nested `*` never match). */
-bool resp_glob_match(const char *pat, size_t plen, const char *str, size_t slen);
 
 #endif
