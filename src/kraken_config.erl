@@ -25,7 +25,7 @@
          messages_stored_per_router_shard, router_min_fanout_to_warn,
          router_min_publish_to_topics_to_warn, log_level,
          client_idle_timeout_secs, max_request_bytes, max_client_queue_bytes,
-         bytes_stored_per_router_shard]).
+         bytes_stored_per_router_shard, redis_port, redis_password]).
 
 %% @doc Every option with its default (the same as src/kraken.app.src).
 -spec defaults() -> [option()].
@@ -44,6 +44,8 @@ defaults() ->
      {max_request_bytes, 16777216},
      {max_client_queue_bytes, 33554432},
      {bytes_stored_per_router_shard, 67108864},
+     {redis_port, undefined},
+     {redis_password, undefined},
      {engine_executable, undefined}].
 
 %% @doc Reads, merges and validates the application environment; logs the
@@ -160,7 +162,9 @@ validate([{Name, Default} | Rest], Env, Acc) ->
 %% @doc The options of a validated configuration that the C engine reads.
 -spec engine_options([option()]) -> [option()].
 engine_options(Config) ->
-    [{Name, proplists:get_value(Name, Config)} || Name <- ?ENGINE_OPTIONS].
+    %% An option left undefined (redis_port: off) is not sent: the engine's
+    %% default applies.
+    [{Name, V} || Name <- ?ENGINE_OPTIONS, (V = proplists:get_value(Name, Config)) =/= undefined].
 
 %% @doc Validates a log level, normalising `warning' to `warn'.
 -spec check_log_level(term()) -> {ok, debug | info | warn | error} | {error, string()}.
@@ -193,6 +197,16 @@ check(log_level, warning) ->
     {ok, warn};
 check(log_level, _) ->
     {error, "debug, info, warn or error"};
+check(redis_port, undefined) -> {ok, undefined};
+check(redis_port, V) -> check_int(V, 0, 65535);
+check(redis_password, undefined) -> {ok, undefined};
+check(redis_password, V) when is_binary(V), byte_size(V) > 0, byte_size(V) < 256 -> {ok, V};
+check(redis_password, V) when is_list(V) ->
+    try check(redis_password, unicode:characters_to_binary(V))
+    catch error:_ -> {error, "a string of 1 to 255 bytes"}
+    end;
+check(redis_password, V) when is_atom(V) -> check(redis_password, atom_to_binary(V));
+check(redis_password, _) -> {error, "a string of 1 to 255 bytes"};
 check(pid_file, V) -> check_path(V);
 check(log_file, V) -> check_path(V);
 check(engine_executable, V) -> check_path(V).
