@@ -2,7 +2,9 @@
 
 A *target* is the server under test on a Redis port:
 
-  redis   a real redis-server (Debian's 7.0) started here on a free port:
+  redis   a real redis-server (Debian's 7.0) started here on a free port
+          (its log build/redis_ref_P.log is removed at stop unless
+          REDIS_KEEP_LOGS is set):
           redis-server --port P --save '' --appendonly no --daemonize no
           plus --bind 127.0.0.1 (nothing outside the machine reaches it),
           --databases 1 (Kraken has one database: SELECT 1 is an error on
@@ -114,6 +116,11 @@ class RedisServer:
                 self.proc.wait()
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+        if not os.environ.get("REDIS_KEEP_LOGS"):
+            try:
+                os.unlink(self.log_path)
+            except OSError:
+                pass
 
 
 class KrakenRedisServer(Server):
