@@ -142,6 +142,8 @@ CASES = [
     ("spublish one arg", [b"SPUBLISH a\r\n"]),
     ("pubsub no subcommand", [b"PUBSUB\r\n"]),
     ("command name mixed case", [b"SuBsCrIbE a\r\n"]),
+    ("empty command name", [b"*1\r\n$0\r\n\r\n", b"*2\r\n$0\r\n\r\n$1\r\nx\r\n"]),
+    ("unknown command resp3 subscribed", [b"HELLO 3\r\nSUBSCRIBE a\r\n", b"foo bar\r\n"]),
     # AUTH / HELLO without a password configured
     ("auth no password configured", [b"AUTH x\r\n"]),
     ("auth default user any password", [b"AUTH default x\r\n"]),
@@ -203,6 +205,8 @@ CASES = [
     ("subscribed reset", [b"SUBSCRIBE a\r\nPSUBSCRIBE b*\r\n", b"RESET\r\n", b"PING\r\n",
                           pub("a", "x"), pub("bb", "x")]),
     ("subscribed quit", [b"SUBSCRIBE a\r\n", b"QUIT\r\n"]),
+    ("subscribed quit pipelined", [b"SUBSCRIBE a\r\nQUIT\r\nPING\r\n", pub("a", "x")]),
+    ("partial command then close", [b"*2\r\n$4\r\nECHO\r\n$3\r\nab"]),
     ("back to normal after unsubscribe", [b"SUBSCRIBE a\r\n", b"UNSUBSCRIBE a\r\n",
                                           b"PING\r\nECHO e\r\n"]),
     # PSUBSCRIBE / PUNSUBSCRIBE
@@ -304,6 +308,8 @@ CASES = [
     ("reset arg", [b"RESET x\r\n"]),
     # inline commands
     ("inline subscribe", [b"subscribe a b\r\n"]),
+    ("inline subscribe 300 channels", [b"SUBSCRIBE " + b" ".join(b"c%d" % i for i in range(300))
+                                       + b"\r\n", (b"a", b"UNSUBSCRIBE\r\n", UNSUB_ALL)]),
     ("inline double quotes", [b'ECHO "a b"\r\n']),
     ("inline single quotes", [b"ECHO 'a b'\r\n"]),
     ("inline escapes", [b'ECHO "\\x41\\n\\t\\"" \'it\\\'s\'\r\n']),
