@@ -184,8 +184,11 @@ class Hostile(unittest.TestCase):
         rss0 = rss_kb(self.engine) if KRAKEN else 0
         sent = 0
         for _ in range(4 * MAX_REQUEST // len(chunk)):
-            if not send_ignoring_close(c, chunk):
-                break
+            try:
+                if not send_ignoring_close(c, chunk):
+                    break
+            except socket.timeout:
+                self.fail("after %d bytes the server stopped reading without closing" % sent)
             sent += len(chunk)
             if c.closed:
                 break
