@@ -3,6 +3,7 @@
 #   make run     build everything and start the server in the foreground (port 12355)
 #   make test    build and run every test (C units, sanitizer build, Erlang, black-box)
 #   make bench   load benchmarks (see bench/README.md)
+#   make test-redis  the Redis-port tests against REDIS_TARGETS (redis kraken)
 #
 # Missing build tools are installed with apt-get on Debian (see `deps`).
 
