@@ -330,7 +330,7 @@ def _serve(argv):
                                      "kraken_port": srv.kraken_port,
                                      "log_path": srv.log_path}) + "\n")
         sys.stdout.flush()
-        signal.signal(signal.SIGTERM, lambda *a: (_ for _ in ()).throw(SystemExit(0)))
+        signal.signal(signal.SIGTERM, lambda *a: sys.exit(0))
         while sys.stdin.buffer.read(4096):
             pass
     finally:
