@@ -3,6 +3,7 @@
 #   make run     build everything and start the server in the foreground (port 12355)
 #   make test    build and run every test (C units, sanitizer build, Erlang, black-box)
 #   make bench   load benchmarks (see bench/README.md)
+#   make test-redis  the Redis-port tests against REDIS_TARGETS (redis kraken)
 #
 # Missing build tools are installed with apt-get on Debian (see `deps`).
 
@@ -26,10 +27,11 @@ HEADERS := $(wildcard c_src/*.h include/kraken/*.h)
 UNIT_TESTS := test_protocol test_router test_proto_kraken test_proto_redis test_resp
 APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 erlang-common-test erlang-tools rebar3 libevent-dev libcmocka-dev \
-                python3-pymemcache valgrind clang libclang-rt-14-dev
+                python3-pymemcache valgrind clang libclang-rt-14-dev \
+                redis-server redis-tools python3-redis
 
 .PHONY: all deps engine erlang run test test-c test-erlang test-blackbox test-hostile test-fault test-valgrind soak bench clean \
-        fuzz fuzz-smoke test-glob-diff test-resp-diff
+        fuzz fuzz-smoke test-glob-diff test-resp-diff test-redis
 
 all: engine erlang
 
@@ -40,7 +42,8 @@ build/deps.mk: Makefile
 	@missing=0; \
 	for f in /usr/include/event2/event.h /usr/include/cmocka.h /usr/bin/rebar3 /usr/bin/erlc \
 	         /usr/lib/python3/dist-packages/pymemcache /usr/bin/valgrind /usr/bin/clang \
-	         /usr/bin/pkg-config; do \
+	         /usr/bin/pkg-config /usr/bin/redis-server /usr/bin/redis-cli \
+	         /usr/lib/python3/dist-packages/redis; do \
 	  [ -e $$f ] || { echo "missing: $$f"; missing=1; }; \
 	done; \
 	ls -d /usr/lib/erlang/lib/erl_interface-*/include/ei.h >/dev/null 2>&1 || missing=1; \
@@ -92,6 +95,31 @@ test-blackbox: all
 test-hostile: all
 	/usr/bin/python3 test/hostile_test.py
 	KRAKEN_ENGINE=$(CURDIR)/priv/kraken_engine_asan /usr/bin/python3 test/hostile_test.py
+
+# The Redis protocol port (issue 10), with clients nobody here wrote, against
+# each of REDIS_TARGETS: `redis` (a real redis-server the tests start, which
+# proves the tests) and `kraken` (bin/kraken with redis_port).  The
+# differential test, redis-py and redis-cli, node-redis; for kraken also the
+# cross-protocol and hostile tests.  Not part of `make test` yet.
+REDIS_TARGETS ?= redis kraken
+NODE_REDIS := build/npm/node_modules/redis/package.json
+$(NODE_REDIS): package.json package-lock.json
+	@command -v npm >/dev/null || { SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y nodejs npm; }
+	@mkdir -p build/npm
+	cp package.json package-lock.json build/npm/
+	cd build/npm && npm ci --no-audit --no-fund
+	@touch $@
+
+test-redis: $(NODE_REDIS) $(if $(filter kraken,$(REDIS_TARGETS)),all)
+	@rc=0; for t in $(REDIS_TARGETS); do \
+	  echo "== Redis port tests against $$t"; \
+	  REDIS_TARGET=$$t /usr/bin/python3 test/redis_diff_test.py || rc=1; \
+	  REDIS_TARGET=$$t /usr/bin/python3 test/redis_clients_test.py || rc=1; \
+	  REDIS_TARGET=$$t node --test test/redis_node_test.js || rc=1; \
+	  REDIS_TARGET=$$t /usr/bin/python3 test/redis_hostile_test.py || rc=1; \
+	  if [ $$t = kraken ]; then /usr/bin/python3 test/redis_cross_test.py || rc=1; fi; \
+	done; exit $$rc
 
 # Minutes of random clients with a delivery checker (not part of make test).
 SOAK_SECONDS ?= 120
