@@ -15,6 +15,13 @@ int64_t engine_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t engine_unix_time(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec;
+}
+
 int engine_init(struct engine *eng, const struct engine_config *cfg,
                 void (*overflow)(struct subscriber *, void *),
                 void (*ready)(struct subscriber *, void *), void *cb_arg)
@@ -31,7 +38,7 @@ int engine_init(struct engine *eng, const struct engine_config *cfg,
         .ready = ready,
         .cb_arg = cb_arg,
     };
-    return router_init(&eng->router, &rc, (int64_t)time(NULL));
+    return router_init(&eng->router, &rc, engine_unix_time());
 }
 
 void engine_free(struct engine *eng)
@@ -132,7 +139,7 @@ void engine_snapshot(const struct engine *eng, struct stats_snapshot *s)
     }
     s->pid = (int64_t)getpid();
     s->uptime = (engine_now_ms() - eng->started_ms) / 1000;
-    s->time = (int64_t)time(NULL);
+    s->time = engine_unix_time();
     s->version = KRAKEN_VERSION;
     s->curr_connections = eng->nconns;
     s->curr_connections_kraken = eng->nconns_by_kind[PROTO_KIND_KRAKEN];

@@ -40,6 +40,11 @@ struct engine {
 };
 
 int64_t engine_now_ms(void);
+/* Unix time in whole seconds, from the precise clock: time(2) reads a coarse
+ * clock that lags a second boundary by up to a tick, so an entry published
+ * just after a client saw the second change would be stamped with the old
+ * second and missed by retro_subscribe from that second. */
+int64_t engine_unix_time(void);
 
 /* Sets up the router with the given hooks (overflow, ready; see router.h). */
 int engine_init(struct engine *eng, const struct engine_config *cfg,

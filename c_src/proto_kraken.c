@@ -203,7 +203,7 @@ static const char *execute(struct conn *c, const struct proto_request *req, int6
     case PROTO_SET_UNSUBSCRIBE:
         return do_unsubscribe(c, req);
     case PROTO_SET_PUBLISH:
-        r = do_publish(c, req, (int64_t)time(NULL), &error);
+        r = do_publish(c, req, engine_unix_time(), &error);
         break;
     case PROTO_SET_PUSH:
         if ((r = do_push(c, req)))

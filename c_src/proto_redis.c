@@ -199,7 +199,7 @@ static void cmd_hello(struct conn *c, const struct redis_cmd *cmd)
     }
     if (!rs->authenticated) {
         redis_error(c, "-NOAUTH HELLO must be called with the client already authenticated, "
-                       "otherwise the HELLO <proto> AUTH <user> <pass> option can be used to "
+                       "otherwise the HELLO AUTH <user> <pass> option can be used to "
                        "authenticate the client and select the RESP protocol version at the "
                        "same time");
         return;
@@ -353,6 +353,7 @@ static const struct redis_command pubsub_subs[] = {
     {"channels", "pubsub|channels", -2, 0, redis_pubsub, NULL},
     {"numsub", "pubsub|numsub", -2, 0, redis_pubsub, NULL},
     {"numpat", "pubsub|numpat", 2, 0, redis_pubsub, NULL},
+    {"help", "pubsub|help", 2, 0, redis_pubsub, NULL},
     {"shardchannels", "pubsub|shardchannels", -2, 0, redis_pubsub, NULL},
     {"shardnumsub", "pubsub|shardnumsub", -2, 0, redis_pubsub, NULL},
     {NULL, NULL, 0, 0, NULL, NULL},
@@ -369,7 +370,7 @@ static const struct redis_command command_subs[] = {
 static const struct redis_command commands[] = {
     {"ping", "ping", -1, F_PUBSUB, cmd_ping, NULL},
     {"echo", "echo", 2, 0, cmd_echo, NULL},
-    {"reset", "reset", 1, F_PUBSUB, cmd_reset, NULL},
+    {"reset", "reset", 1, F_PUBSUB | F_NO_AUTH, cmd_reset, NULL},
     {"hello", "hello", -1, F_NO_AUTH, cmd_hello, NULL},
     {"auth", "auth", -2, F_NO_AUTH, cmd_auth, NULL},
     {"select", "select", 2, 0, cmd_select, NULL},
@@ -541,6 +542,15 @@ static enum conn_status redis_process(struct conn *c)
         const char *error = NULL;
         enum resp_status st = resp_parse(&rs->parser, buf, avail, rs->authenticated, &used, &error);
         if (st == RESP_NEED_MORE) {
+            /* One command is bounded by max_request_bytes, however it is
+             * split into arguments (Redis: client-query-buffer-limit). */
+            if (avail > c->eng->cfg.max_request_bytes + RESP_INLINE_MAX) {
+                static const char too_big[] =
+                    "-ERR Protocol error: request larger than max_request_bytes\r\n";
+                redis_add(c, evbuffer_add(c->out, too_big, sizeof too_big - 1));
+                fatal(c, "request larger than max_request_bytes");
+                break;
+            }
             rs->need = used > avail ? used : 0;
             return CONN_OK;
         }

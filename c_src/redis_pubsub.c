@@ -219,11 +219,15 @@ void redis_publish(struct conn *c, const struct redis_cmd *cmd)
     struct proto_slice topic = {cmd->argv[1].p, cmd->argv[1].len};
     struct router_publish_result res;
     if (router_publish_ns(&c->eng->router, NULL, shard ? TOPIC_NS_SHARD : TOPIC_NS_CHANNEL,
-                          &topic, 1, cmd->argv[2].p, cmd->argv[2].len, (int64_t)time(NULL),
+                          &topic, 1, cmd->argv[2].p, cmd->argv[2].len, engine_unix_time(),
                           &res) < 0) {
         nomem(c);
         return;
     }
+    /* Redis delivers while publishing: a (RESP3) publisher subscribed to the
+     * channel sees its message before the reply. */
+    if (c->sub.queue.count)
+        redis_deliver_queue(c, true);
     redis_add(c, resp_add_integer(c->out, (long long)res.receivers));
 }
 
@@ -281,7 +285,7 @@ void redis_retro_subscribe(struct conn *c, const struct redis_cmd *cmd)
     if (rc < 0)
         nomem(c);
     else if (rc == 0)
-        redis_error(c, "-NOTFOUND horizon older than the retained messages; reload");
+        redis_error(c, "-NOTFOUND horizon older than retained messages");
 }
 
 /* ---- PUBSUB introspection ---- */
@@ -339,9 +343,48 @@ static void pubsub_numsub(struct conn *c, const struct redis_cmd *cmd, enum topi
     }
 }
 
+static const char *const pubsub_help[] = {
+    "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "CHANNELS [<pattern>]",
+    "    Return the currently active channels matching a <pattern> (default: '*').",
+    "NUMPAT",
+    "    Return number of subscriptions to patterns.",
+    "NUMSUB [<channel> ...]",
+    "    Return the number of subscribers for the specified channels, excluding",
+    "    pattern subscriptions(default: no channels).",
+    "SHARDCHANNELS [<pattern>]",
+    "    Return the currently active shard level channels matching a <pattern> (default: '*').",
+    "SHARDNUMSUB [<shardchannel> ...]",
+    "    Return the number of subscribers for the specified shard level channel(s)",
+    "HELP",
+    "    Prints this help.",
+};
+
 void redis_pubsub(struct conn *c, const struct redis_cmd *cmd)
 {
     const struct resp_arg *sub = &cmd->argv[1];
+    if (redis_arg_is(sub, "help")) {
+        size_t n = sizeof pubsub_help / sizeof pubsub_help[0];
+        redis_add(c, resp_add_array(c->out, n));
+        for (size_t i = 0; i < n; i++)
+            redis_add(c, resp_add_simple(c->out, pubsub_help[i], strlen(pubsub_help[i])));
+        return;
+    }
+    if ((redis_arg_is(sub, "channels") || redis_arg_is(sub, "shardchannels")) && cmd->argc > 3) {
+        /* addReplySubcommandSyntaxError */
+        char msg[300], name[130];
+        size_t n = sub->len < 128 ? sub->len : 128;
+        memcpy(name, sub->p, n);
+        name[n] = 0;
+        for (size_t i = 0; i < n; i++)
+            if (name[i] == '\r' || name[i] == '\n' || name[i] == 0)
+                name[i] = ' ';
+        snprintf(msg, sizeof msg,
+                 "unknown subcommand or wrong number of arguments for '%s'. Try PUBSUB HELP.",
+                 name);
+        redis_error(c, msg);
+        return;
+    }
     if (redis_arg_is(sub, "channels"))
         pubsub_channels(c, cmd, TOPIC_NS_CHANNEL);
     else if (redis_arg_is(sub, "shardchannels"))

@@ -128,6 +128,9 @@ static int flush(struct conn *c)
 /* Lets a push protocol move what is queued into the output. */
 static void deliver(struct conn *c)
 {
+    /* Whatever armed the write event is served now (a flush may also cancel
+     * that event before it runs); the next empty -> non-empty re-arms. */
+    c->push_armed = false;
     if (c->ops->deliver && c->sub.push && c->sub.queue.count > 0 && !conn_is_closing(c))
         c->ops->deliver(c);
 }
