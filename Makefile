@@ -3,7 +3,8 @@
 #   make run     build everything and start the server in the foreground (port 12355)
 #   make test    build and run every test (C units, sanitizer build, Erlang, black-box)
 #   make bench   load benchmarks (see bench/README.md)
-#   make test-redis  the Redis-port tests against REDIS_TARGETS (redis kraken)
+#   make test-redis  the Redis-port tests (REDIS_TARGETS="redis kraken" also runs them
+#                    against a real redis-server, which checks the tests themselves)
 #
 # Missing build tools are installed with apt-get on Debian (see `deps`).
 
@@ -100,8 +101,9 @@ test-hostile: all
 # each of REDIS_TARGETS: `redis` (a real redis-server the tests start, which
 # proves the tests) and `kraken` (bin/kraken with redis_port).  The
 # differential test, redis-py and redis-cli, node-redis; for kraken also the
-# cross-protocol and hostile tests.  Not part of `make test` yet.
-REDIS_TARGETS ?= redis kraken
+# cross-protocol and hostile tests.  `make test` runs them against kraken
+# (the differential test compares with a real redis-server either way).
+REDIS_TARGETS ?= kraken
 NODE_REDIS := build/npm/node_modules/redis/package.json
 $(NODE_REDIS): package.json package-lock.json
 	@command -v npm >/dev/null || { SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -138,7 +140,7 @@ test-valgrind: engine
 	/usr/bin/python3 test/valgrind_test.py
 
 # glob_match() against redis-server's PSUBSCRIBE matching (needs
-# redis-server; not part of make test).
+# redis-server, which make deps installs).
 build/glob_match: test/diff/glob_match.c c_src/glob.c c_src/glob.h
 	@mkdir -p build
 	$(CC) $(WARN) $(SAN) -Ic_src -o $@ test/diff/glob_match.c c_src/glob.c
@@ -147,7 +149,7 @@ test-glob-diff: build/glob_match
 	/usr/bin/python3 test/glob_diff.py
 
 # resp_parse() against redis-server's replies to the same byte streams
-# (needs redis-server; not part of make test).
+# (needs redis-server, which make deps installs).
 build/resp_replay: test/diff/resp_replay.c c_src/resp.c c_src/resp.h
 	@mkdir -p build
 	$(CC) $(WARN) $(SAN) -Ic_src -o $@ test/diff/resp_replay.c c_src/resp.c -levent -lm
@@ -178,7 +180,7 @@ fuzz-smoke: $(addprefix build/fuzz/,$(FUZZERS))
 fuzz:
 	$(MAKE) fuzz-smoke FUZZ_SECONDS=600
 
-test: all test-c test-erlang test-blackbox test-hostile test-fault test-valgrind fuzz-smoke
+test: all test-c test-glob-diff test-resp-diff test-erlang test-blackbox test-redis test-hostile test-fault test-valgrind fuzz-smoke
 	@echo "make test: all suites passed"
 
 bench/kraken_bench: bench/kraken_bench.c
