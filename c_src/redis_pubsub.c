@@ -504,11 +504,9 @@ void redis_deliver_queue(struct conn *c, bool all)
     struct queue *q = &c->sub.queue;
     if (q->count == 0 || conn_is_closing(c))
         return;
-    struct frames *f = malloc(sizeof *f);
-    if (!f) {
-        nomem(c);
-        return;
-    }
+    /* One event loop, one delivery at a time: the frame buffer is shared. */
+    static struct frames frames;
+    struct frames *f = &frames;
     f->c = c;
     f->n = 0;
     uint64_t delivered = 0;
@@ -520,6 +518,5 @@ void redis_deliver_queue(struct conn *c, bool all)
         delivered++;
     }
     frames_flush(f);
-    free(f);
     c->eng->stats.messages_delivered += delivered;
 }
