@@ -49,6 +49,8 @@ static const struct {
      F_SIZE},
     {"max_client_queue_bytes", 1024, 1LL << 31, offsetof(struct engine_config, max_queue_bytes),
      F_SIZE},
+    /* 0: off.  Clients' buffers and queues plus retention (budget.c). */
+    {"max_memory_bytes", 0, 1LL << 44, offsetof(struct engine_config, max_memory_bytes), F_SIZE},
 };
 
 static enum config_result bad(char *err, size_t errlen, const char *name, const char *why)

@@ -26,6 +26,7 @@ struct engine_config {
     uint32_t idle_timeout_secs;
     size_t max_request_bytes;
     size_t max_queue_bytes;
+    size_t max_memory_bytes;   /* 0: no global budget (budget.c) */
     enum log_level log_level;
 };
 

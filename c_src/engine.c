@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "budget.h"
 #include "log.h"
 
 int64_t engine_now_ms(void)
@@ -136,6 +137,7 @@ void engine_snapshot(const struct engine *eng, struct stats_snapshot *s)
     for (const struct conn *c = eng->oldest; c; c = c->newer) {
         s->queued_bytes += c->sub.queue.bytes;
         s->queued_messages += c->sub.queue.count;
+        s->memory_counted_bytes += budget_conn_bytes(c);
     }
     s->pid = (int64_t)getpid();
     s->uptime = (engine_now_ms() - eng->started_ms) / 1000;
@@ -159,4 +161,7 @@ void engine_snapshot(const struct engine *eng, struct stats_snapshot *s)
     s->disconnects_error = eng->stats.disconnects_error;
     s->log_events_dropped = log_events_dropped;
     s->requests = eng->stats.requests;
+    s->disconnects_memory_budget = eng->stats.disconnects_memory;
+    s->retention_trimmed_bytes = eng->stats.retention_trimmed_bytes;
+    s->memory_counted_bytes += s->retained_bytes;
 }

@@ -55,6 +55,15 @@ static void evict_oldest(struct retain *r)
     entry_unref(old);
 }
 
+size_t retain_drop_oldest(struct retain *r)
+{
+    if (r->count == 0)
+        return 0;
+    size_t n = entry_wire_len(r->ring[r->head]);
+    evict_oldest(r);
+    return n;
+}
+
 void retain_push(struct retain *r, struct entry *e)
 {
     if (r->count == r->cap)

@@ -35,6 +35,8 @@ static inline struct entry *retain_at(const struct retain *r, uint32_t i)
     uint32_t j = r->head + i;
     return r->ring[j >= r->cap ? j - r->cap : j];
 }
+/* Evicts the oldest entry (as the bounds do); returns its wire bytes, 0 if empty. */
+size_t retain_drop_oldest(struct retain *r);
 /* Index of the first retained entry with seq > seq (count if none). */
 uint32_t retain_first_after_seq(const struct retain *r, uint64_t seq);
 /* Index of the first retained entry with time > t (count if none). */

@@ -168,7 +168,9 @@ void router_fail_subscriber(struct router *r, struct subscriber *s)
  * and tells a push subscriber that it has something. */
 static void commit(struct router *r, struct subscriber *s)
 {
+    size_t before = s->queue.bytes;
     queue_commit_tail(&s->queue);
+    r->stats.queued_bytes_total += s->queue.bytes - before;
     s->received++;
     r->stats.deliveries++;
     if (s->queue.bytes + s->unsent > r->cfg.max_queue_bytes)
@@ -372,4 +374,21 @@ void subscriber_foreach_topic(const struct subscriber *s,
     for (uint32_t i = 0; i < s->subs.cap; i++)
         if (s->subs.v[i].topic)
             fn(s->subs.v[i].topic, arg);
+}
+
+size_t router_trim_retention(struct router *r, size_t bytes)
+{
+    size_t freed = 0;
+    while (freed < bytes) {
+        struct retain *oldest = NULL;
+        for (uint32_t i = 0; i < r->cfg.num_shards; i++) {
+            struct retain *sh = &r->shards[i];
+            if (sh->count && (!oldest || retain_at(sh, 0)->seq < retain_at(oldest, 0)->seq))
+                oldest = sh;
+        }
+        if (!oldest)
+            break;
+        freed += retain_drop_oldest(oldest);
+    }
+    return freed;
 }

@@ -78,6 +78,7 @@ struct router_stats {
     uint64_t deliveries;      /* queue items created */
     uint64_t subscriptions;   /* topic subscriptions now */
     uint64_t pattern_subscriptions; /* (pattern, subscriber) pairs now */
+    uint64_t queued_bytes_total; /* serialised bytes ever queued (budget.h checks by it) */
 };
 
 struct router {
@@ -170,6 +171,11 @@ int router_retro_subscribe(struct router *r, struct subscriber *s,
                            enum router_horizon kind, int64_t h);
 
 struct topic *router_find_topic(const struct router *r, const char *name, size_t len);
+
+/* Drops the oldest retained entries, across shards in publish order, until
+ * `bytes` wire bytes are released or nothing is retained; returns the bytes
+ * released.  A retro_subscribe from before them then answers NOT_FOUND. */
+size_t router_trim_retention(struct router *r, size_t bytes);
 
 /* Read-only views for stats and introspection. */
 uint64_t router_retained_entries(const struct router *r);

@@ -50,6 +50,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "budget.h"
 #include "log.h"
 #include "proto_kraken.h"
 #include "proto_redis.h"
@@ -135,6 +136,8 @@ static void deliver(struct conn *c)
         c->ops->deliver(c);
 }
 
+static void budget_check(struct server *srv);
+
 /* Runs the protocol on what has arrived, sends the replies, and decides
  * whether to keep reading.  Returns false if it freed c.
  *
@@ -149,6 +152,12 @@ static bool run_conn(struct conn *c)
         uint64_t before = c->requests;
         size_t had = evbuffer_get_length(c->out);
         enum conn_status st = c->ops->process(c);
+        /* A burst of publishes may outrun the budget timer: check as soon
+         * as an eighth of the budget was queued since the last check. */
+        if (eng->cfg.max_memory_bytes &&
+            eng->router.stats.queued_bytes_total - server_of(c)->budget_mark >
+                eng->cfg.max_memory_bytes / 8)
+            budget_check(server_of(c));
         deliver(c);
         if (evbuffer_get_length(c->out) != had)
             c->rflags |= READ_REPLIED;
@@ -427,6 +436,20 @@ static void reaper_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* Closes c after its last line (msg, may be NULL) from the reaper: called
+ * while routing or sweeping, when freeing at once would be unsafe. */
+static void doom_conn(struct server *srv, struct conn *c, const char *msg)
+{
+    if (c->out && msg)
+        evbuffer_add(c->out, msg, strlen(msg));
+    if (c->rev)
+        event_del(c->rev);
+    c->state = CONN_DOOMED;
+    c->next_doomed = srv->doomed;
+    srv->doomed = c;
+    event_active(srv->reaper, EV_TIMEOUT, 0);
+}
+
 /* Router hook: a subscriber's queue went over its bound, or could not grow. */
 static void overflow_cb(struct subscriber *sub, void *arg)
 {
@@ -444,16 +467,40 @@ static void overflow_cb(struct subscriber *sub, void *arg)
              "%s %" PRIu64 " (%s): out of memory queuing a message for it; disconnecting it",
              c->ops->log_name, sub->id, c->peer);
     srv->eng.stats.disconnects_overflow++;
-    const char *msg = over ? c->ops->err_queue_limit : c->ops->err_nomem;
-    if (c->out && msg) {
-        evbuffer_add(c->out, msg, strlen(msg));
+    doom_conn(srv, c, over ? c->ops->err_queue_limit : c->ops->err_nomem);
+}
+
+/* budget.c's choice: c holds the most while the engine is over max_memory_bytes. */
+static void budget_disconnect(struct conn *c, size_t bytes, void *arg)
+{
+    struct server *srv = arg;
+    klog(LOG_WARNING,
+         "%s %" PRIu64 " (%s): holds %zu bytes (queue %zu, %u messages), the most while the "
+         "engine is over max_memory_bytes (%zu); disconnecting it",
+         c->ops->log_name, c->sub.id, c->peer, bytes, c->sub.queue.bytes, c->sub.queue.count,
+         srv->eng.cfg.max_memory_bytes);
+    srv->eng.stats.disconnects_memory++;
+    doom_conn(srv, c, c->ops->err_nomem);
+}
+
+static void budget_check(struct server *srv)
+{
+    srv->budget_mark = srv->eng.router.stats.queued_bytes_total;
+    struct budget_result r = budget_enforce(&srv->eng, budget_disconnect, srv);
+    if (r.trimmed) {
+        srv->eng.stats.retention_trimmed_bytes += r.trimmed;
+        klog(LOG_WARNING,
+             "memory: %zu bytes counted, over max_memory_bytes (%zu): dropped the oldest %zu "
+             "bytes of retention (retro_subscribe from before them answers NOT_FOUND)",
+             r.total, srv->eng.cfg.max_memory_bytes, r.trimmed);
     }
-    if (c->rev)
-        event_del(c->rev);
-    c->state = CONN_DOOMED;
-    c->next_doomed = srv->doomed;
-    srv->doomed = c;
-    event_active(srv->reaper, EV_TIMEOUT, 0);
+}
+
+static void budget_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    budget_check(arg);
 }
 
 /* Router hook: a push subscriber has something to send. */
@@ -535,12 +582,17 @@ int server_start(struct server *srv, struct event_base *base, const struct engin
     srv->accept_timer = evtimer_new(base, accept_timer_cb, srv);
     srv->reaper = event_new(base, -1, 0, reaper_cb, srv);
     srv->sweep_timer = event_new(base, -1, EV_PERSIST, sweep_cb, srv);
-    if (!srv->accept_timer || !srv->reaper || !srv->sweep_timer) {
+    srv->budget_timer = event_new(base, -1, EV_PERSIST, budget_cb, srv);
+    if (!srv->accept_timer || !srv->reaper || !srv->sweep_timer || !srv->budget_timer) {
         snprintf(err, errlen, "out of memory creating the server's timers");
         return -1;
     }
     struct timeval tv = {0, 200000};
     evtimer_add(srv->sweep_timer, &tv);
+    if (cfg->max_memory_bytes) {
+        struct timeval btv = {0, BUDGET_INTERVAL_MS * 1000};
+        evtimer_add(srv->budget_timer, &btv);
+    }
     return 0;
 }
 
@@ -566,7 +618,9 @@ void server_stop(struct server *srv)
         event_free(srv->accept_timer);
     if (srv->reaper)
         event_free(srv->reaper);
-    srv->sweep_timer = srv->accept_timer = srv->reaper = NULL;
+    if (srv->budget_timer)
+        event_free(srv->budget_timer);
+    srv->sweep_timer = srv->accept_timer = srv->reaper = srv->budget_timer = NULL;
     engine_free(&srv->eng);
     srv->started = false;
 }

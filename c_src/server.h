@@ -37,6 +37,8 @@ struct server {
     struct event *sweep_timer;
     struct event *accept_timer;  /* re-enables accepting after EMFILE */
     struct event *reaper;        /* frees connections marked for death */
+    struct event *budget_timer;  /* enforces max_memory_bytes (budget.h) */
+    uint64_t budget_mark;        /* router's queued_bytes_total at the last check */
     struct conn *doomed;         /* connections to free from the reaper */
     bool started;
 };

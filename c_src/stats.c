@@ -32,6 +32,9 @@ const struct stats_field stats_fields[] = {
     F(pattern_subscriptions, STATS_U64),
     F(retained_bytes, STATS_U64),
     F(requests, STATS_U64),
+    F(disconnects_memory_budget, STATS_U64),
+    F(retention_trimmed_bytes, STATS_U64),
+    F(memory_counted_bytes, STATS_U64),
 };
 const size_t stats_nfields = sizeof stats_fields / sizeof stats_fields[0];
 

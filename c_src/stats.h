@@ -21,6 +21,8 @@ struct engine_stats {
     uint64_t disconnects_overflow;
     uint64_t disconnects_idle;
     uint64_t disconnects_error;
+    uint64_t disconnects_memory;       /* over max_memory_bytes (budget.h) */
+    uint64_t retention_trimmed_bytes;  /* released to stay under max_memory_bytes */
 };
 
 struct stats_snapshot {
@@ -48,6 +50,9 @@ struct stats_snapshot {
     uint64_t pattern_subscriptions;
     uint64_t retained_bytes;
     uint64_t requests;
+    uint64_t disconnects_memory_budget;
+    uint64_t retention_trimmed_bytes;
+    uint64_t memory_counted_bytes;     /* what max_memory_bytes bounds (budget.h) */
 };
 
 enum stats_type { STATS_I64, STATS_U64, STATS_STR };

@@ -25,7 +25,7 @@
          messages_stored_per_router_shard, router_min_fanout_to_warn,
          router_min_publish_to_topics_to_warn, log_level,
          client_idle_timeout_secs, max_request_bytes, max_client_queue_bytes,
-         bytes_stored_per_router_shard, redis_port, redis_password]).
+         bytes_stored_per_router_shard, max_memory_bytes, redis_port, redis_password]).
 
 %% @doc Every option with its default (the same as src/kraken.app.src).
 -spec defaults() -> [option()].
@@ -44,6 +44,7 @@ defaults() ->
      {max_request_bytes, 16777216},
      {max_client_queue_bytes, 33554432},
      {bytes_stored_per_router_shard, 67108864},
+     {max_memory_bytes, 0},
      {redis_port, undefined},
      {redis_password, undefined},
      {engine_executable, undefined}].
@@ -197,6 +198,7 @@ check(log_level, warning) ->
     {ok, warn};
 check(log_level, _) ->
     {error, "debug, info, warn or error"};
+check(max_memory_bytes, V) -> check_int(V, 0, 1 bsl 44);
 check(redis_port, undefined) -> {ok, undefined};
 check(redis_port, V) -> check_int(V, 0, 65535);
 check(redis_password, undefined) -> {ok, undefined};

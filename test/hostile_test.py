@@ -932,6 +932,50 @@ class QueueLimitTest(ServerCase):
 
 
 # ---------------------------------------------------------------------------
+class MemoryBudgetTest(ServerCase):
+    """max_memory_bytes: 1,000 subscribers that never poll are flooded; the
+    engine trims retention, then disconnects the clients holding the most,
+    each named in the log, and stays within its budget; polling clients lose
+    nothing."""
+    BUDGET = 8 << 20
+    OPTIONS = (("max_memory_bytes", str(8 << 20)), ("max_tcp_clients", "1100"))
+
+    def test_flooded_non_pollers(self):
+        victims = []
+        for i in range(1000):
+            v = Conn(self.port, TIMEOUT)
+            self.addCleanup(v.close)
+            self.assertEqual(v.subscribe([b"mb_flood"]), STORED)
+            victims.append(v)
+        goods = [self.conn() for _ in range(3)]
+        for g in goods:
+            self.assertEqual(g.subscribe([b"mb_flood"]), STORED)
+        pub = self.conn()
+        rss0 = rss_kb(self.engine)
+        peak = 0
+        for i in range(400):
+            payload = (b"%06d" % i) * 400  # 2400 bytes
+            self.assertEqual(pub.publish([([b"mb_flood"], payload)]), STORED)
+            for g in goods:  # each poll gets exactly the one new message
+                self.assertEqual(g.get(), [((b"mb_flood",), payload)])
+            if i % 20 == 0:
+                peak = max(peak, int(stats(pub)["memory_counted_bytes"]))
+        st = stats(pub)
+        self.assertGreater(int(st["disconnects_memory_budget"]), 0)
+        self.assertGreater(int(st["retention_trimmed_bytes"]), 0)
+        # what is counted stays near the budget (checked at least every eighth of it)
+        self.assertLess(peak, self.BUDGET * 3 // 2, "counted %d bytes" % peak)
+        self.assertLess(int(st["memory_counted_bytes"]), self.BUDGET)
+        self.assertLess(rss_kb(self.engine) - rss0, self.BUDGET // 1024 + ASAN_SLACK_KB)
+        report = log_has(self.server, b"over max_memory_bytes", b"disconnecting it")
+        self.assertIn(b"holds", report)
+        log_has(self.server, b"dropped the oldest")
+        # a victim is told why, then closed
+        self.assertEqual(victims[0].read_until_close(), b"SERVER_ERROR out of memory\r\n")
+        self.witness.check()
+
+
+# ---------------------------------------------------------------------------
 class LogBacklogTest(ServerCase):
     """Every published entry logs a warning here; with the Erlang node stopped
     (SIGSTOP) nobody reads them, yet the engine keeps serving and its memory

@@ -1,0 +1,47 @@
+/* budget.h - the global memory budget (max_memory_bytes), the counterpart of
+ * Redis's maxmemory-clients.
+ *
+ * What is counted: for each connection, its input and output buffers, its
+ * queue of undelivered entries (their serialised size: shared entries are
+ * counted once per queue, which overestimates, never under) and its
+ * subscriptions (BUDGET_SUB_COST bytes each); plus the retention rings.
+ * That is the memory clients can make the engine hold; the rest (code, the
+ * topic index of live subscriptions, free lists) is bounded by the other
+ * options.
+ *
+ * Enforcement, every BUDGET_INTERVAL_MS (server.c's timer): over the budget,
+ * retention is trimmed first, oldest entries first (a retro_subscribe from
+ * before them then answers NOT_FOUND: the client knows to reload); if that
+ * is not enough, the connections holding the most are disconnected, largest
+ * first, each with a warning naming it, until the total is back under
+ * three quarters of the budget.  Besides the timer, a check runs as soon as
+ * an eighth of the budget was queued since the last one (server.c), so a
+ * flood cannot outrun it by more than one read burst.  No client loses a message silently: it gets every message or is
+ * disconnected. */
+#ifndef KRAKEN_BUDGET_H
+#define KRAKEN_BUDGET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct conn;
+struct engine;
+
+#define BUDGET_INTERVAL_MS 50
+#define BUDGET_SUB_COST 48
+
+size_t budget_conn_bytes(const struct conn *c);
+
+struct budget_result {
+    size_t total;            /* counted before enforcing */
+    size_t trimmed;          /* retention bytes released */
+    uint32_t disconnected;   /* connections passed to `disconnect` */
+};
+
+/* Checks the budget and enforces it; disconnect(c, bytes, arg) must close
+ * (or doom) c and must not free other connections. */
+struct budget_result budget_enforce(struct engine *eng,
+                                    void (*disconnect)(struct conn *c, size_t bytes, void *arg),
+                                    void *arg);
+
+#endif
