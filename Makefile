@@ -1,6 +1,7 @@
 # Kraken in C - build, run and test.
 #
-#   make run     build everything and start the server in the foreground (port 12355)
+#   make run     build everything and start the server in the foreground (port 12355;
+#                PORT=13000 for another, RUN_ARGS="-kraken NAME VALUE ..." for any option)
 #   make test    build and run every test (C units, sanitizer build, Erlang, black-box)
 #   make bench   load benchmarks (see bench/README.md)
 #
@@ -9,7 +10,12 @@
 # build/deps.mk installs what is missing and records where erl_interface is;
 # make reads it, and when it had to be made, restarts with it (GNU make's
 # remaking of included makefiles), so a fresh machine needs no second run.
+# Goals that build nothing (clean, help) do not read it, so they never run
+# the installer (GNU make remakes an included makefile even under -n).
+NO_DEPS_GOALS := clean help
+ifneq ($(filter-out $(NO_DEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
 include build/deps.mk
+endif
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN    := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror
@@ -26,7 +32,7 @@ APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 erlang-common-test erlang-tools rebar3 libevent-dev libcmocka-dev \
                 python3-pymemcache valgrind clang libclang-rt-14-dev
 
-.PHONY: all deps engine erlang run test test-c test-erlang test-blackbox test-hostile test-fault test-valgrind soak bench clean \
+.PHONY: all help deps engine erlang run test test-c test-erlang test-blackbox test-hostile test-fault test-valgrind soak bench clean \
         fuzz fuzz-smoke
 
 all: engine erlang
@@ -61,8 +67,21 @@ priv/kraken_engine_asan: $(ENGINE_SRC) $(HEADERS)
 erlang:
 	rebar3 compile
 
+# PORT chooses tcp_server_port; RUN_ARGS adds bin/kraken run arguments
+# (-kraken NAME VALUE, -config FILE, -noshell). erl also reads ERL_FLAGS
+# from the environment.
 run: all
-	bin/kraken run
+	bin/kraken run $(if $(PORT),-kraken tcp_server_port $(PORT)) $(RUN_ARGS)
+
+help:
+	@echo "make [all]        build the engine (priv/) and the OTP application (_build/)"
+	@echo "make run          build, then bin/kraken run in the foreground; PORT=13000 and"
+	@echo "                  RUN_ARGS='-kraken NAME VALUE ...' choose options"
+	@echo "make test         every test suite (about 4 minutes)"
+	@echo "make test-c | test-erlang | test-clients | test-blackbox | test-hostile"
+	@echo "     | test-fault | test-valgrind | fuzz-smoke   one suite"
+	@echo "make bench | soak | fuzz   longer runs, not in make test"
+	@echo "make clean        remove what the build made"
 
 # ---- tests ----
 
