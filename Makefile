@@ -54,7 +54,12 @@ build/deps.mk: Makefile
 	fi
 	@echo "ERL_INTERFACE := $$(ls -d /usr/lib/erlang/lib/erl_interface-* | sort -V | tail -1)" > $@
 
-engine: priv/kraken_engine priv/kraken_engine_asan
+engine: priv/kraken_engine priv/kraken_engine_asan priv/kraken_options.eterm
+
+# The engine's option table (names, ranges, defaults) as Erlang terms:
+# kraken_config validates the configuration against it.
+priv/kraken_options.eterm: priv/kraken_engine
+	priv/kraken_engine --options > $@.tmp && mv $@.tmp $@
 
 priv/kraken_engine: $(ENGINE_SRC) $(HEADERS)
 	@mkdir -p priv
@@ -164,4 +169,5 @@ bench: all bench/kraken_bench
 	bench/kraken_bench --null --reps $(BENCH_REPS) $(BENCH_ARGS)
 
 clean:
-	rm -rf build/test build/test-clang build/fuzz build/*.so priv/kraken_engine priv/kraken_engine_asan _build
+	rm -rf build/test build/test-clang build/fuzz build/*.so priv/kraken_engine priv/kraken_engine_asan \
+	       priv/kraken_options.eterm _build

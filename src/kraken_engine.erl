@@ -14,7 +14,7 @@
 -behaviour(gen_server).
 
 -export([start_link/1, call/1, call/2, port/0, os_pid/0, set_log_level/1,
-         executable/1, os_process_alive/1]).
+         executable/1, priv_file/1, os_process_alive/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -include_lib("kernel/include/logger.hrl").
@@ -76,11 +76,10 @@ set_log_level(Level0) ->
 executable(Config) ->
     case proplists:get_value(engine_executable, Config) of
         undefined ->
-            Candidates = priv_candidates(),
-            case [P || P <- Candidates, filelib:is_regular(P)] of
-                [Path | _] -> {ok, Path};
-                [] -> {error, "engine executable not found (looked for " ++
-                             lists:join(", ", Candidates) ++ "; run make engine)"}
+            case priv_file("kraken_engine") of
+                {ok, Path} -> {ok, Path};
+                {error, Candidates} -> {error, "engine executable not found (looked for " ++
+                                            lists:join(", ", Candidates) ++ "; run make)"}
             end;
         Path ->
             case filelib:is_regular(Path) of
@@ -276,17 +275,26 @@ os_process_alive(OsPid) ->
             false
     end.
 
-priv_candidates() ->
+%% @doc A file of the application's priv directory (the engine and its
+%% option table): `{error, Candidates}' lists where it was looked for.
+-spec priv_file(string()) -> {ok, string()} | {error, [string()]}.
+priv_file(Name) ->
+    Candidates = priv_candidates(Name),
+    case [P || P <- Candidates, filelib:is_regular(P)] of
+        [Path | _] -> {ok, Path};
+        [] -> {error, Candidates}
+    end.
+
+priv_candidates(Name) ->
     Priv = case code:priv_dir(kraken) of
                {error, _} -> [];
-               Dir -> [filename:join(Dir, "kraken_engine")]
+               Dir -> [filename:join(Dir, Name)]
            end,
     %% The project's own priv/ when running from _build/<profile>/lib/kraken/ebin.
     Root = case code:which(?MODULE) of
                Beam when is_list(Beam) ->
                    Ebin = filename:dirname(filename:absname(Beam)),
-                   [filename:join([Ebin, "..", "..", "..", "..", "priv",
-                                   "kraken_engine"])];
+                   [filename:join([Ebin, "..", "..", "..", "..", "priv", Name])];
                _ -> []
            end,
     dedup([normalise(P) || P <- Priv ++ Root]).
