@@ -7,9 +7,10 @@
 %% or `{error, Reason}', then `{call, Ref, Request}' / `{reply, Ref, Result}'
 %% and `{log, Level, Message}' at any time.
 %%
-%% If the engine exits, this process logs it and stops with
-%% `{shutdown, {engine_exit, Status}}' (no crash report: the log line says
-%% it all), and its supervisor starts a new engine.
+%% If the engine exits, this process counts it (kraken_sup's restart
+%% count, {@link kraken:engine_restarts/0}), logs it and stops with
+%% `{shutdown, {engine_exit, Status}}', and its supervisor starts a new
+%% engine.
 -module(kraken_engine).
 -behaviour(gen_server).
 
@@ -123,12 +124,16 @@ handle_cast(_Msg, S) ->
 handle_info({Port, {data, Bin}}, S = #state{port = Port}) ->
     {noreply, handle_packet(decode(Bin), S)};
 handle_info({Port, {exit_status, Status}}, S = #state{port = Port}) ->
-    ?LOG_ERROR("kraken engine (os pid ~p) exited with status ~p~s",
-               [S#state.os_pid, Status, describe_status(Status)]),
+    Restarts = kraken_sup:count_engine_restart(),
+    ?LOG_ERROR("kraken engine (os pid ~p) exited with status ~p~s; engine exits since "
+               "the application started: ~b",
+               [S#state.os_pid, Status, describe_status(Status), Restarts]),
     {stop, {shutdown, {engine_exit, Status}},
      fail_pending({engine_exit, Status}, S#state{port = undefined})};
 handle_info({'EXIT', Port, Reason}, S = #state{port = Port}) ->
-    ?LOG_ERROR("kraken engine port closed: ~p", [Reason]),
+    Restarts = kraken_sup:count_engine_restart(),
+    ?LOG_ERROR("kraken engine port closed: ~0p; engine exits since the application "
+               "started: ~b", [Reason, Restarts]),
     {stop, {shutdown, {engine_exit, Reason}},
      fail_pending({engine_exit, Reason}, S#state{port = undefined})};
 handle_info(_Other, S) ->
@@ -152,9 +157,8 @@ start_engine(Path, Options) ->
             Deadline = erlang:monotonic_time(millisecond) + ?READY_TIMEOUT,
             case await_ready(Port, Deadline) of
                 {ok, ListenPort} ->
-                    ?LOG_INFO("kraken engine ~s (os pid ~p) listening on ~s port ~p",
-                              [Path, OsPid, proplists:get_value(listen_ip, Options),
-                               ListenPort]),
+                    %% (The engine itself logs "listening" at info.)
+                    ?LOG_DEBUG("kraken engine ~s (os pid ~p) started", [Path, OsPid]),
                     {ok, #state{port = Port, os_pid = OsPid,
                                 listen_port = ListenPort}};
                 {error, Reason} ->
