@@ -32,8 +32,8 @@ APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 erlang-common-test erlang-tools rebar3 libevent-dev libcmocka-dev \
                 python3-pymemcache valgrind clang libclang-rt-14-dev
 
-.PHONY: all help deps engine erlang run test test-c test-erlang test-blackbox test-hostile test-fault test-valgrind soak bench clean \
-        fuzz fuzz-smoke
+.PHONY: all help deps engine erlang run test test-c test-erlang test-blackbox test-docs test-hostile test-fault \
+        test-valgrind soak bench clean fuzz fuzz-smoke
 
 all: engine erlang
 
@@ -51,6 +51,10 @@ build/deps.mk: Makefile
 	if [ $$missing = 1 ]; then \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y $(APT_PACKAGES); \
+	fi; \
+	if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y nodejs npm; \
 	fi
 	@echo "ERL_INTERFACE := $$(ls -d /usr/lib/erlang/lib/erl_interface-* | sort -V | tail -1)" > $@
 
@@ -83,7 +87,7 @@ help:
 	@echo "make run          build, then bin/kraken run in the foreground; PORT=13000 and"
 	@echo "                  RUN_ARGS='-kraken NAME VALUE ...' choose options"
 	@echo "make test         every test suite (about 4 minutes)"
-	@echo "make test-c | test-erlang | test-clients | test-blackbox | test-hostile"
+	@echo "make test-c | test-erlang | test-blackbox | test-docs | test-hostile"
 	@echo "     | test-fault | test-valgrind | fuzz-smoke   one suite"
 	@echo "make bench | soak | fuzz   longer runs, not in make test"
 	@echo "make clean        remove what the build made"
@@ -109,6 +113,17 @@ test-erlang: all
 
 test-blackbox: all
 	/usr/bin/python3 test/pymemcache_test.py
+
+# The Node.js client of docs/clients.md, from package-lock.json, into the
+# project's own node_modules/ (npm ci writes node_modules/.package-lock.json).
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci
+
+# docs/protocol.md's byte-exact examples and docs/clients.md's code, run
+# against a real server.
+test-docs: all node_modules/.package-lock.json
+	/usr/bin/python3 test/protocol_doc_test.py
+	/usr/bin/python3 test/clients_doc_test.py
 
 # Hostile clients, limits, exhaustion and engine kill, against both builds.
 test-hostile: all
@@ -154,7 +169,7 @@ fuzz-smoke: $(addprefix build/fuzz/,$(FUZZERS))
 fuzz:
 	$(MAKE) fuzz-smoke FUZZ_SECONDS=600
 
-test: all test-c test-erlang test-blackbox test-hostile test-fault test-valgrind fuzz-smoke
+test: all test-c test-erlang test-blackbox test-docs test-hostile test-fault test-valgrind fuzz-smoke
 	@echo "make test: all suites passed"
 
 bench/kraken_bench: bench/kraken_bench.c
@@ -170,4 +185,4 @@ bench: all bench/kraken_bench
 
 clean:
 	rm -rf build/test build/test-clang build/fuzz build/*.so priv/kraken_engine priv/kraken_engine_asan \
-	       priv/kraken_options.eterm _build
+	       priv/kraken_options.eterm _build node_modules
