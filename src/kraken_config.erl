@@ -72,7 +72,10 @@ table() ->
 %% the engine's, then the node's.
 -spec defaults() -> [option()].
 defaults() ->
-    [{Name, erlang_default(Type, Default)} || {Name, Type, _, _, Default} <- table()]
+    defaults(table()).
+
+defaults(Table) ->
+    [{Name, erlang_default(Type, Default)} || {Name, Type, _, _, Default} <- Table]
         ++ ?NODE_OPTIONS.
 
 %% `any' is how the application environment spells the engine's 0.0.0.0.
@@ -243,14 +246,16 @@ log_warnings(Warnings) ->
     ok.
 
 check_all(Env) ->
-    Known = [Name || {Name, _} <- defaults()],
+    Table = table(),
+    Defaults = defaults(Table),
+    Known = [Name || {Name, _} <- Defaults],
     Names = lists:usort([Name || {Name, _} <- Env]),
     Legacy = [Name || Name <- Names, lists:member(Name, ?LEGACY_OPTIONS)],
     case [Name || Name <- Names, not lists:member(Name, Known ++ ?LEGACY_OPTIONS)] of
         [] ->
             Warnings = [flat("kraken: option ~tp is not used by this server; ignored",
                              [Name]) || Name <- Legacy],
-            case validate(defaults(), Env, []) of
+            case validate(Defaults, Env, Table, []) of
                 {ok, Config} -> {ok, Config, Warnings};
                 {error, _} = Error -> Error
             end;
@@ -295,13 +300,13 @@ distance_row(CA, [CB | B], [Diag, Up | Prev], [Left | _] = Acc) ->
     Cost = case CA =:= CB of true -> 0; false -> 1 end,
     distance_row(CA, B, [Up | Prev], [min(min(Left + 1, Up + 1), Diag + Cost) | Acc]).
 
-validate([], _Env, Acc) ->
+validate([], _Env, _Table, Acc) ->
     {ok, lists:reverse(Acc)};
-validate([{Name, Default} | Rest], Env, Acc) ->
+validate([{Name, Default} | Rest], Env, Table, Acc) ->
     Value = proplists:get_value(Name, Env, Default),
-    case check(Name, Value) of
+    case check(Name, Value, Table) of
         {ok, Normal} ->
-            validate(Rest, Env, [{Name, Normal} | Acc]);
+            validate(Rest, Env, Table, [{Name, Normal} | Acc]);
         {error, Expected} ->
             {error, lists:flatten(
                       io_lib:format("kraken: bad value for option ~s: ~0tp "
@@ -326,11 +331,11 @@ logger_level(Level) -> Level.
 
 %%% Internal functions
 
-check(pid_file, V) -> check_path(V);
-check(log_file, V) -> check_path(V);
-check(engine_executable, V) -> check_path(V);
-check(Name, V) ->
-    case lists:keyfind(Name, 1, table()) of
+check(pid_file, V, _) -> check_path(V);
+check(log_file, V, _) -> check_path(V);
+check(engine_executable, V, _) -> check_path(V);
+check(Name, V, Table) ->
+    case lists:keyfind(Name, 1, Table) of
         {_, integer, Min, Max, _} -> check_int(V, Min, Max);
         {_, ip_address, _, _, _} -> check_ip(V);
         {_, log_level, _, _, _} -> check_level(V);
