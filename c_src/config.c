@@ -93,7 +93,10 @@ enum config_result config_set(struct engine_config *c, const char *name,
 /* One Erlang term per line, read by kraken_config (file:consult/1) so that
  * the ranges and defaults above are the only ones: {Name, Type, Min, Max,
  * Default} with Type integer (Min..Max inclusive), ip_address or log_level
- * (Min and Max undefined). */
+ * (Min and Max undefined); kraken_config also knows Type string (a
+ * non-empty string, Default a binary or undefined).  Every row of int_options
+ * is printed by the loop; an option that config_set() handles outside that
+ * table needs its own line here, or the node refuses it as unknown. */
 void config_print_options(FILE *f)
 {
     struct engine_config d;
