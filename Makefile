@@ -1,6 +1,7 @@
 # Kraken in C - build, run and test.
 #
-#   make run     build everything and start the server in the foreground (port 12355)
+#   make run     build everything and start the server in the foreground (port 12355;
+#                PORT=13000 for another, RUN_ARGS="-kraken NAME VALUE ..." for any option)
 #   make test    build and run every test (C units, sanitizer build, Erlang, black-box)
 #   make bench   load benchmarks (see bench/README.md)
 #   make test-redis  the Redis-port tests (REDIS_TARGETS="redis kraken" also runs them
@@ -11,7 +12,12 @@
 # build/deps.mk installs what is missing and records where erl_interface is;
 # make reads it, and when it had to be made, restarts with it (GNU make's
 # remaking of included makefiles), so a fresh machine needs no second run.
+# Goals that build nothing (clean, help) do not read it, so they never run
+# the installer (GNU make remakes an included makefile even under -n).
+NO_DEPS_GOALS := clean help
+ifneq ($(filter-out $(NO_DEPS_GOALS),$(or $(MAKECMDGOALS),all)),)
 include build/deps.mk
+endif
 CC      ?= cc
 CFLAGS  ?= -O2 -g
 WARN    := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror
@@ -31,8 +37,8 @@ APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 python3-pymemcache valgrind clang libclang-rt-14-dev \
                 redis-server redis-tools python3-redis
 
-.PHONY: all deps engine erlang run test test-c test-erlang test-blackbox test-hostile test-fault test-valgrind soak bench clean \
-        fuzz fuzz-smoke test-glob-diff test-resp-diff test-redis
+.PHONY: all help deps engine erlang run test test-c test-erlang test-blackbox test-docs test-hostile test-fault \
+        test-valgrind soak bench clean fuzz fuzz-smoke test-glob-diff test-resp-diff test-redis
 
 all: engine erlang
 
@@ -51,10 +57,19 @@ build/deps.mk: Makefile
 	if [ $$missing = 1 ]; then \
 	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
 	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y $(APT_PACKAGES); \
+	fi; \
+	if ! command -v node >/dev/null || ! command -v npm >/dev/null; then \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y nodejs npm; \
 	fi
 	@echo "ERL_INTERFACE := $$(ls -d /usr/lib/erlang/lib/erl_interface-* | sort -V | tail -1)" > $@
 
-engine: priv/kraken_engine priv/kraken_engine_asan
+engine: priv/kraken_engine priv/kraken_engine_asan priv/kraken_options.eterm
+
+# The engine's option table (names, ranges, defaults) as Erlang terms:
+# kraken_config validates the configuration against it.
+priv/kraken_options.eterm: priv/kraken_engine
+	priv/kraken_engine --options > $@.tmp && mv $@.tmp $@
 
 priv/kraken_engine: $(ENGINE_SRC) $(HEADERS)
 	@mkdir -p priv
@@ -67,8 +82,21 @@ priv/kraken_engine_asan: $(ENGINE_SRC) $(HEADERS)
 erlang:
 	rebar3 compile
 
+# PORT chooses tcp_server_port; RUN_ARGS adds bin/kraken run arguments
+# (-kraken NAME VALUE, -config FILE, -noshell). erl also reads ERL_FLAGS
+# from the environment.
 run: all
-	bin/kraken run
+	bin/kraken run $(if $(PORT),-kraken tcp_server_port $(PORT)) $(RUN_ARGS)
+
+help:
+	@echo "make [all]        build the engine (priv/) and the OTP application (_build/)"
+	@echo "make run          build, then bin/kraken run in the foreground; PORT=13000 and"
+	@echo "                  RUN_ARGS='-kraken NAME VALUE ...' choose options"
+	@echo "make test         every test suite (about 4 minutes)"
+	@echo "make test-c | test-erlang | test-blackbox | test-docs | test-hostile"
+	@echo "     | test-fault | test-valgrind | fuzz-smoke   one suite"
+	@echo "make bench | soak | fuzz   longer runs, not in make test"
+	@echo "make clean        remove what the build made"
 
 # ---- tests ----
 
@@ -92,6 +120,18 @@ test-erlang: all
 test-blackbox: all
 	/usr/bin/python3 test/pymemcache_test.py
 
+# The Node.js clients of docs/clients.md and of the Redis-port tests
+# (memcached, redis v4), from package-lock.json, into the project's own
+# node_modules/ (npm ci writes node_modules/.package-lock.json).
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci
+
+# docs/protocol.md's byte-exact examples and docs/clients.md's code, run
+# against a real server.
+test-docs: all node_modules/.package-lock.json
+	/usr/bin/python3 test/protocol_doc_test.py
+	/usr/bin/python3 test/clients_doc_test.py
+
 # Hostile clients, limits, exhaustion and engine kill, against both builds.
 test-hostile: all
 	/usr/bin/python3 test/hostile_test.py
@@ -104,16 +144,7 @@ test-hostile: all
 # cross-protocol and hostile tests.  `make test` runs them against kraken
 # (the differential test compares with a real redis-server either way).
 REDIS_TARGETS ?= kraken
-NODE_REDIS := build/npm/node_modules/redis/package.json
-$(NODE_REDIS): package.json package-lock.json
-	@command -v npm >/dev/null || { SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y nodejs npm; }
-	@mkdir -p build/npm
-	cp package.json package-lock.json build/npm/
-	cd build/npm && npm ci --no-audit --no-fund
-	@touch $@
-
-test-redis: $(NODE_REDIS) $(if $(filter kraken,$(REDIS_TARGETS)),all)
+test-redis: node_modules/.package-lock.json $(if $(filter kraken,$(REDIS_TARGETS)),all)
 	@rc=0; for t in $(REDIS_TARGETS); do \
 	  echo "== Redis port tests against $$t"; \
 	  REDIS_TARGET=$$t /usr/bin/python3 test/redis_diff_test.py || rc=1; \
@@ -180,7 +211,7 @@ fuzz-smoke: $(addprefix build/fuzz/,$(FUZZERS))
 fuzz:
 	$(MAKE) fuzz-smoke FUZZ_SECONDS=600
 
-test: all test-c test-glob-diff test-resp-diff test-erlang test-blackbox test-redis test-hostile test-fault test-valgrind fuzz-smoke
+test: all test-c test-glob-diff test-resp-diff test-erlang test-blackbox test-docs test-redis test-hostile test-fault test-valgrind fuzz-smoke
 	@echo "make test: all suites passed"
 
 bench/kraken_bench: bench/kraken_bench.c
@@ -195,4 +226,5 @@ bench: all bench/kraken_bench
 	bench/kraken_bench --null --reps $(BENCH_REPS) $(BENCH_ARGS)
 
 clean:
-	rm -rf build/test build/test-clang build/fuzz build/*.so build/glob_match build/resp_replay priv/kraken_engine priv/kraken_engine_asan _build
+	rm -rf build/test build/test-clang build/fuzz build/*.so build/glob_match build/resp_replay \
+	       priv/kraken_engine priv/kraken_engine_asan priv/kraken_options.eterm _build node_modules

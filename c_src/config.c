@@ -99,3 +99,34 @@ enum config_result config_set(struct engine_config *c, const char *name,
     }
     return CONFIG_UNKNOWN;
 }
+
+/* One Erlang term per line, read by kraken_config (file:consult/1) so that
+ * the ranges and defaults above are the only ones: {Name, Type, Min, Max,
+ * Default} with Type integer (Min..Max inclusive), ip_address or log_level
+ * (Min and Max undefined); kraken_config also knows Type string (a
+ * non-empty string, Default a binary or undefined).  Every row of int_options
+ * is printed by the loop; an option that config_set() handles outside that
+ * table needs its own line here, or the node refuses it as unknown. */
+void config_print_options(FILE *f)
+{
+    struct engine_config d;
+    engine_config_defaults(&d);
+    fprintf(f, "%%%% kraken_engine --options: the engine's options (c_src/config.c).\n");
+    for (size_t i = 0; i < sizeof int_options / sizeof int_options[0]; i++) {
+        const char *field = (const char *)&d + int_options[i].offset;
+        long long def;
+        if (int_options[i].kind == F_INT)
+            def = *(const int *)field;
+        else if (int_options[i].kind == F_U32)
+            def = *(const uint32_t *)field;
+        else
+            def = (long long)*(const size_t *)field;
+        fprintf(f, "{'%s', integer, %lld, %lld, %lld}.\n", int_options[i].name,
+                int_options[i].min, int_options[i].max, def);
+    }
+    /* unset: no password (the node sends no value) */
+    fprintf(f, "{redis_password, string, undefined, undefined, undefined}.\n");
+    fprintf(f, "{listen_ip, ip_address, undefined, undefined, <<\"%s\">>}.\n", d.listen_ip);
+    fprintf(f, "{log_level, log_level, undefined, undefined, %s}.\n",
+            d.log_level == LOG_WARNING ? "warn" : log_level_name(d.log_level));
+}

@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "log.h"
 
@@ -44,5 +45,8 @@ enum config_result { CONFIG_OK, CONFIG_UNKNOWN, CONFIG_BAD };
 /* Sets option `name`; CONFIG_BAD writes a one-line reason into err. */
 enum config_result config_set(struct engine_config *c, const char *name,
                               const struct config_value *v, char *err, size_t errlen);
+
+/* Prints every option as an Erlang term per line (`kraken_engine --options`). */
+void config_print_options(FILE *f);
 
 #endif

@@ -6,6 +6,9 @@
  *
  *   kraken_engine --standalone [--<option> <value>]...
  *
+ * `kraken_engine --options` prints the option table (names, types, ranges,
+ * defaults) as Erlang terms, which the build writes to priv/ for kraken_config.
+ *
  * with the option names of the application environment (e.g.
  * --tcp_server_port 0 --client_idle_timeout_secs 5); it then logs to stderr,
  * prints "listening <port>" on stdout, and exits cleanly on SIGINT/SIGTERM. */
@@ -54,6 +57,10 @@ static int standalone_config(int argc, char **argv, struct engine_config *c)
 
 int main(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "--options") == 0) {
+        config_print_options(stdout);
+        return fflush(stdout) == 0 ? 0 : 1;
+    }
     signal(SIGPIPE, SIG_IGN);
     struct event_base *base = event_base_new();
     if (!base) {
@@ -76,7 +83,7 @@ int main(int argc, char **argv)
             printf("listening redis %d\n", server_port(&srv, PROTO_KIND_REDIS));
         fflush(stdout);
     } else if (argc > 1) {
-        fprintf(stderr, "usage: kraken_engine [--standalone [--option value]...]\n"
+        fprintf(stderr, "usage: kraken_engine [--options | --standalone [--option value]...]\n"
                         "(without arguments it expects to be an Erlang port)\n");
         return 2;
     } else if (control_start(base, &srv) < 0) {

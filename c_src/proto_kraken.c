@@ -132,9 +132,10 @@ static void warn_publish(struct conn *c, size_t ntopics, uint32_t fanout,
     char names[640];
     format_topics(names, sizeof names, topics, ntopics, 8);
     klog(LOG_WARNING,
-         "publisher %" PRIu64 " (%s) published one entry to %zu topics [%s] "
-         "reaching %u subscribers",
-         c->sub.id, c->peer, ntopics, names, fanout);
+         "publisher %" PRIu64 " (%s) published one entry to %zu topic%s [%s] "
+         "reaching %u subscriber%s",
+         c->sub.id, c->peer, ntopics, ntopics == 1 ? "" : "s", names, fanout,
+         fanout == 1 ? "" : "s");
 }
 
 /* Parses the whole block first (into eng->entries), so a malformed publish
@@ -232,13 +233,25 @@ static const char *execute(struct conn *c, const struct proto_request *req, int6
     return r;
 }
 
-/* Sends an error line; the connection closes once it is flushed. */
-static void protocol_error(struct conn *c, const char *line)
+/* Sends an error line; the connection closes once it is flushed.  The log
+ * line names the command that caused it: its first line, cut at 64 bytes,
+ * bytes outside printable ASCII (and \\ and ") escaped as \\xNN. */
+static void protocol_error(struct conn *c, const char *line, const char *req, size_t len)
 {
     reply(c, line);
     c->eng->stats.disconnects_error++;
-    klog(LOG_INFO, "client %" PRIu64 " (%s): %.*s; closing the connection", c->sub.id, c->peer,
-         (int)strcspn(line, "\r"), line);
+    char cmd[64 * 4 + 1];
+    size_t o = 0;
+    for (size_t i = 0; i < len && i < 64 && req[i] != '\r' && req[i] != '\n'; i++) {
+        unsigned char ch = (unsigned char)req[i];
+        if (ch >= 0x20 && ch < 0x7f && ch != '\\' && ch != '"')
+            cmd[o++] = (char)ch;
+        else
+            o += (size_t)snprintf(cmd + o, sizeof cmd - o, "\\x%02x", ch);
+    }
+    cmd[o] = 0;
+    klog(LOG_INFO, "client %" PRIu64 " (%s): %.*s for \"%s\"; closing the connection",
+         c->sub.id, c->peer, (int)strcspn(line, "\r"), line, cmd);
     c->state = CONN_CLOSING;
 }
 
@@ -273,13 +286,12 @@ static enum conn_status kraken_process(struct conn *c)
         }
         ks->need = 0;
         if (ps == PROTO_ERROR) {
-            protocol_error(c, error);
+            protocol_error(c, error, buf, look);
             break;
         }
         bool close = false;
         int64_t now = engine_now_ms();
         const char *r = execute(c, &req, now, &close);
-        evbuffer_drain(in, used);
         c->eng->stats.requests++;
         c->requests++;
         c->last_request_ms = now;
@@ -290,9 +302,11 @@ static enum conn_status kraken_process(struct conn *c)
             close = true;
         }
         if (close && *r) {
-            protocol_error(c, r);
+            protocol_error(c, r, buf, used); /* buf is valid until the drain */
+            evbuffer_drain(in, used);
             break;
         }
+        evbuffer_drain(in, used);
         if (conn_is_closing(c))
             break; /* failed while executing (e.g. its own queue overflowed): no reply */
         if (*r && !req.noreply)

@@ -3,7 +3,7 @@
 -module(kraken).
 
 -export([start/0, stop/0, boot/0, booted/0, status/0, port/0, stop_node/0,
-         format_error/1]).
+         format_error/1, start_warnings/0, engine_restarts/0]).
 
 %% @doc Starts the kraken application and what it depends on.
 -spec start() -> ok | {error, term()}.
@@ -26,22 +26,44 @@ stop() ->
 -spec boot() -> ok.
 boot() ->
     persistent_term:put({?MODULE, booted}, true),
+    %% Flags OTP cannot read make it print an error report when it loads
+    %% the application: they are refused before that.
+    case kraken_config:check_command_line() of
+        {ok, _} -> ok;
+        {error, Msg} -> halt_with(Msg)
+    end,
     ok = logger:add_primary_filter(kraken_boot, {fun mute_otp_reports/2, []}),
     Result = start(),
     _ = logger:remove_primary_filter(kraken_boot),
     case Result of
         ok ->
+            %% With a log_file, the console (the terminal of `run') shows the
+            %% configuration warnings only if they are printed here.
+            case logger:get_handler_config(default) of
+                {ok, _} -> ok;
+                {error, _} -> [io:format(standard_error, "~ts~n", [W]) || W <- start_warnings()]
+            end,
             ok;
         {error, Reason} ->
-            io:format(standard_error, "~ts~n", [format_error(Reason)]),
-            _ = (catch logger_std_h:filesync(default)),
-            erlang:halt(1)
+            halt_with(format_error(Reason))
     end.
+
+halt_with(Msg) ->
+    io:format(standard_error, "~ts~n", [Msg]),
+    _ = (catch logger_std_h:filesync(default)),
+    erlang:halt(1).
 
 %% @doc Whether this node was started by {@link boot/0}.
 -spec booted() -> boolean().
 booted() ->
     persistent_term:get({?MODULE, booted}, false).
+
+%% @doc The configuration warnings of the application's last start (the
+%% deprecated `octopus' section, options this server does not use), which
+%% `bin/kraken start' prints on the terminal.
+-spec start_warnings() -> [string()].
+start_warnings() ->
+    persistent_term:get({?MODULE, start_warnings}, []).
 
 %% @doc `running' once the application is started and its engine listens.
 -spec status() -> {running, [{atom(), term()}]} | not_running.
@@ -55,6 +77,14 @@ status() ->
         _ ->
             not_running
     end.
+
+%% @doc How many times the engine was restarted (it exited and the
+%% supervisor started a new one) since the application started; 0 when the
+%% application is not running. The engine's own counters (`status', the
+%% `stats' command) start again at 0 with each new engine.
+-spec engine_restarts() -> non_neg_integer().
+engine_restarts() ->
+    kraken_sup:engine_restarts().
 
 %% @doc The TCP port the server listens on.
 -spec port() -> inet:port_number().

@@ -39,7 +39,10 @@ start(_Type, _Args) ->
 %% notes whether the tree is still there (an ordinary stop) or is already
 %% gone (the supervisor gave up).
 prep_stop(State) ->
-    State#{gave_up => whereis(kraken_sup) =:= undefined}.
+    GaveUp = whereis(kraken_sup) =:= undefined,
+    GaveUp orelse ?LOG_INFO("kraken stopping: closing the engine and every client "
+                            "connection"),
+    State#{gave_up => GaveUp}.
 
 %% @doc Application callback: removes the pid file and restores logging;
 %% halts a node started by bin/kraken if the supervisor gave up.
@@ -48,7 +51,7 @@ stop(State) ->
     case GaveUp of
         true -> ?LOG_ERROR("kraken: the engine exited too often (more than 10 times "
                            "in 10 s); the kraken application stops");
-        false -> ok
+        false -> ?LOG_INFO("kraken stopped")
     end,
     cleanup(State),
     case GaveUp andalso kraken:booted() of
@@ -67,16 +70,25 @@ start_with(Config, Warnings) ->
     Level = proplists:get_value(log_level, Config),
     ok = application:set_env(kraken, log_level, Level),
     OldLevel = maps:get(level, logger:get_primary_config()),
-    ok = logger:set_primary_config(level, kraken_config:logger_level(Level)),
-    _ = logger:add_primary_filter(?NO_PROGRESS, {fun logger_filters:progress/2, stop}),
     State0 = #{old_level => OldLevel},
-    case setup_log(proplists:get_value(log_file, Config), State0) of
+    %% The pid_file first: a start it refuses leaves no log_file (nor its
+    %% directory) behind.
+    case write_pid_file(proplists:get_value(pid_file, Config), State0) of
         {ok, State1} ->
-            kraken_config:log_warnings(Warnings),
-            case write_pid_file(proplists:get_value(pid_file, Config), State1) of
+            ok = logger:set_primary_config(level, kraken_config:logger_level(Level)),
+            _ = logger:add_primary_filter(?NO_PROGRESS, {fun logger_filters:progress/2, stop}),
+            case setup_log(proplists:get_value(log_file, Config), State1) of
                 {ok, State} ->
+                    kraken_config:log_warnings(Warnings),
+                    case kraken:start_warnings() of
+                        Warnings -> ok;
+                        _ -> persistent_term:put({kraken, start_warnings}, Warnings)
+                    end,
                     case kraken_sup:start_link(Config) of
                         {ok, Pid} ->
+                            {ok, Vsn} = application:get_key(kraken, vsn),
+                            ?LOG_INFO("kraken ~s started (os pid ~s)",
+                                      [Vsn, os:getpid()]),
                             {ok, Pid, State};
                         {error, _} = Error ->
                             cleanup(State),
@@ -87,14 +99,14 @@ start_with(Config, Warnings) ->
                     Error
             end;
         {error, _} = Error ->
-            cleanup(State0),
             Error
     end.
 
-%% The one-line format of Kraken's log lines.
+%% The one-line format of Kraken's log lines: time, node, level, message.
 formatter() ->
     {logger_formatter, #{single_line => true,
-                         template => [time, " ", level, ": ", msg, "\n"]}}.
+                         template => [time, " ", atom_to_list(node()), " ", level, ": ",
+                                      msg, "\n"]}}.
 
 %% No log_file: the console handler's stock (multi-line) format becomes
 %% the one-line format. With a log_file: a file handler replaces the console
@@ -127,9 +139,19 @@ setup_log(File, State) ->
             {ok, State#{log_file => File, default_handler => Default}};
         {error, Reason} ->
             {error, {bad_config, lists:flatten(
-                                   io_lib:format("kraken: cannot open log_file ~ts: ~0p",
-                                                 [File, Reason]))}}
+                                   io_lib:format("kraken: cannot open log_file ~ts: ~ts",
+                                                 [File, open_error(Reason)]))}}
     end.
+
+%% logger_std_h's reason for a file it could not open, as one phrase.
+open_error({handler_not_added, Reason}) ->
+    open_error(Reason);
+open_error({open_failed, _File, Reason}) ->
+    open_error(Reason);
+open_error(Reason) when is_atom(Reason) ->
+    file:format_error(Reason);
+open_error(Reason) ->
+    io_lib:format("~0tp", [Reason]).
 
 %% Refuses a listen address the engine could not bind (port in use, address
 %% not on this host, privileged port) with a line naming both options.
@@ -151,19 +173,54 @@ check_listen(Config) ->
 write_pid_file(undefined, State) ->
     {ok, State};
 write_pid_file(File, State) ->
-    case file:write_file(File, [os:getpid(), "\n"]) of
-        ok ->
-            {ok, State#{pid_file => File}};
-        {error, Reason} ->
-            {error, {bad_config, lists:flatten(
-                                   io_lib:format("kraken: cannot write pid_file ~ts: ~s",
-                                                 [File, file:format_error(Reason)]))}}
+    case pid_file_owner(File) of
+        {running, OsPid} ->
+            {error, {bad_config,
+                     lists:flatten(io_lib:format("kraken: pid_file ~ts names a running process "
+                                                 "(os pid ~s): is another kraken node using it?",
+                                                 [File, OsPid]))}};
+        _ ->
+            case file:write_file(File, [os:getpid(), "\n"]) of
+                ok ->
+                    {ok, State#{pid_file => File}};
+                {error, Reason} ->
+                    {error, {bad_config,
+                             lists:flatten(io_lib:format("kraken: cannot write pid_file ~ts: ~s",
+                                                         [File, file:format_error(Reason)]))}}
+            end
+    end.
+
+%% Whose pid an existing pid_file holds: this node's (`self'), another
+%% live process's, or none alive (a stale file left by a killed node).
+pid_file_owner(File) ->
+    case file:read_file(File) of
+        {ok, Bin} ->
+            OsPid = string:trim(binary_to_list(Bin)),
+            Me = os:getpid(),
+            case OsPid =/= "" andalso lists:all(fun(C) -> C >= $0 andalso C =< $9 end, OsPid) of
+                true when OsPid =:= Me -> self;
+                true ->
+                    case kraken_engine:os_process_alive(OsPid) of
+                        true -> {running, OsPid};
+                        false -> stale
+                    end;
+                false ->
+                    stale
+            end;
+        {error, _} ->
+            none
     end.
 
 cleanup(State) ->
+    %% Only while it is still ours: another node may have replaced it.
     case maps:find(pid_file, State) of
-        {ok, PidFile} -> _ = file:delete(PidFile);
-        error -> ok
+        {ok, PidFile} ->
+            case pid_file_owner(PidFile) of
+                self -> _ = file:delete(PidFile);
+                _ -> ok
+            end;
+        error ->
+            ok
     end,
     %% (A node started by bin/kraken keeps the one-line format to the end.)
     case maps:find(console_formatter, State) of

@@ -2,52 +2,85 @@
 %% (and, for compatibility with the seed README, an `octopus' section),
 %% validates every option and normalises it.
 %%
+%% The engine's options, their types, ranges and defaults, are defined once,
+%% in the C engine (c_src/config.c): `kraken_engine --options' prints them as
+%% Erlang terms, which the build writes to priv/kraken_options.eterm, and
+%% which {@link engine_table/0} reads. The node's own options (pid_file,
+%% log_file, engine_executable) are defined here.
+%%
 %% The result of {@link load/0} is a proplist holding every option of
 %% {@link defaults/0}; {@link engine_options/1} selects from it the options
 %% sent to the C engine in the `{config, Options}' packet described in
 %% docs/engine-protocol.md.
+%%
+%% An unknown option refuses the start, naming the closest known one; the
+%% options that older versions of the original accepted and this server
+%% does not use are accepted with a warning.
 %%
 %% Precedence when both sections are given: a `kraken' value that differs
 %% from its default wins; otherwise the `octopus' value is used.
 -module(kraken_config).
 
 -export([load/0, read/0, log_warnings/1, validate/1, defaults/0, engine_options/1,
-         check_log_level/1, logger_level/1, check_flags/1, check_config_file/1]).
+         engine_table/0, check_log_level/1, logger_level/1, check_flags/1,
+         check_command_line/0, check_command_line/1, check_config_file/1, closest/2]).
 
 -include_lib("kernel/include/logger.hrl").
 
 -type option() :: {atom(), term()}.
--export_type([option/0]).
+-type table_entry() :: {Name :: atom(), Type :: integer | ip_address | log_level | string,
+                        Min :: integer() | undefined, Max :: integer() | undefined,
+                        Default :: term()}.
+-export_type([option/0, table_entry/0]).
 
-%% Options read by the C engine (docs/engine-protocol.md), in protocol order.
--define(ENGINE_OPTIONS,
-        [listen_ip, tcp_server_port, max_tcp_clients, num_router_shards,
-         messages_stored_per_router_shard, router_min_fanout_to_warn,
-         router_min_publish_to_topics_to_warn, log_level,
-         client_idle_timeout_secs, max_request_bytes, max_client_queue_bytes,
-         bytes_stored_per_router_shard, max_memory_bytes, redis_port, redis_password]).
+%% The node's own options, not sent to the engine, with their defaults.
+-define(NODE_OPTIONS, [{pid_file, undefined}, {log_file, undefined},
+                       {engine_executable, undefined}]).
 
-%% @doc Every option with its default (the same as src/kraken.app.src).
+%% Options that versions of the original accepted and this server does not
+%% use: `logging_module' (the octopus-era application file) and
+%% `proxy_to_node' (its pooling experiment). Accepted with a warning.
+-define(LEGACY_OPTIONS, [logging_module, proxy_to_node]).
+
+-define(TABLE_FILE, "kraken_options.eterm").
+
+%% @doc The engine's option table (priv/kraken_options.eterm, written at
+%% build time by `kraken_engine --options'), in the engine's order.
+-spec engine_table() -> {ok, [table_entry()]} | {error, string()}.
+engine_table() ->
+    case kraken_engine:priv_file(?TABLE_FILE) of
+        {ok, File} ->
+            case file:consult(File) of
+                {ok, Terms} ->
+                    {ok, Terms};
+                {error, Reason} ->
+                    {error, flat("kraken: cannot read ~ts: ~ts (run make)",
+                                 [File, file:format_error(Reason)])}
+            end;
+        {error, Looked} ->
+            {error, flat("kraken: the engine's option table was not found (looked for "
+                         "~ts; run make)", [lists:join(", ", Looked)])}
+    end.
+
+table() ->
+    case engine_table() of
+        {ok, Table} -> Table;
+        {error, Msg} -> erlang:error({kraken_options, Msg})
+    end.
+
+%% @doc Every option with its default (the same as src/kraken.app.src):
+%% the engine's, then the node's.
 -spec defaults() -> [option()].
 defaults() ->
-    [{listen_ip, any},
-     {tcp_server_port, 12355},
-     {max_tcp_clients, 1000},
-     {num_router_shards, 4},
-     {messages_stored_per_router_shard, 10000},
-     {router_min_fanout_to_warn, 1000},
-     {router_min_publish_to_topics_to_warn, 1000},
-     {pid_file, undefined},
-     {log_file, undefined},
-     {log_level, info},
-     {client_idle_timeout_secs, 3600},
-     {max_request_bytes, 16777216},
-     {max_client_queue_bytes, 33554432},
-     {bytes_stored_per_router_shard, 67108864},
-     {max_memory_bytes, 0},
-     {redis_port, undefined},
-     {redis_password, undefined},
-     {engine_executable, undefined}].
+    defaults(table()).
+
+defaults(Table) ->
+    [{Name, erlang_default(Type, Default)} || {Name, Type, _, _, Default} <- Table]
+        ++ ?NODE_OPTIONS.
+
+%% `any' is how the application environment spells the engine's 0.0.0.0.
+erlang_default(ip_address, <<"0.0.0.0">>) -> any;
+erlang_default(_, Default) -> Default.
 
 %% @doc Reads, merges and validates the application environment; logs the
 %% warnings of {@link read/0} at once.
@@ -60,14 +93,20 @@ load() ->
 %% logging them, so that they can be logged once logging is set up.
 -spec read() -> {ok, [option()], [string()]} | {error, string()}.
 read() ->
-    case check_flags([{Flag, Args} || Flag <- [kraken, octopus],
-                                      {ok, Args} <- [init:get_argument(Flag)]]) of
-        ok -> read_env();
-        {error, _} = Error -> Error
+    case check_command_line() of
+        {ok, Set} ->
+            case engine_table() of
+                {ok, _} -> read_env(Set);
+                {error, _} = Error -> Error
+            end;
+        {error, _} = Error ->
+            Error
     end.
 
-read_env() ->
+read_env(Set) ->
     _ = application:load(kraken),
+    _ = octopus_env(),
+    [ok = application:set_env(App, Name, Value) || {App, Name, Value} <- Set],
     Kraken = application:get_all_env(kraken),
     {Merged, Warnings} =
         case octopus_env() of
@@ -87,7 +126,10 @@ read_env() ->
 %% their default, unknown ones are reported with a warning and dropped.
 -spec validate([option()]) -> {ok, [option()]} | {error, string()}.
 validate(Env) ->
-    logged(check_all(Env)).
+    case engine_table() of
+        {ok, _} -> logged(check_all(Env));
+        {error, _} = Error -> Error
+    end.
 
 %% Logs the warnings of a successful read or check, and drops them.
 logged({ok, Config, Warnings}) ->
@@ -95,6 +137,71 @@ logged({ok, Config, Warnings}) ->
     {ok, Config};
 logged({error, _} = Error) ->
     Error.
+
+%% @doc {@link check_command_line/1} of this node's arguments.
+-spec check_command_line() -> {ok, [{atom(), atom(), term()}]} | {error, string()}.
+check_command_line() ->
+    check_command_line(init:get_arguments()).
+
+%% @doc Checks the `-kraken' and `-octopus' flags among the arguments of
+%% `init:get_arguments()' (in their order) before OTP reads them: each must
+%% give a name and a value that is an Erlang term (OTP itself drops a name
+%% without a value, and stops the application's load with an error report
+%% on a value it cannot parse). A negative integer value (`-kraken
+%% max_tcp_clients -5') reaches erl as a flag of its own (`-5'): it is
+%% joined to its name again, and returned as `{App, Name, Value}' for the
+%% caller to set, since OTP did not.
+-spec check_command_line([{atom(), [string()]}]) ->
+          {ok, [{atom(), atom(), term()}]} | {error, string()}.
+check_command_line(Args) ->
+    command_line(Args, []).
+
+command_line([{Flag, Values} | Rest], Acc) when Flag =:= kraken; Flag =:= octopus ->
+    case {Values, Rest} of
+        {[Name, Text], _} ->
+            case parse_value(Text) of
+                {ok, _} ->
+                    command_line(Rest, Acc);
+                error ->
+                    {error, flat("kraken: bad command-line value for option ~ts: ~ts "
+                                 "(-~s values are Erlang terms: quote strings, e.g. "
+                                 "-~s listen_ip '\"127.0.0.1\"')",
+                                 [Name, Text, Flag, Flag])}
+            end;
+        {[Name], [{Negative, []} | Rest1]} ->
+            case negative(Negative) of
+                {ok, Value} ->
+                    command_line(Rest1, [{Flag, list_to_atom(Name), Value} | Acc]);
+                error ->
+                    check_flags([{Flag, [Values]}])
+            end;
+        _ ->
+            check_flags([{Flag, [Values]}])
+    end;
+command_line([_ | Rest], Acc) ->
+    command_line(Rest, Acc);
+command_line([], Acc) ->
+    {ok, lists:reverse(Acc)}.
+
+%% A value as OTP's application controller reads it.
+parse_value(Text) ->
+    case erl_scan:string(Text ++ ".") of
+        {ok, Tokens, _} ->
+            case erl_parse:parse_term(Tokens) of
+                {ok, Term} -> {ok, Term};
+                {error, _} -> error
+            end;
+        _ ->
+            error
+    end.
+
+%% The flag `-5' is the value -5.
+negative(Flag) ->
+    Digits = atom_to_list(Flag),
+    case Digits =/= "" andalso lists:all(fun(C) -> C >= $0 andalso C =< $9 end, Digits) of
+        true -> {ok, -list_to_integer(Digits)};
+        false -> error
+    end.
 
 %% @doc Checks the `-kraken' and `-octopus' command-line flags, given as
 %% `[{Flag, init:get_argument(Flag) values}]': each flag must give exactly a
@@ -139,21 +246,67 @@ log_warnings(Warnings) ->
     ok.
 
 check_all(Env) ->
-    Known = [Name || {Name, _} <- defaults()],
-    Warnings = [lists:flatten(io_lib:format("kraken: unknown option ~tp ignored", [Name]))
-                || {Name, _} <- Env, not lists:member(Name, Known)],
-    case validate(defaults(), Env, []) of
-        {ok, Config} -> {ok, Config, Warnings};
-        {error, _} = Error -> Error
+    Table = table(),
+    Defaults = defaults(Table),
+    Known = [Name || {Name, _} <- Defaults],
+    Names = lists:usort([Name || {Name, _} <- Env]),
+    Legacy = [Name || Name <- Names, lists:member(Name, ?LEGACY_OPTIONS)],
+    case [Name || Name <- Names, not lists:member(Name, Known ++ ?LEGACY_OPTIONS)] of
+        [] ->
+            Warnings = [flat("kraken: option ~tp is not used by this server; ignored",
+                             [Name]) || Name <- Legacy],
+            case validate(Defaults, Env, Table, []) of
+                {ok, Config} -> {ok, Config, Warnings};
+                {error, _} = Error -> Error
+            end;
+        [Unknown | _] ->
+            {error, unknown_option(Unknown, Known)}
     end.
 
-validate([], _Env, Acc) ->
+unknown_option(Name, Known) ->
+    case closest(Name, Known) of
+        {ok, Close} ->
+            flat("kraken: unknown option ~tp (did you mean ~s?)", [Name, Close]);
+        none ->
+            flat("kraken: unknown option ~tp (the options are listed in README.md, "
+                 "Configuration)", [Name])
+    end.
+
+%% @doc The known name closest to Name by edit distance (Levenshtein), if
+%% it is close enough to be a misspelling: at most 2 edits, or a third of
+%% the name's length for longer names.
+-spec closest(atom() | string(), [atom()]) -> {ok, atom()} | none.
+closest(Name, Known) when is_atom(Name) ->
+    closest(atom_to_list(Name), Known);
+closest(Name, Known) ->
+    Scored = lists:sort([{distance(Name, atom_to_list(K)), K} || K <- Known]),
+    case Scored of
+        [{D, K} | _] when D =< 2; D =< length(Name) div 3 -> {ok, K};
+        _ -> none
+    end.
+
+distance(A, B) ->
+    First = lists:seq(0, length(B)),
+    {Last, _} = lists:foldl(
+                  fun(CA, {Prev, I}) ->
+                          Row = distance_row(CA, B, Prev, [I]),
+                          {Row, I + 1}
+                  end, {First, 1}, A),
+    lists:last(Last).
+
+distance_row(_CA, [], _Prev, Acc) ->
+    lists:reverse(Acc);
+distance_row(CA, [CB | B], [Diag, Up | Prev], [Left | _] = Acc) ->
+    Cost = case CA =:= CB of true -> 0; false -> 1 end,
+    distance_row(CA, B, [Up | Prev], [min(min(Left + 1, Up + 1), Diag + Cost) | Acc]).
+
+validate([], _Env, _Table, Acc) ->
     {ok, lists:reverse(Acc)};
-validate([{Name, Default} | Rest], Env, Acc) ->
+validate([{Name, Default} | Rest], Env, Table, Acc) ->
     Value = proplists:get_value(Name, Env, Default),
-    case check(Name, Value) of
+    case check(Name, Value, Table) of
         {ok, Normal} ->
-            validate(Rest, Env, [{Name, Normal} | Acc]);
+            validate(Rest, Env, Table, [{Name, Normal} | Acc]);
         {error, Expected} ->
             {error, lists:flatten(
                       io_lib:format("kraken: bad value for option ~s: ~0tp "
@@ -163,14 +316,16 @@ validate([{Name, Default} | Rest], Env, Acc) ->
 %% @doc The options of a validated configuration that the C engine reads.
 -spec engine_options([option()]) -> [option()].
 engine_options(Config) ->
-    %% An option left undefined (redis_port: off) is not sent: the engine's
+    %% An option left undefined (redis_password) is not sent: the engine's
     %% default applies.
-    [{Name, V} || Name <- ?ENGINE_OPTIONS, (V = proplists:get_value(Name, Config)) =/= undefined].
+    [{Name, V} || {Name, _, _, _, _} <- table(),
+                  (V = proplists:get_value(Name, Config)) =/= undefined].
 
-%% @doc Validates a log level, normalising `warning' to `warn'.
+%% @doc Validates a log level (an atom, in any case), normalising `warning'
+%% to `warn'.
 -spec check_log_level(term()) -> {ok, debug | info | warn | error} | {error, string()}.
 check_log_level(Level) ->
-    check(log_level, Level).
+    check_level(Level).
 
 %% @doc The OTP logger level for one of our log levels.
 -spec logger_level(debug | info | warn | error) -> logger:level().
@@ -179,39 +334,49 @@ logger_level(Level) -> Level.
 
 %%% Internal functions
 
-check(listen_ip, Value) -> check_ip(Value);
-check(tcp_server_port, V) -> check_int(V, 0, 65535);
-%% The same ranges as the engine's (c_src/config.c).
-check(max_tcp_clients, V) -> check_int(V, 1, 16#FFFFFFFF);
-check(num_router_shards, V) -> check_int(V, 1, 65536);
-check(messages_stored_per_router_shard, V) -> check_int(V, 1, 100000000);
-check(router_min_fanout_to_warn, V) -> check_int(V, 1, 16#FFFFFFFF);
-check(router_min_publish_to_topics_to_warn, V) -> check_int(V, 1, 16#FFFFFFFF);
-check(client_idle_timeout_secs, V) -> check_int(V, 1, 100000000);
-%% At most 2 GiB: lengths and counts are 32-bit inside the engine.
-check(max_request_bytes, V) -> check_int(V, 1024, 1 bsl 31);
-check(max_client_queue_bytes, V) -> check_int(V, 1024, 1 bsl 31);
-check(bytes_stored_per_router_shard, V) -> check_int(V, 1024, 1 bsl 40);
-check(log_level, V) when V =:= debug; V =:= info; V =:= warn; V =:= error ->
-    {ok, V};
-check(log_level, warning) ->
-    {ok, warn};
-check(log_level, _) ->
-    {error, "debug, info, warn or error"};
-check(max_memory_bytes, V) -> check_int(V, 0, 1 bsl 44);
-check(redis_port, undefined) -> {ok, undefined};
-check(redis_port, V) -> check_int(V, 0, 65535);
-check(redis_password, undefined) -> {ok, undefined};
-check(redis_password, V) when is_binary(V), byte_size(V) > 0, byte_size(V) < 256 -> {ok, V};
-check(redis_password, V) when is_list(V) ->
-    try check(redis_password, unicode:characters_to_binary(V))
-    catch error:_ -> {error, "a string of 1 to 255 bytes"}
+check(pid_file, V, _) -> check_path(V);
+check(log_file, V, _) -> check_path(V);
+check(engine_executable, V, _) -> check_path(V);
+check(Name, V, Table) ->
+    case lists:keyfind(Name, 1, Table) of
+        {_, integer, Min, Max, _} -> check_int(V, Min, Max);
+        {_, ip_address, _, _, _} -> check_ip(V);
+        {_, log_level, _, _, _} -> check_level(V);
+        {_, string, _, _, _} -> check_text(V)
+    end.
+
+%% A string option of the engine (redis_password): a non-empty binary,
+%% string or atom, sent as a binary of at most 255 bytes.
+check_text(undefined) ->
+    {ok, undefined};
+check_text(V) when is_atom(V) ->
+    check_text(atom_to_binary(V));
+check_text(V) when is_binary(V); is_list(V) ->
+    case to_string(V) of
+        error -> {error, "a string"};
+        "" -> {error, "a non-empty string"};
+        Str ->
+            Bin = unicode:characters_to_binary(Str),
+            case byte_size(Bin) =< 255 of
+                true -> {ok, Bin};
+                false -> {error, "a string of at most 255 bytes"}
+            end
     end;
-check(redis_password, V) when is_atom(V) -> check(redis_password, atom_to_binary(V));
-check(redis_password, _) -> {error, "a string of 1 to 255 bytes"};
-check(pid_file, V) -> check_path(V);
-check(log_file, V) -> check_path(V);
-check(engine_executable, V) -> check_path(V).
+check_text(_) ->
+    {error, "a string"}.
+
+%% Any case: DEBUG, Info; `warning' is `warn'.
+check_level(V) when is_atom(V) ->
+    case string:lowercase(atom_to_list(V)) of
+        L when L =:= "debug"; L =:= "info"; L =:= "warn"; L =:= "error" ->
+            {ok, list_to_atom(L)};
+        "warning" ->
+            {ok, warn};
+        _ ->
+            {error, "debug, info, warn or error"}
+    end;
+check_level(_) ->
+    {error, "debug, info, warn or error"}.
 
 check_int(V, Min, infinity) when is_integer(V), V >= Min ->
     {ok, V};

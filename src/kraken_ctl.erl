@@ -31,6 +31,9 @@ status() ->
                                 "listening on port ~b~n",
                                 [proplists:get_value(K, Info)
                                  || K <- [version, node, os_pid, port]]),
+                  %% Kept by the node: the engine's figures below start at
+                  %% 0 again after a restart.
+                  io_lib:format("engine_restarts ~b~n", [kraken:engine_restarts()]),
                   [io_lib:format("~s ~w~n", [stat_name(Name), Value])
                    || {Name, Value} <- Stats,
                       Name =/= <<"version">>]]};   % already in the first line
@@ -90,7 +93,8 @@ dump_topics() ->
 %% @doc Sets the log level of logger and of the engine.
 -spec change_log_level(atom() | string()) -> {ok | error, iodata()}.
 change_log_level(Level) when is_list(Level) ->
-    case [L || L <- [debug, info, warn, warning, error], atom_to_list(L) =:= Level] of
+    Lower = string:lowercase(Level),
+    case [L || L <- [debug, info, warn, warning, error], atom_to_list(L) =:= Lower] of
         [L] -> change_log_level(L);
         [] -> {error, io_lib:format("bad log level ~ts (expected debug, info, "
                                     "warn or error)~n", [Level])}
@@ -130,11 +134,15 @@ main() ->
 -spec main([string()]) -> no_return().
 main([Command, NodeName | Args]) ->
     Node = node_name(NodeName),
-    {Status, Text} = try run(Command, Node, Args)
-                     catch Class:Reason:Stack ->
-                             {3, io_lib:format("kraken: ~s failed: ~p:~p~n~p~n",
-                                               [Command, Class, Reason, Stack])}
-                     end,
+    {Status, Text, Err} =
+        try run(Command, Node, Args) of
+            {S, T} -> {S, T, []};
+            {_, _, _} = Three -> Three
+        catch Class:Reason:Stack ->
+                {3, io_lib:format("kraken: ~s failed: ~p:~p~n~p~n",
+                                  [Command, Class, Reason, Stack]), []}
+        end,
+    io:put_chars(standard_error, Err),
     Out = case Status of 0 -> standard_io; _ -> standard_error end,
     io:put_chars(Out, Text),
     erlang:halt(Status);
@@ -206,10 +214,17 @@ wait_started(Node, OsPid, Deadline) ->
            end,
     case Status of
         {running, Info} when Ours ->
+            %% The configuration warnings go to the terminal, not only to
+            %% the log.
+            Warnings = case rpc:call(Node, kraken, start_warnings, [], ?RPC_TIMEOUT) of
+                           W when is_list(W) -> W;
+                           _ -> []
+                       end,
             {0, io_lib:format("kraken started on node ~s, listening on port ~b "
                               "(os pid ~s)~n",
                               [Node, proplists:get_value(port, Info),
-                               proplists:get_value(os_pid, Info)])};
+                               proplists:get_value(os_pid, Info)]),
+             [[W, $\n] || W <- Warnings]};
         {running, Info} ->
             case kraken_engine:os_process_alive(OsPid) of
                 false ->
@@ -235,7 +250,15 @@ check_free(Node) ->
                         P when is_list(P) -> P;
                         _ -> undefined
                     end,
-            {1, already_running(Node, OsPid)};
+            case rpc:call(Node, kraken, status, [], ?RPC_TIMEOUT) of
+                not_running ->
+                    {1, io_lib:format("kraken: node ~s is up (os pid ~s) but the kraken "
+                                      "application is not running; start it there with "
+                                      "kraken:start(), or bin/kraken stop the node first~n",
+                                      [Node, OsPid])};
+                _ ->
+                    {1, already_running(Node, OsPid)}
+            end;
         false ->
             [Name, Host] = string:split(atom_to_list(Node), "@"),
             case catch erl_epmd:names(Host) of

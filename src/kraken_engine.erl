@@ -7,14 +7,15 @@
 %% or `{error, Reason}', then `{call, Ref, Request}' / `{reply, Ref, Result}'
 %% and `{log, Level, Message}' at any time.
 %%
-%% If the engine exits, this process logs it and stops with
-%% `{shutdown, {engine_exit, Status}}' (no crash report: the log line says
-%% it all), and its supervisor starts a new engine.
+%% If the engine exits, this process counts it (kraken_sup's restart
+%% count, {@link kraken:engine_restarts/0}), logs it and stops with
+%% `{shutdown, {engine_exit, Status}}', and its supervisor starts a new
+%% engine.
 -module(kraken_engine).
 -behaviour(gen_server).
 
 -export([start_link/1, call/1, call/2, port/0, os_pid/0, set_log_level/1,
-         executable/1, os_process_alive/1]).
+         executable/1, priv_file/1, os_process_alive/1]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -include_lib("kernel/include/logger.hrl").
@@ -76,11 +77,10 @@ set_log_level(Level0) ->
 executable(Config) ->
     case proplists:get_value(engine_executable, Config) of
         undefined ->
-            Candidates = priv_candidates(),
-            case [P || P <- Candidates, filelib:is_regular(P)] of
-                [Path | _] -> {ok, Path};
-                [] -> {error, "engine executable not found (looked for " ++
-                             lists:join(", ", Candidates) ++ "; run make engine)"}
+            case priv_file("kraken_engine") of
+                {ok, Path} -> {ok, Path};
+                {error, Candidates} -> {error, "engine executable not found (looked for " ++
+                                            lists:join(", ", Candidates) ++ "; run make)"}
             end;
         Path ->
             case filelib:is_regular(Path) of
@@ -124,12 +124,16 @@ handle_cast(_Msg, S) ->
 handle_info({Port, {data, Bin}}, S = #state{port = Port}) ->
     {noreply, handle_packet(decode(Bin), S)};
 handle_info({Port, {exit_status, Status}}, S = #state{port = Port}) ->
-    ?LOG_ERROR("kraken engine (os pid ~p) exited with status ~p~s",
-               [S#state.os_pid, Status, describe_status(Status)]),
+    Restarts = kraken_sup:count_engine_restart(),
+    ?LOG_ERROR("kraken engine (os pid ~p) exited with status ~p~s; engine exits since "
+               "the application started: ~b",
+               [S#state.os_pid, Status, describe_status(Status), Restarts]),
     {stop, {shutdown, {engine_exit, Status}},
      fail_pending({engine_exit, Status}, S#state{port = undefined})};
 handle_info({'EXIT', Port, Reason}, S = #state{port = Port}) ->
-    ?LOG_ERROR("kraken engine port closed: ~p", [Reason]),
+    Restarts = kraken_sup:count_engine_restart(),
+    ?LOG_ERROR("kraken engine port closed: ~0p; engine exits since the application "
+               "started: ~b", [Reason, Restarts]),
     {stop, {shutdown, {engine_exit, Reason}},
      fail_pending({engine_exit, Reason}, S#state{port = undefined})};
 handle_info(_Other, S) ->
@@ -153,9 +157,8 @@ start_engine(Path, Options) ->
             Deadline = erlang:monotonic_time(millisecond) + ?READY_TIMEOUT,
             case await_ready(Port, Deadline) of
                 {ok, ListenPort} ->
-                    ?LOG_INFO("kraken engine ~s (os pid ~p) listening on ~s port ~p",
-                              [Path, OsPid, proplists:get_value(listen_ip, Options),
-                               ListenPort]),
+                    %% (The engine itself logs "listening" at info.)
+                    ?LOG_DEBUG("kraken engine ~s (os pid ~p) started", [Path, OsPid]),
                     {ok, #state{port = Port, os_pid = OsPid,
                                 listen_port = ListenPort}};
                 {error, Reason} ->
@@ -276,17 +279,26 @@ os_process_alive(OsPid) ->
             false
     end.
 
-priv_candidates() ->
+%% @doc A file of the application's priv directory (the engine and its
+%% option table): `{error, Candidates}' lists where it was looked for.
+-spec priv_file(string()) -> {ok, string()} | {error, [string()]}.
+priv_file(Name) ->
+    Candidates = priv_candidates(Name),
+    case [P || P <- Candidates, filelib:is_regular(P)] of
+        [Path | _] -> {ok, Path};
+        [] -> {error, Candidates}
+    end.
+
+priv_candidates(Name) ->
     Priv = case code:priv_dir(kraken) of
                {error, _} -> [];
-               Dir -> [filename:join(Dir, "kraken_engine")]
+               Dir -> [filename:join(Dir, Name)]
            end,
     %% The project's own priv/ when running from _build/<profile>/lib/kraken/ebin.
     Root = case code:which(?MODULE) of
                Beam when is_list(Beam) ->
                    Ebin = filename:dirname(filename:absname(Beam)),
-                   [filename:join([Ebin, "..", "..", "..", "..", "priv",
-                                   "kraken_engine"])];
+                   [filename:join([Ebin, "..", "..", "..", "..", "priv", Name])];
                _ -> []
            end,
     dedup([normalise(P) || P <- Priv ++ Root]).

@@ -32,12 +32,44 @@ app_src_matches_defaults_test() ->
 
 engine_options_test() ->
     Options = kraken_config:engine_options(ok([])),
-    ?assertEqual([listen_ip, tcp_server_port, max_tcp_clients, num_router_shards,
-                  messages_stored_per_router_shard, router_min_fanout_to_warn,
-                  router_min_publish_to_topics_to_warn, log_level,
-                  client_idle_timeout_secs, max_request_bytes,
-                  max_client_queue_bytes, bytes_stored_per_router_shard],
-                 [Name || {Name, _} <- Options]).
+    ?assertEqual(lists:sort([listen_ip, tcp_server_port, max_tcp_clients, num_router_shards,
+                             messages_stored_per_router_shard, router_min_fanout_to_warn,
+                             router_min_publish_to_topics_to_warn, log_level,
+                             client_idle_timeout_secs, max_request_bytes,
+                             max_client_queue_bytes, bytes_stored_per_router_shard]),
+                 lists:sort([Name || {Name, _} <- Options])).
+
+%% The ranges and defaults are the engine's (kraken_engine --options, from
+%% c_src/config.c), not a second copy: the table the build wrote is what
+%% the engine prints, and validation follows it at both ends of each range.
+engine_table_test() ->
+    {ok, Table} = kraken_config:engine_table(),
+    {ok, Engine} = kraken_engine:executable([]),
+    {ok, Tokens, _} = erl_scan:string(os:cmd(Engine ++ " --options")),
+    Printed = [begin {ok, T} = erl_parse:parse_term(Ts), T end
+               || Ts <- split_dots(Tokens)],
+    ?assertEqual(Printed, Table),
+    ?assertMatch({tcp_server_port, integer, 0, 65535, 12355},
+                 lists:keyfind(tcp_server_port, 1, Table)),
+    Ints = [E || {_, integer, _, _, _} = E <- Table],
+    ?assert(length(Ints) >= 10),
+    [begin
+         ?assertEqual(Min, proplists:get_value(Name, ok([{Name, Min}]))),
+         ?assertEqual(Max, proplists:get_value(Name, ok([{Name, Max}]))),
+         ?assertEqual(Default, proplists:get_value(Name, ok([]))),
+         Expected = lists:flatten(io_lib:format("(expected an integer ~b..~b)", [Min, Max])),
+         [begin
+              {error, Msg} = kraken_config:validate([{Name, Bad}]),
+              ?assertEqual({Name, Bad, true}, {Name, Bad, lists:suffix(Expected, Msg)})
+          end || Bad <- [Min - 1, Max + 1]]
+     end || {Name, integer, Min, Max, Default} <- Ints].
+
+split_dots(Tokens) ->
+    split_dots(Tokens, [], []).
+
+split_dots([], [], Acc) -> lists:reverse(Acc);
+split_dots([{dot, _} = D | T], Cur, Acc) -> split_dots(T, [], [lists:reverse([D | Cur]) | Acc]);
+split_dots([H | T], Cur, Acc) -> split_dots(T, [H | Cur], Acc).
 
 listen_ip_test_() ->
     [?_assertEqual(Expected, proplists:get_value(listen_ip, ok([{listen_ip, In}])))
@@ -100,9 +132,39 @@ message_example_test() ->
                          "(expected an integer 0..65535)"},
                  kraken_config:validate([{tcp_server_port, 70000}])).
 
-unknown_options_are_ignored_test() ->
-    Config = ok([{no_such_option, 1}]),
-    ?assertEqual(false, lists:keymember(no_such_option, 1, Config)).
+%% An unknown option refuses the start, naming the closest known one.
+unknown_options_are_refused_test_() ->
+    [?_assertEqual({error, "kraken: unknown option tcp_server_prot (did you mean "
+                           "tcp_server_port?)"},
+                   kraken_config:validate([{tcp_server_prot, 13020}])),
+     ?_assertEqual({error, "kraken: unknown option log_levle (did you mean log_level?)"},
+                   kraken_config:validate([{log_levle, debug}])),
+     ?_assertEqual({error, "kraken: unknown option max_tcp_client (did you mean "
+                           "max_tcp_clients?)"},
+                   kraken_config:validate([{max_tcp_client, 5}])),
+     ?_assertEqual({error, "kraken: unknown option no_such_option (the options are listed "
+                           "in README.md, Configuration)"},
+                   kraken_config:validate([{no_such_option, 1}])),
+     ?_assertEqual(none, kraken_config:closest(xyz, [tcp_server_port])),
+     ?_assertEqual({ok, pid_file}, kraken_config:closest("pidfile", [log_file, pid_file]))].
+
+%% The options the original accepted that this server does not use: a
+%% warning, not a refusal.
+legacy_options_test() ->
+    _ = application:load(kraken),
+    ok = application:set_env(kraken, logging_module, lager),
+    try
+        {ok, Config, Warnings} = kraken_config:read(),
+        ?assertEqual(false, lists:keymember(logging_module, 1, Config)),
+        ?assertEqual(["kraken: option logging_module is not used by this server; ignored"],
+                     Warnings)
+    after
+        application:unset_env(kraken, logging_module)
+    end.
+
+log_level_any_case_test_() ->
+    [?_assertEqual(L, proplists:get_value(log_level, ok([{log_level, In}])))
+     || {In, L} <- [{'DEBUG', debug}, {'Info', info}, {'WARNING', warn}, {'Error', error}]].
 
 check_log_level_test() ->
     ?assertEqual({ok, warn}, kraken_config:check_log_level(warning)),
@@ -159,6 +221,27 @@ check_flags_test() ->
                          "(expected -octopus NAME VALUE)"},
                  kraken_config:check_flags([{kraken, [["a", "b"]]},
                                             {octopus, [["a", "b", "c"]]}])).
+
+%% The command line, as init:get_arguments/0 gives it: values OTP could not
+%% parse are refused naming the option; a negative number, which erl takes
+%% for a flag, is joined to its option again.
+check_command_line_test_() ->
+    C = fun kraken_config:check_command_line/1,
+    [?_assertEqual({ok, []}, C([{noshell, []}, {kraken, ["tcp_server_port", "1"]},
+                                {kraken, ["listen_ip", "\"::1\""]}])),
+     ?_assertEqual({error, "kraken: bad command-line value for option listen_ip: 127.0.0.1 "
+                           "(-kraken values are Erlang terms: quote strings, e.g. "
+                           "-kraken listen_ip '\"127.0.0.1\"')"},
+                   C([{kraken, ["listen_ip", "127.0.0.1"]}])),
+     ?_assertEqual({ok, [{kraken, max_tcp_clients, -5}, {octopus, tcp_server_port, -1}]},
+                   C([{kraken, ["max_tcp_clients"]}, {'5', []}, {noshell, []},
+                      {octopus, ["tcp_server_port"]}, {'1', []}])),
+     ?_assertEqual({error, "kraken: bad command-line flag -kraken max_tcp_clients "
+                           "(expected -kraken NAME VALUE)"},
+                   C([{kraken, ["max_tcp_clients"]}, {noshell, []}])),
+     ?_assertEqual({error, "kraken: bad command-line flag -kraken max_tcp_clients "
+                           "(expected -kraken NAME VALUE)"},
+                   C([{kraken, ["max_tcp_clients"]}, {'5', ["x"]}]))].
 
 %% read/0 refuses a flag without its value; this node has no -kraken flags.
 read_checks_flags_test() ->

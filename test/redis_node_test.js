@@ -4,8 +4,8 @@
 //   REDIS_TARGET=redis  node --test test/redis_node_test.js
 //   REDIS_TARGET=kraken node --test test/redis_node_test.js
 //
-// The package comes from build/npm/node_modules (make test-redis installs it
-// there from package.json / package-lock.json), else from the usual lookup.
+// The package comes from the project's node_modules (make test-redis installs
+// it there from package.json / package-lock.json).
 // Servers are started by test/redis_targets.py serve, so that Python and
 // Node start redis-server and Kraken the same way; each is stopped by closing
 // that helper's standard input.
@@ -17,12 +17,7 @@ const path = require('node:path');
 const readline = require('node:readline');
 
 const ROOT = path.resolve(__dirname, '..');
-let redisPkg;
-try {
-  redisPkg = require(path.join(ROOT, 'build', 'npm', 'node_modules', 'redis'));
-} catch (e) {
-  redisPkg = require('redis');
-}
+const redisPkg = require(path.join(ROOT, 'node_modules', 'redis'));
 const { createClient } = redisPkg;
 
 const TARGET = process.env.REDIS_TARGET || 'redis';
