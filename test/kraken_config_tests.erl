@@ -36,8 +36,12 @@ engine_options_test() ->
                              messages_stored_per_router_shard, router_min_fanout_to_warn,
                              router_min_publish_to_topics_to_warn, log_level,
                              client_idle_timeout_secs, max_request_bytes,
-                             max_client_queue_bytes, bytes_stored_per_router_shard]),
-                 lists:sort([Name || {Name, _} <- Options])).
+                             max_client_queue_bytes, bytes_stored_per_router_shard,
+                             max_memory_bytes, redis_port]),
+                 lists:sort([Name || {Name, _} <- Options])),
+    %% redis_password is sent only when set
+    Set = kraken_config:engine_options(ok([{redis_password, "pw"}])),
+    ?assertEqual({redis_password, <<"pw">>}, lists:keyfind(redis_password, 1, Set)).
 
 %% The ranges and defaults are the engine's (kraken_engine --options, from
 %% c_src/config.c), not a second copy: the table the build wrote is what
