@@ -18,10 +18,11 @@ LDLIBS_K   := -L$(ERL_INTERFACE)/lib -lei -levent -lpthread
 SAN     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 
 CORE_SRC := c_src/protocol.c c_src/table.c c_src/subset.c c_src/entry.c c_src/queue.c c_src/retain.c \
-            c_src/router.c c_src/session.c c_src/server.c c_src/config.c c_src/log.c
+            c_src/router.c c_src/session.c c_src/server.c c_src/config.c c_src/log.c \
+            c_src/control_decode.c
 ENGINE_SRC := $(CORE_SRC) c_src/control.c c_src/main.c
 HEADERS := $(wildcard c_src/*.h include/kraken/*.h)
-UNIT_TESTS := test_protocol test_router test_session
+UNIT_TESTS := test_protocol test_router test_session test_control
 APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 erlang-common-test erlang-tools rebar3 libevent-dev libcmocka-dev \
                 python3-pymemcache valgrind clang libclang-rt-14-dev
@@ -107,8 +108,9 @@ test-fault: engine build/failmalloc.so
 test-valgrind: engine
 	/usr/bin/python3 test/valgrind_test.py
 
-# libFuzzer harnesses: the parser alone, and whole connection byte streams.
-FUZZERS := fuzz_protocol fuzz_session
+# libFuzzer harnesses: the parser alone, whole connection byte streams, and
+# control packets from the Erlang node.
+FUZZERS := fuzz_protocol fuzz_session fuzz_control
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_SECONDS ?= 20
 build/fuzz/%: test/fuzz/%.c $(CORE_SRC) $(HEADERS)
