@@ -27,7 +27,7 @@ APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 erlang-common-test erlang-tools rebar3 libevent-dev libcmocka-dev \
                 python3-pymemcache valgrind clang libclang-rt-14-dev
 
-.PHONY: all deps engine erlang run test test-c test-erlang test-blackbox test-hostile test-fault test-valgrind soak bench clean \
+.PHONY: all deps engine erlang run test test-c test-erlang test-blackbox test-hostile test-fault test-control test-valgrind soak bench clean \
         fuzz fuzz-smoke
 
 all: engine erlang
@@ -105,6 +105,12 @@ build/failmalloc.so: test/fault/failmalloc.c
 test-fault: engine build/failmalloc.so
 	/usr/bin/python3 test/fault_test.py
 
+# The control channel driven as the Erlang node drives it (bad packets,
+# stdio that is not a pipe, failures at start-up, log rate), both builds.
+test-control: engine build/failmalloc.so
+	/usr/bin/python3 test/control_test.py
+	KRAKEN_ENGINE=$(CURDIR)/priv/kraken_engine_asan /usr/bin/python3 test/control_test.py
+
 test-valgrind: engine
 	/usr/bin/python3 test/valgrind_test.py
 
@@ -132,7 +138,7 @@ fuzz-smoke: $(addprefix build/fuzz/,$(FUZZERS))
 fuzz:
 	$(MAKE) fuzz-smoke FUZZ_SECONDS=600
 
-test: all test-c test-erlang test-blackbox test-hostile test-fault test-valgrind fuzz-smoke
+test: all test-c test-erlang test-blackbox test-hostile test-fault test-control test-valgrind fuzz-smoke
 	@echo "make test: all suites passed"
 
 bench/kraken_bench: bench/kraken_bench.c
