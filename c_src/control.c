@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "control_decode.h"
@@ -390,10 +391,38 @@ static void in_event_cb(struct bufferevent *bev, short what, void *arg)
     }
 }
 
+/* The channel must be a pipe or a socket from the Erlang node: epoll cannot
+ * watch a regular file or /dev/null, and a terminal is no node. */
+static int check_channel_fd(int fd, const char *name, char *err, size_t errlen)
+{
+    struct stat st;
+    const char *what;
+    if (fstat(fd, &st) < 0)
+        what = "closed";
+    else if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))
+        return 0;
+    else if (isatty(fd))
+        what = "a terminal";
+    else if (S_ISCHR(st.st_mode))
+        what = "a character device such as /dev/null";
+    else if (S_ISREG(st.st_mode))
+        what = "a regular file";
+    else
+        what = "not a pipe";
+    snprintf(err, errlen,
+             "%s is %s, not a pipe from the Erlang node: the kraken application starts this "
+             "program as a port; to run it by hand use --standalone",
+             name, what);
+    return -1;
+}
+
 int control_start(struct event_base *base, struct server *srv, char *err, size_t errlen)
 {
     ch_base = base;
     ch_srv = srv;
+    if (check_channel_fd(STDIN_FILENO, "stdin", err, errlen) < 0 ||
+        check_channel_fd(STDOUT_FILENO, "stdout", err, errlen) < 0)
+        return -1;
     snprintf(err, errlen, "cannot open the control channel: out of memory");
     if (ei_init() != 0)
         return -1;

@@ -5,6 +5,8 @@ stdout, external terms encoded by the small codec below.
 - bad packets (the review's binary longer than the packet, truncated terms,
   trailing bytes, huge counts, an oversized packet) are logged and ignored:
   the engine keeps answering calls and serving clients;
+- stdin or stdout that is not a pipe (`kraken_engine </dev/null`) makes the
+  engine exit at once with one clear line;
 - a failed event_new at start-up (main.c, control.c) and a failed allocation
   in dump_topics are reported, not crashes nor an empty answer (the plain
   build, with test/fault/failmalloc.so preloaded: built by `make test-control`).
@@ -311,6 +313,48 @@ class BadPacketTest(EngineCase):
         self.assertEqual(t[0], "error")
         self.assertIn(b"bad value for option tcp_server_port", t[1])
         self.assertEqual(e.proc.wait(10), 2)
+
+
+# ---- stdin and stdout that are not pipes ----
+
+class StdioTest(unittest.TestCase):
+    def run_engine(self, stdin, stdout=subprocess.PIPE):
+        t0 = time.time()
+        p = subprocess.run([ENGINE], stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
+                           timeout=10)
+        return p, time.time() - t0
+
+    def test_stdin_dev_null_exits_at_once(self):
+        p, secs = self.run_engine(subprocess.DEVNULL)
+        self.assertEqual(p.returncode, 2)
+        self.assertLess(secs, 2)
+        err = p.stderr.decode()
+        self.assertIn("stdin is a character device such as /dev/null, not a pipe from the "
+                      "Erlang node", err)
+        self.assertIn("--standalone", err)
+        self.assertNotIn("epoll", err.lower())
+        self.assertEqual(p.stdout, b"")
+
+    def test_stdin_regular_file_exits_at_once(self):
+        with tempfile.TemporaryFile() as f:
+            f.write(CONFIG)
+            f.seek(0)
+            p, secs = self.run_engine(f)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("stdin is a regular file", p.stderr.decode())
+
+    def test_stdout_regular_file_exits_at_once(self):
+        with tempfile.TemporaryFile() as out:
+            p = subprocess.Popen([ENGINE], stdin=subprocess.PIPE, stdout=out,
+                                 stderr=subprocess.PIPE)
+            _, err = p.communicate(timeout=10)
+        self.assertEqual(p.returncode, 2)
+        self.assertIn("stdout is a regular file", err.decode())
+
+    def test_stdin_pipe_at_eof_exits_at_once(self):
+        p, secs = self.run_engine(subprocess.PIPE)  # run() closes it at once
+        self.assertEqual(p.returncode, 0)
+        self.assertLess(secs, 2)
 
 
 # ---- failures at start-up and in dump_topics (plain build + failmalloc) ----
