@@ -15,6 +15,7 @@
 #include <string.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "control_decode.h"
@@ -76,6 +77,20 @@ static void send_x_now(ei_x_buff *x)
 /* Log events waiting for Erlang beyond this are dropped (and counted), so a
  * slow or stuck node cannot make the engine's memory grow without bound. */
 #define LOG_BACKLOG_MAX (8u << 20)
+/* At most this many events a second are sent, for debug and info events and
+ * separately for warnings and errors (so a flood of the first cannot hide
+ * the second); the rest are dropped, counted and reported once a second.
+ * This bounds what the Erlang side has to handle (see LOG_QUEUE_MAX in
+ * src/kraken_engine.erl), whatever the engine's load. */
+#define LOG_RATE 2000
+
+static struct {
+    int64_t millitokens; /* 1000 per event */
+    int64_t last_ms;
+    uint64_t dropped; /* since the last report */
+} log_budget[2];
+static uint64_t log_dropped_backlog; /* since the last report */
+static struct event *log_report_timer;
 
 static int log_send(enum log_level level, const char *msg, size_t len)
 {
@@ -91,30 +106,105 @@ static int log_send(enum log_level level, const char *msg, size_t len)
     return send_x(&x);
 }
 
-static uint64_t log_dropped; /* events dropped since the last report */
-
-static void report_dropped(void)
+static int backlog_full(void)
 {
-    if (!log_dropped)
+    return ch_out && evbuffer_get_length(bufferevent_get_output(ch_out)) > LOG_BACKLOG_MAX;
+}
+
+static void report_one(uint64_t *count, const char *what)
+{
+    if (!*count)
         return;
-    char note[96];
-    int n = snprintf(note, sizeof note,
-                     "%" PRIu64 " log events dropped: the Erlang node was not reading them",
-                     log_dropped);
+    char note[160];
+    int n = snprintf(note, sizeof note, "%" PRIu64 " %s", *count, what);
     if (log_send(LOG_WARNING, note, (size_t)n) == 0)
-        log_dropped = 0;
+        *count = 0;
+}
+
+/* Reports the events dropped because the backlog was full, once it is not
+ * (from out_drained_cb, or with the next event sent). */
+static void report_backlog(void)
+{
+    if (!backlog_full())
+        report_one(&log_dropped_backlog,
+                   "log events dropped: the Erlang node was not reading them");
+}
+
+/* Reports the events dropped by the rate limit: from log_report_timer, at
+ * most once a second (if the backlog is full too, they wait for the next). */
+static void report_rate(void)
+{
+    if (backlog_full())
+        return;
+    char what[96];
+    snprintf(what, sizeof what, "debug and info log events dropped: more than %d a second",
+             LOG_RATE);
+    report_one(&log_budget[0].dropped, what);
+    snprintf(what, sizeof what, "warning and error log events dropped: more than %d a second",
+             LOG_RATE);
+    report_one(&log_budget[1].dropped, what);
+}
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void arm_report_timer(void)
+{
+    if (log_report_timer && !evtimer_pending(log_report_timer, NULL)) {
+        struct timeval second = {1, 0};
+        evtimer_add(log_report_timer, &second);
+    }
+}
+
+/* Token bucket: LOG_RATE events a second, bursts of up to LOG_RATE. */
+static int log_budget_take(int class)
+{
+    int64_t now = monotonic_ms();
+    int64_t full = (int64_t)LOG_RATE * 1000;
+    int64_t elapsed = now - log_budget[class].last_ms;
+    log_budget[class].last_ms = now;
+    if (log_budget[class].millitokens < full)
+        log_budget[class].millitokens = elapsed >= 1000 ? full
+                                        : log_budget[class].millitokens + elapsed * LOG_RATE < full
+                                            ? log_budget[class].millitokens + elapsed * LOG_RATE
+                                            : full;
+    if (log_budget[class].millitokens < 1000)
+        return -1;
+    log_budget[class].millitokens -= 1000;
+    return 0;
 }
 
 static void log_sink(enum log_level level, const char *msg, size_t len)
 {
-    if (ch_out && evbuffer_get_length(bufferevent_get_output(ch_out)) > LOG_BACKLOG_MAX) {
-        log_dropped++;
+    int class = level >= LOG_WARNING;
+    if (log_budget_take(class) < 0) {
+        log_budget[class].dropped++;
+        log_events_dropped++;
+        arm_report_timer();
+        return;
+    }
+    if (backlog_full()) {
+        log_dropped_backlog++;
         log_events_dropped++;
         return;
     }
-    report_dropped();
+    report_backlog();
     if (log_send(level, msg, len) < 0)
         log_events_dropped++; /* out of memory: nothing better to do */
+}
+
+static void log_report_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    report_rate();
+    if (log_budget[0].dropped || log_budget[1].dropped)
+        arm_report_timer(); /* the backlog was full: try again in a second */
 }
 
 /* The channel's output drained: report drops now, not at the next event. */
@@ -122,7 +212,7 @@ static void out_drained_cb(struct bufferevent *bev, void *arg)
 {
     (void)bev;
     (void)arg;
-    report_dropped();
+    report_backlog();
 }
 
 /* ---- requests ---- */
@@ -426,6 +516,9 @@ int control_start(struct event_base *base, struct server *srv, char *err, size_t
     snprintf(err, errlen, "cannot open the control channel: out of memory");
     if (ei_init() != 0)
         return -1;
+    log_report_timer = evtimer_new(base, log_report_cb, NULL);
+    if (!log_report_timer)
+        return -1;
     evutil_make_socket_nonblocking(STDIN_FILENO);
     evutil_make_socket_nonblocking(STDOUT_FILENO);
     ch_in = bufferevent_socket_new(base, STDIN_FILENO, 0);
@@ -448,5 +541,8 @@ void control_stop(void)
         bufferevent_free(ch_in);
     if (ch_out)
         bufferevent_free(ch_out);
+    if (log_report_timer)
+        event_free(log_report_timer);
     ch_in = ch_out = NULL;
+    log_report_timer = NULL;
 }

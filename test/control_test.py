@@ -9,7 +9,8 @@ stdout, external terms encoded by the small codec below.
   engine exit at once with one clear line;
 - a failed event_new at start-up (main.c, control.c) and a failed allocation
   in dump_topics are reported, not crashes nor an empty answer (the plain
-  build, with test/fault/failmalloc.so preloaded: built by `make test-control`).
+  build, with test/fault/failmalloc.so preloaded: built by `make test-control`);
+- log events are rate-limited by the engine, the drops counted and reported.
 
 KRAKEN_ENGINE selects the engine build (default priv/kraken_engine)."""
 import os
@@ -28,6 +29,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLAIN = os.path.join(ROOT, "priv", "kraken_engine")
 ENGINE = os.environ.get("KRAKEN_ENGINE") or PLAIN
 FAILMALLOC = os.path.join(ROOT, "build", "failmalloc.so")
+LOG_RATE = 2000  # LOG_RATE in c_src/control.c
 
 
 # ---- a minimal external term format codec ----
@@ -364,8 +366,8 @@ class FaultTest(EngineCase):
     ENGINE = PLAIN  # AddressSanitizer does not mix with an LD_PRELOADed allocator
 
     def test_failed_event_new_at_start(self):
-        # 1, 2: main.c's SIGINT and SIGTERM events
-        for n in (1, 2):
+        # 1, 2: main.c's SIGINT and SIGTERM events; 3: control.c's log report timer
+        for n in (1, 2, 3):
             with self.subTest(event_new=n):
                 p = subprocess.Popen([PLAIN], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE,
@@ -399,6 +401,43 @@ class FaultTest(EngineCase):
             e.wait_log(b"control: out of memory answering call")
             self.assertEqual(e.stats()["topics"], n)
             self.assertEqual(len(e.call(Atom("dump_queues"))), 1)
+
+
+# ---- log events: rate-limited, drops counted and reported ----
+
+class LogRateTest(EngineCase):
+    def test_flood_is_rate_limited_and_counted(self):
+        e = self.engine()
+        e.start(log_level=Atom("debug"), router_min_publish_to_topics_to_warn=1)
+        n = 3 * LOG_RATE
+        with socket.create_connection(("127.0.0.1", e.port), timeout=10) as s:
+            # One publish of n entries: n warnings within one callback.
+            block = b"".join(b"MESSAGE lr_%d 1\r\nx\r\n" % i for i in range(n))
+            s.sendall(b"set publish 0 0 %d\r\n%s\r\n" % (len(block), block))
+            self.assertEqual(s.recv(100), b"STORED\r\n")
+            # Debug events have their own budget: they still get through.
+            with socket.create_connection(("127.0.0.1", e.port), timeout=10) as c:
+                c.sendall(b"version\r\n")
+                c.recv(100)
+                port = c.getsockname()[1]
+            e.wait_log(b"connected from 127.0.0.1:%d" % port)
+        note = e.wait_log(b"warning and error log events dropped: more than 2000 a second")
+        self.assertEqual(note[0], "warning")
+
+        def accounted():
+            received = len(e.logs_with(b") published one entry to 1 topics [lr_"))
+            reported = sum(int(m.split()[0]) for m in
+                           e.logs_with(b"warning and error log events dropped: more than"))
+            return received, reported
+        deadline = time.time() + 10
+        while sum(accounted()) < n and time.time() < deadline:
+            time.sleep(0.1)
+        received, reported = accounted()
+        self.assertGreaterEqual(received, LOG_RATE)  # the burst
+        self.assertLess(received, LOG_RATE + 200)
+        # Every event is either received or counted: exact accounting.
+        self.assertEqual(received + reported, n)
+        self.assertEqual(e.stats()["log_events_dropped"], reported)
 
 
 if __name__ == "__main__":

@@ -935,10 +935,11 @@ class QueueLimitTest(ServerCase):
 class LogBacklogTest(ServerCase):
     """Every published entry logs a warning here; with the Erlang node stopped
     (SIGSTOP) nobody reads them, yet the engine keeps serving and its memory
-    stays bounded: the backlog is capped at 8 MiB and the rest counted in
+    stays bounded: the engine sends at most 2000 warnings a second, keeps at
+    most 8 MiB of them waiting, and counts the rest in
     `STAT log_events_dropped`. (The note the engine logs about the drop may
-    itself be dropped by OTP logger's own overload protection, which this
-    flood of ~80,000 queued events triggers when the node resumes.)"""
+    itself be dropped by OTP logger's own overload protection when the node
+    resumes.)"""
     OPTIONS = (("router_min_publish_to_topics_to_warn", "1"),)
 
     def test_stopped_node_does_not_grow_the_engine(self):
