@@ -8,8 +8,10 @@
 %% and `{log, Level, Message}' at any time.
 %%
 %% If the engine exits, this process logs it and stops with
-%% `{shutdown, {engine_exit, Status}}' (no crash report: the log line says
-%% it all), and its supervisor starts a new engine.
+%% `{shutdown, {engine_exit, Status}}', and its supervisor starts a new
+%% engine. A `shutdown' reason spares the gen_server crash report, but not
+%% the supervisor's: kraken_engine is a permanent child, so kraken_sup also
+%% logs a `child_terminated' report with that reason.
 -module(kraken_engine).
 -behaviour(gen_server).
 

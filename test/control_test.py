@@ -241,6 +241,28 @@ class EngineCase(unittest.TestCase):
         self.assertEqual(version(e.port), b"VERSION 1.0.0\r\n")
 
 
+class DumpQueuesTest(EngineCase):
+    def test_order_is_by_last_request(self):
+        # As kraken_ctl:dump_queues/0 says: the longest idle first, the most
+        # recently active last, whatever the connection order.
+        e = self.engine()
+        e.start()
+        a = socket.create_connection(("127.0.0.1", e.port), timeout=10)
+        b = socket.create_connection(("127.0.0.1", e.port), timeout=10)
+        self.addCleanup(a.close)
+        self.addCleanup(b.close)
+        for s in (a, b):
+            time.sleep(0.01)  # (the engine's clock for this is in milliseconds)
+            s.sendall(b"version\r\n")
+            s.recv(100)
+        peer = lambda s: ("127.0.0.1:%d" % s.getsockname()[1]).encode()
+        self.assertEqual([q[1] for q in e.call(Atom("dump_queues"))], [peer(a), peer(b)])
+        time.sleep(0.01)
+        a.sendall(b"version\r\n")
+        a.recv(100)
+        self.assertEqual([q[1] for q in e.call(Atom("dump_queues"))], [peer(b), peer(a)])
+
+
 # ---- bad packets ----
 
 CONFIG = term((Atom("config"), [(Atom("foo"), 1)]))
