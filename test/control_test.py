@@ -129,12 +129,15 @@ class Engine:
         self.logs = []
         self.logs_lock = threading.Lock()
         self.ref = 0
+        self.reading = threading.Event()  # cleared: a node that does not read
+        self.reading.set()
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
 
     def _read(self):
         out = self.proc.stdout
         while True:
+            self.reading.wait()
             hdr = out.read(4)
             if len(hdr) < 4:
                 self.packets.put(None)
@@ -188,6 +191,12 @@ class Engine:
                         return level, msg
             time.sleep(0.02)
         raise AssertionError("no log event containing %r; got %r" % (text, self.logs[-5:]))
+
+    def rss_kb(self):
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
 
     def logs_with(self, text):
         with self.logs_lock:
@@ -460,6 +469,46 @@ class LogRateTest(EngineCase):
         # Every event is either received or counted: exact accounting.
         self.assertEqual(received + reported, n)
         self.assertEqual(e.stats()["log_events_dropped"], reported)
+
+
+    def test_node_not_reading_backlog_is_bounded(self):
+        # The node stops reading (as when stopped or swapped out) while the
+        # engine logs 2000 long warnings a second (~1.4 MB/s): past 8 MiB
+        # waiting, events are dropped and counted, and reported once the
+        # node reads again.
+        e = self.engine()
+        e.start(router_min_publish_to_topics_to_warn=1, messages_stored_per_router_shard=10)
+        rss0 = e.rss_kb()
+        e.reading.clear()
+        topics = b" ".join((b"bl_%d_" % j).ljust(64, b"x") for j in range(8))
+        block = b"MESSAGE %s 1\r\nx\r\n" % topics * 200
+        n, t0 = 0, time.time()
+        with socket.create_connection(("127.0.0.1", e.port), timeout=10) as s:
+            while time.time() - t0 < 9:  # 200 entries every 50 ms: 4000 a second
+                s.sendall(b"set publish 0 0 %d\r\n%s\r\n" % (len(block), block))
+                self.assertEqual(s.recv(100), b"STORED\r\n")  # served all along
+                n += 200
+                time.sleep(0.05)
+            grown = e.rss_kb() - rss0
+        e.reading.set()
+        note = b"log events dropped: the Erlang node was not reading them"
+        e.wait_log(note)
+        e.wait_log(b"warning and error log events dropped: more than 2000 a second")
+
+        def accounted():
+            received = len(e.logs_with(b") published one entry to 8 topics [bl"))
+            dropped = sum(int(m.split()[0]) for m in e.logs_with(b"log events dropped: "))
+            return received, dropped
+        deadline = time.time() + 10
+        while sum(accounted()) < n and time.time() < deadline:
+            time.sleep(0.1)
+        received, dropped = accounted()
+        backlog = sum(int(m.split()[0]) for m in e.logs_with(note))
+        self.assertGreater(backlog, 0)
+        self.assertEqual(received + dropped, n)
+        self.assertEqual(e.stats()["log_events_dropped"], dropped)
+        if "asan" not in os.path.basename(self.ENGINE):  # ASan's quarantine blurs it
+            self.assertLess(grown, 16 * 1024, "engine RSS grew %d KiB" % grown)
 
 
 if __name__ == "__main__":
