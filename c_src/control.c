@@ -164,14 +164,11 @@ static void arm_report_timer(void)
 static int log_budget_take(int class)
 {
     int64_t now = monotonic_ms();
+    int64_t elapsed = now - log_budget[class].last_ms; /* ms: LOG_RATE millitokens each */
     int64_t full = (int64_t)LOG_RATE * 1000;
-    int64_t elapsed = now - log_budget[class].last_ms;
+    int64_t t = log_budget[class].millitokens + (elapsed < 1000 ? elapsed : 1000) * LOG_RATE;
     log_budget[class].last_ms = now;
-    if (log_budget[class].millitokens < full)
-        log_budget[class].millitokens = elapsed >= 1000 ? full
-                                        : log_budget[class].millitokens + elapsed * LOG_RATE < full
-                                            ? log_budget[class].millitokens + elapsed * LOG_RATE
-                                            : full;
+    log_budget[class].millitokens = t < full ? t : full;
     if (log_budget[class].millitokens < 1000)
         return -1;
     log_budget[class].millitokens -= 1000;
