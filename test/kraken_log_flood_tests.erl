@@ -85,7 +85,7 @@ flood() ->
     %% drops (at most one a second) may be among those kraken_engine dropped.
     Accounted = Logged + ErlangDropped + EngineDropped,
     ?assert(Accounted >= Total),
-    ?assert(Accounted =< Total + 15),
+    ?assert(Accounted =< Total + 30),  % (at most one note a second)
     ?assert(EngineNotes > 0).
 
 %% The largest mailbox seen, sampled every 20 ms.
