@@ -28,17 +28,18 @@ SAN     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sani
 CORE_SRC := c_src/protocol.c c_src/resp.c c_src/glob.c c_src/table.c c_src/subset.c c_src/topic.c \
             c_src/entry.c c_src/queue.c c_src/retain.c c_src/router.c c_src/router_pattern.c \
             c_src/stats.c c_src/engine.c c_src/conn.c c_src/proto_kraken.c c_src/proto_redis.c \
-            c_src/redis_pubsub.c c_src/budget.c c_src/server.c c_src/config.c c_src/log.c
+            c_src/redis_pubsub.c c_src/budget.c c_src/server.c c_src/config.c c_src/log.c \
+            c_src/control_decode.c
 ENGINE_SRC := $(CORE_SRC) c_src/control.c c_src/main.c
 HEADERS := $(wildcard c_src/*.h include/kraken/*.h)
-UNIT_TESTS := test_protocol test_router test_proto_kraken test_proto_redis test_resp
+UNIT_TESTS := test_protocol test_router test_proto_kraken test_proto_redis test_resp test_control
 APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 erlang-common-test erlang-tools rebar3 libevent-dev libcmocka-dev \
                 python3-pymemcache valgrind clang libclang-rt-14-dev \
                 redis-server redis-tools python3-redis
 
 .PHONY: all help deps engine erlang run test test-c test-erlang test-blackbox test-docs test-hostile test-fault \
-        test-valgrind soak bench clean fuzz fuzz-smoke test-glob-diff test-resp-diff test-redis
+        test-valgrind soak bench clean fuzz fuzz-smoke test-glob-diff test-resp-diff test-redis test-control
 
 all: engine erlang
 
@@ -167,6 +168,12 @@ build/failmalloc.so: test/fault/failmalloc.c
 test-fault: engine build/failmalloc.so
 	/usr/bin/python3 test/fault_test.py
 
+# The control channel driven as the Erlang node drives it (bad packets,
+# stdio that is not a pipe, failures at start-up, log rate), both builds.
+test-control: engine build/failmalloc.so
+	/usr/bin/python3 test/control_test.py
+	KRAKEN_ENGINE=$(CURDIR)/priv/kraken_engine_asan /usr/bin/python3 test/control_test.py
+
 test-valgrind: engine
 	/usr/bin/python3 test/valgrind_test.py
 
@@ -188,8 +195,9 @@ build/resp_replay: test/diff/resp_replay.c c_src/resp.c c_src/resp.h
 test-resp-diff: build/resp_replay
 	/usr/bin/python3 test/resp_diff.py
 
-# libFuzzer harnesses: the parser alone, and whole connection byte streams.
-FUZZERS := fuzz_protocol fuzz_session fuzz_resp
+# libFuzzer harnesses: both parsers, whole connection byte streams (both
+# protocols), and control packets from the Erlang node.
+FUZZERS := fuzz_protocol fuzz_session fuzz_resp fuzz_control
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_SECONDS ?= 20
 build/fuzz/%: test/fuzz/%.c $(CORE_SRC) $(HEADERS)
@@ -211,7 +219,7 @@ fuzz-smoke: $(addprefix build/fuzz/,$(FUZZERS))
 fuzz:
 	$(MAKE) fuzz-smoke FUZZ_SECONDS=600
 
-test: all test-c test-glob-diff test-resp-diff test-erlang test-blackbox test-docs test-redis test-hostile test-fault test-valgrind fuzz-smoke
+test: all test-c test-glob-diff test-resp-diff test-erlang test-blackbox test-docs test-redis test-hostile test-fault test-control test-valgrind fuzz-smoke
 	@echo "make test: all suites passed"
 
 bench/kraken_bench: bench/kraken_bench.c

@@ -1,4 +1,8 @@
-/* control.c - ei-encoded control channel to the Erlang node; see control.h. */
+/* control.c - ei-encoded control channel to the Erlang node; see control.h.
+ *
+ * The I/O side: framing on stdin/stdout, the start-up handshake, answering
+ * calls and sending log events.  Packets are decoded by control_decode.c,
+ * which bounds every read by the packet's length. */
 #include "control.h"
 
 #include <ei.h>
@@ -10,8 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "control_decode.h"
 #include "log.h"
 #include "server.h"
 #include "stats.h"
@@ -22,18 +29,26 @@ static struct bufferevent *ch_in, *ch_out;
 static struct server *ch_srv;
 static struct event_base *ch_base;
 static int ch_started;
+static size_t ch_skip; /* bytes of an oversized packet still to discard */
 
 /* ---- sending ---- */
 
-static void send_x(ei_x_buff *x)
+/* Queues one packet (4-byte length + the term), whole or not at all: the
+ * space is reserved first, so a failed allocation cannot leave a length
+ * without its term and desynchronise the channel.  Frees x. */
+static int send_x(ei_x_buff *x)
 {
     unsigned char len[4] = {(unsigned char)(x->index >> 24), (unsigned char)(x->index >> 16),
                             (unsigned char)(x->index >> 8), (unsigned char)x->index};
+    int rc = -1;
     if (ch_out) {
-        bufferevent_write(ch_out, len, 4);
-        bufferevent_write(ch_out, x->buff, (size_t)x->index);
+        struct evbuffer *out = bufferevent_get_output(ch_out);
+        if (evbuffer_expand(out, 4 + (size_t)x->index) == 0 && evbuffer_add(out, len, 4) == 0 &&
+            evbuffer_add(out, x->buff, (size_t)x->index) == 0)
+            rc = 0;
     }
     ei_x_free(x);
+    return rc;
 }
 
 /* Blocking send, for the last words before exiting. */
@@ -57,44 +72,136 @@ static void send_x_now(ei_x_buff *x)
     ei_x_free(x);
 }
 
+/* ---- log events ---- */
+
 /* Log events waiting for Erlang beyond this are dropped (and counted), so a
  * slow or stuck node cannot make the engine's memory grow without bound. */
 #define LOG_BACKLOG_MAX (8u << 20)
+/* At most this many events a second are sent, for debug and info events and
+ * separately for warnings and errors (so a flood of the first cannot hide
+ * the second); the rest are dropped, counted and reported once a second.
+ * This bounds what the Erlang side has to handle (see LOG_QUEUE_MAX in
+ * src/kraken_engine.erl), whatever the engine's load. */
+#define LOG_RATE 2000
 
-static void log_send(enum log_level level, const char *msg, size_t len)
+static struct {
+    int64_t millitokens; /* 1000 per event */
+    int64_t last_ms;
+    uint64_t dropped; /* since the last report */
+} log_budget[2];
+static uint64_t log_dropped_backlog; /* since the last report */
+static struct event *log_report_timer;
+
+static int log_send(enum log_level level, const char *msg, size_t len)
 {
     ei_x_buff x;
-    ei_x_new_with_version(&x);
-    ei_x_encode_tuple_header(&x, 3);
-    ei_x_encode_atom(&x, "log");
-    ei_x_encode_atom(&x, log_level_name(level));
-    ei_x_encode_binary(&x, msg, (long)len);
-    send_x(&x);
+    if (ei_x_new_with_version(&x) < 0)
+        return -1;
+    if (ei_x_encode_tuple_header(&x, 3) < 0 || ei_x_encode_atom(&x, "log") < 0 ||
+        ei_x_encode_atom(&x, log_level_name(level)) < 0 ||
+        ei_x_encode_binary(&x, msg, (long)len) < 0) {
+        ei_x_free(&x);
+        return -1;
+    }
+    return send_x(&x);
 }
 
-static uint64_t log_dropped; /* events dropped since the last report */
-
-static void report_dropped(void)
+static int backlog_full(void)
 {
-    if (!log_dropped)
+    return ch_out && evbuffer_get_length(bufferevent_get_output(ch_out)) > LOG_BACKLOG_MAX;
+}
+
+static void report_one(uint64_t *count, const char *what)
+{
+    if (!*count)
         return;
-    char note[96];
-    int n = snprintf(note, sizeof note,
-                     "%" PRIu64 " log events dropped: the Erlang node was not reading them",
-                     log_dropped);
-    log_dropped = 0;
-    log_send(LOG_WARNING, note, (size_t)n);
+    char note[160];
+    int n = snprintf(note, sizeof note, "%" PRIu64 " %s", *count, what);
+    if (log_send(LOG_WARNING, note, (size_t)n) == 0)
+        *count = 0;
+}
+
+/* Reports the events dropped because the backlog was full, once it is not
+ * (from out_drained_cb, or with the next event sent). */
+static void report_backlog(void)
+{
+    if (!backlog_full())
+        report_one(&log_dropped_backlog,
+                   "log events dropped: the Erlang node was not reading them");
+}
+
+/* Reports the events dropped by the rate limit: from log_report_timer, at
+ * most once a second (if the backlog is full too, they wait for the next). */
+static void report_rate(void)
+{
+    if (backlog_full())
+        return;
+    char what[96];
+    snprintf(what, sizeof what, "debug and info log events dropped: more than %d a second",
+             LOG_RATE);
+    report_one(&log_budget[0].dropped, what);
+    snprintf(what, sizeof what, "warning and error log events dropped: more than %d a second",
+             LOG_RATE);
+    report_one(&log_budget[1].dropped, what);
+}
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void arm_report_timer(void)
+{
+    if (log_report_timer && !evtimer_pending(log_report_timer, NULL)) {
+        struct timeval second = {1, 0};
+        evtimer_add(log_report_timer, &second);
+    }
+}
+
+/* Token bucket: LOG_RATE events a second, bursts of up to LOG_RATE. */
+static int log_budget_take(int class)
+{
+    int64_t now = monotonic_ms();
+    int64_t elapsed = now - log_budget[class].last_ms; /* ms: LOG_RATE millitokens each */
+    int64_t full = (int64_t)LOG_RATE * 1000;
+    int64_t t = log_budget[class].millitokens + (elapsed < 1000 ? elapsed : 1000) * LOG_RATE;
+    log_budget[class].last_ms = now;
+    log_budget[class].millitokens = t < full ? t : full;
+    if (log_budget[class].millitokens < 1000)
+        return -1;
+    log_budget[class].millitokens -= 1000;
+    return 0;
 }
 
 static void log_sink(enum log_level level, const char *msg, size_t len)
 {
-    if (ch_out && evbuffer_get_length(bufferevent_get_output(ch_out)) > LOG_BACKLOG_MAX) {
-        log_dropped++;
+    int class = level >= LOG_WARNING;
+    if (log_budget_take(class) < 0) {
+        log_budget[class].dropped++;
+        log_events_dropped++;
+        arm_report_timer();
+        return;
+    }
+    if (backlog_full()) {
+        log_dropped_backlog++;
         log_events_dropped++;
         return;
     }
-    report_dropped();
-    log_send(level, msg, len);
+    report_backlog();
+    if (log_send(level, msg, len) < 0)
+        log_events_dropped++; /* out of memory: nothing better to do */
+}
+
+static void log_report_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    report_rate();
+    if (log_budget[0].dropped || log_budget[1].dropped)
+        arm_report_timer(); /* the backlog was full: try again in a second */
 }
 
 /* The channel's output drained: report drops now, not at the next event. */
@@ -102,131 +209,51 @@ static void out_drained_cb(struct bufferevent *bev, void *arg)
 {
     (void)bev;
     (void)arg;
-    report_dropped();
-}
-
-/* ---- decoding helpers ---- */
-
-static int decode_int(const char *buf, int *idx, long long *v)
-{
-    return ei_decode_longlong(buf, idx, v);
-}
-
-/* Decodes a binary (or a string) into out (NUL-terminated). */
-static int decode_text(const char *buf, int *idx, char *out, size_t outlen)
-{
-    int type, size;
-    if (ei_get_type(buf, idx, &type, &size) < 0 || (size_t)size >= outlen)
-        return -1;
-    if (type == ERL_BINARY_EXT) {
-        long len;
-        if (ei_decode_binary(buf, idx, out, &len) < 0)
-            return -1;
-        out[len] = 0;
-        return 0;
-    }
-    if (type == ERL_STRING_EXT)
-        return ei_decode_string(buf, idx, out);
-    if (type == ERL_ATOM_EXT || type == ERL_SMALL_ATOM_EXT || type == ERL_ATOM_UTF8_EXT ||
-        type == ERL_SMALL_ATOM_UTF8_EXT)
-        return ei_decode_atom(buf, idx, out);
-    return -1;
-}
-
-/* Decodes one option value (integer or text) and applies it. */
-static int apply_option(struct engine_config *c, const char *name, const char *buf, int *idx,
-                        char *err, size_t errlen)
-{
-    char text[256];
-    struct config_value v = {0, 0, text};
-    int type, size, start = *idx;
-    if (ei_get_type(buf, idx, &type, &size) < 0)
-        goto bad;
-    if (type == ERL_SMALL_INTEGER_EXT || type == ERL_INTEGER_EXT || type == ERL_SMALL_BIG_EXT) {
-        v.is_int = 1;
-        if (decode_int(buf, idx, &v.i) < 0)
-            goto bad;
-    } else if (decode_text(buf, idx, text, sizeof text) < 0) {
-        goto bad;
-    }
-    switch (config_set(c, name, &v, err, errlen)) {
-    case CONFIG_OK:
-        return 0;
-    case CONFIG_BAD:
-        return -1;
-    case CONFIG_UNKNOWN:
-        return 0; /* options the engine does not use */
-    }
-bad:
-    *idx = start;
-    if (ei_skip_term(buf, idx) < 0)
-        return -1;
-    struct config_value none = {0, 0, ""};
-    if (config_set(c, name, &none, err, errlen) == CONFIG_UNKNOWN)
-        return 0;
-    snprintf(err, errlen, "bad value for option %.64s", name);
-    return -1;
-}
-
-static int decode_config(const char *buf, int *idx, struct engine_config *c, char *err,
-                         size_t errlen)
-{
-    int n;
-    engine_config_defaults(c);
-    if (ei_decode_list_header(buf, idx, &n) < 0)
-        goto bad;
-    for (int i = 0; i < n; i++) {
-        int arity;
-        char name[MAXATOMLEN_UTF8];
-        if (ei_decode_tuple_header(buf, idx, &arity) < 0 || arity != 2 ||
-            ei_decode_atom(buf, idx, name) < 0)
-            goto bad;
-        if (apply_option(c, name, buf, idx, err, errlen) < 0)
-            return -1;
-    }
-    if (n > 0 && ei_decode_list_header(buf, idx, &n) < 0)
-        goto bad;
-    return 0;
-bad:
-    snprintf(err, errlen, "malformed configuration term");
-    return -1;
+    report_backlog();
 }
 
 /* ---- requests ---- */
 
-static void encode_dump_queues(ei_x_buff *x)
+/* Each encoder returns 0, or -1 when ei could not allocate. */
+
+static int encode_dump_queues(ei_x_buff *x)
 {
     int64_t now = engine_now_ms();
     for (const struct conn *c = engine_oldest_conn(&ch_srv->eng); c; c = engine_next_conn(c)) {
-        ei_x_encode_list_header(x, 1);
-        ei_x_encode_tuple_header(x, 7);
-        ei_x_encode_ulonglong(x, c->sub.id);
-        ei_x_encode_binary(x, c->peer, (long)strlen(c->peer));
-        ei_x_encode_ulong(x, c->sub.subs.count);
-        ei_x_encode_ulong(x, c->sub.queue.count);
-        ei_x_encode_ulonglong(x, c->sub.received);
-        ei_x_encode_longlong(x, (now - c->connected_ms) / 1000);
-        ei_x_encode_longlong(x, c->last_poll_ms < 0 ? -1 : (now - c->last_poll_ms) / 1000);
+        if (ei_x_encode_list_header(x, 1) < 0 || ei_x_encode_tuple_header(x, 7) < 0 ||
+            ei_x_encode_ulonglong(x, c->sub.id) < 0 ||
+            ei_x_encode_binary(x, c->peer, (long)strlen(c->peer)) < 0 ||
+            ei_x_encode_ulong(x, c->sub.subs.count) < 0 ||
+            ei_x_encode_ulong(x, c->sub.queue.count) < 0 ||
+            ei_x_encode_ulonglong(x, c->sub.received) < 0 ||
+            ei_x_encode_longlong(x, (now - c->connected_ms) / 1000) < 0 ||
+            ei_x_encode_longlong(x, c->last_poll_ms < 0 ? -1 : (now - c->last_poll_ms) / 1000) < 0)
+            return -1;
     }
-    ei_x_encode_empty_list(x);
+    return ei_x_encode_empty_list(x);
 }
+
+struct encode_topics {
+    ei_x_buff *x;
+    int rc;
+};
 
 static void encode_topic_name(const struct topic *t, void *arg)
 {
-    ei_x_buff *x = arg;
-    ei_x_encode_list_header(x, 1);
-    ei_x_encode_binary(x, t->name, t->len);
+    struct encode_topics *e = arg;
+    if (e->rc == 0 && (ei_x_encode_list_header(e->x, 1) < 0 ||
+                       ei_x_encode_binary(e->x, t->name, t->len) < 0))
+        e->rc = -1;
 }
 
-static void encode_queue_topics(ei_x_buff *x, unsigned long long id)
+static int encode_queue_topics(ei_x_buff *x, uint64_t id)
 {
     const struct conn *c = engine_find_conn(&ch_srv->eng, id);
-    if (!c) {
-        ei_x_encode_atom(x, "not_found");
-        return;
-    }
-    subscriber_foreach_topic(&c->sub, encode_topic_name, x);
-    ei_x_encode_empty_list(x);
+    if (!c)
+        return ei_x_encode_atom(x, "not_found");
+    struct encode_topics e = {x, 0};
+    subscriber_foreach_topic(&c->sub, encode_topic_name, &e);
+    return e.rc < 0 ? -1 : ei_x_encode_empty_list(x);
 }
 
 static int cmp_topic_subs(const void *a, const void *b)
@@ -252,100 +279,105 @@ static int collect_topic(const struct topic *t, void *arg)
     return 0;
 }
 
-static void encode_dump_topics(ei_x_buff *x)
+static int encode_dump_topics(ei_x_buff *x)
 {
     const struct topic_index *idx = &ch_srv->eng.router.topics;
     struct topic_list l = {malloc((topic_index_count(idx) + 1) * sizeof *l.v), 0,
                            topic_index_count(idx)};
-    if (!l.v) {
-        ei_x_encode_tuple_header(x, 2);
-        ei_x_encode_atom(x, "error");
-        ei_x_encode_atom(x, "enomem");
-        return;
-    }
+    if (!l.v)
+        return -1; /* an error, not an empty list: there may be topics */
     topic_foreach(idx, TOPIC_NS_CHANNEL, collect_topic, &l);
     qsort(l.v, l.n, sizeof *l.v, cmp_topic_subs);
-    for (size_t i = 0; i < l.n; i++) {
-        ei_x_encode_list_header(x, 1);
-        ei_x_encode_tuple_header(x, 3);
-        ei_x_encode_binary(x, l.v[i]->name, l.v[i]->len);
-        ei_x_encode_ulong(x, l.v[i]->shard);
-        ei_x_encode_ulong(x, l.v[i]->nsubs);
-    }
-    ei_x_encode_empty_list(x);
+    int rc = 0;
+    for (size_t i = 0; i < l.n && rc == 0; i++)
+        if (ei_x_encode_list_header(x, 1) < 0 || ei_x_encode_tuple_header(x, 3) < 0 ||
+            ei_x_encode_binary(x, l.v[i]->name, l.v[i]->len) < 0 ||
+            ei_x_encode_ulong(x, l.v[i]->shard) < 0 || ei_x_encode_ulong(x, l.v[i]->nsubs) < 0)
+            rc = -1;
     free(l.v);
+    return rc < 0 ? -1 : ei_x_encode_empty_list(x);
 }
 
-/* The same figures as the wire `stats` reply, as a proplist. */
-static void encode_stats(ei_x_buff *x)
+/* The same figures as the wire `stats` reply (stats.c's table), as a proplist. */
+static int encode_stats(ei_x_buff *x)
 {
     struct stats_snapshot snap;
     engine_snapshot(&ch_srv->eng, &snap);
     for (size_t i = 0; i < stats_nfields; i++) {
         const struct stats_field *f = &stats_fields[i];
-        ei_x_encode_list_header(x, 1);
-        ei_x_encode_tuple_header(x, 2);
-        ei_x_encode_binary(x, f->name, (long)strlen(f->name));
+        int rc;
+        if (ei_x_encode_list_header(x, 1) < 0 || ei_x_encode_tuple_header(x, 2) < 0 ||
+            ei_x_encode_binary(x, f->name, (long)strlen(f->name)) < 0)
+            return -1;
         if (f->type == STATS_I64)
-            ei_x_encode_longlong(x, stats_i64(&snap, f));
+            rc = ei_x_encode_longlong(x, stats_i64(&snap, f));
         else if (f->type == STATS_U64)
-            ei_x_encode_ulonglong(x, stats_u64(&snap, f));
+            rc = ei_x_encode_ulonglong(x, stats_u64(&snap, f));
         else
-            ei_x_encode_binary(x, stats_str(&snap, f), (long)strlen(stats_str(&snap, f)));
+            rc = ei_x_encode_binary(x, stats_str(&snap, f), (long)strlen(stats_str(&snap, f)));
+        if (rc < 0)
+            return -1;
     }
-    ei_x_encode_empty_list(x);
+    return ei_x_encode_empty_list(x);
 }
 
-static void handle_call(const char *buf, int *idx)
+/* {reply, Ref, {error, Reason}} */
+static int reply_error(long long ref, const char *reason)
 {
-    long long ref;
-    int arity, type, size;
-    char atom[MAXATOMLEN_UTF8];
     ei_x_buff x;
-    if (decode_int(buf, idx, &ref) < 0 || ei_get_type(buf, idx, &type, &size) < 0) {
-        klog(LOG_ERROR, "control: malformed call");
+    if (ei_x_new_with_version(&x) < 0)
+        return -1;
+    if (ei_x_encode_tuple_header(&x, 3) < 0 || ei_x_encode_atom(&x, "reply") < 0 ||
+        ei_x_encode_longlong(&x, ref) < 0 || ei_x_encode_tuple_header(&x, 2) < 0 ||
+        ei_x_encode_atom(&x, "error") < 0 || ei_x_encode_atom(&x, reason) < 0) {
+        ei_x_free(&x);
+        return -1;
+    }
+    return send_x(&x);
+}
+
+static void handle_call(const struct ctl_command *cmd)
+{
+    ei_x_buff x;
+    if (cmd->request == CTL_BADARG) {
+        if (reply_error(cmd->ref, "badarg") < 0)
+            klog(LOG_ERROR, "control: out of memory answering call %lld", cmd->ref);
         return;
     }
-    ei_x_new_with_version(&x);
-    ei_x_encode_tuple_header(&x, 3);
-    ei_x_encode_atom(&x, "reply");
-    ei_x_encode_longlong(&x, ref);
-    if (type == ERL_SMALL_TUPLE_EXT) {
-        long long arg;
-        ei_decode_tuple_header(buf, idx, &arity);
-        if (arity == 2 && ei_decode_atom(buf, idx, atom) == 0) {
-            if (strcmp(atom, "dump_queue_topics") == 0 && decode_int(buf, idx, &arg) == 0) {
-                encode_queue_topics(&x, (unsigned long long)arg);
-                goto done;
-            }
-            enum log_level l;
-            char lv[MAXATOMLEN_UTF8];
-            if (strcmp(atom, "set_log_level") == 0 && decode_text(buf, idx, lv, sizeof lv) == 0 &&
-                log_level_parse(lv, &l) == 0) {
-                log_min_level = l;
-                ei_x_encode_atom(&x, "ok");
-                goto done;
-            }
-        }
-    } else if (ei_decode_atom(buf, idx, atom) == 0) {
-        if (strcmp(atom, "dump_queues") == 0) {
-            encode_dump_queues(&x);
-            goto done;
-        }
-        if (strcmp(atom, "dump_topics") == 0) {
-            encode_dump_topics(&x);
-            goto done;
-        }
-        if (strcmp(atom, "stats") == 0) {
-            encode_stats(&x);
-            goto done;
+    int rc = ei_x_new_with_version(&x);
+    if (rc == 0 && (ei_x_encode_tuple_header(&x, 3) < 0 || ei_x_encode_atom(&x, "reply") < 0 ||
+                    ei_x_encode_longlong(&x, cmd->ref) < 0))
+        rc = -1;
+    if (rc == 0) {
+        switch (cmd->request) {
+        case CTL_STATS:
+            rc = encode_stats(&x);
+            break;
+        case CTL_DUMP_QUEUES:
+            rc = encode_dump_queues(&x);
+            break;
+        case CTL_DUMP_QUEUE_TOPICS:
+            rc = encode_queue_topics(&x, cmd->queue_id);
+            break;
+        case CTL_DUMP_TOPICS:
+            rc = encode_dump_topics(&x);
+            break;
+        case CTL_SET_LOG_LEVEL:
+            log_min_level = cmd->level;
+            rc = ei_x_encode_atom(&x, "ok");
+            break;
+        case CTL_BADARG:
+            break;
         }
     }
-    ei_x_encode_tuple_header(&x, 2);
-    ei_x_encode_atom(&x, "error");
-    ei_x_encode_atom(&x, "badarg");
-done:
-    send_x(&x);
+    if (rc == 0 && send_x(&x) == 0)
+        return;
+    if (rc < 0)
+        ei_x_free(&x);
+    /* Out of memory: say so, rather than answer nothing or a partial result. */
+    klog(LOG_ERROR, "control: out of memory answering call %lld", cmd->ref);
+    if (reply_error(cmd->ref, "out_of_memory") < 0)
+        klog(LOG_ERROR, "control: out of memory answering call %lld with an error", cmd->ref);
 }
 
 static void fail(const char *reason)
@@ -359,15 +391,13 @@ static void fail(const char *reason)
     exit(2);
 }
 
-static void handle_config(const char *buf, int *idx)
+static void handle_config(const struct engine_config *cfg)
 {
-    struct engine_config cfg;
     char err[256];
-    if (decode_config(buf, idx, &cfg, err, sizeof err) < 0 ||
-        server_start(ch_srv, ch_base, &cfg, err, sizeof err) < 0)
+    if (server_start(ch_srv, ch_base, cfg, err, sizeof err) < 0)
         fail(err);
     ch_started = 1;
-    log_min_level = cfg.log_level;
+    log_min_level = cfg->log_level;
     log_set_sink(log_sink);
     ei_x_buff x;
     ei_x_new_with_version(&x);
@@ -376,28 +406,36 @@ static void handle_config(const char *buf, int *idx)
     ei_x_encode_long(&x, server_port(ch_srv, PROTO_KIND_KRAKEN));
     send_x(&x);
     klog(LOG_INFO, "engine %d listening on %s port %d (%u shards, %u messages retained per shard)",
-         (int)getpid(), cfg.listen_ip, server_port(ch_srv, PROTO_KIND_KRAKEN), cfg.num_shards,
-         cfg.retain_per_shard);
+         (int)getpid(), cfg->listen_ip, server_port(ch_srv, PROTO_KIND_KRAKEN), cfg->num_shards,
+         cfg->retain_per_shard);
     if (server_port(ch_srv, PROTO_KIND_REDIS) >= 0)
-        klog(LOG_INFO, "engine %d: Redis protocol on %s port %d", (int)getpid(), cfg.listen_ip,
+        klog(LOG_INFO, "engine %d: Redis protocol on %s port %d", (int)getpid(), cfg->listen_ip,
              server_port(ch_srv, PROTO_KIND_REDIS));
 }
 
-static void handle_packet(const char *buf)
+static void handle_packet(const char *buf, size_t len)
 {
-    int idx = 0, version, arity;
-    char tag[MAXATOMLEN_UTF8];
-    if (ei_decode_version(buf, &idx, &version) < 0 || ei_decode_tuple_header(buf, &idx, &arity) < 0 ||
-        ei_decode_atom(buf, &idx, tag) < 0) {
-        klog(LOG_ERROR, "control: undecodable packet ignored");
+    struct ctl_command cmd;
+    char err[256];
+    switch (ctl_decode(buf, len, &cmd, err, sizeof err)) {
+    case CTL_MALFORMED:
+        klog(LOG_ERROR, "control: bad packet of %zu bytes ignored: %s", len, err);
         return;
+    case CTL_BAD_CONFIG:
+        if (!ch_started)
+            fail(err);
+        klog(LOG_ERROR, "control: config packet ignored after start-up (%s)", err);
+        return;
+    case CTL_OK:
+        break;
     }
-    if (strcmp(tag, "config") == 0 && arity == 2 && !ch_started)
-        handle_config(buf, &idx);
-    else if (strcmp(tag, "call") == 0 && arity == 3 && ch_started)
-        handle_call(buf, &idx);
+    if (cmd.kind == CTL_CONFIG && !ch_started)
+        handle_config(&cmd.config);
+    else if (cmd.kind == CTL_CALL && ch_started)
+        handle_call(&cmd);
     else
-        klog(LOG_ERROR, "control: unexpected packet %s/%d ignored", tag, arity);
+        klog(LOG_ERROR, "control: %s packet ignored %s", cmd.kind == CTL_CONFIG ? "config" : "call",
+             ch_started ? "after start-up" : "before the config");
 }
 
 static void in_read_cb(struct bufferevent *bev, void *arg)
@@ -405,23 +443,34 @@ static void in_read_cb(struct bufferevent *bev, void *arg)
     (void)arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     for (;;) {
+        if (ch_skip) { /* the rest of a packet we could not take */
+            size_t n = evbuffer_get_length(in);
+            n = n < ch_skip ? n : ch_skip;
+            evbuffer_drain(in, n);
+            ch_skip -= n;
+            if (ch_skip)
+                return;
+        }
         unsigned char hdr[4];
         if (evbuffer_copyout(in, hdr, 4) < 4)
             return;
         uint32_t len = (uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 | (uint32_t)hdr[2] << 8 | hdr[3];
         if (len > MAX_PACKET) {
-            fprintf(stderr, "kraken_engine: control packet of %u bytes, giving up\n", len);
-            exit(3);
+            klog(LOG_ERROR, "control: packet of %" PRIu32 " bytes (over %u) ignored", len,
+                 MAX_PACKET);
+            evbuffer_drain(in, 4);
+            ch_skip = len;
+            continue;
         }
         if (evbuffer_get_length(in) < 4 + (size_t)len)
             return;
         const char *p = (const char *)evbuffer_pullup(in, 4 + (ev_ssize_t)len);
-        if (!p) {
-            fprintf(stderr, "kraken_engine: out of memory reading the control channel\n");
-            exit(3);
-        }
-        handle_packet(p + 4);
-        evbuffer_drain(in, 4 + len);
+        if (!p)
+            klog(LOG_ERROR, "control: out of memory reading a packet of %" PRIu32 " bytes; ignored",
+                 len);
+        else
+            handle_packet(p + 4, len);
+        evbuffer_drain(in, 4 + (size_t)len);
     }
 }
 
@@ -436,11 +485,43 @@ static void in_event_cb(struct bufferevent *bev, short what, void *arg)
     }
 }
 
-int control_start(struct event_base *base, struct server *srv)
+/* The channel must be a pipe or a socket from the Erlang node: epoll cannot
+ * watch a regular file or /dev/null, and a terminal is no node. */
+static int check_channel_fd(int fd, const char *name, char *err, size_t errlen)
+{
+    struct stat st;
+    const char *what;
+    if (fstat(fd, &st) < 0)
+        what = "closed";
+    else if (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))
+        return 0;
+    else if (isatty(fd))
+        what = "a terminal";
+    else if (S_ISCHR(st.st_mode))
+        what = "a character device such as /dev/null";
+    else if (S_ISREG(st.st_mode))
+        what = "a regular file";
+    else
+        what = "not a pipe";
+    snprintf(err, errlen,
+             "%s is %s, not a pipe from the Erlang node: the kraken application starts this "
+             "program as a port; to run it by hand use --standalone",
+             name, what);
+    return -1;
+}
+
+int control_start(struct event_base *base, struct server *srv, char *err, size_t errlen)
 {
     ch_base = base;
     ch_srv = srv;
+    if (check_channel_fd(STDIN_FILENO, "stdin", err, errlen) < 0 ||
+        check_channel_fd(STDOUT_FILENO, "stdout", err, errlen) < 0)
+        return -1;
+    snprintf(err, errlen, "cannot open the control channel: out of memory");
     if (ei_init() != 0)
+        return -1;
+    log_report_timer = evtimer_new(base, log_report_cb, NULL);
+    if (!log_report_timer)
         return -1;
     evutil_make_socket_nonblocking(STDIN_FILENO);
     evutil_make_socket_nonblocking(STDOUT_FILENO);
@@ -450,8 +531,10 @@ int control_start(struct event_base *base, struct server *srv)
         return -1;
     bufferevent_setcb(ch_in, in_read_cb, NULL, in_event_cb, NULL);
     bufferevent_setcb(ch_out, NULL, out_drained_cb, NULL, NULL);
-    bufferevent_enable(ch_in, EV_READ);
-    bufferevent_enable(ch_out, EV_WRITE);
+    if (bufferevent_enable(ch_in, EV_READ) < 0 || bufferevent_enable(ch_out, EV_WRITE) < 0) {
+        snprintf(err, errlen, "cannot watch the control channel");
+        return -1;
+    }
     return 0;
 }
 
@@ -462,5 +545,8 @@ void control_stop(void)
         bufferevent_free(ch_in);
     if (ch_out)
         bufferevent_free(ch_out);
+    if (log_report_timer)
+        event_free(log_report_timer);
     ch_in = ch_out = NULL;
+    log_report_timer = NULL;
 }

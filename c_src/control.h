@@ -11,8 +11,12 @@
 struct event_base;
 struct server;
 
-/* Starts reading the channel; the server is started when the config arrives. */
-int control_start(struct event_base *base, struct server *srv);
+#include <stddef.h>
+
+/* Starts reading the channel; the server is started when the config arrives.
+ * Fails (-1, with a one-line reason in err) when stdin or stdout is not a
+ * pipe or socket, e.g. `kraken_engine </dev/null`, or out of memory. */
+int control_start(struct event_base *base, struct server *srv, char *err, size_t errlen);
 void control_stop(void);
 
 #endif

@@ -67,6 +67,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "kraken_engine: cannot create the event loop\n");
         return 1;
     }
+    /* Signals first: nothing is listening yet if this fails. */
+    struct event *sigint = evsignal_new(base, SIGINT, on_signal, base);
+    struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, base);
+    if (!sigint || !sigterm || evsignal_add(sigint, NULL) < 0 || evsignal_add(sigterm, NULL) < 0) {
+        fprintf(stderr, "kraken_engine: cannot watch SIGINT and SIGTERM (out of memory)\n");
+        return 1;
+    }
     static struct server srv;
     int standalone = argc > 1 && strcmp(argv[1], "--standalone") == 0;
     if (standalone) {
@@ -86,14 +93,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: kraken_engine [--options | --standalone [--option value]...]\n"
                         "(without arguments it expects to be an Erlang port)\n");
         return 2;
-    } else if (control_start(base, &srv) < 0) {
-        fprintf(stderr, "kraken_engine: cannot open the control channel\n");
-        return 1;
+    } else {
+        char err[256];
+        if (control_start(base, &srv, err, sizeof err) < 0) {
+            fprintf(stderr, "kraken_engine: %s\n", err);
+            return 2;
+        }
     }
-    struct event *sigint = evsignal_new(base, SIGINT, on_signal, base);
-    struct event *sigterm = evsignal_new(base, SIGTERM, on_signal, base);
-    evsignal_add(sigint, NULL);
-    evsignal_add(sigterm, NULL);
 
     event_base_dispatch(base);
 

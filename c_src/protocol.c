@@ -17,6 +17,7 @@ static const char ERR_FORMAT[] = "CLIENT_ERROR bad command line format\r\n";
 static const char ERR_CHUNK[] = "CLIENT_ERROR bad data chunk\r\n";
 static const char ERR_HORIZON[] = "CLIENT_ERROR bad horizon\r\n";
 static const char ERR_ENTRY[] = "CLIENT_ERROR bad publish entry\r\n";
+static const char ERR_TOPIC[] = "CLIENT_ERROR bad topic: CR or LF in a topic name\r\n";
 
 static bool slice_is(const char *p, size_t len, const char *word)
 {
@@ -55,6 +56,29 @@ static bool is_integer(const char *p, size_t len)
 static const char *find_nl(const char *p, size_t len)
 {
     return memchr(p, '\n', len);
+}
+
+/* Topics hold no space, CR or LF (SPEC 1): a publish entry's topics end at
+ * its line's end, so a topic with CR or LF could never be published to. */
+static bool has_cr_lf(const char *p, size_t len)
+{
+    return memchr(p, '\r', len) != NULL || memchr(p, '\n', len) != NULL;
+}
+
+/* The topic list of a subscribe, unsubscribe or retro_subscribe block (the
+ * latter's after its horizon line, which proto_parse_retro checks). */
+static bool topics_have_cr_lf(enum proto_cmd cmd, const char *data, size_t len)
+{
+    if (cmd == PROTO_SET_RETRO_SUBSCRIBE) {
+        const char *nl = find_nl(data, len);
+        if (!nl)
+            return false;
+        len -= (size_t)(nl + 1 - data);
+        data = nl + 1;
+    } else if (cmd != PROTO_SET_SUBSCRIBE && cmd != PROTO_SET_UNSUBSCRIBE) {
+        return false;
+    }
+    return has_cr_lf(data, len);
 }
 
 struct token {
@@ -135,6 +159,10 @@ static enum proto_status parse_set(const char *buf, size_t len, size_t line_end,
     }
     if (buf[head + bytes] != '\r' || buf[head + bytes + 1] != '\n') {
         *error = ERR_CHUNK;
+        return PROTO_ERROR;
+    }
+    if (topics_have_cr_lf(req->cmd, buf + head, (size_t)bytes)) {
+        *error = ERR_TOPIC;
         return PROTO_ERROR;
     }
     req->noreply = ntok == 6;
@@ -258,6 +286,8 @@ int proto_next_entry(const char **cur, const char *end, struct proto_entry *entr
         return -1;
     uint64_t n;
     if (proto_parse_u64(q, (size_t)(num_end - q), UINT64_MAX, &n) < 0)
+        return -1;
+    if (memchr(topics, '\r', (size_t)(q - topics))) /* (an LF ends the line) */
         return -1;
     entry->topics.p = topics;
     entry->topics.len = (size_t)(q - topics);

@@ -42,7 +42,9 @@ status() ->
                                         "is not running~n", [node()])}
     end.
 
-%% @doc One line per client queue, most recently connected last.
+%% @doc One line per client queue, in the engine's order: by the time of
+%% each client's last request, the longest idle first and the most recently
+%% active last (not by connection time).
 -spec dump_queues() -> iodata().
 dump_queues() ->
     Queues = kraken_engine:call(dump_queues),

@@ -10,7 +10,9 @@
 %% If the engine exits, this process counts it (kraken_sup's restart
 %% count, {@link kraken:engine_restarts/0}), logs it and stops with
 %% `{shutdown, {engine_exit, Status}}', and its supervisor starts a new
-%% engine.
+%% engine. A `shutdown' reason spares the gen_server crash report, but not
+%% the supervisor's: kraken_engine is a permanent child, so kraken_sup also
+%% logs a `child_terminated' report with that reason.
 -module(kraken_engine).
 -behaviour(gen_server).
 
@@ -221,11 +223,41 @@ handle_packet({reply, Ref, Result}, S = #state{pending = Pending}) ->
             S
     end;
 handle_packet({log, _, _} = Log, S) ->
-    log(Log),
+    log_bounded(Log),
     S;
 handle_packet(Other, S) ->
     ?LOG_WARNING("unexpected packet from kraken engine: ~0p", [Other]),
     S.
+
+%% Log events are dropped, and counted, while more than ?LOG_QUEUE_MAX
+%% messages wait for this process (its logger calls are slower than the
+%% engine's events: a slow log handler, a flood at debug level), so its
+%% mailbox stays bounded. The engine sends at most 2000 events a second per
+%% level group (LOG_RATE in c_src/control.c), which an unimpeded process
+%% handles with no drop. The count is logged in one line once the mailbox is
+%% down to half the bound (the next event reports it: not at every dip below
+%% the bound); it is kept in the process dictionary so that this stays local
+%% to these functions.
+-define(LOG_QUEUE_MAX, 5000).
+
+log_bounded(Log) ->
+    {message_queue_len, Waiting} = process_info(self(), message_queue_len),
+    Dropped = case get(kraken_log_dropped) of
+                  undefined -> 0;
+                  N -> N
+              end,
+    if
+        Waiting > ?LOG_QUEUE_MAX ->
+            put(kraken_log_dropped, Dropped + 1),
+            ok;
+        Dropped > 0, Waiting =< ?LOG_QUEUE_MAX div 2 ->
+            erase(kraken_log_dropped),
+            ?LOG_WARNING("~b kraken engine log events dropped: more than ~b messages were "
+                         "waiting for kraken_engine", [Dropped, ?LOG_QUEUE_MAX]),
+            log(Log);
+        true ->
+            log(Log)
+    end.
 
 log({log, Level, Msg}) ->
     L = case lists:member(Level, [emergency, alert, critical, error, warning,

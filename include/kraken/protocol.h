@@ -63,7 +63,9 @@ struct proto_entry {
 };
 
 /* Frames the request at the front of buf[0..len).  max_request bounds the
- * whole request (command line + data block). */
+ * whole request (command line + data block).  A subscribe, unsubscribe or
+ * retro_subscribe whose topics contain CR or LF is an error here
+ * (`CLIENT_ERROR bad topic: ...`): no publish could ever reach such a topic. */
 enum proto_status proto_parse_request(const char *buf, size_t len, size_t max_request,
                                       struct proto_request *req, size_t *used,
                                       const char **error);
@@ -78,7 +80,8 @@ int proto_parse_retro(const char *data, size_t len, int64_t *horizon,
                       struct proto_slice *topics, const char **error);
 
 /* Publish block iteration: returns 1 and fills *entry, 0 at the end of the
- * block, -1 with *error set on a malformed entry.  *cur advances. */
+ * block, -1 with *error set on a malformed entry (a topic containing CR
+ * among them).  *cur advances. */
 int proto_next_entry(const char **cur, const char *end, struct proto_entry *entry,
                      const char **error);
 

@@ -603,6 +603,70 @@ static void test_next_entry(void **state)
     expect_bad_entry(B("MESSAGE t1 2\r\nhi\r\nMESSAGE 1\r\nb\r\n"), 1);
 }
 
+/* ---- topics with CR or LF ---- */
+
+#define BAD_TOPIC "CLIENT_ERROR bad topic: CR or LF in a topic name\r\n"
+
+/* No publish entry can name a topic containing CR or LF (its line ends at
+ * the LF; a CR is refused there too), so subscribing to one is an error. */
+static void test_topics_with_cr_or_lf(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *p;
+        size_t len;
+    } bad[] = {
+        {B("a\rb")}, {B("a\nb")}, {B("t1 a\r\n")}, {B("\r")}, {B("\n")},
+        {B("ok \r\n")}, {B("a\r\nb")},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *cmds[] = {"subscribe", "unsubscribe"};
+        for (size_t c = 0; c < 2; c++) {
+            for (int noreply = 0; noreply < 2; noreply++) { /* noreply hides no error */
+                struct evbuffer *b = evbuffer_new();
+                set_request(b, cmds[c], bad[i].p, bad[i].len, noreply);
+                size_t n;
+                char *req = evbuffer_take(b, &n);
+                expect_error(req, n, BAD_TOPIC);
+                free(req);
+                evbuffer_free(b);
+            }
+        }
+        /* retro_subscribe: in the topics after the horizon line */
+        char data[64];
+        memcpy(data, "1700000000\r\n", 12);
+        memcpy(data + 12, bad[i].p, bad[i].len);
+        struct evbuffer *b = evbuffer_new();
+        set_request(b, "retro_subscribe", data, 12 + bad[i].len, false);
+        size_t n;
+        char *req = evbuffer_take(b, &n);
+        expect_error(req, n, BAD_TOPIC);
+        free(req);
+        evbuffer_free(b);
+    }
+    expect_error(B("set retro_subscribe 0 0 5\r\n5\nt\nu\r\n"), BAD_TOPIC);
+
+    /* still fine: the horizon line's own CR LF or LF, NUL, 0xff, tabs, empty lists */
+    struct parsed r = parse(B("set retro_subscribe 0 0 6\r\n5\r\nt u\r\n"));
+    assert_int_equal(r.st, PROTO_OK);
+    r = parse(B("set retro_subscribe 0 0 3\r\n5\nt\r\n"));
+    assert_int_equal(r.st, PROTO_OK);
+    r = parse(B("set retro_subscribe 0 0 3\r\n5\r\n\r\n"));
+    assert_int_equal(r.st, PROTO_OK);
+    r = parse(B("set subscribe 0 0 7\r\na\0b \xff\tc\r\n"));
+    assert_int_equal(r.st, PROTO_OK);
+    r = parse(B("set unsubscribe 0 0 0\r\n\r\n"));
+    assert_int_equal(r.st, PROTO_OK);
+    /* a publish payload may hold CR LF */
+    r = parse(B("set publish 0 0 18\r\nMESSAGE t 3\r\n\r\n\r\r\n\r\n"));
+    assert_int_equal(r.st, PROTO_OK);
+
+    /* publish: a topic with CR is a bad entry, anywhere in the block */
+    expect_bad_entry(B("MESSAGE a\rb 1\r\nx\r\n"), 0);
+    expect_bad_entry(B("MESSAGE a \r 1\r\nx\r\n"), 0);
+    expect_bad_entry(B("MESSAGE t 1\r\nx\r\nMESSAGE t u\r 1\r\nx\r\n"), 1);
+}
+
 /* ---- formatting ---- */
 
 static void test_fmt(void **state)
@@ -649,6 +713,7 @@ int main(void)
         tu_test(test_next_topic),
         tu_test(test_parse_retro),
         tu_test(test_next_entry),
+        tu_test(test_topics_with_cr_or_lf),
         tu_test(test_fmt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
