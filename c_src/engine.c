@@ -29,6 +29,7 @@ int engine_init(struct engine *eng, const struct engine_config *cfg,
     memset(eng, 0, sizeof *eng);
     eng->cfg = *cfg;
     eng->started_ms = engine_now_ms();
+    eng->http_port = -1;
     struct router_config rc = {
         .num_shards = cfg->num_shards,
         .retain_per_shard = cfg->retain_per_shard,
@@ -136,6 +137,8 @@ void engine_snapshot(const struct engine *eng, struct stats_snapshot *s)
     for (const struct conn *c = eng->oldest; c; c = c->newer) {
         s->queued_bytes += c->sub.queue.bytes;
         s->queued_messages += c->sub.queue.count;
+        if (c->sub.queue.bytes + c->sub.unsent > s->largest_queue_bytes)
+            s->largest_queue_bytes = c->sub.queue.bytes + c->sub.unsent;
     }
     s->pid = (int64_t)getpid();
     s->uptime = (engine_now_ms() - eng->started_ms) / 1000;
@@ -159,4 +162,8 @@ void engine_snapshot(const struct engine *eng, struct stats_snapshot *s)
     s->disconnects_error = eng->stats.disconnects_error;
     s->log_events_dropped = log_events_dropped;
     s->requests = eng->stats.requests;
+    s->bytes_published = r->stats.published_bytes;
+    s->polls = eng->stats.polls;
+    s->engine_restarts = eng->cfg.engine_restarts;
+    s->http_port = eng->http_port;
 }

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kraken/protocol.h"
 #include "topic.h"
@@ -80,6 +81,33 @@ void entry_pool_drain(struct entry_pool *p)
     }
 }
 
+const int64_t entry_wait_bounds_ms[ENTRY_WAIT_BUCKETS - 1] = {
+    1, 5, 10, 50, 100, 500, 1000, 5000, 10000, 30000, 60000, 300000,
+};
+
+int64_t entry_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void entry_observe_wait(const struct entry *e, int64_t now_ms)
+{
+    if (e->ntopics && e->topics[0]->ns == TOPIC_NS_INTERNAL)
+        return;
+    struct entry_wait_hist *h = &e->ctx->wait;
+    int64_t d = now_ms - e->publish_ms;
+    if (d < 0)
+        d = 0;
+    int b = 0;
+    while (b < ENTRY_WAIT_BUCKETS - 1 && d > entry_wait_bounds_ms[b])
+        b++;
+    h->bucket[b]++;
+    h->count++;
+    h->sum_ms += (uint64_t)d;
+}
+
 static size_t entry_block_size(size_t ntopics, size_t hdr, size_t len)
 {
     return sizeof(struct entry) + ntopics * sizeof(struct topic *) + hdr + len + 2;
@@ -100,6 +128,7 @@ struct entry *entry_new(struct entry_ctx *ctx, struct topic *const *topics, uint
     e->ntopics = ntopics;
     e->seq = 0;
     e->time = 0;
+    e->publish_ms = 0;
     e->publisher = 0;
     e->mark = 0;
     e->ctx = ctx;
