@@ -18,10 +18,12 @@
 #include "config.h"
 #include "conn.h"
 #include "engine.h"
+#include "health.h"
 
 struct event_base;
 struct evconnlistener;
 struct server;
+struct http;
 
 struct listener {
     struct evconnlistener *l;
@@ -38,6 +40,8 @@ struct server {
     struct event *accept_timer;  /* re-enables accepting after EMFILE */
     struct event *reaper;        /* frees connections marked for death */
     struct conn *doomed;         /* connections to free from the reaper */
+    struct health health;        /* readiness (health.c) */
+    struct http *http;           /* the HTTP endpoint, NULL when off (http.c) */
     bool started;
 };
 
@@ -48,5 +52,7 @@ int server_start(struct server *srv, struct event_base *base, const struct engin
 void server_stop(struct server *srv);
 /* The port a protocol listens on, or -1 when it is not enabled. */
 int server_port(const struct server *srv, enum proto_kind kind);
+/* Whether accepting is paused after running out of descriptors. */
+bool server_accept_paused(const struct server *srv);
 
 #endif

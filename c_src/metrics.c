@@ -1,0 +1,242 @@
+/* metrics.c - Prometheus text and JSON pages; see metrics.h. */
+#include "metrics.h"
+
+#include <event2/buffer.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <string.h>
+
+#include "engine.h"
+
+/* Figures of the stats table exported a second time under another metric:
+ * a connection refused at max_tcp_clients is also a disconnect. */
+static const struct stats_field extra_fields[] = {
+    {"rejected_connections", STATS_U64, offsetof(struct stats_snapshot, rejected_connections),
+     METRIC_COUNTER, "disconnects", "cause=\"too_many_clients\"", NULL},
+};
+#define NEXTRA (sizeof extra_fields / sizeof extra_fields[0])
+
+static const struct stats_field *field_at(size_t i)
+{
+    return i < stats_nfields ? &stats_fields[i] : &extra_fields[i - stats_nfields];
+}
+
+static void header(struct evbuffer *out, const char *name, const char *suffix, const char *type,
+                   const char *help)
+{
+    evbuffer_add_printf(out, "# HELP kraken_%s%s %s\n# TYPE kraken_%s%s %s\n", name, suffix,
+                        help, name, suffix, type);
+}
+
+static void sample(struct evbuffer *out, const struct stats_snapshot *s,
+                   const struct stats_field *f)
+{
+    const char *suffix = f->metric == METRIC_COUNTER ? "_total" : "";
+    evbuffer_add_printf(out, "kraken_%s%s", f->metric_name, suffix);
+    if (f->labels)
+        evbuffer_add_printf(out, "{%s}", f->labels);
+    if (f->type == STATS_I64)
+        evbuffer_add_printf(out, " %" PRId64 "\n", stats_i64(s, f));
+    else
+        evbuffer_add_printf(out, " %" PRIu64 "\n", stats_u64(s, f));
+}
+
+/* The table's metrics, one family (HELP, TYPE, its samples) per metric name,
+ * in the order of each name's first field. */
+static void render_table(struct evbuffer *out, const struct stats_snapshot *s)
+{
+    size_t n = stats_nfields + NEXTRA;
+    for (size_t i = 0; i < n; i++) {
+        const struct stats_field *f = field_at(i);
+        if (f->metric == METRIC_NONE || f->type == STATS_STR)
+            continue;
+        bool seen = false;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = field_at(j)->metric != METRIC_NONE &&
+                   strcmp(field_at(j)->metric_name, f->metric_name) == 0;
+        if (seen)
+            continue;
+        header(out, f->metric_name, f->metric == METRIC_COUNTER ? "_total" : "",
+               f->metric == METRIC_COUNTER ? "counter" : "gauge", f->help);
+        for (size_t j = i; j < n; j++) {
+            const struct stats_field *g = field_at(j);
+            if (g->metric != METRIC_NONE && strcmp(g->metric_name, f->metric_name) == 0)
+                sample(out, s, g);
+        }
+    }
+}
+
+static void render_shards(struct evbuffer *out, const struct metrics_input *in)
+{
+    header(out, "retained_entries", "", "gauge",
+           "Entries kept for retro_subscribe, by retention shard");
+    for (uint32_t i = 0; i < in->nshards; i++)
+        evbuffer_add_printf(out, "kraken_retained_entries{shard=\"%u\"} %" PRIu64 "\n", i,
+                            in->shards[i].entries);
+    header(out, "retained_bytes", "", "gauge",
+           "Bytes of the entries kept for retro_subscribe, by retention shard");
+    for (uint32_t i = 0; i < in->nshards; i++)
+        evbuffer_add_printf(out, "kraken_retained_bytes{shard=\"%u\"} %" PRIu64 "\n", i,
+                            in->shards[i].bytes);
+    header(out, "retention_horizon_age_seconds", "", "gauge",
+           "Age of the oldest point a retro_subscribe or register can start from, by "
+           "retention shard (a client away longer gets NOT_FOUND and reloads)");
+    for (uint32_t i = 0; i < in->nshards; i++)
+        evbuffer_add_printf(out, "kraken_retention_horizon_age_seconds{shard=\"%u\"} %" PRId64 "\n",
+                            i, in->shards[i].horizon_age);
+}
+
+/* Milliseconds as seconds, exactly ("0.001", "1", "300"). */
+static void add_ms_as_seconds(struct evbuffer *out, uint64_t ms)
+{
+    if (ms % 1000 == 0)
+        evbuffer_add_printf(out, "%" PRIu64, ms / 1000);
+    else
+        evbuffer_add_printf(out, "%" PRIu64 ".%03" PRIu64, ms / 1000, ms % 1000);
+}
+
+static void render_wait(struct evbuffer *out, const struct entry_wait_hist *h)
+{
+    header(out, "queue_wait_seconds", "", "histogram",
+           "Time from publish to being written out to a subscriber, per delivered entry "
+           "(millisecond resolution; retro_subscribe deliveries count from the publish)"
+           " (resets when the engine restarts)");
+    uint64_t cum = 0;
+    for (int b = 0; b < ENTRY_WAIT_BUCKETS - 1; b++) {
+        cum += h->bucket[b];
+        evbuffer_add(out, "kraken_queue_wait_seconds_bucket{le=\"", 37);
+        add_ms_as_seconds(out, (uint64_t)entry_wait_bounds_ms[b]);
+        evbuffer_add_printf(out, "\"} %" PRIu64 "\n", cum);
+    }
+    cum += h->bucket[ENTRY_WAIT_BUCKETS - 1];
+    evbuffer_add_printf(out, "kraken_queue_wait_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", cum);
+    evbuffer_add(out, "kraken_queue_wait_seconds_sum ", 30);
+    add_ms_as_seconds(out, h->sum_ms);
+    evbuffer_add_printf(out, "\nkraken_queue_wait_seconds_count %" PRIu64 "\n", h->count);
+}
+
+int metrics_render(const struct metrics_input *in, struct evbuffer *out)
+{
+    size_t before = evbuffer_get_length(out);
+    header(out, "build_info", "", "gauge", "Always 1; the engine's version in a label");
+    evbuffer_add_printf(out, "kraken_build_info{version=\"%s\"} 1\n", in->snap->version);
+    render_table(out, in->snap);
+    render_shards(out, in);
+    render_wait(out, in->wait);
+    /* evbuffer_add_printf fails silently; a short page is worse than none. */
+    return evbuffer_get_length(out) > before ? 0 : -1;
+}
+
+void metrics_collect(const struct engine *eng, struct stats_snapshot *snap,
+                     struct metrics_shard *shards, struct metrics_input *in)
+{
+    const struct router *r = &eng->router;
+    engine_snapshot(eng, snap);
+    int64_t now = engine_unix_time();
+    for (uint32_t i = 0; i < r->cfg.num_shards; i++) {
+        shards[i].entries = r->shards[i].count;
+        shards[i].bytes = r->shards[i].bytes;
+        int64_t age = now - router_shard_horizon(r, i);
+        shards[i].horizon_age = age < 0 ? 0 : age;
+    }
+    in->snap = snap;
+    in->shards = shards;
+    in->nshards = r->cfg.num_shards;
+    in->wait = &r->entries.wait;
+}
+
+void metrics_json_string(struct evbuffer *out, const char *p, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    char buf[256];
+    size_t n = 0;
+    buf[n++] = '"';
+    for (size_t i = 0; i < len; i++) {
+        if (n > sizeof buf - 8) {
+            evbuffer_add(out, buf, n);
+            n = 0;
+        }
+        unsigned char c = (unsigned char)p[i];
+        if (c == '"' || c == '\\') {
+            buf[n++] = '\\';
+            buf[n++] = (char)c;
+        } else if (c < 0x20 || c >= 0x7f) {
+            memcpy(buf + n, "\\u00", 4);
+            n += 4;
+            buf[n++] = hex[c >> 4];
+            buf[n++] = hex[c & 15];
+        } else {
+            buf[n++] = (char)c;
+        }
+    }
+    buf[n++] = '"';
+    evbuffer_add(out, buf, n);
+}
+
+static void page_head(struct evbuffer *out, const char *what, uint64_t total, uint64_t offset,
+                      uint32_t limit)
+{
+    evbuffer_add_printf(out, "{\"%s\":%" PRIu64 ",\"offset\":%" PRIu64 ",\"limit\":%u,", what,
+                        total, offset, limit);
+}
+
+static void page_tail(struct evbuffer *out, bool more, uint64_t next)
+{
+    if (more)
+        evbuffer_add_printf(out, "],\"next\":%" PRIu64 "}\n", next);
+    else
+        evbuffer_add(out, "],\"next\":null}\n", 15);
+}
+
+void metrics_topics_page(const struct topic_index *x, uint64_t offset, uint32_t limit,
+                         struct evbuffer *out)
+{
+    const struct table *t = &x->table;
+    page_head(out, "topics", topic_index_count(x), offset, limit);
+    evbuffer_add(out, "\"items\":[", 9);
+    uint64_t slot = offset;
+    uint32_t n = 0;
+    uint64_t end = offset + METRICS_SCAN_MAX;
+    for (; slot < t->cap && slot < end && n < limit; slot++) {
+        const struct topic *tp = t->slots[slot];
+        if (!tp || tp->ns == TOPIC_NS_INTERNAL || tp->nsubs == 0)
+            continue;
+        evbuffer_add(out, n ? ",{\"name\":" : "{\"name\":", n ? 9 : 8);
+        metrics_json_string(out, tp->name, tp->len);
+        evbuffer_add_printf(out, ",\"subscribers\":%u,\"shard\":%u,\"shard_channel\":%s}",
+                            tp->nsubs, tp->shard, tp->ns == TOPIC_NS_SHARD ? "true" : "false");
+        n++;
+    }
+    page_tail(out, slot < t->cap, slot);
+}
+
+void metrics_conns_page(const struct engine *eng, uint64_t offset, uint32_t limit,
+                        int64_t now_ms, struct evbuffer *out)
+{
+    page_head(out, "connections", eng->nconns, offset, limit);
+    evbuffer_add(out, "\"items\":[", 9);
+    const struct conn *c = engine_oldest_conn(eng);
+    for (uint64_t i = 0; c && i < offset; i++)
+        c = engine_next_conn(c);
+    uint32_t n = 0;
+    for (; c && n < limit; c = engine_next_conn(c), n++) {
+        evbuffer_add_printf(out, "%s{\"id\":%" PRIu64 ",\"protocol\":\"%s\",\"peer\":", n ? "," : "",
+                            c->sub.id, c->ops->name);
+        metrics_json_string(out, c->peer, strlen(c->peer));
+        evbuffer_add_printf(
+            out,
+            ",\"subscriptions\":%u,\"pattern_subscriptions\":%u,\"queued_entries\":%u,"
+            "\"queued_bytes\":%zu,\"unsent_bytes\":%zu,\"received\":%" PRIu64
+            ",\"connected_seconds\":%" PRId64 ",\"last_request_seconds\":%" PRId64
+            ",\"last_poll_seconds\":",
+            c->sub.subs.count, c->sub.npatterns, c->sub.queue.count, c->sub.queue.bytes,
+            c->sub.unsent, c->sub.received, (now_ms - c->connected_ms) / 1000,
+            (now_ms - c->last_request_ms) / 1000);
+        if (c->last_poll_ms < 0)
+            evbuffer_add(out, "null", 4);
+        else
+            evbuffer_add_printf(out, "%" PRId64, (now_ms - c->last_poll_ms) / 1000);
+        evbuffer_add_printf(out, ",\"push\":%s}", c->sub.push ? "true" : "false");
+    }
+    page_tail(out, c != NULL, offset + n);
+}
