@@ -86,13 +86,18 @@ static void render_shards(struct evbuffer *out, const struct metrics_input *in)
                             i, in->shards[i].horizon_age);
 }
 
-/* Milliseconds as seconds, exactly ("0.001", "1", "300"). */
+/* Milliseconds as seconds, exactly and shortest ("0.001", "0.01", "1", "300"). */
 static void add_ms_as_seconds(struct evbuffer *out, uint64_t ms)
 {
-    if (ms % 1000 == 0)
+    uint64_t frac = ms % 1000;
+    if (frac == 0)
         evbuffer_add_printf(out, "%" PRIu64, ms / 1000);
+    else if (frac % 100 == 0)
+        evbuffer_add_printf(out, "%" PRIu64 ".%" PRIu64, ms / 1000, frac / 100);
+    else if (frac % 10 == 0)
+        evbuffer_add_printf(out, "%" PRIu64 ".%02" PRIu64, ms / 1000, frac / 10);
     else
-        evbuffer_add_printf(out, "%" PRIu64 ".%03" PRIu64, ms / 1000, ms % 1000);
+        evbuffer_add_printf(out, "%" PRIu64 ".%03" PRIu64, ms / 1000, frac);
 }
 
 static void render_wait(struct evbuffer *out, const struct entry_wait_hist *h)
