@@ -25,7 +25,8 @@
          messages_stored_per_router_shard, router_min_fanout_to_warn,
          router_min_publish_to_topics_to_warn, log_level,
          client_idle_timeout_secs, max_request_bytes, max_client_queue_bytes,
-         bytes_stored_per_router_shard, redis_port, redis_password]).
+         bytes_stored_per_router_shard, redis_port, redis_password, http_port,
+         engine_restarts]).
 
 %% @doc Every option with its default (the same as src/kraken.app.src).
 -spec defaults() -> [option()].
@@ -46,6 +47,7 @@ defaults() ->
      {bytes_stored_per_router_shard, 67108864},
      {redis_port, undefined},
      {redis_password, undefined},
+     {http_port, undefined},
      {engine_executable, undefined}].
 
 %% @doc Reads, merges and validates the application environment; logs the
@@ -162,8 +164,9 @@ validate([{Name, Default} | Rest], Env, Acc) ->
 %% @doc The options of a validated configuration that the C engine reads.
 -spec engine_options([option()]) -> [option()].
 engine_options(Config) ->
-    %% An option left undefined (redis_port: off) is not sent: the engine's
-    %% default applies.
+    %% An option left undefined (redis_port, http_port: off) is not sent:
+    %% the engine's default applies.  engine_restarts is no user option:
+    %% kraken_engine adds it (the node's count of engine restarts).
     [{Name, V} || Name <- ?ENGINE_OPTIONS, (V = proplists:get_value(Name, Config)) =/= undefined].
 
 %% @doc Validates a log level, normalising `warning' to `warn'.
@@ -199,6 +202,8 @@ check(log_level, _) ->
     {error, "debug, info, warn or error"};
 check(redis_port, undefined) -> {ok, undefined};
 check(redis_port, V) -> check_int(V, 0, 65535);
+check(http_port, undefined) -> {ok, undefined};
+check(http_port, V) -> check_int(V, 0, 65535);
 check(redis_password, undefined) -> {ok, undefined};
 check(redis_password, V) when is_binary(V), byte_size(V) > 0, byte_size(V) < 256 -> {ok, V};
 check(redis_password, V) when is_list(V) ->

@@ -14,7 +14,7 @@
 -behaviour(gen_server).
 
 -export([start_link/1, call/1, call/2, port/0, os_pid/0, set_log_level/1,
-         executable/1, os_process_alive/1]).
+         executable/1, os_process_alive/1, restarts/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -include_lib("kernel/include/logger.hrl").
@@ -195,13 +195,31 @@ await_ready(Port, Deadline) ->
     end.
 
 %% The configured options, except that the log level is the current one
-%% (set_log_level may have changed it before an engine restart).
+%% (set_log_level may have changed it before an engine restart), plus the
+%% number of times this node restarted the engine (engine_restarts).
 current_options(Config) ->
     Options = kraken_config:engine_options(Config),
+    WithRestarts = lists:keystore(engine_restarts, 1, Options,
+                                  {engine_restarts, count_start()}),
     case kraken_config:check_log_level(application:get_env(kraken, log_level, info)) of
-        {ok, Level} -> lists:keystore(log_level, 1, Options, {log_level, Level});
-        {error, _} -> Options
+        {ok, Level} -> lists:keystore(log_level, 1, WithRestarts, {log_level, Level});
+        {error, _} -> WithRestarts
     end.
+
+%% Counts engine starts on this node (they outlive this process, which the
+%% supervisor restarts with the engine); returns the restarts so far, the
+%% starts before this one.
+count_start() ->
+    Key = {?MODULE, engine_starts},
+    Before = persistent_term:get(Key, 0),
+    persistent_term:put(Key, Before + 1),
+    Before.
+
+%% @doc How many times this node restarted the engine (every start after the
+%% first, including after `application:stop/start').
+-spec restarts() -> non_neg_integer().
+restarts() ->
+    max(0, persistent_term:get({?MODULE, engine_starts}, 0) - 1).
 
 decode(Bin) ->
     try binary_to_term(Bin)
