@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "health.h"
 #include "log.h"
 #include "server.h"
 #include "stats.h"
@@ -338,6 +339,17 @@ static void handle_call(const char *buf, int *idx)
         }
         if (strcmp(atom, "stats") == 0) {
             encode_stats(&x);
+            goto done;
+        }
+        if (strcmp(atom, "ready") == 0) { /* health.h: ready | {not_ready, Why} */
+            char why[200];
+            if (health_check(ch_srv, why, sizeof why)) {
+                ei_x_encode_atom(&x, "ready");
+            } else {
+                ei_x_encode_tuple_header(&x, 2);
+                ei_x_encode_atom(&x, "not_ready");
+                ei_x_encode_binary(&x, why, (long)strlen(why));
+            }
             goto done;
         }
     }

@@ -20,7 +20,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from kraken_server import Server  # noqa: E402
+from kraken_server import ROOT, Server  # noqa: E402
 
 HOST = "127.0.0.1"
 TIMEOUT = 10.0
@@ -412,6 +412,64 @@ class ErrorTest(HttpCase):
         status, _, _ = get(self.http_port, "/metrics", method="POST")
         self.assertIn(status, (405, 501))
         self.assertEqual(get(self.http_port, "/metrics", method="HEAD")[0], 200)
+
+
+class RestartTest(HttpCase):
+    def test_restart_count_comes_from_the_node(self):
+        m = parse_metrics(self.metrics())
+        self.assertEqual(m["kraken_engine_restarts_total"], 0)
+        old = self.engine
+        os.kill(old, signal.SIGKILL)
+        new = self.server.engine_pid(exclude=(old,))
+        type(self).engine = new
+
+        def port():
+            try:
+                c = Conn(self.port)
+            except OSError:
+                return None
+            try:
+                return int(c.stats()["http_port"])
+            finally:
+                c.close()
+        wait_for(lambda: port() is not None, 10, "the restarted engine")
+        type(self).http_port = port()  # http_port 0: a new port for each engine
+        m = parse_metrics(self.metrics())
+        self.assertEqual(m["kraken_engine_restarts_total"], 1)
+        self.assertEqual(m["kraken_entries_published_total"], 0)  # counters start again
+
+
+class StatusTest(HttpCase):
+    """bin/kraken status and dump_* against a node whose engine is stopped."""
+
+    def kraken(self, *args, timeout=60):
+        env = dict(os.environ, KRAKEN_NODE_NAME="kraken_pytest_%d_%d" % (os.getpid(), self.port))
+        t0 = time.time()
+        p = subprocess.run([os.path.join(ROOT, "bin", "kraken")] + list(args), env=env,
+                           capture_output=True, timeout=timeout)
+        return p.returncode, p.stdout.decode() + p.stderr.decode(), time.time() - t0
+
+    def test_status_sees_a_stopped_engine(self):
+        rc, out, _ = self.kraken("status")
+        self.assertEqual(rc, 0, out)
+        self.assertIn("engine ready: a canary went through the router in", out)
+        self.assertIn("http_port %d" % self.http_port, out)
+        os.kill(self.engine, signal.SIGSTOP)
+        try:
+            rc, out, took = self.kraken("status")
+            self.assertEqual(rc, 4, out)
+            self.assertIn("is running but its engine (os pid %d) does not answer "
+                          "(no reply within 2 s)" % self.engine, out)
+            self.assertLess(took, 15)
+            rc, out, took = self.kraken("dump_topics")
+            self.assertEqual(rc, 4, out)
+            self.assertIn("did not answer dump_topics within 10 s", out)
+            self.assertLess(took, 25)
+        finally:
+            os.kill(self.engine, signal.SIGCONT)
+        wait_for(lambda: self.kraken("status")[0] == 0, 20, "status 0 after SIGCONT")
+        rc, out, _ = self.kraken("dump_queues")
+        self.assertEqual(rc, 0, out)
 
 
 if __name__ == "__main__":
