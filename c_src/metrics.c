@@ -7,6 +7,9 @@
 #include <string.h>
 
 #include "engine.h"
+#include "kraken/protocol.h"
+
+int metrics_page_budget_ms = METRICS_PAGE_BUDGET_MS;
 
 /* Figures of the stats table exported a second time under another metric:
  * a connection refused at max_tcp_clients is also a disconnect. */
@@ -150,32 +153,77 @@ void metrics_collect(const struct engine *eng, struct stats_snapshot *snap,
     in->wait = &r->entries.wait;
 }
 
-void metrics_json_string(struct evbuffer *out, const char *p, size_t len)
+/* A local buffer that JSON pages are formatted into, flushed to the
+ * evbuffer in large pieces: evbuffer_add_printf per field would cost more
+ * than the walk itself. */
+struct jbuf {
+    struct evbuffer *out;
+    size_t n;
+    char b[16384];
+};
+
+static void jb_flush(struct jbuf *j)
+{
+    if (j->n)
+        evbuffer_add(j->out, j->b, j->n);
+    j->n = 0;
+}
+
+static void jb_room(struct jbuf *j, size_t need)
+{
+    if (j->n + need > sizeof j->b)
+        jb_flush(j);
+}
+
+static void jb_lit(struct jbuf *j, const char *s, size_t len)
+{
+    jb_room(j, len);
+    if (len > sizeof j->b) {
+        evbuffer_add(j->out, s, len);
+        return;
+    }
+    memcpy(j->b + j->n, s, len);
+    j->n += len;
+}
+#define JB_LIT(j, lit) jb_lit(j, lit, sizeof lit - 1)
+
+static void jb_u64(struct jbuf *j, uint64_t v)
+{
+    jb_room(j, 20);
+    j->n += proto_fmt_u64(j->b + j->n, v);
+}
+
+static void jb_string(struct jbuf *j, const char *p, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
-    char buf[256];
-    size_t n = 0;
-    buf[n++] = '"';
+    jb_room(j, 1);
+    j->b[j->n++] = '"';
     for (size_t i = 0; i < len; i++) {
-        if (n > sizeof buf - 8) {
-            evbuffer_add(out, buf, n);
-            n = 0;
-        }
+        jb_room(j, 6);
         unsigned char c = (unsigned char)p[i];
         if (c == '"' || c == '\\') {
-            buf[n++] = '\\';
-            buf[n++] = (char)c;
+            j->b[j->n++] = '\\';
+            j->b[j->n++] = (char)c;
         } else if (c < 0x20 || c >= 0x7f) {
-            memcpy(buf + n, "\\u00", 4);
-            n += 4;
-            buf[n++] = hex[c >> 4];
-            buf[n++] = hex[c & 15];
+            memcpy(j->b + j->n, "\\u00", 4);
+            j->n += 4;
+            j->b[j->n++] = hex[c >> 4];
+            j->b[j->n++] = hex[c & 15];
         } else {
-            buf[n++] = (char)c;
+            j->b[j->n++] = (char)c;
         }
     }
-    buf[n++] = '"';
-    evbuffer_add(out, buf, n);
+    jb_room(j, 1);
+    j->b[j->n++] = '"';
+}
+
+void metrics_json_string(struct evbuffer *out, const char *p, size_t len)
+{
+    struct jbuf j;
+    j.out = out;
+    j.n = 0;
+    jb_string(&j, p, len);
+    jb_flush(&j);
 }
 
 static void page_head(struct evbuffer *out, const char *what, uint64_t total, uint64_t offset,
@@ -199,20 +247,45 @@ void metrics_topics_page(const struct topic_index *x, uint64_t offset, uint32_t 
     const struct table *t = &x->table;
     page_head(out, "topics", topic_index_count(x), offset, limit);
     evbuffer_add(out, "\"items\":[", 9);
+    static struct jbuf j; /* 16 KiB: not on the stack; one loop, one page at a time */
+    j.out = out;
+    j.n = 0;
     uint64_t slot = offset;
     uint32_t n = 0;
     uint64_t end = offset + METRICS_SCAN_MAX;
+    int64_t deadline = entry_clock_ms() + metrics_page_budget_ms;
     for (; slot < t->cap && slot < end && n < limit; slot++) {
+        if ((slot & 1023) == 1023 && slot > offset && entry_clock_ms() > deadline)
+            break; /* a shorter page: the next one starts at this slot */
         const struct topic *tp = t->slots[slot];
         if (!tp || tp->ns == TOPIC_NS_INTERNAL || tp->nsubs == 0)
             continue;
-        evbuffer_add(out, n ? ",{\"name\":" : "{\"name\":", n ? 9 : 8);
-        metrics_json_string(out, tp->name, tp->len);
-        evbuffer_add_printf(out, ",\"subscribers\":%u,\"shard\":%u,\"shard_channel\":%s}",
-                            tp->nsubs, tp->shard, tp->ns == TOPIC_NS_SHARD ? "true" : "false");
+        if (n)
+            JB_LIT(&j, ",{\"name\":");
+        else
+            JB_LIT(&j, "{\"name\":");
+        jb_string(&j, tp->name, tp->len);
+        JB_LIT(&j, ",\"subscribers\":");
+        jb_u64(&j, tp->nsubs);
+        JB_LIT(&j, ",\"shard\":");
+        jb_u64(&j, tp->shard);
+        if (tp->ns == TOPIC_NS_SHARD)
+            JB_LIT(&j, ",\"shard_channel\":true}");
+        else
+            JB_LIT(&j, ",\"shard_channel\":false}");
         n++;
     }
+    jb_flush(&j);
     page_tail(out, slot < t->cap, slot);
+}
+
+static void jb_i64(struct jbuf *j, int64_t v)
+{
+    if (v < 0) {
+        JB_LIT(j, "-");
+        v = -v;
+    }
+    jb_u64(j, (uint64_t)v);
 }
 
 void metrics_conns_page(const struct engine *eng, uint64_t offset, uint32_t limit,
@@ -220,28 +293,52 @@ void metrics_conns_page(const struct engine *eng, uint64_t offset, uint32_t limi
 {
     page_head(out, "connections", eng->nconns, offset, limit);
     evbuffer_add(out, "\"items\":[", 9);
+    static struct jbuf j;
+    j.out = out;
+    j.n = 0;
     const struct conn *c = engine_oldest_conn(eng);
     for (uint64_t i = 0; c && i < offset; i++)
         c = engine_next_conn(c);
+    int64_t deadline = entry_clock_ms() + metrics_page_budget_ms;
     uint32_t n = 0;
     for (; c && n < limit; c = engine_next_conn(c), n++) {
-        evbuffer_add_printf(out, "%s{\"id\":%" PRIu64 ",\"protocol\":\"%s\",\"peer\":", n ? "," : "",
-                            c->sub.id, c->ops->name);
-        metrics_json_string(out, c->peer, strlen(c->peer));
-        evbuffer_add_printf(
-            out,
-            ",\"subscriptions\":%u,\"pattern_subscriptions\":%u,\"queued_entries\":%u,"
-            "\"queued_bytes\":%zu,\"unsent_bytes\":%zu,\"received\":%" PRIu64
-            ",\"connected_seconds\":%" PRId64 ",\"last_request_seconds\":%" PRId64
-            ",\"last_poll_seconds\":",
-            c->sub.subs.count, c->sub.npatterns, c->sub.queue.count, c->sub.queue.bytes,
-            c->sub.unsent, c->sub.received, (now_ms - c->connected_ms) / 1000,
-            (now_ms - c->last_request_ms) / 1000);
-        if (c->last_poll_ms < 0)
-            evbuffer_add(out, "null", 4);
+        if ((n & 255) == 255 && entry_clock_ms() > deadline) /* n > 0: progress */
+            break;
+        if (n)
+            JB_LIT(&j, ",{\"id\":");
         else
-            evbuffer_add_printf(out, "%" PRId64, (now_ms - c->last_poll_ms) / 1000);
-        evbuffer_add_printf(out, ",\"push\":%s}", c->sub.push ? "true" : "false");
+            JB_LIT(&j, "{\"id\":");
+        jb_u64(&j, c->sub.id);
+        JB_LIT(&j, ",\"protocol\":");
+        jb_string(&j, c->ops->name, strlen(c->ops->name));
+        JB_LIT(&j, ",\"peer\":");
+        jb_string(&j, c->peer, strlen(c->peer));
+        JB_LIT(&j, ",\"subscriptions\":");
+        jb_u64(&j, c->sub.subs.count);
+        JB_LIT(&j, ",\"pattern_subscriptions\":");
+        jb_u64(&j, c->sub.npatterns);
+        JB_LIT(&j, ",\"queued_entries\":");
+        jb_u64(&j, c->sub.queue.count);
+        JB_LIT(&j, ",\"queued_bytes\":");
+        jb_u64(&j, c->sub.queue.bytes);
+        JB_LIT(&j, ",\"unsent_bytes\":");
+        jb_u64(&j, c->sub.unsent);
+        JB_LIT(&j, ",\"received\":");
+        jb_u64(&j, c->sub.received);
+        JB_LIT(&j, ",\"connected_seconds\":");
+        jb_i64(&j, (now_ms - c->connected_ms) / 1000);
+        JB_LIT(&j, ",\"last_request_seconds\":");
+        jb_i64(&j, (now_ms - c->last_request_ms) / 1000);
+        JB_LIT(&j, ",\"last_poll_seconds\":");
+        if (c->last_poll_ms < 0)
+            JB_LIT(&j, "null");
+        else
+            jb_i64(&j, (now_ms - c->last_poll_ms) / 1000);
+        if (c->sub.push)
+            JB_LIT(&j, ",\"push\":true}");
+        else
+            JB_LIT(&j, ",\"push\":false}");
     }
+    jb_flush(&j);
     page_tail(out, c != NULL, offset + n);
 }

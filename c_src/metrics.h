@@ -48,8 +48,11 @@ void metrics_json_string(struct evbuffer *out, const char *p, size_t len);
 #define METRICS_PAGE_DEFAULT 1000
 #define METRICS_PAGE_MAX 10000
 /* At most this many slots of the topic table are scanned per page, however
- * empty they are. */
+ * empty they are, and for at most this long (checked every 1024 slots): a
+ * page may hold fewer than `limit` topics, its "next" says where to go on. */
 #define METRICS_SCAN_MAX 262144
+#define METRICS_PAGE_BUDGET_MS 5
+extern int metrics_page_budget_ms; /* METRICS_PAGE_BUDGET_MS; tests lower it */
 
 /* One page of /topics: the topics with subscribers (Kraken topics and Redis
  * channels, and Redis shard channels), scanning the index from slot
@@ -65,7 +68,8 @@ void metrics_topics_page(const struct topic_index *x, uint64_t offset, uint32_t 
  *    "protocol":"kraken","peer":"..","subscriptions":..,"pattern_subscriptions":..,
  *    "queued_entries":..,"queued_bytes":..,"unsent_bytes":..,"received":..,
  *    "connected_seconds":..,"last_request_seconds":..,"last_poll_seconds":..|null,
- *    "push":false},...]} */
+ *    "push":false},...]}
+ * (a page may be cut short by METRICS_PAGE_BUDGET_MS too). */
 void metrics_conns_page(const struct engine *eng, uint64_t offset, uint32_t limit,
                         int64_t now_ms, struct evbuffer *out);
 

@@ -154,9 +154,9 @@ static void test_json_string(void **state)
     evbuffer_free(b);
 }
 
-static void test_topics_paging(void **state)
+static void topics_paging(int budget_ms)
 {
-    (void)state;
+    metrics_page_budget_ms = budget_ms;
     struct router r;
     struct router_config cfg = {.num_shards = 4, .retain_per_shard = 4, .max_queue_bytes = 1 << 20};
     assert_int_equal(router_init(&r, &cfg, 1000), 0);
@@ -203,9 +203,25 @@ static void test_topics_paging(void **state)
     }
     assert_int_equal(total, N);
     assert_true(pages >= N / 333);
+    if (budget_ms < 0) /* out of time at every 1024th slot: pages end there */
+        assert_true(pages >= (int)(r.topics.table.cap / 1024));
     free(seen);
     router_remove_subscriber(&r, &s);
     router_free(&r);
+    metrics_page_budget_ms = METRICS_PAGE_BUDGET_MS;
+}
+
+static void test_topics_paging(void **state)
+{
+    (void)state;
+    topics_paging(METRICS_PAGE_BUDGET_MS);
+}
+
+/* Pages cut short by the time budget lose no topic at the cut. */
+static void test_topics_paging_out_of_time(void **state)
+{
+    (void)state;
+    topics_paging(-1);
 }
 
 int main(void)
@@ -215,6 +231,7 @@ int main(void)
         tu_test(test_wait_histogram_buckets),
         tu_test(test_json_string),
         tu_test(test_topics_paging),
+        tu_test(test_topics_paging_out_of_time),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
