@@ -61,19 +61,21 @@ struct entry {
     uint32_t ntopics;
     uint64_t seq;         /* global publish order, from 1 */
     int64_t time;         /* Unix seconds at publish */
-    int64_t publish_ms;   /* entry_clock_ms() at publish: for the wait histogram */
+    int64_t publish_ms;   /* entry_clock_ms() at publish, for the wait histogram;
+                             -1: an internal entry (the canary), not observed */
     uint64_t publisher;   /* subscriber id of the publishing connection */
     uint64_t mark;        /* scratch epoch (router.c: dedupe during retro scans) */
     struct entry_ctx *ctx;
-    size_t hdr_len;       /* length of the "MESSAGE ...\r\n" line */
-    size_t payload_len;
+    uint32_t hdr_len;     /* length of the "MESSAGE ...\r\n" line */
+    uint32_t payload_len; /* (both < 2^31: max_request_bytes; 32-bit keeps the
+                             struct at 72 bytes with publish_ms) */
     char *wire;           /* hdr_len + payload_len + 2 bytes */
     struct topic *topics[];
 };
 
 static inline size_t entry_wire_len(const struct entry *e)
 {
-    return e->hdr_len + e->payload_len + 2;
+    return (size_t)e->hdr_len + e->payload_len + 2;
 }
 
 static inline const char *entry_payload(const struct entry *e)

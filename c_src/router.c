@@ -243,10 +243,11 @@ int router_publish_ns(struct router *r, struct subscriber *publisher, enum topic
     if (now > r->last_time)
         r->last_time = now;
     e->time = r->last_time;
-    e->publish_ms = entry_clock_ms();
-    e->publisher = publisher ? publisher->id : 0;
-    /* The engine's own canary (TOPIC_NS_INTERNAL) is neither counted nor retained. */
+    /* The engine's own canary (TOPIC_NS_INTERNAL) is neither counted nor
+     * retained, nor observed in the wait histogram. */
     bool internal = ns == TOPIC_NS_INTERNAL;
+    e->publish_ms = internal ? -1 : entry_clock_ms();
+    e->publisher = publisher ? publisher->id : 0;
     if (!internal) {
         r->stats.published++;
         r->stats.published_bytes += len;
