@@ -393,6 +393,9 @@ static void handle_config(const char *buf, int *idx)
     if (server_port(ch_srv, PROTO_KIND_REDIS) >= 0)
         klog(LOG_INFO, "engine %d: Redis protocol on %s port %d", (int)getpid(), cfg.listen_ip,
              server_port(ch_srv, PROTO_KIND_REDIS));
+    if (ch_srv->eng.http_port >= 0)
+        klog(LOG_INFO, "engine %d: HTTP endpoint (/metrics, /readyz) on %s port %d", (int)getpid(),
+             cfg.listen_ip, ch_srv->eng.http_port);
 }
 
 static void handle_packet(const char *buf)
