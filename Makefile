@@ -29,17 +29,17 @@ CORE_SRC := c_src/protocol.c c_src/resp.c c_src/glob.c c_src/table.c c_src/subse
             c_src/entry.c c_src/queue.c c_src/retain.c c_src/router.c c_src/router_pattern.c \
             c_src/stats.c c_src/engine.c c_src/conn.c c_src/proto_kraken.c c_src/proto_redis.c \
             c_src/redis_pubsub.c c_src/budget.c c_src/server.c c_src/config.c c_src/log.c \
-            c_src/control_decode.c
+            c_src/control_decode.c c_src/metrics.c c_src/health.c c_src/http.c
 ENGINE_SRC := $(CORE_SRC) c_src/control.c c_src/main.c
 HEADERS := $(wildcard c_src/*.h include/kraken/*.h)
-UNIT_TESTS := test_protocol test_router test_proto_kraken test_proto_redis test_resp test_control
+UNIT_TESTS := test_protocol test_router test_proto_kraken test_proto_redis test_resp test_control test_metrics
 APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 erlang-common-test erlang-tools rebar3 libevent-dev libcmocka-dev \
                 python3-pymemcache valgrind clang libclang-rt-14-dev \
-                redis-server redis-tools python3-redis
+                redis-server redis-tools python3-redis prometheus
 
 .PHONY: all help deps engine erlang run test test-c test-erlang test-blackbox test-docs test-hostile test-fault \
-        test-valgrind soak bench clean fuzz fuzz-smoke test-glob-diff test-resp-diff test-redis test-control
+        test-valgrind soak bench clean fuzz fuzz-smoke test-glob-diff test-resp-diff test-redis test-control test-http
 
 all: engine erlang
 
@@ -51,7 +51,7 @@ build/deps.mk: Makefile
 	for f in /usr/include/event2/event.h /usr/include/cmocka.h /usr/bin/rebar3 /usr/bin/erlc \
 	         /usr/lib/python3/dist-packages/pymemcache /usr/bin/valgrind /usr/bin/clang \
 	         /usr/bin/pkg-config /usr/bin/redis-server /usr/bin/redis-cli \
-	         /usr/lib/python3/dist-packages/redis; do \
+	         /usr/lib/python3/dist-packages/redis /usr/bin/promtool; do \
 	  [ -e $$f ] || { echo "missing: $$f"; missing=1; }; \
 	done; \
 	ls -d /usr/lib/erlang/lib/erl_interface-*/include/ei.h >/dev/null 2>&1 || missing=1; \
@@ -132,6 +132,12 @@ node_modules/.package-lock.json: package.json package-lock.json
 test-docs: all node_modules/.package-lock.json
 	/usr/bin/python3 test/protocol_doc_test.py
 	/usr/bin/python3 test/clients_doc_test.py
+
+# The HTTP endpoint (/metrics through promtool, /readyz with a stopped
+# engine, paging), against both builds.
+test-http: all
+	/usr/bin/python3 test/http_test.py
+	KRAKEN_ENGINE=$(CURDIR)/priv/kraken_engine_asan /usr/bin/python3 test/http_test.py
 
 # Hostile clients, limits, exhaustion and engine kill, against both builds.
 test-hostile: all
@@ -219,7 +225,7 @@ fuzz-smoke: $(addprefix build/fuzz/,$(FUZZERS))
 fuzz:
 	$(MAKE) fuzz-smoke FUZZ_SECONDS=600
 
-test: all test-c test-glob-diff test-resp-diff test-erlang test-blackbox test-docs test-redis test-hostile test-fault test-control test-valgrind fuzz-smoke
+test: all test-c test-glob-diff test-resp-diff test-erlang test-blackbox test-docs test-redis test-hostile test-http test-fault test-control test-valgrind fuzz-smoke
 	@echo "make test: all suites passed"
 
 bench/kraken_bench: bench/kraken_bench.c

@@ -10,6 +10,7 @@ void engine_config_defaults(struct engine_config *c)
     snprintf(c->listen_ip, sizeof c->listen_ip, "0.0.0.0");
     c->port = 12355;
     c->redis_port = -1;
+    c->http_port = -1;
     c->max_clients = 1000;
     c->num_shards = 4;
     c->retain_per_shard = 10000;
@@ -32,6 +33,8 @@ static const struct {
 } int_options[] = {
     {"tcp_server_port", 0, 65535, offsetof(struct engine_config, port), F_INT},
     {"redis_port", -1, 65535, offsetof(struct engine_config, redis_port), F_INT},
+    {"http_port", -1, 65535, offsetof(struct engine_config, http_port), F_INT},
+    {"engine_restarts", 0, UINT32_MAX, offsetof(struct engine_config, engine_restarts), F_U32},
     {"max_tcp_clients", 1, UINT32_MAX, offsetof(struct engine_config, max_clients), F_U32},
     {"num_router_shards", 1, 65536, offsetof(struct engine_config, num_shards), F_U32},
     {"messages_stored_per_router_shard", 1, 100000000,

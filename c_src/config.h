@@ -17,6 +17,8 @@ struct engine_config {
     char listen_ip[64];
     int port;
     int redis_port;            /* -1: the Redis protocol is off */
+    int http_port;             /* -1: no HTTP endpoint (/metrics, /readyz...: http.c) */
+    uint32_t engine_restarts;  /* how many times the node restarted the engine before */
     char redis_password[256];  /* empty: no AUTH needed */
     uint32_t max_clients;
     uint32_t num_shards;

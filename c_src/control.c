@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "control_decode.h"
+#include "health.h"
 #include "log.h"
 #include "server.h"
 #include "stats.h"
@@ -362,6 +363,16 @@ static void handle_call(const struct ctl_command *cmd)
         case CTL_DUMP_TOPICS:
             rc = encode_dump_topics(&x);
             break;
+        case CTL_READY: { /* health.h: ready | {not_ready, Why} */
+            char why[200];
+            if (health_check(ch_srv, why, sizeof why))
+                rc = ei_x_encode_atom(&x, "ready");
+            else if (ei_x_encode_tuple_header(&x, 2) < 0 ||
+                     ei_x_encode_atom(&x, "not_ready") < 0 ||
+                     ei_x_encode_binary(&x, why, (long)strlen(why)) < 0)
+                rc = -1;
+            break;
+        }
         case CTL_SET_LOG_LEVEL:
             log_min_level = cmd->level;
             rc = ei_x_encode_atom(&x, "ok");
@@ -411,6 +422,9 @@ static void handle_config(const struct engine_config *cfg)
     if (server_port(ch_srv, PROTO_KIND_REDIS) >= 0)
         klog(LOG_INFO, "engine %d: Redis protocol on %s port %d", (int)getpid(), cfg->listen_ip,
              server_port(ch_srv, PROTO_KIND_REDIS));
+    if (ch_srv->eng.http_port >= 0)
+        klog(LOG_INFO, "engine %d: HTTP endpoint (/metrics, /readyz) on %s port %d", (int)getpid(),
+             cfg->listen_ip, ch_srv->eng.http_port);
 }
 
 static void handle_packet(const char *buf, size_t len)

@@ -349,6 +349,8 @@ static enum ctl_status decode_call(const struct packet *pk, int *idx, struct ctl
             cmd->request = CTL_DUMP_QUEUES;
         else if (strcmp(atom, "dump_topics") == 0)
             cmd->request = CTL_DUMP_TOPICS;
+        else if (strcmp(atom, "ready") == 0)
+            cmd->request = CTL_READY;
     }
     return CTL_OK;
 }

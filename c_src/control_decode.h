@@ -28,6 +28,7 @@ enum ctl_request {
     CTL_DUMP_QUEUES,
     CTL_DUMP_QUEUE_TOPICS, /* {dump_queue_topics, Id} */
     CTL_DUMP_TOPICS,
+    CTL_READY,             /* health.h's readiness: ready | {not_ready, Why} */
     CTL_SET_LOG_LEVEL,     /* {set_log_level, Level} */
     CTL_BADARG,            /* any other request: answered {error, badarg} */
 };

@@ -30,6 +30,7 @@ int engine_init(struct engine *eng, const struct engine_config *cfg,
     memset(eng, 0, sizeof *eng);
     eng->cfg = *cfg;
     eng->started_ms = engine_now_ms();
+    eng->http_port = -1;
     struct router_config rc = {
         .num_shards = cfg->num_shards,
         .retain_per_shard = cfg->retain_per_shard,
@@ -138,6 +139,8 @@ void engine_snapshot(const struct engine *eng, struct stats_snapshot *s)
         s->queued_bytes += c->sub.queue.bytes;
         s->queued_messages += c->sub.queue.count;
         s->memory_counted_bytes += budget_conn_bytes(c);
+        if (c->sub.queue.bytes + c->sub.unsent > s->largest_queue_bytes)
+            s->largest_queue_bytes = c->sub.queue.bytes + c->sub.unsent;
     }
     s->pid = (int64_t)getpid();
     s->uptime = (engine_now_ms() - eng->started_ms) / 1000;
@@ -164,4 +167,8 @@ void engine_snapshot(const struct engine *eng, struct stats_snapshot *s)
     s->disconnects_memory_budget = eng->stats.disconnects_memory;
     s->retention_trimmed_bytes = eng->stats.retention_trimmed_bytes;
     s->memory_counted_bytes += s->retained_bytes;
+    s->bytes_published = r->stats.published_bytes;
+    s->polls = eng->stats.polls;
+    s->engine_restarts = eng->cfg.engine_restarts;
+    s->http_port = eng->http_port;
 }

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "kraken/protocol.h"
 #include "topic.h"
@@ -80,6 +81,37 @@ void entry_pool_drain(struct entry_pool *p)
     }
 }
 
+/* Two cache lines with the topic pointers of a one-topic entry, as before
+ * publish_ms was added (hence the 32-bit lengths). */
+_Static_assert(sizeof(void *) != 8 || sizeof(struct entry) == 72, "struct entry grew");
+
+const int64_t entry_wait_bounds_ms[ENTRY_WAIT_BUCKETS - 1] = {
+    1, 5, 10, 50, 100, 500, 1000, 5000, 10000, 30000, 60000, 300000,
+};
+
+int64_t entry_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void entry_observe_wait(const struct entry *e, int64_t now_ms)
+{
+    if (e->publish_ms < 0)
+        return; /* internal (router.c) */
+    struct entry_wait_hist *h = &e->ctx->wait;
+    int64_t d = now_ms - e->publish_ms;
+    if (d < 0)
+        d = 0;
+    int b = 0;
+    while (b < ENTRY_WAIT_BUCKETS - 1 && d > entry_wait_bounds_ms[b])
+        b++;
+    h->bucket[b]++;
+    h->count++;
+    h->sum_ms += (uint64_t)d;
+}
+
 static size_t entry_block_size(size_t ntopics, size_t hdr, size_t len)
 {
     return sizeof(struct entry) + ntopics * sizeof(struct topic *) + hdr + len + 2;
@@ -92,6 +124,8 @@ struct entry *entry_new(struct entry_ctx *ctx, struct topic *const *topics, uint
     size_t hdr = sizeof prefix - 1 + proto_digits(len) + 2;
     for (uint32_t i = 0; i < ntopics; i++)
         hdr += topics[i]->len + 1;
+    if (hdr > UINT32_MAX || len > UINT32_MAX)
+        return NULL;
     size_t head = sizeof(struct entry) + ntopics * sizeof(struct topic *);
     struct entry *e = block_get(&ctx->pool, entry_block_size(ntopics, hdr, len));
     if (!e)
@@ -100,11 +134,12 @@ struct entry *entry_new(struct entry_ctx *ctx, struct topic *const *topics, uint
     e->ntopics = ntopics;
     e->seq = 0;
     e->time = 0;
+    e->publish_ms = 0;
     e->publisher = 0;
     e->mark = 0;
     e->ctx = ctx;
-    e->hdr_len = hdr;
-    e->payload_len = len;
+    e->hdr_len = (uint32_t)hdr;
+    e->payload_len = (uint32_t)len;
     e->wire = (char *)e + head;
     char *w = e->wire;
     memcpy(w, prefix, sizeof prefix - 1);

@@ -35,11 +35,25 @@ struct entry_pool {
     uint32_t count[ENTRY_POOL_CLASSES];
 };
 
+/* How long delivered entries waited between their publish and being written
+ * out to a subscriber (a poll, a push, a Redis message): a histogram in
+ * milliseconds, one per router (the /metrics `kraken_queue_wait_seconds`).
+ * `bucket[i]` counts observations <= entry_wait_bounds_ms[i] and above the
+ * previous bound (not cumulative); the last bucket is +Inf. */
+#define ENTRY_WAIT_BUCKETS 13
+extern const int64_t entry_wait_bounds_ms[ENTRY_WAIT_BUCKETS - 1];
+struct entry_wait_hist {
+    uint64_t bucket[ENTRY_WAIT_BUCKETS];
+    uint64_t count;
+    uint64_t sum_ms;
+};
+
 /* What an entry goes back to when its last reference goes: its block to the
  * pool, its topic references to the topic index.  The router owns one. */
 struct entry_ctx {
     struct entry_pool pool;
     struct topic_index *topics;
+    struct entry_wait_hist wait;
 };
 
 struct entry {
@@ -47,24 +61,33 @@ struct entry {
     uint32_t ntopics;
     uint64_t seq;         /* global publish order, from 1 */
     int64_t time;         /* Unix seconds at publish */
+    int64_t publish_ms;   /* entry_clock_ms() at publish, for the wait histogram;
+                             -1: an internal entry (the canary), not observed */
     uint64_t publisher;   /* subscriber id of the publishing connection */
     uint64_t mark;        /* scratch epoch (router.c: dedupe during retro scans) */
     struct entry_ctx *ctx;
-    size_t hdr_len;       /* length of the "MESSAGE ...\r\n" line */
-    size_t payload_len;
+    uint32_t hdr_len;     /* length of the "MESSAGE ...\r\n" line */
+    uint32_t payload_len; /* (both < 2^31: max_request_bytes; 32-bit keeps the
+                             struct at 72 bytes with publish_ms) */
     char *wire;           /* hdr_len + payload_len + 2 bytes */
     struct topic *topics[];
 };
 
 static inline size_t entry_wire_len(const struct entry *e)
 {
-    return e->hdr_len + e->payload_len + 2;
+    return (size_t)e->hdr_len + e->payload_len + 2;
 }
 
 static inline const char *entry_payload(const struct entry *e)
 {
     return e->wire + e->hdr_len;
 }
+
+/* A monotonic clock in milliseconds (CLOCK_MONOTONIC, as engine_now_ms). */
+int64_t entry_clock_ms(void);
+/* Records in e->ctx->wait that e is written out now (now_ms: entry_clock_ms()).
+ * Entries of the internal namespace (the readiness canary) are not counted. */
+void entry_observe_wait(const struct entry *e, int64_t now_ms);
 
 /* Builds an entry with refcnt 1, taking a reference on each topic. */
 struct entry *entry_new(struct entry_ctx *ctx, struct topic *const *topics, uint32_t ntopics,

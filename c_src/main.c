@@ -88,6 +88,8 @@ int main(int argc, char **argv)
         printf("listening %d\n", server_port(&srv, PROTO_KIND_KRAKEN));
         if (server_port(&srv, PROTO_KIND_REDIS) >= 0)
             printf("listening redis %d\n", server_port(&srv, PROTO_KIND_REDIS));
+        if (srv.eng.http_port >= 0)
+            printf("listening http %d\n", srv.eng.http_port);
         fflush(stdout);
     } else if (argc > 1) {
         fprintf(stderr, "usage: kraken_engine [--options | --standalone [--option value]...]\n"

@@ -213,6 +213,7 @@ static const char *execute(struct conn *c, const struct proto_request *req, int6
         return "CLIENT_ERROR push mode must be on or off\r\n";
     case PROTO_GET_MESSAGES:
         c->last_poll_ms = now;
+        c->eng->stats.polls++;
         return write_messages(c) ? "" : NULL;
     case PROTO_QUIT:
         *close = true;

@@ -294,8 +294,12 @@ long queue_write(struct queue *q, struct evbuffer *out, size_t copy_limit)
                  : write_chained(q, out, line, n, copy_limit);
     if (rc < 0)
         return -1;
-    for (uint32_t i = 0; i < q->count; i++)
-        item_release(&q->items[(q->head + i) & (q->cap - 1)]);
+    int64_t now = entry_clock_ms();
+    for (uint32_t i = 0; i < q->count; i++) {
+        struct qitem *it = &q->items[(q->head + i) & (q->cap - 1)];
+        entry_observe_wait(it->e, now);
+        item_release(it);
+    }
     q->head = 0;
     q->count = 0;
     q->bytes = 0;

@@ -510,9 +510,11 @@ void redis_deliver_queue(struct conn *c, bool all)
     f->c = c;
     f->n = 0;
     uint64_t delivered = 0;
+    int64_t now = entry_clock_ms();
     while (q->count && !redis_st(c)->failed) {
         if (!all && evbuffer_get_length(c->out) + f->n >= CONN_PUSH_HIGH)
             break;
+        entry_observe_wait(queue_front(q)->e, now);
         format_item(f, queue_front(q));
         queue_pop(q);
         delivered++;

@@ -245,8 +245,15 @@ int router_publish_ns(struct router *r, struct subscriber *publisher, enum topic
     if (now > r->last_time)
         r->last_time = now;
     e->time = r->last_time;
+    /* The engine's own canary (TOPIC_NS_INTERNAL) is neither counted nor
+     * retained, nor observed in the wait histogram. */
+    bool internal = ns == TOPIC_NS_INTERNAL;
+    e->publish_ms = internal ? -1 : entry_clock_ms();
     e->publisher = publisher ? publisher->id : 0;
-    r->stats.published++;
+    if (!internal) {
+        r->stats.published++;
+        r->stats.published_bytes += len;
+    }
 
     size_t touched = 0;
     for (uint32_t i = 0; i < e->ntopics; i++) {
@@ -264,6 +271,11 @@ int router_publish_ns(struct router *r, struct subscriber *publisher, enum topic
     for (size_t k = 0; k < touched; k++)
         commit(r, r->touched[k]);
     res->fanout = (uint32_t)touched;
+    if (internal) {
+        r->stats.deliveries -= touched;
+        entry_unref(e);
+        return 0;
+    }
 
     /* Retain in each distinct shard of the entry's topics. */
     for (uint32_t i = 0; i < e->ntopics; i++) {
@@ -358,6 +370,12 @@ uint64_t router_retained_entries(const struct router *r)
     for (uint32_t i = 0; i < r->cfg.num_shards; i++)
         n += r->shards[i].count;
     return n;
+}
+
+int64_t router_shard_horizon(const struct router *r, uint32_t i)
+{
+    const struct retain *sh = &r->shards[i];
+    return sh->dropped_time > r->start_time ? sh->dropped_time : r->start_time;
 }
 
 uint64_t router_retained_bytes(const struct router *r)

@@ -75,6 +75,7 @@ struct router_config {
 
 struct router_stats {
     uint64_t published;       /* entries */
+    uint64_t published_bytes; /* their payload bytes */
     uint64_t deliveries;      /* queue items created */
     uint64_t subscriptions;   /* topic subscriptions now */
     uint64_t pattern_subscriptions; /* (pattern, subscriber) pairs now */
@@ -178,6 +179,9 @@ struct topic *router_find_topic(const struct router *r, const char *name, size_t
 size_t router_trim_retention(struct router *r, size_t bytes);
 
 /* Read-only views for stats and introspection. */
+/* The horizon of shard i: retro_subscribe works from this Unix second on
+ * (the newest dropped entry's time, or the router's start). */
+int64_t router_shard_horizon(const struct router *r, uint32_t i);
 uint64_t router_retained_entries(const struct router *r);
 uint64_t router_retained_bytes(const struct router *r);
 

@@ -51,6 +51,7 @@
 #include <unistd.h>
 
 #include "budget.h"
+#include "http.h"
 #include "log.h"
 #include "proto_kraken.h"
 #include "proto_redis.h"
@@ -455,6 +456,8 @@ static void overflow_cb(struct subscriber *sub, void *arg)
 {
     struct server *srv = arg;
     struct conn *c = sub->owner;
+    if (!c)
+        return; /* the readiness canary's subscriber (health.c): it reports by itself */
     bool over = sub->queue.bytes + sub->unsent > srv->eng.cfg.max_queue_bytes;
     if (over)
         klog(LOG_WARNING,
@@ -593,7 +596,16 @@ int server_start(struct server *srv, struct event_base *base, const struct engin
         struct timeval btv = {0, BUDGET_INTERVAL_MS * 1000};
         evtimer_add(srv->budget_timer, &btv);
     }
-    return 0;
+    if (health_start(&srv->health, srv) < 0) {
+        snprintf(err, errlen, "out of memory creating the health timer");
+        return -1;
+    }
+    return http_start(srv, err, errlen);
+}
+
+bool server_accept_paused(const struct server *srv)
+{
+    return srv->accept_timer && evtimer_pending(srv->accept_timer, NULL);
 }
 
 int server_port(const struct server *srv, enum proto_kind kind)
@@ -605,6 +617,8 @@ void server_stop(struct server *srv)
 {
     if (!srv->started)
         return;
+    http_stop(srv);
+    health_stop(&srv->health);
     while (srv->eng.oldest)
         close_conn(srv->eng.oldest);
     for (int k = 0; k < PROTO_KINDS; k++)

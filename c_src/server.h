@@ -18,10 +18,12 @@
 #include "config.h"
 #include "conn.h"
 #include "engine.h"
+#include "health.h"
 
 struct event_base;
 struct evconnlistener;
 struct server;
+struct http;
 
 struct listener {
     struct evconnlistener *l;
@@ -40,6 +42,8 @@ struct server {
     struct event *budget_timer;  /* enforces max_memory_bytes (budget.h) */
     uint64_t budget_mark;        /* router's queued_bytes_total at the last check */
     struct conn *doomed;         /* connections to free from the reaper */
+    struct health health;        /* readiness (health.c) */
+    struct http *http;           /* the HTTP endpoint, NULL when off (http.c) */
     bool started;
 };
 
@@ -50,5 +54,7 @@ int server_start(struct server *srv, struct event_base *base, const struct engin
 void server_stop(struct server *srv);
 /* The port a protocol listens on, or -1 when it is not enabled. */
 int server_port(const struct server *srv, enum proto_kind kind);
+/* Whether accepting is paused after running out of descriptors. */
+bool server_accept_paused(const struct server *srv);
 
 #endif

@@ -3,7 +3,9 @@
  * A snapshot (struct stats_snapshot) is taken by engine_snapshot() and
  * rendered from one table of fields: the Kraken `stats` reply (STAT lines,
  * in table order), the control channel's `stats` call (a proplist), Redis's
- * INFO.  Adding a figure is one field here and one line in the table. */
+ * INFO, and the Prometheus /metrics page (metrics.c: each field's metric
+ * name, labels, type and help text are in the same table).  Adding a figure
+ * is one field here and one line in the table. */
 #ifndef KRAKEN_STATS_H
 #define KRAKEN_STATS_H
 
@@ -23,6 +25,7 @@ struct engine_stats {
     uint64_t disconnects_error;
     uint64_t disconnects_memory;       /* over max_memory_bytes (budget.h) */
     uint64_t retention_trimmed_bytes;  /* released to stay under max_memory_bytes */
+    uint64_t polls;               /* `get messages` requests */
 };
 
 struct stats_snapshot {
@@ -50,6 +53,11 @@ struct stats_snapshot {
     uint64_t pattern_subscriptions;
     uint64_t retained_bytes;
     uint64_t requests;
+    uint64_t bytes_published;
+    uint64_t polls;
+    uint64_t largest_queue_bytes;
+    uint64_t engine_restarts;
+    int64_t http_port;
     uint64_t disconnects_memory_budget;
     uint64_t retention_trimmed_bytes;
     uint64_t memory_counted_bytes;     /* what max_memory_bytes bounds (budget.h) */
@@ -57,10 +65,21 @@ struct stats_snapshot {
 
 enum stats_type { STATS_I64, STATS_U64, STATS_STR };
 
+/* How /metrics exports a field: not at all, or as a Prometheus counter
+ * (whose name then ends in _total) or gauge. */
+enum stats_metric { METRIC_NONE, METRIC_COUNTER, METRIC_GAUGE };
+
 struct stats_field {
     const char *name;
     enum stats_type type;
     size_t offset;
+    /* Prometheus: the metric's name without the `kraken_` prefix; fields
+     * sharing a metric (one per label value) give the same name and help,
+     * and `labels` (e.g. `protocol="kraken"`, or NULL). */
+    enum stats_metric metric;
+    const char *metric_name;
+    const char *labels;
+    const char *help;
 };
 
 extern const struct stats_field stats_fields[];

@@ -20,7 +20,9 @@
 
 struct subscriber;
 
-enum topic_ns { TOPIC_NS_CHANNEL = 0, TOPIC_NS_SHARD = 1 };
+/* TOPIC_NS_INTERNAL: the engine's own topics (the readiness canary, health.c):
+ * no client reaches them, their entries are not retained nor counted. */
+enum topic_ns { TOPIC_NS_CHANNEL = 0, TOPIC_NS_SHARD = 1, TOPIC_NS_INTERNAL = 2 };
 
 struct topic {
     uint64_t hash;

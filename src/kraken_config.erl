@@ -44,6 +44,10 @@
 
 -define(TABLE_FILE, "kraken_options.eterm").
 
+%% Engine options the node sets itself, not the user: engine_restarts (the
+%% node's count, so that the engine's metrics can export it).
+-define(INTERNAL_OPTIONS, [engine_restarts]).
+
 %% @doc The engine's option table (priv/kraken_options.eterm, written at
 %% build time by `kraken_engine --options'), in the engine's order.
 -spec engine_table() -> {ok, [table_entry()]} | {error, string()}.
@@ -62,9 +66,11 @@ engine_table() ->
                          "~ts; run make)", [lists:join(", ", Looked)])}
     end.
 
+%% The options a user may set: the engine's, less the internal ones.
 table() ->
     case engine_table() of
-        {ok, Table} -> Table;
+        {ok, Table} -> [E || E = {Name, _, _, _, _} <- Table,
+                             not lists:member(Name, ?INTERNAL_OPTIONS)];
         {error, Msg} -> erlang:error({kraken_options, Msg})
     end.
 

@@ -5,7 +5,8 @@
 %% with rpc:call (status/0, dump_queues/0, dump_queue_topics/1,
 %% dump_topics/0, change_log_level/1), prints their text and halts with the
 %% command's exit status. Exit status: 0 success, 1 node down, 2 node up but
-%% the application is not running, 3 bad usage or failed command.
+%% the application is not running, 3 bad usage or failed command, 4 the
+%% engine does not answer (or, for status, is not ready).
 -module(kraken_ctl).
 
 -export([main/0, main/1, check_config/0]).
@@ -14,40 +15,100 @@
 -export([format_duration/1, escape/1]).
 
 -define(RPC_TIMEOUT, 30000).
+%% How long status waits for the engine's data-plane check, and the dump
+%% commands for their answer.
+-define(PROBE_TIMEOUT, 2000).
+-define(DUMP_TIMEOUT, 10000).
 
 %%% Functions run on the server node; each returns the text to print.
 
-%% @doc `{ok, Text}' when running, `{not_running, Text}' otherwise.
--spec status() -> {ok | not_running, iodata()}.
+%% @doc `{ok, Text}' when running, `{not_running, Text}' when the
+%% application is not, `{engine_down, Text}' when its engine does not pass
+%% the data-plane check (the `ready' call: a canary through the router)
+%% within 2 s, or is not ready.
+-spec status() -> {ok | not_running | engine_down, iodata()}.
 status() ->
     case kraken:status() of
         {running, Info} ->
-            Stats = try kraken_engine:call(stats) of
-                        L when is_list(L) -> L;
-                        _ -> []
-                    catch _:_ -> []
-                    end,
-            {ok, [io_lib:format("kraken ~s is running on node ~s (os pid ~s), "
-                                "listening on port ~b~n",
-                                [proplists:get_value(K, Info)
-                                 || K <- [version, node, os_pid, port]]),
-                  %% Kept by the node: the engine's figures below start at
-                  %% 0 again after a restart.
-                  io_lib:format("engine_restarts ~b~n", [kraken:engine_restarts()]),
-                  [io_lib:format("~s ~w~n", [stat_name(Name), Value])
-                   || {Name, Value} <- Stats,
-                      Name =/= <<"version">>]]};   % already in the first line
+            T0 = erlang:monotonic_time(microsecond),
+            case probe() of
+                ok ->
+                    Ms = (erlang:monotonic_time(microsecond) - T0) / 1000,
+                    status_text(Info, Ms);
+                {Problem, Text} ->
+                    {engine_down,
+                     io_lib:format("kraken: node ~s is running but its engine (os pid ~w) ~s~n",
+                                   [node(), catch kraken_engine:os_pid(),
+                                    engine_problem(Problem, Text)])}
+            end;
         not_running ->
             {not_running, io_lib:format("node ~s is up but the kraken application "
                                         "is not running~n", [node()])}
     end.
 
+status_text(Info, Ms) ->
+    Stats = try kraken_engine:call(stats, ?PROBE_TIMEOUT) of
+                L when is_list(L) -> L;
+                _ -> []
+            catch _:_ -> []
+            end,
+    {ok, [io_lib:format("kraken ~s is running on node ~s (os pid ~s), "
+                        "listening on port ~b~n",
+                        [proplists:get_value(K, Info)
+                         || K <- [version, node, os_pid, port]]),
+          io_lib:format("engine ready: a canary went through the router in ~.1f ms~n",
+                        [Ms]),
+          [io_lib:format("~s ~w~n", [stat_name(Name), Value])
+           || {Name, Value} <- Stats,
+              Name =/= <<"version">>]]}.   % already in the first line
+
+%% The data-plane check: the engine's `ready' call within PROBE_TIMEOUT.
+probe() ->
+    try kraken_engine:call(ready, ?PROBE_TIMEOUT) of
+        ready -> ok;
+        {not_ready, Why} -> {not_ready, Why};
+        Other -> {error, io_lib:format("~0p", [Other])}
+    catch
+        exit:{timeout, _} -> {timeout, ?PROBE_TIMEOUT};
+        exit:Reason -> {error, io_lib:format("~0p", [Reason])}
+    end.
+
+engine_problem(timeout, Ms) ->
+    io_lib:format("does not answer (no reply within ~b s)", [Ms div 1000]);
+engine_problem(not_ready, Why) ->
+    io_lib:format("is not ready: ~s", [Why]);
+engine_problem(error, Text) ->
+    io_lib:format("failed the check: ~s", [Text]).
+
+%% An admin request to the engine; throws `{engine_down, Text}' when it does
+%% not answer within DUMP_TIMEOUT.
+dump_call(Request, Name) ->
+    try
+        kraken_engine:call(Request, ?DUMP_TIMEOUT)
+    catch
+        exit:{timeout, _} ->
+            throw({engine_down,
+                   io_lib:format("kraken: the engine (os pid ~w) of node ~s did not answer "
+                                 "~s within ~b s~n",
+                                 [catch kraken_engine:os_pid(), node(), Name,
+                                  ?DUMP_TIMEOUT div 1000])})
+    end.
+
 %% @doc One line per client queue, in the engine's order: by the time of
 %% each client's last request, the longest idle first and the most recently
 %% active last (not by connection time).
--spec dump_queues() -> iodata().
+-spec dump_queues() -> iodata() | {engine_down, iodata()}.
 dump_queues() ->
-    Queues = kraken_engine:call(dump_queues),
+    try dump_call(dump_queues, dump_queues) of
+        {error, Reason} ->
+            {engine_down, io_lib:format("kraken: dump_queues failed in the engine: ~0p~n",
+                                        [Reason])};
+        Queues -> format_queues(Queues)
+    catch
+        throw:{engine_down, _} = Down -> Down
+    end.
+
+format_queues(Queues) ->
     Header = {"ID", "PEER", "SUBSCRIPTIONS", "QUEUED", "RECEIVED", "CONNECTED",
               "LAST_POLL"},
     Rows = [{integer_to_list(Id), binary_to_list(Peer), integer_to_list(Subs),
@@ -63,15 +124,13 @@ dump_queues() ->
 %% @doc The topics one client queue (an id from dump_queues) subscribes to,
 %% in byte order. An id the engine cannot decode (it answers `badarg', e.g.
 %% for one beyond 64 bits) is no client queue's either.
--spec dump_queue_topics(integer() | string() | binary()) -> {ok | error, iodata()}.
+-spec dump_queue_topics(integer() | string() | binary()) ->
+          {ok | error | engine_down, iodata()}.
 dump_queue_topics(Id) when is_integer(Id) ->
-    case kraken_engine:call({dump_queue_topics, Id}) of
-        Topics when is_list(Topics) ->
-            {ok, [[escape(T), $\n] || T <- lists:sort(Topics)]};
-        Missing when Missing =:= not_found; Missing =:= {error, badarg} ->
-            {error, io_lib:format("no client queue with id ~b~n", [Id])};
-        {error, Reason} ->
-            {error, io_lib:format("kraken: dump_queue_topics failed: ~0p~n", [Reason])}
+    try dump_call({dump_queue_topics, Id}, dump_queue_topics) of
+        Result -> format_queue_topics(Id, Result)
+    catch
+        throw:{engine_down, _} = Down -> Down
     end;
 dump_queue_topics(Id) ->
     case string:to_integer(string:trim(Id)) of
@@ -82,11 +141,30 @@ dump_queue_topics(Id) ->
                                   "dump_queues)~n", [Id])}
     end.
 
+format_queue_topics(Id, Result) ->
+    case Result of
+        Topics when is_list(Topics) ->
+            {ok, [[escape(T), $\n] || T <- lists:sort(Topics)]};
+        Missing when Missing =:= not_found; Missing =:= {error, badarg} ->
+            {error, io_lib:format("no client queue with id ~b~n", [Id])};
+        {error, Reason} ->
+            {error, io_lib:format("kraken: dump_queue_topics failed: ~0p~n", [Reason])}
+    end.
+
 %% @doc Every topic with its shard ("tab") and subscriber count, most
 %% subscribed first.
--spec dump_topics() -> iodata().
+-spec dump_topics() -> iodata() | {engine_down, iodata()}.
 dump_topics() ->
-    Topics = kraken_engine:call(dump_topics),
+    try dump_call(dump_topics, dump_topics) of
+        {error, Reason} ->
+            {engine_down, io_lib:format("kraken: dump_topics failed in the engine: ~0p~n",
+                                        [Reason])};
+        Topics -> format_topics(Topics)
+    catch
+        throw:{engine_down, _} = Down -> Down
+    end.
+
+format_topics(Topics) ->
     Sorted = lists:sort(fun({_, _, A}, {_, _, B}) -> A >= B end, Topics),
     table([{"TOPIC", "TAB", "SUBSCRIBERS"} |
            [{escape(T), "shard_" ++ integer_to_list(Shard), integer_to_list(N)}
@@ -194,6 +272,7 @@ remote(Node, Function, Args) ->
                         {ok, Text} -> {0, Text};
                         {error, Text} -> {3, Text};
                         {not_running, Text} -> {2, Text};
+                        {engine_down, Text} -> {4, Text};
                         Text -> {0, Text}
                     end;
                 _ ->

@@ -200,12 +200,15 @@ await_ready(Port, Deadline) ->
     end.
 
 %% The configured options, except that the log level is the current one
-%% (set_log_level may have changed it before an engine restart).
+%% (set_log_level may have changed it before an engine restart), plus the
+%% number of times this node restarted the engine (engine_restarts).
 current_options(Config) ->
     Options = kraken_config:engine_options(Config),
+    WithRestarts = lists:keystore(engine_restarts, 1, Options,
+                                  {engine_restarts, kraken_sup:engine_restarts()}),
     case kraken_config:check_log_level(application:get_env(kraken, log_level, info)) of
-        {ok, Level} -> lists:keystore(log_level, 1, Options, {log_level, Level});
-        {error, _} -> Options
+        {ok, Level} -> lists:keystore(log_level, 1, WithRestarts, {log_level, Level});
+        {error, _} -> WithRestarts
     end.
 
 decode(Bin) ->
