@@ -1,14 +1,14 @@
-%% @doc EUnit tests of the options of issue 11: http_port (off unless set,
-%% 0..65535, sent to the engine only when set) and engine_restarts (sent by
-%% kraken_engine, not a user option).
+%% @doc EUnit tests of the options of issue 11: http_port (-1, off, unless
+%% set; like redis_port, its range and default are the engine's table's) and
+%% engine_restarts (sent by kraken_engine, not a user option).
 -module(kraken_http_config_tests).
 
 -include_lib("eunit/include/eunit.hrl").
 
 http_port_off_by_default_test() ->
     {ok, Config} = kraken_config:validate([]),
-    ?assertEqual(undefined, proplists:get_value(http_port, Config)),
-    ?assertNot(lists:keymember(http_port, 1, kraken_config:engine_options(Config))).
+    ?assertEqual(-1, proplists:get_value(http_port, Config)),
+    ?assertEqual(-1, proplists:get_value(http_port, kraken_config:engine_options(Config))).
 
 http_port_sent_when_set_test() ->
     {ok, Config} = kraken_config:validate([{http_port, 9102}]),
@@ -18,9 +18,9 @@ http_port_sent_when_set_test() ->
 
 http_port_bad_values_test_() ->
     [?_assertEqual({error, "kraken: bad value for option http_port: " ++ Shown ++
-                        " (expected an integer 0..65535)"},
+                        " (expected an integer -1..65535)"},
                    kraken_config:validate([{http_port, V}]))
-     || {V, Shown} <- [{-1, "-1"}, {65536, "65536"}, {"80", "\"80\""}, {on, "on"}]].
+     || {V, Shown} <- [{-2, "-2"}, {65536, "65536"}, {"80", "\"80\""}, {on, "on"}]].
 
 engine_restarts_is_not_a_user_option_test() ->
     {ok, Config} = kraken_config:validate([]),
@@ -29,4 +29,4 @@ engine_restarts_is_not_a_user_option_test() ->
 
 app_src_has_http_port_test() ->
     _ = application:load(kraken),
-    ?assertEqual({ok, undefined}, application:get_env(kraken, http_port)).
+    ?assertEqual({ok, -1}, application:get_env(kraken, http_port)).
