@@ -133,8 +133,9 @@ fuzz:
 test: all test-c test-erlang test-blackbox test-hostile test-fault test-valgrind fuzz-smoke
 	@echo "make test: all suites passed"
 
-bench/kraken_bench: bench/kraken_bench.c
-	$(CC) -O2 -Wall -Wextra -Werror -o $@ $< -lm
+BENCH_SRC := $(wildcard bench/*.c)
+bench/kraken_bench: $(BENCH_SRC) bench/kb.h
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $(BENCH_SRC) -lm
 
 # All four workloads, three times each, against a server it starts (fresh
 # for every run) and against its null responder; prints every run and the
