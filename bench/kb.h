@@ -337,6 +337,7 @@ typedef struct {
     int null_ref;             /* index of the null responder target %null compares with, -1 none */
     const char *skip;         /* why this target is not run ("not supported by this engine"), or NULL */
     pid_t proc;               /* the process we started for it (its own process group), 0 = none */
+    int outfd;                /* read end of the standalone engine's stdout, 0 = none */
 } target_t;
 
 /* ------------------------------------------------------------------ run state (workload.c) */
@@ -420,6 +421,9 @@ extern char g_rdbuf[256 * 1024];
 /* proto_kraken_poll.c: the Kraken text codec, shared with the push driver */
 size_t fmt_set(char *hdr, const char *cmd, size_t n);
 void kraken_parse(conn_t *c, int push);
+void kraken_topics(conn_t *c, int kind, const int *topics, int n);
+void kraken_publish(conn_t *c);
+int kraken_quit(conn_t *c);
 
 /* null.c */
 pid_t start_null(int kind, int *port); /* SK_NULL or SK_NULL_RESP; returns its pid */

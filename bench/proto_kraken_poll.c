@@ -23,7 +23,7 @@ size_t fmt_set(char *hdr, const char *cmd, size_t n)
     return l + 2;
 }
 
-static void kraken_topics(conn_t *c, int kind, const int *topics, int n)
+void kraken_topics(conn_t *c, int kind, const int *topics, int n)
 {
     char *blk = scratch((size_t)n * 32 + 64);
     size_t bl = 0;
@@ -45,7 +45,7 @@ static void kraken_poll(conn_t *c)
     push_kind(c, K_GET);
 }
 
-static void kraken_publish(conn_t *c)
+void kraken_publish(conn_t *c)
 {
     wparams_t *w = G.w;
     size_t per = (size_t)w->tpm * 32 + 32 + (size_t)w->payload + 2;
@@ -239,7 +239,7 @@ static void kraken_open(conn_t *c)
     }
 }
 
-static int kraken_quit(conn_t *c)
+int kraken_quit(conn_t *c)
 {
     buf_append(&c->wb, "quit\r\n", 6);
     return 1;
