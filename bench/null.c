@@ -3,6 +3,12 @@
  * every request correctly and answer it at once without routing anything, so that a run against
  * them measures the generator (and the loopback), and %null compares a server with them.
  *   Kraken text: `set ... <n>` + data block -> STORED, `get messages` -> END, quit, version.
+ *                (`set push 0 0 2` + `on` -> STORED too: push subscribers then simply get nothing)
+ *   RESP:        the RESP2 multibulk commands framed whole; SUBSCRIBE / UNSUBSCRIBE -> one
+ *                confirmation per channel, PUBLISH -> `:1`, PING -> +PONG, QUIT -> +OK and close,
+ *                anything else -> -ERR.  It forwards nothing: like the Kraken one, it bounds what
+ *                the generator can publish (framing requests and reading replies) with every
+ *                subscriber connected and subscribed, and %null compares a server's rate with it.
  */
 #include "kb.h"
 
@@ -11,6 +17,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdlib.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -19,9 +26,10 @@
 typedef struct {
     buf_t rb, wb;
     int closing;
+    long nsubs; /* RESP: the subscription count reported in confirmations */
 } nconn_t;
 
-/* frame and answer the Kraken text requests in c->rb; returns 0, or -1 to close */
+/* frame and answer the Kraken text requests in c->rb */
 static void kraken_null_frame(nconn_t *c)
 {
     while (!c->closing) {
@@ -85,14 +93,142 @@ static void kraken_null_frame(nconn_t *c)
     }
 }
 
+/* "<digits>\r\n" at p (p < e): the value, p moved past it; -2 if incomplete, -1 if malformed */
+static long long nnum(const char **pp, const char *e)
+{
+    const char *p = *pp, *s = p;
+    long long v = 0;
+    while (p < e && *p >= '0' && *p <= '9' && v < (1LL << 40)) v = v * 10 + (*p++ - '0');
+    if (p < e && *p != '\r') return -1;
+    if (e - p < 2) return -2;
+    if (p == s || p[1] != '\n') return -1;
+    *pp = p + 2;
+    return v;
+}
+
+static void resp_confirm(nconn_t *c, const char *kind, size_t kl, const char *ch, size_t cl)
+{
+    char b[96];
+    size_t l = 0;
+    memcpy(b, "*3\r\n$", 5);
+    l = 5;
+    l += fmt_u(b + l, kl);
+    memcpy(b + l, "\r\n", 2);
+    l += 2;
+    memcpy(b + l, kind, kl);
+    l += kl;
+    memcpy(b + l, "\r\n$", 3);
+    l += 3;
+    l += fmt_u(b + l, cl);
+    memcpy(b + l, "\r\n", 2);
+    l += 2;
+    buf_append(&c->wb, b, l);
+    buf_append(&c->wb, ch, cl);
+    l = 0;
+    memcpy(b, "\r\n:", 3);
+    l = 3;
+    l += fmt_u(b + l, (uint64_t)c->nsubs);
+    memcpy(b + l, "\r\n", 2);
+    buf_append(&c->wb, b, l + 2);
+}
+
+/* frame and answer the RESP2 commands in c->rb */
+static void resp_null_frame(nconn_t *c)
+{
+    while (!c->closing) {
+        const char *s = c->rb.p + c->rb.off, *e = c->rb.p + c->rb.len, *p = s;
+        if (p >= e) break;
+        if (*p != '*') {
+            buf_append(&c->wb, "-ERR the null responder takes multibulk commands only\r\n", 56);
+            c->closing = 1;
+            break;
+        }
+        p++;
+        long long n = nnum(&p, e);
+        if (n == -2) break;
+        if (n < 1 || n > 1024 * 1024) {
+            buf_append(&c->wb, "-ERR Protocol error: invalid multibulk length\r\n", 48);
+            c->closing = 1;
+            break;
+        }
+        const char *arg0 = NULL;
+        size_t a0l = 0;
+        int incomplete = 0, bad = 0;
+        const char *args = NULL; /* first argument after the command name */
+        for (long long i = 0; i < n; i++) {
+            if (p >= e) {
+                incomplete = 1;
+                break;
+            }
+            if (i == 1) args = p;
+            if (*p != '$') {
+                bad = 1;
+                break;
+            }
+            p++;
+            long long l = nnum(&p, e);
+            if (l == -2) {
+                incomplete = 1;
+                break;
+            }
+            if (l < 0 || l > (1LL << 29)) {
+                bad = 1;
+                break;
+            }
+            if (e - p < l + 2) {
+                incomplete = 1;
+                break;
+            }
+            if (p[l] != '\r' || p[l + 1] != '\n') {
+                bad = 1;
+                break;
+            }
+            if (i == 0) {
+                arg0 = p;
+                a0l = (size_t)l;
+            }
+            p += l + 2;
+        }
+        if (bad) {
+            buf_append(&c->wb, "-ERR Protocol error: expected '$'\r\n", 36);
+            c->closing = 1;
+            break;
+        }
+        if (incomplete) {
+            buf_reserve(&c->rb, 65536);
+            break;
+        }
+        c->rb.off = (size_t)(p - c->rb.p);
+        if (a0l == 7 && !strncasecmp(arg0, "PUBLISH", 7) && n == 3) {
+            buf_append(&c->wb, ":1\r\n", 4);
+        } else if ((a0l == 9 && !strncasecmp(arg0, "SUBSCRIBE", 9)) || (a0l == 11 && !strncasecmp(arg0, "UNSUBSCRIBE", 11))) {
+            int sub = a0l == 9;
+            const char *q = args;
+            for (long long i = 1; i < n; i++) {
+                q++; /* '$' */
+                long long l = nnum(&q, e);
+                c->nsubs += sub ? 1 : (c->nsubs > 0 ? -1 : 0);
+                resp_confirm(c, sub ? "subscribe" : "unsubscribe", sub ? 9 : 11, q, (size_t)l);
+                q += l + 2;
+            }
+        } else if (a0l == 4 && !strncasecmp(arg0, "PING", 4)) {
+            buf_append(&c->wb, "+PONG\r\n", 7);
+        } else if (a0l == 4 && !strncasecmp(arg0, "QUIT", 4)) {
+            buf_append(&c->wb, "+OK\r\n", 5);
+            c->closing = 1;
+        } else {
+            buf_append(&c->wb, "-ERR unknown command\r\n", 23);
+        }
+    }
+}
+
 static void null_main(int lfd, pid_t parent, int kind)
 {
     signal(SIGINT, SIG_IGN); /* the parent stops us */
     signal(SIGTERM, SIG_DFL);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(0);
-    void (*frame)(nconn_t *) = kraken_null_frame;
-    (void)kind;
+    void (*frame)(nconn_t *) = kind == SK_NULL_RESP ? resp_null_frame : kraken_null_frame;
     int ep = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event ev = { .events = EPOLLIN, .data.fd = lfd };
     epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
