@@ -26,6 +26,20 @@ opts_t O = {
     .reps = 1,
 };
 
+/* the push comparison (issue 10 item 7), in this order: each null responder right before the
+   servers compared with it, Kraken's Redis port right before redis-server */
+static const target_t peers[] = {
+    { .label = "null-resp", .kind = SK_NULL_RESP, .proto = &proto_resp, .null_ref = -1 },
+    { .label = "kraken-redis", .kind = SK_ENGINE_REDIS, .proto = &proto_resp, .null_ref = 0 },
+    { .label = "redis", .kind = SK_REDIS, .proto = &proto_resp, .null_ref = 0 },
+    { .label = "nats", .kind = SK_NATS, .proto = &proto_nats, .null_ref = -1 },
+    { .label = "null-push", .kind = SK_NULL, .proto = &proto_kraken_push, .null_ref = -1 },
+    { .label = "kraken-push", .kind = SK_ENGINE, .proto = &proto_kraken_push, .null_ref = 4 },
+    { .label = "null-poll", .kind = SK_NULL, .proto = &proto_kraken_poll, .null_ref = -1 },
+    { .label = "kraken-poll", .kind = SK_ENGINE, .proto = &proto_kraken_poll, .null_ref = 6 },
+};
+#define NPEERS (int)(sizeof peers / sizeof peers[0])
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -102,6 +116,16 @@ static void usage(FILE *f)
             "  --reps N               run every workload N times (each with its null run), print every run\n"
             "                         and the median with its range (default 1, max %d)\n"
             "  --csv                  machine-readable output instead of the table\n"
+            "  --peers                then the push comparison: latency and fanout with push subscribers on\n"
+            "                         Kraken's Redis port, redis-server, nats-server, Kraken push clients, and\n"
+            "                         Kraken polling clients (standalone engine); with --null also against the\n"
+            "                         RESP and Kraken null responders; one table (bench/README.md)\n"
+            "  --peers-only           only the push comparison\n"
+            "  --peer-targets LIST    which of null-resp,kraken-redis,redis,nats,null-push,kraken-push,null-poll,\n"
+            "                         kraken-poll (default all; null-* only with --null); implies --peers\n"
+            "  --engine PATH          priv/kraken_engine for the standalone targets (default ./priv/kraken_engine,\n"
+            "                         then <exe dir>/../priv/kraken_engine)\n"
+            "  --redis-server PATH, --nats-server PATH   (default: found on PATH, /usr/sbin, /usr/bin)\n"
             "  -v, --verbose          progress and every error on stderr\n"
             "  latency: --lat-subs 50 --lat-pubs 5 --lat-topics-per-sub 20 --lat-topic-space 2000\n"
             "           --lat-batch 10 --lat-topics-per-msg 2 --lat-payload 64 --lat-poll-ms 0 (0 = continuously)\n"
@@ -133,6 +157,8 @@ static void parse_args(int argc, char **argv)
         /* flags */
         if (!strcmp(name, "null")) { O.null_cmp = 1; continue; }
         if (!strcmp(name, "null-only")) { O.null_only = 1; continue; }
+        if (!strcmp(name, "peers")) { O.peers = 1; continue; }
+        if (!strcmp(name, "peers-only")) { O.peers = O.peers_only = 1; continue; }
         if (!strcmp(name, "csv")) { O.csv = 1; continue; }
         if (!strcmp(name, "pubs-subscribe")) { O.pubs_subscribe = 1; continue; }
         if (!strcmp(name, "v") || !strcmp(name, "verbose")) { g_verbose = 1; continue; }
@@ -155,6 +181,22 @@ static void parse_args(int argc, char **argv)
             continue;
         }
         if (!strcmp(name, "kraken")) { O.kraken = val; continue; }
+        if (!strcmp(name, "engine")) { O.engine = val; continue; }
+        if (!strcmp(name, "redis-server")) { O.redis_server = val; continue; }
+        if (!strcmp(name, "nats-server")) { O.nats_server = val; continue; }
+        if (!strcmp(name, "peer-targets")) {
+            O.peer_mask = 0;
+            char *dup = strdup(val), *save = NULL;
+            for (char *tok = strtok_r(dup, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                int found = 0;
+                for (int k = 0; k < NPEERS; k++)
+                    if (!strcmp(tok, peers[k].label) || !strcmp(tok, "all")) O.peer_mask |= 1u << k, found = 1;
+                if (!found) die("unknown peer target '%s' (see --help)", tok);
+            }
+            free(dup);
+            O.peers = 1;
+            continue;
+        }
         if (!strcmp(name, "server-log")) { O.server_log = val; continue; }
         if (!strcmp(name, "pid")) {
             O.pid = (pid_t)atoi(val);
@@ -188,6 +230,9 @@ static void parse_args(int argc, char **argv)
     if (O.duration <= 0) die("--duration must be > 0");
     if (O.max_connecting < 1) O.max_connecting = 1;
     if (O.pid && !O.port) die("--pid needs --port");
+    if (O.peers && !O.peer_mask) O.peer_mask = ~0u;
+    if (O.peers && (O.enabled[W_LAT] || O.enabled[W_FAN]) == 0 && O.peers_only)
+        die("--peers runs the latency and fanout workloads: --workloads has neither");
     for (int w = 0; w < W_N; w++) {
         wparams_t *p = &P[w];
         if (!O.enabled[w]) continue;
@@ -208,6 +253,63 @@ static void parse_args(int argc, char **argv)
 }
 
 /* ------------------------------------------------------------------ main */
+
+static void print_header(const target_t *tgs, int nt, const int *enabled, int push)
+{
+    printf("kraken_bench: duration %.1f s, depth %d, rate %s", O.duration, O.depth, O.rate > 0 ? "" : "unlimited");
+    if (O.rate > 0) printf("%.0f req/s per publisher", O.rate);
+    printf(", targets:");
+    for (int t = 0; t < nt; t++) {
+        if (tgs[t].port) printf(" %s=127.0.0.1:%d(pid %d)", tgs[t].label, tgs[t].port, (int)tgs[t].mpid);
+        else printf(" %s", tgs[t].label);
+    }
+    printf("\n");
+    for (int w = 0; w < W_N; w++) {
+        if (!enabled[w]) continue;
+        wparams_t *p = &P[w];
+        if (w == W_LAT || w == W_FAN) {
+            printf("  %-8s %d subscribers x %d topics of %d; %d publishers, batch %d, %d topic(s)/msg, %d-byte "
+                   "payload; ",
+                   wl_names[w], p->subs, p->tps, p->space, p->pubs, p->batch, p->tpm, p->payload);
+            if (push) printf("push subscribers (kraken-poll: ");
+            if (p->poll_ms) printf("poll every %d ms", p->poll_ms);
+            else printf("poll continuously");
+            printf("%s\n", push ? ")" : "");
+        }
+        if (w == W_CHURN)
+            printf("  %-8s %d clients alternately subscribe/unsubscribe %d topics of %d per request\n", wl_names[w],
+                   p->subs, p->tps, p->space);
+        if (w == W_IDLE)
+            printf("  %-8s %d connections x %d topics of %d, each polling every %d ms\n", wl_names[w], p->subs,
+                   p->tps, p->space, p->poll_ms);
+    }
+}
+
+/* every enabled workload, --reps times, against every target in order.  lazy: each target is
+   started right before its run and stopped right after it (the peers: one server at a time);
+   otherwise all were started before and each is restarted before its every run but the first. */
+static void run_section(target_t *tgs, int nt, const int *enabled, int lazy, result_t res[][MAX_TARGETS][W_N])
+{
+    static const int order[W_N] = { W_LAT, W_FAN, W_CHURN, W_IDLE };
+    int started[MAX_TARGETS] = { 0 };
+    for (int k = 0; k < W_N && !g_stop; k++) {
+        int w = order[k];
+        if (!enabled[w]) continue;
+        for (int rp = 0; rp < O.reps && !g_stop; rp++)
+            for (int t = 0; t < nt && !g_stop; t++) {
+                if (tgs[t].skip) continue;
+                if (lazy || started[t]++) start_target(&tgs[t]);
+                if (tgs[t].skip) {
+                    fprintf(stderr, "kraken_bench: %s: %s\n", tgs[t].label, tgs[t].skip);
+                    continue;
+                }
+                fprintf(stderr, "kraken_bench: running %s against %s (run %d of %d)...\n", wl_names[w], tgs[t].label,
+                        rp + 1, O.reps);
+                run_workload(w, &tgs[t], &res[rp][t][w]);
+                if (lazy) stop_target(&tgs[t]);
+            }
+    }
+}
 
 int main(int argc, char **argv)
 {
@@ -239,75 +341,78 @@ int main(int argc, char **argv)
     atexit(cleanup);
 
     static target_t tgs[MAX_TARGETS];
-    int nt = 0;
-    g_targets = tgs;
-    if (O.null_cmp || O.null_only)
-        tgs[nt++] = (target_t){ .label = "null", .kind = SK_NULL, .proto = &proto_kraken_poll, .null_ref = -1 };
-    if (!O.null_only) {
-        tgs[nt] = (target_t){ .label = "kraken", .kind = SK_KRAKEN, .proto = &proto_kraken_poll,
-                              .null_ref = nt > 0 ? 0 : -1 };
-        if (O.port) {
-            tgs[nt].kind = SK_NONE;
-            tgs[nt].port = O.port;
-            tgs[nt].mpid = O.pid;
-            if (!try_connect(O.port, 2000, "quit\r\n")) die("nothing accepts connections on 127.0.0.1:%d", O.port);
-        }
-        nt++;
-    }
-    g_ntargets = nt;
-    for (int t = 0; t < nt; t++) start_target(&tgs[t]);
-
     static result_t res[MAX_REPS][MAX_TARGETS][W_N];
-    printf("kraken_bench: duration %.1f s, depth %d, rate %s", O.duration, O.depth, O.rate > 0 ? "" : "unlimited");
-    if (O.rate > 0) printf("%.0f req/s per publisher", O.rate);
-    printf(", targets:");
-    for (int t = 0; t < nt; t++) printf(" %s=127.0.0.1:%d(pid %d)", tgs[t].label, tgs[t].port, (int)tgs[t].mpid);
-    printf("\n");
-    for (int w = 0; w < W_N; w++) {
-        if (!O.enabled[w]) continue;
-        wparams_t *p = &P[w];
-        if (w == W_LAT || w == W_FAN) {
-            printf("  %-8s %d subscribers x %d topics of %d; %d publishers, batch %d, %d topic(s)/msg, %d-byte "
-                   "payload; ",
-                   wl_names[w], p->subs, p->tps, p->space, p->pubs, p->batch, p->tpm, p->payload);
-            if (p->poll_ms) printf("poll every %d ms\n", p->poll_ms);
-            else printf("poll continuously\n");
-        }
-        if (w == W_CHURN)
-            printf("  %-8s %d clients alternately subscribe/unsubscribe %d topics of %d per request\n", wl_names[w],
-                   p->subs, p->tps, p->space);
-        if (w == W_IDLE)
-            printf("  %-8s %d connections x %d topics of %d, each polling every %d ms\n", wl_names[w], p->subs,
-                   p->tps, p->space, p->poll_ms);
-    }
-    /* Workload by workload, the null responder then the real server, so that the two runs compared
-       in %null are adjacent in time.  A server started here (and the null responder) is restarted
-       for every run: none inherits another's heap, retained entries or topics, and the idle
-       workload's RSS baseline is a fresh server's.  Idle runs last: closing its 15,000 connections
-       leaves as many sockets in TIME_WAIT for a minute, which slowed a latency run that followed it
-       by about 7%. */
-    static const int order[W_N] = { W_LAT, W_FAN, W_CHURN, W_IDLE };
-    int started[MAX_TARGETS] = { 0 };
-    for (int k = 0; k < W_N && !g_stop; k++) {
-        int w = order[k];
-        if (!O.enabled[w]) continue;
-        for (int rp = 0; rp < O.reps && !g_stop; rp++)
-            for (int t = 0; t < nt && !g_stop; t++) {
-                if (started[t]++) start_target(&tgs[t]);
-                fprintf(stderr, "kraken_bench: running %s against %s (run %d of %d)...\n", wl_names[w], tgs[t].label,
-                        rp + 1, O.reps);
-                run_workload(w, &tgs[t], &res[rp][t][w]);
+    int nt = 0;
+    if (!O.peers_only) {
+        if (O.null_cmp || O.null_only)
+            tgs[nt++] = (target_t){ .label = "null", .kind = SK_NULL, .proto = &proto_kraken_poll, .null_ref = -1 };
+        if (!O.null_only) {
+            tgs[nt] = (target_t){ .label = "kraken", .kind = SK_KRAKEN, .proto = &proto_kraken_poll,
+                                  .null_ref = nt > 0 ? 0 : -1 };
+            if (O.port) {
+                tgs[nt].kind = SK_NONE;
+                tgs[nt].port = O.port;
+                tgs[nt].mpid = O.pid;
+                if (!try_connect(O.port, 2000, "quit\r\n")) die("nothing accepts connections on 127.0.0.1:%d", O.port);
             }
-    }
-    cleanup();
-    if (O.csv) {
-        print_csv(res[0], nt, tgs);
-    } else {
-        for (int rp = 0; rp < O.reps; rp++) {
-            if (O.reps > 1) printf("\nrun %d of %d:\n", rp + 1, O.reps);
-            print_table(res[rp], nt, tgs, O.null_cmp);
+            nt++;
         }
-        if (O.reps > 1) print_summary(res, nt, tgs);
+        g_targets = tgs;
+        g_ntargets = nt;
+        for (int t = 0; t < nt; t++) start_target(&tgs[t]);
+        print_header(tgs, nt, O.enabled, 0);
+        /* Workload by workload, the null responder then the real server, so that the two runs
+           compared in %null are adjacent in time.  A server started here (and the null responder)
+           is restarted for every run: none inherits another's heap, retained entries or topics,
+           and the idle workload's RSS baseline is a fresh server's.  Idle runs last: closing its
+           15,000 connections leaves as many sockets in TIME_WAIT for a minute, which slowed a
+           latency run that followed it by about 7%. */
+        run_section(tgs, nt, O.enabled, 0, res);
+        cleanup();
+        if (O.csv) {
+            print_csv(res[0], nt, tgs);
+        } else {
+            for (int rp = 0; rp < O.reps; rp++) {
+                if (O.reps > 1) printf("\nrun %d of %d:\n", rp + 1, O.reps);
+                print_table(res[rp], nt, tgs, O.null_cmp);
+            }
+            if (O.reps > 1) print_summary(res, nt, tgs);
+        }
+    }
+    if (O.peers && !g_stop) {
+        static target_t ptgs[MAX_TARGETS];
+        static result_t pres[MAX_REPS][MAX_TARGETS][W_N];
+        int np = 0, map[NPEERS];
+        for (int k = 0; k < NPEERS; k++) {
+            map[k] = -1;
+            if (!(O.peer_mask & (1u << k))) continue;
+            if ((peers[k].kind == SK_NULL || peers[k].kind == SK_NULL_RESP) && !O.null_cmp) continue;
+            map[k] = np;
+            ptgs[np] = peers[k];
+            ptgs[np].null_ref = peers[k].null_ref >= 0 ? map[peers[k].null_ref] : -1;
+            np++;
+        }
+        int en[W_N] = { O.enabled[W_LAT], O.enabled[W_FAN], 0, 0 };
+        if (O.pubs_subscribe) {
+            warnx_("--pubs-subscribe does not apply to the push comparison (a RESP subscriber cannot publish)");
+            O.pubs_subscribe = 0;
+        }
+        g_targets = ptgs;
+        g_ntargets = np;
+        if (!O.csv) printf("\npush comparison (issue 10): push subscribers on each target, same generator\n");
+        print_header(ptgs, np, en, 1);
+        run_section(ptgs, np, en, 1, pres);
+        cleanup();
+        if (O.csv) {
+            print_csv(pres[0], np, ptgs);
+        } else {
+            if (g_verbose)
+                for (int rp = 0; rp < O.reps; rp++) {
+                    printf("\nrun %d of %d:\n", rp + 1, O.reps);
+                    print_table(pres[rp], np, ptgs, O.null_cmp);
+                }
+            print_peer_table(pres, np, ptgs);
+        }
     }
     if (g_stop) {
         fprintf(stderr, "kraken_bench: interrupted\n");

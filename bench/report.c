@@ -177,3 +177,158 @@ void print_csv(result_t res[][W_N], int ntargets, const target_t *tgs)
         }
 }
 
+
+/* ---- the push comparison */
+
+/* the figure f of target t, workload w, over the runs: "median" or "median [min-max]" */
+static void peer_fig(char *b, size_t bn, result_t res[][MAX_TARGETS][W_N], int t, int w, int prec, int range,
+                     double (*f)(const result_t *, const result_t *), int null_ref)
+{
+    double v[MAX_REPS];
+    int n = 0;
+    for (int rp = 0; rp < O.reps; rp++) {
+        const result_t *r = &res[rp][t][w];
+        if (!r->ran) continue;
+        v[n++] = f(r, null_ref >= 0 ? &res[rp][null_ref][w] : NULL);
+    }
+    double med, min, max;
+    if (!median_range(v, n, &med, &min, &max)) snprintf(b, bn, "-");
+    else if (range && n > 1) snprintf(b, bn, "%.*f [%.*f-%.*f]", prec, med, prec, min, prec, max);
+    else snprintf(b, bn, "%.*f", prec, med);
+}
+
+static double f_deliv(const result_t *r, const result_t *nr) { (void)nr; return r->deliv_s; }
+static double f_rate(const result_t *r, const result_t *nr) { (void)nr; return r->rate; }
+static double f_p50(const result_t *r, const result_t *nr) { (void)nr; return r->p50_us; }
+static double f_p99(const result_t *r, const result_t *nr) { (void)nr; return r->p99_us; }
+static double f_cpu(const result_t *r, const result_t *nr) { (void)nr; return r->cpu_us_per_op; }
+static double f_rss(const result_t *r, const result_t *nr) { (void)nr; return r->rss_kb > 0 ? r->rss_kb / 1024.0 : NAN; }
+static double f_srv(const result_t *r, const result_t *nr) { (void)nr; return r->srv_cpu_pct; }
+static double f_gen(const result_t *r, const result_t *nr) { (void)nr; return r->gen_cpu_pct; }
+static double f_null(const result_t *r, const result_t *nr)
+{
+    return nr && nr->ran && nr->rate > 0 ? 100.0 * r->rate / nr->rate : NAN;
+}
+
+/* median over the runs of figure f, NAN if the target did not run */
+static double peer_med(result_t res[][MAX_TARGETS][W_N], int t, int w, double (*f)(const result_t *, const result_t *),
+                       int null_ref)
+{
+    double v[MAX_REPS], med, min, max;
+    int n = 0;
+    if (t < 0) return NAN;
+    for (int rp = 0; rp < O.reps; rp++)
+        if (res[rp][t][w].ran) v[n++] = f(&res[rp][t][w], null_ref >= 0 ? &res[rp][null_ref][w] : NULL);
+    return median_range(v, n, &med, &min, &max) ? med : NAN;
+}
+
+static int find_target(int nt, const target_t *tgs, const char *label)
+{
+    for (int t = 0; t < nt; t++)
+        if (!strcmp(tgs[t].label, label)) return t;
+    return -1;
+}
+
+static int prec_of(double v)
+{
+    return fabs(v) >= 1000 ? 0 : fabs(v) >= 10 ? 1 : 3;
+}
+
+static void verdict(const char *what, double v, double limit, int le, const char *unit, const char *skip)
+{
+    if (skip) printf("  %-62s not measured: %s\n", what, skip);
+    else if (isnan(v) || isnan(limit)) printf("  %-62s -\n", what);
+    else
+        printf("  %-62s %.*f %s (limit %s %.*f): %s\n", what, prec_of(v), v, unit, le ? "<=" : ">=", prec_of(limit),
+               limit, (le ? v <= limit : v >= limit) ? "met" : "NOT met");
+}
+
+void print_peer_table(result_t res[][MAX_TARGETS][W_N], int ntargets, const target_t *tgs)
+{
+    if (O.reps > 1) printf("\npush comparison, median [min-max] of %d runs:\n", O.reps);
+    else printf("\npush comparison:\n");
+    printf("%-8s %-12s %-11s %5s %-27s %8s %-21s %-21s %7s %10s %7s %7s %5s %5s %5s %5s %5s\n", "workload", "target",
+           "proto", "conns", "deliv/s", "p50_us", "p99_us", "srv_us/deliv", "rss_MB", "msg/s", "%null", "lost", "dup",
+           "bad", "err", "srv%", "gen%");
+    for (int w = 0; w < W_N; w++) {
+        for (int t = 0; t < ntargets; t++) {
+            const target_t *tg = &tgs[t];
+            int ran = 0, conns = 0;
+            int64_t lost = 0;
+            uint64_t dup = 0, bad = 0, err = 0;
+            for (int rp = 0; rp < O.reps; rp++) {
+                result_t *r = &res[rp][t][w];
+                if (!r->ran) continue;
+                ran++;
+                conns = r->conns_ok;
+                if (!is_null(tg)) {
+                    lost += r->lost;
+                    dup += r->dup;
+                    bad += r->bad + r->unexpected;
+                }
+                err += r->errors + r->conn_fail + r->proto_err;
+            }
+            if (!ran) {
+                if (tg->skip && (w == W_LAT || w == W_FAN))
+                    printf("%-8s %-12s %-11s %s\n", wl_names[w], tg->label, tg->proto->name, tg->skip);
+                continue;
+            }
+            char dl[64], p50[64], p99[64], cpu[64], rss[32], rate[32], pn[32], srv[32], gen[32];
+            peer_fig(dl, sizeof dl, res, t, w, 0, 1, f_deliv, -1);
+            peer_fig(p50, sizeof p50, res, t, w, 0, 0, f_p50, -1);
+            peer_fig(p99, sizeof p99, res, t, w, 0, 1, f_p99, -1);
+            peer_fig(cpu, sizeof cpu, res, t, w, 3, 1, f_cpu, -1);
+            peer_fig(rss, sizeof rss, res, t, w, 1, 0, f_rss, -1);
+            peer_fig(rate, sizeof rate, res, t, w, 0, 0, f_rate, -1);
+            if (is_null(tg)) snprintf(pn, sizeof pn, "100%%");
+            else {
+                peer_fig(pn, sizeof pn, res, t, w, 1, 0, f_null, tg->null_ref);
+                if (strcmp(pn, "-")) strcat(pn, "%");
+            }
+            peer_fig(srv, sizeof srv, res, t, w, 0, 0, f_srv, -1);
+            peer_fig(gen, sizeof gen, res, t, w, 0, 0, f_gen, -1);
+            if (strcmp(srv, "-")) strcat(srv, "%");
+            strcat(gen, "%");
+            if (is_null(tg))
+                printf("%-8s %-12s %-11s %5d %-27s %8s %-21s %-21s %7s %10s %7s %7s %5s %5s %5" PRIu64 " %5s %5s\n",
+                       wl_names[w], tg->label, tg->proto->name, conns, "-", "-", "-", "-", rss, rate, pn, "-", "-", "-",
+                       err, srv, gen);
+            else
+                printf("%-8s %-12s %-11s %5d %-27s %8s %-21s %-21s %7s %10s %7s %7" PRId64 " %5" PRIu64 " %5" PRIu64
+                       " %5" PRIu64 " %5s %5s\n",
+                       wl_names[w], tg->label, tg->proto->name, conns, dl, p50, p99, cpu, rss, rate, pn, lost, dup, bad,
+                       err, srv, gen);
+        }
+    }
+    printf("(deliv/s: valid deliveries received per second; redis, kraken-redis and nats deliver an entry once per\n"
+           " channel, Kraken once per entry and subscriber; srv_us/deliv: the server process's utime+stime over\n"
+           " the run and drain / deliveries; msg/s: entries published per second; %%null: msg/s as %% of the null\n"
+           " responder of the same protocol; lost/dup/bad/err summed over the runs)\n");
+
+    /* the targets of issue 10 */
+    int kr = find_target(ntargets, tgs, "kraken-redis"), rd = find_target(ntargets, tgs, "redis");
+    int kp = find_target(ntargets, tgs, "kraken-push");
+    const char *kskip = kr < 0 ? "not run (--peer-targets)" : tgs[kr].skip;
+    const char *rskip = rd < 0 ? "redis not run (--peer-targets)" : tgs[rd].skip;
+    const char *skip = kskip ? kskip : rskip;
+    printf("targets (issue 10):\n");
+    if (O.enabled[W_LAT])
+        verdict("latency p99, kraken-redis <= redis (us)", peer_med(res, kr, W_LAT, f_p99, -1),
+                peer_med(res, rd, W_LAT, f_p99, -1), 1, "us", skip);
+    for (int w = W_LAT; w <= W_FAN; w++) {
+        if (!O.enabled[w]) continue;
+        char what[96];
+        snprintf(what, sizeof what, "%s server CPU/delivery, kraken-redis <= half of redis's", wl_names[w]);
+        double rc = peer_med(res, rd, w, f_cpu, -1);
+        verdict(what, peer_med(res, kr, w, f_cpu, -1), rc / 2, 1, "us", skip);
+        snprintf(what, sizeof what, "%s deliveries/s, kraken-redis >= 1.5x redis's", wl_names[w]);
+        double rdl = peer_med(res, rd, w, f_deliv, -1);
+        verdict(what, peer_med(res, kr, w, f_deliv, -1), rdl * 1.5, 0, "/s", skip);
+        snprintf(what, sizeof what, "%s   or: kraken-redis >= 85%% of the RESP null's rate", wl_names[w]);
+        verdict(what, kr >= 0 ? peer_med(res, kr, w, f_null, tgs[kr].null_ref) : NAN, 85, 0, "%",
+                kskip ? kskip : (kr >= 0 && tgs[kr].null_ref < 0 ? "no RESP null run (--null)" : NULL));
+    }
+    if (O.enabled[W_LAT])
+        verdict("latency p99, kraken-push < 500 us", peer_med(res, kp, W_LAT, f_p99, -1), 500, 1, "us",
+                kp < 0 ? "not run (--peer-targets)" : tgs[kp].skip);
+}

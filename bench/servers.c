@@ -4,7 +4,15 @@
  * process to measure, and stopping it (SIGTERM to the group and every recorded descendant,
  * SIGKILL after 10 s).  Targets:
  *   bin/kraken run -noshell ...      the Erlang node; the engine (kraken_engine) is measured
+ *   priv/kraken_engine --standalone --tcp_server_port 0 [--redis_port 0]
+ *                                    the engine alone; it prints `listening <port>` and, when it
+ *                                    has the Redis protocol, `listening redis <port>`
+ *   redis-server --port P --save '' --appendonly no
+ *   nats-server -p P -a 127.0.0.1
  *   the null responders              (null.c)
+ * Peers that cannot run here are skipped with the reason (target_t.skip), not fatal: a missing
+ * redis-server or nats-server, an engine without a Redis port, an engine that answers
+ * `set push` with an error ("not supported by this engine").
  * A target is restarted for every run, so that no run inherits another's state.
  */
 #include "kb.h"
@@ -19,6 +27,7 @@
 #include <stdlib.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -147,6 +156,10 @@ static void stop_proc(pid_t pid)
 
 void stop_target(target_t *tg)
 {
+    if (tg->outfd > 0) {
+        close(tg->outfd);
+        tg->outfd = 0;
+    }
     if (!tg->proc) return;
     stop_proc(tg->proc);
     tg->proc = 0;
@@ -247,6 +260,143 @@ static void start_kraken(target_t *tg)
     fprintf(stderr, "kraken_bench: server accepts connections; engine pid %d\n", (int)eng);
 }
 
+/* an executable: path if given, else name on PATH, else one of the usual places; NULL if none */
+static const char *find_exe(const char *path, const char *name)
+{
+    static char buf[4][PATH_MAX];
+    static int k;
+    if (path) return access(path, X_OK) == 0 ? path : NULL;
+    const char *env = getenv("PATH");
+    char dirs[4096];
+    snprintf(dirs, sizeof dirs, "%s:/usr/sbin:/usr/bin:/sbin:/usr/local/bin:/usr/local/sbin", env ? env : "");
+    char *save = NULL;
+    for (char *d = strtok_r(dirs, ":", &save); d; d = strtok_r(NULL, ":", &save)) {
+        char *b = buf[k++ % 4];
+        snprintf(b, PATH_MAX, "%s/%s", d, name);
+        if (access(b, X_OK) == 0) return b;
+    }
+    return NULL;
+}
+
+/* priv/kraken_engine: --engine, ./priv/kraken_engine, <exe dir>/../priv/kraken_engine */
+static const char *find_engine_exe(void)
+{
+    static char path[PATH_MAX];
+    if (O.engine) return O.engine;
+    if (access("priv/kraken_engine", X_OK) == 0) return "priv/kraken_engine";
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        snprintf(path, sizeof path, "%s/../priv/kraken_engine", dirname(exe));
+        if (access(path, X_OK) == 0) return path;
+    }
+    return NULL;
+}
+
+/* a line from fd into b (without the newline) within ms; 0 on success, -1 on EOF or timeout */
+static int read_line(int fd, char *b, size_t bn, int ms)
+{
+    size_t n = 0;
+    int64_t dl = now_ns() + (int64_t)ms * NS_PER_MS;
+    while (n + 1 < bn) {
+        int left = (int)((dl - now_ns()) / NS_PER_MS);
+        struct pollfd pf = { fd, POLLIN, 0 };
+        if (left <= 0 || poll(&pf, 1, left) != 1) return -1;
+        char ch;
+        if (read(fd, &ch, 1) != 1) return -1;
+        if (ch == '\n') break;
+        b[n++] = ch;
+    }
+    b[n] = 0;
+    return 0;
+}
+
+/* the standalone engine (with its Redis port when redis): 0, or -1 with tg->skip set */
+static int start_engine(target_t *tg, int redis)
+{
+    const char *exe = find_engine_exe();
+    if (!exe) {
+        tg->skip = "priv/kraken_engine not found (make all, or --engine PATH)";
+        return -1;
+    }
+    char *argv[16];
+    int a = 0;
+    argv[a++] = (char *)exe;
+    argv[a++] = "--standalone";
+    argv[a++] = "--tcp_server_port";
+    argv[a++] = "0";
+    argv[a++] = "--max_tcp_clients";
+    argv[a++] = "20000";
+    argv[a++] = "--listen_ip";
+    argv[a++] = "127.0.0.1";
+    if (redis) {
+        argv[a++] = "--redis_port";
+        argv[a++] = "0";
+    }
+    argv[a] = NULL;
+    int fd;
+    pid_t pid = spawn(NULL, argv, NULL, NULL, &fd);
+    tg->proc = pid;
+    tg->outfd = fd;
+    char line[256];
+    int kport = -1, rport = -1;
+    if (read_line(fd, line, sizeof line, O.startup_timeout * 1000) == 0) sscanf(line, "listening %d", &kport);
+    if (kport > 0 && redis && read_line(fd, line, sizeof line, 3000) == 0) sscanf(line, "listening redis %d", &rport);
+    if (kport <= 0 || (redis && rport <= 0)) {
+        stop_target(tg);
+        if (!redis) {
+            print_log_tail();
+            die("%s --standalone did not print \"listening <port>\"", exe);
+        }
+        tg->skip = "not supported by this engine (no \"listening redis <port>\" from --redis_port 0)";
+        return -1;
+    }
+    tg->port = redis ? rport : kport;
+    tg->mpid = pid;
+    tg->root = 0;
+    if (g_verbose) warnx_("started %s --standalone (pid %d), port %d", exe, (int)pid, tg->port);
+    return 0;
+}
+
+/* does this engine take `set push 0 0 2 on`?  NULL if so, else why not */
+static const char *probe_push(int port)
+{
+    static char why[256];
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = { 3, 0 };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char reply[200] = "";
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+        send(fd, "set push 0 0 2\r\non\r\n", 20, MSG_NOSIGNAL) == 20) {
+        size_t n = 0;
+        while (n < sizeof reply - 1 && !memchr(reply, '\n', n)) {
+            ssize_t r = recv(fd, reply + n, sizeof reply - 1 - n, 0);
+            if (r <= 0) break;
+            n += (size_t)r;
+            reply[n] = 0;
+        }
+    }
+    if (fd >= 0) close(fd);
+    if (!strcmp(reply, "STORED\r\n")) return NULL;
+    reply[strcspn(reply, "\r\n")] = 0;
+    snprintf(why, sizeof why, "not supported by this engine (set push on answered \"%s\")",
+             reply[0] ? reply : "nothing");
+    return why;
+}
+
+static void start_peer(target_t *tg, const char *exe, char *const *argv, const char *bye)
+{
+    pid_t pid = spawn(NULL, argv, NULL, NULL, NULL);
+    tg->proc = pid;
+    wait_accepting(pid, tg->port, exe, bye);
+    tg->mpid = pid;
+    tg->root = 0;
+    if (g_verbose) warnx_("started %s (pid %d) on port %d", exe, (int)pid, tg->port);
+}
+
 void start_target(target_t *tg)
 {
     if (!g_srv_log[0]) {
@@ -263,6 +413,38 @@ void start_target(target_t *tg)
     case SK_KRAKEN:
         start_kraken(tg);
         break;
+    case SK_ENGINE:
+        if (start_engine(tg, 0) == 0 && tg->proto->push && (tg->skip = probe_push(tg->port))) stop_target(tg);
+        break;
+    case SK_ENGINE_REDIS:
+        start_engine(tg, 1);
+        break;
+    case SK_REDIS: {
+        const char *exe = find_exe(O.redis_server, "redis-server");
+        if (!exe) {
+            tg->skip = "redis-server not installed (apt-get install redis-server)";
+            break;
+        }
+        char ports[16];
+        tg->port = free_port();
+        snprintf(ports, sizeof ports, "%d", tg->port);
+        char *argv[] = { (char *)exe, "--port", ports, "--save", "", "--appendonly", "no", NULL };
+        start_peer(tg, exe, argv, "QUIT\r\n");
+        break;
+    }
+    case SK_NATS: {
+        const char *exe = find_exe(O.nats_server, "nats-server");
+        if (!exe) {
+            tg->skip = "nats-server not installed (apt-get install nats-server)";
+            break;
+        }
+        char ports[16];
+        tg->port = free_port();
+        snprintf(ports, sizeof ports, "%d", tg->port);
+        char *argv[] = { (char *)exe, "-p", ports, "-a", "127.0.0.1", NULL };
+        start_peer(tg, exe, argv, NULL);
+        break;
+    }
     default:
         break;
     }
