@@ -24,7 +24,8 @@ HEADERS := $(wildcard c_src/*.h include/kraken/*.h)
 UNIT_TESTS := test_protocol test_router test_session
 APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 erlang-common-test erlang-tools rebar3 libevent-dev libcmocka-dev \
-                python3-pymemcache valgrind clang libclang-rt-14-dev
+                python3-pymemcache valgrind clang libclang-rt-14-dev \
+                redis-server nats-server
 
 .PHONY: all deps engine erlang run test test-c test-erlang test-blackbox test-hostile test-fault test-valgrind soak bench clean \
         fuzz fuzz-smoke
@@ -38,7 +39,7 @@ build/deps.mk: Makefile
 	@missing=0; \
 	for f in /usr/include/event2/event.h /usr/include/cmocka.h /usr/bin/rebar3 /usr/bin/erlc \
 	         /usr/lib/python3/dist-packages/pymemcache /usr/bin/valgrind /usr/bin/clang \
-	         /usr/bin/pkg-config; do \
+	         /usr/bin/pkg-config /usr/bin/redis-server /usr/sbin/nats-server; do \
 	  [ -e $$f ] || { echo "missing: $$f"; missing=1; }; \
 	done; \
 	ls -d /usr/lib/erlang/lib/erl_interface-*/include/ei.h >/dev/null 2>&1 || missing=1; \
@@ -139,11 +140,14 @@ bench/kraken_bench: $(BENCH_SRC) bench/kb.h
 
 # All four workloads, three times each, against a server it starts (fresh
 # for every run) and against its null responder; prints every run and the
-# medians (about 4 minutes).  BENCH_ARGS adds options (bench/README.md), e.g.
-# BENCH_ARGS="--reps 1" for one quick run.
+# medians (about 4 minutes).  Then (--peers) the push comparison: latency and
+# fanout against Kraken's Redis port, redis-server, nats-server, Kraken push
+# and polling clients and the RESP and Kraken null responders, three times
+# each, one table (about 6 minutes more).  BENCH_ARGS adds options
+# (bench/README.md), e.g. BENCH_ARGS="--reps 1" for one quick run.
 BENCH_REPS ?= 3
 bench: all bench/kraken_bench
-	bench/kraken_bench --null --reps $(BENCH_REPS) $(BENCH_ARGS)
+	bench/kraken_bench --null --peers --reps $(BENCH_REPS) $(BENCH_ARGS)
 
 clean:
 	rm -rf build/test build/test-clang build/fuzz build/*.so priv/kraken_engine priv/kraken_engine_asan _build
