@@ -308,8 +308,8 @@ void print_peer_table(result_t res[][MAX_TARGETS][W_N], int ntargets, const targ
     /* the targets of issue 10 */
     int kr = find_target(ntargets, tgs, "kraken-redis"), rd = find_target(ntargets, tgs, "redis");
     int kp = find_target(ntargets, tgs, "kraken-push");
-    const char *kskip = kr < 0 ? "not run (--peer-targets)" : tgs[kr].skip;
-    const char *rskip = rd < 0 ? "redis not run (--peer-targets)" : tgs[rd].skip;
+    const char *kskip = kr < 0 ? "kraken-redis not in --peer-targets" : tgs[kr].skip ? "kraken-redis skipped (above)" : NULL;
+    const char *rskip = rd < 0 ? "redis not in --peer-targets" : tgs[rd].skip ? "redis skipped (above)" : NULL;
     const char *skip = kskip ? kskip : rskip;
     printf("targets (issue 10):\n");
     if (O.enabled[W_LAT])
@@ -330,5 +330,5 @@ void print_peer_table(result_t res[][MAX_TARGETS][W_N], int ntargets, const targ
     }
     if (O.enabled[W_LAT])
         verdict("latency p99, kraken-push < 500 us", peer_med(res, kp, W_LAT, f_p99, -1), 500, 1, "us",
-                kp < 0 ? "not run (--peer-targets)" : tgs[kp].skip);
+                kp < 0 ? "kraken-push not in --peer-targets" : tgs[kp].skip ? "kraken-push skipped (above)" : NULL);
 }

@@ -349,7 +349,19 @@ static int start_engine(target_t *tg, int redis)
             print_log_tail();
             die("%s --standalone did not print \"listening <port>\"", exe);
         }
-        tg->skip = "not supported by this engine (no \"listening redis <port>\" from --redis_port 0)";
+        static char why[512];
+        char last[256] = "";
+        FILE *f = fopen(g_srv_log, "r");
+        if (f) {
+            char l[256];
+            while (fgets(l, sizeof l, f))
+                if (l[0] != '\n') snprintf(last, sizeof last, "%s", l);
+            fclose(f);
+        }
+        last[strcspn(last, "\r\n")] = 0;
+        snprintf(why, sizeof why, "not supported by this engine (--redis_port 0: no \"listening redis <port>\"%s%s%s)",
+                 last[0] ? "; it said \"" : "", last, last[0] ? "\"" : "");
+        tg->skip = why;
         return -1;
     }
     tg->port = redis ? rport : kport;

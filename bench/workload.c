@@ -351,11 +351,11 @@ static int drained(void) { return G.drain_done; }
 static int all_closed(void) { return G.n_open <= 0 && G.connecting <= 0; }
 
 /* pushed deliveries: done once all expected arrived and 50 ms passed without another (a late
-   duplicate would still be seen), or once nothing arrived for 300 ms (the rest is lost) */
+   duplicate would still be seen), or once nothing arrived for 1 s (the rest is lost) */
 static int push_drained(void)
 {
     int64_t quiet = now_ns() - G.last_recv;
-    return (G.received >= G.expected && quiet >= 50 * NS_PER_MS) || quiet >= 300 * NS_PER_MS;
+    return (G.received >= G.expected && quiet >= 50 * NS_PER_MS) || quiet >= NS_PER_S;
 }
 
 /* ------------------------------------------------------------------ one workload */
