@@ -3,8 +3,11 @@
  *
  * kraken_bench: load generator and benchmark for the Kraken pubsub server (issues 4 and 10).
  * Runs four workloads (latency, fanout, churn, idle) against Kraken over its memcached-shaped
- * text protocol, and with --null against a null responder too (%null).  Every target is
- * (re)started for every run; workload by workload, the null run comes right before the server's.
+ * text protocol, and with --null against a null responder too (%null).  With --peers it then
+ * runs the latency and fanout workloads with push subscribers against Kraken's Redis port,
+ * redis-server, nats-server and Kraken push clients, beside Kraken polling clients and the null
+ * responders, and prints one comparison table.  Every target is (re)started for every run;
+ * workload by workload, the null run comes right before the servers compared with it.
  * Single-threaded epoll client; every phase has a deadline, so the program always ends.
  * Build: make bench/kraken_bench (gcc -O2 -Wall -Wextra -Werror -o bench/kraken_bench bench/[a-z]*.c -lm)
  */
