@@ -143,7 +143,7 @@ bench/kraken_bench: $(BENCH_SRC) bench/kb.h
 # medians (about 4 minutes).  Then (--peers) the push comparison: latency and
 # fanout against Kraken's Redis port, redis-server, nats-server, Kraken push
 # and polling clients and the RESP and Kraken null responders, three times
-# each, one table (about 6 minutes more).  BENCH_ARGS adds options
+# each, one table (about 5 minutes more).  BENCH_ARGS adds options
 # (bench/README.md), e.g. BENCH_ARGS="--reps 1" for one quick run.
 BENCH_REPS ?= 3
 bench: all bench/kraken_bench
