@@ -36,7 +36,7 @@ UNIT_TESTS := test_protocol test_router test_proto_kraken test_proto_redis test_
 APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 erlang-common-test erlang-tools rebar3 libevent-dev libcmocka-dev \
                 python3-pymemcache valgrind clang libclang-rt-14-dev \
-                redis-server redis-tools python3-redis prometheus
+                redis-server redis-tools python3-redis prometheus nats-server
 
 .PHONY: all help deps engine erlang run test test-c test-erlang test-blackbox test-docs test-hostile test-fault \
         test-valgrind soak bench clean fuzz fuzz-smoke test-glob-diff test-resp-diff test-redis test-control test-http
@@ -51,7 +51,7 @@ build/deps.mk: Makefile
 	for f in /usr/include/event2/event.h /usr/include/cmocka.h /usr/bin/rebar3 /usr/bin/erlc \
 	         /usr/lib/python3/dist-packages/pymemcache /usr/bin/valgrind /usr/bin/clang \
 	         /usr/bin/pkg-config /usr/bin/redis-server /usr/bin/redis-cli \
-	         /usr/lib/python3/dist-packages/redis /usr/bin/promtool; do \
+	         /usr/lib/python3/dist-packages/redis /usr/bin/promtool /usr/sbin/nats-server; do \
 	  [ -e $$f ] || { echo "missing: $$f"; missing=1; }; \
 	done; \
 	ls -d /usr/lib/erlang/lib/erl_interface-*/include/ei.h >/dev/null 2>&1 || missing=1; \
@@ -228,16 +228,20 @@ fuzz:
 test: all test-c test-glob-diff test-resp-diff test-erlang test-blackbox test-docs test-redis test-hostile test-http test-fault test-control test-valgrind fuzz-smoke
 	@echo "make test: all suites passed"
 
-bench/kraken_bench: bench/kraken_bench.c
-	$(CC) -O2 -Wall -Wextra -Werror -o $@ $< -lm
+BENCH_SRC := $(wildcard bench/*.c)
+bench/kraken_bench: $(BENCH_SRC) bench/kb.h
+	$(CC) -O2 -Wall -Wextra -Werror -o $@ $(BENCH_SRC) -lm
 
 # All four workloads, three times each, against a server it starts (fresh
 # for every run) and against its null responder; prints every run and the
-# medians (about 4 minutes).  BENCH_ARGS adds options (bench/README.md), e.g.
-# BENCH_ARGS="--reps 1" for one quick run.
+# medians (about 4 minutes).  Then (--peers) the push comparison: latency and
+# fanout against Kraken's Redis port, redis-server, nats-server, Kraken push
+# and polling clients and the RESP and Kraken null responders, three times
+# each, one table (about 5 minutes more).  BENCH_ARGS adds options
+# (bench/README.md), e.g. BENCH_ARGS="--reps 1" for one quick run.
 BENCH_REPS ?= 3
 bench: all bench/kraken_bench
-	bench/kraken_bench --null --reps $(BENCH_REPS) $(BENCH_ARGS)
+	bench/kraken_bench --null --peers --reps $(BENCH_REPS) $(BENCH_ARGS)
 
 clean:
 	rm -rf build/test build/test-clang build/fuzz build/*.so build/glob_match build/resp_replay \
