@@ -86,6 +86,8 @@ static int subscribe_topic(struct router *r, struct subscriber *s, struct topic 
         return -1;
     t->subs[t->nsubs++] = s;
     r->stats.subscriptions++;
+    if (t->nsubs == 1 && r->cfg.topic_hook)
+        r->cfg.topic_hook(t, true, r->cfg.cluster_arg);
     return 1;
 }
 
@@ -123,6 +125,8 @@ static void drop_slot(struct router *r, struct topic *t, uint32_t slot)
         }
     }
     r->stats.subscriptions--;
+    if (t->nsubs == 0 && r->cfg.topic_hook)
+        r->cfg.topic_hook(t, false, r->cfg.cluster_arg);
 }
 
 int router_unsubscribe_ns(struct router *r, struct subscriber *s, enum topic_ns ns,
@@ -270,6 +274,8 @@ int router_publish_ns(struct router *r, struct subscriber *publisher, enum topic
             continue; /* this shard already took it */
         retain_push(sh, e);
     }
+    if (r->cfg.published)
+        r->cfg.published(publisher, ns, e, r->cfg.cluster_arg);
     entry_unref(e);
     return 0;
 }
