@@ -22,8 +22,8 @@ CORE_SRC := c_src/protocol.c c_src/resp.c c_src/glob.c c_src/table.c c_src/subse
             c_src/entry.c c_src/queue.c c_src/retain.c c_src/router.c c_src/router_pattern.c \
             c_src/stats.c c_src/engine.c c_src/conn.c c_src/proto_kraken.c c_src/proto_redis.c \
             c_src/redis_pubsub.c c_src/server.c c_src/config.c c_src/log.c \
-            c_src/cluster_hash.c
-ENGINE_SRC := $(CORE_SRC) c_src/control.c c_src/main.c
+            c_src/cluster_hash.c c_src/cluster.c c_src/proto_link.c
+ENGINE_SRC := $(CORE_SRC) c_src/control.c c_src/cluster_control.c c_src/main.c
 HEADERS := $(wildcard c_src/*.h include/kraken/*.h)
 UNIT_TESTS := test_protocol test_router test_proto_kraken test_proto_redis test_resp \
               test_cluster_hash

@@ -12,6 +12,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include "cluster_control.h"
 #include "log.h"
 #include "server.h"
 #include "stats.h"
@@ -314,6 +315,8 @@ static void handle_call(const char *buf, int *idx)
         long long arg;
         ei_decode_tuple_header(buf, idx, &arity);
         if (arity == 2 && ei_decode_atom(buf, idx, atom) == 0) {
+            if (cluster_control_tuple(ch_srv, atom, buf, idx, &x))
+                goto done;
             if (strcmp(atom, "dump_queue_topics") == 0 && decode_int(buf, idx, &arg) == 0) {
                 encode_queue_topics(&x, (unsigned long long)arg);
                 goto done;
@@ -328,6 +331,8 @@ static void handle_call(const char *buf, int *idx)
             }
         }
     } else if (ei_decode_atom(buf, idx, atom) == 0) {
+        if (cluster_control_atom(ch_srv, atom, &x))
+            goto done;
         if (strcmp(atom, "dump_queues") == 0) {
             encode_dump_queues(&x);
             goto done;
