@@ -46,7 +46,13 @@ defaults() ->
      {bytes_stored_per_router_shard, 67108864},
      {redis_port, undefined},
      {redis_password, undefined},
-     {engine_executable, undefined}].
+     {engine_executable, undefined},
+     %% The cluster (docs/cluster.md); not engine options: kraken_cluster
+     %% tells the engine the live cores on the control channel.
+     {role, core},
+     {cluster_nodes, []},
+     {upstreams, []},
+     {upstream_poll_ms, 1000}].
 
 %% @doc Reads, merges and validates the application environment; logs the
 %% warnings of {@link read/0} at once.
@@ -207,6 +213,11 @@ check(redis_password, V) when is_list(V) ->
     end;
 check(redis_password, V) when is_atom(V) -> check(redis_password, atom_to_binary(V));
 check(redis_password, _) -> {error, "a string of 1 to 255 bytes"};
+check(role, V) when V =:= core; V =:= proxy -> {ok, V};
+check(role, _) -> {error, "core or proxy"};
+check(cluster_nodes, V) -> check_list(V, fun check_node/1, "a list of node names");
+check(upstreams, V) -> check_list(V, fun check_endpoint/1, "a list of \"host:port\" strings");
+check(upstream_poll_ms, V) -> check_int(V, 10, 3600000);
 check(pid_file, V) -> check_path(V);
 check(log_file, V) -> check_path(V);
 check(engine_executable, V) -> check_path(V).
@@ -219,6 +230,44 @@ check_int(_, Min, infinity) ->
     {error, io_lib:format("an integer >= ~b", [Min])};
 check_int(_, Min, Max) ->
     {error, io_lib:format("an integer ~b..~b", [Min, Max])}.
+
+check_list(L, Check, Expected) when is_list(L) ->
+    Checked = [Check(X) || X <- L],
+    case [ok || error <- Checked] of
+        [] -> {ok, Checked};
+        _ -> {error, Expected}
+    end;
+check_list(_, _, Expected) ->
+    {error, Expected}.
+
+%% A node name: an atom or a string, `name' or `name@host'.
+check_node(N) when is_atom(N), N =/= '' -> N;
+check_node(N) when is_list(N); is_binary(N) ->
+    case to_string(N) of
+        error -> error;
+        "" -> error;
+        Str -> list_to_atom(Str)
+    end;
+check_node(_) -> error.
+
+%% "host:port" (a [v6]:port too) -> {HostString, Port}.
+check_endpoint(E) when is_list(E); is_binary(E) ->
+    case to_string(E) of
+        error ->
+            error;
+        Str ->
+            case string:split(Str, ":", trailing) of
+                [Host0, PortStr] when Host0 =/= "" ->
+                    Host = string:trim(Host0, both, "[]"),
+                    case string:to_integer(PortStr) of
+                        {P, ""} when P > 0, P < 65536 -> {Host, P};
+                        _ -> error
+                    end;
+                _ ->
+                    error
+            end
+    end;
+check_endpoint(_) -> error.
 
 -define(IP_EXPECTED, "any, an IP address tuple or a numeric IP address string").
 

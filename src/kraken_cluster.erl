@@ -1,0 +1,251 @@
+%% @doc Cluster membership and failure detection (docs/cluster.md).
+%%
+%% Started by kraken_sup, after the engine, on a node with `role' proxy or a
+%% non-empty `cluster_nodes'. It:
+%%
+%%   - connects to `cluster_nodes' (any one member is enough: distribution
+%%     connects the rest), and keeps retrying those it cannot reach;
+%%   - joins the `pg' group of its role (`core' or `proxy') in the scope
+%%     `kraken_cluster_pg'; the groups are how members find each other;
+%%   - every ?TICK ms sends a heartbeat `{kraken_hb, Pid, Info}' to every
+%%     member of both groups (Info: node, role, host and port of its Kraken
+%%     listener). A member not heard from for ?DEADLINE ms is not live,
+%%     whatever distribution thinks (net_ticktime is 60 s: far too slow for a
+%%     hung node); a nodedown removes it at once;
+%%   - tells the engine the live cores, `{cluster, {Self, [{Name, Host,
+%%     Port}]}}', whenever that set changes and whenever the engine was
+%%     restarted. The engine decides ownership (cluster_hash.c) and carries
+%%     the messages.
+%%
+%% A core that misses heartbeats for ?DEADLINE ms and then speaks again is
+%% live again (it "comes back"). The heartbeats ride on distribution with
+%% `nosuspend': a hung member never blocks this process.
+-module(kraken_cluster).
+-behaviour(gen_server).
+
+-export([start_link/1, child_specs/1, clustered/1, status/0, node_name/1]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
+
+-include_lib("kernel/include/logger.hrl").
+
+-define(SCOPE, kraken_cluster_pg).
+-define(TICK, 250).
+-define(DEADLINE, 2000).
+
+-record(member, {pid :: pid(),
+                 info :: map(),
+                 heard :: integer()}).
+
+-record(state, {role :: core | proxy,
+                nodes :: [node()],
+                info :: map(),
+                members = #{} :: #{pid() => #member{}},
+                engine :: pid() | undefined,
+                sent :: term(),
+                connector :: pid() | undefined,
+                upstreams_warned = false :: boolean()}).
+
+%%% API
+
+%% @doc The supervisor children for a configuration: none on a single node.
+-spec child_specs([kraken_config:option()]) -> [supervisor:child_spec()].
+child_specs(Config) ->
+    case clustered(Config) of
+        false ->
+            [];
+        true ->
+            [#{id => kraken_cluster_pg, start => {pg, start_link, [?SCOPE]},
+               restart => permanent, shutdown => 5000, type => worker, modules => [pg]},
+             #{id => kraken_cluster, start => {?MODULE, start_link, [Config]},
+               restart => permanent, shutdown => 5000, type => worker,
+               modules => [?MODULE]}]
+    end.
+
+%% @doc Whether a configuration puts the node in a cluster.
+-spec clustered([kraken_config:option()]) -> boolean().
+clustered(Config) ->
+    proplists:get_value(role, Config, core) =:= proxy orelse
+        proplists:get_value(cluster_nodes, Config, []) =/= [].
+
+-spec start_link([kraken_config:option()]) -> {ok, pid()} | {error, term()}.
+start_link(Config) ->
+    gen_server:start_link({local, ?MODULE}, ?MODULE, Config, []).
+
+%% @doc This node and every member heard from: `{Node, Role, Host, Port,
+%% Live, MsSinceHeard}' (MsSinceHeard 0 for this node), sorted by node;
+%% `not_clustered' when the node is not in a cluster.
+-spec status() -> [{node(), core | proxy, binary(), integer(), boolean(), integer()}]
+                      | not_clustered.
+status() ->
+    case whereis(?MODULE) of
+        undefined -> not_clustered;
+        _ -> gen_server:call(?MODULE, status, 10000)
+    end.
+
+%% @doc `name' -> name@<this node's host>; `name@host' as it is.
+-spec node_name(atom()) -> node().
+node_name(Name) ->
+    case lists:member($@, atom_to_list(Name)) of
+        true ->
+            Name;
+        false ->
+            [_, Host] = string:split(atom_to_list(node()), "@"),
+            list_to_atom(atom_to_list(Name) ++ "@" ++ Host)
+    end.
+
+%%% gen_server callbacks
+
+init(Config) ->
+    case node() of
+        nonode@nohost ->
+            {stop, {shutdown, {bad_config, "kraken: role and cluster_nodes need a "
+                               "distributed node (bin/kraken names it)"}}};
+        _ ->
+            Role = proplists:get_value(role, Config),
+            Nodes = [node_name(N) || N <- proplists:get_value(cluster_nodes, Config),
+                                     node_name(N) =/= node()],
+            Info = #{node => node(), role => Role,
+                     host => advertised_host(proplists:get_value(listen_ip, Config)),
+                     port => kraken_engine:port()},
+            ok = pg:join(?SCOPE, Role, self()),
+            ok = net_kernel:monitor_nodes(true),
+            ?LOG_INFO("kraken cluster: ~s ~s, endpoint ~s:~b, joining ~0p",
+                      [Role, node(), maps:get(host, Info), maps:get(port, Info), Nodes]),
+            self() ! tick,
+            {ok, #state{role = Role, nodes = Nodes, info = Info,
+                        upstreams_warned = warn_upstreams(Config)}}
+    end.
+
+handle_call(status, _From, S = #state{members = Members, info = Info}) ->
+    Now = now_ms(),
+    Self = {node(), maps:get(role, Info), maps:get(host, Info), maps:get(port, Info),
+            true, 0},
+    Others = [{maps:get(node, I), maps:get(role, I), maps:get(host, I), maps:get(port, I),
+               Now - H =< ?DEADLINE, Now - H}
+              || #member{info = I, heard = H} <- maps:values(Members)],
+    {reply, lists:keysort(1, [Self | Others]), S};
+handle_call(_, _From, S) ->
+    {reply, {error, unknown_call}, S}.
+
+handle_cast(_, S) ->
+    {noreply, S}.
+
+handle_info(tick, S0) ->
+    erlang:send_after(?TICK, self(), tick),
+    S1 = connect(S0),
+    S2 = check_engine(S1),
+    heartbeat(S2),
+    {noreply, update(S2)};
+handle_info({kraken_hb, Pid, Info}, S = #state{members = Members}) when is_map(Info) ->
+    New = not maps:is_key(Pid, Members),
+    S1 = S#state{members = Members#{Pid => #member{pid = Pid, info = Info,
+                                                   heard = now_ms()}}},
+    case New of
+        true -> {noreply, update(S1)};   % a join shows at once
+        false -> {noreply, S1}
+    end;
+handle_info({nodedown, Node}, S = #state{members = Members}) ->
+    Gone = maps:filter(fun(P, _) -> node(P) =:= Node end, Members),
+    case maps:size(Gone) of
+        0 -> {noreply, S};
+        _ ->
+            ?LOG_WARNING("kraken cluster: lost the connection to node ~s", [Node]),
+            {noreply, update(S#state{members = maps:without(maps:keys(Gone), Members)})}
+    end;
+handle_info({nodeup, _}, S) ->
+    {noreply, S};
+handle_info({'EXIT', Pid, _}, S = #state{connector = Pid}) ->
+    {noreply, S#state{connector = undefined}};
+handle_info(_, S) ->
+    {noreply, S}.
+
+terminate(_, _) ->
+    ok.
+
+%%% Internal functions
+
+now_ms() ->
+    erlang:monotonic_time(millisecond).
+
+%% Connects to the configured nodes not connected yet, in a helper process
+%% (a connection attempt to an unreachable host can take seconds).
+connect(S = #state{connector = undefined, nodes = Nodes}) ->
+    case [N || N <- Nodes, not lists:member(N, nodes())] of
+        [] ->
+            S;
+        Missing ->
+            Pid = spawn_link(fun() -> [net_kernel:connect_node(N) || N <- Missing] end),
+            S#state{connector = Pid}
+    end;
+connect(S) ->
+    S.
+
+%% A restarted engine knows nothing of the cluster: tell it again.
+check_engine(S = #state{engine = Old, info = Info}) ->
+    case whereis(kraken_engine) of
+        Old ->
+            S;
+        New ->
+            Port = try kraken_engine:port() catch _:_ -> maps:get(port, Info) end,
+            S#state{engine = New, sent = undefined, info = Info#{port => Port}}
+    end.
+
+heartbeat(#state{info = Info}) ->
+    Msg = {kraken_hb, self(), Info},
+    [erlang:send(Pid, Msg, [noconnect, nosuspend])
+     || Group <- [core, proxy], Pid <- pg:get_members(?SCOPE, Group), Pid =/= self()],
+    ok.
+
+%% Drops the members not heard from within the deadline, and tells the
+%% engine the live cores when they changed.
+update(S = #state{members = Members0, role = Role, info = Info, sent = Sent}) ->
+    Now = now_ms(),
+    {Live, Dead} = lists:partition(fun(#member{heard = H}) -> Now - H =< ?DEADLINE end,
+                                   maps:values(Members0)),
+    [?LOG_WARNING("kraken cluster: ~s ~s silent for ~b ms; no longer live",
+                  [maps:get(role, I), maps:get(node, I), Now - H])
+     || #member{info = I, heard = H} <- Dead],
+    Members = maps:from_list([{P, M} || M = #member{pid = P} <- Live]),
+    Cores = lists:usort([endpoint(Info) || Role =:= core] ++
+                            [endpoint(I) || #member{info = I} <- Live,
+                                            maps:get(role, I) =:= core]),
+    S1 = S#state{members = Members},
+    case Cores =:= Sent of
+        true ->
+            S1;
+        false ->
+            Self = atom_to_binary(node()),
+            case catch kraken_engine:call({cluster, {Self, Cores}}) of
+                ok ->
+                    ?LOG_INFO("kraken cluster: live cores ~s",
+                              [lists:join(" ", [N || {N, _, _} <- Cores])]),
+                    S1#state{sent = Cores};
+                Other ->
+                    ?LOG_WARNING("kraken cluster: the engine refused the core list: ~0p",
+                                 [Other]),
+                    S1#state{sent = undefined}
+            end
+    end.
+
+endpoint(#{node := Node, host := Host, port := Port}) ->
+    {atom_to_binary(Node), Host, Port}.
+
+%% The address other nodes' engines connect to: listen_ip when it is one
+%% address, else the address of this node's host name.
+advertised_host(Ip) when Ip =:= <<"0.0.0.0">>; Ip =:= <<"::">> ->
+    [_, Host] = string:split(atom_to_list(node()), "@"),
+    case inet:getaddr(Host, inet) of
+        {ok, Addr} -> list_to_binary(inet:ntoa(Addr));
+        {error, _} -> <<"127.0.0.1">>
+    end;
+advertised_host(Ip) ->
+    Ip.
+
+warn_upstreams(Config) ->
+    case proplists:get_value(upstreams, Config) of
+        [] -> false;
+        Ups ->
+            ?LOG_WARNING("kraken cluster: upstreams ~0p ignored: static upstreams are "
+                         "not implemented yet (docs/cluster.md)", [Ups]),
+            true
+    end.
