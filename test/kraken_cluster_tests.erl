@@ -1,0 +1,299 @@
+%% @doc The cluster (docs/cluster.md) on real nodes started by bin/kraken on
+%% loopback: 3 cores and 2 proxies, each with its own node name and a free
+%% port, joined through `cluster_nodes'.
+%%
+%%   - membership: every node sees the 5 members and the 3 live cores, and
+%%     every engine has its links up (`bin/kraken cluster_status');
+%%   - exactly once: clients on every node (cores and proxies) subscribe to
+%%     the same topics and publish entries spanning several cores; each
+%%     client gets each (entry, topic) pair exactly once, except its own
+%%     entries, which it never gets;
+%%   - a core killed with kill -9: within 3 s the clients that held one of
+%%     its topics, on a proxy and on another core, are disconnected with a
+%%     log line saying why; the others are not disturbed; its topics move to
+%%     the survivors.
+%%
+%% This node becomes a distributed node to make rpc calls to them.
+-module(kraken_cluster_tests).
+
+-include_lib("eunit/include/eunit.hrl").
+
+-define(NTOPICS, 24).
+-define(PER_CLIENT, 15).
+
+cluster_test_() ->
+    {setup, fun setup/0, fun cleanup/1,
+     fun(Ctx) ->
+             {inorder,
+              [{timeout, 60, {"membership: 3 cores, 2 proxies, links up",
+                              fun() -> membership(Ctx) end}},
+               {timeout, 60, {"each (entry, topic) reaches each subscriber exactly once, "
+                              "never its publisher", fun() -> exactly_once(Ctx) end}},
+               {timeout, 60, {"kill -9 of a core: its topics' holders disconnected within "
+                              "3 s, the others undisturbed, topics moved",
+                              fun() -> core_killed(Ctx) end}}]}
+     end}.
+
+%%% Set-up: five nodes
+
+-define(CORES, [c1, c2, c3]).
+-define(PROXIES, [p1, p2]).
+
+setup() ->
+    Tmp = filename:join(["/tmp", "kraken_cluster_test_" ++ os:getpid()]),
+    ok = filelib:ensure_dir(filename:join(Tmp, "x")),
+    Script = filename:absname("bin/kraken"),
+    Ebin = filename:dirname(code:which(kraken)),
+    Engine = case os:getenv("KRAKEN_ENGINE") of
+                 false -> [];
+                 "" -> [];
+                 Path -> ["-kraken", "engine_executable", "\"" ++ Path ++ "\""]
+             end,
+    _ = os:cmd("epmd -daemon"),
+    Distributed = case node() of
+                      nonode@nohost ->
+                          {ok, _} = net_kernel:start([list_to_atom("kraken_cluster_test_" ++
+                                                                       os:getpid()),
+                                                      shortnames]),
+                          true;
+                      _ ->
+                          false
+                  end,
+    [_, Host] = string:split(atom_to_list(node()), "@"),
+    Prefix = "kcl" ++ os:getpid() ++ "_",
+    Names = ?CORES ++ ?PROXIES,
+    Ports = maps:from_list([{N, free_port()} || N <- Names]),
+    Ctx0 = #{tmp => Tmp, script => Script, ebin => Ebin, host => Host, prefix => Prefix,
+             ports => Ports, distributed => Distributed},
+    Join = fun(c1) -> c2; (_) -> c1 end,
+    Self = self(),
+    [spawn_link(fun() ->
+                        Role = case lists:member(N, ?PROXIES) of true -> "proxy"; false -> "core" end,
+                        Args = ["start", "-kraken", "tcp_server_port",
+                                integer_to_list(maps:get(N, Ports)),
+                                "-kraken", "listen_ip", "\"127.0.0.1\"",
+                                "-kraken", "role", Role,
+                                "-kraken", "cluster_nodes",
+                                "[" ++ node_name(Ctx0, Join(N)) ++ "]"] ++ Engine,
+                        Self ! {started, N, script(Ctx0, N, Args)}
+                end) || N <- Names],
+    OsPids = maps:from_list(
+               [receive
+                    {started, N, {0, Out}} ->
+                        {match, [P]} = re:run(Out, "\\(os pid (\\d+)\\)",
+                                              [{capture, all_but_first, list}]),
+                        {N, list_to_integer(P)};
+                    {started, N, Other} ->
+                        error({start_failed, N, Other})
+                after 90000 -> error(start_timeout)
+                end || N <- Names]),
+    Ctx0#{os_pids => OsPids}.
+
+cleanup(Ctx = #{tmp := Tmp, distributed := Distributed, os_pids := OsPids}) ->
+    Self = self(),
+    [spawn(fun() -> Self ! {stopped, script(Ctx, N, ["stop"])} end)
+     || N <- ?CORES ++ ?PROXIES],
+    [receive {stopped, _} -> ok after 60000 -> ok end || _ <- ?CORES ++ ?PROXIES],
+    [_ = os:cmd("kill -9 " ++ integer_to_list(P) ++ " 2>/dev/null")
+     || P <- maps:values(OsPids)],
+    Distributed andalso net_kernel:stop(),
+    _ = os:cmd("rm -rf '" ++ Tmp ++ "'"),
+    ok.
+
+script(#{script := Script, tmp := Tmp, ebin := Ebin} = Ctx, Name, Args) ->
+    Env = [{"KRAKEN_LOG_DIR", Tmp}, {"KRAKEN_EBIN", Ebin},
+           {"KRAKEN_NODE_NAME", node_name(Ctx, Name)}],
+    Port = open_port({spawn_executable, Script},
+                     [{args, Args}, {env, Env}, {cd, Tmp}, exit_status, stderr_to_stdout,
+                      binary]),
+    collect(Port, []).
+
+collect(Port, Acc) ->
+    receive
+        {Port, {data, D}} -> collect(Port, [D | Acc]);
+        {Port, {exit_status, S}} -> {S, binary_to_list(iolist_to_binary(lists:reverse(Acc)))}
+    after 90000 -> error(script_timeout)
+    end.
+
+node_name(#{prefix := Prefix}, Name) ->
+    Prefix ++ atom_to_list(Name).
+
+node_atom(Ctx = #{host := Host}, Name) ->
+    list_to_atom(node_name(Ctx, Name) ++ "@" ++ Host).
+
+free_port() ->
+    {ok, L} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
+    {ok, Port} = inet:port(L),
+    ok = gen_tcp:close(L),
+    Port.
+
+rpc(Ctx, Name, M, F, A) ->
+    rpc:call(node_atom(Ctx, Name), M, F, A, 10000).
+
+wait_until(F, Ms) ->
+    Deadline = erlang:monotonic_time(millisecond) + Ms,
+    wait_until_(F, Deadline).
+
+wait_until_(F, Deadline) ->
+    case F() of
+        true -> ok;
+        false ->
+            case erlang:monotonic_time(millisecond) > Deadline of
+                true -> error(timeout);
+                false -> timer:sleep(50), wait_until_(F, Deadline)
+            end
+    end.
+
+%% Whether the node's engine has Cores (names) as live cores, each link up.
+links_up(Ctx, Name, Cores) ->
+    Want = lists:sort([list_to_binary(atom_to_list(node_atom(Ctx, C))) || C <- Cores]),
+    case rpc(Ctx, Name, kraken_engine, call, [cluster_status]) of
+        L when is_list(L) ->
+            lists:sort([N || {N, _, _, _, _, _, _, _, _} <- L]) =:= Want andalso
+                lists:all(fun({_, S, _, _, _, _, _, _, _}) -> S =:= up orelse S =:= self end, L);
+        _ ->
+            false
+    end.
+
+%% The topics held upstream by a node's engine, summed over its links.
+upstream_topics(Ctx, Name) ->
+    lists:sum([T || {_, _, _, _, T, _, _, _, _} <- rpc(Ctx, Name, kraken_engine, call,
+                                                        [cluster_status])]).
+
+owner(Ctx, Name, Topic) ->
+    case rpc(Ctx, Name, kraken_engine, call, [{cluster_owner, Topic}]) of
+        local -> node_atom(Ctx, Name);
+        Bin when is_binary(Bin) -> binary_to_atom(Bin)
+    end.
+
+connect(Ctx, Name) ->
+    {ok, S} = kraken_client:connect({127, 0, 0, 1}, maps:get(Name, maps:get(ports, Ctx))),
+    S.
+
+%%% Tests
+
+membership(Ctx) ->
+    All = ?CORES ++ ?PROXIES,
+    ok = wait_until(fun() -> lists:all(fun(N) -> links_up(Ctx, N, ?CORES) end, All) end,
+                    20000),
+    %% bin/kraken cluster_status on a proxy: every member, live, links up.
+    {0, Out} = script(Ctx, p1, ["cluster_status"]),
+    [?assert(re:run(Out, node_name(Ctx, N) ++ "@\\S+\\s+core\\s+127.0.0.1:\\d+\\s+\\S+ ago\\s+up",
+                    [{capture, none}]) =:= match) || N <- ?CORES],
+    ?assertMatch({match, _}, re:run(Out, node_name(Ctx, p2) ++ "@\\S+\\s+proxy")),
+    ?assertMatch({match, _}, re:run(Out, node_name(Ctx, p1) ++ "@\\S+\\s+proxy\\s+\\S+\\s+self")),
+    %% A node that is not clustered says so.
+    ok.
+
+exactly_once(Ctx) ->
+    All = ?CORES ++ ?PROXIES,
+    Topics = [list_to_binary("topic_" ++ integer_to_list(I)) || I <- lists:seq(1, ?NTOPICS)],
+    %% The topics spread over the three cores, and every node agrees.
+    Owners = [owner(Ctx, p1, T) || T <- Topics],
+    ?assertEqual(Owners, [owner(Ctx, p2, T) || T <- Topics]),
+    ?assertEqual(3, length(lists:usort(Owners))),
+    %% Two clients on every node, each subscribed to every topic.
+    Clients = [{{N, I}, connect(Ctx, N)} || N <- All, I <- [1, 2]],
+    [ok = kraken_client:subscribe(S, Topics) || {_, S} <- Clients],
+    %% Each node holds upstream exactly the topics it does not own.
+    [ok = wait_until(fun() ->
+                             Own = length([T || T <- Topics,
+                                                owner(Ctx, N, T) =:= node_atom(Ctx, N)]),
+                             upstream_topics(Ctx, N) =:= ?NTOPICS - Own
+                     end, 10000) || N <- All],
+    timer:sleep(300),   % the subscribe requests just written reach the cores
+    %% Each client publishes entries of 1 to 3 topics (often on several cores).
+    rand:seed(exsss, {1, 2, 3}),
+    Published = [{Id, [{pick(Topics, 1 + rand:uniform(3) - 1), payload(Id, K)}
+                       || K <- lists:seq(1, ?PER_CLIENT)]} || {Id, _} <- Clients],
+    [ok = kraken_client:publish(S, [E]) || {Id, S} <- Clients,
+                                           E <- proplists:get_value(Id, Published)],
+    %% Expected per client: every (payload, topic) of the others' entries.
+    [begin
+         Expected = lists:sort([{P, T} || {Other, Entries} <- Published, Other =/= Id,
+                                          {Ts, P} <- Entries, T <- Ts]),
+         Got = receive_pairs(S, length(Expected), 15000),
+         ?assertEqual({Id, length(Expected)}, {Id, length(Got)}),
+         ?assertEqual({Id, []}, {Id, Got -- lists:usort(Got)}),   % no duplicate
+         ?assertEqual({Id, Expected}, {Id, Got})
+     end || {Id, S} <- Clients],
+    %% Nothing more arrives later (no echo, no late duplicate).
+    timer:sleep(300),
+    [?assertEqual({Id, []}, {Id, kraken_client:receive_messages(S)}) || {Id, S} <- Clients],
+    [kraken_client:disconnect(S) || {_, S} <- Clients],
+    ok.
+
+pick(Topics, N) ->
+    lists:usort([lists:nth(rand:uniform(length(Topics)), Topics) || _ <- lists:seq(1, N)]).
+
+payload({Node, I}, K) ->
+    iolist_to_binary(io_lib:format("~s/~b/~b", [Node, I, K])).
+
+%% Polls until N (payload, topic) pairs arrived or the time is up; sorted.
+receive_pairs(S, N, Ms) ->
+    Deadline = erlang:monotonic_time(millisecond) + Ms,
+    receive_pairs(S, N, Deadline, []).
+
+receive_pairs(S, N, Deadline, Acc) ->
+    Msgs = kraken_client:receive_messages(S),
+    ?assert(is_list(Msgs)),
+    Acc1 = [{P, T} || {Ts, P} <- Msgs, T <- Ts] ++ Acc,
+    case length(Acc1) >= N orelse erlang:monotonic_time(millisecond) > Deadline of
+        true -> lists:sort(Acc1);
+        false -> timer:sleep(50), receive_pairs(S, N, Deadline, Acc1)
+    end.
+
+core_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
+    Victim = node_atom(Ctx, c3),
+    Survivor = node_atom(Ctx, c1),
+    Candidates = [list_to_binary("kill_" ++ integer_to_list(I)) || I <- lists:seq(1, 60)],
+    [Kept | _] = [T || T <- Candidates, owner(Ctx, p1, T) =:= Survivor],
+    [Lost | _] = [T || T <- Candidates, owner(Ctx, p1, T) =:= Victim],
+    X = connect(Ctx, p1), ok = kraken_client:subscribe(X, [Kept]),     % stays
+    Y = connect(Ctx, p1), ok = kraken_client:subscribe(Y, [Lost]),     % disconnected
+    Z = connect(Ctx, p2), ok = kraken_client:subscribe(Z, [Kept, Lost]), % disconnected
+    W = connect(Ctx, c1), ok = kraken_client:subscribe(W, [Lost]),     % disconnected (core)
+    Pub = connect(Ctx, p2),
+    timer:sleep(300),
+    ok = kraken_client:publish(Pub, [{[Kept, Lost], <<"before">>}]),
+    ok = wait_until(fun() -> kraken_client:receive_messages(X) =/= [] end, 5000),
+    T0 = erlang:monotonic_time(millisecond),
+    _ = os:cmd("kill -9 " ++ integer_to_list(maps:get(c3, OsPids))),
+    [closed_within(S, T0, 3000) || S <- [Y, Z, W]],
+    %% X was not disturbed: it still gets what is published to its topic.
+    ok = kraken_client:publish(Pub, [{[Kept], <<"after">>}]),
+    ok = wait_until(fun() -> lists:member({[Kept], <<"after">>},
+                                          kraken_client:receive_messages(X)) end, 5000),
+    %% The log says why, naming the client's topic and the core.
+    Log = filename:join(Tmp, node_name(Ctx, p1) ++ ".console.log"),
+    ok = wait_until(fun() ->
+                            {ok, Text} = file:read_file(Log),
+                            re:run(Text, "holds topic " ++ binary_to_list(Lost) ++
+                                       " owned by core " ++ atom_to_list(Victim),
+                                   [{capture, none}]) =:= match
+                    end, 3000),
+    %% Its topics moved: the lost topic works again, through the survivors.
+    ok = wait_until(fun() -> links_up(Ctx, p1, [c1, c2]) andalso links_up(Ctx, p2, [c1, c2])
+                    end, 5000),
+    ?assertNotEqual(Victim, owner(Ctx, p1, Lost)),
+    V = connect(Ctx, p1), ok = kraken_client:subscribe(V, [Lost]),
+    timer:sleep(300),
+    ok = kraken_client:publish(Pub, [{[Lost], <<"moved">>}]),
+    ok = wait_until(fun() -> kraken_client:receive_messages(V) =:= [{[Lost], <<"moved">>}] end,
+                    5000),
+    [kraken_client:disconnect(S) || S <- [X, V, Pub]],
+    ok.
+
+%% The server closes S (after its error line) within Ms of T0.
+closed_within(S, T0, Ms) ->
+    ok = inet:setopts(S, [{packet, raw}]),
+    closed_loop(S, T0, T0 + Ms).
+
+closed_loop(S, T0, Deadline) ->
+    Left = Deadline - erlang:monotonic_time(millisecond),
+    ?assert(Left > 0),
+    case gen_tcp:recv(S, 0, Left) of
+        {ok, _ErrorLine} -> closed_loop(S, T0, Deadline);
+        {error, closed} -> ok;
+        {error, timeout} -> error({not_closed_within, Deadline - T0})
+    end.
