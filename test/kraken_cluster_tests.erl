@@ -11,7 +11,10 @@
 %%   - a core killed with kill -9: within 3 s the clients that held one of
 %%     its topics, on a proxy and on another core, are disconnected with a
 %%     log line saying why; the others are not disturbed; its topics move to
-%%     the survivors.
+%%     the survivors;
+%%   - a core hung (SIGSTOP of its node and engine): the same within 3 s
+%%     (heartbeats, not TCP, find it); after SIGCONT it is live again and its
+%%     topics go back to it.
 %%
 %% This node becomes a distributed node to make rpc calls to them.
 -module(kraken_cluster_tests).
@@ -31,7 +34,10 @@ cluster_test_() ->
                               "never its publisher", fun() -> exactly_once(Ctx) end}},
                {timeout, 60, {"kill -9 of a core: its topics' holders disconnected within "
                               "3 s, the others undisturbed, topics moved",
-                              fun() -> core_killed(Ctx) end}}]}
+                              fun() -> core_killed(Ctx) end}},
+               {timeout, 60, {"SIGSTOP of a core: its topics' holders disconnected within "
+                              "3 s; after SIGCONT it is live again and serves its topics",
+                              fun() -> core_hung(Ctx) end}}]}
      end}.
 
 %%% Set-up: five nodes
@@ -90,6 +96,8 @@ setup() ->
     Ctx0#{os_pids => OsPids}.
 
 cleanup(Ctx = #{tmp := Tmp, distributed := Distributed, os_pids := OsPids}) ->
+    [_ = os:cmd("kill -CONT -" ++ integer_to_list(P) ++ " 2>/dev/null")
+     || P <- maps:values(OsPids)],
     Self = self(),
     [spawn(fun() -> Self ! {stopped, script(Ctx, N, ["stop"])} end)
      || N <- ?CORES ++ ?PROXIES],
@@ -297,3 +305,38 @@ closed_loop(S, T0, Deadline) ->
         {error, closed} -> ok;
         {error, timeout} -> error({not_closed_within, Deadline - T0})
     end.
+
+core_hung(Ctx = #{os_pids := OsPids}) ->
+    Victim = node_atom(Ctx, c2),
+    Survivor = node_atom(Ctx, c1),
+    Candidates = [list_to_binary("hang_" ++ integer_to_list(I)) || I <- lists:seq(1, 60)],
+    [Kept | _] = [T || T <- Candidates, owner(Ctx, p1, T) =:= Survivor],
+    [Lost | _] = [T || T <- Candidates, owner(Ctx, p1, T) =:= Victim],
+    X = connect(Ctx, p1), ok = kraken_client:subscribe(X, [Kept]),
+    Y = connect(Ctx, p2), ok = kraken_client:subscribe(Y, [Lost]),
+    Pub = connect(Ctx, p1),
+    timer:sleep(300),
+    %% The node's process group: the Erlang VM and its engine.
+    Group = "-" ++ integer_to_list(maps:get(c2, OsPids)),
+    T0 = erlang:monotonic_time(millisecond),
+    _ = os:cmd("kill -STOP " ++ Group),
+    try
+        closed_within(Y, T0, 3000),
+        ok = kraken_client:publish(Pub, [{[Kept], <<"during">>}]),
+        ok = wait_until(fun() -> kraken_client:receive_messages(X) =:= [{[Kept], <<"during">>}]
+                        end, 5000),
+        ?assertEqual(Survivor, owner(Ctx, p1, Lost))
+    after
+        _ = os:cmd("kill -CONT " ++ Group)
+    end,
+    %% Back: live again everywhere, its topics are its own again.
+    ok = wait_until(fun() -> links_up(Ctx, p1, [c1, c2]) andalso links_up(Ctx, p2, [c1, c2])
+                    end, 10000),
+    ?assertEqual(Victim, owner(Ctx, p2, Lost)),
+    V = connect(Ctx, p2), ok = kraken_client:subscribe(V, [Lost]),
+    timer:sleep(300),
+    ok = kraken_client:publish(Pub, [{[Lost], <<"back">>}]),
+    ok = wait_until(fun() -> kraken_client:receive_messages(V) =:= [{[Lost], <<"back">>}] end,
+                    5000),
+    [kraken_client:disconnect(S) || S <- [X, V, Pub]],
+    ok.
