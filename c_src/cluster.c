@@ -35,6 +35,9 @@ struct cluster_core {
     int port;
     bool self;
     bool reopen;        /* its link broke: clients that subscribed meanwhile are stale */
+    int poll_ms;        /* > 0: may be polled (a static upstream) */
+    bool polling;       /* it refused push mode: its link polls */
+    struct event *poll; /* the polling timer (persistent) */
     struct conn *link;  /* NULL while down (a retry is scheduled) */
     struct event *retry;
     struct evbuffer *pend;
@@ -289,8 +292,39 @@ static void open_link(struct cluster_core *k)
     c->sub.push = true; /* exempt from the idle sweep: a link has nothing to ask */
     k->link = c;
     k->links++;
-    evbuffer_add(c->out, "set push 0 0 2 noreply\r\non\r\nversion\r\n", 37);
+    if (k->polling) {
+        /* The original Kraken: no push mode, no `version`; the first reply
+         * to a poll marks the link up. */
+        struct timeval tv = {k->poll_ms / 1000, (k->poll_ms % 1000) * 1000};
+        evbuffer_add(c->out, "get messages\r\n", 14);
+        event_add(k->poll, &tv);
+    } else {
+        evbuffer_add(c->out, "set push 0 0 2 noreply\r\non\r\nversion\r\n", 37);
+    }
     server_kick(c);
+}
+
+static void poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct cluster_core *k = arg;
+    (void)fd;
+    (void)what;
+    if (!k->link || conn_is_closing(k->link))
+        return;
+    emit(k); /* what is batched goes before the poll */
+    evbuffer_add(k->link->out, "get messages\r\n", 14);
+    server_kick(k->link);
+}
+
+bool cluster_link_push_refused(struct conn *link)
+{
+    struct cluster_core *k = link_state(link)->core;
+    if (!k || k->poll_ms <= 0 || k->polling)
+        return false;
+    k->polling = true;
+    klog(LOG_INFO, "cluster: upstream %s refused push mode; polling it every %d ms", k->name,
+         k->poll_ms);
+    return true;
 }
 
 void cluster_link_up(struct conn *link)
@@ -305,6 +339,8 @@ void cluster_link_closed(struct conn *link)
     struct cluster_core *k = link_state(link)->core;
     link_state(link)->core = NULL;
     k->link = NULL;
+    if (k->poll)
+        event_del(k->poll);
     evbuffer_drain(k->pend, evbuffer_get_length(k->pend));
     k->pend_op = OP_NONE;
     if (link_state(link)->up)
@@ -327,6 +363,8 @@ static void free_core(struct cluster_core *k)
     }
     if (k->retry)
         event_free(k->retry);
+    if (k->poll)
+        event_free(k->poll);
     if (k->pend)
         evbuffer_free(k->pend);
     free(k->name);
@@ -380,7 +418,7 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
                       const struct cluster_member *m, size_t n, char *err, size_t errlen)
 {
     for (size_t i = 0; i < n; i++) {
-        if (m[i].name_len == 0 || m[i].port < 1 || m[i].port > 65535 ||
+        if (m[i].name_len == 0 || m[i].port < 1 || m[i].port > 65535 || m[i].poll_ms < 0 ||
             strlen(m[i].host) >= sizeof cl.cores[0]->host) {
             snprintf(err, errlen, "bad cluster member %zu", i);
             return -1;
@@ -416,7 +454,8 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
         for (size_t j = 0; j < cl.n && !cores[i]; j++) {
             struct cluster_core *o = cl.cores[j];
             if (!kept[j] && o->len == m[i].name_len && !memcmp(o->name, m[i].name, o->len) &&
-                o->port == m[i].port && !strcmp(o->host, m[i].host)) {
+                o->port == m[i].port && !strcmp(o->host, m[i].host) &&
+                o->poll_ms == m[i].poll_ms) {
                 cores[i] = o;
                 kept[j] = true;
             }
@@ -440,6 +479,8 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
             k->port = m[i].port;
             k->self = m[i].name_len == self_len && !memcmp(m[i].name, self, self_len);
             k->retry = evtimer_new(srv->base, retry_cb, k);
+            k->poll = event_new(srv->base, -1, EV_PERSIST, poll_cb, k);
+            k->poll_ms = m[i].poll_ms;
             cores[i] = k;
             fresh[i] = true;
         }
@@ -516,7 +557,8 @@ size_t cluster_status(struct cluster_core_status *out, size_t max)
             .name = k->name, .name_len = k->len, .host = k->host, .port = k->port,
             .state = k->self ? CLUSTER_SELF
                      : !k->link ? CLUSTER_DOWN
-                     : link_state(k->link)->up ? CLUSTER_UP : CLUSTER_CONNECTING,
+                     : !link_state(k->link)->up ? CLUSTER_CONNECTING
+                     : k->polling ? CLUSTER_POLLING : CLUSTER_UP,
             .received = k->link ? link_state(k->link)->received : 0,
             .sent = k->sent, .dropped = k->dropped, .links = k->links,
         };

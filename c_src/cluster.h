@@ -38,6 +38,9 @@ struct cluster_member {
     size_t name_len;
     const char *host; /* numeric address of its Kraken port */
     int port;
+    /* > 0: a static upstream that may refuse push mode (the original Kraken):
+     * then its link polls `get messages` every poll_ms instead. */
+    int poll_ms;
 };
 
 /* Sets this node's name and the live cores (self among them for a core).
@@ -45,7 +48,8 @@ struct cluster_member {
 int cluster_configure(struct server *srv, const char *self, size_t self_len,
                       const struct cluster_member *cores, size_t n, char *err, size_t errlen);
 
-enum cluster_link_state { CLUSTER_SELF, CLUSTER_UP, CLUSTER_CONNECTING, CLUSTER_DOWN };
+enum cluster_link_state { CLUSTER_SELF, CLUSTER_UP, CLUSTER_CONNECTING, CLUSTER_DOWN,
+                          CLUSTER_POLLING };
 
 struct cluster_core_status {
     const char *name;
@@ -69,5 +73,8 @@ int cluster_owner_name(const char *topic, size_t len, const char **name, size_t 
 /* From proto_link.c. */
 void cluster_link_up(struct conn *link);
 void cluster_link_closed(struct conn *link);
+/* The peer answered the link's `set push` with an error: returns true when
+ * it should be polled instead (the link then closes and is reopened). */
+bool cluster_link_push_refused(struct conn *link);
 
 #endif

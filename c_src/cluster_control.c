@@ -1,13 +1,15 @@
 /* cluster_control.c - control-channel requests of the cluster; see
  * cluster_control.h.
  *
- *   {cluster, {Self, [{Name, Host, Port}]}}  -> ok | {error, Reason}
+ *   {cluster, {Self, [{Name, Host, Port} | {Name, Host, Port, PollMs}]}}
+ *                                            -> ok | {error, Reason}
  *       Self, Name, Host: binaries (Host numeric); Port: integer.  The live
- *       cores (Self among them on a core), as kraken_cluster sees them.
+ *       cores (Self among them on a core), as kraken_cluster sees them, and
+ *       the static upstreams (PollMs: poll interval if one refuses push).
  *   {cluster_owner, Topic}                   -> NodeName | local
  *   cluster_status                           -> [{Name, State, Host, Port, Topics,
  *                                                 Received, Sent, Dropped, Links}]
- *       State: self | up | connecting | down. */
+ *       State: self | up | connecting | down | polling. */
 #include "cluster_control.h"
 
 #include <stdlib.h>
@@ -73,11 +75,14 @@ static void handle_cluster(struct server *srv, const char *buf, int *idx, ei_x_b
     for (int i = 0; i < n; i++) {
         long long port;
         size_t hl;
-        if (ei_decode_tuple_header(buf, idx, &arity) < 0 || arity != 3 ||
+        long long poll = 0;
+        if (ei_decode_tuple_header(buf, idx, &arity) < 0 || (arity != 3 && arity != 4) ||
             !(texts[ntexts++] = decode_bin(buf, idx, MAX_NAME, &m[i].name_len)) ||
             !(texts[ntexts++] = decode_bin(buf, idx, 64, &hl)) ||
-            ei_decode_longlong(buf, idx, &port) < 0)
+            ei_decode_longlong(buf, idx, &port) < 0 ||
+            (arity == 4 && ei_decode_longlong(buf, idx, &poll) < 0))
             goto bad;
+        m[i].poll_ms = poll >= 0 && poll <= 3600000 ? (int)poll : -1;
         m[i].name = texts[ntexts - 2];
         m[i].host = texts[ntexts - 1];
         m[i].port = port >= 0 && port <= 65535 ? (int)port : -1;
@@ -122,7 +127,7 @@ int cluster_control_tuple(struct server *srv, const char *tag, const char *buf, 
 
 int cluster_control_atom(struct server *srv, const char *atom, ei_x_buff *x)
 {
-    static const char *const states[] = {"self", "up", "connecting", "down"};
+    static const char *const states[] = {"self", "up", "connecting", "down", "polling"};
     (void)srv;
     if (strcmp(atom, "cluster_status") != 0)
         return 0;

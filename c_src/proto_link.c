@@ -5,10 +5,14 @@
  *
  * What arrives:
  *   VERSION <v>                      the handshake's answer: the link is up
+ *   END                              a poll's empty answer (a polled upstream):
+ *                                    the link is up
  *   VALUE messages 0 <n> ... END     a pushed block: each entry is published
  *                                    into the local router with the link as
  *                                    publisher (cluster.c never forwards those)
  *   STORED, NOT_FOUND, END           ignored (nothing asks for them today)
+ *   an error before the link is up, from a static upstream: it refused push
+ *                                    mode; the link reopens in polling mode
  *   anything else (ERROR, CLIENT_ERROR, SERVER_ERROR ...)
  *                                    logged; the link closes (cluster.c then
  *                                    disconnects the clients that depended on it)
@@ -85,16 +89,23 @@ static enum conn_status link_process(struct conn *c)
                 publish_block(c, buf + linelen + 2, (size_t)n + 2) < 0)
                 break;
             evbuffer_drain(in, need);
-            continue;
-        }
-        if (starts(line, linelen, "VERSION ")) {
             if (!link_state(c)->up) {
                 link_state(c)->up = true;
                 cluster_link_up(c);
             }
+            continue;
+        }
+        bool end = linelen == 3 && starts(line, linelen, "END");
+        if (starts(line, linelen, "VERSION ") || end) {
+            /* VERSION: the handshake's answer; END: a poll's (polled links) */
+            if (!link_state(c)->up) {
+                link_state(c)->up = true;
+                cluster_link_up(c);
+            }
+        } else if (!link_state(c)->up && cluster_link_push_refused(c)) {
+            return CONN_CLOSE; /* reopened in polling mode */
         } else if (!(linelen == 6 && starts(line, linelen, "STORED")) &&
-                   !(linelen == 9 && starts(line, linelen, "NOT_FOUND")) &&
-                   !(linelen == 3 && starts(line, linelen, "END"))) {
+                   !(linelen == 9 && starts(line, linelen, "NOT_FOUND"))) {
             klog(LOG_WARNING, "upstream link %" PRIu64 " (%s): the peer said: %.*s", c->sub.id,
                  c->peer, (int)(linelen < 200 ? linelen : 200), line);
             return CONN_CLOSE;

@@ -15,7 +15,9 @@
 %%   - tells the engine the live cores, `{cluster, {Self, [{Name, Host,
 %%     Port}]}}', whenever that set changes and whenever the engine was
 %%     restarted. The engine decides ownership (cluster_hash.c) and carries
-%%     the messages.
+%%     the messages. The static `upstreams' (Kraken nodes outside the Erlang
+%%     cluster) are always in that list, as `{<<"host:port">>, Ip, Port,
+%%     upstream_poll_ms}': the engine polls one that refuses push mode.
 %%
 %% A core that misses heartbeats for ?DEADLINE ms and then speaks again is
 %% live again (it "comes back"). The heartbeats ride on distribution with
@@ -29,8 +31,8 @@
 -include_lib("kernel/include/logger.hrl").
 
 -define(SCOPE, kraken_cluster_pg).
--define(TICK, 250).
--define(DEADLINE, 2000).
+-define(TICK, 200).
+-define(DEADLINE, 1600).
 
 -record(member, {pid :: pid(),
                  info :: map(),
@@ -43,7 +45,7 @@
                 engine :: pid() | undefined,
                 sent :: term(),
                 connector :: pid() | undefined,
-                upstreams_warned = false :: boolean()}).
+                upstreams = [] :: [{binary(), binary(), integer(), integer()}]}).
 
 %%% API
 
@@ -72,10 +74,11 @@ start_link(Config) ->
     gen_server:start_link({local, ?MODULE}, ?MODULE, Config, []).
 
 %% @doc This node and every member heard from: `{Node, Role, Host, Port,
-%% Live, MsSinceHeard}' (MsSinceHeard 0 for this node), sorted by node;
+%% Live, MsSinceHeard}' (MsSinceHeard 0 for this node), sorted by node, then
+%% the static upstreams as `{<<"host:port">>, upstream, Ip, Port, true, -1}';
 %% `not_clustered' when the node is not in a cluster.
--spec status() -> [{node(), core | proxy, binary(), integer(), boolean(), integer()}]
-                      | not_clustered.
+-spec status() -> [{node() | binary(), core | proxy | upstream, binary(), integer(),
+                   boolean(), integer()}] | not_clustered.
 status() ->
     case whereis(?MODULE) of
         undefined -> not_clustered;
@@ -112,18 +115,19 @@ init(Config) ->
             ?LOG_INFO("kraken cluster: ~s ~s, endpoint ~s:~b, joining ~0p",
                       [Role, node(), maps:get(host, Info), maps:get(port, Info), Nodes]),
             self() ! tick,
-            {ok, #state{role = Role, nodes = Nodes, info = Info,
-                        upstreams_warned = warn_upstreams(Config)}}
+            Upstreams = upstreams(Config),
+            {ok, #state{role = Role, nodes = Nodes, info = Info, upstreams = Upstreams}}
     end.
 
-handle_call(status, _From, S = #state{members = Members, info = Info}) ->
+handle_call(status, _From, S = #state{members = Members, info = Info, upstreams = Ups}) ->
     Now = now_ms(),
     Self = {node(), maps:get(role, Info), maps:get(host, Info), maps:get(port, Info),
             true, 0},
     Others = [{maps:get(node, I), maps:get(role, I), maps:get(host, I), maps:get(port, I),
                Now - H =< ?DEADLINE, Now - H}
               || #member{info = I, heard = H} <- maps:values(Members)],
-    {reply, lists:keysort(1, [Self | Others]), S};
+    Static = [{Name, upstream, Host, Port, true, -1} || {Name, Host, Port, _} <- Ups],
+    {reply, lists:keysort(1, [Self | Others]) ++ Static, S};
 handle_call(_, _From, S) ->
     {reply, {error, unknown_call}, S}.
 
@@ -198,7 +202,8 @@ heartbeat(#state{info = Info}) ->
 
 %% Drops the members not heard from within the deadline, and tells the
 %% engine the live cores when they changed.
-update(S = #state{members = Members0, role = Role, info = Info, sent = Sent}) ->
+update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
+                  upstreams = Upstreams}) ->
     Now = now_ms(),
     {Live, Dead} = lists:partition(fun(#member{heard = H}) -> Now - H =< ?DEADLINE end,
                                    maps:values(Members0)),
@@ -208,7 +213,8 @@ update(S = #state{members = Members0, role = Role, info = Info, sent = Sent}) ->
     Members = maps:from_list([{P, M} || M = #member{pid = P} <- Live]),
     Cores = lists:usort([endpoint(Info) || Role =:= core] ++
                             [endpoint(I) || #member{info = I} <- Live,
-                                            maps:get(role, I) =:= core]),
+                                            maps:get(role, I) =:= core] ++
+                            Upstreams),
     S1 = S#state{members = Members},
     case Cores =:= Sent of
         true ->
@@ -218,7 +224,7 @@ update(S = #state{members = Members0, role = Role, info = Info, sent = Sent}) ->
             case catch kraken_engine:call({cluster, {Self, Cores}}) of
                 ok ->
                     ?LOG_INFO("kraken cluster: live cores ~s",
-                              [lists:join(" ", [N || {N, _, _} <- Cores])]),
+                              [lists:join(" ", [element(1, C) || C <- Cores])]),
                     S1#state{sent = Cores};
                 Other ->
                     ?LOG_WARNING("kraken cluster: the engine refused the core list: ~0p",
@@ -241,11 +247,20 @@ advertised_host(Ip) when Ip =:= <<"0.0.0.0">>; Ip =:= <<"::">> ->
 advertised_host(Ip) ->
     Ip.
 
-warn_upstreams(Config) ->
-    case proplists:get_value(upstreams, Config) of
-        [] -> false;
-        Ups ->
-            ?LOG_WARNING("kraken cluster: upstreams ~0p ignored: static upstreams are "
-                         "not implemented yet (docs/cluster.md)", [Ups]),
-            true
+%% The static upstreams: always live, named "host:port" as configured, with
+%% the interval at which to poll one that refuses push mode.
+upstreams(Config) ->
+    Poll = proplists:get_value(upstream_poll_ms, Config),
+    [{list_to_binary(Host ++ ":" ++ integer_to_list(Port)), resolve(Host), Port, Poll}
+     || {Host, Port} <- proplists:get_value(upstreams, Config)].
+
+resolve(Host) ->
+    case inet:parse_address(Host) of
+        {ok, Addr} ->
+            list_to_binary(inet:ntoa(Addr));
+        {error, _} ->
+            case inet:getaddr(Host, inet) of
+                {ok, Addr} -> list_to_binary(inet:ntoa(Addr));
+                {error, _} -> list_to_binary(Host)   % the engine will fail to connect, and say so
+            end
     end.

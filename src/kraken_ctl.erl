@@ -124,20 +124,22 @@ cluster_status() ->
 member_row({Node, Role, Host, Port, Live, Ago}, Links) ->
     Heard = case {Node =:= node(), Live} of
                 {true, _} -> "self";
+                {false, _} when Role =:= upstream -> "static";
                 {false, true} -> io_lib:format("~.1fs ago", [Ago / 1000]);
                 {false, false} -> lists:flatten(io_lib:format("dead (~bs)", [Ago div 1000]))
             end,
     Endpoint = io_lib:format("~s:~b", [Host, Port]),
-    NodeBin = atom_to_binary(Node),
+    NodeBin = if is_atom(Node) -> atom_to_binary(Node); true -> Node end,
+    NodeStr = binary_to_list(NodeBin),
     Link = [{State, Topics, Received, Sent, Dropped}
             || {N, State, _, _, Topics, Received, Sent, Dropped, _} <- Links, N =:= NodeBin],
     case Link of
         [{State, Topics, Received, Sent, Dropped}] when State =/= self ->
-            {atom_to_list(Node), atom_to_list(Role), Endpoint, Heard, atom_to_list(State),
+            {NodeStr, atom_to_list(Role), Endpoint, Heard, atom_to_list(State),
              integer_to_list(Topics), integer_to_list(Sent), integer_to_list(Received),
              integer_to_list(Dropped)};
         _ ->
-            {atom_to_list(Node), atom_to_list(Role), Endpoint, Heard, "-", "-", "-", "-",
+            {NodeStr, atom_to_list(Role), Endpoint, Heard, "-", "-", "-", "-",
              "-"}
     end.
 
