@@ -88,7 +88,7 @@ test-c: $(addprefix build/test/,$(UNIT_TESTS)) $(addprefix build/test-clang/,$(U
 
 test-erlang: all
 	rebar3 eunit
-	KRAKEN_ENGINE=$(CURDIR)/priv/kraken_engine_asan rebar3 eunit --module=kraken_blackbox_tests,kraken_ops_tests
+	KRAKEN_ENGINE=$(CURDIR)/priv/kraken_engine_asan rebar3 eunit --module=kraken_blackbox_tests,kraken_ops_tests,kraken_cluster_tests
 
 test-blackbox: all
 	/usr/bin/python3 test/pymemcache_test.py

@@ -24,6 +24,11 @@
 
 #define RETRY_MS 300
 #define PEND_MAX (256u << 10)
+/* Link liveness: a `version` every PING_MS on a push link (a poll on a
+ * polled one); a link with a request unanswered for DEAD_MS is closed as
+ * broken.  This finds what TCP does not: a hung engine, a stalled path. */
+#define PING_MS 500
+#define DEAD_MS 1500
 
 enum op { OP_NONE, OP_SUB, OP_UNSUB, OP_PUB };
 static const char *const op_names[] = {"", "subscribe", "unsubscribe", "publish"};
@@ -38,6 +43,8 @@ struct cluster_core {
     int poll_ms;        /* > 0: may be polled (a static upstream) */
     bool polling;       /* it refused push mode: its link polls */
     struct event *poll; /* the polling timer (persistent) */
+    struct event *ping; /* the liveness timer (persistent) */
+    int64_t asked_ms;   /* when the oldest unanswered ping or poll was sent, -1: none */
     struct conn *link;  /* NULL while down (a retry is scheduled) */
     struct event *retry;
     struct evbuffer *pend;
@@ -90,10 +97,22 @@ static void emit(struct cluster_core *k)
 {
     size_t len = evbuffer_get_length(k->pend);
     if (len && k->link && !conn_is_closing(k->link)) {
-        evbuffer_add_printf(k->link->out, "set %s 0 0 %zu noreply\r\n", op_names[k->pend_op], len);
-        evbuffer_add_buffer(k->link->out, k->pend);
-        evbuffer_add(k->link->out, "\r\n", 2);
-        server_kick(k->link);
+        struct conn *c = k->link;
+        evbuffer_add_printf(c->out, "set %s 0 0 %zu noreply\r\n", op_names[k->pend_op], len);
+        evbuffer_add_buffer(c->out, k->pend);
+        evbuffer_add(c->out, "\r\n", 2);
+        size_t waiting = evbuffer_get_length(c->out);
+        if (waiting > c->eng->cfg.max_queue_bytes) {
+            /* The core does not read: give up on it as on a broken link
+             * (its holders here are disconnected when the link closes). */
+            klog(LOG_WARNING,
+                 "cluster: core %s is not reading its link (%zu bytes waiting, over "
+                 "max_client_queue_bytes); closing the link",
+                 k->name, waiting);
+            server_doom(c, NULL);
+        } else {
+            server_kick(c);
+        }
     }
     evbuffer_drain(k->pend, evbuffer_get_length(k->pend));
     k->pend_op = OP_NONE;
@@ -259,6 +278,40 @@ static int index_of(const struct cluster_core *k)
 
 static void open_link(struct cluster_core *k);
 
+/* Sends a ping (or, polled, counts the polls as pings); closes a link whose
+ * oldest one waited DEAD_MS (or three poll intervals, if longer). */
+static void ping_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct cluster_core *k = arg;
+    (void)fd;
+    (void)what;
+    struct conn *c = k->link;
+    if (!c || conn_is_closing(c))
+        return;
+    int64_t now = engine_now_ms();
+    int64_t dead = k->polling && 3 * k->poll_ms > DEAD_MS ? 3 * k->poll_ms : DEAD_MS;
+    if (k->asked_ms >= 0 && now - k->asked_ms > dead) {
+        klog(link_state(c)->up ? LOG_WARNING : LOG_DEBUG,
+             "cluster: core %s (%s) did not answer for %" PRId64 " ms; closing the link",
+             k->name, c->peer, now - k->asked_ms);
+        server_doom(c, NULL);
+        return;
+    }
+    if (k->polling || k->asked_ms >= 0)
+        return; /* polls are the pings; or one is on its way */
+    k->asked_ms = now;
+    emit(k);
+    evbuffer_add(c->out, "version\r\n", 9);
+    server_kick(c);
+}
+
+void cluster_link_answered(struct conn *link)
+{
+    struct cluster_core *k = link_state(link)->core;
+    if (k)
+        k->asked_ms = -1;
+}
+
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -292,6 +345,9 @@ static void open_link(struct cluster_core *k)
     c->sub.push = true; /* exempt from the idle sweep: a link has nothing to ask */
     k->link = c;
     k->links++;
+    k->asked_ms = engine_now_ms(); /* the handshake (or first poll) is the first ping */
+    struct timeval ptv = {0, PING_MS * 1000};
+    event_add(k->ping, &ptv);
     if (k->polling) {
         /* The original Kraken: no push mode, no `version`; the first reply
          * to a poll marks the link up. */
@@ -312,6 +368,8 @@ static void poll_cb(evutil_socket_t fd, short what, void *arg)
     if (!k->link || conn_is_closing(k->link))
         return;
     emit(k); /* what is batched goes before the poll */
+    if (k->asked_ms < 0)
+        k->asked_ms = engine_now_ms();
     evbuffer_add(k->link->out, "get messages\r\n", 14);
     server_kick(k->link);
 }
@@ -341,6 +399,7 @@ void cluster_link_closed(struct conn *link)
     k->link = NULL;
     if (k->poll)
         event_del(k->poll);
+    event_del(k->ping);
     evbuffer_drain(k->pend, evbuffer_get_length(k->pend));
     k->pend_op = OP_NONE;
     if (link_state(link)->up)
@@ -365,6 +424,8 @@ static void free_core(struct cluster_core *k)
         event_free(k->retry);
     if (k->poll)
         event_free(k->poll);
+    if (k->ping)
+        event_free(k->ping);
     if (k->pend)
         evbuffer_free(k->pend);
     free(k->name);
@@ -480,6 +541,8 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
             k->self = m[i].name_len == self_len && !memcmp(m[i].name, self, self_len);
             k->retry = evtimer_new(srv->base, retry_cb, k);
             k->poll = event_new(srv->base, -1, EV_PERSIST, poll_cb, k);
+            k->ping = event_new(srv->base, -1, EV_PERSIST, ping_cb, k);
+            k->asked_ms = -1;
             k->poll_ms = m[i].poll_ms;
             cores[i] = k;
             fresh[i] = true;

@@ -72,6 +72,8 @@ int cluster_owner_name(const char *topic, size_t len, const char **name, size_t 
 
 /* From proto_link.c. */
 void cluster_link_up(struct conn *link);
+/* The peer answered a ping or a poll (VERSION, END or a polled VALUE block). */
+void cluster_link_answered(struct conn *link);
 void cluster_link_closed(struct conn *link);
 /* The peer answered the link's `set push` with an error: returns true when
  * it should be polled instead (the link then closes and is reopened). */

@@ -7,6 +7,7 @@
  *       cores (Self among them on a core), as kraken_cluster sees them, and
  *       the static upstreams (PollMs: poll interval if one refuses push).
  *   {cluster_owner, Topic}                   -> NodeName | local
+ *   ping                                     -> pong (the engine answers: it is not hung)
  *   cluster_status                           -> [{Name, State, Host, Port, Topics,
  *                                                 Received, Sent, Dropped, Links}]
  *       State: self | up | connecting | down | polling. */
@@ -129,6 +130,10 @@ int cluster_control_atom(struct server *srv, const char *atom, ei_x_buff *x)
 {
     static const char *const states[] = {"self", "up", "connecting", "down", "polling"};
     (void)srv;
+    if (strcmp(atom, "ping") == 0) {
+        ei_x_encode_atom(x, "pong"); /* kraken_cluster's health check */
+        return 1;
+    }
     if (strcmp(atom, "cluster_status") != 0)
         return 0;
     size_t n = cluster_status(NULL, 0);

@@ -89,6 +89,7 @@ static enum conn_status link_process(struct conn *c)
                 publish_block(c, buf + linelen + 2, (size_t)n + 2) < 0)
                 break;
             evbuffer_drain(in, need);
+            cluster_link_answered(c); /* a poll's answer (pushed blocks too: harmless) */
             if (!link_state(c)->up) {
                 link_state(c)->up = true;
                 cluster_link_up(c);
@@ -97,7 +98,8 @@ static enum conn_status link_process(struct conn *c)
         }
         bool end = linelen == 3 && starts(line, linelen, "END");
         if (starts(line, linelen, "VERSION ") || end) {
-            /* VERSION: the handshake's answer; END: a poll's (polled links) */
+            /* VERSION: the handshake's or a ping's answer; END: a poll's */
+            cluster_link_answered(c);
             if (!link_state(c)->up) {
                 link_state(c)->up = true;
                 cluster_link_up(c);

@@ -19,8 +19,10 @@
 %%     cluster) are always in that list, as `{<<"host:port">>, Ip, Port,
 %%     upstream_poll_ms}': the engine polls one that refuses push mode.
 %%
-%% A core that misses heartbeats for ?DEADLINE ms and then speaks again is
-%% live again (it "comes back"). The heartbeats ride on distribution with
+%% A node whose engine does not answer a `ping' within ?ENGINE_DEADLINE ms
+%% (a hung engine under a live VM) sends no heartbeat until it does, so the
+%% others stop counting it live. A core that misses heartbeats for
+%% ?DEADLINE ms and then speaks again is live again (it "comes back"). The heartbeats ride on distribution with
 %% `nosuspend': a hung member never blocks this process.
 -module(kraken_cluster).
 -behaviour(gen_server).
@@ -33,6 +35,7 @@
 -define(SCOPE, kraken_cluster_pg).
 -define(TICK, 200).
 -define(DEADLINE, 1600).
+-define(ENGINE_DEADLINE, 1000).
 
 -record(member, {pid :: pid(),
                  info :: map(),
@@ -45,6 +48,10 @@
                 engine :: pid() | undefined,
                 sent :: term(),
                 connector :: pid() | undefined,
+                ready_at :: integer(),
+                engine_ok_at :: integer(),
+                checker :: pid() | undefined,
+                engine_hung = false :: boolean(),
                 upstreams = [] :: [{binary(), binary(), integer(), integer()}]}).
 
 %%% API
@@ -99,6 +106,7 @@ node_name(Name) ->
 %%% gen_server callbacks
 
 init(Config) ->
+    process_flag(trap_exit, true),   % the connector and checker helpers' exits
     case node() of
         nonode@nohost ->
             {stop, {shutdown, {bad_config, "kraken: role and cluster_nodes need a "
@@ -116,7 +124,11 @@ init(Config) ->
                       [Role, node(), maps:get(host, Info), maps:get(port, Info), Nodes]),
             self() ! tick,
             Upstreams = upstreams(Config),
-            {ok, #state{role = Role, nodes = Nodes, info = Info, upstreams = Upstreams}}
+            %% The engine gets a view only once the members had a tick or two
+            %% to be heard: a restarted kraken_cluster must not tell it that
+            %% every other core is gone.
+            {ok, #state{role = Role, nodes = Nodes, info = Info, upstreams = Upstreams,
+                        ready_at = now_ms() + 2 * ?TICK + 100, engine_ok_at = now_ms()}}
     end.
 
 handle_call(status, _From, S = #state{members = Members, info = Info, upstreams = Ups}) ->
@@ -138,8 +150,12 @@ handle_info(tick, S0) ->
     erlang:send_after(?TICK, self(), tick),
     S1 = connect(S0),
     S2 = check_engine(S1),
-    heartbeat(S2),
-    {noreply, update(S2)};
+    S3 = heartbeat(health_check(S2)),
+    {noreply, update(S3)};
+handle_info({engine_health, Pid, pong}, S = #state{checker = Pid}) ->
+    {noreply, S#state{checker = undefined, engine_ok_at = now_ms()}};
+handle_info({engine_health, Pid, _}, S = #state{checker = Pid}) ->
+    {noreply, S#state{checker = undefined}};
 handle_info({kraken_hb, Pid, Info}, S = #state{members = Members}) when is_map(Info) ->
     New = not maps:is_key(Pid, Members),
     S1 = S#state{members = Members#{Pid => #member{pid = Pid, info = Info,
@@ -160,6 +176,8 @@ handle_info({nodeup, _}, S) ->
     {noreply, S};
 handle_info({'EXIT', Pid, _}, S = #state{connector = Pid}) ->
     {noreply, S#state{connector = undefined}};
+handle_info({'EXIT', Pid, _}, S = #state{checker = Pid}) ->
+    {noreply, S#state{checker = undefined}};
 handle_info(_, S) ->
     {noreply, S}.
 
@@ -194,7 +212,35 @@ check_engine(S = #state{engine = Old, info = Info}) ->
             S#state{engine = New, sent = undefined, info = Info#{port => Port}}
     end.
 
-heartbeat(#state{info = Info}) ->
+%% Asks the engine for a `pong' (from a helper: a hung engine must not
+%% block this process); one question at a time.
+health_check(S = #state{checker = undefined}) ->
+    Self = self(),
+    Pid = spawn_link(fun() ->
+                             Self ! {engine_health, self(),
+                                     catch kraken_engine:call(ping, ?ENGINE_DEADLINE)}
+                     end),
+    S#state{checker = Pid};
+health_check(S) ->
+    S.
+
+%% No heartbeat while the engine does not answer: a node whose engine hangs
+%% stops being live for the others, who then move its topics.
+heartbeat(S = #state{engine_ok_at = OkAt, info = Info}) ->
+    Hung = now_ms() - OkAt > ?ENGINE_DEADLINE,
+    case {Hung, S#state.engine_hung} of
+        {true, false} ->
+            ?LOG_WARNING("kraken cluster: the engine did not answer for ~b ms; not live "
+                         "until it does", [now_ms() - OkAt]);
+        {false, true} ->
+            ?LOG_WARNING("kraken cluster: the engine answers again; live again");
+        _ ->
+            ok
+    end,
+    Hung orelse send_heartbeats(Info),
+    S#state{engine_hung = Hung}.
+
+send_heartbeats(Info) ->
     Msg = {kraken_hb, self(), Info},
     [erlang:send(Pid, Msg, [noconnect, nosuspend])
      || Group <- [core, proxy], Pid <- pg:get_members(?SCOPE, Group), Pid =/= self()],
@@ -216,12 +262,12 @@ update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
                                             maps:get(role, I) =:= core] ++
                             Upstreams),
     S1 = S#state{members = Members},
-    case Cores =:= Sent of
+    case Cores =:= Sent orelse Now < S#state.ready_at of
         true ->
             S1;
         false ->
             Self = atom_to_binary(node()),
-            case catch kraken_engine:call({cluster, {Self, Cores}}) of
+            case catch kraken_engine:call({cluster, {Self, Cores}}, 2000) of
                 ok ->
                     ?LOG_INFO("kraken cluster: live cores ~s",
                               [lists:join(" ", [element(1, C) || C <- Cores])]),

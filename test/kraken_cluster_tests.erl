@@ -14,7 +14,10 @@
 %%     the survivors;
 %%   - a core hung (SIGSTOP of its node and engine): the same within 3 s
 %%     (heartbeats, not TCP, find it); after SIGCONT it is live again and its
-%%     topics go back to it.
+%%     topics go back to it;
+%%   - a core's engine hung alone (SIGSTOP of the engine, the VM runs): the
+%%     links' pings find it within 3 s, and its node stops heartbeating, so
+%%     its topics move; back after SIGCONT.
 %%
 %% This node becomes a distributed node to make rpc calls to them.
 -module(kraken_cluster_tests).
@@ -37,7 +40,11 @@ cluster_test_() ->
                               fun() -> core_killed(Ctx) end}},
                {timeout, 60, {"SIGSTOP of a core: its topics' holders disconnected within "
                               "3 s; after SIGCONT it is live again and serves its topics",
-                              fun() -> core_hung(Ctx) end}}]}
+                              fun() -> core_hung(Ctx) end}},
+               {timeout, 60, {"SIGSTOP of a core's engine only: holders disconnected within "
+                              "3 s (link pings), its topics move (no heartbeat while its engine "
+                              "does not answer); back after SIGCONT",
+                              fun() -> engine_hung(Ctx) end}}]}
      end}.
 
 %%% Set-up: five nodes
@@ -73,6 +80,9 @@ setup() ->
              ports => Ports, distributed => Distributed},
     Join = fun(c1) -> c2; (_) -> c1 end,
     Self = self(),
+    %% c1 first, alone: the node it joins (c2) is not up yet, so it must
+    %% keep trying; then the others together.
+    Start = fun(Ns) ->
     [spawn_link(fun() ->
                         Role = case lists:member(N, ?PROXIES) of true -> "proxy"; false -> "core" end,
                         Args = ["start", "-kraken", "tcp_server_port",
@@ -82,9 +92,8 @@ setup() ->
                                 "-kraken", "cluster_nodes",
                                 "[" ++ node_name(Ctx0, Join(N)) ++ "]"] ++ Engine,
                         Self ! {started, N, script(Ctx0, N, Args)}
-                end) || N <- Names],
-    OsPids = maps:from_list(
-               [receive
+                end) || N <- Ns],
+    [receive
                     {started, N, {0, Out}} ->
                         {match, [P]} = re:run(Out, "\\(os pid (\\d+)\\)",
                                               [{capture, all_but_first, list}]),
@@ -92,7 +101,9 @@ setup() ->
                     {started, N, Other} ->
                         error({start_failed, N, Other})
                 after 90000 -> error(start_timeout)
-                end || N <- Names]),
+                end || N <- Ns]
+            end,
+    OsPids = maps:from_list(Start([c1]) ++ Start(Names -- [c1])),
     Ctx0#{os_pids => OsPids}.
 
 cleanup(Ctx = #{tmp := Tmp, distributed := Distributed, os_pids := OsPids}) ->
@@ -102,10 +113,19 @@ cleanup(Ctx = #{tmp := Tmp, distributed := Distributed, os_pids := OsPids}) ->
     [spawn(fun() -> Self ! {stopped, script(Ctx, N, ["stop"])} end)
      || N <- ?CORES ++ ?PROXIES],
     [receive {stopped, _} -> ok after 60000 -> ok end || _ <- ?CORES ++ ?PROXIES],
+    sanitizer_reports(Tmp),
     [_ = os:cmd("kill -9 " ++ integer_to_list(P) ++ " 2>/dev/null")
      || P <- maps:values(OsPids)],
     Distributed andalso net_kernel:stop(),
+    keep_logs(Tmp),
     _ = os:cmd("rm -rf '" ++ Tmp ++ "'"),
+    ok.
+
+%% The nodes' console logs of the last run, for a failure's post-mortem.
+keep_logs(Tmp) ->
+    Keep = "/tmp/kraken_cluster_test_logs",
+    _ = os:cmd("rm -rf " ++ Keep ++ " && mkdir -p " ++ Keep ++ " && cp " ++ Tmp ++
+                   "/*.console.log " ++ Keep ++ "/ 2>/dev/null"),
     ok.
 
 script(#{script := Script, tmp := Tmp, ebin := Ebin} = Ctx, Name, Args) ->
@@ -343,6 +363,43 @@ core_hung(Ctx = #{os_pids := OsPids}) ->
     [kraken_client:disconnect(S) || S <- [X, V, Pub]],
     ok.
 
+engine_hung(Ctx) ->
+    Victim = node_atom(Ctx, c2),
+    Survivor = node_atom(Ctx, c1),
+    ok = wait_until(fun() -> links_up(Ctx, p1, [c1, c2]) andalso links_up(Ctx, p2, [c1, c2])
+                    end, 10000),
+    Candidates = [list_to_binary("ehang_" ++ integer_to_list(I)) || I <- lists:seq(1, 60)],
+    [Kept | _] = [T || T <- Candidates, owner(Ctx, p1, T) =:= Survivor],
+    [Lost | _] = [T || T <- Candidates, owner(Ctx, p1, T) =:= Victim],
+    X = connect(Ctx, p1), ok = kraken_client:subscribe(X, [Kept]),
+    Y = connect(Ctx, p2), ok = kraken_client:subscribe(Y, [Lost]),
+    Pub = connect(Ctx, p1),
+    timer:sleep(300),
+    EngineOsPid = integer_to_list(rpc(Ctx, c2, kraken_engine, os_pid, [])),
+    T0 = erlang:monotonic_time(millisecond),
+    _ = os:cmd("kill -STOP " ++ EngineOsPid),
+    try
+        closed_within(Y, T0, 3000),
+        ok = kraken_client:publish(Pub, [{[Kept], <<"during">>}]),
+        ok = wait_until(fun() -> kraken_client:receive_messages(X) =:= [{[Kept], <<"during">>}]
+                        end, 5000),
+        %% Its node stops heartbeating: the others move its topics.
+        ok = wait_until(fun() -> owner(Ctx, p1, Lost) =:= Survivor andalso
+                                     owner(Ctx, p2, Lost) =:= Survivor end, 5000)
+    after
+        _ = os:cmd("kill -CONT " ++ EngineOsPid)
+    end,
+    ok = wait_until(fun() -> links_up(Ctx, p1, [c1, c2]) andalso links_up(Ctx, p2, [c1, c2])
+                    end, 10000),
+    ?assertEqual(Victim, owner(Ctx, p2, Lost)),
+    V = connect(Ctx, p2), ok = kraken_client:subscribe(V, [Lost]),
+    timer:sleep(300),
+    ok = kraken_client:publish(Pub, [{[Lost], <<"back">>}]),
+    ok = wait_until(fun() -> kraken_client:receive_messages(V) =:= [{[Lost], <<"back">>}] end,
+                    5000),
+    [kraken_client:disconnect(S) || S <- [X, V, Pub]],
+    ok.
+
 %%% Static upstreams: a proxy in front of Kraken nodes outside the Erlang
 %%% cluster (standalone engines), one of which refuses push mode like the
 %%% original Kraken (a relay answers ERROR to `set push'): that one is
@@ -374,8 +431,10 @@ upstreams_setup() ->
     {match, [P]} = re:run(Out, "\\(os pid (\\d+)\\)", [{capture, all_but_first, list}]),
     Ctx#{os_pids => #{p3 => list_to_integer(P)}}.
 
-upstreams_cleanup(Ctx = #{u1 := U1, u2 := U2, relay := Relay, os_pids := OsPids}) ->
+upstreams_cleanup(Ctx = #{u1 := U1, u2 := U2, relay := Relay, os_pids := OsPids,
+                           tmp := Tmp}) ->
     _ = script(Ctx, p3, ["stop"]),
+    sanitizer_reports(Tmp),
     [_ = os:cmd("kill -9 " ++ integer_to_list(P) ++ " 2>/dev/null") || P <- maps:values(OsPids)],
     exit(Relay, kill),
     [begin
@@ -516,3 +575,18 @@ relay_loop(S, U) ->
             gen_tcp:close(S),
             gen_tcp:close(U)
     end.
+
+%% With the sanitizer build (KRAKEN_ENGINE), an engine's report goes to its
+%% node's console log; print any, and keep a copy for the developer.
+sanitizer_reports(Tmp) ->
+    Logs = filelib:wildcard(filename:join(Tmp, "*.console.log")),
+    Bad = [L || L <- Logs,
+                {ok, Text} <- [file:read_file(L)],
+                binary:match(Text, [<<"Sanitizer">>, <<"runtime error:">>]) =/= nomatch],
+    [begin
+         Keep = filename:join("/tmp", filename:basename(L) ++ ".sanitizer"),
+         {ok, _} = file:copy(L, Keep),
+         io:format(user, "~n*** sanitizer report in ~s (kept in ~s)~n", [L, Keep])
+     end || L <- Bad],
+    Bad =:= [] orelse error({sanitizer_reports, Bad}),
+    ok.
