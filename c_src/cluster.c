@@ -153,14 +153,40 @@ static void topic_op(struct cluster_core *k, enum op op, const char *name, size_
 
 /* ---- router hooks ---- */
 
+/* From now on t's entries come from its owner: the retention here covers
+ * horizons after this moment only. */
+static void mark_upstream(struct topic *t)
+{
+    t->upstream_since = engine_unix_time();
+    /* The event takes a number of the publish sequence of its own (entries'
+     * seq may have gaps), so that a `register' horizon taken before it is
+     * smaller, and one taken after it is not. */
+    t->upstream_seq = ++cl.srv->eng.router.seq;
+}
+
 static void on_topic(struct topic *t, bool gained, void *arg)
 {
     (void)arg;
     if (t->ns != TOPIC_NS_CHANNEL)
         return;
     int k = owner_remote(t->name, t->len);
-    if (k >= 0)
-        topic_op(cl.cores[k], gained ? OP_SUB : OP_UNSUB, t->name, t->len);
+    if (k < 0)
+        return;
+    if (gained)
+        mark_upstream(t);
+    topic_op(cl.cores[k], gained ? OP_SUB : OP_UNSUB, t->name, t->len);
+}
+
+/* A topic served here: the retention is the owner's.  A topic owned
+ * elsewhere: only entries since its upstream subscription are here, so a
+ * horizon before it (or in its second: the subscription reaches the owner
+ * a hop later) is answered NOT_FOUND rather than silently missing entries. */
+static bool retro_covered(const struct topic *t, int kind, int64_t h, void *arg)
+{
+    (void)arg;
+    if (t->ns != TOPIC_NS_CHANNEL || owner_remote(t->name, t->len) < 0)
+        return true;
+    return kind == ROUTER_BY_SEQ ? t->upstream_seq <= (uint64_t)h : t->upstream_since < h;
 }
 
 static bool is_link(const struct subscriber *s)
@@ -470,8 +496,10 @@ static int reconcile_topic(const struct topic *t, void *arg)
         return 0;
     if (o)
         topic_op(o, OP_UNSUB, t->name, t->len);
-    if (n)
+    if (n) {
+        mark_upstream((struct topic *)t); /* topic_foreach hands out const; this is ours */
         topic_op(n, OP_SUB, t->name, t->len);
+    }
     return 0;
 }
 
@@ -501,6 +529,7 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
         srv->on_stop = on_stop;
         srv->eng.router.cfg.topic_hook = on_topic;
         srv->eng.router.cfg.published = on_published;
+        srv->eng.router.cfg.retro_covered = retro_covered;
     }
     struct cluster_core **cores = calloc(n + 1, sizeof *cores);
     struct cluster_hash_node *hn = calloc(n + 1, sizeof *hn);

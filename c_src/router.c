@@ -318,6 +318,8 @@ int router_retro_subscribe(struct router *r, struct subscriber *s,
         const struct retain *sh = &r->shards[t->shard];
         if (kind == ROUTER_BY_SEQ ? sh->dropped_seq > (uint64_t)h : sh->dropped_time > h)
             too_old = true;
+        if (r->cfg.retro_covered && !r->cfg.retro_covered(t, (int)kind, h, r->cfg.cluster_arg))
+            too_old = true;
     }
     if (too_old)
         return 0;

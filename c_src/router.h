@@ -81,6 +81,10 @@ struct router_config {
     void (*topic_hook)(struct topic *t, bool gained, void *arg);
     void (*published)(struct subscriber *publisher, enum topic_ns ns, const struct entry *e,
                       void *arg);
+    /* retro_covered: whether this node's retention holds every entry of t
+     * published after horizon h (kind: enum router_horizon); when it says
+     * no for a topic, router_retro_subscribe answers "too old". */
+    bool (*retro_covered)(const struct topic *t, int kind, int64_t h, void *arg);
     void *cluster_arg;
 };
 

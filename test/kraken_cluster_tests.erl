@@ -35,6 +35,10 @@ cluster_test_() ->
                               fun() -> membership(Ctx) end}},
                {timeout, 60, {"each (entry, topic) reaches each subscriber exactly once, "
                               "never its publisher", fun() -> exactly_once(Ctx) end}},
+               {timeout, 60, {"retro_subscribe and register through a node that does not "
+                              "own the topic: entries when it held the topic upstream since "
+                              "before the horizon, else NOT_FOUND, never a silent gap",
+                              fun() -> retro(Ctx) end}},
                {timeout, 60, {"kill -9 of a core: its topics' holders disconnected within "
                               "3 s, the others undisturbed, topics moved",
                               fun() -> core_killed(Ctx) end}},
@@ -249,6 +253,42 @@ exactly_once(Ctx) ->
     timer:sleep(300),
     [?assertEqual({Id, []}, {Id, kraken_client:receive_messages(S)}) || {Id, S} <- Clients],
     [kraken_client:disconnect(S) || {_, S} <- Clients],
+    ok.
+
+retro(Ctx) ->
+    T = <<"retro_topic">>,
+    Owner = owner(Ctx, p1, T),
+    [OwnerName] = [N || N <- ?CORES, node_atom(Ctx, N) =:= Owner],
+    [Other | _] = [N || N <- ?CORES, N =/= OwnerName],
+    A = connect(Ctx, p1), ok = kraken_client:subscribe(A, [T]),   % p1 holds T upstream
+    timer:sleep(1100),
+    H = erlang:system_time(second),
+    %% An entry published strictly after second H, from another node.
+    timer:sleep(1000 - erlang:system_time(millisecond) rem 1000 + 20),
+    Pub = connect(Ctx, p2),
+    ok = kraken_client:publish(Pub, [{[T], <<"after the horizon">>}]),
+    ok = wait_until(fun() -> kraken_client:receive_messages(A) =/= [] end, 5000),
+    Entry = [{[T], <<"after the horizon">>}],
+    %% p1 has held T since before H: its retention has the entry.
+    B = connect(Ctx, p1), ok = kraken_client:retro_subscribe(B, H, [T]),
+    ?assertEqual(Entry, kraken_client:receive_messages(B)),
+    %% The owner: as on a single node.
+    D = connect(Ctx, OwnerName), ok = kraken_client:retro_subscribe(D, H, [T]),
+    ?assertEqual(Entry, kraken_client:receive_messages(D)),
+    %% A core that does not own T and did not hold it: it cannot vouch.
+    C = connect(Ctx, Other),
+    ?assertEqual({error, not_found}, kraken_client:retro_subscribe(C, H, [T])),
+    %% The publisher's proxy retained its own entry, but not others': the same.
+    ?assertEqual({error, not_found}, kraken_client:retro_subscribe(Pub, H, [<<"retro_other">>])),
+    %% register + subscribe on a node not holding the topic yet: NOT_FOUND.
+    E = connect(Ctx, p2),
+    ok = kraken_client:register(E),
+    ?assertEqual({error, not_found}, kraken_client:subscribe(E, [<<"retro_fresh">>])),
+    %% ... but on a node holding it upstream already: STORED.
+    F = connect(Ctx, p1),
+    ok = kraken_client:register(F),
+    ?assertEqual(ok, kraken_client:subscribe(F, [T])),
+    [kraken_client:disconnect(S) || S <- [A, B, C, D, E, F, Pub]],
     ok.
 
 pick(Topics, N) ->
