@@ -268,6 +268,8 @@ static uint32_t doom_holders(int kidx, const char *why)
 {
     struct engine *eng = &cl.srv->eng;
     uint32_t count = 0;
+    if (kidx < 0)
+        return 0;
     for (struct conn *c = engine_oldest_conn(eng), *next; c; c = next) {
         next = engine_next_conn(c);
         if (c->ops == &proto_link || conn_is_closing(c))
