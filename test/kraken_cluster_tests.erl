@@ -35,6 +35,9 @@ cluster_test_() ->
                               fun() -> membership(Ctx) end}},
                {timeout, 60, {"each (entry, topic) reaches each subscriber exactly once, "
                               "never its publisher", fun() -> exactly_once(Ctx) end}},
+               {timeout, 60, {"Redis clients through the cluster: SUBSCRIBE on a proxy, "
+                              "PUBLISH on a core, with Kraken clients on other nodes",
+                              fun() -> redis_through(Ctx) end}},
                {timeout, 60, {"retro_subscribe and register through a node that does not "
                               "own the topic: entries when it held the topic upstream since "
                               "before the horizon, else NOT_FOUND, never a silent gap",
@@ -80,8 +83,9 @@ setup() ->
     Prefix = "kcl" ++ os:getpid() ++ "_",
     Names = ?CORES ++ ?PROXIES,
     Ports = maps:from_list([{N, free_port()} || N <- Names]),
+    RedisPorts = maps:from_list([{N, free_port()} || N <- Names]),
     Ctx0 = #{tmp => Tmp, script => Script, ebin => Ebin, host => Host, prefix => Prefix,
-             ports => Ports, distributed => Distributed},
+             ports => Ports, redis_ports => RedisPorts, distributed => Distributed},
     Join = fun(c1) -> c2; (_) -> c1 end,
     Self = self(),
     %% c1 first, alone: the node it joins (c2) is not up yet, so it must
@@ -92,6 +96,8 @@ setup() ->
                         Args = ["start", "-kraken", "tcp_server_port",
                                 integer_to_list(maps:get(N, Ports)),
                                 "-kraken", "listen_ip", "\"127.0.0.1\"",
+                                "-kraken", "redis_port",
+                                integer_to_list(maps:get(N, RedisPorts)),
                                 "-kraken", "role", Role,
                                 "-kraken", "cluster_nodes",
                                 "[" ++ node_name(Ctx0, Join(N)) ++ "]"] ++ Engine,
@@ -254,6 +260,74 @@ exactly_once(Ctx) ->
     [?assertEqual({Id, []}, {Id, kraken_client:receive_messages(S)}) || {Id, S} <- Clients],
     [kraken_client:disconnect(S) || {_, S} <- Clients],
     ok.
+
+redis_through(Ctx) ->
+    Chan = <<"redis_chan">>,
+    Owner = owner(Ctx, p1, Chan),
+    [Other | _] = [N || N <- ?CORES, node_atom(Ctx, N) =/= Owner],
+    R = redis_connect(Ctx, p1),
+    ok = gen_tcp:send(R, resp([<<"SUBSCRIBE">>, Chan])),
+    ok = redis_expect(R, resp_push([<<"subscribe">>, Chan], 1)),
+    S = connect(Ctx, p2), ok = kraken_client:subscribe(S, [Chan]),
+    ok = wait_until(fun() -> upstream_topics(Ctx, p1) =:= 1 andalso
+                                 upstream_topics(Ctx, p2) =:= 1 end, 5000),
+    timer:sleep(300),
+    %% A Kraken publish on a core that does not own the channel.
+    K = connect(Ctx, Other),
+    ok = kraken_client:publish(K, [{[Chan], <<"from kraken">>}]),
+    ok = redis_expect(R, resp_message(Chan, <<"from kraken">>)),
+    ?assertEqual([{<<"from kraken">>, Chan}], receive_pairs(S, 1, 5000)),
+    %% A Redis PUBLISH on that core reaches the Kraken and Redis subscribers
+    %% on the proxies (its reply counts local receivers only: 0).
+    R2 = redis_connect(Ctx, Other),
+    ok = gen_tcp:send(R2, resp([<<"PUBLISH">>, Chan, <<"from redis">>])),
+    ok = redis_expect(R2, <<":0\r\n">>),
+    ok = redis_expect(R, resp_message(Chan, <<"from redis">>)),
+    ?assertEqual([{<<"from redis">>, Chan}], receive_pairs(S, 1, 5000)),
+    [gen_tcp:close(X) || X <- [R, R2]],
+    [kraken_client:disconnect(X) || X <- [S, K]],
+    ok.
+
+redis_connect(Ctx, Name) ->
+    {ok, R} = gen_tcp:connect({127, 0, 0, 1}, maps:get(Name, maps:get(redis_ports, Ctx)),
+                              [binary, {active, false}]),
+    put({redis_buf, R}, <<>>),
+    R.
+
+resp(Args) ->
+    [io_lib:format("*~b\r\n", [length(Args)]),
+     [[io_lib:format("$~b\r\n", [byte_size(A)]), A, "\r\n"] || A <- Args]].
+
+resp_push([Kind, Chan], N) ->
+    iolist_to_binary([<<"*3\r\n">>, bulk(Kind), bulk(Chan), io_lib:format(":~b\r\n", [N])]).
+
+resp_message(Chan, Msg) ->
+    iolist_to_binary([<<"*3\r\n">>, bulk(<<"message">>), bulk(Chan), bulk(Msg)]).
+
+bulk(B) ->
+    [io_lib:format("$~b\r\n", [byte_size(B)]), B, "\r\n"].
+
+%% Reads from R until its buffer starts with Expected (then drops it).
+redis_expect(R, Expected) ->
+    Deadline = erlang:monotonic_time(millisecond) + 5000,
+    redis_expect(R, Expected, Deadline).
+
+redis_expect(R, Expected, Deadline) ->
+    Buf = get({redis_buf, R}),
+    N = byte_size(Expected),
+    case Buf of
+        <<Expected:N/binary, Rest/binary>> ->
+            put({redis_buf, R}, Rest),
+            ok;
+        _ when byte_size(Buf) >= N ->
+            error({unexpected_redis_bytes, Buf, Expected});
+        _ ->
+            Left = Deadline - erlang:monotonic_time(millisecond),
+            Left > 0 orelse error({redis_timeout, Buf, Expected}),
+            {ok, More} = gen_tcp:recv(R, 0, Left),
+            put({redis_buf, R}, <<Buf/binary, More/binary>>),
+            redis_expect(R, Expected, Deadline)
+    end.
 
 retro(Ctx) ->
     T = <<"retro_topic">>,
