@@ -29,10 +29,12 @@ CORE_SRC := c_src/protocol.c c_src/resp.c c_src/glob.c c_src/table.c c_src/subse
             c_src/entry.c c_src/queue.c c_src/retain.c c_src/router.c c_src/router_pattern.c \
             c_src/stats.c c_src/engine.c c_src/conn.c c_src/proto_kraken.c c_src/proto_redis.c \
             c_src/redis_pubsub.c c_src/budget.c c_src/server.c c_src/config.c c_src/log.c \
-            c_src/control_decode.c c_src/metrics.c c_src/health.c c_src/http.c
-ENGINE_SRC := $(CORE_SRC) c_src/control.c c_src/main.c
+            c_src/control_decode.c c_src/metrics.c c_src/health.c c_src/http.c \
+            c_src/cluster_hash.c c_src/cluster.c c_src/proto_link.c
+ENGINE_SRC := $(CORE_SRC) c_src/control.c c_src/cluster_control.c c_src/main.c
 HEADERS := $(wildcard c_src/*.h include/kraken/*.h)
-UNIT_TESTS := test_protocol test_router test_proto_kraken test_proto_redis test_resp test_control test_metrics
+UNIT_TESTS := test_protocol test_router test_proto_kraken test_proto_redis test_resp test_control test_metrics \
+              test_cluster_hash
 APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 erlang-common-test erlang-tools rebar3 libevent-dev libcmocka-dev \
                 python3-pymemcache valgrind clang libclang-rt-14-dev \
@@ -116,7 +118,7 @@ test-c: $(addprefix build/test/,$(UNIT_TESTS)) $(addprefix build/test-clang/,$(U
 
 test-erlang: all
 	rebar3 eunit
-	KRAKEN_ENGINE=$(CURDIR)/priv/kraken_engine_asan rebar3 eunit --module=kraken_blackbox_tests,kraken_ops_tests
+	KRAKEN_ENGINE=$(CURDIR)/priv/kraken_engine_asan rebar3 eunit --module=kraken_blackbox_tests,kraken_ops_tests,kraken_cluster_tests
 
 test-blackbox: all
 	/usr/bin/python3 test/pymemcache_test.py

@@ -40,7 +40,7 @@ enum conn_status {
     CONN_CLOSE,   /* close once the output is flushed */
 };
 
-enum proto_kind { PROTO_KIND_KRAKEN, PROTO_KIND_REDIS, PROTO_KINDS };
+enum proto_kind { PROTO_KIND_KRAKEN, PROTO_KIND_REDIS, PROTO_KIND_LINK, PROTO_KINDS };
 
 struct proto_ops {
     const char *name;          /* "kraken", "redis": in stats */

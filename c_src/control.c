@@ -20,6 +20,7 @@
 
 #include "control_decode.h"
 #include "health.h"
+#include "cluster_control.h"
 #include "log.h"
 #include "server.h"
 #include "stats.h"
@@ -337,10 +338,43 @@ static int reply_error(long long ref, const char *reason)
     return send_x(&x);
 }
 
-static void handle_call(const struct ctl_command *cmd)
+/* The cluster's requests (cluster_control.c), which control_decode leaves
+ * as CTL_BADARG: the packet was already checked to be well-formed within
+ * its length, so decoding its request again is bounded.  Returns 1 if
+ * answered. */
+static int cluster_call(const struct ctl_command *cmd, const char *buf)
+{
+    ei_x_buff x;
+    int idx = cmd->request_offset, type, size, arity, handled = 0;
+    char atom[MAXATOMLEN_UTF8];
+    if (ei_x_new_with_version(&x) < 0)
+        return 0;
+    if (ei_x_encode_tuple_header(&x, 3) < 0 || ei_x_encode_atom(&x, "reply") < 0 ||
+        ei_x_encode_longlong(&x, cmd->ref) < 0 || ei_get_type(buf, &idx, &type, &size) < 0) {
+        ei_x_free(&x);
+        return 0;
+    }
+    if (type == ERL_SMALL_TUPLE_EXT) {
+        if (ei_decode_tuple_header(buf, &idx, &arity) == 0 && arity == 2 &&
+            ei_decode_atom(buf, &idx, atom) == 0)
+            handled = cluster_control_tuple(ch_srv, atom, buf, &idx, &x);
+    } else if (ei_decode_atom(buf, &idx, atom) == 0) {
+        handled = cluster_control_atom(ch_srv, atom, &x);
+    }
+    if (!handled) {
+        ei_x_free(&x);
+        return 0;
+    }
+    send_x(&x);
+    return 1;
+}
+
+static void handle_call(const struct ctl_command *cmd, const char *buf)
 {
     ei_x_buff x;
     if (cmd->request == CTL_BADARG) {
+        if (cluster_call(cmd, buf))
+            return;
         if (reply_error(cmd->ref, "badarg") < 0)
             klog(LOG_ERROR, "control: out of memory answering call %lld", cmd->ref);
         return;
@@ -446,7 +480,7 @@ static void handle_packet(const char *buf, size_t len)
     if (cmd.kind == CTL_CONFIG && !ch_started)
         handle_config(&cmd.config);
     else if (cmd.kind == CTL_CALL && ch_started)
-        handle_call(&cmd);
+        handle_call(&cmd, buf);
     else
         klog(LOG_ERROR, "control: %s packet ignored %s", cmd.kind == CTL_CONFIG ? "config" : "call",
              ch_started ? "after start-up" : "before the config");

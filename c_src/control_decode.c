@@ -328,6 +328,7 @@ static enum ctl_status decode_call(const struct packet *pk, int *idx, struct ctl
         return CTL_MALFORMED;
     }
     cmd->request = CTL_BADARG;
+    cmd->request_offset = *idx;
     if (get_type(pk, idx, &type, &size) < 0)
         return CTL_OK;
     if (type == ERL_SMALL_TUPLE_EXT) {

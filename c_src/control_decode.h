@@ -37,6 +37,8 @@ struct ctl_command {
     enum ctl_kind kind;
     struct engine_config config; /* CTL_CONFIG: the defaults plus the options given */
     long long ref;               /* CTL_CALL */
+    int request_offset;          /* CTL_CALL: where Request starts in the packet, for the
+                                    requests decoded elsewhere (cluster_control.c) */
     enum ctl_request request;    /* CTL_CALL */
     uint64_t queue_id;           /* CTL_DUMP_QUEUE_TOPICS */
     enum log_level level;        /* CTL_SET_LOG_LEVEL */

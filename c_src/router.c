@@ -86,6 +86,8 @@ static int subscribe_topic(struct router *r, struct subscriber *s, struct topic 
         return -1;
     t->subs[t->nsubs++] = s;
     r->stats.subscriptions++;
+    if (t->nsubs == 1 && r->cfg.topic_hook)
+        r->cfg.topic_hook(t, true, r->cfg.cluster_arg);
     return 1;
 }
 
@@ -123,6 +125,8 @@ static void drop_slot(struct router *r, struct topic *t, uint32_t slot)
         }
     }
     r->stats.subscriptions--;
+    if (t->nsubs == 0 && r->cfg.topic_hook)
+        r->cfg.topic_hook(t, false, r->cfg.cluster_arg);
 }
 
 int router_unsubscribe_ns(struct router *r, struct subscriber *s, enum topic_ns ns,
@@ -284,6 +288,8 @@ int router_publish_ns(struct router *r, struct subscriber *publisher, enum topic
             continue; /* this shard already took it */
         retain_push(sh, e);
     }
+    if (r->cfg.published)
+        r->cfg.published(publisher, ns, e, r->cfg.cluster_arg);
     entry_unref(e);
     return 0;
 }
@@ -325,6 +331,8 @@ int router_retro_subscribe(struct router *r, struct subscriber *s,
         }
         const struct retain *sh = &r->shards[t->shard];
         if (kind == ROUTER_BY_SEQ ? sh->dropped_seq > (uint64_t)h : sh->dropped_time > h)
+            too_old = true;
+        if (r->cfg.retro_covered && !r->cfg.retro_covered(t, (int)kind, h, r->cfg.cluster_arg))
             too_old = true;
     }
     if (too_old)

@@ -21,7 +21,9 @@
  * the publisher's order.  The entry is then kept in the retention ring of each
  * shard (topic.h) that one of its topics falls on.
  *
- * Hooks (router_config): `overflow` when a subscriber cannot take more (it
+ * Hooks (router_config): `topic_hook` and `published` for the cluster
+ * (a topic's first subscriber / last one; every published entry);
+ * `overflow` when a subscriber cannot take more (it
  * must then be disconnected: it is sent nothing more), and `ready` when the
  * queue of a subscriber with `push` set goes from empty to non-empty, so a
  * push protocol can arm a write.
@@ -71,6 +73,19 @@ struct router_config {
     /* Called when a push subscriber's queue goes from empty to non-empty. */
     void (*ready)(struct subscriber *s, void *arg);
     void *cb_arg;
+    /* Cluster hooks (cluster.c; NULL on a node that is not in a cluster).
+     * topic_hook: topic t (any namespace) just gained its first subscriber
+     * (gained) or lost its last one; called once t's subscriber array is up
+     * to date, before t may be freed.  published: an entry was just
+     * routed and retained (publisher as given to router_publish_ns). */
+    void (*topic_hook)(struct topic *t, bool gained, void *arg);
+    void (*published)(struct subscriber *publisher, enum topic_ns ns, const struct entry *e,
+                      void *arg);
+    /* retro_covered: whether this node's retention holds every entry of t
+     * published after horizon h (kind: enum router_horizon); when it says
+     * no for a topic, router_retro_subscribe answers "too old". */
+    bool (*retro_covered)(const struct topic *t, int kind, int64_t h, void *arg);
+    void *cluster_arg;
 };
 
 struct router_stats {

@@ -321,6 +321,39 @@ static void format_peer(const struct sockaddr *sa, char *buf, size_t len)
     }
 }
 
+/* Makes a connection of protocol ops on socket fd (accepted, or connecting
+ * out); NULL, with fd closed, when out of memory. */
+static struct conn *new_conn(struct server *srv, const struct proto_ops *ops, int fd,
+                             const char *peer)
+{
+    struct engine *eng = &srv->eng;
+    struct conn *c = conn_new(eng, ops, ++eng->next_id, peer, engine_now_ms());
+    if (!c) {
+        evutil_closesocket(fd);
+        klog(LOG_ERROR, "out of memory accepting a connection");
+        return NULL;
+    }
+    c->fd = fd;
+    c->in = evbuffer_new();
+    c->out = evbuffer_new();
+    c->rev = event_new(srv->base, fd, EV_READ | EV_CLOSED | EV_PERSIST | EV_ET, read_cb, c);
+    /* Both edge-triggered: epoll's EPOLLET is per descriptor, and a
+     * level-triggered write event would turn the reads level-triggered too.
+     * flush() writes until the socket is full, so a write edge is never missed. */
+    c->wev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST | EV_ET, write_cb, c);
+    engine_add_conn(eng, c);
+    if (!c->in || !c->out || !c->rev || !c->wev || event_add(c->rev, NULL) < 0) {
+        klog(LOG_ERROR, "out of memory accepting a connection");
+        close_conn(c);
+        return NULL;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* Push connections may stay silent for hours: let TCP find dead peers. */
+    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+    return c;
+}
+
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
@@ -344,30 +377,9 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     char peer[64];
     format_peer(sa, peer, sizeof peer);
-    struct conn *c = conn_new(eng, ls->ops, ++eng->next_id, peer, engine_now_ms());
-    if (!c) {
-        evutil_closesocket(fd);
-        klog(LOG_ERROR, "out of memory accepting a connection");
+    struct conn *c = new_conn(srv, ls->ops, fd, peer);
+    if (!c)
         return;
-    }
-    c->fd = fd;
-    c->in = evbuffer_new();
-    c->out = evbuffer_new();
-    c->rev = event_new(srv->base, fd, EV_READ | EV_CLOSED | EV_PERSIST | EV_ET, read_cb, c);
-    /* Both edge-triggered: epoll's EPOLLET is per descriptor, and a
-     * level-triggered write event would turn the reads level-triggered too.
-     * flush() writes until the socket is full, so a write edge is never missed. */
-    c->wev = event_new(srv->base, fd, EV_WRITE | EV_PERSIST | EV_ET, write_cb, c);
-    engine_add_conn(eng, c);
-    if (!c->in || !c->out || !c->rev || !c->wev || event_add(c->rev, NULL) < 0) {
-        klog(LOG_ERROR, "out of memory accepting a connection");
-        close_conn(c);
-        return;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    /* Push connections may stay silent for hours: let TCP find dead peers. */
-    setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
     eng->stats.total_connections++;
     klog(LOG_DEBUG, "%s %" PRIu64 " connected from %s", ls->ops->log_name, c->sub.id, peer);
 }
@@ -437,19 +449,7 @@ static void reaper_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Closes c after its last line (msg, may be NULL) from the reaper: called
- * while routing or sweeping, when freeing at once would be unsafe. */
-static void doom_conn(struct server *srv, struct conn *c, const char *msg)
-{
-    if (c->out && msg)
-        evbuffer_add(c->out, msg, strlen(msg));
-    if (c->rev)
-        event_del(c->rev);
-    c->state = CONN_DOOMED;
-    c->next_doomed = srv->doomed;
-    srv->doomed = c;
-    event_active(srv->reaper, EV_TIMEOUT, 0);
-}
+static int resolve(const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len);
 
 /* Router hook: a subscriber's queue went over its bound, or could not grow. */
 static void overflow_cb(struct subscriber *sub, void *arg)
@@ -470,7 +470,22 @@ static void overflow_cb(struct subscriber *sub, void *arg)
              "%s %" PRIu64 " (%s): out of memory queuing a message for it; disconnecting it",
              c->ops->log_name, sub->id, c->peer);
     srv->eng.stats.disconnects_overflow++;
-    doom_conn(srv, c, over ? c->ops->err_queue_limit : c->ops->err_nomem);
+    server_doom(c, over ? c->ops->err_queue_limit : c->ops->err_nomem);
+}
+
+void server_doom(struct conn *c, const char *line)
+{
+    struct server *srv = server_of(c);
+    if (c->state == CONN_DOOMED)
+        return;
+    if (c->out && line)
+        evbuffer_add(c->out, line, strlen(line));
+    if (c->rev)
+        event_del(c->rev);
+    c->state = CONN_DOOMED;
+    c->next_doomed = srv->doomed;
+    srv->doomed = c;
+    event_active(srv->reaper, EV_TIMEOUT, 0);
 }
 
 /* budget.c's choice: c holds the most while the engine is over max_memory_bytes. */
@@ -483,7 +498,7 @@ static void budget_disconnect(struct conn *c, size_t bytes, void *arg)
          c->ops->log_name, c->sub.id, c->peer, bytes, c->sub.queue.bytes, c->sub.queue.count,
          srv->eng.cfg.max_memory_bytes);
     srv->eng.stats.disconnects_memory++;
-    doom_conn(srv, c, c->ops->err_nomem);
+    server_doom(c, c->ops->err_nomem);
 }
 
 static void budget_check(struct server *srv)
@@ -504,6 +519,39 @@ static void budget_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     budget_check(arg);
+}
+
+void server_kick(struct conn *c)
+{
+    if (c->wev && !conn_is_closing(c))
+        event_active(c->wev, EV_WRITE, 1);
+}
+
+struct conn *server_connect(struct server *srv, const struct proto_ops *ops, const char *ip,
+                            int port, char *err, size_t errlen)
+{
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    if (resolve(ip, port, &ss, &sslen) < 0) {
+        snprintf(err, errlen, "bad address %s", ip);
+        return NULL;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "socket: %s", strerror(errno));
+        return NULL;
+    }
+    if (connect(fd, (struct sockaddr *)&ss, sslen) < 0 && errno != EINPROGRESS) {
+        snprintf(err, errlen, "connect %s port %d: %s", ip, port, strerror(errno));
+        evutil_closesocket(fd);
+        return NULL;
+    }
+    char peer[64];
+    format_peer((struct sockaddr *)&ss, peer, sizeof peer);
+    struct conn *c = new_conn(srv, ops, fd, peer);
+    if (!c)
+        snprintf(err, errlen, "out of memory");
+    return c;
 }
 
 /* Router hook: a push subscriber has something to send. */
@@ -619,6 +667,8 @@ void server_stop(struct server *srv)
         return;
     http_stop(srv);
     health_stop(&srv->health);
+    if (srv->on_stop)
+        srv->on_stop(srv);
     while (srv->eng.oldest)
         close_conn(srv->eng.oldest);
     for (int k = 0; k < PROTO_KINDS; k++)

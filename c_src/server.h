@@ -45,6 +45,7 @@ struct server {
     struct health health;        /* readiness (health.c) */
     struct http *http;           /* the HTTP endpoint, NULL when off (http.c) */
     bool started;
+    void (*on_stop)(struct server *srv); /* set by cluster.c: before connections close */
 };
 
 /* Opens the listeners and starts timers.  On failure returns -1 and writes a
@@ -52,6 +53,16 @@ struct server {
 int server_start(struct server *srv, struct event_base *base, const struct engine_config *cfg,
                  char *err, size_t errlen);
 void server_stop(struct server *srv);
+/* Closes c from the reaper, after sending line (NULL: none) if it can:
+ * safe while another connection is being served or routed to. */
+void server_doom(struct conn *c, const char *line);
+/* Writes what c->out holds (arms its write event). */
+void server_kick(struct conn *c);
+/* An outbound connection of protocol ops to ip (numeric) and port, connecting
+ * in the background: its output is sent once connected; a failure to
+ * connect closes it like a reset (ops->release).  NULL with err on failure. */
+struct conn *server_connect(struct server *srv, const struct proto_ops *ops, const char *ip,
+                            int port, char *err, size_t errlen);
 /* The port a protocol listens on, or -1 when it is not enabled. */
 int server_port(const struct server *srv, enum proto_kind kind);
 /* Whether accepting is paused after running out of descriptors. */

@@ -69,6 +69,8 @@ struct topic *topic_intern(struct topic_index *x, enum topic_ns ns, const char *
     t->hash = h;
     t->len = (uint32_t)len;
     t->ns = (uint8_t)ns;
+    t->upstream_since = INT64_MAX; /* not held upstream (cluster.c) */
+    t->upstream_seq = UINT64_MAX;
     t->shard = (uint32_t)((table_hash_bytes(name, len) >> 32) % x->num_shards);
     memcpy(t->name, name, len);
     if (table_add(&x->table, t) < 0) {

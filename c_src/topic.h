@@ -33,6 +33,11 @@ struct topic {
     uint32_t shard;
     uint32_t len;
     uint8_t ns;               /* enum topic_ns */
+    /* In a cluster, for a topic owned by another core: since when its
+     * entries arrive here (unix second, router seq when subscribed upstream);
+     * set by cluster.c, read by its retro_covered hook. */
+    int64_t upstream_since;
+    uint64_t upstream_seq;
     char name[];              /* len bytes, not NUL-terminated */
 };
 

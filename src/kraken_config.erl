@@ -35,7 +35,11 @@
 
 %% The node's own options, not sent to the engine, with their defaults.
 -define(NODE_OPTIONS, [{pid_file, undefined}, {log_file, undefined},
-                       {engine_executable, undefined}]).
+                       {engine_executable, undefined},
+                       %% The cluster (docs/cluster.md): kraken_cluster tells
+                       %% the engine the live cores on the control channel.
+                       {role, core}, {cluster_nodes, []}, {upstreams, []},
+                       {upstream_poll_ms, 1000}]).
 
 %% Options that versions of the original accepted and this server does not
 %% use: `logging_module' (the octopus-era application file) and
@@ -343,6 +347,11 @@ logger_level(Level) -> Level.
 check(pid_file, V, _) -> check_path(V);
 check(log_file, V, _) -> check_path(V);
 check(engine_executable, V, _) -> check_path(V);
+check(role, V, _) when V =:= core; V =:= proxy -> {ok, V};
+check(role, _, _) -> {error, "core or proxy"};
+check(cluster_nodes, V, _) -> check_list(V, fun check_node/1, "a list of node names");
+check(upstreams, V, _) -> check_list(V, fun check_endpoint/1, "a list of \"host:port\" strings");
+check(upstream_poll_ms, V, _) -> check_int(V, 10, 3600000);
 check(Name, V, Table) ->
     case lists:keyfind(Name, 1, Table) of
         {_, integer, Min, Max, _} -> check_int(V, Min, Max);
@@ -392,6 +401,44 @@ check_int(_, Min, infinity) ->
     {error, io_lib:format("an integer >= ~b", [Min])};
 check_int(_, Min, Max) ->
     {error, io_lib:format("an integer ~b..~b", [Min, Max])}.
+
+check_list(L, Check, Expected) when is_list(L) ->
+    Checked = [Check(X) || X <- L],
+    case [ok || error <- Checked] of
+        [] -> {ok, Checked};
+        _ -> {error, Expected}
+    end;
+check_list(_, _, Expected) ->
+    {error, Expected}.
+
+%% A node name: an atom or a string, `name' or `name@host'.
+check_node(N) when is_atom(N), N =/= '' -> N;
+check_node(N) when is_list(N); is_binary(N) ->
+    case to_string(N) of
+        error -> error;
+        "" -> error;
+        Str -> list_to_atom(Str)
+    end;
+check_node(_) -> error.
+
+%% "host:port" (a [v6]:port too) -> {HostString, Port}.
+check_endpoint(E) when is_list(E); is_binary(E) ->
+    case to_string(E) of
+        error ->
+            error;
+        Str ->
+            case string:split(Str, ":", trailing) of
+                [Host0, PortStr] when Host0 =/= "" ->
+                    Host = string:trim(Host0, both, "[]"),
+                    case string:to_integer(PortStr) of
+                        {P, ""} when P > 0, P < 65536 -> {Host, P};
+                        _ -> error
+                    end;
+                _ ->
+                    error
+            end
+    end;
+check_endpoint(_) -> error.
 
 -define(IP_EXPECTED, "any, an IP address tuple or a numeric IP address string").
 

@@ -11,7 +11,7 @@
 
 -export([main/0, main/1, check_config/0]).
 -export([status/0, dump_queues/0, dump_queue_topics/1, dump_topics/0,
-         change_log_level/1]).
+         change_log_level/1, cluster_status/0]).
 -export([format_duration/1, escape/1]).
 
 -define(RPC_TIMEOUT, 30000).
@@ -185,6 +185,48 @@ change_log_level(Level) ->
         {error, Msg} -> {error, [Msg, $\n]}
     end.
 
+%% @doc Every member of the cluster this node sees: role, Kraken endpoint,
+%% when it was last heard from, and this engine's link to it (for a core:
+%% the topics held upstream there, entries sent, received and dropped).
+-spec cluster_status() -> {ok | error, iodata()}.
+cluster_status() ->
+    case kraken_cluster:status() of
+        not_clustered ->
+            {error, io_lib:format("node ~s is not in a cluster (role core, no "
+                                  "cluster_nodes)~n", [node()])};
+        Members ->
+            Links = case catch kraken_engine:call(cluster_status) of
+                        L when is_list(L) -> L;
+                        _ -> []
+                    end,
+            Header = {"NODE", "ROLE", "ENDPOINT", "HEARD", "LINK", "UPSTREAM_TOPICS",
+                      "SENT", "RECEIVED", "DROPPED"},
+            Rows = [member_row(M, Links) || M <- Members],
+            {ok, table([Header | Rows])}
+    end.
+
+member_row({Node, Role, Host, Port, Live, Ago}, Links) ->
+    Heard = case {Node =:= node(), Live} of
+                {true, _} -> "self";
+                {false, _} when Role =:= upstream -> "static";
+                {false, true} -> io_lib:format("~.1fs ago", [Ago / 1000]);
+                {false, false} -> lists:flatten(io_lib:format("dead (~bs)", [Ago div 1000]))
+            end,
+    Endpoint = io_lib:format("~s:~b", [Host, Port]),
+    NodeBin = if is_atom(Node) -> atom_to_binary(Node); true -> Node end,
+    NodeStr = binary_to_list(NodeBin),
+    Link = [{State, Topics, Received, Sent, Dropped}
+            || {N, State, _, _, Topics, Received, Sent, Dropped, _} <- Links, N =:= NodeBin],
+    case Link of
+        [{State, Topics, Received, Sent, Dropped}] when State =/= self ->
+            {NodeStr, atom_to_list(Role), Endpoint, Heard, atom_to_list(State),
+             integer_to_list(Topics), integer_to_list(Sent), integer_to_list(Received),
+             integer_to_list(Dropped)};
+        _ ->
+            {NodeStr, atom_to_list(Role), Endpoint, Heard, "-", "-", "-", "-",
+             "-"}
+    end.
+
 %%% The temporary node's side
 
 %% @doc Entry point of the non-distributed node that bin/kraken runs before
@@ -251,6 +293,8 @@ run("dump_queue_topics", Node, [Id]) ->
     remote(Node, dump_queue_topics, [Id]);
 run("dump_topics", Node, []) ->
     remote(Node, dump_topics, []);
+run("cluster_status", Node, []) ->
+    remote(Node, cluster_status, []);
 run("change_log_level", Node, [Level]) ->
     remote(Node, change_log_level, [Level]);
 run(Command, _Node, Args) ->

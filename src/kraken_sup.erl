@@ -47,4 +47,6 @@ init(Config) ->
                shutdown => 5000,
                type => worker,
                modules => [kraken_engine]},
-    {ok, {Flags, [Engine]}}.
+    %% In a cluster (role proxy, or cluster_nodes set), membership after the
+    %% engine: kraken_cluster tells it the live cores.
+    {ok, {Flags, [Engine | kraken_cluster:child_specs(Config)]}}.

@@ -1,0 +1,665 @@
+/* cluster.c - topic ownership, upstream links and forwarding; see cluster.h
+ * and docs/cluster.md.
+ *
+ * Requests to a core are batched per link within one turn of the event
+ * loop: consecutive operations of one kind (subscribe, unsubscribe,
+ * publish) become one `set <kind> 0 0 <n> noreply` request, written when the
+ * kind changes, when the batch reaches PEND_MAX, or at the end of the turn
+ * (flush event).  A link's requests keep the order in which the local
+ * operations happened, so a publisher's order is kept per core. */
+#include "cluster.h"
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster_hash.h"
+#include "engine.h"
+#include "log.h"
+#include "proto_link.h"
+#include "server.h"
+
+#define RETRY_MS 300
+#define PEND_MAX (256u << 10)
+/* Link liveness: a `version` every PING_MS on a push link (a poll on a
+ * polled one); a link with a request unanswered for DEAD_MS is closed as
+ * broken.  This finds what TCP does not: a hung engine, a stalled path. */
+#define PING_MS 500
+#define DEAD_MS 1500
+
+enum op { OP_NONE, OP_SUB, OP_UNSUB, OP_PUB };
+static const char *const op_names[] = {"", "subscribe", "unsubscribe", "publish"};
+
+struct cluster_core {
+    char *name;
+    size_t len;
+    char host[64];
+    int port;
+    bool self;
+    bool reopen;        /* its link broke: clients that subscribed meanwhile are stale */
+    int poll_ms;        /* > 0: may be polled (a static upstream) */
+    bool polling;       /* it refused push mode: its link polls */
+    struct event *poll; /* the polling timer (persistent) */
+    struct event *ping; /* the liveness timer (persistent) */
+    int64_t asked_ms;   /* when the oldest unanswered ping or poll was sent, -1: none */
+    struct conn *link;  /* NULL while down (a retry is scheduled) */
+    struct event *retry;
+    struct evbuffer *pend;
+    enum op pend_op;
+    uint64_t sent, dropped, links;
+    int64_t drop_logged_ms;
+};
+
+static struct {
+    struct server *srv;
+    char *self;
+    size_t self_len;
+    struct cluster_core **cores;
+    struct cluster_hash_node *hn; /* parallel to cores */
+    size_t n;
+    struct event *flush_ev;
+    bool flush_armed;
+    int *owners; /* scratch: the owner of each topic of an entry */
+    size_t owners_cap;
+} cl;
+
+/* ---- ownership ---- */
+
+/* Index of the owner of a topic in the current table, -1 without cores. */
+static int owner_raw(const char *name, size_t len)
+{
+    return cl.n ? cluster_owner(cl.hn, cl.n, cluster_name_hash(name, len)) : -1;
+}
+
+/* Index of the owner, or -1 when the topic is served here. */
+static int owner_remote(const char *name, size_t len)
+{
+    int k = owner_raw(name, len);
+    return k >= 0 && cl.cores[k]->self ? -1 : k;
+}
+
+int cluster_owner_name(const char *topic, size_t len, const char **name, size_t *name_len)
+{
+    int k = owner_remote(topic, len);
+    if (k < 0)
+        return 0;
+    *name = cl.cores[k]->name;
+    *name_len = cl.cores[k]->len;
+    return 1;
+}
+
+/* ---- batched requests to a core ---- */
+
+static void emit(struct cluster_core *k)
+{
+    size_t len = evbuffer_get_length(k->pend);
+    if (len && k->link && !conn_is_closing(k->link)) {
+        struct conn *c = k->link;
+        evbuffer_add_printf(c->out, "set %s 0 0 %zu noreply\r\n", op_names[k->pend_op], len);
+        evbuffer_add_buffer(c->out, k->pend);
+        evbuffer_add(c->out, "\r\n", 2);
+        size_t waiting = evbuffer_get_length(c->out);
+        if (waiting > c->eng->cfg.max_queue_bytes) {
+            /* The core does not read: give up on it as on a broken link
+             * (its holders here are disconnected when the link closes). */
+            klog(LOG_WARNING,
+                 "cluster: core %s is not reading its link (%zu bytes waiting, over "
+                 "max_client_queue_bytes); closing the link",
+                 k->name, waiting);
+            server_doom(c, NULL);
+        } else {
+            server_kick(c);
+        }
+    }
+    evbuffer_drain(k->pend, evbuffer_get_length(k->pend));
+    k->pend_op = OP_NONE;
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    cl.flush_armed = false;
+    for (size_t i = 0; i < cl.n; i++)
+        emit(cl.cores[i]);
+}
+
+/* The batch to append an operation of kind op to. */
+static struct evbuffer *batch(struct cluster_core *k, enum op op)
+{
+    if (k->pend_op != op || evbuffer_get_length(k->pend) >= PEND_MAX)
+        emit(k);
+    k->pend_op = op;
+    if (!cl.flush_armed) {
+        cl.flush_armed = true;
+        event_active(cl.flush_ev, EV_TIMEOUT, 0);
+    }
+    return k->pend;
+}
+
+static void topic_op(struct cluster_core *k, enum op op, const char *name, size_t len)
+{
+    if (!k->link)
+        return; /* down: its holders are disconnected when it comes back */
+    struct evbuffer *b = batch(k, op);
+    if (evbuffer_get_length(b))
+        evbuffer_add(b, " ", 1);
+    evbuffer_add(b, name, len);
+}
+
+/* ---- router hooks ---- */
+
+/* From now on t's entries come from its owner: the retention here covers
+ * horizons after this moment only. */
+static void mark_upstream(struct topic *t)
+{
+    t->upstream_since = engine_unix_time();
+    /* The event takes a number of the publish sequence of its own (entries'
+     * seq may have gaps), so that a `register' horizon taken before it is
+     * smaller, and one taken after it is not. */
+    t->upstream_seq = ++cl.srv->eng.router.seq;
+}
+
+static void on_topic(struct topic *t, bool gained, void *arg)
+{
+    (void)arg;
+    if (t->ns != TOPIC_NS_CHANNEL)
+        return;
+    int k = owner_remote(t->name, t->len);
+    if (k < 0)
+        return;
+    if (gained)
+        mark_upstream(t);
+    topic_op(cl.cores[k], gained ? OP_SUB : OP_UNSUB, t->name, t->len);
+}
+
+/* A topic served here: the retention is the owner's.  A topic owned
+ * elsewhere: only entries since its upstream subscription are here, so a
+ * horizon before it (or in its second: the subscription reaches the owner
+ * a hop later) is answered NOT_FOUND rather than silently missing entries. */
+static bool retro_covered(const struct topic *t, int kind, int64_t h, void *arg)
+{
+    (void)arg;
+    if (t->ns != TOPIC_NS_CHANNEL || owner_remote(t->name, t->len) < 0)
+        return true;
+    return kind == ROUTER_BY_SEQ ? t->upstream_seq <= (uint64_t)h : t->upstream_since < h;
+}
+
+static bool is_link(const struct subscriber *s)
+{
+    return s && s->owner && ((const struct conn *)s->owner)->ops == &proto_link;
+}
+
+static void on_published(struct subscriber *publisher, enum topic_ns ns, const struct entry *e,
+                         void *arg)
+{
+    (void)arg;
+    if (ns != TOPIC_NS_CHANNEL || cl.n == 0 || is_link(publisher))
+        return; /* what came from a core is never sent back up */
+    if (e->ntopics > cl.owners_cap) {
+        int *o = realloc(cl.owners, e->ntopics * sizeof *o);
+        if (!o) {
+            klog(LOG_ERROR, "cluster: out of memory forwarding an entry");
+            return;
+        }
+        cl.owners = o;
+        cl.owners_cap = e->ntopics;
+    }
+    bool remote = false;
+    for (uint32_t i = 0; i < e->ntopics; i++) {
+        cl.owners[i] = owner_remote(e->topics[i]->name, e->topics[i]->len);
+        remote |= cl.owners[i] >= 0;
+    }
+    if (!remote)
+        return;
+    for (size_t k = 0; k < cl.n; k++) {
+        uint32_t first = e->ntopics;
+        for (uint32_t i = 0; i < e->ntopics && first == e->ntopics; i++)
+            if (cl.owners[i] == (int)k)
+                first = i;
+        if (first == e->ntopics)
+            continue;
+        struct cluster_core *c = cl.cores[k];
+        if (!c->link) {
+            c->dropped++;
+            int64_t now = engine_now_ms();
+            if (now - c->drop_logged_ms >= 1000) {
+                c->drop_logged_ms = now;
+                klog(LOG_WARNING,
+                     "cluster: core %s is unreachable; entries for its topics are not "
+                     "forwarded (%" PRIu64 " so far)",
+                     c->name, c->dropped);
+            }
+            continue;
+        }
+        struct evbuffer *b = batch(c, OP_PUB);
+        evbuffer_add(b, "MESSAGE", 7);
+        for (uint32_t i = first; i < e->ntopics; i++)
+            if (cl.owners[i] == (int)k) {
+                evbuffer_add(b, " ", 1);
+                evbuffer_add(b, e->topics[i]->name, e->topics[i]->len);
+            }
+        evbuffer_add_printf(b, " %zu\r\n", (size_t)e->payload_len);
+        evbuffer_add(b, entry_payload(e), e->payload_len);
+        evbuffer_add(b, "\r\n", 2);
+        c->sent++;
+    }
+}
+
+/* ---- failures ---- */
+
+/* A topic name for a log line: printable ASCII, cut at 64 bytes. */
+static void printable(char *buf, size_t size, const char *p, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && i < 64 && o + 1 < size; i++)
+        buf[o++] = p[i] > 0x20 && p[i] < 0x7f ? p[i] : '?';
+    buf[o] = 0;
+}
+
+/* Disconnects every local client holding a topic that core kidx (of the
+ * table in effect) owns.  Its subscriptions go at once, so that the next
+ * subscriber of such a topic is a first one again (topic_hook). */
+static uint32_t doom_holders(int kidx, const char *why)
+{
+    struct engine *eng = &cl.srv->eng;
+    uint32_t count = 0;
+    if (kidx < 0)
+        return 0;
+    for (struct conn *c = engine_oldest_conn(eng), *next; c; c = next) {
+        next = engine_next_conn(c);
+        if (c->ops == &proto_link || conn_is_closing(c))
+            continue;
+        const struct topic *held = NULL;
+        for (uint32_t i = 0; i < c->sub.subs.cap && !held; i++) {
+            const struct topic *t = c->sub.subs.v[i].topic;
+            if (t && t->ns == TOPIC_NS_CHANNEL && owner_raw(t->name, t->len) == kidx)
+                held = t;
+        }
+        if (!held)
+            continue;
+        char name[72];
+        printable(name, sizeof name, held->name, held->len);
+        klog(LOG_WARNING, "%s %" PRIu64 " (%s) holds topic %s owned by core %s, %s: "
+             "disconnecting it", c->ops->log_name, c->sub.id, c->peer, name,
+             cl.cores[kidx]->name, why);
+        router_remove_subscriber(&eng->router, &c->sub);
+        c->sub.overflowed = true; /* route nothing more to it */
+        server_doom(c, c->ops->kind == PROTO_KIND_KRAKEN
+                           ? "SERVER_ERROR cluster core unavailable\r\n" : NULL);
+        count++;
+    }
+    return count;
+}
+
+static int index_of(const struct cluster_core *k)
+{
+    for (size_t i = 0; i < cl.n; i++)
+        if (cl.cores[i] == k)
+            return (int)i;
+    return -1;
+}
+
+static void open_link(struct cluster_core *k);
+
+/* Sends a ping (or, polled, counts the polls as pings); closes a link whose
+ * oldest one waited DEAD_MS (or three poll intervals, if longer). */
+static void ping_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct cluster_core *k = arg;
+    (void)fd;
+    (void)what;
+    struct conn *c = k->link;
+    if (!c || conn_is_closing(c))
+        return;
+    int64_t now = engine_now_ms();
+    int64_t dead = k->polling && 3 * k->poll_ms > DEAD_MS ? 3 * k->poll_ms : DEAD_MS;
+    if (k->asked_ms >= 0 && now - k->asked_ms > dead) {
+        klog(link_state(c)->up ? LOG_WARNING : LOG_DEBUG,
+             "cluster: core %s (%s) did not answer for %" PRId64 " ms; closing the link",
+             k->name, c->peer, now - k->asked_ms);
+        server_doom(c, NULL);
+        return;
+    }
+    if (k->polling || k->asked_ms >= 0)
+        return; /* polls are the pings; or one is on its way */
+    k->asked_ms = now;
+    emit(k);
+    evbuffer_add(c->out, "version\r\n", 9);
+    server_kick(c);
+}
+
+void cluster_link_answered(struct conn *link)
+{
+    struct cluster_core *k = link_state(link)->core;
+    if (k)
+        k->asked_ms = -1;
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    open_link(arg);
+}
+
+static void schedule_retry(struct cluster_core *k)
+{
+    struct timeval tv = {0, RETRY_MS * 1000};
+    evtimer_add(k->retry, &tv);
+}
+
+static void open_link(struct cluster_core *k)
+{
+    if (k->reopen) {
+        /* Subscribed while no link carried their subscriptions: they may
+         * have missed entries. */
+        doom_holders(index_of(k), "which was unreachable when it subscribed");
+        k->reopen = false;
+    }
+    char err[256];
+    struct conn *c = server_connect(cl.srv, &proto_link, k->host, k->port, err, sizeof err);
+    if (!c) {
+        klog(LOG_WARNING, "cluster: cannot connect to core %s: %s", k->name, err);
+        k->reopen = true;
+        schedule_retry(k);
+        return;
+    }
+    link_state(c)->core = k;
+    c->sub.push = true; /* exempt from the idle sweep: a link has nothing to ask */
+    k->link = c;
+    k->links++;
+    k->asked_ms = engine_now_ms(); /* the handshake (or first poll) is the first ping */
+    struct timeval ptv = {0, PING_MS * 1000};
+    event_add(k->ping, &ptv);
+    if (k->polling) {
+        /* The original Kraken: no push mode, no `version`; the first reply
+         * to a poll marks the link up. */
+        struct timeval tv = {k->poll_ms / 1000, (k->poll_ms % 1000) * 1000};
+        evbuffer_add(c->out, "get messages\r\n", 14);
+        event_add(k->poll, &tv);
+    } else {
+        evbuffer_add(c->out, "set push 0 0 2 noreply\r\non\r\nversion\r\n", 37);
+    }
+    server_kick(c);
+}
+
+static void poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct cluster_core *k = arg;
+    (void)fd;
+    (void)what;
+    if (!k->link || conn_is_closing(k->link))
+        return;
+    emit(k); /* what is batched goes before the poll */
+    if (k->asked_ms < 0)
+        k->asked_ms = engine_now_ms();
+    evbuffer_add(k->link->out, "get messages\r\n", 14);
+    server_kick(k->link);
+}
+
+bool cluster_link_push_refused(struct conn *link)
+{
+    struct cluster_core *k = link_state(link)->core;
+    if (!k || k->poll_ms <= 0 || k->polling)
+        return false;
+    k->polling = true;
+    klog(LOG_INFO, "cluster: upstream %s refused push mode; polling it every %d ms", k->name,
+         k->poll_ms);
+    return true;
+}
+
+void cluster_link_up(struct conn *link)
+{
+    struct cluster_core *k = link_state(link)->core;
+    if (k)
+        klog(LOG_INFO, "cluster: upstream link to core %s (%s) is up", k->name, link->peer);
+}
+
+void cluster_link_closed(struct conn *link)
+{
+    struct cluster_core *k = link_state(link)->core;
+    link_state(link)->core = NULL;
+    k->link = NULL;
+    if (k->poll)
+        event_del(k->poll);
+    event_del(k->ping);
+    evbuffer_drain(k->pend, evbuffer_get_length(k->pend));
+    k->pend_op = OP_NONE;
+    if (link_state(link)->up)
+        klog(LOG_WARNING, "cluster: upstream link to core %s (%s) lost; retrying", k->name,
+             link->peer);
+    else
+        klog(LOG_DEBUG, "cluster: cannot reach core %s (%s); retrying", k->name, link->peer);
+    doom_holders(index_of(k), "whose upstream link was lost");
+    k->reopen = true;
+    schedule_retry(k);
+}
+
+/* ---- configuration ---- */
+
+static void free_core(struct cluster_core *k)
+{
+    if (k->link) {
+        link_state(k->link)->core = NULL;
+        server_doom(k->link, NULL);
+    }
+    if (k->retry)
+        event_free(k->retry);
+    if (k->poll)
+        event_free(k->poll);
+    if (k->ping)
+        event_free(k->ping);
+    if (k->pend)
+        evbuffer_free(k->pend);
+    free(k->name);
+    free(k);
+}
+
+static void on_stop(struct server *srv)
+{
+    (void)srv;
+    for (size_t i = 0; i < cl.n; i++) {
+        if (cl.cores[i]->link)
+            link_state(cl.cores[i]->link)->core = NULL;
+        cl.cores[i]->link = NULL;
+        free_core(cl.cores[i]);
+    }
+    free(cl.cores);
+    free(cl.hn);
+    free(cl.self);
+    free(cl.owners);
+    if (cl.flush_ev)
+        event_free(cl.flush_ev);
+    memset(&cl, 0, sizeof cl);
+}
+
+struct reconcile {
+    struct cluster_core **cores;
+    struct cluster_hash_node *hn;
+    size_t n;
+};
+
+/* A topic with local subscribers whose owner changed: its upstream
+ * subscription moves (a core that left is not told: its link is gone). */
+static int reconcile_topic(const struct topic *t, void *arg)
+{
+    const struct reconcile *old = arg;
+    uint64_t h = cluster_name_hash(t->name, t->len);
+    int ko = old->n ? cluster_owner(old->hn, old->n, h) : -1;
+    int kn = cl.n ? cluster_owner(cl.hn, cl.n, h) : -1;
+    struct cluster_core *o = ko >= 0 && !old->cores[ko]->self ? old->cores[ko] : NULL;
+    struct cluster_core *n = kn >= 0 && !cl.cores[kn]->self ? cl.cores[kn] : NULL;
+    if (o == n)
+        return 0;
+    if (o)
+        topic_op(o, OP_UNSUB, t->name, t->len);
+    if (n) {
+        mark_upstream((struct topic *)t); /* topic_foreach hands out const; this is ours */
+        topic_op(n, OP_SUB, t->name, t->len);
+    }
+    return 0;
+}
+
+int cluster_configure(struct server *srv, const char *self, size_t self_len,
+                      const struct cluster_member *m, size_t n, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (m[i].name_len == 0 || m[i].port < 1 || m[i].port > 65535 || m[i].poll_ms < 0 ||
+            strlen(m[i].host) >= sizeof cl.cores[0]->host) {
+            snprintf(err, errlen, "bad cluster member %zu", i);
+            return -1;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (m[j].name_len == m[i].name_len && !memcmp(m[j].name, m[i].name, m[i].name_len)) {
+                snprintf(err, errlen, "cluster member %zu listed twice", i);
+                return -1;
+            }
+    }
+    if (!cl.srv) {
+        cl.srv = srv;
+        cl.flush_ev = event_new(srv->base, -1, 0, flush_cb, NULL);
+        if (!cl.flush_ev) {
+            cl.srv = NULL;
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        srv->on_stop = on_stop;
+        srv->eng.router.cfg.topic_hook = on_topic;
+        srv->eng.router.cfg.published = on_published;
+        srv->eng.router.cfg.retro_covered = retro_covered;
+    }
+    struct cluster_core **cores = calloc(n + 1, sizeof *cores);
+    struct cluster_hash_node *hn = calloc(n + 1, sizeof *hn);
+    bool *kept = calloc(cl.n + 1, sizeof *kept);
+    bool *fresh = calloc(n + 1, sizeof *fresh);
+    char *me = malloc(self_len + 1);
+    if (!cores || !hn || !kept || !fresh || !me)
+        goto nomem;
+    memcpy(me, self, self_len);
+    me[self_len] = 0;
+    for (size_t i = 0; i < n; i++) {
+        for (size_t j = 0; j < cl.n && !cores[i]; j++) {
+            struct cluster_core *o = cl.cores[j];
+            if (!kept[j] && o->len == m[i].name_len && !memcmp(o->name, m[i].name, o->len) &&
+                o->port == m[i].port && !strcmp(o->host, m[i].host) &&
+                o->poll_ms == m[i].poll_ms) {
+                cores[i] = o;
+                kept[j] = true;
+            }
+        }
+        if (!cores[i]) {
+            struct cluster_core *k = calloc(1, sizeof *k);
+            if (!k || !(k->name = malloc(m[i].name_len + 1)) || !(k->pend = evbuffer_new())) {
+                if (k) {
+                    free(k->name);
+                    free(k);
+                }
+                for (size_t j = 0; j < i; j++)
+                    if (fresh[j])
+                        free_core(cores[j]);
+                goto nomem;
+            }
+            memcpy(k->name, m[i].name, m[i].name_len);
+            k->name[m[i].name_len] = 0;
+            k->len = m[i].name_len;
+            snprintf(k->host, sizeof k->host, "%s", m[i].host);
+            k->port = m[i].port;
+            k->self = m[i].name_len == self_len && !memcmp(m[i].name, self, self_len);
+            k->retry = evtimer_new(srv->base, retry_cb, k);
+            k->poll = event_new(srv->base, -1, EV_PERSIST, poll_cb, k);
+            k->ping = event_new(srv->base, -1, EV_PERSIST, ping_cb, k);
+            k->asked_ms = -1;
+            k->poll_ms = m[i].poll_ms;
+            cores[i] = k;
+            fresh[i] = true;
+        }
+        hn[i].name = cores[i]->name;
+        hn[i].len = cores[i]->len;
+        hn[i].hash = cluster_name_hash(cores[i]->name, cores[i]->len);
+    }
+    /* Cores that left: their links go, and so do the clients that held
+     * their topics (owners of the table still in effect). */
+    for (size_t j = 0; j < cl.n; j++) {
+        struct cluster_core *o = cl.cores[j];
+        if (kept[j])
+            continue;
+        if (o->link) {
+            link_state(o->link)->core = NULL;
+            server_doom(o->link, NULL);
+            o->link = NULL;
+        }
+        evtimer_del(o->retry);
+        klog(LOG_WARNING, "cluster: core %s left the live set", o->name);
+        doom_holders((int)j, "which left the cluster");
+    }
+    struct reconcile old = {cl.cores, cl.hn, cl.n};
+    cl.cores = cores;
+    cl.hn = hn;
+    cl.n = n;
+    free(cl.self);
+    cl.self = me;
+    cl.self_len = self_len;
+    for (size_t i = 0; i < n; i++)
+        if (fresh[i] && !cores[i]->self) {
+            klog(LOG_INFO, "cluster: core %s (%s port %d) joined the live set", cores[i]->name,
+                 cores[i]->host, cores[i]->port);
+            open_link(cores[i]);
+        }
+    topic_foreach(&srv->eng.router.topics, TOPIC_NS_CHANNEL, reconcile_topic, &old);
+    for (size_t j = 0; j < old.n; j++)
+        if (!kept[j])
+            free_core(old.cores[j]);
+    free(old.cores);
+    free(old.hn);
+    free(kept);
+    free(fresh);
+    return 0;
+nomem:
+    free(cores);
+    free(hn);
+    free(kept);
+    free(fresh);
+    free(me);
+    snprintf(err, errlen, "out of memory");
+    return -1;
+}
+
+struct count {
+    struct cluster_core_status *out;
+    size_t max;
+};
+
+static int count_topic(const struct topic *t, void *arg)
+{
+    struct count *c = arg;
+    int k = owner_remote(t->name, t->len);
+    if (k >= 0 && (size_t)k < c->max)
+        c->out[k].topics++;
+    return 0;
+}
+
+size_t cluster_status(struct cluster_core_status *out, size_t max)
+{
+    for (size_t i = 0; i < cl.n && i < max; i++) {
+        const struct cluster_core *k = cl.cores[i];
+        out[i] = (struct cluster_core_status){
+            .name = k->name, .name_len = k->len, .host = k->host, .port = k->port,
+            .state = k->self ? CLUSTER_SELF
+                     : !k->link ? CLUSTER_DOWN
+                     : !link_state(k->link)->up ? CLUSTER_CONNECTING
+                     : k->polling ? CLUSTER_POLLING : CLUSTER_UP,
+            .received = k->link ? link_state(k->link)->received : 0,
+            .sent = k->sent, .dropped = k->dropped, .links = k->links,
+        };
+    }
+    if (cl.srv) {
+        struct count c = {out, max};
+        topic_foreach(&cl.srv->eng.router.topics, TOPIC_NS_CHANNEL, count_topic, &c);
+    }
+    return cl.n;
+}

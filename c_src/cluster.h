@@ -1,0 +1,82 @@
+/* cluster.h - this engine's part in a cluster (docs/cluster.md).
+ *
+ * The Erlang node tells the engine who it is and which cores are live
+ * (control channel: {cluster, {Self, [{Name, Host, Port}]}}); from then on
+ * every topic has an owner, the core that cluster_hash.h picks among the
+ * live ones.  A topic owned by this node (a core) is served here as on a
+ * single node.  For a topic owned by another core the engine acts as a
+ * proxy:
+ *   - it holds one upstream subscription at the owner while the topic has at
+ *     least one local subscriber (router topic_hook: first / last);
+ *   - an entry published here is delivered locally at once (the router, as
+ *     ever) and forwarded, split by owner, one `publish` per core naming
+ *     that core's topics (router published hook);
+ *   - entries pushed by an owner are published into the local router with
+ *     the link as publisher, and never forwarded again.
+ * A proxy is a node that owns nothing.  Links are outbound connections, one
+ * per remote core (proto_link.c), made with server_connect(); a core sees
+ * one connection per node that needs it.
+ *
+ * Failures: when a link breaks, or a core leaves the live set, every local
+ * client holding a topic it owned is disconnected (Kraken's contract: it
+ * reconnects and reloads) with a log line saying why; the link is retried
+ * while the core stays live, and clients that subscribed to its topics in
+ * the meantime are disconnected when it comes back.  Entries for a core
+ * whose link is down are dropped and counted (`dropped` in the status). */
+#ifndef KRAKEN_CLUSTER_H
+#define KRAKEN_CLUSTER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct server;
+struct conn;
+
+struct cluster_member {
+    const char *name; /* node name, e.g. "c1@web1" */
+    size_t name_len;
+    const char *host; /* numeric address of its Kraken port */
+    int port;
+    /* > 0: a static upstream that may refuse push mode (the original Kraken):
+     * then its link polls `get messages` every poll_ms instead. */
+    int poll_ms;
+};
+
+/* Sets this node's name and the live cores (self among them for a core).
+ * Returns 0, or -1 when out of memory or given a bad member (nothing changed). */
+int cluster_configure(struct server *srv, const char *self, size_t self_len,
+                      const struct cluster_member *cores, size_t n, char *err, size_t errlen);
+
+enum cluster_link_state { CLUSTER_SELF, CLUSTER_UP, CLUSTER_CONNECTING, CLUSTER_DOWN,
+                          CLUSTER_POLLING };
+
+struct cluster_core_status {
+    const char *name;
+    size_t name_len;
+    const char *host;
+    int port;
+    enum cluster_link_state state;
+    uint64_t topics;   /* topics held upstream there (owned by it, with local subscribers) */
+    uint64_t received; /* entries received from it on the current link */
+    uint64_t sent;     /* entries forwarded to it */
+    uint64_t dropped;  /* entries that could not be forwarded (link down) */
+    uint64_t links;    /* links made to it so far */
+};
+
+/* The live cores as last configured, with their link figures; returns the
+ * count (0 when not in a cluster).  out[] holds at most max. */
+size_t cluster_status(struct cluster_core_status *out, size_t max);
+/* The owner of a topic: 1 with its name, or 0 when it is served here. */
+int cluster_owner_name(const char *topic, size_t len, const char **name, size_t *name_len);
+
+/* From proto_link.c. */
+void cluster_link_up(struct conn *link);
+/* The peer answered a ping or a poll (VERSION, END or a polled VALUE block). */
+void cluster_link_answered(struct conn *link);
+void cluster_link_closed(struct conn *link);
+/* The peer answered the link's `set push` with an error: returns true when
+ * it should be polled instead (the link then closes and is reopened). */
+bool cluster_link_push_refused(struct conn *link);
+
+#endif

@@ -1,0 +1,136 @@
+/* proto_link.c - what an upstream link reads: the replies and pushed blocks
+ * of a Kraken node, to which cluster.c writes `set push`, `version`,
+ * `subscribe`, `unsubscribe` and `publish` requests (all but `version` with
+ * noreply).
+ *
+ * What arrives:
+ *   VERSION <v>                      the handshake's answer: the link is up
+ *   END                              a poll's empty answer (a polled upstream):
+ *                                    the link is up
+ *   VALUE messages 0 <n> ... END     a pushed block: each entry is published
+ *                                    into the local router with the link as
+ *                                    publisher (cluster.c never forwards those)
+ *   STORED, NOT_FOUND, END           ignored (nothing asks for them today)
+ *   an error before the link is up, from a static upstream: it refused push
+ *                                    mode; the link reopens in polling mode
+ *   anything else (ERROR, CLIENT_ERROR, SERVER_ERROR ...)
+ *                                    logged; the link closes (cluster.c then
+ *                                    disconnects the clients that depended on it)
+ *
+ * No socket here either: server.c moves the bytes. */
+#include "proto_link.h"
+
+#include <event2/buffer.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cluster.h"
+#include "engine.h"
+#include "kraken/protocol.h"
+#include "log.h"
+
+#define VALUE_PREFIX "VALUE messages 0 "
+
+static bool starts(const char *line, size_t len, const char *lit)
+{
+    size_t n = strlen(lit);
+    return len >= n && memcmp(line, lit, n) == 0;
+}
+
+/* Publishes the entries of a pushed block into the local router. */
+static int publish_block(struct conn *c, const char *block, size_t len)
+{
+    struct engine *eng = c->eng;
+    const char *cur = block, *end = block + len;
+    struct proto_entry e;
+    const char *error;
+    int rc;
+    while ((rc = proto_next_entry(&cur, end, &e, &error)) == 1) {
+        long nt = engine_split_topics(eng, e.topics.p, e.topics.len);
+        struct router_publish_result res;
+        if (nt < 0 || router_publish_ns(&eng->router, &c->sub, TOPIC_NS_CHANNEL, eng->slices,
+                                        (uint32_t)nt, e.payload.p, e.payload.len,
+                                        engine_unix_time(), &res) < 0)
+            return -1;
+        link_state(c)->received++;
+    }
+    return rc;
+}
+
+static enum conn_status link_process(struct conn *c)
+{
+    struct evbuffer *in = c->in;
+    while (!conn_is_closing(c)) {
+        size_t avail = evbuffer_get_length(in);
+        if (avail == 0)
+            return CONN_OK;
+        size_t eol_len;
+        struct evbuffer_ptr p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_CRLF_STRICT);
+        if (p.pos < 0) {
+            if (avail > PROTO_MAX_LINE)
+                break;
+            return CONN_OK;
+        }
+        size_t linelen = (size_t)p.pos;
+        const char *line = (const char *)evbuffer_pullup(in, (ev_ssize_t)(linelen + 2));
+        if (!line)
+            break;
+        if (starts(line, linelen, VALUE_PREFIX)) {
+            uint64_t n;
+            size_t pl = strlen(VALUE_PREFIX);
+            if (proto_parse_u64(line + pl, linelen - pl, (uint64_t)1 << 40, &n) < 0)
+                break;
+            size_t need = linelen + 2 + (size_t)n + 2 + 5;
+            if (avail < need)
+                return CONN_OK;
+            const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)need);
+            if (!buf || memcmp(buf + need - 5, "END\r\n", 5) != 0 ||
+                publish_block(c, buf + linelen + 2, (size_t)n + 2) < 0)
+                break;
+            evbuffer_drain(in, need);
+            cluster_link_answered(c); /* a poll's answer (pushed blocks too: harmless) */
+            if (!link_state(c)->up) {
+                link_state(c)->up = true;
+                cluster_link_up(c);
+            }
+            continue;
+        }
+        bool end = linelen == 3 && starts(line, linelen, "END");
+        if (starts(line, linelen, "VERSION ") || end) {
+            /* VERSION: the handshake's or a ping's answer; END: a poll's */
+            cluster_link_answered(c);
+            if (!link_state(c)->up) {
+                link_state(c)->up = true;
+                cluster_link_up(c);
+            }
+        } else if (!link_state(c)->up && cluster_link_push_refused(c)) {
+            return CONN_CLOSE; /* reopened in polling mode */
+        } else if (!(linelen == 6 && starts(line, linelen, "STORED")) &&
+                   !(linelen == 9 && starts(line, linelen, "NOT_FOUND"))) {
+            klog(LOG_WARNING, "upstream link %" PRIu64 " (%s): the peer said: %.*s", c->sub.id,
+                 c->peer, (int)(linelen < 200 ? linelen : 200), line);
+            return CONN_CLOSE;
+        }
+        evbuffer_drain(in, linelen + 2);
+    }
+    if (!conn_is_closing(c))
+        klog(LOG_WARNING, "upstream link %" PRIu64 " (%s): malformed data from the peer",
+             c->sub.id, c->peer);
+    return CONN_CLOSE;
+}
+
+static void link_release(struct conn *c)
+{
+    if (link_state(c)->core)
+        cluster_link_closed(c);
+}
+
+const struct proto_ops proto_link = {
+    .name = "link",
+    .log_name = "upstream link",
+    .kind = PROTO_KIND_LINK,
+    .state_size = sizeof(struct link_state),
+    .process = link_process,
+    .release = link_release,
+};

@@ -1,0 +1,312 @@
+%% @doc Cluster membership and failure detection (docs/cluster.md).
+%%
+%% Started by kraken_sup, after the engine, on a node with `role' proxy or a
+%% non-empty `cluster_nodes'. It:
+%%
+%%   - connects to `cluster_nodes' (any one member is enough: distribution
+%%     connects the rest), and keeps retrying those it cannot reach;
+%%   - joins the `pg' group of its role (`core' or `proxy') in the scope
+%%     `kraken_cluster_pg'; the groups are how members find each other;
+%%   - every ?TICK ms sends a heartbeat `{kraken_hb, Pid, Info}' to every
+%%     member of both groups (Info: node, role, host and port of its Kraken
+%%     listener). A member not heard from for ?DEADLINE ms is not live,
+%%     whatever distribution thinks (net_ticktime is 60 s: far too slow for a
+%%     hung node); a nodedown removes it at once;
+%%   - tells the engine the live cores, `{cluster, {Self, [{Name, Host,
+%%     Port}]}}', whenever that set changes and whenever the engine was
+%%     restarted. The engine decides ownership (cluster_hash.c) and carries
+%%     the messages. The static `upstreams' (Kraken nodes outside the Erlang
+%%     cluster) are always in that list, as `{<<"host:port">>, Ip, Port,
+%%     upstream_poll_ms}': the engine polls one that refuses push mode.
+%%
+%% A node whose engine does not answer a `ping' within ?ENGINE_DEADLINE ms
+%% (a hung engine under a live VM) sends no heartbeat until it does, so the
+%% others stop counting it live. A core that misses heartbeats for
+%% ?DEADLINE ms and then speaks again is live again (it "comes back"). The heartbeats ride on distribution with
+%% `nosuspend': a hung member never blocks this process.
+-module(kraken_cluster).
+-behaviour(gen_server).
+
+-export([start_link/1, child_specs/1, clustered/1, status/0, node_name/1]).
+-export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
+
+-include_lib("kernel/include/logger.hrl").
+
+-define(SCOPE, kraken_cluster_pg).
+-define(TICK, 200).
+-define(DEADLINE, 1600).
+-define(ENGINE_DEADLINE, 1000).
+
+-record(member, {pid :: pid(),
+                 info :: map(),
+                 heard :: integer()}).
+
+-record(state, {role :: core | proxy,
+                nodes :: [node()],
+                info :: map(),
+                members = #{} :: #{pid() => #member{}},
+                engine :: pid() | undefined,
+                sent :: term(),
+                connector :: pid() | undefined,
+                ready_at :: integer(),
+                engine_ok_at :: integer(),
+                checker :: pid() | undefined,
+                engine_hung = false :: boolean(),
+                upstreams = [] :: [{binary(), binary(), integer(), integer()}]}).
+
+%%% API
+
+%% @doc The supervisor children for a configuration: none on a single node.
+-spec child_specs([kraken_config:option()]) -> [supervisor:child_spec()].
+child_specs(Config) ->
+    case clustered(Config) of
+        false ->
+            [];
+        true ->
+            [#{id => kraken_cluster_pg, start => {pg, start_link, [?SCOPE]},
+               restart => permanent, shutdown => 5000, type => worker, modules => [pg]},
+             #{id => kraken_cluster, start => {?MODULE, start_link, [Config]},
+               restart => permanent, shutdown => 5000, type => worker,
+               modules => [?MODULE]}]
+    end.
+
+%% @doc Whether a configuration puts the node in a cluster.
+-spec clustered([kraken_config:option()]) -> boolean().
+clustered(Config) ->
+    proplists:get_value(role, Config, core) =:= proxy orelse
+        proplists:get_value(cluster_nodes, Config, []) =/= [].
+
+-spec start_link([kraken_config:option()]) -> {ok, pid()} | {error, term()}.
+start_link(Config) ->
+    gen_server:start_link({local, ?MODULE}, ?MODULE, Config, []).
+
+%% @doc This node and every member heard from: `{Node, Role, Host, Port,
+%% Live, MsSinceHeard}' (MsSinceHeard 0 for this node), sorted by node, then
+%% the static upstreams as `{<<"host:port">>, upstream, Ip, Port, true, -1}';
+%% `not_clustered' when the node is not in a cluster.
+-spec status() -> [{node() | binary(), core | proxy | upstream, binary(), integer(),
+                   boolean(), integer()}] | not_clustered.
+status() ->
+    case whereis(?MODULE) of
+        undefined -> not_clustered;
+        _ -> gen_server:call(?MODULE, status, 10000)
+    end.
+
+%% @doc `name' -> name@<this node's host>; `name@host' as it is.
+-spec node_name(atom()) -> node().
+node_name(Name) ->
+    case lists:member($@, atom_to_list(Name)) of
+        true ->
+            Name;
+        false ->
+            [_, Host] = string:split(atom_to_list(node()), "@"),
+            list_to_atom(atom_to_list(Name) ++ "@" ++ Host)
+    end.
+
+%%% gen_server callbacks
+
+init(Config) ->
+    process_flag(trap_exit, true),   % the connector and checker helpers' exits
+    case node() of
+        nonode@nohost ->
+            {stop, {shutdown, {bad_config, "kraken: role and cluster_nodes need a "
+                               "distributed node (bin/kraken names it)"}}};
+        _ ->
+            Role = proplists:get_value(role, Config),
+            Nodes = [node_name(N) || N <- proplists:get_value(cluster_nodes, Config),
+                                     node_name(N) =/= node()],
+            Info = #{node => node(), role => Role,
+                     host => advertised_host(proplists:get_value(listen_ip, Config)),
+                     port => kraken_engine:port()},
+            ok = pg:join(?SCOPE, Role, self()),
+            ok = net_kernel:monitor_nodes(true),
+            ?LOG_INFO("kraken cluster: ~s ~s, endpoint ~s:~b, joining ~0p",
+                      [Role, node(), maps:get(host, Info), maps:get(port, Info), Nodes]),
+            self() ! tick,
+            Upstreams = upstreams(Config),
+            %% The engine gets a view only once the members had a tick or two
+            %% to be heard: a restarted kraken_cluster must not tell it that
+            %% every other core is gone.
+            {ok, #state{role = Role, nodes = Nodes, info = Info, upstreams = Upstreams,
+                        ready_at = now_ms() + 2 * ?TICK + 100, engine_ok_at = now_ms()}}
+    end.
+
+handle_call(status, _From, S = #state{members = Members, info = Info, upstreams = Ups}) ->
+    Now = now_ms(),
+    Self = {node(), maps:get(role, Info), maps:get(host, Info), maps:get(port, Info),
+            true, 0},
+    Others = [{maps:get(node, I), maps:get(role, I), maps:get(host, I), maps:get(port, I),
+               Now - H =< ?DEADLINE, Now - H}
+              || #member{info = I, heard = H} <- maps:values(Members)],
+    Static = [{Name, upstream, Host, Port, true, -1} || {Name, Host, Port, _} <- Ups],
+    {reply, lists:keysort(1, [Self | Others]) ++ Static, S};
+handle_call(_, _From, S) ->
+    {reply, {error, unknown_call}, S}.
+
+handle_cast(_, S) ->
+    {noreply, S}.
+
+handle_info(tick, S0) ->
+    erlang:send_after(?TICK, self(), tick),
+    S1 = connect(S0),
+    S2 = check_engine(S1),
+    S3 = heartbeat(health_check(S2)),
+    {noreply, update(S3)};
+handle_info({engine_health, Pid, pong}, S = #state{checker = Pid}) ->
+    {noreply, S#state{checker = undefined, engine_ok_at = now_ms()}};
+handle_info({engine_health, Pid, _}, S = #state{checker = Pid}) ->
+    {noreply, S#state{checker = undefined}};
+handle_info({kraken_hb, Pid, Info}, S = #state{members = Members}) when is_map(Info) ->
+    New = not maps:is_key(Pid, Members),
+    S1 = S#state{members = Members#{Pid => #member{pid = Pid, info = Info,
+                                                   heard = now_ms()}}},
+    case New of
+        true -> {noreply, update(S1)};   % a join shows at once
+        false -> {noreply, S1}
+    end;
+handle_info({nodedown, Node}, S = #state{members = Members}) ->
+    Gone = maps:filter(fun(P, _) -> node(P) =:= Node end, Members),
+    case maps:size(Gone) of
+        0 -> {noreply, S};
+        _ ->
+            ?LOG_WARNING("kraken cluster: lost the connection to node ~s", [Node]),
+            {noreply, update(S#state{members = maps:without(maps:keys(Gone), Members)})}
+    end;
+handle_info({nodeup, _}, S) ->
+    {noreply, S};
+handle_info({'EXIT', Pid, _}, S = #state{connector = Pid}) ->
+    {noreply, S#state{connector = undefined}};
+handle_info({'EXIT', Pid, _}, S = #state{checker = Pid}) ->
+    {noreply, S#state{checker = undefined}};
+handle_info(_, S) ->
+    {noreply, S}.
+
+terminate(_, _) ->
+    ok.
+
+%%% Internal functions
+
+now_ms() ->
+    erlang:monotonic_time(millisecond).
+
+%% Connects to the configured nodes not connected yet, in a helper process
+%% (a connection attempt to an unreachable host can take seconds).
+connect(S = #state{connector = undefined, nodes = Nodes}) ->
+    case [N || N <- Nodes, not lists:member(N, nodes())] of
+        [] ->
+            S;
+        Missing ->
+            Pid = spawn_link(fun() -> [net_kernel:connect_node(N) || N <- Missing] end),
+            S#state{connector = Pid}
+    end;
+connect(S) ->
+    S.
+
+%% A restarted engine knows nothing of the cluster: tell it again.
+check_engine(S = #state{engine = Old, info = Info}) ->
+    case whereis(kraken_engine) of
+        Old ->
+            S;
+        New ->
+            Port = try kraken_engine:port() catch _:_ -> maps:get(port, Info) end,
+            S#state{engine = New, sent = undefined, info = Info#{port => Port}}
+    end.
+
+%% Asks the engine for a `pong' (from a helper: a hung engine must not
+%% block this process); one question at a time.
+health_check(S = #state{checker = undefined}) ->
+    Self = self(),
+    Pid = spawn_link(fun() ->
+                             Self ! {engine_health, self(),
+                                     catch kraken_engine:call(ping, ?ENGINE_DEADLINE)}
+                     end),
+    S#state{checker = Pid};
+health_check(S) ->
+    S.
+
+%% No heartbeat while the engine does not answer: a node whose engine hangs
+%% stops being live for the others, who then move its topics.
+heartbeat(S = #state{engine_ok_at = OkAt, info = Info}) ->
+    Hung = now_ms() - OkAt > ?ENGINE_DEADLINE,
+    case {Hung, S#state.engine_hung} of
+        {true, false} ->
+            ?LOG_WARNING("kraken cluster: the engine did not answer for ~b ms; not live "
+                         "until it does", [now_ms() - OkAt]);
+        {false, true} ->
+            ?LOG_WARNING("kraken cluster: the engine answers again; live again");
+        _ ->
+            ok
+    end,
+    Hung orelse send_heartbeats(Info),
+    S#state{engine_hung = Hung}.
+
+send_heartbeats(Info) ->
+    Msg = {kraken_hb, self(), Info},
+    [erlang:send(Pid, Msg, [noconnect, nosuspend])
+     || Group <- [core, proxy], Pid <- pg:get_members(?SCOPE, Group), Pid =/= self()],
+    ok.
+
+%% Drops the members not heard from within the deadline, and tells the
+%% engine the live cores when they changed.
+update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
+                  upstreams = Upstreams}) ->
+    Now = now_ms(),
+    {Live, Dead} = lists:partition(fun(#member{heard = H}) -> Now - H =< ?DEADLINE end,
+                                   maps:values(Members0)),
+    [?LOG_WARNING("kraken cluster: ~s ~s silent for ~b ms; no longer live",
+                  [maps:get(role, I), maps:get(node, I), Now - H])
+     || #member{info = I, heard = H} <- Dead],
+    Members = maps:from_list([{P, M} || M = #member{pid = P} <- Live]),
+    Cores = lists:usort([endpoint(Info) || Role =:= core] ++
+                            [endpoint(I) || #member{info = I} <- Live,
+                                            maps:get(role, I) =:= core] ++
+                            Upstreams),
+    S1 = S#state{members = Members},
+    case Cores =:= Sent orelse Now < S#state.ready_at of
+        true ->
+            S1;
+        false ->
+            Self = atom_to_binary(node()),
+            case catch kraken_engine:call({cluster, {Self, Cores}}, 2000) of
+                ok ->
+                    ?LOG_INFO("kraken cluster: live cores ~s",
+                              [lists:join(" ", [element(1, C) || C <- Cores])]),
+                    S1#state{sent = Cores};
+                Other ->
+                    ?LOG_WARNING("kraken cluster: the engine refused the core list: ~0p",
+                                 [Other]),
+                    S1#state{sent = undefined}
+            end
+    end.
+
+endpoint(#{node := Node, host := Host, port := Port}) ->
+    {atom_to_binary(Node), Host, Port}.
+
+%% The address other nodes' engines connect to: listen_ip when it is one
+%% address, else the address of this node's host name.
+advertised_host(Ip) when Ip =:= <<"0.0.0.0">>; Ip =:= <<"::">> ->
+    [_, Host] = string:split(atom_to_list(node()), "@"),
+    case inet:getaddr(Host, inet) of
+        {ok, Addr} -> list_to_binary(inet:ntoa(Addr));
+        {error, _} -> <<"127.0.0.1">>
+    end;
+advertised_host(Ip) ->
+    Ip.
+
+%% The static upstreams: always live, named "host:port" as configured, with
+%% the interval at which to poll one that refuses push mode.
+upstreams(Config) ->
+    Poll = proplists:get_value(upstream_poll_ms, Config),
+    [{list_to_binary(Host ++ ":" ++ integer_to_list(Port)), resolve(Host), Port, Poll}
+     || {Host, Port} <- proplists:get_value(upstreams, Config)].
+
+resolve(Host) ->
+    case inet:parse_address(Host) of
+        {ok, Addr} ->
+            list_to_binary(inet:ntoa(Addr));
+        {error, _} ->
+            case inet:getaddr(Host, inet) of
+                {ok, Addr} -> list_to_binary(inet:ntoa(Addr));
+                {error, _} -> list_to_binary(Host)   % the engine will fail to connect, and say so
+            end
+    end.

@@ -1,0 +1,706 @@
+%% @doc The cluster (docs/cluster.md) on real nodes started by bin/kraken on
+%% loopback: 3 cores and 2 proxies, each with its own node name and a free
+%% port, joined through `cluster_nodes'.
+%%
+%%   - membership: every node sees the 5 members and the 3 live cores, and
+%%     every engine has its links up (`bin/kraken cluster_status');
+%%   - exactly once: clients on every node (cores and proxies) subscribe to
+%%     the same topics and publish entries spanning several cores; each
+%%     client gets each (entry, topic) pair exactly once, except its own
+%%     entries, which it never gets;
+%%   - a core killed with kill -9: within 3 s the clients that held one of
+%%     its topics, on a proxy and on another core, are disconnected with a
+%%     log line saying why; the others are not disturbed; its topics move to
+%%     the survivors;
+%%   - a core hung (SIGSTOP of its node and engine): the same within 3 s
+%%     (heartbeats, not TCP, find it); after SIGCONT it is live again and its
+%%     topics go back to it;
+%%   - a core's engine hung alone (SIGSTOP of the engine, the VM runs): the
+%%     links' pings find it within 3 s, and its node stops heartbeating, so
+%%     its topics move; back after SIGCONT.
+%%
+%% This node becomes a distributed node to make rpc calls to them.
+-module(kraken_cluster_tests).
+
+-include_lib("eunit/include/eunit.hrl").
+
+-define(NTOPICS, 24).
+-define(PER_CLIENT, 15).
+
+cluster_test_() ->
+    {setup, fun setup/0, fun cleanup/1,
+     fun(Ctx) ->
+             {inorder,
+              [{timeout, 60, {"membership: 3 cores, 2 proxies, links up",
+                              fun() -> membership(Ctx) end}},
+               {timeout, 60, {"each (entry, topic) reaches each subscriber exactly once, "
+                              "never its publisher", fun() -> exactly_once(Ctx) end}},
+               {timeout, 60, {"Redis clients through the cluster: SUBSCRIBE on a proxy, "
+                              "PUBLISH on a core, with Kraken clients on other nodes",
+                              fun() -> redis_through(Ctx) end}},
+               {timeout, 60, {"retro_subscribe and register through a node that does not "
+                              "own the topic: entries when it held the topic upstream since "
+                              "before the horizon, else NOT_FOUND, never a silent gap",
+                              fun() -> retro(Ctx) end}},
+               {timeout, 60, {"kill -9 of a core: its topics' holders disconnected within "
+                              "3 s, the others undisturbed, topics moved",
+                              fun() -> core_killed(Ctx) end}},
+               {timeout, 60, {"SIGSTOP of a core: its topics' holders disconnected within "
+                              "3 s; after SIGCONT it is live again and serves its topics",
+                              fun() -> core_hung(Ctx) end}},
+               {timeout, 60, {"SIGSTOP of a core's engine only: holders disconnected within "
+                              "3 s (link pings), its topics move (no heartbeat while its engine "
+                              "does not answer); back after SIGCONT",
+                              fun() -> engine_hung(Ctx) end}}]}
+     end}.
+
+%%% Set-up: five nodes
+
+-define(CORES, [c1, c2, c3]).
+-define(PROXIES, [p1, p2]).
+
+setup() ->
+    Tmp = filename:join(["/tmp", "kraken_cluster_test_" ++ os:getpid()]),
+    ok = filelib:ensure_dir(filename:join(Tmp, "x")),
+    Script = filename:absname("bin/kraken"),
+    Ebin = filename:dirname(code:which(kraken)),
+    Engine = case os:getenv("KRAKEN_ENGINE") of
+                 false -> [];
+                 "" -> [];
+                 Path -> ["-kraken", "engine_executable", "\"" ++ Path ++ "\""]
+             end,
+    _ = os:cmd("epmd -daemon"),
+    Distributed = case node() of
+                      nonode@nohost ->
+                          {ok, _} = net_kernel:start([list_to_atom("kraken_cluster_test_" ++
+                                                                       os:getpid()),
+                                                      shortnames]),
+                          true;
+                      _ ->
+                          false
+                  end,
+    [_, Host] = string:split(atom_to_list(node()), "@"),
+    Prefix = "kcl" ++ os:getpid() ++ "_",
+    Names = ?CORES ++ ?PROXIES,
+    Ports = maps:from_list([{N, free_port()} || N <- Names]),
+    RedisPorts = maps:from_list([{N, free_port()} || N <- Names]),
+    Ctx0 = #{tmp => Tmp, script => Script, ebin => Ebin, host => Host, prefix => Prefix,
+             ports => Ports, redis_ports => RedisPorts, distributed => Distributed},
+    Join = fun(c1) -> c2; (_) -> c1 end,
+    Self = self(),
+    %% c1 first, alone: the node it joins (c2) is not up yet, so it must
+    %% keep trying; then the others together.
+    Start = fun(Ns) ->
+    [spawn_link(fun() ->
+                        Role = case lists:member(N, ?PROXIES) of true -> "proxy"; false -> "core" end,
+                        Args = ["start", "-kraken", "tcp_server_port",
+                                integer_to_list(maps:get(N, Ports)),
+                                "-kraken", "listen_ip", "\"127.0.0.1\"",
+                                "-kraken", "redis_port",
+                                integer_to_list(maps:get(N, RedisPorts)),
+                                "-kraken", "role", Role,
+                                "-kraken", "cluster_nodes",
+                                "[" ++ node_name(Ctx0, Join(N)) ++ "]"] ++ Engine,
+                        Self ! {started, N, script(Ctx0, N, Args)}
+                end) || N <- Ns],
+    [receive
+                    {started, N, {0, Out}} ->
+                        {match, [P]} = re:run(Out, "\\(os pid (\\d+)\\)",
+                                              [{capture, all_but_first, list}]),
+                        {N, list_to_integer(P)};
+                    {started, N, Other} ->
+                        error({start_failed, N, Other})
+                after 90000 -> error(start_timeout)
+                end || N <- Ns]
+            end,
+    OsPids = maps:from_list(Start([c1]) ++ Start(Names -- [c1])),
+    Ctx0#{os_pids => OsPids}.
+
+cleanup(Ctx = #{tmp := Tmp, distributed := Distributed, os_pids := OsPids}) ->
+    [_ = os:cmd("kill -CONT -" ++ integer_to_list(P) ++ " 2>/dev/null")
+     || P <- maps:values(OsPids)],
+    Self = self(),
+    [spawn(fun() -> Self ! {stopped, script(Ctx, N, ["stop"])} end)
+     || N <- ?CORES ++ ?PROXIES],
+    [receive {stopped, _} -> ok after 60000 -> ok end || _ <- ?CORES ++ ?PROXIES],
+    sanitizer_reports(Tmp),
+    [_ = os:cmd("kill -9 " ++ integer_to_list(P) ++ " 2>/dev/null")
+     || P <- maps:values(OsPids)],
+    Distributed andalso net_kernel:stop(),
+    keep_logs(Tmp),
+    _ = os:cmd("rm -rf '" ++ Tmp ++ "'"),
+    ok.
+
+%% The nodes' console logs of the last run, for a failure's post-mortem.
+keep_logs(Tmp) ->
+    Keep = "/tmp/kraken_cluster_test_logs",
+    _ = os:cmd("rm -rf " ++ Keep ++ " && mkdir -p " ++ Keep ++ " && cp " ++ Tmp ++
+                   "/*.console.log " ++ Keep ++ "/ 2>/dev/null"),
+    ok.
+
+script(#{script := Script, tmp := Tmp, ebin := Ebin} = Ctx, Name, Args) ->
+    Env = [{"KRAKEN_LOG_DIR", Tmp}, {"KRAKEN_EBIN", Ebin},
+           {"KRAKEN_NODE_NAME", node_name(Ctx, Name)}],
+    Port = open_port({spawn_executable, Script},
+                     [{args, Args}, {env, Env}, {cd, Tmp}, exit_status, stderr_to_stdout,
+                      binary]),
+    collect(Port, []).
+
+collect(Port, Acc) ->
+    receive
+        {Port, {data, D}} -> collect(Port, [D | Acc]);
+        {Port, {exit_status, S}} -> {S, binary_to_list(iolist_to_binary(lists:reverse(Acc)))}
+    after 90000 -> error(script_timeout)
+    end.
+
+node_name(#{prefix := Prefix}, Name) ->
+    Prefix ++ atom_to_list(Name).
+
+node_atom(Ctx = #{host := Host}, Name) ->
+    list_to_atom(node_name(Ctx, Name) ++ "@" ++ Host).
+
+free_port() ->
+    {ok, L} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
+    {ok, Port} = inet:port(L),
+    ok = gen_tcp:close(L),
+    Port.
+
+rpc(Ctx, Name, M, F, A) ->
+    rpc:call(node_atom(Ctx, Name), M, F, A, 10000).
+
+wait_until(F, Ms) ->
+    Deadline = erlang:monotonic_time(millisecond) + Ms,
+    wait_until_(F, Deadline).
+
+wait_until_(F, Deadline) ->
+    case F() of
+        true -> ok;
+        false ->
+            case erlang:monotonic_time(millisecond) > Deadline of
+                true -> error(timeout);
+                false -> timer:sleep(50), wait_until_(F, Deadline)
+            end
+    end.
+
+%% Whether the node's engine has Cores (names) as live cores, each link up.
+links_up(Ctx, Name, Cores) ->
+    Want = lists:sort([list_to_binary(atom_to_list(node_atom(Ctx, C))) || C <- Cores]),
+    case rpc(Ctx, Name, kraken_engine, call, [cluster_status]) of
+        L when is_list(L) ->
+            lists:sort([N || {N, _, _, _, _, _, _, _, _} <- L]) =:= Want andalso
+                lists:all(fun({_, S, _, _, _, _, _, _, _}) -> S =:= up orelse S =:= self end, L);
+        _ ->
+            false
+    end.
+
+%% The topics held upstream by a node's engine, summed over its links.
+upstream_topics(Ctx, Name) ->
+    lists:sum([T || {_, _, _, _, T, _, _, _, _} <- rpc(Ctx, Name, kraken_engine, call,
+                                                        [cluster_status])]).
+
+owner(Ctx, Name, Topic) ->
+    case rpc(Ctx, Name, kraken_engine, call, [{cluster_owner, Topic}]) of
+        local -> node_atom(Ctx, Name);
+        Bin when is_binary(Bin) -> binary_to_atom(Bin)
+    end.
+
+connect(Ctx, Name) ->
+    {ok, S} = kraken_client:connect({127, 0, 0, 1}, maps:get(Name, maps:get(ports, Ctx))),
+    S.
+
+%%% Tests
+
+membership(Ctx) ->
+    All = ?CORES ++ ?PROXIES,
+    ok = wait_until(fun() -> lists:all(fun(N) -> links_up(Ctx, N, ?CORES) end, All) end,
+                    20000),
+    %% bin/kraken cluster_status on a proxy: every member, live, links up.
+    {0, Out} = script(Ctx, p1, ["cluster_status"]),
+    [?assert(re:run(Out, node_name(Ctx, N) ++ "@\\S+\\s+core\\s+127.0.0.1:\\d+\\s+\\S+ ago\\s+up",
+                    [{capture, none}]) =:= match) || N <- ?CORES],
+    ?assertMatch({match, _}, re:run(Out, node_name(Ctx, p2) ++ "@\\S+\\s+proxy")),
+    ?assertMatch({match, _}, re:run(Out, node_name(Ctx, p1) ++ "@\\S+\\s+proxy\\s+\\S+\\s+self")),
+    %% A node that is not clustered says so.
+    ok.
+
+exactly_once(Ctx) ->
+    All = ?CORES ++ ?PROXIES,
+    Topics = [list_to_binary("topic_" ++ integer_to_list(I)) || I <- lists:seq(1, ?NTOPICS)],
+    %% The topics spread over the three cores, and every node agrees.
+    Owners = [owner(Ctx, p1, T) || T <- Topics],
+    ?assertEqual(Owners, [owner(Ctx, p2, T) || T <- Topics]),
+    ?assertEqual(3, length(lists:usort(Owners))),
+    %% Two clients on every node, each subscribed to every topic.
+    Clients = [{{N, I}, connect(Ctx, N)} || N <- All, I <- [1, 2]],
+    [ok = kraken_client:subscribe(S, Topics) || {_, S} <- Clients],
+    %% Each node holds upstream exactly the topics it does not own.
+    [ok = wait_until(fun() ->
+                             Own = length([T || T <- Topics,
+                                                owner(Ctx, N, T) =:= node_atom(Ctx, N)]),
+                             upstream_topics(Ctx, N) =:= ?NTOPICS - Own
+                     end, 10000) || N <- All],
+    timer:sleep(300),   % the subscribe requests just written reach the cores
+    %% Each client publishes entries of 1 to 3 topics (often on several cores).
+    rand:seed(exsss, {1, 2, 3}),
+    Published = [{Id, [{pick(Topics, 1 + rand:uniform(3) - 1), payload(Id, K)}
+                       || K <- lists:seq(1, ?PER_CLIENT)]} || {Id, _} <- Clients],
+    [ok = kraken_client:publish(S, [E]) || {Id, S} <- Clients,
+                                           E <- proplists:get_value(Id, Published)],
+    %% Expected per client: every (payload, topic) of the others' entries.
+    [begin
+         Expected = lists:sort([{P, T} || {Other, Entries} <- Published, Other =/= Id,
+                                          {Ts, P} <- Entries, T <- Ts]),
+         Got = receive_pairs(S, length(Expected), 15000),
+         ?assertEqual({Id, length(Expected)}, {Id, length(Got)}),
+         ?assertEqual({Id, []}, {Id, Got -- lists:usort(Got)}),   % no duplicate
+         ?assertEqual({Id, Expected}, {Id, Got})
+     end || {Id, S} <- Clients],
+    %% Nothing more arrives later (no echo, no late duplicate).
+    timer:sleep(300),
+    [?assertEqual({Id, []}, {Id, kraken_client:receive_messages(S)}) || {Id, S} <- Clients],
+    [kraken_client:disconnect(S) || {_, S} <- Clients],
+    ok.
+
+redis_through(Ctx) ->
+    Chan = <<"redis_chan">>,
+    Owner = owner(Ctx, p1, Chan),
+    [Other | _] = [N || N <- ?CORES, node_atom(Ctx, N) =/= Owner],
+    R = redis_connect(Ctx, p1),
+    ok = gen_tcp:send(R, resp([<<"SUBSCRIBE">>, Chan])),
+    ok = redis_expect(R, resp_push([<<"subscribe">>, Chan], 1)),
+    S = connect(Ctx, p2), ok = kraken_client:subscribe(S, [Chan]),
+    ok = wait_until(fun() -> upstream_topics(Ctx, p1) =:= 1 andalso
+                                 upstream_topics(Ctx, p2) =:= 1 end, 5000),
+    timer:sleep(300),
+    %% A Kraken publish on a core that does not own the channel.
+    K = connect(Ctx, Other),
+    ok = kraken_client:publish(K, [{[Chan], <<"from kraken">>}]),
+    ok = redis_expect(R, resp_message(Chan, <<"from kraken">>)),
+    ?assertEqual([{<<"from kraken">>, Chan}], receive_pairs(S, 1, 5000)),
+    %% A Redis PUBLISH on that core reaches the Kraken and Redis subscribers
+    %% on the proxies (its reply counts local receivers only: 0).
+    R2 = redis_connect(Ctx, Other),
+    ok = gen_tcp:send(R2, resp([<<"PUBLISH">>, Chan, <<"from redis">>])),
+    ok = redis_expect(R2, <<":0\r\n">>),
+    ok = redis_expect(R, resp_message(Chan, <<"from redis">>)),
+    ?assertEqual([{<<"from redis">>, Chan}], receive_pairs(S, 1, 5000)),
+    [gen_tcp:close(X) || X <- [R, R2]],
+    [kraken_client:disconnect(X) || X <- [S, K]],
+    ok.
+
+redis_connect(Ctx, Name) ->
+    {ok, R} = gen_tcp:connect({127, 0, 0, 1}, maps:get(Name, maps:get(redis_ports, Ctx)),
+                              [binary, {active, false}]),
+    put({redis_buf, R}, <<>>),
+    R.
+
+resp(Args) ->
+    [io_lib:format("*~b\r\n", [length(Args)]),
+     [[io_lib:format("$~b\r\n", [byte_size(A)]), A, "\r\n"] || A <- Args]].
+
+resp_push([Kind, Chan], N) ->
+    iolist_to_binary([<<"*3\r\n">>, bulk(Kind), bulk(Chan), io_lib:format(":~b\r\n", [N])]).
+
+resp_message(Chan, Msg) ->
+    iolist_to_binary([<<"*3\r\n">>, bulk(<<"message">>), bulk(Chan), bulk(Msg)]).
+
+bulk(B) ->
+    [io_lib:format("$~b\r\n", [byte_size(B)]), B, "\r\n"].
+
+%% Reads from R until its buffer starts with Expected (then drops it).
+redis_expect(R, Expected) ->
+    Deadline = erlang:monotonic_time(millisecond) + 5000,
+    redis_expect(R, Expected, Deadline).
+
+redis_expect(R, Expected, Deadline) ->
+    Buf = get({redis_buf, R}),
+    N = byte_size(Expected),
+    case Buf of
+        <<Expected:N/binary, Rest/binary>> ->
+            put({redis_buf, R}, Rest),
+            ok;
+        _ when byte_size(Buf) >= N ->
+            error({unexpected_redis_bytes, Buf, Expected});
+        _ ->
+            Left = Deadline - erlang:monotonic_time(millisecond),
+            Left > 0 orelse error({redis_timeout, Buf, Expected}),
+            {ok, More} = gen_tcp:recv(R, 0, Left),
+            put({redis_buf, R}, <<Buf/binary, More/binary>>),
+            redis_expect(R, Expected, Deadline)
+    end.
+
+retro(Ctx) ->
+    T = <<"retro_topic">>,
+    Owner = owner(Ctx, p1, T),
+    [OwnerName] = [N || N <- ?CORES, node_atom(Ctx, N) =:= Owner],
+    [Other | _] = [N || N <- ?CORES, N =/= OwnerName],
+    A = connect(Ctx, p1), ok = kraken_client:subscribe(A, [T]),   % p1 holds T upstream
+    timer:sleep(1100),
+    H = erlang:system_time(second),
+    %% An entry published strictly after second H, from another node.
+    timer:sleep(1000 - erlang:system_time(millisecond) rem 1000 + 20),
+    Pub = connect(Ctx, p2),
+    ok = kraken_client:publish(Pub, [{[T], <<"after the horizon">>}]),
+    ok = wait_until(fun() -> kraken_client:receive_messages(A) =/= [] end, 5000),
+    Entry = [{[T], <<"after the horizon">>}],
+    %% p1 has held T since before H: its retention has the entry.
+    B = connect(Ctx, p1), ok = kraken_client:retro_subscribe(B, H, [T]),
+    ?assertEqual(Entry, kraken_client:receive_messages(B)),
+    %% The owner: as on a single node.
+    D = connect(Ctx, OwnerName), ok = kraken_client:retro_subscribe(D, H, [T]),
+    ?assertEqual(Entry, kraken_client:receive_messages(D)),
+    %% A core that does not own T and did not hold it: it cannot vouch.
+    C = connect(Ctx, Other),
+    ?assertEqual({error, not_found}, kraken_client:retro_subscribe(C, H, [T])),
+    %% The publisher's proxy retained its own entry, but not others': the same.
+    ?assertEqual({error, not_found}, kraken_client:retro_subscribe(Pub, H, [<<"retro_other">>])),
+    %% register + subscribe on a node not holding the topic yet: NOT_FOUND.
+    E = connect(Ctx, p2),
+    ok = kraken_client:register(E),
+    ?assertEqual({error, not_found}, kraken_client:subscribe(E, [<<"retro_fresh">>])),
+    %% ... but on a node holding it upstream already: STORED.
+    F = connect(Ctx, p1),
+    ok = kraken_client:register(F),
+    ?assertEqual(ok, kraken_client:subscribe(F, [T])),
+    [kraken_client:disconnect(S) || S <- [A, B, C, D, E, F, Pub]],
+    ok.
+
+pick(Topics, N) ->
+    lists:usort([lists:nth(rand:uniform(length(Topics)), Topics) || _ <- lists:seq(1, N)]).
+
+payload({Node, I}, K) ->
+    iolist_to_binary(io_lib:format("~s/~b/~b", [Node, I, K])).
+
+%% Polls until N (payload, topic) pairs arrived or the time is up; sorted.
+receive_pairs(S, N, Ms) ->
+    Deadline = erlang:monotonic_time(millisecond) + Ms,
+    receive_pairs(S, N, Deadline, []).
+
+receive_pairs(S, N, Deadline, Acc) ->
+    Msgs = kraken_client:receive_messages(S),
+    ?assert(is_list(Msgs)),
+    Acc1 = [{P, T} || {Ts, P} <- Msgs, T <- Ts] ++ Acc,
+    case length(Acc1) >= N orelse erlang:monotonic_time(millisecond) > Deadline of
+        true -> lists:sort(Acc1);
+        false -> timer:sleep(50), receive_pairs(S, N, Deadline, Acc1)
+    end.
+
+core_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
+    Victim = node_atom(Ctx, c3),
+    Survivor = node_atom(Ctx, c1),
+    Candidates = [list_to_binary("kill_" ++ integer_to_list(I)) || I <- lists:seq(1, 60)],
+    [Kept | _] = [T || T <- Candidates, owner(Ctx, p1, T) =:= Survivor],
+    [Lost | _] = [T || T <- Candidates, owner(Ctx, p1, T) =:= Victim],
+    X = connect(Ctx, p1), ok = kraken_client:subscribe(X, [Kept]),     % stays
+    Y = connect(Ctx, p1), ok = kraken_client:subscribe(Y, [Lost]),     % disconnected
+    Z = connect(Ctx, p2), ok = kraken_client:subscribe(Z, [Kept, Lost]), % disconnected
+    W = connect(Ctx, c1), ok = kraken_client:subscribe(W, [Lost]),     % disconnected (core)
+    Pub = connect(Ctx, p2),
+    timer:sleep(300),
+    ok = kraken_client:publish(Pub, [{[Kept, Lost], <<"before">>}]),
+    ok = wait_until(fun() -> kraken_client:receive_messages(X) =/= [] end, 5000),
+    T0 = erlang:monotonic_time(millisecond),
+    _ = os:cmd("kill -9 " ++ integer_to_list(maps:get(c3, OsPids))),
+    [closed_within(S, T0, 3000) || S <- [Y, Z, W]],
+    %% X was not disturbed: it still gets what is published to its topic.
+    ok = kraken_client:publish(Pub, [{[Kept], <<"after">>}]),
+    ok = wait_until(fun() -> lists:member({[Kept], <<"after">>},
+                                          kraken_client:receive_messages(X)) end, 5000),
+    %% The log says why, naming the client's topic and the core.
+    Log = filename:join(Tmp, node_name(Ctx, p1) ++ ".console.log"),
+    ok = wait_until(fun() ->
+                            {ok, Text} = file:read_file(Log),
+                            re:run(Text, "holds topic " ++ binary_to_list(Lost) ++
+                                       " owned by core " ++ atom_to_list(Victim),
+                                   [{capture, none}]) =:= match
+                    end, 3000),
+    %% Its topics moved: the lost topic works again, through the survivors.
+    ok = wait_until(fun() -> links_up(Ctx, p1, [c1, c2]) andalso links_up(Ctx, p2, [c1, c2])
+                    end, 5000),
+    ?assertNotEqual(Victim, owner(Ctx, p1, Lost)),
+    V = connect(Ctx, p1), ok = kraken_client:subscribe(V, [Lost]),
+    timer:sleep(300),
+    ok = kraken_client:publish(Pub, [{[Lost], <<"moved">>}]),
+    ok = wait_until(fun() -> kraken_client:receive_messages(V) =:= [{[Lost], <<"moved">>}] end,
+                    5000),
+    [kraken_client:disconnect(S) || S <- [X, V, Pub]],
+    ok.
+
+%% The server closes S (after its error line) within Ms of T0.
+closed_within(S, T0, Ms) ->
+    ok = inet:setopts(S, [{packet, raw}]),
+    closed_loop(S, T0, T0 + Ms).
+
+closed_loop(S, T0, Deadline) ->
+    Left = Deadline - erlang:monotonic_time(millisecond),
+    ?assert(Left > 0),
+    case gen_tcp:recv(S, 0, Left) of
+        {ok, _ErrorLine} -> closed_loop(S, T0, Deadline);
+        {error, closed} -> ok;
+        {error, timeout} -> error({not_closed_within, Deadline - T0})
+    end.
+
+core_hung(Ctx = #{os_pids := OsPids}) ->
+    Victim = node_atom(Ctx, c2),
+    Survivor = node_atom(Ctx, c1),
+    Candidates = [list_to_binary("hang_" ++ integer_to_list(I)) || I <- lists:seq(1, 60)],
+    [Kept | _] = [T || T <- Candidates, owner(Ctx, p1, T) =:= Survivor],
+    [Lost | _] = [T || T <- Candidates, owner(Ctx, p1, T) =:= Victim],
+    X = connect(Ctx, p1), ok = kraken_client:subscribe(X, [Kept]),
+    Y = connect(Ctx, p2), ok = kraken_client:subscribe(Y, [Lost]),
+    Pub = connect(Ctx, p1),
+    timer:sleep(300),
+    %% The node's process group: the Erlang VM and its engine.
+    Group = "-" ++ integer_to_list(maps:get(c2, OsPids)),
+    T0 = erlang:monotonic_time(millisecond),
+    _ = os:cmd("kill -STOP " ++ Group),
+    try
+        closed_within(Y, T0, 3000),
+        ok = kraken_client:publish(Pub, [{[Kept], <<"during">>}]),
+        ok = wait_until(fun() -> kraken_client:receive_messages(X) =:= [{[Kept], <<"during">>}]
+                        end, 5000),
+        %% Every node drops it (each at its own next tick after the deadline).
+        ok = wait_until(fun() -> owner(Ctx, p1, Lost) =:= Survivor andalso
+                                     owner(Ctx, p2, Lost) =:= Survivor end, 3000)
+    after
+        _ = os:cmd("kill -CONT " ++ Group)
+    end,
+    %% Back: live again everywhere, its topics are its own again.
+    ok = wait_until(fun() -> links_up(Ctx, p1, [c1, c2]) andalso links_up(Ctx, p2, [c1, c2])
+                    end, 10000),
+    ?assertEqual(Victim, owner(Ctx, p2, Lost)),
+    V = connect(Ctx, p2), ok = kraken_client:subscribe(V, [Lost]),
+    timer:sleep(300),
+    ok = kraken_client:publish(Pub, [{[Lost], <<"back">>}]),
+    ok = wait_until(fun() -> kraken_client:receive_messages(V) =:= [{[Lost], <<"back">>}] end,
+                    5000),
+    [kraken_client:disconnect(S) || S <- [X, V, Pub]],
+    ok.
+
+engine_hung(Ctx) ->
+    Victim = node_atom(Ctx, c2),
+    Survivor = node_atom(Ctx, c1),
+    ok = wait_until(fun() -> links_up(Ctx, p1, [c1, c2]) andalso links_up(Ctx, p2, [c1, c2])
+                    end, 10000),
+    Candidates = [list_to_binary("ehang_" ++ integer_to_list(I)) || I <- lists:seq(1, 60)],
+    [Kept | _] = [T || T <- Candidates, owner(Ctx, p1, T) =:= Survivor],
+    [Lost | _] = [T || T <- Candidates, owner(Ctx, p1, T) =:= Victim],
+    X = connect(Ctx, p1), ok = kraken_client:subscribe(X, [Kept]),
+    Y = connect(Ctx, p2), ok = kraken_client:subscribe(Y, [Lost]),
+    Pub = connect(Ctx, p1),
+    timer:sleep(300),
+    EngineOsPid = integer_to_list(rpc(Ctx, c2, kraken_engine, os_pid, [])),
+    T0 = erlang:monotonic_time(millisecond),
+    _ = os:cmd("kill -STOP " ++ EngineOsPid),
+    try
+        closed_within(Y, T0, 3000),
+        ok = kraken_client:publish(Pub, [{[Kept], <<"during">>}]),
+        ok = wait_until(fun() -> kraken_client:receive_messages(X) =:= [{[Kept], <<"during">>}]
+                        end, 5000),
+        %% Its node stops heartbeating: the others move its topics.
+        ok = wait_until(fun() -> owner(Ctx, p1, Lost) =:= Survivor andalso
+                                     owner(Ctx, p2, Lost) =:= Survivor end, 5000)
+    after
+        _ = os:cmd("kill -CONT " ++ EngineOsPid)
+    end,
+    ok = wait_until(fun() -> links_up(Ctx, p1, [c1, c2]) andalso links_up(Ctx, p2, [c1, c2])
+                    end, 10000),
+    ?assertEqual(Victim, owner(Ctx, p2, Lost)),
+    V = connect(Ctx, p2), ok = kraken_client:subscribe(V, [Lost]),
+    timer:sleep(300),
+    ok = kraken_client:publish(Pub, [{[Lost], <<"back">>}]),
+    ok = wait_until(fun() -> kraken_client:receive_messages(V) =:= [{[Lost], <<"back">>}] end,
+                    5000),
+    [kraken_client:disconnect(S) || S <- [X, V, Pub]],
+    ok.
+
+%%% Static upstreams: a proxy in front of Kraken nodes outside the Erlang
+%%% cluster (standalone engines), one of which refuses push mode like the
+%%% original Kraken (a relay answers ERROR to `set push'): that one is
+%%% polled every upstream_poll_ms.
+
+upstreams_test_() ->
+    {setup, fun upstreams_setup/0, fun upstreams_cleanup/1,
+     fun(Ctx) ->
+             [{timeout, 60, {"a proxy with static upstreams: push to one, polling the "
+                             "other; each (entry, topic) once, never back to its publisher",
+                             fun() -> upstreams(Ctx) end}}]
+     end}.
+
+upstreams_setup() ->
+    Ctx0 = #{tmp := _} = base_ctx("kup"),
+    Engine = engine_path(),
+    {U1, U1Port} = standalone(Engine),
+    {U2, U2Port} = standalone(Engine),
+    {Relay, OPort} = refusing_relay(U2Port),
+    Ctx = Ctx0#{ports => #{p3 => free_port()}, u1 => U1, u2 => U2, relay => Relay,
+                u1_port => U1Port, u2_port => U2Port, o_port => OPort},
+    Ups = io_lib:format("[\"127.0.0.1:~b\", \"127.0.0.1:~b\"]", [U1Port, OPort]),
+    {0, Out} = script(Ctx, p3, ["start", "-kraken", "tcp_server_port",
+                                integer_to_list(maps:get(p3, maps:get(ports, Ctx))),
+                                "-kraken", "listen_ip", "\"127.0.0.1\"",
+                                "-kraken", "role", "proxy",
+                                "-kraken", "upstreams", lists:flatten(Ups),
+                                "-kraken", "upstream_poll_ms", "100"] ++ engine_args()),
+    {match, [P]} = re:run(Out, "\\(os pid (\\d+)\\)", [{capture, all_but_first, list}]),
+    Ctx#{os_pids => #{p3 => list_to_integer(P)}}.
+
+upstreams_cleanup(Ctx = #{u1 := U1, u2 := U2, relay := Relay, os_pids := OsPids,
+                           tmp := Tmp}) ->
+    _ = script(Ctx, p3, ["stop"]),
+    sanitizer_reports(Tmp),
+    [_ = os:cmd("kill -9 " ++ integer_to_list(P) ++ " 2>/dev/null") || P <- maps:values(OsPids)],
+    exit(Relay, kill),
+    [begin
+         {os_pid, OsPid} = erlang:port_info(U, os_pid),
+         _ = os:cmd("kill " ++ integer_to_list(OsPid))
+     end || U <- [U1, U2]],
+    base_cleanup(Ctx).
+
+upstreams(Ctx = #{u1_port := U1Port, u2_port := U2Port, o_port := OPort}) ->
+    U1Name = list_to_binary("127.0.0.1:" ++ integer_to_list(U1Port)),
+    OName = list_to_binary("127.0.0.1:" ++ integer_to_list(OPort)),
+    ok = wait_until(fun() ->
+                            case rpc(Ctx, p3, kraken_engine, call, [cluster_status]) of
+                                L when is_list(L) ->
+                                    lists:sort([{N, S} || {N, S, _, _, _, _, _, _, _} <- L]) =:=
+                                        lists:sort([{U1Name, up}, {OName, polling}]);
+                                _ -> false
+                            end
+                    end, 15000),
+    Candidates = [list_to_binary("up_" ++ integer_to_list(I)) || I <- lists:seq(1, 60)],
+    [T1 | _] = [T || T <- Candidates, rpc(Ctx, p3, kraken_engine, call,
+                                          [{cluster_owner, T}]) =:= U1Name],
+    [T2 | _] = [T || T <- Candidates, rpc(Ctx, p3, kraken_engine, call,
+                                          [{cluster_owner, T}]) =:= OName],
+    A = connect(Ctx, p3), ok = kraken_client:subscribe(A, [T1, T2]),
+    {ok, B} = kraken_client:connect({127, 0, 0, 1}, U1Port),
+    ok = kraken_client:subscribe(B, [T1]),
+    {ok, C} = kraken_client:connect({127, 0, 0, 1}, U2Port),
+    ok = kraken_client:subscribe(C, [T2]),
+    ok = wait_until(fun() -> upstream_topics(Ctx, p3) =:= 2 end, 5000),
+    timer:sleep(300),
+    ok = kraken_client:publish(B, [{[T1], <<"from U1">>}]),
+    ok = kraken_client:publish(C, [{[T2], <<"from U2">>}]),
+    ok = kraken_client:publish(A, [{[T1, T2], <<"from the proxy">>}]),
+    Got = fun(S, N) -> receive_pairs(S, N, 5000) end,
+    ?assertEqual([{<<"from U1">>, T1}, {<<"from U2">>, T2}], Got(A, 2)),
+    ?assertEqual([{<<"from the proxy">>, T1}], Got(B, 1)),
+    ?assertEqual([{<<"from the proxy">>, T2}], Got(C, 1)),
+    timer:sleep(300),
+    [?assertEqual([], kraken_client:receive_messages(S)) || S <- [A, B, C]],
+    {0, Out} = script(Ctx, p3, ["cluster_status"]),
+    ?assertMatch({match, _}, re:run(Out, binary_to_list(U1Name) ++ "\\s+upstream\\s+\\S+\\s+static\\s+up\\s+1")),
+    ?assertMatch({match, _}, re:run(Out, binary_to_list(OName) ++ "\\s+upstream\\s+\\S+\\s+static\\s+polling\\s+1")),
+    [kraken_client:disconnect(S) || S <- [A, B, C]],
+    ok.
+
+base_ctx(Tag) ->
+    Tmp = filename:join(["/tmp", "kraken_" ++ Tag ++ "_test_" ++ os:getpid()]),
+    ok = filelib:ensure_dir(filename:join(Tmp, "x")),
+    _ = os:cmd("epmd -daemon"),
+    Distributed = case node() of
+                      nonode@nohost ->
+                          {ok, _} = net_kernel:start([list_to_atom("kraken_" ++ Tag ++ "_test_" ++
+                                                                       os:getpid()),
+                                                      shortnames]),
+                          true;
+                      _ ->
+                          false
+                  end,
+    [_, Host] = string:split(atom_to_list(node()), "@"),
+    #{tmp => Tmp, script => filename:absname("bin/kraken"),
+      ebin => filename:dirname(code:which(kraken)), host => Host,
+      prefix => Tag ++ os:getpid() ++ "_", distributed => Distributed}.
+
+base_cleanup(#{tmp := Tmp, distributed := Distributed}) ->
+    Distributed andalso net_kernel:stop(),
+    _ = os:cmd("rm -rf '" ++ Tmp ++ "'"),
+    ok.
+
+engine_args() ->
+    case os:getenv("KRAKEN_ENGINE") of
+        false -> [];
+        "" -> [];
+        Path -> ["-kraken", "engine_executable", "\"" ++ Path ++ "\""]
+    end.
+
+engine_path() ->
+    case os:getenv("KRAKEN_ENGINE") of
+        P when P =:= false; P =:= "" ->
+            {ok, Path} = kraken_engine:executable([]),
+            Path;
+        Path ->
+            Path
+    end.
+
+%% A standalone engine (no Erlang) on a free port.
+standalone(Engine) ->
+    Port = open_port({spawn_executable, Engine},
+                     [{args, ["--standalone", "--tcp_server_port", "0",
+                              "--listen_ip", "127.0.0.1"]}, {line, 256}, binary]),
+    receive
+        {Port, {data, {eol, <<"listening ", N/binary>>}}} -> {Port, binary_to_integer(N)}
+    after 10000 -> error(standalone_timeout)
+    end.
+
+%% A relay in front of a Kraken port that refuses push mode as the original
+%% Kraken would (ERROR, then close): the proxy must then poll through it.
+refusing_relay(UpstreamPort) ->
+    Self = self(),
+    Pid = spawn(fun() ->
+                        {ok, L} = gen_tcp:listen(0, [binary, {ip, {127, 0, 0, 1}},
+                                                     {active, false}, {reuseaddr, true}]),
+                        {ok, P} = inet:port(L),
+                        Self ! {relay_port, P},
+                        relay_accept(L, UpstreamPort)
+                end),
+    receive {relay_port, P} -> {Pid, P} after 5000 -> error(relay) end.
+
+relay_accept(L, UpstreamPort) ->
+    {ok, S} = gen_tcp:accept(L),
+    Pid = spawn(fun() ->
+                        receive go -> ok end,
+                        {ok, U} = gen_tcp:connect({127, 0, 0, 1}, UpstreamPort,
+                                                  [binary, {active, true}]),
+                        ok = inet:setopts(S, [{active, true}]),
+                        relay_loop(S, U)
+                end),
+    ok = gen_tcp:controlling_process(S, Pid),
+    Pid ! go,
+    relay_accept(L, UpstreamPort).
+
+relay_loop(S, U) ->
+    receive
+        {tcp, S, Data} ->
+            case binary:match(Data, [<<"set push">>, <<"version">>]) of
+                nomatch ->
+                    ok = gen_tcp:send(U, Data),
+                    relay_loop(S, U);
+                _ ->
+                    _ = gen_tcp:send(S, <<"ERROR\r\n">>),
+                    gen_tcp:close(S),
+                    gen_tcp:close(U)
+            end;
+        {tcp, U, Data} ->
+            ok = gen_tcp:send(S, Data),
+            relay_loop(S, U);
+        {tcp_closed, _} ->
+            gen_tcp:close(S),
+            gen_tcp:close(U)
+    end.
+
+%% With the sanitizer build (KRAKEN_ENGINE), an engine's report goes to its
+%% node's console log; print any, and keep a copy for the developer.
+sanitizer_reports(Tmp) ->
+    Logs = filelib:wildcard(filename:join(Tmp, "*.console.log")),
+    Bad = [L || L <- Logs,
+                {ok, Text} <- [file:read_file(L)],
+                binary:match(Text, [<<"Sanitizer">>, <<"runtime error:">>]) =/= nomatch],
+    [begin
+         Keep = filename:join("/tmp", filename:basename(L) ++ ".sanitizer"),
+         {ok, _} = file:copy(L, Keep),
+         io:format(user, "~n*** sanitizer report in ~s (kept in ~s)~n", [L, Keep])
+     end || L <- Bad],
+    Bad =:= [] orelse error({sanitizer_reports, Bad}),
+    ok.
