@@ -207,7 +207,7 @@ test-resp-diff: build/resp_replay
 # protocols), and control packets from the Erlang node.
 FUZZERS := fuzz_protocol fuzz_session fuzz_resp fuzz_control
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 10
 build/fuzz/%: test/fuzz/%.c $(CORE_SRC) $(HEADERS)
 	@mkdir -p build/fuzz
 	clang $(WARN) $(FUZZ_FLAGS) $(CPPFLAGS_K) -o $@ $< $(CORE_SRC) $(LDLIBS_K)
