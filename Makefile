@@ -4,6 +4,8 @@
 #                PORT=13000 for another, RUN_ARGS="-kraken NAME VALUE ..." for any option)
 #   make test    build and run every test (C units, sanitizer build, Erlang, black-box)
 #   make bench   load benchmarks (see bench/README.md)
+#   make install PREFIX=/usr/local DESTDIR=   install the engine, the OTP application,
+#                bin/kraken, docs and examples (contrib/) under DESTDIR/PREFIX
 #   make test-redis  the Redis-port tests (REDIS_TARGETS="redis kraken" also runs them
 #                    against a real redis-server, which checks the tests themselves)
 #
@@ -41,7 +43,8 @@ APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 redis-server redis-tools python3-redis prometheus nats-server
 
 .PHONY: all help deps engine erlang run test test-c test-erlang test-blackbox test-docs test-hostile test-fault \
-        test-valgrind soak bench clean fuzz fuzz-smoke test-glob-diff test-resp-diff test-redis test-control test-http
+        test-valgrind soak bench clean fuzz fuzz-smoke test-glob-diff test-resp-diff test-redis test-control test-http \
+        install test-install
 
 all: engine erlang
 
@@ -91,6 +94,33 @@ erlang:
 run: all
 	bin/kraken run $(if $(PORT),-kraken tcp_server_port $(PORT)) $(RUN_ARGS)
 
+# ---- installation ----
+#
+# PREFIX/bin/kraken                      the script; it finds the code in PREFIX/lib/kraken
+# PREFIX/lib/kraken/ebin                 the compiled OTP application
+# PREFIX/lib/kraken/priv                 the engine and its option table
+# PREFIX/lib/systemd/system/kraken.service   contrib/kraken.service, paths under PREFIX
+# PREFIX/share/doc/kraken                README.md, docs/*.md, examples/ (config, unit, logrotate)
+PREFIX  ?= /usr/local
+DESTDIR ?=
+INSTALL ?= install
+KRAKEN_LIB := $(DESTDIR)$(PREFIX)/lib/kraken
+KRAKEN_DOC := $(DESTDIR)$(PREFIX)/share/doc/kraken
+
+install: priv/kraken_engine priv/kraken_options.eterm erlang
+	$(INSTALL) -d $(DESTDIR)$(PREFIX)/bin $(KRAKEN_LIB)/ebin $(KRAKEN_LIB)/priv \
+	  $(DESTDIR)$(PREFIX)/lib/systemd/system $(KRAKEN_DOC)/examples
+	$(INSTALL) -m 755 bin/kraken $(DESTDIR)$(PREFIX)/bin/kraken
+	$(INSTALL) -m 644 _build/default/lib/kraken/ebin/*.app _build/default/lib/kraken/ebin/*.beam \
+	  $(KRAKEN_LIB)/ebin/
+	$(INSTALL) -m 755 priv/kraken_engine $(KRAKEN_LIB)/priv/
+	$(INSTALL) -m 644 priv/kraken_options.eterm $(KRAKEN_LIB)/priv/
+	sed 's|/usr/local|$(PREFIX)|g' contrib/kraken.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/kraken.service
+	chmod 644 $(DESTDIR)$(PREFIX)/lib/systemd/system/kraken.service
+	$(INSTALL) -m 644 README.md docs/*.md $(KRAKEN_DOC)/
+	$(INSTALL) -m 644 contrib/kraken.config contrib/kraken.service contrib/kraken.logrotate \
+	  $(KRAKEN_DOC)/examples/
+
 help:
 	@echo "make [all]        build the engine (priv/) and the OTP application (_build/)"
 	@echo "make run          build, then bin/kraken run in the foreground; PORT=13000 and"
@@ -99,6 +129,8 @@ help:
 	@echo "make test-c | test-erlang | test-blackbox | test-docs | test-hostile"
 	@echo "     | test-fault | test-valgrind | fuzz-smoke   one suite"
 	@echo "make bench | soak | fuzz   longer runs, not in make test"
+	@echo "make install PREFIX=/usr/local DESTDIR=   install (bin, lib/kraken, systemd unit, docs)"
+	@echo "make test-install  install into a temporary DESTDIR, start it as the unit does"
 	@echo "make clean        remove what the build made"
 
 # ---- tests ----
@@ -182,6 +214,12 @@ test-control: engine build/failmalloc.so
 	/usr/bin/python3 test/control_test.py
 	KRAKEN_ENGINE=$(CURDIR)/priv/kraken_engine_asan /usr/bin/python3 test/control_test.py
 
+# make install into a temporary DESTDIR; the installed copy started with the
+# systemd unit's ExecStart line (free port, pid file in a temporary
+# directory), checked, stopped with ExecStop.
+test-install: engine erlang
+	/usr/bin/python3 test/install_test.py
+
 test-valgrind: engine
 	/usr/bin/python3 test/valgrind_test.py
 
@@ -227,7 +265,7 @@ fuzz-smoke: $(addprefix build/fuzz/,$(FUZZERS))
 fuzz:
 	$(MAKE) fuzz-smoke FUZZ_SECONDS=600
 
-test: all test-c test-glob-diff test-resp-diff test-erlang test-blackbox test-docs test-redis test-hostile test-http test-fault test-control test-valgrind fuzz-smoke
+test: all test-c test-glob-diff test-resp-diff test-erlang test-blackbox test-docs test-redis test-hostile test-http test-fault test-control test-install test-valgrind fuzz-smoke
 	@echo "make test: all suites passed"
 
 BENCH_SRC := $(wildcard bench/*.c)

@@ -3,16 +3,17 @@
 %% bin/kraken starts a temporary hidden node that runs {@link main/0}; it
 %% reaches the server node and calls the formatting functions below there
 %% with rpc:call (status/0, dump_queues/0, dump_queue_topics/1,
-%% dump_topics/0, change_log_level/1), prints their text and halts with the
-%% command's exit status. Exit status: 0 success, 1 node down, 2 node up but
+%% dump_topics/0, change_log_level/1, stats/0), prints their text and halts
+%% with the command's exit status. `publish' and `tail' ask the node for its
+%% Kraken port (endpoint/0) and run kraken_client on the temporary node. Exit status: 0 success, 1 node down, 2 node up but
 %% the application is not running, 3 bad usage or failed command, 4 the
 %% engine does not answer (or, for status, is not ready).
 -module(kraken_ctl).
 
 -export([main/0, main/1, check_config/0]).
 -export([status/0, dump_queues/0, dump_queue_topics/1, dump_topics/0,
-         change_log_level/1, cluster_status/0]).
--export([format_duration/1, escape/1]).
+         change_log_level/1, cluster_status/0, stats/0, endpoint/0]).
+-export([format_duration/1, escape/1, format_message/2]).
 
 -define(RPC_TIMEOUT, 30000).
 %% How long status waits for the engine's data-plane check, and the dump
@@ -227,6 +228,42 @@ member_row({Node, Role, Host, Port, Live, Ago}, Links) ->
              "-"}
     end.
 
+%% @doc The engine's `stats' figures, one `name value' per line, the names
+%% in a column.
+-spec stats() -> {ok | engine_down, iodata()}.
+stats() ->
+    try dump_call(stats, stats) of
+        L when is_list(L) ->
+            {ok, table([{binary_to_list(stat_name(N)), value_text(V)} || {N, V} <- L])};
+        Other ->
+            {engine_down, io_lib:format("kraken: stats failed in the engine: ~0p~n", [Other])}
+    catch
+        throw:{engine_down, _} = Down -> Down
+    end.
+
+value_text(V) when is_binary(V) -> binary_to_list(V);
+value_text(V) when is_integer(V) -> integer_to_list(V);
+value_text(V) -> lists:flatten(io_lib:format("~0p", [V])).
+
+%% @doc Where a client on this machine reaches the node's Kraken port:
+%% `{Host, Port}', the loopback address when the engine listens on every
+%% address.
+-spec endpoint() -> {ok, {inet:ip_address() | string(), inet:port_number()}}.
+endpoint() ->
+    Port = kraken_engine:port(),
+    Host = case application:get_env(kraken, listen_ip, any) of
+               any -> {127, 0, 0, 1};
+               {0, 0, 0, 0} -> {127, 0, 0, 1};
+               {0, 0, 0, 0, 0, 0, 0, 0} -> {127, 0, 0, 1};
+               "0.0.0.0" -> {127, 0, 0, 1};
+               "::" -> {127, 0, 0, 1};
+               Ip when is_tuple(Ip) -> Ip;
+               Ip when is_list(Ip) -> Ip;
+               Ip when is_binary(Ip) -> binary_to_list(Ip);
+               Ip when is_atom(Ip) -> atom_to_list(Ip)
+           end,
+    {ok, {Host, Port}}.
+
 %%% The temporary node's side
 
 %% @doc Entry point of the non-distributed node that bin/kraken runs before
@@ -295,14 +332,117 @@ run("dump_topics", Node, []) ->
     remote(Node, dump_topics, []);
 run("cluster_status", Node, []) ->
     remote(Node, cluster_status, []);
+run("stats", Node, []) ->
+    remote(Node, stats, []);
+run("publish", Node, [File | Topics]) when Topics =/= [] ->
+    {ok, Message} = file:read_file(File),
+    with_connection(Node, fun(S) ->
+                                  case kraken_client:publish(S, [{topics(Topics), Message}]) of
+                                      ok -> {0, ""};
+                                      {error, Reason} ->
+                                          {3, io_lib:format("kraken: publish failed: ~0p~n",
+                                                            [Reason])}
+                                  end
+                          end);
+run("tail", Node, Topics) when Topics =/= [] ->
+    with_connection(Node, fun(S) -> tail(S, Node, topics(Topics)) end);
 run("change_log_level", Node, [Level]) ->
     remote(Node, change_log_level, [Level]);
 run(Command, _Node, Args) ->
     {3, io_lib:format("kraken: bad command or arguments: ~ts ~ts~n",
                       [Command, lists:join(" ", Args)])}.
 
+%% Connects to the node's Kraken port (asked of the node), runs Fun with the
+%% socket and disconnects.
+with_connection(Node, Fun) ->
+    case remote_call(Node, endpoint, []) of
+        {ok, {Host, Port}} ->
+            case kraken_client:connect(Host, Port) of
+                {ok, S} ->
+                    try Fun(S)
+                    after catch kraken_client:disconnect(S)
+                    end;
+                {error, Reason} ->
+                    {3, io_lib:format("kraken: cannot connect to ~s port ~b of node ~s: ~s~n",
+                                      [host_text(Host), Port, Node, inet:format_error(Reason)])}
+            end;
+        {_Status, _Text} = Failed ->
+            Failed
+    end.
+
+host_text(Host) when is_tuple(Host) -> inet:ntoa(Host);
+host_text(Host) -> Host.
+
+topics(Args) ->
+    [case unicode:characters_to_binary(A) of
+         B when is_binary(B) -> B;
+         _ -> list_to_binary(A)
+     end || A <- Args].
+
+%% `bin/kraken tail': subscribes, turns push mode on and prints what comes,
+%% one line per message, until the connection closes (or SIGINT ends the
+%% node: bin/kraken runs it with +Bd).
+tail(S, Node, Topics) ->
+    case kraken_client:subscribe(S, Topics) of
+        ok ->
+            case kraken_client:push(S, on) of
+                ok ->
+                    io:put_chars(standard_error,
+                                 io_lib:format("kraken: tailing ~s on node ~s (Ctrl-C to stop)~n",
+                                               [lists:join(" ", [escape(T) || T <- Topics]),
+                                                Node])),
+                    tail_loop(S);
+                {error, Reason} ->
+                    {3, io_lib:format("kraken: push mode refused: ~0p~n", [Reason])}
+            end;
+        {error, Reason} ->
+            {3, io_lib:format("kraken: subscribe failed: ~0p~n", [Reason])}
+    end.
+
+tail_loop(S) ->
+    case kraken_client:await_messages(S, infinity) of
+        Messages when is_list(Messages) ->
+            Now = erlang:system_time(microsecond),
+            io:put_chars(standard_io, [format_message(Now, M) || M <- Messages]),
+            tail_loop(S);
+        {error, closed} ->
+            {1, "kraken: the server closed the connection\n"};
+        {error, Reason} ->
+            {1, io_lib:format("kraken: tail failed: ~0p~n", [Reason])}
+    end.
+
+%% @doc One line for `tail': the time (ISO 8601, UTC, microseconds), the
+%% topics separated by commas, the payload; in both, bytes outside printable
+%% ASCII (and a backslash) are escaped as \xNN (\\); in topics a comma too.
+-spec format_message(integer(), {[binary()], binary()}) -> iodata().
+format_message(Micros, {Topics, Payload}) ->
+    Time = calendar:system_time_to_rfc3339(Micros, [{unit, microsecond}, {offset, "Z"}]),
+    [Time, $\s, lists:join(",", [escape_topic(T) || T <- Topics]), $\s,
+     escape_payload(Payload), $\n].
+
+escape_topic(Topic) ->
+    lists:flatmap(fun($,) -> "\\x2c"; (C) -> [C] end, escape(Topic)).
+
+escape_payload(Payload) ->
+    lists:flatmap(fun($\\) -> "\\\\";
+                     (C) when C >= 16#20, C < 16#7f -> [C];
+                     (C) -> io_lib:format("\\x~2.16.0b", [C])
+                  end, binary_to_list(Payload)).
+
 %% Runs a function of this module on the server node.
 remote(Node, Function, Args) ->
+    case remote_call(Node, Function, Args) of
+        {ok, Text} -> {0, Text};
+        {Status, _} = Failed when is_integer(Status) -> Failed;
+        {error, Text} -> {3, Text};
+        {not_running, Text} -> {2, Text};
+        {engine_down, Text} -> {4, Text};
+        Text -> {0, Text}
+    end.
+
+%% The result of a function of this module on the server node, or
+%% `{ExitStatus, Text}' when the node or the application is not running.
+remote_call(Node, Function, Args) ->
     case ping(Node) of
         false ->
             {1, down(Node)};
@@ -313,11 +453,7 @@ remote(Node, Function, Args) ->
                         {badrpc, Reason} ->
                             {3, io_lib:format("kraken: ~s failed on ~s: ~0p~n",
                                               [Function, Node, Reason])};
-                        {ok, Text} -> {0, Text};
-                        {error, Text} -> {3, Text};
-                        {not_running, Text} -> {2, Text};
-                        {engine_down, Text} -> {4, Text};
-                        Text -> {0, Text}
+                        Result -> Result
                     end;
                 _ ->
                     {2, io_lib:format("node ~s is up but the kraken application "

@@ -7,6 +7,33 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
+%% help, --help, -h: usage on stdout, exit 0, naming every command, every
+%% option of the configuration and the environment variables; an unknown
+%% command is named in the error (exit 3). No node needed.
+help_test() ->
+    Ctx = setup_env(),
+    Helps = [run_stdout(Ctx, [H]) || H <- ["help", "--help", "-h"]],
+    [{0, Help} | _] = Helps,
+    ?assertEqual([Help, Help, Help], [T || {0, T} <- Helps]),
+    [?assertNotEqual({nomatch, W}, {string:find(Help, W), W})
+     || W <- ["run", "start", "stop", "status", "stats", "publish", "tail",
+              "change_log_level", "dump_queues", "dump_queue_topics", "dump_topics",
+              "cluster_status", "-kraken NAME VALUE", "-config", "KRAKEN_NODE_NAME",
+              "KRAKEN_LOG_DIR", "KRAKEN_EBIN", "ERL_FLAGS", "docs/operations.md"]
+            ++ [atom_to_list(K) || {K, _} <- kraken_config:defaults()]],
+    ?assertEqual({3, "kraken: unknown command 'foo' (see bin/kraken help)\n"},
+                 run(Ctx, ["foo"])),
+    ?assertEqual({3, ""}, run_stdout(Ctx, ["foo"])),
+    ?assertMatch({3, "Usage: " ++ _}, run(Ctx, ["publish"])),
+    ?assertMatch({3, "Usage: " ++ _}, run(Ctx, ["tail"])).
+
+%% Stdout alone (stderr to the test's own).
+run_stdout(#{script := Script, env := Env, node := Node}, Args) ->
+    Port = open_port({spawn_executable, "/bin/sh"},
+                     [{args, ["-c", "\"$0\" \"$@\" 2>/dev/null", Script | Args]},
+                      {env, [{"KRAKEN_NODE_NAME", Node} | Env]}, exit_status, binary]),
+    collect(Port, []).
+
 script_test_() ->
     {setup, fun setup/0, fun cleanup/1,
      fun(Ctx) ->
@@ -15,8 +42,12 @@ script_test_() ->
      end}.
 
 setup() ->
-    Tmp = filename:join(["/tmp", "kraken_script_test_" ++ os:getpid()]),
+    Ctx = #{tmp := Tmp} = setup_env(),
     ok = filelib:ensure_dir(filename:join(Tmp, "x")),
+    Ctx.
+
+setup_env() ->
+    Tmp = filename:join(["/tmp", "kraken_script_test_" ++ os:getpid()]),
     Ebin = filename:dirname(code:which(kraken)),
     Script = filename:absname("bin/kraken"),
     true = filelib:is_regular(Script),
@@ -87,13 +118,17 @@ lifecycle(Ctx = #{tmp := Tmp, engine := Engine}) ->
     {0, Topics} = run(Ctx, ["dump_topics"]),
     ?assertMatch(["TOPIC", "TAB", "SUBSCRIBERS"], string:lexemes(hd(string:split(Topics, "\n")), " ")),
     ?assertNotEqual(nomatch, string:find(Topics, "script_topic")),
+    cli(Ctx, C),
     ?assertMatch({0, "log level set to debug\n"}, run(Ctx, ["change_log_level", "debug"])),
     ?assertMatch({3, _}, run(Ctx, ["change_log_level", "loud"])),
     ok = kraken_client:disconnect(C),
     ?assertMatch({0, _}, run(Ctx, ["stop"])),
     ?assertEqual(false, filelib:is_regular(PidFile)),
     ?assertMatch({1, _}, run(Ctx, ["status"])),
-    ?assertMatch({1, _}, run(Ctx, ["dump_topics"])).
+    ?assertMatch({1, _}, run(Ctx, ["dump_topics"])),
+    ?assertMatch({1, "kraken: node " ++ _}, run(Ctx, ["publish", "t", "-m", "x"])),
+    ?assertMatch({1, "kraken: node " ++ _}, run(Ctx, ["stats"])),
+    ?assertMatch({1, "kraken: node " ++ _}, run(Ctx, ["tail", "t"])).
 
 failed_start(Ctx = #{engine := Engine}) ->
     Msg = "kraken: bad value for option tcp_server_port: 70000 (expected an integer 0..65535)",
@@ -103,3 +138,49 @@ failed_start(Ctx = #{engine := Engine}) ->
     ?assertEqual({1, Msg ++ "\n"},
                  run(Ctx, ["run", "-noshell", "-kraken", "tcp_server_port", "70000"] ++ Engine)),
     ?assertMatch({1, _}, run(Ctx, ["status"])).
+
+%% publish (-m, and stdin byte for byte) to a subscriber that polls; stats;
+%% tail receiving two messages published after it started, until SIGINT.
+cli(Ctx, C) ->
+    _ = kraken_client:receive_messages(C),
+    ?assertEqual({0, ""}, run(Ctx, ["publish", "script_topic", "b", "-m", "hello there"])),
+    ?assertEqual([{[<<"script_topic">>, <<"b">>], <<"hello there">>}],
+                 kraken_client:receive_messages(C)),
+    #{script := Script, env := Env, node := Node} = Ctx,
+    ?assertEqual({0, ""}, run("/bin/sh", [{"KRAKEN_NODE_NAME", Node} | Env],
+                              ["-c", "printf 'a\\000b\\n' | \"$0\" publish other", Script])),
+    ?assertEqual([{[<<"other">>], <<"a", 0, "b\n">>}], kraken_client:receive_messages(C)),
+    {0, Stats} = run(Ctx, ["stats"]),
+    [?assertMatch({match, _}, re:run(Stats, "^" ++ Name ++ " +\\d+$", [multiline]))
+     || Name <- ["curr_connections", "uptime", "engine_os_pid"]],
+    %% tail: started, then two entries published; one line each.
+    Port = open_port({spawn_executable, Script},
+                     [{args, ["tail", "tail_a", "tail_b"]},
+                      {env, [{"KRAKEN_NODE_NAME", Node} | Env]},
+                      exit_status, stderr_to_stdout, binary, {line, 1000}]),
+    {os_pid, TailPid} = erlang:port_info(Port, os_pid),
+    "kraken: tailing tail_a tail_b on node " ++ _ = tail_line(Port),
+    {ok, Pub} = kraken_client:connect({127, 0, 0, 1}, kraken_port(C)),
+    ok = kraken_client:publish(Pub, [{[<<"tail_a">>], <<"first">>},
+                                     {[<<"tail_b">>, <<"tail_a">>, <<"x">>], <<"two\tlines\n">>}]),
+    ok = kraken_client:disconnect(Pub),
+    L1 = tail_line(Port),
+    L2 = tail_line(Port),
+    Iso = "\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d\\.\\d+Z",
+    ?assertMatch({match, _}, re:run(L1, "^" ++ Iso ++ " tail_a first$")),
+    ?assertMatch({{match, _}, _},
+                 {re:run(L2, "^" ++ Iso ++ " tail_b,tail_a two\\\\x09lines\\\\x0a$"), L2}),
+    os:cmd("kill -INT " ++ integer_to_list(TailPid)),
+    receive {Port, {exit_status, S}} -> ?assertEqual(128 + 2, S)
+    after 10000 -> error(tail_did_not_stop)
+    end.
+
+tail_line(Port) ->
+    receive {Port, {data, {eol, Line}}} -> binary_to_list(Line);
+            {Port, {exit_status, S}} -> error({tail_exited, S})
+    after 10000 -> error(tail_timeout)
+    end.
+
+kraken_port(C) ->
+    {ok, {_, P}} = inet:peername(C),
+    P.
