@@ -96,20 +96,25 @@ int64_t entry_clock_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void entry_observe_wait(const struct entry *e, int64_t now_ms)
+void entry_observe_waits(struct entry_wait_hist *h, int64_t publish_ms, int64_t now_ms,
+                         uint64_t n)
 {
-    if (e->publish_ms < 0)
+    if (publish_ms < 0 || n == 0)
         return; /* internal (router.c) */
-    struct entry_wait_hist *h = &e->ctx->wait;
-    int64_t d = now_ms - e->publish_ms;
+    int64_t d = now_ms - publish_ms;
     if (d < 0)
         d = 0;
     int b = 0;
     while (b < ENTRY_WAIT_BUCKETS - 1 && d > entry_wait_bounds_ms[b])
         b++;
-    h->bucket[b]++;
-    h->count++;
-    h->sum_ms += (uint64_t)d;
+    h->bucket[b] += n;
+    h->count += n;
+    h->sum_ms += (uint64_t)d * n;
+}
+
+void entry_observe_wait(const struct entry *e, int64_t now_ms)
+{
+    entry_observe_waits(&e->ctx->wait, e->publish_ms, now_ms, 1);
 }
 
 static size_t entry_block_size(size_t ntopics, size_t hdr, size_t len)

@@ -88,6 +88,10 @@ int64_t entry_clock_ms(void);
 /* Records in e->ctx->wait that e is written out now (now_ms: entry_clock_ms()).
  * Entries of the internal namespace (the readiness canary) are not counted. */
 void entry_observe_wait(const struct entry *e, int64_t now_ms);
+/* The same for n entries published at the same millisecond (a poll writes
+ * runs of them: one histogram update per run, not per entry). */
+void entry_observe_waits(struct entry_wait_hist *h, int64_t publish_ms, int64_t now_ms,
+                         uint64_t n);
 
 /* Builds an entry with refcnt 1, taking a reference on each topic. */
 struct entry *entry_new(struct entry_ctx *ctx, struct topic *const *topics, uint32_t ntopics,

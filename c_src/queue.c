@@ -295,11 +295,24 @@ long queue_write(struct queue *q, struct evbuffer *out, size_t copy_limit)
     if (rc < 0)
         return -1;
     int64_t now = entry_clock_ms();
+    struct entry_wait_hist *hist = NULL;
+    int64_t run_ms = 0;
+    uint64_t run = 0;
     for (uint32_t i = 0; i < q->count; i++) {
         struct qitem *it = &q->items[(q->head + i) & (q->cap - 1)];
-        entry_observe_wait(it->e, now);
+        if (run && it->e->publish_ms != run_ms) {
+            entry_observe_waits(hist, run_ms, now, run);
+            run = 0;
+        }
+        if (!run) {
+            hist = &it->e->ctx->wait;
+            run_ms = it->e->publish_ms;
+        }
+        run++;
         item_release(it);
     }
+    if (run)
+        entry_observe_waits(hist, run_ms, now, run);
     q->head = 0;
     q->count = 0;
     q->bytes = 0;

@@ -8,11 +8,10 @@
 #include "entry.h"
 #include "router_internal.h"
 
-/* Grows a scratch array to hold n elements of size sz. */
-int router_reserve(void **arr, size_t *cap, size_t n, size_t sz)
+/* Grows a scratch array to hold n elements of size sz (router_reserve's
+ * slow path). */
+int router_reserve_slow(void **arr, size_t *cap, size_t n, size_t sz)
 {
-    if (n <= *cap)
-        return 0;
     size_t c = *cap ? *cap : 16;
     while (c < n)
         c *= 2;
@@ -205,29 +204,6 @@ static long intern_all(struct router *r, enum topic_ns ns, const struct proto_sl
         r->tmp_topics[k++] = t;
     }
     return k;
-}
-
-/* Marks topic i of entry e for subscriber s, starting its queue item when s
- * is reached for the first time by this entry.  Returns 1 if s was newly
- * touched. */
-int router_route_to(struct router *r, struct subscriber *s, struct entry *e, uint32_t i,
-                    size_t *touched)
-{
-    int fresh = 0;
-    if (s->route_mark != e->seq) {
-        if (router_reserve((void **)&r->touched, &r->touched_cap, *touched + 1,
-                           sizeof *r->touched) < 0 ||
-            !queue_push(&s->queue, e)) {
-            router_fail_subscriber(r, s); /* out of memory for this subscriber */
-            return 0;
-        }
-        s->route_mark = e->seq;
-        r->touched[(*touched)++] = s;
-        fresh = 1;
-    }
-    if (qitem_add_topic(queue_tail(&s->queue), i) < 0)
-        router_fail_subscriber(r, s);
-    return fresh;
 }
 
 int router_publish_ns(struct router *r, struct subscriber *publisher, enum topic_ns ns,
