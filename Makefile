@@ -81,9 +81,20 @@ priv/kraken_engine: $(ENGINE_SRC) $(HEADERS)
 	@mkdir -p priv
 	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS_K) -o $@ $(ENGINE_SRC) $(LDLIBS_K)
 
-priv/kraken_engine_asan: $(ENGINE_SRC) $(HEADERS)
+# The sanitizer build's objects are compiled once and shared by the engine and
+# every unit test (gcc), and by the unit tests' clang build.
+SAN_OBJ := $(patsubst c_src/%.c,build/san/%.o,$(CORE_SRC))
+SAN_OBJ_CLANG := $(patsubst c_src/%.c,build/san-clang/%.o,$(CORE_SRC))
+build/san/%.o: c_src/%.c $(HEADERS)
+	@mkdir -p build/san
+	$(CC) $(WARN) $(SAN) $(CPPFLAGS_K) -c -o $@ $<
+build/san-clang/%.o: c_src/%.c $(HEADERS)
+	@mkdir -p build/san-clang
+	clang $(WARN) $(SAN) $(CPPFLAGS_K) -c -o $@ $<
+
+priv/kraken_engine_asan: $(patsubst c_src/%.c,build/san/%.o,$(ENGINE_SRC))
 	@mkdir -p priv
-	$(CC) $(WARN) $(SAN) $(CPPFLAGS_K) -o $@ $(ENGINE_SRC) $(LDLIBS_K)
+	$(CC) $(SAN) -o $@ $^ $(LDLIBS_K)
 
 erlang:
 	rebar3 compile
@@ -135,15 +146,15 @@ help:
 
 # ---- tests ----
 
-build/test/%: test/c/%.c $(CORE_SRC) $(HEADERS) test/c/test_util.h
+build/test/%: test/c/%.c $(SAN_OBJ) $(HEADERS) test/c/test_util.h
 	@mkdir -p build/test
-	$(CC) $(WARN) $(SAN) $(CPPFLAGS_K) -o $@ $< $(CORE_SRC) $(LDLIBS_K) -lcmocka
+	$(CC) $(WARN) $(SAN) $(CPPFLAGS_K) -o $@ $< $(SAN_OBJ) $(LDLIBS_K) -lcmocka
 
 # The same unit tests built with clang too: its UBSan flags things gcc's does
 # not (e.g. an offset applied to a null pointer).
-build/test-clang/%: test/c/%.c $(CORE_SRC) $(HEADERS) test/c/test_util.h
+build/test-clang/%: test/c/%.c $(SAN_OBJ_CLANG) $(HEADERS) test/c/test_util.h
 	@mkdir -p build/test-clang
-	clang $(WARN) $(SAN) $(CPPFLAGS_K) -o $@ $< $(CORE_SRC) $(LDLIBS_K) -lcmocka
+	clang $(WARN) $(SAN) $(CPPFLAGS_K) -o $@ $< $(SAN_OBJ_CLANG) $(LDLIBS_K) -lcmocka
 
 test-c: $(addprefix build/test/,$(UNIT_TESTS)) $(addprefix build/test-clang/,$(UNIT_TESTS))
 	@rc=0; for t in $^; do echo "== $$t"; $$t || rc=1; done; exit $$rc
@@ -253,9 +264,19 @@ test-resp-diff: build/resp_replay
 FUZZERS := fuzz_protocol fuzz_session fuzz_resp fuzz_control
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_SECONDS ?= 10
-build/fuzz/%: test/fuzz/%.c $(CORE_SRC) $(HEADERS)
+.SECONDARY: $(SAN_OBJ) $(SAN_OBJ_CLANG)
+
+# The engine's objects are instrumented for coverage (fuzzer-no-link) once and
+# shared by every harness.
+FUZZ_OBJ_FLAGS := -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+FUZZ_OBJ := $(patsubst c_src/%.c,build/fuzz-obj/%.o,$(CORE_SRC))
+build/fuzz-obj/%.o: c_src/%.c $(HEADERS)
+	@mkdir -p build/fuzz-obj
+	clang $(WARN) $(FUZZ_OBJ_FLAGS) $(CPPFLAGS_K) -c -o $@ $<
+.SECONDARY: $(FUZZ_OBJ)
+build/fuzz/%: test/fuzz/%.c $(FUZZ_OBJ) $(HEADERS)
 	@mkdir -p build/fuzz
-	clang $(WARN) $(FUZZ_FLAGS) $(CPPFLAGS_K) -o $@ $< $(CORE_SRC) $(LDLIBS_K)
+	clang $(WARN) $(FUZZ_FLAGS) $(CPPFLAGS_K) -o $@ $< $(FUZZ_OBJ) $(LDLIBS_K)
 
 # Runs each harness from its checked-in corpus for FUZZ_SECONDS; new inputs
 # go to build/fuzz/corpus-*, crashes to build/fuzz/ (add them to the corpus).
