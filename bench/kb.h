@@ -17,6 +17,7 @@
  *   proc.c               /proc sampling: CPU ticks, RSS, process trees
  *   stats.c              latency histogram, percentiles, medians
  *   report.c             the tables, the summaries, CSV
+ *   cluster.c            the cluster benchmark (--cluster): 1 core + 2 proxies started by bin/kraken
  *   util.c               errors, allocation, clocks, random numbers
  */
 #ifndef KB_H
@@ -41,6 +42,8 @@
 #define TBITS_MAX 65536 /* topic spaces up to this get a bitmap per subscriber */
 #define MAX_REPS 9
 #define MAX_TARGETS 12
+#define MAX_SUBPORTS 4  /* subscribers spread over this many servers (the cluster's proxies) */
+#define MAX_XPIDS 4     /* further processes measured beside the target's (the cluster's nodes) */
 
 extern volatile sig_atomic_t g_stop;
 extern int g_verbose;
@@ -233,6 +236,8 @@ typedef struct {
     unsigned peer_mask;   /* which peer targets (bits of PT_*) */
     const char *engine;   /* priv/kraken_engine for the standalone targets */
     const char *redis_server, *nats_server;
+    int cluster;          /* also run the cluster benchmark (cluster.c); 2: only that */
+    double cluster_load;  /* fraction of the direct saturation rate the hop is compared at (0.5) */
 } opts_t;
 extern opts_t O;
 
@@ -311,6 +316,8 @@ typedef struct {
     uint64_t expected, received, dup, bad, unexpected, errors, proto_err, conn_fail;
     int64_t lost;
     double gen_cpu_pct, srv_cpu_pct;
+    double x_cpu_us_per_op[MAX_XPIDS], x_cpu_pct[MAX_XPIDS]; /* target_t.xpid[], same window */
+    int srv_conns;        /* connections the measured server had accepted after setup, -1 unknown */
     int setup_incomplete, drain_timeout, quiesce_timeout;
     uint64_t server_ticks;
 } result_t;
@@ -327,7 +334,7 @@ enum {
     SK_NULL_RESP,   /* RESP null responder */
 };
 
-typedef struct {
+typedef struct target {
     const char *label;
     int kind;                 /* SK_* */
     const proto_t *proto;
@@ -338,6 +345,13 @@ typedef struct {
     const char *skip;         /* why this target is not run ("not supported by this engine"), or NULL */
     pid_t proc;               /* the process we started for it (its own process group), 0 = none */
     int outfd;                /* read end of the standalone engine's stdout, 0 = none */
+    int sub_ports[MAX_SUBPORTS]; /* subscribers connect to these in turn (0 of them: to port) */
+    int nsub_ports;
+    pid_t xpid[MAX_XPIDS];    /* also measured (CPU), over the same window as mpid */
+    int nxpid;
+    /* called once every connection is set up, before the measured phase (cluster: waits until
+       the proxies' upstream subscriptions are in place) */
+    void (*after_setup)(struct target *tg, result_t *r);
 } target_t;
 
 /* ------------------------------------------------------------------ run state (workload.c) */
@@ -351,6 +365,7 @@ typedef struct {
 
 struct gstate {
     int ep, port, wl;
+    int sub_ports[MAX_SUBPORTS], nsub_ports;
     wparams_t *w;
     const proto_t *pr;
     conn_t *c;
@@ -434,6 +449,8 @@ int try_connect(int port, int ms, const char *bye);
 void start_target(target_t *tg); /* (re)start what tg measures; sets port, mpid, root, proc */
 void stop_target(target_t *tg);
 pid_t find_engine(pid_t root);
+const char *find_kraken(void);   /* bin/kraken: --kraken, ./bin/kraken, <exe dir>/../bin/kraken */
+void stop_proc(pid_t pid);       /* SIGTERM its group and descendants, SIGKILL after 10 s */
 extern target_t *g_targets;      /* stopped by cleanup() */
 extern int g_ntargets;
 void cleanup(void);
@@ -443,5 +460,9 @@ void print_table(result_t res[][W_N], int ntargets, const target_t *tgs, int hav
 void print_summary(result_t res[][MAX_TARGETS][W_N], int ntargets, const target_t *tgs);
 void print_csv(result_t res[][W_N], int ntargets, const target_t *tgs);
 void print_peer_table(result_t res[][MAX_TARGETS][W_N], int ntargets, const target_t *tgs);
+
+/* cluster.c */
+void run_cluster(void);
+int tcp_established(int port); /* server-side established TCP connections on 127.0.0.1:port */
 
 #endif
