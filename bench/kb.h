@@ -318,6 +318,7 @@ typedef struct {
     double gen_cpu_pct, srv_cpu_pct;
     double x_cpu_us_per_op[MAX_XPIDS], x_cpu_pct[MAX_XPIDS]; /* target_t.xpid[], same window */
     int srv_conns;        /* connections the measured server had accepted after setup, -1 unknown */
+    double gp50_us[MAX_SUBPORTS], gp99_us[MAX_SUBPORTS]; /* per subscriber group (sub_ports) */
     int setup_incomplete, drain_timeout, quiesce_timeout;
     uint64_t server_ticks;
 } result_t;
@@ -346,6 +347,7 @@ typedef struct target {
     pid_t proc;               /* the process we started for it (its own process group), 0 = none */
     int outfd;                /* read end of the standalone engine's stdout, 0 = none */
     int sub_ports[MAX_SUBPORTS]; /* subscribers connect to these in turn (0 of them: to port) */
+    int sub_group[MAX_SUBPORTS];   /* and their latency is also counted per group (result gp50/gp99) */
     int nsub_ports;
     pid_t xpid[MAX_XPIDS];    /* also measured (CPU), over the same window as mpid */
     int nxpid;
@@ -365,7 +367,7 @@ typedef struct {
 
 struct gstate {
     int ep, port, wl;
-    int sub_ports[MAX_SUBPORTS], nsub_ports;
+    int sub_ports[MAX_SUBPORTS], sub_group[MAX_SUBPORTS], nsub_ports;
     wparams_t *w;
     const proto_t *pr;
     conn_t *c;
@@ -383,6 +385,7 @@ struct gstate {
     uint64_t polls_win, polls_total, expected, received, recv_win, dup, bad, unexpected;
     uint64_t errors, proto_err, conn_fail;
     hist_t lat;
+    hist_t *glat; /* with sub_ports: latency per subscriber group, sub_group[sub_id % nsub_ports] */
     int64_t drain_next_at, last_recv;
     int round_out, empty_rounds, drain_done;
     uint64_t round_msgs;

@@ -239,6 +239,7 @@ void on_message(conn_t *c, const int *tids, int nt, int tbad, const char *pl, si
     G.last_recv = now;
     if (G.phase == PH_RUN) G.recv_win++;
     hist_add(&G.lat, now - (int64_t)ts);
+    if (G.glat && c->pub_id < 0) hist_add(&G.glat[G.sub_group[c->sub_id % G.nsub_ports]], now - (int64_t)ts);
 }
 
 void conn_ready(conn_t *c)
@@ -383,6 +384,8 @@ void run_workload(int wl, target_t *tg, result_t *r)
     G.port = tg->port;
     G.nsub_ports = tg->nsub_ports;
     memcpy(G.sub_ports, tg->sub_ports, sizeof G.sub_ports);
+    memcpy(G.sub_group, tg->sub_group, sizeof G.sub_group);
+    if (G.nsub_ports) G.glat = xcalloc((size_t)G.nsub_ports, sizeof(hist_t));
     G.mpid = tg->mpid;
     G.ep = epoll_create1(EPOLL_CLOEXEC);
     if (G.ep < 0) die("epoll_create1: %s", strerror(errno));
@@ -580,6 +583,10 @@ void run_workload(int wl, target_t *tg, result_t *r)
     r->gen_cpu_pct = 100.0 * (gen1 - gen0) / win;
     r->p50_us = hist_pct(&G.lat, 0.50) / 1e3;
     r->p99_us = hist_pct(&G.lat, 0.99) / 1e3;
+    for (int k = 0; G.glat && k < G.nsub_ports; k++) {
+        r->gp50_us[k] = hist_pct(&G.glat[k], 0.50) / 1e3;
+        r->gp99_us[k] = hist_pct(&G.glat[k], 0.99) / 1e3;
+    }
     uint64_t ops;
     if (pubwl) {
         r->rate = (double)G.msgs_win / win;
@@ -632,6 +639,7 @@ void run_workload(int wl, target_t *tg, result_t *r)
     free(G.stamp);
     free(G.c);
     free(G.heap);
+    free(G.glat);
     free(G.scratch);
     close(G.ep);
 }
