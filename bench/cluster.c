@@ -372,6 +372,13 @@ static void print_cluster(int w, crun_t runs[][NCASES], double rate_msgs)
         print_row(runs, cs, cs & 1 ? "on proxies" : "on core", c_p50, c_p99, rate_msgs);
     print_row(runs, LOAD_MIXED, "mixed: core", c_p50_g0, c_p99_g0, rate_msgs);
     print_row(runs, LOAD_MIXED, "mixed: prox", c_p50_g1, c_p99_g1, rate_msgs);
+    int slow = 0;
+    for (int rp = 0; rp < O.reps; rp++)
+        for (int cs = LOAD_DIRECT; cs < NCASES; cs++)
+            slow += runs[rp][cs].r.ran && runs[rp][cs].r.rate < 0.9 * rate_msgs;
+    if (slow)
+        printf("note: %d run(s) at the reduced rate published less than 90%% of the offered rate: the machine was busy,\n"
+               "      their latencies are not those of the offered load\n", slow);
     double mn, mx;
     double hop = fig(runs, LOAD_HOP, c_p99, &mn, &mx), dir = fig(runs, LOAD_DIRECT, c_p99, &mn, &mx);
     double gap = fig(runs, LOAD_MIXED, c_p99_gap, &mn, &mx);
