@@ -343,7 +343,7 @@ static void print_row(crun_t runs[][NCASES], int cs, const char *name, cfig_t p5
         conns = r->conns_ok;
     }
     if (!ran) return;
-    char ld[32], rate[32], dl[48], p50[48], p99[48], cc[48], pc[48], cpct[16], ppct[16], gpct[16], la[16], cn[16];
+    char ld[32], rate[32], dl[48], p50[48], p99[48], cc[48], pc[48], cpct[16], ppct[16], gpct[16], la[16], cn[48];
     if (cs < LOAD_DIRECT) snprintf(ld, sizeof ld, "saturated");
     else snprintf(ld, sizeof ld, "%.2f x sat %.0fk/s", O.cluster_load, rate_msgs / 1e3);
     fmt_fig(rate, sizeof rate, runs, cs, c_rate, 0, 0, 1);
@@ -356,7 +356,8 @@ static void print_row(crun_t runs[][NCASES], int cs, const char *name, cfig_t p5
     fmt_fig(ppct, sizeof ppct, runs, cs, c_prox_pct, 0, 0, 1);
     fmt_fig(gpct, sizeof gpct, runs, cs, c_gen_pct, 0, 0, 1);
     fmt_fig(la, sizeof la, runs, cs, c_load, 2, 0, 1);
-    fmt_fig(cn, sizeof cn, runs, cs, c_conns, 0, 0, 1);
+    double cmn, cmx; /* the core's connections: the range too, should they differ between runs */
+    fmt_fig(cn, sizeof cn, runs, cs, c_conns, 0, fig(runs, cs, c_conns, &cmn, &cmx) >= 0 && cmn != cmx, 1);
     printf("%-18s %-11s %5d %5s %7s %-16s %-17s %-20s %-20s %-20s %4s%% %4s%% %4s%% %5s %5" PRId64 " %4" PRIu64
            " %4" PRIu64 " %4" PRIu64 "\n",
            ld, name, conns, cn, rate, dl, p50, p99, cc, pc, cpct, ppct, gpct, la, lost, dup, bad, err);
