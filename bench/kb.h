@@ -17,7 +17,8 @@
  *   proc.c               /proc sampling: CPU ticks, RSS, process trees
  *   stats.c              latency histogram, percentiles, medians
  *   report.c             the tables, the summaries, CSV
- *   cluster.c            the cluster benchmark (--cluster): 1 core + 2 proxies started by bin/kraken
+ *   cluster.c            the cluster benchmark (--cluster): its runs and its table
+ *   cluster_nodes.c      its nodes (1 core + 2 proxies by bin/kraken start), probe, /proc/net/tcp
  *   util.c               errors, allocation, clocks, random numbers
  */
 #ifndef KB_H
@@ -464,8 +465,22 @@ void print_summary(result_t res[][MAX_TARGETS][W_N], int ntargets, const target_
 void print_csv(result_t res[][W_N], int ntargets, const target_t *tgs);
 void print_peer_table(result_t res[][MAX_TARGETS][W_N], int ntargets, const target_t *tgs);
 
-/* cluster.c */
+/* cluster.c, cluster_nodes.c */
 void run_cluster(void);
+enum { NC = 0, NP1, NP2, NNODES }; /* the cluster's core and two proxies */
+typedef struct {
+    char name[64]; /* short node name */
+    int port;
+    pid_t os_pid;  /* the Erlang VM (a session leader: setsid) */
+    pid_t engine;
+} knode_t;
+extern knode_t K[NNODES];
+void start_nodes(void);
+void stop_nodes(void);
+void probe_hop(int timeout_s); /* until entries published on the core reach each proxy's subscriber */
 int tcp_established(int port); /* server-side established TCP connections on 127.0.0.1:port */
+void count_core_conns(target_t *tg, result_t *r); /* after_setup: r->srv_conns */
+void after_setup_hop(target_t *tg, result_t *r);  /* probe_hop, then count_core_conns */
+double loadavg1(void);
 
 #endif
