@@ -31,7 +31,8 @@ static int g_started, g_epmd_was;
 
 /* ---- starting and stopping the nodes */
 
-/* runs bin/kraken with args for node k; its stdout in out (if given); returns the exit status */
+/* starts bin/kraken with args for node k (its environment: KRAKEN_NODE_NAME, KRAKEN_LOG_DIR);
+   returns its pid, the read end of its stdout in *out_fd (if given), stderr to <dir>/bench.log */
 static pid_t kraken_cmd(int k, char *const *args, int *out_fd)
 {
     const char *kraken = find_kraken();
