@@ -3,7 +3,7 @@
 #   make run     build everything and start the server in the foreground (port 12355;
 #                PORT=13000 for another, RUN_ARGS="-kraken NAME VALUE ..." for any option)
 #   make test    build and run every test (C units, sanitizer build, Erlang, black-box)
-#   make bench   load benchmarks (see bench/README.md)
+#   make bench   load benchmarks (see bench/README.md); make bench-cluster: the cluster's alone
 #   make install PREFIX=/usr/local DESTDIR=   install the engine, the OTP application,
 #                bin/kraken, docs and examples (contrib/) under DESTDIR/PREFIX
 #   make test-redis  the Redis-port tests (REDIS_TARGETS="redis kraken" also runs them
@@ -43,7 +43,7 @@ APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 redis-server redis-tools python3-redis prometheus nats-server
 
 .PHONY: all help deps engine erlang run test test-c test-erlang test-blackbox test-docs test-hostile test-fault \
-        test-valgrind soak bench clean fuzz fuzz-smoke test-glob-diff test-resp-diff test-redis test-control test-http test-http-opt \
+        test-valgrind soak bench bench-cluster clean fuzz fuzz-smoke test-glob-diff test-resp-diff test-redis test-control test-http test-http-opt \
         install test-install
 
 all: engine erlang
@@ -139,7 +139,7 @@ help:
 	@echo "make test         every test suite (about 4 minutes)"
 	@echo "make test-c | test-erlang | test-blackbox | test-docs | test-hostile"
 	@echo "     | test-fault | test-valgrind | fuzz-smoke   one suite"
-	@echo "make bench | soak | fuzz   longer runs, not in make test"
+	@echo "make bench | bench-cluster | soak | fuzz   longer runs, not in make test"
 	@echo "make install PREFIX=/usr/local DESTDIR=   install (bin, lib/kraken, systemd unit, docs)"
 	@echo "make test-install  install into a temporary DESTDIR, start it as the unit does"
 	@echo "make clean        remove what the build made"
@@ -305,11 +305,19 @@ bench/kraken_bench: $(BENCH_SRC) bench/kb.h
 # medians (about 4 minutes).  Then (--peers) the push comparison: latency and
 # fanout against Kraken's Redis port, redis-server, nats-server, Kraken push
 # and polling clients and the RESP and Kraken null responders, three times
-# each, one table (about 5 minutes more).  BENCH_ARGS adds options
+# each, one table (about 5 minutes more), then bench-cluster (below; about
+# 2 minutes more).  BENCH_ARGS adds options
 # (bench/README.md), e.g. BENCH_ARGS="--reps 1" for one quick run.
 BENCH_REPS ?= 3
 bench: all bench/kraken_bench
 	bench/kraken_bench --null --peers --reps $(BENCH_REPS) $(BENCH_ARGS)
+	$(MAKE) --no-print-directory bench-cluster
+
+# The cluster (docs/cluster.md, plan item 6): one core and two proxies started
+# by bin/kraken start; push subscribers on the core, then behind the proxies,
+# saturated and at half the direct saturation rate (about 2 minutes).
+bench-cluster: all bench/kraken_bench
+	bench/kraken_bench --cluster-only --workloads latency --reps $(BENCH_REPS) $(BENCH_ARGS)
 
 clean:
 	rm -rf build/test build/test-clang build/fuzz build/*.so build/glob_match build/resp_replay \

@@ -88,7 +88,7 @@ static void print_log_tail(void)
     fprintf(stderr, "---- tail of %s ----\n%s\n----\n", g_srv_log, b);
 }
 
-static const char *find_kraken(void)
+const char *find_kraken(void)
 {
     static char path[PATH_MAX];
     if (O.kraken) return O.kraken;
@@ -123,7 +123,7 @@ pid_t find_engine(pid_t root)
 }
 
 /* SIGTERM the process group of pid and every descendant; SIGKILL what is left after 10 s */
-static void stop_proc(pid_t pid)
+void stop_proc(pid_t pid)
 {
     pinfo_t *t;
     int n = proc_tree(pid, &t);
