@@ -239,8 +239,15 @@ typedef struct {
     const char *redis_server, *nats_server;
     int cluster;          /* also run the cluster benchmark (cluster.c); 2: only that */
     double cluster_load;  /* fraction of the direct saturation rate the hop is compared at (0.5) */
+    int no_pin;           /* --no-pin: leave CPU placement to the scheduler */
 } opts_t;
 extern opts_t O;
+
+/* With 2 CPUs or more (and no --no-pin): the generator runs on CPU 0 (BENCH_CPU_GEN), the
+   server under test and the null responders on CPU 1 (BENCH_CPU_SERVER); -1: every CPU (the
+   cluster benchmark: its three nodes share them); util.c */
+enum { BENCH_CPU_GEN = 0, BENCH_CPU_SERVER = 1 };
+void bench_pin(int cpu);
 
 /* ------------------------------------------------------------------ protocol drivers */
 

@@ -136,6 +136,7 @@ static void usage(FILE *f)
             "  --engine PATH          priv/kraken_engine for the standalone targets (default ./priv/kraken_engine,\n"
             "                         then <exe dir>/../priv/kraken_engine)\n"
             "  --redis-server PATH, --nats-server PATH   (default: found on PATH, /usr/sbin, /usr/bin)\n"
+            "  --no-pin               do not pin the generator to CPU 0 and the server to CPU 1\n"
             "  -v, --verbose          progress and every error on stderr\n"
             "  latency: --lat-subs 50 --lat-pubs 5 --lat-topics-per-sub 20 --lat-topic-space 2000\n"
             "           --lat-batch 10 --lat-topics-per-msg 2 --lat-payload 64 --lat-poll-ms 0 (0 = continuously)\n"
@@ -170,6 +171,7 @@ static void parse_args(int argc, char **argv)
         if (!strcmp(name, "peers")) { O.peers = 1; continue; }
         if (!strcmp(name, "peers-only")) { O.peers = O.peers_only = 1; continue; }
         if (!strcmp(name, "csv")) { O.csv = 1; continue; }
+        if (!strcmp(name, "no-pin")) { O.no_pin = 1; continue; }
         if (!strcmp(name, "cluster")) { O.cluster = 1; continue; }
         if (!strcmp(name, "cluster-only")) { O.cluster = 2; continue; }
         if (!strcmp(name, "pubs-subscribe")) { O.pubs_subscribe = 1; continue; }
@@ -331,6 +333,7 @@ static void run_section(target_t *tgs, int nt, const int *enabled, int lazy, res
 int main(int argc, char **argv)
 {
     parse_args(argc, argv);
+    bench_pin(BENCH_CPU_GEN);
     hexval_init();
     g_clk_tck = sysconf(_SC_CLK_TCK);
     g_rng = O.seed ? O.seed : ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
@@ -431,7 +434,10 @@ int main(int argc, char **argv)
             print_peer_table(pres, np, ptgs);
         }
     }
-    if (O.cluster && !g_stop) run_cluster();
+    if (O.cluster && !g_stop) {
+        bench_pin(-1); /* the three nodes and the generator share the CPUs */
+        run_cluster();
+    }
     if (g_stop) {
         fprintf(stderr, "kraken_bench: interrupted\n");
         return 130;

@@ -184,6 +184,7 @@ static pid_t spawn(const char *dir, char *const argv[], const char *env_name, co
     if (pid == 0) {
         setpgid(0, 0);
         prctl(PR_SET_PDEATHSIG, SIGTERM);
+        bench_pin(BENCH_CPU_SERVER);
         int in = open("/dev/null", O_RDONLY);
         int out = open(g_srv_log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (in >= 0) dup2(in, 0);
