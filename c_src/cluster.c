@@ -6,16 +6,25 @@
  * publish) become one `set <kind> 0 0 <n> noreply` request, written when the
  * kind changes, when the batch reaches PEND_MAX, or at the end of the turn
  * (flush event).  A link's requests keep the order in which the local
- * operations happened, so a publisher's order is kept per core. */
+ * operations happened, so a publisher's order is kept per core.
+ *
+ * Subscribes are acknowledged: a `subscribe` batch is sent without noreply,
+ * the core answers STORED, and the client whose subscribe needed it waits
+ * for that answer (cluster_ack.h; its reply and later requests are held by
+ * server.c), so that once it has its reply every entry published at the
+ * owner reaches it.  A topic whose upstream subscription may still be on
+ * its way is marked upstream_pending: later subscribers wait for it too. */
 #include "cluster.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster_ack.h"
 #include "cluster_hash.h"
 #include "engine.h"
 #include "log.h"
@@ -49,6 +58,7 @@ struct cluster_core {
     struct event *retry;
     struct evbuffer *pend;
     enum op pend_op;
+    struct ack_fifo acks; /* subscribe batches sent and answered (cluster_ack.h) */
     uint64_t sent, dropped, links;
     int64_t drop_logged_ms;
 };
@@ -98,7 +108,12 @@ static void emit(struct cluster_core *k)
     size_t len = evbuffer_get_length(k->pend);
     if (len && k->link && !conn_is_closing(k->link)) {
         struct conn *c = k->link;
-        evbuffer_add_printf(c->out, "set %s 0 0 %zu noreply\r\n", op_names[k->pend_op], len);
+        /* Subscribes are answered (STORED): their clients wait for it. */
+        bool acked = k->pend_op == OP_SUB;
+        evbuffer_add_printf(c->out, "set %s 0 0 %zu%s\r\n", op_names[k->pend_op], len,
+                            acked ? "" : " noreply");
+        if (acked)
+            ack_fifo_send(&k->acks);
         evbuffer_add_buffer(c->out, k->pend);
         evbuffer_add(c->out, "\r\n", 2);
         size_t waiting = evbuffer_get_length(c->out);
@@ -164,17 +179,55 @@ static void mark_upstream(struct topic *t)
     t->upstream_seq = ++cl.srv->eng.router.seq;
 }
 
-static void on_topic(struct topic *t, bool gained, void *arg)
+/* Subscriber s of topic t (owned by k) waits until k has acknowledged t's
+ * upstream subscription: the request being built, or else the last one
+ * sent (t's is one of them: waiting for the last may wait a little longer
+ * than needed, never less). */
+static void await_upstream(struct cluster_core *k, struct topic *t, struct subscriber *s)
+{
+    uint64_t seq = k->acks.sent;
+    if (k->pend_op == OP_SUB && evbuffer_get_length(k->pend))
+        seq++;
+    struct conn *c = s->owner;
+    if (!k->link || seq <= k->acks.answered) {
+        /* Acknowledged; or its link is down: nothing was sent, and the
+         * holders are disconnected when the link is back (open_link). */
+        t->upstream_pending = 0;
+        return;
+    }
+    t->upstream_pending = 1;
+    if (!c || !c->out)
+        return;
+    bool was_held = conn_held(c);
+    int rc = ack_wait(&k->acks, &c->acks, seq);
+    if (rc < 0)
+        klog(LOG_ERROR, "%s %" PRIu64 " (%s): out of memory waiting for core %s to confirm "
+             "a subscription; answering without it", c->ops->log_name, c->sub.id, c->peer,
+             k->name);
+    else if (rc > 0 && !was_held)
+        c->held_from = evbuffer_get_length(c->out); /* its reply comes next */
+}
+
+static void on_topic(struct topic *t, struct subscriber *s, bool gained, void *arg)
 {
     (void)arg;
     if (t->ns != TOPIC_NS_CHANNEL)
         return;
     int k = owner_remote(t->name, t->len);
-    if (k < 0)
+    if (k < 0) {
+        t->upstream_pending = 0;
         return;
-    if (gained)
+    }
+    if (!gained) {
+        t->upstream_pending = 0;
+        topic_op(cl.cores[k], OP_UNSUB, t->name, t->len);
+        return;
+    }
+    if (t->nsubs == 1) {
         mark_upstream(t);
-    topic_op(cl.cores[k], gained ? OP_SUB : OP_UNSUB, t->name, t->len);
+        topic_op(cl.cores[k], OP_SUB, t->name, t->len);
+    }
+    await_upstream(cl.cores[k], t, s);
 }
 
 /* A topic served here: the retention is the owner's.  A topic owned
@@ -261,6 +314,49 @@ static void printable(char *buf, size_t size, const char *p, size_t len)
     buf[o] = 0;
 }
 
+/* Disconnects a client that depended on a core now lost (Kraken's
+ * contract: it reconnects and reloads).  Its subscriptions go at once. */
+static void disconnect(struct conn *c)
+{
+    router_remove_subscriber(&cl.srv->eng.router, &c->sub);
+    c->sub.overflowed = true; /* route nothing more to it */
+    server_doom(c, c->ops->kind == PROTO_KIND_KRAKEN ? "SERVER_ERROR cluster core unavailable\r\n"
+                                                     : NULL);
+}
+
+/* A held client's acknowledgements: all in (it goes on), or one of its
+ * cores was lost before answering.  Such a client holds a topic of that
+ * core, so doom_holders disconnected it already; this is the safety net. */
+static void ack_done(struct ack_holder *h, bool ok, void *arg)
+{
+    struct conn *c = (struct conn *)(void *)((char *)h - offsetof(struct conn, acks));
+    const struct cluster_core *k = arg;
+    if (ok) {
+        server_kick(c);
+        return;
+    }
+    if (conn_is_closing(c))
+        return;
+    klog(LOG_WARNING, "%s %" PRIu64 " (%s) waits for core %s to confirm its subscription, "
+         "and that core was lost: disconnecting it", c->ops->log_name, c->sub.id, c->peer,
+         k->name);
+    disconnect(c);
+}
+
+static void ack_quiet(struct ack_holder *h, bool ok, void *arg)
+{
+    (void)h;
+    (void)ok;
+    (void)arg;
+}
+
+void cluster_link_acked(struct conn *link)
+{
+    struct cluster_core *k = link_state(link)->core;
+    if (k && !ack_fifo_answer(&k->acks, ack_done, k))
+        klog(LOG_DEBUG, "cluster: core %s answered a request that expected no answer", k->name);
+}
+
 /* Disconnects every local client holding a topic that core kidx (of the
  * table in effect) owns.  Its subscriptions go at once, so that the next
  * subscriber of such a topic is a first one again (topic_hook). */
@@ -287,10 +383,7 @@ static uint32_t doom_holders(int kidx, const char *why)
         klog(LOG_WARNING, "%s %" PRIu64 " (%s) holds topic %s owned by core %s, %s: "
              "disconnecting it", c->ops->log_name, c->sub.id, c->peer, name,
              cl.cores[kidx]->name, why);
-        router_remove_subscriber(&eng->router, &c->sub);
-        c->sub.overflowed = true; /* route nothing more to it */
-        server_doom(c, c->ops->kind == PROTO_KIND_KRAKEN
-                           ? "SERVER_ERROR cluster core unavailable\r\n" : NULL);
+        disconnect(c);
         count++;
     }
     return count;
@@ -436,6 +529,7 @@ void cluster_link_closed(struct conn *link)
     else
         klog(LOG_DEBUG, "cluster: cannot reach core %s (%s); retrying", k->name, link->peer);
     doom_holders(index_of(k), "whose upstream link was lost");
+    ack_fifo_fail(&k->acks, ack_done, k); /* nothing more will be answered on it */
     k->reopen = true;
     schedule_retry(k);
 }
@@ -456,6 +550,7 @@ static void free_core(struct cluster_core *k)
         event_free(k->ping);
     if (k->pend)
         evbuffer_free(k->pend);
+    ack_fifo_fail(&k->acks, ack_quiet, NULL); /* their clients were disconnected, or all go */
     free(k->name);
     free(k);
 }
@@ -499,8 +594,10 @@ static int reconcile_topic(const struct topic *t, void *arg)
     if (o)
         topic_op(o, OP_UNSUB, t->name, t->len);
     if (n) {
-        mark_upstream((struct topic *)t); /* topic_foreach hands out const; this is ours */
+        struct topic *m = (struct topic *)t; /* topic_foreach hands out const; this is ours */
+        mark_upstream(m);
         topic_op(n, OP_SUB, t->name, t->len);
+        m->upstream_pending = n->link != NULL; /* its next subscribers wait for n */
     }
     return 0;
 }
@@ -596,6 +693,7 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
         evtimer_del(o->retry);
         klog(LOG_WARNING, "cluster: core %s left the live set", o->name);
         doom_holders((int)j, "which left the cluster");
+        ack_fifo_fail(&o->acks, ack_done, o);
     }
     struct reconcile old = {cl.cores, cl.hn, cl.n};
     cl.cores = cores;
