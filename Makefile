@@ -160,13 +160,18 @@ build/test-clang/%: test/c/%.c $(SAN_OBJ_CLANG) $(HEADERS) test/c/test_util.h
 test-c: $(addprefix build/test/,$(UNIT_TESTS)) $(addprefix build/test-clang/,$(UNIT_TESTS))
 	@rc=0; for t in $^; do echo "== $$t"; $$t || rc=1; done; exit $$rc
 
-# Every EUnit module with the optimised engine; then the ones that drive the
-# engine hardest (clients, restarts, the cluster) again with the sanitizer
-# build.  kraken_ops_tests (the script and configuration) runs once: the
-# engine build changes nothing there, and it is the longest module.
+# Every EUnit module but the cluster's with the optimised engine; then the
+# black-box module again, and the cluster modules (kraken_cluster*), with the
+# sanitizer build.  The cluster runs on the optimised engine in
+# test-partition; kraken_ops_tests (the script and configuration, the
+# longest module) runs once: the engine build changes nothing there.
+comma := ,
+ERL_TESTS := $(basename $(notdir $(wildcard test/*_tests.erl)))
+ERL_CLUSTER_TESTS := $(filter kraken_cluster%,$(ERL_TESTS))
 test-erlang: all
-	rebar3 eunit
-	KRAKEN_ENGINE=$(CURDIR)/priv/kraken_engine_asan rebar3 eunit --module=kraken_blackbox_tests,kraken_cluster_tests
+	rebar3 eunit --module=$(subst $() ,$(comma),$(filter-out $(ERL_CLUSTER_TESTS),$(ERL_TESTS)))
+	KRAKEN_ENGINE=$(CURDIR)/priv/kraken_engine_asan rebar3 eunit \
+	  --module=$(subst $() ,$(comma),kraken_blackbox_tests $(ERL_CLUSTER_TESTS))
 
 test-blackbox: all
 	/usr/bin/python3 test/pymemcache_test.py
