@@ -85,7 +85,9 @@ static int subscribe_topic(struct router *r, struct subscriber *s, struct topic 
         return -1;
     t->subs[t->nsubs++] = s;
     r->stats.subscriptions++;
-    if (r->cfg.topic_hook && (t->nsubs == 1 || t->upstream_pending))
+    if (s->peer)
+        t->npeers++;
+    else if (r->cfg.topic_hook && (t->nsubs - t->npeers == 1 || t->upstream_pending))
         r->cfg.topic_hook(t, s, true, r->cfg.cluster_arg);
     return 1;
 }
@@ -106,7 +108,10 @@ int router_subscribe_ns(struct router *r, struct subscriber *s, enum topic_ns ns
  * caller removes t from the leaving subscriber's set. */
 static void drop_slot(struct router *r, struct topic *t, uint32_t slot)
 {
+    bool peer = t->subs[slot]->peer;
     uint32_t last = --t->nsubs;
+    if (peer)
+        t->npeers--;
     if (slot != last) {
         struct subscriber *moved = t->subs[last];
         t->subs[slot] = moved;
@@ -124,7 +129,7 @@ static void drop_slot(struct router *r, struct topic *t, uint32_t slot)
         }
     }
     r->stats.subscriptions--;
-    if (t->nsubs == 0 && r->cfg.topic_hook)
+    if (!peer && t->nsubs == t->npeers && r->cfg.topic_hook)
         r->cfg.topic_hook(t, NULL, false, r->cfg.cluster_arg);
 }
 
@@ -238,9 +243,14 @@ int router_publish_ns(struct router *r, struct subscriber *publisher, enum topic
     size_t touched = 0;
     for (uint32_t i = 0; i < e->ntopics; i++) {
         struct topic *t = e->topics[i];
+        int peers = t->npeers && r->cfg.to_peers ? -1 : 1; /* -1: not asked yet */
         for (uint32_t j = 0; j < t->nsubs; j++) {
             struct subscriber *s = t->subs[j];
             if (s == publisher || s->overflowed)
+                continue;
+            if (s->peer && peers < 0)
+                peers = r->cfg.to_peers(publisher, t, r->cfg.cluster_arg);
+            if (s->peer && !peers)
                 continue;
             res->receivers++;
             router_route_to(r, s, e, i, &touched);

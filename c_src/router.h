@@ -59,6 +59,10 @@ struct subscriber {
                                  protocols keep it up to date): counted against the bound */
     bool overflowed;          /* failed (bound or memory): queues nothing more */
     bool push;                /* call the `ready` hook when the queue becomes non-empty */
+    /* In a cluster: the link of another node (`set peer`).  Its
+     * subscriptions never make a topic_hook call, and an entry reaches it
+     * only when the to_peers hook says so (cluster.c). */
+    bool peer;
 };
 
 struct router_config {
@@ -78,7 +82,9 @@ struct router_config {
      * and t has no other subscriber or t->upstream_pending is set (gained),
      * or t just lost its last subscriber (!gained, s NULL); called once t's
      * subscriber array is up to date, before t may be freed.  Never called
-     * for a subscriber that held t already.  published: an entry was just
+     * for a subscriber that held t already.  Peer subscribers (s->peer) do
+     * not count: never called for them, and "no other" means no other
+     * that is not a peer.  published: an entry was just
      * routed and retained (publisher as given to router_publish_ns). */
     void (*topic_hook)(struct topic *t, struct subscriber *s, bool gained, void *arg);
     void (*published)(struct subscriber *publisher, enum topic_ns ns, const struct entry *e,
@@ -87,6 +93,10 @@ struct router_config {
      * published after horizon h (kind: enum router_horizon); when it says
      * no for a topic, router_retro_subscribe answers "too old". */
     bool (*retro_covered)(const struct topic *t, int kind, int64_t h, void *arg);
+    /* to_peers: whether an entry of this publisher on topic t goes to t's
+     * peer subscribers (asked once per topic of an entry that has some);
+     * NULL: always. */
+    bool (*to_peers)(const struct subscriber *publisher, const struct topic *t, void *arg);
     void *cluster_arg;
 };
 

@@ -29,6 +29,7 @@ struct topic {
     uint64_t mark;            /* scratch epoch for set operations (router.c) */
     struct subscriber **subs; /* subscribers, dense */
     uint32_t nsubs, cap;
+    uint32_t npeers;          /* how many of the subscribers are peers (router.h) */
     uint32_t refs;            /* entries referencing this topic */
     uint32_t shard;
     uint32_t len;

@@ -347,6 +347,69 @@ static void test_no_self_delivery(void **state)
     fix_free(f);
 }
 
+/* Cluster peers (router.h): a peer's subscription makes no topic_hook
+ * call, nor counts as "another subscriber" for a local one; a peer gets an
+ * entry only when the to_peers hook says so for that topic (asked once per
+ * topic), other subscribers always. */
+struct hooks {
+    int gained, lost, asked;
+    const struct topic *allow; /* to_peers: only this topic */
+};
+
+static void hook_topic(struct topic *t, struct subscriber *s, bool gained, void *arg)
+{
+    struct hooks *h = arg;
+    (void)t;
+    (void)s;
+    if (gained)
+        h->gained++;
+    else
+        h->lost++;
+}
+
+static bool hook_to_peers(const struct subscriber *publisher, const struct topic *t, void *arg)
+{
+    struct hooks *h = arg;
+    (void)publisher;
+    h->asked++;
+    return t == h->allow;
+}
+
+static void test_peers(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(4, 10, SIZE_MAX, 1000);
+    struct hooks h = {0};
+    f->r.cfg.topic_hook = hook_topic;
+    f->r.cfg.to_peers = hook_to_peers;
+    f->r.cfg.cluster_arg = &h;
+    struct subscriber *peer = &f->s[0], *peer2 = &f->s[1], *local = &f->s[2], *pubr = &f->s[3];
+    peer->peer = peer2->peer = true;
+    sub(f, peer, "t u");
+    sub(f, peer2, "t");
+    assert_int_equal(h.gained, 0);
+    sub(f, local, "t");                 /* the first local subscriber */
+    assert_int_equal(h.gained, 1);
+    h.allow = router_find_topic(&f->r, "t", 1);
+    assert_int_equal(pub(f, pubr, "t u", "x", 1001), 3);
+    assert_int_equal(h.asked, 2);       /* once per topic with peers */
+    expect_queue(peer, "MESSAGE t 1\r\nx\r\n", 1); /* u: not to peers */
+    expect_queue(peer2, "MESSAGE t 1\r\nx\r\n", 1);
+    expect_queue(local, "MESSAGE t 1\r\nx\r\n", 1);
+    h.allow = NULL;
+    assert_int_equal(pub(f, pubr, "t", "y", 1001), 1);
+    expect_queue(local, "MESSAGE t 1\r\ny\r\n", 1);
+    expect_empty(peer);
+    expect_empty(peer2);
+    /* The last local subscriber leaving is the last one, peers or not. */
+    assert_int_equal(router_unsubscribe(&f->r, local, "t", 1), 1);
+    assert_int_equal(h.lost, 1);
+    router_remove_subscriber(&f->r, peer);
+    router_remove_subscriber(&f->r, peer2);
+    assert_int_equal(h.lost, 1);
+    fix_free(f);
+}
+
 static void test_order_per_publisher(void **state)
 {
     (void)state;
@@ -944,6 +1007,7 @@ int main(void)
         tu_test(test_publish_once_through_several_topics),
         tu_test(test_no_self_delivery),
         tu_test(test_order_per_publisher),
+        tu_test(test_peers),
         tu_test(test_nul_in_topic_names),
         tu_test(test_many_topics_subset),
         tu_test(test_fanout_shares_entry),
