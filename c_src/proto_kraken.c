@@ -101,6 +101,22 @@ static const char *do_push(struct conn *c, const struct proto_request *req)
     return PROTO_STORED;
 }
 
+/* `set peer`: this connection is the link of another node of the cluster
+ * (the data names it).  Its subscriptions are not a local client's: they
+ * never make this node subscribe upstream, and what it is sent depends on
+ * who published (router to_peers hook, cluster.c; docs/cluster.md, "Moves").
+ * Only before its first subscription. */
+static const char *do_peer(struct conn *c, const struct proto_request *req)
+{
+    if (c->sub.subs.count)
+        return "CLIENT_ERROR set peer comes before any subscription\r\n";
+    if (!c->sub.peer)
+        klog(LOG_INFO, "client %" PRIu64 " (%s) is the link of cluster node %.*s", c->sub.id,
+             c->peer, (int)(req->data_len < 200 ? req->data_len : 200), req->data);
+    c->sub.peer = true;
+    return PROTO_STORED;
+}
+
 /* Appends topic names to buf for a log line: at most `max` of them, each cut
  * at 64 bytes, bytes outside printable ASCII escaped as \xNN. */
 static void format_topics(char *buf, size_t len, const struct proto_slice *topics, size_t n,
@@ -211,6 +227,8 @@ static const char *execute(struct conn *c, const struct proto_request *req, int6
             return r;
         *close = true;
         return "CLIENT_ERROR push mode must be on or off\r\n";
+    case PROTO_SET_PEER:
+        return do_peer(c, req);
     case PROTO_GET_MESSAGES:
         c->last_poll_ms = now;
         c->eng->stats.polls++;

@@ -117,7 +117,7 @@ static int set_command(const struct token *key, enum proto_cmd *cmd)
         {"register", PROTO_SET_REGISTER},   {"subscribe", PROTO_SET_SUBSCRIBE},
         {"retro_subscribe", PROTO_SET_RETRO_SUBSCRIBE},
         {"unsubscribe", PROTO_SET_UNSUBSCRIBE}, {"publish", PROTO_SET_PUBLISH},
-        {"push", PROTO_SET_PUSH},
+        {"push", PROTO_SET_PUSH},       {"peer", PROTO_SET_PEER},
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         if (slice_is(key->p, key->len, keys[i].name)) {

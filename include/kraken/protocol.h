@@ -36,6 +36,7 @@ enum proto_cmd {
     PROTO_QUIT,
     PROTO_VERSION,
     PROTO_STATS,
+    PROTO_SET_PEER,  /* extension: a cluster node's link names itself (docs/cluster.md) */
 };
 
 enum proto_status {
