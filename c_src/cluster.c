@@ -37,27 +37,15 @@ static const char *const op_names[] = {"", "subscribe", "unsubscribe", "publish"
 
 struct cluster_state cl;
 
-/* ---- ownership ---- */
-
-int cluster_owner_raw(const char *name, size_t len)
-{
-    return cl.n ? cluster_owner(cl.hn, cl.n, cluster_name_hash(name, len)) : -1;
-}
-
-/* Index of the owner, or -1 when the topic is served here. */
-static int owner_remote(const char *name, size_t len)
-{
-    int k = cluster_owner_raw(name, len);
-    return k >= 0 && cl.cores[k]->self ? -1 : k;
-}
+/* ---- ownership (the owner sets: cluster_move.c) ---- */
 
 int cluster_owner_name(const char *topic, size_t len, const char **name, size_t *name_len)
 {
-    int k = owner_remote(topic, len);
-    if (k < 0)
+    const struct cluster_core *k = cluster_remote_in(&cl.cur, topic, len);
+    if (!k)
         return 0;
-    *name = cl.cores[k]->name;
-    *name_len = cl.cores[k]->len;
+    *name = k->name;
+    *name_len = k->len;
     return 1;
 }
 
@@ -116,7 +104,7 @@ static struct evbuffer *batch(struct cluster_core *k, enum op op)
     return k->pend;
 }
 
-static void topic_op(struct cluster_core *k, enum op op, const char *name, size_t len)
+void cluster_topic_op(struct cluster_core *k, enum op op, const char *name, size_t len)
 {
     if (!k->link)
         return; /* down: its holders are disconnected when it comes back */
@@ -130,7 +118,7 @@ static void topic_op(struct cluster_core *k, enum op op, const char *name, size_
 
 /* From now on t's entries come from its owner: the retention here covers
  * horizons after this moment only. */
-static void mark_upstream(struct topic *t)
+void cluster_mark_upstream(struct topic *t)
 {
     t->upstream_since = engine_unix_time();
     /* The event takes a number of the publish sequence of its own (entries'
@@ -143,21 +131,18 @@ static void mark_upstream(struct topic *t)
  * upstream subscription: the request being built, or else the last one
  * sent (t's is one of them: waiting for the last may wait a little longer
  * than needed, never less). */
-static void await_upstream(struct cluster_core *k, struct topic *t, struct subscriber *s)
+bool cluster_await_upstream(struct cluster_core *k, struct topic *t, struct subscriber *s)
 {
+    (void)t;
     uint64_t seq = k->acks.sent;
     if (k->pend_op == OP_SUB && evbuffer_get_length(k->pend))
         seq++;
-    struct conn *c = s->owner;
-    if (!k->link || seq <= k->acks.answered) {
-        /* Acknowledged; or its link is down: nothing was sent, and the
-         * holders are disconnected when the link is back (open_link). */
-        t->upstream_pending = 0;
-        return;
-    }
-    t->upstream_pending = 1;
+    struct conn *c = s ? s->owner : NULL;
+    if (!k->link || seq <= k->acks.answered)
+        return false; /* acknowledged; or its link is down: nothing was sent, and the
+                       * holders are disconnected when the link is back (open_link) */
     if (!c || !c->out)
-        return;
+        return true;
     bool was_held = conn_held(c);
     int rc = ack_wait(&k->acks, &c->acks, seq);
     if (rc < 0)
@@ -166,6 +151,7 @@ static void await_upstream(struct cluster_core *k, struct topic *t, struct subsc
              k->name);
     else if (rc > 0 && !was_held)
         c->held_from = evbuffer_get_length(c->out); /* its reply comes next */
+    return true;
 }
 
 static void on_topic(struct topic *t, struct subscriber *s, bool gained, void *arg)
@@ -173,21 +159,25 @@ static void on_topic(struct topic *t, struct subscriber *s, bool gained, void *a
     (void)arg;
     if (t->ns != TOPIC_NS_CHANNEL)
         return;
-    int k = owner_remote(t->name, t->len);
-    if (k < 0) {
-        t->upstream_pending = 0;
-        return;
+    /* Its owner; during a move, its owner under the other set too. */
+    struct cluster_core *k[2] = {cluster_remote_in(&cl.cur, t->name, t->len),
+                                 cluster_remote_in(&cl.alt, t->name, t->len)};
+    if (k[1] == k[0])
+        k[1] = NULL;
+    bool pending = false;
+    if (gained && t->nsubs - t->npeers == 1 && (k[0] || k[1]))
+        cluster_mark_upstream(t);
+    for (int i = 0; i < 2; i++) {
+        if (!k[i])
+            continue;
+        if (!gained)
+            cluster_topic_op(k[i], OP_UNSUB, t->name, t->len);
+        else if (t->nsubs - t->npeers == 1)
+            cluster_topic_op(k[i], OP_SUB, t->name, t->len);
+        if (gained)
+            pending |= cluster_await_upstream(k[i], t, s);
     }
-    if (!gained) {
-        t->upstream_pending = 0;
-        topic_op(cl.cores[k], OP_UNSUB, t->name, t->len);
-        return;
-    }
-    if (t->nsubs == 1) {
-        mark_upstream(t);
-        topic_op(cl.cores[k], OP_SUB, t->name, t->len);
-    }
-    await_upstream(cl.cores[k], t, s);
+    t->upstream_pending = pending;
 }
 
 /* A topic served here: the retention is the owner's.  A topic owned
@@ -197,22 +187,17 @@ static void on_topic(struct topic *t, struct subscriber *s, bool gained, void *a
 static bool retro_covered(const struct topic *t, int kind, int64_t h, void *arg)
 {
     (void)arg;
-    if (t->ns != TOPIC_NS_CHANNEL || owner_remote(t->name, t->len) < 0)
+    if (t->ns != TOPIC_NS_CHANNEL || !cluster_remote_in(&cl.cur, t->name, t->len))
         return true;
     return kind == ROUTER_BY_SEQ ? t->upstream_seq <= (uint64_t)h : t->upstream_since < h;
-}
-
-static bool is_link(const struct subscriber *s)
-{
-    return s && s->owner && ((const struct conn *)s->owner)->ops == &proto_link;
 }
 
 static void on_published(struct subscriber *publisher, enum topic_ns ns, const struct entry *e,
                          void *arg)
 {
     (void)arg;
-    if (ns != TOPIC_NS_CHANNEL || cl.n == 0 || is_link(publisher))
-        return; /* what came from a core is never sent back up */
+    if (ns != TOPIC_NS_CHANNEL || cl.n == 0 || cluster_is_link(publisher))
+        return; /* what came from another node entered the cluster there */
     if (e->ntopics > cl.owners_cap) {
         int *o = realloc(cl.owners, e->ntopics * sizeof *o);
         if (!o) {
@@ -224,7 +209,10 @@ static void on_published(struct subscriber *publisher, enum topic_ns ns, const s
     }
     bool remote = false;
     for (uint32_t i = 0; i < e->ntopics; i++) {
-        cl.owners[i] = owner_remote(e->topics[i]->name, e->topics[i]->len);
+        const struct topic *t = e->topics[i];
+        uint64_t h = cluster_name_hash(t->name, t->len);
+        int k = cluster_owner_in(&cl.cur, h);
+        cl.owners[i] = k >= 0 && !cl.cores[k]->self ? k : -1;
         remote |= cl.owners[i] >= 0;
     }
     if (!remote)
@@ -294,41 +282,13 @@ static void on_stop(struct server *srv)
         free_core(cl.cores[i]);
     }
     free(cl.cores);
-    free(cl.hn);
+    cluster_set_free(&cl.cur);
+    cluster_set_free(&cl.alt);
     free(cl.self);
     free(cl.owners);
     if (cl.flush_ev)
         event_free(cl.flush_ev);
     memset(&cl, 0, sizeof cl);
-}
-
-struct reconcile {
-    struct cluster_core **cores;
-    struct cluster_hash_node *hn;
-    size_t n;
-};
-
-/* A topic with local subscribers whose owner changed: its upstream
- * subscription moves (a core that left is not told: its link is gone). */
-static int reconcile_topic(const struct topic *t, void *arg)
-{
-    const struct reconcile *old = arg;
-    uint64_t h = cluster_name_hash(t->name, t->len);
-    int ko = old->n ? cluster_owner(old->hn, old->n, h) : -1;
-    int kn = cl.n ? cluster_owner(cl.hn, cl.n, h) : -1;
-    struct cluster_core *o = ko >= 0 && !old->cores[ko]->self ? old->cores[ko] : NULL;
-    struct cluster_core *n = kn >= 0 && !cl.cores[kn]->self ? cl.cores[kn] : NULL;
-    if (o == n)
-        return 0;
-    if (o)
-        topic_op(o, OP_UNSUB, t->name, t->len);
-    if (n) {
-        struct topic *m = (struct topic *)t; /* topic_foreach hands out const; this is ours */
-        mark_upstream(m);
-        topic_op(n, OP_SUB, t->name, t->len);
-        m->upstream_pending = n->link != NULL; /* its next subscribers wait for n */
-    }
-    return 0;
 }
 
 int cluster_configure(struct server *srv, const char *self, size_t self_len,
@@ -358,13 +318,15 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
         srv->eng.router.cfg.topic_hook = on_topic;
         srv->eng.router.cfg.published = on_published;
         srv->eng.router.cfg.retro_covered = retro_covered;
+        srv->eng.router.cfg.to_peers = cluster_to_peers;
     }
     struct cluster_core **cores = calloc(n + 1, sizeof *cores);
-    struct cluster_hash_node *hn = calloc(n + 1, sizeof *hn);
     bool *kept = calloc(cl.n + 1, sizeof *kept);
     bool *fresh = calloc(n + 1, sizeof *fresh);
+    bool *pick = calloc(2 * n + 1, sizeof *pick); /* own[i], then alt[i] */
     char *me = malloc(self_len + 1);
-    if (!cores || !hn || !kept || !fresh || !me)
+    struct owner_set cur = {0}, alt = {0};
+    if (!cores || !kept || !fresh || !pick || !me)
         goto nomem;
     memcpy(me, self, self_len);
     me[self_len] = 0;
@@ -402,9 +364,24 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
             cores[i] = k;
             fresh[i] = true;
         }
-        hn[i].name = cores[i]->name;
-        hn[i].len = cores[i]->len;
-        hn[i].hash = cluster_name_hash(cores[i]->name, cores[i]->len);
+        pick[i] = m[i].own;
+        pick[n + i] = m[i].alt;
+    }
+    if (cluster_set_build(&cur, cores, pick, n) < 0 ||
+        cluster_set_build(&alt, cores, pick + n, n) < 0) {
+        for (size_t j = 0; j < n; j++)
+            if (fresh[j])
+                free_core(cores[j]);
+        goto nomem;
+    }
+    if (!memchr(pick + n, true, n)) { /* no move: the other set is the same */
+        cluster_set_free(&alt);
+        if (cluster_set_build(&alt, cores, pick, n) < 0) {
+            for (size_t j = 0; j < n; j++)
+                if (fresh[j])
+                    free_core(cores[j]);
+            goto nomem;
+        }
     }
     /* Cores that left: their links go, and so do the clients that held
      * their topics (owners of the table still in effect). */
@@ -422,10 +399,13 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
         cluster_doom_holders((int)j, "which left the cluster");
         ack_fifo_fail(&o->acks, cluster_ack_done, o);
     }
-    struct reconcile old = {cl.cores, cl.hn, cl.n};
+    struct cluster_core **old_cores = cl.cores;
+    size_t old_n = cl.n;
+    struct owner_set old_cur = cl.cur, old_alt = cl.alt;
     cl.cores = cores;
-    cl.hn = hn;
     cl.n = n;
+    cl.cur = cur;
+    cl.alt = alt;
     free(cl.self);
     cl.self = me;
     cl.self_len = self_len;
@@ -435,20 +415,25 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
                  cores[i]->host, cores[i]->port);
             cluster_open_link(cores[i]);
         }
-    topic_foreach(&srv->eng.router.topics, TOPIC_NS_CHANNEL, reconcile_topic, &old);
-    for (size_t j = 0; j < old.n; j++)
+    cluster_move_subscriptions(&old_cur, &old_alt, old_cores);
+    cluster_sync_mark();
+    for (size_t j = 0; j < old_n; j++)
         if (!kept[j])
-            free_core(old.cores[j]);
-    free(old.cores);
-    free(old.hn);
+            free_core(old_cores[j]);
+    free(old_cores);
+    cluster_set_free(&old_cur);
+    cluster_set_free(&old_alt);
     free(kept);
     free(fresh);
+    free(pick);
     return 0;
 nomem:
+    cluster_set_free(&cur);
+    cluster_set_free(&alt);
     free(cores);
-    free(hn);
     free(kept);
     free(fresh);
+    free(pick);
     free(me);
     snprintf(err, errlen, "out of memory");
     return -1;
@@ -462,9 +447,13 @@ struct count {
 static int count_topic(const struct topic *t, void *arg)
 {
     struct count *c = arg;
-    int k = owner_remote(t->name, t->len);
-    if (k >= 0 && (size_t)k < c->max)
-        c->out[k].topics++;
+    if (t->nsubs == t->npeers)
+        return 0; /* only peers hold it */
+    uint64_t h = cluster_name_hash(t->name, t->len);
+    int k[2] = {cluster_owner_in(&cl.cur, h), cluster_owner_in(&cl.alt, h)};
+    for (int i = 0; i < 2; i++)
+        if (k[i] >= 0 && (size_t)k[i] < c->max && !cl.cores[k[i]]->self && (i == 0 || k[1] != k[0]))
+            c->out[k[i]].topics++;
     return 0;
 }
 

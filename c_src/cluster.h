@@ -48,10 +48,16 @@ struct cluster_member {
     /* > 0: a static upstream that may refuse push mode (the original Kraken):
      * then its link polls `get messages` every poll_ms instead. */
     int poll_ms;
+    /* Owns topics: entries are published to it (own), and, during a move,
+     * in the other owner set, where holders subscribe too (alt).  When no
+     * member owns (alt: is in the other set), every member does. */
+    bool own, alt;
 };
 
 /* Sets this node's name and the live cores (self among them for a core).
- * Returns 0, or -1 when out of memory or given a bad member (nothing changed). */
+ * Returns 0, or -1 when out of memory or given a bad member (nothing changed).
+ * A `version` then goes on every link, behind the subscription changes:
+ * cluster_synced() says when every one was answered. */
 int cluster_configure(struct server *srv, const char *self, size_t self_len,
                       const struct cluster_member *cores, size_t n, char *err, size_t errlen);
 
@@ -74,6 +80,11 @@ struct cluster_core_status {
 /* The live cores as last configured, with their link figures; returns the
  * count (0 when not in a cluster).  out[] holds at most max. */
 size_t cluster_status(struct cluster_core_status *out, size_t max);
+/* Whether every link answered the `version` sent after the last
+ * configuration (a link that is down counts as answered: its holders are
+ * disconnected).  From then on every subscription change it made is in
+ * effect at the cores, and every entry forwarded before it was delivered. */
+bool cluster_synced(void);
 /* The owner of a topic: 1 with its name, or 0 when it is served here. */
 int cluster_owner_name(const char *topic, size_t len, const char **name, size_t *name_len);
 
@@ -83,6 +94,8 @@ void cluster_link_up(struct conn *link);
 void cluster_link_acked(struct conn *link);
 /* The peer answered a ping or a poll (VERSION, END or a polled VALUE block). */
 void cluster_link_answered(struct conn *link);
+/* The peer answered a `version` (after cluster_link_answered). */
+void cluster_link_version(struct conn *link);
 void cluster_link_closed(struct conn *link);
 /* The peer answered the link's `set push` with an error: returns true when
  * it should be polled instead (the link then closes and is reopened). */

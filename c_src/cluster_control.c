@@ -2,10 +2,15 @@
  * cluster_control.h.
  *
  *   {cluster, {Self, [{Name, Host, Port} | {Name, Host, Port, PollMs}]}}
- *                                            -> ok | {error, Reason}
+ *   {cluster, {Self, Cores, Owners, Alt}}    -> ok | {error, Reason}
  *       Self, Name, Host: binaries (Host numeric); Port: integer.  The live
  *       cores (Self among them on a core), as kraken_cluster sees them, and
  *       the static upstreams (PollMs: poll interval if one refuses push).
+ *       Owners, Alt: lists of names among them: those that own topics, and
+ *       during a move the other owner set (docs/cluster.md, "Moves");
+ *       without them (or empty), every member owns.
+ *   cluster_synced                           -> true | false: every link
+ *       answered what was sent after the last {cluster, ...}
  *   {cluster_owner, Topic}                   -> NodeName | local
  *   ping                                     -> pong (the engine answers: it is not hung)
  *   cluster_status                           -> [{Name, State, Host, Port, Topics,
@@ -56,6 +61,27 @@ static void encode_error(ei_x_buff *x, const char *why)
     ei_x_encode_binary(x, why, (long)strlen(why));
 }
 
+/* Decodes a list of names; sets flag[i] for every member named.  Returns
+ * 0, or -1 when malformed. */
+static int decode_names(const char *buf, int *idx, const struct cluster_member *m, int n,
+                        bool *flag)
+{
+    int count;
+    if (ei_decode_list_header(buf, idx, &count) < 0 || count < 0 || count > MAX_CORES)
+        return -1;
+    for (int i = 0; i < count; i++) {
+        size_t len;
+        char *name = decode_bin(buf, idx, MAX_NAME, &len);
+        if (!name)
+            return -1;
+        for (int j = 0; j < n; j++)
+            if (m[j].name_len == len && !memcmp(m[j].name, name, len))
+                flag[j] = true;
+        free(name);
+    }
+    return count ? ei_decode_list_header(buf, idx, &count) : 0; /* the tail */
+}
+
 static void handle_cluster(struct server *srv, const char *buf, int *idx, ei_x_buff *x)
 {
     int arity, n = 0;
@@ -65,7 +91,8 @@ static void handle_cluster(struct server *srv, const char *buf, int *idx, ei_x_b
     char **texts = NULL;
     int ntexts = 0;
     char err[256] = "malformed cluster request";
-    if (ei_decode_tuple_header(buf, idx, &arity) < 0 || arity != 2 ||
+    int top;
+    if (ei_decode_tuple_header(buf, idx, &top) < 0 || (top != 2 && top != 4) ||
         !(self = decode_bin(buf, idx, MAX_NAME, &self_len)) ||
         ei_decode_list_header(buf, idx, &n) < 0 || n < 0 || n > MAX_CORES)
         goto bad;
@@ -87,6 +114,21 @@ static void handle_cluster(struct server *srv, const char *buf, int *idx, ei_x_b
         m[i].name = texts[ntexts - 2];
         m[i].host = texts[ntexts - 1];
         m[i].port = port >= 0 && port <= 65535 ? (int)port : -1;
+        m[i].own = m[i].alt = top == 2;
+    }
+    if (top == 4) {
+        bool *own = calloc((size_t)n + 1, sizeof *own), *alt = calloc((size_t)n + 1, sizeof *alt);
+        int rc = own && alt && (n == 0 || ei_decode_list_header(buf, idx, &arity) == 0) &&
+                         decode_names(buf, idx, m, n, own) == 0 &&
+                         decode_names(buf, idx, m, n, alt) == 0 ? 0 : -1;
+        for (int i = 0; i < n && rc == 0; i++) {
+            m[i].own = own[i];
+            m[i].alt = alt[i];
+        }
+        free(own);
+        free(alt);
+        if (rc < 0)
+            goto bad;
     }
     if (cluster_configure(srv, self, self_len, m, (size_t)n, err, sizeof err) < 0)
         goto bad;
@@ -132,6 +174,10 @@ int cluster_control_atom(struct server *srv, const char *atom, ei_x_buff *x)
     (void)srv;
     if (strcmp(atom, "ping") == 0) {
         ei_x_encode_atom(x, "pong"); /* kraken_cluster's health check */
+        return 1;
+    }
+    if (strcmp(atom, "cluster_synced") == 0) {
+        ei_x_encode_atom(x, cluster_synced() ? "true" : "false");
         return 1;
     }
     if (strcmp(atom, "cluster_status") != 0)

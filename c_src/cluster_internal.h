@@ -1,7 +1,9 @@
 /* cluster_internal.h - what cluster.c (ownership, batching, the router's
- * hooks, configuration, status) and cluster_link.c (the links' life:
+ * hooks, configuration, status), cluster_link.c (the links' life:
  * opening, liveness, retries, and what a lost link or core does to the
- * clients that depended on it) share.  Nothing else includes it. */
+ * clients that depended on it) and cluster_move.c (the two owner sets of a
+ * move, the peer rules, moving upstream subscriptions, the sync barrier)
+ * share.  Nothing else includes it. */
 #ifndef KRAKEN_CLUSTER_INTERNAL_H
 #define KRAKEN_CLUSTER_INTERNAL_H
 
@@ -14,6 +16,8 @@
 #include "cluster_hash.h"
 
 struct conn;
+struct subscriber;
+struct topic;
 struct event;
 struct event_base;
 struct evbuffer;
@@ -41,15 +45,28 @@ struct cluster_core {
     struct ack_fifo acks; /* subscribe batches sent and answered (cluster_ack.h) */
     uint64_t sent, dropped, links;
     int64_t drop_logged_ms;
+    /* `version` requests on the current link: sent, answered (in order),
+     * and the one that closes the last configuration's sync barrier. */
+    uint64_t ver_sent, ver_answered, sync_ver;
+};
+
+/* The topics' owners under one set of cores (cluster_hash.h over them). */
+struct owner_set {
+    struct cluster_hash_node *hn;
+    size_t *core; /* hn[i] is cl.cores[core[i]] */
+    size_t n;
 };
 
 struct cluster_state {
     struct server *srv;
     char *self;
     size_t self_len;
-    struct cluster_core **cores;
-    struct cluster_hash_node *hn; /* parallel to cores */
+    struct cluster_core **cores; /* the live cores: one link to each */
     size_t n;
+    /* cur: where entries are published (and what this node delivers to its
+     * peers); alt: during a move, the other owner set, where holders are
+     * subscribed too (docs/cluster.md, "Moves").  Equal outside a move. */
+    struct owner_set cur, alt;
     struct event *flush_ev;
     bool flush_armed;
     int *owners; /* scratch: the owner of each topic of an entry */
@@ -59,10 +76,44 @@ struct cluster_state {
 extern struct cluster_state cl; /* cluster.c */
 
 /* cluster.c */
-/* Index of the owner of a topic in the current table, -1 without cores. */
-int cluster_owner_raw(const char *name, size_t len);
 /* Writes what is batched for k to its link. */
 void cluster_emit(struct cluster_core *k);
+/* Appends a subscribe or unsubscribe of a topic to k's batch (nothing while
+ * k's link is down). */
+void cluster_topic_op(struct cluster_core *k, enum op op, const char *name, size_t len);
+/* From now on t's entries come from upstream (retro_covered). */
+void cluster_mark_upstream(struct topic *t);
+/* Subscriber s of t waits for k's confirmation of t's upstream subscription
+ * (s NULL: nobody waits).  Returns whether t's subscription at k is
+ * unconfirmed. */
+bool cluster_await_upstream(struct cluster_core *k, struct topic *t, struct subscriber *s);
+
+/* cluster_move.c */
+/* Builds the set of cores[i] with pick[i] (all of them when none is
+ * picked).  Returns 0, or -1 when out of memory. */
+int cluster_set_build(struct owner_set *s, struct cluster_core **cores, const bool *pick,
+                      size_t n);
+void cluster_set_free(struct owner_set *s);
+/* Index in cl.cores of t's owner under s, -1 without cores. */
+int cluster_owner_in(const struct owner_set *s, uint64_t name_hash);
+/* t's owner under s when it is another core, else NULL (served here). */
+struct cluster_core *cluster_remote_in(const struct owner_set *s, const char *name,
+                                       size_t len);
+/* Whether a local holder of t depends on core kidx (its owner under cur or
+ * alt). */
+bool cluster_depends(const char *name, size_t len, int kidx);
+/* After a configuration: the held topics' upstream subscriptions move from
+ * the old owners (cur and alt of old, cores of old_cores) to the new ones,
+ * subscribing at the new before unsubscribing at the old. */
+void cluster_move_subscriptions(const struct owner_set *old_cur, const struct owner_set *old_alt,
+                                struct cluster_core **old_cores);
+/* Closes the sync barrier of a configuration: a `version` on every push
+ * link, after what is batched (cluster_synced). */
+void cluster_sync_mark(void);
+/* The router's to_peers hook. */
+bool cluster_to_peers(const struct subscriber *publisher, const struct topic *t, void *arg);
+/* Whether a subscriber is a link: ours to a core (proto_link), or a peer's. */
+bool cluster_is_link(const struct subscriber *s);
 
 /* cluster_link.c */
 /* Creates k's timers (retry, poll, ping) on base. */

@@ -90,12 +90,12 @@ uint32_t cluster_doom_holders(int kidx, const char *why)
         return 0;
     for (struct conn *c = engine_oldest_conn(eng), *next; c; c = next) {
         next = engine_next_conn(c);
-        if (c->ops == &proto_link || conn_is_closing(c))
-            continue;
+        if (cluster_is_link(&c->sub) || conn_is_closing(c))
+            continue; /* a peer's node sees the core go itself */
         const struct topic *held = NULL;
         for (uint32_t i = 0; i < c->sub.subs.cap && !held; i++) {
             const struct topic *t = c->sub.subs.v[i].topic;
-            if (t && t->ns == TOPIC_NS_CHANNEL && cluster_owner_raw(t->name, t->len) == kidx)
+            if (t && t->ns == TOPIC_NS_CHANNEL && cluster_depends(t->name, t->len, kidx))
                 held = t;
         }
         if (!held)
@@ -143,14 +143,15 @@ static void ping_cb(evutil_socket_t fd, short what, void *arg)
     k->asked_ms = now;
     cluster_emit(k);
     evbuffer_add(c->out, "version\r\n", 9);
+    k->ver_sent++;
     server_kick(c);
 }
 
 void cluster_link_answered(struct conn *link)
 {
     struct cluster_core *k = link_state(link)->core;
-    if (k)
-        k->asked_ms = -1;
+    if (k && (k->polling || k->ver_answered >= k->ver_sent))
+        k->asked_ms = -1; /* nothing outstanding */
 }
 
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -196,7 +197,13 @@ void cluster_open_link(struct cluster_core *k)
         evbuffer_add(c->out, "get messages\r\n", 14);
         event_add(k->poll, &tv);
     } else {
-        evbuffer_add(c->out, "set push 0 0 2 noreply\r\non\r\nversion\r\n", 37);
+        evbuffer_add(c->out, "set push 0 0 2 noreply\r\non\r\n", 28);
+        /* A member of the cluster (not a static upstream): we are its peer. */
+        if (k->poll_ms <= 0)
+            evbuffer_add_printf(c->out, "set peer 0 0 %zu noreply\r\n%s\r\n", cl.self_len,
+                                cl.self);
+        evbuffer_add(c->out, "version\r\n", 9);
+        k->ver_sent++;
     }
     server_kick(c);
 }
@@ -243,6 +250,7 @@ void cluster_link_closed(struct conn *link)
     event_del(k->ping);
     evbuffer_drain(k->pend, evbuffer_get_length(k->pend));
     k->pend_op = OP_NONE;
+    k->ver_sent = k->ver_answered = k->sync_ver = 0; /* nothing more is owed */
     if (link_state(link)->up)
         klog(LOG_WARNING, "cluster: upstream link to core %s (%s) lost; retrying", k->name,
              link->peer);

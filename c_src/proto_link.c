@@ -1,7 +1,8 @@
 /* proto_link.c - what an upstream link reads: the replies and pushed blocks
  * of a Kraken node, to which cluster.c writes `set push`, `version`,
  * `subscribe`, `unsubscribe` and `publish` requests (`unsubscribe` and
- * `publish` with noreply).
+ * `publish` with noreply), and, to a member of the cluster, `set peer`
+ * (noreply) before anything else.
  *
  * What arrives:
  *   VERSION <v>                      the handshake's answer: the link is up
@@ -100,7 +101,9 @@ static enum conn_status link_process(struct conn *c)
         }
         bool end = linelen == 3 && starts(line, linelen, "END");
         if (starts(line, linelen, "VERSION ") || end) {
-            /* VERSION: the handshake's or a ping's answer; END: a poll's */
+            /* VERSION: the handshake's, a ping's or a sync's answer; END: a poll's */
+            if (!end)
+                cluster_link_version(c);
             cluster_link_answered(c);
             if (!link_state(c)->up) {
                 link_state(c)->up = true;

@@ -1,0 +1,174 @@
+/* cluster_move.c - what lets topics move between cores with nothing lost
+ * and nothing delivered twice (docs/cluster.md, "Moves"):
+ *
+ *   - two owner sets: `cur`, where this node publishes, and `alt`, the other
+ *     set of a move in progress (the next owners while it prepares, the
+ *     previous ones once it switched); a topic with local subscribers is
+ *     subscribed upstream at its owner under each (once when they agree);
+ *   - the peer rules (router to_peers hook): each entry enters exactly one
+ *     core, which alone delivers it to the other nodes' links (its peers).
+ *     An entry from a peer goes to every subscriber here and is never
+ *     forwarded; one pushed by a core on our own link goes to local clients
+ *     only; one of a local client goes to the peers only when its topic is
+ *     ours under `cur` (else it is forwarded to that owner, cluster.c);
+ *   - the sync barrier: after a configuration, a `version` on every link,
+ *     behind the subscription changes and the entries already forwarded;
+ *     when all are answered the cores have applied them (cluster_synced),
+ *     which is what kraken_cluster waits for between the phases of a move.
+ */
+#include <event2/buffer.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster_internal.h"
+#include "proto_link.h"
+#include "server.h"
+
+int cluster_set_build(struct owner_set *s, struct cluster_core **cores, const bool *pick,
+                      size_t n)
+{
+    bool any = false;
+    for (size_t i = 0; i < n; i++)
+        any |= pick[i];
+    s->n = 0;
+    s->hn = calloc(n + 1, sizeof *s->hn);
+    s->core = calloc(n + 1, sizeof *s->core);
+    if (!s->hn || !s->core) {
+        cluster_set_free(s);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (any && !pick[i])
+            continue;
+        s->hn[s->n] = (struct cluster_hash_node){
+            cores[i]->name, cores[i]->len, cluster_name_hash(cores[i]->name, cores[i]->len)};
+        s->core[s->n++] = i;
+    }
+    return 0;
+}
+
+void cluster_set_free(struct owner_set *s)
+{
+    free(s->hn);
+    free(s->core);
+    *s = (struct owner_set){NULL, NULL, 0};
+}
+
+int cluster_owner_in(const struct owner_set *s, uint64_t name_hash)
+{
+    return s->n ? (int)s->core[cluster_owner(s->hn, s->n, name_hash)] : -1;
+}
+
+/* The owner under s (a set over cores) when it is another core. */
+static struct cluster_core *remote(const struct owner_set *s, struct cluster_core **cores,
+                                   uint64_t h)
+{
+    int k = cluster_owner_in(s, h);
+    return k >= 0 && !cores[k]->self ? cores[k] : NULL;
+}
+
+struct cluster_core *cluster_remote_in(const struct owner_set *s, const char *name, size_t len)
+{
+    return remote(s, cl.cores, cluster_name_hash(name, len));
+}
+
+bool cluster_depends(const char *name, size_t len, int kidx)
+{
+    uint64_t h = cluster_name_hash(name, len);
+    return kidx >= 0 && (cluster_owner_in(&cl.cur, h) == kidx || cluster_owner_in(&cl.alt, h) == kidx);
+}
+
+struct old_sets {
+    const struct owner_set *cur, *alt;
+    struct cluster_core **cores;
+};
+
+static bool in2(struct cluster_core *k, struct cluster_core *const two[2])
+{
+    return k == two[0] || k == two[1];
+}
+
+static int move_topic(const struct topic *ct, void *arg)
+{
+    const struct old_sets *o = arg;
+    if (ct->nsubs == ct->npeers)
+        return 0; /* only peers hold it: nothing upstream */
+    struct topic *t = (struct topic *)ct; /* topic_foreach hands out const; this is ours */
+    uint64_t h = cluster_name_hash(t->name, t->len);
+    struct cluster_core *was[2] = {remote(o->cur, o->cores, h), remote(o->alt, o->cores, h)};
+    struct cluster_core *now[2] = {remote(&cl.cur, cl.cores, h), remote(&cl.alt, cl.cores, h)};
+    if (was[1] == was[0])
+        was[1] = NULL;
+    if (now[1] == now[0])
+        now[1] = NULL;
+    bool upstream = was[0] || was[1];
+    bool pending = t->upstream_pending && upstream;
+    for (int i = 0; i < 2; i++) {
+        if (!now[i] || in2(now[i], was))
+            continue;
+        if (!upstream) {
+            cluster_mark_upstream(t);
+            upstream = true;
+        }
+        cluster_topic_op(now[i], OP_SUB, t->name, t->len);
+        pending |= cluster_await_upstream(now[i], t, NULL); /* its next subscribers wait */
+    }
+    for (int i = 0; i < 2; i++)
+        if (was[i] && !in2(was[i], now))
+            cluster_topic_op(was[i], OP_UNSUB, t->name, t->len);
+    t->upstream_pending = pending && (now[0] || now[1]);
+    return 0;
+}
+
+void cluster_move_subscriptions(const struct owner_set *old_cur, const struct owner_set *old_alt,
+                                struct cluster_core **old_cores)
+{
+    struct old_sets o = {old_cur, old_alt, old_cores};
+    topic_foreach(&cl.srv->eng.router.topics, TOPIC_NS_CHANNEL, move_topic, &o);
+}
+
+void cluster_sync_mark(void)
+{
+    for (size_t i = 0; i < cl.n; i++) {
+        struct cluster_core *k = cl.cores[i];
+        struct conn *c = k->link;
+        if (k->self || !c || k->polling || conn_is_closing(c))
+            continue;
+        cluster_emit(k); /* what is batched goes first */
+        evbuffer_add(c->out, "version\r\n", 9);
+        k->sync_ver = ++k->ver_sent;
+        server_kick(c);
+    }
+}
+
+bool cluster_synced(void)
+{
+    for (size_t i = 0; i < cl.n; i++) {
+        const struct cluster_core *k = cl.cores[i];
+        if (!k->self && k->link && !k->polling && k->ver_answered < k->sync_ver)
+            return false;
+    }
+    return true;
+}
+
+void cluster_link_version(struct conn *link)
+{
+    struct cluster_core *k = link_state(link)->core;
+    if (k)
+        k->ver_answered++;
+}
+
+bool cluster_is_link(const struct subscriber *s)
+{
+    return s && (s->peer || (s->owner && ((const struct conn *)s->owner)->ops == &proto_link));
+}
+
+bool cluster_to_peers(const struct subscriber *publisher, const struct topic *t, void *arg)
+{
+    (void)arg;
+    if (!publisher || publisher->peer || t->ns != TOPIC_NS_CHANNEL)
+        return true; /* it entered the cluster here: ours to deliver to every node */
+    if (publisher->owner && ((const struct conn *)publisher->owner)->ops == &proto_link)
+        return false; /* its core delivered it to every node that holds the topic */
+    return cluster_remote_in(&cl.cur, t->name, t->len) == NULL; /* else forwarded to its owner */
+}
