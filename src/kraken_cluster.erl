@@ -19,6 +19,15 @@
 %%     cluster) are always in that list, as `{<<"host:port">>, Ip, Port,
 %%     upstream_poll_ms}': the engine polls one that refuses push mode.
 %%
+%% Moves (kraken_cluster_move, docs/cluster.md "Moves"): which cores own
+%% topics is not simply "the live ones": it is the newest view, which the
+%% leader (the smallest live owner) changes in three phases, each once every
+%% live member applied the last one and its engine synced (members say so in
+%% their heartbeats). A core that joins or comes back, or stops draining
+%% (undrain/0), is moved in that way; a draining one (drain/1, and
+%% `bin/kraken stop') is moved out. A core that fails is dropped from the
+%% engines' owners at once, as before (its holders are disconnected).
+%%
 %% A node whose engine does not answer a `ping' within ?ENGINE_DEADLINE ms
 %% (a hung engine under a live VM) sends no heartbeat until it does, so the
 %% others stop counting it live. A core that misses heartbeats for
@@ -27,7 +36,8 @@
 -module(kraken_cluster).
 -behaviour(gen_server).
 
--export([start_link/1, child_specs/1, clustered/1, status/0, node_name/1]).
+-export([start_link/1, child_specs/1, clustered/1, status/0, node_name/1,
+         view/0, drain/1, undrain/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -include_lib("kernel/include/logger.hrl").
@@ -52,7 +62,14 @@
                 engine_ok_at :: integer(),
                 checker :: pid() | undefined,
                 engine_hung = false :: boolean(),
-                upstreams = [] :: [{binary(), binary(), integer(), integer()}]}).
+                upstreams = [] :: [{binary(), binary(), integer(), integer()}],
+                view :: kraken_cluster_move:view() | undefined,
+                view_at = 0 :: integer(),       % when this view was applied
+                synced = false :: boolean(),    % the engine synced on what it was sent
+                syncing = false :: boolean(),   % a sync poll is scheduled
+                draining = false :: boolean(),
+                quiet_until = 0 :: integer(),   % no leading before (start, resume)
+                last_tick = 0 :: integer()}).
 
 %%% API
 
@@ -92,6 +109,46 @@ status() ->
         _ -> gen_server:call(?MODULE, status, 10000)
     end.
 
+%% @doc The view this node applies, whether its engine synced on it, and
+%% whether this node drains: `{View, Synced, Draining}'.
+-spec view() -> {kraken_cluster_move:view() | undefined, boolean(), boolean()}.
+view() ->
+    gen_server:call(?MODULE, view, 10000).
+
+%% @doc Moves every topic of this core to the other cores, and returns once
+%% the cluster applied that (or after TimeoutMs: `{error, timeout}'; it keeps
+%% draining). It then stays up owning nothing until undrain/0 or a stop.
+-spec drain(non_neg_integer()) -> ok | {error, not_clustered | proxy | last_core | timeout}.
+drain(TimeoutMs) ->
+    case whereis(?MODULE) of
+        undefined ->
+            {error, not_clustered};
+        _ ->
+            case gen_server:call(?MODULE, drain, 10000) of
+                ok -> wait_drained(erlang:monotonic_time(millisecond) + TimeoutMs);
+                Error -> Error
+            end
+    end.
+
+wait_drained(Deadline) ->
+    case gen_server:call(?MODULE, drained, 10000) of
+        true -> ok;
+        last_core -> {error, last_core};   % the others drain too (all stopped at once)
+        false ->
+            case erlang:monotonic_time(millisecond) > Deadline of
+                true -> {error, timeout};
+                false -> timer:sleep(50), wait_drained(Deadline)
+            end
+    end.
+
+%% @doc Takes a drained core back: its topics move back to it.
+-spec undrain() -> ok | {error, not_clustered | proxy}.
+undrain() ->
+    case whereis(?MODULE) of
+        undefined -> {error, not_clustered};
+        _ -> gen_server:call(?MODULE, undrain, 10000)
+    end.
+
 %% @doc `name' -> name@<this node's host>; `name@host' as it is.
 -spec node_name(atom()) -> node().
 node_name(Name) ->
@@ -127,8 +184,10 @@ init(Config) ->
             %% The engine gets a view only once the members had a tick or two
             %% to be heard: a restarted kraken_cluster must not tell it that
             %% every other core is gone.
+            Ready = now_ms() + 2 * ?TICK + 100,
             {ok, #state{role = Role, nodes = Nodes, info = Info, upstreams = Upstreams,
-                        ready_at = now_ms() + 2 * ?TICK + 100, engine_ok_at = now_ms()}}
+                        ready_at = Ready, engine_ok_at = now_ms(), last_tick = now_ms(),
+                        quiet_until = Ready + ?DEADLINE}}
     end.
 
 handle_call(status, _From, S = #state{members = Members, info = Info, upstreams = Ups}) ->
@@ -140,18 +199,60 @@ handle_call(status, _From, S = #state{members = Members, info = Info, upstreams 
               || #member{info = I, heard = H} <- maps:values(Members)],
     Static = [{Name, upstream, Host, Port, true, -1} || {Name, Host, Port, _} <- Ups],
     {reply, lists:keysort(1, [Self | Others]) ++ Static, S};
+handle_call(view, _From, S = #state{view = V, synced = Synced, draining = D}) ->
+    {reply, {V, Synced, D}, S};
+handle_call(drain, _From, S = #state{role = proxy}) ->
+    {reply, {error, proxy}, S};
+handle_call(drain, _From, S = #state{draining = true}) ->
+    {reply, ok, S};
+handle_call(drain, _From, S) ->
+    Me = atom_to_binary(node()),
+    case [N || {N, D} <- live_cores(S), N =/= Me, not D] of
+        [] ->
+            {reply, {error, last_core}, S};
+        _ ->
+            ?LOG_WARNING("kraken cluster: draining: this core's topics move to the others"),
+            {reply, ok, lead(announce(S#state{draining = true}))}
+    end;
+handle_call(drained, _From, S = #state{view = V, synced = Synced}) ->
+    Me = atom_to_binary(node()),
+    Others = [{maps:get(view, I, undefined), maps:get(synced, I, false)}
+              || #member{info = I} <- live_members(S)],
+    Reply = case kraken_cluster_move:drained(Me, {V, Synced}, Others) of
+                true -> true;
+                false ->
+                    case [N || {N, false} <- live_cores(S), N =/= Me] of
+                        [] -> last_core;
+                        _ -> false
+                    end
+            end,
+    {reply, Reply, S};
+handle_call(undrain, _From, S = #state{role = proxy}) ->
+    {reply, {error, proxy}, S};
+handle_call(undrain, _From, S = #state{draining = D}) ->
+    D andalso ?LOG_WARNING("kraken cluster: no longer draining: topics move back here"),
+    {reply, ok, lead(announce(S#state{draining = false}))};
 handle_call(_, _From, S) ->
     {reply, {error, unknown_call}, S}.
 
 handle_cast(_, S) ->
     {noreply, S}.
 
-handle_info(tick, S0) ->
+handle_info(tick, S00 = #state{last_tick = Last}) ->
     erlang:send_after(?TICK, self(), tick),
+    Now = now_ms(),
+    %% A long gap between ticks: this VM was stopped (SIGSTOP), so what it
+    %% knows is stale; it leads nothing until it heard the others again.
+    S0 = case Now - Last > 5 * ?TICK of
+             true -> S00#state{last_tick = Now, quiet_until = Now + ?DEADLINE + ?TICK};
+             false -> S00#state{last_tick = Now}
+         end,
     S1 = connect(S0),
     S2 = check_engine(S1),
     S3 = heartbeat(health_check(S2)),
-    {noreply, update(S3)};
+    {noreply, lead(poll_sync(update(S3)))};
+handle_info(sync, S) ->
+    {noreply, lead(poll_sync(S#state{syncing = false}))};
 handle_info({engine_health, Pid, pong}, S = #state{checker = Pid}) ->
     {noreply, S#state{checker = undefined, engine_ok_at = now_ms()}};
 handle_info({engine_health, Pid, _}, S = #state{checker = Pid}) ->
@@ -160,9 +261,10 @@ handle_info({kraken_hb, Pid, Info}, S = #state{members = Members}) when is_map(I
     New = not maps:is_key(Pid, Members),
     S1 = S#state{members = Members#{Pid => #member{pid = Pid, info = Info,
                                                    heard = now_ms()}}},
-    case New of
-        true -> {noreply, update(S1)};   % a join shows at once
-        false -> {noreply, S1}
+    S2 = adopt(maps:get(view, Info, undefined), S1),
+    case New orelse S2#state.view =/= S#state.view of
+        true -> {noreply, lead(update(S2))};   % a join shows at once
+        false -> {noreply, lead(S2)}
     end;
 handle_info({nodedown, Node}, S = #state{members = Members}) ->
     Gone = maps:filter(fun(P, _) -> node(P) =:= Node end, Members),
@@ -237,19 +339,26 @@ heartbeat(S = #state{engine_ok_at = OkAt, info = Info}) ->
         _ ->
             ok
     end,
-    Hung orelse send_heartbeats(Info),
+    Hung orelse send_heartbeats(Info, S),
     S#state{engine_hung = Hung}.
 
-send_heartbeats(Info) ->
-    Msg = {kraken_hb, self(), Info},
+%% A heartbeat now (a view applied, a sync done), unless the engine hangs.
+announce(S = #state{engine_hung = true}) ->
+    S;
+announce(S = #state{info = Info}) ->
+    send_heartbeats(Info, S),
+    S.
+
+send_heartbeats(Info, #state{view = View, synced = Synced, draining = Draining}) ->
+    Msg = {kraken_hb, self(), Info#{view => View, synced => Synced, draining => Draining}},
     [erlang:send(Pid, Msg, [noconnect, nosuspend])
      || Group <- [core, proxy], Pid <- pg:get_members(?SCOPE, Group), Pid =/= self()],
     ok.
 
 %% Drops the members not heard from within the deadline, and tells the
-%% engine the live cores when they changed.
+%% engine the live cores and who owns topics (the view) when they changed.
 update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
-                  upstreams = Upstreams}) ->
+                  upstreams = Upstreams, view = View}) ->
     Now = now_ms(),
     {Live, Dead} = lists:partition(fun(#member{heard = H}) -> Now - H =< ?DEADLINE end,
                                    maps:values(Members0)),
@@ -262,20 +371,90 @@ update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
                                             maps:get(role, I) =:= core] ++
                             Upstreams),
     S1 = S#state{members = Members},
-    case Cores =:= Sent orelse Now < S#state.ready_at of
+    LiveNames = [N || {N, _} <- live_cores(S1)],
+    {Owners, Alt} = kraken_cluster_move:engine_sets(View, LiveNames,
+                                                   [N || {N, _, _, _} <- Upstreams]),
+    Msg = {Cores, Owners, Alt},
+    case Msg =:= Sent orelse Now < S#state.ready_at of
         true ->
             S1;
         false ->
             Self = atom_to_binary(node()),
-            case catch kraken_engine:call({cluster, {Self, Cores}}, 2000) of
+            case catch kraken_engine:call({cluster, {Self, Cores, Owners, Alt}}, 2000) of
                 ok ->
-                    ?LOG_INFO("kraken cluster: live cores ~s",
-                              [lists:join(" ", [element(1, C) || C <- Cores])]),
-                    S1#state{sent = Cores};
+                    case Sent of
+                        {Cores, _, _} -> ok;
+                        _ -> ?LOG_INFO("kraken cluster: live cores ~s",
+                                       [lists:join(" ", [element(1, C) || C <- Cores])])
+                    end,
+                    poll_sync(S1#state{sent = Msg, synced = false});
                 Other ->
                     ?LOG_WARNING("kraken cluster: the engine refused the core list: ~0p",
                                  [Other]),
                     S1#state{sent = undefined}
+            end
+    end.
+
+%% The live members (cores and proxies), this node aside.
+live_members(#state{members = Members}) ->
+    Now = now_ms(),
+    [M || M = #member{heard = H} <- maps:values(Members), Now - H =< ?DEADLINE].
+
+%% The live cores, this node among them if it is one: `{Name, Draining}'.
+live_cores(S = #state{role = Role, draining = D}) ->
+    lists:usort([{atom_to_binary(node()), D} || Role =:= core] ++
+                    [{atom_to_binary(maps:get(node, I)), maps:get(draining, I, false)}
+                     || #member{info = I} <- live_members(S), maps:get(role, I) =:= core]).
+
+%% Applies a view heard of when it is newer than this node's.
+adopt(View, S = #state{view = Mine}) ->
+    case kraken_cluster_move:newer(View, Mine) of
+        true -> S#state{view = View, view_at = now_ms()};
+        false -> S
+    end.
+
+%% Asks the engine whether it synced on what it was last sent (every link
+%% answered a `version' sent after it), every 20 ms until it did; then says
+%% so to the others at once.
+poll_sync(S = #state{synced = true}) ->
+    S;
+poll_sync(S = #state{sent = undefined}) ->
+    S;
+poll_sync(S = #state{syncing = true}) ->
+    S;
+poll_sync(S) ->
+    case catch kraken_engine:call(cluster_synced, 2000) of
+        true ->
+            announce(S#state{synced = true});
+        _ ->
+            erlang:send_after(20, self(), sync),
+            S#state{syncing = true}
+    end.
+
+%% The leader (kraken_cluster_move:leader/2) makes the next view when it is
+%% due, applies it and tells everyone.
+lead(S = #state{role = proxy}) ->
+    S;
+lead(S = #state{view = View, synced = Synced, view_at = At,
+                quiet_until = Quiet}) ->
+    Me = atom_to_binary(node()),
+    Cores = live_cores(S),
+    Now = now_ms(),
+    case Now >= Quiet andalso kraken_cluster_move:leader(View, [N || {N, _} <- Cores]) =:= Me of
+        false ->
+            S;
+        true ->
+            Others = [{maps:get(view, I, undefined), maps:get(synced, I, false)}
+                      || #member{info = I} <- live_members(S)],
+            Desired = kraken_cluster_move:desired([N || {N, _} <- Cores],
+                                                  [N || {N, true} <- Cores]),
+            case kraken_cluster_move:next(Me, View, Others, Synced, {Desired, Now - At}) of
+                keep ->
+                    S;
+                {New = {E, _, _, Owners, Alt}, Why} ->
+                    ?LOG_INFO("kraken cluster: view ~b ~s: owners ~s; also ~s",
+                              [E, Why, lists:join(" ", Owners), lists:join(" ", Alt)]),
+                    announce(update(S#state{view = New, view_at = Now}))
             end
     end.
 
