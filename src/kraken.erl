@@ -5,6 +5,8 @@
 -export([start/0, stop/0, boot/0, booted/0, status/0, port/0, stop_node/0,
          format_error/1, start_warnings/0, engine_restarts/0]).
 
+-define(STOP_DRAIN_MS, 15000).
+
 %% @doc Starts the kraken application and what it depends on.
 -spec start() -> ok | {error, term()}.
 start() ->
@@ -92,9 +94,15 @@ port() ->
     kraken_engine:port().
 
 %% @doc Stops the application and then the node (used by `bin/kraken stop').
+%% A core in a cluster is drained first (its topics move to the other cores,
+%% nobody disconnected), for at most ?STOP_DRAIN_MS.
 -spec stop_node() -> ok.
 stop_node() ->
-    _ = spawn(fun() -> _ = stop(), init:stop() end),
+    _ = spawn(fun() ->
+                      _ = kraken_cluster:drain(?STOP_DRAIN_MS),
+                      _ = stop(),
+                      init:stop()
+              end),
     ok.
 
 %% @doc A one-line description of an application start error.

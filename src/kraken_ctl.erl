@@ -12,7 +12,7 @@
 
 -export([main/0, main/1, check_config/0]).
 -export([status/0, dump_queues/0, dump_queue_topics/1, dump_topics/0,
-         change_log_level/1, cluster_status/0, stats/0, endpoint/0]).
+         change_log_level/1, cluster_status/0, stats/0, endpoint/0, drain/0, undrain/0]).
 -export([format_duration/1, escape/1, format_message/2]).
 
 -define(RPC_TIMEOUT, 30000).
@@ -203,7 +203,49 @@ cluster_status() ->
             Header = {"NODE", "ROLE", "ENDPOINT", "HEARD", "LINK", "UPSTREAM_TOPICS",
                       "SENT", "RECEIVED", "DROPPED"},
             Rows = [member_row(M, Links) || M <- Members],
-            {ok, table([Header | Rows])}
+            {ok, [table([Header | Rows]), view_text(kraken_cluster:view())]}
+    end.
+
+%% The owners of the topics as this node sees them (docs/cluster.md, "Moves").
+view_text({undefined, _, D}) ->
+    io_lib:format("owners: every live core (no view yet)~s~n", [draining_text(D)]);
+view_text({{E, Phase, _, Owners, Alt}, Synced, D}) ->
+    Move = case Owners =:= Alt of
+               true -> "";
+               false -> io_lib:format(", moving (~s), subscribed at ~s too", [Phase, lists:join(" ", Alt)])
+           end,
+    io_lib:format("owners (view ~b~s): ~s~s~s~n",
+                  [E, [", not synced yet" || not Synced], lists:join(" ", Owners), Move,
+                   draining_text(D)]).
+
+draining_text(true) -> "; this node is draining";
+draining_text(false) -> "".
+
+-define(DRAIN_MS, 25000).
+
+%% @doc Moves every topic of this core to the other cores (no loss, nobody
+%% disconnected); it then owns nothing until `undrain' or a stop.
+-spec drain() -> {ok | error, iodata()}.
+drain() ->
+    case kraken_cluster:drain(?DRAIN_MS) of
+        ok -> {ok, io_lib:format("node ~s is drained: it owns no topics (bin/kraken undrain "
+                                 "takes it back)~n", [node()])};
+        {error, Why} -> {error, io_lib:format("kraken: drain failed: ~s~n", [drain_error(Why)])}
+    end.
+
+drain_error(not_clustered) -> "this node is not in a cluster";
+drain_error(proxy) -> "a proxy owns no topics";
+drain_error(last_core) -> "no other live core to take its topics";
+drain_error(timeout) ->
+    io_lib:format("not drained within ~b s (it goes on draining; bin/kraken cluster_status "
+                  "shows the owners)", [?DRAIN_MS div 1000]).
+
+%% @doc Takes a drained core back: its topics move back to it.
+-spec undrain() -> {ok | error, iodata()}.
+undrain() ->
+    case kraken_cluster:undrain() of
+        ok -> {ok, io_lib:format("node ~s takes its topics back~n", [node()])};
+        {error, Why} -> {error, io_lib:format("kraken: undrain failed: ~s~n", [drain_error(Why)])}
     end.
 
 member_row({Node, Role, Host, Port, Live, Ago}, Links) ->
@@ -332,6 +374,10 @@ run("dump_topics", Node, []) ->
     remote(Node, dump_topics, []);
 run("cluster_status", Node, []) ->
     remote(Node, cluster_status, []);
+run("drain", Node, []) ->
+    remote(Node, drain, []);
+run("undrain", Node, []) ->
+    remote(Node, undrain, []);
 run("stats", Node, []) ->
     remote(Node, stats, []);
 run("publish", Node, [File | Topics]) when Topics =/= [] ->
