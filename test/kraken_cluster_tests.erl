@@ -31,6 +31,10 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
+%% For kraken_cluster_moves, whose tests run in this fixture.
+-export([start_nodes/2, script/3, connect/2, owner/3, settled/3, wait_until/2,
+         node_atom/2, node_name/2]).
+
 -define(NTOPICS, 24).
 -define(PER_CLIENT, 15).
 
@@ -55,6 +59,15 @@ cluster_test_() ->
                               "own the topic: entries when it held the topic upstream since "
                               "before the horizon, else NOT_FOUND, never a silent gap",
                               fun() -> retro(Ctx) end}},
+               {timeout, 60, {"moves: a 4th core joins while every node publishes: "
+                              "each (entry, topic) exactly once, nobody disconnected",
+                              fun() -> kraken_cluster_moves:join(Ctx) end}},
+               {timeout, 60, {"moves: a core drained (bin/kraken drain), then taken back "
+                              "(undrain), while every node publishes: exactly once, nobody "
+                              "disconnected", fun() -> kraken_cluster_moves:drain(Ctx) end}},
+               {timeout, 60, {"moves: bin/kraken stop of a core drains it first: exactly "
+                              "once, nobody disconnected",
+                              fun() -> kraken_cluster_moves:stop(Ctx) end}},
                {timeout, 60, {"kill -9 of a core: its topics' holders disconnected within "
                               "3 s, the others undisturbed, topics moved",
                               fun() -> core_killed(Ctx) end}},
@@ -77,11 +90,6 @@ setup() ->
     ok = filelib:ensure_dir(filename:join(Tmp, "x")),
     Script = filename:absname("bin/kraken"),
     Ebin = filename:dirname(code:which(kraken)),
-    Engine = case os:getenv("KRAKEN_ENGINE") of
-                 false -> [];
-                 "" -> [];
-                 Path -> ["-kraken", "engine_executable", "\"" ++ Path ++ "\""]
-             end,
     _ = os:cmd("epmd -daemon"),
     Distributed = case node() of
                       nonode@nohost ->
@@ -99,43 +107,47 @@ setup() ->
     RedisPorts = maps:from_list([{N, free_port()} || N <- Names]),
     Ctx0 = #{tmp => Tmp, script => Script, ebin => Ebin, host => Host, prefix => Prefix,
              ports => Ports, redis_ports => RedisPorts, distributed => Distributed},
-    Join = fun(c1) -> c2; (_) -> c1 end,
-    Self = self(),
     %% c1 first, alone: the node it joins (c2) is not up yet, so it must
     %% keep trying; then the others together.
-    Start = fun(Ns) ->
+    OsPids = maps:from_list(start_nodes(Ctx0, [c1]) ++ start_nodes(Ctx0, Names -- [c1])),
+    Ctx0#{os_pids => OsPids}.
+
+%% Starts nodes (bin/kraken start) at once: `[{Name, OsPid}]'.  A name not
+%% among the fixture's ports gets free ones; a name not among the proxies is
+%% a core; each joins c1 (c1 joins c2).
+start_nodes(Ctx = #{ports := Ports, redis_ports := RedisPorts}, Ns) ->
+    Engine = engine_args(),
+    Join = fun(c1) -> c2; (_) -> c1 end,
+    Self = self(),
     [spawn_link(fun() ->
                         Role = case lists:member(N, ?PROXIES) of true -> "proxy"; false -> "core" end,
-                        Args = ["start", "-kraken", "tcp_server_port",
-                                integer_to_list(maps:get(N, Ports)),
+                        Port = maps:get(N, Ports, free_port()),
+                        Args = ["start", "-kraken", "tcp_server_port", integer_to_list(Port),
                                 "-kraken", "listen_ip", "\"127.0.0.1\"",
                                 "-kraken", "redis_port",
-                                integer_to_list(maps:get(N, RedisPorts)),
+                                integer_to_list(maps:get(N, RedisPorts, free_port())),
                                 "-kraken", "role", Role,
                                 "-kraken", "cluster_nodes",
-                                "[" ++ node_name(Ctx0, Join(N)) ++ "]"] ++ Engine,
-                        Self ! {started, N, script(Ctx0, N, Args)}
+                                "[" ++ node_name(Ctx, Join(N)) ++ "]"] ++ Engine,
+                        Self ! {started, N, script(Ctx, N, Args)}
                 end) || N <- Ns],
     [receive
-                    {started, N, {0, Out}} ->
-                        {match, [P]} = re:run(Out, "\\(os pid (\\d+)\\)",
-                                              [{capture, all_but_first, list}]),
-                        {N, list_to_integer(P)};
-                    {started, N, Other} ->
-                        error({start_failed, N, Other})
-                after 90000 -> error(start_timeout)
-                end || N <- Ns]
-            end,
-    OsPids = maps:from_list(Start([c1]) ++ Start(Names -- [c1])),
-    Ctx0#{os_pids => OsPids}.
+         {started, N, {0, Out}} ->
+             {match, [P]} = re:run(Out, "\\(os pid (\\d+)\\)",
+                                   [{capture, all_but_first, list}]),
+             {N, list_to_integer(P)};
+         {started, N, Other} ->
+             error({start_failed, N, Other})
+     after 90000 -> error(start_timeout)
+     end || N <- Ns].
 
 cleanup(Ctx = #{tmp := Tmp, distributed := Distributed, os_pids := OsPids}) ->
     [_ = os:cmd("kill -CONT -" ++ integer_to_list(P) ++ " 2>/dev/null")
      || P <- maps:values(OsPids)],
     Self = self(),
     [spawn(fun() -> Self ! {stopped, script(Ctx, N, ["stop"])} end)
-     || N <- ?CORES ++ ?PROXIES],
-    [receive {stopped, _} -> ok after 60000 -> ok end || _ <- ?CORES ++ ?PROXIES],
+     || N <- [c4 | ?CORES ++ ?PROXIES]],   % c4: kraken_cluster_moves'
+    [receive {stopped, _} -> ok after 60000 -> ok end || _ <- [c4 | ?CORES ++ ?PROXIES]],
     sanitizer_reports(Tmp),
     [_ = os:cmd("kill -9 " ++ integer_to_list(P) ++ " 2>/dev/null")
      || P <- maps:values(OsPids)],
@@ -206,6 +218,19 @@ links_up(Ctx, Name, Cores) ->
             false
     end.
 
+%% Whether every node applies the same stable view, synced, in which
+%% exactly Owners own the topics.
+settled(Ctx, Nodes, Owners) ->
+    Want = lists:sort([atom_to_binary(node_atom(Ctx, C)) || C <- Owners]),
+    Views = [case rpc(Ctx, N, kraken_cluster, view, []) of
+                 {V, true, _} -> V;
+                 _ -> unsynced
+             end || N <- Nodes],
+    case lists:usort(Views) of
+        [{_, stable, _, Want, Want}] -> true;
+        _ -> false
+    end.
+
 %% The topics held upstream by a node's engine, summed over its links.
 upstream_topics(Ctx, Name) ->
     lists:sum([T || {_, _, _, _, T, _, _, _, _} <- rpc(Ctx, Name, kraken_engine, call,
@@ -227,6 +252,8 @@ membership(Ctx) ->
     All = ?CORES ++ ?PROXIES,
     ok = wait_until(fun() -> lists:all(fun(N) -> links_up(Ctx, N, ?CORES) end, All) end,
                     20000),
+    %% c1 started alone and owned everything; the others were moved in.
+    ok = wait_until(fun() -> settled(Ctx, All, ?CORES) end, 20000),
     %% bin/kraken cluster_status on a proxy: every member, live, links up.
     {0, Out} = script(Ctx, p1, ["cluster_status"]),
     [?assert(re:run(Out, node_name(Ctx, N) ++ "@\\S+\\s+core\\s+127.0.0.1:\\d+\\s+\\S+ ago\\s+up",
@@ -545,9 +572,11 @@ core_hung(Ctx = #{os_pids := OsPids}) ->
     after
         _ = os:cmd("kill -CONT " ++ Group)
     end,
-    %% Back: live again everywhere, its topics are its own again.
+    %% Back: live again everywhere, its topics are its own again (moved
+    %% back to it once every node sees it).
     ok = wait_until(fun() -> links_up(Ctx, p1, [c1, c2]) andalso links_up(Ctx, p2, [c1, c2])
                     end, 10000),
+    ok = wait_until(fun() -> settled(Ctx, [c1, c2, p1, p2], [c1, c2]) end, 10000),
     ?assertEqual(Victim, owner(Ctx, p2, Lost)),
     V = connect(Ctx, p2), ok = kraken_client:subscribe(V, [Lost]),
     timer:sleep(300),
@@ -562,6 +591,7 @@ engine_hung(Ctx) ->
     Survivor = node_atom(Ctx, c1),
     ok = wait_until(fun() -> links_up(Ctx, p1, [c1, c2]) andalso links_up(Ctx, p2, [c1, c2])
                     end, 10000),
+    ok = wait_until(fun() -> settled(Ctx, [c1, c2, p1, p2], [c1, c2]) end, 10000),
     Candidates = [list_to_binary("ehang_" ++ integer_to_list(I)) || I <- lists:seq(1, 60)],
     [Kept | _] = [T || T <- Candidates, owner(Ctx, p1, T) =:= Survivor],
     [Lost | _] = [T || T <- Candidates, owner(Ctx, p1, T) =:= Victim],
@@ -594,6 +624,7 @@ engine_hung(Ctx) ->
     end,
     ok = wait_until(fun() -> links_up(Ctx, p1, [c1, c2]) andalso links_up(Ctx, p2, [c1, c2])
                     end, 10000),
+    ok = wait_until(fun() -> settled(Ctx, [c1, c2, p1, p2], [c1, c2]) end, 10000),
     ?assertEqual(Victim, owner(Ctx, p2, Lost)),
     V = connect(Ctx, p2), ok = kraken_client:subscribe(V, [Lost]),
     timer:sleep(300),
