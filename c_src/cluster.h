@@ -17,6 +17,13 @@
  * per remote core (proto_link.c), made with server_connect(); a core sees
  * one connection per node that needs it.
  *
+ * Moves (cluster_move.c): the Erlang node gives two owner sets, the one
+ * entries are published to and, during a move, the other one, where held
+ * topics are subscribed too; links to other members say `set peer`, and an
+ * entry is delivered to peers only by the core it entered (so a node
+ * subscribed at both owners of a moving topic gets it once).  After each
+ * configuration cluster_synced() says when every link caught up.
+ *
  * Subscribes are acknowledged: a client whose subscribe needs an upstream
  * subscription (or waits on one still unconfirmed) gets its reply only once
  * the owner confirmed it (cluster_ack.h); until then its requests are held.
