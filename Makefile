@@ -286,15 +286,22 @@ build/fuzz/%: test/fuzz/%.c $(FUZZ_OBJ) $(HEADERS)
 
 # Runs each harness from its checked-in corpus for FUZZ_SECONDS; new inputs
 # go to build/fuzz/corpus-*, crashes to build/fuzz/ (add them to the corpus).
+# Two harnesses at a time (each is one process: two CPUs, half the wait).
 fuzz-smoke: $(addprefix build/fuzz/,$(FUZZERS))
-	@for f in $(FUZZERS); do \
-	  mkdir -p build/fuzz/corpus-$$f; \
-	  echo "== $$f for $(FUZZ_SECONDS) s"; \
-	  build/fuzz/$$f -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=0 \
-	    -artifact_prefix=build/fuzz/ build/fuzz/corpus-$$f test/fuzz/corpus/$${f#fuzz_} \
-	    2>build/fuzz/$$f.log || { tail -50 build/fuzz/$$f.log; exit 1; }; \
-	  grep -E '^Done' build/fuzz/$$f.log; \
-	done
+	@run() { \
+	  mkdir -p build/fuzz/corpus-$$1; \
+	  build/fuzz/$$1 -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=0 \
+	    -artifact_prefix=build/fuzz/ build/fuzz/corpus-$$1 test/fuzz/corpus/$${1#fuzz_} \
+	    2>build/fuzz/$$1.log || { echo "== $$1 FAILED"; tail -50 build/fuzz/$$1.log; return 1; }; \
+	  echo "== $$1 for $(FUZZ_SECONDS) s: $$(grep -E '^Done' build/fuzz/$$1.log)"; \
+	}; \
+	set -- $(FUZZERS); rc=0; \
+	while [ $$# -gt 0 ]; do \
+	  run $$1 & a=$$!; b=; \
+	  if [ $$# -gt 1 ]; then run $$2 & b=$$!; fi; \
+	  wait $$a || rc=1; if [ -n "$$b" ]; then wait $$b || rc=1; fi; \
+	  shift; [ $$# -gt 0 ] && shift; \
+	done; exit $$rc
 
 fuzz:
 	$(MAKE) fuzz-smoke FUZZ_SECONDS=600
