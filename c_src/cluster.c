@@ -91,6 +91,45 @@ int cluster_owner_name(const char *topic, size_t len, const char **name, size_t 
     return 1;
 }
 
+/* ---- refusing what cannot be forwarded ---- */
+
+bool cluster_active(void)
+{
+    return cl.n > 0;
+}
+
+/* Up: connected and answered its handshake (or first poll).  While a link is
+ * connecting, what is written to it is lost if the attempt fails: refused. */
+static bool link_up(const struct cluster_core *k)
+{
+    return k->link && !conn_is_closing(k->link) && link_state(k->link)->up;
+}
+
+static void count_drop(struct cluster_core *c)
+{
+    c->dropped++;
+    int64_t now = engine_now_ms();
+    if (now - c->drop_logged_ms >= 1000) {
+        c->drop_logged_ms = now;
+        klog(LOG_WARNING,
+             "cluster: core %s is unreachable (its link is %s); publishes to its topics are "
+             "refused (%" PRIu64 " so far)",
+             c->name, !c->link ? "down" : "not up", c->dropped);
+    }
+}
+
+bool cluster_reachable(const struct proto_slice *topics, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        int k = owner_remote(topics[i].p, topics[i].len);
+        if (k >= 0 && !link_up(cl.cores[k])) {
+            count_drop(cl.cores[k]);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* ---- batched requests to a core ---- */
 
 static void emit(struct cluster_core *k)
@@ -225,15 +264,7 @@ static void on_published(struct subscriber *publisher, enum topic_ns ns, const s
             continue;
         struct cluster_core *c = cl.cores[k];
         if (!c->link) {
-            c->dropped++;
-            int64_t now = engine_now_ms();
-            if (now - c->drop_logged_ms >= 1000) {
-                c->drop_logged_ms = now;
-                klog(LOG_WARNING,
-                     "cluster: core %s is unreachable; entries for its topics are not "
-                     "forwarded (%" PRIu64 " so far)",
-                     c->name, c->dropped);
-            }
+            count_drop(c); /* not reached: publishers ask cluster_reachable() first */
             continue;
         }
         struct evbuffer *b = batch(c, OP_PUB);
