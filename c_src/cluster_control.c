@@ -90,6 +90,7 @@ static void handle_cluster(struct server *srv, const char *buf, int *idx, ei_x_b
     }
     if (cluster_configure(srv, self, self_len, m, (size_t)n, err, sizeof err) < 0)
         goto bad;
+    server_release(srv); /* the first view: clients held until now are served */
     ei_x_encode_atom(x, "ok");
     goto out;
 bad:

@@ -73,6 +73,16 @@ static struct server *server_of(struct conn *c)
     return c->eng == NULL ? NULL : (struct server *)((char *)c->eng - offsetof(struct server, eng));
 }
 
+/* Accepting again (after EMFILE), unless held for the first cluster view. */
+static void enable_accepts(struct server *srv)
+{
+    if (srv->held)
+        return;
+    for (int k = 0; k < PROTO_KINDS; k++)
+        if (srv->listeners[k].l)
+            evconnlistener_enable(srv->listeners[k].l);
+}
+
 static void close_conn(struct conn *c)
 {
     struct server *srv = server_of(c);
@@ -95,9 +105,7 @@ static void close_conn(struct conn *c)
         evutil_closesocket(c->fd);
     conn_free(c);
     if (srv->accept_timer && !evtimer_pending(srv->accept_timer, NULL))
-        for (int k = 0; k < PROTO_KINDS; k++)
-            if (srv->listeners[k].l)
-                evconnlistener_enable(srv->listeners[k].l);
+        enable_accepts(srv);
 }
 
 /* Writes what it can now; arms the write event for the rest.  Returns -1 if
@@ -409,9 +417,7 @@ static void accept_timer_cb(evutil_socket_t fd, short what, void *arg)
     struct server *srv = arg;
     (void)fd;
     (void)what;
-    for (int k = 0; k < PROTO_KINDS; k++)
-        if (srv->listeners[k].l)
-            evconnlistener_enable(srv->listeners[k].l);
+    enable_accepts(srv);
 }
 
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
@@ -599,7 +605,9 @@ static int listen_on(struct server *srv, enum proto_kind kind, const struct prot
     ls->ops = ops;
     ls->srv = srv;
     ls->l = evconnlistener_new_bind(
-        srv->base, accept_cb, ls, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+        srv->base, accept_cb, ls,
+        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC |
+            (srv->held ? LEV_OPT_DISABLED : 0),
         1024, (struct sockaddr *)&ss, (int)sslen);
     if (!ls->l) {
         snprintf(err, errlen, "listen %s port %d (%s protocol): %s", cfg->listen_ip, port,
@@ -625,6 +633,7 @@ int server_start(struct server *srv, struct event_base *base, const struct engin
         return -1;
     }
     srv->started = true;
+    srv->held = cfg->cluster_wait != 0;
     if (listen_on(srv, PROTO_KIND_KRAKEN, &proto_kraken, cfg->port, err, errlen) < 0)
         return -1;
     if (cfg->redis_port >= 0 &&
@@ -654,6 +663,16 @@ int server_start(struct server *srv, struct event_base *base, const struct engin
 bool server_accept_paused(const struct server *srv)
 {
     return srv->accept_timer && evtimer_pending(srv->accept_timer, NULL);
+}
+
+void server_release(struct server *srv)
+{
+    if (!srv->held)
+        return;
+    srv->held = false;
+    klog(LOG_INFO, "first cluster view: accepting clients");
+    if (!server_accept_paused(srv))
+        enable_accepts(srv);
 }
 
 int server_port(const struct server *srv, enum proto_kind kind)

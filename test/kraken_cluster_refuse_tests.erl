@@ -8,7 +8,12 @@
 %%     nothing of it is delivered (not even locally), the core's DROPPED
 %%     counts it, the log says why. The unreachable core is a static
 %%     upstream on a port nobody listens on: always live, its link never up,
-%%     so nothing here depends on timing.
+%%     so nothing here depends on timing;
+%%   - an engine started with cluster_wait (a node in a cluster) holds its
+%%     clients until its first cluster view: their requests are answered
+%%     only then, and the `ready' check (/readyz) says why it is not ready.
+%%     Driven on the engine's control channel as kraken_engine does, so the
+%%     view comes exactly when the test sends it.
 -module(kraken_cluster_refuse_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -120,3 +125,53 @@ resp(Args) ->
 recv_n(R, N) ->
     {ok, Bin} = gen_tcp:recv(R, N, 5000),
     Bin.
+
+%%% Held until the first view
+
+hold_test_() ->
+    {timeout, 30, {"cluster_wait: clients held until the first cluster view, then served; "
+                   "not ready until then", fun hold/0}}.
+
+hold() ->
+    Engine = kraken_cluster_tests:engine_path(),
+    Port = open_port({spawn_executable, Engine},
+                     [{packet, 4}, binary, exit_status, use_stdio, {args, []}]),
+    try
+        true = port_command(Port, term_to_binary({config, [{tcp_server_port, 0},
+                                                           {listen_ip, <<"127.0.0.1">>},
+                                                           {cluster_wait, 1}]})),
+        {ready, Listen} = packet(Port, fun({ready, _}) -> true; (_) -> false end),
+        {ok, S} = gen_tcp:connect({127, 0, 0, 1}, Listen, [binary, {active, false}]),
+        ok = gen_tcp:send(S, <<"version\r\n">>),
+        %% Held: a served engine answers in a millisecond; this one says
+        %% nothing while it has no view.
+        ?assertEqual({error, timeout}, gen_tcp:recv(S, 0, 500)),
+        {not_ready, Why} = call(Port, 1, ready),
+        ?assertMatch({match, _}, re:run(Why, "waiting for the first cluster view")),
+        ok = call(Port, 2, {cluster, {<<"solo">>, [{<<"solo">>, <<"127.0.0.1">>, Listen}]}}),
+        {ok, <<"VERSION ", _/binary>>} = gen_tcp:recv(S, 0, 5000),
+        ?assertEqual(ready, call(Port, 3, ready)),
+        gen_tcp:close(S)
+    after
+        catch port_close(Port)
+    end.
+
+call(Port, Ref, Request) ->
+    true = port_command(Port, term_to_binary({call, Ref, Request})),
+    {reply, Ref, Result} = packet(Port, fun({reply, R, _}) -> R =:= Ref; (_) -> false end),
+    Result.
+
+%% The next packet from the engine that Want accepts (log events skipped).
+packet(Port, Want) ->
+    receive
+        {Port, {data, Bin}} ->
+            T = binary_to_term(Bin),
+            case Want(T) of
+                true -> T;
+                false -> packet(Port, Want)
+            end;
+        {Port, {exit_status, St}} ->
+            error({engine_exited, St})
+    after 10000 ->
+            error(engine_timeout)
+    end.
