@@ -118,6 +118,16 @@ static void count_drop(struct cluster_core *c)
     }
 }
 
+bool cluster_settled(void)
+{
+    for (size_t i = 0; i < cl.n; i++) {
+        const struct cluster_core *k = cl.cores[i];
+        if (!k->self && k->link && k->links == 1 && !link_up(k))
+            return false; /* its first attempt is still under way */
+    }
+    return true;
+}
+
 bool cluster_reachable(const struct proto_slice *topics, uint32_t n)
 {
     for (uint32_t i = 0; i < n; i++) {

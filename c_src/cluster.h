@@ -83,6 +83,9 @@ bool cluster_active(void);
  * second per core).  The caller refuses the publish whole: nothing of it is
  * delivered, retained or forwarded. */
 bool cluster_reachable(const struct proto_slice *topics, uint32_t n);
+/* Whether every link of the current view made its first attempt: up, or
+ * failed once (a node held at start-up waits for this, cluster_wait). */
+bool cluster_settled(void);
 /* The owner of a topic: 1 with its name, or 0 when it is served here. */
 int cluster_owner_name(const char *topic, size_t len, const char **name, size_t *name_len);
 

@@ -89,7 +89,8 @@ int health_check(struct server *srv, char *why, size_t len)
         return 0;
     }
     if (srv->held) {
-        snprintf(why, len, "waiting for the first cluster view (clients are held until then)");
+        snprintf(why, len, "waiting for the first cluster view and its links (clients are held "
+                           "until then)");
         return 0;
     }
     if (server_accept_paused(srv)) {

@@ -665,14 +665,37 @@ bool server_accept_paused(const struct server *srv)
     return srv->accept_timer && evtimer_pending(srv->accept_timer, NULL);
 }
 
-void server_release(struct server *srv)
+static void release_cb(evutil_socket_t fd, short what, void *arg)
 {
-    if (!srv->held)
+    struct server *srv = arg;
+    (void)fd;
+    (void)what;
+    bool ready = !srv->release_ready || srv->release_ready();
+    if (!ready && engine_now_ms() < srv->release_by_ms)
         return;
+    event_del(srv->release_timer);
     srv->held = false;
-    klog(LOG_INFO, "first cluster view: accepting clients");
+    klog(ready ? LOG_INFO : LOG_WARNING, "first cluster view: accepting clients%s",
+         ready ? "" : " (some links of it are still connecting)");
     if (!server_accept_paused(srv))
         enable_accepts(srv);
+}
+
+int server_release(struct server *srv, bool (*ready)(void), int max_ms)
+{
+    if (!srv->held || srv->release_timer)
+        return 0;
+    srv->release_ready = ready;
+    srv->release_by_ms = engine_now_ms() + max_ms;
+    srv->release_timer = event_new(srv->base, -1, EV_PERSIST, release_cb, srv);
+    struct timeval tv = {0, 5000};
+    if (!srv->release_timer || event_add(srv->release_timer, &tv) < 0) {
+        srv->release_ready = NULL;
+        release_cb(-1, 0, srv);
+        return -1;
+    }
+    release_cb(-1, 0, srv);
+    return 0;
 }
 
 int server_port(const struct server *srv, enum proto_kind kind)
@@ -703,6 +726,9 @@ void server_stop(struct server *srv)
         event_free(srv->reaper);
     if (srv->budget_timer)
         event_free(srv->budget_timer);
+    if (srv->release_timer)
+        event_free(srv->release_timer);
+    srv->release_timer = NULL;
     srv->sweep_timer = srv->accept_timer = srv->reaper = srv->budget_timer = NULL;
     engine_free(&srv->eng);
     srv->started = false;

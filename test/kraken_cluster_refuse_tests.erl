@@ -10,8 +10,9 @@
 %%     upstream on a port nobody listens on: always live, its link never up,
 %%     so nothing here depends on timing;
 %%   - an engine started with cluster_wait (a node in a cluster) holds its
-%%     clients until its first cluster view: their requests are answered
-%%     only then, and the `ready' check (/readyz) says why it is not ready.
+%%     clients until its first cluster view and the links of that view made
+%%     their first attempt: their requests are answered only then, and the
+%%     `ready' check (/readyz) says why it is not ready.
 %%     Driven on the engine's control channel as kraken_engine does, so the
 %%     view comes exactly when the test sends it.
 -module(kraken_cluster_refuse_tests).
@@ -129,13 +130,14 @@ recv_n(R, N) ->
 %%% Held until the first view
 
 hold_test_() ->
-    {timeout, 30, {"cluster_wait: clients held until the first cluster view, then served; "
-                   "not ready until then", fun hold/0}}.
+    {timeout, 30, {"cluster_wait: clients held until the first cluster view and its links, "
+                   "then served; not ready until then", fun hold/0}}.
 
 hold() ->
     Engine = kraken_cluster_tests:engine_path(),
     Port = open_port({spawn_executable, Engine},
                      [{packet, 4}, binary, exit_status, use_stdio, {args, []}]),
+    {Fake, FakePort} = fake_core(),
     try
         true = port_command(Port, term_to_binary({config, [{tcp_server_port, 0},
                                                            {listen_ip, <<"127.0.0.1">>},
@@ -148,12 +150,45 @@ hold() ->
         ?assertEqual({error, timeout}, gen_tcp:recv(S, 0, 500)),
         {not_ready, Why} = call(Port, 1, ready),
         ?assertMatch({match, _}, re:run(Why, "waiting for the first cluster view")),
-        ok = call(Port, 2, {cluster, {<<"solo">>, [{<<"solo">>, <<"127.0.0.1">>, Listen}]}}),
+        %% A view with another core, whose link waits for its answer: still
+        %% held (a publish for its topics would be refused meanwhile).
+        ok = call(Port, 2, {cluster, {<<"solo">>, [{<<"solo">>, <<"127.0.0.1">>, Listen},
+                                                   {<<"other">>, <<"127.0.0.1">>, FakePort}]}}),
+        receive {Fake, asked} -> ok after 5000 -> error(no_link) end,
+        ?assertEqual({error, timeout}, gen_tcp:recv(S, 0, 300)),
+        ?assertMatch({not_ready, _}, call(Port, 3, ready)),
+        %% The link is up: the client is served.
+        Fake ! answer,
         {ok, <<"VERSION ", _/binary>>} = gen_tcp:recv(S, 0, 5000),
-        ?assertEqual(ready, call(Port, 3, ready)),
+        ?assertEqual(ready, call(Port, 4, ready)),
         gen_tcp:close(S)
     after
-        catch port_close(Port)
+        catch port_close(Port),
+        exit(Fake, kill)
+    end.
+
+%% A "core" that accepts the link, reads its handshake (set push, version),
+%% tells the test, and answers VERSION when told to.
+fake_core() ->
+    Self = self(),
+    Pid = spawn(fun() ->
+                        {ok, L} = gen_tcp:listen(0, [binary, {ip, {127, 0, 0, 1}},
+                                                     {active, false}]),
+                        {ok, P} = inet:port(L),
+                        Self ! {fake_port, P},
+                        {ok, C} = gen_tcp:accept(L),
+                        fake_read(C, <<>>),
+                        Self ! {self(), asked},
+                        receive answer -> ok end,
+                        ok = gen_tcp:send(C, <<"VERSION 1.0.0\r\n">>),
+                        receive never -> ok end
+                end),
+    receive {fake_port, P} -> {Pid, P} after 5000 -> error(fake_core) end.
+
+fake_read(C, Buf) ->
+    case binary:match(Buf, <<"version\r\n">>) of
+        nomatch -> {ok, More} = gen_tcp:recv(C, 0), fake_read(C, <<Buf/binary, More/binary>>);
+        _ -> ok
     end.
 
 call(Port, Ref, Request) ->
