@@ -64,6 +64,8 @@ static struct {
     bool flush_armed;
     int *owners; /* scratch: the owner of each topic of an entry */
     size_t owners_cap;
+    uint64_t alone_refused; /* publishes refused while no core was live */
+    int64_t alone_logged_ms;
 } cl;
 
 /* ---- ownership ---- */
@@ -95,7 +97,15 @@ int cluster_owner_name(const char *topic, size_t len, const char **name, size_t 
 
 bool cluster_active(void)
 {
-    return cl.n > 0;
+    return cl.srv != NULL; /* it had a view: a node of a cluster */
+}
+
+/* A proxy that sees no live core owns nothing (a core is always in its own
+ * view): nothing published there can reach the subscribers elsewhere, and
+ * its retention cannot vouch for anything. */
+static bool alone(void)
+{
+    return cl.srv && cl.n == 0;
 }
 
 /* Up: connected and answered its handshake (or first poll).  While a link is
@@ -130,6 +140,16 @@ bool cluster_settled(void)
 
 bool cluster_reachable(const struct proto_slice *topics, uint32_t n)
 {
+    if (alone() && n > 0) {
+        cl.alone_refused++;
+        int64_t now = engine_now_ms();
+        if (now - cl.alone_logged_ms >= 1000) {
+            cl.alone_logged_ms = now;
+            klog(LOG_WARNING, "cluster: no live core; publishes are refused (%" PRIu64 " so far)",
+                 cl.alone_refused);
+        }
+        return false;
+    }
     for (uint32_t i = 0; i < n; i++) {
         int k = owner_remote(topics[i].p, topics[i].len);
         if (k >= 0 && !link_up(cl.cores[k])) {
@@ -233,6 +253,8 @@ static void on_topic(struct topic *t, bool gained, void *arg)
 static bool retro_covered(const struct topic *t, int kind, int64_t h, void *arg)
 {
     (void)arg;
+    if (t->ns == TOPIC_NS_CHANNEL && alone())
+        return false;
     if (t->ns != TOPIC_NS_CHANNEL || owner_remote(t->name, t->len) < 0)
         return true;
     return kind == ROUTER_BY_SEQ ? t->upstream_seq <= (uint64_t)h : t->upstream_since < h;

@@ -12,7 +12,9 @@
 %%   - an engine started with cluster_wait (a node in a cluster) holds its
 %%     clients until its first cluster view and the links of that view made
 %%     their first attempt: their requests are answered only then, and the
-%%     `ready' check (/readyz) says why it is not ready.
+%%     `ready' check (/readyz) says why it is not ready;
+%%   - a proxy that sees no live core (its view is empty) refuses publishes,
+%%     and answers NOT_FOUND to a retro_subscribe: it owns nothing.
 %%     Driven on the engine's control channel as kraken_engine does, so the
 %%     view comes exactly when the test sends it.
 -module(kraken_cluster_refuse_tests).
@@ -134,15 +136,9 @@ hold_test_() ->
                    "then served; not ready until then", fun hold/0}}.
 
 hold() ->
-    Engine = kraken_cluster_tests:engine_path(),
-    Port = open_port({spawn_executable, Engine},
-                     [{packet, 4}, binary, exit_status, use_stdio, {args, []}]),
+    {Port, Listen} = held_engine(),
     {Fake, FakePort} = fake_core(),
     try
-        true = port_command(Port, term_to_binary({config, [{tcp_server_port, 0},
-                                                           {listen_ip, <<"127.0.0.1">>},
-                                                           {cluster_wait, 1}]})),
-        {ready, Listen} = packet(Port, fun({ready, _}) -> true; (_) -> false end),
         {ok, S} = gen_tcp:connect({127, 0, 0, 1}, Listen, [binary, {active, false}]),
         ok = gen_tcp:send(S, <<"version\r\n">>),
         %% Held: a served engine answers in a millisecond; this one says
@@ -166,6 +162,38 @@ hold() ->
         catch port_close(Port),
         exit(Fake, kill)
     end.
+
+%%% A proxy that sees no live core
+
+alone_test_() ->
+    {timeout, 30, {"a proxy with no live core refuses publishes and cannot vouch for a "
+                   "retro_subscribe horizon", fun alone/0}}.
+
+alone() ->
+    {Port, Listen} = held_engine(),
+    try
+        ok = call(Port, 1, {cluster, {<<"p">>, []}}),
+        Connect = fun() -> {ok, S} = kraken_client:connect({127, 0, 0, 1}, Listen), S end,
+        A = Connect(),
+        ?assertEqual({error, {server_error, <<"cluster core unavailable">>}},
+                     kraken_client:publish(A, [{[<<"t">>], <<"x">>}])),
+        B = Connect(),
+        ?assertEqual({error, not_found},
+                     kraken_client:retro_subscribe(B, erlang:system_time(second), [<<"t">>])),
+        kraken_client:disconnect(B)
+    after
+        catch port_close(Port)
+    end.
+
+%% An engine started as kraken_engine starts it on a node in a cluster.
+held_engine() ->
+    Port = open_port({spawn_executable, kraken_cluster_tests:engine_path()},
+                     [{packet, 4}, binary, exit_status, use_stdio, {args, []}]),
+    true = port_command(Port, term_to_binary({config, [{tcp_server_port, 0},
+                                                       {listen_ip, <<"127.0.0.1">>},
+                                                       {cluster_wait, 1}]})),
+    {ready, Listen} = packet(Port, fun({ready, _}) -> true; (_) -> false end),
+    {Port, Listen}.
 
 %% A "core" that accepts the link, reads its handshake (set push, version),
 %% tells the test, and answers VERSION when told to.
