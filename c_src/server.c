@@ -673,7 +673,8 @@ static void release_cb(evutil_socket_t fd, short what, void *arg)
     bool ready = !srv->release_ready || srv->release_ready();
     if (!ready && engine_now_ms() < srv->release_by_ms)
         return;
-    event_del(srv->release_timer);
+    if (srv->release_timer)
+        event_del(srv->release_timer);
     srv->held = false;
     klog(ready ? LOG_INFO : LOG_WARNING, "first cluster view: accepting clients%s",
          ready ? "" : " (some links of it are still connecting)");
