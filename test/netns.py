@@ -48,12 +48,24 @@ def check():
     return None
 
 
+def _running_test(pid):
+    """Whether pid is a live partition test (not a zombie, not a reused pid)."""
+    try:
+        with open("/proc/%s/stat" % pid) as f:
+            if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                return False
+        with open("/proc/%s/cmdline" % pid, "rb") as f:
+            return b"partition_test" in f.read()
+    except (OSError, IndexError):
+        return False
+
+
 def _stale():
     """Namespaces of earlier runs whose process is gone."""
     out = sh("ip", "netns", "list", check=False)
     for line in out.splitlines():
         m = re.match(r"(kp(\d+)[a-z]\w*)", line)
-        if m and not os.path.exists("/proc/%s" % m.group(2)):
+        if m and not _running_test(m.group(2)):
             yield m.group(1)
 
 
