@@ -3,7 +3,7 @@
 #   make run     build everything and start the server in the foreground (port 12355;
 #                PORT=13000 for another, RUN_ARGS="-kraken NAME VALUE ..." for any option)
 #   make test    build and run every test (C units, sanitizer build, Erlang, black-box)
-#   make bench   load benchmarks (see bench/README.md)
+#   make bench   load benchmarks (see bench/README.md); make bench-cluster: the cluster's alone
 #   make install PREFIX=/usr/local DESTDIR=   install the engine, the OTP application,
 #                bin/kraken, docs and examples (contrib/) under DESTDIR/PREFIX
 #   make test-redis  the Redis-port tests (REDIS_TARGETS="redis kraken" also runs them
@@ -32,11 +32,12 @@ CORE_SRC := c_src/protocol.c c_src/resp.c c_src/glob.c c_src/table.c c_src/subse
             c_src/stats.c c_src/engine.c c_src/conn.c c_src/proto_kraken.c c_src/proto_redis.c \
             c_src/redis_pubsub.c c_src/budget.c c_src/server.c c_src/config.c c_src/log.c \
             c_src/control_decode.c c_src/metrics.c c_src/health.c c_src/http.c \
-            c_src/cluster_hash.c c_src/cluster.c c_src/proto_link.c
+            c_src/cluster_hash.c c_src/cluster_ack.c c_src/cluster.c c_src/cluster_link.c \
+            c_src/proto_link.c
 ENGINE_SRC := $(CORE_SRC) c_src/control.c c_src/cluster_control.c c_src/main.c
 HEADERS := $(wildcard c_src/*.h include/kraken/*.h)
 UNIT_TESTS := test_protocol test_router test_proto_kraken test_proto_redis test_resp test_control test_metrics \
-              test_cluster_hash
+              test_cluster_hash test_cluster_ack
 APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 erlang-common-test erlang-tools rebar3 libevent-dev libcmocka-dev \
                 python3-pymemcache valgrind clang libclang-rt-14-dev \
@@ -44,7 +45,7 @@ APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 iproute2 nftables
 
 .PHONY: all help deps engine erlang run test test-c test-erlang test-blackbox test-docs test-hostile test-fault \
-        test-valgrind soak bench clean fuzz fuzz-smoke test-glob-diff test-resp-diff test-redis test-control test-http test-http-opt \
+        test-valgrind soak bench bench-cluster clean fuzz fuzz-smoke test-glob-diff test-resp-diff test-redis test-control test-http test-http-opt \
         install test-install test-partition
 
 all: engine erlang
@@ -83,9 +84,20 @@ priv/kraken_engine: $(ENGINE_SRC) $(HEADERS)
 	@mkdir -p priv
 	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS_K) -o $@ $(ENGINE_SRC) $(LDLIBS_K)
 
-priv/kraken_engine_asan: $(ENGINE_SRC) $(HEADERS)
+# The sanitizer build's objects are compiled once and shared by the engine and
+# every unit test (gcc), and by the unit tests' clang build.
+SAN_OBJ := $(patsubst c_src/%.c,build/san/%.o,$(CORE_SRC))
+SAN_OBJ_CLANG := $(patsubst c_src/%.c,build/san-clang/%.o,$(CORE_SRC))
+build/san/%.o: c_src/%.c $(HEADERS)
+	@mkdir -p build/san
+	$(CC) $(WARN) $(SAN) $(CPPFLAGS_K) -c -o $@ $<
+build/san-clang/%.o: c_src/%.c $(HEADERS)
+	@mkdir -p build/san-clang
+	clang $(WARN) $(SAN) $(CPPFLAGS_K) -c -o $@ $<
+
+priv/kraken_engine_asan: $(patsubst c_src/%.c,build/san/%.o,$(ENGINE_SRC))
 	@mkdir -p priv
-	$(CC) $(WARN) $(SAN) $(CPPFLAGS_K) -o $@ $(ENGINE_SRC) $(LDLIBS_K)
+	$(CC) $(SAN) -o $@ $^ $(LDLIBS_K)
 
 erlang:
 	rebar3 compile
@@ -130,22 +142,22 @@ help:
 	@echo "make test         every test suite (about 4 minutes)"
 	@echo "make test-c | test-erlang | test-blackbox | test-docs | test-hostile"
 	@echo "     | test-fault | test-valgrind | test-partition | fuzz-smoke   one suite"
-	@echo "make bench | soak | fuzz   longer runs, not in make test"
+	@echo "make bench | bench-cluster | soak | fuzz   longer runs, not in make test"
 	@echo "make install PREFIX=/usr/local DESTDIR=   install (bin, lib/kraken, systemd unit, docs)"
 	@echo "make test-install  install into a temporary DESTDIR, start it as the unit does"
 	@echo "make clean        remove what the build made"
 
 # ---- tests ----
 
-build/test/%: test/c/%.c $(CORE_SRC) $(HEADERS) test/c/test_util.h
+build/test/%: test/c/%.c $(SAN_OBJ) $(HEADERS) test/c/test_util.h
 	@mkdir -p build/test
-	$(CC) $(WARN) $(SAN) $(CPPFLAGS_K) -o $@ $< $(CORE_SRC) $(LDLIBS_K) -lcmocka
+	$(CC) $(WARN) $(SAN) $(CPPFLAGS_K) -o $@ $< $(SAN_OBJ) $(LDLIBS_K) -lcmocka
 
 # The same unit tests built with clang too: its UBSan flags things gcc's does
 # not (e.g. an offset applied to a null pointer).
-build/test-clang/%: test/c/%.c $(CORE_SRC) $(HEADERS) test/c/test_util.h
+build/test-clang/%: test/c/%.c $(SAN_OBJ_CLANG) $(HEADERS) test/c/test_util.h
 	@mkdir -p build/test-clang
-	clang $(WARN) $(SAN) $(CPPFLAGS_K) -o $@ $< $(CORE_SRC) $(LDLIBS_K) -lcmocka
+	clang $(WARN) $(SAN) $(CPPFLAGS_K) -o $@ $< $(SAN_OBJ_CLANG) $(LDLIBS_K) -lcmocka
 
 test-c: $(addprefix build/test/,$(UNIT_TESTS)) $(addprefix build/test-clang/,$(UNIT_TESTS))
 	@rc=0; for t in $^; do echo "== $$t"; $$t || rc=1; done; exit $$rc
@@ -262,9 +274,19 @@ test-resp-diff: build/resp_replay
 FUZZERS := fuzz_protocol fuzz_session fuzz_resp fuzz_control
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_SECONDS ?= 10
-build/fuzz/%: test/fuzz/%.c $(CORE_SRC) $(HEADERS)
+.SECONDARY: $(SAN_OBJ) $(SAN_OBJ_CLANG)
+
+# The engine's objects are instrumented for coverage (fuzzer-no-link) once and
+# shared by every harness.
+FUZZ_OBJ_FLAGS := -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
+FUZZ_OBJ := $(patsubst c_src/%.c,build/fuzz-obj/%.o,$(CORE_SRC))
+build/fuzz-obj/%.o: c_src/%.c $(HEADERS)
+	@mkdir -p build/fuzz-obj
+	clang $(WARN) $(FUZZ_OBJ_FLAGS) $(CPPFLAGS_K) -c -o $@ $<
+.SECONDARY: $(FUZZ_OBJ)
+build/fuzz/%: test/fuzz/%.c $(FUZZ_OBJ) $(HEADERS)
 	@mkdir -p build/fuzz
-	clang $(WARN) $(FUZZ_FLAGS) $(CPPFLAGS_K) -o $@ $< $(CORE_SRC) $(LDLIBS_K)
+	clang $(WARN) $(FUZZ_FLAGS) $(CPPFLAGS_K) -o $@ $< $(FUZZ_OBJ) $(LDLIBS_K)
 
 # Runs each harness from its checked-in corpus for FUZZ_SECONDS; new inputs
 # go to build/fuzz/corpus-*, crashes to build/fuzz/ (add them to the corpus).
@@ -293,11 +315,19 @@ bench/kraken_bench: $(BENCH_SRC) bench/kb.h
 # medians (about 4 minutes).  Then (--peers) the push comparison: latency and
 # fanout against Kraken's Redis port, redis-server, nats-server, Kraken push
 # and polling clients and the RESP and Kraken null responders, three times
-# each, one table (about 5 minutes more).  BENCH_ARGS adds options
+# each, one table (about 5 minutes more), then bench-cluster (below; about
+# 2 minutes more).  BENCH_ARGS adds options
 # (bench/README.md), e.g. BENCH_ARGS="--reps 1" for one quick run.
 BENCH_REPS ?= 3
 bench: all bench/kraken_bench
 	bench/kraken_bench --null --peers --reps $(BENCH_REPS) $(BENCH_ARGS)
+	$(MAKE) --no-print-directory bench-cluster
+
+# The cluster (docs/cluster.md, plan item 6): one core and two proxies started
+# by bin/kraken start; push subscribers on the core, then behind the proxies,
+# saturated and at half the direct saturation rate (about 2 minutes).
+bench-cluster: all bench/kraken_bench
+	bench/kraken_bench --cluster-only --workloads latency --reps $(BENCH_REPS) $(BENCH_ARGS)
 
 clean:
 	rm -rf build/test build/test-clang build/fuzz build/*.so build/glob_match build/resp_replay \

@@ -17,6 +17,8 @@
  *   proc.c               /proc sampling: CPU ticks, RSS, process trees
  *   stats.c              latency histogram, percentiles, medians
  *   report.c             the tables, the summaries, CSV
+ *   cluster.c            the cluster benchmark (--cluster): its runs and its table
+ *   cluster_nodes.c      its nodes (1 core + 2 proxies by bin/kraken start), probe, /proc/net/tcp
  *   util.c               errors, allocation, clocks, random numbers
  */
 #ifndef KB_H
@@ -41,6 +43,8 @@
 #define TBITS_MAX 65536 /* topic spaces up to this get a bitmap per subscriber */
 #define MAX_REPS 9
 #define MAX_TARGETS 12
+#define MAX_SUBPORTS 4  /* subscribers spread over this many servers (the cluster's proxies) */
+#define MAX_XPIDS 4     /* further processes measured beside the target's (the cluster's nodes) */
 
 extern volatile sig_atomic_t g_stop;
 extern int g_verbose;
@@ -233,8 +237,17 @@ typedef struct {
     unsigned peer_mask;   /* which peer targets (bits of PT_*) */
     const char *engine;   /* priv/kraken_engine for the standalone targets */
     const char *redis_server, *nats_server;
+    int cluster;          /* also run the cluster benchmark (cluster.c); 2: only that */
+    double cluster_load;  /* fraction of the direct saturation rate the hop is compared at (0.5) */
+    int no_pin;           /* --no-pin: leave CPU placement to the scheduler */
 } opts_t;
 extern opts_t O;
+
+/* With 2 CPUs or more (and no --no-pin): the generator runs on CPU 0 (BENCH_CPU_GEN), the
+   server under test and the null responders on CPU 1 (BENCH_CPU_SERVER); -1: every CPU (the
+   cluster benchmark: its three nodes share them); util.c */
+enum { BENCH_CPU_GEN = 0, BENCH_CPU_SERVER = 1 };
+void bench_pin(int cpu);
 
 /* ------------------------------------------------------------------ protocol drivers */
 
@@ -311,6 +324,9 @@ typedef struct {
     uint64_t expected, received, dup, bad, unexpected, errors, proto_err, conn_fail;
     int64_t lost;
     double gen_cpu_pct, srv_cpu_pct;
+    double x_cpu_us_per_op[MAX_XPIDS], x_cpu_pct[MAX_XPIDS]; /* target_t.xpid[], same window */
+    int srv_conns;        /* connections the measured server had accepted after setup, -1 unknown */
+    double gp50_us[MAX_SUBPORTS], gp99_us[MAX_SUBPORTS]; /* per subscriber group (sub_ports) */
     int setup_incomplete, drain_timeout, quiesce_timeout;
     uint64_t server_ticks;
 } result_t;
@@ -327,7 +343,7 @@ enum {
     SK_NULL_RESP,   /* RESP null responder */
 };
 
-typedef struct {
+typedef struct target {
     const char *label;
     int kind;                 /* SK_* */
     const proto_t *proto;
@@ -338,6 +354,14 @@ typedef struct {
     const char *skip;         /* why this target is not run ("not supported by this engine"), or NULL */
     pid_t proc;               /* the process we started for it (its own process group), 0 = none */
     int outfd;                /* read end of the standalone engine's stdout, 0 = none */
+    int sub_ports[MAX_SUBPORTS]; /* subscribers connect to these in turn (0 of them: to port) */
+    int sub_group[MAX_SUBPORTS];   /* and their latency is also counted per group (result gp50/gp99) */
+    int nsub_ports;
+    pid_t xpid[MAX_XPIDS];    /* also measured (CPU), over the same window as mpid */
+    int nxpid;
+    /* called once every connection is set up, before the measured phase (cluster: waits until
+       the proxies' upstream subscriptions are in place) */
+    void (*after_setup)(struct target *tg, result_t *r);
 } target_t;
 
 /* ------------------------------------------------------------------ run state (workload.c) */
@@ -351,6 +375,7 @@ typedef struct {
 
 struct gstate {
     int ep, port, wl;
+    int sub_ports[MAX_SUBPORTS], sub_group[MAX_SUBPORTS], nsub_ports;
     wparams_t *w;
     const proto_t *pr;
     conn_t *c;
@@ -368,6 +393,7 @@ struct gstate {
     uint64_t polls_win, polls_total, expected, received, recv_win, dup, bad, unexpected;
     uint64_t errors, proto_err, conn_fail;
     hist_t lat;
+    hist_t *glat; /* with sub_ports: latency per subscriber group, sub_group[sub_id % nsub_ports] */
     int64_t drain_next_at, last_recv;
     int round_out, empty_rounds, drain_done;
     uint64_t round_msgs;
@@ -434,6 +460,8 @@ int try_connect(int port, int ms, const char *bye);
 void start_target(target_t *tg); /* (re)start what tg measures; sets port, mpid, root, proc */
 void stop_target(target_t *tg);
 pid_t find_engine(pid_t root);
+const char *find_kraken(void);   /* bin/kraken: --kraken, ./bin/kraken, <exe dir>/../bin/kraken */
+void stop_proc(pid_t pid);       /* SIGTERM its group and descendants, SIGKILL after 10 s */
 extern target_t *g_targets;      /* stopped by cleanup() */
 extern int g_ntargets;
 void cleanup(void);
@@ -443,5 +471,23 @@ void print_table(result_t res[][W_N], int ntargets, const target_t *tgs, int hav
 void print_summary(result_t res[][MAX_TARGETS][W_N], int ntargets, const target_t *tgs);
 void print_csv(result_t res[][W_N], int ntargets, const target_t *tgs);
 void print_peer_table(result_t res[][MAX_TARGETS][W_N], int ntargets, const target_t *tgs);
+
+/* cluster.c, cluster_nodes.c */
+void run_cluster(void);
+enum { NC = 0, NP1, NP2, NNODES }; /* the cluster's core and two proxies */
+typedef struct {
+    char name[64]; /* short node name */
+    int port;
+    pid_t os_pid;  /* the Erlang VM (a session leader: setsid) */
+    pid_t engine;
+} knode_t;
+extern knode_t K[NNODES];
+void start_nodes(void);
+void stop_nodes(void);
+void probe_hop(int timeout_s); /* until entries published on the core reach each proxy's subscriber */
+int tcp_established(int port); /* server-side established TCP connections on 127.0.0.1:port */
+void count_core_conns(target_t *tg, result_t *r); /* after_setup: r->srv_conns */
+void after_setup_hop(target_t *tg, result_t *r);  /* probe_hop, then count_core_conns */
+double loadavg1(void);
 
 #endif

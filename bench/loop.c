@@ -189,7 +189,9 @@ void conn_open(conn_t *c)
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)G.port) };
+    /* subscribers spread over sub_ports when there are some (the cluster's proxies) */
+    int port = (G.nsub_ports && c->pub_id < 0 && c->sub_id >= 0) ? G.sub_ports[c->sub_id % G.nsub_ports] : G.port;
+    struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     c->fd = fd;
     if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 && errno != EINPROGRESS) {
@@ -215,7 +217,10 @@ static void conn_connected(conn_t *c)
     getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
     if (err) {
         G.conn_fail++;
-        log_err("connect to 127.0.0.1:%d: %s", G.port, strerror(err));
+        struct sockaddr_in sa;
+        socklen_t sl = sizeof sa;
+        int port = getpeername(c->fd, (struct sockaddr *)&sa, &sl) == 0 ? ntohs(sa.sin_port) : G.port;
+        log_err("connect to 127.0.0.1:%d: %s", port, strerror(err));
         conn_close(c);
         return;
     }

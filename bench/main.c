@@ -27,6 +27,7 @@ opts_t O = {
     .startup_timeout = 60,
     .enabled = { 1, 1, 1, 1 },
     .reps = 1,
+    .cluster_load = 0.5,
 };
 
 /* the push comparison (issue 10 item 7), in this order: each null responder right before the
@@ -66,6 +67,7 @@ static opt_t opts[] = {
     { "setup-timeout", 'i', &O.setup_timeout },
     { "startup-timeout", 'i', &O.startup_timeout },
     { "port", 'i', &O.port },
+    { "cluster-load", 'd', &O.cluster_load },
     { "lat-subs", 'i', &P[W_LAT].subs },
     { "lat-pubs", 'i', &P[W_LAT].pubs },
     { "lat-topics-per-sub", 'i', &P[W_LAT].tps },
@@ -126,9 +128,15 @@ static void usage(FILE *f)
             "  --peers-only           only the push comparison\n"
             "  --peer-targets LIST    which of null-resp,kraken-redis,redis,nats,null-push,kraken-push,null-poll,\n"
             "                         kraken-poll (default all; null-* only with --null); implies --peers\n"
+            "  --cluster              then the cluster benchmark: 1 core + 2 proxies started by bin/kraken start;\n"
+            "                         latency (and fanout) with push subscribers on the core, then on the proxies\n"
+            "                         (publishers on the core), saturated and at --cluster-load of the direct\n"
+            "                         saturation rate (bench/README.md); --cluster-only: only that\n"
+            "  --cluster-load F       fraction of the direct saturation rate for the hop target (default 0.5)\n"
             "  --engine PATH          priv/kraken_engine for the standalone targets (default ./priv/kraken_engine,\n"
             "                         then <exe dir>/../priv/kraken_engine)\n"
             "  --redis-server PATH, --nats-server PATH   (default: found on PATH, /usr/sbin, /usr/bin)\n"
+            "  --no-pin               do not pin the generator to CPU 0 and the server to CPU 1\n"
             "  -v, --verbose          progress and every error on stderr\n"
             "  latency: --lat-subs 50 --lat-pubs 5 --lat-topics-per-sub 20 --lat-topic-space 2000\n"
             "           --lat-batch 10 --lat-topics-per-msg 2 --lat-payload 64 --lat-poll-ms 0 (0 = continuously)\n"
@@ -163,6 +171,9 @@ static void parse_args(int argc, char **argv)
         if (!strcmp(name, "peers")) { O.peers = 1; continue; }
         if (!strcmp(name, "peers-only")) { O.peers = O.peers_only = 1; continue; }
         if (!strcmp(name, "csv")) { O.csv = 1; continue; }
+        if (!strcmp(name, "no-pin")) { O.no_pin = 1; continue; }
+        if (!strcmp(name, "cluster")) { O.cluster = 1; continue; }
+        if (!strcmp(name, "cluster-only")) { O.cluster = 2; continue; }
         if (!strcmp(name, "pubs-subscribe")) { O.pubs_subscribe = 1; continue; }
         if (!strcmp(name, "v") || !strcmp(name, "verbose")) { g_verbose = 1; continue; }
         if (!val) {
@@ -234,6 +245,11 @@ static void parse_args(int argc, char **argv)
     if (O.max_connecting < 1) O.max_connecting = 1;
     if (O.pid && !O.port) die("--pid needs --port");
     if (O.peers && !O.peer_mask) O.peer_mask = ~0u;
+    if (O.cluster && O.csv) die("--cluster prints its own table: leave out --csv");
+    if (O.cluster && (O.port || O.peers_only)) die("--cluster starts its own nodes: leave out --port and --peers-only");
+    if (O.cluster && !(O.cluster_load > 0 && O.cluster_load <= 1)) die("--cluster-load must be in (0, 1]");
+    if (O.cluster == 2 && !O.enabled[W_LAT] && !O.enabled[W_FAN])
+        die("--cluster runs the latency and fanout workloads: --workloads has neither");
     if (O.peers && (O.enabled[W_LAT] || O.enabled[W_FAN]) == 0 && O.peers_only)
         die("--peers runs the latency and fanout workloads: --workloads has neither");
     for (int w = 0; w < W_N; w++) {
@@ -317,6 +333,7 @@ static void run_section(target_t *tgs, int nt, const int *enabled, int lazy, res
 int main(int argc, char **argv)
 {
     parse_args(argc, argv);
+    bench_pin(BENCH_CPU_GEN);
     hexval_init();
     g_clk_tck = sysconf(_SC_CLK_TCK);
     g_rng = O.seed ? O.seed : ((uint64_t)time(NULL) << 20) ^ (uint64_t)getpid();
@@ -346,7 +363,7 @@ int main(int argc, char **argv)
     static target_t tgs[MAX_TARGETS];
     static result_t res[MAX_REPS][MAX_TARGETS][W_N];
     int nt = 0;
-    if (!O.peers_only) {
+    if (!O.peers_only && O.cluster != 2) {
         if (O.null_cmp || O.null_only)
             tgs[nt++] = (target_t){ .label = "null", .kind = SK_NULL, .proto = &proto_kraken_poll, .null_ref = -1 };
         if (!O.null_only) {
@@ -416,6 +433,10 @@ int main(int argc, char **argv)
                 }
             print_peer_table(pres, np, ptgs);
         }
+    }
+    if (O.cluster && !g_stop) {
+        bench_pin(-1); /* the three nodes and the generator share the CPUs */
+        run_cluster();
     }
     if (g_stop) {
         fprintf(stderr, "kraken_bench: interrupted\n");

@@ -310,7 +310,10 @@ pid_t start_null(int kind, int *port)
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) die("fork: %s", strerror(errno));
-    if (pid == 0) null_main(lfd, parent, kind);
+    if (pid == 0) {
+        bench_pin(BENCH_CPU_SERVER);
+        null_main(lfd, parent, kind);
+    }
     close(lfd);
     *port = ntohs(sa.sin_port);
     return pid;

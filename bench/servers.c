@@ -88,7 +88,7 @@ static void print_log_tail(void)
     fprintf(stderr, "---- tail of %s ----\n%s\n----\n", g_srv_log, b);
 }
 
-static const char *find_kraken(void)
+const char *find_kraken(void)
 {
     static char path[PATH_MAX];
     if (O.kraken) return O.kraken;
@@ -123,7 +123,7 @@ pid_t find_engine(pid_t root)
 }
 
 /* SIGTERM the process group of pid and every descendant; SIGKILL what is left after 10 s */
-static void stop_proc(pid_t pid)
+void stop_proc(pid_t pid)
 {
     pinfo_t *t;
     int n = proc_tree(pid, &t);
@@ -184,6 +184,7 @@ static pid_t spawn(const char *dir, char *const argv[], const char *env_name, co
     if (pid == 0) {
         setpgid(0, 0);
         prctl(PR_SET_PDEATHSIG, SIGTERM);
+        bench_pin(BENCH_CPU_SERVER);
         int in = open("/dev/null", O_RDONLY);
         int out = open(g_srv_log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
         if (in >= 0) dup2(in, 0);

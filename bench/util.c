@@ -6,6 +6,9 @@
  */
 #include "kb.h"
 
+#include <sched.h>
+#include <unistd.h>
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -102,4 +105,22 @@ void hexval_init(void)
 {
     memset(hexval, -1, sizeof hexval);
     for (int i = 0; i < 16; i++) hexval[(unsigned char)hexd[i]] = (int8_t)i;
+}
+
+/* Pins the calling process (and what it forks and execs) to one CPU, so that the generator
+   and the server never wait for each other's CPU or migrate between them: the benchmark
+   measures the server, not the scheduler.  Multi-threaded servers (nats-server) get one
+   CPU too, like single-threaded Redis and Kraken.  cpu -1: every CPU again. */
+void bench_pin(int cpu)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (O.no_pin || n < 2) return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    if (cpu < 0)
+        for (int i = 0; i < n && i < CPU_SETSIZE; i++) CPU_SET(i, &set);
+    else
+        CPU_SET(cpu % (int)n, &set);
+    if (sched_setaffinity(0, sizeof set, &set) < 0 && g_verbose)
+        warnx_("sched_setaffinity(%d): %s", cpu, strerror(errno));
 }

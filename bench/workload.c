@@ -239,6 +239,7 @@ void on_message(conn_t *c, const int *tids, int nt, int tbad, const char *pl, si
     G.last_recv = now;
     if (G.phase == PH_RUN) G.recv_win++;
     hist_add(&G.lat, now - (int64_t)ts);
+    if (G.glat && c->pub_id < 0) hist_add(&G.glat[G.sub_group[c->sub_id % G.nsub_ports]], now - (int64_t)ts);
 }
 
 void conn_ready(conn_t *c)
@@ -381,6 +382,10 @@ void run_workload(int wl, target_t *tg, result_t *r)
     G.w = w;
     G.pr = tg->proto;
     G.port = tg->port;
+    G.nsub_ports = tg->nsub_ports;
+    memcpy(G.sub_ports, tg->sub_ports, sizeof G.sub_ports);
+    memcpy(G.sub_group, tg->sub_group, sizeof G.sub_group);
+    if (G.nsub_ports) G.glat = xcalloc((size_t)G.nsub_ports, sizeof(hist_t));
     G.mpid = tg->mpid;
     G.ep = epoll_create1(EPOLL_CLOEXEC);
     if (G.ep < 0) die("epoll_create1: %s", strerror(errno));
@@ -463,7 +468,12 @@ void run_workload(int wl, target_t *tg, result_t *r)
         fprintf(stderr, "kraken_bench: [%s] %d connections ready in %.2f s\n", wl_names[wl], G.n_ready,
                 (double)(now_ns() - t_setup) / 1e9);
 
-    uint64_t tk0 = 0, tk1 = 0, ttk0 = 0, ttk1 = 0;
+    r->srv_conns = -1;
+    if (tg->after_setup && !g_stop) tg->after_setup(tg, r);
+
+    uint64_t tk0 = 0, tk1 = 0, ttk0 = 0, ttk1 = 0, xtk0[MAX_XPIDS] = { 0 }, xtk1[MAX_XPIDS] = { 0 };
+    int xok[MAX_XPIDS];
+    for (int k = 0; k < tg->nxpid; k++) xok[k] = proc_cpu_ticks(tg->xpid[k], &xtk0[k]) == 0;
     long trss = 0;
     int64_t ts0 = now_ns();
     int cpu_ok = tg->mpid && proc_cpu_ticks(tg->mpid, &tk0) == 0;
@@ -530,6 +540,8 @@ void run_workload(int wl, target_t *tg, result_t *r)
         if (proc_cpu_ticks(tg->mpid, &tk1) != 0) cpu_ok = 0;
         if (wl != W_IDLE) r->rss_kb = proc_rss_kb(tg->mpid);
     }
+    for (int k = 0; k < tg->nxpid; k++)
+        if (proc_cpu_ticks(tg->xpid[k], &xtk1[k]) != 0) xok[k] = 0;
     if (tg->root) {
         tree_sample(tg->root, &ttk1, &trss);
         r->have_tree = 1;
@@ -571,6 +583,10 @@ void run_workload(int wl, target_t *tg, result_t *r)
     r->gen_cpu_pct = 100.0 * (gen1 - gen0) / win;
     r->p50_us = hist_pct(&G.lat, 0.50) / 1e3;
     r->p99_us = hist_pct(&G.lat, 0.99) / 1e3;
+    for (int k = 0; G.glat && k < G.nsub_ports; k++) {
+        r->gp50_us[k] = hist_pct(&G.glat[k], 0.50) / 1e3;
+        r->gp99_us[k] = hist_pct(&G.glat[k], 0.99) / 1e3;
+    }
     uint64_t ops;
     if (pubwl) {
         r->rate = (double)G.msgs_win / win;
@@ -599,6 +615,11 @@ void run_workload(int wl, target_t *tg, result_t *r)
     r->srv_cpu_pct = cpu_ok ? 100.0 * (double)(tk1 - tk0) / (double)g_clk_tck / ((double)(ts1 - ts0) / 1e9) : NAN;
     r->cpu_us_per_op = (cpu_ok && ops) ? (double)(tk1 - tk0) * us_per_tick / (double)ops : NAN;
     r->tree_cpu_us_per_op = (tg->root && ops) ? (double)(ttk1 - ttk0) * us_per_tick / (double)ops : NAN;
+    for (int k = 0; k < tg->nxpid; k++) {
+        double t = (double)(xtk1[k] - xtk0[k]);
+        r->x_cpu_pct[k] = xok[k] ? 100.0 * t / (double)g_clk_tck / ((double)(ts1 - ts0) / 1e9) : NAN;
+        r->x_cpu_us_per_op[k] = (xok[k] && ops) ? t * us_per_tick / (double)ops : NAN;
+    }
 
     /* free */
     for (int i = 0; i < G.n; i++) {
@@ -618,6 +639,7 @@ void run_workload(int wl, target_t *tg, result_t *r)
     free(G.stamp);
     free(G.c);
     free(G.heap);
+    free(G.glat);
     free(G.scratch);
     close(G.ep);
 }

@@ -1,12 +1,21 @@
-/* cluster.c - topic ownership, upstream links and forwarding; see cluster.h
- * and docs/cluster.md.
+/* cluster.c - topic ownership, batched requests to the cores, the router's
+ * hooks (upstream subscriptions, forwarding, retro coverage), the
+ * configuration of the live cores and the status; see cluster.h and
+ * docs/cluster.md.  The links' life and failures are in cluster_link.c.
  *
  * Requests to a core are batched per link within one turn of the event
  * loop: consecutive operations of one kind (subscribe, unsubscribe,
  * publish) become one `set <kind> 0 0 <n> noreply` request, written when the
  * kind changes, when the batch reaches PEND_MAX, or at the end of the turn
  * (flush event).  A link's requests keep the order in which the local
- * operations happened, so a publisher's order is kept per core. */
+ * operations happened, so a publisher's order is kept per core.
+ *
+ * Subscribes are acknowledged: a `subscribe` batch is sent without noreply,
+ * the core answers STORED, and the client whose subscribe needed it waits
+ * for that answer (cluster_ack.h; its reply and later requests are held by
+ * server.c), so that once it has its reply every entry published at the
+ * owner reaches it.  A topic whose upstream subscription may still be on
+ * its way is marked upstream_pending: later subscribers wait for it too. */
 #include "cluster.h"
 
 #include <event2/buffer.h>
@@ -16,62 +25,21 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster_hash.h"
+#include "cluster_internal.h"
 #include "engine.h"
 #include "log.h"
 #include "proto_link.h"
 #include "server.h"
 
-#define RETRY_MS 300
 #define PEND_MAX (256u << 10)
-/* Link liveness: a `version` every PING_MS on a push link (a poll on a
- * polled one); a link with a request unanswered for DEAD_MS is closed as
- * broken.  This finds what TCP does not: a hung engine, a stalled path. */
-#define PING_MS 500
-#define DEAD_MS 1500
 
-enum op { OP_NONE, OP_SUB, OP_UNSUB, OP_PUB };
 static const char *const op_names[] = {"", "subscribe", "unsubscribe", "publish"};
 
-struct cluster_core {
-    char *name;
-    size_t len;
-    char host[64];
-    int port;
-    bool self;
-    bool reopen;        /* its link broke: clients that subscribed meanwhile are stale */
-    int poll_ms;        /* > 0: may be polled (a static upstream) */
-    bool polling;       /* it refused push mode: its link polls */
-    struct event *poll; /* the polling timer (persistent) */
-    struct event *ping; /* the liveness timer (persistent) */
-    int64_t asked_ms;   /* when the oldest unanswered ping or poll was sent, -1: none */
-    struct conn *link;  /* NULL while down (a retry is scheduled) */
-    struct event *retry;
-    struct evbuffer *pend;
-    enum op pend_op;
-    uint64_t sent, dropped, links;
-    int64_t drop_logged_ms;
-};
-
-static struct {
-    struct server *srv;
-    char *self;
-    size_t self_len;
-    struct cluster_core **cores;
-    struct cluster_hash_node *hn; /* parallel to cores */
-    size_t n;
-    struct event *flush_ev;
-    bool flush_armed;
-    int *owners; /* scratch: the owner of each topic of an entry */
-    size_t owners_cap;
-    uint64_t alone_refused; /* publishes refused while no core was live */
-    int64_t alone_logged_ms;
-} cl;
+struct cluster_state cl;
 
 /* ---- ownership ---- */
 
-/* Index of the owner of a topic in the current table, -1 without cores. */
-static int owner_raw(const char *name, size_t len)
+int cluster_owner_raw(const char *name, size_t len)
 {
     return cl.n ? cluster_owner(cl.hn, cl.n, cluster_name_hash(name, len)) : -1;
 }
@@ -79,7 +47,7 @@ static int owner_raw(const char *name, size_t len)
 /* Index of the owner, or -1 when the topic is served here. */
 static int owner_remote(const char *name, size_t len)
 {
-    int k = owner_raw(name, len);
+    int k = cluster_owner_raw(name, len);
     return k >= 0 && cl.cores[k]->self ? -1 : k;
 }
 
@@ -162,12 +130,17 @@ bool cluster_reachable(const struct proto_slice *topics, uint32_t n)
 
 /* ---- batched requests to a core ---- */
 
-static void emit(struct cluster_core *k)
+void cluster_emit(struct cluster_core *k)
 {
     size_t len = evbuffer_get_length(k->pend);
     if (len && k->link && !conn_is_closing(k->link)) {
         struct conn *c = k->link;
-        evbuffer_add_printf(c->out, "set %s 0 0 %zu noreply\r\n", op_names[k->pend_op], len);
+        /* Subscribes are answered (STORED): their clients wait for it. */
+        bool acked = k->pend_op == OP_SUB;
+        evbuffer_add_printf(c->out, "set %s 0 0 %zu%s\r\n", op_names[k->pend_op], len,
+                            acked ? "" : " noreply");
+        if (acked)
+            ack_fifo_send(&k->acks);
         evbuffer_add_buffer(c->out, k->pend);
         evbuffer_add(c->out, "\r\n", 2);
         size_t waiting = evbuffer_get_length(c->out);
@@ -194,14 +167,14 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     (void)arg;
     cl.flush_armed = false;
     for (size_t i = 0; i < cl.n; i++)
-        emit(cl.cores[i]);
+        cluster_emit(cl.cores[i]);
 }
 
 /* The batch to append an operation of kind op to. */
 static struct evbuffer *batch(struct cluster_core *k, enum op op)
 {
     if (k->pend_op != op || evbuffer_get_length(k->pend) >= PEND_MAX)
-        emit(k);
+        cluster_emit(k);
     k->pend_op = op;
     if (!cl.flush_armed) {
         cl.flush_armed = true;
@@ -233,17 +206,55 @@ static void mark_upstream(struct topic *t)
     t->upstream_seq = ++cl.srv->eng.router.seq;
 }
 
-static void on_topic(struct topic *t, bool gained, void *arg)
+/* Subscriber s of topic t (owned by k) waits until k has acknowledged t's
+ * upstream subscription: the request being built, or else the last one
+ * sent (t's is one of them: waiting for the last may wait a little longer
+ * than needed, never less). */
+static void await_upstream(struct cluster_core *k, struct topic *t, struct subscriber *s)
+{
+    uint64_t seq = k->acks.sent;
+    if (k->pend_op == OP_SUB && evbuffer_get_length(k->pend))
+        seq++;
+    struct conn *c = s->owner;
+    if (!k->link || seq <= k->acks.answered) {
+        /* Acknowledged; or its link is down: nothing was sent, and the
+         * holders are disconnected when the link is back (open_link). */
+        t->upstream_pending = 0;
+        return;
+    }
+    t->upstream_pending = 1;
+    if (!c || !c->out)
+        return;
+    bool was_held = conn_held(c);
+    int rc = ack_wait(&k->acks, &c->acks, seq);
+    if (rc < 0)
+        klog(LOG_ERROR, "%s %" PRIu64 " (%s): out of memory waiting for core %s to confirm "
+             "a subscription; answering without it", c->ops->log_name, c->sub.id, c->peer,
+             k->name);
+    else if (rc > 0 && !was_held)
+        c->held_from = evbuffer_get_length(c->out); /* its reply comes next */
+}
+
+static void on_topic(struct topic *t, struct subscriber *s, bool gained, void *arg)
 {
     (void)arg;
     if (t->ns != TOPIC_NS_CHANNEL)
         return;
     int k = owner_remote(t->name, t->len);
-    if (k < 0)
+    if (k < 0) {
+        t->upstream_pending = 0;
         return;
-    if (gained)
+    }
+    if (!gained) {
+        t->upstream_pending = 0;
+        topic_op(cl.cores[k], OP_UNSUB, t->name, t->len);
+        return;
+    }
+    if (t->nsubs == 1) {
         mark_upstream(t);
-    topic_op(cl.cores[k], gained ? OP_SUB : OP_UNSUB, t->name, t->len);
+        topic_op(cl.cores[k], OP_SUB, t->name, t->len);
+    }
+    await_upstream(cl.cores[k], t, s);
 }
 
 /* A topic served here: the retention is the owner's.  A topic owned
@@ -313,196 +324,6 @@ static void on_published(struct subscriber *publisher, enum topic_ns ns, const s
     }
 }
 
-/* ---- failures ---- */
-
-/* A topic name for a log line: printable ASCII, cut at 64 bytes. */
-static void printable(char *buf, size_t size, const char *p, size_t len)
-{
-    size_t o = 0;
-    for (size_t i = 0; i < len && i < 64 && o + 1 < size; i++)
-        buf[o++] = p[i] > 0x20 && p[i] < 0x7f ? p[i] : '?';
-    buf[o] = 0;
-}
-
-/* Disconnects every local client holding a topic that core kidx (of the
- * table in effect) owns.  Its subscriptions go at once, so that the next
- * subscriber of such a topic is a first one again (topic_hook). */
-static uint32_t doom_holders(int kidx, const char *why)
-{
-    struct engine *eng = &cl.srv->eng;
-    uint32_t count = 0;
-    if (kidx < 0)
-        return 0;
-    for (struct conn *c = engine_oldest_conn(eng), *next; c; c = next) {
-        next = engine_next_conn(c);
-        if (c->ops == &proto_link || conn_is_closing(c))
-            continue;
-        const struct topic *held = NULL;
-        for (uint32_t i = 0; i < c->sub.subs.cap && !held; i++) {
-            const struct topic *t = c->sub.subs.v[i].topic;
-            if (t && t->ns == TOPIC_NS_CHANNEL && owner_raw(t->name, t->len) == kidx)
-                held = t;
-        }
-        if (!held)
-            continue;
-        char name[72];
-        printable(name, sizeof name, held->name, held->len);
-        klog(LOG_WARNING, "%s %" PRIu64 " (%s) holds topic %s owned by core %s, %s: "
-             "disconnecting it", c->ops->log_name, c->sub.id, c->peer, name,
-             cl.cores[kidx]->name, why);
-        router_remove_subscriber(&eng->router, &c->sub);
-        c->sub.overflowed = true; /* route nothing more to it */
-        server_doom(c, c->ops->kind == PROTO_KIND_KRAKEN
-                           ? "SERVER_ERROR cluster core unavailable\r\n" : NULL);
-        count++;
-    }
-    return count;
-}
-
-static int index_of(const struct cluster_core *k)
-{
-    for (size_t i = 0; i < cl.n; i++)
-        if (cl.cores[i] == k)
-            return (int)i;
-    return -1;
-}
-
-static void open_link(struct cluster_core *k);
-
-/* Sends a ping (or, polled, counts the polls as pings); closes a link whose
- * oldest one waited DEAD_MS (or three poll intervals, if longer). */
-static void ping_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct cluster_core *k = arg;
-    (void)fd;
-    (void)what;
-    struct conn *c = k->link;
-    if (!c || conn_is_closing(c))
-        return;
-    int64_t now = engine_now_ms();
-    int64_t dead = k->polling && 3 * k->poll_ms > DEAD_MS ? 3 * k->poll_ms : DEAD_MS;
-    if (k->asked_ms >= 0 && now - k->asked_ms > dead) {
-        klog(link_state(c)->up ? LOG_WARNING : LOG_DEBUG,
-             "cluster: core %s (%s) did not answer for %" PRId64 " ms; closing the link",
-             k->name, c->peer, now - k->asked_ms);
-        server_doom(c, NULL);
-        return;
-    }
-    if (k->polling || k->asked_ms >= 0)
-        return; /* polls are the pings; or one is on its way */
-    k->asked_ms = now;
-    emit(k);
-    evbuffer_add(c->out, "version\r\n", 9);
-    server_kick(c);
-}
-
-void cluster_link_answered(struct conn *link)
-{
-    struct cluster_core *k = link_state(link)->core;
-    if (k)
-        k->asked_ms = -1;
-}
-
-static void retry_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    open_link(arg);
-}
-
-static void schedule_retry(struct cluster_core *k)
-{
-    struct timeval tv = {0, RETRY_MS * 1000};
-    evtimer_add(k->retry, &tv);
-}
-
-static void open_link(struct cluster_core *k)
-{
-    if (k->reopen) {
-        /* Subscribed while no link carried their subscriptions: they may
-         * have missed entries. */
-        doom_holders(index_of(k), "which was unreachable when it subscribed");
-        k->reopen = false;
-    }
-    char err[256];
-    struct conn *c = server_connect(cl.srv, &proto_link, k->host, k->port, err, sizeof err);
-    if (!c) {
-        klog(LOG_WARNING, "cluster: cannot connect to core %s: %s", k->name, err);
-        k->reopen = true;
-        schedule_retry(k);
-        return;
-    }
-    link_state(c)->core = k;
-    c->sub.push = true; /* exempt from the idle sweep: a link has nothing to ask */
-    k->link = c;
-    k->links++;
-    k->asked_ms = engine_now_ms(); /* the handshake (or first poll) is the first ping */
-    struct timeval ptv = {0, PING_MS * 1000};
-    event_add(k->ping, &ptv);
-    if (k->polling) {
-        /* The original Kraken: no push mode, no `version`; the first reply
-         * to a poll marks the link up. */
-        struct timeval tv = {k->poll_ms / 1000, (k->poll_ms % 1000) * 1000};
-        evbuffer_add(c->out, "get messages\r\n", 14);
-        event_add(k->poll, &tv);
-    } else {
-        evbuffer_add(c->out, "set push 0 0 2 noreply\r\non\r\nversion\r\n", 37);
-    }
-    server_kick(c);
-}
-
-static void poll_cb(evutil_socket_t fd, short what, void *arg)
-{
-    struct cluster_core *k = arg;
-    (void)fd;
-    (void)what;
-    if (!k->link || conn_is_closing(k->link))
-        return;
-    emit(k); /* what is batched goes before the poll */
-    if (k->asked_ms < 0)
-        k->asked_ms = engine_now_ms();
-    evbuffer_add(k->link->out, "get messages\r\n", 14);
-    server_kick(k->link);
-}
-
-bool cluster_link_push_refused(struct conn *link)
-{
-    struct cluster_core *k = link_state(link)->core;
-    if (!k || k->poll_ms <= 0 || k->polling)
-        return false;
-    k->polling = true;
-    klog(LOG_INFO, "cluster: upstream %s refused push mode; polling it every %d ms", k->name,
-         k->poll_ms);
-    return true;
-}
-
-void cluster_link_up(struct conn *link)
-{
-    struct cluster_core *k = link_state(link)->core;
-    if (k)
-        klog(LOG_INFO, "cluster: upstream link to core %s (%s) is up", k->name, link->peer);
-}
-
-void cluster_link_closed(struct conn *link)
-{
-    struct cluster_core *k = link_state(link)->core;
-    link_state(link)->core = NULL;
-    k->link = NULL;
-    if (k->poll)
-        event_del(k->poll);
-    event_del(k->ping);
-    evbuffer_drain(k->pend, evbuffer_get_length(k->pend));
-    k->pend_op = OP_NONE;
-    if (link_state(link)->up)
-        klog(LOG_WARNING, "cluster: upstream link to core %s (%s) lost; retrying", k->name,
-             link->peer);
-    else
-        klog(LOG_DEBUG, "cluster: cannot reach core %s (%s); retrying", k->name, link->peer);
-    doom_holders(index_of(k), "whose upstream link was lost");
-    k->reopen = true;
-    schedule_retry(k);
-}
-
 /* ---- configuration ---- */
 
 static void free_core(struct cluster_core *k)
@@ -519,6 +340,7 @@ static void free_core(struct cluster_core *k)
         event_free(k->ping);
     if (k->pend)
         evbuffer_free(k->pend);
+    ack_fifo_fail(&k->acks, cluster_ack_quiet, NULL); /* their clients were disconnected, or all go */
     free(k->name);
     free(k);
 }
@@ -562,8 +384,10 @@ static int reconcile_topic(const struct topic *t, void *arg)
     if (o)
         topic_op(o, OP_UNSUB, t->name, t->len);
     if (n) {
-        mark_upstream((struct topic *)t); /* topic_foreach hands out const; this is ours */
+        struct topic *m = (struct topic *)t; /* topic_foreach hands out const; this is ours */
+        mark_upstream(m);
         topic_op(n, OP_SUB, t->name, t->len);
+        m->upstream_pending = n->link != NULL; /* its next subscribers wait for n */
     }
     return 0;
 }
@@ -633,9 +457,7 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
             snprintf(k->host, sizeof k->host, "%s", m[i].host);
             k->port = m[i].port;
             k->self = m[i].name_len == self_len && !memcmp(m[i].name, self, self_len);
-            k->retry = evtimer_new(srv->base, retry_cb, k);
-            k->poll = event_new(srv->base, -1, EV_PERSIST, poll_cb, k);
-            k->ping = event_new(srv->base, -1, EV_PERSIST, ping_cb, k);
+            cluster_link_events(k, srv->base);
             k->asked_ms = -1;
             k->poll_ms = m[i].poll_ms;
             cores[i] = k;
@@ -658,7 +480,8 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
         }
         evtimer_del(o->retry);
         klog(LOG_WARNING, "cluster: core %s left the live set", o->name);
-        doom_holders((int)j, "which left the cluster");
+        cluster_doom_holders((int)j, "which left the cluster");
+        ack_fifo_fail(&o->acks, cluster_ack_done, o);
     }
     struct reconcile old = {cl.cores, cl.hn, cl.n};
     cl.cores = cores;
@@ -671,7 +494,7 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
         if (fresh[i] && !cores[i]->self) {
             klog(LOG_INFO, "cluster: core %s (%s port %d) joined the live set", cores[i]->name,
                  cores[i]->host, cores[i]->port);
-            open_link(cores[i]);
+            cluster_open_link(cores[i]);
         }
     topic_foreach(&srv->eng.router.topics, TOPIC_NS_CHANNEL, reconcile_topic, &old);
     for (size_t j = 0; j < old.n; j++)

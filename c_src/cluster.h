@@ -17,14 +17,21 @@
  * per remote core (proto_link.c), made with server_connect(); a core sees
  * one connection per node that needs it.
  *
+ * Subscribes are acknowledged: a client whose subscribe needs an upstream
+ * subscription (or waits on one still unconfirmed) gets its reply only once
+ * the owner confirmed it (cluster_ack.h); until then its requests are held.
+ *
  * Failures: when a link breaks, or a core leaves the live set, every local
  * client holding a topic it owned is disconnected (Kraken's contract: it
  * reconnects and reloads) with a log line saying why; the link is retried
  * while the core stays live, and clients that subscribed to its topics in
- * the meantime are disconnected when it comes back.  A publish with a topic
- * owned by a core whose link is not up (down, connecting, closing) is
- * refused before anything of it is published (cluster_reachable(); the
- * client gets an error) and counted (`dropped` in the status). */
+ * the meantime are disconnected when it comes back.  A client waiting for a
+ * confirmation from a lost core is one of those holders: it gets
+ * `SERVER_ERROR cluster core unavailable` instead of its reply, then the
+ * close.  A publish with a topic owned by a core whose link is not up (down,
+ * connecting, closing) is refused before anything of it is published
+ * (cluster_reachable(); the client gets an error) and counted (`dropped` in
+ * the status). */
 #ifndef KRAKEN_CLUSTER_H
 #define KRAKEN_CLUSTER_H
 
@@ -91,6 +98,8 @@ int cluster_owner_name(const char *topic, size_t len, const char **name, size_t 
 
 /* From proto_link.c. */
 void cluster_link_up(struct conn *link);
+/* The peer answered an acknowledged request (a subscribe: STORED). */
+void cluster_link_acked(struct conn *link);
 /* The peer answered a ping or a poll (VERSION, END or a polled VALUE block). */
 void cluster_link_answered(struct conn *link);
 void cluster_link_closed(struct conn *link);

@@ -24,6 +24,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cluster_ack.h"
 #include "router.h"
 
 struct engine;
@@ -36,7 +37,8 @@ enum conn_state { CONN_OPEN, CONN_EOF, CONN_CLOSING, CONN_DOOMED };
 /* What a protocol's process() says about the connection. */
 enum conn_status {
     CONN_OK,      /* consumed what it could */
-    CONN_PAUSED,  /* output over its high-water mark: call again when it drains */
+    CONN_PAUSED,  /* output over its high-water mark, or held (conn_held()): call
+                     again when it drains, or once released */
     CONN_CLOSE,   /* close once the output is flushed */
 };
 
@@ -87,6 +89,13 @@ struct conn {
     int64_t last_request_ms;
     int64_t last_poll_ms;        /* -1: never polled */
     uint64_t requests;
+    /* In a cluster: the upstream acknowledgements its last request waits
+     * for (cluster_ack.h, cluster.c).  While there are any, its requests are
+     * held: the protocol executes nothing more, server.c neither delivers
+     * nor writes, and what c->out holds from held_from on (the reply) is
+     * dropped if the connection is doomed meanwhile. */
+    struct ack_holder acks;
+    size_t held_from;
     _Alignas(max_align_t) unsigned char pstate[];
 };
 
@@ -98,6 +107,12 @@ static inline void *conn_pstate(struct conn *c)
 static inline bool conn_is_closing(const struct conn *c)
 {
     return c->state == CONN_CLOSING || c->state == CONN_DOOMED;
+}
+
+/* Whether c's requests are held for upstream acknowledgements. */
+static inline bool conn_held(const struct conn *c)
+{
+    return c->acks.n != 0;
 }
 
 /* Allocates a connection of protocol ops (not yet in the engine's list, no

@@ -273,7 +273,7 @@ static enum conn_status kraken_process(struct conn *c)
     struct kraken_state *ks = st(c);
     struct evbuffer *in = c->in, *out = c->out;
     while (!conn_is_closing(c)) {
-        if (evbuffer_get_length(out) > CONN_OUTPUT_HIGH)
+        if (evbuffer_get_length(out) > CONN_OUTPUT_HIGH || conn_held(c))
             return CONN_PAUSED;
         size_t avail = evbuffer_get_length(in);
         if (avail == 0 || ks->need > avail)

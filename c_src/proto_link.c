@@ -1,7 +1,7 @@
 /* proto_link.c - what an upstream link reads: the replies and pushed blocks
  * of a Kraken node, to which cluster.c writes `set push`, `version`,
- * `subscribe`, `unsubscribe` and `publish` requests (all but `version` with
- * noreply).
+ * `subscribe`, `unsubscribe` and `publish` requests (`unsubscribe` and
+ * `publish` with noreply).
  *
  * What arrives:
  *   VERSION <v>                      the handshake's answer: the link is up
@@ -10,7 +10,9 @@
  *   VALUE messages 0 <n> ... END     a pushed block: each entry is published
  *                                    into the local router with the link as
  *                                    publisher (cluster.c never forwards those)
- *   STORED, NOT_FOUND, END           ignored (nothing asks for them today)
+ *   STORED                           a `subscribe` batch is acknowledged, in
+ *                                    order (cluster.c releases its clients)
+ *   NOT_FOUND                        ignored (nothing asks for it today)
  *   an error before the link is up, from a static upstream: it refused push
  *                                    mode; the link reopens in polling mode
  *   anything else (ERROR, CLIENT_ERROR, SERVER_ERROR ...)
@@ -106,8 +108,9 @@ static enum conn_status link_process(struct conn *c)
             }
         } else if (!link_state(c)->up && cluster_link_push_refused(c)) {
             return CONN_CLOSE; /* reopened in polling mode */
-        } else if (!(linelen == 6 && starts(line, linelen, "STORED")) &&
-                   !(linelen == 9 && starts(line, linelen, "NOT_FOUND"))) {
+        } else if (linelen == 6 && starts(line, linelen, "STORED")) {
+            cluster_link_acked(c);
+        } else if (!(linelen == 9 && starts(line, linelen, "NOT_FOUND"))) {
             klog(LOG_WARNING, "upstream link %" PRIu64 " (%s): the peer said: %.*s", c->sub.id,
                  c->peer, (int)(linelen < 200 ? linelen : 200), line);
             return CONN_CLOSE;

@@ -85,8 +85,8 @@ static int subscribe_topic(struct router *r, struct subscriber *s, struct topic 
         return -1;
     t->subs[t->nsubs++] = s;
     r->stats.subscriptions++;
-    if (t->nsubs == 1 && r->cfg.topic_hook)
-        r->cfg.topic_hook(t, true, r->cfg.cluster_arg);
+    if (r->cfg.topic_hook && (t->nsubs == 1 || t->upstream_pending))
+        r->cfg.topic_hook(t, s, true, r->cfg.cluster_arg);
     return 1;
 }
 
@@ -125,7 +125,7 @@ static void drop_slot(struct router *r, struct topic *t, uint32_t slot)
     }
     r->stats.subscriptions--;
     if (t->nsubs == 0 && r->cfg.topic_hook)
-        r->cfg.topic_hook(t, false, r->cfg.cluster_arg);
+        r->cfg.topic_hook(t, NULL, false, r->cfg.cluster_arg);
 }
 
 int router_unsubscribe_ns(struct router *r, struct subscriber *s, enum topic_ns ns,

@@ -74,11 +74,13 @@ struct router_config {
     void (*ready)(struct subscriber *s, void *arg);
     void *cb_arg;
     /* Cluster hooks (cluster.c; NULL on a node that is not in a cluster).
-     * topic_hook: topic t (any namespace) just gained its first subscriber
-     * (gained) or lost its last one; called once t's subscriber array is up
-     * to date, before t may be freed.  published: an entry was just
+     * topic_hook: subscriber s just subscribed to topic t (any namespace)
+     * and t has no other subscriber or t->upstream_pending is set (gained),
+     * or t just lost its last subscriber (!gained, s NULL); called once t's
+     * subscriber array is up to date, before t may be freed.  Never called
+     * for a subscriber that held t already.  published: an entry was just
      * routed and retained (publisher as given to router_publish_ns). */
-    void (*topic_hook)(struct topic *t, bool gained, void *arg);
+    void (*topic_hook)(struct topic *t, struct subscriber *s, bool gained, void *arg);
     void (*published)(struct subscriber *publisher, enum topic_ns ns, const struct entry *e,
                       void *arg);
     /* retro_covered: whether this node's retention holds every entry of t

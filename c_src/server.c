@@ -24,6 +24,9 @@
  *   accept -> (over max_tcp_clients? the protocol's refusal, close) -> OPEN
  *   read   -> ops->process() -> replies written out
  *   paused -> output above CONN_OUTPUT_HIGH: stop reading until it drains
+ *   held   -> (a cluster) its subscribe waits for upstream acknowledgements
+ *             (conn_held()): read, deliver and write nothing until cluster.c
+ *             releases it (server_kick); a doom meanwhile drops the held reply
  *   EOF    -> answer what arrived, then close
  *   CLOSING-> reply flushed, then freed (or freed at once on a reset)
  *   DOOMED -> freed from the reaper event (queue overflow, decided while
@@ -93,6 +96,8 @@ static void close_conn(struct conn *c)
         *p = c->next_doomed;
     }
     engine_remove_conn(&srv->eng, c);
+    if (c->acks.waits)
+        ack_holder_forget(&c->acks);
     if (c->rev)
         event_free(c->rev);
     if (c->wev)
@@ -167,11 +172,19 @@ static bool run_conn(struct conn *c)
             eng->router.stats.queued_bytes_total - server_of(c)->budget_mark >
                 eng->cfg.max_memory_bytes / 8)
             budget_check(server_of(c));
-        deliver(c);
+        bool held = conn_held(c) && !conn_is_closing(c);
+        if (!held)
+            deliver(c);
         if (evbuffer_get_length(c->out) != had)
             c->rflags |= READ_REPLIED;
         if (c->requests != before)
             engine_touch_conn(eng, c);
+        if (held) {
+            /* Its subscribe waits for the owners' acknowledgements: nothing
+             * is written or read until cluster.c releases it (server_kick). */
+            event_del(c->rev);
+            return true;
+        }
         /* After EOF no request can complete any more: once everything that
          * arrived is answered, the connection closes. */
         if (st == CONN_CLOSE || (st == CONN_OK && c->state == CONN_EOF)) {
@@ -290,6 +303,8 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     c->push_armed = false;
+    if (conn_held(c) && !conn_is_closing(c))
+        return; /* cluster.c kicks it again once released */
     deliver(c);
     for (int round = 0;; round++) {
         if (flush(c) < 0) {
@@ -484,6 +499,17 @@ void server_doom(struct conn *c, const char *line)
     struct server *srv = server_of(c);
     if (c->state == CONN_DOOMED)
         return;
+    if (conn_held(c) && c->out && evbuffer_get_length(c->out) > c->held_from) {
+        /* The held reply promised what the cluster could not confirm: the
+         * line (or the close) replaces it. */
+        struct evbuffer *kept = evbuffer_new();
+        if (kept && evbuffer_remove_buffer(c->out, kept, c->held_from) >= 0) {
+            evbuffer_free(c->out);
+            c->out = kept;
+        } else if (kept) {
+            evbuffer_free(kept);
+        }
+    }
     if (c->out && line)
         evbuffer_add(c->out, line, strlen(line));
     if (c->rev)

@@ -33,6 +33,9 @@ struct topic {
     uint32_t shard;
     uint32_t len;
     uint8_t ns;               /* enum topic_ns */
+    /* In a cluster: its upstream subscription may not be acknowledged yet
+     * (cluster.c): a new subscriber waits too (router topic_hook). */
+    uint8_t upstream_pending;
     /* In a cluster, for a topic owned by another core: since when its
      * entries arrive here (unix second, router seq when subscribed upstream);
      * set by cluster.c, read by its retro_covered hook. */

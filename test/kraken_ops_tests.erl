@@ -126,6 +126,12 @@ collect(Port, Acc) ->
     after 60000 -> error(script_timeout)
     end.
 
+%% F over Xs, each in its own process; the results in order.
+pmap(F, Xs) ->
+    Self = self(),
+    Pids = [spawn_link(fun() -> Self ! {self(), F(X)} end) || X <- Xs],
+    [receive {P, R} -> R end || P <- Pids].
+
 node_name(#{prefix := Prefix}, Name) ->
     Prefix ++ "_" ++ Name.
 
@@ -588,12 +594,15 @@ bad_values(Ctx = #{engine := Engine, tmp := Tmp}) ->
     ok = file:write_file(filename:join(Tmp, "misspelled.config"),
                          "[{kraken, [{log_levle, debug}]}].\n"),
     try
-        [begin
-             ?assertEqual({Args, {1, Msg ++ "\n"}},
-                          {Args, script(Ctx, "bad", ["start" | Args] ++ Engine)}),
-             ?assertEqual({Args, {1, Msg ++ "\n"}},
-                          {Args, script(Ctx, "bad", ["run", "-noshell" | Args] ++ Engine)})
-         end || {Args, Msg} <- Cases],
+        %% Each case starts two VMs that refuse to start: all at once, each
+        %% under its own node name (about a second each in sequence).
+        Runs = pmap(fun({I, {Args, _}}) ->
+                            Name = "bad" ++ integer_to_list(I),
+                            {script(Ctx, Name, ["start" | Args] ++ Engine),
+                             script(Ctx, Name, ["run", "-noshell" | Args] ++ Engine)}
+                    end, lists:zip(lists:seq(1, length(Cases)), Cases)),
+        [?assertEqual({Args, {1, Msg ++ "\n"}, {1, Msg ++ "\n"}}, {Args, Start, Run})
+         || {{Args, Msg}, {Start, Run}} <- lists:zip(Cases, Runs)],
         ?assertMatch({1, _}, script(Ctx, "bad", ["status"])),
         ?assertNot(filelib:is_file(filename:join(Tmp, "log_dir"))),
         %% A missing -config file.

@@ -1,0 +1,262 @@
+/* cluster_link.c - the life of the upstream links (see cluster.h,
+ * docs/cluster.md): opening one per remote live core, its liveness (a
+ * `version` ping every PING_MS, or the polls of a polled upstream; a link
+ * unanswered for DEAD_MS is closed as broken), retries every RETRY_MS while
+ * its core stays live, the switch to polling when a static upstream refuses
+ * push mode, and what a lost link does: every local client holding a topic
+ * of that core is disconnected with a log line saying why, and the waits
+ * for its acknowledgements fail (cluster_ack.h).  A client whose waits are
+ * all answered is released here too (server_kick). */
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cluster_internal.h"
+#include "engine.h"
+#include "log.h"
+#include "proto_link.h"
+#include "server.h"
+
+#define RETRY_MS 300
+/* Link liveness: a `version` every PING_MS on a push link (a poll on a
+ * polled one); a link with a request unanswered for DEAD_MS is closed as
+ * broken.  This finds what TCP does not: a hung engine, a stalled path. */
+#define PING_MS 500
+#define DEAD_MS 1500
+
+/* A topic name for a log line: printable ASCII, cut at 64 bytes. */
+static void printable(char *buf, size_t size, const char *p, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len && i < 64 && o + 1 < size; i++)
+        buf[o++] = p[i] > 0x20 && p[i] < 0x7f ? p[i] : '?';
+    buf[o] = 0;
+}
+
+/* Disconnects a client that depended on a core now lost (Kraken's
+ * contract: it reconnects and reloads).  Its subscriptions go at once. */
+static void disconnect(struct conn *c)
+{
+    router_remove_subscriber(&cl.srv->eng.router, &c->sub);
+    c->sub.overflowed = true; /* route nothing more to it */
+    server_doom(c, c->ops->kind == PROTO_KIND_KRAKEN ? "SERVER_ERROR cluster core unavailable\r\n"
+                                                     : NULL);
+}
+
+/* A held client's acknowledgements: all in (it goes on), or one of its
+ * cores was lost before answering.  Such a client holds a topic of that
+ * core, so doom_holders disconnected it already; this is the safety net. */
+void cluster_ack_done(struct ack_holder *h, bool ok, void *arg)
+{
+    struct conn *c = (struct conn *)(void *)((char *)h - offsetof(struct conn, acks));
+    const struct cluster_core *k = arg;
+    if (ok) {
+        server_kick(c);
+        return;
+    }
+    if (conn_is_closing(c))
+        return;
+    klog(LOG_WARNING, "%s %" PRIu64 " (%s) waits for core %s to confirm its subscription, "
+         "and that core was lost: disconnecting it", c->ops->log_name, c->sub.id, c->peer,
+         k->name);
+    disconnect(c);
+}
+
+void cluster_ack_quiet(struct ack_holder *h, bool ok, void *arg)
+{
+    (void)h;
+    (void)ok;
+    (void)arg;
+}
+
+void cluster_link_acked(struct conn *link)
+{
+    struct cluster_core *k = link_state(link)->core;
+    if (k && !ack_fifo_answer(&k->acks, cluster_ack_done, k))
+        klog(LOG_DEBUG, "cluster: core %s answered a request that expected no answer", k->name);
+}
+
+/* Disconnects every local client holding a topic that core kidx (of the
+ * table in effect) owns.  Its subscriptions go at once, so that the next
+ * subscriber of such a topic is a first one again (topic_hook). */
+uint32_t cluster_doom_holders(int kidx, const char *why)
+{
+    struct engine *eng = &cl.srv->eng;
+    uint32_t count = 0;
+    if (kidx < 0)
+        return 0;
+    for (struct conn *c = engine_oldest_conn(eng), *next; c; c = next) {
+        next = engine_next_conn(c);
+        if (c->ops == &proto_link || conn_is_closing(c))
+            continue;
+        const struct topic *held = NULL;
+        for (uint32_t i = 0; i < c->sub.subs.cap && !held; i++) {
+            const struct topic *t = c->sub.subs.v[i].topic;
+            if (t && t->ns == TOPIC_NS_CHANNEL && cluster_owner_raw(t->name, t->len) == kidx)
+                held = t;
+        }
+        if (!held)
+            continue;
+        char name[72];
+        printable(name, sizeof name, held->name, held->len);
+        klog(LOG_WARNING, "%s %" PRIu64 " (%s) holds topic %s owned by core %s, %s: "
+             "disconnecting it", c->ops->log_name, c->sub.id, c->peer, name,
+             cl.cores[kidx]->name, why);
+        disconnect(c);
+        count++;
+    }
+    return count;
+}
+
+static int index_of(const struct cluster_core *k)
+{
+    for (size_t i = 0; i < cl.n; i++)
+        if (cl.cores[i] == k)
+            return (int)i;
+    return -1;
+}
+
+/* Sends a ping (or, polled, counts the polls as pings); closes a link whose
+ * oldest one waited DEAD_MS (or three poll intervals, if longer). */
+static void ping_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct cluster_core *k = arg;
+    (void)fd;
+    (void)what;
+    struct conn *c = k->link;
+    if (!c || conn_is_closing(c))
+        return;
+    int64_t now = engine_now_ms();
+    int64_t dead = k->polling && 3 * k->poll_ms > DEAD_MS ? 3 * k->poll_ms : DEAD_MS;
+    if (k->asked_ms >= 0 && now - k->asked_ms > dead) {
+        klog(link_state(c)->up ? LOG_WARNING : LOG_DEBUG,
+             "cluster: core %s (%s) did not answer for %" PRId64 " ms; closing the link",
+             k->name, c->peer, now - k->asked_ms);
+        server_doom(c, NULL);
+        return;
+    }
+    if (k->polling || k->asked_ms >= 0)
+        return; /* polls are the pings; or one is on its way */
+    k->asked_ms = now;
+    cluster_emit(k);
+    evbuffer_add(c->out, "version\r\n", 9);
+    server_kick(c);
+}
+
+void cluster_link_answered(struct conn *link)
+{
+    struct cluster_core *k = link_state(link)->core;
+    if (k)
+        k->asked_ms = -1;
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    cluster_open_link(arg);
+}
+
+static void schedule_retry(struct cluster_core *k)
+{
+    struct timeval tv = {0, RETRY_MS * 1000};
+    evtimer_add(k->retry, &tv);
+}
+
+void cluster_open_link(struct cluster_core *k)
+{
+    if (k->reopen) {
+        /* Subscribed while no link carried their subscriptions: they may
+         * have missed entries. */
+        cluster_doom_holders(index_of(k), "which was unreachable when it subscribed");
+        k->reopen = false;
+    }
+    char err[256];
+    struct conn *c = server_connect(cl.srv, &proto_link, k->host, k->port, err, sizeof err);
+    if (!c) {
+        klog(LOG_WARNING, "cluster: cannot connect to core %s: %s", k->name, err);
+        k->reopen = true;
+        schedule_retry(k);
+        return;
+    }
+    link_state(c)->core = k;
+    c->sub.push = true; /* exempt from the idle sweep: a link has nothing to ask */
+    k->link = c;
+    k->links++;
+    k->asked_ms = engine_now_ms(); /* the handshake (or first poll) is the first ping */
+    struct timeval ptv = {0, PING_MS * 1000};
+    event_add(k->ping, &ptv);
+    if (k->polling) {
+        /* The original Kraken: no push mode, no `version`; the first reply
+         * to a poll marks the link up. */
+        struct timeval tv = {k->poll_ms / 1000, (k->poll_ms % 1000) * 1000};
+        evbuffer_add(c->out, "get messages\r\n", 14);
+        event_add(k->poll, &tv);
+    } else {
+        evbuffer_add(c->out, "set push 0 0 2 noreply\r\non\r\nversion\r\n", 37);
+    }
+    server_kick(c);
+}
+
+static void poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct cluster_core *k = arg;
+    (void)fd;
+    (void)what;
+    if (!k->link || conn_is_closing(k->link))
+        return;
+    cluster_emit(k); /* what is batched goes before the poll */
+    if (k->asked_ms < 0)
+        k->asked_ms = engine_now_ms();
+    evbuffer_add(k->link->out, "get messages\r\n", 14);
+    server_kick(k->link);
+}
+
+bool cluster_link_push_refused(struct conn *link)
+{
+    struct cluster_core *k = link_state(link)->core;
+    if (!k || k->poll_ms <= 0 || k->polling)
+        return false;
+    k->polling = true;
+    klog(LOG_INFO, "cluster: upstream %s refused push mode; polling it every %d ms", k->name,
+         k->poll_ms);
+    return true;
+}
+
+void cluster_link_up(struct conn *link)
+{
+    struct cluster_core *k = link_state(link)->core;
+    if (k)
+        klog(LOG_INFO, "cluster: upstream link to core %s (%s) is up", k->name, link->peer);
+}
+
+void cluster_link_closed(struct conn *link)
+{
+    struct cluster_core *k = link_state(link)->core;
+    link_state(link)->core = NULL;
+    k->link = NULL;
+    if (k->poll)
+        event_del(k->poll);
+    event_del(k->ping);
+    evbuffer_drain(k->pend, evbuffer_get_length(k->pend));
+    k->pend_op = OP_NONE;
+    if (link_state(link)->up)
+        klog(LOG_WARNING, "cluster: upstream link to core %s (%s) lost; retrying", k->name,
+             link->peer);
+    else
+        klog(LOG_DEBUG, "cluster: cannot reach core %s (%s); retrying", k->name, link->peer);
+    cluster_doom_holders(index_of(k), "whose upstream link was lost");
+    ack_fifo_fail(&k->acks, cluster_ack_done, k); /* nothing more will be answered on it */
+    k->reopen = true;
+    schedule_retry(k);
+}
+
+void cluster_link_events(struct cluster_core *k, struct event_base *base)
+{
+    k->retry = evtimer_new(base, retry_cb, k);
+    k->poll = event_new(base, -1, EV_PERSIST, poll_cb, k);
+    k->ping = event_new(base, -1, EV_PERSIST, ping_cb, k);
+}

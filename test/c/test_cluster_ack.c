@@ -1,0 +1,211 @@
+/* test_cluster_ack.c - unit tests of the FIFOs of upstream acknowledgements
+ * (c_src/cluster_ack.h): answers release waits in order and only once the
+ * request waited for is answered; a holder waiting on several links is
+ * released by the last; a later wait on the same link replaces the earlier;
+ * a broken link fails every wait on it once per holder and owes nothing
+ * more; a holder that goes away is forgotten by every link. */
+#include "test_util.h"
+
+#include "cluster_ack.h"
+
+/* A holder with what happened to it. */
+struct holder {
+    struct ack_holder h;
+    int released, failed;
+};
+
+static void done(struct ack_holder *h, bool ok, void *arg)
+{
+    struct holder *x = (struct holder *)(void *)h; /* h is the first member */
+    int *calls = arg;
+    if (calls)
+        (*calls)++;
+    if (ok)
+        x->released++;
+    else
+        x->failed++;
+}
+
+static void forget(void *p)
+{
+    ack_holder_forget(p);
+}
+
+static void test_nothing_owed(void **state)
+{
+    (void)state;
+    struct ack_fifo f;
+    ack_fifo_init(&f);
+    struct holder a = {0};
+    int calls = 0;
+    assert_false(ack_fifo_answer(&f, done, &calls)); /* an answer nobody asked for */
+    assert_int_equal(f.answered, 0);
+    assert_int_equal(ack_wait(&f, &a.h, 0), 0);     /* answered already */
+    assert_int_equal(a.h.n, 0);
+    assert_int_equal(ack_fifo_send(&f), 1);
+    assert_true(ack_fifo_answer(&f, done, &calls));
+    assert_false(ack_fifo_answer(&f, done, &calls));
+    assert_int_equal(ack_wait(&f, &a.h, 1), 0);
+    assert_int_equal(calls, 0);
+}
+
+static void test_released_in_order(void **state)
+{
+    (void)state;
+    struct ack_fifo f;
+    ack_fifo_init(&f);
+    struct holder a = {0}, b = {0}, c = {0};
+    tu_defer(forget, &a.h);
+    tu_defer(forget, &b.h);
+    tu_defer(forget, &c.h);
+    /* a waits for the request being built (number 1), which is then sent. */
+    assert_int_equal(ack_wait(&f, &a.h, f.sent + 1), 1);
+    assert_int_equal(a.h.n, 1);
+    assert_int_equal(ack_fifo_send(&f), 1);
+    /* b and c for the next one. */
+    assert_int_equal(ack_wait(&f, &b.h, 2), 1);
+    assert_int_equal(ack_wait(&f, &c.h, 2), 1);
+    assert_int_equal(ack_fifo_send(&f), 2);
+    int calls = 0;
+    assert_true(ack_fifo_answer(&f, done, &calls));
+    assert_int_equal(a.released, 1);
+    assert_int_equal(a.h.n, 0);
+    assert_int_equal(b.released + c.released, 0);
+    assert_true(ack_fifo_answer(&f, done, &calls));
+    assert_int_equal(b.released, 1);
+    assert_int_equal(c.released, 1);
+    assert_int_equal(calls, 3);
+    assert_null(f.head);
+    assert_null(f.tail);
+    assert_false(ack_fifo_answer(&f, done, &calls));
+    assert_int_equal(calls, 3);
+}
+
+static void test_several_links(void **state)
+{
+    (void)state;
+    struct ack_fifo f, g;
+    ack_fifo_init(&f);
+    ack_fifo_init(&g);
+    struct holder a = {0};
+    tu_defer(forget, &a.h);
+    assert_int_equal(ack_wait(&f, &a.h, 1), 1);
+    assert_int_equal(ack_wait(&g, &a.h, 1), 1);
+    assert_int_equal(a.h.n, 2);
+    ack_fifo_send(&f);
+    ack_fifo_send(&g);
+    int calls = 0;
+    assert_true(ack_fifo_answer(&g, done, &calls));
+    assert_int_equal(calls, 0); /* f has not answered */
+    assert_int_equal(a.h.n, 1);
+    assert_true(ack_fifo_answer(&f, done, &calls));
+    assert_int_equal(a.released, 1);
+    assert_int_equal(calls, 1);
+}
+
+static void test_later_wait_replaces(void **state)
+{
+    (void)state;
+    struct ack_fifo f;
+    ack_fifo_init(&f);
+    struct holder a = {0}, b = {0};
+    tu_defer(forget, &a.h);
+    tu_defer(forget, &b.h);
+    assert_int_equal(ack_wait(&f, &a.h, 1), 1);
+    ack_fifo_send(&f);
+    assert_int_equal(ack_wait(&f, &b.h, 2), 1);
+    /* a's subscribe touches another topic, in request 2: one wait, for 2,
+     * behind b's in the FIFO. */
+    assert_int_equal(ack_wait(&f, &a.h, 2), 1);
+    assert_int_equal(a.h.n, 1);
+    assert_ptr_equal(f.tail, a.h.waits);
+    /* An earlier number changes nothing. */
+    assert_int_equal(ack_wait(&f, &a.h, 1), 1);
+    assert_int_equal(a.h.n, 1);
+    ack_fifo_send(&f);
+    int calls = 0;
+    assert_true(ack_fifo_answer(&f, done, &calls));
+    assert_int_equal(calls, 0);
+    assert_true(ack_fifo_answer(&f, done, &calls));
+    assert_int_equal(a.released, 1);
+    assert_int_equal(b.released, 1);
+}
+
+static void test_fail(void **state)
+{
+    (void)state;
+    struct ack_fifo f, g;
+    ack_fifo_init(&f);
+    ack_fifo_init(&g);
+    struct holder a = {0}, b = {0};
+    tu_defer(forget, &a.h);
+    tu_defer(forget, &b.h);
+    assert_int_equal(ack_wait(&f, &a.h, 1), 1);
+    ack_fifo_send(&f);
+    assert_int_equal(ack_wait(&f, &b.h, 2), 1); /* being built when the link broke */
+    assert_int_equal(ack_wait(&g, &b.h, 1), 1);
+    ack_fifo_send(&g);
+    int calls = 0;
+    ack_fifo_fail(&f, done, &calls);
+    assert_int_equal(calls, 2);
+    assert_int_equal(a.failed, 1);
+    assert_int_equal(b.failed, 1);
+    assert_int_equal(a.h.n, 0);
+    assert_int_equal(b.h.n, 1); /* still waits on g */
+    assert_null(f.head);
+    /* Nothing is owed on f now: its next link numbers on from there. */
+    assert_int_equal(f.answered, f.sent);
+    assert_false(ack_fifo_answer(&f, done, &calls));
+    assert_int_equal(ack_wait(&f, &a.h, f.sent), 0);
+    assert_int_equal(ack_wait(&f, &a.h, f.sent + 1), 1);
+    ack_fifo_send(&f);
+    assert_true(ack_fifo_answer(&f, done, &calls));
+    assert_int_equal(a.released, 1);
+    /* g is unaffected. */
+    assert_true(ack_fifo_answer(&g, done, &calls));
+    assert_int_equal(b.released, 1);
+    assert_int_equal(calls, 4);
+}
+
+static void test_forget(void **state)
+{
+    (void)state;
+    struct ack_fifo f, g;
+    ack_fifo_init(&f);
+    ack_fifo_init(&g);
+    struct holder a = {0}, b = {0}, c = {0};
+    tu_defer(forget, &b.h);
+    tu_defer(forget, &c.h);
+    assert_int_equal(ack_wait(&f, &b.h, 1), 1);
+    assert_int_equal(ack_wait(&f, &a.h, 1), 1);
+    assert_int_equal(ack_wait(&f, &c.h, 1), 1);
+    assert_int_equal(ack_wait(&g, &a.h, 1), 1);
+    ack_fifo_send(&f);
+    ack_fifo_send(&g);
+    ack_holder_forget(&a.h); /* its connection closed: the middle of f's list */
+    assert_int_equal(a.h.n, 0);
+    assert_null(a.h.waits);
+    assert_null(g.head);
+    int calls = 0;
+    assert_true(ack_fifo_answer(&g, done, &calls));
+    assert_true(ack_fifo_answer(&f, done, &calls));
+    assert_int_equal(a.released + a.failed, 0);
+    assert_int_equal(b.released, 1);
+    assert_int_equal(c.released, 1);
+    assert_int_equal(calls, 2);
+    assert_null(f.head);
+    assert_null(f.tail);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        tu_test(test_nothing_owed),
+        tu_test(test_released_in_order),
+        tu_test(test_several_links),
+        tu_test(test_later_wait_replaces),
+        tu_test(test_fail),
+        tu_test(test_forget),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
