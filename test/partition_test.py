@@ -361,7 +361,7 @@ def scenario(lab, p1, c1, c2):
                                                if s not in got)))
     print("publisher on p1: %d entries, %d refused (cluster core unavailable), %d stored in "
           "the %.1f s before p1 acted, of which %d lost in the stalled link (known gap, "
-          "docs/cluster.md)" % (len(pub.log), refused, window, acted - t0, lost_in_window))
+          "docs/cluster.md; the others arrived, maybe late)" % (len(pub.log), refused, window, acted - t0, lost_in_window))
     lost = c2.log_lines(r"lost the connection to node|no longer live")
     lost = [line for ts, line in lost if ts >= t0]
     assert not lost, "c2 lost members during the partition: %s" % lost
