@@ -7,10 +7,12 @@
  *     subscribed upstream at its owner under each (once when they agree);
  *   - the peer rules (router to_peers hook): each entry enters exactly one
  *     core, which alone delivers it to the other nodes' links (its peers).
- *     An entry from a peer goes to every subscriber here and is never
- *     forwarded; one pushed by a core on our own link goes to local clients
- *     only; one of a local client goes to the peers only when its topic is
- *     ours under `cur` (else it is forwarded to that owner, cluster.c);
+ *     An entry from a peer goes to every subscriber here (and is forwarded
+ *     only if this core owns its topic under neither set: views that differ
+ *     after a failure, cluster.c); one pushed by a core on our own link goes
+ *     to local clients only; one of a local client goes to the peers only
+ *     when its topic is ours under `cur` (else it is forwarded to that
+ *     owner, cluster.c);
  *   - the sync barrier: after a configuration, a `version` on every link,
  *     behind the subscription changes and the entries already forwarded;
  *     when all are answered the cores have applied them (cluster_synced),

@@ -31,9 +31,11 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
-%% For kraken_cluster_moves, whose tests run in this fixture.
--export([start_nodes/2, script/3, connect/2, owner/3, settled/3, wait_until/2,
-         node_atom/2, node_name/2]).
+%% Helpers for the other cluster test modules (kraken_cluster_moves runs in
+%% this fixture).
+-export([base_ctx/1, base_cleanup/1, script/3, engine_args/0, engine_path/0, standalone/1,
+         free_port/0, rpc/5, wait_until/2, receive_pairs/3, sanitizer_reports/1, node_name/2,
+         start_nodes/2, connect/2, owner/3, settled/3, node_atom/2]).
 
 -define(NTOPICS, 24).
 -define(PER_CLIENT, 15).
