@@ -73,6 +73,7 @@
                 syncing = false :: boolean(),   % a sync poll is scheduled
                 draining = false :: boolean(),
                 quiet_until = 0 :: integer(),   % no leading before (start, resume)
+                move_nodes = [] :: [node()],    % the members of the move this node leads
                 last_tick = 0 :: integer()}).
 
 %%% API
@@ -449,17 +450,32 @@ lead(S = #state{view = View, synced = Synced, view_at = At,
         false ->
             S;
         true ->
+            Live = live_members(S),
+            LiveNodes = [node(P) || #member{pid = P} <- Live],
+            %% A member of this move that went silent but whose node is still
+            %% connected is waited for (up to the phase's timeout): it may only
+            %% be slow, and still publish under the old view.
+            Silent = [N || N <- S#state.move_nodes, not lists:member(N, LiveNodes),
+                           lists:member(N, nodes())],
             Others = [{maps:get(view, I, undefined), maps:get(synced, I, false)}
-                      || #member{info = I} <- live_members(S)],
+                      || #member{info = I} <- Live] ++ [{undefined, false} || _ <- Silent],
             Desired = kraken_cluster_move:desired([N || {N, _} <- Cores],
                                                   [N || {N, true} <- Cores]),
             case kraken_cluster_move:next(Me, View, Others, Synced, {Desired, Now - At}) of
                 keep ->
                     S;
-                {New = {E, _, _, Owners, Alt}, Why} ->
+                {New = {E, Phase, _, Owners, Alt}, Why} ->
                     ?LOG_INFO("kraken cluster: view ~b ~s: owners ~s; also ~s",
                               [E, Why, lists:join(" ", Owners), lists:join(" ", Alt)]),
-                    announce(update(S#state{view = New, view_at = Now}))
+                    Silent =/= [] andalso
+                        ?LOG_WARNING("kraken cluster: view ~b ~s without ~0p (silent)",
+                                     [E, Why, Silent]),
+                    MoveNodes = case Phase of
+                                    prepare -> LiveNodes;
+                                    switch -> S#state.move_nodes;
+                                    stable -> []
+                                end,
+                    announce(update(S#state{view = New, view_at = Now, move_nodes = MoveNodes}))
             end
     end.
 

@@ -94,9 +94,13 @@ check(Ctx, Event) ->
          Expected = lists:sort([{Payload, T} || {_, Other, Ps} <- Published, Other =/= Id,
                                                 {Ts, Payload} <- Ps, T <- Ts]),
          C ! {expect, length(Expected)},
-         Got = receive {got, C, G} -> G after 30000 -> error(collect_timeout) end,
+         Got = receive {got, C, G} -> G after 40000 -> error(collect_timeout) end,
          ?assertEqual({Id, connected}, {Id, element(1, Got)}),
          Pairs = lists:sort(element(2, Got)),
+         Missing = Expected -- Pairs,
+         Missing =/= [] andalso
+             io:format(user, "~n~p missed ~b (entry, topic) pairs, e.g. ~p~n",
+                       [Id, length(Missing), lists:sublist(Missing, 10)]),
          ?assertEqual({Id, length(Expected)}, {Id, length(Pairs)}),
          ?assertEqual({Id, []}, {Id, Pairs -- lists:usort(Pairs)}),   % no duplicate
          ?assertEqual({Id, []}, {Id, Expected -- Pairs}),   % none lost
@@ -115,7 +119,7 @@ publish_loop(S, Node, Topics, Parent, K, Published, Got) ->
     receive
         stop ->
             Parent ! {published, self(), Node, lists:reverse(Published)},
-            receive {expect, N} -> collect(S, Parent, N, Got, deadline(10000)) end
+            receive {expect, N} -> collect(S, Parent, N, Got, deadline(20000)) end
     after 5 ->
             Ts = lists:usort([lists:nth(rand:uniform(length(Topics)), Topics)
                               || _ <- lists:seq(1, rand:uniform(2))]),
