@@ -1,5 +1,5 @@
 /* cluster.c - topic ownership, batched requests to the cores, the router's
- * hooks (upstream subscriptions, forwarding, retro coverage), the
+ * hooks (upstream subscriptions, forwarding; retro is cluster_retro.c's), the
  * configuration of the live cores and the status; see cluster.h and
  * docs/cluster.md.  The links' life and failures are in cluster_link.c.
  *
