@@ -524,6 +524,16 @@ retro_upstream(Ctx) ->
     ok = kraken_client:publish(Owner, Many),
     F = connect(Ctx, p2),
     ?assertEqual({error, not_found}, kraken_client:retro_subscribe(F, HG, [G1])),
+    %% The Redis port's KRAKEN.RETROSUBSCRIBE on a proxy takes the same path.
+    RC = fresh_topic(Ctx, "rredis_", c2),
+    HR = next_second(),
+    ok = kraken_client:publish(CorePub, [{[RC], <<"for redis">>}]),
+    timer:sleep(200),
+    Rd = redis_connect(Ctx, p2),
+    ok = gen_tcp:send(Rd, resp([<<"KRAKEN.RETROSUBSCRIBE">>, integer_to_binary(HR), RC])),
+    ok = redis_expect(Rd, resp_push([<<"subscribe">>, RC], 1)),
+    ok = redis_expect(Rd, resp_message(RC, <<"for redis">>)),
+    gen_tcp:close(Rd),
     [kraken_client:disconnect(S) || S <- [A, B, CorePub, LocalPub, E, Local, Owner, F]],
     ok.
 
