@@ -61,6 +61,73 @@ int cluster_owner_name(const char *topic, size_t len, const char **name, size_t 
     return 1;
 }
 
+/* ---- refusing what cannot be forwarded ---- */
+
+bool cluster_active(void)
+{
+    return cl.srv != NULL; /* it had a view: a node of a cluster */
+}
+
+/* A proxy that sees no live core owns nothing (a core is always in its own
+ * view): nothing published there can reach the subscribers elsewhere, and
+ * its retention cannot vouch for anything. */
+static bool alone(void)
+{
+    return cl.srv && cl.n == 0;
+}
+
+/* Up: connected and answered its handshake (or first poll).  While a link is
+ * connecting, what is written to it is lost if the attempt fails: refused. */
+static bool link_up(const struct cluster_core *k)
+{
+    return k->link && !conn_is_closing(k->link) && link_state(k->link)->up;
+}
+
+static void count_drop(struct cluster_core *c)
+{
+    c->dropped++;
+    int64_t now = engine_now_ms();
+    if (now - c->drop_logged_ms >= 1000) {
+        c->drop_logged_ms = now;
+        klog(LOG_WARNING,
+             "cluster: core %s is unreachable (its link is %s); publishes to its topics are "
+             "refused (%" PRIu64 " so far)",
+             c->name, !c->link ? "down" : "not up", c->dropped);
+    }
+}
+
+bool cluster_settled(void)
+{
+    for (size_t i = 0; i < cl.n; i++) {
+        const struct cluster_core *k = cl.cores[i];
+        if (!k->self && k->link && k->links == 1 && !link_up(k))
+            return false; /* its first attempt is still under way */
+    }
+    return true;
+}
+
+bool cluster_reachable(const struct proto_slice *topics, uint32_t n)
+{
+    if (alone() && n > 0) {
+        cl.alone_refused++;
+        int64_t now = engine_now_ms();
+        if (now - cl.alone_logged_ms >= 1000) {
+            cl.alone_logged_ms = now;
+            klog(LOG_WARNING, "cluster: no live core; publishes are refused (%" PRIu64 " so far)",
+                 cl.alone_refused);
+        }
+        return false;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        int k = owner_remote(topics[i].p, topics[i].len);
+        if (k >= 0 && !link_up(cl.cores[k])) {
+            count_drop(cl.cores[k]);
+            return false;
+        }
+    }
+    return true;
+}
+
 /* ---- batched requests to a core ---- */
 
 void cluster_emit(struct cluster_core *k)
@@ -226,15 +293,7 @@ static void on_published(struct subscriber *publisher, enum topic_ns ns, const s
             continue;
         struct cluster_core *c = cl.cores[k];
         if (!c->link) {
-            c->dropped++;
-            int64_t now = engine_now_ms();
-            if (now - c->drop_logged_ms >= 1000) {
-                c->drop_logged_ms = now;
-                klog(LOG_WARNING,
-                     "cluster: core %s is unreachable; entries for its topics are not "
-                     "forwarded (%" PRIu64 " so far)",
-                     c->name, c->dropped);
-            }
+            count_drop(c); /* not reached: publishers ask cluster_reachable() first */
             continue;
         }
         struct evbuffer *b = batch(c, OP_PUB);

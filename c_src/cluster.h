@@ -28,8 +28,10 @@
  * the meantime are disconnected when it comes back.  A client waiting for a
  * confirmation from a lost core is one of those holders: it gets
  * `SERVER_ERROR cluster core unavailable` instead of its reply, then the
- * close.  Entries for a core
- * whose link is down are dropped and counted (`dropped` in the status). */
+ * close.  A publish with a topic owned by a core whose link is not up (down,
+ * connecting, closing) is refused before anything of it is published
+ * (cluster_reachable(); the client gets an error) and counted (`dropped` in
+ * the status). */
 #ifndef KRAKEN_CLUSTER_H
 #define KRAKEN_CLUSTER_H
 
@@ -39,6 +41,11 @@
 
 struct server;
 struct conn;
+struct proto_slice;
+
+/* The Kraken protocol's answer to a publish refused by cluster_reachable()
+ * (and to a holder of a lost core's topic, before it is disconnected). */
+#define CLUSTER_ERR_UNAVAILABLE "SERVER_ERROR cluster core unavailable\r\n"
 
 struct cluster_member {
     const char *name; /* node name, e.g. "c1@web1" */
@@ -74,6 +81,18 @@ struct cluster_core_status {
 /* The live cores as last configured, with their link figures; returns the
  * count (0 when not in a cluster).  out[] holds at most max. */
 size_t cluster_status(struct cluster_core_status *out, size_t max);
+/* Whether this engine has a cluster view (with other cores than itself or
+ * not): only then can a publish be refused. */
+bool cluster_active(void);
+/* Whether an entry on these topics (channel namespace) can be forwarded now:
+ * false when one of them is owned by a core whose link is not up, which is
+ * then counted in that core's `dropped` (with a warning at most once a
+ * second per core).  The caller refuses the publish whole: nothing of it is
+ * delivered, retained or forwarded. */
+bool cluster_reachable(const struct proto_slice *topics, uint32_t n);
+/* Whether every link of the current view made its first attempt: up, or
+ * failed once (a node held at start-up waits for this, cluster_wait). */
+bool cluster_settled(void);
 /* The owner of a topic: 1 with its name, or 0 when it is served here. */
 int cluster_owner_name(const char *topic, size_t len, const char **name, size_t *name_len);
 

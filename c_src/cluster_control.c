@@ -17,9 +17,11 @@
 #include <string.h>
 
 #include "cluster.h"
+#include "log.h"
 #include "server.h"
 
 #define MAX_CORES 1024
+#define RELEASE_MAX_MS 2000 /* a link's first attempt is given up after 1.5 s */
 #define MAX_NAME 1024
 
 /* Decodes a binary (or string/atom) of at most max-1 bytes into a fresh
@@ -90,6 +92,10 @@ static void handle_cluster(struct server *srv, const char *buf, int *idx, ei_x_b
     }
     if (cluster_configure(srv, self, self_len, m, (size_t)n, err, sizeof err) < 0)
         goto bad;
+    /* The first view: clients held until now are served once its links are
+     * up or failed once (their publishes would be refused meanwhile). */
+    if (server_release(srv, cluster_settled, RELEASE_MAX_MS) < 0)
+        klog(LOG_ERROR, "cluster: out of memory waiting for the links; accepting clients now");
     ei_x_encode_atom(x, "ok");
     goto out;
 bad:

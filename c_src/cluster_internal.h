@@ -61,6 +61,8 @@ struct cluster_state {
     bool flush_armed;
     int *owners; /* scratch: the owner of each topic of an entry */
     size_t owners_cap;
+    uint64_t alone_refused; /* publishes refused while no core was live */
+    int64_t alone_logged_ms;
 };
 
 extern struct cluster_state cl; /* cluster.c */

@@ -152,7 +152,8 @@ static bool can_fetch(const struct cluster_core *k)
  * a `register` made after it): this node's retention.  Otherwise its owner
  * is asked, and so for every topic of that owner in the request, so that
  * the answer keeps each publisher's order on that core.  A polled upstream
- * (the original Kraken) cannot be asked: too old. */
+ * (the original Kraken) cannot be asked: too old.  A proxy that sees no
+ * live core can vouch for nothing: too old. */
 void cluster_retro_classify(struct topic *const *topics, uint32_t n, int kind, int64_t h,
                             uint8_t *src, void *arg)
 {
@@ -160,6 +161,10 @@ void cluster_retro_classify(struct topic *const *topics, uint32_t n, int kind, i
     bool ask[64] = {false}; /* by core index; more cores than that: asked per topic */
     for (uint32_t i = 0; i < n; i++) {
         const struct topic *t = topics[i];
+        if (t->ns == TOPIC_NS_CHANNEL && cl.n == 0) {
+            src[i] = ROUTER_RETRO_TOO_OLD; /* alone (cluster.c) */
+            continue;
+        }
         int k = owner_index(t);
         if (k < 0)
             continue;

@@ -35,6 +35,7 @@ static const struct {
     {"redis_port", -1, 65535, offsetof(struct engine_config, redis_port), F_INT},
     {"http_port", -1, 65535, offsetof(struct engine_config, http_port), F_INT},
     {"engine_restarts", 0, UINT32_MAX, offsetof(struct engine_config, engine_restarts), F_U32},
+    {"cluster_wait", 0, 1, offsetof(struct engine_config, cluster_wait), F_U32},
     {"max_tcp_clients", 1, UINT32_MAX, offsetof(struct engine_config, max_clients), F_U32},
     {"num_router_shards", 1, 65536, offsetof(struct engine_config, num_shards), F_U32},
     {"messages_stored_per_router_shard", 1, 100000000,

@@ -19,6 +19,7 @@ struct engine_config {
     int redis_port;            /* -1: the Redis protocol is off */
     int http_port;             /* -1: no HTTP endpoint (/metrics, /readyz...: http.c) */
     uint32_t engine_restarts;  /* how many times the node restarted the engine before */
+    uint32_t cluster_wait;     /* 1: in a cluster; accept no client before the first view */
     char redis_password[256];  /* empty: no AUTH needed */
     uint32_t max_clients;
     uint32_t num_shards;

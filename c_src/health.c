@@ -88,6 +88,11 @@ int health_check(struct server *srv, char *why, size_t len)
         snprintf(why, len, "event loop stalled: its timer last ran %" PRId64 " ms ago", lag);
         return 0;
     }
+    if (srv->held) {
+        snprintf(why, len, "waiting for the first cluster view and its links (clients are held "
+                           "until then)");
+        return 0;
+    }
     if (server_accept_paused(srv)) {
         snprintf(why, len, "accepting paused: out of file descriptors (%u clients connected)",
                  srv->eng.nconns);

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cluster.h"
 #include "engine.h"
 #include "entry.h"
 #include "kraken/protocol.h"
@@ -236,6 +237,17 @@ static const char *do_publish(struct conn *c, const struct proto_request *req, i
     }
     if (rc < 0)
         return *error;
+    /* In a cluster, a block with an entry for a core that cannot be reached
+     * now is refused whole, so that the error means "nothing of it was
+     * published": the client may retry it (docs/cluster.md). */
+    for (size_t i = 0; i < n && cluster_active(); i++) {
+        const struct proto_entry *e = &eng->entries[i];
+        long nt = engine_split_topics(eng, e->topics.p, e->topics.len);
+        if (nt < 0)
+            return NULL;
+        if (!cluster_reachable(eng->slices, (uint32_t)nt))
+            return *error = CLUSTER_ERR_UNAVAILABLE;
+    }
     for (size_t i = 0; i < n; i++) {
         const struct proto_entry *e = &eng->entries[i];
         long nt = engine_split_topics(eng, e->topics.p, e->topics.len);

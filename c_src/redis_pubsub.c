@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cluster.h"
 #include "engine.h"
 #include "entry.h"
 #include "glob.h"
@@ -218,6 +219,12 @@ void redis_publish(struct conn *c, const struct redis_cmd *cmd)
     bool shard = is_shard(cmd);
     struct proto_slice topic = {cmd->argv[1].p, cmd->argv[1].len};
     struct router_publish_result res;
+    if (!shard && !cluster_reachable(&topic, 1)) {
+        /* Its owner is a core that cannot be reached now: nothing published
+         * (docs/cluster.md); the connection stays, as after any Redis error. */
+        redis_error(c, "cluster core unavailable: not published");
+        return;
+    }
     if (router_publish_ns(&c->eng->router, NULL, shard ? TOPIC_NS_SHARD : TOPIC_NS_CHANNEL,
                           &topic, 1, cmd->argv[2].p, cmd->argv[2].len, engine_unix_time(),
                           &res) < 0) {

@@ -77,6 +77,16 @@ static struct server *server_of(struct conn *c)
     return c->eng == NULL ? NULL : (struct server *)((char *)c->eng - offsetof(struct server, eng));
 }
 
+/* Accepting again (after EMFILE), unless held for the first cluster view. */
+static void enable_accepts(struct server *srv)
+{
+    if (srv->held)
+        return;
+    for (int k = 0; k < PROTO_KINDS; k++)
+        if (srv->listeners[k].l)
+            evconnlistener_enable(srv->listeners[k].l);
+}
+
 static void close_conn(struct conn *c)
 {
     struct server *srv = server_of(c);
@@ -103,9 +113,7 @@ static void close_conn(struct conn *c)
         evutil_closesocket(c->fd);
     conn_free(c);
     if (srv->accept_timer && !evtimer_pending(srv->accept_timer, NULL))
-        for (int k = 0; k < PROTO_KINDS; k++)
-            if (srv->listeners[k].l)
-                evconnlistener_enable(srv->listeners[k].l);
+        enable_accepts(srv);
 }
 
 /* Writes what it can now; arms the write event for the rest.  Returns -1 if
@@ -427,9 +435,7 @@ static void accept_timer_cb(evutil_socket_t fd, short what, void *arg)
     struct server *srv = arg;
     (void)fd;
     (void)what;
-    for (int k = 0; k < PROTO_KINDS; k++)
-        if (srv->listeners[k].l)
-            evconnlistener_enable(srv->listeners[k].l);
+    enable_accepts(srv);
 }
 
 static void sweep_cb(evutil_socket_t fd, short what, void *arg)
@@ -628,7 +634,9 @@ static int listen_on(struct server *srv, enum proto_kind kind, const struct prot
     ls->ops = ops;
     ls->srv = srv;
     ls->l = evconnlistener_new_bind(
-        srv->base, accept_cb, ls, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+        srv->base, accept_cb, ls,
+        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC |
+            (srv->held ? LEV_OPT_DISABLED : 0),
         1024, (struct sockaddr *)&ss, (int)sslen);
     if (!ls->l) {
         snprintf(err, errlen, "listen %s port %d (%s protocol): %s", cfg->listen_ip, port,
@@ -654,6 +662,7 @@ int server_start(struct server *srv, struct event_base *base, const struct engin
         return -1;
     }
     srv->started = true;
+    srv->held = cfg->cluster_wait != 0;
     if (listen_on(srv, PROTO_KIND_KRAKEN, &proto_kraken, cfg->port, err, errlen) < 0)
         return -1;
     if (cfg->redis_port >= 0 &&
@@ -685,6 +694,40 @@ bool server_accept_paused(const struct server *srv)
     return srv->accept_timer && evtimer_pending(srv->accept_timer, NULL);
 }
 
+static void release_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct server *srv = arg;
+    (void)fd;
+    (void)what;
+    bool ready = !srv->release_ready || srv->release_ready();
+    if (!ready && engine_now_ms() < srv->release_by_ms)
+        return;
+    if (srv->release_timer)
+        event_del(srv->release_timer);
+    srv->held = false;
+    klog(ready ? LOG_INFO : LOG_WARNING, "first cluster view: accepting clients%s",
+         ready ? "" : " (some links of it are still connecting)");
+    if (!server_accept_paused(srv))
+        enable_accepts(srv);
+}
+
+int server_release(struct server *srv, bool (*ready)(void), int max_ms)
+{
+    if (!srv->held || srv->release_timer)
+        return 0;
+    srv->release_ready = ready;
+    srv->release_by_ms = engine_now_ms() + max_ms;
+    srv->release_timer = event_new(srv->base, -1, EV_PERSIST, release_cb, srv);
+    struct timeval tv = {0, 5000};
+    if (!srv->release_timer || event_add(srv->release_timer, &tv) < 0) {
+        srv->release_ready = NULL;
+        release_cb(-1, 0, srv);
+        return -1;
+    }
+    release_cb(-1, 0, srv);
+    return 0;
+}
+
 int server_port(const struct server *srv, enum proto_kind kind)
 {
     return srv->listeners[kind].l ? srv->listeners[kind].port : -1;
@@ -713,6 +756,9 @@ void server_stop(struct server *srv)
         event_free(srv->reaper);
     if (srv->budget_timer)
         event_free(srv->budget_timer);
+    if (srv->release_timer)
+        event_free(srv->release_timer);
+    srv->release_timer = NULL;
     srv->sweep_timer = srv->accept_timer = srv->reaper = srv->budget_timer = NULL;
     engine_free(&srv->eng);
     srv->started = false;

@@ -45,6 +45,13 @@ struct server {
     struct health health;        /* readiness (health.c) */
     struct http *http;           /* the HTTP endpoint, NULL when off (http.c) */
     bool started;
+    /* cluster_wait: the client listeners are off until the first cluster
+     * view (server_release()); until then this engine would serve every
+     * topic alone and forward nothing. */
+    bool held;
+    struct event *release_timer; /* polls release_ready while held */
+    bool (*release_ready)(void);
+    int64_t release_by_ms;
     void (*on_stop)(struct server *srv); /* set by cluster.c: before connections close */
 };
 
@@ -67,5 +74,10 @@ struct conn *server_connect(struct server *srv, const struct proto_ops *ops, con
 int server_port(const struct server *srv, enum proto_kind kind);
 /* Whether accepting is paused after running out of descriptors. */
 bool server_accept_paused(const struct server *srv);
+/* Ends the hold of cluster_wait (the first cluster view arrived) once
+ * ready() says so (polled every few milliseconds; NULL: at once), or after
+ * max_ms: the listeners accept, and the connections waiting in their
+ * backlog are served.  Returns -1 when out of memory (released at once). */
+int server_release(struct server *srv, bool (*ready)(void), int max_ms);
 
 #endif

@@ -4,7 +4,10 @@
 %% non-empty `cluster_nodes'. It:
 %%
 %%   - connects to `cluster_nodes' (any one member is enough: distribution
-%%     connects the rest), and keeps retrying those it cannot reach;
+%%     connects the rest), and keeps retrying those it cannot reach, and
+%%     every node it ever heard a heartbeat from (after a partition between
+%%     two members that both still reach a third, nothing else would connect
+%%     them again: distribution meshes only when a node comes up);
 %%   - joins the `pg' group of its role (`core' or `proxy') in the scope
 %%     `kraken_cluster_pg'; the groups are how members find each other;
 %%   - every ?TICK ms sends a heartbeat `{kraken_hb, Pid, Info}' to every
@@ -47,7 +50,8 @@
                 members = #{} :: #{pid() => #member{}},
                 engine :: pid() | undefined,
                 sent :: term(),
-                connector :: pid() | undefined,
+                connectors = #{} :: #{pid() => node()},
+                known = #{} :: #{node() => true},
                 ready_at :: integer(),
                 engine_ok_at :: integer(),
                 checker :: pid() | undefined,
@@ -156,10 +160,12 @@ handle_info({engine_health, Pid, pong}, S = #state{checker = Pid}) ->
     {noreply, S#state{checker = undefined, engine_ok_at = now_ms()}};
 handle_info({engine_health, Pid, _}, S = #state{checker = Pid}) ->
     {noreply, S#state{checker = undefined}};
-handle_info({kraken_hb, Pid, Info}, S = #state{members = Members}) when is_map(Info) ->
+handle_info({kraken_hb, Pid, Info}, S = #state{members = Members, known = Known})
+  when is_map(Info) ->
     New = not maps:is_key(Pid, Members),
     S1 = S#state{members = Members#{Pid => #member{pid = Pid, info = Info,
-                                                   heard = now_ms()}}},
+                                                   heard = now_ms()}},
+                 known = Known#{node(Pid) => true}},
     case New of
         true -> {noreply, update(S1)};   % a join shows at once
         false -> {noreply, S1}
@@ -174,10 +180,10 @@ handle_info({nodedown, Node}, S = #state{members = Members}) ->
     end;
 handle_info({nodeup, _}, S) ->
     {noreply, S};
-handle_info({'EXIT', Pid, _}, S = #state{connector = Pid}) ->
-    {noreply, S#state{connector = undefined}};
 handle_info({'EXIT', Pid, _}, S = #state{checker = Pid}) ->
     {noreply, S#state{checker = undefined}};
+handle_info({'EXIT', Pid, _}, S = #state{connectors = C}) ->
+    {noreply, S#state{connectors = maps:remove(Pid, C)}};
 handle_info(_, S) ->
     {noreply, S}.
 
@@ -189,18 +195,17 @@ terminate(_, _) ->
 now_ms() ->
     erlang:monotonic_time(millisecond).
 
-%% Connects to the configured nodes not connected yet, in a helper process
-%% (a connection attempt to an unreachable host can take seconds).
-connect(S = #state{connector = undefined, nodes = Nodes}) ->
-    case [N || N <- Nodes, not lists:member(N, nodes())] of
-        [] ->
-            S;
-        Missing ->
-            Pid = spawn_link(fun() -> [net_kernel:connect_node(N) || N <- Missing] end),
-            S#state{connector = Pid}
-    end;
-connect(S) ->
-    S.
+%% Connects to the configured nodes and the members ever heard from that are
+%% not connected, each from a helper process of its own (an attempt to an
+%% unreachable host can take seconds), one attempt at a time per node.
+connect(S = #state{nodes = Nodes, known = Known, connectors = C}) ->
+    Busy = maps:values(C),
+    Missing = [N || N <- lists:usort(Nodes ++ maps:keys(Known)), N =/= node(),
+                    not lists:member(N, Busy), not lists:member(N, nodes())],
+    S#state{connectors = lists:foldl(
+                           fun(N, Acc) ->
+                                   Acc#{spawn_link(fun() -> net_kernel:connect_node(N) end) => N}
+                           end, C, Missing)}.
 
 %% A restarted engine knows nothing of the cluster: tell it again.
 check_engine(S = #state{engine = Old, info = Info}) ->

@@ -49,8 +49,9 @@
 -define(TABLE_FILE, "kraken_options.eterm").
 
 %% Engine options the node sets itself, not the user: engine_restarts (the
-%% node's count, so that the engine's metrics can export it).
--define(INTERNAL_OPTIONS, [engine_restarts]).
+%% node's count, so that the engine's metrics can export it) and
+%% cluster_wait (set on a node in a cluster: kraken_engine).
+-define(INTERNAL_OPTIONS, [engine_restarts, cluster_wait]).
 
 %% @doc The engine's option table (priv/kraken_options.eterm, written at
 %% build time by `kraken_engine --options'), in the engine's order.

@@ -201,9 +201,12 @@ await_ready(Port, Deadline) ->
 
 %% The configured options, except that the log level is the current one
 %% (set_log_level may have changed it before an engine restart), plus the
-%% number of times this node restarted the engine (engine_restarts).
+%% number of times this node restarted the engine (engine_restarts) and, in
+%% a cluster, cluster_wait: the engine serves no client before kraken_cluster
+%% sent it its first view (docs/cluster.md).
 current_options(Config) ->
-    Options = kraken_config:engine_options(Config),
+    Options = kraken_config:engine_options(Config) ++
+        [{cluster_wait, 1} || kraken_cluster:clustered(Config)],
     WithRestarts = lists:keystore(engine_restarts, 1, Options,
                                   {engine_restarts, kraken_sup:engine_restarts()}),
     case kraken_config:check_log_level(application:get_env(kraken, log_level, info)) of

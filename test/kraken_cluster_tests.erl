@@ -39,6 +39,10 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
+%% Helpers for the other cluster test modules.
+-export([base_ctx/1, base_cleanup/1, script/3, engine_args/0, engine_path/0, standalone/1,
+         free_port/0, rpc/5, wait_until/2, receive_pairs/3, sanitizer_reports/1, node_name/2]).
+
 -define(NTOPICS, 24).
 -define(PER_CLIENT, 15).
 

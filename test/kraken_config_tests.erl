@@ -67,7 +67,7 @@ engine_table_test() ->
               ?assertEqual({Name, Bad, true}, {Name, Bad, lists:suffix(Expected, Msg)})
           end || Bad <- [Min - 1, Max + 1]]
      end || {Name, integer, Min, Max, Default} <- Ints,
-            Name =/= engine_restarts].   % internal: set by the node, not a user option
+            Name =/= engine_restarts, Name =/= cluster_wait].   % internal: set by the node
 
 split_dots(Tokens) ->
     split_dots(Tokens, [], []).

@@ -1,0 +1,240 @@
+%% @doc What a cluster node refuses rather than lose silently
+%% (docs/cluster.md, "Failures"):
+%%
+%%   - a publish with a topic owned by a core whose link is not up is
+%%     refused whole: Kraken `SERVER_ERROR cluster core unavailable' (then
+%%     the connection closes, as after every Kraken error), Redis `-ERR
+%%     cluster core unavailable: not published' (the connection stays);
+%%     nothing of it is delivered (not even locally), the core's DROPPED
+%%     counts it, the log says why. The unreachable core is a static
+%%     upstream on a port nobody listens on: always live, its link never up,
+%%     so nothing here depends on timing;
+%%   - an engine started with cluster_wait (a node in a cluster) holds its
+%%     clients until its first cluster view and the links of that view made
+%%     their first attempt: their requests are answered only then, and the
+%%     `ready' check (/readyz) says why it is not ready;
+%%   - a proxy that sees no live core (its view is empty) refuses publishes,
+%%     and answers NOT_FOUND to a retro_subscribe: it owns nothing.
+%%     Driven on the engine's control channel as kraken_engine does, so the
+%%     view comes exactly when the test sends it.
+-module(kraken_cluster_refuse_tests).
+
+-include_lib("eunit/include/eunit.hrl").
+
+-import(kraken_cluster_tests, [script/3, rpc/5, wait_until/2, receive_pairs/3]).
+
+%%% A publish for an unreachable core
+
+unreachable_test_() ->
+    {setup, fun setup/0, fun cleanup/1,
+     fun(Ctx) ->
+             [{timeout, 60, {"a publish for a core whose link is not up is refused whole "
+                             "(Kraken SERVER_ERROR and close, Redis -ERR), delivered nowhere, "
+                             "counted in DROPPED and logged",
+                             fun() -> refused(Ctx) end}}]
+     end}.
+
+setup() ->
+    Ctx0 = kraken_cluster_tests:base_ctx("kref"),
+    {U1, U1Port} = kraken_cluster_tests:standalone(kraken_cluster_tests:engine_path()),
+    Dead = kraken_cluster_tests:free_port(),   % nobody listens there
+    Port = kraken_cluster_tests:free_port(),
+    RedisPort = kraken_cluster_tests:free_port(),
+    Ctx = Ctx0#{u1 => U1, u1_port => U1Port, dead_port => Dead, port => Port,
+                redis_port => RedisPort},
+    Ups = io_lib:format("[\"127.0.0.1:~b\", \"127.0.0.1:~b\"]", [U1Port, Dead]),
+    {0, Out} = script(Ctx, p4, ["start", "-kraken", "tcp_server_port", integer_to_list(Port),
+                                "-kraken", "listen_ip", "\"127.0.0.1\"",
+                                "-kraken", "redis_port", integer_to_list(RedisPort),
+                                "-kraken", "role", "proxy",
+                                "-kraken", "upstreams", lists:flatten(Ups)]
+                               ++ kraken_cluster_tests:engine_args()),
+    {match, [P]} = re:run(Out, "\\(os pid (\\d+)\\)", [{capture, all_but_first, list}]),
+    Ctx#{os_pid => list_to_integer(P)}.
+
+cleanup(Ctx = #{u1 := U1, os_pid := OsPid, tmp := Tmp}) ->
+    _ = script(Ctx, p4, ["stop"]),
+    kraken_cluster_tests:sanitizer_reports(Tmp),
+    _ = os:cmd("kill -9 " ++ integer_to_list(OsPid) ++ " 2>/dev/null"),
+    {os_pid, U1Pid} = erlang:port_info(U1, os_pid),
+    _ = os:cmd("kill " ++ integer_to_list(U1Pid)),
+    kraken_cluster_tests:base_cleanup(Ctx).
+
+status(Ctx) ->
+    case rpc(Ctx, p4, kraken_engine, call, [cluster_status]) of
+        L when is_list(L) -> L;
+        _ -> []
+    end.
+
+refused(Ctx = #{u1_port := U1Port, dead_port := Dead, port := Port, tmp := Tmp}) ->
+    U1Name = list_to_binary("127.0.0.1:" ++ integer_to_list(U1Port)),
+    DeadName = list_to_binary("127.0.0.1:" ++ integer_to_list(Dead)),
+    ok = wait_until(fun() ->
+                            lists:sort([{N, S =:= up orelse S =:= polling}
+                                        || {N, S, _, _, _, _, _, _, _} <- status(Ctx)]) =:=
+                                lists:sort([{U1Name, true}, {DeadName, false}])
+                    end, 15000),
+    Candidates = [list_to_binary("ref_" ++ integer_to_list(I)) || I <- lists:seq(1, 60)],
+    Owner = fun(T) -> rpc(Ctx, p4, kraken_engine, call, [{cluster_owner, T}]) end,
+    [T1 | _] = [T || T <- Candidates, Owner(T) =:= U1Name],
+    [TD | _] = [T || T <- Candidates, Owner(T) =:= DeadName],
+    Connect = fun(P) -> {ok, S} = kraken_client:connect({127, 0, 0, 1}, P), S end,
+    S = Connect(Port), ok = kraken_client:subscribe(S, [T1]),     % on the proxy
+    B = Connect(U1Port), ok = kraken_client:subscribe(B, [T1]),   % at T1's owner
+    ok = wait_until(fun() ->
+                            lists:sum([N || {_, _, _, _, N, _, _, _, _} <- status(Ctx)]) =:= 1
+                    end, 5000),
+    timer:sleep(300),   % the upstream subscription reaches U1
+    %% Kraken: a block whose second entry names TD is refused whole, and the
+    %% connection closes after the error line.
+    P = Connect(Port),
+    ?assertEqual({error, {server_error, <<"cluster core unavailable">>}},
+                 kraken_client:publish(P, [{[T1], <<"a">>}, {[T1, TD], <<"b">>}])),
+    ?assertEqual({error, closed}, gen_tcp:recv(P, 0, 5000)),
+    %% Redis: -ERR, and the connection stays usable.
+    {ok, R} = gen_tcp:connect({127, 0, 0, 1}, maps:get(redis_port, Ctx),
+                              [binary, {active, false}]),
+    ok = gen_tcp:send(R, resp([<<"PUBLISH">>, TD, <<"r">>])),
+    ?assertEqual(<<"-ERR cluster core unavailable: not published\r\n">>, recv_n(R, 46)),
+    ok = gen_tcp:send(R, resp([<<"PING">>])),
+    ?assertEqual(<<"+PONG\r\n">>, recv_n(R, 7)),
+    %% What is published next arrives first: nothing of the refused block
+    %% was delivered, locally or at the owner.
+    Q = Connect(Port),
+    ok = kraken_client:publish(Q, [{[T1], <<"after">>}]),
+    ?assertEqual([{<<"after">>, T1}], receive_pairs(S, 1, 5000)),
+    ?assertEqual([{<<"after">>, T1}], receive_pairs(B, 1, 5000)),
+    ok = gen_tcp:send(R, resp([<<"PUBLISH">>, T1, <<"from redis">>])),
+    ?assertEqual(<<":1\r\n">>, recv_n(R, 4)),
+    ?assertEqual([{<<"from redis">>, T1}], receive_pairs(B, 1, 5000)),
+    %% DROPPED counts the two refusals; the log says why.
+    [Dropped] = [D || {N, _, _, _, _, _, _, D, _} <- status(Ctx), N =:= DeadName],
+    ?assertEqual(2, Dropped),
+    Log = filename:join(Tmp, kraken_cluster_tests:node_name(Ctx, p4) ++ ".console.log"),
+    {ok, Text} = file:read_file(Log),
+    ?assertMatch({match, _}, re:run(Text, "core " ++ binary_to_list(DeadName) ++
+                                        " is unreachable \\(its link is [a-z ]+\\); publishes "
+                                        "to its topics are refused")),
+    ?assertMatch({match, _}, re:run(Text, "SERVER_ERROR cluster core unavailable for "
+                                          "\"set publish")),
+    gen_tcp:close(R),
+    [kraken_client:disconnect(X) || X <- [S, B, Q]],
+    ok.
+
+resp(Args) ->
+    [io_lib:format("*~b\r\n", [length(Args)]),
+     [[io_lib:format("$~b\r\n", [byte_size(A)]), A, "\r\n"] || A <- Args]].
+
+recv_n(R, N) ->
+    {ok, Bin} = gen_tcp:recv(R, N, 5000),
+    Bin.
+
+%%% Held until the first view
+
+hold_test_() ->
+    {timeout, 30, {"cluster_wait: clients held until the first cluster view and its links, "
+                   "then served; not ready until then", fun hold/0}}.
+
+hold() ->
+    {Port, Listen} = held_engine(),
+    {Fake, FakePort} = fake_core(),
+    try
+        {ok, S} = gen_tcp:connect({127, 0, 0, 1}, Listen, [binary, {active, false}]),
+        ok = gen_tcp:send(S, <<"version\r\n">>),
+        %% Held: a served engine answers in a millisecond; this one says
+        %% nothing while it has no view.
+        ?assertEqual({error, timeout}, gen_tcp:recv(S, 0, 500)),
+        {not_ready, Why} = call(Port, 1, ready),
+        ?assertMatch({match, _}, re:run(Why, "waiting for the first cluster view")),
+        %% A view with another core, whose link waits for its answer: still
+        %% held (a publish for its topics would be refused meanwhile).
+        ok = call(Port, 2, {cluster, {<<"solo">>, [{<<"solo">>, <<"127.0.0.1">>, Listen},
+                                                   {<<"other">>, <<"127.0.0.1">>, FakePort}]}}),
+        receive {Fake, asked} -> ok after 5000 -> error(no_link) end,
+        ?assertEqual({error, timeout}, gen_tcp:recv(S, 0, 300)),
+        ?assertMatch({not_ready, _}, call(Port, 3, ready)),
+        %% The link is up: the client is served.
+        Fake ! answer,
+        {ok, <<"VERSION ", _/binary>>} = gen_tcp:recv(S, 0, 5000),
+        ?assertEqual(ready, call(Port, 4, ready)),
+        gen_tcp:close(S)
+    after
+        catch port_close(Port),
+        exit(Fake, kill)
+    end.
+
+%%% A proxy that sees no live core
+
+alone_test_() ->
+    {timeout, 30, {"a proxy with no live core refuses publishes and cannot vouch for a "
+                   "retro_subscribe horizon", fun alone/0}}.
+
+alone() ->
+    {Port, Listen} = held_engine(),
+    try
+        ok = call(Port, 1, {cluster, {<<"p">>, []}}),
+        Connect = fun() -> {ok, S} = kraken_client:connect({127, 0, 0, 1}, Listen), S end,
+        A = Connect(),
+        ?assertEqual({error, {server_error, <<"cluster core unavailable">>}},
+                     kraken_client:publish(A, [{[<<"t">>], <<"x">>}])),
+        B = Connect(),
+        ?assertEqual({error, not_found},
+                     kraken_client:retro_subscribe(B, erlang:system_time(second), [<<"t">>])),
+        kraken_client:disconnect(B)
+    after
+        catch port_close(Port)
+    end.
+
+%% An engine started as kraken_engine starts it on a node in a cluster.
+held_engine() ->
+    Port = open_port({spawn_executable, kraken_cluster_tests:engine_path()},
+                     [{packet, 4}, binary, exit_status, use_stdio, {args, []}]),
+    true = port_command(Port, term_to_binary({config, [{tcp_server_port, 0},
+                                                       {listen_ip, <<"127.0.0.1">>},
+                                                       {cluster_wait, 1}]})),
+    {ready, Listen} = packet(Port, fun({ready, _}) -> true; (_) -> false end),
+    {Port, Listen}.
+
+%% A "core" that accepts the link, reads its handshake (set push, version),
+%% tells the test, and answers VERSION when told to.
+fake_core() ->
+    Self = self(),
+    Pid = spawn(fun() ->
+                        {ok, L} = gen_tcp:listen(0, [binary, {ip, {127, 0, 0, 1}},
+                                                     {active, false}]),
+                        {ok, P} = inet:port(L),
+                        Self ! {fake_port, P},
+                        {ok, C} = gen_tcp:accept(L),
+                        fake_read(C, <<>>),
+                        Self ! {self(), asked},
+                        receive answer -> ok end,
+                        ok = gen_tcp:send(C, <<"VERSION 1.0.0\r\n">>),
+                        receive never -> ok end
+                end),
+    receive {fake_port, P} -> {Pid, P} after 5000 -> error(fake_core) end.
+
+fake_read(C, Buf) ->
+    case binary:match(Buf, <<"version\r\n">>) of
+        nomatch -> {ok, More} = gen_tcp:recv(C, 0), fake_read(C, <<Buf/binary, More/binary>>);
+        _ -> ok
+    end.
+
+call(Port, Ref, Request) ->
+    true = port_command(Port, term_to_binary({call, Ref, Request})),
+    {reply, Ref, Result} = packet(Port, fun({reply, R, _}) -> R =:= Ref; (_) -> false end),
+    Result.
+
+%% The next packet from the engine that Want accepts (log events skipped).
+packet(Port, Want) ->
+    receive
+        {Port, {data, Bin}} ->
+            T = binary_to_term(Bin),
+            case Want(T) of
+                true -> T;
+                false -> packet(Port, Want)
+            end;
+        {Port, {exit_status, St}} ->
+            error({engine_exited, St})
+    after 10000 ->
+            error(engine_timeout)
+    end.
