@@ -22,6 +22,9 @@ struct event;
 struct event_base;
 struct evbuffer;
 struct server;
+struct subscriber;
+struct topic;
+struct cluster_retro_req;
 
 enum op { OP_NONE, OP_SUB, OP_UNSUB, OP_PUB };
 
@@ -42,7 +45,11 @@ struct cluster_core {
     struct event *retry;
     struct evbuffer *pend;
     enum op pend_op;
-    struct ack_fifo acks; /* subscribe batches sent and answered (cluster_ack.h) */
+    struct ack_fifo acks; /* subscribe batches and link_retro requests sent and answered */
+    /* link_retro requests sent on the link, oldest first (cluster_retro.c) */
+    struct cluster_retro_req *retro_head, *retro_tail;
+    uint64_t link_seq;  /* the router's seq when the link was opened: entries
+                           published here after it were forwarded on it */
     uint64_t sent, dropped, links;
     int64_t drop_logged_ms;
     /* `version` requests on the current link: sent, answered (in order),
@@ -96,6 +103,9 @@ bool cluster_await_upstream(struct cluster_core *k, struct topic *t, struct subs
 int cluster_set_build(struct owner_set *s, struct cluster_core **cores, const bool *pick,
                       size_t n);
 void cluster_set_free(struct owner_set *s);
+/* Index in cl.cores of a topic's owner under cur (where entries are
+ * published), -1 without cores. */
+int cluster_owner_raw(const char *name, size_t len);
 /* Index in cl.cores of t's owner under s, -1 without cores. */
 int cluster_owner_in(const struct owner_set *s, uint64_t name_hash);
 /* t's owner under s when it is another core, else NULL (served here). */
@@ -129,5 +139,19 @@ uint32_t cluster_doom_holders(int kidx, const char *why);
 void cluster_ack_done(struct ack_holder *h, bool ok, void *arg);
 /* ack_done_fn that does nothing (every connection is closing anyway). */
 void cluster_ack_quiet(struct ack_holder *h, bool ok, void *arg);
+
+/* cluster_retro.c */
+/* The router's retro_classify and retro_defer hooks (router.h). */
+void cluster_retro_classify(struct topic *const *topics, uint32_t n, int kind, int64_t h,
+                            uint8_t *src, void *arg);
+bool cluster_retro_defer(struct subscriber *s, struct topic *const *topics, uint32_t n,
+                         int kind, int64_t h, int64_t h_time, void *arg);
+/* The answer to k's next acknowledged request arrived (found: STORED, else
+ * NOT_FOUND): when it is a link_retro request, its client gets its entries
+ * (or NOT_FOUND).  Called before the acknowledgement releases anybody. */
+void cluster_retro_answered(struct cluster_core *k, bool found);
+/* k's link is gone: its link_retro requests are dropped (their clients
+ * are disconnected as holders of k's topics). */
+void cluster_retro_fail(struct cluster_core *k);
 
 #endif

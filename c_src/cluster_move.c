@@ -61,6 +61,11 @@ int cluster_owner_in(const struct owner_set *s, uint64_t name_hash)
     return s->n ? (int)s->core[cluster_owner(s->hn, s->n, name_hash)] : -1;
 }
 
+int cluster_owner_raw(const char *name, size_t len)
+{
+    return cluster_owner_in(&cl.cur, cluster_name_hash(name, len));
+}
+
 /* The owner under s (a set over cores) when it is another core. */
 static struct cluster_core *remote(const struct owner_set *s, struct cluster_core **cores,
                                    uint64_t h)
