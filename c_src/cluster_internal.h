@@ -90,7 +90,7 @@ void cluster_emit(struct cluster_core *k);
 /* Appends a subscribe or unsubscribe of a topic to k's batch (nothing while
  * k's link is down). */
 void cluster_topic_op(struct cluster_core *k, enum op op, const char *name, size_t len);
-/* From now on t's entries come from upstream (retro_covered). */
+/* From now on t's entries come from upstream (cluster_retro_classify). */
 void cluster_mark_upstream(struct topic *t);
 /* Subscriber s of t waits for k's confirmation of t's upstream subscription
  * (s NULL: nobody waits).  Returns whether t's subscription at k is
