@@ -158,10 +158,19 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
         cluster_emit(cl.cores[i]);
 }
 
-/* The batch to append an operation of kind op to. */
-static struct evbuffer *batch(struct cluster_core *k, enum op op)
+/* The batch to append an operation of kind op and about add bytes to.  A
+ * batch is one request at the owner, so it stays under PEND_MAX and under
+ * max_request_bytes (the same on every node) less room for its `set` line:
+ * it is sent first if the operation would take it past either.  An
+ * operation bigger than that alone still goes alone (an entry fits the
+ * limit it was accepted under; its forwarded copy lists fewer topics). */
+static struct evbuffer *batch(struct cluster_core *k, enum op op, size_t add)
 {
-    if (k->pend_op != op || evbuffer_get_length(k->pend) >= PEND_MAX)
+    size_t limit = cl.srv->eng.cfg.max_request_bytes - 64;
+    if (limit > PEND_MAX)
+        limit = PEND_MAX;
+    size_t have = evbuffer_get_length(k->pend);
+    if (k->pend_op != op || (have > 0 && have + add > limit))
         cluster_emit(k);
     k->pend_op = op;
     if (!cl.flush_armed) {
@@ -175,7 +184,7 @@ void cluster_topic_op(struct cluster_core *k, enum op op, const char *name, size
 {
     if (!k->link)
         return; /* down: its holders are disconnected when it comes back */
-    struct evbuffer *b = batch(k, op);
+    struct evbuffer *b = batch(k, op, len + 1);
     if (evbuffer_get_length(b))
         evbuffer_add(b, " ", 1);
     evbuffer_add(b, name, len);
@@ -289,7 +298,11 @@ static void on_published(struct subscriber *publisher, enum topic_ns ns, const s
             count_drop(c); /* not reached: publishers ask cluster_reachable() first */
             continue;
         }
-        struct evbuffer *b = batch(c, OP_PUB);
+        size_t need = 32 + (size_t)e->payload_len;
+        for (uint32_t i = first; i < e->ntopics; i++)
+            if (cl.owners[i] == (int)k)
+                need += 1 + e->topics[i]->len;
+        struct evbuffer *b = batch(c, OP_PUB, need);
         evbuffer_add(b, "MESSAGE", 7);
         for (uint32_t i = first; i < e->ntopics; i++)
             if (cl.owners[i] == (int)k) {

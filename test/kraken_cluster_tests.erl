@@ -911,13 +911,16 @@ upstreams_test_() ->
      fun(Ctx) ->
              [{timeout, 60, {"a proxy with static upstreams: push to one, polling the "
                              "other; each (entry, topic) once, never back to its publisher",
-                             fun() -> upstreams(Ctx) end}}]
+                             fun() -> upstreams(Ctx) end}},
+              {timeout, 60, {"forwarded batches stay under the owner's max_request_bytes",
+                             fun() -> batch_under_limit(Ctx) end}}]
      end}.
 
 upstreams_setup() ->
     Ctx0 = #{tmp := _} = base_ctx("kup"),
     Engine = engine_path(),
-    {U1, U1Port} = standalone(Engine),
+    %% max_request_bytes 65536 on the proxy and on U1 (batch_under_limit)
+    {U1, U1Port} = standalone(Engine, ["--max_request_bytes", "65536"]),
     {U2, U2Port} = standalone(Engine),
     {Relay, OPort} = refusing_relay(U2Port),
     Ctx = Ctx0#{ports => #{p3 => free_port()}, u1 => U1, u2 => U2, relay => Relay,
@@ -928,7 +931,8 @@ upstreams_setup() ->
                                 "-kraken", "listen_ip", "\"127.0.0.1\"",
                                 "-kraken", "role", "proxy",
                                 "-kraken", "upstreams", lists:flatten(Ups),
-                                "-kraken", "upstream_poll_ms", "100"] ++ engine_args()),
+                                "-kraken", "upstream_poll_ms", "100",
+                                "-kraken", "max_request_bytes", "65536"] ++ engine_args()),
     {match, [P]} = re:run(Out, "\\(os pid (\\d+)\\)", [{capture, all_but_first, list}]),
     Ctx#{os_pids => #{p3 => list_to_integer(P)}}.
 
@@ -982,6 +986,32 @@ upstreams(Ctx = #{u1_port := U1Port, u2_port := U2Port, o_port := OPort}) ->
     [kraken_client:disconnect(S) || S <- [A, B, C]],
     ok.
 
+%% Two 40 KB entries pipelined in one write to the proxy, for a topic of
+%% U1: each fits max_request_bytes (64 KiB on both), the two together do
+%% not, so the proxy must forward them in two requests (one request of both
+%% was refused by U1, and the link closed: entries lost after STORED).
+batch_under_limit(Ctx = #{u1_port := U1Port}) ->
+    U1Name = list_to_binary("127.0.0.1:" ++ integer_to_list(U1Port)),
+    [T | _] = [T || I <- lists:seq(1, 60),
+                    T <- [list_to_binary("big_" ++ integer_to_list(I))],
+                    rpc(Ctx, p3, kraken_engine, call, [{cluster_owner, T}]) =:= U1Name],
+    {ok, B} = kraken_client:connect({127, 0, 0, 1}, U1Port),
+    ok = kraken_client:subscribe(B, [T]),
+    Payloads = [binary:copy(<<C>>, 40000) || C <- "xy"],
+    Req = fun(P) ->
+                  Block = [<<"MESSAGE ">>, T, <<" 40000\r\n">>, P, <<"\r\n">>],
+                  [<<"set publish 0 0 ">>, integer_to_list(iolist_size(Block)), <<"\r\n">>,
+                   Block, <<"\r\n">>]
+          end,
+    {ok, A} = gen_tcp:connect({127, 0, 0, 1}, maps:get(p3, maps:get(ports, Ctx)),
+                              [binary, {active, false}]),
+    ok = gen_tcp:send(A, [Req(P) || P <- Payloads]),
+    ?assertEqual({ok, <<"STORED\r\nSTORED\r\n">>}, gen_tcp:recv(A, 16, 5000)),
+    ?assertEqual([{P, T} || P <- Payloads], receive_pairs(B, 2, 5000)),
+    gen_tcp:close(A),
+    kraken_client:disconnect(B),
+    ok.
+
 base_ctx(Tag) ->
     Tmp = filename:join(["/tmp", "kraken_" ++ Tag ++ "_test_" ++ os:getpid()]),
     ok = filelib:ensure_dir(filename:join(Tmp, "x")),
@@ -1023,9 +1053,12 @@ engine_path() ->
 
 %% A standalone engine (no Erlang) on a free port.
 standalone(Engine) ->
+    standalone(Engine, []).
+
+standalone(Engine, Options) ->
     Port = open_port({spawn_executable, Engine},
                      [{args, ["--standalone", "--tcp_server_port", "0",
-                              "--listen_ip", "127.0.0.1"]}, {line, 256}, binary]),
+                              "--listen_ip", "127.0.0.1"] ++ Options}, {line, 256}, binary]),
     receive
         {Port, {data, {eol, <<"listening ", N/binary>>}}} -> {Port, binary_to_integer(N)}
     after 10000 -> error(standalone_timeout)
