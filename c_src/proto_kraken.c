@@ -183,6 +183,9 @@ static const char *do_publish(struct conn *c, const struct proto_request *req, i
             return NULL;
         warn_publish(c, (size_t)nt, fanout, eng->slices);
     }
+    /* In a cluster, STORED waits for the remote owners (cluster_pub.c). */
+    if (eng->router.cfg.published)
+        cluster_publish_hold(c, req->noreply);
     return PROTO_STORED;
 }
 
@@ -273,7 +276,7 @@ static enum conn_status kraken_process(struct conn *c)
     struct kraken_state *ks = st(c);
     struct evbuffer *in = c->in, *out = c->out;
     while (!conn_is_closing(c)) {
-        if (evbuffer_get_length(out) > CONN_OUTPUT_HIGH || conn_held(c))
+        if (evbuffer_get_length(out) > CONN_OUTPUT_HIGH || conn_blocked(c))
             return CONN_PAUSED;
         size_t avail = evbuffer_get_length(in);
         if (avail == 0 || ks->need > avail)
