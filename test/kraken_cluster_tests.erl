@@ -425,6 +425,17 @@ acked_publish(Ctx) ->
          Got = [E || {_, M} = E <- kraken_client:receive_messages(S), M =/= Big],
          ?assertEqual({T, Want}, {T, Got})
      end || {T, S} <- Subs],
+    %% A quit right behind a held publish: the connection closes only after
+    %% the confirmed STORED.
+    [{T1, S1} | _] = Subs,
+    {ok, QS} = gen_tcp:connect({127, 0, 0, 1}, maps:get(p1, maps:get(ports, Ctx)),
+                               [binary, {active, false}]),
+    {ok, BQ} = kraken_client:serialize_entries([{[T1], Big} || _ <- lists:seq(1, 4)]),
+    ok = gen_tcp:send(QS, [<<"set publish 0 0 ">>, integer_to_binary(iolist_size(BQ)),
+                           <<"\r\n">>, BQ, <<"\r\nquit\r\n">>]),
+    ?assertEqual(<<"STORED\r\n">>, read_until_closed(QS, erlang:monotonic_time(millisecond),
+                                                      5000)),
+    ?assertEqual([{[T1], Big} || _ <- lists:seq(1, 4)], kraken_client:receive_messages(S1)),
     gen_tcp:close(R),
     [kraken_client:disconnect(S) || S <- [P | [S || {_, S} <- Subs]]],
     ok.
