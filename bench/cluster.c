@@ -156,10 +156,17 @@ void run_cluster(void)
     tg[2].sub_ports[2] = K[NP2].port;
     tg[2].sub_group[1] = tg[2].sub_group[2] = 1;
     tg[2].nsub_ports = 3;
+    if (O.cluster_pub_proxy) {
+        /* the publishers on p1: every entry is forwarded to the core, and each publish waits for its
+           confirmation (acknowledged publishes); `on core' keeps its subscribers on the core */
+        for (int i = 0; i < 3; i++) tg[i].port = K[NP1].port;
+        tg[0].sub_ports[0] = K[NC].port;
+        tg[0].nsub_ports = 1;
+    }
     printf("\ncluster (issue 12): core %s, proxies %s and %s (bin/kraken start, 127.0.0.1); push subscribers, "
-           "publishers on the core;\n  on core: every client on the core; on proxies: the subscribers spread over the "
+           "publishers on %s;\n  on core: every client on the core; on proxies: the subscribers spread over the "
            "two proxies; mixed: a third of them on each node; %.1f s per run\n",
-           K[NC].name, K[NP1].name, K[NP2].name, O.duration);
+           K[NC].name, K[NP1].name, K[NP2].name, O.cluster_pub_proxy ? "proxy p1" : "the core", O.duration);
     static crun_t runs[MAX_REPS][NCASES];
     double saved_rate = O.rate;
     const int wls[2] = { W_LAT, W_FAN };
