@@ -82,6 +82,7 @@ static void print_row(crun_t runs[][NCASES], int cs, const char *name, cfig_t p5
     if (!ran) return;
     char ld[32], rate[32], dl[48], p50[48], p99[48], cc[48], pc[48], cpct[16], ppct[16], gpct[16], la[16], cn[48];
     if (cs < LOAD_DIRECT) snprintf(ld, sizeof ld, "saturated");
+    else if (O.cluster_rate > 0) snprintf(ld, sizeof ld, "fixed %.0fk/s", rate_msgs / 1e3);
     else snprintf(ld, sizeof ld, "%.2f x sat %.0fk/s", O.cluster_load, rate_msgs / 1e3);
     fmt_fig(rate, sizeof rate, runs, cs, c_rate, 0, 0, 1);
     fmt_fig(dl, sizeof dl, runs, cs, c_deliv, 0, 1, 1e3);
@@ -181,7 +182,7 @@ void run_cluster(void)
             int c0 = phase ? LOAD_DIRECT : SAT_DIRECT, c1 = phase ? LOAD_MIXED : SAT_HOP;
             if (phase) {
                 double mn, mx, sat = fig(runs, SAT_DIRECT, c_rate, &mn, &mx);
-                O.rate = sat * O.cluster_load / (P[w].pubs * P[w].batch);
+                O.rate = (O.cluster_rate > 0 ? O.cluster_rate : sat * O.cluster_load) / (P[w].pubs * P[w].batch);
                 if (!(O.rate > 0)) break;
             }
             for (int rp = 0; rp < O.reps && !g_stop; rp++)

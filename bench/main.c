@@ -68,6 +68,7 @@ static opt_t opts[] = {
     { "startup-timeout", 'i', &O.startup_timeout },
     { "port", 'i', &O.port },
     { "cluster-load", 'd', &O.cluster_load },
+    { "cluster-rate", 'd', &O.cluster_rate },
     { "lat-subs", 'i', &P[W_LAT].subs },
     { "lat-pubs", 'i', &P[W_LAT].pubs },
     { "lat-topics-per-sub", 'i', &P[W_LAT].tps },
@@ -135,6 +136,7 @@ static void usage(FILE *f)
             "  --cluster-load F       fraction of the direct saturation rate for the hop target (default 0.5)\n"
             "  --cluster-pubs-on-proxy  the publishers on proxy p1 instead of the core (they wait for the core's\n"
             "                         confirmations: acknowledged publishes); `on core' then has the subscribers on the core\n"
+            "  --cluster-rate R       the reduced-rate runs at R msg/s instead (the same offered load for two engines)\n"
             "  --cluster-engine PATH  the cluster nodes' engine (engine_executable; e.g. an older build to compare)\n"
             "  --engine PATH          priv/kraken_engine for the standalone targets (default ./priv/kraken_engine,\n"
             "                         then <exe dir>/../priv/kraken_engine)\n"
