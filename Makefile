@@ -32,8 +32,8 @@ CORE_SRC := c_src/protocol.c c_src/resp.c c_src/glob.c c_src/table.c c_src/subse
             c_src/stats.c c_src/engine.c c_src/conn.c c_src/proto_kraken.c c_src/proto_redis.c \
             c_src/redis_pubsub.c c_src/budget.c c_src/server.c c_src/config.c c_src/log.c \
             c_src/control_decode.c c_src/metrics.c c_src/health.c c_src/http.c \
-            c_src/cluster_hash.c c_src/cluster_ack.c c_src/cluster.c c_src/cluster_link.c c_src/cluster_pub.c \
-            c_src/proto_link.c
+            c_src/cluster_hash.c c_src/cluster_ack.c c_src/cluster.c c_src/cluster_link.c \
+            c_src/cluster_pub.c c_src/cluster_retro.c c_src/proto_link.c
 ENGINE_SRC := $(CORE_SRC) c_src/control.c c_src/cluster_control.c c_src/main.c
 HEADERS := $(wildcard c_src/*.h include/kraken/*.h)
 UNIT_TESTS := test_protocol test_router test_proto_kraken test_proto_redis test_resp test_control test_metrics \
@@ -46,7 +46,7 @@ APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
 
 .PHONY: all help deps engine erlang run test test-c test-erlang test-blackbox test-docs test-hostile test-fault \
         test-valgrind soak bench bench-cluster clean fuzz fuzz-smoke test-glob-diff test-resp-diff test-redis test-control test-http test-http-opt \
-        install test-install test-partition
+        install test-install test-partition test-hostile-opt test-control-opt test-c-and-redis
 
 all: engine erlang
 
@@ -199,10 +199,13 @@ test-http: all
 test-http-opt: all
 	/usr/bin/python3 test/http_test.py
 
-# Hostile clients, limits, exhaustion and engine kill, against both builds.
+# Hostile clients, limits, exhaustion and engine kill, against the sanitizer
+# build (test-hostile-opt: the optimised one, which the other suites run).
 test-hostile: all
-	/usr/bin/python3 test/hostile_test.py
 	KRAKEN_ENGINE=$(CURDIR)/priv/kraken_engine_asan /usr/bin/python3 test/hostile_test.py
+
+test-hostile-opt: all
+	/usr/bin/python3 test/hostile_test.py
 
 # The Redis protocol port (issue 10), with clients nobody here wrote, against
 # each of REDIS_TARGETS: `redis` (a real redis-server the tests start, which
@@ -235,10 +238,13 @@ test-fault: engine build/failmalloc.so
 	/usr/bin/python3 test/fault_test.py
 
 # The control channel driven as the Erlang node drives it (bad packets,
-# stdio that is not a pipe, failures at start-up, log rate), both builds.
+# stdio that is not a pipe, failures at start-up, log rate), against the
+# sanitizer build (test-control-opt: the optimised one).
 test-control: engine build/failmalloc.so
-	/usr/bin/python3 test/control_test.py
 	KRAKEN_ENGINE=$(CURDIR)/priv/kraken_engine_asan /usr/bin/python3 test/control_test.py
+
+test-control-opt: engine build/failmalloc.so
+	/usr/bin/python3 test/control_test.py
 
 # make install into a temporary DESTDIR; the installed copy started with the
 # systemd unit's ExecStart line (free port, pid file in a temporary
@@ -316,7 +322,15 @@ fuzz-smoke: $(addprefix build/fuzz/,$(FUZZERS))
 fuzz:
 	$(MAKE) fuzz-smoke FUZZ_SECONDS=600
 
-test: all test-c test-glob-diff test-resp-diff test-erlang test-blackbox test-docs test-redis test-hostile test-http test-fault test-control test-install test-partition test-valgrind fuzz-smoke
+# The unit tests (CPU: compiling and running under the sanitizers) run beside
+# the Redis-port suites (mostly waiting on quiet lines); each one's output is
+# printed whole when it ends (--output-sync).  The other suites run one at a
+# time: several measure deadlines (failure detection within 3 s, readiness
+# within 2 s) that a loaded machine could miss.
+test-c-and-redis: all
+	$(MAKE) -j2 --output-sync=target test-c test-redis
+
+test: all test-c-and-redis test-glob-diff test-resp-diff test-erlang test-blackbox test-docs test-hostile test-http test-fault test-control test-install test-partition test-valgrind fuzz-smoke
 	@echo "make test: all suites passed"
 
 BENCH_SRC := $(wildcard bench/*.c)

@@ -1,5 +1,5 @@
 /* cluster.c - topic ownership, batched requests to the cores, the router's
- * hooks (upstream subscriptions, forwarding, retro coverage), the
+ * hooks (upstream subscriptions, forwarding; retro is cluster_retro.c's), the
  * configuration of the live cores and the status; see cluster.h and
  * docs/cluster.md.  The links' life and failures are in cluster_link.c.
  *
@@ -261,20 +261,6 @@ static void on_topic(struct topic *t, struct subscriber *s, bool gained, void *a
     await_upstream(cl.cores[k], t, s);
 }
 
-/* A topic served here: the retention is the owner's.  A topic owned
- * elsewhere: only entries since its upstream subscription are here, so a
- * horizon before it (or in its second: the subscription reaches the owner
- * a hop later) is answered NOT_FOUND rather than silently missing entries. */
-static bool retro_covered(const struct topic *t, int kind, int64_t h, void *arg)
-{
-    (void)arg;
-    if (t->ns == TOPIC_NS_CHANNEL && alone())
-        return false;
-    if (t->ns != TOPIC_NS_CHANNEL || owner_remote(t->name, t->len) < 0)
-        return true;
-    return kind == ROUTER_BY_SEQ ? t->upstream_seq <= (uint64_t)h : t->upstream_since < h;
-}
-
 static bool is_link(const struct subscriber *s)
 {
     return s && s->owner && ((const struct conn *)s->owner)->ops == &proto_link;
@@ -346,6 +332,7 @@ static void free_core(struct cluster_core *k)
     if (k->pend)
         evbuffer_free(k->pend);
     ack_fifo_fail(&k->acks, cluster_ack_quiet, NULL); /* their clients were disconnected, or all go */
+    cluster_retro_fail(k);
     free(k->name);
     free(k);
 }
@@ -423,7 +410,8 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
         srv->on_stop = on_stop;
         srv->eng.router.cfg.topic_hook = on_topic;
         srv->eng.router.cfg.published = on_published;
-        srv->eng.router.cfg.retro_covered = retro_covered;
+        srv->eng.router.cfg.retro_classify = cluster_retro_classify;
+        srv->eng.router.cfg.retro_defer = cluster_retro_defer;
     }
     struct cluster_core **cores = calloc(n + 1, sizeof *cores);
     struct cluster_hash_node *hn = calloc(n + 1, sizeof *hn);
@@ -488,6 +476,7 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
         cluster_doom_holders((int)j, "which left the cluster");
         cluster_pub_lost(o);
         ack_fifo_fail(&o->acks, cluster_ack_done, o);
+        cluster_retro_fail(o);
     }
     struct reconcile old = {cl.cores, cl.hn, cl.n};
     cl.cores = cores;

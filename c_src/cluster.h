@@ -106,10 +106,22 @@ void cluster_publish_hold(struct conn *c, bool noreply);
 /* The owner of a topic: 1 with its name, or 0 when it is served here. */
 int cluster_owner_name(const char *topic, size_t len, const char **name, size_t *name_len);
 
+/* Links' connections have this bit set in their subscriber id, so that an
+ * entry's publisher tells whether it came from a core (cluster_retro.c). */
+#define CLUSTER_LINK_ID_BIT ((uint64_t)1 << 62)
+
 /* From proto_link.c. */
 void cluster_link_up(struct conn *link);
-/* The peer answered an acknowledged request (a subscribe: STORED). */
-void cluster_link_acked(struct conn *link);
+/* The peer answered an acknowledged request (a subscribe: STORED; a
+ * link_retro: STORED, or NOT_FOUND when found is false). */
+void cluster_link_acked(struct conn *link, bool found);
+/* A `VALUE retro <time> <n>` block of the answer to a link_retro request
+ * (block: its entries, n + 2 bytes).  Returns -1 when none was expected or
+ * the block is malformed (the link closes). */
+int cluster_link_retro_block(struct conn *link, int64_t time, const char *block, size_t len);
+
+/* From server.c: connection c closes; its link_retro requests forget it. */
+void cluster_retro_forget(struct conn *c);
 /* The peer answered a ping or a poll (VERSION, END or a polled VALUE block). */
 void cluster_link_answered(struct conn *link);
 void cluster_link_closed(struct conn *link);

@@ -19,6 +19,9 @@ struct event;
 struct event_base;
 struct evbuffer;
 struct server;
+struct subscriber;
+struct topic;
+struct cluster_retro_req;
 
 enum op { OP_NONE, OP_SUB, OP_UNSUB, OP_PUB };
 
@@ -39,7 +42,11 @@ struct cluster_core {
     struct event *retry;
     struct evbuffer *pend;
     enum op pend_op;
-    struct ack_fifo acks; /* subscribe batches sent and answered (cluster_ack.h) */
+    struct ack_fifo acks; /* subscribe batches and link_retro requests sent and answered */
+    /* link_retro requests sent on the link, oldest first (cluster_retro.c) */
+    struct cluster_retro_req *retro_head, *retro_tail;
+    uint64_t link_seq;  /* the router's seq when the link was opened: entries
+                           published here after it were forwarded on it */
     uint64_t sent, dropped, links;
     int64_t drop_logged_ms;
     /* Acknowledged publishes (cluster_pub.c): the batch the current
@@ -96,5 +103,19 @@ void cluster_pub_lost(struct cluster_core *k);
 /* cluster_link.c, continued */
 /* ack_done_fn that does nothing (every connection is closing anyway). */
 void cluster_ack_quiet(struct ack_holder *h, bool ok, void *arg);
+
+/* cluster_retro.c */
+/* The router's retro_classify and retro_defer hooks (router.h). */
+void cluster_retro_classify(struct topic *const *topics, uint32_t n, int kind, int64_t h,
+                            uint8_t *src, void *arg);
+bool cluster_retro_defer(struct subscriber *s, struct topic *const *topics, uint32_t n,
+                         int kind, int64_t h, int64_t h_time, void *arg);
+/* The answer to k's next acknowledged request arrived (found: STORED, else
+ * NOT_FOUND): when it is a link_retro request, its client gets its entries
+ * (or NOT_FOUND).  Called before the acknowledgement releases anybody. */
+void cluster_retro_answered(struct cluster_core *k, bool found);
+/* k's link is gone: its link_retro requests are dropped (their clients
+ * are disconnected as holders of k's topics). */
+void cluster_retro_fail(struct cluster_core *k);
 
 #endif

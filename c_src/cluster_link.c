@@ -82,9 +82,11 @@ void cluster_ack_quiet(struct ack_holder *h, bool ok, void *arg)
     (void)arg;
 }
 
-void cluster_link_acked(struct conn *link)
+void cluster_link_acked(struct conn *link, bool found)
 {
     struct cluster_core *k = link_state(link)->core;
+    if (k)
+        cluster_retro_answered(k, found);
     if (k && !ack_fifo_answer(&k->acks, cluster_ack_done, k))
         klog(LOG_DEBUG, "cluster: core %s answered a request that expected no answer", k->name);
     else if (k)
@@ -195,6 +197,8 @@ void cluster_open_link(struct cluster_core *k)
         return;
     }
     link_state(c)->core = k;
+    c->sub.id |= CLUSTER_LINK_ID_BIT; /* what it publishes here is from a core */
+    k->link_seq = cl.srv->eng.router.seq;
     c->sub.push = true; /* exempt from the idle sweep: a link has nothing to ask */
     k->link = c;
     k->links++;
@@ -263,6 +267,7 @@ void cluster_link_closed(struct conn *link)
     cluster_doom_holders(index_of(k), "whose upstream link was lost");
     cluster_pub_lost(k);
     ack_fifo_fail(&k->acks, cluster_ack_done, k); /* nothing more will be answered on it */
+    cluster_retro_fail(k);
     k->reopen = true;
     schedule_retry(k);
 }

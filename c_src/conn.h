@@ -31,6 +31,7 @@ struct engine;
 struct evbuffer;
 struct event;
 struct conn;
+struct cluster_retro_req;
 
 enum conn_state { CONN_OPEN, CONN_EOF, CONN_CLOSING, CONN_DOOMED };
 
@@ -57,6 +58,10 @@ struct proto_ops {
      * boundary), at most until c->out holds CONN_PUSH_HIGH bytes.  NULL for
      * a connection that only polls. */
     void (*deliver)(struct conn *c);
+    /* In a cluster: a topic's owner said that the horizon of the held
+     * retroactive subscribe is too old (cluster_retro.c): the held reply
+     * becomes the protocol's "too old" answer (NULL: nothing to do). */
+    void (*retro_refused)(struct conn *c);
     /* The line sent before closing a connection refused at max_tcp_clients,
      * whose queue overflowed, or that ran out of memory (NULL: none). */
     const char *err_too_many_clients;
@@ -100,6 +105,7 @@ struct conn {
      * subscribe's reply (nothing more is executed until the release,
      * conn_blocked()), a publish's (a failure answers the publish error). */
     bool held_sub, held_pub;
+    struct cluster_retro_req *retro; /* its retroactive fetches upstream (cluster_retro.c) */
     _Alignas(max_align_t) unsigned char pstate[];
 };
 

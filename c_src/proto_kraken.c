@@ -29,6 +29,7 @@ static const char ERR_NOMEM[] = "SERVER_ERROR out of memory\r\n";
 
 struct kraken_state {
     uint64_t horizon_seq;        /* from `register`, valid when has_horizon */
+    int64_t horizon_time;        /* its Unix second (for topics fetched upstream) */
     size_t need;                 /* bytes needed before parsing again (0: unknown) */
     bool has_horizon;
 };
@@ -58,7 +59,8 @@ static const char *do_subscribe(struct conn *c, const struct proto_request *req)
     if (st(c)->has_horizon) {
         st(c)->has_horizon = false;
         int rc = router_retro_subscribe(&eng->router, &c->sub, eng->slices, (uint32_t)n,
-                                        ROUTER_BY_SEQ, (int64_t)st(c)->horizon_seq);
+                                        ROUTER_BY_SEQ, (int64_t)st(c)->horizon_seq,
+                                        st(c)->horizon_time);
         return rc < 0 ? NULL : rc ? PROTO_STORED : PROTO_NOT_FOUND;
     }
     for (long i = 0; i < n; i++)
@@ -78,8 +80,80 @@ static const char *do_retro(struct conn *c, const struct proto_request *req,
     if (n < 0)
         return NULL;
     int rc = router_retro_subscribe(&c->eng->router, &c->sub, c->eng->slices, (uint32_t)n,
-                                    ROUTER_BY_TIME, horizon);
+                                    ROUTER_BY_TIME, horizon, horizon);
     return rc < 0 ? NULL : rc ? PROTO_STORED : PROTO_NOT_FOUND;
+}
+
+static bool write_messages(struct conn *c);
+
+/* Size of e on a MESSAGE line listing only its topics marked `mark`. */
+static size_t marked_size(const struct entry *e, uint64_t mark)
+{
+    size_t n = sizeof "MESSAGE " - 1 + proto_digits(e->payload_len) + 2 + e->payload_len + 2;
+    for (uint32_t i = 0; i < e->ntopics; i++)
+        if (e->topics[i]->mark == mark)
+            n += e->topics[i]->len + 1;
+    return n;
+}
+
+/* `set link_retro` (an extension only cluster links send, docs/cluster.md):
+ * retro_subscribe by time, with the entries in the reply instead of the
+ * queue, so that the node asking knows exactly which entries answer it:
+ *
+ *   VALUE retro <second> <n>\r\n<entries of that second>END\r\n   (0 or more)
+ *   STORED\r\n  or  NOT_FOUND\r\n
+ *
+ * each block as a `get messages` block (n: its length minus 2), listing
+ * only the requested topics of each entry, in publish order.  What was
+ * queued for this connection before the request is written first (a pushed
+ * block), so that every entry published before it reaches the asking node
+ * before the answer, and every one published after it comes after. */
+static const char *do_link_retro(struct conn *c, const struct proto_request *req,
+                                 const char **error)
+{
+    struct engine *eng = c->eng;
+    int64_t horizon;
+    struct proto_slice topics;
+    if (proto_parse_retro(req->data, req->data_len, &horizon, &topics, error) < 0)
+        return *error;
+    long n = engine_split_topics(eng, topics.p, topics.len);
+    if (n < 0)
+        return NULL;
+    if (c->sub.push && c->sub.queue.count && !write_messages(c))
+        return NULL;
+    uint64_t mark;
+    long found = router_retro_fetch(&eng->router, &c->sub, eng->slices, (uint32_t)n, horizon,
+                                    &mark);
+    if (found == -2)
+        return PROTO_NOT_FOUND;
+    if (found < 0)
+        return NULL;
+    struct entry **v = eng->router.tmp_entries;
+    for (long i = 0; i < found;) {
+        long j = i;
+        size_t block = 0;
+        for (; j < found && v[j]->time == v[i]->time; j++)
+            block += marked_size(v[j], mark);
+        if (evbuffer_add_printf(c->out, "VALUE retro %" PRId64 " %zu\r\n", v[i]->time,
+                                block - 2) < 0)
+            return NULL;
+        for (; i < j; i++) {
+            const struct entry *e = v[i];
+            if (evbuffer_add(c->out, "MESSAGE", 7) < 0)
+                return NULL;
+            for (uint32_t k = 0; k < e->ntopics; k++)
+                if (e->topics[k]->mark == mark &&
+                    (evbuffer_add(c->out, " ", 1) < 0 ||
+                     evbuffer_add(c->out, e->topics[k]->name, e->topics[k]->len) < 0))
+                    return NULL;
+            if (evbuffer_add_printf(c->out, " %" PRIu32 "\r\n", e->payload_len) < 0 ||
+                evbuffer_add(c->out, entry_payload(e), (size_t)e->payload_len + 2) < 0)
+                return NULL;
+        }
+        if (evbuffer_add(c->out, "END\r\n", 5) < 0)
+            return NULL;
+    }
+    return PROTO_STORED;
 }
 
 static const char *do_unsubscribe(struct conn *c, const struct proto_request *req)
@@ -210,11 +284,15 @@ static const char *execute(struct conn *c, const struct proto_request *req, int6
     case PROTO_SET_REGISTER:
         st(c)->has_horizon = true;
         st(c)->horizon_seq = c->eng->router.seq;
+        st(c)->horizon_time = engine_unix_time();
         return PROTO_STORED;
     case PROTO_SET_SUBSCRIBE:
         return do_subscribe(c, req);
     case PROTO_SET_RETRO_SUBSCRIBE:
         r = do_retro(c, req, &error);
+        break;
+    case PROTO_SET_LINK_RETRO:
+        r = do_link_retro(c, req, &error);
         break;
     case PROTO_SET_UNSUBSCRIBE:
         return do_unsubscribe(c, req);
@@ -305,6 +383,13 @@ static enum conn_status kraken_process(struct conn *c)
             protocol_error(c, error, buf, look);
             break;
         }
+        if (conn_held(c) && req.cmd != PROTO_SET_PUBLISH) {
+            /* Behind a held publish only publishes go on (pipelining); any
+             * other request waits for the release (a retro_subscribe's
+             * NOT_FOUND replaces its held reply, from held_from on). */
+            ks->need = used;
+            return CONN_PAUSED;
+        }
         bool close = false;
         int64_t now = engine_now_ms();
         const char *r = execute(c, &req, now, &close);
@@ -333,6 +418,25 @@ static enum conn_status kraken_process(struct conn *c)
     return CONN_CLOSE;
 }
 
+/* The held reply (STORED, from held_from on) becomes NOT_FOUND; nothing
+ * when the request was noreply (no reply at all). */
+static void kraken_retro_refused(struct conn *c)
+{
+    if (evbuffer_get_length(c->out) <= c->held_from)
+        return;
+    struct evbuffer *kept = evbuffer_new();
+    if (!kept || evbuffer_remove_buffer(c->out, kept, c->held_from) < 0) {
+        if (kept)
+            evbuffer_free(kept);
+        c->state = CONN_CLOSING; /* out of memory: a wrong reply is worse than none */
+        return;
+    }
+    evbuffer_drain(c->out, evbuffer_get_length(c->out));
+    evbuffer_add_buffer(c->out, kept);
+    evbuffer_free(kept);
+    reply(c, PROTO_NOT_FOUND);
+}
+
 static void kraken_deliver(struct conn *c)
 {
     if (!c->sub.push || c->sub.queue.count == 0 || conn_is_closing(c) ||
@@ -352,6 +456,7 @@ const struct proto_ops proto_kraken = {
     .state_size = sizeof(struct kraken_state),
     .process = kraken_process,
     .deliver = kraken_deliver,
+    .retro_refused = kraken_retro_refused,
     .err_too_many_clients = PROTO_TOO_MANY_CLIENTS,
     .err_queue_limit = "SERVER_ERROR queue limit exceeded\r\n",
     .err_nomem = ERR_NOMEM,

@@ -10,9 +10,14 @@
  *   VALUE messages 0 <n> ... END     a pushed block: each entry is published
  *                                    into the local router with the link as
  *                                    publisher (cluster.c never forwards those)
- *   STORED                           a `subscribe` batch is acknowledged, in
- *                                    order (cluster.c releases its clients)
- *   NOT_FOUND                        ignored (nothing asks for it today)
+ *   STORED                           a `subscribe` batch or a `link_retro`
+ *                                    request is acknowledged, in order
+ *                                    (cluster.c releases its clients)
+ *   VALUE retro <second> <n> ... END entries answering the next `link_retro`
+ *                                    request (cluster_retro.c): not published
+ *                                    here, they go to the client that asked
+ *   NOT_FOUND                        a `link_retro` request's horizon is too
+ *                                    old at the owner
  *   an error before the link is up, from a static upstream: it refused push
  *                                    mode; the link reopens in polling mode
  *   anything else (ERROR, CLIENT_ERROR, SERVER_ERROR ...)
@@ -33,6 +38,7 @@
 #include "log.h"
 
 #define VALUE_PREFIX "VALUE messages 0 "
+#define RETRO_PREFIX "VALUE retro "
 
 static bool starts(const char *line, size_t len, const char *lit)
 {
@@ -98,6 +104,25 @@ static enum conn_status link_process(struct conn *c)
             }
             continue;
         }
+        if (starts(line, linelen, RETRO_PREFIX)) {
+            /* VALUE retro <second> <n> */
+            size_t pl = strlen(RETRO_PREFIX);
+            const char *sp = memchr(line + pl, ' ', linelen - pl);
+            uint64_t t, n;
+            if (!sp || proto_parse_u64(line + pl, (size_t)(sp - line) - pl, INT64_MAX, &t) < 0 ||
+                proto_parse_u64(sp + 1, linelen - (size_t)(sp + 1 - line), (uint64_t)1 << 40,
+                                &n) < 0)
+                break;
+            size_t need = linelen + 2 + (size_t)n + 2 + 5;
+            if (avail < need)
+                return CONN_OK;
+            const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)need);
+            if (!buf || memcmp(buf + need - 5, "END\r\n", 5) != 0 ||
+                cluster_link_retro_block(c, (int64_t)t, buf + linelen + 2, (size_t)n + 2) < 0)
+                break;
+            evbuffer_drain(in, need);
+            continue;
+        }
         bool end = linelen == 3 && starts(line, linelen, "END");
         if (starts(line, linelen, "VERSION ") || end) {
             /* VERSION: the handshake's or a ping's answer; END: a poll's */
@@ -109,17 +134,19 @@ static enum conn_status link_process(struct conn *c)
         } else if (!link_state(c)->up && cluster_link_push_refused(c)) {
             return CONN_CLOSE; /* reopened in polling mode */
         } else if (linelen == 6 && starts(line, linelen, "STORED")) {
-            cluster_link_acked(c);
-        } else if (!(linelen == 9 && starts(line, linelen, "NOT_FOUND"))) {
-            klog(LOG_WARNING, "upstream link %" PRIu64 " (%s): the peer said: %.*s", c->sub.id,
-                 c->peer, (int)(linelen < 200 ? linelen : 200), line);
+            cluster_link_acked(c, true);
+        } else if (linelen == 9 && starts(line, linelen, "NOT_FOUND")) {
+            cluster_link_acked(c, false);
+        } else {
+            klog(LOG_WARNING, "upstream link %" PRIu64 " (%s): the peer said: %.*s",
+                 c->sub.id & ~CLUSTER_LINK_ID_BIT, c->peer, (int)(linelen < 200 ? linelen : 200), line);
             return CONN_CLOSE;
         }
         evbuffer_drain(in, linelen + 2);
     }
     if (!conn_is_closing(c))
         klog(LOG_WARNING, "upstream link %" PRIu64 " (%s): malformed data from the peer",
-             c->sub.id, c->peer);
+             c->sub.id & ~CLUSTER_LINK_ID_BIT, c->peer);
     return CONN_CLOSE;
 }
 

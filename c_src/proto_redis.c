@@ -323,6 +323,7 @@ static void cmd_kraken_register(struct conn *c, const struct redis_cmd *cmd)
     (void)cmd;
     redis_st(c)->has_horizon = true;
     redis_st(c)->horizon_seq = c->eng->router.seq;
+    redis_st(c)->horizon_time = engine_unix_time();
     reply_ok(c);
 }
 
@@ -611,6 +612,7 @@ const struct proto_ops proto_redis = {
     .release = redis_release,
     .process = redis_process,
     .deliver = redis_deliver,
+    .retro_refused = redis_retro_refused,
     .err_too_many_clients = "-ERR max number of clients reached\r\n",
     /* Redis closes a client over its output limit without a word; so do we
      * (the log says why). */

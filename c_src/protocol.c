@@ -69,7 +69,7 @@ static bool has_cr_lf(const char *p, size_t len)
  * latter's after its horizon line, which proto_parse_retro checks). */
 static bool topics_have_cr_lf(enum proto_cmd cmd, const char *data, size_t len)
 {
-    if (cmd == PROTO_SET_RETRO_SUBSCRIBE) {
+    if (cmd == PROTO_SET_RETRO_SUBSCRIBE || cmd == PROTO_SET_LINK_RETRO) {
         const char *nl = find_nl(data, len);
         if (!nl)
             return false;
@@ -117,7 +117,7 @@ static int set_command(const struct token *key, enum proto_cmd *cmd)
         {"register", PROTO_SET_REGISTER},   {"subscribe", PROTO_SET_SUBSCRIBE},
         {"retro_subscribe", PROTO_SET_RETRO_SUBSCRIBE},
         {"unsubscribe", PROTO_SET_UNSUBSCRIBE}, {"publish", PROTO_SET_PUBLISH},
-        {"push", PROTO_SET_PUSH},
+        {"push", PROTO_SET_PUSH},           {"link_retro", PROTO_SET_LINK_RETRO},
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         if (slice_is(key->p, key->len, keys[i].name)) {

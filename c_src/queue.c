@@ -129,6 +129,28 @@ void queue_pop(struct queue *q)
     }
 }
 
+uint32_t queue_cut(struct queue *q, uint32_t from, struct qitem *out)
+{
+    uint32_t n = 0;
+    for (uint32_t i = from; i < q->count; i++) {
+        out[n] = q->items[(q->head + i) & (q->cap - 1)];
+        q->bytes -= qitem_size(&out[n]);
+        n++;
+    }
+    q->count = from < q->count ? from : q->count;
+    if (q->count == 0) {
+        q->head = 0;
+        q->bytes = 0;
+        q->largest = 0;
+    }
+    return n;
+}
+
+void qitem_release(struct qitem *it)
+{
+    item_release(it);
+}
+
 static uint32_t item_count(const struct qitem *it)
 {
     if (it->m.mask == QUEUE_ALL)

@@ -61,6 +61,13 @@ static inline struct qitem *queue_front(struct queue *q)
     return &q->items[q->head];
 }
 void queue_pop(struct queue *q);
+/* Removes the items from index `from` on (oldest first), moving them into
+ * out[] (at least count - from long); the caller then owns them and releases
+ * each with qitem_release.  Returns how many (cluster_retro.c re-queues
+ * them behind entries that must come first). */
+uint32_t queue_cut(struct queue *q, uint32_t from, struct qitem *out);
+/* Releases an item taken by queue_cut (its topic list, its entry). */
+void qitem_release(struct qitem *it);
 /* Iterates the topic indexes an item holds, ascending:
  *   struct qitem_iter x; uint32_t i;
  *   for (qitem_iter_init(it, &x); qitem_iter_next(it, &x, &i);) ... */

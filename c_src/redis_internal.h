@@ -22,6 +22,7 @@ struct redis_state {
     bool authenticated;
     bool has_horizon;         /* KRAKEN.REGISTER: the next SUBSCRIBE is retroactive */
     uint64_t horizon_seq;
+    int64_t horizon_time;     /* its Unix second (for channels fetched upstream) */
     uint32_t nchannels;       /* channel subscriptions (patterns: sub.npatterns) */
     uint32_t nshard;          /* shard channel subscriptions */
     char name[128];           /* CLIENT SETNAME; empty: none */
@@ -51,6 +52,8 @@ void redis_punsubscribe(struct conn *c, const struct redis_cmd *cmd);
 void redis_publish(struct conn *c, const struct redis_cmd *cmd);      /* PUBLISH, SPUBLISH */
 void redis_pubsub(struct conn *c, const struct redis_cmd *cmd);       /* PUBSUB <sub> */
 void redis_retro_subscribe(struct conn *c, const struct redis_cmd *cmd); /* KRAKEN.RETROSUBSCRIBE */
+#define RETRO_NOT_FOUND "-NOTFOUND horizon older than retained messages"
+void redis_retro_refused(struct conn *c);
 /* Drops every subscription without replies (RESET). */
 void redis_unsubscribe_all_silently(struct conn *c);
 /* Formats queued entries as message/pmessage/smessage frames into c->out:

@@ -252,7 +252,7 @@ void redis_retro_subscribe(struct conn *c, const struct redis_cmd *cmd)
     struct redis_state *rs = redis_st(c);
     struct engine *eng = c->eng;
     enum router_horizon kind;
-    int64_t h;
+    int64_t h, h_time;
     size_t first;
     if (redis_arg_is(&cmd->argv[0], "kraken.retrosubscribe")) {
         char num[32];
@@ -264,11 +264,12 @@ void redis_retro_subscribe(struct conn *c, const struct redis_cmd *cmd)
             return;
         }
         kind = ROUTER_BY_TIME;
-        h = (int64_t)v;
+        h = h_time = (int64_t)v;
         first = 2;
     } else {
         kind = ROUTER_BY_SEQ;
         h = (int64_t)rs->horizon_seq;
+        h_time = rs->horizon_time;
         rs->has_horizon = false;
         first = 1;
     }
@@ -291,11 +292,20 @@ void redis_retro_subscribe(struct conn *c, const struct redis_cmd *cmd)
         eng->slices[i].p = a->p;
         eng->slices[i].len = a->len;
     }
-    int rc = router_retro_subscribe(&eng->router, &c->sub, eng->slices, (uint32_t)n, kind, h);
+    int rc = router_retro_subscribe(&eng->router, &c->sub, eng->slices, (uint32_t)n, kind, h,
+                                    h_time);
     if (rc < 0)
         nomem(c);
     else if (rc == 0)
-        redis_error(c, "-NOTFOUND horizon older than retained messages");
+        redis_error(c, RETRO_NOT_FOUND);
+}
+
+/* In a cluster, an owner answered that the horizon of the held
+ * KRAKEN.RETROSUBSCRIBE (or KRAKEN.REGISTER + SUBSCRIBE) is too old: the
+ * same error after the subscribe replies (once per request). */
+void redis_retro_refused(struct conn *c)
+{
+    redis_error(c, RETRO_NOT_FOUND);
 }
 
 /* ---- PUBSUB introspection ---- */

@@ -169,7 +169,7 @@ void router_fail_subscriber(struct router *r, struct subscriber *s)
 
 /* Finishes the queue item of the entry just routed to s, enforces the bound
  * and tells a push subscriber that it has something. */
-static void commit(struct router *r, struct subscriber *s)
+void router_commit(struct router *r, struct subscriber *s)
 {
     size_t before = s->queue.bytes;
     queue_commit_tail(&s->queue);
@@ -249,7 +249,7 @@ int router_publish_ns(struct router *r, struct subscriber *publisher, enum topic
     if (r->npatterns && ns == TOPIC_NS_CHANNEL)
         res->receivers += router_route_patterns(r, publisher, e, &touched);
     for (size_t k = 0; k < touched; k++)
-        commit(r, r->touched[k]);
+        router_commit(r, r->touched[k]);
     res->fanout = (uint32_t)touched;
     if (internal) {
         r->stats.deliveries -= touched;
@@ -276,28 +276,51 @@ static int cmp_seq(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* Queues e for s listing the entry's topics that s holds. */
-static int enqueue_held(struct router *r, struct subscriber *s, struct entry *e)
+/* Queues e for s listing the entry's topics that s holds, except those
+ * marked `skip` (topics whose entries come from upstream). */
+static int enqueue_held(struct router *r, struct subscriber *s, struct entry *e, uint64_t skip)
 {
     struct qitem *it = queue_push(&s->queue, e);
     if (!it)
         return -1;
     for (uint32_t i = 0; i < e->ntopics; i++)
-        if (subset_find(&s->subs, e->topics[i]) && qitem_add_topic(it, i) < 0)
+        if (e->topics[i]->mark != skip && subset_find(&s->subs, e->topics[i]) &&
+            qitem_add_topic(it, i) < 0)
             router_fail_subscriber(r, s);
-    commit(r, s);
+    router_commit(r, s);
     return 0;
 }
 
-int router_retro_subscribe(struct router *r, struct subscriber *s,
-                           const struct proto_slice *topics, uint32_t ntopics,
-                           enum router_horizon kind, int64_t h)
+int router_enqueue_marked(struct router *r, struct subscriber *s, struct entry *e,
+                          uint64_t mark)
+{
+    struct qitem *it = queue_push(&s->queue, e);
+    if (!it) {
+        router_fail_subscriber(r, s);
+        return -1;
+    }
+    for (uint32_t i = 0; i < e->ntopics; i++)
+        if (e->topics[i]->mark == mark && qitem_add_topic(it, i) < 0)
+            router_fail_subscriber(r, s);
+    router_commit(r, s);
+    return 0;
+}
+
+/* The retroactive part shared by router_retro_subscribe and
+ * router_retro_fetch: subscribes, classifies the topics (the cluster's
+ * hook), hands those fetched upstream to retro_defer, and collects the
+ * matching local entries into r->tmp_entries (sorted by seq).  Returns the
+ * count, -2 when too old, -1 on allocation failure; *tmark is the mark of
+ * the topics answered here, *dmark that of the deferred ones. */
+static long retro_collect(struct router *r, struct subscriber *s,
+                          const struct proto_slice *topics, uint32_t ntopics,
+                          enum router_horizon kind, int64_t h, int64_t h_time, bool fetch,
+                          uint64_t *tmark, uint64_t *dmark)
 {
     long n = intern_all(r, TOPIC_NS_CHANNEL, topics, ntopics);
     if (n < 0)
         return -1;
-    uint64_t tmark = r->epoch; /* intern_all marked the requested topics with it */
-    bool too_old = kind == ROUTER_BY_TIME && h < r->start_time;
+    *tmark = r->epoch; /* intern_all marked the requested topics with it */
     for (long i = 0; i < n; i++) {
         struct topic *t = r->tmp_topics[i];
         if (subscribe_topic(r, s, t) < 0) {
@@ -305,19 +328,58 @@ int router_retro_subscribe(struct router *r, struct subscriber *s,
                 topic_maybe_free(&r->topics, r->tmp_topics[j]);
             return -1;
         }
-        const struct retain *sh = &r->shards[t->shard];
-        if (kind == ROUTER_BY_SEQ ? sh->dropped_seq > (uint64_t)h : sh->dropped_time > h)
-            too_old = true;
-        if (r->cfg.retro_covered && !r->cfg.retro_covered(t, (int)kind, h, r->cfg.cluster_arg))
-            too_old = true;
     }
+    /* Where each topic's entries come from.  Deferred topics move to the
+     * end of tmp_topics and take a mark of their own. */
+    uint8_t srcs[64], *src = srcs;
+    if (n > 64 && !(src = malloc((size_t)n)))
+        return -1;
+    memset(src, ROUTER_RETRO_LOCAL, (size_t)n);
+    if (r->cfg.retro_classify)
+        r->cfg.retro_classify(r->tmp_topics, (uint32_t)n, (int)kind, h, src,
+                              r->cfg.cluster_arg);
+    *dmark = ++r->epoch;
+    bool too_old = n == 0 && kind == ROUTER_BY_TIME && h < r->start_time;
+    long nlocal = 0;
+    for (long i = 0; i < n; i++) {
+        struct topic *t = r->tmp_topics[i];
+        if (fetch && src[i] == ROUTER_RETRO_UPSTREAM)
+            src[i] = ROUTER_RETRO_TOO_OLD;
+        if (src[i] == ROUTER_RETRO_TOO_OLD) {
+            too_old = true;
+        } else if (src[i] == ROUTER_RETRO_UPSTREAM) {
+            t->mark = *dmark;
+        } else {
+            const struct retain *sh = &r->shards[t->shard];
+            if (kind == ROUTER_BY_SEQ ? sh->dropped_seq > (uint64_t)h
+                                      : sh->dropped_time > h || h < r->start_time)
+                too_old = true;
+            nlocal++;
+        }
+    }
+    if (src != srcs)
+        free(src);
     if (too_old)
-        return 0;
+        return -2;
+    if (nlocal < n) {
+        /* Partition: the local topics first, the deferred ones after. */
+        long k = 0;
+        for (long i = 0; i < n; i++)
+            if (r->tmp_topics[i]->mark == *tmark) {
+                struct topic *x = r->tmp_topics[k];
+                r->tmp_topics[k++] = r->tmp_topics[i];
+                r->tmp_topics[i] = x;
+            }
+        if (!r->cfg.retro_defer ||
+            !r->cfg.retro_defer(s, r->tmp_topics + nlocal, (uint32_t)(n - nlocal), (int)kind, h,
+                                h_time, r->cfg.cluster_arg))
+            return -2;
+    }
 
     /* Collect matching entries from each shard involved (each shard once, each entry once). */
     uint64_t emark = ++r->epoch;
     size_t found = 0;
-    for (long i = 0; i < n; i++) {
+    for (long i = 0; i < nlocal; i++) {
         struct retain *sh = &r->shards[r->tmp_topics[i]->shard];
         if (sh->mark == emark)
             continue; /* scanned already for an earlier topic */
@@ -331,7 +393,7 @@ int router_retro_subscribe(struct router *r, struct subscriber *s,
             e->mark = emark;
             bool match = false;
             for (uint32_t j = 0; j < e->ntopics && !match; j++)
-                match = e->topics[j]->mark == tmark;
+                match = e->topics[j]->mark == *tmark;
             if (!match || e->publisher == s->id)
                 continue;
             if (router_reserve((void **)&r->tmp_entries, &r->tmp_entries_cap, found + 1,
@@ -342,10 +404,29 @@ int router_retro_subscribe(struct router *r, struct subscriber *s,
     }
     if (found > 1)
         qsort(r->tmp_entries, found, sizeof *r->tmp_entries, cmp_seq);
-    for (size_t i = 0; i < found && !s->overflowed; i++)
-        if (enqueue_held(r, s, r->tmp_entries[i]) < 0)
+    return (long)found;
+}
+
+int router_retro_subscribe(struct router *r, struct subscriber *s,
+                           const struct proto_slice *topics, uint32_t ntopics,
+                           enum router_horizon kind, int64_t h, int64_t h_time)
+{
+    uint64_t tmark, dmark;
+    long found = retro_collect(r, s, topics, ntopics, kind, h, h_time, false, &tmark, &dmark);
+    if (found < 0)
+        return found == -2 ? 0 : -1;
+    for (long i = 0; i < found && !s->overflowed; i++)
+        if (enqueue_held(r, s, r->tmp_entries[i], dmark) < 0)
             return -1;
     return 1;
+}
+
+long router_retro_fetch(struct router *r, struct subscriber *s,
+                        const struct proto_slice *topics, uint32_t ntopics, int64_t h,
+                        uint64_t *tmark)
+{
+    uint64_t dmark;
+    return retro_collect(r, s, topics, ntopics, ROUTER_BY_TIME, h, h, true, tmark, &dmark);
 }
 
 uint64_t router_retained_entries(const struct router *r)

@@ -83,10 +83,18 @@ struct router_config {
     void (*topic_hook)(struct topic *t, struct subscriber *s, bool gained, void *arg);
     void (*published)(struct subscriber *publisher, enum topic_ns ns, const struct entry *e,
                       void *arg);
-    /* retro_covered: whether this node's retention holds every entry of t
-     * published after horizon h (kind: enum router_horizon); when it says
-     * no for a topic, router_retro_subscribe answers "too old". */
-    bool (*retro_covered)(const struct topic *t, int kind, int64_t h, void *arg);
+    /* retro_classify: for each of the n topics of a retroactive
+     * subscription, where its entries since the horizon (kind: enum
+     * router_horizon) come from: src[i] = enum router_retro_src.  NULL:
+     * every topic is ROUTER_RETRO_LOCAL.
+     * retro_defer: s subscribed to topics marked ROUTER_RETRO_UPSTREAM (the
+     * n of them); the hook fetches their entries since the horizon itself
+     * (cluster_retro.c) and returns true, or false when it cannot (the
+     * subscription then answers "too old"). */
+    void (*retro_classify)(struct topic *const *topics, uint32_t n, int kind, int64_t h,
+                           uint8_t *src, void *arg);
+    bool (*retro_defer)(struct subscriber *s, struct topic *const *topics, uint32_t n,
+                        int kind, int64_t h, int64_t h_time, void *arg);
     void *cluster_arg;
 };
 
@@ -180,13 +188,39 @@ static inline int router_publish(struct router *r, struct subscriber *publisher,
 }
 
 enum router_horizon { ROUTER_BY_SEQ, ROUTER_BY_TIME };
+/* Where a topic's entries since a horizon come from (the cluster's
+ * retro_classify): this node's retention; nowhere (too old); or the
+ * topic's owner (retro_defer, in a cluster). */
+enum router_retro_src { ROUTER_RETRO_LOCAL, ROUTER_RETRO_TOO_OLD, ROUTER_RETRO_UPSTREAM };
 /* Subscribes s to topics, then queues every retained entry on them published
  * after the horizon (seq > h, or time > h), in publish order, each once.
+ * h_time is the horizon's Unix second (h itself by time; the register's
+ * second by seq), for topics whose entries come from upstream (retro_defer:
+ * those are queued later, and not listed on the entries queued now).
  * Returns 1 if done, 0 if the horizon is too old for one of the topics' shards
  * (subscribed, nothing retro-queued), -1 on allocation failure. */
 int router_retro_subscribe(struct router *r, struct subscriber *s,
                            const struct proto_slice *topics, uint32_t ntopics,
-                           enum router_horizon kind, int64_t h);
+                           enum router_horizon kind, int64_t h, int64_t h_time);
+/* A cluster link's fetch (`link_retro`): subscribes s to topics (by time h),
+ * then collects the retained entries on them published after h, not by s,
+ * in publish order, into r->tmp_entries; the requested topics are those
+ * whose mark is *tmark.  Entries come from this node's retention only (a
+ * topic it cannot vouch for makes the fetch too old).  Returns the count,
+ * -2 when too old (subscribed), -1 on allocation failure. */
+long router_retro_fetch(struct router *r, struct subscriber *s,
+                        const struct proto_slice *topics, uint32_t ntopics, int64_t h,
+                        uint64_t *tmark);
+/* Queues e for s listing the topics of e whose mark is `mark` (at least one);
+ * counts it and checks s's bound as a routed delivery.  -1: out of memory. */
+int router_enqueue_marked(struct router *r, struct subscriber *s, struct entry *e,
+                          uint64_t mark);
+/* s cannot take more (queue bound, or no memory for its queue): it gets
+ * nothing more and the overflow hook reports it, once, to be disconnected. */
+void router_fail_subscriber(struct router *r, struct subscriber *s);
+/* Finishes an item built at the tail of s's queue (queue_push, qitem_add_topic)
+ * as router_enqueue_marked does. */
+void router_commit(struct router *r, struct subscriber *s);
 
 struct topic *router_find_topic(const struct router *r, const char *name, size_t len);
 

@@ -11,7 +11,6 @@ static inline int router_reserve(void **arr, size_t *cap, size_t n, size_t sz)
 {
     return n <= *cap ? 0 : router_reserve_slow(arr, cap, n, sz);
 }
-void router_fail_subscriber(struct router *r, struct subscriber *s);
 
 /* Marks topic i of e for s (starting its queue item, and adding it to
  * r->touched, on first contact).  Returns 1 if s was newly touched.  Inline:

@@ -55,6 +55,7 @@
 #include <unistd.h>
 
 #include "budget.h"
+#include "cluster.h"
 #include "http.h"
 #include "log.h"
 #include "proto_kraken.h"
@@ -99,6 +100,8 @@ static void close_conn(struct conn *c)
     engine_remove_conn(&srv->eng, c);
     if (c->acks.waits)
         ack_holder_forget(&c->acks);
+    if (c->retro)
+        cluster_retro_forget(c);
     if (c->rev)
         event_free(c->rev);
     if (c->wev)

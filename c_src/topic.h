@@ -38,7 +38,7 @@ struct topic {
     uint8_t upstream_pending;
     /* In a cluster, for a topic owned by another core: since when its
      * entries arrive here (unix second, router seq when subscribed upstream);
-     * set by cluster.c, read by its retro_covered hook. */
+     * set by cluster.c, read by cluster_retro.c's retro_classify hook. */
     int64_t upstream_since;
     uint64_t upstream_seq;
     char name[];              /* len bytes, not NUL-terminated */

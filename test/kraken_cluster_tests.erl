@@ -8,6 +8,11 @@
 %%     the same topics and publish entries spanning several cores; each
 %%     client gets each (entry, topic) pair exactly once, except its own
 %%     entries, which it never gets;
+%%   - retroactive subscription on a node that does not own the topics
+%%     (plan item 3): from its own retention, or from the owner (topics
+%%     nobody there held, entries in flight), each (entry, topic) since the
+%%     horizon exactly once, in order; NOT_FOUND only when the owner lost
+%%     entries;
 %%   - acknowledged subscribes: as soon as a client on a node that does not
 %%     own a fresh topic has its `STORED' (or Redis's subscribe
 %%     confirmation), an entry published on the owner reaches it (the
@@ -30,7 +35,10 @@
 %%     core's confirmation, gets `SERVER_ERROR cluster core unavailable'
 %%     instead of STORED, then the close; so does a publish forwarded to it
 %%     just after it hung (Redis: `-ERR cluster core unavailable: not
-%%     published'), and a noreply one is named in a warning.
+%%     published'), and a noreply one is named in a warning;
+%%   - a proxy killed with kill -9: its clients resume on the other proxy
+%%     with retro_subscribe from the second of the last message they saw,
+%%     and miss nothing.
 %%
 %% This node becomes a distributed node to make rpc calls to them.
 -module(kraken_cluster_tests).
@@ -65,9 +73,16 @@ cluster_test_() ->
                               "not own the topic (Kraken, pipelined, Redis) is answered once "
                               "the owner has routed it", fun() -> acked_publish(Ctx) end}},
                {timeout, 60, {"retro_subscribe and register through a node that does not "
-                              "own the topic: entries when it held the topic upstream since "
-                              "before the horizon, else NOT_FOUND, never a silent gap",
+                              "own the topic: entries from its own retention when it held the "
+                              "topic upstream since before the horizon, else from the owner",
                               fun() -> retro(Ctx) end}},
+               {timeout, 60, {"retro_subscribe and register + subscribe through a proxy and a "
+                              "core, topics nobody there held: every entry since the horizon, "
+                              "exactly once, in order; NOT_FOUND only when the owner lost them",
+                              fun() -> retro_upstream(Ctx) end}},
+               {timeout, 60, {"retro_subscribe on a node holding the topic since after the "
+                              "horizon, entries in flight: each entry exactly once, in order",
+                              fun() -> retro_in_flight(Ctx) end}},
                {timeout, 60, {"kill -9 of a core: its topics' holders disconnected within "
                               "3 s, the others undisturbed, topics moved",
                               fun() -> core_killed(Ctx) end}},
@@ -77,7 +92,10 @@ cluster_test_() ->
                {timeout, 60, {"SIGSTOP of a core's engine only: holders disconnected within "
                               "3 s (link pings), its topics move (no heartbeat while its engine "
                               "does not answer); back after SIGCONT",
-                              fun() -> engine_hung(Ctx) end}}]}
+                              fun() -> engine_hung(Ctx) end}},
+               {timeout, 60, {"kill -9 of a proxy: its clients reconnect to the other proxy "
+                              "with retro_subscribe from the second of the last message they "
+                              "saw, and miss nothing", fun() -> proxy_killed(Ctx) end}}]}
      end}.
 
 %%% Set-up: five nodes
@@ -426,15 +444,22 @@ acked_publish(Ctx) ->
          ?assertEqual({T, Want}, {T, Got})
      end || {T, S} <- Subs],
     %% A quit right behind a held publish: the connection closes only after
-    %% the confirmed STORED.
+    %% the confirmed STORED (Kraken: the quit waits for the release).
     [{T1, S1} | _] = Subs,
     {ok, QS} = gen_tcp:connect({127, 0, 0, 1}, maps:get(p1, maps:get(ports, Ctx)),
                                [binary, {active, false}]),
     {ok, BQ} = kraken_client:serialize_entries([{[T1], Big} || _ <- lists:seq(1, 4)]),
     ok = gen_tcp:send(QS, [<<"set publish 0 0 ">>, integer_to_binary(iolist_size(BQ)),
                            <<"\r\n">>, BQ, <<"\r\nquit\r\n">>]),
-    ?assertEqual(<<"STORED\r\n">>, read_until_closed(QS, erlang:monotonic_time(millisecond),
-                                                      5000)),
+    ?assertEqual(<<"STORED\r\n">>, bytes_until_closed(QS, erlang:monotonic_time(millisecond),
+                                                       5000)),
+    ?assertEqual([{[T1], Big} || _ <- lists:seq(1, 4)], kraken_client:receive_messages(S1)),
+    %% The same with a Redis QUIT (executed while the PUBLISH is held).
+    RQ = redis_connect(Ctx, p1),
+    ok = gen_tcp:send(RQ, [resp([<<"PUBLISH">>, T1, Big]) || _ <- lists:seq(1, 4)] ++
+                          [resp([<<"QUIT">>])]),
+    ?assertEqual(<<":0\r\n:0\r\n:0\r\n:0\r\n+OK\r\n">>,
+                 bytes_until_closed(RQ, erlang:monotonic_time(millisecond), 5000)),
     ?assertEqual([{[T1], Big} || _ <- lists:seq(1, 4)], kraken_client:receive_messages(S1)),
     gen_tcp:close(R),
     [kraken_client:disconnect(S) || S <- [P | [S || {_, S} <- Subs]]],
@@ -501,21 +526,188 @@ retro(Ctx) ->
     %% The owner: as on a single node.
     D = connect(Ctx, OwnerName), ok = kraken_client:retro_subscribe(D, H, [T]),
     ?assertEqual(Entry, kraken_client:receive_messages(D)),
-    %% A core that does not own T and did not hold it: it cannot vouch.
+    %% A core that does not own T and did not hold it asks the owner.
     C = connect(Ctx, Other),
-    ?assertEqual({error, not_found}, kraken_client:retro_subscribe(C, H, [T])),
-    %% The publisher's proxy retained its own entry, but not others': the same.
-    ?assertEqual({error, not_found}, kraken_client:retro_subscribe(Pub, H, [<<"retro_other">>])),
-    %% register + subscribe on a node not holding the topic yet: NOT_FOUND.
+    ?assertEqual(ok, kraken_client:retro_subscribe(C, H, [T])),
+    ?assertEqual(Entry, kraken_client:receive_messages(C)),
+    %% The publisher's proxy, for a topic nobody published to: nothing.
+    ?assertEqual(ok, kraken_client:retro_subscribe(Pub, H, [<<"retro_other">>])),
+    ?assertEqual([], kraken_client:receive_messages(Pub)),
+    %% register + subscribe on a node not holding the topic yet: STORED.
     E = connect(Ctx, p2),
     ok = kraken_client:register(E),
-    ?assertEqual({error, not_found}, kraken_client:subscribe(E, [<<"retro_fresh">>])),
+    ?assertEqual(ok, kraken_client:subscribe(E, [<<"retro_fresh">>])),
     %% ... but on a node holding it upstream already: STORED.
     F = connect(Ctx, p1),
     ok = kraken_client:register(F),
     ?assertEqual(ok, kraken_client:subscribe(F, [T])),
     [kraken_client:disconnect(S) || S <- [A, B, C, D, E, F, Pub]],
     ok.
+
+%% Topics nobody held on p2 nor on the core that does not own them: one per
+%% core.  Entries are published after the horizon H by a client on a core
+%% and by a client on p2 itself (p2 forwarded those: the owner leaves them
+%% out of its answer to p2's link, p2's retention has them), some of them
+%% spanning cores.  Before plan item 3 each of these retroactive
+%% subscriptions answered NOT_FOUND.
+retro_upstream(Ctx) ->
+    Topics = [T1, T2, T3] = [fresh_topic(Ctx, "rup_", C) || C <- ?CORES],
+    CorePub = connect(Ctx, c1),
+    LocalPub = connect(Ctx, p2),
+    ok = kraken_client:publish(CorePub, [{Topics, <<"before">>}]),
+    H = next_second(),
+    Entries = [{CorePub, [T1], <<"c1">>}, {LocalPub, [T2], <<"p2 a">>},
+               {CorePub, [T1, T2, T3], <<"c2">>}, {LocalPub, [T3, T1], <<"p2 b">>},
+               {CorePub, [T3], <<"c3">>}, {LocalPub, [T2], <<"p2 c">>}],
+    [ok = kraken_client:publish(P, [{Ts, M}]) || {P, Ts, M} <- Entries],
+    timer:sleep(200),
+    Expected = fun(Want) -> [{M, T} || {_, Ts, M} <- Entries, T <- Ts, lists:member(T, Want)]
+               end,
+    %% A client on p2, which held none of the topics.
+    A = connect(Ctx, p2),
+    ?assertEqual(ok, kraken_client:retro_subscribe(A, H, Topics)),
+    expect_in_order(A, Expected(Topics)),
+    %% A client on a core, for the topics of the two other cores.
+    Others = [T || T <- Topics, owner(Ctx, c3, T) =/= node_atom(Ctx, c3)],
+    ?assertEqual(2, length(Others)),
+    B = connect(Ctx, c3),
+    ?assertEqual(ok, kraken_client:retro_subscribe(B, H, Others)),
+    expect_in_order(B, Expected(Others)),
+    %% From now on, live: each once more, exactly once.
+    ok = kraken_client:publish(CorePub, [{Topics, <<"live">>}]),
+    ?assertEqual(lists:sort([{<<"live">>, T} || T <- Topics]), receive_pairs(A, 3, 5000)),
+    ?assertEqual(lists:sort([{<<"live">>, T} || T <- Others]), receive_pairs(B, 2, 5000)),
+    %% register + subscribe, topics nobody on p1 holds: what was published
+    %% after the register (nothing of an earlier second).
+    R = [fresh_topic(Ctx, "rreg_", C) || C <- ?CORES],
+    ok = kraken_client:publish(CorePub, [{R, <<"before register">>}]),
+    _ = next_second(),
+    E = connect(Ctx, p1),
+    ok = kraken_client:register(E),
+    ok = kraken_client:publish(CorePub, [{R, <<"after register">>}]),
+    Local = connect(Ctx, p1),
+    ok = kraken_client:publish(Local, [{tl(R), <<"local after register">>}]),
+    timer:sleep(200),
+    ?assertEqual(ok, kraken_client:subscribe(E, R)),
+    ?assertEqual(lists:sort([{<<"after register">>, T} || T <- R] ++
+                                [{<<"local after register">>, T} || T <- tl(R)]),
+                 receive_pairs(E, 5, 5000)),
+    timer:sleep(200),
+    ?assertEqual([], kraken_client:receive_messages(E)),
+    %% NOT_FOUND when the owner's retention lost entries after the horizon
+    %% (10,000 entries per shard: 10,001 published to the topic after H).
+    [G1 | _] = G = [fresh_topic(Ctx, "rgone_", C) || C <- [c2]],
+    HG = next_second(),
+    Owner = connect(Ctx, c2),
+    Many = [{G, integer_to_binary(I)} || I <- lists:seq(1, 10001)],
+    ok = kraken_client:publish(Owner, Many),
+    F = connect(Ctx, p2),
+    ?assertEqual({error, not_found}, kraken_client:retro_subscribe(F, HG, [G1])),
+    %% The Redis port's KRAKEN.RETROSUBSCRIBE on a proxy takes the same path.
+    RC = fresh_topic(Ctx, "rredis_", c2),
+    HR = next_second(),
+    ok = kraken_client:publish(CorePub, [{[RC], <<"for redis">>}]),
+    timer:sleep(200),
+    Rd = redis_connect(Ctx, p2),
+    ok = gen_tcp:send(Rd, resp([<<"KRAKEN.RETROSUBSCRIBE">>, integer_to_binary(HR), RC])),
+    ok = redis_expect(Rd, resp_push([<<"subscribe">>, RC], 1)),
+    ok = redis_expect(Rd, resp_message(RC, <<"for redis">>)),
+    gen_tcp:close(Rd),
+    [kraken_client:disconnect(S) || S <- [A, B, CorePub, LocalPub, E, Local, Owner, F]],
+    ok.
+
+%% A client on p2 holds topic X upstream; another one subscribes to X from
+%% a horizon before that, while a publisher on X's owner publishes
+%% continuously: the entries arrive on p2's link live (queued for the first
+%% client and, while it waits, for the second) and in the owner's answer.
+%% The second client gets each entry since the horizon exactly once, in
+%% publish order (one publisher, one core: one order).
+retro_in_flight(Ctx) ->
+    X = fresh_topic(Ctx, "rfl_", c2),
+    Pub = connect(Ctx, c2),
+    H = next_second(),
+    ok = kraken_client:publish(Pub, [{[X], <<"0">>}]),
+    _ = next_second(),
+    Holder = connect(Ctx, p2), ok = kraken_client:subscribe(Holder, [X]),
+    Self = self(),
+    Loop = spawn_link(fun() -> publish_loop(Ctx, c2, X, 1, Self) end),
+    timer:sleep(300),
+    Late = connect(Ctx, p2),
+    ?assertEqual(ok, kraken_client:retro_subscribe(Late, H, [X])),
+    timer:sleep(300),
+    Loop ! stop,
+    N = receive {published, Last} -> Last after 10000 -> error(no_publisher) end,
+    Want = [integer_to_binary(I) || I <- lists:seq(0, N)],
+    Got = receive_payloads(Late, length(Want), 10000),
+    ?assertEqual(Want, Got),
+    [kraken_client:disconnect(S) || S <- [Pub, Holder, Late]],
+    ok.
+
+publish_loop(Ctx, Node, T, I, Parent) ->
+    S = connect(Ctx, Node),
+    publish_loop(S, T, I, Parent).
+
+publish_loop(S, T, I, Parent) ->
+    ok = kraken_client:publish(S, [{[T], integer_to_binary(I)}]),
+    receive
+        stop -> Parent ! {published, I}, kraken_client:disconnect(S)
+    after 2 -> publish_loop(S, T, I + 1, Parent)
+    end.
+
+%% Payloads (single-topic entries) in arrival order, until N or the time is up.
+receive_payloads(S, N, Ms) ->
+    Deadline = erlang:monotonic_time(millisecond) + Ms,
+    receive_payloads(S, N, Deadline, []).
+
+receive_payloads(S, N, Deadline, Acc) ->
+    Msgs = kraken_client:receive_messages(S),
+    ?assert(is_list(Msgs)),
+    Acc1 = Acc ++ [P || {_, P} <- Msgs],
+    case length(Acc1) >= N orelse erlang:monotonic_time(millisecond) > Deadline of
+        true -> timer:sleep(200), Acc1 ++ [P || {_, P} <- kraken_client:receive_messages(S)];
+        false -> timer:sleep(50), receive_payloads(S, N, Deadline, Acc1)
+    end.
+
+%% The (payload, topic) pairs S receives are exactly Expected, in that order
+%% for each publisher (payloads name their publisher), nothing more.
+expect_in_order(S, Expected) ->
+    Msgs = receive_msgs(S, length(Expected), 5000),
+    Got = [{P, T} || {Ts, P} <- Msgs, T <- Ts],
+    ?assertEqual(lists:sort(Expected), lists:sort(Got)),
+    Pubs = fun(L, First) -> [X || {<<F, _/binary>>, _} = X <- L, F =:= First] end,
+    [?assertEqual([P || {P, T1} <- Pubs(Expected, Pre), T1 =:= T],
+                  [P || {P, T1} <- Pubs(Got, Pre), T1 =:= T])
+     || Pre <- [$c, $p], T <- lists:usort([T || {_, T} <- Expected])],
+    timer:sleep(200),
+    ?assertEqual([], kraken_client:receive_messages(S)).
+
+receive_msgs(S, NPairs, Ms) ->
+    Deadline = erlang:monotonic_time(millisecond) + Ms,
+    receive_msgs(S, NPairs, Deadline, []).
+
+receive_msgs(S, NPairs, Deadline, Acc) ->
+    Msgs = kraken_client:receive_messages(S),
+    ?assert(is_list(Msgs)),
+    Acc1 = Acc ++ Msgs,
+    case length([x || {Ts, _} <- Acc1, _ <- Ts]) >= NPairs orelse
+        erlang:monotonic_time(millisecond) > Deadline of
+        true -> Acc1;
+        false -> timer:sleep(50), receive_msgs(S, NPairs, Deadline, Acc1)
+    end.
+
+%% A topic owned by core C that no test used before.
+fresh_topic(Ctx, Prefix, C) ->
+    Want = node_atom(Ctx, C),
+    hd([T || I <- lists:seq(1, 200),
+             T <- [list_to_binary(Prefix ++ integer_to_list(I))],
+             owner(Ctx, p1, T) =:= Want]).
+
+%% Waits for the next second to begin (plus a little); returns the second
+%% just ended, a horizon before everything published from now on.
+next_second() ->
+    Now = erlang:system_time(millisecond),
+    timer:sleep(1000 - Now rem 1000 + 20),
+    Now div 1000.
 
 pick(Topics, N) ->
     lists:usort([lists:nth(rand:uniform(length(Topics)), Topics) || _ <- lists:seq(1, N)]).
@@ -579,16 +771,96 @@ core_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
     ok.
 
 %% Everything S receives until the server closes it, within Ms of T0.
-read_until_closed(S, T0, Ms) ->
-    read_until_closed(S, T0 + Ms, T0, <<>>).
+bytes_until_closed(S, T0, Ms) ->
+    bytes_until_closed(S, T0 + Ms, T0, <<>>).
 
-read_until_closed(S, Deadline, T0, Acc) ->
+bytes_until_closed(S, Deadline, T0, Acc) ->
     Left = Deadline - erlang:monotonic_time(millisecond),
     Left > 0 orelse error({not_closed_within, Deadline - T0, Acc}),
     case gen_tcp:recv(S, 0, Left) of
-        {ok, B} -> read_until_closed(S, Deadline, T0, <<Acc/binary, B/binary>>);
+        {ok, B} -> bytes_until_closed(S, Deadline, T0, <<Acc/binary, B/binary>>);
         {error, closed} -> Acc;
         {error, timeout} -> error({not_closed_within, Deadline - T0, Acc})
+    end.
+
+%% Clients on p1 hold two topics of c1 while a client on c1 publishes
+%% continuously, each payload `<n>:<second>' (the publisher's clock just
+%% before publishing: never after the entry's own second).  p1 (VM and
+%% engine) is killed with kill -9; its clients read what they had, then
+%% reconnect to p2 with retro_subscribe from the second of the last message
+%% they saw (horizon: that second - 1, retro_subscribe takes entries
+%% strictly after it) and miss nothing; entries they see twice are only
+%% those of that second (the single-node contract: a retroactive delivery
+%% may repeat an entry received live).  One publisher and one core: one
+%% order, so "after the last message seen" is well defined.
+proxy_killed(Ctx = #{os_pids := OsPids}) ->
+    Topics = [K1, K2] = [fresh_topic(Ctx, "pk_", c1), fresh_topic(Ctx, "pk2_", c1)],
+    Subs = [{[K1, K2], connect(Ctx, p1)}, {[K1], connect(Ctx, p1)}],
+    [ok = kraken_client:subscribe(S, Ts) || {Ts, S} <- Subs],
+    Self = self(),
+    Loop = spawn_link(fun() -> stamped_loop(connect(Ctx, c1), Topics, 1, Self) end),
+    Readers = [{Ts, spawn_link(fun() -> Self ! {seen, self(), read_until_closed(S, [])} end)}
+               || {Ts, S} <- Subs],
+    timer:sleep(500),
+    _ = os:cmd("kill -9 -" ++ integer_to_list(maps:get(p1, OsPids))),
+    Before = [{Ts, receive {seen, R, Seen} -> Seen after 10000 -> error(reader) end}
+              || {Ts, R} <- Readers],
+    timer:sleep(500),
+    After = [begin
+                 [_ | _] = Seen,
+                 Last = stamp(lists:last(Seen)),
+                 S = connect(Ctx, p2),
+                 ?assertEqual(ok, kraken_client:retro_subscribe(S, Last - 1, Ts)),
+                 {Ts, Seen, Last, S}
+             end || {Ts, Seen} <- Before],
+    timer:sleep(500),
+    Loop ! stop,
+    N = receive {published, LastN} -> LastN after 10000 -> error(no_publisher) end,
+    [begin
+         Again = receive_until(S, N, erlang:monotonic_time(millisecond) + 10000, []),
+         timer:sleep(200),
+         [] = kraken_client:receive_messages(S),
+         %% Every message lists exactly the client's topics (one core).
+         [?assertEqual(lists:sort(Ts), lists:sort(MTs)) || {MTs, _} <- Seen ++ Again],
+         Second = [P || {_, P} <- Again],
+         ?assertEqual(Second, lists:usort(fun(A, B) -> seqno(A) =< seqno(B) end, Second)),
+         ?assertEqual(lists:seq(1, N),
+                      lists:usort([seqno(P) || {_, P} <- Seen] ++ [seqno(P) || P <- Second])),
+         Twice = [P || {_, P} <- Seen, lists:member(P, Second)],
+         ?assertEqual([], [P || P <- Twice, stamp({x, P}) < Last - 1]),
+         kraken_client:disconnect(S)
+     end || {Ts, Seen, Last, S} <- After],
+    ok.
+
+stamped_loop(S, Topics, I, Parent) ->
+    P = iolist_to_binary([integer_to_list(I), ":",
+                          integer_to_list(erlang:system_time(second))]),
+    ok = kraken_client:publish(S, [{Topics, P}]),
+    receive
+        stop -> Parent ! {published, I}, kraken_client:disconnect(S)
+    after 2 -> stamped_loop(S, Topics, I + 1, Parent)
+    end.
+
+seqno(P) -> binary_to_integer(hd(binary:split(P, <<":">>))).
+
+%% Messages until the one numbered N arrived (or the deadline passed).
+receive_until(S, N, Deadline, Acc) ->
+    Msgs = kraken_client:receive_messages(S),
+    ?assert(is_list(Msgs)),
+    Acc1 = Acc ++ Msgs,
+    case lists:any(fun({_, P}) -> seqno(P) =:= N end, Acc1) orelse
+        erlang:monotonic_time(millisecond) > Deadline of
+        true -> Acc1;
+        false -> timer:sleep(50), receive_until(S, N, Deadline, Acc1)
+    end.
+
+stamp({_, P}) -> binary_to_integer(lists:last(binary:split(P, <<":">>))).
+
+%% Every message S receives until its server goes away, in order.
+read_until_closed(S, Acc) ->
+    case kraken_client:receive_messages(S) of
+        L when is_list(L) -> timer:sleep(20), read_until_closed(S, Acc ++ L);
+        {error, _} -> Acc
     end.
 
 %% The server closes S (after its error line) within Ms of T0.
@@ -681,9 +953,9 @@ engine_hung(Ctx) ->
                      kraken_client:subscribe(Q, [Fresh])),
         closed_within(Q, T0, 3000),
         ?assertEqual(<<"SERVER_ERROR cluster core unavailable\r\n">>,
-                     read_until_closed(KP, T0, 3000)),
+                     bytes_until_closed(KP, T0, 3000)),
         ?assertEqual(<<"-ERR cluster core unavailable: not published\r\n">>,
-                     read_until_closed(RP, T0, 3000)),
+                     bytes_until_closed(RP, T0, 3000)),
         Log = filename:join(maps:get(tmp, Ctx), node_name(Ctx, p1) ++ ".console.log"),
         ok = wait_until(fun() ->
                                 {ok, Text} = file:read_file(Log),

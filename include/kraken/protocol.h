@@ -32,6 +32,7 @@ enum proto_cmd {
     PROTO_SET_UNSUBSCRIBE,
     PROTO_SET_PUBLISH,
     PROTO_SET_PUSH,  /* extension: `on` / `off` push mode */
+    PROTO_SET_LINK_RETRO, /* extension for cluster links: retro_subscribe answered inline */
     PROTO_GET_MESSAGES,
     PROTO_QUIT,
     PROTO_VERSION,

@@ -94,6 +94,8 @@ static const struct valid VALID[] = {
           false, "1700000000\r\nt1 t2"),
     V_SET("set retro_subscribe 0 0 17 noreply\r\n1700000000\r\nt1 t2\r\n",
           PROTO_SET_RETRO_SUBSCRIBE, true, "1700000000\r\nt1 t2"),
+    V_SET("set link_retro 0 0 17\r\n1700000000\r\nt1 t2\r\n", PROTO_SET_LINK_RETRO, false,
+          "1700000000\r\nt1 t2"),
     V_SET("set unsubscribe 0 0 2\r\nt1\r\n", PROTO_SET_UNSUBSCRIBE, false, "t1"),
     V_SET("set unsubscribe 0 0 2 noreply\r\nt1\r\n", PROTO_SET_UNSUBSCRIBE, true, "t1"),
     V_SET("set publish 0 0 18\r\nMESSAGE t1 2\r\nhi\r\n\r\n", PROTO_SET_PUBLISH, false,

@@ -118,7 +118,7 @@ static int retro(struct fix *f, struct subscriber *s, const char *list, enum rou
 {
     struct proto_slice sl[MAXT];
     uint32_t n = split(list, strlen(list), sl);
-    return router_retro_subscribe(&f->r, s, sl, n, k, h);
+    return router_retro_subscribe(&f->r, s, sl, n, k, h, h);
 }
 
 /* Serialises and empties s's queue; compares with the reply for block
