@@ -82,6 +82,7 @@ static void print_row(crun_t runs[][NCASES], int cs, const char *name, cfig_t p5
     if (!ran) return;
     char ld[32], rate[32], dl[48], p50[48], p99[48], cc[48], pc[48], cpct[16], ppct[16], gpct[16], la[16], cn[48];
     if (cs < LOAD_DIRECT) snprintf(ld, sizeof ld, "saturated");
+    else if (O.cluster_rate > 0) snprintf(ld, sizeof ld, "fixed %.0fk/s", rate_msgs / 1e3);
     else snprintf(ld, sizeof ld, "%.2f x sat %.0fk/s", O.cluster_load, rate_msgs / 1e3);
     fmt_fig(rate, sizeof rate, runs, cs, c_rate, 0, 0, 1);
     fmt_fig(dl, sizeof dl, runs, cs, c_deliv, 0, 1, 1e3);
@@ -156,10 +157,17 @@ void run_cluster(void)
     tg[2].sub_ports[2] = K[NP2].port;
     tg[2].sub_group[1] = tg[2].sub_group[2] = 1;
     tg[2].nsub_ports = 3;
+    if (O.cluster_pub_proxy) {
+        /* the publishers on p1: every entry is forwarded to the core, and each publish waits for its
+           confirmation (acknowledged publishes); `on core' keeps its subscribers on the core */
+        for (int i = 0; i < 3; i++) tg[i].port = K[NP1].port;
+        tg[0].sub_ports[0] = K[NC].port;
+        tg[0].nsub_ports = 1;
+    }
     printf("\ncluster (issue 12): core %s, proxies %s and %s (bin/kraken start, 127.0.0.1); push subscribers, "
-           "publishers on the core;\n  on core: every client on the core; on proxies: the subscribers spread over the "
+           "publishers on %s;\n  on core: every client on the core; on proxies: the subscribers spread over the "
            "two proxies; mixed: a third of them on each node; %.1f s per run\n",
-           K[NC].name, K[NP1].name, K[NP2].name, O.duration);
+           K[NC].name, K[NP1].name, K[NP2].name, O.cluster_pub_proxy ? "proxy p1" : "the core", O.duration);
     static crun_t runs[MAX_REPS][NCASES];
     double saved_rate = O.rate;
     const int wls[2] = { W_LAT, W_FAN };
@@ -174,7 +182,7 @@ void run_cluster(void)
             int c0 = phase ? LOAD_DIRECT : SAT_DIRECT, c1 = phase ? LOAD_MIXED : SAT_HOP;
             if (phase) {
                 double mn, mx, sat = fig(runs, SAT_DIRECT, c_rate, &mn, &mx);
-                O.rate = sat * O.cluster_load / (P[w].pubs * P[w].batch);
+                O.rate = (O.cluster_rate > 0 ? O.cluster_rate : sat * O.cluster_load) / (P[w].pubs * P[w].batch);
                 if (!(O.rate > 0)) break;
             }
             for (int rp = 0; rp < O.reps && !g_stop; rp++)

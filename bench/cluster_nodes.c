@@ -137,9 +137,12 @@ void start_nodes(void)
     for (int k = 0; k < NNODES; k++) {
         char join[80];
         snprintf(join, sizeof join, "[%s]", K[k == NC ? NP1 : NC].name);
+        char eng[4200];
+        snprintf(eng, sizeof eng, "\"%s\"", O.cluster_engine ? O.cluster_engine : "");
         char *args[] = { "start", "-kraken", "tcp_server_port", "0", "-kraken", "listen_ip", "\"127.0.0.1\"",
                          "-kraken", "max_tcp_clients", "20000", "-kraken", "role", (char *)node_role[k],
-                         "-kraken", "cluster_nodes", join, NULL };
+                         "-kraken", "cluster_nodes", join,
+                         O.cluster_engine ? "-kraken" : NULL, "engine_executable", eng, NULL };
         cmd[k] = kraken_cmd(k, args, &fd[k]);
     }
     for (int k = 0; k < NNODES; k++) {

@@ -239,6 +239,9 @@ typedef struct {
     const char *redis_server, *nats_server;
     int cluster;          /* also run the cluster benchmark (cluster.c); 2: only that */
     double cluster_load;  /* fraction of the direct saturation rate the hop is compared at (0.5) */
+    double cluster_rate;          /* --cluster-rate: msg/s of the reduced-rate runs instead of --cluster-load x sat */
+    int cluster_pub_proxy;        /* --cluster-pubs-on-proxy: the publishers on proxy p1 (acknowledged publishes) */
+    const char *cluster_engine;   /* --cluster-engine: the nodes' engine_executable (NULL: priv/kraken_engine) */
     int no_pin;           /* --no-pin: leave CPU placement to the scheduler */
 } opts_t;
 extern opts_t O;

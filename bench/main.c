@@ -68,6 +68,7 @@ static opt_t opts[] = {
     { "startup-timeout", 'i', &O.startup_timeout },
     { "port", 'i', &O.port },
     { "cluster-load", 'd', &O.cluster_load },
+    { "cluster-rate", 'd', &O.cluster_rate },
     { "lat-subs", 'i', &P[W_LAT].subs },
     { "lat-pubs", 'i', &P[W_LAT].pubs },
     { "lat-topics-per-sub", 'i', &P[W_LAT].tps },
@@ -133,6 +134,10 @@ static void usage(FILE *f)
             "                         (publishers on the core), saturated and at --cluster-load of the direct\n"
             "                         saturation rate (bench/README.md); --cluster-only: only that\n"
             "  --cluster-load F       fraction of the direct saturation rate for the hop target (default 0.5)\n"
+            "  --cluster-pubs-on-proxy  the publishers on proxy p1 instead of the core (they wait for the core's\n"
+            "                         confirmations: acknowledged publishes); `on core' then has the subscribers on the core\n"
+            "  --cluster-rate R       the reduced-rate runs at R msg/s instead (the same offered load for two engines)\n"
+            "  --cluster-engine PATH  the cluster nodes' engine (engine_executable; e.g. an older build to compare)\n"
             "  --engine PATH          priv/kraken_engine for the standalone targets (default ./priv/kraken_engine,\n"
             "                         then <exe dir>/../priv/kraken_engine)\n"
             "  --redis-server PATH, --nats-server PATH   (default: found on PATH, /usr/sbin, /usr/bin)\n"
@@ -174,6 +179,7 @@ static void parse_args(int argc, char **argv)
         if (!strcmp(name, "no-pin")) { O.no_pin = 1; continue; }
         if (!strcmp(name, "cluster")) { O.cluster = 1; continue; }
         if (!strcmp(name, "cluster-only")) { O.cluster = 2; continue; }
+        if (!strcmp(name, "cluster-pubs-on-proxy")) { O.cluster_pub_proxy = 1; continue; }
         if (!strcmp(name, "pubs-subscribe")) { O.pubs_subscribe = 1; continue; }
         if (!strcmp(name, "v") || !strcmp(name, "verbose")) { g_verbose = 1; continue; }
         if (!val) {
@@ -196,6 +202,7 @@ static void parse_args(int argc, char **argv)
         }
         if (!strcmp(name, "kraken")) { O.kraken = val; continue; }
         if (!strcmp(name, "engine")) { O.engine = val; continue; }
+        if (!strcmp(name, "cluster-engine")) { O.cluster_engine = val; continue; }
         if (!strcmp(name, "redis-server")) { O.redis_server = val; continue; }
         if (!strcmp(name, "nats-server")) { O.nats_server = val; continue; }
         if (!strcmp(name, "peer-targets")) {

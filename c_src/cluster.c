@@ -15,7 +15,8 @@
  * for that answer (cluster_ack.h; its reply and later requests are held by
  * server.c), so that once it has its reply every entry published at the
  * owner reaches it.  A topic whose upstream subscription may still be on
- * its way is marked upstream_pending: later subscribers wait for it too. */
+ * its way is marked upstream_pending: later subscribers wait for it too.
+ * Publish batches are acknowledged the same way (cluster_pub.c). */
 #include "cluster.h"
 
 #include <event2/buffer.h>
@@ -123,8 +124,8 @@ void cluster_emit(struct cluster_core *k)
     size_t len = evbuffer_get_length(k->pend);
     if (len && k->link && !conn_is_closing(k->link)) {
         struct conn *c = k->link;
-        /* Subscribes are answered (STORED): their clients wait for it. */
-        bool acked = k->pend_op == OP_SUB;
+        /* Subscribes and publishes are answered (STORED): clients wait for it. */
+        bool acked = k->pend_op == OP_SUB || k->pend_op == OP_PUB;
         evbuffer_add_printf(c->out, "set %s 0 0 %zu%s\r\n", op_names[k->pend_op], len,
                             acked ? "" : " noreply");
         if (acked)
@@ -225,8 +226,11 @@ bool cluster_await_upstream(struct cluster_core *k, struct topic *t, struct subs
         klog(LOG_ERROR, "%s %" PRIu64 " (%s): out of memory waiting for core %s to confirm "
              "a subscription; answering without it", c->ops->log_name, c->sub.id, c->peer,
              k->name);
-    else if (rc > 0 && !was_held)
-        c->held_from = evbuffer_get_length(c->out); /* its reply comes next */
+    else if (rc > 0) {
+        if (!was_held)
+            c->held_from = evbuffer_get_length(c->out); /* its reply comes next */
+        c->held_sub = true;
+    }
     return true;
 }
 
@@ -313,6 +317,7 @@ static void on_published(struct subscriber *publisher, enum topic_ns ns, const s
         evbuffer_add(b, entry_payload(e), e->payload_len);
         evbuffer_add(b, "\r\n", 2);
         c->sent++;
+        cluster_pub_note(c); /* its publisher waits for this batch (cluster_pub.c) */
     }
 }
 
@@ -464,6 +469,7 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
         evtimer_del(o->retry);
         klog(LOG_WARNING, "cluster: core %s left the live set", o->name);
         cluster_doom_holders((int)j, "which left the cluster");
+        cluster_pub_lost(o);
         ack_fifo_fail(&o->acks, cluster_ack_done, o);
         cluster_retro_fail(o);
     }

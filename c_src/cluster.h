@@ -27,6 +27,9 @@
  * Subscribes are acknowledged: a client whose subscribe needs an upstream
  * subscription (or waits on one still unconfirmed) gets its reply only once
  * the owner confirmed it (cluster_ack.h); until then its requests are held.
+ * Publishes too: a publish forwarded to remote owners is answered once they
+ * confirmed the batches carrying its entries (cluster_pub.c); a lost link
+ * or core answers it with the cluster error instead.
  *
  * Failures: when a link breaks, or a core leaves the live set, every local
  * client holding a topic it owned is disconnected (Kraken's contract: it
@@ -111,6 +114,13 @@ bool cluster_reachable(const struct proto_slice *topics, uint32_t n);
 /* Whether every link of the current view made its first attempt: up, or
  * failed once (a node held at start-up waits for this, cluster_wait). */
 bool cluster_settled(void);
+/* Acknowledged publishes (cluster_pub.c): called by a protocol after each
+ * publish request it executed, before its reply is written, when the
+ * router has a published hook (a node of a cluster).  If the request's
+ * entries were forwarded to remote owners, c's reply (and what follows it)
+ * is held until they confirmed (c keeps executing the requests it has
+ * read); a noreply publish is not held (a lost confirmation is logged). */
+void cluster_publish_hold(struct conn *c, bool noreply);
 /* The owner of a topic: 1 with its name, or 0 when it is served here. */
 int cluster_owner_name(const char *topic, size_t len, const char **name, size_t *name_len);
 

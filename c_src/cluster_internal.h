@@ -1,8 +1,9 @@
 /* cluster_internal.h - what cluster.c (ownership, batching, the router's
  * hooks, configuration, status), cluster_link.c (the links' life:
  * opening, liveness, retries, and what a lost link or core does to the
- * clients that depended on it) and cluster_move.c (the two owner sets of a
+ * clients that depended on it), cluster_move.c (the two owner sets of a
  * move, the peer rules, moving upstream subscriptions, the sync barrier)
+ * and cluster_pub.c (acknowledged publishes)
  * share.  Nothing else includes it. */
 #ifndef KRAKEN_CLUSTER_INTERNAL_H
 #define KRAKEN_CLUSTER_INTERNAL_H
@@ -52,6 +53,13 @@ struct cluster_core {
                            published here after it were forwarded on it */
     uint64_t sent, dropped, links;
     int64_t drop_logged_ms;
+    /* Acknowledged publishes (cluster_pub.c): the batch the current
+     * request's last entry for this core is in (0: none), and the noreply
+     * publishes forwarded and not confirmed yet (the last batch carrying
+     * one, how many, the last publisher). */
+    uint64_t pub_wait;
+    uint64_t nr_seq, nr_pending, nr_client;
+    char nr_peer[64];
     /* `version` requests on the current link: sent, answered (in order),
      * and the one that closes the last configuration's sync barrier. */
     uint64_t ver_sent, ver_answered, sync_ver;
@@ -137,6 +145,16 @@ uint32_t cluster_doom_holders(int kidx, const char *why);
 /* ack_done_fn for clients: released (ok), or disconnected (a core lost);
  * arg is the core. */
 void cluster_ack_done(struct ack_holder *h, bool ok, void *arg);
+/* cluster_pub.c */
+/* An entry of the current request was added to k's publish batch. */
+void cluster_pub_note(struct cluster_core *k);
+/* k answered an acknowledged request. */
+void cluster_pub_answered(struct cluster_core *k);
+/* k's link is lost or k left, before its waits fail: warns about noreply
+ * publishes it did not confirm. */
+void cluster_pub_lost(struct cluster_core *k);
+
+/* cluster_link.c, continued */
 /* ack_done_fn that does nothing (every connection is closing anyway). */
 void cluster_ack_quiet(struct ack_holder *h, bool ok, void *arg);
 

@@ -37,13 +37,16 @@ static void printable(char *buf, size_t size, const char *p, size_t len)
 }
 
 /* Disconnects a client that depended on a core now lost (Kraken's
- * contract: it reconnects and reloads).  Its subscriptions go at once. */
+ * contract: it reconnects and reloads).  Its subscriptions go at once.  A
+ * held publish's reply becomes the publish error (Redis too). */
 static void disconnect(struct conn *c)
 {
     router_remove_subscriber(&cl.srv->eng.router, &c->sub);
     c->sub.overflowed = true; /* route nothing more to it */
-    server_doom(c, c->ops->kind == PROTO_KIND_KRAKEN ? "SERVER_ERROR cluster core unavailable\r\n"
-                                                     : NULL);
+    bool pub = c->held_pub; /* (its failed wait may be gone already) */
+    server_doom(c, c->ops->kind == PROTO_KIND_KRAKEN ? CLUSTER_ERR_UNAVAILABLE
+                   : pub ? "-ERR cluster core unavailable: not published\r\n"
+                         : NULL);
 }
 
 /* A held client's acknowledgements: all in (it goes on), or one of its
@@ -54,14 +57,21 @@ void cluster_ack_done(struct ack_holder *h, bool ok, void *arg)
     struct conn *c = (struct conn *)(void *)((char *)h - offsetof(struct conn, acks));
     const struct cluster_core *k = arg;
     if (ok) {
+        c->held_sub = c->held_pub = false;
         server_kick(c);
         return;
     }
-    if (conn_is_closing(c))
-        return;
-    klog(LOG_WARNING, "%s %" PRIu64 " (%s) waits for core %s to confirm its subscription, "
-         "and that core was lost: disconnecting it", c->ops->log_name, c->sub.id, c->peer,
-         k->name);
+    if (c->state == CONN_DOOMED)
+        return; /* (a held connection that is merely closing, after a quit, is not) */
+    if (c->held_pub)
+        klog(LOG_WARNING, "%s %" PRIu64 " (%s) waits for core %s to confirm its publishes, "
+             "and that core was lost: answering the error and disconnecting it (its unanswered "
+             "publishes reached this node's subscribers, maybe not the others)",
+             c->ops->log_name, c->sub.id, c->peer, k->name);
+    else
+        klog(LOG_WARNING, "%s %" PRIu64 " (%s) waits for core %s to confirm its subscription, "
+             "and that core was lost: disconnecting it", c->ops->log_name, c->sub.id, c->peer,
+             k->name);
     disconnect(c);
 }
 
@@ -79,6 +89,8 @@ void cluster_link_acked(struct conn *link, bool found)
         cluster_retro_answered(k, found);
     if (k && !ack_fifo_answer(&k->acks, cluster_ack_done, k))
         klog(LOG_DEBUG, "cluster: core %s answered a request that expected no answer", k->name);
+    else if (k)
+        cluster_pub_answered(k);
 }
 
 /* Disconnects every local client holding a topic that core kidx (of the
@@ -261,6 +273,7 @@ void cluster_link_closed(struct conn *link)
     else
         klog(LOG_DEBUG, "cluster: cannot reach core %s (%s); retrying", k->name, link->peer);
     cluster_doom_holders(index_of(k), "whose upstream link was lost");
+    cluster_pub_lost(k);
     ack_fifo_fail(&k->acks, cluster_ack_done, k); /* nothing more will be answered on it */
     cluster_retro_fail(k);
     k->reopen = true;

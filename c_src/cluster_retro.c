@@ -232,6 +232,7 @@ static bool ask(struct cluster_core *k, int kidx, struct conn *c, struct topic *
         return false; /* q stays in the FIFO, forgotten by nobody: c is not linked */
     if (!was_held)
         c->held_from = evbuffer_get_length(c->out); /* its reply comes next */
+    c->held_sub = true; /* executes nothing more until answered (conn_blocked) */
     q->conn = c;
     q->cnext = c->retro;
     c->retro = q;

@@ -101,6 +101,10 @@ struct conn {
      * dropped if the connection is doomed meanwhile. */
     struct ack_holder acks;
     size_t held_from;
+    /* What is held (set with the waits, meaningful while conn_held()): a
+     * subscribe's reply (nothing more is executed until the release,
+     * conn_blocked()), a publish's (a failure answers the publish error). */
+    bool held_sub, held_pub;
     struct cluster_retro_req *retro; /* its retroactive fetches upstream (cluster_retro.c) */
     _Alignas(max_align_t) unsigned char pstate[];
 };
@@ -119,6 +123,13 @@ static inline bool conn_is_closing(const struct conn *c)
 static inline bool conn_held(const struct conn *c)
 {
     return c->acks.n != 0;
+}
+
+/* Whether c may execute no more requests: a held subscribe.  A held
+ * publish lets it execute what it has read (replies queue behind). */
+static inline bool conn_blocked(const struct conn *c)
+{
+    return conn_held(c) && c->held_sub;
 }
 
 /* Allocates a connection of protocol ops (not yet in the engine's list, no

@@ -273,6 +273,9 @@ static const char *do_publish(struct conn *c, const struct proto_request *req, i
             return NULL;
         warn_publish(c, (size_t)nt, fanout, eng->slices);
     }
+    /* In a cluster, STORED waits for the remote owners (cluster_pub.c). */
+    if (eng->router.cfg.published)
+        cluster_publish_hold(c, req->noreply);
     return PROTO_STORED;
 }
 
@@ -369,7 +372,7 @@ static enum conn_status kraken_process(struct conn *c)
     struct kraken_state *ks = st(c);
     struct evbuffer *in = c->in, *out = c->out;
     while (!conn_is_closing(c)) {
-        if (evbuffer_get_length(out) > CONN_OUTPUT_HIGH || conn_held(c))
+        if (evbuffer_get_length(out) > CONN_OUTPUT_HIGH || conn_blocked(c))
             return CONN_PAUSED;
         size_t avail = evbuffer_get_length(in);
         if (avail == 0 || ks->need > avail)
@@ -397,6 +400,13 @@ static enum conn_status kraken_process(struct conn *c)
         if (ps == PROTO_ERROR) {
             protocol_error(c, error, buf, look);
             break;
+        }
+        if (conn_held(c) && req.cmd != PROTO_SET_PUBLISH) {
+            /* Behind a held publish only publishes go on (pipelining); any
+             * other request waits for the release (a retro_subscribe's
+             * NOT_FOUND replaces its held reply, from held_from on). */
+            ks->need = used;
+            return CONN_PAUSED;
         }
         bool close = false;
         int64_t now = engine_now_ms();

@@ -529,7 +529,7 @@ static enum conn_status redis_process(struct conn *c)
     struct redis_state *rs = redis_st(c);
     struct evbuffer *in = c->in;
     while (!conn_is_closing(c)) {
-        if (evbuffer_get_length(c->out) > CONN_OUTPUT_HIGH || conn_held(c))
+        if (evbuffer_get_length(c->out) > CONN_OUTPUT_HIGH || conn_blocked(c))
             return CONN_PAUSED;
         size_t avail = evbuffer_get_length(in);
         if (avail == 0 || rs->need > avail)

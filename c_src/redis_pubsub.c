@@ -235,6 +235,9 @@ void redis_publish(struct conn *c, const struct redis_cmd *cmd)
      * channel sees its message before the reply. */
     if (c->sub.queue.count)
         redis_deliver_queue(c, true);
+    /* In a cluster, the count waits for the remote owners (cluster_pub.c). */
+    if (c->eng->router.cfg.published)
+        cluster_publish_hold(c, false);
     redis_add(c, resp_add_integer(c->out, (long long)res.receivers));
 }
 

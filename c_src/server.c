@@ -24,9 +24,10 @@
  *   accept -> (over max_tcp_clients? the protocol's refusal, close) -> OPEN
  *   read   -> ops->process() -> replies written out
  *   paused -> output above CONN_OUTPUT_HIGH: stop reading until it drains
- *   held   -> (a cluster) its subscribe waits for upstream acknowledgements
- *             (conn_held()): read, deliver and write nothing until cluster.c
- *             releases it (server_kick); a doom meanwhile drops the held reply
+ *   held   -> (a cluster) its subscribe or publish waits for upstream
+ *             acknowledgements (conn_held()): read, deliver and write nothing
+ *             until cluster.c releases it (server_kick); a doom meanwhile
+ *             drops the held replies
  *   EOF    -> answer what arrived, then close
  *   CLOSING-> reply flushed, then freed (or freed at once on a reset)
  *   DOOMED -> freed from the reaper event (queue overflow, decided while
@@ -175,7 +176,10 @@ static bool run_conn(struct conn *c)
             eng->router.stats.queued_bytes_total - server_of(c)->budget_mark >
                 eng->cfg.max_memory_bytes / 8)
             budget_check(server_of(c));
-        bool held = conn_held(c) && !conn_is_closing(c);
+        /* Held: also when it is closing after a quit or an error that came
+         * behind a held publish (that reply must not be flushed before it
+         * is confirmed); a doom drops it (server_doom). */
+        bool held = conn_held(c) && c->state != CONN_DOOMED;
         if (!held)
             deliver(c);
         if (evbuffer_get_length(c->out) != had)
@@ -183,8 +187,10 @@ static bool run_conn(struct conn *c)
         if (c->requests != before)
             engine_touch_conn(eng, c);
         if (held) {
-            /* Its subscribe waits for the owners' acknowledgements: nothing
-             * is written or read until cluster.c releases it (server_kick). */
+            /* Its subscribe or publish waits for the owners'
+             * acknowledgements: nothing is written or read until cluster.c
+             * releases it (server_kick).  (A held publish executed the
+             * requests read so far: their replies wait behind its own.) */
             event_del(c->rev);
             return true;
         }
@@ -306,7 +312,7 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     c->push_armed = false;
-    if (conn_held(c) && !conn_is_closing(c))
+    if (conn_held(c) && c->state != CONN_DOOMED)
         return; /* cluster.c kicks it again once released */
     deliver(c);
     for (int round = 0;; round++) {
@@ -502,9 +508,11 @@ void server_doom(struct conn *c, const char *line)
     struct server *srv = server_of(c);
     if (c->state == CONN_DOOMED)
         return;
-    if (conn_held(c) && c->out && evbuffer_get_length(c->out) > c->held_from) {
+    if ((conn_held(c) || c->held_sub || c->held_pub) && c->out &&
+        evbuffer_get_length(c->out) > c->held_from) {
         /* The held reply promised what the cluster could not confirm: the
-         * line (or the close) replaces it. */
+         * line (or the close) replaces it.  (The flags: a failed wait was
+         * removed before its holder is told, cluster_ack.h.) */
         struct evbuffer *kept = evbuffer_new();
         if (kept && evbuffer_remove_buffer(c->out, kept, c->held_from) >= 0) {
             evbuffer_free(c->out);
@@ -558,7 +566,7 @@ static void budget_cb(evutil_socket_t fd, short what, void *arg)
 
 void server_kick(struct conn *c)
 {
-    if (c->wev && !conn_is_closing(c))
+    if (c->wev && c->state != CONN_DOOMED) /* closing: its last replies may have been held */
         event_active(c->wev, EV_WRITE, 1);
 }
 

@@ -17,6 +17,10 @@
 %%     own a fresh topic has its `STORED' (or Redis's subscribe
 %%     confirmation), an entry published on the owner reaches it (the
 %%     upstream subscription was confirmed by the owner before the reply);
+%%   - acknowledged publishes: a publish on a node that does not own its
+%%     topic (Kraken, pipelined Kraken, Redis PUBLISH) is answered only once
+%%     the owner has routed it: a subscriber polling the owner right after
+%%     the reply has the entry;
 %%   - a core killed with kill -9: within 3 s the clients that held one of
 %%     its topics, on a proxy and on another core, are disconnected with a
 %%     log line saying why; the others are not disturbed; its topics move to
@@ -29,7 +33,9 @@
 %%     its topics move; back after SIGCONT.  A client that subscribed to one
 %%     of its topics just after it hung, whose subscribe waits for the
 %%     core's confirmation, gets `SERVER_ERROR cluster core unavailable'
-%%     instead of STORED, then the close;
+%%     instead of STORED, then the close; so does a publish forwarded to it
+%%     just after it hung (Redis: `-ERR cluster core unavailable: not
+%%     published'), and a noreply one is named in a warning;
 %%   - a proxy killed with kill -9: its clients resume on the other proxy
 %%     with retro_subscribe from the second of the last message they saw,
 %%     and miss nothing.
@@ -65,6 +71,9 @@ cluster_test_() ->
                               fun() -> acked_subscribe(Ctx) end}},
                {timeout, 60, {"acknowledged subscribes: the same for a Redis SUBSCRIBE on a "
                               "proxy", fun() -> acked_redis_subscribe(Ctx) end}},
+               {timeout, 60, {"acknowledged publishes: a publish through a node that does "
+                              "not own the topic (Kraken, pipelined, Redis) is answered once "
+                              "the owner has routed it", fun() -> acked_publish(Ctx) end}},
                {timeout, 60, {"retro_subscribe and register through a node that does not "
                               "own the topic: entries from its own retention when it held the "
                               "topic upstream since before the horizon, else from the owner",
@@ -415,6 +424,72 @@ acked_redis_subscribe(Ctx) ->
     [kraken_client:disconnect(S) || S <- maps:values(Pubs)],
     ok.
 
+%% A publish through a node that does not own the topic is answered once the
+%% owner has routed it: the owner's subscriber, polled right after the reply,
+%% has it.  Before acknowledged publishes the reply came at once, while the
+%% entry (a large one here, so that it takes a while) was still on the link.
+acked_publish(Ctx) ->
+    Cands = [list_to_binary("apub_" ++ integer_to_list(I)) || I <- lists:seq(1, 60)],
+    Topics = [{C, hd([T || T <- Cands, owner(Ctx, p1, T) =:= node_atom(Ctx, C)])}
+              || C <- ?CORES],
+    Subs = [{T, begin S = connect(Ctx, C), ok = kraken_client:subscribe(S, [T]), S end}
+            || {C, T} <- Topics],
+    Big = binary:copy(<<"y">>, 1 bsl 19),
+    P = connect(Ctx, p1),
+    R = redis_connect(Ctx, p2),
+    Rounds = [{I, T, S} || I <- lists:seq(1, 4), {T, S} <- Subs],
+    [begin
+         %% Kraken: a large entry and a small one in one request.
+         Small = iolist_to_binary(io_lib:format("k~b", [I])),
+         ok = kraken_client:publish(P, [{[T], Big}, {[T], Small}]),
+         ?assertEqual({T, I, [{[T], Big}, {[T], Small}]},
+                      {T, I, kraken_client:receive_messages(S)}),
+         %% Redis PUBLISH on the other proxy (no subscriber there: 0).
+         ok = gen_tcp:send(R, resp([<<"PUBLISH">>, T, Big])),
+         ok = redis_expect(R, <<":0\r\n">>),
+         ?assertEqual({T, I, [{[T], Big}]}, {T, I, kraken_client:receive_messages(S)})
+     end || {I, T, S} <- Rounds],
+    %% Pipelined: 100 publishes (the first a large one) in one write, then
+    %% their 100 replies; every entry is at the owners by then.
+    Pipe = [{T, iolist_to_binary(io_lib:format("p~b", [J]))}
+            || J <- lists:seq(1, 100), {_, T} <- [lists:nth(1 + J rem 3, Topics)]],
+    {ok, B1} = kraken_client:serialize_entries([{[element(1, hd(Pipe))], Big}]),
+    Reqs = [[<<"set publish 0 0 ">>, integer_to_binary(iolist_size(B1)), <<"\r\n">>, B1,
+             <<"\r\n">>] |
+            [begin
+                 {ok, B} = kraken_client:serialize_entries([{[T], M}]),
+                 [<<"set publish 0 0 ">>, integer_to_binary(iolist_size(B)), <<"\r\n">>, B,
+                  <<"\r\n">>]
+             end || {T, M} <- Pipe]],
+    ok = gen_tcp:send(P, Reqs),
+    [{ok, <<"STORED\r\n">>} = gen_tcp:recv(P, 0, 5000) || _ <- Reqs],
+    [begin
+         Want = [{[T], M} || {T1, M} <- Pipe, T1 =:= T],
+         Got = [E || {_, M} = E <- kraken_client:receive_messages(S), M =/= Big],
+         ?assertEqual({T, Want}, {T, Got})
+     end || {T, S} <- Subs],
+    %% A quit right behind a held publish: the connection closes only after
+    %% the confirmed STORED (Kraken: the quit waits for the release).
+    [{T1, S1} | _] = Subs,
+    {ok, QS} = gen_tcp:connect({127, 0, 0, 1}, maps:get(p1, maps:get(ports, Ctx)),
+                               [binary, {active, false}]),
+    {ok, BQ} = kraken_client:serialize_entries([{[T1], Big} || _ <- lists:seq(1, 4)]),
+    ok = gen_tcp:send(QS, [<<"set publish 0 0 ">>, integer_to_binary(iolist_size(BQ)),
+                           <<"\r\n">>, BQ, <<"\r\nquit\r\n">>]),
+    ?assertEqual(<<"STORED\r\n">>, bytes_until_closed(QS, erlang:monotonic_time(millisecond),
+                                                       5000)),
+    ?assertEqual([{[T1], Big} || _ <- lists:seq(1, 4)], kraken_client:receive_messages(S1)),
+    %% The same with a Redis QUIT (executed while the PUBLISH is held).
+    RQ = redis_connect(Ctx, p1),
+    ok = gen_tcp:send(RQ, [resp([<<"PUBLISH">>, T1, Big]) || _ <- lists:seq(1, 4)] ++
+                          [resp([<<"QUIT">>])]),
+    ?assertEqual(<<":0\r\n:0\r\n:0\r\n:0\r\n+OK\r\n">>,
+                 bytes_until_closed(RQ, erlang:monotonic_time(millisecond), 5000)),
+    ?assertEqual([{[T1], Big} || _ <- lists:seq(1, 4)], kraken_client:receive_messages(S1)),
+    gen_tcp:close(R),
+    [kraken_client:disconnect(S) || S <- [P | [S || {_, S} <- Subs]]],
+    ok.
+
 redis_connect(Ctx, Name) ->
     {ok, R} = gen_tcp:connect({127, 0, 0, 1}, maps:get(Name, maps:get(redis_ports, Ctx)),
                               [binary, {active, false}]),
@@ -720,6 +795,19 @@ core_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
     [kraken_client:disconnect(S) || S <- [X, V, Pub]],
     ok.
 
+%% Everything S receives until the server closes it, within Ms of T0.
+bytes_until_closed(S, T0, Ms) ->
+    bytes_until_closed(S, T0 + Ms, T0, <<>>).
+
+bytes_until_closed(S, Deadline, T0, Acc) ->
+    Left = Deadline - erlang:monotonic_time(millisecond),
+    Left > 0 orelse error({not_closed_within, Deadline - T0, Acc}),
+    case gen_tcp:recv(S, 0, Left) of
+        {ok, B} -> bytes_until_closed(S, Deadline, T0, <<Acc/binary, B/binary>>);
+        {error, closed} -> Acc;
+        {error, timeout} -> error({not_closed_within, Deadline - T0, Acc})
+    end.
+
 %% Clients on p1 hold two topics of c1 while a client on c1 publishes
 %% continuously, each payload `<n>:<second>' (the publisher's clock just
 %% before publishing: never after the entry's own second).  p1 (VM and
@@ -870,15 +958,39 @@ engine_hung(Ctx) ->
     %% the subscribe waits for a confirmation that never comes.
     [Fresh | _] = [T || T <- Candidates -- [Lost], owner(Ctx, p1, T) =:= Victim],
     Q = connect(Ctx, p1),
+    %% Publishers of its topic on p1: Kraken, Redis, Kraken noreply.
+    {ok, KP} = gen_tcp:connect({127, 0, 0, 1}, maps:get(p1, maps:get(ports, Ctx)),
+                               [binary, {active, false}]),
+    RP = redis_connect(Ctx, p1),
+    {ok, NP} = gen_tcp:connect({127, 0, 0, 1}, maps:get(p1, maps:get(ports, Ctx)),
+                               [binary, {active, false}]),
+    {ok, Block} = kraken_client:serialize_entries([{[Lost], <<"maybe">>}]),
+    Pub1 = [<<"set publish 0 0 ">>, integer_to_binary(iolist_size(Block))],
     EngineOsPid = integer_to_list(rpc(Ctx, c2, kraken_engine, os_pid, [])),
     T0 = erlang:monotonic_time(millisecond),
     _ = os:cmd("kill -STOP " ++ EngineOsPid),
     try
+        %% Forwarded on the link while it still counts as up: held, then the
+        %% error (never STORED), then the close; the noreply one is named.
+        ok = gen_tcp:send(KP, [Pub1, <<"\r\n">>, Block, <<"\r\n">>]),
+        ok = gen_tcp:send(RP, resp([<<"PUBLISH">>, Lost, <<"maybe">>])),
+        ok = gen_tcp:send(NP, [Pub1, <<" noreply\r\n">>, Block, <<"\r\n">>]),
         %% Not STORED: the link is found broken while it waits, and it gets
         %% the error line of a holder of the lost core's topics, then the close.
         ?assertEqual({error, {server_error, <<"cluster core unavailable">>}},
                      kraken_client:subscribe(Q, [Fresh])),
         closed_within(Q, T0, 3000),
+        ?assertEqual(<<"SERVER_ERROR cluster core unavailable\r\n">>,
+                     bytes_until_closed(KP, T0, 3000)),
+        ?assertEqual(<<"-ERR cluster core unavailable: not published\r\n">>,
+                     bytes_until_closed(RP, T0, 3000)),
+        Log = filename:join(maps:get(tmp, Ctx), node_name(Ctx, p1) ++ ".console.log"),
+        ok = wait_until(fun() ->
+                                {ok, Text} = file:read_file(Log),
+                                re:run(Text, "core " ++ atom_to_list(Victim) ++ " was lost before "
+                                       "confirming 1 noreply publish request\\(s\\) forwarded to "
+                                       "it \\(the last from client", [{capture, none}]) =:= match
+                        end, 3000),
         closed_within(Y, T0, 3000),
         ok = kraken_client:publish(Pub, [{[Kept], <<"during">>}]),
         ok = wait_until(fun() -> kraken_client:receive_messages(X) =:= [{[Kept], <<"during">>}]
@@ -898,7 +1010,7 @@ engine_hung(Ctx) ->
     ok = kraken_client:publish(Pub, [{[Lost], <<"back">>}]),
     ok = wait_until(fun() -> kraken_client:receive_messages(V) =:= [{[Lost], <<"back">>}] end,
                     5000),
-    [kraken_client:disconnect(S) || S <- [X, V, Pub]],
+    [kraken_client:disconnect(S) || S <- [X, V, Pub, NP]],
     ok.
 
 %%% Static upstreams: a proxy in front of Kraken nodes outside the Erlang
