@@ -142,6 +142,10 @@ int cluster_link_retro_block(struct conn *link, int64_t time, const char *block,
 void cluster_retro_forget(struct conn *c);
 /* The peer answered a ping or a poll (VERSION, END or a polled VALUE block). */
 void cluster_link_answered(struct conn *link);
+/* A block of a link_retro answer arrived: the peer is alive, only busy
+ * answering; the ping deadline starts again (a ping's VERSION comes after
+ * the whole answer, which may take longer than the deadline). */
+void cluster_link_progress(struct conn *link);
 /* The peer answered a `version` (after cluster_link_answered). */
 void cluster_link_version(struct conn *link);
 void cluster_link_closed(struct conn *link);

@@ -162,8 +162,8 @@ void cluster_ack_quiet(struct ack_holder *h, bool ok, void *arg);
 /* The router's retro_classify and retro_defer hooks (router.h). */
 void cluster_retro_classify(struct topic *const *topics, uint32_t n, int kind, int64_t h,
                             uint8_t *src, void *arg);
-bool cluster_retro_defer(struct subscriber *s, struct topic *const *topics, uint32_t n,
-                         int kind, int64_t h, int64_t h_time, void *arg);
+bool cluster_retro_defer(struct subscriber *s, struct topic *const *topics, const bool *held,
+                         uint32_t n, int kind, int64_t h, int64_t h_time, void *arg);
 /* The answer to k's next acknowledged request arrived (found: STORED, else
  * NOT_FOUND): when it is a link_retro request, its client gets its entries
  * (or NOT_FOUND).  Called before the acknowledgement releases anybody. */

@@ -168,6 +168,14 @@ void cluster_link_answered(struct conn *link)
         k->asked_ms = -1; /* nothing outstanding */
 }
 
+void cluster_link_progress(struct conn *link)
+{
+    struct cluster_core *k = link_state(link)->core;
+    cluster_link_answered(link);
+    if (k && k->asked_ms >= 0)
+        k->asked_ms = engine_now_ms();
+}
+
 static void retry_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;

@@ -64,8 +64,10 @@ struct cluster_retro_req {
     bool refused;                    /* the request is answered NOT_FOUND */
     uint32_t ntopics;
     struct topic **topics;           /* referenced (topic_ref) */
+    bool *held;                      /* the client held topics[i] when it asked */
     struct entry **got;              /* the answer's entries, by second */
     size_t ngot, capgot;
+    size_t got_bytes;                /* the answer's length so far */
 };
 
 static struct router *router(void)
@@ -95,6 +97,7 @@ static void req_free(struct cluster_retro_req *q)
     for (uint32_t i = 0; i < q->ntopics; i++)
         topic_unref(&router()->topics, q->topics[i]);
     free(q->topics);
+    free(q->held);
     free(q);
 }
 
@@ -141,9 +144,11 @@ static int owner_index(const struct topic *t)
     return k >= 0 && cl.cores[k]->self ? -1 : k;
 }
 
+/* Only a member of the cluster, to which the link said `set peer`, answers
+ * link_retro (a static upstream answers ERROR: docs/cluster.md). */
 static bool can_fetch(const struct cluster_core *k)
 {
-    return k->link && !conn_is_closing(k->link) && !k->polling;
+    return k->link && !conn_is_closing(k->link) && !k->polling && k->poll_ms <= 0;
 }
 
 /* A topic served here: the retention is the owner's.  A topic owned
@@ -186,10 +191,13 @@ void cluster_retro_classify(struct topic *const *topics, uint32_t n, int kind, i
 /* Sends one link_retro request to k for the topics of ts owned by k, and
  * makes c wait for its answer.  Returns false when out of memory. */
 static bool ask(struct cluster_core *k, int kidx, struct conn *c, struct topic *const *ts,
-                uint32_t n, int kind, int64_t h, int64_t h_time)
+                const bool *held, uint32_t n, int kind, int64_t h, int64_t h_time)
 {
     struct cluster_retro_req *q = calloc(1, sizeof *q);
-    if (!q || !(q->topics = malloc(n * sizeof *q->topics))) {
+    if (!q || !(q->topics = malloc(n * sizeof *q->topics)) ||
+        !(q->held = malloc(n * sizeof *q->held))) {
+        if (q)
+            free(q->topics);
         free(q);
         return false;
     }
@@ -198,6 +206,7 @@ static bool ask(struct cluster_core *k, int kidx, struct conn *c, struct topic *
     for (uint32_t i = 0; i < n; i++)
         if (owner_index(ts[i]) == kidx) {
             len += (q->ntopics ? 1 : 0) + ts[i]->len;
+            q->held[q->ntopics] = held[i];
             q->topics[q->ntopics++] = ts[i];
             topic_ref(ts[i]);
         }
@@ -239,8 +248,8 @@ static bool ask(struct cluster_core *k, int kidx, struct conn *c, struct topic *
     return true;
 }
 
-bool cluster_retro_defer(struct subscriber *s, struct topic *const *ts, uint32_t n, int kind,
-                         int64_t h, int64_t h_time, void *arg)
+bool cluster_retro_defer(struct subscriber *s, struct topic *const *ts, const bool *held,
+                         uint32_t n, int kind, int64_t h, int64_t h_time, void *arg)
 {
     (void)arg;
     struct conn *c = s->owner;
@@ -253,7 +262,7 @@ bool cluster_retro_defer(struct subscriber *s, struct topic *const *ts, uint32_t
         bool first = true;
         for (uint32_t j = 0; j < i && first; j++)
             first = owner_index(ts[j]) != k;
-        if (first && !ask(cl.cores[k], k, c, ts, n, kind, h, h_time)) {
+        if (first && !ask(cl.cores[k], k, c, ts, held, n, kind, h, h_time)) {
             klog(LOG_ERROR, "%s %" PRIu64 " (%s): out of memory asking core %s for a "
                  "retroactive subscription; answering NOT_FOUND", c->ops->log_name, c->sub.id,
                  c->peer, cl.cores[k]->name);
@@ -267,6 +276,23 @@ bool cluster_retro_defer(struct subscriber *s, struct topic *const *ts, uint32_t
 
 /* ---- the answer ---- */
 
+static void refuse(struct conn *c);
+
+/* The answer passed max_client_queue_bytes: q's client gets NOT_FOUND (it
+ * reloads), the rest of the answer is read and dropped. */
+static void too_long(struct cluster_retro_req *q)
+{
+    klog(LOG_WARNING, "cluster: core %s's retroactive answer for %s %" PRIu64 " (%s) is longer "
+         "than max_client_queue_bytes (%zu); answering NOT_FOUND", q->core->name,
+         q->conn->ops->log_name, q->conn->sub.id, q->conn->peer, cl.srv->eng.cfg.max_queue_bytes);
+    refuse(q->conn);
+    for (size_t i = 0; i < q->ngot; i++)
+        entry_unref(q->got[i]);
+    q->ngot = 0;
+}
+
+/* Only the requested topics of an entry are kept, each once; an entry
+ * listing none of them is skipped (the owner never sends such: logged). */
 int cluster_link_retro_block(struct conn *link, int64_t time, const char *block, size_t len)
 {
     struct cluster_core *k = link_state(link)->core;
@@ -278,9 +304,15 @@ int cluster_link_retro_block(struct conn *link, int64_t time, const char *block,
     }
     struct engine *eng = &cl.srv->eng;
     struct router *r = router();
+    if (q->conn && !q->refused && (q->got_bytes += len) > eng->cfg.max_queue_bytes)
+        too_long(q);
+    uint64_t want = ++r->epoch, seen = ++r->epoch;
+    for (uint32_t i = 0; i < q->ntopics; i++)
+        q->topics[i]->mark = want;
     const char *cur = block, *end = block + len, *error;
     struct proto_entry pe;
     int rc;
+    long skipped = 0;
     while ((rc = proto_next_entry(&cur, end, &pe, &error)) == 1) {
         if (!q->conn || q->refused)
             continue; /* nobody to give it to */
@@ -291,21 +323,25 @@ int cluster_link_retro_block(struct conn *link, int64_t time, const char *block,
         struct topic *tv[64], **tp = tv;
         if (nt > 64 && !(tp = malloc((size_t)nt * sizeof *tp)))
             return -1;
-        long m = 0;
+        uint32_t m = 0;
         for (long i = 0; i < nt; i++) {
-            struct topic *t = topic_intern(&r->topics, TOPIC_NS_CHANNEL, eng->slices[i].p,
-                                           eng->slices[i].len);
-            if (!t)
-                break;
-            tp[m++] = t;
+            struct topic *t = topic_find(&r->topics, TOPIC_NS_CHANNEL, eng->slices[i].p,
+                                         eng->slices[i].len);
+            if (t && t->mark == want) {
+                t->mark = seen;
+                tp[m++] = t;
+            } else {
+                skipped++;
+            }
         }
-        struct entry *e = m == nt ? entry_new(&r->entries, tp, (uint32_t)m, pe.payload.p,
-                                              pe.payload.len)
-                                  : NULL;
-        for (long i = 0; i < m; i++)
-            topic_maybe_free(&r->topics, tp[i]);
+        for (uint32_t i = 0; i < m; i++)
+            tp[i]->mark = want;
+        struct entry *e = m ? entry_new(&r->entries, tp, m, pe.payload.p, pe.payload.len)
+                            : NULL;
         if (tp != tv)
             free(tp);
+        if (!m)
+            continue;
         if (!e)
             return -1;
         e->time = time;
@@ -313,6 +349,9 @@ int cluster_link_retro_block(struct conn *link, int64_t time, const char *block,
         e->publisher = link->sub.id;
         q->got[q->ngot++] = e;
     }
+    if (skipped)
+        klog(LOG_WARNING, "cluster: core %s listed %ld topic(s) in a retroactive answer that "
+             "were not asked for (or twice); left out", k->name, skipped);
     return rc < 0 ? -1 : 0;
 }
 
@@ -443,12 +482,19 @@ static void deliver(struct cluster_retro_req *q)
         if (router_enqueue_marked(r, s, e, tmark) < 0)
             break; /* s failed: it is disconnected */
     }
+    /* A topic the client held all along is not stripped: its entries in
+     * flight from the owner's second up to the horizon are not in the
+     * answer (an entry after the horizon may then come twice). */
+    uint64_t smark = ++r->epoch;
+    for (uint32_t i = 0; i < q->ntopics; i++)
+        if (!q->held[i])
+            q->topics[i]->mark = smark;
     uint64_t link_id = q->core->link ? q->core->link->sub.id : 0;
     for (uint32_t i = 0; i < ncut; i++) {
         if (s->overflowed)
             qitem_release(&cut[i]);
         else
-            requeue(r, s, &cut[i], tmark, link_id);
+            requeue(r, s, &cut[i], smark, link_id);
     }
     free(cut);
     free(mine);

@@ -104,14 +104,23 @@ static size_t marked_size(const struct entry *e, uint64_t mark)
  *   STORED\r\n  or  NOT_FOUND\r\n
  *
  * each block as a `get messages` block (n: its length minus 2), listing
- * only the requested topics of each entry, in publish order.  What was
- * queued for this connection before the request is written first (a pushed
- * block), so that every entry published before it reaches the asking node
- * before the answer, and every one published after it comes after. */
+ * only the requested topics of each entry, in publish order; a second's
+ * entries take several blocks when they pass max_request_bytes (the asking
+ * node closes the link on a longer block).  What was queued for this
+ * connection before the request is written first (a pushed block), so that
+ * every entry published before it reaches the asking node before the
+ * answer, and every one published after it comes after.
+ *
+ * Only a peer (`set peer`: the link of a member of the cluster) may ask;
+ * anyone else gets ERROR, as for an unknown command.  An answer longer than
+ * max_client_queue_bytes is NOT_FOUND (the asking client reloads): it is
+ * copied whole into the output at once, so it must stay bounded. */
 static const char *do_link_retro(struct conn *c, const struct proto_request *req,
                                  const char **error)
 {
     struct engine *eng = c->eng;
+    if (!c->sub.peer)
+        return "ERROR\r\n";
     int64_t horizon;
     struct proto_slice topics;
     if (proto_parse_retro(req->data, req->data_len, &horizon, &topics, error) < 0)
@@ -129,11 +138,24 @@ static const char *do_link_retro(struct conn *c, const struct proto_request *req
     if (found < 0)
         return NULL;
     struct entry **v = eng->router.tmp_entries;
+    size_t total = 0, max_block = eng->cfg.max_request_bytes - 2;
+    for (long i = 0; i < found && total <= eng->cfg.max_queue_bytes; i++)
+        total += marked_size(v[i], mark) + 64; /* 64: its share of a block's header */
+    if (total > eng->cfg.max_queue_bytes) {
+        klog(LOG_WARNING, "client %" PRIu64 " (%s): a link_retro answer is longer than "
+             "max_client_queue_bytes (%zu); answering NOT_FOUND", c->sub.id, c->peer,
+             eng->cfg.max_queue_bytes);
+        return PROTO_NOT_FOUND;
+    }
     for (long i = 0; i < found;) {
         long j = i;
         size_t block = 0;
-        for (; j < found && v[j]->time == v[i]->time; j++)
-            block += marked_size(v[j], mark);
+        for (; j < found && v[j]->time == v[i]->time; j++) {
+            size_t m = marked_size(v[j], mark);
+            if (j > i && block + m > max_block)
+                break;
+            block += m;
+        }
         if (evbuffer_add_printf(c->out, "VALUE retro %" PRId64 " %zu\r\n", v[i]->time,
                                 block - 2) < 0)
             return NULL;

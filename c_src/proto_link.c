@@ -67,8 +67,21 @@ static int publish_block(struct conn *c, const char *block, size_t len)
     return rc;
 }
 
+/* A block longer than max (its n) is not buffered: the link closes. */
+static bool too_long(struct conn *c, const char *what, uint64_t n, size_t max)
+{
+    if (n <= max)
+        return false;
+    klog(LOG_WARNING, "upstream link %" PRIu64 " (%s): a %s block of %" PRIu64 " bytes, "
+         "over the limit (%zu); closing the link", c->sub.id & ~CLUSTER_LINK_ID_BIT, c->peer,
+         what, n, max);
+    c->state = CONN_CLOSING;
+    return true;
+}
+
 static enum conn_status link_process(struct conn *c)
 {
+    const struct engine_config *cfg = &c->eng->cfg;
     struct evbuffer *in = c->in;
     while (!conn_is_closing(c)) {
         size_t avail = evbuffer_get_length(in);
@@ -88,7 +101,8 @@ static enum conn_status link_process(struct conn *c)
         if (starts(line, linelen, VALUE_PREFIX)) {
             uint64_t n;
             size_t pl = strlen(VALUE_PREFIX);
-            if (proto_parse_u64(line + pl, linelen - pl, (uint64_t)1 << 40, &n) < 0)
+            if (proto_parse_u64(line + pl, linelen - pl, (uint64_t)1 << 40, &n) < 0 ||
+                too_long(c, "pushed", n, cfg->max_queue_bytes + cfg->max_request_bytes))
                 break;
             size_t need = linelen + 2 + (size_t)n + 2 + 5;
             if (avail < need)
@@ -112,7 +126,8 @@ static enum conn_status link_process(struct conn *c)
             uint64_t t, n;
             if (!sp || proto_parse_u64(line + pl, (size_t)(sp - line) - pl, INT64_MAX, &t) < 0 ||
                 proto_parse_u64(sp + 1, linelen - (size_t)(sp + 1 - line), (uint64_t)1 << 40,
-                                &n) < 0)
+                                &n) < 0 ||
+                too_long(c, "retroactive", n, cfg->max_request_bytes))
                 break;
             size_t need = linelen + 2 + (size_t)n + 2 + 5;
             if (avail < need)
@@ -122,6 +137,7 @@ static enum conn_status link_process(struct conn *c)
                 cluster_link_retro_block(c, (int64_t)t, buf + linelen + 2, (size_t)n + 2) < 0)
                 break;
             evbuffer_drain(in, need);
+            cluster_link_progress(c); /* a long answer must not look like a dead peer */
             continue;
         }
         bool end = linelen == 3 && starts(line, linelen, "END");

@@ -331,19 +331,33 @@ static long retro_collect(struct router *r, struct subscriber *s,
     if (n < 0)
         return -1;
     *tmark = r->epoch; /* intern_all marked the requested topics with it */
+    /* src: where each topic's entries come from; held: whether s held it
+     * already (for retro_defer). */
+    uint8_t srcs[64], *src = srcs;
+    bool helds[64], *held = helds;
+    if (n > 64 && (!(src = malloc((size_t)n)) || !(held = malloc((size_t)n * sizeof *held)))) {
+        if (src != srcs)
+            free(src);
+        for (long j = 0; j < n; j++)
+            topic_maybe_free(&r->topics, r->tmp_topics[j]);
+        return -1;
+    }
     for (long i = 0; i < n; i++) {
         struct topic *t = r->tmp_topics[i];
-        if (subscribe_topic(r, s, t) < 0) {
+        int rc = subscribe_topic(r, s, t);
+        if (rc < 0) {
             for (long j = i; j < n; j++)
                 topic_maybe_free(&r->topics, r->tmp_topics[j]);
+            if (src != srcs) {
+                free(src);
+                free(held);
+            }
             return -1;
         }
+        held[i] = rc == 0;
     }
-    /* Where each topic's entries come from.  Deferred topics move to the
-     * end of tmp_topics and take a mark of their own. */
-    uint8_t srcs[64], *src = srcs;
-    if (n > 64 && !(src = malloc((size_t)n)))
-        return -1;
+    /* Deferred topics move to the end of tmp_topics and take a mark of
+     * their own. */
     memset(src, ROUTER_RETRO_LOCAL, (size_t)n);
     if (r->cfg.retro_classify)
         r->cfg.retro_classify(r->tmp_topics, (uint32_t)n, (int)kind, h, src,
@@ -367,24 +381,29 @@ static long retro_collect(struct router *r, struct subscriber *s,
             nlocal++;
         }
     }
-    if (src != srcs)
-        free(src);
-    if (too_old)
-        return -2;
-    if (nlocal < n) {
+    if (!too_old && nlocal < n) {
         /* Partition: the local topics first, the deferred ones after. */
         long k = 0;
         for (long i = 0; i < n; i++)
             if (r->tmp_topics[i]->mark == *tmark) {
                 struct topic *x = r->tmp_topics[k];
-                r->tmp_topics[k++] = r->tmp_topics[i];
+                bool hx = held[k];
+                r->tmp_topics[k] = r->tmp_topics[i];
+                held[k++] = held[i];
                 r->tmp_topics[i] = x;
+                held[i] = hx;
             }
-        if (!r->cfg.retro_defer ||
-            !r->cfg.retro_defer(s, r->tmp_topics + nlocal, (uint32_t)(n - nlocal), (int)kind, h,
-                                h_time, r->cfg.cluster_arg))
-            return -2;
+        too_old = !r->cfg.retro_defer ||
+                  !r->cfg.retro_defer(s, r->tmp_topics + nlocal, held + nlocal,
+                                      (uint32_t)(n - nlocal), (int)kind, h, h_time,
+                                      r->cfg.cluster_arg);
     }
+    if (src != srcs) {
+        free(src);
+        free(held);
+    }
+    if (too_old)
+        return -2;
 
     /* Collect matching entries from each shard involved (each shard once, each entry once). */
     uint64_t emark = ++r->epoch;

@@ -94,13 +94,13 @@ struct router_config {
      * router_horizon) come from: src[i] = enum router_retro_src.  NULL:
      * every topic is ROUTER_RETRO_LOCAL.
      * retro_defer: s subscribed to topics marked ROUTER_RETRO_UPSTREAM (the
-     * n of them); the hook fetches their entries since the horizon itself
+     * n of them; held[i]: s held topics[i] before this request); the hook fetches their entries since the horizon itself
      * (cluster_retro.c) and returns true, or false when it cannot (the
      * subscription then answers "too old"). */
     void (*retro_classify)(struct topic *const *topics, uint32_t n, int kind, int64_t h,
                            uint8_t *src, void *arg);
-    bool (*retro_defer)(struct subscriber *s, struct topic *const *topics, uint32_t n,
-                        int kind, int64_t h, int64_t h_time, void *arg);
+    bool (*retro_defer)(struct subscriber *s, struct topic *const *topics, const bool *held,
+                        uint32_t n, int kind, int64_t h, int64_t h_time, void *arg);
     /* to_peers: whether an entry of this publisher on topic t goes to t's
      * peer subscribers (asked once per topic of an entry that has some);
      * NULL: always. */

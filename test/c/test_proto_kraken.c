@@ -597,6 +597,45 @@ static void test_retro_subscribe(void **state)
     fix_free(f);
 }
 
+/* `set link_retro`: only from a peer (others: ERROR, as an unknown
+ * command); a second's entries split into blocks of at most
+ * max_request_bytes; an answer over max_client_queue_bytes is NOT_FOUND. */
+static void test_link_retro_peer_only_bounded(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new();
+    struct client *a = &f->c[0], *b = &f->c[1], *c = &f->c[2];
+    f->srv.cfg.max_request_bytes = 1024;
+    char big[601], data[64];
+    memset(big, 'x', 600);
+    big[600] = 0;
+    for (int i = 0; i < 3; i++)
+        publish1(b, "t", big);
+    snprintf(data, sizeof data, "%lld\r\nt", (long long)time(NULL) - 50);
+    do_set(a, "link_retro", data, false, "ERROR\r\n");
+    do_set(a, "peer", "n1", true, "");
+    struct evbuffer *req = evbuffer_new();
+    set_request(req, "link_retro", data, strlen(data), false);
+    assert_int_equal(send_ev(a, req), CONN_OK);
+    size_t len;
+    char *got = (char *)evbuffer_pullup(a->out, -1);
+    len = evbuffer_get_length(a->out);
+    int blocks = 0;
+    for (char *p = got; (p = memmem(p, len - (size_t)(p - got), "VALUE retro ", 12)); p++) {
+        char *sp = strchr(p + 12, ' ');
+        assert_true(strtoull(sp + 1, NULL, 10) <= f->srv.cfg.max_request_bytes);
+        blocks++;
+    }
+    assert_int_equal(blocks, 3);
+    assert_memory_equal(got + len - 8, "STORED\r\n", 8);
+    evbuffer_drain(a->out, len);
+    f->srv.cfg.max_queue_bytes = 1024;
+    do_set(c, "peer", "n2", true, "");
+    do_set(c, "link_retro", data, false, "NOT_FOUND\r\n");
+    evbuffer_free(req);
+    fix_free(f);
+}
+
 /* ---- framing across reads ---- */
 
 /* The same stream fed whole and one byte at a time gives the same bytes. */
@@ -801,6 +840,7 @@ int main(void)
         tu_test(test_register_replaced_and_cleared),
         tu_test(test_register_not_found),
         tu_test(test_retro_subscribe),
+        tu_test(test_link_retro_peer_only_bounded),
         tu_test(test_bytewise_equals_whole),
         tu_test(test_large_payload_in_chunks),
         tu_test(test_output_backpressure),

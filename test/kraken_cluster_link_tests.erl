@@ -1,0 +1,176 @@
+%% @doc What a node accepts from a core on a link_retro answer
+%% (docs/cluster.md, "Retroactive subscription"): the engine is driven on
+%% its control channel, its one other core is a fake speaking the link
+%% protocol, so each answer is exactly the bytes the test writes:
+%%
+%%   - an answer slower than the ping deadline does not close the link
+%%     (each block shows the core alive);
+%%   - an entry listing a topic not asked for, or one twice, keeps only the
+%%     requested topics, once (was queued malformed);
+%%   - a block longer than max_request_bytes closes the link at once (was
+%%     buffered whole, up to 2^40 bytes);
+%%   - an answer longer than max_client_queue_bytes is NOT_FOUND, and the
+%%     link goes on.
+-module(kraken_cluster_link_tests).
+
+-include_lib("eunit/include/eunit.hrl").
+
+link_test_() ->
+    [{timeout, 30, {"a slow retro answer keeps the link", fun slow/0}},
+     {timeout, 30, {"only the requested topics, each once", fun malformed/0}},
+     {timeout, 30, {"a block over max_request_bytes closes the link", fun huge_block/0}},
+     {timeout, 30, {"an answer over max_client_queue_bytes is NOT_FOUND", fun too_long/0}}].
+
+block(Entries) ->
+    Body = iolist_to_binary([[<<"MESSAGE ">>, lists:join(<<" ">>, Ts), <<" ">>,
+                              integer_to_binary(byte_size(P)), <<"\r\n">>, P, <<"\r\n">>]
+                             || {Ts, P} <- Entries]),
+    [<<"VALUE retro 1 ">>, integer_to_binary(byte_size(Body) - 2), <<"\r\n">>, Body,
+     <<"END\r\n">>].
+
+slow() ->
+    Answer = fun(C, T) ->
+                     [begin
+                          ok = gen_tcp:send(C, block([{[T], integer_to_binary(I)}])),
+                          timer:sleep(400)
+                      end || I <- lists:seq(1, 8)],
+                     ok = gen_tcp:send(C, <<"STORED\r\n">>)
+             end,
+    with(Answer, [], fun(S, T, _Fake) ->
+                             ?assertEqual(ok, retro(S, T)),
+                             Want = [{[T], integer_to_binary(I)} || I <- lists:seq(1, 8)],
+                             ?assertEqual(Want, messages(S, 8))
+                     end).
+
+malformed() ->
+    Answer = fun(C, T) ->
+                     ok = gen_tcp:send(C, [block([{[<<"not_asked">>], <<"a">>},
+                                                  {[T, T], <<"b">>},
+                                                  {[<<"not_asked">>, T], <<"c">>}]),
+                                           <<"STORED\r\n">>])
+             end,
+    with(Answer, [], fun(S, T, _Fake) ->
+                             ?assertEqual(ok, retro(S, T)),
+                             ?assertEqual([{[T], <<"b">>}, {[T], <<"c">>}], messages(S, 2)),
+                             timer:sleep(200),
+                             ?assertEqual([], kraken_client:receive_messages(S))
+                     end).
+
+huge_block() ->
+    Answer = fun(C, _T) -> ok = gen_tcp:send(C, <<"VALUE retro 1 1000000000\r\nMESS">>) end,
+    with(Answer, [{max_request_bytes, 4096}],
+         fun(S, T, Fake) ->
+                 spawn(fun() -> retro(S, T) end),
+                 %% at once, not at the ping deadline (1.5 s)
+                 receive {Fake, closed} -> ok after 1000 -> error(link_not_closed) end
+         end).
+
+too_long() ->
+    P = binary:copy(<<"x">>, 1000),
+    Answer = fun(C, T) ->
+                     [ok = gen_tcp:send(C, block([{[T], P}])) || _ <- lists:seq(1, 4)],
+                     ok = gen_tcp:send(C, <<"STORED\r\n">>)
+             end,
+    with(Answer, [{max_client_queue_bytes, 2048}],
+         fun(S, T, Fake) ->
+                 ?assertEqual({error, not_found}, retro(S, T)),
+                 receive {Fake, closed} -> error(link_closed) after 500 -> ok end
+         end).
+
+retro(S, T) ->
+    kraken_client:retro_subscribe(S, erlang:system_time(second) - 10, [T]).
+
+messages(S, N) -> messages(S, N, erlang:monotonic_time(millisecond) + 8000, []).
+
+messages(S, N, Deadline, Acc) ->
+    Acc1 = Acc ++ kraken_client:receive_messages(S),
+    case length(Acc1) >= N orelse erlang:monotonic_time(millisecond) > Deadline of
+        true -> [{Ts, Pl} || {Ts, Pl} <- Acc1];
+        false -> timer:sleep(50), messages(S, N, Deadline, Acc1)
+    end.
+
+%% An engine whose view is itself and a fake core; Test(S, T, Fake) with a
+%% client S and a topic T owned by the fake.
+with(Answer, Config, Test) ->
+    Port = open_port({spawn_executable, kraken_cluster_tests:engine_path()},
+                     [{packet, 4}, binary, exit_status, use_stdio, {args, []}]),
+    true = port_command(Port, term_to_binary({config, [{tcp_server_port, 0},
+                                                       {listen_ip, <<"127.0.0.1">>} | Config]})),
+    {ready, Listen} = packet(Port, fun({ready, _}) -> true; (_) -> false end),
+    Self = self(),
+    Fake = spawn(fun() -> fake(Self, Answer) end),
+    FakePort = receive {Fake, port, FP} -> FP after 5000 -> error(fake) end,
+    try
+        ok = call(Port, 1, {cluster, {<<"solo">>, [{<<"solo">>, <<"127.0.0.1">>, Listen},
+                                                   {<<"other">>, <<"127.0.0.1">>, FakePort}]}}),
+        Cands = [list_to_binary("lt_" ++ integer_to_list(I)) || I <- lists:seq(1, 60)],
+        [T | _] = [X || X <- Cands, call(Port, 2, {cluster_owner, X}) =:= <<"other">>],
+        ok = kraken_cluster_tests:wait_until(
+               fun() -> [up] =:= [St || {<<"other">>, St, _, _, _, _, _, _, _}
+                                            <- call(Port, 3, cluster_status)] end, 5000),
+        Fake ! {topic, T},
+        {ok, S} = kraken_client:connect({127, 0, 0, 1}, Listen),
+        Test(S, T, Fake)
+    after
+        catch port_close(Port),
+        exit(Fake, kill)
+    end.
+
+fake(Test, Answer) ->
+    {ok, L} = gen_tcp:listen(0, [binary, {ip, {127, 0, 0, 1}}, {active, false}]),
+    {ok, P} = inet:port(L),
+    Test ! {self(), port, P},
+    {ok, C} = gen_tcp:accept(L),
+    fake_loop(Test, C, Answer, <<>>).
+
+%% Answers `version' and acknowledged `set' requests; a link_retro with Answer.
+fake_loop(Test, C, Answer, Buf) ->
+    case binary:split(Buf, <<"\r\n">>) of
+        [<<"version">>, Rest] ->
+            ok = gen_tcp:send(C, <<"VERSION 1.0.0\r\n">>),
+            fake_loop(Test, C, Answer, Rest);
+        [<<"set ", Hdr/binary>>, Rest] ->
+            [Cmd, _, _, N | Opt] = binary:split(Hdr, <<" ">>, [global]),
+            Len = binary_to_integer(N),
+            case Rest of
+                <<_:Len/binary, "\r\n", After/binary>> ->
+                    if Cmd =:= <<"link_retro">> ->
+                            T = receive {topic, X} -> X end,
+                            Answer(C, T);
+                       Opt =:= [] -> ok = gen_tcp:send(C, <<"STORED\r\n">>);
+                       true -> ok
+                    end,
+                    fake_loop(Test, C, Answer, After);
+                _ ->
+                    fake_more(Test, C, Answer, Buf)
+            end;
+        [_Other, Rest] ->
+            fake_loop(Test, C, Answer, Rest);
+        [_] ->
+            fake_more(Test, C, Answer, Buf)
+    end.
+
+fake_more(Test, C, Answer, Buf) ->
+    case gen_tcp:recv(C, 0) of
+        {ok, More} -> fake_loop(Test, C, Answer, <<Buf/binary, More/binary>>);
+        {error, _} -> Test ! {self(), closed}, receive never -> ok end
+    end.
+
+call(Port, Ref, Request) ->
+    true = port_command(Port, term_to_binary({call, Ref, Request})),
+    {reply, Ref, Result} = packet(Port, fun({reply, R, _}) -> R =:= Ref; (_) -> false end),
+    Result.
+
+packet(Port, Want) ->
+    receive
+        {Port, {data, Bin}} ->
+            T = binary_to_term(Bin),
+            case Want(T) of
+                true -> T;
+                false -> packet(Port, Want)
+            end;
+        {Port, {exit_status, St}} ->
+            error({engine_exited, St})
+    after 10000 ->
+            error(engine_timeout)
+    end.
