@@ -317,8 +317,11 @@ static void on_published(struct subscriber *publisher, enum topic_ns ns, const s
         if (first == e->ntopics)
             continue;
         struct cluster_core *c = cl.cores[k];
-        if (!c->link) {
-            count_drop(c); /* not reached: publishers ask cluster_reachable() first */
+        if (!link_up(c)) {
+            /* Only for a peer's entry: clients' publishes asked
+             * cluster_reachable() first.  What is written to a link that is
+             * not up may be lost, and the peer would wait for it. */
+            count_drop(c);
             continue;
         }
         size_t need = 32 + (size_t)e->payload_len;
