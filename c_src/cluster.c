@@ -95,6 +95,16 @@ bool cluster_settled(void)
     return true;
 }
 
+bool cluster_name_travels(const char *name, size_t len)
+{
+    if (len == 0)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (name[i] == ' ' || name[i] == '\r' || name[i] == '\n')
+            return false;
+    return true;
+}
+
 bool cluster_reachable(const struct proto_slice *topics, uint32_t n)
 {
     if (alone() && n > 0) {
@@ -185,6 +195,15 @@ void cluster_topic_op(struct cluster_core *k, enum op op, const char *name, size
 {
     if (!k->link)
         return; /* down: its holders are disconnected when it comes back */
+    if (!cluster_name_travels(name, len)) {
+        /* Subscribed by a Redis client before this node had a cluster view
+         * (since then such names are refused): it would split into other
+         * topics at the core, so it stays local. */
+        klog(LOG_WARNING, "cluster: a channel name that is empty or holds a space, CR or LF "
+             "is not %s at core %s: it is served locally only",
+             op == OP_SUB ? "subscribed" : "unsubscribed", k->name);
+        return;
+    }
     struct evbuffer *b = batch(k, op, len + 1);
     if (evbuffer_get_length(b))
         evbuffer_add(b, " ", 1);
@@ -298,8 +317,11 @@ static void on_published(struct subscriber *publisher, enum topic_ns ns, const s
         if (first == e->ntopics)
             continue;
         struct cluster_core *c = cl.cores[k];
-        if (!c->link) {
-            count_drop(c); /* not reached: publishers ask cluster_reachable() first */
+        if (!link_up(c)) {
+            /* Only for a peer's entry: clients' publishes asked
+             * cluster_reachable() first.  What is written to a link that is
+             * not up may be lost, and the peer would wait for it. */
+            count_drop(c);
             continue;
         }
         size_t need = 32 + (size_t)e->payload_len;

@@ -105,6 +105,14 @@ bool cluster_synced(void);
 /* Whether this engine has a cluster view (with other cores than itself or
  * not): only then can a publish be refused. */
 bool cluster_active(void);
+/* Whether a channel name can travel on a link: links write topics
+ * space-separated on lines (SPEC 1), so a name that is empty or holds a
+ * space, CR or LF cannot.  Redis channels may be any bytes: in a cluster
+ * (cluster_active()) the Redis commands that would send one refuse it with
+ * CLUSTER_ERR_CHANNEL_NAME; a single node takes any bytes. */
+bool cluster_name_travels(const char *name, size_t len);
+#define CLUSTER_ERR_CHANNEL_NAME \
+    "channel name not allowed in a cluster: empty, or with a space, CR or LF"
 /* Whether an entry on these topics (channel namespace) can be forwarded now:
  * false when one of them is owned by a core whose link is not up, which is
  * then counted in that core's `dropped` (with a warning at most once a

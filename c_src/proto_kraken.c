@@ -275,10 +275,16 @@ static const char *do_publish(struct conn *c, const struct proto_request *req, i
     }
     if (rc < 0)
         return *error;
-    /* In a cluster, a block with an entry for a core that cannot be reached
-     * now is refused whole, so that the error means "nothing of it was
-     * published": the client may retry it (docs/cluster.md). */
-    for (size_t i = 0; i < n && cluster_active(); i++) {
+    /* In a cluster, a client's block with an entry for a core that cannot be
+     * reached now is refused whole, so that the error means "nothing of it
+     * was published": the client may retry it (docs/cluster.md).  Not a
+     * peer's (another node's link): its node checked reachability in its own
+     * view, ours may differ for a moment (a core joined, our link to it
+     * still connecting), and a refusal would make it close the link and
+     * disconnect every holder there.  Its entries are routed here and
+     * forwarded where links are up; the rest is counted as dropped
+     * (cluster.c on_published). */
+    for (size_t i = 0; i < n && cluster_active() && !c->sub.peer; i++) {
         const struct proto_entry *e = &eng->entries[i];
         long nt = engine_split_topics(eng, e->topics.p, e->topics.len);
         if (nt < 0)

@@ -64,11 +64,31 @@ static void nomem(struct conn *c)
     redis_st(c)->failed = true;
 }
 
+/* In a cluster, channels travel on the links, space-separated on lines: a
+ * command naming one that cannot (cluster_name_travels()) is refused whole
+ * before anything of it is done, with one -ERR (SUBSCRIBE with several
+ * channels: none is subscribed, no subscribe reply).  A single node takes
+ * any bytes, as Redis does.  Returns false after replying. */
+static bool channels_travel(struct conn *c, const struct redis_cmd *cmd, size_t first,
+                            size_t end)
+{
+    if (!cluster_active())
+        return true;
+    for (size_t i = first; i < end; i++)
+        if (!cluster_name_travels(cmd->argv[i].p, cmd->argv[i].len)) {
+            redis_error(c, CLUSTER_ERR_CHANNEL_NAME);
+            return false;
+        }
+    return true;
+}
+
 void redis_subscribe(struct conn *c, const struct redis_cmd *cmd)
 {
     struct redis_state *rs = redis_st(c);
     bool shard = is_shard(cmd);
     enum topic_ns ns = shard ? TOPIC_NS_SHARD : TOPIC_NS_CHANNEL;
+    if (!shard && !channels_travel(c, cmd, 1, cmd->argc))
+        return; /* (a KRAKEN.REGISTER horizon stays for the next SUBSCRIBE) */
     if (rs->has_horizon && !shard) {
         redis_retro_subscribe(c, cmd);
         return;
@@ -219,6 +239,8 @@ void redis_publish(struct conn *c, const struct redis_cmd *cmd)
     bool shard = is_shard(cmd);
     struct proto_slice topic = {cmd->argv[1].p, cmd->argv[1].len};
     struct router_publish_result res;
+    if (!shard && !channels_travel(c, cmd, 1, 2)) /* (not the message) */
+        return;
     if (!shard && !cluster_reachable(&topic, 1)) {
         /* Its owner is a core that cannot be reached now: nothing published
          * (docs/cluster.md); the connection stays, as after any Redis error. */
@@ -266,6 +288,8 @@ void redis_retro_subscribe(struct conn *c, const struct redis_cmd *cmd)
         kind = ROUTER_BY_TIME;
         h = h_time = (int64_t)v;
         first = 2;
+        if (!channels_travel(c, cmd, first, cmd->argc))
+            return;
     } else {
         kind = ROUTER_BY_SEQ;
         h = (int64_t)rs->horizon_seq;

@@ -31,7 +31,10 @@ unreachable_test_() ->
              [{timeout, 60, {"a publish for a core whose link is not up is refused whole "
                              "(Kraken SERVER_ERROR and close, Redis -ERR), delivered nowhere, "
                              "counted in DROPPED and logged",
-                             fun() -> refused(Ctx) end}}]
+                             fun() -> refused(Ctx) end}},
+              {timeout, 60, {"a peer's publish (another node's link, `set peer') is not "
+                             "refused: what can be forwarded is, the rest counted in DROPPED",
+                             fun() -> peer_not_refused(Ctx) end}}]
      end}.
 
 setup() ->
@@ -119,6 +122,40 @@ refused(Ctx = #{u1_port := U1Port, dead_port := Dead, port := Port, tmp := Tmp})
                                           "\"set publish")),
     gen_tcp:close(R),
     [kraken_client:disconnect(X) || X <- [S, B, Q]],
+    ok.
+
+%% A peer's node checked reachability in its own view; ours may differ for a
+%% moment (a core just joined, our link to it still connecting).  Refusing
+%% its whole batch made it close the link and disconnect every holder there:
+%% instead, its entries are delivered here and forwarded to the cores whose
+%% links are up; the part for the others is counted as dropped.
+peer_not_refused(Ctx = #{u1_port := U1Port, dead_port := Dead, port := Port}) ->
+    U1Name = list_to_binary("127.0.0.1:" ++ integer_to_list(U1Port)),
+    DeadName = list_to_binary("127.0.0.1:" ++ integer_to_list(Dead)),
+    Candidates = [list_to_binary("peer_" ++ integer_to_list(I)) || I <- lists:seq(1, 60)],
+    Owner = fun(T) -> rpc(Ctx, p4, kraken_engine, call, [{cluster_owner, T}]) end,
+    [T1 | _] = [T || T <- Candidates, Owner(T) =:= U1Name],
+    [TD | _] = [T || T <- Candidates, Owner(T) =:= DeadName],
+    Dropped = fun() -> hd([D || {N, _, _, _, _, _, _, D, _} <- status(Ctx), N =:= DeadName])
+              end,
+    Connect = fun(P) -> {ok, S} = kraken_client:connect({127, 0, 0, 1}, P), S end,
+    S = Connect(Port), ok = kraken_client:subscribe(S, [T1]),     % on this node
+    B = Connect(U1Port), ok = kraken_client:subscribe(B, [T1]),   % at T1's owner
+    timer:sleep(300),   % the upstream subscription reaches U1
+    Before = Dropped(),
+    P = Connect(Port),
+    Name = <<"other@node">>,
+    ok = gen_tcp:send(P, [<<"set peer 0 0 ">>, integer_to_binary(byte_size(Name)), <<"\r\n">>,
+                          Name, <<"\r\n">>]),
+    {ok, <<"STORED\r\n">>} = gen_tcp:recv(P, 0, 5000),
+    ?assertEqual(ok, kraken_client:publish(P, [{[T1], <<"a">>}, {[T1, TD], <<"b">>}])),
+    ?assertEqual([{<<"a">>, T1}, {<<"b">>, T1}], receive_pairs(S, 2, 5000)),
+    ?assertEqual([{<<"a">>, T1}, {<<"b">>, T1}], receive_pairs(B, 2, 5000)),
+    ?assertEqual(Before + 1, Dropped()),
+    %% The peer's connection stays.
+    ?assertEqual(ok, kraken_client:publish(P, [{[T1], <<"c">>}])),
+    ?assertEqual([{<<"c">>, T1}], receive_pairs(B, 1, 5000)),
+    [kraken_client:disconnect(X) || X <- [S, B, P]],
     ok.
 
 resp(Args) ->

@@ -65,6 +65,9 @@ cluster_test_() ->
                {timeout, 60, {"Redis clients through the cluster: SUBSCRIBE on a proxy, "
                               "PUBLISH on a core, with Kraken clients on other nodes",
                               fun() -> redis_through(Ctx) end}},
+               {timeout, 60, {"Redis channel names that cannot travel on a link (empty, a "
+                              "space, CR or LF) are refused with -ERR in a cluster, and do not "
+                              "disturb the other subscribers", fun() -> redis_names(Ctx) end}},
                {timeout, 60, {"acknowledged subscribes: an entry published on the owner as "
                               "soon as a proxy (or a core not owning the topic) answered "
                               "STORED always arrives",
@@ -355,6 +358,50 @@ redis_through(Ctx) ->
     ?assertEqual([{<<"from redis">>, Chan}], receive_pairs(S, 1, 5000)),
     [gen_tcp:close(X) || X <- [R, R2]],
     [kraken_client:disconnect(X) || X <- [S, K]],
+    ok.
+
+%% Links write topics space-separated on lines: a Redis channel `rn_a b'
+%% would subscribe (then unsubscribe) the proxy's link to `rn_a' and `b' at
+%% the core, and `PUBLISH "" x' would make the core answer CLIENT_ERROR and
+%% close the link.  In a cluster such names are refused whole (-ERR, nothing
+%% subscribed or published, the connection stays); a Kraken subscriber of
+%% `rn_a' on the same proxy keeps getting its entries.
+redis_names(Ctx) ->
+    A = <<"rn_a">>,
+    Bad = [<<"rn_a b">>, <<>>, <<"rn_a\r\nb">>, <<"rn_a\n">>],
+    Err = <<"-ERR channel name not allowed in a cluster: empty, or with a space, CR or LF\r\n">>,
+    [Core | _] = [N || N <- ?CORES, node_atom(Ctx, N) =:= owner(Ctx, p1, A)],
+    K = connect(Ctx, p1), ok = kraken_client:subscribe(K, [A]),
+    R = redis_connect(Ctx, p1),
+    [begin
+         ok = gen_tcp:send(R, resp([<<"SUBSCRIBE">>, B])),
+         ok = redis_expect(R, Err),
+         %% Several channels, one bad: none is subscribed, one error.
+         ok = gen_tcp:send(R, resp([<<"SUBSCRIBE">>, <<"rn_ok">>, B])),
+         ok = redis_expect(R, Err),
+         ok = gen_tcp:send(R, resp([<<"KRAKEN.RETROSUBSCRIBE">>, <<"0">>, <<"rn_ok">>, B])),
+         ok = redis_expect(R, Err),
+         ok = gen_tcp:send(R, resp([<<"UNSUBSCRIBE">>, B])),
+         ok = redis_expect(R, resp_push([<<"unsubscribe">>, B], 0)),
+         ok = gen_tcp:send(R, resp([<<"PUBLISH">>, B, <<"x">>])),
+         ok = redis_expect(R, Err)
+     end || B <- Bad],
+    %% Still not subscribed to anything: PING answers +PONG (RESP2).
+    ok = gen_tcp:send(R, resp([<<"PING">>])),
+    ok = redis_expect(R, <<"+PONG\r\n">>),
+    %% Patterns and shard channels do not travel: any bytes, as on one node.
+    ok = gen_tcp:send(R, resp([<<"SPUBLISH">>, <<"rn_a b">>, <<"x">>])),
+    ok = redis_expect(R, <<":0\r\n">>),
+    %% The link's subscription to rn_a stands, and the link is up.
+    P = connect(Ctx, Core),
+    ok = kraken_client:publish(P, [{[A], <<"still">>}]),
+    ?assertEqual([{<<"still">>, A}], receive_pairs(K, 1, 5000)),
+    %% The rule is on channels, not messages (any bytes there).
+    ok = gen_tcp:send(R, resp([<<"PUBLISH">>, A, <<"thr ough\r\n">>])),
+    ok = redis_expect(R, <<":1\r\n">>),
+    ?assertEqual([{<<"thr ough\r\n">>, A}], receive_pairs(K, 1, 5000)),
+    gen_tcp:close(R),
+    [kraken_client:disconnect(X) || X <- [K, P]],
     ok.
 
 %% Many fresh topics, one at a time: subscribe on a node that does not own
