@@ -27,8 +27,11 @@
  * forwarded: those come from this node's retention); then the items taken
  * out go back, without the (entry, topic) pairs for the requested topics
  * that came from that core's link (all of them published before the
- * request reached the owner: the answer has them).  Each (entry, topic)
- * reaches the client once, in each publisher's order.
+ * request reached the owner: the answer has them), except for the topics
+ * the client already held when it asked (their in-flight entries may be
+ * older than the horizon, so not in the answer: kept, at the price of a
+ * possible second copy of one published after the horizon).  Otherwise
+ * each (entry, topic) reaches the client once, in each publisher's order.
  *
  * The entries of an answer go to the client that asked only: other local
  * subscribers have them already (or subscribed later), and the node's
