@@ -112,7 +112,9 @@ static enum conn_status link_process(struct conn *c)
                 publish_block(c, buf + linelen + 2, (size_t)n + 2) < 0)
                 break;
             evbuffer_drain(in, need);
-            cluster_link_answered(c); /* a poll's answer (pushed blocks too: harmless) */
+            /* A poll's answer; a pushed block shows the core alive (a
+             * `version` answer may wait behind a large backlog). */
+            cluster_link_progress(c);
             if (!link_state(c)->up) {
                 link_state(c)->up = true;
                 cluster_link_up(c);

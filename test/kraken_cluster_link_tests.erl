@@ -17,6 +17,8 @@
 
 link_test_() ->
     [{timeout, 30, {"a slow retro answer keeps the link", fun slow/0}},
+     {timeout, 30, {"a pushed backlog slower than the ping deadline keeps the link",
+                    fun slow_push/0}},
      {timeout, 30, {"only the requested topics, each once", fun malformed/0}},
      {timeout, 30, {"a block over max_request_bytes closes the link", fun huge_block/0}},
      {timeout, 30, {"an answer over max_client_queue_bytes is NOT_FOUND", fun too_long/0}}].
@@ -41,6 +43,29 @@ slow() ->
                              Want = [{[T], integer_to_binary(I)} || I <- lists:seq(1, 8)],
                              ?assertEqual(Want, messages(S, 8))
                      end).
+
+%% The core pushes 8 entries 400 ms apart right after confirming the
+%% subscribe, and reads nothing meanwhile (its VERSION answer waits behind
+%% them, as behind a large backlog): pushed data shows it alive.
+slow_push() ->
+    Push = fun(C, T) ->
+                   [begin
+                        P = integer_to_binary(I),
+                        Body = [<<"MESSAGE ">>, T, <<" ">>, integer_to_binary(byte_size(P)),
+                                <<"\r\n">>, P, <<"\r\n">>],
+                        ok = gen_tcp:send(C, [<<"VALUE messages 0 ">>,
+                                              integer_to_binary(iolist_size(Body) - 2),
+                                              <<"\r\n">>, Body, <<"END\r\n">>]),
+                        timer:sleep(400)
+                    end || I <- lists:seq(1, 8)]
+           end,
+    with({on_subscribe, Push}, [],
+         fun(S, T, Fake) ->
+                 ok = kraken_client:subscribe(S, [T]),
+                 Want = [{[T], integer_to_binary(I)} || I <- lists:seq(1, 8)],
+                 ?assertEqual(Want, messages(S, 8)),
+                 receive {Fake, closed} -> error(link_closed) after 0 -> ok end
+         end).
 
 malformed() ->
     Answer = fun(C, T) ->
@@ -123,7 +148,8 @@ fake(Test, Answer) ->
     {ok, C} = gen_tcp:accept(L),
     fake_loop(Test, C, Answer, <<>>).
 
-%% Answers `version' and acknowledged `set' requests; a link_retro with Answer.
+%% Answers `version' and acknowledged `set' requests; a link_retro with
+%% Answer; with {on_subscribe, Push}, Push(C, T) after confirming a subscribe.
 fake_loop(Test, C, Answer, Buf) ->
     case binary:split(Buf, <<"\r\n">>) of
         [<<"version">>, Rest] ->
@@ -137,7 +163,14 @@ fake_loop(Test, C, Answer, Buf) ->
                     if Cmd =:= <<"link_retro">> ->
                             T = receive {topic, X} -> X end,
                             Answer(C, T);
-                       Opt =:= [] -> ok = gen_tcp:send(C, <<"STORED\r\n">>);
+                       Opt =:= [] ->
+                            ok = gen_tcp:send(C, <<"STORED\r\n">>),
+                            case {Cmd, Answer} of
+                                {<<"subscribe">>, {on_subscribe, Push}} ->
+                                    Push(C, receive {topic, X} -> X end);
+                                _ ->
+                                    ok
+                            end;
                        true -> ok
                     end,
                     fake_loop(Test, C, Answer, After);
