@@ -15,6 +15,8 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
+-import(kraken_cluster_refuse_tests, [call/3, packet/2]).
+
 link_test_() ->
     [{timeout, 30, {"a slow retro answer keeps the link", fun slow/0}},
      {timeout, 30, {"a pushed backlog slower than the ping deadline keeps the link",
@@ -187,23 +189,4 @@ fake_more(Test, C, Answer, Buf) ->
     case gen_tcp:recv(C, 0) of
         {ok, More} -> fake_loop(Test, C, Answer, <<Buf/binary, More/binary>>);
         {error, _} -> Test ! {self(), closed}, receive never -> ok end
-    end.
-
-call(Port, Ref, Request) ->
-    true = port_command(Port, term_to_binary({call, Ref, Request})),
-    {reply, Ref, Result} = packet(Port, fun({reply, R, _}) -> R =:= Ref; (_) -> false end),
-    Result.
-
-packet(Port, Want) ->
-    receive
-        {Port, {data, Bin}} ->
-            T = binary_to_term(Bin),
-            case Want(T) of
-                true -> T;
-                false -> packet(Port, Want)
-            end;
-        {Port, {exit_status, St}} ->
-            error({engine_exited, St})
-    after 10000 ->
-            error(engine_timeout)
     end.

@@ -21,6 +21,9 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
+%% The engine's control channel, for kraken_cluster_link_tests too.
+-export([call/3, packet/2]).
+
 -import(kraken_cluster_tests, [script/3, rpc/5, wait_until/2, receive_pairs/3]).
 
 %%% A publish for an unreachable core
