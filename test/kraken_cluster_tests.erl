@@ -974,8 +974,14 @@ core_hung(Ctx = #{os_pids := OsPids}) ->
     after
         _ = os:cmd("kill -CONT " ++ Group)
     end,
-    %% Back: live again everywhere, its topics are its own again (moved
-    %% back to it once every node sees it).
+    V = serves_again(Ctx, Victim, Lost, Pub),
+    [kraken_client:disconnect(S) || S <- [X, V, Pub]],
+    ok.
+
+%% After a hung core resumed: live again everywhere, its topic Lost is its
+%% own again (moved back once every node sees it), and served: a new
+%% subscriber on p2 gets what Pub publishes.  Returns that subscriber.
+serves_again(Ctx, Victim, Lost, Pub) ->
     ok = wait_until(fun() -> links_up(Ctx, p1, [c1, c2]) andalso links_up(Ctx, p2, [c1, c2])
                     end, 10000),
     ok = wait_until(fun() -> settled(Ctx, [c1, c2, p1, p2], [c1, c2]) end, 10000),
@@ -985,8 +991,7 @@ core_hung(Ctx = #{os_pids := OsPids}) ->
     ok = kraken_client:publish(Pub, [{[Lost], <<"back">>}]),
     ok = wait_until(fun() -> kraken_client:receive_messages(V) =:= [{[Lost], <<"back">>}] end,
                     5000),
-    [kraken_client:disconnect(S) || S <- [X, V, Pub]],
-    ok.
+    V.
 
 engine_hung(Ctx) ->
     Victim = node_atom(Ctx, c2),
@@ -1048,15 +1053,7 @@ engine_hung(Ctx) ->
     after
         _ = os:cmd("kill -CONT " ++ EngineOsPid)
     end,
-    ok = wait_until(fun() -> links_up(Ctx, p1, [c1, c2]) andalso links_up(Ctx, p2, [c1, c2])
-                    end, 10000),
-    ok = wait_until(fun() -> settled(Ctx, [c1, c2, p1, p2], [c1, c2]) end, 10000),
-    ?assertEqual(Victim, owner(Ctx, p2, Lost)),
-    V = connect(Ctx, p2), ok = kraken_client:subscribe(V, [Lost]),
-    timer:sleep(300),
-    ok = kraken_client:publish(Pub, [{[Lost], <<"back">>}]),
-    ok = wait_until(fun() -> kraken_client:receive_messages(V) =:= [{[Lost], <<"back">>}] end,
-                    5000),
+    V = serves_again(Ctx, Victim, Lost, Pub),
     [kraken_client:disconnect(S) || S <- [X, V, Pub, NP]],
     ok.
 
