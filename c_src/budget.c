@@ -27,8 +27,7 @@ static int by_bytes_desc(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-struct budget_result budget_enforce(struct engine *eng,
-                                    void (*disconnect)(struct conn *c, size_t bytes, void *arg),
+struct budget_result budget_enforce(struct engine *eng, const struct budget_actions *act,
                                     void *arg)
 {
     struct budget_result res = {0, 0, 0};
@@ -47,6 +46,8 @@ struct budget_result budget_enforce(struct engine *eng,
      * the next few publishes (checks come every eighth of it). */
     size_t excess = res.total - (limit - limit / 4);
     res.trimmed = router_trim_retention(&eng->router, excess);
+    if (res.trimmed)
+        act->trimmed(res.total, res.trimmed, arg);
     if (res.trimmed >= excess)
         return res;
     excess -= res.trimmed;
@@ -65,7 +66,7 @@ struct budget_result budget_enforce(struct engine *eng,
                 }
             if (!big)
                 break;
-            disconnect(big, most, arg);
+            act->disconnect(big, most, arg);
             res.disconnected++;
             excess = most >= excess ? 0 : excess - most;
         }
@@ -76,7 +77,7 @@ struct budget_result budget_enforce(struct engine *eng,
             u[n++] = (struct usage){budget_conn_bytes(c), c};
     qsort(u, n, sizeof *u, by_bytes_desc);
     for (size_t i = 0; i < n && excess > 0 && u[i].bytes > 0; i++) {
-        disconnect(u[i].c, u[i].bytes, arg);
+        act->disconnect(u[i].c, u[i].bytes, arg);
         res.disconnected++;
         excess = u[i].bytes >= excess ? 0 : excess - u[i].bytes;
     }

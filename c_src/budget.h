@@ -38,10 +38,16 @@ struct budget_result {
     uint32_t disconnected;   /* connections passed to `disconnect` */
 };
 
-/* Checks the budget and enforces it; disconnect(c, bytes, arg) must close
- * (or doom) c and must not free other connections. */
-struct budget_result budget_enforce(struct engine *eng,
-                                    void (*disconnect)(struct conn *c, size_t bytes, void *arg),
+/* What budget_enforce() did, told as it happens: retention trimmed (before
+ * any disconnect, so that its report comes first), then each connection to
+ * disconnect, which must close (or doom) c and must not free others. */
+struct budget_actions {
+    void (*trimmed)(size_t total, size_t bytes, void *arg);
+    void (*disconnect)(struct conn *c, size_t bytes, void *arg);
+};
+
+/* Checks the budget and enforces it. */
+struct budget_result budget_enforce(struct engine *eng, const struct budget_actions *act,
                                     void *arg);
 
 #endif

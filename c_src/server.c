@@ -199,17 +199,22 @@ static void budget_disconnect(struct conn *c, size_t bytes, void *arg)
     server_doom(c, c->ops->err_nomem);
 }
 
+/* budget.c's report, before it disconnects anyone: retention was trimmed. */
+static void budget_trimmed(size_t total, size_t bytes, void *arg)
+{
+    struct server *srv = arg;
+    srv->eng.stats.retention_trimmed_bytes += bytes;
+    klog(LOG_WARNING,
+         "memory: %zu bytes counted, over max_memory_bytes (%zu): dropped the oldest %zu "
+         "bytes of retention (retro_subscribe from before them answers NOT_FOUND)",
+         total, srv->eng.cfg.max_memory_bytes, bytes);
+}
+
 void server_budget_check(struct server *srv)
 {
+    static const struct budget_actions act = {budget_trimmed, budget_disconnect};
     srv->budget_mark = srv->eng.router.stats.queued_bytes_total;
-    struct budget_result r = budget_enforce(&srv->eng, budget_disconnect, srv);
-    if (r.trimmed) {
-        srv->eng.stats.retention_trimmed_bytes += r.trimmed;
-        klog(LOG_WARNING,
-             "memory: %zu bytes counted, over max_memory_bytes (%zu): dropped the oldest %zu "
-             "bytes of retention (retro_subscribe from before them answers NOT_FOUND)",
-             r.total, srv->eng.cfg.max_memory_bytes, r.trimmed);
-    }
+    (void)budget_enforce(&srv->eng, &act, srv);
 }
 
 static void budget_cb(evutil_socket_t fd, short what, void *arg)
