@@ -147,9 +147,11 @@ static int page_params(struct evhttp_request *req, uint64_t *offset, uint32_t *l
     return 0;
 }
 
-static void topics_cb(struct evhttp_request *req, void *arg)
+/* A paged JSON answer: page(ht, offset, limit, out) writes it. */
+static void paged(struct evhttp_request *req, struct http *ht,
+                  void (*page)(struct http *ht, uint64_t offset, uint32_t limit,
+                               struct evbuffer *out))
 {
-    struct http *ht = arg;
     uint64_t offset;
     uint32_t limit;
     if (page_params(req, &offset, &limit) < 0)
@@ -159,26 +161,29 @@ static void topics_cb(struct evhttp_request *req, void *arg)
         evhttp_send_error(req, 500, "out of memory");
         return;
     }
-    metrics_topics_page(&ht->srv->eng.router.topics, offset, limit, b);
+    page(ht, offset, limit, b);
     send_buffer(req, b, "application/json");
     evbuffer_free(b);
 }
 
+static void topics_page(struct http *ht, uint64_t offset, uint32_t limit, struct evbuffer *out)
+{
+    metrics_topics_page(&ht->srv->eng.router.topics, offset, limit, out);
+}
+
+static void conns_page(struct http *ht, uint64_t offset, uint32_t limit, struct evbuffer *out)
+{
+    metrics_conns_page(&ht->srv->eng, offset, limit, engine_now_ms(), out);
+}
+
+static void topics_cb(struct evhttp_request *req, void *arg)
+{
+    paged(req, arg, topics_page);
+}
+
 static void connz_cb(struct evhttp_request *req, void *arg)
 {
-    struct http *ht = arg;
-    uint64_t offset;
-    uint32_t limit;
-    if (page_params(req, &offset, &limit) < 0)
-        return;
-    struct evbuffer *b = evbuffer_new();
-    if (!b) {
-        evhttp_send_error(req, 500, "out of memory");
-        return;
-    }
-    metrics_conns_page(&ht->srv->eng, offset, limit, engine_now_ms(), b);
-    send_buffer(req, b, "application/json");
-    evbuffer_free(b);
+    paged(req, arg, conns_page);
 }
 
 static void notfound_cb(struct evhttp_request *req, void *arg)
