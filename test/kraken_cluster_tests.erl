@@ -118,27 +118,11 @@ cluster_test_() ->
 -define(PROXIES, [p1, p2]).
 
 setup() ->
-    Tmp = filename:join(["/tmp", "kraken_cluster_test_" ++ os:getpid()]),
-    ok = filelib:ensure_dir(filename:join(Tmp, "x")),
-    Script = filename:absname("bin/kraken"),
-    Ebin = filename:dirname(code:which(kraken)),
-    _ = os:cmd("epmd -daemon"),
-    Distributed = case node() of
-                      nonode@nohost ->
-                          {ok, _} = net_kernel:start([list_to_atom("kraken_cluster_test_" ++
-                                                                       os:getpid()),
-                                                      shortnames]),
-                          true;
-                      _ ->
-                          false
-                  end,
-    [_, Host] = string:split(atom_to_list(node()), "@"),
-    Prefix = "kcl" ++ os:getpid() ++ "_",
+    Ctx = base_ctx("kcl"),
     Names = ?CORES ++ ?PROXIES,
     Ports = maps:from_list([{N, free_port()} || N <- Names]),
     RedisPorts = maps:from_list([{N, free_port()} || N <- Names]),
-    Ctx0 = #{tmp => Tmp, script => Script, ebin => Ebin, host => Host, prefix => Prefix,
-             ports => Ports, redis_ports => RedisPorts, distributed => Distributed},
+    Ctx0 = Ctx#{ports => Ports, redis_ports => RedisPorts},
     %% c1 first, alone: the node it joins (c2) is not up yet, so it must
     %% keep trying; then the others together.
     OsPids = maps:from_list(start_nodes(Ctx0, [c1]) ++ start_nodes(Ctx0, Names -- [c1])),
