@@ -252,11 +252,12 @@ test-control-opt: engine build/failmalloc.so
 test-install: engine erlang
 	/usr/bin/python3 test/install_test.py
 
-# A network partition between a proxy and a core: three nodes in network
-# namespaces, nftables rules cutting one pair (test/partition_test.py; needs
-# root, `ip` and `nft`: without them it fails, saying so).  Against the
-# optimised build (the cluster's EUnit modules run the sanitizer build;
-# KRAKEN_ENGINE=priv/kraken_engine_asan for this one too); about 30 s.
+# Network partitions: three nodes in network namespaces, nftables rules
+# cutting a proxy from a core, the two cores from each other, the proxy
+# from both (test/partition_test.py; needs root, `ip` and `nft`: without
+# them it fails, saying so).  Against the optimised build (the cluster's
+# EUnit modules run the sanitizer build; KRAKEN_ENGINE=priv/kraken_engine_asan
+# for this one too); about 70 s.
 test-partition: all
 	/usr/bin/python3 test/partition_test.py
 

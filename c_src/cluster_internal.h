@@ -88,6 +88,16 @@ struct cluster_state {
     size_t owners_cap;
     uint64_t alone_refused; /* publishes refused while no core was live */
     int64_t alone_logged_ms;
+    /* The view's owners that are not live here (cluster_configure), for
+     * cur and alt: miss[i].hn holds the live owners of that set followed
+     * by the missing ones (nlive of them live); n == nlive: none missing. */
+    struct missing_set {
+        struct cluster_hash_node *hn;
+        char **names;
+        size_t n, nlive;
+    } miss[2];
+    uint64_t missing_refused;
+    int64_t missing_logged_ms;
 };
 
 extern struct cluster_state cl; /* cluster.c */
@@ -140,7 +150,9 @@ bool cluster_is_link(const struct subscriber *s);
 void cluster_link_events(struct cluster_core *k, struct event_base *base);
 void cluster_open_link(struct cluster_core *k);
 /* Disconnects every local client holding a topic that core kidx (of the
- * table in effect) owns, logging why; returns how many. */
+ * table in effect) owns (any channel topic: kidx CLUSTER_ANY_CORE), logging
+ * why; returns how many. */
+#define CLUSTER_ANY_CORE (-2)
 uint32_t cluster_doom_holders(int kidx, const char *why);
 /* ack_done_fn for clients: released (ok), or disconnected (a core lost);
  * arg is the core. */

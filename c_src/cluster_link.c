@@ -94,13 +94,14 @@ void cluster_link_acked(struct conn *link, bool found)
 }
 
 /* Disconnects every local client holding a topic that core kidx (of the
- * table in effect) owns.  Its subscriptions go at once, so that the next
- * subscriber of such a topic is a first one again (topic_hook). */
+ * table in effect) owns, or any channel topic (kidx CLUSTER_ANY_CORE).  Its
+ * subscriptions go at once, so that the next subscriber of such a topic is
+ * a first one again (topic_hook). */
 uint32_t cluster_doom_holders(int kidx, const char *why)
 {
     struct engine *eng = &cl.srv->eng;
     uint32_t count = 0;
-    if (kidx < 0)
+    if (kidx < 0 && kidx != CLUSTER_ANY_CORE)
         return 0;
     for (struct conn *c = engine_oldest_conn(eng), *next; c; c = next) {
         next = engine_next_conn(c);
@@ -109,16 +110,21 @@ uint32_t cluster_doom_holders(int kidx, const char *why)
         const struct topic *held = NULL;
         for (uint32_t i = 0; i < c->sub.subs.cap && !held; i++) {
             const struct topic *t = c->sub.subs.v[i].topic;
-            if (t && t->ns == TOPIC_NS_CHANNEL && cluster_depends(t->name, t->len, kidx))
+            if (t && t->ns == TOPIC_NS_CHANNEL &&
+                (kidx == CLUSTER_ANY_CORE || cluster_depends(t->name, t->len, kidx)))
                 held = t;
         }
         if (!held)
             continue;
         char name[72];
         printable(name, sizeof name, held->name, held->len);
-        klog(LOG_WARNING, "%s %" PRIu64 " (%s) holds topic %s owned by core %s, %s: "
-             "disconnecting it", c->ops->log_name, c->sub.id, c->peer, name,
-             cl.cores[kidx]->name, why);
+        if (kidx == CLUSTER_ANY_CORE)
+            klog(LOG_WARNING, "%s %" PRIu64 " (%s) holds topic %s, %s: disconnecting it",
+                 c->ops->log_name, c->sub.id, c->peer, name, why);
+        else
+            klog(LOG_WARNING, "%s %" PRIu64 " (%s) holds topic %s owned by core %s, %s: "
+                 "disconnecting it", c->ops->log_name, c->sub.id, c->peer, name,
+                 cl.cores[kidx]->name, why);
         disconnect(c);
         count++;
     }
