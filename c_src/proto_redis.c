@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "engine.h"
 #include "log.h"
 #include "redis_internal.h"
@@ -573,7 +574,7 @@ static enum conn_status redis_process(struct conn *c)
         if (c->sub.queue.count)
             redis_deliver_queue(c, true);
         struct redis_cmd cmd = {rs->parser.argv, rs->parser.argc};
-        int64_t now = engine_now_ms();
+        int64_t now = clock_turn_ms();
         bool keep = dispatch(c, &cmd);
         evbuffer_drain(in, used);
         c->eng->stats.requests++;
