@@ -424,6 +424,19 @@ def proxy_core(lab, p1, c1, c2):
     # publishes, or be refused.
     n = Sub(p1, t1, "a new subscriber of c1's topic on p1 during the partition")
     print("%s: %s" % (n.name, n.state()))
+    # The same through the Redis port: SUBSCRIBE and KRAKEN.RETROSUBSCRIBE.
+    if n.refused:
+        rn = socket.create_connection((p1.addr, REDIS_PORT), timeout=10)
+        for args in ([b"SUBSCRIBE", t1],
+                     [b"KRAKEN.RETROSUBSCRIBE", b"%d" % int(time.time() - 5), t1]):
+            rn.sendall(b"*%d\r\n" % len(args) +
+                       b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+            got = b""
+            while not got.endswith(b"\r\n"):
+                got += rn.recv(4096)
+            assert got == b"-ERR cluster core unavailable: not subscribed\r\n", (args[0], got)
+        rn.close()
+        print("the same through the Redis port: refused (SUBSCRIBE, KRAKEN.RETROSUBSCRIBE)")
     wait_until(lambda: c1.log_lines(r"proxy %s silent for" % re.escape(p1.full)), 5,
                "c1 seeing p1 silent")
     # Distribution gives up too (net_ticktime 4): nodedown on both sides.
