@@ -429,7 +429,7 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
             struct cluster_core *o = cl.cores[j];
             if (!kept[j] && o->len == m[i].name_len && !memcmp(o->name, m[i].name, o->len) &&
                 o->port == m[i].port && !strcmp(o->host, m[i].host) &&
-                o->poll_ms == m[i].poll_ms) {
+                o->poll_ms == m[i].poll_ms && o->parent == m[i].parent) {
                 cores[i] = o;
                 kept[j] = true;
             }
@@ -455,6 +455,7 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
             cluster_link_events(k, srv->base);
             k->asked_ms = -1;
             k->poll_ms = m[i].poll_ms;
+            k->parent = m[i].parent;
             cores[i] = k;
             fresh[i] = true;
         }

@@ -98,10 +98,13 @@ void cluster_link_acked(struct conn *link, bool found)
  * subscriber of such a topic is a first one again (topic_hook). */
 uint32_t cluster_doom_holders(int kidx, const char *why)
 {
+    return kidx < 0 ? 0 : cluster_doom_marked(kidx, 0, why);
+}
+
+uint32_t cluster_doom_marked(int kidx, uint64_t mark, const char *why)
+{
     struct engine *eng = &cl.srv->eng;
     uint32_t count = 0;
-    if (kidx < 0)
-        return 0;
     for (struct conn *c = engine_oldest_conn(eng), *next; c; c = next) {
         next = engine_next_conn(c);
         if (cluster_is_link(&c->sub) || conn_is_closing(c))
@@ -109,7 +112,8 @@ uint32_t cluster_doom_holders(int kidx, const char *why)
         const struct topic *held = NULL;
         for (uint32_t i = 0; i < c->sub.subs.cap && !held; i++) {
             const struct topic *t = c->sub.subs.v[i].topic;
-            if (t && t->ns == TOPIC_NS_CHANNEL && cluster_depends(t->name, t->len, kidx))
+            if (t && t->ns == TOPIC_NS_CHANNEL &&
+                (mark ? t->mark == mark : cluster_depends(t->name, t->len, kidx)))
                 held = t;
         }
         if (!held)
@@ -222,10 +226,11 @@ void cluster_open_link(struct cluster_core *k)
         event_add(k->poll, &tv);
     } else {
         evbuffer_add(c->out, "set push 0 0 2 noreply\r\non\r\n", 28);
-        /* A member of the cluster (not a static upstream): we are its peer. */
+        /* A member of the cluster (not a static upstream): we are its peer,
+         * or, below a proxy, its child (it subscribes upstream for us). */
         if (k->poll_ms <= 0)
-            evbuffer_add_printf(c->out, "set peer 0 0 %zu noreply\r\n%s\r\n", cl.self_len,
-                                cl.self);
+            evbuffer_add_printf(c->out, "set %s 0 0 %zu noreply\r\n%s\r\n",
+                                k->parent ? "child" : "peer", cl.self_len, cl.self);
         evbuffer_add(c->out, "version\r\n", 9);
         k->ver_sent++;
     }

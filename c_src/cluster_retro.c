@@ -119,6 +119,7 @@ static void conn_unlink(struct cluster_retro_req *q)
 
 void cluster_retro_forget(struct conn *c)
 {
+    cluster_relay_free(c);
     while (c->retro) {
         struct cluster_retro_req *q = c->retro;
         c->retro = q->cnext;
@@ -368,6 +369,7 @@ static void refuse(struct conn *c)
     }
     if (!already && c->ops->retro_refused)
         c->ops->retro_refused(c);
+    cluster_relay_refused(c);
 }
 
 static int cmp_seq(const void *a, const void *b)
@@ -479,6 +481,15 @@ static void deliver(struct cluster_retro_req *q)
     }
     ncut = queue_cut(&s->queue, from, cut);
     size_t a = 0, b = 0;
+    if (c->relay) {
+        /* A child's link_retro: the entries go into its answer, not its
+         * queue (cluster_relay.c). */
+        if (cluster_relay_add(c, q->got, q->ngot) < 0 ||
+            cluster_relay_add(c, mine, (size_t)nmine) < 0)
+            refuse(c);
+        a = q->ngot;
+        b = (size_t)nmine;
+    }
     while ((a < q->ngot || b < (size_t)nmine) && !s->overflowed) {
         bool take_got = b == (size_t)nmine || (a < q->ngot && q->got[a]->time <= mine[b]->time);
         struct entry *e = take_got ? q->got[a++] : mine[b++];
@@ -520,4 +531,6 @@ void cluster_retro_answered(struct cluster_core *k, bool found)
     }
     conn_unlink(q);
     req_free(q);
+    if (c)
+        cluster_relay_finish(c);
 }
