@@ -134,8 +134,10 @@ void cluster_emit(struct cluster_core *k)
     size_t len = evbuffer_get_length(k->pend);
     if (len && k->link && !conn_is_closing(k->link)) {
         struct conn *c = k->link;
-        /* Subscribes and publishes are answered (STORED): clients wait for it. */
-        bool acked = k->pend_op == OP_SUB || k->pend_op == OP_PUB;
+        /* Subscribes and publishes are answered (STORED): clients wait for
+         * it.  A polled upstream (the original Kraken) knows no noreply:
+         * everything is answered there, and counted. */
+        bool acked = k->pend_op == OP_SUB || k->pend_op == OP_PUB || k->polling;
         evbuffer_add_printf(c->out, "set %s 0 0 %zu%s\r\n", op_names[k->pend_op], len,
                             acked ? "" : " noreply");
         if (acked)

@@ -273,6 +273,14 @@ void cluster_link_closed(struct conn *link)
 {
     struct cluster_core *k = link_state(link)->core;
     link_state(link)->core = NULL;
+    if (link_state(link)->eof && k->poll_ms > 0 && !k->polling) {
+        /* Connected, then closed before it answered the handshake: the
+         * original Kraken does so on `set push ... noreply' (it knows no
+         * noreply).  Polled, a Kraken in C upstream works too. */
+        k->polling = true;
+        klog(LOG_INFO, "cluster: upstream %s closed the link at the handshake (push mode "
+             "refused); polling it every %d ms", k->name, k->poll_ms);
+    }
     k->link = NULL;
     if (k->poll)
         event_del(k->poll);

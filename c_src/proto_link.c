@@ -21,6 +21,9 @@
  *                                    old at the owner
  *   an error before the link is up, from a static upstream: it refused push
  *                                    mode; the link reopens in polling mode
+ *                                    (so does a close before the link is up:
+ *                                    the original Kraken knows no `noreply'
+ *                                    and drops the connection on `set push')
  *   anything else (ERROR, CLIENT_ERROR, SERVER_ERROR ...)
  *                                    logged; the link closes (cluster.c then
  *                                    disconnects the clients that depended on it)
@@ -83,6 +86,8 @@ static enum conn_status link_process(struct conn *c)
 {
     const struct engine_config *cfg = &c->eng->cfg;
     struct evbuffer *in = c->in;
+    if (c->state == CONN_EOF && !link_state(c)->up)
+        link_state(c)->eof = true; /* (cluster_link_closed: maybe push refused) */
     while (!conn_is_closing(c)) {
         size_t avail = evbuffer_get_length(in);
         if (avail == 0)
