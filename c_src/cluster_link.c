@@ -226,11 +226,14 @@ void cluster_open_link(struct cluster_core *k)
         event_add(k->poll, &tv);
     } else {
         evbuffer_add(c->out, "set push 0 0 2 noreply\r\non\r\n", 28);
-        /* A member of the cluster (not a static upstream): we are its peer,
-         * or, below a proxy, its child (it subscribes upstream for us). */
-        if (k->poll_ms <= 0)
-            evbuffer_add_printf(c->out, "set %s 0 0 %zu noreply\r\n%s\r\n",
-                                k->parent ? "child" : "peer", cl.self_len, cl.self);
+        /* A member of the cluster: we are its peer, or, below a proxy, its
+         * child (it subscribes upstream for us).  A static upstream that
+         * takes push mode is a Kraken in C node: its child too, so that it
+         * answers our link_retro (one that does not know `set child'
+         * answers an error: polled then, as the original). */
+        evbuffer_add_printf(c->out, "set %s 0 0 %zu noreply\r\n%s\r\n",
+                            k->poll_ms <= 0 && !k->parent ? "peer" : "child", cl.self_len,
+                            cl.self);
         evbuffer_add(c->out, "version\r\n", 9);
         k->ver_sent++;
     }

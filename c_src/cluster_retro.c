@@ -148,11 +148,12 @@ static int owner_index(const struct topic *t)
     return k >= 0 && cl.cores[k]->self ? -1 : k;
 }
 
-/* Only a member of the cluster, to which the link said `set peer`, answers
- * link_retro (a static upstream answers ERROR: docs/cluster.md). */
+/* A node to which the link said `set peer` or `set child` answers
+ * link_retro: every one but a polled upstream (the original Kraken, or an
+ * engine that refused `set push' or `set child'). */
 static bool can_fetch(const struct cluster_core *k)
 {
-    return k->link && !conn_is_closing(k->link) && !k->polling && k->poll_ms <= 0;
+    return k->link && !conn_is_closing(k->link) && !k->polling;
 }
 
 /* A topic served here: the retention is the owner's.  A topic owned
