@@ -173,5 +173,8 @@ void cluster_link_closed(struct conn *link);
 /* The peer answered the link's `set push` with an error: returns true when
  * it should be polled instead (the link then closes and is reopened). */
 bool cluster_link_push_refused(struct conn *link);
+/* The parent said that these topics (space-separated) were lost upstream:
+ * their holders here are disconnected (cluster_relay.c). */
+void cluster_link_lost(struct conn *link, const char *names, size_t len);
 
 #endif

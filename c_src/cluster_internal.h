@@ -186,5 +186,10 @@ void cluster_relay_refused(struct conn *c);
  * held reply (or drops it, refused), and frees it. */
 void cluster_relay_finish(struct conn *c);
 void cluster_relay_free(struct conn *c);
+/* Child c (the link of a proxy below) holds topics that core kidx owns (or
+ * whose mark is `mark', when not 0), now lost: they are unsubscribed and the
+ * child is told (`VALUE lost').  Returns 1 if it held some, 0 if none, -1
+ * when out of memory (the caller disconnects it). */
+int cluster_child_lost(struct conn *c, int kidx, uint64_t mark);
 
 #endif

@@ -109,6 +109,15 @@ uint32_t cluster_doom_marked(int kidx, uint64_t mark, const char *why)
         next = engine_next_conn(c);
         if (cluster_is_link(&c->sub) || conn_is_closing(c))
             continue; /* a peer's node sees the core go itself */
+        if (c->sub.child) {
+            /* A proxy below: told which of its topics are lost, it
+             * disconnects their holders only (cluster_relay.c). */
+            int rc = cluster_child_lost(c, kidx, mark);
+            if (rc > 0)
+                count++;
+            if (rc >= 0)
+                continue;
+        }
         const struct topic *held = NULL;
         for (uint32_t i = 0; i < c->sub.subs.cap && !held; i++) {
             const struct topic *t = c->sub.subs.v[i].topic;

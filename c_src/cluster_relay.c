@@ -1,5 +1,20 @@
-/* cluster_relay.c - a proxy's answer to the `link_retro` of a proxy below
- * it (docs/cluster.md, "A proxy below a proxy").
+/* cluster_relay.c - what a node does for the proxies below it, its
+ * children (docs/cluster.md, "A proxy below a proxy"): it answers their
+ * `link_retro`, and tells them which of their topics were lost upstream.
+ *
+ * Lost topics: when a core fails (its link breaks, it leaves the live set),
+ * a node disconnects its clients holding one of its topics.  A child's link
+ * is such a client, but closing it would disconnect every client of the
+ * child that holds any topic through this node.  Instead the child's
+ * subscriptions of those topics are dropped here and it is sent
+ *
+ *   VALUE lost <n>\r\n<topics, space-separated>\r\nEND\r\n
+ *
+ * and disconnects their holders (cluster_link_lost, on the child), saying
+ * why.  (A child waiting for that core's confirmation of a subscribe or a
+ * publish when it fails is closed, as any client: cluster_ack_done.)
+ *
+ * The link_retro relay:
  *
  * A child's link (`set child`) asks this node for the entries published
  * after a horizon on some topics, as a peer asks a core.  The topics this
@@ -26,11 +41,13 @@
 #include <event2/buffer.h>
 #include <inttypes.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cluster_internal.h"
 #include "engine.h"
 #include "log.h"
 #include "proto_kraken.h"
+#include "proto_link.h"
 #include "server.h"
 
 struct cluster_relay {
@@ -185,4 +202,78 @@ void cluster_relay_finish(struct conn *c)
     free(it);
     free(v);
     cluster_relay_free(c);
+}
+
+/* ---- lost topics ---- */
+
+int cluster_child_lost(struct conn *c, int kidx, uint64_t mark)
+{
+    struct router *r = router();
+    struct topic **v = malloc((c->sub.subs.cap ? c->sub.subs.cap : 1) * sizeof *v);
+    struct evbuffer *names = evbuffer_new();
+    if (!v || !names) {
+        free(v);
+        if (names)
+            evbuffer_free(names);
+        return -1;
+    }
+    size_t n = 0;
+    for (uint32_t i = 0; i < c->sub.subs.cap; i++) {
+        struct topic *t = c->sub.subs.v[i].topic;
+        if (t && t->ns == TOPIC_NS_CHANNEL &&
+            (mark ? t->mark == mark : cluster_depends(t->name, t->len, kidx))) {
+            topic_ref(t);
+            v[n++] = t;
+            if ((n > 1 && evbuffer_add(names, " ", 1) < 0) ||
+                evbuffer_add(names, t->name, t->len) < 0)
+                goto nomem;
+        }
+    }
+    if (n) {
+        size_t len = evbuffer_get_length(names);
+        if (evbuffer_add_printf(c->out, "VALUE lost %zu\r\n", len) < 0 ||
+            evbuffer_add_buffer(c->out, names) < 0 || evbuffer_add(c->out, "\r\nEND\r\n", 7) < 0)
+            goto nomem;
+        klog(LOG_WARNING, "client %" PRIu64 " (%s), a proxy below this node, held %zu topic(s) "
+             "of core %s (%.*s%s), which was lost: told it", c->sub.id, c->peer, n,
+             kidx >= 0 && (size_t)kidx < cl.n ? cl.cores[kidx]->name : "?",
+             (int)(v[0]->len < 64 ? v[0]->len : 64), v[0]->name, n > 1 ? " ..." : "");
+        for (size_t i = 0; i < n; i++)
+            router_unsubscribe(r, &c->sub, v[i]->name, v[i]->len);
+        server_kick(c);
+    }
+    for (size_t i = 0; i < n; i++)
+        topic_unref(&r->topics, v[i]);
+    free(v);
+    evbuffer_free(names);
+    return n > 0;
+nomem:
+    for (size_t i = 0; i < n; i++)
+        topic_unref(&r->topics, v[i]);
+    free(v);
+    evbuffer_free(names);
+    return -1;
+}
+
+void cluster_link_lost(struct conn *link, const char *names, size_t len)
+{
+    struct cluster_core *k = link_state(link)->core;
+    int kidx = -1;
+    for (size_t i = 0; k && i < cl.n; i++)
+        if (cl.cores[i] == k)
+            kidx = (int)i;
+    if (kidx < 0)
+        return;
+    struct router *r = router();
+    uint64_t mark = ++r->epoch;
+    const char *p = names, *end = names + len;
+    while (p < end) {
+        const char *sp = memchr(p, ' ', (size_t)(end - p));
+        const char *q = sp ? sp : end;
+        struct topic *t = topic_find(&r->topics, TOPIC_NS_CHANNEL, p, (size_t)(q - p));
+        if (t)
+            t->mark = mark;
+        p = q + 1;
+    }
+    cluster_doom_marked(kidx, mark, "which lost it upstream (the core that owns it failed)");
 }

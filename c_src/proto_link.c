@@ -19,6 +19,9 @@
  *                                    here, they go to the client that asked
  *   NOT_FOUND                        a `link_retro` request's horizon is too
  *                                    old at the owner
+ *   VALUE lost <n> <topics> END      from a parent (this node is its child):
+ *                                    those topics' owner was lost upstream;
+ *                                    their holders here are disconnected
  *   an error before the link is up, from a static upstream: it refused push
  *                                    mode; the link reopens in polling mode
  *                                    (so does a close before the link is up:
@@ -43,6 +46,7 @@
 
 #define VALUE_PREFIX "VALUE messages 0 "
 #define RETRO_PREFIX "VALUE retro "
+#define LOST_PREFIX "VALUE lost "
 
 static bool starts(const char *line, size_t len, const char *lit)
 {
@@ -145,6 +149,23 @@ static enum conn_status link_process(struct conn *c)
                 break;
             evbuffer_drain(in, need);
             cluster_link_progress(c); /* a long answer must not look like a dead peer */
+            continue;
+        }
+        if (starts(line, linelen, LOST_PREFIX)) {
+            /* VALUE lost <n>: the parent lost these topics upstream */
+            uint64_t n;
+            size_t pl = strlen(LOST_PREFIX);
+            if (proto_parse_u64(line + pl, linelen - pl, (uint64_t)1 << 40, &n) < 0 ||
+                too_long(c, "lost", n, cfg->max_queue_bytes + cfg->max_request_bytes))
+                break;
+            size_t need = linelen + 2 + (size_t)n + 2 + 5;
+            if (avail < need)
+                return CONN_OK;
+            const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)need);
+            if (!buf || memcmp(buf + need - 5, "END\r\n", 5) != 0)
+                break;
+            cluster_link_lost(c, buf + linelen + 2, (size_t)n);
+            evbuffer_drain(in, need);
             continue;
         }
         bool end = linelen == 3 && starts(line, linelen, "END");

@@ -22,7 +22,10 @@
 %%     topics go to p2;
 %%   - p1 comes back: the topics q1 held through p2 that move back to p1
 %%     have their holders disconnected with a log line (no move protocol
-%%     between parents), the others are not disturbed.
+%%     between parents), the others are not disturbed;
+%%   - kill -9 of core c2: within 3 s q1's clients holding one of its topics
+%%     (through either parent) are disconnected with a log line, the others
+%%     are not (the parents tell q1 which topics they lost).
 -module(kraken_cluster_tree_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -51,7 +54,11 @@ tree_test_() ->
                               "within 3 s with a log line, the others undisturbed; it comes "
                               "back: the holders of the topics moving back to it disconnected "
                               "with a log line, the others undisturbed",
-                              fun() -> parent_killed(Ctx) end}}]}
+                              fun() -> parent_killed(Ctx) end}},
+               {timeout, 60, {"kill -9 of a core: q1's clients of its topics disconnected "
+                              "within 3 s with a log line (the parents tell q1 which topics "
+                              "they lost), q1's other clients undisturbed",
+                              fun() -> core_killed(Ctx) end}}]}
      end}.
 
 setup() ->
@@ -281,6 +288,47 @@ parent_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
     ok = kraken_client:publish(Pub, [{[Via1], <<"through p1">>}]),
     ?assertEqual([{<<"through p1">>, Via1}], receive_pairs(U, 1, 5000)),
     [kraken_client:disconnect(S) || S <- [X, U, Pub]],
+    ok.
+
+%% c2 killed: p1 and p2 lose its topics, and tell q1 which (VALUE lost on
+%% its links): only q1's clients of c2's topics are disconnected.  (Before,
+%% p1 and p2 closed q1's links as holders of c2's topics, which disconnected
+%% every client of q1 holding any topic through them.)
+core_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
+    ok = wait_until(fun() -> links_up(Ctx, p1, ?CORES) andalso links_up(Ctx, p2, ?CORES)
+                                 andalso links_up(Ctx, q1, [p1, p2]) end, 10000),
+    [K1, L1, L2, K2] = [topic_via(Ctx, "tc_", P, C) || {P, C} <- [{p1, c1}, {p1, c2},
+                                                                    {p2, c2}, {p2, c1}]],
+    X = connect(Ctx, q1), ok = kraken_client:subscribe(X, [K1, K2]),   % stays
+    Y = connect(Ctx, q1), ok = kraken_client:subscribe(Y, [L1]),       % disconnected
+    Z = connect(Ctx, q1), ok = kraken_client:subscribe(Z, [K2, L2]),   % disconnected
+    Pub = connect(Ctx, c1),
+    ok = kraken_client:publish(Pub, [{[K1, K2, L1, L2], <<"before">>}]),
+    ?assertEqual(2, length(receive_pairs(X, 2, 5000))),
+    ?assertEqual(1, length(receive_pairs(Y, 1, 5000))),
+    ?assertEqual(2, length(receive_pairs(Z, 2, 5000))),
+    T0 = erlang:monotonic_time(millisecond),
+    _ = os:cmd("kill -9 -" ++ integer_to_list(maps:get(c2, OsPids))),
+    [closed_within(S, T0, 3000) || S <- [Y, Z]],
+    Log = filename:join(Tmp, node_name(Ctx, q1) ++ ".console.log"),
+    ok = wait_until(fun() ->
+                            {ok, Text} = file:read_file(Log),
+                            re:run(Text, "holds topic " ++ binary_to_list(L1) ++
+                                       " owned by core " ++ node_name(Ctx, p1) ++
+                                       "@\\S+, which lost it upstream",
+                                   [{capture, none}]) =:= match
+                    end, 3000),
+    %% X was not disturbed.
+    ok = kraken_client:publish(Pub, [{[K1, K2], <<"after">>}]),
+    ?assertEqual(lists:sort([{<<"after">>, K1}, {<<"after">>, K2}]), receive_pairs(X, 2, 5000)),
+    %% c2's topics work again, through c1.
+    ok = wait_until(fun() -> links_up(Ctx, p1, [c1]) andalso links_up(Ctx, p2, [c1]) end, 5000),
+    V = connect(Ctx, q1), ok = kraken_client:subscribe(V, [L1, L2]),
+    ok = kraken_client:publish(Pub, [{[L1, L2], <<"moved">>}]),
+    ?assertEqual(lists:sort([{<<"moved">>, L1}, {<<"moved">>, L2}]), receive_pairs(V, 2, 5000)),
+    timer:sleep(200),
+    ?assertEqual([], kraken_client:receive_messages(X)),
+    [kraken_client:disconnect(S) || S <- [X, V, Pub]],
     ok.
 
 pick(Topics) ->
