@@ -173,6 +173,10 @@ void cluster_link_closed(struct conn *link);
 /* The peer answered the link's `set push` with an error: returns true when
  * it should be polled instead (the link then closes and is reopened). */
 bool cluster_link_push_refused(struct conn *link);
+/* The peer answered the next acknowledged request (a publish batch) with
+ * `SERVER_ERROR cluster core unavailable': a parent refusing it (a core
+ * above it is unavailable).  Its publishers get the error; the link stays. */
+void cluster_link_refused(struct conn *link);
 /* The parent said that these topics (space-separated) were lost upstream:
  * their holders here are disconnected (cluster_relay.c). */
 void cluster_link_lost(struct conn *link, const char *names, size_t len);

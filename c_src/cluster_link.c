@@ -75,6 +75,37 @@ void cluster_ack_done(struct ack_holder *h, bool ok, void *arg)
     disconnect(c);
 }
 
+/* ack_done_fn for a refused publish batch (a parent refused it: an owner
+ * above it was unavailable): its publishers get the error, then the close. */
+static void refused_done(struct ack_holder *h, bool ok, void *arg)
+{
+    struct conn *c = (struct conn *)(void *)((char *)h - offsetof(struct conn, acks));
+    const struct cluster_core *k = arg;
+    if (ok || c->state == CONN_DOOMED)
+        return;
+    klog(LOG_WARNING, "%s %" PRIu64 " (%s): its publish was refused by %s (a core above it "
+         "is unavailable): answering the error and disconnecting it (its unanswered "
+         "publishes reached this node's subscribers, maybe not the others)",
+         c->ops->log_name, c->sub.id, c->peer, k->name);
+    disconnect(c);
+}
+
+void cluster_link_refused(struct conn *link)
+{
+    struct cluster_core *k = link_state(link)->core;
+    if (!k)
+        return;
+    cluster_retro_answered(k, false);
+    if (k->nr_pending && k->nr_seq == k->acks.answered + 1)
+        klog(LOG_WARNING, "cluster: %s refused a batch with noreply publishes (the last from "
+             "client %" PRIu64 " (%s)): their entries reached this node's subscribers, maybe "
+             "not the others", k->name, k->nr_client, k->nr_peer);
+    if (!ack_fifo_refuse(&k->acks, refused_done, k))
+        klog(LOG_DEBUG, "cluster: core %s refused a request that expected no answer", k->name);
+    else
+        cluster_pub_answered(k);
+}
+
 void cluster_ack_quiet(struct ack_holder *h, bool ok, void *arg)
 {
     (void)h;

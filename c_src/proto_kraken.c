@@ -327,7 +327,8 @@ static const char *do_publish(struct conn *c, const struct proto_request *req, i
         if (nt < 0)
             return NULL;
         if (!cluster_reachable(eng->slices, (uint32_t)nt))
-            return *error = CLUSTER_ERR_UNAVAILABLE;
+            /* A child's link stays: it answers its publishers (cluster_link_refused). */
+            return c->sub.child ? CLUSTER_ERR_UNAVAILABLE : (*error = CLUSTER_ERR_UNAVAILABLE);
     }
     for (size_t i = 0; i < n; i++) {
         const struct proto_entry *e = &eng->entries[i];

@@ -19,6 +19,11 @@
  *                                    here, they go to the client that asked
  *   NOT_FOUND                        a `link_retro` request's horizon is too
  *                                    old at the owner
+ *   SERVER_ERROR cluster core unavailable
+ *                                    from a parent: it refused the publish
+ *                                    batch this answers (a core above it is
+ *                                    unavailable); its publishers get the
+ *                                    error, the link stays
  *   VALUE lost <n> <topics> END      from a parent (this node is its child):
  *                                    those topics' owner was lost upstream;
  *                                    their holders here are disconnected
@@ -180,6 +185,9 @@ static enum conn_status link_process(struct conn *c)
             }
         } else if (!link_state(c)->up && cluster_link_push_refused(c)) {
             return CONN_CLOSE; /* reopened in polling mode */
+        } else if (linelen == sizeof CLUSTER_ERR_UNAVAILABLE - 3 &&
+                   starts(line, linelen, "SERVER_ERROR cluster core unavailable")) {
+            cluster_link_refused(c); /* a parent refused a publish batch: the link stays */
         } else if (linelen == 6 && starts(line, linelen, "STORED")) {
             cluster_link_acked(c, true);
         } else if (linelen == 9 && starts(line, linelen, "NOT_FOUND")) {
