@@ -105,54 +105,9 @@ bool cluster_name_travels(const char *name, size_t len)
     return true;
 }
 
-/* The core a topic would belong to, under cur or alt, when the view makes
- * it an owner but it is not live here; NULL when none. */
-static const char *missing_owner(const char *name, size_t len)
-{
-    if (cl.miss[0].n == cl.miss[0].nlive && cl.miss[1].n == cl.miss[1].nlive)
-        return NULL; /* the usual case: every owner is live */
-    uint64_t h = cluster_name_hash(name, len);
-    for (int i = 0; i < 2; i++) {
-        const struct missing_set *m = &cl.miss[i];
-        if (m->n == m->nlive)
-            continue;
-        size_t k = (size_t)cluster_owner(m->hn, m->n, h);
-        if (k >= m->nlive)
-            return m->names[k - m->nlive];
-    }
-    return NULL;
-}
-
-/* Whether one of the topics belongs to a missing owner: then counted and
- * logged (at most once a second), as a refused `what`. */
-static bool any_missing(const struct proto_slice *topics, uint32_t n, const char *what)
-{
-    for (uint32_t i = 0; i < n; i++) {
-        const char *core = missing_owner(topics[i].p, topics[i].len);
-        if (!core)
-            continue;
-        cl.missing_refused++;
-        int64_t now = engine_now_ms();
-        if (now - cl.missing_logged_ms >= 1000) {
-            cl.missing_logged_ms = now;
-            klog(LOG_WARNING,
-                 "cluster: core %s owns topics in the view but is not live here; %s to its "
-                 "topics are refused (%" PRIu64 " requests so far)",
-                 core, what, cl.missing_refused);
-        }
-        return true;
-    }
-    return false;
-}
-
-bool cluster_subscribable(const struct proto_slice *topics, uint32_t n)
-{
-    return !any_missing(topics, n, "subscribes");
-}
-
 bool cluster_reachable(const struct proto_slice *topics, uint32_t n)
 {
-    if (any_missing(topics, n, "publishes"))
+    if (cluster_missing_refuse(topics, n, "publishes"))
         return false;
     if (alone() && n > 0) {
         cl.alone_refused++;
@@ -394,46 +349,6 @@ static void on_published(struct subscriber *publisher, enum topic_ns ns, const s
 
 /* ---- configuration ---- */
 
-static void missing_free(struct missing_set *m)
-{
-    for (size_t i = 0; m->names && i < m->n - m->nlive; i++)
-        free(m->names[i]);
-    free(m->names);
-    free(m->hn);
-    *m = (struct missing_set){0};
-}
-
-/* m: the owners of set s followed by the missing names. */
-static int missing_build(struct missing_set *m, const struct owner_set *s,
-                         const struct cluster_name *miss, size_t nmiss)
-{
-    *m = (struct missing_set){0};
-    m->hn = calloc(s->n + nmiss + 1, sizeof *m->hn);
-    m->names = calloc(nmiss + 1, sizeof *m->names);
-    if (!m->hn || !m->names) {
-        free(m->hn);
-        free(m->names);
-        *m = (struct missing_set){0};
-        return -1;
-    }
-    memcpy(m->hn, s->hn, s->n * sizeof *m->hn);
-    m->n = m->nlive = s->n;
-    for (size_t i = 0; i < nmiss; i++) {
-        char *name = malloc(miss[i].len + 1);
-        if (!name) {
-            missing_free(m);
-            return -1;
-        }
-        memcpy(name, miss[i].name, miss[i].len);
-        name[miss[i].len] = 0;
-        m->names[i] = name;
-        m->hn[m->n++] = (struct cluster_hash_node){name, miss[i].len,
-                                                   cluster_name_hash(name, miss[i].len)};
-    }
-    return 0;
-}
-
-
 static void free_core(struct cluster_core *k)
 {
     if (k->link) {
@@ -466,8 +381,8 @@ static void on_stop(struct server *srv)
     free(cl.cores);
     cluster_set_free(&cl.cur);
     cluster_set_free(&cl.alt);
-    missing_free(&cl.miss[0]);
-    missing_free(&cl.miss[1]);
+    cluster_missing_free(&cl.miss[0]);
+    cluster_missing_free(&cl.miss[1]);
     free(cl.self);
     free(cl.owners);
     if (cl.flush_ev)
@@ -584,29 +499,20 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
         }
     }
     struct missing_set miss[2];
-    if (missing_build(&miss[0], &cur, miss_own, nmiss_own) < 0) {
+    if (cluster_missing_build(&miss[0], &cur, miss_own, nmiss_own) < 0) {
         for (size_t j = 0; j < n; j++)
             if (fresh[j])
                 free_core(cores[j]);
         goto nomem;
     }
-    if (missing_build(&miss[1], &alt, miss_alt, nmiss_alt) < 0) {
-        missing_free(&miss[0]);
+    if (cluster_missing_build(&miss[1], &alt, miss_alt, nmiss_alt) < 0) {
+        cluster_missing_free(&miss[0]);
         for (size_t j = 0; j < n; j++)
             if (fresh[j])
                 free_core(cores[j]);
         goto nomem;
     }
-    for (size_t i = 0; i < nmiss_own; i++) {
-        bool known = false;
-        for (size_t j = 0; j < cl.miss[0].n - cl.miss[0].nlive && !known; j++)
-            known = strlen(cl.miss[0].names[j]) == miss_own[i].len &&
-                    !memcmp(cl.miss[0].names[j], miss_own[i].name, miss_own[i].len);
-        if (!known)
-            klog(LOG_WARNING, "cluster: core %.*s owns topics in the view but is not live "
-                 "here: its topics are unavailable on this node until it is back or the "
-                 "view changes", (int)miss_own[i].len, miss_own[i].name);
-    }
+    cluster_missing_warn(miss_own, nmiss_own);
     /* Cores that left: their links go, and so do the clients that held
      * their topics (owners of the table still in effect). */
     for (size_t j = 0; j < cl.n; j++) {
@@ -633,7 +539,7 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
     cl.cur = cur;
     cl.alt = alt;
     for (int i = 0; i < 2; i++) {
-        missing_free(&cl.miss[i]);
+        cluster_missing_free(&cl.miss[i]);
         cl.miss[i] = miss[i];
     }
     free(cl.self);

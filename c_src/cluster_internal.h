@@ -2,9 +2,9 @@
  * hooks, configuration, status), cluster_link.c (the links' life:
  * opening, liveness, retries, and what a lost link or core does to the
  * clients that depended on it), cluster_move.c (the two owner sets of a
- * move, the peer rules, moving upstream subscriptions, the sync barrier)
- * and cluster_pub.c (acknowledged publishes)
- * share.  Nothing else includes it. */
+ * move, the peer rules, moving upstream subscriptions, the sync barrier),
+ * cluster_pub.c (acknowledged publishes) and cluster_missing.c (the view's
+ * owners not live here: their topics refused) share.  Nothing else includes it. */
 #ifndef KRAKEN_CLUSTER_INTERNAL_H
 #define KRAKEN_CLUSTER_INTERNAL_H
 
@@ -169,6 +169,19 @@ void cluster_pub_answered(struct cluster_core *k);
 /* k's link is lost or k left, before its waits fail: warns about noreply
  * publishes it did not confirm. */
 void cluster_pub_lost(struct cluster_core *k);
+
+/* cluster_missing.c */
+/* m: the owners of set s followed by the missing names (copied).  Returns
+ * 0, or -1 when out of memory (m empty). */
+int cluster_missing_build(struct missing_set *m, const struct owner_set *s,
+                          const struct cluster_name *miss, size_t nmiss);
+void cluster_missing_free(struct missing_set *m);
+/* Whether one of the topics belongs to a missing owner: then counted and
+ * logged (at most once a second) as refused `what` ("publishes"). */
+bool cluster_missing_refuse(const struct proto_slice *topics, uint32_t n, const char *what);
+/* Logs the owners of cur that are missing now and were not before (call it
+ * before cl.miss is replaced). */
+void cluster_missing_warn(const struct cluster_name *miss, size_t n);
 
 /* cluster_link.c, continued */
 /* ack_done_fn that does nothing (every connection is closing anyway). */
