@@ -377,6 +377,7 @@ static void on_stop(struct server *srv)
     free(cl.cores);
     cluster_set_free(&cl.cur);
     cluster_set_free(&cl.alt);
+    cluster_served_free();
     free(cl.self);
     free(cl.owners);
     if (cl.flush_ev)
@@ -511,7 +512,9 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
                  cores[i]->host, cores[i]->port);
             cluster_open_link(cores[i]);
         }
+    struct cluster_point at = cluster_served_now();
     cluster_move_subscriptions(&old_cur, &old_alt, old_cores);
+    cluster_served_push(at);
     cluster_sync_mark();
     for (size_t j = 0; j < old_n; j++)
         if (!kept[j])

@@ -3,8 +3,10 @@
  * opening, liveness, retries, and what a lost link or core does to the
  * clients that depended on it), cluster_move.c (the two owner sets of a
  * move, the peer rules, moving upstream subscriptions, the sync barrier)
- * and cluster_pub.c (acknowledged publishes)
- * share.  Nothing else includes it. */
+ * cluster_pub.c (acknowledged publishes), cluster_retro.c (retroactive
+ * subscription through a node that does not own the topics) and
+ * cluster_served.c (since when the retention of a topic owned here is
+ * complete) share.  Nothing else includes it. */
 #ifndef KRAKEN_CLUSTER_INTERNAL_H
 #define KRAKEN_CLUSTER_INTERNAL_H
 
@@ -157,6 +159,32 @@ void cluster_pub_lost(struct cluster_core *k);
 /* cluster_link.c, continued */
 /* ack_done_fn that does nothing (every connection is closing anyway). */
 void cluster_ack_quiet(struct ack_holder *h, bool ok, void *arg);
+
+/* cluster_served.c: since when the retention of a topic owned here is
+ * complete.  A moment: a unix second and a number of the router's publish
+ * sequence taken for it; entries after it (seq) are all here. */
+struct cluster_point {
+    int64_t time;
+    uint64_t seq;
+};
+#define CLUSTER_NEVER ((struct cluster_point){INT64_MAX, UINT64_MAX})
+/* Takes a moment now (a seq number of its own). */
+struct cluster_point cluster_served_now(void);
+/* After a configuration was applied at moment at: remembers its owner sets
+ * (nothing when they did not change). */
+void cluster_served_push(struct cluster_point at);
+/* The id the next configuration pushed will get. */
+uint64_t cluster_served_next_id(void);
+/* t, held upstream (confirmed) since `since`, becomes owned here by the
+ * configuration about to be pushed, its previous owner still live. */
+void cluster_served_gained(struct topic *t, struct cluster_point since);
+/* For a topic owned here under cur (in the last configuration pushed):
+ * true, and *since the moment from which its entries are all in this
+ * node's retention (CLUSTER_NEVER: not yet, a move is switching to it).
+ * False when it is not owned here.  Without any configuration remembered
+ * (out of memory): true, from when it was forgotten. */
+bool cluster_served_since(const struct topic *t, struct cluster_point *since);
+void cluster_served_free(void);
 
 /* cluster_retro.c */
 /* The router's retro_classify and retro_defer hooks (router.h). */

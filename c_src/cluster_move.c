@@ -13,6 +13,12 @@
  *     to local clients only; one of a local client goes to the peers only
  *     when its topic is ours under `cur` (else it is forwarded to that
  *     owner, cluster.c);
+ *   - a topic that stops being served here only (a move's prepare) while
+ *     held here keeps, as its upstream subscription's moment, the moment
+ *     this node's retention of it was complete from (cluster_served.c), so
+ *     that the old owner still answers retroactive subscriptions from its
+ *     retention; one that becomes ours while held upstream (confirmed, the
+ *     old owner live) is noted there likewise;
  *   - the sync barrier: after a configuration, a `version` on every link,
  *     behind the subscription changes and the entries already forwarded;
  *     when all are answered the cores have applied them (cluster_synced),
@@ -90,6 +96,22 @@ struct old_sets {
     struct cluster_core **cores;
 };
 
+/* Whether t (name hash h) is owned here under s (a set over cores). */
+static bool owned(const struct owner_set *s, struct cluster_core **cores, uint64_t h)
+{
+    int k = cluster_owner_in(s, h);
+    return k >= 0 && cores[k]->self;
+}
+
+/* Whether k is still a live core (kept by the configuration just applied). */
+static bool live(const struct cluster_core *k)
+{
+    for (size_t i = 0; i < cl.n; i++)
+        if (cl.cores[i] == k)
+            return true;
+    return false;
+}
+
 static bool in2(struct cluster_core *k, struct cluster_core *const two[2])
 {
     return k == two[0] || k == two[1];
@@ -110,11 +132,24 @@ static int move_topic(const struct topic *ct, void *arg)
         now[1] = NULL;
     bool upstream = was[0] || was[1];
     bool pending = t->upstream_pending && upstream;
+    bool was_ours = owned(o->cur, o->cores, h), ours = owned(&cl.cur, cl.cores, h);
+    if (ours && !was_ours && was[0] && upstream && !pending && live(was[0]))
+        cluster_served_gained(t, (struct cluster_point){t->upstream_since, t->upstream_seq});
     for (int i = 0; i < 2; i++) {
         if (!now[i] || in2(now[i], was))
             continue;
         if (!upstream) {
-            cluster_mark_upstream(t);
+            /* Served here until now: a move's prepare (still ours under
+             * cur, the next owner's under alt) keeps this node's retention
+             * complete from where it was (cluster_served.c). */
+            struct cluster_point since;
+            if (was_ours && ours && cluster_served_since(t, &since) &&
+                since.seq != CLUSTER_NEVER.seq) {
+                t->upstream_since = since.time;
+                t->upstream_seq = since.seq;
+            } else {
+                cluster_mark_upstream(t);
+            }
             upstream = true;
         }
         cluster_topic_op(now[i], OP_SUB, t->name, t->len);

@@ -49,7 +49,8 @@
 %% this fixture).
 -export([base_ctx/1, base_cleanup/1, script/3, engine_args/0, engine_path/0, standalone/1,
          free_port/0, rpc/5, wait_until/2, receive_pairs/3, sanitizer_reports/1, node_name/2,
-         start_nodes/2, connect/2, owner/3, settled/3, node_atom/2]).
+         start_nodes/2, connect/2, owner/3, settled/3, node_atom/2, next_second/0,
+         receive_msgs/3]).
 
 -define(NTOPICS, 24).
 -define(PER_CLIENT, 15).
