@@ -431,11 +431,29 @@ poll_sync(S = #state{syncing = true}) ->
 poll_sync(S) ->
     case catch kraken_engine:call(cluster_synced, 2000) of
         true ->
-            announce(S#state{synced = true});
+            case sees_owners(S) of
+                true -> announce(S#state{synced = true});
+                false -> S   % polled again when the live cores change (update/1)
+            end;
         _ ->
             erlang:send_after(20, self(), sync),
             S#state{syncing = true}
     end.
+
+%% Whether this node sees live every core a move in progress moves topics
+%% to (the new owners: Alt while preparing, Owners while switching).  One
+%% that does not (a core that just joined is not in its live set yet) is not
+%% synced on the view, whatever its engine says: its engine has no link to
+%% that core, so its holders are not subscribed there, and the move must not
+%% switch to it yet (the entries entering there would miss them).  A stable
+%% view asks nothing: it may still name a core that failed (the engines'
+%% sets leave out the cores that are not live).
+sees_owners(S = #state{view = {_, Phase, _, Owners, Alt}}) when Phase =/= stable ->
+    New = case Phase of prepare -> Alt; switch -> Owners end,
+    Live = [N || {N, _} <- live_cores(S)],
+    lists:all(fun(N) -> lists:member(N, Live) end, New);
+sees_owners(_) ->
+    true.
 
 %% The leader (kraken_cluster_move:leader/2) makes the next view when it is
 %% due, applies it and tells everyone.
