@@ -6,7 +6,7 @@
  * cluster_pub.c (acknowledged publishes), cluster_retro.c (retroactive
  * subscription through a node that does not own the topics) and
  * cluster_served.c (since when the retention of a topic owned here is
- * complete) share.  Nothing else includes it. */
+ * complete) and cluster_fresh.c (whether the view may be stale) share.  Nothing else includes it. */
 #ifndef KRAKEN_CLUSTER_INTERNAL_H
 #define KRAKEN_CLUSTER_INTERNAL_H
 
@@ -90,6 +90,11 @@ struct cluster_state {
     size_t owners_cap;
     uint64_t alone_refused; /* publishes refused while no core was live */
     int64_t alone_logged_ms;
+    /* cluster_fresh.c: the last confirmation of the view, when it was
+     * found missing (0: it is not), publishes refused since. */
+    int64_t fresh_ms, stale_at, stale_logged_ms;
+    uint64_t stale_refused;
+    struct event *fresh_ev; /* the check, every 200 ms */
 };
 
 extern struct cluster_state cl; /* cluster.c */
@@ -144,6 +149,9 @@ void cluster_open_link(struct cluster_core *k);
 /* Disconnects every local client holding a topic that core kidx (of the
  * table in effect) owns, logging why; returns how many. */
 uint32_t cluster_doom_holders(int kidx, const char *why);
+/* Disconnects every local client holding a topic whose mark is mark,
+ * logging why; returns how many. */
+uint32_t cluster_doom_marked(uint64_t mark, const char *why);
 /* ack_done_fn for clients: released (ok), or disconnected (a core lost);
  * arg is the core. */
 void cluster_ack_done(struct ack_holder *h, bool ok, void *arg);
@@ -185,6 +193,14 @@ void cluster_served_gained(struct topic *t, struct cluster_point since);
  * (out of memory): true, from when it was forgotten. */
 bool cluster_served_since(const struct topic *t, struct cluster_point *since);
 void cluster_served_free(void);
+
+/* cluster_fresh.c: whether the view may be stale (this node stopped). */
+/* A configuration was applied: confirmations are expected from now on
+ * (starts the check).  Returns -1 when out of memory. */
+int cluster_fresh_start(void);
+/* Whether a client's publish is refused because the view is not confirmed
+ * (counted and logged). */
+bool cluster_fresh_refuse(void);
 
 /* cluster_retro.c */
 /* The router's retro_classify and retro_defer hooks (router.h). */

@@ -125,6 +125,32 @@ uint32_t cluster_doom_holders(int kidx, const char *why)
     return count;
 }
 
+uint32_t cluster_doom_marked(uint64_t mark, const char *why)
+{
+    struct engine *eng = &cl.srv->eng;
+    uint32_t count = 0;
+    for (struct conn *c = engine_oldest_conn(eng), *next; c; c = next) {
+        next = engine_next_conn(c);
+        if (cluster_is_link(&c->sub) || conn_is_closing(c))
+            continue;
+        const struct topic *held = NULL;
+        for (uint32_t i = 0; i < c->sub.subs.cap && !held; i++) {
+            const struct topic *t = c->sub.subs.v[i].topic;
+            if (t && t->mark == mark)
+                held = t;
+        }
+        if (!held)
+            continue;
+        char name[72];
+        printable(name, sizeof name, held->name, held->len);
+        klog(LOG_WARNING, "%s %" PRIu64 " (%s) holds topic %s, %s: disconnecting it",
+             c->ops->log_name, c->sub.id, c->peer, name, why);
+        disconnect(c);
+        count++;
+    }
+    return count;
+}
+
 static int index_of(const struct cluster_core *k)
 {
     for (size_t i = 0; i < cl.n; i++)

@@ -94,6 +94,7 @@ bool cluster_depends(const char *name, size_t len, int kidx)
 struct old_sets {
     const struct owner_set *cur, *alt;
     struct cluster_core **cores;
+    uint64_t jumped; /* the mark of topics served here that went elsewhere at once */
 };
 
 /* Whether t (name hash h) is owned here under s (a set over cores). */
@@ -133,6 +134,12 @@ static int move_topic(const struct topic *ct, void *arg)
     bool upstream = was[0] || was[1];
     bool pending = t->upstream_pending && upstream;
     bool was_ours = owned(o->cur, o->cores, h), ours = owned(&cl.cur, cl.cores, h);
+    if (was_ours && owned(o->alt, o->cores, h) && !ours && !owned(&cl.alt, cl.cores, h)) {
+        /* Served here, now elsewhere, without a move this node took part
+         * in (it was counted failed, e.g. stopped): what entered at the new
+         * owner meanwhile never reached its holders here. */
+        t->mark = o->jumped;
+    }
     if (ours && !was_ours && was[0] && upstream && !pending && live(was[0]))
         cluster_served_gained(t, (struct cluster_point){t->upstream_since, t->upstream_seq});
     for (int i = 0; i < 2; i++) {
@@ -165,8 +172,10 @@ static int move_topic(const struct topic *ct, void *arg)
 void cluster_move_subscriptions(const struct owner_set *old_cur, const struct owner_set *old_alt,
                                 struct cluster_core **old_cores)
 {
-    struct old_sets o = {old_cur, old_alt, old_cores};
+    struct old_sets o = {old_cur, old_alt, old_cores, ++cl.srv->eng.router.epoch};
     topic_foreach(&cl.srv->eng.router.topics, TOPIC_NS_CHANNEL, move_topic, &o);
+    cluster_doom_marked(o.jumped, "which this node served and which moved to another core "
+                        "while this node was out of the cluster (it may have missed entries)");
 }
 
 void cluster_sync_mark(void)
