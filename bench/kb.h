@@ -438,6 +438,10 @@ int pop_kind(conn_t *c); /* K_NONE if nothing is pending */
 void conn_flush(conn_t *c);
 void conn_close(conn_t *c);
 void conn_error(conn_t *c, const char *why);
+/* The next complete line in c's read buffer: *s its start, *tl its length without CR LF, *ll
+ * with them; 0 when no whole line is there yet (and a protocol error on c once more than
+ * 64 KiB wait without one). */
+int conn_next_line(conn_t *c, char **s, size_t *tl, size_t *ll);
 void conn_open(conn_t *c);
 void timer_set(conn_t *c, int type, int64_t t);
 void loop_until(int (*done)(void), int64_t deadline);

@@ -284,3 +284,21 @@ void loop_until(int (*done)(void), int64_t deadline)
         }
     }
 }
+
+int conn_next_line(conn_t *c, char **s, size_t *tl, size_t *ll)
+{
+    *s = c->rb.p + c->rb.off;
+    size_t n = c->rb.len - c->rb.off;
+    char *nl = n ? memchr(*s, '\n', n) : NULL;
+    if (!nl) {
+        if (n > 65536) {
+            G.proto_err++;
+            conn_error(c, "reply line too long");
+        }
+        return 0;
+    }
+    *ll = (size_t)(nl - *s) + 1;
+    *tl = *ll - 1;
+    if (*tl && (*s)[*tl - 1] == '\r') (*tl)--;
+    return 1;
+}

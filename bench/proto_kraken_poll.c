@@ -165,20 +165,10 @@ static int parse_value_line(const char *s, size_t tl, unsigned long long *nb)
 /* consume complete replies from c->rb; with push, VALUE blocks are deliveries, not replies */
 void kraken_parse(conn_t *c, int push)
 {
-    while (c->state == CS_OPEN) {
-        char *s = c->rb.p + c->rb.off;
+    char *s;
+    size_t tl, ll;
+    while (c->state == CS_OPEN && conn_next_line(c, &s, &tl, &ll)) {
         size_t n = c->rb.len - c->rb.off;
-        if (!n) break;
-        char *nl = memchr(s, '\n', n);
-        if (!nl) {
-            if (n > 65536) {
-                G.proto_err++;
-                conn_error(c, "reply line too long");
-            }
-            break;
-        }
-        size_t ll = (size_t)(nl - s) + 1, tl = ll - 1;
-        if (tl && s[tl - 1] == '\r') tl--;
         if (tl >= 6 && !memcmp(s, "VALUE ", 6)) {
             unsigned long long nb;
             if (parse_value_line(s, tl, &nb) < 0) {

@@ -109,20 +109,10 @@ static int parse_msg_line(const char *s, size_t tl, const char **subj, size_t *s
 static void nats_parse(conn_t *c)
 {
     int64_t now = now_ns();
-    while (c->state == CS_OPEN) {
-        char *s = c->rb.p + c->rb.off;
+    char *s;
+    size_t tl, ll;
+    while (c->state == CS_OPEN && conn_next_line(c, &s, &tl, &ll)) {
         size_t n = c->rb.len - c->rb.off;
-        if (!n) break;
-        char *nl = memchr(s, '\n', n);
-        if (!nl) {
-            if (n > 65536) {
-                G.proto_err++;
-                conn_error(c, "line too long");
-            }
-            break;
-        }
-        size_t ll = (size_t)(nl - s) + 1, tl = ll - 1;
-        if (tl && s[tl - 1] == '\r') tl--;
         if (tl > 4 && !memcmp(s, "MSG ", 4)) {
             const char *subj;
             size_t sl, len;

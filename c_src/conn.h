@@ -86,7 +86,7 @@ struct conn {
     struct event *rev, *wev;     /* read (persistent) and write (while output waits) */
     struct evbuffer *in, *out;
     uint8_t rflags;              /* server.c's read-loop flags */
-    bool push_armed;             /* a deliver is scheduled (server.c) */
+    uint32_t write_slot;         /* listed for a write after this turn: index + 1 (loop.c), 0: not */
     struct conn *older, *newer;  /* engine's list ordered by last request */
     struct conn *next_doomed;
     char peer[64];

@@ -2,10 +2,10 @@
  * protocol, writing, pausing, closing (server.c accepts and owns the rest).
  *
  * Each connection is a socket with two events (read, persistent; write, armed
- * only while replies wait) and two evbuffers.  Replies are written at once,
- * at the end of the read callback, so a request/reply exchange costs one
- * read and one write system call and no epoll_ctl; libevent's bufferevent
- * would defer every write to another turn of the loop.
+ * only while output waits for the socket) and two evbuffers.  An open
+ * connection's replies are written after the turn that produced them,
+ * together with any entries pushed to it meanwhile (loop.c): one write per
+ * connection per turn, and no epoll_ctl while the socket takes it all.
  *
  * Reads are edge-triggered (EV_ET), which spares epoll re-polling every
  * readable socket on its next turn (a lower p99 on the latency benchmark).
@@ -33,9 +33,9 @@
  *   CLOSING-> reply flushed, then freed (or freed at once on a reset)
  *   DOOMED -> freed from the reaper event (queue overflow, decided while
  *             another connection was routing, when freeing at once is unsafe)
- * Push: the router's `ready` hook activates the connection's write event;
- * its callback lets the protocol move queued entries into the output
- * (ops->deliver) and writes them, in the same loop turn as the publish. */
+ * Push: the router's `ready` hook lists the connection in loop.c, which
+ * after the turn calls conn_io_write(): the protocol moves queued entries
+ * into the output (ops->deliver) and they are written. */
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -47,6 +47,7 @@
 
 #include "cluster.h"
 #include "log.h"
+#include "loop.h"
 #include "server.h"
 #include "server_internal.h"
 
@@ -76,6 +77,7 @@ void conn_io_close(struct conn *c)
         ack_holder_forget(&c->acks);
     if (c->retro)
         cluster_retro_forget(c);
+    loop_forget(srv, c);
     if (c->rev)
         event_free(c->rev);
     if (c->wev)
@@ -120,9 +122,6 @@ static int flush(struct conn *c)
 /* Lets a push protocol move what is queued into the output. */
 static void deliver(struct conn *c)
 {
-    /* Whatever armed the write event is served now (a flush may also cancel
-     * that event before it runs); the next empty -> non-empty re-arms. */
-    c->push_armed = false;
     if (c->ops->deliver && c->sub.push && c->sub.queue.count > 0 && !conn_is_closing(c))
         c->ops->deliver(c);
 }
@@ -172,7 +171,12 @@ static bool run_conn(struct conn *c)
             if (c->state != CONN_DOOMED)
                 c->state = CONN_CLOSING;
         }
-        if (flush(c) < 0 || (conn_is_closing(c) && evbuffer_get_length(c->out) == 0)) {
+        /* An open connection's output waits for the end of the turn
+         * (loop.c): one write for every reply and entry the turn gives it. */
+        bool later = st == CONN_OK && !conn_is_closing(c) &&
+                     evbuffer_get_length(c->out) > 0 && loop_want_write(server_of(c), c);
+        if ((!later && flush(c) < 0) ||
+            (conn_is_closing(c) && evbuffer_get_length(c->out) == 0)) {
             conn_io_close(c);
             return false;
         }
@@ -280,10 +284,14 @@ static void read_cb(evutil_socket_t fd, short what, void *arg)
 
 static void write_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct conn *c = arg;
     (void)fd;
     (void)what;
-    c->push_armed = false;
+    conn_io_write(arg);
+}
+
+void conn_io_write(struct conn *c)
+{
+    loop_forget(server_of(c), c); /* written now: not again after the turn */
     if (conn_held(c) && c->state != CONN_DOOMED)
         return; /* cluster.c kicks it again once released */
     deliver(c);

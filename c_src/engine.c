@@ -7,20 +7,17 @@
 #include <unistd.h>
 
 #include "budget.h"
+#include "clock.h"
 #include "log.h"
 
 int64_t engine_now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return clock_mono_ms();
 }
 
 int64_t engine_unix_time(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec;
+    return clock_unix();
 }
 
 int engine_init(struct engine *eng, const struct engine_config *cfg,

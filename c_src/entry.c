@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "kraken/protocol.h"
 #include "topic.h"
 
@@ -91,9 +92,7 @@ const int64_t entry_wait_bounds_ms[ENTRY_WAIT_BUCKETS - 1] = {
 
 int64_t entry_clock_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return clock_mono_ms();
 }
 
 void entry_observe_waits(struct entry_wait_hist *h, int64_t publish_ms, int64_t now_ms,

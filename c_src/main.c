@@ -21,6 +21,7 @@
 
 #include "control.h"
 #include "log.h"
+#include "loop.h"
 #include "server.h"
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -103,9 +104,10 @@ int main(int argc, char **argv)
         }
     }
 
-    event_base_dispatch(base);
+    loop_run(&srv, base);
 
     server_stop(&srv);
+    loop_free(&srv);
     control_stop();
     event_free(sigint);
     event_free(sigterm);

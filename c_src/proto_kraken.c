@@ -19,6 +19,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "cluster.h"
 #include "engine.h"
 #include "entry.h"
@@ -341,7 +342,7 @@ static const char *execute(struct conn *c, const struct proto_request *req, int6
     case PROTO_SET_UNSUBSCRIBE:
         return do_unsubscribe(c, req);
     case PROTO_SET_PUBLISH:
-        r = do_publish(c, req, engine_unix_time(), &error);
+        r = do_publish(c, req, clock_turn_unix(), &error);
         break;
     case PROTO_SET_PUSH:
         if ((r = do_push(c, req)))
@@ -437,7 +438,7 @@ static enum conn_status kraken_process(struct conn *c)
             return CONN_PAUSED;
         }
         bool close = false;
-        int64_t now = engine_now_ms();
+        int64_t now = clock_turn_ms();
         const char *r = execute(c, &req, now, &close);
         c->eng->stats.requests++;
         c->requests++;

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "engine.h"
 #include "log.h"
 #include "redis_internal.h"
@@ -368,7 +369,9 @@ static const struct redis_command command_subs[] = {
     {NULL, NULL, 0, 0, NULL, NULL},
 };
 
+/* Searched in order: the publish path's command first. */
 static const struct redis_command commands[] = {
+    {"publish", "publish", 3, 0, redis_publish, NULL},
     {"ping", "ping", -1, F_PUBSUB, cmd_ping, NULL},
     {"echo", "echo", 2, 0, cmd_echo, NULL},
     {"reset", "reset", 1, F_PUBSUB | F_NO_AUTH, cmd_reset, NULL},
@@ -382,7 +385,6 @@ static const struct redis_command commands[] = {
     {"punsubscribe", "punsubscribe", -1, F_PUBSUB, redis_punsubscribe, NULL},
     {"ssubscribe", "ssubscribe", -2, F_PUBSUB, redis_subscribe, NULL},
     {"sunsubscribe", "sunsubscribe", -1, F_PUBSUB, redis_unsubscribe, NULL},
-    {"publish", "publish", 3, 0, redis_publish, NULL},
     {"spublish", "spublish", 3, 0, redis_publish, NULL},
     {"pubsub", "pubsub", -2, 0, NULL, pubsub_subs},
     {"command", "command", -1, 0, cmd_command, command_subs},
@@ -406,8 +408,11 @@ static void cmd_command(struct conn *c, const struct redis_cmd *cmd)
 static const struct redis_command *find_in(const struct redis_command *tab, size_t n,
                                            const struct resp_arg *name)
 {
+    if (name->len == 0)
+        return NULL;
+    int first = tolower((unsigned char)name->p[0]);
     for (size_t i = 0; i < n && tab[i].name; i++)
-        if (redis_arg_is(name, tab[i].name))
+        if (tab[i].name[0] == first && redis_arg_is(name, tab[i].name))
             return &tab[i];
     return NULL;
 }
@@ -573,7 +578,7 @@ static enum conn_status redis_process(struct conn *c)
         if (c->sub.queue.count)
             redis_deliver_queue(c, true);
         struct redis_cmd cmd = {rs->parser.argv, rs->parser.argc};
-        int64_t now = engine_now_ms();
+        int64_t now = clock_turn_ms();
         bool keep = dispatch(c, &cmd);
         evbuffer_drain(in, used);
         c->eng->stats.requests++;

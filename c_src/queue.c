@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "entry.h"
 #include "kraken/protocol.h"
 #include "topic.h"
@@ -316,7 +317,7 @@ long queue_write(struct queue *q, struct evbuffer *out, size_t copy_limit)
                  : write_chained(q, out, line, n, copy_limit);
     if (rc < 0)
         return -1;
-    int64_t now = entry_clock_ms();
+    int64_t now = clock_turn_ms();
     struct entry_wait_hist *hist = NULL;
     int64_t run_ms = 0;
     uint64_t run = 0;

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "cluster.h"
 #include "engine.h"
 #include "entry.h"
@@ -248,7 +249,7 @@ void redis_publish(struct conn *c, const struct redis_cmd *cmd)
         return;
     }
     if (router_publish_ns(&c->eng->router, NULL, shard ? TOPIC_NS_SHARD : TOPIC_NS_CHANNEL,
-                          &topic, 1, cmd->argv[2].p, cmd->argv[2].len, engine_unix_time(),
+                          &topic, 1, cmd->argv[2].p, cmd->argv[2].len, clock_turn_unix(),
                           &res) < 0) {
         nomem(c);
         return;
@@ -554,7 +555,7 @@ void redis_deliver_queue(struct conn *c, bool all)
     f->c = c;
     f->n = 0;
     uint64_t delivered = 0;
-    int64_t now = entry_clock_ms();
+    int64_t now = clock_turn_ms();
     while (q->count && !redis_st(c)->failed) {
         if (!all && evbuffer_get_length(c->out) + f->n >= CONN_PUSH_HIGH)
             break;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "entry.h"
 #include "router_internal.h"
 
@@ -233,7 +234,7 @@ int router_publish_ns(struct router *r, struct subscriber *publisher, enum topic
     /* The engine's own canary (TOPIC_NS_INTERNAL) is neither counted nor
      * retained, nor observed in the wait histogram. */
     bool internal = ns == TOPIC_NS_INTERNAL;
-    e->publish_ms = internal ? -1 : entry_clock_ms();
+    e->publish_ms = internal ? -1 : clock_turn_ms();
     e->publisher = publisher ? publisher->id : 0;
     if (!internal) {
         r->stats.published++;

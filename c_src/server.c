@@ -31,6 +31,7 @@
 #include "cluster.h"
 #include "http.h"
 #include "log.h"
+#include "loop.h"
 #include "proto_kraken.h"
 #include "proto_redis.h"
 #include "server_internal.h"
@@ -257,10 +258,10 @@ static void ready_cb(struct subscriber *sub, void *arg)
 {
     struct conn *c = sub->owner;
     (void)arg;
-    if (c->push_armed || !c->wev || conn_is_closing(c))
+    if (!c->wev || conn_is_closing(c))
         return;
-    c->push_armed = true;
-    event_active(c->wev, EV_WRITE, 1);
+    if (!loop_want_write(server_of(c), c))
+        event_active(c->wev, EV_WRITE, 1); /* out of memory: write in this turn */
 }
 
 static int resolve(const char *ip, int port, struct sockaddr_storage *ss, socklen_t *len)

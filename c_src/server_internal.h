@@ -20,6 +20,9 @@ struct conn *conn_io_new(struct server *srv, const struct proto_ops *ops, int fd
                          const char *peer);
 /* Frees c now (its socket, events, buffers, waits). */
 void conn_io_close(struct conn *c);
+/* Delivers what c's queue holds (push) and writes its output; resumes
+ * reading after a pause.  May free c. */
+void conn_io_write(struct conn *c);
 /* Frees the connections server_doom() marked, after a last flush. */
 void conn_io_reap(struct server *srv);
 

@@ -146,6 +146,40 @@ class Cross(unittest.TestCase):
         for c in conns:
             self.assertTrue(c.quiet(0.15), "unexpected %r" % c.buf[:200])
 
+    # -- Output order: subscribers are written before the publisher's reply
+
+    def assert_already_there(self, c, what):
+        """c's socket holds data now, without waiting (on loopback a write
+        is in the receiver's socket when the write returns)."""
+        c.sock.setblocking(False)
+        try:
+            got = c.sock.recv(1 << 16)
+        except BlockingIOError:
+            got = b""
+        finally:
+            c.sock.settimeout(10.0)
+        self.assertTrue(got, "%s: the publisher had its reply before this subscriber's message "
+                        "was written" % what)
+        c.buf += got
+
+    def test_subscribers_written_before_publishers_reply(self):
+        # loop.c writes a turn's output after the turn, the pushed entries
+        # before the reply of the publish that queued them (the publisher is
+        # listed after its subscribers): a client that waits for its reply
+        # never runs ahead of its subscribers.
+        s = self.rconn()
+        self.assertEqual(self.rsubscribe(s, b"order")[0], sub_frame(b"subscribe", b"order", 1))
+        kp, rp = self.kconn(), self.rconn()
+        for i in range(50):
+            payload = b"m%d" % i
+            self.assertEqual(kp.publish([b"order"], payload), STORED)
+            self.assert_already_there(s, "after a Kraken publish %d" % i)
+            self.assertEqual(rp.call("PUBLISH", "order", payload + b"r"), (b":", b"1"))
+            self.assert_already_there(s, "after a Redis PUBLISH %d" % i)
+        for i in range(50):
+            self.assertEqual(s.read_frame(), bulk(b"message", b"order", b"m%d" % i))
+            self.assertEqual(s.read_frame(), bulk(b"message", b"order", b"m%dr" % i))
+
     # -- Kraken publish -> Redis subscribers
 
     def test_kraken_entry_two_topics_is_two_messages(self):

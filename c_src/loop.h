@@ -1,0 +1,23 @@
+/* loop.h - the engine's event loop: libevent turns, and the output of a turn
+ * written after it (see loop.c). */
+#ifndef KRAKEN_LOOP_H
+#define KRAKEN_LOOP_H
+
+#include <event2/event.h>
+
+#include "server.h"
+
+/* Runs base until event_base_loopexit()/loopbreak(), writing the connections
+ * listed by loop_want_write() after each turn.  srv may not be started yet
+ * (the control channel starts it later). */
+void loop_run(struct server *srv, struct event_base *base);
+/* c has output (replies, or queued entries of a push connection): write it
+ * once this turn's input is read.  Idempotent until then; false if the list
+ * cannot grow (out of memory): then the caller writes now. */
+bool loop_want_write(struct server *srv, struct conn *c);
+/* c is being freed: take it off the list. */
+void loop_forget(struct server *srv, struct conn *c);
+/* Frees the list. */
+void loop_free(struct server *srv);
+
+#endif
