@@ -32,6 +32,9 @@
  *     pings fail anyway (1.5 s), which disconnects the holders of the other
  *     cores' topics already.
  *
+ * An engine that never got a confirmation (driven by something else than
+ * kraken_cluster, as some tests do) never counts its view stale.
+ *
  * Peers' publishes are never refused (cluster.c), nor subscribes made in
  * that moment (left: one to a topic moved away is answered at once, and its
  * entries reach it only once the view is applied). */
@@ -58,7 +61,7 @@ static int mark_held(const struct topic *t, void *arg)
 /* Whether the view may be stale now; notes when that began. */
 static bool stale(int64_t now)
 {
-    if (!cl.stale_at && cl.fresh_ms && now - cl.fresh_ms > FRESH_STALE_MS) {
+    if (!cl.stale_at && cl.fresh_ms && cl.srv && now - cl.fresh_ms > FRESH_STALE_MS) {
         cl.stale_at = now;
         cl.stale_refused = 0;
         klog(LOG_WARNING, "cluster: no confirmation of the cluster's view from this node for "
@@ -82,9 +85,7 @@ static void check_cb(evutil_socket_t fd, short what, void *arg)
 
 int cluster_fresh_start(void)
 {
-    if (!cl.fresh_ms)
-        cl.fresh_ms = engine_now_ms();
-    if (!cl.fresh_ev) {
+    if (cl.fresh_ms && cl.srv && !cl.fresh_ev) {
         struct timeval tv = {0, CHECK_MS * 1000};
         cl.fresh_ev = event_new(cl.srv->base, -1, EV_PERSIST, check_cb, NULL);
         if (!cl.fresh_ev || event_add(cl.fresh_ev, &tv) < 0)
@@ -119,4 +120,6 @@ void cluster_fresh_confirm(void)
         cl.stale_at = 0;
     }
     cl.fresh_ms = now;
+    if (cluster_fresh_start() < 0)
+        klog(LOG_ERROR, "cluster: out of memory for the view's freshness check");
 }

@@ -195,8 +195,9 @@ bool cluster_served_since(const struct topic *t, struct cluster_point *since);
 void cluster_served_free(void);
 
 /* cluster_fresh.c: whether the view may be stale (this node stopped). */
-/* A configuration was applied: confirmations are expected from now on
- * (starts the check).  Returns -1 when out of memory. */
+/* Starts the check once there is a server and a first confirmation came
+ * (called for each configuration, and by the confirmations).  Returns -1
+ * when out of memory. */
 int cluster_fresh_start(void);
 /* Whether a client's publish is refused because the view is not confirmed
  * (counted and logged). */
