@@ -67,10 +67,11 @@ static bool stale(int64_t now)
         klog(LOG_WARNING, "cluster: no confirmation of the cluster's view from this node for "
              "%" PRId64 " ms (stopped, or hung?): publishes are refused until it comes, and "
              "the clients holding topics are disconnected", now - cl.fresh_ms);
-        uint64_t mark = ++cl.srv->eng.router.epoch;
-        topic_foreach(&cl.srv->eng.router.topics, TOPIC_NS_CHANNEL, mark_held, &mark);
-        cluster_doom_marked(mark, "and this node was out of the cluster (stopped?): it may "
-                            "have missed entries published elsewhere");
+        /* The holders go in the check's callback, not in the middle of a
+         * request that noticed first (its client may be one of them). */
+        cl.stale_doom = true;
+        if (cl.fresh_ev)
+            event_active(cl.fresh_ev, EV_TIMEOUT, 0);
     }
     return cl.stale_at != 0;
 }
@@ -81,6 +82,13 @@ static void check_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     (void)arg;
     stale(engine_now_ms());
+    if (cl.stale_doom) {
+        cl.stale_doom = false;
+        uint64_t mark = ++cl.srv->eng.router.epoch;
+        topic_foreach(&cl.srv->eng.router.topics, TOPIC_NS_CHANNEL, mark_held, &mark);
+        cluster_doom_marked(mark, "and this node was out of the cluster (stopped?): it may "
+                            "have missed entries published elsewhere");
+    }
 }
 
 int cluster_fresh_start(void)

@@ -95,6 +95,7 @@ struct cluster_state {
     int64_t fresh_ms, stale_at, stale_logged_ms;
     uint64_t stale_refused;
     struct event *fresh_ev; /* the check, every 200 ms */
+    bool stale_doom;        /* the check disconnects the holders next */
 };
 
 extern struct cluster_state cl; /* cluster.c */

@@ -350,7 +350,8 @@ check_engine(S = #state{engine = Old, info = Info}) ->
 %% block this process); one question at a time.  The question is
 %% `cluster_fresh', which also confirms the engine's view of the cluster
 %% (cluster_fresh.c), except just after this node resumed from a stop, until
-%% it heard the others again: then `ping'.
+%% it heard the others again: then `ping'.  An engine of a release before
+%% `cluster_fresh' (engine_executable) answers badarg: asked `ping' then.
 health_check(S = #state{checker = undefined, resumed_until = Until}) ->
     Self = self(),
     Ask = case now_ms() >= Until of
@@ -358,8 +359,13 @@ health_check(S = #state{checker = undefined, resumed_until = Until}) ->
               false -> ping
           end,
     Pid = spawn_link(fun() ->
-                             Self ! {engine_health, self(),
-                                     catch kraken_engine:call(Ask, ?ENGINE_DEADLINE)}
+                             R = case catch kraken_engine:call(Ask, ?ENGINE_DEADLINE) of
+                                     {error, badarg} ->
+                                         catch kraken_engine:call(ping, ?ENGINE_DEADLINE);
+                                     Other ->
+                                         Other
+                                 end,
+                             Self ! {engine_health, self(), R}
                      end),
     S#state{checker = Pid};
 health_check(S) ->
