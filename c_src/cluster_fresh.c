@@ -30,14 +30,14 @@
  *     these clients are treated as the holders of a failed core's topics
  *     are (they reconnect and reload).  A stop that long makes the links'
  *     pings fail anyway (1.5 s), which disconnects the holders of the other
- *     cores' topics already.
+ *     cores' topics already;
+ *   - when a confirmation ends that, it disconnects the clients holding a
+ *     topic then: they subscribed in that moment, to the core the stale
+ *     view named (or to none, for a topic it counted its own).
  *
  * An engine that never got a confirmation (driven by something else than
- * kraken_cluster, as some tests do) never counts its view stale.
- *
- * Peers' publishes are never refused (cluster.c), nor subscribes made in
- * that moment (left: one to a topic moved away is answered at once, and its
- * entries reach it only once the view is applied). */
+ * kraken_cluster, as some tests do) never counts its view stale.  Peers'
+ * publishes are never refused (cluster.c). */
 #include <event2/event.h>
 #include <inttypes.h>
 
@@ -81,13 +81,15 @@ static void check_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     (void)arg;
-    stale(engine_now_ms());
+    bool was = stale(engine_now_ms());
     if (cl.stale_doom) {
         cl.stale_doom = false;
         uint64_t mark = ++cl.srv->eng.router.epoch;
         topic_foreach(&cl.srv->eng.router.topics, TOPIC_NS_CHANNEL, mark_held, &mark);
-        cluster_doom_marked(mark, "and this node was out of the cluster (stopped?): it may "
-                            "have missed entries published elsewhere");
+        cluster_doom_marked(mark, was ? "and this node was out of the cluster (stopped?): it "
+                                        "may have missed entries published elsewhere"
+                                      : "subscribed while this node's view of the cluster was "
+                                        "not confirmed (it may have missed entries)");
     }
 }
 
@@ -126,6 +128,12 @@ void cluster_fresh_confirm(void)
              " ms; publishes are accepted (%" PRIu64 " refused meanwhile)",
              now - cl.fresh_ms, cl.stale_refused);
         cl.stale_at = 0;
+        /* Who holds a topic now subscribed while the view was stale (the
+         * others were disconnected when it was noticed): its subscription
+         * may have gone to the wrong core, or nowhere. */
+        cl.stale_doom = true;
+        if (cl.fresh_ev)
+            event_active(cl.fresh_ev, EV_TIMEOUT, 0);
     }
     cl.fresh_ms = now;
     if (cluster_fresh_start() < 0)
