@@ -136,8 +136,10 @@ void cluster_emit(struct cluster_core *k)
     size_t len = evbuffer_get_length(k->pend);
     if (len && k->link && !conn_is_closing(k->link)) {
         struct conn *c = k->link;
-        /* Subscribes and publishes are answered (STORED): clients wait for it. */
-        bool acked = k->pend_op == OP_SUB || k->pend_op == OP_PUB;
+        /* Subscribes and publishes are answered (STORED): clients wait for
+         * it.  A polled upstream (the original Kraken) knows no noreply:
+         * everything is answered there, and counted. */
+        bool acked = k->pend_op == OP_SUB || k->pend_op == OP_PUB || k->polling;
         evbuffer_add_printf(c->out, "set %s 0 0 %zu%s\r\n", op_names[k->pend_op], len,
                             acked ? "" : " noreply");
         if (acked)
@@ -434,7 +436,7 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
             struct cluster_core *o = cl.cores[j];
             if (!kept[j] && o->len == m[i].name_len && !memcmp(o->name, m[i].name, o->len) &&
                 o->port == m[i].port && !strcmp(o->host, m[i].host) &&
-                o->poll_ms == m[i].poll_ms) {
+                o->poll_ms == m[i].poll_ms && o->parent == m[i].parent) {
                 cores[i] = o;
                 kept[j] = true;
             }
@@ -460,6 +462,7 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
             cluster_link_events(k, srv->base);
             k->asked_ms = -1;
             k->poll_ms = m[i].poll_ms;
+            k->parent = m[i].parent;
             cores[i] = k;
             fresh[i] = true;
         }

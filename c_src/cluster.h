@@ -17,6 +17,8 @@
  * per remote core (proto_link.c), made with server_connect(); a core sees
  * one connection per node that needs it.
  *
+ * A proxy below proxies gets its parents as its cores (member.parent).
+ *
  * Moves (cluster_move.c): the Erlang node gives two owner sets, the one
  * entries are published to and, during a move, the other one, where held
  * topics are subscribed too; links to other members say `set peer`, and an
@@ -65,6 +67,10 @@ struct cluster_member {
     /* > 0: a static upstream that may refuse push mode (the original Kraken):
      * then its link polls `get messages` every poll_ms instead. */
     int poll_ms;
+    /* A proxy this node sits below (docs/cluster.md, "A proxy below a
+     * proxy"): its link says `set child` instead of `set peer`, so that it
+     * subscribes upstream for this node and relays its link_retro. */
+    bool parent;
     /* Owns topics: entries are published to it (own), and, during a move,
      * in the other owner set, where holders subscribe too (alt).  When no
      * member owns (alt: is in the other set), every member does. */
@@ -153,6 +159,13 @@ int cluster_link_retro_block(struct conn *link, int64_t time, const char *block,
 
 /* From server.c: connection c closes; its link_retro requests forget it. */
 void cluster_retro_forget(struct conn *c);
+struct entry;
+/* From proto_kraken.c: a child's link_retro (connection c, the requested
+ * topics) was partly deferred to the owners; found: the entries answered
+ * here.  Its answer is written when theirs are in (cluster_relay.c).
+ * Returns 0, -1 when out of memory. */
+int cluster_relay_begin(struct conn *c, const struct proto_slice *topics, uint32_t n,
+                        struct entry *const *found, size_t nfound);
 /* The peer answered a ping or a poll (VERSION, END or a polled VALUE block). */
 void cluster_link_answered(struct conn *link);
 /* A block of a link_retro answer arrived: the peer is alive, only busy
@@ -165,5 +178,12 @@ void cluster_link_closed(struct conn *link);
 /* The peer answered the link's `set push` with an error: returns true when
  * it should be polled instead (the link then closes and is reopened). */
 bool cluster_link_push_refused(struct conn *link);
+/* The peer answered the next acknowledged request (a publish batch) with
+ * `SERVER_ERROR cluster core unavailable': a parent refusing it (a core
+ * above it is unavailable).  Its publishers get the error; the link stays. */
+void cluster_link_refused(struct conn *link);
+/* The parent said that these topics (space-separated) were lost upstream:
+ * their holders here are disconnected (cluster_relay.c). */
+void cluster_link_lost(struct conn *link, const char *names, size_t len);
 
 #endif

@@ -93,6 +93,22 @@ bool ack_fifo_answer(struct ack_fifo *f, ack_done_fn *done, void *arg)
     return true;
 }
 
+bool ack_fifo_refuse(struct ack_fifo *f, ack_done_fn *done, void *arg)
+{
+    if (f->answered == f->sent)
+        return false;
+    f->answered++;
+    while (f->head && f->head->seq <= f->answered) {
+        struct ack_wait *w = f->head;
+        struct ack_holder *h = w->holder;
+        fifo_unlink(w);
+        holder_unlink(w);
+        free(w);
+        done(h, false, arg);
+    }
+    return true;
+}
+
 void ack_fifo_fail(struct ack_fifo *f, ack_done_fn *done, void *arg)
 {
     f->answered = f->sent;

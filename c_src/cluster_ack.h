@@ -60,6 +60,11 @@ int ack_wait(struct ack_fifo *f, struct ack_holder *h, uint64_t seq);
 /* One answer arrived.  Returns false when none was owed (nothing changes). */
 bool ack_fifo_answer(struct ack_fifo *f, ack_done_fn *done, void *arg);
 
+/* One answer arrived, and it is a refusal: the waits for that request fail
+ * (done(h, false) once per holder, after its wait was removed; h may wait
+ * elsewhere), the later ones go on.  Returns false when none was owed. */
+bool ack_fifo_refuse(struct ack_fifo *f, ack_done_fn *done, void *arg);
+
 /* The link is gone: every wait on f fails (done(h, false) once per holder,
  * after its wait was removed), and nothing is owed any more. */
 void ack_fifo_fail(struct ack_fifo *f, ack_done_fn *done, void *arg);

@@ -106,12 +106,15 @@ static void handle_cluster(struct server *srv, const char *buf, int *idx, ei_x_b
         long long port;
         size_t hl;
         long long poll = 0;
-        if (ei_decode_tuple_header(buf, idx, &arity) < 0 || (arity != 3 && arity != 4) ||
+        char kind[MAXATOMLEN_UTF8] = "";
+        if (ei_decode_tuple_header(buf, idx, &arity) < 0 || arity < 3 || arity > 5 ||
             !(texts[ntexts++] = decode_bin(buf, idx, MAX_NAME, &m[i].name_len)) ||
             !(texts[ntexts++] = decode_bin(buf, idx, 64, &hl)) ||
             ei_decode_longlong(buf, idx, &port) < 0 ||
-            (arity == 4 && ei_decode_longlong(buf, idx, &poll) < 0))
+            (arity >= 4 && ei_decode_longlong(buf, idx, &poll) < 0) ||
+            (arity == 5 && (ei_decode_atom(buf, idx, kind) < 0 || strcmp(kind, "parent"))))
             goto bad;
+        m[i].parent = arity == 5;
         m[i].poll_ms = poll >= 0 && poll <= 3600000 ? (int)poll : -1;
         m[i].name = texts[ntexts - 2];
         m[i].host = texts[ntexts - 1];

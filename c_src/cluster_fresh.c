@@ -86,7 +86,7 @@ static void check_cb(evutil_socket_t fd, short what, void *arg)
         cl.stale_doom = false;
         uint64_t mark = ++cl.srv->eng.router.epoch;
         topic_foreach(&cl.srv->eng.router.topics, TOPIC_NS_CHANNEL, mark_held, &mark);
-        cluster_doom_marked(mark, was ? "and this node was out of the cluster (stopped?): it "
+        cluster_doom_marked(-1, mark, was ? "and this node was out of the cluster (stopped?): it "
                                         "may have missed entries published elsewhere"
                                       : "subscribed while this node's view of the cluster was "
                                         "not confirmed (it may have missed entries)");

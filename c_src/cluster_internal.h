@@ -40,6 +40,7 @@ struct cluster_core {
     bool self;
     bool reopen;        /* its link broke: clients that subscribed meanwhile are stale */
     int poll_ms;        /* > 0: may be polled (a static upstream) */
+    bool parent;        /* a proxy above this one: its link says `set child` */
     bool polling;       /* it refused push mode: its link polls */
     struct event *poll; /* the polling timer (persistent) */
     struct event *ping; /* the liveness timer (persistent) */
@@ -150,9 +151,9 @@ void cluster_open_link(struct cluster_core *k);
 /* Disconnects every local client holding a topic that core kidx (of the
  * table in effect) owns, logging why; returns how many. */
 uint32_t cluster_doom_holders(int kidx, const char *why);
-/* Disconnects every local client holding a topic whose mark is mark,
- * logging why; returns how many. */
-uint32_t cluster_doom_marked(uint64_t mark, const char *why);
+/* The same for the topics whose mark is `mark' (not 0): core kidx owns them
+ * now, or no one core (kidx -1: the log line names none). */
+uint32_t cluster_doom_marked(int kidx, uint64_t mark, const char *why);
 /* ack_done_fn for clients: released (ok), or disconnected (a core lost);
  * arg is the core. */
 void cluster_ack_done(struct ack_holder *h, bool ok, void *arg);
@@ -217,5 +218,21 @@ void cluster_retro_answered(struct cluster_core *k, bool found);
 /* k's link is gone: its link_retro requests are dropped (their clients
  * are disconnected as holders of k's topics). */
 void cluster_retro_fail(struct cluster_core *k);
+
+/* cluster_relay.c */
+struct entry;
+/* More entries for c's relayed answer (referenced).  -1: out of memory. */
+int cluster_relay_add(struct conn *c, struct entry *const *v, size_t n);
+/* c's answer became NOT_FOUND: its entries are dropped when it is done. */
+void cluster_relay_refused(struct conn *c);
+/* When c waits for no more owner: writes its relayed answer in front of its
+ * held reply (or drops it, refused), and frees it. */
+void cluster_relay_finish(struct conn *c);
+void cluster_relay_free(struct conn *c);
+/* Child c (the link of a proxy below) holds topics that core kidx owns (or
+ * whose mark is `mark', when not 0), now lost: they are unsubscribed and the
+ * child is told (`VALUE lost').  Returns 1 if it held some, 0 if none, -1
+ * when out of memory (the caller disconnects it). */
+int cluster_child_lost(struct conn *c, int kidx, uint64_t mark);
 
 #endif

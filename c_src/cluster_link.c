@@ -75,6 +75,37 @@ void cluster_ack_done(struct ack_holder *h, bool ok, void *arg)
     disconnect(c);
 }
 
+/* ack_done_fn for a refused publish batch (a parent refused it: an owner
+ * above it was unavailable): its publishers get the error, then the close. */
+static void refused_done(struct ack_holder *h, bool ok, void *arg)
+{
+    struct conn *c = (struct conn *)(void *)((char *)h - offsetof(struct conn, acks));
+    const struct cluster_core *k = arg;
+    if (ok || c->state == CONN_DOOMED)
+        return;
+    klog(LOG_WARNING, "%s %" PRIu64 " (%s): its publish was refused by %s (a core above it "
+         "is unavailable): answering the error and disconnecting it (its unanswered "
+         "publishes reached this node's subscribers, maybe not the others)",
+         c->ops->log_name, c->sub.id, c->peer, k->name);
+    disconnect(c);
+}
+
+void cluster_link_refused(struct conn *link)
+{
+    struct cluster_core *k = link_state(link)->core;
+    if (!k)
+        return;
+    cluster_retro_answered(k, false);
+    if (k->nr_pending && k->nr_seq == k->acks.answered + 1)
+        klog(LOG_WARNING, "cluster: %s refused a batch with noreply publishes (the last from "
+             "client %" PRIu64 " (%s)): their entries reached this node's subscribers, maybe "
+             "not the others", k->name, k->nr_client, k->nr_peer);
+    if (!ack_fifo_refuse(&k->acks, refused_done, k))
+        klog(LOG_DEBUG, "cluster: core %s refused a request that expected no answer", k->name);
+    else
+        cluster_pub_answered(k);
+}
+
 void cluster_ack_quiet(struct ack_holder *h, bool ok, void *arg)
 {
     (void)h;
@@ -98,53 +129,44 @@ void cluster_link_acked(struct conn *link, bool found)
  * subscriber of such a topic is a first one again (topic_hook). */
 uint32_t cluster_doom_holders(int kidx, const char *why)
 {
-    struct engine *eng = &cl.srv->eng;
-    uint32_t count = 0;
-    if (kidx < 0)
-        return 0;
-    for (struct conn *c = engine_oldest_conn(eng), *next; c; c = next) {
-        next = engine_next_conn(c);
-        if (cluster_is_link(&c->sub) || conn_is_closing(c))
-            continue; /* a peer's node sees the core go itself */
-        const struct topic *held = NULL;
-        for (uint32_t i = 0; i < c->sub.subs.cap && !held; i++) {
-            const struct topic *t = c->sub.subs.v[i].topic;
-            if (t && t->ns == TOPIC_NS_CHANNEL && cluster_depends(t->name, t->len, kidx))
-                held = t;
-        }
-        if (!held)
-            continue;
-        char name[72];
-        printable(name, sizeof name, held->name, held->len);
-        klog(LOG_WARNING, "%s %" PRIu64 " (%s) holds topic %s owned by core %s, %s: "
-             "disconnecting it", c->ops->log_name, c->sub.id, c->peer, name,
-             cl.cores[kidx]->name, why);
-        disconnect(c);
-        count++;
-    }
-    return count;
+    return kidx < 0 ? 0 : cluster_doom_marked(kidx, 0, why);
 }
 
-uint32_t cluster_doom_marked(uint64_t mark, const char *why)
+uint32_t cluster_doom_marked(int kidx, uint64_t mark, const char *why)
 {
     struct engine *eng = &cl.srv->eng;
     uint32_t count = 0;
     for (struct conn *c = engine_oldest_conn(eng), *next; c; c = next) {
         next = engine_next_conn(c);
         if (cluster_is_link(&c->sub) || conn_is_closing(c))
-            continue;
+            continue; /* a peer's node sees the core go itself */
+        if (c->sub.child) {
+            /* A proxy below: told which of its topics are lost, it
+             * disconnects their holders only (cluster_relay.c). */
+            int rc = cluster_child_lost(c, kidx, mark);
+            if (rc > 0)
+                count++;
+            if (rc >= 0)
+                continue;
+        }
         const struct topic *held = NULL;
         for (uint32_t i = 0; i < c->sub.subs.cap && !held; i++) {
             const struct topic *t = c->sub.subs.v[i].topic;
-            if (t && t->mark == mark)
+            if (t && t->ns == TOPIC_NS_CHANNEL &&
+                (mark ? t->mark == mark : cluster_depends(t->name, t->len, kidx)))
                 held = t;
         }
         if (!held)
             continue;
         char name[72];
         printable(name, sizeof name, held->name, held->len);
-        klog(LOG_WARNING, "%s %" PRIu64 " (%s) holds topic %s, %s: disconnecting it",
-             c->ops->log_name, c->sub.id, c->peer, name, why);
+        if (kidx >= 0)
+            klog(LOG_WARNING, "%s %" PRIu64 " (%s) holds topic %s owned by core %s, %s: "
+                 "disconnecting it", c->ops->log_name, c->sub.id, c->peer, name,
+                 cl.cores[kidx]->name, why);
+        else
+            klog(LOG_WARNING, "%s %" PRIu64 " (%s) holds topic %s, %s: disconnecting it",
+                 c->ops->log_name, c->sub.id, c->peer, name, why);
         disconnect(c);
         count++;
     }
@@ -248,10 +270,14 @@ void cluster_open_link(struct cluster_core *k)
         event_add(k->poll, &tv);
     } else {
         evbuffer_add(c->out, "set push 0 0 2 noreply\r\non\r\n", 28);
-        /* A member of the cluster (not a static upstream): we are its peer. */
-        if (k->poll_ms <= 0)
-            evbuffer_add_printf(c->out, "set peer 0 0 %zu noreply\r\n%s\r\n", cl.self_len,
-                                cl.self);
+        /* A member of the cluster: we are its peer, or, below a proxy, its
+         * child (it subscribes upstream for us).  A static upstream that
+         * takes push mode is a Kraken in C node: its child too, so that it
+         * answers our link_retro (one that does not know `set child'
+         * answers an error: polled then, as the original). */
+        evbuffer_add_printf(c->out, "set %s 0 0 %zu noreply\r\n%s\r\n",
+                            k->poll_ms <= 0 && !k->parent ? "peer" : "child", cl.self_len,
+                            cl.self);
         evbuffer_add(c->out, "version\r\n", 9);
         k->ver_sent++;
     }
@@ -294,6 +320,14 @@ void cluster_link_closed(struct conn *link)
 {
     struct cluster_core *k = link_state(link)->core;
     link_state(link)->core = NULL;
+    if (link_state(link)->eof && k->poll_ms > 0 && !k->polling) {
+        /* Connected, then closed before it answered the handshake: the
+         * original Kraken does so on `set push ... noreply' (it knows no
+         * noreply).  Polled, a Kraken in C upstream works too. */
+        k->polling = true;
+        klog(LOG_INFO, "cluster: upstream %s closed the link at the handshake (push mode "
+             "refused); polling it every %d ms", k->name, k->poll_ms);
+    }
     k->link = NULL;
     if (k->poll)
         event_del(k->poll);

@@ -95,6 +95,8 @@ struct old_sets {
     const struct owner_set *cur, *alt;
     struct cluster_core **cores;
     uint64_t jumped; /* the mark of topics served here that went elsewhere at once */
+    uint64_t moved; /* mark of held topics moved between two live parents */
+    int to;         /* the parent one of them moved to */
 };
 
 /* Whether t (name hash h) is owned here under s (a set over cores). */
@@ -120,7 +122,7 @@ static bool in2(struct cluster_core *k, struct cluster_core *const two[2])
 
 static int move_topic(const struct topic *ct, void *arg)
 {
-    const struct old_sets *o = arg;
+    struct old_sets *o = arg;
     if (ct->nsubs == ct->npeers)
         return 0; /* only peers hold it: nothing upstream */
     struct topic *t = (struct topic *)ct; /* topic_foreach hands out const; this is ours */
@@ -142,6 +144,16 @@ static int move_topic(const struct topic *ct, void *arg)
     }
     if (ours && !was_ours && was[0] && upstream && !pending && live(was[0]))
         cluster_served_gained(t, (struct cluster_point){t->upstream_since, t->upstream_seq});
+    if (was[0] && was[0]->parent && now[0] != was[0] && live(was[0])) {
+        /* Below proxies, a parent joined (or came back) and takes this
+         * topic from another that stays: no move protocol covers it (the
+         * parents are not subscribed at the same cores in step), so the
+         * holders here are disconnected (cluster_move_subscriptions). */
+        t->mark = o->moved;
+        for (size_t i = 0; i < cl.n; i++)
+            if (cl.cores[i] == now[0])
+                o->to = (int)i;
+    }
     for (int i = 0; i < 2; i++) {
         if (!now[i] || in2(now[i], was))
             continue;
@@ -172,10 +184,14 @@ static int move_topic(const struct topic *ct, void *arg)
 void cluster_move_subscriptions(const struct owner_set *old_cur, const struct owner_set *old_alt,
                                 struct cluster_core **old_cores)
 {
-    struct old_sets o = {old_cur, old_alt, old_cores, ++cl.srv->eng.router.epoch};
+    uint64_t jumped = ++cl.srv->eng.router.epoch;
+    struct old_sets o = {old_cur, old_alt, old_cores, jumped, ++cl.srv->eng.router.epoch, -1};
     topic_foreach(&cl.srv->eng.router.topics, TOPIC_NS_CHANNEL, move_topic, &o);
-    cluster_doom_marked(o.jumped, "which this node served and which moved to another core "
+    cluster_doom_marked(-1, o.jumped, "which this node served and which moved to another core "
                         "while this node was out of the cluster (it may have missed entries)");
+    if (o.to >= 0)
+        cluster_doom_marked(o.to, o.moved, "which took it over from another parent when it "
+                                           "joined (entries of that moment may be missed)");
 }
 
 void cluster_sync_mark(void)

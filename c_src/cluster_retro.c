@@ -119,6 +119,7 @@ static void conn_unlink(struct cluster_retro_req *q)
 
 void cluster_retro_forget(struct conn *c)
 {
+    cluster_relay_free(c);
     while (c->retro) {
         struct cluster_retro_req *q = c->retro;
         c->retro = q->cnext;
@@ -147,11 +148,12 @@ static int owner_index(const struct topic *t)
     return k >= 0 && cl.cores[k]->self ? -1 : k;
 }
 
-/* Only a member of the cluster, to which the link said `set peer`, answers
- * link_retro (a static upstream answers ERROR: docs/cluster.md). */
+/* A node to which the link said `set peer` or `set child` answers
+ * link_retro: every one but a polled upstream (the original Kraken, or an
+ * engine that refused `set push' or `set child'). */
 static bool can_fetch(const struct cluster_core *k)
 {
-    return k->link && !conn_is_closing(k->link) && !k->polling && k->poll_ms <= 0;
+    return k->link && !conn_is_closing(k->link) && !k->polling;
 }
 
 /* A topic served here: the retention is the owner's, complete since the
@@ -383,6 +385,7 @@ static void refuse(struct conn *c)
     }
     if (!already && c->ops->retro_refused)
         c->ops->retro_refused(c);
+    cluster_relay_refused(c);
 }
 
 static int cmp_seq(const void *a, const void *b)
@@ -494,6 +497,15 @@ static void deliver(struct cluster_retro_req *q)
     }
     ncut = queue_cut(&s->queue, from, cut);
     size_t a = 0, b = 0;
+    if (c->relay) {
+        /* A child's link_retro: the entries go into its answer, not its
+         * queue (cluster_relay.c). */
+        if (cluster_relay_add(c, q->got, q->ngot) < 0 ||
+            cluster_relay_add(c, mine, (size_t)nmine) < 0)
+            refuse(c);
+        a = q->ngot;
+        b = (size_t)nmine;
+    }
     while ((a < q->ngot || b < (size_t)nmine) && !s->overflowed) {
         bool take_got = b == (size_t)nmine || (a < q->ngot && q->got[a]->time <= mine[b]->time);
         struct entry *e = take_got ? q->got[a++] : mine[b++];
@@ -535,4 +547,6 @@ void cluster_retro_answered(struct cluster_core *k, bool found)
     }
     conn_unlink(q);
     req_free(q);
+    if (c)
+        cluster_relay_finish(c);
 }

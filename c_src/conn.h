@@ -106,6 +106,7 @@ struct conn {
      * conn_blocked()), a publish's (a failure answers the publish error). */
     bool held_sub, held_pub;
     struct cluster_retro_req *retro; /* its retroactive fetches upstream (cluster_retro.c) */
+    struct cluster_relay *relay;     /* a child's link_retro being relayed (cluster_relay.c) */
     _Alignas(max_align_t) unsigned char pstate[];
 };
 

@@ -112,15 +112,59 @@ static size_t marked_size(const struct entry *e, uint64_t mark)
  * every entry published before it reaches the asking node before the
  * answer, and every one published after it comes after.
  *
- * Only a peer (`set peer`: the link of a member of the cluster) may ask;
- * anyone else gets ERROR, as for an unknown command.  An answer longer than
- * max_client_queue_bytes is NOT_FOUND (the asking client reloads): it is
- * copied whole into the output at once, so it must stay bounded. */
+ * Only a peer (`set peer`: the link of a member of the cluster) or a child
+ * (`set child`: the link of a proxy below this node) may ask; anyone else
+ * gets ERROR, as for an unknown command.  A peer is answered from this
+ * node's retention.  A child may ask for topics this node holds upstream
+ * only since after the horizon: their owners are asked (cluster_retro.c,
+ * which relays the answer: the reply is held meanwhile, the blocks are
+ * written before it).  An answer longer than max_client_queue_bytes is
+ * NOT_FOUND (the asking client reloads): it is copied whole into the output
+ * at once, so it must stay bounded. */
+int kraken_retro_blocks(struct engine *eng, struct evbuffer *out, struct entry *const *v,
+                        size_t found, uint64_t mark)
+{
+    size_t total = 0, max_block = eng->cfg.max_request_bytes - 2;
+    for (size_t i = 0; i < found && total <= eng->cfg.max_queue_bytes; i++)
+        total += marked_size(v[i], mark) + 64; /* 64: its share of a block's header */
+    if (total > eng->cfg.max_queue_bytes)
+        return -2;
+    for (size_t i = 0; i < found;) {
+        size_t j = i;
+        size_t block = 0;
+        for (; j < found && v[j]->time == v[i]->time; j++) {
+            size_t m = marked_size(v[j], mark);
+            if (j > i && block + m > max_block)
+                break;
+            block += m;
+        }
+        if (evbuffer_add_printf(out, "VALUE retro %" PRId64 " %zu\r\n", v[i]->time,
+                                block - 2) < 0)
+            return -1;
+        for (; i < j; i++) {
+            const struct entry *e = v[i];
+            if (evbuffer_add(out, "MESSAGE", 7) < 0)
+                return -1;
+            for (uint32_t k = 0; k < e->ntopics; k++)
+                if (e->topics[k]->mark == mark &&
+                    (evbuffer_add(out, " ", 1) < 0 ||
+                     evbuffer_add(out, e->topics[k]->name, e->topics[k]->len) < 0))
+                    return -1;
+            if (evbuffer_add_printf(out, " %" PRIu32 "\r\n", e->payload_len) < 0 ||
+                evbuffer_add(out, entry_payload(e), (size_t)e->payload_len + 2) < 0)
+                return -1;
+        }
+        if (evbuffer_add(out, "END\r\n", 5) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static const char *do_link_retro(struct conn *c, const struct proto_request *req,
                                  const char **error)
 {
     struct engine *eng = c->eng;
-    if (!c->sub.peer)
+    if (!c->sub.peer && !c->sub.child)
         return "ERROR\r\n";
     int64_t horizon;
     struct proto_slice topics;
@@ -133,50 +177,27 @@ static const char *do_link_retro(struct conn *c, const struct proto_request *req
         return NULL;
     uint64_t mark;
     long found = router_retro_fetch(&eng->router, &c->sub, eng->slices, (uint32_t)n, horizon,
-                                    &mark);
+                                    c->sub.child && cluster_active(), &mark);
     if (found == -2)
         return PROTO_NOT_FOUND;
     if (found < 0)
         return NULL;
-    struct entry **v = eng->router.tmp_entries;
-    size_t total = 0, max_block = eng->cfg.max_request_bytes - 2;
-    for (long i = 0; i < found && total <= eng->cfg.max_queue_bytes; i++)
-        total += marked_size(v[i], mark) + 64; /* 64: its share of a block's header */
-    if (total > eng->cfg.max_queue_bytes) {
+    if (c->retro) {
+        /* Some topics are fetched from their owners: the answer is relayed
+         * when theirs are in, with these entries (cluster_retro.c). */
+        if (cluster_relay_begin(c, eng->slices, (uint32_t)n, eng->router.tmp_entries,
+                                (size_t)found) < 0)
+            return NULL;
+        return PROTO_STORED; /* held; NOT_FOUND if an owner refuses */
+    }
+    int rc = kraken_retro_blocks(eng, c->out, eng->router.tmp_entries, (size_t)found, mark);
+    if (rc == -2) {
         klog(LOG_WARNING, "client %" PRIu64 " (%s): a link_retro answer is longer than "
              "max_client_queue_bytes (%zu); answering NOT_FOUND", c->sub.id, c->peer,
              eng->cfg.max_queue_bytes);
         return PROTO_NOT_FOUND;
     }
-    for (long i = 0; i < found;) {
-        long j = i;
-        size_t block = 0;
-        for (; j < found && v[j]->time == v[i]->time; j++) {
-            size_t m = marked_size(v[j], mark);
-            if (j > i && block + m > max_block)
-                break;
-            block += m;
-        }
-        if (evbuffer_add_printf(c->out, "VALUE retro %" PRId64 " %zu\r\n", v[i]->time,
-                                block - 2) < 0)
-            return NULL;
-        for (; i < j; i++) {
-            const struct entry *e = v[i];
-            if (evbuffer_add(c->out, "MESSAGE", 7) < 0)
-                return NULL;
-            for (uint32_t k = 0; k < e->ntopics; k++)
-                if (e->topics[k]->mark == mark &&
-                    (evbuffer_add(c->out, " ", 1) < 0 ||
-                     evbuffer_add(c->out, e->topics[k]->name, e->topics[k]->len) < 0))
-                    return NULL;
-            if (evbuffer_add_printf(c->out, " %" PRIu32 "\r\n", e->payload_len) < 0 ||
-                evbuffer_add(c->out, entry_payload(e), (size_t)e->payload_len + 2) < 0)
-                return NULL;
-        }
-        if (evbuffer_add(c->out, "END\r\n", 5) < 0)
-            return NULL;
-    }
-    return PROTO_STORED;
+    return rc < 0 ? NULL : PROTO_STORED;
 }
 
 static const char *do_unsubscribe(struct conn *c, const struct proto_request *req)
@@ -212,6 +233,22 @@ static const char *do_peer(struct conn *c, const struct proto_request *req)
         klog(LOG_INFO, "client %" PRIu64 " (%s) is the link of cluster node %.*s", c->sub.id,
              c->peer, (int)(req->data_len < 200 ? req->data_len : 200), req->data);
     c->sub.peer = true;
+    return PROTO_STORED;
+}
+
+/* `set child`: this connection is the link of a proxy below this node (the
+ * data names it; docs/cluster.md, "A proxy below a proxy").  It is served
+ * as any client (its subscriptions make this node subscribe upstream, its
+ * publishes are forwarded), and may ask `link_retro`, relayed to the owners
+ * of topics this node cannot answer for itself. */
+static const char *do_child(struct conn *c, const struct proto_request *req)
+{
+    if (c->sub.peer)
+        return "CLIENT_ERROR a peer is no child\r\n";
+    if (!c->sub.child)
+        klog(LOG_INFO, "client %" PRIu64 " (%s) is the link of proxy %.*s, below this node",
+             c->sub.id, c->peer, (int)(req->data_len < 200 ? req->data_len : 200), req->data);
+    c->sub.child = true;
     return PROTO_STORED;
 }
 
@@ -291,7 +328,8 @@ static const char *do_publish(struct conn *c, const struct proto_request *req, i
         if (nt < 0)
             return NULL;
         if (!cluster_reachable(eng->slices, (uint32_t)nt))
-            return *error = CLUSTER_ERR_UNAVAILABLE;
+            /* A child's link stays: it answers its publishers (cluster_link_refused). */
+            return c->sub.child ? CLUSTER_ERR_UNAVAILABLE : (*error = CLUSTER_ERR_UNAVAILABLE);
     }
     for (size_t i = 0; i < n; i++) {
         const struct proto_entry *e = &eng->entries[i];
@@ -351,6 +389,8 @@ static const char *execute(struct conn *c, const struct proto_request *req, int6
         return "CLIENT_ERROR push mode must be on or off\r\n";
     case PROTO_SET_PEER:
         return do_peer(c, req);
+    case PROTO_SET_CHILD:
+        return do_child(c, req);
     case PROTO_GET_MESSAGES:
         c->last_poll_ms = now;
         c->eng->stats.polls++;

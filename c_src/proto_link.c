@@ -19,8 +19,19 @@
  *                                    here, they go to the client that asked
  *   NOT_FOUND                        a `link_retro` request's horizon is too
  *                                    old at the owner
+ *   SERVER_ERROR cluster core unavailable
+ *                                    from a parent: it refused the publish
+ *                                    batch this answers (a core above it is
+ *                                    unavailable); its publishers get the
+ *                                    error, the link stays
+ *   VALUE lost <n> <topics> END      from a parent (this node is its child):
+ *                                    those topics' owner was lost upstream;
+ *                                    their holders here are disconnected
  *   an error before the link is up, from a static upstream: it refused push
  *                                    mode; the link reopens in polling mode
+ *                                    (so does a close before the link is up:
+ *                                    the original Kraken knows no `noreply'
+ *                                    and drops the connection on `set push')
  *   anything else (ERROR, CLIENT_ERROR, SERVER_ERROR ...)
  *                                    logged; the link closes (cluster.c then
  *                                    disconnects the clients that depended on it)
@@ -40,6 +51,7 @@
 
 #define VALUE_PREFIX "VALUE messages 0 "
 #define RETRO_PREFIX "VALUE retro "
+#define LOST_PREFIX "VALUE lost "
 
 static bool starts(const char *line, size_t len, const char *lit)
 {
@@ -83,6 +95,8 @@ static enum conn_status link_process(struct conn *c)
 {
     const struct engine_config *cfg = &c->eng->cfg;
     struct evbuffer *in = c->in;
+    if (c->state == CONN_EOF && !link_state(c)->up)
+        link_state(c)->eof = true; /* (cluster_link_closed: maybe push refused) */
     while (!conn_is_closing(c)) {
         size_t avail = evbuffer_get_length(in);
         if (avail == 0)
@@ -142,6 +156,23 @@ static enum conn_status link_process(struct conn *c)
             cluster_link_progress(c); /* a long answer must not look like a dead peer */
             continue;
         }
+        if (starts(line, linelen, LOST_PREFIX)) {
+            /* VALUE lost <n>: the parent lost these topics upstream */
+            uint64_t n;
+            size_t pl = strlen(LOST_PREFIX);
+            if (proto_parse_u64(line + pl, linelen - pl, (uint64_t)1 << 40, &n) < 0 ||
+                too_long(c, "lost", n, cfg->max_queue_bytes + cfg->max_request_bytes))
+                break;
+            size_t need = linelen + 2 + (size_t)n + 2 + 5;
+            if (avail < need)
+                return CONN_OK;
+            const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)need);
+            if (!buf || memcmp(buf + need - 5, "END\r\n", 5) != 0)
+                break;
+            cluster_link_lost(c, buf + linelen + 2, (size_t)n);
+            evbuffer_drain(in, need);
+            continue;
+        }
         bool end = linelen == 3 && starts(line, linelen, "END");
         if (starts(line, linelen, "VERSION ") || end) {
             /* VERSION: the handshake's, a ping's or a sync's answer; END: a poll's */
@@ -154,6 +185,9 @@ static enum conn_status link_process(struct conn *c)
             }
         } else if (!link_state(c)->up && cluster_link_push_refused(c)) {
             return CONN_CLOSE; /* reopened in polling mode */
+        } else if (linelen == sizeof CLUSTER_ERR_UNAVAILABLE - 3 &&
+                   starts(line, linelen, "SERVER_ERROR cluster core unavailable")) {
+            cluster_link_refused(c); /* a parent refused a publish batch: the link stays */
         } else if (linelen == 6 && starts(line, linelen, "STORED")) {
             cluster_link_acked(c, true);
         } else if (linelen == 9 && starts(line, linelen, "NOT_FOUND")) {

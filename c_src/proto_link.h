@@ -14,6 +14,7 @@ struct cluster_core;
 struct link_state {
     struct cluster_core *core; /* NULL once detached: its closing concerns nobody */
     bool up;                   /* the peer answered the handshake */
+    bool eof;                  /* the peer closed the connection before that */
     uint64_t received;         /* entries received from the peer */
 };
 

@@ -118,7 +118,7 @@ static int set_command(const struct token *key, enum proto_cmd *cmd)
         {"retro_subscribe", PROTO_SET_RETRO_SUBSCRIBE},
         {"unsubscribe", PROTO_SET_UNSUBSCRIBE}, {"publish", PROTO_SET_PUBLISH},
         {"push", PROTO_SET_PUSH},           {"link_retro", PROTO_SET_LINK_RETRO},
-        {"peer", PROTO_SET_PEER},
+        {"peer", PROTO_SET_PEER},           {"child", PROTO_SET_CHILD},
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         if (slice_is(key->p, key->len, keys[i].name)) {

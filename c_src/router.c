@@ -453,10 +453,10 @@ int router_retro_subscribe(struct router *r, struct subscriber *s,
 
 long router_retro_fetch(struct router *r, struct subscriber *s,
                         const struct proto_slice *topics, uint32_t ntopics, int64_t h,
-                        uint64_t *tmark)
+                        bool defer, uint64_t *tmark)
 {
     uint64_t dmark;
-    return retro_collect(r, s, topics, ntopics, ROUTER_BY_TIME, h, h, true, tmark, &dmark);
+    return retro_collect(r, s, topics, ntopics, ROUTER_BY_TIME, h, h, !defer, tmark, &dmark);
 }
 
 uint64_t router_retained_entries(const struct router *r)

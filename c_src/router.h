@@ -63,6 +63,10 @@ struct subscriber {
      * subscriptions never make a topic_hook call, and an entry reaches it
      * only when the to_peers hook says so (cluster.c). */
     bool peer;
+    /* In a cluster: the link of a proxy below this node (`set child`).  An
+     * ordinary subscriber, except that its `link_retro` may fetch topics
+     * from their owners (router_retro_fetch's defer; cluster_retro.c). */
+    bool child;
 };
 
 struct router_config {
@@ -216,11 +220,13 @@ int router_retro_subscribe(struct router *r, struct subscriber *s,
  * then collects the retained entries on them published after h, not by s,
  * in publish order, into r->tmp_entries; the requested topics are those
  * whose mark is *tmark.  Entries come from this node's retention only (a
- * topic it cannot vouch for makes the fetch too old).  Returns the count,
+ * topic it cannot vouch for makes the fetch too old), unless `defer': then
+ * such topics are handed to retro_defer as for router_retro_subscribe, and
+ * the entries collected are those of the other topics.  Returns the count,
  * -2 when too old (subscribed), -1 on allocation failure. */
 long router_retro_fetch(struct router *r, struct subscriber *s,
                         const struct proto_slice *topics, uint32_t ntopics, int64_t h,
-                        uint64_t *tmark);
+                        bool defer, uint64_t *tmark);
 /* Queues e for s listing the topics of e whose mark is `mark` (at least one);
  * counts it and checks s's bound as a routed delivery.  -1: out of memory. */
 int router_enqueue_marked(struct router *r, struct subscriber *s, struct entry *e,

@@ -36,6 +36,13 @@
 %% others stop counting it live. A core that misses heartbeats for
 %% ?DEADLINE ms and then speaks again is live again (it "comes back"). The heartbeats ride on distribution with
 %% `nosuspend': a hung member never blocks this process.
+%%
+%% A proxy below proxies (option `parents', docs/cluster.md "A proxy below
+%% a proxy"): its engine's upstreams are its live parents, not the cores
+%% (`{Name, Host, Port, 0, parent}': the link says `set child', so the
+%% parent serves it as a client and subscribes upstream for it). Such a
+%% child takes no part in moves: the leader does not wait for it (its
+%% parents do, and they hold its topics at the cores).
 -module(kraken_cluster).
 -behaviour(gen_server).
 
@@ -56,6 +63,7 @@
 
 -record(state, {role :: core | proxy,
                 nodes :: [node()],
+                parents = [] :: [node()],          % a proxy below these (a child)
                 info :: map(),
                 members = #{} :: #{pid() => #member{}},
                 engine :: pid() | undefined,
@@ -97,7 +105,8 @@ child_specs(Config) ->
 -spec clustered([kraken_config:option()]) -> boolean().
 clustered(Config) ->
     proplists:get_value(role, Config, core) =:= proxy orelse
-        proplists:get_value(cluster_nodes, Config, []) =/= [].
+        proplists:get_value(cluster_nodes, Config, []) =/= [] orelse
+        proplists:get_value(parents, Config, []) =/= [].
 
 -spec start_link([kraken_config:option()]) -> {ok, pid()} | {error, term()}.
 start_link(Config) ->
@@ -170,15 +179,21 @@ node_name(Name) ->
 
 init(Config) ->
     process_flag(trap_exit, true),   % the connector and checker helpers' exits
+    Role0 = proplists:get_value(role, Config, core),
+    Parents0 = proplists:get_value(parents, Config, []),
     case node() of
         nonode@nohost ->
             {stop, {shutdown, {bad_config, "kraken: role and cluster_nodes need a "
                                "distributed node (bin/kraken names it)"}}};
+        _ when Parents0 =/= [], Role0 =/= proxy ->
+            {stop, {shutdown, {bad_config, "kraken: parents needs role proxy (a core "
+                               "serves its own topics)"}}};
         _ ->
-            Role = proplists:get_value(role, Config),
-            Nodes = [node_name(N) || N <- proplists:get_value(cluster_nodes, Config),
-                                     node_name(N) =/= node()],
-            Info = #{node => node(), role => Role,
+            Role = Role0,
+            Parents = lists:usort([node_name(N) || N <- Parents0]) -- [node()],
+            Nodes = lists:usort([node_name(N) || N <- proplists:get_value(cluster_nodes, Config),
+                                                 node_name(N) =/= node()] ++ Parents),
+            Info = #{node => node(), role => Role, parents => Parents,
                      host => advertised_host(proplists:get_value(listen_ip, Config)),
                      port => kraken_engine:port()},
             ok = pg:join(?SCOPE, Role, self()),
@@ -191,7 +206,11 @@ init(Config) ->
             %% to be heard: a restarted kraken_cluster must not tell it that
             %% every other core is gone.
             Ready = now_ms() + 2 * ?TICK + 100,
+            Parents =/= [] andalso
+                ?LOG_INFO("kraken cluster: below ~0p (its clients' topics go through them)",
+                          [Parents]),
             {ok, #state{role = Role, nodes = Nodes, info = Info, upstreams = Upstreams,
+                        parents = Parents,
                         ready_at = Ready, engine_ok_at = now_ms(), last_tick = now_ms(),
                         quiet_until = Ready + ?DEADLINE, resumed_until = now_ms()}}
     end.
@@ -223,7 +242,7 @@ handle_call(drain, _From, S) ->
 handle_call(drained, _From, S = #state{view = V, synced = Synced}) ->
     Me = atom_to_binary(node()),
     Others = [{maps:get(view, I, undefined), maps:get(synced, I, false)}
-              || #member{info = I} <- live_members(S)],
+              || #member{info = I} <- movers(S)],
     Reply = case kraken_cluster_move:drained(Me, {V, Synced}, Others) of
                 true -> true;
                 false ->
@@ -416,21 +435,35 @@ update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
                                             maps:get(role, I) =:= core] ++
                             Upstreams),
     S1 = S#state{members = Members},
-    LiveNames = [N || {N, _} <- live_cores(S1)],
-    {Owners, Alt} = kraken_cluster_move:engine_sets(View, LiveNames,
-                                                   [N || {N, _, _, _} <- Upstreams]),
-    Msg = {Cores, Owners, Alt},
+    Msg = case S#state.parents of
+              [] ->
+                  LiveNames = [N || {N, _} <- live_cores(S1)],
+                  {O, A} = kraken_cluster_move:engine_sets(
+                             View, LiveNames, [N || {N, _, _, _} <- Upstreams]),
+                  {Cores, O, A};
+              Parents ->
+                  %% A child: its live parents (and static upstreams) own
+                  %% everything between them; no move concerns it.
+                  Ups = lists:usort([parent_endpoint(I) || #member{info = I} <- Live,
+                                                           lists:member(maps:get(node, I),
+                                                                        Parents)] ++
+                                        Upstreams),
+                  Names = [element(1, U) || U <- Ups],
+                  {Ups, Names, Names}
+          end,
+    {Cores1, Owners, Alt} = Msg,
     case Msg =:= Sent orelse Now < S#state.ready_at of
         true ->
             S1;
         false ->
             Self = atom_to_binary(node()),
-            case catch kraken_engine:call({cluster, {Self, Cores, Owners, Alt}}, 2000) of
+            case catch kraken_engine:call({cluster, {Self, Cores1, Owners, Alt}}, 2000) of
                 ok ->
                     case Sent of
-                        {Cores, _, _} -> ok;
-                        _ -> ?LOG_INFO("kraken cluster: live cores ~s",
-                                       [lists:join(" ", [element(1, C) || C <- Cores])])
+                        {Cores1, _, _} -> ok;
+                        _ -> ?LOG_INFO("kraken cluster: live ~s ~s",
+                                       [case S#state.parents of [] -> "cores"; _ -> "parents" end,
+                                        lists:join(" ", [element(1, C) || C <- Cores1])])
                     end,
                     poll_sync(S1#state{sent = Msg, synced = false});
                 Other ->
@@ -444,6 +477,11 @@ update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
 live_members(#state{members = Members}) ->
     Now = now_ms(),
     [M || M = #member{heard = H} <- maps:values(Members), Now - H =< ?DEADLINE].
+
+%% The live members a move waits for: not the proxies below other proxies
+%% (their parents hold their topics at the cores).
+movers(S) ->
+    [M || M = #member{info = I} <- live_members(S), maps:get(parents, I, []) =:= []].
 
 %% The live cores, this node among them if it is one: `{Name, Draining}'.
 live_cores(S = #state{role = Role, draining = D}) ->
@@ -507,7 +545,7 @@ lead(S = #state{view = View, synced = Synced, view_at = At,
         false ->
             S;
         true ->
-            Live = live_members(S),
+            Live = movers(S),
             LiveNodes = [node(P) || #member{pid = P} <- Live],
             %% A member of this move that went silent but whose node is still
             %% connected is waited for (up to the phase's timeout): it may only
@@ -538,6 +576,11 @@ lead(S = #state{view = View, synced = Synced, view_at = At,
 
 endpoint(#{node := Node, host := Host, port := Port}) ->
     {atom_to_binary(Node), Host, Port}.
+
+%% A parent as the engine's upstream: a member of the cluster (no polling)
+%% whose link is a child's, not a peer's.
+parent_endpoint(#{node := Node, host := Host, port := Port}) ->
+    {atom_to_binary(Node), Host, Port, 0, parent}.
 
 %% The address other nodes' engines connect to: listen_ip when it is one
 %% address, else the address of this node's host name.

@@ -39,7 +39,7 @@
                        %% The cluster (docs/cluster.md): kraken_cluster tells
                        %% the engine the live cores on the control channel.
                        {role, core}, {cluster_nodes, []}, {upstreams, []},
-                       {upstream_poll_ms, 1000}]).
+                       {upstream_poll_ms, 1000}, {parents, []}]).
 
 %% Options that versions of the original accepted and this server does not
 %% use: `logging_module' (the octopus-era application file) and
@@ -351,6 +351,7 @@ check(engine_executable, V, _) -> check_path(V);
 check(role, V, _) when V =:= core; V =:= proxy -> {ok, V};
 check(role, _, _) -> {error, "core or proxy"};
 check(cluster_nodes, V, _) -> check_list(V, fun check_node/1, "a list of node names");
+check(parents, V, _) -> check_list(V, fun check_node/1, "a list of node names");
 check(upstreams, V, _) -> check_list(V, fun check_endpoint/1, "a list of \"host:port\" strings");
 check(upstream_poll_ms, V, _) -> check_int(V, 10, 3600000);
 check(Name, V, Table) ->

@@ -37,7 +37,10 @@ unreachable_test_() ->
                              fun() -> refused(Ctx) end}},
               {timeout, 60, {"a peer's publish (another node's link, `set peer') is not "
                              "refused: what can be forwarded is, the rest counted in DROPPED",
-                             fun() -> peer_not_refused(Ctx) end}}]
+                             fun() -> peer_not_refused(Ctx) end}},
+              {timeout, 60, {"a publish through a proxy below it (q4, parents [p4]) that p4 "
+                             "refuses: the publisher gets the error, q4's link to p4 and its "
+                             "other clients stay", fun() -> child_refused(Ctx) end}}]
      end}.
 
 setup() ->
@@ -56,12 +59,22 @@ setup() ->
                                 "-kraken", "upstreams", lists:flatten(Ups)]
                                ++ kraken_cluster_tests:engine_args()),
     {match, [P]} = re:run(Out, "\\(os pid (\\d+)\\)", [{capture, all_but_first, list}]),
-    Ctx#{os_pid => list_to_integer(P)}.
+    %% q4, a proxy below p4.
+    QPort = kraken_cluster_tests:free_port(),
+    {0, QOut} = script(Ctx, q4, ["start", "-kraken", "tcp_server_port", integer_to_list(QPort),
+                                 "-kraken", "listen_ip", "\"127.0.0.1\"",
+                                 "-kraken", "role", "proxy",
+                                 "-kraken", "parents",
+                                 "[" ++ kraken_cluster_tests:node_name(Ctx, p4) ++ "]"]
+                                ++ kraken_cluster_tests:engine_args()),
+    {match, [QP]} = re:run(QOut, "\\(os pid (\\d+)\\)", [{capture, all_but_first, list}]),
+    Ctx#{os_pid => list_to_integer(P), q_os_pid => list_to_integer(QP), q_port => QPort}.
 
-cleanup(Ctx = #{u1 := U1, os_pid := OsPid, tmp := Tmp}) ->
+cleanup(Ctx = #{u1 := U1, os_pid := OsPid, q_os_pid := QOsPid, tmp := Tmp}) ->
+    _ = script(Ctx, q4, ["stop"]),
     _ = script(Ctx, p4, ["stop"]),
     kraken_cluster_tests:sanitizer_reports(Tmp),
-    _ = os:cmd("kill -9 " ++ integer_to_list(OsPid) ++ " 2>/dev/null"),
+    [_ = os:cmd("kill -9 " ++ integer_to_list(P) ++ " 2>/dev/null") || P <- [OsPid, QOsPid]],
     {os_pid, U1Pid} = erlang:port_info(U1, os_pid),
     _ = os:cmd("kill " ++ integer_to_list(U1Pid)),
     kraken_cluster_tests:base_cleanup(Ctx).
@@ -159,6 +172,43 @@ peer_not_refused(Ctx = #{u1_port := U1Port, dead_port := Dead, port := Port}) ->
     ?assertEqual(ok, kraken_client:publish(P, [{[T1], <<"c">>}])),
     ?assertEqual([{<<"c">>, T1}], receive_pairs(B, 1, 5000)),
     [kraken_client:disconnect(X) || X <- [S, B, P]],
+    ok.
+
+%% A proxy below p4 (q4, `parents [p4]') forwards a publish of TD to p4,
+%% which refuses it (TD's owner is unreachable from p4).  For a child p4
+%% answers the error without closing the link; q4 answers its publisher with
+%% the error, then closes that one connection.  q4's link to p4 stays, and so
+%% do q4's other clients (before, p4 closed the link, and q4 disconnected
+%% every client holding a topic through p4).
+child_refused(Ctx = #{u1_port := U1Port, dead_port := Dead, q_port := QPort, tmp := Tmp}) ->
+    U1Name = list_to_binary("127.0.0.1:" ++ integer_to_list(U1Port)),
+    DeadName = list_to_binary("127.0.0.1:" ++ integer_to_list(Dead)),
+    P4 = atom_to_binary(kraken_cluster_tests:node_atom(Ctx, p4)),
+    ok = wait_until(fun() ->
+                            case rpc(Ctx, q4, kraken_engine, call, [cluster_status]) of
+                                [{P4, up, _, _, _, _, _, _, _}] -> true;
+                                _ -> false
+                            end
+                    end, 15000),
+    Candidates = [list_to_binary("child_" ++ integer_to_list(I)) || I <- lists:seq(1, 60)],
+    Owner = fun(T) -> rpc(Ctx, p4, kraken_engine, call, [{cluster_owner, T}]) end,
+    [T1 | _] = [T || T <- Candidates, Owner(T) =:= U1Name],
+    [TD | _] = [T || T <- Candidates, Owner(T) =:= DeadName],
+    Connect = fun(P) -> {ok, S} = kraken_client:connect({127, 0, 0, 1}, P), S end,
+    S = Connect(QPort), ok = kraken_client:subscribe(S, [T1]),    % on q4, through p4
+    B = Connect(U1Port), ok = kraken_client:subscribe(B, [T1]),   % at T1's owner
+    P = Connect(QPort),
+    ?assertEqual({error, {server_error, <<"cluster core unavailable">>}},
+                 kraken_client:publish(P, [{[TD], <<"x">>}])),
+    ?assertEqual({error, closed}, gen_tcp:recv(P, 0, 5000)),
+    %% q4's other client still gets what U1 publishes; q4's link to p4 stayed.
+    ok = kraken_client:publish(B, [{[T1], <<"still">>}]),
+    ?assertEqual([{<<"still">>, T1}], receive_pairs(S, 1, 5000)),
+    Log = filename:join(Tmp, kraken_cluster_tests:node_name(Ctx, q4) ++ ".console.log"),
+    {ok, Text} = file:read_file(Log),
+    ?assertMatch({match, _}, re:run(Text, "its publish was refused by " ++ binary_to_list(P4))),
+    ?assertEqual(nomatch, re:run(Text, "upstream link to core \\S+ \\(\\S+\\) lost")),
+    [kraken_client:disconnect(X) || X <- [S, B]],
     ok.
 
 resp(Args) ->

@@ -55,7 +55,8 @@
 %% this fixture).
 -export([base_ctx/1, base_cleanup/1, script/3, engine_args/0, engine_path/0, standalone/1,
          free_port/0, rpc/5, wait_until/2, receive_pairs/3, sanitizer_reports/1, node_name/2,
-         start_nodes/2, connect/2, owner/3, settled/3, node_atom/2, next_second/0,
+         start_nodes/2, connect/2, owner/3, settled/3, node_atom/2, links_up/3,
+         expect_in_order/2, next_second/0, closed_within/3, upstream_topics/2,
          receive_msgs/3]).
 
 -define(NTOPICS, 24).
@@ -1089,7 +1090,10 @@ upstreams_test_() ->
                              "other; each (entry, topic) once, never back to its publisher",
                              fun() -> upstreams(Ctx) end}},
               {timeout, 60, {"forwarded batches stay under the owner's max_request_bytes",
-                             fun() -> batch_under_limit(Ctx) end}}]
+                             fun() -> batch_under_limit(Ctx) end}},
+              {timeout, 60, {"retro_subscribe through a static upstream in push mode: asked "
+                             "with link_retro; NOT_FOUND for a polled one",
+                             fun() -> upstream_retro(Ctx) end}}]
      end}.
 
 upstreams_setup() ->
@@ -1186,6 +1190,38 @@ batch_under_limit(Ctx = #{u1_port := U1Port}) ->
     ?assertEqual([{P, T} || P <- Payloads], receive_pairs(B, 2, 5000)),
     gen_tcp:close(A),
     kraken_client:disconnect(B),
+    ok.
+
+%% A static upstream that takes push mode is one of our engines: the proxy
+%% asks it with link_retro (its link said `set child'), as it asks a core.
+%% Entries published after the horizon on U1 itself and on the proxy (which
+%% U1 leaves out of its answer: the proxy's retention has them), for a topic
+%% the proxy never held: each once, in each publisher's order.  A polled
+%% upstream (the original Kraken; here the relay) cannot be asked:
+%% NOT_FOUND.  Before static upstreams answered link_retro, both were
+%% NOT_FOUND.
+upstream_retro(Ctx = #{u1_port := U1Port, o_port := OPort}) ->
+    U1Name = list_to_binary("127.0.0.1:" ++ integer_to_list(U1Port)),
+    OName = list_to_binary("127.0.0.1:" ++ integer_to_list(OPort)),
+    Cands = [list_to_binary("ur_" ++ integer_to_list(I)) || I <- lists:seq(1, 60)],
+    Owner = fun(T) -> rpc(Ctx, p3, kraken_engine, call, [{cluster_owner, T}]) end,
+    [T | _] = [X || X <- Cands, Owner(X) =:= U1Name],
+    [TO | _] = [X || X <- Cands, Owner(X) =:= OName],
+    {ok, U} = kraken_client:connect({127, 0, 0, 1}, U1Port),
+    Local = connect(Ctx, p3),
+    H = next_second(),
+    Entries = [{U, <<"c1">>}, {Local, <<"p1">>}, {U, <<"c2">>}, {Local, <<"p2">>},
+               {U, <<"c3">>}],
+    [ok = kraken_client:publish(P, [{[T], M}]) || {P, M} <- Entries],
+    timer:sleep(200),
+    A = connect(Ctx, p3),
+    ?assertEqual(ok, kraken_client:retro_subscribe(A, H, [T])),
+    expect_in_order(A, [{M, T} || {_, M} <- Entries]),
+    ok = kraken_client:publish(U, [{[T], <<"live">>}]),
+    ?assertEqual([{<<"live">>, T}], receive_pairs(A, 1, 5000)),
+    B = connect(Ctx, p3),
+    ?assertEqual({error, not_found}, kraken_client:retro_subscribe(B, H, [TO])),
+    [kraken_client:disconnect(S) || S <- [U, Local, A, B]],
     ok.
 
 base_ctx(Tag) ->

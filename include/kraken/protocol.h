@@ -38,6 +38,7 @@ enum proto_cmd {
     PROTO_VERSION,
     PROTO_STATS,
     PROTO_SET_PEER,  /* extension: a cluster node's link names itself (docs/cluster.md) */
+    PROTO_SET_CHILD, /* extension: the link of a proxy below this node names itself */
 };
 
 enum proto_status {

@@ -197,6 +197,34 @@ static void test_forget(void **state)
     assert_null(f.tail);
 }
 
+/* A refused answer fails the waits for that request only. */
+static void test_refuse(void **state)
+{
+    (void)state;
+    struct ack_fifo f;
+    ack_fifo_init(&f);
+    struct holder a = {0}, b = {0}, c = {0};
+    tu_defer(forget, &c.h);
+    int calls = 0;
+    assert_false(ack_fifo_refuse(&f, done, &calls)); /* nothing owed */
+    assert_int_equal(ack_wait(&f, &a.h, 1), 1);
+    ack_fifo_send(&f);
+    assert_int_equal(ack_wait(&f, &b.h, 2), 1);
+    ack_fifo_send(&f);
+    assert_int_equal(ack_wait(&f, &c.h, 3), 1);
+    ack_fifo_send(&f);
+    assert_true(ack_fifo_answer(&f, done, &calls));
+    assert_true(ack_fifo_refuse(&f, done, &calls));
+    assert_int_equal(a.released, 1);
+    assert_int_equal(b.failed, 1);
+    assert_int_equal(b.h.n, 0);
+    assert_int_equal(c.released + c.failed, 0);
+    assert_true(ack_fifo_answer(&f, done, &calls));
+    assert_int_equal(c.released, 1);
+    assert_int_equal(calls, 3);
+    assert_null(f.head);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -206,6 +234,7 @@ int main(void)
         tu_test(test_later_wait_replaces),
         tu_test(test_fail),
         tu_test(test_forget),
+        tu_test(test_refuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

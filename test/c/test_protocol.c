@@ -98,6 +98,7 @@ static const struct valid VALID[] = {
           "1700000000\r\nt1 t2"),
     V_SET("set unsubscribe 0 0 2\r\nt1\r\n", PROTO_SET_UNSUBSCRIBE, false, "t1"),
     V_SET("set peer 0 0 5 noreply\r\nc1@h1\r\n", PROTO_SET_PEER, true, "c1@h1"),
+    V_SET("set child 0 0 5 noreply\r\nq1@h1\r\n", PROTO_SET_CHILD, true, "q1@h1"),
     V_SET("set unsubscribe 0 0 2 noreply\r\nt1\r\n", PROTO_SET_UNSUBSCRIBE, true, "t1"),
     V_SET("set publish 0 0 18\r\nMESSAGE t1 2\r\nhi\r\n\r\n", PROTO_SET_PUBLISH, false,
           "MESSAGE t1 2\r\nhi\r\n"),

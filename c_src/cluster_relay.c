@@ -1,0 +1,279 @@
+/* cluster_relay.c - what a node does for the proxies below it, its
+ * children (docs/cluster.md, "A proxy below a proxy"): it answers their
+ * `link_retro`, and tells them which of their topics were lost upstream.
+ *
+ * Lost topics: when a core fails (its link breaks, it leaves the live set),
+ * a node disconnects its clients holding one of its topics.  A child's link
+ * is such a client, but closing it would disconnect every client of the
+ * child that holds any topic through this node.  Instead the child's
+ * subscriptions of those topics are dropped here and it is sent
+ *
+ *   VALUE lost <n>\r\n<topics, space-separated>\r\nEND\r\n
+ *
+ * and disconnects their holders (cluster_link_lost, on the child), saying
+ * why.  (A child waiting for that core's confirmation of a subscribe or a
+ * publish when it fails is closed, as any client: cluster_ack_done.)
+ *
+ * The link_retro relay:
+ *
+ * A child's link (`set child`) asks this node for the entries published
+ * after a horizon on some topics, as a peer asks a core.  The topics this
+ * node can vouch for (held upstream since before the horizon) are answered
+ * from its retention at once; the others are fetched from their owners with
+ * this node's own `link_retro` (cluster_retro.c: the child's reply is held
+ * meanwhile, as a client's).  Here the answer is put together:
+ *
+ *   - cluster_relay_begin: when the request is executed, the entries found
+ *     here (referenced) and every requested topic (referenced: each entry
+ *     lists only those);
+ *   - cluster_relay_add: as each owner's answer is in, its entries and this
+ *     node's own entries on its topics since the horizon (what cluster_retro
+ *     would have queued to a client; the owner left them out, this node
+ *     forwarded them), while the child's queue is rebuilt as a client's;
+ *   - cluster_relay_finish: when the last one is in, the entries, once each
+ *     and ordered by second (stable: each source is in publish order), are
+ *     written as `VALUE retro` blocks in front of the held reply (STORED).
+ *     A refused answer (NOT_FOUND) drops them.
+ *
+ * So the child gets, before STORED, each entry after the horizon on those
+ * topics that entered the cluster before its request, except its own, and
+ * after STORED what comes later: the guarantees of one hop, through two. */
+#include <event2/buffer.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster_internal.h"
+#include "engine.h"
+#include "log.h"
+#include "proto_kraken.h"
+#include "proto_link.h"
+#include "server.h"
+
+struct cluster_relay {
+    struct topic **topics; /* every requested topic (referenced) */
+    uint32_t ntopics;
+    struct entry **v; /* the answer's entries (referenced), by source */
+    size_t n, cap;
+    bool refused;
+};
+
+static struct router *router(void)
+{
+    return &cl.srv->eng.router;
+}
+
+void cluster_relay_free(struct conn *c)
+{
+    struct cluster_relay *x = c->relay;
+    if (!x)
+        return;
+    for (size_t i = 0; i < x->n; i++)
+        entry_unref(x->v[i]);
+    for (uint32_t i = 0; i < x->ntopics; i++)
+        topic_unref(&router()->topics, x->topics[i]);
+    free(x->v);
+    free(x->topics);
+    free(x);
+    c->relay = NULL;
+}
+
+int cluster_relay_add(struct conn *c, struct entry *const *v, size_t n)
+{
+    struct cluster_relay *x = c->relay;
+    if (x->n + n > x->cap) {
+        size_t cap = x->cap ? x->cap : 16;
+        while (cap < x->n + n)
+            cap *= 2;
+        struct entry **p = realloc(x->v, cap * sizeof *p);
+        if (!p)
+            return -1;
+        x->v = p;
+        x->cap = cap;
+    }
+    for (size_t i = 0; i < n; i++) {
+        entry_ref(v[i]);
+        x->v[x->n++] = v[i];
+    }
+    return 0;
+}
+
+int cluster_relay_begin(struct conn *c, const struct proto_slice *topics, uint32_t n,
+                        struct entry *const *found, size_t nfound)
+{
+    struct cluster_relay *x = calloc(1, sizeof *x);
+    if (!x || !(x->topics = malloc((n ? n : 1) * sizeof *x->topics))) {
+        free(x);
+        return -1;
+    }
+    c->relay = x;
+    for (uint32_t i = 0; i < n; i++) {
+        /* Subscribed by the request: they exist. */
+        struct topic *t = topic_find(&router()->topics, TOPIC_NS_CHANNEL, topics[i].p,
+                                     topics[i].len);
+        if (t) {
+            topic_ref(t);
+            x->topics[x->ntopics++] = t;
+        }
+    }
+    return cluster_relay_add(c, found, nfound);
+}
+
+void cluster_relay_refused(struct conn *c)
+{
+    if (c->relay)
+        c->relay->refused = true;
+}
+
+struct item {
+    struct entry *e;
+    size_t order;
+};
+
+static int cmp_item(const void *a, const void *b)
+{
+    const struct item *x = a, *y = b;
+    if (x->e->time != y->e->time)
+        return x->e->time < y->e->time ? -1 : 1;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+/* The blocks go in front of the held reply (from held_from on). */
+static int insert_before_reply(struct conn *c, struct evbuffer *blocks)
+{
+    struct evbuffer *head = evbuffer_new();
+    if (!head || evbuffer_remove_buffer(c->out, head, c->held_from) < 0 ||
+        evbuffer_prepend_buffer(c->out, blocks) < 0 ||
+        evbuffer_prepend_buffer(c->out, head) < 0) {
+        if (head)
+            evbuffer_free(head);
+        return -1;
+    }
+    c->held_from += evbuffer_get_length(blocks); /* (0: moved) */
+    evbuffer_free(head);
+    return 0;
+}
+
+void cluster_relay_finish(struct conn *c)
+{
+    struct cluster_relay *x = c->relay;
+    if (!x || c->retro)
+        return; /* not a child's request, or owners still to answer */
+    if (x->refused || conn_is_closing(c)) {
+        cluster_relay_free(c);
+        return;
+    }
+    struct router *r = router();
+    uint64_t tmark = ++r->epoch, emark = ++r->epoch;
+    for (uint32_t i = 0; i < x->ntopics; i++)
+        x->topics[i]->mark = tmark;
+    struct item *it = malloc((x->n ? x->n : 1) * sizeof *it);
+    struct entry **v = malloc((x->n ? x->n : 1) * sizeof *v);
+    struct evbuffer *blocks = evbuffer_new();
+    int rc = it && v && blocks ? 0 : -1;
+    size_t m = 0;
+    for (size_t i = 0; i < x->n && rc == 0; i++) {
+        if (x->v[i]->mark == emark)
+            continue; /* found here for one topic and forwarded by us for another */
+        x->v[i]->mark = emark;
+        it[m].e = x->v[i];
+        it[m].order = i;
+        m++;
+    }
+    if (rc == 0) {
+        qsort(it, m, sizeof *it, cmp_item);
+        for (size_t i = 0; i < m; i++)
+            v[i] = it[i].e;
+        rc = kraken_retro_blocks(&cl.srv->eng, blocks, v, m, tmark);
+    }
+    if (rc == -2)
+        klog(LOG_WARNING, "client %" PRIu64 " (%s): a link_retro answer is longer than "
+             "max_client_queue_bytes (%zu); answering NOT_FOUND", c->sub.id, c->peer,
+             cl.srv->eng.cfg.max_queue_bytes);
+    else if (rc < 0 || insert_before_reply(c, blocks) < 0) {
+        klog(LOG_ERROR, "client %" PRIu64 " (%s): out of memory relaying a link_retro answer; "
+             "answering NOT_FOUND", c->sub.id, c->peer);
+        rc = -1;
+    }
+    if (rc != 0 && c->ops->retro_refused)
+        c->ops->retro_refused(c);
+    if (blocks)
+        evbuffer_free(blocks);
+    free(it);
+    free(v);
+    cluster_relay_free(c);
+}
+
+/* ---- lost topics ---- */
+
+int cluster_child_lost(struct conn *c, int kidx, uint64_t mark)
+{
+    struct router *r = router();
+    struct topic **v = malloc((c->sub.subs.cap ? c->sub.subs.cap : 1) * sizeof *v);
+    struct evbuffer *names = evbuffer_new();
+    if (!v || !names) {
+        free(v);
+        if (names)
+            evbuffer_free(names);
+        return -1;
+    }
+    size_t n = 0;
+    for (uint32_t i = 0; i < c->sub.subs.cap; i++) {
+        struct topic *t = c->sub.subs.v[i].topic;
+        if (t && t->ns == TOPIC_NS_CHANNEL &&
+            (mark ? t->mark == mark : cluster_depends(t->name, t->len, kidx))) {
+            topic_ref(t);
+            v[n++] = t;
+            if ((n > 1 && evbuffer_add(names, " ", 1) < 0) ||
+                evbuffer_add(names, t->name, t->len) < 0)
+                goto nomem;
+        }
+    }
+    if (n) {
+        size_t len = evbuffer_get_length(names);
+        if (evbuffer_add_printf(c->out, "VALUE lost %zu\r\n", len) < 0 ||
+            evbuffer_add_buffer(c->out, names) < 0 || evbuffer_add(c->out, "\r\nEND\r\n", 7) < 0)
+            goto nomem;
+        klog(LOG_WARNING, "client %" PRIu64 " (%s), a proxy below this node, held %zu topic(s) "
+             "of core %s (%.*s%s), which was lost: told it", c->sub.id, c->peer, n,
+             kidx >= 0 && (size_t)kidx < cl.n ? cl.cores[kidx]->name : "?",
+             (int)(v[0]->len < 64 ? v[0]->len : 64), v[0]->name, n > 1 ? " ..." : "");
+        for (size_t i = 0; i < n; i++)
+            router_unsubscribe(r, &c->sub, v[i]->name, v[i]->len);
+        server_kick(c);
+    }
+    for (size_t i = 0; i < n; i++)
+        topic_unref(&r->topics, v[i]);
+    free(v);
+    evbuffer_free(names);
+    return n > 0;
+nomem:
+    for (size_t i = 0; i < n; i++)
+        topic_unref(&r->topics, v[i]);
+    free(v);
+    evbuffer_free(names);
+    return -1;
+}
+
+void cluster_link_lost(struct conn *link, const char *names, size_t len)
+{
+    struct cluster_core *k = link_state(link)->core;
+    int kidx = -1;
+    for (size_t i = 0; k && i < cl.n; i++)
+        if (cl.cores[i] == k)
+            kidx = (int)i;
+    if (kidx < 0)
+        return;
+    struct router *r = router();
+    uint64_t mark = ++r->epoch;
+    const char *p = names, *end = names + len;
+    while (p < end) {
+        const char *sp = memchr(p, ' ', (size_t)(end - p));
+        const char *q = sp ? sp : end;
+        struct topic *t = topic_find(&r->topics, TOPIC_NS_CHANNEL, p, (size_t)(q - p));
+        if (t)
+            t->mark = mark;
+        p = q + 1;
+    }
+    cluster_doom_marked(kidx, mark, "which lost it upstream (the core that owns it failed)");
+}

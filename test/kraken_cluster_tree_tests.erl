@@ -1,0 +1,339 @@
+%% @doc A proxy below proxies in the same Erlang cluster (docs/cluster.md,
+%% "A proxy below a proxy"), on real nodes started by bin/kraken on
+%% loopback: cores c1 and c2, proxies p1 and p2 below them, and proxy q1
+%% with `parents [p1, p2]': q1's engine links to p1 and p2 only (each owns a
+%% share of the topics by the same hash as cores), and they subscribe and
+%% forward for it at the cores.
+%%
+%%   - membership: q1's links are up to p1 and p2 only; the cores' view
+%%     settles without waiting for q1 (it takes no part in moves);
+%%   - exactly once: clients on every node, q1 among them, subscribed to
+%%     topics spread over both cores and both parents, each publishing:
+%%     each (entry, topic) reaches each subscriber once, never its publisher;
+%%     a publish on q1 is answered only once the owning core routed it;
+%%   - retro_subscribe on q1 for topics nobody on q1 held, published after
+%%     the horizon on a core, on p1 (the parent), on p2 and on q1 itself:
+%%     each once, in each publisher's order (q1 asks its parent, which asks
+%%     the cores for what it did not hold, and relays the answer; a topic the
+%%     parent held since before the horizon comes from its retention), then
+%%     live; NOT_FOUND when the owning core lost entries;
+%%   - kill -9 of p1: within 3 s q1's clients that held a topic through p1
+%%     are disconnected with a log line naming p1, the others are not; the
+%%     topics go to p2;
+%%   - p1 comes back: the topics q1 held through p2 that move back to p1
+%%     have their holders disconnected with a log line (no move protocol
+%%     between parents), the others are not disturbed;
+%%   - kill -9 of core c2: within 3 s q1's clients holding one of its topics
+%%     (through either parent) are disconnected with a log line, the others
+%%     are not (the parents tell q1 which topics they lost).
+-module(kraken_cluster_tree_tests).
+
+-include_lib("eunit/include/eunit.hrl").
+
+-import(kraken_cluster_tests, [script/3, engine_args/0, free_port/0, wait_until/2,
+                               receive_pairs/3, node_name/2, connect/2, owner/3, settled/3,
+                               node_atom/2, links_up/3, next_second/0, closed_within/3,
+                               sanitizer_reports/1]).
+
+-define(CORES, [c1, c2]).
+-define(NODES, [c1, c2, p1, p2, q1]).
+
+tree_test_() ->
+    {setup, fun setup/0, fun cleanup/1,
+     fun(Ctx) ->
+             {inorder,
+              [{timeout, 60, {"membership: q1 below p1 and p2, links up to them only",
+                              fun() -> membership(Ctx) end}},
+               {timeout, 60, {"each (entry, topic) once through two proxies, never back to "
+                              "its publisher; a publish on q1 answered once the core routed it",
+                              fun() -> exactly_once(Ctx) end}},
+               {timeout, 60, {"retro_subscribe on q1 through its parent: every entry since "
+                              "the horizon once, in order; NOT_FOUND only when a core lost "
+                              "them", fun() -> retro(Ctx) end}},
+               {timeout, 90, {"kill -9 of a parent: q1's clients of its topics disconnected "
+                              "within 3 s with a log line, the others undisturbed; it comes "
+                              "back: the holders of the topics moving back to it disconnected "
+                              "with a log line, the others undisturbed",
+                              fun() -> parent_killed(Ctx) end}},
+               {timeout, 60, {"kill -9 of a core: q1's clients of its topics disconnected "
+                              "within 3 s with a log line (the parents tell q1 which topics "
+                              "they lost), q1's other clients undisturbed",
+                              fun() -> core_killed(Ctx) end}}]}
+     end}.
+
+setup() ->
+    Ctx0 = kraken_cluster_tests:base_ctx("ktr"),
+    Ports = maps:from_list([{N, free_port()} || N <- ?NODES]),
+    Ctx = Ctx0#{ports => Ports},
+    OsPids = maps:from_list(start(Ctx, ?NODES)),
+    Ctx#{os_pids => OsPids}.
+
+cleanup(Ctx = #{tmp := Tmp, os_pids := OsPids}) ->
+    Self = self(),
+    [spawn(fun() -> Self ! {stopped, script(Ctx, N, ["stop"])} end) || N <- ?NODES],
+    [receive {stopped, _} -> ok after 60000 -> ok end || _ <- ?NODES],
+    Reports = (catch sanitizer_reports(Tmp)),
+    [_ = os:cmd("kill -9 " ++ integer_to_list(P) ++ " 2>/dev/null")
+     || P <- maps:values(OsPids)],
+    _ = os:cmd("rm -rf /tmp/kraken_tree_test_logs && mkdir -p /tmp/kraken_tree_test_logs && cp " ++
+                   Tmp ++ "/*.console.log /tmp/kraken_tree_test_logs/ 2>/dev/null"),
+    kraken_cluster_tests:base_cleanup(Ctx),
+    ok = Reports.
+
+%% Starts nodes at once: `[{Name, OsPid}]'.  Cores join each other, p1 and
+%% p2 join c1, q1 names p1 and p2 as its parents (nothing else).
+start(Ctx = #{ports := Ports}, Ns) ->
+    Self = self(),
+    Opts = fun(c1) -> ["role", "core", "cluster_nodes", list(Ctx, [c2])];
+              (c2) -> ["role", "core", "cluster_nodes", list(Ctx, [c1])];
+              (q1) -> ["role", "proxy", "parents", list(Ctx, [p1, p2])];
+              (_) -> ["role", "proxy", "cluster_nodes", list(Ctx, [c1])]
+           end,
+    [spawn_link(fun() ->
+                        Args = ["start", "-kraken", "tcp_server_port",
+                                integer_to_list(maps:get(N, Ports)),
+                                "-kraken", "listen_ip", "\"127.0.0.1\""] ++
+                            lists:append([["-kraken", K, V] || [K, V] <- pairs(Opts(N))]) ++
+                            engine_args(),
+                        Self ! {started, N, script(Ctx, N, Args)}
+                end) || N <- Ns],
+    [receive
+         {started, N, {0, Out}} ->
+             {match, [P]} = re:run(Out, "\\(os pid (\\d+)\\)", [{capture, all_but_first, list}]),
+             {N, list_to_integer(P)};
+         {started, N, Other} ->
+             error({start_failed, N, Other})
+     after 90000 -> error(start_timeout)
+     end || N <- Ns].
+
+pairs([K, V | T]) -> [[K, V] | pairs(T)];
+pairs([]) -> [].
+
+list(Ctx, Ns) ->
+    "[" ++ lists:join(", ", [node_name(Ctx, N) || N <- Ns]) ++ "]".
+
+%% The parent q1 sends a topic to, and the core that owns it.
+route(Ctx, T) ->
+    {owner(Ctx, q1, T), owner(Ctx, p1, T)}.
+
+%% The first topic Prefix<i> that q1 sends to parent P and that core C owns.
+topic_via(Ctx, Prefix, P, C) ->
+    Want = {node_atom(Ctx, P), node_atom(Ctx, C)},
+    hd([T || I <- lists:seq(1, 400), T <- [list_to_binary(Prefix ++ integer_to_list(I))],
+             route(Ctx, T) =:= Want]).
+
+membership(Ctx) ->
+    ok = wait_until(fun() -> links_up(Ctx, q1, [p1, p2]) end, 20000),
+    ok = wait_until(fun() -> lists:all(fun(N) -> links_up(Ctx, N, ?CORES) end,
+                                       [c1, c2, p1, p2]) end, 20000),
+    ok = wait_until(fun() -> settled(Ctx, [c1, c2, p1, p2], ?CORES) end, 20000),
+    %% q1's engine sees the parents as its upstreams.
+    {0, Out} = script(Ctx, q1, ["cluster_status"]),
+    [?assertMatch({match, _}, re:run(Out, node_name(Ctx, P) ++ "@\\S+\\s+proxy\\s+\\S+\\s+\\S+ ago\\s+up"))
+     || P <- [p1, p2]],
+    ok.
+
+exactly_once(Ctx) ->
+    Topics = [list_to_binary("tree_" ++ integer_to_list(I)) || I <- lists:seq(1, 16)],
+    Routes = [route(Ctx, T) || T <- Topics],
+    ?assertEqual(4, length(lists:usort(Routes))),   % both parents, both cores
+    Clients = [{{N, I}, connect(Ctx, N)} || {N, I} <- [{q1, 1}, {q1, 2}, {p1, 1}, {p2, 1},
+                                                       {c1, 1}, {c2, 1}]],
+    [ok = kraken_client:subscribe(S, Topics) || {_, S} <- Clients],
+    rand:seed(exsss, {3, 2, 1}),
+    Published = [{Id, [{pick(Topics), payload(Id, K)} || K <- lists:seq(1, 10)]}
+                 || {Id, _} <- Clients],
+    [ok = kraken_client:publish(S, [E]) || {Id, S} <- Clients,
+                                           E <- proplists:get_value(Id, Published)],
+    [begin
+         Expected = lists:sort([{P, T} || {Other, Entries} <- Published, Other =/= Id,
+                                          {Ts, P} <- Entries, T <- Ts]),
+         ?assertEqual({Id, Expected}, {Id, receive_pairs(S, length(Expected), 15000)})
+     end || {Id, S} <- Clients],
+    timer:sleep(300),
+    [?assertEqual({Id, []}, {Id, kraken_client:receive_messages(S)}) || {Id, S} <- Clients],
+    %% Acknowledged through two hops: the owner's subscriber, polled right
+    %% after q1's STORED, has a large entry published on q1.
+    [T | _] = [T || T <- Topics, element(2, route(Ctx, T)) =:= node_atom(Ctx, c2)],
+    Sub = connect(Ctx, c2), ok = kraken_client:subscribe(Sub, [T]),
+    Pub = connect(Ctx, q1),
+    Big = binary:copy(<<"z">>, 1 bsl 19),
+    [begin
+         ok = kraken_client:publish(Pub, [{[T], Big}]),
+         ?assertEqual({I, [{[T], Big}]}, {I, kraken_client:receive_messages(Sub)})
+     end || I <- lists:seq(1, 3)],
+    [kraken_client:disconnect(S) || S <- [Sub, Pub | [S || {_, S} <- Clients]]],
+    ok.
+
+retro(Ctx) ->
+    %% One topic per (parent, core); q1 holds none of them, nor do p1, p2.
+    Fresh = [topic_via(Ctx, "trr_", P, C) || P <- [p1, p2], C <- ?CORES],
+    %% And one that p1 holds (a client there) since before the horizon: p1
+    %% answers it from its retention, in the same request.
+    Held = topic_via(Ctx, "trh_", p1, c2),
+    Holder = connect(Ctx, p1), ok = kraken_client:subscribe(Holder, [Held]),
+    Topics = [Held | Fresh],
+    Pubs = maps:from_list([{N, connect(Ctx, N)} || N <- [c1, p1, p2, q1]]),
+    ok = kraken_client:publish(maps:get(c1, Pubs), [{Topics, <<"c before">>}]),
+    H = next_second(),
+    %% Payloads start with their publisher's letter: c1 c, p1 p, p2 r, q1 q.
+    Entries = [{c1, [lists:nth(1, Fresh), Held], <<"c1">>},
+               {p1, [lists:nth(2, Fresh)], <<"p1">>},
+               {q1, [lists:nth(3, Fresh), Held], <<"q1">>},
+               {p2, Topics, <<"r1">>},
+               {c1, [lists:nth(4, Fresh), lists:nth(2, Fresh)], <<"c2">>},
+               {p1, [Held, lists:nth(1, Fresh), lists:nth(3, Fresh)], <<"p2">>},
+               {q1, [lists:nth(4, Fresh)], <<"q2">>},
+               {c1, Topics, <<"c3">>}],
+    [ok = kraken_client:publish(maps:get(N, Pubs), [{Ts, M}]) || {N, Ts, M} <- Entries],
+    timer:sleep(300),
+    Expected = fun(Except) -> [{M, T} || {N, Ts, M} <- Entries, N =/= Except, T <- Ts] end,
+    A = connect(Ctx, q1),
+    ?assertEqual(ok, kraken_client:retro_subscribe(A, H, Topics)),
+    expect_in_order(A, Expected(none)),
+    %% The child's own publisher does not get its own entries back.
+    Q = maps:get(q1, Pubs),
+    ?assertEqual(ok, kraken_client:retro_subscribe(Q, H, Topics)),
+    expect_in_order(Q, Expected(q1)),
+    %% A second client asking for the same past while A holds the topics.
+    B = connect(Ctx, q1),
+    ?assertEqual(ok, kraken_client:retro_subscribe(B, H, Topics)),
+    expect_in_order(B, Expected(none)),
+    %% From now on, live, each once.
+    ok = kraken_client:publish(maps:get(c1, Pubs), [{Topics, <<"live">>}]),
+    Live = lists:sort([{<<"live">>, T} || T <- Topics]),
+    [?assertEqual(Live, receive_pairs(S, 5, 5000)) || S <- [A, B, Q]],
+    %% NOT_FOUND when the core lost entries after the horizon (10,001
+    %% published after it to a topic of c2, which keeps 10,000 per shard).
+    G = topic_via(Ctx, "trg_", p2, c2),
+    HG = next_second(),
+    Owner = connect(Ctx, c2),
+    ok = kraken_client:publish(Owner, [{[G], integer_to_binary(I)} || I <- lists:seq(1, 10001)]),
+    F = connect(Ctx, q1),
+    ?assertEqual({error, not_found}, kraken_client:retro_subscribe(F, HG, [G])),
+    [kraken_client:disconnect(S) || S <- [A, B, F, Owner, Holder | maps:values(Pubs)]],
+    ok.
+
+%% The (payload, topic) pairs S receives are exactly Expected, each
+%% publisher's (first letter of the payload) in publish order per topic.
+expect_in_order(S, Expected) ->
+    Got = receive_in_order(S, length(Expected), erlang:monotonic_time(millisecond) + 5000, []),
+    ?assertEqual(lists:sort(Expected), lists:sort(Got)),
+    By = fun(L, Pre, T) -> [P || {<<F, _/binary>> = P, T1} <- L, F =:= Pre, T1 =:= T] end,
+    [?assertEqual(By(Expected, Pre, T), By(Got, Pre, T))
+     || Pre <- "cpqr", T <- lists:usort([T || {_, T} <- Expected])],
+    timer:sleep(200),
+    ?assertEqual([], kraken_client:receive_messages(S)).
+
+receive_in_order(S, N, Deadline, Acc) ->
+    Msgs = kraken_client:receive_messages(S),
+    ?assert(is_list(Msgs)),
+    Acc1 = Acc ++ [{P, T} || {Ts, P} <- Msgs, T <- Ts],
+    case length(Acc1) >= N orelse erlang:monotonic_time(millisecond) > Deadline of
+        true -> Acc1;
+        false -> timer:sleep(50), receive_in_order(S, N, Deadline, Acc1)
+    end.
+
+parent_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
+    Via1 = topic_via(Ctx, "tk_", p1, c1),
+    Via2 = topic_via(Ctx, "tk_", p2, c1),
+    X = connect(Ctx, q1), ok = kraken_client:subscribe(X, [Via2]),        % stays
+    Y = connect(Ctx, q1), ok = kraken_client:subscribe(Y, [Via1]),        % disconnected
+    Z = connect(Ctx, q1), ok = kraken_client:subscribe(Z, [Via1, Via2]),  % disconnected
+    W = connect(Ctx, p2), ok = kraken_client:subscribe(W, [Via1, Via2]),  % stays
+    Pub = connect(Ctx, c1),
+    ok = kraken_client:publish(Pub, [{[Via1, Via2], <<"before">>}]),
+    [?assertMatch([_ | _], receive_pairs(S, 1, 5000)) || S <- [X, Y, W]],
+    ?assertEqual(2, length(receive_pairs(Z, 2, 5000))),
+    _ = receive_pairs(W, 1, 1000),
+    T0 = erlang:monotonic_time(millisecond),
+    _ = os:cmd("kill -9 -" ++ integer_to_list(maps:get(p1, OsPids))),
+    [closed_within(S, T0, 3000) || S <- [Y, Z]],
+    Log = filename:join(Tmp, node_name(Ctx, q1) ++ ".console.log"),
+    ok = wait_until(fun() ->
+                            {ok, Text} = file:read_file(Log),
+                            re:run(Text, "holds topic " ++ binary_to_list(Via1) ++
+                                       " owned by core " ++ node_name(Ctx, p1) ++ "@",
+                                   [{capture, none}]) =:= match
+                    end, 3000),
+    %% X and W were not disturbed.
+    ok = kraken_client:publish(Pub, [{[Via1, Via2], <<"after">>}]),
+    ?assertEqual([{<<"after">>, Via2}], receive_pairs(X, 1, 5000)),
+    ?assertEqual(lists:sort([{<<"after">>, Via1}, {<<"after">>, Via2}]),
+                 receive_pairs(W, 2, 5000)),
+    %% p1's topics go through p2 now.
+    ok = wait_until(fun() -> links_up(Ctx, q1, [p2]) end, 5000),
+    ?assertEqual(node_atom(Ctx, p2), owner(Ctx, q1, Via1)),
+    V = connect(Ctx, q1), ok = kraken_client:subscribe(V, [Via1]),
+    ok = kraken_client:publish(Pub, [{[Via1], <<"moved">>}]),
+    ?assertEqual([{<<"moved">>, Via1}], receive_pairs(V, 1, 5000)),
+    kraken_client:disconnect(W),
+    %% p1 restarted with the same name: q1 gives it back its share of the
+    %% topics.  V, which holds Via1 through p2, is disconnected (no move
+    %% protocol between parents: saying why); X, whose topic stays with p2,
+    %% is not.
+    [{p1, _}] = start(Ctx, [p1]),
+    T1 = erlang:monotonic_time(millisecond),
+    ok = wait_until(fun() -> links_up(Ctx, q1, [p1, p2]) end, 20000),
+    closed_within(V, T1, 20000),
+    {ok, Text} = file:read_file(Log),
+    ?assertMatch({match, _}, re:run(Text, "holds topic " ++ binary_to_list(Via1) ++
+                                         " owned by core " ++ node_name(Ctx, p1) ++
+                                         "@\\S+, which took it over from another parent")),
+    ?assertEqual(node_atom(Ctx, p1), owner(Ctx, q1, Via1)),
+    ok = wait_until(fun() -> links_up(Ctx, p1, ?CORES) end, 10000),
+    ok = kraken_client:publish(Pub, [{[Via1, Via2], <<"back">>}]),
+    ?assertEqual([{<<"back">>, Via2}], receive_pairs(X, 1, 5000)),
+    U = connect(Ctx, q1), ok = kraken_client:subscribe(U, [Via1]),
+    ok = kraken_client:publish(Pub, [{[Via1], <<"through p1">>}]),
+    ?assertEqual([{<<"through p1">>, Via1}], receive_pairs(U, 1, 5000)),
+    [kraken_client:disconnect(S) || S <- [X, U, Pub]],
+    ok.
+
+%% c2 killed: p1 and p2 lose its topics, and tell q1 which (VALUE lost on
+%% its links): only q1's clients of c2's topics are disconnected.  (Before,
+%% p1 and p2 closed q1's links as holders of c2's topics, which disconnected
+%% every client of q1 holding any topic through them.)
+core_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
+    ok = wait_until(fun() -> links_up(Ctx, p1, ?CORES) andalso links_up(Ctx, p2, ?CORES)
+                                 andalso links_up(Ctx, q1, [p1, p2]) end, 10000),
+    [K1, L1, L2, K2] = [topic_via(Ctx, "tc_", P, C) || {P, C} <- [{p1, c1}, {p1, c2},
+                                                                    {p2, c2}, {p2, c1}]],
+    X = connect(Ctx, q1), ok = kraken_client:subscribe(X, [K1, K2]),   % stays
+    Y = connect(Ctx, q1), ok = kraken_client:subscribe(Y, [L1]),       % disconnected
+    Z = connect(Ctx, q1), ok = kraken_client:subscribe(Z, [K2, L2]),   % disconnected
+    Pub = connect(Ctx, c1),
+    ok = kraken_client:publish(Pub, [{[K1, K2, L1, L2], <<"before">>}]),
+    ?assertEqual(2, length(receive_pairs(X, 2, 5000))),
+    ?assertEqual(1, length(receive_pairs(Y, 1, 5000))),
+    ?assertEqual(2, length(receive_pairs(Z, 2, 5000))),
+    T0 = erlang:monotonic_time(millisecond),
+    _ = os:cmd("kill -9 -" ++ integer_to_list(maps:get(c2, OsPids))),
+    [closed_within(S, T0, 3000) || S <- [Y, Z]],
+    Log = filename:join(Tmp, node_name(Ctx, q1) ++ ".console.log"),
+    ok = wait_until(fun() ->
+                            {ok, Text} = file:read_file(Log),
+                            re:run(Text, "holds topic " ++ binary_to_list(L1) ++
+                                       " owned by core " ++ node_name(Ctx, p1) ++
+                                       "@\\S+, which lost it upstream",
+                                   [{capture, none}]) =:= match
+                    end, 3000),
+    %% X was not disturbed.
+    ok = kraken_client:publish(Pub, [{[K1, K2], <<"after">>}]),
+    ?assertEqual(lists:sort([{<<"after">>, K1}, {<<"after">>, K2}]), receive_pairs(X, 2, 5000)),
+    %% c2's topics work again, through c1.
+    ok = wait_until(fun() -> links_up(Ctx, p1, [c1]) andalso links_up(Ctx, p2, [c1]) end, 5000),
+    V = connect(Ctx, q1), ok = kraken_client:subscribe(V, [L1, L2]),
+    ok = kraken_client:publish(Pub, [{[L1, L2], <<"moved">>}]),
+    ?assertEqual(lists:sort([{<<"moved">>, L1}, {<<"moved">>, L2}]), receive_pairs(V, 2, 5000)),
+    timer:sleep(200),
+    ?assertEqual([], kraken_client:receive_messages(X)),
+    [kraken_client:disconnect(S) || S <- [X, V, Pub]],
+    ok.
+
+pick(Topics) ->
+    lists:usort([lists:nth(rand:uniform(length(Topics)), Topics)
+                 || _ <- lists:seq(1, rand:uniform(3))]).
+
+payload({Node, I}, K) ->
+    iolist_to_binary(io_lib:format("~s/~b/~b", [Node, I, K])).
