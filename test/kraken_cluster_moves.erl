@@ -193,7 +193,7 @@ deadline(Ms) ->
 %% ones); c2's must be complete (it held the topics: its retention has every
 %% entry).  Before this, c1 answered from its own retention, which starts at
 %% the move for a topic nobody there held (entries missing), and so did c2,
-%% which asked c1.
+%% which asked c1.  The same for the Redis port's KRAKEN.RETROSUBSCRIBE on c1.
 
 -define(RT_EVERY, 20).
 
@@ -264,6 +264,15 @@ retro_check(Ctx, #{topics := Topics, to_c1 := ToC1, moved := Moved, h := H,
     [?assertEqual({Node, {error, not_found}}, {Node, R}) || {Node, R, _} <- Checked, R =/= ok],
     %% c2 held the topics it gave away: its retention has them all.
     ?assertMatch({c2, ok, ok}, lists:last(Checked)),
+    %% The Redis port's KRAKEN.RETROSUBSCRIBE takes the same path: on c1,
+    %% which gained those topics without holding them, the subscribe frames
+    %% then -NOTFOUND (before: the partial answer, no -NOTFOUND).
+    Rd = ?T:redis_connect(Ctx, c1),
+    ok = gen_tcp:send(Rd, ?T:resp([<<"KRAKEN.RETROSUBSCRIBE">>, integer_to_binary(H) | ToC1])),
+    [ok = ?T:redis_expect(Rd, ?T:resp_push([<<"subscribe">>, T], I))
+     || {I, T} <- lists:zip(lists:seq(1, length(ToC1)), ToC1)],
+    ok = ?T:redis_expect(Rd, <<"-NOTFOUND horizon older than retained messages\r\n">>),
+    gen_tcp:close(Rd),
     [kraken_client:disconnect(S) || S <- [Holder, AtC1, AtC2] ++ [S || {_, _, S} <- Probes]],
     ok.
 
