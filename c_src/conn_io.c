@@ -171,10 +171,15 @@ static bool run_conn(struct conn *c)
             if (c->state != CONN_DOOMED)
                 c->state = CONN_CLOSING;
         }
-        /* An open connection's output waits for the end of the turn
-         * (loop.c): one write for every reply and entry the turn gives it. */
-        bool later = st == CONN_OK && !conn_is_closing(c) &&
-                     evbuffer_get_length(c->out) > 0 && loop_want_write(server_of(c), c);
+        /* An open connection's small output waits for the end of the turn
+         * (loop.c): one write for every reply and entry the turn gives it.
+         * A large one (a poll reply with many entries) is a batch already:
+         * written now, while its bytes are in the cache (holding every
+         * poller's reply until the end of the turn cost fanout polling 2.5x
+         * the CPU per delivery: page faults and cold copies). */
+        size_t out = evbuffer_get_length(c->out);
+        bool later = st == CONN_OK && !conn_is_closing(c) && out > 0 && out <= LOOP_DEFER_MAX &&
+                     loop_want_write(server_of(c), c);
         if ((!later && flush(c) < 0) ||
             (conn_is_closing(c) && evbuffer_get_length(c->out) == 0)) {
             conn_io_close(c);

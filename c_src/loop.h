@@ -7,6 +7,10 @@
 
 #include "server.h"
 
+/* Replies of at most this many bytes wait for the end of the turn (conn_io.c);
+ * larger ones are written at once. */
+#define LOOP_DEFER_MAX 8192
+
 /* Runs base until event_base_loopexit()/loopbreak(), writing the connections
  * listed by loop_want_write() after each turn.  srv may not be started yet
  * (the control channel starts it later). */
