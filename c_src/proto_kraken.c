@@ -229,6 +229,8 @@ static const char *do_peer(struct conn *c, const struct proto_request *req)
 {
     if (c->sub.subs.count)
         return "CLIENT_ERROR set peer comes before any subscription\r\n";
+    if (c->sub.child)
+        return "CLIENT_ERROR a child is no peer\r\n";
     if (!c->sub.peer)
         klog(LOG_INFO, "client %" PRIu64 " (%s) is the link of cluster node %.*s", c->sub.id,
              c->peer, (int)(req->data_len < 200 ? req->data_len : 200), req->data);
