@@ -10,7 +10,11 @@
 %%   - a block longer than max_request_bytes closes the link at once (was
 %%     buffered whole, up to 2^40 bytes);
 %%   - an answer longer than max_client_queue_bytes is NOT_FOUND, and the
-%%     link goes on.
+%%     link goes on;
+%%   - from a parent (the fake as `{..., 0, parent}': the link says `set
+%%     child'), `VALUE lost' disconnects the holders of the topics it names
+%%     only; one whose topics do not end with their CRLF closes the link
+%%     (was taken as well formed).
 -module(kraken_cluster_link_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -23,7 +27,9 @@ link_test_() ->
                     fun slow_push/0}},
      {timeout, 30, {"only the requested topics, each once", fun malformed/0}},
      {timeout, 30, {"a block over max_request_bytes closes the link", fun huge_block/0}},
-     {timeout, 30, {"an answer over max_client_queue_bytes is NOT_FOUND", fun too_long/0}}].
+     {timeout, 30, {"an answer over max_client_queue_bytes is NOT_FOUND", fun too_long/0}},
+     {timeout, 30, {"VALUE lost from a parent: its topics' holders only; malformed, the link "
+                    "closes", fun lost/0}}].
 
 block(Entries) ->
     Body = iolist_to_binary([[<<"MESSAGE ">>, lists:join(<<" ">>, Ts), <<" ">>,
@@ -104,6 +110,41 @@ too_long() ->
                  receive {Fake, closed} -> error(link_closed) after 500 -> ok end
          end).
 
+lost() ->
+    Self = self(),
+    %% The fake confirms each subscribe, then hands its socket to the test.
+    Answer = {on_subscribe, fun(C, _) -> Self ! {fake_socket, C} end},
+    with(Answer, [], parent,
+         fun(S, T, Fake) ->
+                 ok = kraken_client:subscribe(S, [T]),
+                 C = receive {fake_socket, C0} -> C0 after 5000 -> error(no_subscribe) end,
+                 %% Another topic (the fake owns all), held by another client.
+                 U = <<T/binary, "_u">>,
+                 {ok, {_, Listen}} = inet:peername(S),
+                 {ok, S2} = kraken_client:connect({127, 0, 0, 1}, Listen),
+                 Fake ! {topic, U},
+                 ok = kraken_client:subscribe(S2, [U]),
+                 receive {fake_socket, _} -> ok after 5000 -> error(no_subscribe) end,
+                 ok = gen_tcp:send(C, [<<"VALUE lost ">>, integer_to_binary(byte_size(T)),
+                                       <<"\r\n">>, T, <<"\r\nEND\r\n">>]),
+                 ok = kraken_cluster_tests:closed_within(S, erlang:monotonic_time(millisecond),
+                                                         3000),
+                 ok = gen_tcp:send(C, block_messages([{[U], <<"still">>}])),
+                 ?assertEqual([{[U], <<"still">>}], messages(S2, 1)),
+                 %% The topics' CRLF replaced: malformed, the link closes.
+                 ok = gen_tcp:send(C, [<<"VALUE lost ">>, integer_to_binary(byte_size(U)),
+                                       <<"\r\n">>, U, <<"xxEND\r\n">>]),
+                 receive {Fake, closed} -> ok after 3000 -> error(link_not_closed) end,
+                 kraken_client:disconnect(S2)
+         end).
+
+block_messages(Entries) ->
+    Body = iolist_to_binary([[<<"MESSAGE ">>, lists:join(<<" ">>, Ts), <<" ">>,
+                              integer_to_binary(byte_size(P)), <<"\r\n">>, P, <<"\r\n">>]
+                             || {Ts, P} <- Entries]),
+    [<<"VALUE messages 0 ">>, integer_to_binary(byte_size(Body) - 2), <<"\r\n">>, Body,
+     <<"END\r\n">>].
+
 retro(S, T) ->
     kraken_client:retro_subscribe(S, erlang:system_time(second) - 10, [T]).
 
@@ -119,6 +160,10 @@ messages(S, N, Deadline, Acc) ->
 %% An engine whose view is itself and a fake core; Test(S, T, Fake) with a
 %% client S and a topic T owned by the fake.
 with(Answer, Config, Test) ->
+    with(Answer, Config, core, Test).
+
+%% Kind: core (a member), or parent (a proxy above this node).
+with(Answer, Config, Kind, Test) ->
     Port = open_port({spawn_executable, kraken_cluster_tests:engine_path()},
                      [{packet, 4}, binary, exit_status, use_stdio, {args, []}]),
     true = port_command(Port, term_to_binary({config, [{tcp_server_port, 0},
@@ -128,8 +173,13 @@ with(Answer, Config, Test) ->
     Fake = spawn(fun() -> fake(Self, Answer) end),
     FakePort = receive {Fake, port, FP} -> FP after 5000 -> error(fake) end,
     try
-        ok = call(Port, 1, {cluster, {<<"solo">>, [{<<"solo">>, <<"127.0.0.1">>, Listen},
-                                                   {<<"other">>, <<"127.0.0.1">>, FakePort}]}}),
+        %% A parent: this node's only upstream (a child is not among them).
+        Members = case Kind of
+                      core -> [{<<"solo">>, <<"127.0.0.1">>, Listen},
+                               {<<"other">>, <<"127.0.0.1">>, FakePort}];
+                      parent -> [{<<"other">>, <<"127.0.0.1">>, FakePort, 0, parent}]
+                  end,
+        ok = call(Port, 1, {cluster, {<<"solo">>, Members}}),
         Cands = [list_to_binary("lt_" ++ integer_to_list(I)) || I <- lists:seq(1, 60)],
         [T | _] = [X || X <- Cands, call(Port, 2, {cluster_owner, X}) =:= <<"other">>],
         ok = kraken_cluster_tests:wait_until(
