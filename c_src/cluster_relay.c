@@ -47,7 +47,6 @@
 #include "cluster_internal.h"
 #include "engine.h"
 #include "log.h"
-#include "proto_kraken.h"
 #include "proto_link.h"
 #include "server.h"
 
@@ -185,7 +184,7 @@ void cluster_relay_finish(struct conn *c)
         qsort(it, m, sizeof *it, cmp_item);
         for (size_t i = 0; i < m; i++)
             v[i] = it[i].e;
-        rc = kraken_retro_blocks(&cl.srv->eng, blocks, v, m, tmark);
+        rc = c->ops->retro_answer ? c->ops->retro_answer(c, blocks, v, m, tmark) : -1;
     }
     if (rc == -2)
         klog(LOG_WARNING, "client %" PRIu64 " (%s): a link_retro answer is longer than "
