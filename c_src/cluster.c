@@ -107,6 +107,8 @@ bool cluster_name_travels(const char *name, size_t len)
 
 bool cluster_reachable(const struct proto_slice *topics, uint32_t n)
 {
+    if (n > 0 && cluster_fresh_refuse())
+        return false; /* this node may have been stopped: its view may be stale */
     if (alone() && n > 0) {
         cl.alone_refused++;
         int64_t now = engine_now_ms();
@@ -379,10 +381,13 @@ static void on_stop(struct server *srv)
     free(cl.cores);
     cluster_set_free(&cl.cur);
     cluster_set_free(&cl.alt);
+    cluster_served_free();
     free(cl.self);
     free(cl.owners);
     if (cl.flush_ev)
         event_free(cl.flush_ev);
+    if (cl.fresh_ev)
+        event_free(cl.fresh_ev);
     memset(&cl, 0, sizeof cl);
 }
 
@@ -514,7 +519,11 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
                  cores[i]->host, cores[i]->port);
             cluster_open_link(cores[i]);
         }
+    if (cluster_fresh_start() < 0)
+        klog(LOG_ERROR, "cluster: out of memory for the view's freshness check");
+    struct cluster_point at = cluster_served_now();
     cluster_move_subscriptions(&old_cur, &old_alt, old_cores);
+    cluster_served_push(at);
     cluster_sync_mark();
     for (size_t j = 0; j < old_n; j++)
         if (!kept[j])

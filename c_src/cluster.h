@@ -128,6 +128,11 @@ bool cluster_reachable(const struct proto_slice *topics, uint32_t n);
 /* Whether every link of the current view made its first attempt: up, or
  * failed once (a node held at start-up waits for this, cluster_wait). */
 bool cluster_settled(void);
+/* kraken_cluster confirmed this engine's view of the cluster (control
+ * request `cluster_fresh`, every tick but just after its node resumed from
+ * a stop): while no confirmation comes, clients' publishes are refused
+ * (cluster_fresh.c). */
+void cluster_fresh_confirm(void);
 /* Acknowledged publishes (cluster_pub.c): called by a protocol after each
  * publish request it executed, before its reply is written, when the
  * router has a published hook (a node of a cluster).  If the request's

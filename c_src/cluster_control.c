@@ -181,8 +181,11 @@ int cluster_control_atom(struct server *srv, const char *atom, ei_x_buff *x)
 {
     static const char *const states[] = {"self", "up", "connecting", "down", "polling"};
     (void)srv;
-    if (strcmp(atom, "ping") == 0) {
-        ei_x_encode_atom(x, "pong"); /* kraken_cluster's health check */
+    if (strcmp(atom, "ping") == 0 || strcmp(atom, "cluster_fresh") == 0) {
+        /* kraken_cluster's health check; cluster_fresh also confirms the view */
+        if (atom[0] == 'c')
+            cluster_fresh_confirm();
+        ei_x_encode_atom(x, "pong");
         return 1;
     }
     if (strcmp(atom, "cluster_synced") == 0) {

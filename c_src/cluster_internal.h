@@ -3,8 +3,10 @@
  * opening, liveness, retries, and what a lost link or core does to the
  * clients that depended on it), cluster_move.c (the two owner sets of a
  * move, the peer rules, moving upstream subscriptions, the sync barrier)
- * and cluster_pub.c (acknowledged publishes)
- * share.  Nothing else includes it. */
+ * cluster_pub.c (acknowledged publishes), cluster_retro.c (retroactive
+ * subscription through a node that does not own the topics) and
+ * cluster_served.c (since when the retention of a topic owned here is
+ * complete) and cluster_fresh.c (whether the view may be stale) share.  Nothing else includes it. */
 #ifndef KRAKEN_CLUSTER_INTERNAL_H
 #define KRAKEN_CLUSTER_INTERNAL_H
 
@@ -89,6 +91,12 @@ struct cluster_state {
     size_t owners_cap;
     uint64_t alone_refused; /* publishes refused while no core was live */
     int64_t alone_logged_ms;
+    /* cluster_fresh.c: the last confirmation of the view, when it was
+     * found missing (0: it is not), publishes refused since. */
+    int64_t fresh_ms, stale_at, stale_logged_ms;
+    uint64_t stale_refused;
+    struct event *fresh_ev; /* the check, every 200 ms */
+    bool stale_doom;        /* the check disconnects the holders next */
 };
 
 extern struct cluster_state cl; /* cluster.c */
@@ -144,7 +152,7 @@ void cluster_open_link(struct cluster_core *k);
  * table in effect) owns, logging why; returns how many. */
 uint32_t cluster_doom_holders(int kidx, const char *why);
 /* The same for the topics whose mark is `mark' (not 0): core kidx owns them
- * now. */
+ * now, or no one core (kidx -1: the log line names none). */
 uint32_t cluster_doom_marked(int kidx, uint64_t mark, const char *why);
 /* ack_done_fn for clients: released (ok), or disconnected (a core lost);
  * arg is the core. */
@@ -161,6 +169,41 @@ void cluster_pub_lost(struct cluster_core *k);
 /* cluster_link.c, continued */
 /* ack_done_fn that does nothing (every connection is closing anyway). */
 void cluster_ack_quiet(struct ack_holder *h, bool ok, void *arg);
+
+/* cluster_served.c: since when the retention of a topic owned here is
+ * complete.  A moment: a unix second and a number of the router's publish
+ * sequence taken for it; entries after it (seq) are all here. */
+struct cluster_point {
+    int64_t time;
+    uint64_t seq;
+};
+#define CLUSTER_NEVER ((struct cluster_point){INT64_MAX, UINT64_MAX})
+/* Takes a moment now (a seq number of its own). */
+struct cluster_point cluster_served_now(void);
+/* After a configuration was applied at moment at: remembers its owner sets
+ * (nothing when they did not change). */
+void cluster_served_push(struct cluster_point at);
+/* The id the next configuration pushed will get. */
+uint64_t cluster_served_next_id(void);
+/* t, held upstream (confirmed) since `since`, becomes owned here by the
+ * configuration about to be pushed, its previous owner still live. */
+void cluster_served_gained(struct topic *t, struct cluster_point since);
+/* For a topic owned here under cur (in the last configuration pushed):
+ * true, and *since the moment from which its entries are all in this
+ * node's retention (CLUSTER_NEVER: not yet, a move is switching to it).
+ * False when it is not owned here.  Without any configuration remembered
+ * (out of memory): true, from when it was forgotten. */
+bool cluster_served_since(const struct topic *t, struct cluster_point *since);
+void cluster_served_free(void);
+
+/* cluster_fresh.c: whether the view may be stale (this node stopped). */
+/* Starts the check once there is a server and a first confirmation came
+ * (called for each configuration, and by the confirmations).  Returns -1
+ * when out of memory. */
+int cluster_fresh_start(void);
+/* Whether a client's publish is refused because the view is not confirmed
+ * (counted and logged). */
+bool cluster_fresh_refuse(void);
 
 /* cluster_retro.c */
 /* The router's retro_classify and retro_defer hooks (router.h). */

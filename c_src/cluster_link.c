@@ -160,9 +160,13 @@ uint32_t cluster_doom_marked(int kidx, uint64_t mark, const char *why)
             continue;
         char name[72];
         printable(name, sizeof name, held->name, held->len);
-        klog(LOG_WARNING, "%s %" PRIu64 " (%s) holds topic %s owned by core %s, %s: "
-             "disconnecting it", c->ops->log_name, c->sub.id, c->peer, name,
-             cl.cores[kidx]->name, why);
+        if (kidx >= 0)
+            klog(LOG_WARNING, "%s %" PRIu64 " (%s) holds topic %s owned by core %s, %s: "
+                 "disconnecting it", c->ops->log_name, c->sub.id, c->peer, name,
+                 cl.cores[kidx]->name, why);
+        else
+            klog(LOG_WARNING, "%s %" PRIu64 " (%s) holds topic %s, %s: disconnecting it",
+                 c->ops->log_name, c->sub.id, c->peer, name, why);
         disconnect(c);
         count++;
     }

@@ -13,6 +13,12 @@
  *     to local clients only; one of a local client goes to the peers only
  *     when its topic is ours under `cur` (else it is forwarded to that
  *     owner, cluster.c);
+ *   - a topic that stops being served here only (a move's prepare) while
+ *     held here keeps, as its upstream subscription's moment, the moment
+ *     this node's retention of it was complete from (cluster_served.c), so
+ *     that the old owner still answers retroactive subscriptions from its
+ *     retention; one that becomes ours while held upstream (confirmed, the
+ *     old owner live) is noted there likewise;
  *   - the sync barrier: after a configuration, a `version` on every link,
  *     behind the subscription changes and the entries already forwarded;
  *     when all are answered the cores have applied them (cluster_synced),
@@ -88,10 +94,19 @@ bool cluster_depends(const char *name, size_t len, int kidx)
 struct old_sets {
     const struct owner_set *cur, *alt;
     struct cluster_core **cores;
+    uint64_t jumped; /* the mark of topics served here that went elsewhere at once */
     uint64_t moved; /* mark of held topics moved between two live parents */
     int to;         /* the parent one of them moved to */
 };
 
+/* Whether t (name hash h) is owned here under s (a set over cores). */
+static bool owned(const struct owner_set *s, struct cluster_core **cores, uint64_t h)
+{
+    int k = cluster_owner_in(s, h);
+    return k >= 0 && cores[k]->self;
+}
+
+/* Whether k is still a live core (kept by the configuration just applied). */
 static bool live(const struct cluster_core *k)
 {
     for (size_t i = 0; i < cl.n; i++)
@@ -120,6 +135,15 @@ static int move_topic(const struct topic *ct, void *arg)
         now[1] = NULL;
     bool upstream = was[0] || was[1];
     bool pending = t->upstream_pending && upstream;
+    bool was_ours = owned(o->cur, o->cores, h), ours = owned(&cl.cur, cl.cores, h);
+    if (was_ours && owned(o->alt, o->cores, h) && !ours && !owned(&cl.alt, cl.cores, h)) {
+        /* Served here, now elsewhere, without a move this node took part
+         * in (it was counted failed, e.g. stopped): what entered at the new
+         * owner meanwhile never reached its holders here. */
+        t->mark = o->jumped;
+    }
+    if (ours && !was_ours && was[0] && upstream && !pending && live(was[0]))
+        cluster_served_gained(t, (struct cluster_point){t->upstream_since, t->upstream_seq});
     if (was[0] && was[0]->parent && now[0] != was[0] && live(was[0])) {
         /* Below proxies, a parent joined (or came back) and takes this
          * topic from another that stays: no move protocol covers it (the
@@ -134,7 +158,17 @@ static int move_topic(const struct topic *ct, void *arg)
         if (!now[i] || in2(now[i], was))
             continue;
         if (!upstream) {
-            cluster_mark_upstream(t);
+            /* Served here until now: a move's prepare (still ours under
+             * cur, the next owner's under alt) keeps this node's retention
+             * complete from where it was (cluster_served.c). */
+            struct cluster_point since;
+            if (was_ours && ours && cluster_served_since(t, &since) &&
+                since.seq != CLUSTER_NEVER.seq) {
+                t->upstream_since = since.time;
+                t->upstream_seq = since.seq;
+            } else {
+                cluster_mark_upstream(t);
+            }
             upstream = true;
         }
         cluster_topic_op(now[i], OP_SUB, t->name, t->len);
@@ -150,8 +184,11 @@ static int move_topic(const struct topic *ct, void *arg)
 void cluster_move_subscriptions(const struct owner_set *old_cur, const struct owner_set *old_alt,
                                 struct cluster_core **old_cores)
 {
-    struct old_sets o = {old_cur, old_alt, old_cores, ++cl.srv->eng.router.epoch, -1};
+    uint64_t jumped = ++cl.srv->eng.router.epoch;
+    struct old_sets o = {old_cur, old_alt, old_cores, jumped, ++cl.srv->eng.router.epoch, -1};
     topic_foreach(&cl.srv->eng.router.topics, TOPIC_NS_CHANNEL, move_topic, &o);
+    cluster_doom_marked(-1, o.jumped, "which this node served and which moved to another core "
+                        "while this node was out of the cluster (it may have missed entries)");
     if (o.to >= 0)
         cluster_doom_marked(o.to, o.moved, "which took it over from another parent when it "
                                            "joined (entries of that moment may be missed)");

@@ -156,14 +156,18 @@ static bool can_fetch(const struct cluster_core *k)
     return k->link && !conn_is_closing(k->link) && !k->polling;
 }
 
-/* A topic served here: the retention is the owner's.  A topic owned
+/* A topic served here: the retention is the owner's, complete since the
+ * topic became owned here (cluster_served.c); a horizon before that is too
+ * old (the entries entered at its previous owner).  A topic owned
  * elsewhere held upstream (confirmed) since before the horizon (a
  * `retro_subscribe` second strictly later than the upstream subscription's;
  * a `register` made after it): this node's retention.  Otherwise its owner
  * is asked, and so for every topic of that owner in the request, so that
- * the answer keeps each publisher's order on that core.  A polled upstream
- * (the original Kraken) cannot be asked: too old.  A proxy that sees no
- * live core can vouch for nothing: too old. */
+ * the answer keeps each publisher's order on that core; unless the topic is
+ * moving (owned by another core under alt): too old, since entries after
+ * the horizon may have entered at either owner.  A polled upstream (the
+ * original Kraken) cannot be asked: too old.  A proxy that sees no live
+ * core can vouch for nothing: too old. */
 void cluster_retro_classify(struct topic *const *topics, uint32_t n, int kind, int64_t h,
                             uint8_t *src, void *arg)
 {
@@ -176,13 +180,24 @@ void cluster_retro_classify(struct topic *const *topics, uint32_t n, int kind, i
             continue;
         }
         int k = owner_index(t);
-        if (k < 0)
+        struct cluster_point since;
+        if (k < 0) {
+            /* Owned here: complete since it became ours (cluster_served.c). */
+            if (t->ns == TOPIC_NS_CHANNEL && cluster_served_since(t, &since) &&
+                (kind == ROUTER_BY_SEQ ? since.seq > (uint64_t)h : since.time > h))
+                src[i] = ROUTER_RETRO_TOO_OLD;
             continue;
+        }
         bool covered = kind == ROUTER_BY_SEQ ? t->upstream_seq <= (uint64_t)h
                                              : t->upstream_since < h;
         if (covered && !t->upstream_pending)
             continue;
-        src[i] = can_fetch(cl.cores[k]) ? ROUTER_RETRO_UPSTREAM : ROUTER_RETRO_TOO_OLD;
+        /* Moving (its owner under alt is another core): an entry since the
+         * horizon may have entered at either owner, and the one under cur
+         * answers only for itself.  NOT_FOUND: the client reloads. */
+        int a = cluster_owner_in(&cl.alt, cluster_name_hash(t->name, t->len));
+        src[i] = can_fetch(cl.cores[k]) && a == k ? ROUTER_RETRO_UPSTREAM
+                                                   : ROUTER_RETRO_TOO_OLD;
         if (src[i] == ROUTER_RETRO_UPSTREAM && k < 64)
             ask[k] = true;
     }

@@ -42,6 +42,11 @@ struct topic {
      * set by cluster.c, read by cluster_retro.c's retro_classify hook. */
     int64_t upstream_since;
     uint64_t upstream_seq;
+    /* In a cluster, for a topic that became owned here while it was held
+     * upstream: the moment its entries are all here from, valid while it
+     * stays owned here since configuration served_cfg (cluster_served.c). */
+    int64_t served_time;
+    uint64_t served_seq, served_cfg;
     char name[];              /* len bytes, not NUL-terminated */
 };
 

@@ -81,6 +81,7 @@
                 syncing = false :: boolean(),   % a sync poll is scheduled
                 draining = false :: boolean(),
                 quiet_until = 0 :: integer(),   % no leading before (start, resume)
+                resumed_until :: integer(),     % the view is not confirmed before (resume)
                 move_nodes = [] :: [node()],    % the members of the move this node leads
                 last_tick = 0 :: integer()}).
 
@@ -211,7 +212,7 @@ init(Config) ->
             {ok, #state{role = Role, nodes = Nodes, info = Info, upstreams = Upstreams,
                         parents = Parents,
                         ready_at = Ready, engine_ok_at = now_ms(), last_tick = now_ms(),
-                        quiet_until = Ready + ?DEADLINE}}
+                        quiet_until = Ready + ?DEADLINE, resumed_until = now_ms()}}
     end.
 
 handle_call(status, _From, S = #state{members = Members, info = Info, upstreams = Ups}) ->
@@ -266,10 +267,35 @@ handle_info(tick, S00 = #state{last_tick = Last}) ->
     erlang:send_after(?TICK, self(), tick),
     Now = now_ms(),
     %% A long gap between ticks: this VM was stopped (SIGSTOP), so what it
-    %% knows is stale; it leads nothing until it heard the others again.
+    %% knows is stale; it leads nothing, and does not confirm its engine's
+    %% view (cluster_fresh.c), until it heard the others again.  The others
+    %% were not silent meanwhile: this node did not listen.  So their
+    %% silence is counted without the gap (a member that really died
+    %% meanwhile goes after the deadline, or at its nodedown), and the
+    %% engine is not counted hung for it.
     S0 = case Now - Last > 5 * ?TICK of
-             true -> S00#state{last_tick = Now, quiet_until = Now + ?DEADLINE + ?TICK};
-             false -> S00#state{last_tick = Now}
+             true ->
+                 Gap = Now - Last,
+                 %% Its engine counts its view stale after 1500 ms without a
+                 %% confirmation (cluster_fresh.c): after a gap that long,
+                 %% none until the others were heard.
+                 Until = Now + ?DEADLINE + ?TICK,
+                 Resumed = case Gap > ?DEADLINE - 2 * ?TICK of
+                               true -> Until;
+                               false -> S00#state.resumed_until
+                           end,
+                 ?LOG_WARNING("kraken cluster: this node did not run for ~b ms (stopped?)~s",
+                              [Gap, case Resumed of
+                                        Until -> "; it confirms its engine's view again once "
+                                                 "it heard the others";
+                                        _ -> ""
+                                    end]),
+                 Shift = fun(_, M = #member{heard = H}) -> M#member{heard = min(Now, H + Gap)} end,
+                 S00#state{last_tick = Now, quiet_until = Until, resumed_until = Resumed,
+                           engine_ok_at = min(Now, S00#state.engine_ok_at + Gap),
+                           members = maps:map(Shift, S00#state.members)};
+             false ->
+                 S00#state{last_tick = Now}
          end,
     S1 = connect(S0),
     S2 = check_engine(S1),
@@ -340,12 +366,25 @@ check_engine(S = #state{engine = Old, info = Info}) ->
     end.
 
 %% Asks the engine for a `pong' (from a helper: a hung engine must not
-%% block this process); one question at a time.
-health_check(S = #state{checker = undefined}) ->
+%% block this process); one question at a time.  The question is
+%% `cluster_fresh', which also confirms the engine's view of the cluster
+%% (cluster_fresh.c), except just after this node resumed from a stop, until
+%% it heard the others again: then `ping'.  An engine of a release before
+%% `cluster_fresh' (engine_executable) answers badarg: asked `ping' then.
+health_check(S = #state{checker = undefined, resumed_until = Until}) ->
     Self = self(),
+    Ask = case now_ms() >= Until of
+              true -> cluster_fresh;
+              false -> ping
+          end,
     Pid = spawn_link(fun() ->
-                             Self ! {engine_health, self(),
-                                     catch kraken_engine:call(ping, ?ENGINE_DEADLINE)}
+                             R = case catch kraken_engine:call(Ask, ?ENGINE_DEADLINE) of
+                                     {error, badarg} ->
+                                         catch kraken_engine:call(ping, ?ENGINE_DEADLINE);
+                                     Other ->
+                                         Other
+                                 end,
+                             Self ! {engine_health, self(), R}
                      end),
     S#state{checker = Pid};
 health_check(S) ->
@@ -469,11 +508,29 @@ poll_sync(S = #state{syncing = true}) ->
 poll_sync(S) ->
     case catch kraken_engine:call(cluster_synced, 2000) of
         true ->
-            announce(S#state{synced = true});
+            case sees_owners(S) of
+                true -> announce(S#state{synced = true});
+                false -> S   % polled again when the live cores change (update/1)
+            end;
         _ ->
             erlang:send_after(20, self(), sync),
             S#state{syncing = true}
     end.
+
+%% Whether this node sees live every core a move in progress moves topics
+%% to (the new owners: Alt while preparing, Owners while switching).  One
+%% that does not (a core that just joined is not in its live set yet) is not
+%% synced on the view, whatever its engine says: its engine has no link to
+%% that core, so its holders are not subscribed there, and the move must not
+%% switch to it yet (the entries entering there would miss them).  A stable
+%% view asks nothing: it may still name a core that failed (the engines'
+%% sets leave out the cores that are not live).
+sees_owners(S = #state{view = {_, Phase, _, Owners, Alt}}) when Phase =/= stable ->
+    New = case Phase of prepare -> Alt; switch -> Owners end,
+    Live = [N || {N, _} <- live_cores(S)],
+    lists:all(fun(N) -> lists:member(N, Live) end, New);
+sees_owners(_) ->
+    true.
 
 %% The leader (kraken_cluster_move:leader/2) makes the next view when it is
 %% due, applies it and tells everyone.

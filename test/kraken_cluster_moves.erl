@@ -20,6 +20,8 @@
 -define(T, kraken_cluster_tests).
 -define(NODES, [c1, c2, c3, p1, p2]).   % a client on each
 -define(NTOPICS, 40).
+-define(BEFORE, [c1, c2, c3, c4]).   % the owners before and after the drain of c2
+-define(AFTER, [c1, c3, c4]).
 
 join(Ctx) ->
     ok = ?T:wait_until(fun() -> ?T:settled(Ctx, ?NODES, [c1, c2, c3]) end, 10000),
@@ -38,12 +40,16 @@ drain(Ctx) ->
     All = [c4 | ?NODES],
     C2 = ?T:node_atom(Ctx, c2),
     ?assert(lists:member(C2, [?T:owner(Ctx, p1, T) || T <- topics()])),
+    Retro = retro_start(Ctx),
     check(Ctx, fun() ->
+                       Prober = retro_probe_start(Ctx, Retro),
                        {0, Out} = ?T:script(Ctx, c2, ["drain"]),
                        ?assertMatch({match, _}, re:run(Out, "is drained")),
                        %% Drained: nobody sees it own anything.
-                       ok = ?T:wait_until(fun() -> ?T:settled(Ctx, All, [c1, c3, c4]) end, 2000)
+                       ok = ?T:wait_until(fun() -> ?T:settled(Ctx, All, [c1, c3, c4]) end, 2000),
+                       put(retro_probes, retro_probe_stop(Prober))
                end),
+    retro_check(Ctx, Retro, get(retro_probes)),
     ?assertNot(lists:member(C2, [?T:owner(Ctx, N, T) || T <- topics(), N <- [p1, c3]])),
     %% It stays up, owning nothing, until it is taken back.
     {0, Status} = ?T:script(Ctx, c2, ["cluster_status"]),
@@ -171,3 +177,132 @@ collect(S, Parent, N, Got, Deadline) ->
 
 deadline(Ms) ->
     erlang:monotonic_time(millisecond) + Ms.
+
+%%% Retroactive subscriptions across a move (docs/cluster.md, "Retroactive
+%%% subscription" and "What does not work yet", item 1), during the drain of c2.
+%%
+%% Topics chosen by the cluster's hash (owner_of/3, as cluster_hash.c): two
+%% that move from c2 to c1, two that move from c2 to c3 or c4, two that stay.
+%% A client on c2 holds them all throughout.  A publisher on c3 publishes an
+%% entry listing all of them every 20 ms from just after a horizon H (a second
+%% boundary) until after the move.  While c2 drains, a prober retro_subscribes
+%% from H on every node in turn (requests on their way while the owners
+%% change); after it, c1 is asked for the topics it gained, and c2 for those
+%% it gave away while holding them.  Every answer must be NOT_FOUND or
+%% complete: each entry since H on every topic exactly once (then the live
+%% ones); c2's must be complete (it held the topics: its retention has every
+%% entry).  Before this, c1 answered from its own retention, which starts at
+%% the move for a topic nobody there held (entries missing), and so did c2,
+%% which asked c1.  The same for the Redis port's KRAKEN.RETROSUBSCRIBE on c1.
+
+-define(RT_EVERY, 20).
+
+retro_start(Ctx) ->
+    Names = [list_to_binary("rt_" ++ integer_to_list(I)) || I <- lists:seq(1, 400)],
+    Owner = fun(T, Cores) -> owner_of(Ctx, T, Cores) end,
+    Moving = fun(To) -> [T || T <- Names, Owner(T, ?BEFORE) =:= c2,
+                               lists:member(Owner(T, ?AFTER), To)] end,
+    ToC1 = lists:sublist(Moving([c1]), 2),
+    ToOthers = lists:sublist(Moving([c3, c4]), 2),
+    Staying = lists:sublist([T || T <- Names, Owner(T, ?BEFORE) =/= c2], 2),
+    Topics = ToC1 ++ ToOthers ++ Staying,
+    6 = length(Topics),
+    %% The hash here is the engine's.
+    [?assertEqual(?T:node_atom(Ctx, Owner(T, ?BEFORE)), ?T:owner(Ctx, p1, T)) || T <- Topics],
+    Holder = ?T:connect(Ctx, c2),
+    ok = kraken_client:subscribe(Holder, Topics),
+    H = ?T:next_second(),
+    Self = self(),
+    Pub = spawn_link(fun() -> rt_publish(?T:connect(Ctx, c3), Topics, 1, Self) end),
+    timer:sleep(300),
+    #{topics => Topics, to_c1 => ToC1, moved => ToC1 ++ ToOthers, h => H, holder => Holder,
+      pub => Pub}.
+
+rt_publish(S, Topics, I, Parent) ->
+    ok = kraken_client:publish(S, [{Topics, integer_to_binary(I)}]),
+    receive
+        stop -> Parent ! {rt_published, I}, kraken_client:disconnect(S)
+    after ?RT_EVERY -> rt_publish(S, Topics, I + 1, Parent)
+    end.
+
+%% The prober: every 100 ms a new client on the next node retro_subscribes
+%% from H to all the topics; the answer and the connection are kept.
+retro_probe_start(Ctx, #{topics := Topics, h := H}) ->
+    Self = self(),
+    spawn_link(fun() -> probe_loop(Ctx, Topics, H, [p1, c1, c2, p2, c3], Self, []) end).
+
+probe_loop(Ctx, Topics, H, [N | Ns], Parent, Acc) ->
+    S = ?T:connect(Ctx, N),
+    Acc1 = [{N, kraken_client:retro_subscribe(S, H, Topics), S} | Acc],
+    receive
+        stop -> [gen_tcp:controlling_process(S1, Parent) || {_, _, S1} <- Acc1],
+                Parent ! {probes, lists:reverse(Acc1)}
+    after 100 -> probe_loop(Ctx, Topics, H, Ns ++ [N], Parent, Acc1)
+    end.
+
+retro_probe_stop(Prober) ->
+    Prober ! stop,
+    receive {probes, Probes} -> Probes after 20000 -> error(prober) end.
+
+retro_check(Ctx, #{topics := Topics, to_c1 := ToC1, moved := Moved, h := H,
+                   holder := Holder, pub := Pub}, Probes) ->
+    %% After the move: c1 for topics it gained, c2 for those it gave away
+    %% while its client held them.
+    AtC1 = ?T:connect(Ctx, c1),
+    AtC2 = ?T:connect(Ctx, c2),
+    After = [{c1, kraken_client:retro_subscribe(AtC1, H, ToC1), AtC1, ToC1},
+             {c2, kraken_client:retro_subscribe(AtC2, H, Moved), AtC2, Moved}],
+    timer:sleep(200),
+    Pub ! stop,
+    N = receive {rt_published, Last} -> Last after 10000 -> error(no_publisher) end,
+    Checked = [{Node, Result, case Result of ok -> complete(S, Ts, N); _ -> none end}
+               || {Node, Result, S, Ts} <- [{Nd, R, S, Topics} || {Nd, R, S} <- Probes] ++ After],
+    io:format(user, "~nretroactive subscriptions across the drain (~b entries): ~b complete, "
+              "~b NOT_FOUND~n", [N, length([x || {_, ok, _} <- Checked]),
+                                 length([x || {_, {error, not_found}, _} <- Checked])]),
+    [?assertEqual({Node, ok}, {Node, C}) || {Node, ok, C} <- Checked],
+    [?assertEqual({Node, {error, not_found}}, {Node, R}) || {Node, R, _} <- Checked, R =/= ok],
+    %% c2 held the topics it gave away: its retention has them all.
+    ?assertMatch({c2, ok, ok}, lists:last(Checked)),
+    %% The Redis port's KRAKEN.RETROSUBSCRIBE takes the same path: on c1,
+    %% which gained those topics without holding them, the subscribe frames
+    %% then -NOTFOUND (before: the partial answer, no -NOTFOUND).
+    Rd = ?T:redis_connect(Ctx, c1),
+    ok = gen_tcp:send(Rd, ?T:resp([<<"KRAKEN.RETROSUBSCRIBE">>, integer_to_binary(H) | ToC1])),
+    [ok = ?T:redis_expect(Rd, ?T:resp_push([<<"subscribe">>, T], I))
+     || {I, T} <- lists:zip(lists:seq(1, length(ToC1)), ToC1)],
+    ok = ?T:redis_expect(Rd, <<"-NOTFOUND horizon older than retained messages\r\n">>),
+    gen_tcp:close(Rd),
+    [kraken_client:disconnect(S) || S <- [Holder, AtC1, AtC2] ++ [S || {_, _, S} <- Probes]],
+    ok.
+
+%% Whether S got each of 1..N on each of Topics exactly once.
+complete(S, Topics, N) ->
+    Msgs = ?T:receive_msgs(S, N * length(Topics), 5000),
+    Got = lists:sort([{T, binary_to_integer(P)} || {Ts, P} <- Msgs, T <- Ts]),
+    Want = [{T, I} || T <- lists:sort(Topics), I <- lists:seq(1, N)],
+    case Got =:= Want of
+        true -> ok;
+        false -> {missing, length(Want -- Got), extra, length(Got -- Want)}
+    end.
+
+%% The owner of T among Cores (names), by the cluster's hash (cluster_hash.c).
+owner_of(Ctx, T, Cores) ->
+    Scores = [{score(fnv(T) bxor fnv(atom_to_binary(?T:node_atom(Ctx, C)))),
+               atom_to_binary(?T:node_atom(Ctx, C)), C} || C <- Cores],
+    %% Highest score; ties to the smaller name.
+    [{_, _, Best} | _] = lists:sort(fun({S1, N1, _}, {S2, N2, _}) ->
+                                            S1 > S2 orelse (S1 =:= S2 andalso N1 =< N2)
+                                    end, Scores),
+    Best.
+
+-define(M64, 16#FFFFFFFFFFFFFFFF).   % FNV-1a 64 and splitmix64's finaliser
+
+fnv(Bin) ->
+    lists:foldl(fun(B, H) -> ((H bxor B) * 16#100000001b3) band ?M64 end,
+                16#cbf29ce484222325, binary_to_list(Bin)).
+
+score(Z0) ->
+    Z1 = ((Z0 bxor (Z0 bsr 30)) * 16#bf58476d1ce4e5b9) band ?M64,
+    Z2 = ((Z1 bxor (Z1 bsr 27)) * 16#94d049bb133111eb) band ?M64,
+    Z2 bxor (Z2 bsr 31).

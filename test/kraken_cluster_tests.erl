@@ -27,7 +27,13 @@
 %%     the survivors;
 %%   - a core hung (SIGSTOP of its node and engine): the same within 3 s
 %%     (heartbeats, not TCP, find it); after SIGCONT it is live again and its
-%%     topics go back to it;
+%%     topics go back to it.  In the moment after SIGCONT, before it heard
+%%     the others, its own client's publish to a topic it owned is refused
+%%     (`SERVER_ERROR cluster core unavailable'), or else reaches the
+%%     topic's new owner's subscribers; its own client holding that topic,
+%%     which missed what was published at the new owner meanwhile, is
+%%     disconnected (before, the publish got STORED and reached nobody
+%%     else, and the holder stayed, silently missing an entry);
 %%   - a core's engine hung alone (SIGSTOP of the engine, the VM runs): the
 %%     links' pings find it within 3 s, and its node stops heartbeating, so
 %%     its topics move; back after SIGCONT.  A client that subscribed to one
@@ -50,7 +56,8 @@
 -export([base_ctx/1, base_cleanup/1, script/3, engine_args/0, engine_path/0, standalone/1,
          free_port/0, rpc/5, wait_until/2, receive_pairs/3, sanitizer_reports/1, node_name/2,
          start_nodes/2, connect/2, owner/3, settled/3, node_atom/2, links_up/3,
-         expect_in_order/2, next_second/0, closed_within/3, upstream_topics/2]).
+         expect_in_order/2, next_second/0, closed_within/3, upstream_topics/2,
+         receive_msgs/3, redis_connect/2, resp/1, resp_push/2, redis_expect/2]).
 
 -define(NTOPICS, 24).
 -define(PER_CLIENT, 15).
@@ -102,7 +109,8 @@ cluster_test_() ->
                               "3 s, the others undisturbed, topics moved",
                               fun() -> core_killed(Ctx) end}},
                {timeout, 60, {"SIGSTOP of a core: its topics' holders disconnected within "
-                              "3 s; after SIGCONT it is live again and serves its topics",
+                              "3 s; after SIGCONT it is live again and serves its topics; "
+                              "right after SIGCONT its own clients lose nothing silently",
                               fun() -> core_hung(Ctx) end}},
                {timeout, 60, {"SIGSTOP of a core's engine only: holders disconnected within "
                               "3 s (link pings), its topics move (no heartbeat while its engine "
@@ -943,11 +951,16 @@ core_hung(Ctx = #{os_pids := OsPids}) ->
     X = connect(Ctx, p1), ok = kraken_client:subscribe(X, [Kept]),
     Y = connect(Ctx, p2), ok = kraken_client:subscribe(Y, [Lost]),
     Pub = connect(Ctx, p1),
+    %% A client of the victim itself, which publishes to Lost the moment it
+    %% resumes (the request waits in its socket); another one that holds Lost.
+    VP = connect(Ctx, c2),
+    VS = connect(Ctx, c2), ok = kraken_client:subscribe(VS, [Lost]),
     timer:sleep(300),
     %% The node's process group: the Erlang VM and its engine.
     Group = "-" ++ integer_to_list(maps:get(c2, OsPids)),
     T0 = erlang:monotonic_time(millisecond),
     _ = os:cmd("kill -STOP " ++ Group),
+    Self = self(),
     try
         closed_within(Y, T0, 3000),
         ok = kraken_client:publish(Pub, [{[Kept], <<"during">>}]),
@@ -955,12 +968,35 @@ core_hung(Ctx = #{os_pids := OsPids}) ->
                         end, 5000),
         %% Every node drops it (each at its own next tick after the deadline).
         ok = wait_until(fun() -> owner(Ctx, p1, Lost) =:= Survivor andalso
-                                     owner(Ctx, p2, Lost) =:= Survivor end, 3000)
+                                     owner(Ctx, p2, Lost) =:= Survivor end, 3000),
+        %% A subscriber of Lost now (at its new owner).
+        Z = connect(Ctx, p2), ok = kraken_client:subscribe(Z, [Lost]),
+        put(z, Z),
+        ok = kraken_client:publish(Pub, [{[Lost], <<"moved">>}]),
+        ok = wait_until(fun() -> kraken_client:receive_messages(Z) =:= [{[Lost], <<"moved">>}]
+                        end, 5000),
+        spawn(fun() -> Self ! {vp, kraken_client:publish(VP, [{[Lost], <<"resumed">>}])} end),
+        timer:sleep(200)
     after
         _ = os:cmd("kill -CONT " ++ Group)
     end,
+    VPResult = receive {vp, R} -> R after 10000 -> error(vp_timeout) end,
+    Z1 = get(z),
     V = serves_again(Ctx, Victim, Lost, Pub),
-    [kraken_client:disconnect(S) || S <- [X, V, Pub]],
+    ZGot = kraken_client:receive_messages(Z1),
+    %% Published (and then its new owner's subscriber has it), or refused.
+    case VPResult of
+        ok -> ?assertMatch([{[Lost], <<"resumed">>} | _], ZGot);
+        _ -> ?assertEqual({error, {server_error, <<"cluster core unavailable">>}}, VPResult)
+    end,
+    %% The victim's own subscriber of Lost: it got what was published at
+    %% Lost's new owner while it was stopped, or it was disconnected.
+    VSGot = (catch kraken_client:receive_messages(VS)),
+    case VSGot of
+        L when is_list(L) -> ?assertMatch([{[Lost], <<"moved">>} | _], L);
+        _ -> ok
+    end,
+    [kraken_client:disconnect(S) || S <- [X, V, Pub, Z1]],
     ok.
 
 %% After a hung core resumed: live again everywhere, its topic Lost is its

@@ -1,0 +1,188 @@
+/* cluster_served.c - since when this core's retention of a topic it owns is
+ * complete (docs/cluster.md, "Retroactive subscription"; plan item 1).
+ *
+ * A core answers a retroactive subscription (a client's, or a peer's
+ * `link_retro`) for a topic it owns from its own retention.  That is only
+ * right for horizons after it became the topic's owner: before that the
+ * topic's entries entered the cluster at its previous owner, and only those
+ * that this core held upstream, or its own clients published, are here.
+ * So this file keeps the history of the owner sets this engine applied
+ * (the last HIST_MAX configurations that changed them, each with the moment
+ * it was applied: a unix second and a number of the router's publish
+ * sequence of its own) and tells, for a topic owned here under `cur`, from
+ * which moment its entries are all here:
+ *
+ *   - it became owned here under `cur` at configuration j (and stayed so
+ *     since); j is the oldest one remembered when it was owned here in all
+ *     of them (the moment of the oldest is then a bound, not the truth:
+ *     horizons before it are answered NOT_FOUND);
+ *   - if at j it was owned here under `alt` too (a failure of its owner,
+ *     a move's release), its entries enter here from j on: complete since j;
+ *     if not (a move's switch: nodes that did not switch yet still publish
+ *     to the previous owner, under `alt`), complete only from the first
+ *     later configuration where `alt` agrees (the release);
+ *   - unless the topic was held upstream here, confirmed, when it became
+ *     owned here, and its previous owner is still live (a move, not a
+ *     failure: nothing of it was lost in flight): then every entry since
+ *     that upstream subscription arrived here, and that is the moment
+ *     (noted on the topic by cluster_served_gained()).
+ *
+ * A retroactive subscription from before that moment is answered NOT_FOUND
+ * (cluster_retro_classify): the client reloads, as Kraken's contract says.
+ * The inverse case, the previous owner answering for a topic it gave away,
+ * is cluster_move.c's: a topic it still holds keeps the moment its
+ * retention was complete from (cluster_served_since()) as its upstream
+ * subscription's. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster_internal.h"
+#include "engine.h"
+#include "server.h"
+#include "topic.h"
+
+#define HIST_MAX 32
+
+/* One owner set, with the names copied (cores come and go). */
+struct hist_set {
+    struct cluster_hash_node *hn;
+    size_t n;
+    int self; /* index of this node in hn, -1: not in it */
+};
+
+struct hist_cfg {
+    uint64_t id;
+    struct cluster_point at;
+    struct hist_set cur, alt;
+    char *names;
+};
+
+static struct hist_cfg hist[HIST_MAX]; /* a ring: the newest at (head + count - 1) */
+static size_t head, count;
+static uint64_t next_id = 1;
+/* Out of memory for the history: it was forgotten, and nothing before this
+ * moment is vouched for until a configuration is remembered again. */
+static struct cluster_point floor_at = {INT64_MIN, 0};
+
+static struct hist_cfg *nth(size_t i) /* 0: the oldest remembered */
+{
+    return &hist[(head + i) % HIST_MAX];
+}
+
+static void cfg_free(struct hist_cfg *c)
+{
+    free(c->cur.hn);
+    free(c->alt.hn);
+    free(c->names);
+    memset(c, 0, sizeof *c);
+}
+
+void cluster_served_free(void)
+{
+    for (size_t i = 0; i < count; i++)
+        cfg_free(nth(i));
+    head = count = 0;
+}
+
+static bool owned_in(const struct hist_set *s, uint64_t h)
+{
+    return s->self >= 0 && cluster_owner(s->hn, s->n, h) == s->self;
+}
+
+static bool same_set(const struct hist_set *a, const struct owner_set *b)
+{
+    if (a->n != b->n)
+        return false;
+    for (size_t i = 0; i < a->n; i++)
+        if (a->hn[i].len != b->hn[i].len || memcmp(a->hn[i].name, b->hn[i].name, a->hn[i].len))
+            return false;
+    return true;
+}
+
+/* Copies s (its names into *p). */
+static int copy_set(struct hist_set *d, const struct owner_set *s, char **p)
+{
+    d->n = s->n;
+    d->self = -1;
+    d->hn = calloc(s->n + 1, sizeof *d->hn);
+    if (!d->hn)
+        return -1;
+    for (size_t i = 0; i < s->n; i++) {
+        memcpy(*p, s->hn[i].name, s->hn[i].len);
+        d->hn[i] = (struct cluster_hash_node){*p, s->hn[i].len, s->hn[i].hash};
+        *p += s->hn[i].len;
+        if (cl.cores[s->core[i]]->self)
+            d->self = (int)i;
+    }
+    return 0;
+}
+
+uint64_t cluster_served_next_id(void)
+{
+    return next_id;
+}
+
+struct cluster_point cluster_served_now(void)
+{
+    return (struct cluster_point){engine_unix_time(), ++cl.srv->eng.router.seq};
+}
+
+void cluster_served_push(struct cluster_point at)
+{
+    if (count) {
+        const struct hist_cfg *last = nth(count - 1);
+        if (same_set(&last->cur, &cl.cur) && same_set(&last->alt, &cl.alt))
+            return; /* the owners did not change (a core joined the live set only) */
+    }
+    size_t len = 0;
+    for (size_t i = 0; i < cl.cur.n; i++)
+        len += cl.cur.hn[i].len;
+    for (size_t i = 0; i < cl.alt.n; i++)
+        len += cl.alt.hn[i].len;
+    struct hist_cfg c = {next_id++, at, {0}, {0}, malloc(len + 1)};
+    char *p = c.names;
+    if (!p || copy_set(&c.cur, &cl.cur, &p) < 0 || copy_set(&c.alt, &cl.alt, &p) < 0) {
+        cfg_free(&c);
+        cluster_served_free();
+        floor_at = at;
+        return;
+    }
+    if (count == HIST_MAX) {
+        cfg_free(nth(0));
+        head = (head + 1) % HIST_MAX;
+        count--;
+    }
+    *nth(count++) = c;
+}
+
+bool cluster_served_since(const struct topic *t, struct cluster_point *since)
+{
+    if (!count) { /* no configuration yet (a core alone), or forgotten */
+        *since = floor_at;
+        return true;
+    }
+    *since = CLUSTER_NEVER;
+    uint64_t h = cluster_name_hash(t->name, t->len);
+    if (!owned_in(&nth(count - 1)->cur, h))
+        return false;
+    size_t j = count - 1;
+    while (j > 0 && owned_in(&nth(j - 1)->cur, h))
+        j--;
+    if (t->served_cfg == nth(j)->id) { /* held upstream when it became ours */
+        *since = (struct cluster_point){t->served_time, t->served_seq};
+        return true;
+    }
+    for (size_t i = j; i < count; i++)
+        if (owned_in(&nth(i)->alt, h)) {
+            *since = nth(i)->at;
+            break;
+        }
+    return true;
+}
+
+void cluster_served_gained(struct topic *t, struct cluster_point since)
+{
+    t->served_time = since.time;
+    t->served_seq = since.seq;
+    t->served_cfg = next_id;
+}
