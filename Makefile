@@ -34,7 +34,8 @@ CORE_SRC := c_src/protocol.c c_src/resp.c c_src/glob.c c_src/table.c c_src/subse
             c_src/control_decode.c c_src/metrics.c c_src/health.c c_src/http.c \
             c_src/cluster_hash.c c_src/cluster_ack.c c_src/cluster.c c_src/cluster_link.c \
             c_src/cluster_move.c c_src/cluster_pub.c c_src/cluster_retro.c c_src/cluster_relay.c \
-            c_src/cluster_served.c c_src/cluster_fresh.c c_src/proto_link.c
+            c_src/cluster_served.c c_src/cluster_fresh.c c_src/cluster_missing.c \
+            c_src/proto_link.c
 ENGINE_SRC := $(CORE_SRC) c_src/control.c c_src/cluster_control.c c_src/main.c
 HEADERS := $(wildcard c_src/*.h include/kraken/*.h)
 UNIT_TESTS := test_protocol test_router test_proto_kraken test_proto_redis test_resp test_control test_metrics \
@@ -256,11 +257,12 @@ test-control-opt: engine build/failmalloc.so
 test-install: engine erlang
 	/usr/bin/python3 test/install_test.py
 
-# A network partition between a proxy and a core: three nodes in network
-# namespaces, nftables rules cutting one pair (test/partition_test.py; needs
-# root, `ip` and `nft`: without them it fails, saying so).  Against the
-# optimised build (the cluster's EUnit modules run the sanitizer build;
-# KRAKEN_ENGINE=priv/kraken_engine_asan for this one too); about 30 s.
+# Network partitions: three nodes in network namespaces, nftables rules
+# cutting a proxy from a core, the two cores from each other, the proxy
+# from both (test/partition_test.py; needs root, `ip` and `nft`: without
+# them it fails, saying so).  Against the optimised build (the cluster's
+# EUnit modules run the sanitizer build; KRAKEN_ENGINE=priv/kraken_engine_asan
+# for this one too); about 70 s.
 test-partition: all
 	/usr/bin/python3 test/partition_test.py
 

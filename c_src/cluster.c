@@ -109,6 +109,8 @@ bool cluster_reachable(const struct proto_slice *topics, uint32_t n)
 {
     if (n > 0 && cluster_fresh_refuse())
         return false; /* this node may have been stopped: its view may be stale */
+    if (cluster_missing_refuse(topics, n, "publishes"))
+        return false;
     if (alone() && n > 0) {
         cl.alone_refused++;
         int64_t now = engine_now_ms();
@@ -381,6 +383,8 @@ static void on_stop(struct server *srv)
     free(cl.cores);
     cluster_set_free(&cl.cur);
     cluster_set_free(&cl.alt);
+    cluster_missing_free(&cl.miss[0]);
+    cluster_missing_free(&cl.miss[1]);
     cluster_served_free();
     free(cl.self);
     free(cl.owners);
@@ -391,9 +395,23 @@ static void on_stop(struct server *srv)
     memset(&cl, 0, sizeof cl);
 }
 
-int cluster_configure(struct server *srv, const char *self, size_t self_len,
-                      const struct cluster_member *m, size_t n, char *err, size_t errlen)
+/* Clients subscribed while no core was live here (a proxy without a view,
+ * or cut off from every core): nothing published elsewhere reached them. */
+static void doom_alone_holders(void)
 {
+    uint32_t n = cluster_doom_holders(CLUSTER_ANY_CORE, "subscribed while no core was live here");
+    if (n)
+        klog(LOG_WARNING, "cluster: a core is live again: %u client(s) that subscribed while "
+             "none was were disconnected", n);
+}
+
+int cluster_configure(struct server *srv, const char *self, size_t self_len,
+                      const struct cluster_member *m, size_t n,
+                      const struct cluster_name *miss_own, size_t nmiss_own,
+                      const struct cluster_name *miss_alt, size_t nmiss_alt, char *err,
+                      size_t errlen)
+{
+    bool was_alone = cl.srv && cl.n == 0;
     for (size_t i = 0; i < n; i++) {
         if (m[i].name_len == 0 || m[i].port < 1 || m[i].port > 65535 || m[i].poll_ms < 0 ||
             strlen(m[i].host) >= sizeof cl.cores[0]->host) {
@@ -485,6 +503,21 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
             goto nomem;
         }
     }
+    struct missing_set miss[2];
+    if (cluster_missing_build(&miss[0], &cur, miss_own, nmiss_own) < 0) {
+        for (size_t j = 0; j < n; j++)
+            if (fresh[j])
+                free_core(cores[j]);
+        goto nomem;
+    }
+    if (cluster_missing_build(&miss[1], &alt, miss_alt, nmiss_alt) < 0) {
+        cluster_missing_free(&miss[0]);
+        for (size_t j = 0; j < n; j++)
+            if (fresh[j])
+                free_core(cores[j]);
+        goto nomem;
+    }
+    cluster_missing_warn(miss_own, nmiss_own);
     /* Cores that left: their links go, and so do the clients that held
      * their topics (owners of the table still in effect). */
     for (size_t j = 0; j < cl.n; j++) {
@@ -510,6 +543,10 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
     cl.n = n;
     cl.cur = cur;
     cl.alt = alt;
+    for (int i = 0; i < 2; i++) {
+        cluster_missing_free(&cl.miss[i]);
+        cl.miss[i] = miss[i];
+    }
     free(cl.self);
     cl.self = me;
     cl.self_len = self_len;
@@ -519,6 +556,8 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
                  cores[i]->host, cores[i]->port);
             cluster_open_link(cores[i]);
         }
+    if (was_alone && n > 0)
+        doom_alone_holders();
     if (cluster_fresh_start() < 0)
         klog(LOG_ERROR, "cluster: out of memory for the view's freshness check");
     struct cluster_point at = cluster_served_now();

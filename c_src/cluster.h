@@ -77,12 +77,25 @@ struct cluster_member {
     bool own, alt;
 };
 
-/* Sets this node's name and the live cores (self among them for a core).
- * Returns 0, or -1 when out of memory or given a bad member (nothing changed).
- * A `version` then goes on every link, behind the subscription changes:
- * cluster_synced() says when every one was answered. */
+struct cluster_name {
+    const char *name;
+    size_t len;
+};
+
+/* Sets this node's name and the live cores (self among them for a core),
+ * and the cores that the view makes owners (miss_own) or, during a move,
+ * owners of the other set (miss_alt) but that are not live here: a topic
+ * whose owner would be one of those (rendezvous over the live owners and
+ * them) is unavailable: cluster_reachable() and cluster_subscribable()
+ * refuse it (docs/cluster.md, "Partitions").  Returns 0, or -1 when out
+ * of memory or given a bad member (nothing changed).  A `version` then
+ * goes on every link, behind the subscription changes: cluster_synced()
+ * says when every one was answered. */
 int cluster_configure(struct server *srv, const char *self, size_t self_len,
-                      const struct cluster_member *cores, size_t n, char *err, size_t errlen);
+                      const struct cluster_member *cores, size_t n,
+                      const struct cluster_name *miss_own, size_t nmiss_own,
+                      const struct cluster_name *miss_alt, size_t nmiss_alt, char *err,
+                      size_t errlen);
 
 enum cluster_link_state { CLUSTER_SELF, CLUSTER_UP, CLUSTER_CONNECTING, CLUSTER_DOWN,
                           CLUSTER_POLLING };
@@ -125,6 +138,14 @@ bool cluster_name_travels(const char *name, size_t len);
  * second per core).  The caller refuses the publish whole: nothing of it is
  * delivered, retained or forwarded. */
 bool cluster_reachable(const struct proto_slice *topics, uint32_t n);
+/* Whether a client may subscribe to these topics (channel namespace): false
+ * when one of them belongs to a core the view names but that is not live
+ * here (cluster_configure), with a warning at most once a second.  The
+ * caller refuses the request whole (Kraken: CLUSTER_ERR_UNAVAILABLE and
+ * the close; Redis: CLUSTER_ERR_NOT_SUBSCRIBED): its entries may enter the
+ * cluster at that core, which this node cannot hear. */
+bool cluster_subscribable(const struct proto_slice *topics, uint32_t n);
+#define CLUSTER_ERR_NOT_SUBSCRIBED "cluster core unavailable: not subscribed"
 /* Whether every link of the current view made its first attempt: up, or
  * failed once (a node held at start-up waits for this, cluster_wait). */
 bool cluster_settled(void);

@@ -9,6 +9,10 @@
  *       Owners, Alt: lists of names among them: those that own topics, and
  *       during a move the other owner set (docs/cluster.md, "Moves");
  *       without them (or empty), every member owns.
+ *   {cluster, {Self, Cores, Owners, Alt, MissingOwners, MissingAlt}}
+ *       The same, with the names of the cores that the view makes owners
+ *       (or, during a move, the other set's) but that are not live here:
+ *       their topics are unavailable (docs/cluster.md, "Partitions").
  *   cluster_synced                           -> true | false: every link
  *       answered what was sent after the last {cluster, ...}
  *   {cluster_owner, Topic}                   -> NodeName | local
@@ -84,6 +88,26 @@ static int decode_names(const char *buf, int *idx, const struct cluster_member *
     return count ? ei_decode_list_header(buf, idx, &count) : 0; /* the tail */
 }
 
+/* Decodes a list of names into fresh strings appended to texts (the caller
+ * frees them), pointed to by names[0..*count).  Returns 0, or -1. */
+static int decode_missing(const char *buf, int *idx, char **texts, int *ntexts,
+                          struct cluster_name *names, size_t *count)
+{
+    int n;
+    if (ei_decode_list_header(buf, idx, &n) < 0 || n < 0 || n > MAX_CORES)
+        return -1;
+    for (int i = 0; i < n; i++) {
+        size_t len;
+        char *name = decode_bin(buf, idx, MAX_NAME, &len);
+        if (!name)
+            return -1;
+        texts[(*ntexts)++] = name;
+        names[i] = (struct cluster_name){name, len};
+    }
+    *count = (size_t)n;
+    return n ? ei_decode_list_header(buf, idx, &n) : 0; /* the tail */
+}
+
 static void handle_cluster(struct server *srv, const char *buf, int *idx, ei_x_buff *x)
 {
     int arity, n = 0;
@@ -94,13 +118,16 @@ static void handle_cluster(struct server *srv, const char *buf, int *idx, ei_x_b
     int ntexts = 0;
     char err[256] = "malformed cluster request";
     int top;
-    if (ei_decode_tuple_header(buf, idx, &top) < 0 || (top != 2 && top != 4) ||
+    struct cluster_name *miss = NULL;
+    size_t nmiss[2] = {0, 0};
+    if (ei_decode_tuple_header(buf, idx, &top) < 0 || (top != 2 && top != 4 && top != 6) ||
         !(self = decode_bin(buf, idx, MAX_NAME, &self_len)) ||
         ei_decode_list_header(buf, idx, &n) < 0 || n < 0 || n > MAX_CORES)
         goto bad;
     m = calloc((size_t)n + 1, sizeof *m);
-    texts = calloc(2 * (size_t)n + 1, sizeof *texts);
-    if (!m || !texts)
+    texts = calloc(2 * (size_t)n + 2 * MAX_CORES + 1, sizeof *texts);
+    miss = calloc(2 * MAX_CORES, sizeof *miss);
+    if (!m || !texts || !miss)
         goto bad;
     for (int i = 0; i < n; i++) {
         long long port;
@@ -121,7 +148,7 @@ static void handle_cluster(struct server *srv, const char *buf, int *idx, ei_x_b
         m[i].port = port >= 0 && port <= 65535 ? (int)port : -1;
         m[i].own = m[i].alt = top == 2;
     }
-    if (top == 4) {
+    if (top >= 4) {
         bool *own = calloc((size_t)n + 1, sizeof *own), *alt = calloc((size_t)n + 1, sizeof *alt);
         int rc = own && alt && (n == 0 || ei_decode_list_header(buf, idx, &arity) == 0) &&
                          decode_names(buf, idx, m, n, own) == 0 &&
@@ -135,7 +162,12 @@ static void handle_cluster(struct server *srv, const char *buf, int *idx, ei_x_b
         if (rc < 0)
             goto bad;
     }
-    if (cluster_configure(srv, self, self_len, m, (size_t)n, err, sizeof err) < 0)
+    if (top == 6 &&
+        (decode_missing(buf, idx, texts, &ntexts, miss, &nmiss[0]) < 0 ||
+         decode_missing(buf, idx, texts, &ntexts, miss + MAX_CORES, &nmiss[1]) < 0))
+        goto bad;
+    if (cluster_configure(srv, self, self_len, m, (size_t)n, miss, nmiss[0],
+                          miss + MAX_CORES, nmiss[1], err, sizeof err) < 0)
         goto bad;
     /* The first view: clients held until now are served once its links are
      * up or failed once (their publishes would be refused meanwhile). */
@@ -149,6 +181,7 @@ out:
     for (int i = 0; i < ntexts; i++)
         free(texts[i]);
     free(texts);
+    free(miss);
     free(m);
     free(self);
 }

@@ -2,11 +2,13 @@
  * hooks, configuration, status), cluster_link.c (the links' life:
  * opening, liveness, retries, and what a lost link or core does to the
  * clients that depended on it), cluster_move.c (the two owner sets of a
- * move, the peer rules, moving upstream subscriptions, the sync barrier)
+ * move, the peer rules, moving upstream subscriptions, the sync barrier),
  * cluster_pub.c (acknowledged publishes), cluster_retro.c (retroactive
- * subscription through a node that does not own the topics) and
+ * subscription through a node that does not own the topics),
  * cluster_served.c (since when the retention of a topic owned here is
- * complete) and cluster_fresh.c (whether the view may be stale) share.  Nothing else includes it. */
+ * complete), cluster_fresh.c (whether the view may be stale) and
+ * cluster_missing.c (the view's owners not live here: their topics
+ * refused) share.  Nothing else includes it. */
 #ifndef KRAKEN_CLUSTER_INTERNAL_H
 #define KRAKEN_CLUSTER_INTERNAL_H
 
@@ -91,6 +93,16 @@ struct cluster_state {
     size_t owners_cap;
     uint64_t alone_refused; /* publishes refused while no core was live */
     int64_t alone_logged_ms;
+    /* The view's owners that are not live here (cluster_configure), for
+     * cur and alt: miss[i].hn holds the live owners of that set followed
+     * by the missing ones (nlive of them live); n == nlive: none missing. */
+    struct missing_set {
+        struct cluster_hash_node *hn;
+        char **names;
+        size_t n, nlive;
+    } miss[2];
+    uint64_t missing_refused;
+    int64_t missing_logged_ms;
     /* cluster_fresh.c: the last confirmation of the view, when it was
      * found missing (0: it is not), publishes refused since. */
     int64_t fresh_ms, stale_at, stale_logged_ms;
@@ -149,7 +161,9 @@ bool cluster_is_link(const struct subscriber *s);
 void cluster_link_events(struct cluster_core *k, struct event_base *base);
 void cluster_open_link(struct cluster_core *k);
 /* Disconnects every local client holding a topic that core kidx (of the
- * table in effect) owns, logging why; returns how many. */
+ * table in effect) owns (any channel topic: kidx CLUSTER_ANY_CORE), logging
+ * why; returns how many. */
+#define CLUSTER_ANY_CORE (-2)
 uint32_t cluster_doom_holders(int kidx, const char *why);
 /* The same for the topics whose mark is `mark' (not 0): core kidx owns them
  * now, or no one core (kidx -1: the log line names none). */
@@ -165,6 +179,19 @@ void cluster_pub_answered(struct cluster_core *k);
 /* k's link is lost or k left, before its waits fail: warns about noreply
  * publishes it did not confirm. */
 void cluster_pub_lost(struct cluster_core *k);
+
+/* cluster_missing.c */
+/* m: the owners of set s followed by the missing names (copied).  Returns
+ * 0, or -1 when out of memory (m empty). */
+int cluster_missing_build(struct missing_set *m, const struct owner_set *s,
+                          const struct cluster_name *miss, size_t nmiss);
+void cluster_missing_free(struct missing_set *m);
+/* Whether one of the topics belongs to a missing owner: then counted and
+ * logged (at most once a second) as refused `what` ("publishes"). */
+bool cluster_missing_refuse(const struct proto_slice *topics, uint32_t n, const char *what);
+/* Logs the owners of cur that are missing now and were not before (call it
+ * before cl.miss is replaced). */
+void cluster_missing_warn(const struct cluster_name *miss, size_t n);
 
 /* cluster_link.c, continued */
 /* ack_done_fn that does nothing (every connection is closing anyway). */

@@ -125,11 +125,12 @@ void cluster_link_acked(struct conn *link, bool found)
 }
 
 /* Disconnects every local client holding a topic that core kidx (of the
- * table in effect) owns.  Its subscriptions go at once, so that the next
- * subscriber of such a topic is a first one again (topic_hook). */
+ * table in effect) owns, or any channel topic (kidx CLUSTER_ANY_CORE).  Its
+ * subscriptions go at once, so that the next subscriber of such a topic is
+ * a first one again (topic_hook). */
 uint32_t cluster_doom_holders(int kidx, const char *why)
 {
-    return kidx < 0 ? 0 : cluster_doom_marked(kidx, 0, why);
+    return kidx < 0 && kidx != CLUSTER_ANY_CORE ? 0 : cluster_doom_marked(kidx, 0, why);
 }
 
 uint32_t cluster_doom_marked(int kidx, uint64_t mark, const char *why)
@@ -153,7 +154,8 @@ uint32_t cluster_doom_marked(int kidx, uint64_t mark, const char *why)
         for (uint32_t i = 0; i < c->sub.subs.cap && !held; i++) {
             const struct topic *t = c->sub.subs.v[i].topic;
             if (t && t->ns == TOPIC_NS_CHANNEL &&
-                (mark ? t->mark == mark : cluster_depends(t->name, t->len, kidx)))
+                (mark ? t->mark == mark
+                      : kidx == CLUSTER_ANY_CORE || cluster_depends(t->name, t->len, kidx)))
                 held = t;
         }
         if (!held)

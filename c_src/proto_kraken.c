@@ -51,12 +51,25 @@ static void reply(struct conn *c, const char *line)
     }
 }
 
-static const char *do_subscribe(struct conn *c, const struct proto_request *req)
+/* In a cluster, a client's subscription to a topic of a core the view names
+ * but that is not live here is refused whole: entries may enter the cluster
+ * there, which this node cannot hear (docs/cluster.md, "Partitions").  Not
+ * a peer's: its node decided in its own view. */
+static bool subscribable(struct conn *c, long n)
+{
+    return !cluster_active() || c->sub.peer ||
+           cluster_subscribable(c->eng->slices, (uint32_t)n);
+}
+
+static const char *do_subscribe(struct conn *c, const struct proto_request *req,
+                                const char **error)
 {
     struct engine *eng = c->eng;
     long n = engine_split_topics(eng, req->data, req->data_len);
     if (n < 0)
         return NULL;
+    if (!subscribable(c, n))
+        return *error = CLUSTER_ERR_UNAVAILABLE;
     if (st(c)->has_horizon) {
         st(c)->has_horizon = false;
         int rc = router_retro_subscribe(&eng->router, &c->sub, eng->slices, (uint32_t)n,
@@ -80,6 +93,8 @@ static const char *do_retro(struct conn *c, const struct proto_request *req,
     long n = engine_split_topics(c->eng, topics.p, topics.len);
     if (n < 0)
         return NULL;
+    if (!subscribable(c, n))
+        return *error = CLUSTER_ERR_UNAVAILABLE;
     int rc = router_retro_subscribe(&c->eng->router, &c->sub, c->eng->slices, (uint32_t)n,
                                     ROUTER_BY_TIME, horizon, horizon);
     return rc < 0 ? NULL : rc ? PROTO_STORED : PROTO_NOT_FOUND;
@@ -379,7 +394,8 @@ static const char *execute(struct conn *c, const struct proto_request *req, int6
         st(c)->horizon_time = engine_unix_time();
         return PROTO_STORED;
     case PROTO_SET_SUBSCRIBE:
-        return do_subscribe(c, req);
+        r = do_subscribe(c, req, &error);
+        break;
     case PROTO_SET_RETRO_SUBSCRIBE:
         r = do_retro(c, req, &error);
         break;

@@ -83,6 +83,23 @@ static bool channels_travel(struct conn *c, const struct redis_cmd *cmd, size_t 
     return true;
 }
 
+/* In a cluster, a SUBSCRIBE (or KRAKEN.RETROSUBSCRIBE) naming a channel of
+ * a core the view names but that is not live here is refused whole, with
+ * one -ERR (cluster_subscribable()).  Returns false after replying. */
+static bool channels_available(struct conn *c, const struct redis_cmd *cmd, size_t first)
+{
+    if (!cluster_active())
+        return true;
+    for (size_t i = first; i < cmd->argc; i++) {
+        struct proto_slice ch = {cmd->argv[i].p, cmd->argv[i].len};
+        if (!cluster_subscribable(&ch, 1)) {
+            redis_error(c, CLUSTER_ERR_NOT_SUBSCRIBED);
+            return false;
+        }
+    }
+    return true;
+}
+
 void redis_subscribe(struct conn *c, const struct redis_cmd *cmd)
 {
     struct redis_state *rs = redis_st(c);
@@ -90,6 +107,8 @@ void redis_subscribe(struct conn *c, const struct redis_cmd *cmd)
     enum topic_ns ns = shard ? TOPIC_NS_SHARD : TOPIC_NS_CHANNEL;
     if (!shard && !channels_travel(c, cmd, 1, cmd->argc))
         return; /* (a KRAKEN.REGISTER horizon stays for the next SUBSCRIBE) */
+    if (!shard && !channels_available(c, cmd, 1))
+        return;
     if (rs->has_horizon && !shard) {
         redis_retro_subscribe(c, cmd);
         return;
@@ -289,7 +308,7 @@ void redis_retro_subscribe(struct conn *c, const struct redis_cmd *cmd)
         kind = ROUTER_BY_TIME;
         h = h_time = (int64_t)v;
         first = 2;
-        if (!channels_travel(c, cmd, first, cmd->argc))
+        if (!channels_travel(c, cmd, first, cmd->argc) || !channels_available(c, cmd, first))
             return;
     } else {
         kind = ROUTER_BY_SEQ;

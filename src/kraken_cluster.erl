@@ -414,8 +414,10 @@ announce(S = #state{info = Info}) ->
     send_heartbeats(Info, S),
     S.
 
-send_heartbeats(Info, #state{view = View, synced = Synced, draining = Draining}) ->
-    Msg = {kraken_hb, self(), Info#{view => View, synced => Synced, draining => Draining}},
+send_heartbeats(Info, S = #state{view = View, synced = Synced, draining = Draining}) ->
+    Live = [N || {N, _} <- live_cores(S)],
+    Msg = {kraken_hb, self(), Info#{view => View, synced => Synced, draining => Draining,
+                                    live => Live}},
     [erlang:send(Pid, Msg, [noconnect, nosuspend])
      || Group <- [core, proxy], Pid <- pg:get_members(?SCOPE, Group), Pid =/= self()],
     ok.
@@ -442,7 +444,9 @@ update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
                 LiveNames = [N || {N, _} <- live_cores(S0)],
                 {O, A} = kraken_cluster_move:engine_sets(
                            View, LiveNames, [N || {N, _, _, _} <- Upstreams]),
-                {{Cores, O, A}, []};
+                {MO, MA} = kraken_cluster_move:engine_missing(View, LiveNames,
+                                                              seen_names(S0)),
+                {{Cores, O, A, MO, MA}, []};
             Parents ->
                 %% A child: its live parents (and static upstreams) own
                 %% everything between them; no move concerns it.  A parent
@@ -458,9 +462,9 @@ update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
                                    end, LiveParents),
                 Ups = lists:usort([parent_endpoint(I) || I <- Fine] ++ Upstreams),
                 Names = [element(1, U) || U <- Ups],
-                {{Ups, Names, Names}, [maps:get(node, I) || I <- Cyclic]}
+                {{Ups, Names, Names, [], []}, [maps:get(node, I) || I <- Cyclic]}
         end,
-    {Cores1, Owners, Alt} = Msg,
+    {Cores1, Owners, Alt, MissOwn, MissAlt} = Msg,
     [?LOG_ERROR("kraken cluster: parent ~s sits below this node (a cycle of `parents'); "
                 "not used", [N]) || N <- Below -- S#state.below],
     S1 = S0#state{below = Below},
@@ -469,10 +473,11 @@ update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
             S1;
         false ->
             Self = atom_to_binary(node()),
-            case catch kraken_engine:call({cluster, {Self, Cores1, Owners, Alt}}, 2000) of
+            case catch kraken_engine:call({cluster, {Self, Cores1, Owners, Alt, MissOwn,
+                                                     MissAlt}}, 2000) of
                 ok ->
                     case Sent of
-                        {Cores1, _, _} -> ok;
+                        {Cores1, _, _, _, _} -> ok;
                         _ -> ?LOG_INFO("kraken cluster: live ~s ~s",
                                        [case S#state.parents of [] -> "cores"; _ -> "parents" end,
                                         lists:join(" ", [element(1, C) || C <- Cores1])])
@@ -510,6 +515,26 @@ live_cores(S = #state{role = Role, draining = D}) ->
     lists:usort([{atom_to_binary(node()), D} || Role =:= core] ++
                     [{atom_to_binary(maps:get(node, I)), maps:get(draining, I, false)}
                      || #member{info = I} <- live_members(S), maps:get(role, I) =:= core]).
+
+%% The cores that the live members report live in their heartbeats.
+seen_names(S) ->
+    lists:usort(lists:append([maps:get(live, I, []) || #member{info = I} <- live_members(S)])).
+
+%% The cores the leader counts: the live ones here, and those that a live
+%% member still sees among the view's owners (`{Name, Draining}'). So when
+%% only the connection between two cores is cut (a member reaches both),
+%% neither moves the other's topics away, and each treats the other's
+%% topics as unavailable (engine_missing; docs/cluster.md, "Partitions").
+%% A core that failed is dropped by every member within a tick of each
+%% other; one seen only by others is never moved in from here.
+seen_cores(S = #state{view = View}) ->
+    Live = live_cores(S),
+    Owners = case View of
+                 {_, _, _, O, A} -> O ++ A;
+                 undefined -> []
+             end,
+    lists:usort(Live ++ [{N, false} || N <- seen_names(S), lists:member(N, Owners),
+                                       not lists:keymember(N, 1, Live)]).
 
 %% Applies a view heard of when it is newer than this node's.
 adopt(View, S = #state{view = Mine}) ->
@@ -561,7 +586,7 @@ lead(S = #state{role = proxy}) ->
 lead(S = #state{view = View, synced = Synced, view_at = At,
                 quiet_until = Quiet}) ->
     Me = atom_to_binary(node()),
-    Cores = live_cores(S),
+    Cores = seen_cores(S),
     Now = now_ms(),
     case Now >= Quiet andalso kraken_cluster_move:leader(View, [N || {N, _} <- Cores]) =:= Me of
         false ->

@@ -24,7 +24,7 @@
 %% completed anyway (a member that did not sync is a failure).
 -module(kraken_cluster_move).
 
--export([newer/2, leader/2, next/5, engine_sets/3, desired/2, drained/3]).
+-export([newer/2, leader/2, next/5, engine_sets/3, engine_missing/3, desired/2, drained/3]).
 
 -define(PHASE_TIMEOUT, 5000).
 
@@ -110,6 +110,25 @@ engine_sets({_, _, _, Owners, Alt}, Live, Upstreams) ->
             L -> lists:usort(L)
         end,
     {lists:usort(O ++ Upstreams), lists:usort(A ++ Upstreams)}.
+
+%% @doc The owners under a view that are missing here: not live here but
+%% live for another live member (Seen: the cores those report live), or any
+%% not live here when no core is (a node cut off from every core). The
+%% engine treats their topics as unavailable (docs/cluster.md,
+%% "Partitions"): entries of them may enter the cluster at a core this node
+%% cannot hear. A core that nobody sees any more is not missing: it failed,
+%% and its topics go to the others at once. `{MissingOwners, MissingAlt}';
+%% no alt during a prepare (no entry enters the cluster under the next
+%% owners before the switch).
+-spec engine_missing(view() | undefined, [name()], [name()]) -> {[name()], [name()]}.
+engine_missing(undefined, _Live, _Seen) ->
+    {[], []};
+engine_missing({_, Phase, _, Owners, Alt}, Live, Seen) ->
+    Missing = fun(Names) ->
+                      lists:usort([N || N <- Names, not lists:member(N, Live),
+                                        Live =:= [] orelse lists:member(N, Seen)])
+              end,
+    {Missing(Owners), case Phase of prepare -> []; _ -> Missing(Alt) end}.
 
 live_or_all(Names, Live) ->
     case [N || N <- Names, lists:member(N, Live)] of

@@ -82,6 +82,24 @@ engine_sets_test() ->
     ?assertEqual({Live, [<<"a">>, <<"b">>]},
                  ?M:engine_sets({2, switch, <<"a">>, [<<"x">>], [<<"a">>, <<"b">>]}, Live, [])).
 
+engine_missing_test() ->
+    V = {2, stable, <<"a">>, [<<"a">>, <<"b">>, <<"c">>], [<<"a">>, <<"b">>, <<"c">>]},
+    %% every owner live here, or the one not live here seen by nobody (it failed)
+    ?assertEqual({[], []}, ?M:engine_missing(V, [<<"a">>, <<"b">>, <<"c">>], [])),
+    ?assertEqual({[], []}, ?M:engine_missing(V, [<<"a">>, <<"b">>], [<<"a">>])),
+    %% c not live here but live for a member: missing
+    ?assertEqual({[<<"c">>], [<<"c">>]},
+                 ?M:engine_missing(V, [<<"a">>, <<"b">>], [<<"a">>, <<"c">>])),
+    %% no core live here at all: every owner is missing
+    ?assertEqual({[<<"a">>, <<"b">>, <<"c">>], [<<"a">>, <<"b">>, <<"c">>]},
+                 ?M:engine_missing(V, [], [])),
+    %% a prepare's other set takes no entry yet
+    P = {3, prepare, <<"a">>, [<<"a">>, <<"b">>], [<<"a">>, <<"b">>, <<"d">>]},
+    ?assertEqual({[], []}, ?M:engine_missing(P, [<<"a">>, <<"b">>], [<<"d">>])),
+    S = {3, switch, <<"a">>, [<<"a">>, <<"b">>, <<"d">>], [<<"a">>, <<"b">>]},
+    ?assertEqual({[<<"d">>], []}, ?M:engine_missing(S, [<<"a">>, <<"b">>], [<<"d">>])),
+    ?assertEqual({[], []}, ?M:engine_missing(undefined, [], [])).
+
 drained_test() ->
     R = {2, stable, <<"a">>, [<<"a">>], [<<"a">>]},
     ?assert(?M:drained(<<"b">>, {R, true}, [{R, true}])),

@@ -14,7 +14,10 @@
 %%     their first attempt: their requests are answered only then, and the
 %%     `ready' check (/readyz) says why it is not ready;
 %%   - a proxy that sees no live core (its view is empty) refuses publishes,
-%%     and answers NOT_FOUND to a retro_subscribe: it owns nothing.
+%%     and answers NOT_FOUND to a retro_subscribe: it owns nothing; clients
+%%     that subscribed then are disconnected when a core appears; with
+%%     owners that are not live here (docs/cluster.md, "Partitions"), a
+%%     subscribe to their topics is refused.
 %%     Driven on the engine's control channel as kraken_engine does, so the
 %%     view comes exactly when the test sends it.
 -module(kraken_cluster_refuse_tests).
@@ -262,10 +265,13 @@ hold() ->
 
 alone_test_() ->
     {timeout, 30, {"a proxy with no live core refuses publishes and cannot vouch for a "
-                   "retro_subscribe horizon", fun alone/0}}.
+                   "retro_subscribe horizon; its subscribers made without a view are "
+                   "disconnected when a core appears; with a view, subscribes are refused",
+                   fun alone/0}}.
 
 alone() ->
     {Port, Listen} = held_engine(),
+    {Core, CorePort} = kraken_cluster_tests:standalone(kraken_cluster_tests:engine_path()),
     try
         ok = call(Port, 1, {cluster, {<<"p">>, []}}),
         Connect = fun() -> {ok, S} = kraken_client:connect({127, 0, 0, 1}, Listen), S end,
@@ -275,9 +281,30 @@ alone() ->
         B = Connect(),
         ?assertEqual({error, not_found},
                      kraken_client:retro_subscribe(B, erlang:system_time(second), [<<"t">>])),
-        kraken_client:disconnect(B)
+        kraken_client:disconnect(B),
+        %% Without a view it takes subscribes; when a core appears, those
+        %% clients are disconnected: nothing published elsewhere reached them.
+        %% (A standalone engine as the core: its link comes up and stays,
+        %% so nothing else disconnects them.)
+        C = Connect(),
+        ?assertEqual(ok, kraken_client:subscribe(C, [<<"t">>])),
+        ok = call(Port, 2, {cluster, {<<"p">>, [{<<"c1">>, <<"127.0.0.1">>, CorePort}]}}),
+        {ok, Gone} = gen_tcp:recv(C, 0, 1000),
+        ?assertEqual(<<"SERVER_ERROR cluster core unavailable\r\n">>, Gone),
+        ?assertEqual({error, closed}, gen_tcp:recv(C, 0, 5000)),
+        %% With a view whose owners are not live here (missing), a subscribe
+        %% (or retro_subscribe) to their topics is refused, then the close.
+        ok = call(Port, 3, {cluster, {<<"p">>, [], [], [], [<<"c1">>], [<<"c1">>]}}),
+        D = Connect(),
+        ?assertEqual({error, {server_error, <<"cluster core unavailable">>}},
+                     kraken_client:subscribe(D, [<<"t">>])),
+        E = Connect(),
+        ?assertEqual({error, {server_error, <<"cluster core unavailable">>}},
+                     kraken_client:retro_subscribe(E, erlang:system_time(second), [<<"t">>]))
     after
-        catch port_close(Port)
+        catch port_close(Port),
+        {os_pid, CorePid} = erlang:port_info(Core, os_pid),
+        _ = os:cmd("kill " ++ integer_to_list(CorePid))
     end.
 
 %% An engine started as kraken_engine starts it on a node in a cluster.

@@ -2,7 +2,8 @@
 namespace per node, each with its own address on a bridge, and this
 process's namespace on the same bridge so that the test's clients reach
 every node; partitions are nftables rules that silently drop one node's
-packets at another (both ways: a rule in each of the two namespaces).
+packets at another (both ways: a rule in each of the two namespaces; one
+table per pair, so that several cuts are healed one by one).
 
     hub namespace <tag>h: bridge br0
       |-- veth --> <tag><node> namespaces: eth0 = 10.213.X.<2..>/24, lo up
@@ -121,7 +122,7 @@ class Lab:
         time a's rule was in place (a stops hearing b from then on)."""
         first = None
         for x, y in ((a, b), (b, a)):
-            rules = ("table inet kp_cut {\n chain input {\n"
+            rules = ("table inet kp_cut_%s {\n chain input {\n" % y +
                      "  type filter hook input priority 0; policy accept;\n"
                      "  ip saddr %s drop\n }\n}\n" % self.addr[y])
             r = subprocess.run(["ip", "netns", "exec", self.ns[x], "nft", "-f", "-"],
@@ -133,8 +134,8 @@ class Lab:
         return first
 
     def heal(self, a, b):
-        for x in (a, b):
-            sh("nft", "delete", "table", "inet", "kp_cut", ns=self.ns[x], check=False)
+        for x, y in ((a, b), (b, a)):
+            sh("nft", "delete", "table", "inet", "kp_cut_" + y, ns=self.ns[x], check=False)
 
     def close(self):
         if self.host_if:

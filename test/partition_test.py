@@ -1,30 +1,42 @@
-"""A network partition between a proxy and a core (docs/cluster.md,
-"Partitions"), on real bin/kraken nodes, each in a network namespace of its
-own (test/netns.py): proxy p1, cores c1 and c2; p1 and c1 each joined
-through c2 only, so nothing but Kraken itself reconnects them after the
-partition. The nodes run with net_ticktime 4 so that distribution, too,
-gives up on the cut connection during the test (it would take about a
-minute by default).
+"""Network partitions (docs/cluster.md, "Partitions"), on real bin/kraken
+nodes, each in a network namespace of its own (test/netns.py): proxy p1,
+cores c1 and c2; p1 and c1 each joined through c2 only, so nothing but
+Kraken itself reconnects them after a partition. The nodes run with
+net_ticktime 4 so that distribution, too, gives up on a cut connection
+during the test (it would take about a minute by default). Three
+partitions, one after the other, each healed (every link up again) before
+the next:
 
-p1 <-> c1 is cut both ways (packets silently dropped); c2 still reaches
-both. Checked:
+proxy_core: p1 <-> c1 cut both ways (packets silently dropped); c2 still
+reaches both. Checked:
   - within 3 s p1's clients holding a topic of c1 (Kraken and Redis) are
     disconnected, with a log line saying why, and p1 drops c1 from its view;
   - nobody else is disturbed: p1's client of a c2 topic, the clients of c1's
-    topic on c1 and on c2 keep receiving;
+    topic on c1 and on c2 keep receiving, c1's own client's entries too;
   - a publisher on p1 of c1's topic, publishing all along: every publish
     answered STORED, before or after the cut, reaches the subscribers on c1
-    and c2 exactly once (acknowledged publishes: STORED only once c1, or
-    c2 after p1 acted, has it), and every other one is answered SERVER_ERROR
-    cluster core unavailable (reaching them at most once: one held in the
-    stalled link when p1 acted may have arrived, docs/cluster.md);
+    and c2 exactly once (acknowledged publishes: STORED only once c1 has
+    it), and every other one is answered SERVER_ERROR cluster core
+    unavailable (reaching them at most once: one held in the stalled link
+    when p1 acted may have arrived, docs/cluster.md);
+  - a new subscriber of c1's topic on p1 during the partition gets every
+    entry c1's client publishes, or is refused (it used to be subscribed at
+    c2, which does not relay c1's entries: silent loss);
   - c1 sees p1 silent; c2 sees nothing wrong (no member lost: Kraken nodes
     run with prevent_overlapping_partitions false, see bin/kraken);
   - after the heal (and after distribution gave up on p1 <-> c1), p1 and c1
     reconnect by themselves, c1 is live in p1's view with its link up, and
     serves p1's clients again.
+two_cores: c1 <-> c2 cut; p1 reaches both. proxy_alone: p1 cut from both
+cores. In each, publishers on the nodes and subscribers of both cores'
+topics on every node, before and during the partition, and the issue's
+rule checked for every subscriber (check_rule): each entry at most once;
+one still connected has every entry of its topic answered STORED after it
+subscribed; one disconnected was told (its subscribe refused, or a log
+line of its node).
 
-Needs root, `ip` and `nft`; without them it fails, saying why. About 45 s.
+Needs root, `ip` and `nft`; without them it fails, saying why. About 70 s.
+PARTITION_ONLY=proxy_core,two_cores,proxy_alone runs only those.
     /usr/bin/python3 test/partition_test.py
     KRAKEN_ENGINE=$PWD/priv/kraken_engine_asan /usr/bin/python3 test/partition_test.py"""
 import datetime
@@ -116,7 +128,8 @@ class Client:
         if head == b"END":
             return []
         m = re.match(rb"VALUE messages 0 (\d+)$", head)
-        assert m, head
+        if not m:
+            raise ConnectionError(head.decode(errors="replace"))   # SERVER_ERROR ...
         block = self.exact(int(m.group(1)) + 2)
         assert self.line() == b"END"
         out = []
@@ -225,12 +238,13 @@ def wait_until(f, secs, what):
 
 
 class Publisher(threading.Thread):
-    """Publishes entries 0, 1, 2... to topic on addr, one at a time, every
-    20 ms; records (seq, time sent, reply); reconnects after an error."""
+    """Publishes entries 0, 1, 2... on addr, one at a time, every 20 ms,
+    entry k to topics[k % len(topics)], payload <tag><k>; records (seq,
+    topic, time sent, reply); reconnects after an error."""
 
-    def __init__(self, addr, topic):
+    def __init__(self, addr, topics, tag=b"e"):
         super().__init__(daemon=True)
-        self.addr, self.topic = addr, topic
+        self.addr, self.topics, self.tag = addr, list(topics), tag
         self.stop = threading.Event()
         self.log = []
 
@@ -242,12 +256,13 @@ class Publisher(threading.Thread):
             except OSError:
                 time.sleep(0.1)   # at the end, the node stopping
                 continue
+            topic = self.topics[seq % len(self.topics)]
             sent = time.time()
             try:
-                r = c.publish(self.topic, b"e%d" % seq)
+                r = c.publish(topic, b"%s%d" % (self.tag, seq))
             except (ConnectionError, OSError) as e:
                 r = b"closed: %s" % str(e).encode()
-            self.log.append((seq, sent, r))
+            self.log.append((seq, topic, sent, r))
             seq += 1
             if r != b"STORED":
                 c.close()
@@ -255,6 +270,85 @@ class Publisher(threading.Thread):
             time.sleep(0.02)
         if c:
             c.close()
+
+    def stored(self, topic, after=0.0, before=float("inf")):
+        """Payloads of the entries to topic answered STORED, sent in (after, before)."""
+        return {b"%s%d" % (self.tag, s) for s, t, sent, r in self.log
+                if r == b"STORED" and t == topic and after < sent < before}
+
+    def refused(self):
+        return sum(1 for _, _, _, r in self.log if r != b"STORED")
+
+
+class Sub:
+    """A Kraken subscriber (polling) of one topic on a node, and what it got.
+    A refused subscribe (the cluster error, then the close) counts as a
+    disconnection at once: the client knows."""
+
+    def __init__(self, node, topic, name):
+        self.node, self.topic, self.name = node, topic, name
+        self.got, self.closed, self.refused = [], None, None
+        self.c = Client(node.addr)
+        r = self.c.set(b"subscribe", topic)
+        self.at = time.time()
+        if r != b"STORED":
+            self.refused, self.closed = r, self.at
+            self.c.close()
+
+    def poll(self):
+        if self.closed is None:
+            try:
+                self.got += self.c.poll()
+            except (ConnectionError, OSError):
+                self.closed = time.time()
+                self.c.close()
+        return self
+
+    def payloads(self):
+        mine = [p for ts, p in self.got if self.topic in ts]
+        dups = sorted({p for p in mine if mine.count(p) > 1})
+        assert not dups, "%s got entries twice: %r" % (self.name, dups[:10])
+        return set(mine)
+
+    def state(self):
+        if self.refused:
+            return "refused (%s)" % self.refused.decode(errors="replace")
+        if self.closed is not None:
+            return "disconnected"
+        return "connected"
+
+
+def poll_all(subs, secs, step=0.2):
+    end = time.time() + secs
+    while True:
+        for s in subs:
+            s.poll()
+        if time.time() >= end:
+            return
+        time.sleep(step)
+
+
+def check_rule(subs, pubs):
+    """The issue's rule: every subscriber got every entry at most once, and
+    one that is still connected got every entry of its topic answered
+    STORED after it subscribed.  One that was disconnected must have been
+    told why: the refusal of its subscribe, or a log line of its node."""
+    for s in subs:
+        have = s.payloads()
+        if s.closed is None:
+            for pub in pubs:
+                missed = pub.stored(s.topic, after=s.at) - have
+                assert not missed, (
+                    "silent loss: %s (on %s, topic %s, connected all along) missed %d entries "
+                    "answered STORED to the publisher on %s, e.g. %r" % (
+                        s.name, s.node.name, s.topic.decode(), len(missed), pub.addr,
+                        sorted(missed)[:5]))
+        elif not s.refused:
+            why = [line for ts, line in s.node.log_lines(
+                r"holds topic %s .*disconnecting it" % re.escape(s.topic.decode()))
+                if ts >= s.at - 1]
+            assert why, "%s was disconnected without a log line on %s saying why" % (
+                s.name, s.node.name)
 
 
 def drain(client, quiet=1.0, secs=15):
@@ -275,13 +369,25 @@ def seqs(msgs, topic):
     return set(out)
 
 
-def scenario(lab, p1, c1, c2):
+def topics_of(c1, c2):
     cores = [c1.full, c2.full]
-    wait_until(lambda: all(p1.status().get(n, ("",))[0] == "up" for n in cores), 30,
-               "p1's links to c1 and c2 up")
     cands = [b"part_%d" % i for i in range(200)]
     t1 = next(t for t in cands if owner(t, cores) == c1.full)   # c1's topic
     t2 = next(t for t in cands if owner(t, cores) == c2.full)   # c2's topic
+    return t1, t2
+
+
+def links_up(p1, c1, c2):
+    """Every link up: p1's to both cores, and the cores' to each other."""
+    return (all(p1.status().get(n.full, ("",))[0] == "up" for n in (c1, c2)) and
+            c1.status().get(c2.full, ("",))[0] == "up" and
+            c2.status().get(c1.full, ("",))[0] == "up")
+
+
+def proxy_core(lab, p1, c1, c2):
+    """p1 <-> c1 cut; c2 reaches both."""
+    wait_until(lambda: links_up(p1, c1, c2), 30, "every link up")
+    t1, t2 = topics_of(c1, c2)
     x = Client(p1.addr); x.subscribe(t2)                        # stays
     y = Client(p1.addr); y.subscribe(t1)                        # disconnected
     ry = redis_subscriber(p1.addr, t1)                          # disconnected
@@ -291,8 +397,9 @@ def scenario(lab, p1, c1, c2):
     wait_until(lambda: p1.status().get(c1.full, ("", ""))[1] == "1" and
                p1.status().get(c2.full, ("", ""))[1] == "1", 15, "p1 holding t1 at c1, t2 at c2")
     time.sleep(0.3)
-    pub, pub2 = Publisher(p1.addr, t1), Publisher(p1.addr, t2)
-    pub.start(); pub2.start()
+    pub, pub2 = Publisher(p1.addr, [t1]), Publisher(p1.addr, [t2])
+    pubc1 = Publisher(c1.addr, [t1], b"c")   # c1's own client, publishing all along
+    pub.start(); pub2.start(); pubc1.start()
     time.sleep(1.0)
 
     t0 = lab.cut("p1", "c1")
@@ -312,15 +419,41 @@ def scenario(lab, p1, c1, c2):
                max(0.5, t0 + 3.0 - time.time()), "p1 dropping c1 from its view within 3 s")
     left = p1.log_lines(r"core %s left the live set" % re.escape(c1.full))[0][0] - t0
     print("p1 dropped c1 from its view after %.2f s" % left)
+    # A new subscriber of c1's topic on p1 while the partition lasts (the
+    # interim core c2 cannot chain it to c1): it must get what c1's client
+    # publishes, or be refused.
+    n = Sub(p1, t1, "a new subscriber of c1's topic on p1 during the partition")
+    print("%s: %s" % (n.name, n.state()))
+    # The same through the Redis port: SUBSCRIBE and KRAKEN.RETROSUBSCRIBE.
+    if n.refused:
+        rn = socket.create_connection((p1.addr, REDIS_PORT), timeout=10)
+        for args in ([b"SUBSCRIBE", t1],
+                     [b"KRAKEN.RETROSUBSCRIBE", b"%d" % int(time.time() - 5), t1]):
+            rn.sendall(b"*%d\r\n" % len(args) +
+                       b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+            got = b""
+            while not got.endswith(b"\r\n"):
+                got += rn.recv(4096)
+            assert got == b"-ERR cluster core unavailable: not subscribed\r\n", (args[0], got)
+        rn.close()
+        print("the same through the Redis port: refused (SUBSCRIBE, KRAKEN.RETROSUBSCRIBE)")
     wait_until(lambda: c1.log_lines(r"proxy %s silent for" % re.escape(p1.full)), 5,
                "c1 seeing p1 silent")
     # Distribution gives up too (net_ticktime 4): nodedown on both sides.
     down_p1 = r"Node %s not responding" % re.escape(c1.full)
-    wait_until(lambda: p1.log_lines(down_p1) and
-               c1.log_lines(r"Node %s not responding" % re.escape(p1.full)), 15,
-               "distribution between p1 and c1 down")
+    deadline = time.time() + 15
+    while not (p1.log_lines(down_p1) and
+               c1.log_lines(r"Node %s not responding" % re.escape(p1.full))):
+        assert time.time() < deadline, "timed out waiting for distribution p1 <-> c1 to go down"
+        poll_all([n], 0.2)
     print("distribution p1 <-> c1 down after %.1f s" % (p1.log_lines(down_p1)[0][0] - t0))
     zm, wm = z.poll(), w.poll()   # still connected (raises if not)
+    n.poll()
+    if n.closed is None:   # it had 1.5 s for each entry c1's client stored
+        missed = pubc1.stored(t1, after=n.at, before=time.time() - 1.5) - n.payloads()
+        assert not missed, (
+            "silent loss during the partition: p1's new subscriber of c1's topic missed %d of "
+            "c1's client's entries (e.g. %r)" % (len(missed), sorted(missed)[:5]))
     healed = time.time()
     lab.heal("p1", "c1")
     print("healed after %.1f s" % (healed - t0))
@@ -336,18 +469,27 @@ def scenario(lab, p1, c1, c2):
     assert u.publish(t1, b"from c1") == b"STORED"
     wait_until(lambda: any(p == b"from c1" for _, p in v.poll()), 5, "c1's entry on p1")
     time.sleep(0.5)
-    pub.stop.set(); pub2.stop.set()
-    pub.join(15); pub2.join(15)
+    for p in (pub, pub2, pubc1):
+        p.stop.set()
+    for p in (pub, pub2, pubc1):
+        p.join(15)
 
     # Nobody else was disturbed, and nothing stored was lost once p1 acted.
-    zs, ws = seqs(zm + drain(z), t1), seqs(wm + drain(w), t1)
+    zd, wd = zm + drain(z), wm + drain(w)
+    zs, ws = seqs(zd, t1), seqs(wd, t1)
     xs = seqs(drain(x), t2)
-    stored2 = {s for s, _, r in pub2.log if r == b"STORED"}
+    stored2 = {s for s, _, _, r in pub2.log if r == b"STORED"}
     assert stored2 <= xs, "p1's client of c2's topic missed %d entries" % len(stored2 - xs)
-    odd = [(s, r) for s, _, r in pub.log if r != b"STORED" and not r.startswith(UNAVAILABLE)]
+    for name, got in (("c2", zd), ("c1", wd)):
+        mine = [p for ts, p in got if t1 in ts and p.startswith(b"c")]
+        missed = pubc1.stored(t1) - set(mine)
+        assert not missed and len(mine) == len(set(mine)), (
+            "c1's client's entries on %s: %d missed, %d twice" % (
+                name, len(missed), len(mine) - len(set(mine))))
+    odd = [(s, r) for s, _, _, r in pub.log if r != b"STORED" and not r.startswith(UNAVAILABLE)]
     assert not odd, "publishes answered neither STORED nor unavailable: %r" % odd[:5]
     window, refused, held = 0, 0, []
-    for s, sent, r in pub.log:
+    for s, _, sent, r in pub.log:
         if r != b"STORED":
             refused += 1
             if t0 - 0.2 <= sent < acted:
@@ -367,8 +509,113 @@ def scenario(lab, p1, c1, c2):
     lost = c2.log_lines(r"lost the connection to node|no longer live")
     lost = [line for ts, line in lost if ts >= t0]
     assert not lost, "c2 lost members during the partition: %s" % lost
+    n.poll()
+    check_rule([n], [pubc1, pub])
+    print("%s, at the end: %s" % (n.name, n.state()))
     for cl in (x, z, w, v, u):
         cl.close()
+    if n.closed is None:
+        n.c.close()
+
+
+def two_cores(lab, p1, c1, c2):
+    """c1 <-> c2 cut; p1 reaches both: the cores' views disagree."""
+    wait_until(lambda: links_up(p1, c1, c2), 30, "every link up")
+    t1, t2 = topics_of(c1, c2)
+    subs = [Sub(node, t, "%s's subscriber of %s" % (node.name, t.decode()))
+            for node in (p1, c1, c2) for t in (t1, t2)]
+    pubs = [Publisher(node.addr, [t1, t2], node.name.encode() + b"-") for node in (p1, c1, c2)]
+    for p in pubs:
+        p.start()
+    poll_all(subs, 1.0)
+    t0 = lab.cut("c1", "c2")
+    print("cut c1 <-> c2")
+    poll_all(subs, 3.0)
+    # New subscribers while the partition lasts, on every node.
+    late = [Sub(node, t, "%s's subscriber of %s, during" % (node.name, t.decode()))
+            for node in (p1, c1, c2) for t in (t1, t2)]
+    subs += late
+    poll_all(subs, 3.0)
+    lab.heal("c1", "c2")
+    print("healed after %.1f s" % (time.time() - t0))
+    deadline = time.time() + 30
+    while not links_up(p1, c1, c2):
+        assert time.time() < deadline, "links not all up 30 s after the heal"
+        poll_all(subs, 0.5)
+    print("every link up %.1f s after the heal" % (time.time() - t0))
+    poll_all(subs, 2.0)
+    for p in pubs:
+        p.stop.set()
+    for p in pubs:
+        p.join(15)
+    poll_all(subs, 1.5)
+    for s in subs:
+        print("  %-45s %s" % (s.name, s.state()))
+    print("  publishes refused: %s" % ", ".join(
+        "on %s %d of %d" % (n.name, p.refused(), len(p.log)) for n, p in zip((p1, c1, c2), pubs)))
+    check_rule(subs, pubs)
+    for s in subs:
+        if s.closed is None:
+            s.c.close()
+
+
+def proxy_alone(lab, p1, c1, c2):
+    """p1 cut from both cores."""
+    wait_until(lambda: links_up(p1, c1, c2), 30, "every link up")
+    t1, t2 = topics_of(c1, c2)
+    before = [Sub(node, t1, "%s's subscriber of %s" % (node.name, t1.decode()))
+              for node in (p1, c1, c2)]
+    pubs = [Publisher(c2.addr, [t1, t2], b"c2-"), Publisher(p1.addr, [t1], b"p1-")]
+    for p in pubs:
+        p.start()
+    poll_all(before, 1.0)
+    t0 = lab.cut("p1", "c1")
+    lab.cut("p1", "c2")
+    print("cut p1 from c1 and c2")
+    wait_until(lambda: p1.log_lines(r"core %s left the live set" % re.escape(c2.full)) and
+               p1.log_lines(r"core %s left the live set" % re.escape(c1.full)),
+               5, "p1 dropping both cores")
+    poll_all(before, 0.5)
+    during = [Sub(p1, t, "p1's subscriber of %s, alone" % t.decode()) for t in (t1, t2)]
+    subs = before + during
+    poll_all(subs, 2.5)
+    lab.heal("p1", "c1")
+    lab.heal("p1", "c2")
+    print("healed after %.1f s" % (time.time() - t0))
+    deadline = time.time() + 30
+    while not links_up(p1, c1, c2):
+        assert time.time() < deadline, "links not all up 30 s after the heal"
+        poll_all(subs, 0.5)
+    print("every link up %.1f s after the heal" % (time.time() - t0))
+    after = Sub(p1, t1, "p1's subscriber of %s, after" % t1.decode())
+    subs.append(after)
+    poll_all(subs, 2.0)
+    for p in pubs:
+        p.stop.set()
+    for p in pubs:
+        p.join(15)
+    poll_all(subs, 1.5)
+    for s in subs:
+        print("  %-45s %s" % (s.name, s.state()))
+    print("  publishes refused: on c2 %d of %d, on p1 %d of %d" % (
+        pubs[0].refused(), len(pubs[0].log), pubs[1].refused(), len(pubs[1].log)))
+    assert after.closed is None and after.payloads(), "p1 does not serve c1's topic after the heal"
+    check_rule(subs, pubs)
+    for s in subs:
+        if s.closed is None:
+            s.c.close()
+
+
+def scenario(lab, p1, c1, c2):
+    only = os.environ.get("PARTITION_ONLY", "")
+    for name, f in (("proxy_core", proxy_core), ("two_cores", two_cores),
+                    ("proxy_alone", proxy_alone)):
+        if only and name not in only.split(","):
+            continue
+        t = time.time()
+        print("---- %s: %s" % (name, f.__doc__))
+        f(lab, p1, c1, c2)
+        print("---- %s: OK (%.0f s)" % (name, time.time() - t))
 
 
 def main():
