@@ -40,13 +40,13 @@
  * after STORED what comes later: the guarantees of one hop, through two. */
 #include <event2/buffer.h>
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cluster_internal.h"
 #include "engine.h"
 #include "log.h"
-#include "proto_kraken.h"
 #include "proto_link.h"
 #include "server.h"
 
@@ -184,7 +184,7 @@ void cluster_relay_finish(struct conn *c)
         qsort(it, m, sizeof *it, cmp_item);
         for (size_t i = 0; i < m; i++)
             v[i] = it[i].e;
-        rc = kraken_retro_blocks(&cl.srv->eng, blocks, v, m, tmark);
+        rc = c->ops->retro_answer ? c->ops->retro_answer(c, blocks, v, m, tmark) : -1;
     }
     if (rc == -2)
         klog(LOG_WARNING, "client %" PRIu64 " (%s): a link_retro answer is longer than "
@@ -232,9 +232,23 @@ int cluster_child_lost(struct conn *c, int kidx, uint64_t mark)
     }
     if (n) {
         size_t len = evbuffer_get_length(names);
-        if (evbuffer_add_printf(c->out, "VALUE lost %zu\r\n", len) < 0 ||
-            evbuffer_add_buffer(c->out, names) < 0 || evbuffer_add(c->out, "\r\nEND\r\n", 7) < 0)
+        char head[48];
+        int hl = snprintf(head, sizeof head, "VALUE lost %zu\r\n", len);
+        if (evbuffer_prepend(names, head, (size_t)hl) < 0 ||
+            evbuffer_add(names, "\r\nEND\r\n", 7) < 0)
+            goto nomem; /* names is the whole block now */
+        /* A held reply (its link_retro or its batch, waiting for another
+         * core) may yet be replaced (NOT_FOUND: kraken_retro_refused keeps
+         * what precedes held_from only): the block goes in front of it. */
+        size_t blen = evbuffer_get_length(names);
+        if ((conn_held(c) || c->held_sub || c->held_pub) &&
+            evbuffer_get_length(c->out) >= c->held_from) {
+            if (insert_before_reply(c, names) < 0)
+                goto nomem;
+            c->held_from += blen;
+        } else if (evbuffer_add_buffer(c->out, names) < 0) {
             goto nomem;
+        }
         klog(LOG_WARNING, "client %" PRIu64 " (%s), a proxy below this node, held %zu topic(s) "
              "of core %s (%.*s%s), which was lost: told it", c->sub.id, c->peer, n,
              kidx >= 0 && (size_t)kidx < cl.n ? cl.cores[kidx]->name : "?",

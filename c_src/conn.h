@@ -32,6 +32,7 @@ struct evbuffer;
 struct event;
 struct conn;
 struct cluster_retro_req;
+struct entry;
 
 enum conn_state { CONN_OPEN, CONN_EOF, CONN_CLOSING, CONN_DOOMED };
 
@@ -62,6 +63,13 @@ struct proto_ops {
      * retroactive subscribe is too old (cluster_retro.c): the held reply
      * becomes the protocol's "too old" answer (NULL: nothing to do). */
     void (*retro_refused)(struct conn *c);
+    /* In a cluster, for a child's link (cluster_relay.c): appends to out the
+     * answer of a relayed link_retro, the n entries v (in publish order),
+     * each listing its topics whose mark is `mark`.  Returns 0; -2 when it
+     * would pass max_client_queue_bytes (nothing written); -1 when out of
+     * memory.  NULL: the protocol has no children (refused). */
+    int (*retro_answer)(struct conn *c, struct evbuffer *out, struct entry *const *v, size_t n,
+                        uint64_t mark);
     /* The line sent before closing a connection refused at max_tcp_clients,
      * whose queue overflowed, or that ran out of memory (NULL: none). */
     const char *err_too_many_clients;

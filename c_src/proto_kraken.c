@@ -136,8 +136,8 @@ static size_t marked_size(const struct entry *e, uint64_t mark)
  * written before it).  An answer longer than max_client_queue_bytes is
  * NOT_FOUND (the asking client reloads): it is copied whole into the output
  * at once, so it must stay bounded. */
-int kraken_retro_blocks(struct engine *eng, struct evbuffer *out, struct entry *const *v,
-                        size_t found, uint64_t mark)
+static int kraken_retro_blocks(struct engine *eng, struct evbuffer *out, struct entry *const *v,
+                               size_t found, uint64_t mark)
 {
     size_t total = 0, max_block = eng->cfg.max_request_bytes - 2;
     for (size_t i = 0; i < found && total <= eng->cfg.max_queue_bytes; i++)
@@ -173,6 +173,13 @@ int kraken_retro_blocks(struct engine *eng, struct evbuffer *out, struct entry *
             return -1;
     }
     return 0;
+}
+
+/* proto_ops.retro_answer: a relayed answer (cluster_relay.c). */
+static int kraken_retro_answer(struct conn *c, struct evbuffer *out, struct entry *const *v,
+                               size_t n, uint64_t mark)
+{
+    return kraken_retro_blocks(c->eng, out, v, n, mark);
 }
 
 static const char *do_link_retro(struct conn *c, const struct proto_request *req,
@@ -244,6 +251,8 @@ static const char *do_peer(struct conn *c, const struct proto_request *req)
 {
     if (c->sub.subs.count)
         return "CLIENT_ERROR set peer comes before any subscription\r\n";
+    if (c->sub.child)
+        return "CLIENT_ERROR a child is no peer\r\n";
     if (!c->sub.peer)
         klog(LOG_INFO, "client %" PRIu64 " (%s) is the link of cluster node %.*s", c->sub.id,
              c->peer, (int)(req->data_len < 200 ? req->data_len : 200), req->data);
@@ -560,6 +569,7 @@ const struct proto_ops proto_kraken = {
     .process = kraken_process,
     .deliver = kraken_deliver,
     .retro_refused = kraken_retro_refused,
+    .retro_answer = kraken_retro_answer,
     .err_too_many_clients = PROTO_TOO_MANY_CLIENTS,
     .err_queue_limit = "SERVER_ERROR queue limit exceeded\r\n",
     .err_nomem = ERR_NOMEM,

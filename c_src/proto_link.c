@@ -167,8 +167,8 @@ static enum conn_status link_process(struct conn *c)
             if (avail < need)
                 return CONN_OK;
             const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)need);
-            if (!buf || memcmp(buf + need - 5, "END\r\n", 5) != 0)
-                break;
+            if (!buf || memcmp(buf + need - 7, "\r\nEND\r\n", 7) != 0)
+                break; /* the topics end with their CRLF, then END */
             cluster_link_lost(c, buf + linelen + 2, (size_t)n);
             evbuffer_drain(in, need);
             continue;

@@ -64,6 +64,7 @@
 -record(state, {role :: core | proxy,
                 nodes :: [node()],
                 parents = [] :: [node()],          % a proxy below these (a child)
+                below = [] :: [node()],            % parents not used: they sit below it
                 info :: map(),
                 members = #{} :: #{pid() => #member{}},
                 engine :: pid() | undefined,
@@ -436,26 +437,37 @@ update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
                             [endpoint(I) || #member{info = I} <- Live,
                                             maps:get(role, I) =:= core] ++
                             Upstreams),
-    S1 = S#state{members = Members},
-    Msg = case S#state.parents of
-              [] ->
-                  LiveNames = [N || {N, _} <- live_cores(S1)],
-                  {O, A} = kraken_cluster_move:engine_sets(
-                             View, LiveNames, [N || {N, _, _, _} <- Upstreams]),
-                  {MO, MA} = kraken_cluster_move:engine_missing(View, LiveNames,
-                                                                seen_names(S1)),
-                  {Cores, O, A, MO, MA};
-              Parents ->
-                  %% A child: its live parents (and static upstreams) own
-                  %% everything between them; no move concerns it.
-                  Ups = lists:usort([parent_endpoint(I) || #member{info = I} <- Live,
-                                                           lists:member(maps:get(node, I),
-                                                                        Parents)] ++
-                                        Upstreams),
-                  Names = [element(1, U) || U <- Ups],
-                  {Ups, Names, Names, [], []}
-          end,
+    S0 = S#state{members = Members},
+    {Msg, Below} =
+        case S#state.parents of
+            [] ->
+                LiveNames = [N || {N, _} <- live_cores(S0)],
+                {O, A} = kraken_cluster_move:engine_sets(
+                           View, LiveNames, [N || {N, _, _, _} <- Upstreams]),
+                {MO, MA} = kraken_cluster_move:engine_missing(View, LiveNames,
+                                                              seen_names(S0)),
+                {{Cores, O, A, MO, MA}, []};
+            Parents ->
+                %% A child: its live parents (and static upstreams) own
+                %% everything between them; no move concerns it.  A parent
+                %% that sits below this node (its parents, or theirs, lead
+                %% here: a configuration cycle) is not used: each would
+                %% forward the other's publishes back, for ever.
+                ParentsOf = maps:from_list([{maps:get(node, I), maps:get(parents, I, [])}
+                                            || #member{info = I} <- Live]),
+                LiveParents = [I || #member{info = I} <- Live,
+                                    lists:member(maps:get(node, I), Parents)],
+                {Cyclic, Fine} = lists:partition(
+                                   fun(I) -> leads_here(maps:get(parents, I, []), ParentsOf, [])
+                                   end, LiveParents),
+                Ups = lists:usort([parent_endpoint(I) || I <- Fine] ++ Upstreams),
+                Names = [element(1, U) || U <- Ups],
+                {{Ups, Names, Names, [], []}, [maps:get(node, I) || I <- Cyclic]}
+        end,
     {Cores1, Owners, Alt, MissOwn, MissAlt} = Msg,
+    [?LOG_ERROR("kraken cluster: parent ~s sits below this node (a cycle of `parents'); "
+                "not used", [N]) || N <- Below -- S#state.below],
+    S1 = S0#state{below = Below},
     case Msg =:= Sent orelse Now < S#state.ready_at of
         true ->
             S1;
@@ -476,6 +488,16 @@ update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
                                  [Other]),
                     S1#state{sent = undefined}
             end
+    end.
+
+%% Whether walking up from these nodes (through the parents each one's
+%% heartbeats name) reaches this node.
+leads_here([], _, _) -> false;
+leads_here([N | _], _, _) when N =:= node() -> true;
+leads_here([N | T], ParentsOf, Seen) ->
+    case lists:member(N, Seen) of
+        true -> leads_here(T, ParentsOf, Seen);
+        false -> leads_here(maps:get(N, ParentsOf, []) ++ T, ParentsOf, [N | Seen])
     end.
 
 %% The live members (cores and proxies), this node aside.

@@ -10,7 +10,16 @@
 %%   - a block longer than max_request_bytes closes the link at once (was
 %%     buffered whole, up to 2^40 bytes);
 %%   - an answer longer than max_client_queue_bytes is NOT_FOUND, and the
-%%     link goes on.
+%%     link goes on;
+%%   - from a parent (the fake as `{..., 0, parent}': the link says `set
+%%     child'), `VALUE lost' disconnects the holders of the topics it names
+%%     only; one whose topics do not end with their CRLF closes the link
+%%     (was taken as well formed);
+%%   - this node as a parent: a core is lost while a child's link_retro
+%%     waits for another core, whose answer is NOT_FOUND: the child still
+%%     gets `VALUE lost' for the lost core's topics (the refusal dropped it
+%%     with the held reply: the child's clients of those topics then got
+%%     nothing more, silently).
 -module(kraken_cluster_link_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -23,7 +32,11 @@ link_test_() ->
                     fun slow_push/0}},
      {timeout, 30, {"only the requested topics, each once", fun malformed/0}},
      {timeout, 30, {"a block over max_request_bytes closes the link", fun huge_block/0}},
-     {timeout, 30, {"an answer over max_client_queue_bytes is NOT_FOUND", fun too_long/0}}].
+     {timeout, 30, {"an answer over max_client_queue_bytes is NOT_FOUND", fun too_long/0}},
+     {timeout, 30, {"VALUE lost from a parent: its topics' holders only; malformed, the link "
+                    "closes", fun lost/0}},
+     {timeout, 30, {"a child's VALUE lost survives a refused link_retro it waited behind",
+                    fun lost_behind_refused/0}}].
 
 block(Entries) ->
     Body = iolist_to_binary([[<<"MESSAGE ">>, lists:join(<<" ">>, Ts), <<" ">>,
@@ -104,6 +117,99 @@ too_long() ->
                  receive {Fake, closed} -> error(link_closed) after 500 -> ok end
          end).
 
+lost() ->
+    Self = self(),
+    %% The fake confirms each subscribe, then hands its socket to the test.
+    Answer = {on_subscribe, fun(C, _) -> Self ! {fake_socket, C} end},
+    with(Answer, [], parent,
+         fun(S, T, Fake) ->
+                 ok = kraken_client:subscribe(S, [T]),
+                 C = receive {fake_socket, C0} -> C0 after 5000 -> error(no_subscribe) end,
+                 %% Another topic (the fake owns all), held by another client.
+                 U = <<T/binary, "_u">>,
+                 {ok, {_, Listen}} = inet:peername(S),
+                 {ok, S2} = kraken_client:connect({127, 0, 0, 1}, Listen),
+                 Fake ! {topic, U},
+                 ok = kraken_client:subscribe(S2, [U]),
+                 receive {fake_socket, _} -> ok after 5000 -> error(no_subscribe) end,
+                 ok = gen_tcp:send(C, [<<"VALUE lost ">>, integer_to_binary(byte_size(T)),
+                                       <<"\r\n">>, T, <<"\r\nEND\r\n">>]),
+                 ok = kraken_cluster_tests:closed_within(S, erlang:monotonic_time(millisecond),
+                                                         3000),
+                 ok = gen_tcp:send(C, block_messages([{[U], <<"still">>}])),
+                 ?assertEqual([{[U], <<"still">>}], messages(S2, 1)),
+                 %% The topics' CRLF replaced: malformed, the link closes.
+                 ok = gen_tcp:send(C, [<<"VALUE lost ">>, integer_to_binary(byte_size(U)),
+                                       <<"\r\n">>, U, <<"xxEND\r\n">>]),
+                 receive {Fake, closed} -> ok after 3000 -> error(link_not_closed) end,
+                 kraken_client:disconnect(S2)
+         end).
+
+lost_behind_refused() ->
+    Port = open_port({spawn_executable, kraken_cluster_tests:engine_path()},
+                     [{packet, 4}, binary, exit_status, use_stdio, {args, []}]),
+    true = port_command(Port, term_to_binary({config, [{tcp_server_port, 0},
+                                                       {listen_ip, <<"127.0.0.1">>}]})),
+    {ready, Listen} = packet(Port, fun({ready, _}) -> true; (_) -> false end),
+    Self = self(),
+    %% f1 answers a link_retro NOT_FOUND when the test says; f2 is killed.
+    F1 = spawn(fun() -> fake(Self, fun(C, _) -> Self ! retro_asked,
+                                                receive go -> ok end,
+                                                ok = gen_tcp:send(C, <<"NOT_FOUND\r\n">>)
+                                   end) end),
+    F2 = spawn(fun() -> fake(Self, none) end),
+    [P1, P2] = [receive {F, port, FP} -> FP after 5000 -> error(fake) end || F <- [F1, F2]],
+    try
+        ok = call(Port, 1, {cluster, {<<"solo">>, [{<<"solo">>, <<"127.0.0.1">>, Listen},
+                                                   {<<"f1">>, <<"127.0.0.1">>, P1},
+                                                   {<<"f2">>, <<"127.0.0.1">>, P2}]}}),
+        Cands = [list_to_binary("lb_" ++ integer_to_list(I)) || I <- lists:seq(1, 90)],
+        Own = fun(N) -> hd([X || X <- Cands, call(Port, 2, {cluster_owner, X}) =:= N]) end,
+        {A, B} = {Own(<<"f1">>), Own(<<"f2">>)},
+        ok = kraken_cluster_tests:wait_until(
+               fun() -> [up, up] =:= [St || {N, St, _, _, _, _, _, _, _}
+                                                <- call(Port, 3, cluster_status),
+                                            N =/= <<"solo">>] end, 5000),
+        F1 ! {topic, A},
+        {ok, Q} = gen_tcp:connect({127, 0, 0, 1}, Listen, [binary, {active, false}]),
+        Set = fun(Cmd, Data) -> [<<"set ">>, Cmd, <<" 0 0 ">>, integer_to_binary(iolist_size(Data)),
+                                 <<"\r\n">>, Data, <<"\r\n">>] end,
+        ok = gen_tcp:send(Q, [<<"set child 0 0 2 noreply\r\nq1\r\n">>, Set(<<"subscribe">>, B)]),
+        {ok, <<"STORED\r\n">>} = gen_tcp:recv(Q, 0, 5000),
+        H = integer_to_binary(erlang:system_time(second) - 10),
+        ok = gen_tcp:send(Q, Set(<<"link_retro">>, [H, <<"\r\n">>, A])),
+        receive retro_asked -> ok after 5000 -> error(no_link_retro) end, % held at f1
+        exit(F2, kill),                                                  % B is lost
+        ok = kraken_cluster_tests:wait_until(
+               fun() -> [down] =:= [St || {<<"f2">>, St, _, _, _, _, _, _, _}
+                                              <- call(Port, 4, cluster_status)] end, 5000),
+        F1 ! go,
+        Got = recv_until(Q, <<"NOT_FOUND\r\n">>, <<>>),
+        ?assertMatch({match, _}, re:run(Got, ["VALUE lost ", integer_to_binary(byte_size(B)),
+                                              "\r\n", B, "\r\nEND\r\n"])),
+        gen_tcp:close(Q)
+    after
+        catch port_close(Port),
+        [exit(F, kill) || F <- [F1, F2]]
+    end.
+
+%% What S is sent up to and including Last.
+recv_until(S, Last, Acc) ->
+    case binary:match(Acc, Last) of
+        nomatch ->
+            {ok, More} = gen_tcp:recv(S, 0, 5000),
+            recv_until(S, Last, <<Acc/binary, More/binary>>);
+        _ ->
+            Acc
+    end.
+
+block_messages(Entries) ->
+    Body = iolist_to_binary([[<<"MESSAGE ">>, lists:join(<<" ">>, Ts), <<" ">>,
+                              integer_to_binary(byte_size(P)), <<"\r\n">>, P, <<"\r\n">>]
+                             || {Ts, P} <- Entries]),
+    [<<"VALUE messages 0 ">>, integer_to_binary(byte_size(Body) - 2), <<"\r\n">>, Body,
+     <<"END\r\n">>].
+
 retro(S, T) ->
     kraken_client:retro_subscribe(S, erlang:system_time(second) - 10, [T]).
 
@@ -119,6 +225,10 @@ messages(S, N, Deadline, Acc) ->
 %% An engine whose view is itself and a fake core; Test(S, T, Fake) with a
 %% client S and a topic T owned by the fake.
 with(Answer, Config, Test) ->
+    with(Answer, Config, core, Test).
+
+%% Kind: core (a member), or parent (a proxy above this node).
+with(Answer, Config, Kind, Test) ->
     Port = open_port({spawn_executable, kraken_cluster_tests:engine_path()},
                      [{packet, 4}, binary, exit_status, use_stdio, {args, []}]),
     true = port_command(Port, term_to_binary({config, [{tcp_server_port, 0},
@@ -128,8 +238,13 @@ with(Answer, Config, Test) ->
     Fake = spawn(fun() -> fake(Self, Answer) end),
     FakePort = receive {Fake, port, FP} -> FP after 5000 -> error(fake) end,
     try
-        ok = call(Port, 1, {cluster, {<<"solo">>, [{<<"solo">>, <<"127.0.0.1">>, Listen},
-                                                   {<<"other">>, <<"127.0.0.1">>, FakePort}]}}),
+        %% A parent: this node's only upstream (a child is not among them).
+        Members = case Kind of
+                      core -> [{<<"solo">>, <<"127.0.0.1">>, Listen},
+                               {<<"other">>, <<"127.0.0.1">>, FakePort}];
+                      parent -> [{<<"other">>, <<"127.0.0.1">>, FakePort, 0, parent}]
+                  end,
+        ok = call(Port, 1, {cluster, {<<"solo">>, Members}}),
         Cands = [list_to_binary("lt_" ++ integer_to_list(I)) || I <- lists:seq(1, 60)],
         [T | _] = [X || X <- Cands, call(Port, 2, {cluster_owner, X}) =:= <<"other">>],
         ok = kraken_cluster_tests:wait_until(

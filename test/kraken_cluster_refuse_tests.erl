@@ -208,8 +208,13 @@ child_refused(Ctx = #{u1_port := U1Port, dead_port := Dead, q_port := QPort, tmp
     ok = kraken_client:publish(B, [{[T1], <<"still">>}]),
     ?assertEqual([{<<"still">>, T1}], receive_pairs(S, 1, 5000)),
     Log = filename:join(Tmp, kraken_cluster_tests:node_name(Ctx, q4) ++ ".console.log"),
+    %% The engine's log line reaches the file through the logger: waited for.
+    ok = wait_until(fun() ->
+                            {ok, T} = file:read_file(Log),
+                            re:run(T, "its publish was refused by " ++ binary_to_list(P4),
+                                   [{capture, none}]) =:= match
+                    end, 3000),
     {ok, Text} = file:read_file(Log),
-    ?assertMatch({match, _}, re:run(Text, "its publish was refused by " ++ binary_to_list(P4))),
     ?assertEqual(nomatch, re:run(Text, "upstream link to core \\S+ \\(\\S+\\) lost")),
     [kraken_client:disconnect(X) || X <- [S, B]],
     ok.

@@ -636,6 +636,24 @@ static void test_link_retro_peer_only_bounded(void **state)
     fix_free(f);
 }
 
+/* A link is a peer (`set peer`) or a child (`set child`), never both: a
+ * child's link_retro is relayed to the owners, a peer's is answered from
+ * here, and a peer's subscriptions never go upstream.  (`set peer` after
+ * `set child` was STORED, leaving a connection with both roles.) */
+static void test_peer_or_child(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new();
+    struct client *a = &f->c[0], *b = &f->c[1];
+    do_set(a, "child", "q1", false, "STORED\r\n");
+    do_set(a, "peer", "q1", false, "CLIENT_ERROR a child is no peer\r\n");
+    assert_true(a->s->sub.child && !a->s->sub.peer);
+    do_set(b, "peer", "n1", false, "STORED\r\n");
+    do_set(b, "child", "n1", false, "CLIENT_ERROR a peer is no child\r\n");
+    assert_true(b->s->sub.peer && !b->s->sub.child);
+    fix_free(f);
+}
+
 /* ---- framing across reads ---- */
 
 /* The same stream fed whole and one byte at a time gives the same bytes. */
@@ -841,6 +859,7 @@ int main(void)
         tu_test(test_register_not_found),
         tu_test(test_retro_subscribe),
         tu_test(test_link_retro_peer_only_bounded),
+        tu_test(test_peer_or_child),
         tu_test(test_bytewise_equals_whole),
         tu_test(test_large_payload_in_chunks),
         tu_test(test_output_backpressure),
