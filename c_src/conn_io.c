@@ -171,15 +171,18 @@ static bool run_conn(struct conn *c)
             if (c->state != CONN_DOOMED)
                 c->state = CONN_CLOSING;
         }
-        /* An open connection's small output waits for the end of the turn
-         * (loop.c): one write for every reply and entry the turn gives it.
-         * A large one (a poll reply with many entries) is a batch already:
-         * written now, while its bytes are in the cache (holding every
-         * poller's reply until the end of the turn cost fanout polling 2.5x
-         * the CPU per delivery: page faults and cold copies). */
+        /* When the turn has pushed output waiting (loop.c), an open
+         * connection's small output waits with it: one write for every reply
+         * and entry the turn gives it, and a publisher's reply after its
+         * push subscribers' entries.  Otherwise, or when the output is large
+         * (a poll reply with many entries is a batch already), it is written
+         * now, while its bytes are in the cache: holding every poller's
+         * reply to the end of the turn cost fanout polling 2.5x the CPU per
+         * delivery (page faults, cold copies) and idle connections 12% more
+         * memory (buffers freed a turn later). */
         size_t out = evbuffer_get_length(c->out);
         bool later = st == CONN_OK && !conn_is_closing(c) && out > 0 && out <= LOOP_DEFER_MAX &&
-                     loop_want_write(server_of(c), c);
+                     loop_writes_waiting(server_of(c)) && loop_want_write(server_of(c), c);
         if ((!later && flush(c) < 0) ||
             (conn_is_closing(c) && evbuffer_get_length(c->out) == 0)) {
             conn_io_close(c);

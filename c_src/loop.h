@@ -19,6 +19,11 @@ void loop_run(struct server *srv, struct event_base *base);
  * once this turn's input is read.  Idempotent until then; false if the list
  * cannot grow (out of memory): then the caller writes now. */
 bool loop_want_write(struct server *srv, struct conn *c);
+/* Whether some connection waits to be written after this turn. */
+static inline bool loop_writes_waiting(const struct server *srv)
+{
+    return srv->write_n > 0;
+}
 /* c is being freed: take it off the list. */
 void loop_forget(struct server *srv, struct conn *c);
 /* Frees the list. */
