@@ -76,7 +76,9 @@ int ack_wait(struct ack_fifo *f, struct ack_holder *h, uint64_t seq)
     return 1;
 }
 
-bool ack_fifo_answer(struct ack_fifo *f, ack_done_fn *done, void *arg)
+/* The oldest request was answered: its waits end; a holder is told when
+ * its last wait ends (ok), or at once, one wait ending in a refusal (!ok). */
+static bool settle(struct ack_fifo *f, bool ok, ack_done_fn *done, void *arg)
 {
     if (f->answered == f->sent)
         return false;
@@ -87,26 +89,20 @@ bool ack_fifo_answer(struct ack_fifo *f, ack_done_fn *done, void *arg)
         fifo_unlink(w);
         holder_unlink(w);
         free(w);
-        if (h->n == 0)
-            done(h, true, arg);
+        if (!ok || h->n == 0)
+            done(h, ok, arg);
     }
     return true;
 }
 
+bool ack_fifo_answer(struct ack_fifo *f, ack_done_fn *done, void *arg)
+{
+    return settle(f, true, done, arg);
+}
+
 bool ack_fifo_refuse(struct ack_fifo *f, ack_done_fn *done, void *arg)
 {
-    if (f->answered == f->sent)
-        return false;
-    f->answered++;
-    while (f->head && f->head->seq <= f->answered) {
-        struct ack_wait *w = f->head;
-        struct ack_holder *h = w->holder;
-        fifo_unlink(w);
-        holder_unlink(w);
-        free(w);
-        done(h, false, arg);
-    }
-    return true;
+    return settle(f, false, done, arg);
 }
 
 void ack_fifo_fail(struct ack_fifo *f, ack_done_fn *done, void *arg)
