@@ -91,6 +91,23 @@ static bool too_long(struct conn *c, const char *what, uint64_t n, size_t max)
     return true;
 }
 
+/* The body of a block announced by a header line of linelen bytes: n bytes,
+ * its CR LF included, then END.  1: all of it arrived (*body, and *need the
+ * bytes to drain); 0: wait for more; -1: not closed by CR LF END (a broken
+ * link). */
+static int block_body(struct evbuffer *in, size_t avail, size_t linelen, uint64_t n,
+                      const char **body, size_t *need)
+{
+    *need = linelen + 2 + (size_t)n + 2 + 5;
+    if (avail < *need)
+        return 0;
+    const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)*need);
+    if (!buf || memcmp(buf + *need - 7, "\r\nEND\r\n", 7) != 0)
+        return -1;
+    *body = buf + linelen + 2;
+    return 1;
+}
+
 static enum conn_status link_process(struct conn *c)
 {
     const struct engine_config *cfg = &c->eng->cfg;
@@ -118,12 +135,12 @@ static enum conn_status link_process(struct conn *c)
             if (proto_parse_u64(line + pl, linelen - pl, (uint64_t)1 << 40, &n) < 0 ||
                 too_long(c, "pushed", n, cfg->max_queue_bytes + cfg->max_request_bytes))
                 break;
-            size_t need = linelen + 2 + (size_t)n + 2 + 5;
-            if (avail < need)
+            const char *body;
+            size_t need;
+            int got = block_body(in, avail, linelen, n, &body, &need);
+            if (got == 0)
                 return CONN_OK;
-            const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)need);
-            if (!buf || memcmp(buf + need - 5, "END\r\n", 5) != 0 ||
-                publish_block(c, buf + linelen + 2, (size_t)n + 2) < 0)
+            if (got < 0 || publish_block(c, body, (size_t)n + 2) < 0)
                 break;
             evbuffer_drain(in, need);
             /* A poll's answer; a pushed block shows the core alive (a
@@ -145,12 +162,12 @@ static enum conn_status link_process(struct conn *c)
                                 &n) < 0 ||
                 too_long(c, "retroactive", n, cfg->max_request_bytes))
                 break;
-            size_t need = linelen + 2 + (size_t)n + 2 + 5;
-            if (avail < need)
+            const char *body;
+            size_t need;
+            int got = block_body(in, avail, linelen, n, &body, &need);
+            if (got == 0)
                 return CONN_OK;
-            const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)need);
-            if (!buf || memcmp(buf + need - 5, "END\r\n", 5) != 0 ||
-                cluster_link_retro_block(c, (int64_t)t, buf + linelen + 2, (size_t)n + 2) < 0)
+            if (got < 0 || cluster_link_retro_block(c, (int64_t)t, body, (size_t)n + 2) < 0)
                 break;
             evbuffer_drain(in, need);
             cluster_link_progress(c); /* a long answer must not look like a dead peer */
@@ -163,13 +180,14 @@ static enum conn_status link_process(struct conn *c)
             if (proto_parse_u64(line + pl, linelen - pl, (uint64_t)1 << 40, &n) < 0 ||
                 too_long(c, "lost", n, cfg->max_queue_bytes + cfg->max_request_bytes))
                 break;
-            size_t need = linelen + 2 + (size_t)n + 2 + 5;
-            if (avail < need)
+            const char *body;
+            size_t need;
+            int got = block_body(in, avail, linelen, n, &body, &need);
+            if (got == 0)
                 return CONN_OK;
-            const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)need);
-            if (!buf || memcmp(buf + need - 7, "\r\nEND\r\n", 7) != 0)
+            if (got < 0)
                 break; /* the topics end with their CRLF, then END */
-            cluster_link_lost(c, buf + linelen + 2, (size_t)n);
+            cluster_link_lost(c, body, (size_t)n);
             evbuffer_drain(in, need);
             continue;
         }
