@@ -36,46 +36,16 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from kraken_server import Server, free_port  # noqa: E402
+from kraken_text import KrakenText  # noqa: E402
 
 UNAVAILABLE = b"SERVER_ERROR cluster core unavailable"
 
 
-class Client:
+class Client(KrakenText):
     """A Kraken protocol client (requests with replies, polling)."""
 
     def __init__(self, port):
-        self.s = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.buf = b""
-
-    def _fill(self):
-        d = self.s.recv(65536)
-        if not d:
-            raise ConnectionError("closed")
-        self.buf += d
-
-    def line(self):
-        while b"\r\n" not in self.buf:
-            self._fill()
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def exact(self, n):
-        while len(self.buf) < n:
-            self._fill()
-        d, self.buf = self.buf[:n], self.buf[n:]
-        return d
-
-    def set(self, cmd, data):
-        self.s.sendall(b"set %s 0 0 %d\r\n%s\r\n" % (cmd, len(data), data))
-        return self.line()
-
-    def subscribe(self, *topics):
-        r = self.set(b"subscribe", b" ".join(topics))
-        assert r == b"STORED", r
-
-    def unsubscribe(self, *topics):
-        r = self.set(b"unsubscribe", b" ".join(topics))
-        assert r == b"STORED", r
+        super().__init__("127.0.0.1", port)
 
     def retro_subscribe(self, horizon, *topics):
         return self.set(b"retro_subscribe", b"%d\r\n%s" % (horizon, b" ".join(topics)))
@@ -86,22 +56,7 @@ class Client:
 
     def poll(self):
         """[(sorted topics, payload)] queued for this client."""
-        self.s.sendall(b"get messages\r\n")
-        head = self.line()
-        if head == b"END":
-            return []
-        m = re.match(rb"VALUE messages 0 (\d+)$", head)
-        assert m, head
-        block = self.exact(int(m.group(1)) + 2)
-        assert self.line() == b"END"
-        out = []
-        while block:
-            hdr, block = block.split(b"\r\n", 1)
-            parts = [p for p in hdr.split(b" ") if p]
-            n = int(parts[-1])
-            out.append((tuple(sorted(parts[1:-1])), block[:n]))
-            block = block[n + 2:]
-        return out
+        return [(tuple(sorted(t)), p) for t, p in self.get_messages()]
 
     def collect(self, n, secs=5.0):
         """Polls until n messages arrived (or secs passed), then once more
@@ -129,9 +84,6 @@ class Client:
                 return True, data
             data += d
         return False, data
-
-    def close(self):
-        self.s.close()
 
 
 class Original:

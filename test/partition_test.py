@@ -53,6 +53,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import netns  # noqa: E402
+from kraken_text import KrakenText  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KRAKEN = os.path.join(ROOT, "bin", "kraken")
@@ -87,59 +88,16 @@ def owner(topic, cores):
 
 # ---- a Kraken client (polling) and a Redis subscriber ----
 
-class Client:
+class Client(KrakenText):
     def __init__(self, addr, port=PORT):
-        self.s = socket.create_connection((addr, port), timeout=10)
-        self.buf = b""
-
-    def _fill(self):
-        d = self.s.recv(65536)
-        if not d:
-            raise ConnectionError("closed")
-        self.buf += d
-
-    def line(self):
-        while b"\r\n" not in self.buf:
-            self._fill()
-        line, self.buf = self.buf.split(b"\r\n", 1)
-        return line
-
-    def exact(self, n):
-        while len(self.buf) < n:
-            self._fill()
-        d, self.buf = self.buf[:n], self.buf[n:]
-        return d
-
-    def set(self, cmd, data):
-        self.s.sendall(b"set %s 0 0 %d\r\n%s\r\n" % (cmd, len(data), data))
-        return self.line()
-
-    def subscribe(self, *topics):
-        r = self.set(b"subscribe", b" ".join(topics))
-        assert r == b"STORED", r
+        super().__init__(addr, port)
 
     def publish(self, topic, payload):
         return self.set(b"publish", b"MESSAGE %s %d\r\n%s\r\n" % (topic, len(payload), payload))
 
     def poll(self):
         """[(topics, payload)] queued for this client."""
-        self.s.sendall(b"get messages\r\n")
-        head = self.line()
-        if head == b"END":
-            return []
-        m = re.match(rb"VALUE messages 0 (\d+)$", head)
-        if not m:
-            raise ConnectionError(head.decode(errors="replace"))   # SERVER_ERROR ...
-        block = self.exact(int(m.group(1)) + 2)
-        assert self.line() == b"END"
-        out = []
-        while block:
-            hdr, block = block.split(b"\r\n", 1)
-            parts = hdr.split(b" ")
-            n = int(parts[-1])
-            out.append((tuple(parts[1:-1]), block[:n]))
-            block = block[n + 2:]
-        return out
+        return self.get_messages()
 
     def closed_within(self, t0, secs):
         """Seconds from t0 until the server closed this connection (after an
@@ -154,9 +112,6 @@ class Client:
             except OSError:
                 return time.time() - t0
         return None
-
-    def close(self):
-        self.s.close()
 
 
 def redis_subscriber(addr, channel):
