@@ -149,7 +149,9 @@ static int insert_before_reply(struct conn *c, struct evbuffer *blocks)
             evbuffer_free(head);
         return -1;
     }
-    c->held_from += evbuffer_get_length(blocks); /* (0: moved) */
+    /* held_from stays where it was: the blocks are part of the held answer,
+     * so a NOT_FOUND or a doom that replaces it drops them too (never a
+     * partial answer). */
     evbuffer_free(head);
     return 0;
 }
