@@ -98,16 +98,14 @@ static bool stopping(struct event_base *base, int r)
 
 void loop_run(struct server *srv, struct event_base *base)
 {
-    static int extra = -1;
-    if (extra < 0)
-        extra = getenv("KRAKEN_LOOP_EXTRA") ? atoi(getenv("KRAKEN_LOOP_EXTRA")) : 1;
     for (;;) {
         clock_turn_begin();
         int r = event_base_loop(base, srv->write_n ? EVLOOP_NONBLOCK : EVLOOP_ONCE);
         bool stop = stopping(base, r);
-        /* event_base_loop() clears the exit flags when it starts: check
-         * them after every call. */
-        for (int i = 0; i < extra && !stop && srv->write_n; i++) {
+        /* One non-blocking turn more while output waits: its input joins the
+         * same writes.  (event_base_loop() clears the exit flags when it
+         * starts: check them after every call.) */
+        if (!stop && srv->write_n) {
             clock_turn_begin();
             stop = stopping(base, event_base_loop(base, EVLOOP_NONBLOCK));
         }
