@@ -285,7 +285,7 @@ static void on_topic(struct topic *t, struct subscriber *s, bool gained, void *a
     t->upstream_pending = pending;
 }
 
-static void on_published(struct subscriber *publisher, enum topic_ns ns, const struct entry *e,
+static void on_published(struct subscriber *publisher, enum topic_ns ns, struct entry *e,
                          void *arg)
 {
     (void)arg;
@@ -296,6 +296,16 @@ static void on_published(struct subscriber *publisher, enum topic_ns ns, const s
     bool peer = publisher && publisher->peer;
     if (ns != TOPIC_NS_CHANNEL || cl.n == 0 || (cluster_is_link(publisher) && !peer))
         return;
+    /* Where each (entry, topic) entered the cluster (cluster_entered.h):
+     * here, when this core owns the topic now (under alt too, for a peer's:
+     * a move's other owner). */
+    for (uint32_t i = 0; i < e->ntopics; i++) {
+        const struct topic *t = e->topics[i];
+        uint64_t h = cluster_name_hash(t->name, t->len);
+        int k = cluster_owner_in(&cl.cur, h), a = cluster_owner_in(&cl.alt, h);
+        if (cluster_entered(peer, k >= 0 && cl.cores[k]->self, a >= 0 && cl.cores[a]->self))
+            entry_set_entered(e, i);
+    }
     if (e->ntopics > cl.owners_cap) {
         int *o = realloc(cl.owners, e->ntopics * sizeof *o);
         if (!o) {

@@ -18,6 +18,7 @@
 
 #include "cluster.h"
 #include "cluster_ack.h"
+#include "cluster_entered.h"
 #include "cluster_hash.h"
 
 struct conn;
@@ -198,12 +199,8 @@ void cluster_missing_warn(const struct cluster_name *miss, size_t n);
 void cluster_ack_quiet(struct ack_holder *h, bool ok, void *arg);
 
 /* cluster_served.c: since when the retention of a topic owned here is
- * complete.  A moment: a unix second and a number of the router's publish
- * sequence taken for it; entries after it (seq) are all here. */
-struct cluster_point {
-    int64_t time;
-    uint64_t seq;
-};
+ * complete (a moment, struct cluster_point: cluster_entered.h); entries
+ * after it (seq) are all here. */
 #define CLUSTER_NEVER ((struct cluster_point){INT64_MAX, UINT64_MAX})
 /* Takes a moment now (a seq number of its own). */
 struct cluster_point cluster_served_now(void);
@@ -221,6 +218,17 @@ void cluster_served_gained(struct topic *t, struct cluster_point since);
  * False when it is not owned here.  Without any configuration remembered
  * (out of memory): true, from when it was forgotten. */
 bool cluster_served_since(const struct topic *t, struct cluster_point *since);
+/* The cores (indices in cl.cores, self included) that owned t under cur or
+ * alt in a configuration in force at some moment after the horizon h (a
+ * publish seq, or a second: cluster_hist_first): where its entries since
+ * then entered the cluster.  Returns their count, at most max; -1 when it
+ * cannot tell (the history does not reach back to h, or one of them is not
+ * live: what entered there cannot be asked for; or more than max). */
+int cluster_served_owners(const struct topic *t, bool by_seq, int64_t h, int *out, int max);
+/* The core (index in cl.cores) that owned t under cur when the entry of
+ * publish seq `seq' was published here (where this node forwarded it, if
+ * not here), -1: unknown (older than the history) or not live. */
+int cluster_served_owner_at(const struct topic *t, uint64_t seq);
 void cluster_served_free(void);
 
 /* cluster_fresh.c: whether the view may be stale (this node stopped). */

@@ -65,9 +65,12 @@ struct cluster_retro_req {
     int64_t from_time;               /* ... and after this second are wanted */
     uint32_t count0;                 /* the client's queue length when asked */
     bool refused;                    /* the request is answered NOT_FOUND */
+    bool entered;                    /* a link_entered request (across a move) */
     uint32_t ntopics;
     struct topic **topics;           /* referenced (topic_ref) */
     bool *held;                      /* the client held topics[i] when it asked */
+    bool *own;                       /* this request adds this node's own entries
+                                        of topics[i] (one request per topic does) */
     struct entry **got;              /* the answer's entries, by second */
     size_t ngot, capgot;
     size_t got_bytes;                /* the answer's length so far */
@@ -101,6 +104,7 @@ static void req_free(struct cluster_retro_req *q)
         topic_unref(&router()->topics, q->topics[i]);
     free(q->topics);
     free(q->held);
+    free(q->own);
     free(q);
 }
 
@@ -156,49 +160,83 @@ static bool can_fetch(const struct cluster_core *k)
     return k->link && !conn_is_closing(k->link) && !k->polling;
 }
 
+#define MAX_OWNERS 8 /* cores that owned a topic since a horizon, at most */
+
+/* The cores that owned t since the horizon (cluster_served_owners) when
+ * each of them can be asked (self, or a live link that answers), else -1. */
+static int entered_owners(const struct topic *t, int kind, int64_t h, int *o)
+{
+    int n = cluster_served_owners(t, kind == ROUTER_BY_SEQ, h, o, MAX_OWNERS);
+    for (int i = 0; i < n; i++)
+        if (!cl.cores[o[i]]->self && !can_fetch(cl.cores[o[i]]))
+            return -1;
+    return n;
+}
+
+enum plan { PLAN_LOCAL, PLAN_TOO_OLD, PLAN_PLAIN, PLAN_ENTERED };
+
+/* Where the entries of channel t since the horizon come from (see
+ * cluster_retro_classify).  PLAN_ENTERED: from each core that owned it
+ * since (o[0..*no), self included or not), each giving what entered the
+ * cluster there; PLAN_PLAIN: from its owner k (owner_index). */
+static enum plan plan(const struct topic *t, int kind, int64_t h, int *o, int *no)
+{
+    int k = owner_index(t);
+    struct cluster_point since;
+    if (k < 0) {
+        /* Owned here: complete since it became ours (cluster_served.c). */
+        if (!cluster_served_since(t, &since) ||
+            !(kind == ROUTER_BY_SEQ ? since.seq > (uint64_t)h : since.time > h))
+            return PLAN_LOCAL;
+        *no = entered_owners(t, kind, h, o);
+        return *no > 1 ? PLAN_ENTERED : PLAN_TOO_OLD;
+    }
+    bool covered = kind == ROUTER_BY_SEQ ? t->upstream_seq <= (uint64_t)h
+                                         : t->upstream_since < h;
+    if (covered && !t->upstream_pending)
+        return PLAN_LOCAL;
+    *no = entered_owners(t, kind, h, o);
+    if (*no > 1)
+        return PLAN_ENTERED; /* owned by another core since: ask each */
+    /* Moving (its owner under alt is another core) and the history cannot
+     * tell where its entries entered: the one under cur answers only for
+     * itself.  NOT_FOUND: the client reloads. */
+    int a = cluster_owner_in(&cl.alt, cluster_name_hash(t->name, t->len));
+    return can_fetch(cl.cores[k]) && a == k ? PLAN_PLAIN : PLAN_TOO_OLD;
+}
+
 /* A topic served here: the retention is the owner's, complete since the
- * topic became owned here (cluster_served.c); a horizon before that is too
- * old (the entries entered at its previous owner).  A topic owned
- * elsewhere held upstream (confirmed) since before the horizon (a
- * `retro_subscribe` second strictly later than the upstream subscription's;
- * a `register` made after it): this node's retention.  Otherwise its owner
- * is asked, and so for every topic of that owner in the request, so that
- * the answer keeps each publisher's order on that core; unless the topic is
- * moving (owned by another core under alt): too old, since entries after
- * the horizon may have entered at either owner.  A polled upstream (the
- * original Kraken) cannot be asked: too old.  A proxy that sees no live
- * core can vouch for nothing: too old. */
+ * topic became owned here (cluster_served.c).  A topic owned elsewhere held
+ * upstream (confirmed) since before the horizon (a `retro_subscribe` second
+ * strictly later than the upstream subscription's; a `register` made after
+ * it): this node's retention.  Otherwise, when it has had one owner since
+ * the horizon, that owner is asked, and so for every topic of that owner in
+ * the request, so that the answer keeps each publisher's order on that
+ * core.  When it has had several (a move since the horizon, or under way;
+ * served here or not), each of them is asked for what entered the cluster
+ * there (link_entered), and this node adds its own (cluster_served.c tells
+ * which, and whether they are all live; else too old).  A polled upstream
+ * (the original Kraken) cannot be asked: too old.  A proxy that sees no
+ * live core can vouch for nothing: too old. */
 void cluster_retro_classify(struct topic *const *topics, uint32_t n, int kind, int64_t h,
                             uint8_t *src, void *arg)
 {
     (void)arg;
     bool ask[64] = {false}; /* by core index; more cores than that: asked per topic */
+    int o[MAX_OWNERS], no;
     for (uint32_t i = 0; i < n; i++) {
         const struct topic *t = topics[i];
-        if (t->ns == TOPIC_NS_CHANNEL && cl.n == 0) {
+        if (t->ns != TOPIC_NS_CHANNEL)
+            continue;
+        if (cl.n == 0) {
             src[i] = ROUTER_RETRO_TOO_OLD; /* alone (cluster.c) */
             continue;
         }
+        enum plan p = plan(t, kind, h, o, &no);
+        src[i] = p == PLAN_LOCAL ? ROUTER_RETRO_LOCAL
+                 : p == PLAN_TOO_OLD ? ROUTER_RETRO_TOO_OLD : ROUTER_RETRO_UPSTREAM;
         int k = owner_index(t);
-        struct cluster_point since;
-        if (k < 0) {
-            /* Owned here: complete since it became ours (cluster_served.c). */
-            if (t->ns == TOPIC_NS_CHANNEL && cluster_served_since(t, &since) &&
-                (kind == ROUTER_BY_SEQ ? since.seq > (uint64_t)h : since.time > h))
-                src[i] = ROUTER_RETRO_TOO_OLD;
-            continue;
-        }
-        bool covered = kind == ROUTER_BY_SEQ ? t->upstream_seq <= (uint64_t)h
-                                             : t->upstream_since < h;
-        if (covered && !t->upstream_pending)
-            continue;
-        /* Moving (its owner under alt is another core): an entry since the
-         * horizon may have entered at either owner, and the one under cur
-         * answers only for itself.  NOT_FOUND: the client reloads. */
-        int a = cluster_owner_in(&cl.alt, cluster_name_hash(t->name, t->len));
-        src[i] = can_fetch(cl.cores[k]) && a == k ? ROUTER_RETRO_UPSTREAM
-                                                   : ROUTER_RETRO_TOO_OLD;
-        if (src[i] == ROUTER_RETRO_UPSTREAM && k < 64)
+        if (p == PLAN_PLAIN && k < 64)
             ask[k] = true;
     }
     for (uint32_t i = 0; i < n; i++) {
@@ -208,31 +246,41 @@ void cluster_retro_classify(struct topic *const *topics, uint32_t n, int kind, i
     }
 }
 
-/* Sends one link_retro request to k for the topics of ts owned by k, and
- * makes c wait for its answer.  Returns false when out of memory. */
-static bool ask(struct cluster_core *k, int kidx, struct conn *c, struct topic *const *ts,
-                const bool *held, uint32_t n, int kind, int64_t h, int64_t h_time)
+/* Sends one request to k for the topics ts[i] with pick[i] (link_entered
+ * when `entered', else link_retro), and makes c wait for its answer; own[i]:
+ * this request adds this node's own entries of ts[i].  Returns false when
+ * out of memory. */
+static bool ask(struct cluster_core *k, struct conn *c, struct topic *const *ts,
+                const bool *held, const bool *pick, const bool *own, uint32_t n, bool entered,
+                int kind, int64_t h, int64_t h_time)
 {
     struct cluster_retro_req *q = calloc(1, sizeof *q);
     if (!q || !(q->topics = malloc(n * sizeof *q->topics)) ||
-        !(q->held = malloc(n * sizeof *q->held))) {
-        if (q)
+        !(q->held = malloc(n * sizeof *q->held)) || !(q->own = malloc(n * sizeof *q->own))) {
+        if (q) {
             free(q->topics);
+            free(q->held);
+        }
         free(q);
         return false;
     }
     int64_t horizon = kind == ROUTER_BY_TIME ? h : h_time - 1;
     size_t len = proto_digits((uint64_t)(horizon < 0 ? 0 : horizon)) + 2;
     for (uint32_t i = 0; i < n; i++)
-        if (owner_index(ts[i]) == kidx) {
+        if (pick[i]) {
             len += (q->ntopics ? 1 : 0) + ts[i]->len;
             q->held[q->ntopics] = held[i];
+            q->own[q->ntopics] = own[i];
             q->topics[q->ntopics++] = ts[i];
             topic_ref(ts[i]);
         }
     q->core = k;
+    q->entered = entered;
     q->req_seq = router()->seq;
-    q->from_seq = k->link_seq;
+    /* A plain answer has every entry of the owner's but those forwarded on
+     * this link; a link_entered one, what entered there: which of this
+     * node's own are in it is told per entry (own_pair). */
+    q->from_seq = entered ? 0 : k->link_seq;
     if (kind == ROUTER_BY_SEQ && (uint64_t)h > q->from_seq)
         q->from_seq = (uint64_t)h;
     q->from_time = kind == ROUTER_BY_TIME ? h : INT64_MIN;
@@ -240,8 +288,8 @@ static bool ask(struct cluster_core *k, int kidx, struct conn *c, struct topic *
 
     cluster_emit(k); /* what is batched (this topic's subscribe, publishes) goes first */
     struct evbuffer *out = k->link->out;
-    evbuffer_add_printf(out, "set link_retro 0 0 %zu\r\n%" PRId64 "\r\n", len,
-                        horizon < 0 ? 0 : horizon);
+    evbuffer_add_printf(out, "set %s 0 0 %zu\r\n%" PRId64 "\r\n",
+                        entered ? "link_entered" : "link_retro", len, horizon < 0 ? 0 : horizon);
     for (uint32_t i = 0; i < q->ntopics; i++) {
         if (i)
             evbuffer_add(out, " ", 1);
@@ -268,6 +316,49 @@ static bool ask(struct cluster_core *k, int kidx, struct conn *c, struct topic *
     return true;
 }
 
+/* The requests of cluster_retro_defer: the plain ones (to each topic's
+ * owner, for the topics of that owner), then the link_entered ones (to each
+ * core that owned one of the topics since the horizon; the first to carry a
+ * topic adds this node's own entries of it).  False: out of memory. */
+static bool ask_all(struct conn *c, struct topic *const *ts, const bool *held, uint32_t n,
+                    int kind, int64_t h, int64_t h_time, const uint8_t *plans,
+                    const uint64_t *owners, bool *pick, bool *own)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        int k = owner_index(ts[i]);
+        if (plans[i] == PLAN_ENTERED)
+            continue;
+        bool first = true;
+        for (uint32_t j = 0; j < i && first; j++)
+            first = plans[j] == PLAN_ENTERED || owner_index(ts[j]) != k;
+        if (!first)
+            continue;
+        for (uint32_t j = 0; j < n; j++)
+            own[j] = pick[j] = plans[j] != PLAN_ENTERED && owner_index(ts[j]) == k;
+        if (!ask(cl.cores[k], c, ts, held, pick, own, n, false, kind, h, h_time))
+            return false;
+    }
+    bool *carried = own + n; /* a request adds this node's own entries of ts[j] */
+    memset(carried, 0, n * sizeof *carried);
+    for (size_t k = 0; k < cl.n && k < 64; k++) {
+        if (cl.cores[k]->self)
+            continue;
+        bool any = false;
+        for (uint32_t j = 0; j < n; j++) {
+            pick[j] = plans[j] == PLAN_ENTERED && (owners[j] >> k & 1);
+            own[j] = pick[j] && !carried[j];
+            any |= pick[j];
+        }
+        if (!any)
+            continue;
+        if (!ask(cl.cores[k], c, ts, held, pick, own, n, true, kind, h, h_time))
+            return false;
+        for (uint32_t j = 0; j < n; j++)
+            carried[j] |= own[j];
+    }
+    return true;
+}
+
 bool cluster_retro_defer(struct subscriber *s, struct topic *const *ts, const bool *held,
                          uint32_t n, int kind, int64_t h, int64_t h_time, void *arg)
 {
@@ -275,23 +366,42 @@ bool cluster_retro_defer(struct subscriber *s, struct topic *const *ts, const bo
     struct conn *c = s->owner;
     if (!c || !c->out || c->ops == &proto_link)
         return false;
-    for (uint32_t i = 0; i < n; i++) {
-        int k = owner_index(ts[i]);
-        if (k < 0 || !can_fetch(cl.cores[k]))
-            return false; /* classify said otherwise a moment ago: cannot happen */
-        bool first = true;
-        for (uint32_t j = 0; j < i && first; j++)
-            first = owner_index(ts[j]) != k;
-        if (first && !ask(cl.cores[k], k, c, ts, held, n, kind, h, h_time)) {
-            klog(LOG_ERROR, "%s %" PRIu64 " (%s): out of memory asking core %s for a "
-                 "retroactive subscription; answering NOT_FOUND", c->ops->log_name, c->sub.id,
-                 c->peer, cl.cores[k]->name);
-            for (struct cluster_retro_req *q = c->retro; q; q = q->cnext)
-                q->refused = true; /* the router answers NOT_FOUND already */
-            return false;
+    /* What classify decided a moment ago, again: a topic handed here is
+     * either asked of its owners one by one (PLAN_ENTERED) or of its owner. */
+    uint8_t *plans = malloc(n);
+    uint64_t *owners = calloc(n, sizeof *owners);
+    bool *pick = malloc(n * sizeof *pick), *own = malloc(2 * n * sizeof *own);
+    bool ok = plans && owners && pick && own;
+    for (uint32_t i = 0; i < n && ok; i++) {
+        int o[MAX_OWNERS], no = 0;
+        plans[i] = (uint8_t)plan(ts[i], kind, h, o, &no);
+        if (plans[i] == PLAN_ENTERED) {
+            /* A child's answer is relayed whole (cluster_relay.c), which
+             * cannot tell this node's own pairs apart: too old (left). */
+            for (int j = 0; j < no; j++)
+                if (o[j] < 64)
+                    owners[i] |= (uint64_t)1 << o[j];
+                else
+                    ok = false;
+            if (c->sub.child)
+                ok = false;
+        } else if (owner_index(ts[i]) < 0 || !can_fetch(cl.cores[owner_index(ts[i])])) {
+            ok = false; /* classify said otherwise a moment ago: cannot happen */
         }
     }
-    return true;
+    bool asked = ok && ask_all(c, ts, held, n, kind, h, h_time, plans, owners, pick, own);
+    if (ok && !asked) {
+        klog(LOG_ERROR, "%s %" PRIu64 " (%s): out of memory asking the owners for a "
+             "retroactive subscription; answering NOT_FOUND", c->ops->log_name, c->sub.id,
+             c->peer);
+        for (struct cluster_retro_req *q = c->retro; q; q = q->cnext)
+            q->refused = true; /* the router answers NOT_FOUND already */
+    }
+    free(plans);
+    free(owners);
+    free(pick);
+    free(own);
+    return asked;
 }
 
 /* ---- the answer ---- */
@@ -394,10 +504,31 @@ static int cmp_seq(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* Whether topic i of e, one of this node's own entries (local_entries),
+ * goes into q's answer: a topic of q whose own entries q adds (marked
+ * omark); for a link_entered request, only if the owners asked leave it
+ * out: it entered the cluster here, or this node forwarded it to its owner
+ * then on the link still open (the owner leaves out what that link
+ * published; an older link's it gives).  -1: that owner is unknown (the
+ * history does not reach back to it): the answer cannot be vouched for. */
+static int own_pair(const struct cluster_retro_req *q, const struct entry *e, uint32_t i,
+                    uint64_t omark)
+{
+    if (e->topics[i]->mark != omark)
+        return 0;
+    if (!q->entered || entry_entered_at(e, i))
+        return 1;
+    int x = cluster_served_owner_at(e->topics[i], e->seq);
+    if (x < 0)
+        return -1;
+    return cl.cores[x]->self || e->seq > cl.cores[x]->link_seq;
+}
+
 /* This node's own entries (not from a link, not the client's) on q's
- * topics (marked tmark) published after the horizon and before the
- * request, by seq; into *out (malloc'd).  Returns the count, -1 on failure. */
-static long local_entries(struct cluster_retro_req *q, struct subscriber *s, uint64_t tmark,
+ * topics whose own entries it adds (marked omark, own_pair) published
+ * after the horizon and before the request, by seq; into *out (malloc'd).
+ * Returns the count, -1 on failure, -2 when own_pair cannot tell. */
+static long local_entries(struct cluster_retro_req *q, struct subscriber *s, uint64_t omark,
                           struct entry ***out)
 {
     struct router *r = router();
@@ -406,7 +537,7 @@ static long local_entries(struct cluster_retro_req *q, struct subscriber *s, uin
     size_t n = 0, cap = 0;
     for (uint32_t i = 0; i < q->ntopics; i++) {
         struct retain *sh = &r->shards[q->topics[i]->shard];
-        if (sh->mark == smark)
+        if (!q->own[i] || sh->mark == smark)
             continue;
         sh->mark = smark;
         for (uint32_t j = retain_first_after_seq(sh, q->from_seq); j < sh->count; j++) {
@@ -417,9 +548,15 @@ static long local_entries(struct cluster_retro_req *q, struct subscriber *s, uin
                 (e->publisher & CLUSTER_LINK_ID_BIT) || e->publisher == s->id)
                 continue;
             e->mark = emark;
-            bool match = false;
-            for (uint32_t k = 0; k < e->ntopics && !match; k++)
-                match = e->topics[k]->mark == tmark;
+            int match = 0;
+            for (uint32_t k = 0; k < e->ntopics && match >= 0; k++) {
+                int m = own_pair(q, e, k, omark);
+                match = m < 0 ? m : match | m;
+            }
+            if (match < 0) {
+                free(v);
+                return -2;
+            }
             if (!match)
                 continue;
             if (n == cap && reserve(&v, &cap, n + 1) < 0) {
@@ -433,6 +570,39 @@ static long local_entries(struct cluster_retro_req *q, struct subscriber *s, uin
         qsort(v, n, sizeof *v, cmp_seq);
     *out = v;
     return (long)n;
+}
+
+/* Queues e (of an answer: it lists q's topics only, each marked m1 or m2)
+ * to s. */
+static int enqueue_got(struct router *r, struct subscriber *s, struct entry *e, uint64_t m1,
+                       uint64_t m2)
+{
+    struct qitem *it = queue_push(&s->queue, e);
+    if (!it) {
+        router_fail_subscriber(r, s);
+        return -1;
+    }
+    for (uint32_t i = 0; i < e->ntopics; i++)
+        if ((e->topics[i]->mark == m1 || e->topics[i]->mark == m2) && qitem_add_topic(it, i) < 0)
+            router_fail_subscriber(r, s);
+    router_commit(r, s);
+    return 0;
+}
+
+/* Queues e (one of local_entries') to s listing its pairs own_pair takes. */
+static int enqueue_own(struct router *r, struct subscriber *s, const struct cluster_retro_req *q,
+                       struct entry *e, uint64_t omark)
+{
+    struct qitem *it = queue_push(&s->queue, e);
+    if (!it) {
+        router_fail_subscriber(r, s);
+        return -1;
+    }
+    for (uint32_t i = 0; i < e->ntopics; i++)
+        if (own_pair(q, e, i, omark) > 0 && qitem_add_topic(it, i) < 0)
+            router_fail_subscriber(r, s);
+    router_commit(r, s);
+    return 0;
 }
 
 /* Whether this node's retention still holds every entry local_entries wants. */
@@ -479,11 +649,18 @@ static void deliver(struct cluster_retro_req *q)
         refuse(c);
         return;
     }
-    uint64_t tmark = ++r->epoch;
+    uint64_t tmark = ++r->epoch, omark = ++r->epoch;
     for (uint32_t i = 0; i < q->ntopics; i++)
-        q->topics[i]->mark = tmark;
+        q->topics[i]->mark = q->own[i] ? omark : tmark;
     struct entry **mine = NULL;
-    long nmine = local_entries(q, s, tmark, &mine);
+    long nmine = local_entries(q, s, omark, &mine);
+    if (nmine == -2) {
+        klog(LOG_WARNING, "%s %" PRIu64 " (%s): its retroactive subscription reaches entries "
+             "older than the owner sets this node remembers; answering NOT_FOUND",
+             c->ops->log_name, s->id, c->peer);
+        refuse(c);
+        return;
+    }
     uint32_t from = q->count0 < s->queue.count ? q->count0 : s->queue.count;
     uint32_t ncut = s->queue.count - from;
     struct qitem *cut = ncut ? malloc(ncut * sizeof *cut) : NULL;
@@ -508,8 +685,10 @@ static void deliver(struct cluster_retro_req *q)
     }
     while ((a < q->ngot || b < (size_t)nmine) && !s->overflowed) {
         bool take_got = b == (size_t)nmine || (a < q->ngot && q->got[a]->time <= mine[b]->time);
-        struct entry *e = take_got ? q->got[a++] : mine[b++];
-        if (router_enqueue_marked(r, s, e, tmark) < 0)
+        /* (an answer's entries list q's topics only, marked tmark or omark) */
+        int rc = take_got ? enqueue_got(r, s, q->got[a++], tmark, omark)
+                          : enqueue_own(r, s, q, mine[b++], omark);
+        if (rc < 0)
             break; /* s failed: it is disconnected */
     }
     /* A topic the client held all along is not stripped: its entries in

@@ -32,7 +32,13 @@
  * The inverse case, the previous owner answering for a topic it gave away,
  * is cluster_move.c's: a topic it still holds keeps the moment its
  * retention was complete from (cluster_served_since()) as its upstream
- * subscription's. */
+ * subscription's.
+ *
+ * The same history tells which cores owned a topic since a horizon
+ * (cluster_served_owners: the entries since then entered the cluster at
+ * those, each marked there, cluster_entered.h), and to which core this
+ * node forwarded an entry of its own (cluster_served_owner_at): what a
+ * retroactive subscription across a move asks for (cluster_retro.c). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -185,4 +191,68 @@ void cluster_served_gained(struct topic *t, struct cluster_point since)
     t->served_time = since.time;
     t->served_seq = since.seq;
     t->served_cfg = next_id;
+}
+
+/* The live core (index in cl.cores) named by n, -1: none. */
+static int live_index(const struct cluster_hash_node *n)
+{
+    for (size_t i = 0; i < cl.n; i++)
+        if (cl.cores[i]->len == n->len && !memcmp(cl.cores[i]->name, n->name, n->len))
+            return (int)i;
+    return -1;
+}
+
+/* The moments of the remembered configurations, oldest first, into at. */
+static void moments(struct cluster_point *at)
+{
+    for (size_t i = 0; i < count; i++)
+        at[i] = nth(i)->at;
+}
+
+int cluster_served_owners(const struct topic *t, bool by_seq, int64_t h, int *out, int max)
+{
+    if (!count)
+        return -1;
+    struct cluster_point at[HIST_MAX];
+    moments(at);
+    bool whole = nth(0)->id == 1 && floor_at.time == INT64_MIN;
+    long first = cluster_hist_first(at, count, whole, by_seq, h);
+    if (first < 0)
+        return -1;
+    uint64_t hh = cluster_name_hash(t->name, t->len);
+    int n = 0;
+    for (size_t i = (size_t)first; i < count; i++) {
+        const struct hist_set *sets[2] = {&nth(i)->cur, &nth(i)->alt};
+        for (int j = 0; j < 2; j++) {
+            int o = cluster_owner(sets[j]->hn, sets[j]->n, hh);
+            if (o < 0)
+                continue;
+            int k = live_index(&sets[j]->hn[o]);
+            if (k < 0)
+                return -1; /* not live: what entered there cannot be asked for */
+            bool dup = false;
+            for (int m = 0; m < n && !dup; m++)
+                dup = out[m] == k;
+            if (dup)
+                continue;
+            if (n == max)
+                return -1;
+            out[n++] = k;
+        }
+    }
+    return n;
+}
+
+int cluster_served_owner_at(const struct topic *t, uint64_t seq)
+{
+    if (!count)
+        return -1;
+    struct cluster_point at[HIST_MAX];
+    moments(at);
+    long i = cluster_hist_at(at, count, seq);
+    if (i < 0)
+        return -1;
+    const struct hist_set *s = &nth((size_t)i)->cur;
+    int o = cluster_owner(s->hn, s->n, cluster_name_hash(t->name, t->len));
+    return o < 0 ? -1 : live_index(&s->hn[o]);
 }

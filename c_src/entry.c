@@ -116,9 +116,11 @@ void entry_observe_wait(const struct entry *e, int64_t now_ms)
     entry_observe_waits(&e->ctx->wait, e->publish_ms, now_ms, 1);
 }
 
+/* The block ends with the `entered' bitmap, one bit per topic (entry.h). */
 static size_t entry_block_size(size_t ntopics, size_t hdr, size_t len)
 {
-    return sizeof(struct entry) + ntopics * sizeof(struct topic *) + hdr + len + 2;
+    return sizeof(struct entry) + ntopics * sizeof(struct topic *) + hdr + len + 2 +
+           (ntopics + 7) / 8;
 }
 
 struct entry *entry_new(struct entry_ctx *ctx, struct topic *const *topics, uint32_t ntopics,
@@ -162,6 +164,7 @@ struct entry *entry_new(struct entry_ctx *ctx, struct topic *const *topics, uint
         memcpy(w, payload, len);
     w[len] = '\r';
     w[len + 1] = '\n';
+    memset(w + len + 2, 0, (ntopics + 7) / 8); /* entry_entered(e) */
     return e;
 }
 

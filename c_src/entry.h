@@ -6,14 +6,21 @@
  * memory is one block:
  *
  *   struct entry | topics[ntopics] | "MESSAGE t1 t2 ... <len>\r\n" | payload | "\r\n"
+ *   | entered[(ntopics + 7) / 8]
  *
  * so the usual delivery (the subscriber holds every topic of the entry) is one
  * contiguous byte range, `wire`, that goes to the socket as it is.  An entry
  * holds a reference on each of its topics (topic.h), so topic names outlive
- * their last subscriber while an entry still needs them. */
+ * their last subscriber while an entry still needs them.
+ *
+ * `entered' has one bit per topic, set by the cluster (cluster.c,
+ * on_published) when the entry entered the cluster at this node for that
+ * topic: its publisher was a local client or a peer, and this core owned the
+ * topic then (docs/cluster.md, "Across moves").  Zero everywhere else. */
 #ifndef KRAKEN_ENTRY_H
 #define KRAKEN_ENTRY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -81,6 +88,22 @@ static inline size_t entry_wire_len(const struct entry *e)
 static inline const char *entry_payload(const struct entry *e)
 {
     return e->wire + e->hdr_len;
+}
+
+/* The entered bitmap (bit i: topics[i]), after the wire bytes. */
+static inline unsigned char *entry_entered(const struct entry *e)
+{
+    return (unsigned char *)e->wire + entry_wire_len(e);
+}
+
+static inline bool entry_entered_at(const struct entry *e, uint32_t i)
+{
+    return entry_entered(e)[i / 8] >> (i % 8) & 1;
+}
+
+static inline void entry_set_entered(struct entry *e, uint32_t i)
+{
+    entry_entered(e)[i / 8] |= (unsigned char)(1u << (i % 8));
 }
 
 /* A monotonic clock in milliseconds (CLOCK_MONOTONIC, as engine_now_ms). */

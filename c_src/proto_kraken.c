@@ -102,12 +102,19 @@ static const char *do_retro(struct conn *c, const struct proto_request *req,
 
 static bool write_messages(struct conn *c);
 
-/* Size of e on a MESSAGE line listing only its topics marked `mark`. */
-static size_t marked_size(const struct entry *e, uint64_t mark)
+/* Whether topic i of e goes on its line: marked `mark`, and (entered)
+ * entered the cluster here (entry.h). */
+static bool listed(const struct entry *e, uint32_t i, uint64_t mark, bool entered)
+{
+    return e->topics[i]->mark == mark && (!entered || entry_entered_at(e, i));
+}
+
+/* Size of e on a MESSAGE line listing only its topics listed(). */
+static size_t marked_size(const struct entry *e, uint64_t mark, bool entered)
 {
     size_t n = sizeof "MESSAGE " - 1 + proto_digits(e->payload_len) + 2 + e->payload_len + 2;
     for (uint32_t i = 0; i < e->ntopics; i++)
-        if (e->topics[i]->mark == mark)
+        if (listed(e, i, mark, entered))
             n += e->topics[i]->len + 1;
     return n;
 }
@@ -137,18 +144,18 @@ static size_t marked_size(const struct entry *e, uint64_t mark)
  * NOT_FOUND (the asking client reloads): it is copied whole into the output
  * at once, so it must stay bounded. */
 static int kraken_retro_blocks(struct engine *eng, struct evbuffer *out, struct entry *const *v,
-                               size_t found, uint64_t mark)
+                               size_t found, uint64_t mark, bool entered)
 {
     size_t total = 0, max_block = eng->cfg.max_request_bytes - 2;
     for (size_t i = 0; i < found && total <= eng->cfg.max_queue_bytes; i++)
-        total += marked_size(v[i], mark) + 64; /* 64: its share of a block's header */
+        total += marked_size(v[i], mark, entered) + 64; /* 64: its share of a block's header */
     if (total > eng->cfg.max_queue_bytes)
         return -2;
     for (size_t i = 0; i < found;) {
         size_t j = i;
         size_t block = 0;
         for (; j < found && v[j]->time == v[i]->time; j++) {
-            size_t m = marked_size(v[j], mark);
+            size_t m = marked_size(v[j], mark, entered);
             if (j > i && block + m > max_block)
                 break;
             block += m;
@@ -161,7 +168,7 @@ static int kraken_retro_blocks(struct engine *eng, struct evbuffer *out, struct 
             if (evbuffer_add(out, "MESSAGE", 7) < 0)
                 return -1;
             for (uint32_t k = 0; k < e->ntopics; k++)
-                if (e->topics[k]->mark == mark &&
+                if (listed(e, k, mark, entered) &&
                     (evbuffer_add(out, " ", 1) < 0 ||
                      evbuffer_add(out, e->topics[k]->name, e->topics[k]->len) < 0))
                     return -1;
@@ -179,7 +186,7 @@ static int kraken_retro_blocks(struct engine *eng, struct evbuffer *out, struct 
 static int kraken_retro_answer(struct conn *c, struct evbuffer *out, struct entry *const *v,
                                size_t n, uint64_t mark)
 {
-    return kraken_retro_blocks(c->eng, out, v, n, mark);
+    return kraken_retro_blocks(c->eng, out, v, n, mark, false);
 }
 
 static const char *do_link_retro(struct conn *c, const struct proto_request *req,
@@ -212,9 +219,50 @@ static const char *do_link_retro(struct conn *c, const struct proto_request *req
             return NULL;
         return PROTO_STORED; /* held; NOT_FOUND if an owner refuses */
     }
-    int rc = kraken_retro_blocks(eng, c->out, eng->router.tmp_entries, (size_t)found, mark);
+    int rc = kraken_retro_blocks(eng, c->out, eng->router.tmp_entries, (size_t)found, mark,
+                                 false);
     if (rc == -2) {
         klog(LOG_WARNING, "client %" PRIu64 " (%s): a link_retro answer is longer than "
+             "max_client_queue_bytes (%zu); answering NOT_FOUND", c->sub.id, c->peer,
+             eng->cfg.max_queue_bytes);
+        return PROTO_NOT_FOUND;
+    }
+    return rc < 0 ? NULL : PROTO_STORED;
+}
+
+/* `set link_entered` (docs/cluster.md, "Across moves"): as link_retro, but
+ * answered with only the entries that entered the cluster at this node
+ * (entry.h, `entered'), each listing only the requested topics at which it
+ * entered here; the link is not subscribed (the node asking holds the
+ * topics at their current owners).  The node asking sends it to each core
+ * that owned the topics since the horizon, and takes the union: every
+ * entry entered at exactly one of them.  NOT_FOUND when this node's
+ * retention lost entries of those topics after the horizon.  Peers only. */
+static const char *do_link_entered(struct conn *c, const struct proto_request *req,
+                                   const char **error)
+{
+    struct engine *eng = c->eng;
+    if (!c->sub.peer)
+        return "ERROR\r\n";
+    int64_t horizon;
+    struct proto_slice topics;
+    if (proto_parse_retro(req->data, req->data_len, &horizon, &topics, error) < 0)
+        return *error;
+    long n = engine_split_topics(eng, topics.p, topics.len);
+    if (n < 0)
+        return NULL;
+    if (c->sub.push && c->sub.queue.count && !write_messages(c))
+        return NULL;
+    uint64_t mark;
+    long found = router_entered_fetch(&eng->router, &c->sub, eng->slices, (uint32_t)n, horizon,
+                                      &mark);
+    if (found == -2)
+        return PROTO_NOT_FOUND;
+    if (found < 0)
+        return NULL;
+    int rc = kraken_retro_blocks(eng, c->out, eng->router.tmp_entries, (size_t)found, mark, true);
+    if (rc == -2) {
+        klog(LOG_WARNING, "client %" PRIu64 " (%s): a link_entered answer is longer than "
              "max_client_queue_bytes (%zu); answering NOT_FOUND", c->sub.id, c->peer,
              eng->cfg.max_queue_bytes);
         return PROTO_NOT_FOUND;
@@ -401,6 +449,9 @@ static const char *execute(struct conn *c, const struct proto_request *req, int6
         break;
     case PROTO_SET_LINK_RETRO:
         r = do_link_retro(c, req, &error);
+        break;
+    case PROTO_SET_LINK_ENTERED:
+        r = do_link_entered(c, req, &error);
         break;
     case PROTO_SET_UNSUBSCRIBE:
         return do_unsubscribe(c, req);

@@ -69,7 +69,8 @@ static bool has_cr_lf(const char *p, size_t len)
  * latter's after its horizon line, which proto_parse_retro checks). */
 static bool topics_have_cr_lf(enum proto_cmd cmd, const char *data, size_t len)
 {
-    if (cmd == PROTO_SET_RETRO_SUBSCRIBE || cmd == PROTO_SET_LINK_RETRO) {
+    if (cmd == PROTO_SET_RETRO_SUBSCRIBE || cmd == PROTO_SET_LINK_RETRO ||
+        cmd == PROTO_SET_LINK_ENTERED) {
         const char *nl = find_nl(data, len);
         if (!nl)
             return false;
@@ -119,6 +120,7 @@ static int set_command(const struct token *key, enum proto_cmd *cmd)
         {"unsubscribe", PROTO_SET_UNSUBSCRIBE}, {"publish", PROTO_SET_PUBLISH},
         {"push", PROTO_SET_PUSH},           {"link_retro", PROTO_SET_LINK_RETRO},
         {"peer", PROTO_SET_PEER},           {"child", PROTO_SET_CHILD},
+        {"link_entered", PROTO_SET_LINK_ENTERED},
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         if (slice_is(key->p, key->len, keys[i].name)) {

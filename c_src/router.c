@@ -459,6 +459,55 @@ long router_retro_fetch(struct router *r, struct subscriber *s,
     return retro_collect(r, s, topics, ntopics, ROUTER_BY_TIME, h, h, !defer, tmark, &dmark);
 }
 
+long router_entered_fetch(struct router *r, const struct subscriber *s,
+                          const struct proto_slice *topics, uint32_t ntopics, int64_t h,
+                          uint64_t *tmark)
+{
+    long n = intern_all(r, TOPIC_NS_CHANNEL, topics, ntopics);
+    if (n < 0)
+        return -1;
+    *tmark = r->epoch; /* intern_all marked the requested topics with it */
+    bool too_old = h < r->start_time;
+    for (long i = 0; i < n; i++)
+        too_old |= r->shards[r->tmp_topics[i]->shard].dropped_time > h;
+    uint64_t emark = ++r->epoch;
+    size_t found = 0;
+    for (long i = 0; i < n && !too_old; i++) {
+        struct retain *sh = &r->shards[r->tmp_topics[i]->shard];
+        if (sh->mark == emark)
+            continue;
+        sh->mark = emark;
+        for (uint32_t k = retain_first_after_time(sh, h); k < sh->count; k++) {
+            struct entry *e = retain_at(sh, k);
+            if (e->mark == emark)
+                continue;
+            e->mark = emark;
+            bool match = false;
+            for (uint32_t j = 0; j < e->ntopics && !match; j++)
+                match = e->topics[j]->mark == *tmark && entry_entered_at(e, j);
+            if (!match || e->publisher == s->id)
+                continue;
+            if (router_reserve((void **)&r->tmp_entries, &r->tmp_entries_cap, found + 1,
+                               sizeof *r->tmp_entries) < 0) {
+                too_old = true; /* (freed below) */
+                found = (size_t)-1;
+                break;
+            }
+            r->tmp_entries[found++] = e;
+        }
+    }
+    /* Topics nobody holds go again (those the entries list keep a reference). */
+    for (long i = 0; i < n; i++)
+        topic_maybe_free(&r->topics, r->tmp_topics[i]);
+    if (found == (size_t)-1)
+        return -1;
+    if (too_old)
+        return -2;
+    if (found > 1)
+        qsort(r->tmp_entries, found, sizeof *r->tmp_entries, cmp_seq);
+    return (long)found;
+}
+
 uint64_t router_retained_entries(const struct router *r)
 {
     uint64_t n = 0;

@@ -89,9 +89,10 @@ struct router_config {
      * for a subscriber that held t already.  Peer subscribers (s->peer) do
      * not count: never called for them, and "no other" means no other
      * that is not a peer.  published: an entry was just
-     * routed and retained (publisher as given to router_publish_ns). */
+     * routed and retained (publisher as given to router_publish_ns); the
+     * hook may set the entry's `entered' bits (entry.h). */
     void (*topic_hook)(struct topic *t, struct subscriber *s, bool gained, void *arg);
-    void (*published)(struct subscriber *publisher, enum topic_ns ns, const struct entry *e,
+    void (*published)(struct subscriber *publisher, enum topic_ns ns, struct entry *e,
                       void *arg);
     /* retro_classify: for each of the n topics of a retroactive
      * subscription, where its entries since the horizon (kind: enum
@@ -227,6 +228,16 @@ int router_retro_subscribe(struct router *r, struct subscriber *s,
 long router_retro_fetch(struct router *r, struct subscriber *s,
                         const struct proto_slice *topics, uint32_t ntopics, int64_t h,
                         bool defer, uint64_t *tmark);
+/* A cluster link's `link_entered' (docs/cluster.md, "Across moves"): the
+ * retained entries published after the second h that entered the cluster
+ * at this node for at least one of topics (entry.h, `entered'), not
+ * published by s, in publish order, into r->tmp_entries; the requested
+ * topics are those whose mark is *tmark.  s is not subscribed.  Returns
+ * the count, -2 when the retention lost entries after h (or h is older
+ * than this node), -1 on allocation failure. */
+long router_entered_fetch(struct router *r, const struct subscriber *s,
+                          const struct proto_slice *topics, uint32_t ntopics, int64_t h,
+                          uint64_t *tmark);
 /* Queues e for s listing the topics of e whose mark is `mark` (at least one);
  * counts it and checks s's bound as a routed delivery.  -1: out of memory. */
 int router_enqueue_marked(struct router *r, struct subscriber *s, struct entry *e,

@@ -39,6 +39,7 @@ enum proto_cmd {
     PROTO_STATS,
     PROTO_SET_PEER,  /* extension: a cluster node's link names itself (docs/cluster.md) */
     PROTO_SET_CHILD, /* extension: the link of a proxy below this node names itself */
+    PROTO_SET_LINK_ENTERED, /* extension for cluster links: link_retro, only what entered here */
 };
 
 enum proto_status {

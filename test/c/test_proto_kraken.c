@@ -11,6 +11,7 @@
 
 #include "entry.h"
 #include "log.h"
+#include "retain.h"
 #include "router.h"
 #include "conn.h"
 #include "engine.h"
@@ -636,6 +637,52 @@ static void test_link_retro_peer_only_bounded(void **state)
     fix_free(f);
 }
 
+/* `set link_entered`: only from a peer; answered with the entries that
+ * entered the cluster here (entry.h: marked by the cluster at publish, set
+ * by hand here), each listing only the requested topics it entered here at;
+ * the link is not subscribed; NOT_FOUND when the retention lost entries
+ * after the horizon. */
+static void test_link_entered(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new();
+    struct client *a = &f->c[0], *b = &f->c[1];
+    publish1(b, "t u", "m1");
+    publish1(b, "t", "m2");
+    publish1(b, "u t w", "m3");
+    struct retain *sh = &f->srv.router.shards[router_find_topic(&f->srv.router, B("t"))->shard];
+    for (uint32_t j = 0; j < sh->count; j++) {
+        struct entry *e = retain_at(sh, j);
+        const char *p = entry_payload(e);
+        if (p[1] == '1') { /* m1: t and u entered here */
+            entry_set_entered(e, 0);
+            entry_set_entered(e, 1);
+        } else if (p[1] == '3') { /* m3: u and w only */
+            entry_set_entered(e, 0);
+            entry_set_entered(e, 2);
+        }
+    }
+    char data[64];
+    long long now = (long long)time(NULL);
+    snprintf(data, sizeof data, "%lld\r\nt w", now - 50);
+    do_set(a, "link_entered", data, false, "ERROR\r\n");
+    do_set(a, "peer", "n1", true, "");
+    char exp[128];
+    int n = snprintf(exp, sizeof exp, "VALUE retro %lld 32\r\nMESSAGE t 2\r\nm1\r\n"
+                     "MESSAGE w 2\r\nm3\r\nEND\r\nSTORED\r\n",
+                     (long long)f->srv.router.last_time);
+    do_set(a, "link_entered", data, false, exp);
+    assert_true(n > 0);
+    assert_int_equal(a->s->sub.subs.count, 0);
+    /* none entered here after the horizon: nothing */
+    snprintf(data, sizeof data, "%lld\r\nt", now + 100);
+    do_set(a, "link_entered", data, false, "STORED\r\n");
+    /* before this node's start: NOT_FOUND */
+    snprintf(data, sizeof data, "%lld\r\nt", (long long)f->srv.router.start_time - 1);
+    do_set(a, "link_entered", data, false, "NOT_FOUND\r\n");
+    fix_free(f);
+}
+
 /* A link is a peer (`set peer`) or a child (`set child`), never both: a
  * child's link_retro is relayed to the owners, a peer's is answered from
  * here, and a peer's subscriptions never go upstream.  (`set peer` after
@@ -859,6 +906,7 @@ int main(void)
         tu_test(test_register_not_found),
         tu_test(test_retro_subscribe),
         tu_test(test_link_retro_peer_only_bounded),
+        tu_test(test_link_entered),
         tu_test(test_peer_or_child),
         tu_test(test_bytewise_equals_whole),
         tu_test(test_large_payload_in_chunks),

@@ -96,6 +96,8 @@ static const struct valid VALID[] = {
           PROTO_SET_RETRO_SUBSCRIBE, true, "1700000000\r\nt1 t2"),
     V_SET("set link_retro 0 0 17\r\n1700000000\r\nt1 t2\r\n", PROTO_SET_LINK_RETRO, false,
           "1700000000\r\nt1 t2"),
+    V_SET("set link_entered 0 0 17\r\n1700000000\r\nt1 t2\r\n", PROTO_SET_LINK_ENTERED, false,
+          "1700000000\r\nt1 t2"),
     V_SET("set unsubscribe 0 0 2\r\nt1\r\n", PROTO_SET_UNSUBSCRIBE, false, "t1"),
     V_SET("set peer 0 0 5 noreply\r\nc1@h1\r\n", PROTO_SET_PEER, true, "c1@h1"),
     V_SET("set child 0 0 5 noreply\r\nq1@h1\r\n", PROTO_SET_CHILD, true, "q1@h1"),

@@ -824,6 +824,72 @@ static void test_retro_by_seq(void **state)
     fix_free(f);
 }
 
+/* The entered bitmap (entry.h): one bit per topic after the wire bytes,
+ * zero at publish, independent bits; router_entered_fetch (a link's
+ * link_entered) collects the retained entries after a second with a
+ * requested topic entered here, not the asker's own, in publish order,
+ * without subscribing it; -2 when the retention lost some after it. */
+static void test_entered_fetch(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(1, 8, SIZE_MAX, 1000);
+    struct subscriber *a = &f->s[0], *p = &f->s[1];
+    pub(f, p, "t", "old", 1001);
+    const char *many = "x0 x1 x2 x3 x4 x5 x6 x7 x8 x9 x10 x11 x12 x13 x14 x15 t";
+    pub(f, p, many, "e1", 1002);   /* t entered here (bit 16) */
+    pub(f, p, "t u", "e2", 1002);  /* u only: not for t */
+    pub(f, a, "t", "e3", 1002);    /* the asker's own */
+    pub(f, p, "u t", "e4", 1003);  /* t entered here (bit 1) */
+    pub(f, p, "t", "e5", 1003);    /* not entered here */
+    struct retain *sh = &f->r.shards[0];
+    assert_int_equal(sh->count, 6);
+    for (uint32_t j = 0; j < sh->count; j++) {
+        struct entry *e = retain_at(sh, j);
+        for (uint32_t i = 0; i < e->ntopics; i++)
+            assert_false(entry_entered_at(e, i));
+    }
+    struct entry *e1 = retain_at(sh, 1), *e2 = retain_at(sh, 2), *e3 = retain_at(sh, 3),
+                 *e4 = retain_at(sh, 4);
+    entry_set_entered(e1, 16);
+    entry_set_entered(e2, 1);
+    entry_set_entered(e3, 0);
+    entry_set_entered(e4, 1);
+    for (uint32_t i = 0; i < e1->ntopics; i++)
+        assert_int_equal(entry_entered_at(e1, i), i == 16);
+    assert_true(entry_entered_at(e2, 1) && !entry_entered_at(e2, 0));
+    /* the wire bytes are untouched */
+    assert_memory_equal(entry_payload(e1), "e1\r\n", 4);
+    assert_memory_equal(entry_payload(e4), "e4\r\n", 4);
+
+    struct proto_slice sl[MAXT];
+    uint32_t n = split("t", 1, sl);
+    uint64_t mark;
+    assert_int_equal(router_entered_fetch(&f->r, a, sl, n, 1001, &mark), 2);
+    assert_ptr_equal(f->r.tmp_entries[0], e1);
+    assert_ptr_equal(f->r.tmp_entries[1], e4);
+    assert_int_equal(a->subs.count, 0); /* not subscribed */
+    assert_int_equal(router_entered_fetch(&f->r, a, sl, n, 1002, &mark), 1);
+    assert_ptr_equal(f->r.tmp_entries[0], e4);
+    /* another asker gets e3 too */
+    assert_int_equal(router_entered_fetch(&f->r, &f->s[2], sl, n, 1001, &mark), 3);
+    n = split("u", 1, sl);
+    assert_int_equal(router_entered_fetch(&f->r, a, sl, n, 1000, &mark), 1);
+    assert_ptr_equal(f->r.tmp_entries[0], e2);
+    /* a topic nobody holds or published is not kept */
+    n = split("nobody", 6, sl);
+    assert_int_equal(router_entered_fetch(&f->r, a, sl, n, 1000, &mark), 0);
+    assert_null(router_find_topic(&f->r, B("nobody")));
+    /* older than the node, or than what the retention kept */
+    n = split("t", 1, sl);
+    assert_int_equal(router_entered_fetch(&f->r, a, sl, n, 999, &mark), -2);
+    for (int i = 0; i < 5; i++) /* drops old, e1 and e2 */
+        pub(f, p, "v", "fill", 1004);
+    assert_int_equal(router_entered_fetch(&f->r, a, sl, n, 1001, &mark), -2);
+    assert_int_equal(router_entered_fetch(&f->r, a, sl, n, 1002, &mark), 1);
+    assert_int_equal(router_entered_fetch(&f->r, a, sl, n, 1003, &mark), 0);
+    fix_free(f);
+}
+
 static void test_retro_by_seq_not_found(void **state)
 {
     (void)state;
@@ -1019,6 +1085,7 @@ int main(void)
         tu_test(test_retention_per_shard),
         tu_test(test_topics_freed),
         tu_test(test_retro_by_seq),
+        tu_test(test_entered_fetch),
         tu_test(test_retro_by_seq_not_found),
         tu_test(test_retro_by_time),
         tu_test(test_retro_several_shards),
