@@ -218,16 +218,21 @@ void cluster_served_gained(struct topic *t, struct cluster_point since);
  * False when it is not owned here.  Without any configuration remembered
  * (out of memory): true, from when it was forgotten. */
 bool cluster_served_since(const struct topic *t, struct cluster_point *since);
-/* The cores (indices in cl.cores, self included) that owned t under cur or
- * alt in a configuration in force at some moment after the horizon h (a
- * publish seq, or a second: cluster_hist_first): where its entries since
- * then entered the cluster.  Returns their count, at most max; -1 when it
- * cannot tell (the history does not reach back to h, or one of them is not
- * live: what entered there cannot be asked for; or more than max). */
-int cluster_served_owners(const struct topic *t, bool by_seq, int64_t h, int *out, int max);
-/* The core (index in cl.cores) that owned t under cur when the entry of
- * publish seq `seq' was published here (where this node forwarded it, if
- * not here), -1: unknown (older than the history) or not live. */
+/* The other cores (indices in cl.cores) that owned t under cur or alt in a
+ * configuration in force at some moment after the horizon h (a publish
+ * seq, or a second: cluster_hist_first), where its entries since then
+ * entered the cluster (*self_too: this node did too), each with the second
+ * of the first of those configurations where it did (since[]).  Returns
+ * their count, at most max; -1 when it cannot tell (the history does not
+ * reach back to h, or one of them is not live: what entered there cannot
+ * be asked for; or more than max). */
+int cluster_served_owners(const struct topic *t, bool by_seq, int64_t h, int *out,
+                          int64_t *since, int max, bool *self_too);
+#define CLUSTER_OWNER_SELF (-2)
+/* The core (index in cl.cores; CLUSTER_OWNER_SELF: this node) that owned t under
+ * cur when the entry of publish seq `seq' was published here (where this
+ * node forwarded it, if not here), -1: unknown (older than the history) or
+ * not live. */
 int cluster_served_owner_at(const struct topic *t, uint64_t seq);
 void cluster_served_free(void);
 

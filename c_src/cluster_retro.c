@@ -41,7 +41,20 @@
  * A register horizon is a position in this node's publish sequence, which
  * means nothing at the owner: the owner is asked from the register's
  * second (entries of that second published before the register may come
- * too); this node's own entries are still taken by sequence. */
+ * too); this node's own entries are still taken by sequence.
+ *
+ * Across a move (docs/cluster.md, "Across moves"): a topic that had more
+ * than one owner since the horizon (this node's history of owner sets,
+ * cluster_served.c) is asked of each other one with
+ *
+ *   set link_entered 0 0 <n>\r\n<horizon second> <since second>\r\n<topics>\r\n
+ *
+ * answered as link_retro but with only the entries that entered the
+ * cluster there (cluster_entered.h); one request per core, the first to
+ * carry a topic adds this node's own entries of it: those that entered
+ * here, and those it forwarded to their owner of the time on the link still
+ * open (own_pair).  The union has each (entry, topic) once: every entry
+ * entered at exactly one owner. */
 #include <event2/buffer.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -162,46 +175,67 @@ static bool can_fetch(const struct cluster_core *k)
 
 #define MAX_OWNERS 8 /* cores that owned a topic since a horizon, at most */
 
-/* The cores that owned t since the horizon (cluster_served_owners) when
- * each of them can be asked (self, or a live link that answers), else -1. */
-static int entered_owners(const struct topic *t, int kind, int64_t h, int *o)
+/* The other cores that owned t since the horizon (cluster_served_owners),
+ * each with the second it became one (since[]), when each of them can be
+ * asked (a live link that answers), else -1. */
+static int entered_owners(const struct topic *t, int kind, int64_t h, int *o, int64_t *since,
+                          bool *self_too)
 {
-    int n = cluster_served_owners(t, kind == ROUTER_BY_SEQ, h, o, MAX_OWNERS);
+    int n = cluster_served_owners(t, kind == ROUTER_BY_SEQ, h, o, since, MAX_OWNERS, self_too);
     for (int i = 0; i < n; i++)
-        if (!cl.cores[o[i]]->self && !can_fetch(cl.cores[o[i]]))
+        if (!can_fetch(cl.cores[o[i]]))
             return -1;
     return n;
+}
+
+/* Whether k alone owned t since the horizon, as far as the history tells
+ * (it does not reach back: as before the history, k is taken to). */
+static bool single_owner(const struct topic *t, int kind, int64_t h, int k)
+{
+    int o[MAX_OWNERS];
+    int64_t since[MAX_OWNERS];
+    bool self_too;
+    int n = cluster_served_owners(t, kind == ROUTER_BY_SEQ, h, o, since, MAX_OWNERS, &self_too);
+    return n < 0 || (n == 1 && o[0] == k && !self_too);
 }
 
 enum plan { PLAN_LOCAL, PLAN_TOO_OLD, PLAN_PLAIN, PLAN_ENTERED };
 
 /* Where the entries of channel t since the horizon come from (see
- * cluster_retro_classify).  PLAN_ENTERED: from each core that owned it
- * since (o[0..*no), self included or not), each giving what entered the
- * cluster there; PLAN_PLAIN: from its owner k (owner_index). */
-static enum plan plan(const struct topic *t, int kind, int64_t h, int *o, int *no)
+ * cluster_retro_classify).  PLAN_ENTERED: from each other core that owned
+ * it since (o[0..*no), since[]: when each became one), each giving what
+ * entered the cluster there, and from this node for what entered here;
+ * PLAN_PLAIN: from its owner k (owner_index).  *why: for PLAN_TOO_OLD. */
+static enum plan plan(const struct topic *t, int kind, int64_t h, int *o, int64_t *since,
+                      int *no, const char **why)
 {
     int k = owner_index(t);
-    struct cluster_point since;
+    bool self_too = false;
+    struct cluster_point served;
     if (k < 0) {
         /* Owned here: complete since it became ours (cluster_served.c). */
-        if (!cluster_served_since(t, &since) ||
-            !(kind == ROUTER_BY_SEQ ? since.seq > (uint64_t)h : since.time > h))
+        if (!cluster_served_since(t, &served) ||
+            !(kind == ROUTER_BY_SEQ ? served.seq > (uint64_t)h : served.time > h))
             return PLAN_LOCAL;
-        *no = entered_owners(t, kind, h, o);
-        return *no > 1 ? PLAN_ENTERED : PLAN_TOO_OLD;
+        *no = entered_owners(t, kind, h, o, since, &self_too);
+        *why = "it became owned here after the horizon, and the owner sets remembered do not "
+               "reach back to it, or a core that owned it since is not live";
+        return *no >= 1 ? PLAN_ENTERED : PLAN_TOO_OLD;
     }
     bool covered = kind == ROUTER_BY_SEQ ? t->upstream_seq <= (uint64_t)h
                                          : t->upstream_since < h;
     if (covered && !t->upstream_pending)
         return PLAN_LOCAL;
-    *no = entered_owners(t, kind, h, o);
-    if (*no > 1)
-        return PLAN_ENTERED; /* owned by another core since: ask each */
+    *no = entered_owners(t, kind, h, o, since, &self_too);
+    if (*no > 1 || (*no == 1 && self_too))
+        return PLAN_ENTERED; /* another owner since (or this node): ask each */
     /* Moving (its owner under alt is another core) and the history cannot
      * tell where its entries entered: the one under cur answers only for
      * itself.  NOT_FOUND: the client reloads. */
     int a = cluster_owner_in(&cl.alt, cluster_name_hash(t->name, t->len));
+    *why = a != k ? "it is moving, and the owner sets remembered do not reach back to the "
+                    "horizon, or a core that owned it since is not live"
+                  : "its owner cannot be asked (a polled upstream, or its link is down)";
     return can_fetch(cl.cores[k]) && a == k ? PLAN_PLAIN : PLAN_TOO_OLD;
 }
 
@@ -224,6 +258,7 @@ void cluster_retro_classify(struct topic *const *topics, uint32_t n, int kind, i
     (void)arg;
     bool ask[64] = {false}; /* by core index; more cores than that: asked per topic */
     int o[MAX_OWNERS], no;
+    int64_t since[MAX_OWNERS];
     for (uint32_t i = 0; i < n; i++) {
         const struct topic *t = topics[i];
         if (t->ns != TOPIC_NS_CHANNEL)
@@ -232,27 +267,36 @@ void cluster_retro_classify(struct topic *const *topics, uint32_t n, int kind, i
             src[i] = ROUTER_RETRO_TOO_OLD; /* alone (cluster.c) */
             continue;
         }
-        enum plan p = plan(t, kind, h, o, &no);
+        const char *why = "";
+        enum plan p = plan(t, kind, h, o, since, &no, &why);
+        if (p == PLAN_TOO_OLD)
+            klog(LOG_INFO, "cluster: a retroactive subscription from %s %" PRId64 " to %.*s is "
+                 "answered NOT_FOUND: %s", kind == ROUTER_BY_SEQ ? "publish" : "second", h,
+                 (int)(t->len < 200 ? t->len : 200), t->name, why);
         src[i] = p == PLAN_LOCAL ? ROUTER_RETRO_LOCAL
                  : p == PLAN_TOO_OLD ? ROUTER_RETRO_TOO_OLD : ROUTER_RETRO_UPSTREAM;
         int k = owner_index(t);
         if (p == PLAN_PLAIN && k < 64)
             ask[k] = true;
     }
+    /* (Not a topic that k gained since the horizon, held here since before
+     * it: k would answer for what entered there only.) */
     for (uint32_t i = 0; i < n; i++) {
         int k = owner_index(topics[i]);
-        if (k >= 0 && k < 64 && ask[k] && src[i] == ROUTER_RETRO_LOCAL)
+        if (k >= 0 && k < 64 && ask[k] && src[i] == ROUTER_RETRO_LOCAL &&
+            single_owner(topics[i], kind, h, k))
             src[i] = ROUTER_RETRO_UPSTREAM;
     }
 }
 
 /* Sends one request to k for the topics ts[i] with pick[i] (link_entered
- * when `entered', else link_retro), and makes c wait for its answer; own[i]:
- * this request adds this node's own entries of ts[i].  Returns false when
- * out of memory. */
+ * when `entered', k an owner of them since the second `since' at the
+ * earliest; else link_retro), and makes c wait for its answer; own[i]: this
+ * request adds this node's own entries of ts[i].  Returns false when out
+ * of memory. */
 static bool ask(struct cluster_core *k, struct conn *c, struct topic *const *ts,
                 const bool *held, const bool *pick, const bool *own, uint32_t n, bool entered,
-                int kind, int64_t h, int64_t h_time)
+                int64_t since, int kind, int64_t h, int64_t h_time)
 {
     struct cluster_retro_req *q = calloc(1, sizeof *q);
     if (!q || !(q->topics = malloc(n * sizeof *q->topics)) ||
@@ -266,6 +310,10 @@ static bool ask(struct cluster_core *k, struct conn *c, struct topic *const *ts,
     }
     int64_t horizon = kind == ROUTER_BY_TIME ? h : h_time - 1;
     size_t len = proto_digits((uint64_t)(horizon < 0 ? 0 : horizon)) + 2;
+    if (since < 0)
+        since = 0;
+    if (entered)
+        len += 1 + proto_digits((uint64_t)since);
     for (uint32_t i = 0; i < n; i++)
         if (pick[i]) {
             len += (q->ntopics ? 1 : 0) + ts[i]->len;
@@ -288,8 +336,12 @@ static bool ask(struct cluster_core *k, struct conn *c, struct topic *const *ts,
 
     cluster_emit(k); /* what is batched (this topic's subscribe, publishes) goes first */
     struct evbuffer *out = k->link->out;
-    evbuffer_add_printf(out, "set %s 0 0 %zu\r\n%" PRId64 "\r\n",
-                        entered ? "link_entered" : "link_retro", len, horizon < 0 ? 0 : horizon);
+    if (entered)
+        evbuffer_add_printf(out, "set link_entered 0 0 %zu\r\n%" PRId64 " %" PRId64 "\r\n", len,
+                            horizon < 0 ? 0 : horizon, since);
+    else
+        evbuffer_add_printf(out, "set link_retro 0 0 %zu\r\n%" PRId64 "\r\n", len,
+                            horizon < 0 ? 0 : horizon);
     for (uint32_t i = 0; i < q->ntopics; i++) {
         if (i)
             evbuffer_add(out, " ", 1);
@@ -322,7 +374,7 @@ static bool ask(struct cluster_core *k, struct conn *c, struct topic *const *ts,
  * topic adds this node's own entries of it).  False: out of memory. */
 static bool ask_all(struct conn *c, struct topic *const *ts, const bool *held, uint32_t n,
                     int kind, int64_t h, int64_t h_time, const uint8_t *plans,
-                    const uint64_t *owners, bool *pick, bool *own)
+                    const uint64_t *owners, const int64_t *since, bool *pick, bool *own)
 {
     for (uint32_t i = 0; i < n; i++) {
         int k = owner_index(ts[i]);
@@ -335,7 +387,7 @@ static bool ask_all(struct conn *c, struct topic *const *ts, const bool *held, u
             continue;
         for (uint32_t j = 0; j < n; j++)
             own[j] = pick[j] = plans[j] != PLAN_ENTERED && owner_index(ts[j]) == k;
-        if (!ask(cl.cores[k], c, ts, held, pick, own, n, false, kind, h, h_time))
+        if (!ask(cl.cores[k], c, ts, held, pick, own, n, false, 0, kind, h, h_time))
             return false;
     }
     bool *carried = own + n; /* a request adds this node's own entries of ts[j] */
@@ -351,7 +403,7 @@ static bool ask_all(struct conn *c, struct topic *const *ts, const bool *held, u
         }
         if (!any)
             continue;
-        if (!ask(cl.cores[k], c, ts, held, pick, own, n, true, kind, h, h_time))
+        if (!ask(cl.cores[k], c, ts, held, pick, own, n, true, since[k], kind, h, h_time))
             return false;
         for (uint32_t j = 0; j < n; j++)
             carried[j] |= own[j];
@@ -372,24 +424,34 @@ bool cluster_retro_defer(struct subscriber *s, struct topic *const *ts, const bo
     uint64_t *owners = calloc(n, sizeof *owners);
     bool *pick = malloc(n * sizeof *pick), *own = malloc(2 * n * sizeof *own);
     bool ok = plans && owners && pick && own;
+    int64_t ksince[64]; /* by core: the earliest second it owned one of them since */
+    for (int k = 0; k < 64; k++)
+        ksince[k] = INT64_MAX;
     for (uint32_t i = 0; i < n && ok; i++) {
         int o[MAX_OWNERS], no = 0;
-        plans[i] = (uint8_t)plan(ts[i], kind, h, o, &no);
+        int64_t since[MAX_OWNERS];
+        const char *why;
+        plans[i] = (uint8_t)plan(ts[i], kind, h, o, since, &no, &why);
         if (plans[i] == PLAN_ENTERED) {
             /* A child's answer is relayed whole (cluster_relay.c), which
              * cannot tell this node's own pairs apart: too old (left). */
-            for (int j = 0; j < no; j++)
-                if (o[j] < 64)
-                    owners[i] |= (uint64_t)1 << o[j];
-                else
+            for (int j = 0; j < no; j++) {
+                if (o[j] >= 64) {
                     ok = false;
+                    continue;
+                }
+                owners[i] |= (uint64_t)1 << o[j];
+                if (since[j] < ksince[o[j]])
+                    ksince[o[j]] = since[j];
+            }
             if (c->sub.child)
                 ok = false;
         } else if (owner_index(ts[i]) < 0 || !can_fetch(cl.cores[owner_index(ts[i])])) {
             ok = false; /* classify said otherwise a moment ago: cannot happen */
         }
     }
-    bool asked = ok && ask_all(c, ts, held, n, kind, h, h_time, plans, owners, pick, own);
+    bool asked = ok && ask_all(c, ts, held, n, kind, h, h_time, plans, owners, ksince, pick,
+                                 own);
     if (ok && !asked) {
         klog(LOG_ERROR, "%s %" PRIu64 " (%s): out of memory asking the owners for a "
              "retroactive subscription; answering NOT_FOUND", c->ops->log_name, c->sub.id,
@@ -519,9 +581,11 @@ static int own_pair(const struct cluster_retro_req *q, const struct entry *e, ui
     if (!q->entered || entry_entered_at(e, i))
         return 1;
     int x = cluster_served_owner_at(e->topics[i], e->seq);
+    if (x == CLUSTER_OWNER_SELF)
+        return 1; /* (not marked: before the cluster was configured) */
     if (x < 0)
         return -1;
-    return cl.cores[x]->self || e->seq > cl.cores[x]->link_seq;
+    return e->seq > cl.cores[x]->link_seq;
 }
 
 /* This node's own entries (not from a link, not the client's) on q's
@@ -646,6 +710,9 @@ static void deliver(struct cluster_retro_req *q)
     struct subscriber *s = &c->sub;
     struct router *r = router();
     if (!local_covered(q)) {
+        klog(LOG_INFO, "%s %" PRIu64 " (%s): this node's retention lost some of its own entries "
+             "after the horizon of its retroactive subscription; answering NOT_FOUND",
+             c->ops->log_name, s->id, c->peer);
         refuse(c);
         return;
     }
@@ -718,6 +785,9 @@ void cluster_retro_answered(struct cluster_core *k, bool found)
     if (!k->retro_head)
         k->retro_tail = NULL;
     struct conn *c = q->conn;
+    if (!found)
+        klog(LOG_INFO, "cluster: core %s answered NOT_FOUND to a %s (its retention lost entries "
+             "after the horizon)", k->name, q->entered ? "link_entered" : "link_retro");
     if (c && !conn_is_closing(c) && !c->sub.overflowed) {
         if (!found || q->refused)
             refuse(c);

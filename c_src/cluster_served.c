@@ -193,12 +193,15 @@ void cluster_served_gained(struct topic *t, struct cluster_point since)
     t->served_cfg = next_id;
 }
 
-/* The live core (index in cl.cores) named by n, -1: none. */
+/* The live core (index in cl.cores) named by n: CLUSTER_OWNER_SELF for this
+ * node (a drained core is not in its own live set), -1: none. */
 static int live_index(const struct cluster_hash_node *n)
 {
+    if (n->len == cl.self_len && !memcmp(n->name, cl.self, n->len))
+        return CLUSTER_OWNER_SELF;
     for (size_t i = 0; i < cl.n; i++)
         if (cl.cores[i]->len == n->len && !memcmp(cl.cores[i]->name, n->name, n->len))
-            return (int)i;
+            return cl.cores[i]->self ? CLUSTER_OWNER_SELF : (int)i;
     return -1;
 }
 
@@ -209,8 +212,10 @@ static void moments(struct cluster_point *at)
         at[i] = nth(i)->at;
 }
 
-int cluster_served_owners(const struct topic *t, bool by_seq, int64_t h, int *out, int max)
+int cluster_served_owners(const struct topic *t, bool by_seq, int64_t h, int *out,
+                          int64_t *since, int max, bool *self_too)
 {
+    *self_too = false;
     if (!count)
         return -1;
     struct cluster_point at[HIST_MAX];
@@ -228,6 +233,10 @@ int cluster_served_owners(const struct topic *t, bool by_seq, int64_t h, int *ou
             if (o < 0)
                 continue;
             int k = live_index(&sets[j]->hn[o]);
+            if (k == CLUSTER_OWNER_SELF) {
+                *self_too = true;
+                continue;
+            }
             if (k < 0)
                 return -1; /* not live: what entered there cannot be asked for */
             bool dup = false;
@@ -237,6 +246,7 @@ int cluster_served_owners(const struct topic *t, bool by_seq, int64_t h, int *ou
                 continue;
             if (n == max)
                 return -1;
+            since[n] = nth(i)->at.time;
             out[n++] = k;
         }
     }

@@ -230,32 +230,49 @@ static const char *do_link_retro(struct conn *c, const struct proto_request *req
     return rc < 0 ? NULL : PROTO_STORED;
 }
 
-/* `set link_entered` (docs/cluster.md, "Across moves"): as link_retro, but
- * answered with only the entries that entered the cluster at this node
- * (entry.h, `entered'), each listing only the requested topics at which it
- * entered here; the link is not subscribed (the node asking holds the
- * topics at their current owners).  The node asking sends it to each core
- * that owned the topics since the horizon, and takes the union: every
- * entry entered at exactly one of them.  NOT_FOUND when this node's
- * retention lost entries of those topics after the horizon.  Peers only. */
-static const char *do_link_entered(struct conn *c, const struct proto_request *req,
-                                   const char **error)
+/* `set link_entered` (docs/cluster.md, "Across moves"):
+ *
+ *   set link_entered 0 0 <n>\r\n<horizon second> <since second>\r\n<topics>\r\n
+ *
+ * answered as link_retro (VALUE retro blocks, then STORED or NOT_FOUND),
+ * but with only the entries that entered the cluster at this node (entry.h,
+ * `entered'), each listing only the requested topics at which it entered
+ * here; the link is not subscribed (the node asking holds the topics at
+ * their current owners).  The node asking sends it to each core that owned
+ * the topics since the horizon, and takes the union: every entry entered
+ * at exactly one of them.  `since': the earliest second at which, as the
+ * node asking saw it, this node owned one of the topics since the horizon;
+ * NOT_FOUND when this engine started after it (a restart lost what entered
+ * at the one before; nothing entered here before this one started), or
+ * when this node's retention lost entries of those topics after the
+ * horizon.  Peers only. */
+static const char *do_link_entered(struct conn *c, const struct proto_request *req)
 {
     struct engine *eng = c->eng;
     if (!c->sub.peer)
         return "ERROR\r\n";
-    int64_t horizon;
-    struct proto_slice topics;
-    if (proto_parse_retro(req->data, req->data_len, &horizon, &topics, error) < 0)
-        return *error;
+    /* <horizon> <since>\r\n<topics> */
+    const char *d = req->data, *nl = memchr(d, '\n', req->data_len);
+    const char *sp = nl ? memchr(d, ' ', (size_t)(nl - d)) : NULL;
+    const char *eol = nl && nl > d && nl[-1] == '\r' ? nl - 1 : nl;
+    uint64_t h, since;
+    if (!sp || proto_parse_u64(d, (size_t)(sp - d), INT64_MAX, &h) < 0 ||
+        proto_parse_u64(sp + 1, (size_t)(eol - sp - 1), INT64_MAX, &since) < 0)
+        return "CLIENT_ERROR bad data chunk\r\n";
+    struct proto_slice topics = {nl + 1, req->data_len - (size_t)(nl + 1 - d)};
     long n = engine_split_topics(eng, topics.p, topics.len);
     if (n < 0)
         return NULL;
     if (c->sub.push && c->sub.queue.count && !write_messages(c))
         return NULL;
+    /* This engine started after it became an owner of one of the topics
+     * (as the asking node saw it): what entered at the one before is gone
+     * (a restart).  Else nothing entered here before it started. */
+    if ((int64_t)since < eng->router.start_time)
+        return PROTO_NOT_FOUND;
     uint64_t mark;
-    long found = router_entered_fetch(&eng->router, &c->sub, eng->slices, (uint32_t)n, horizon,
-                                      &mark);
+    long found = router_entered_fetch(&eng->router, &c->sub, eng->slices, (uint32_t)n,
+                                      (int64_t)h, &mark);
     if (found == -2)
         return PROTO_NOT_FOUND;
     if (found < 0)
@@ -451,7 +468,7 @@ static const char *execute(struct conn *c, const struct proto_request *req, int6
         r = do_link_retro(c, req, &error);
         break;
     case PROTO_SET_LINK_ENTERED:
-        r = do_link_entered(c, req, &error);
+        r = do_link_entered(c, req);
         break;
     case PROTO_SET_UNSUBSCRIBE:
         return do_unsubscribe(c, req);

@@ -15,10 +15,11 @@
  *                                    request is acknowledged, in order
  *                                    (cluster.c releases its clients)
  *   VALUE retro <second> <n> ... END entries answering the next `link_retro`
- *                                    request (cluster_retro.c): not published
+ *                                    or `link_entered` request
+ *                                    (cluster_retro.c): not published
  *                                    here, they go to the client that asked
- *   NOT_FOUND                        a `link_retro` request's horizon is too
- *                                    old at the owner
+ *   NOT_FOUND                        a `link_retro` (`link_entered`) request's
+ *                                    horizon is too old at the owner
  *   SERVER_ERROR cluster core unavailable
  *                                    from a parent: it refused the publish
  *                                    batch this answers (a core above it is

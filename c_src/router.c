@@ -467,7 +467,7 @@ long router_entered_fetch(struct router *r, const struct subscriber *s,
     if (n < 0)
         return -1;
     *tmark = r->epoch; /* intern_all marked the requested topics with it */
-    bool too_old = h < r->start_time;
+    bool too_old = false, nomem = false;
     for (long i = 0; i < n; i++)
         too_old |= r->shards[r->tmp_topics[i]->shard].dropped_time > h;
     uint64_t emark = ++r->epoch;
@@ -489,8 +489,7 @@ long router_entered_fetch(struct router *r, const struct subscriber *s,
                 continue;
             if (router_reserve((void **)&r->tmp_entries, &r->tmp_entries_cap, found + 1,
                                sizeof *r->tmp_entries) < 0) {
-                too_old = true; /* (freed below) */
-                found = (size_t)-1;
+                nomem = too_old = true;
                 break;
             }
             r->tmp_entries[found++] = e;
@@ -499,7 +498,7 @@ long router_entered_fetch(struct router *r, const struct subscriber *s,
     /* Topics nobody holds go again (those the entries list keep a reference). */
     for (long i = 0; i < n; i++)
         topic_maybe_free(&r->topics, r->tmp_topics[i]);
-    if (found == (size_t)-1)
+    if (nomem)
         return -1;
     if (too_old)
         return -2;

@@ -233,8 +233,9 @@ long router_retro_fetch(struct router *r, struct subscriber *s,
  * at this node for at least one of topics (entry.h, `entered'), not
  * published by s, in publish order, into r->tmp_entries; the requested
  * topics are those whose mark is *tmark.  s is not subscribed.  Returns
- * the count, -2 when the retention lost entries after h (or h is older
- * than this node), -1 on allocation failure. */
+ * the count, -2 when the retention lost entries after h (a horizon before
+ * this node's start is not one: nothing entered here before it), -1 on
+ * allocation failure. */
 long router_entered_fetch(struct router *r, const struct subscriber *s,
                           const struct proto_slice *topics, uint32_t ntopics, int64_t h,
                           uint64_t *tmark);

@@ -663,8 +663,8 @@ static void test_link_entered(void **state)
         }
     }
     char data[64];
-    long long now = (long long)time(NULL);
-    snprintf(data, sizeof data, "%lld\r\nt w", now - 50);
+    long long now = (long long)time(NULL), start = (long long)f->srv.router.start_time;
+    snprintf(data, sizeof data, "%lld %lld\r\nt w", now - 50, start);
     do_set(a, "link_entered", data, false, "ERROR\r\n");
     do_set(a, "peer", "n1", true, "");
     char exp[128];
@@ -674,12 +674,19 @@ static void test_link_entered(void **state)
     do_set(a, "link_entered", data, false, exp);
     assert_true(n > 0);
     assert_int_equal(a->s->sub.subs.count, 0);
+    /* a horizon before this engine's start: nothing entered here before */
+    snprintf(data, sizeof data, "%lld %lld\r\nt w", start - 100, start + 5);
+    do_set(a, "link_entered", data, false, exp);
     /* none entered here after the horizon: nothing */
-    snprintf(data, sizeof data, "%lld\r\nt", now + 100);
+    snprintf(data, sizeof data, "%lld %lld\r\nt", now + 100, start);
     do_set(a, "link_entered", data, false, "STORED\r\n");
-    /* before this node's start: NOT_FOUND */
-    snprintf(data, sizeof data, "%lld\r\nt", (long long)f->srv.router.start_time - 1);
+    /* it owned them (as the node asking saw it) before this engine started:
+     * what entered at the one before is gone */
+    snprintf(data, sizeof data, "%lld %lld\r\nt", now - 50, start - 1);
     do_set(a, "link_entered", data, false, "NOT_FOUND\r\n");
+    /* the horizon line must hold both seconds */
+    snprintf(data, sizeof data, "%lld\r\nt", now - 50);
+    do_set(a, "link_entered", data, false, "CLIENT_ERROR bad data chunk\r\n");
     fix_free(f);
 }
 
