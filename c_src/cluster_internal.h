@@ -3,8 +3,9 @@
  * opening, liveness, retries, and what a lost link or core does to the
  * clients that depended on it), cluster_move.c (the two owner sets of a
  * move, the peer rules, moving upstream subscriptions, the sync barrier),
- * cluster_pub.c (acknowledged publishes), cluster_retro.c (retroactive
- * subscription through a node that does not own the topics),
+ * cluster_pub.c (acknowledged publishes), cluster_retro.c and
+ * cluster_retro_answer.c (retroactive subscription through a node that
+ * does not own the topics, and across moves),
  * cluster_served.c (since when the retention of a topic owned here is
  * complete), cluster_fresh.c (whether the view may be stale) and
  * cluster_missing.c (the view's owners not live here: their topics
