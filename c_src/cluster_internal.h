@@ -127,8 +127,8 @@ void cluster_mark_upstream(struct topic *t);
 bool cluster_await_upstream(struct cluster_core *k, struct topic *t, struct subscriber *s);
 
 /* cluster_move.c */
-/* Builds the set of cores[i] with pick[i] (all of them when none is
- * picked).  Returns 0, or -1 when out of memory. */
+/* Builds the set of cores[i] with pick[i] (empty when none is picked).
+ * Returns 0, or -1 when out of memory. */
 int cluster_set_build(struct owner_set *s, struct cluster_core **cores, const bool *pick,
                       size_t n);
 void cluster_set_free(struct owner_set *s);
