@@ -31,7 +31,10 @@
 %%     what c1 published meanwhile;
 %%   - kill -9 of core c2: within 3 s q1's clients holding one of its topics
 %%     (through either parent) are disconnected with a log line, the others
-%%     are not (the parents tell q1 which topics they lost).
+%%     are not (the parents tell q1 which topics they lost);
+%%   - kill -9 of q1: its parent drops its subscriptions (its upstream one
+%%     goes), and its client resumes on p2 with retro_subscribe from the
+%%     second of the last entry it saw, missing nothing.
 -module(kraken_cluster_tree_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -68,7 +71,10 @@ tree_test_() ->
                {timeout, 60, {"kill -9 of a core: q1's clients of its topics disconnected "
                               "within 3 s with a log line (the parents tell q1 which topics "
                               "they lost), q1's other clients undisturbed",
-                              fun() -> core_killed(Ctx) end}}]}
+                              fun() -> core_killed(Ctx) end}},
+               {timeout, 60, {"kill -9 of q1: its parent drops its subscriptions; its client "
+                              "resumes on p2 with retro_subscribe and misses nothing",
+                              fun() -> child_killed(Ctx) end}}]}
      end}.
 
 setup() ->
@@ -424,6 +430,35 @@ core_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
     timer:sleep(200),
     ?assertEqual([], kraken_client:receive_messages(X)),
     [kraken_client:disconnect(S) || S <- [X, V, Pub]],
+    ok.
+
+%% q1 killed (VM and engine): its client C resumes on p2 with
+%% retro_subscribe from the second of the last entry it saw (horizon: that
+%% second - 1) and misses nothing (that entry comes again: the only
+%% repeat); p1's inbound link from q1 closes, and so its subscription of
+%% the topic, held for q1 only, goes upstream too.
+child_killed(Ctx = #{os_pids := OsPids}) ->
+    T = topic_via(Ctx, "tq_", p1, c1),
+    timer:sleep(300),   % the unsubscribes of the last test's clients are through
+    Before = kraken_cluster_tests:upstream_topics(Ctx, p1),
+    C = connect(Ctx, q1), ok = kraken_client:subscribe(C, [T]),
+    ?assertEqual(Before + 1, kraken_cluster_tests:upstream_topics(Ctx, p1)),
+    Pub = connect(Ctx, c1),
+    Second = erlang:system_time(second),   % the publisher's clock, before it publishes
+    ok = kraken_client:publish(Pub, [{[T], <<"a1">>}]),
+    ?assertEqual([{<<"a1">>, T}], receive_pairs(C, 1, 5000)),
+    T0 = erlang:monotonic_time(millisecond),
+    _ = os:cmd("kill -9 -" ++ integer_to_list(maps:get(q1, OsPids))),
+    closed_within(C, T0, 3000),
+    ok = wait_until(fun() -> kraken_cluster_tests:upstream_topics(Ctx, p1) =:= Before end, 3000),
+    ok = kraken_client:publish(Pub, [{[T], <<"a2">>}]),
+    ok = kraken_client:publish(Pub, [{[T], <<"a3">>}]),
+    R = connect(Ctx, p2),
+    ?assertEqual(ok, kraken_client:retro_subscribe(R, Second - 1, [T])),
+    expect_in_order(R, [{<<"a1">>, T}, {<<"a2">>, T}, {<<"a3">>, T}]),
+    ok = kraken_client:publish(Pub, [{[T], <<"a4">>}]),
+    ?assertEqual([{<<"a4">>, T}], receive_pairs(R, 1, 5000)),
+    [kraken_client:disconnect(S) || S <- [R, Pub]],
     ok.
 
 pick(Topics) ->
