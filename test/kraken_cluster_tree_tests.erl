@@ -25,7 +25,8 @@
 %%     between parents), the others are not disturbed;
 %%   - core c2's engine hangs (SIGSTOP) while q1 waits for its confirmation
 %%     (a publish held at p1, a subscribe at p2): p1 answers q1's publish
-%%     with the error (its publisher gets it, then the close), p2 names the
+%%     with the error (its publisher gets it, then the close), and a publish
+%%     for c1 sent behind it STORED, p2 names the
 %%     topic lost (its subscriber is disconnected), q1's links stay: its
 %%     client of c1's topics through both parents is not disturbed and gets
 %%     what c1 published meanwhile;
@@ -316,7 +317,8 @@ parent_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
 %% c2 through p1, and a subscribe on q1 to a fresh topic of c2 through p2,
 %% are held at p1 and p2 until they find c2 gone (its link unanswered, 1.5
 %% to 2.5 s).  Then p1 answers q1's held publish with the error (q1 gives it
-%% to its publisher, then closes it), p2 names the topic lost (q1
+%% to its publisher, then closes it) and the one sent behind it, for c1
+%% only, STORED (its publisher goes on), p2 names the topic lost (q1
 %% disconnects its subscriber), and both keep q1's link: X, which holds
 %% topics of c1 through p1 and p2, is not disturbed and gets what c1
 %% published while the links were held.  (Before, p1 and p2 closed q1's
@@ -336,23 +338,39 @@ core_hung_while_waiting(Ctx = #{tmp := Tmp, ports := Ports}) ->
     ?assertEqual(2, length(receive_pairs(X, 2, 5000))),
     ?assertEqual(1, length(receive_pairs(Y, 1, 5000))),
     {ok, KP} = gen_tcp:connect({127, 0, 0, 1}, maps:get(q1, Ports), [binary, {active, false}]),
-    {ok, Block} = kraken_client:serialize_entries([{[L1], <<"maybe">>}]),
+    {ok, KP2} = gen_tcp:connect({127, 0, 0, 1}, maps:get(q1, Ports), [binary, {active, false}]),
+    Publish = fun(S, Ts, P) ->
+                      {ok, B} = kraken_client:serialize_entries([{Ts, P}]),
+                      ok = gen_tcp:send(S, [<<"set publish 0 0 ">>,
+                                            integer_to_binary(iolist_size(B)), <<"\r\n">>, B,
+                                            <<"\r\n">>])
+              end,
     Q = connect(Ctx, q1),
     EngineOsPid = integer_to_list(kraken_cluster_tests:rpc(Ctx, c2, kraken_engine, os_pid, [])),
     T0 = erlang:monotonic_time(millisecond),
     _ = os:cmd("kill -STOP " ++ EngineOsPid),
     try
-        ok = gen_tcp:send(KP, [<<"set publish 0 0 ">>, integer_to_binary(iolist_size(Block)),
-                               <<"\r\n">>, Block, <<"\r\n">>]),
+        Publish(KP, [L1], <<"maybe">>),
         Self = self(),
         _ = spawn_link(fun() -> Self ! {q, kraken_client:subscribe(Q, [F])} end),
+        %% Behind KP's publish, one for c1 only, in another batch of q1's:
+        %% p1 reads nothing more from q1's link while it holds a reply, so
+        %% this one waits there, and is forwarded once KP's is answered:
+        %% STORED, not refused with it.
+        timer:sleep(30),
+        Publish(KP2, [K1], <<"kp2">>),
         %% While they wait, c1 publishes to X's topics: q1's links are held
         %% at p1 and p2 (nothing is written to them), and get it afterwards.
-        timer:sleep(300),
+        timer:sleep(270),
         ok = kraken_client:publish(Pub, [{[K1, K2], <<"during">>}]),
         ?assertEqual({error, timeout}, gen_tcp:recv(KP, 0, 200)),   % still held
+        ?assertEqual({error, timeout}, gen_tcp:recv(KP2, 0, 0)),
         ?assertEqual(<<"SERVER_ERROR cluster core unavailable\r\n">>,
                      kraken_cluster_tests:bytes_until_closed(KP, T0, 3500)),
+        %% KP2's publish, which c1 confirmed, is STORED, and KP2 goes on.
+        ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(KP2, 0, 3500)),
+        Publish(KP2, [K1], <<"kp2 again">>),
+        ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(KP2, 0, 3500)),
         receive
             {q, R} -> ?assertEqual({error, {server_error, <<"cluster core unavailable">>}}, R)
         after 3500 -> error(subscribe_not_answered)
@@ -360,9 +378,11 @@ core_hung_while_waiting(Ctx = #{tmp := Tmp, ports := Ports}) ->
         closed_within(Q, T0, 3500),
         closed_within(Y, T0, 3500),
         %% X was not disturbed: what c1 published while q1's links were
-        %% held, then what it publishes now, each once.
-        ?assertEqual(lists:sort([{<<"during">>, K1}, {<<"during">>, K2}]),
-                     receive_pairs(X, 2, 5000)),
+        %% held, KP2's entries (local to q1), then what c1 publishes now,
+        %% each once.
+        ?assertEqual(lists:sort([{<<"during">>, K1}, {<<"during">>, K2}, {<<"kp2">>, K1},
+                                 {<<"kp2 again">>, K1}]),
+                     receive_pairs(X, 4, 5000)),
         ok = kraken_client:publish(Pub, [{[K1, K2], <<"after">>}]),
         ?assertEqual(lists:sort([{<<"after">>, K1}, {<<"after">>, K2}]),
                      receive_pairs(X, 2, 5000)),
@@ -385,6 +405,7 @@ core_hung_while_waiting(Ctx = #{tmp := Tmp, ports := Ports}) ->
     ok = wait_until(fun() -> settled(Ctx, [c1, c2, p1, p2], ?CORES) end, 15000),
     timer:sleep(200),
     ?assertEqual([], kraken_client:receive_messages(X)),
+    gen_tcp:close(KP2),
     [kraken_client:disconnect(S) || S <- [X, Pub]],
     ok.
 
