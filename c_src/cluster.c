@@ -530,8 +530,17 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
             o->link = NULL;
         }
         evtimer_del(o->retry);
-        klog(LOG_WARNING, "cluster: core %s left the live set", o->name);
-        cluster_doom_holders((int)j, "which left the cluster");
+        if (o->self) {
+            /* A core leaves its own list only on the minority side
+             * (kraken_cluster_quorum): its topics are the others' now. */
+            klog(LOG_WARNING, "cluster: this core (%s) has no quorum: it no longer owns topics",
+                 o->name);
+            cluster_doom_holders((int)j, "and this core has no quorum (cut off from the "
+                                         "majority of the cluster)");
+        } else {
+            klog(LOG_WARNING, "cluster: core %s left the live set", o->name);
+            cluster_doom_holders((int)j, "which left the cluster");
+        }
         cluster_pub_lost(o);
         ack_fifo_fail(&o->acks, cluster_ack_done, o);
         cluster_retro_fail(o);

@@ -47,7 +47,7 @@
 -behaviour(gen_server).
 
 -export([start_link/1, child_specs/1, clustered/1, status/0, node_name/1,
-         view/0, drain/1, undrain/0]).
+         view/0, quorum/0, drain/1, undrain/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -include_lib("kernel/include/logger.hrl").
@@ -84,6 +84,7 @@
                 quiet_until = 0 :: integer(),   % no leading before (start, resume)
                 resumed_until :: integer(),     % the view is not confirmed before (resume)
                 move_nodes = [] :: [node()],    % the members of the move this node leads
+                quorum :: kraken_cluster_quorum:quorum() | undefined,  % undefined: a child
                 last_tick = 0 :: integer()}).
 
 %%% API
@@ -130,6 +131,13 @@ status() ->
 -spec view() -> {kraken_cluster_move:view() | undefined, boolean(), boolean()}.
 view() ->
     gen_server:call(?MODULE, view, 10000).
+
+%% @doc Whether this node has the quorum (kraken_cluster_quorum), with its
+%% live voters and all of its voters; `not_counted' for a proxy below
+%% parents (they count for it).
+-spec quorum() -> {boolean(), [node()], [node()]} | not_counted.
+quorum() ->
+    gen_server:call(?MODULE, quorum, 10000).
 
 %% @doc Moves every topic of this core to the other cores, and returns once
 %% the cluster applied that (or after TimeoutMs: `{error, timeout}'; it keeps
@@ -210,8 +218,15 @@ init(Config) ->
             Parents =/= [] andalso
                 ?LOG_INFO("kraken cluster: below ~0p (its clients' topics go through them)",
                           [Parents]),
+            %% A node given nodes to join has no quorum until the cluster
+            %% admits it (or it heard nobody by the time it would tell its
+            %% engine the first view); a child's parents count for it.
+            Quorum = case Parents of
+                         [] -> kraken_cluster_quorum:new(node(), Role, Nodes =/= [], Ready);
+                         _ -> undefined
+                     end,
             {ok, #state{role = Role, nodes = Nodes, info = Info, upstreams = Upstreams,
-                        parents = Parents,
+                        parents = Parents, quorum = Quorum,
                         ready_at = Ready, engine_ok_at = now_ms(), last_tick = now_ms(),
                         quiet_until = Ready + ?DEADLINE, resumed_until = now_ms()}}
     end.
@@ -227,6 +242,13 @@ handle_call(status, _From, S = #state{members = Members, info = Info, upstreams 
     {reply, lists:keysort(1, [Self | Others]) ++ Static, S};
 handle_call(view, _From, S = #state{view = V, synced = Synced, draining = D}) ->
     {reply, {V, Synced, D}, S};
+handle_call(quorum, _From, S = #state{quorum = undefined}) ->
+    {reply, not_counted, S};
+handle_call(quorum, _From, S = #state{quorum = Q}) ->
+    Voters = lists:sort(maps:keys(kraken_cluster_quorum:voters(Q))),
+    Live = [node() | [maps:get(node, I) || #member{info = I} <- live_members(S)]],
+    {reply, {kraken_cluster_quorum:has(Q), [N || N <- Voters, lists:member(N, Live)], Voters},
+     S};
 handle_call(drain, _From, S = #state{role = proxy}) ->
     {reply, {error, proxy}, S};
 handle_call(drain, _From, S = #state{draining = true}) ->
@@ -300,14 +322,26 @@ handle_info(tick, S00 = #state{last_tick = Last}) ->
          end,
     S1 = connect(S0),
     S2 = check_engine(S1),
-    S3 = heartbeat(health_check(S2)),
-    {noreply, lead(poll_sync(update(S3)))};
+    %% Members dropped before the heartbeat: it carries the live cores as
+    %% of this tick (a node that dropped a core first refuses the core's
+    %% topics while another member's heartbeat still lists it).
+    S3 = heartbeat(health_check(update(S2))),
+    {noreply, lead(poll_sync(S3))};
 handle_info(sync, S) ->
     {noreply, lead(poll_sync(S#state{syncing = false}))};
 handle_info({engine_health, Pid, pong}, S = #state{checker = Pid}) ->
     {noreply, S#state{checker = undefined, engine_ok_at = now_ms()}};
 handle_info({engine_health, Pid, _}, S = #state{checker = Pid}) ->
     {noreply, S#state{checker = undefined}};
+handle_info({kraken_hb, Pid, Info = #{leaving := true}}, S = #state{members = Members}) ->
+    %% Its last heartbeat: it stops on purpose (terminate/2), so it is no
+    %% longer a voter, and no longer live.
+    ?LOG_INFO("kraken cluster: ~s ~s is stopping", [maps:get(role, Info), node(Pid)]),
+    Q = case S#state.quorum of
+            undefined -> undefined;
+            Q0 -> kraken_cluster_quorum:forget(Q0, node(Pid))
+        end,
+    {noreply, lead(update(S#state{members = maps:remove(Pid, Members), quorum = Q}))};
 handle_info({kraken_hb, Pid, Info}, S = #state{members = Members, known = Known})
   when is_map(Info) ->
     New = not maps:is_key(Pid, Members),
@@ -336,7 +370,10 @@ handle_info({'EXIT', Pid, _}, S = #state{connectors = C}) ->
 handle_info(_, S) ->
     {noreply, S}.
 
-terminate(_, _) ->
+%% The others stop counting this node as a voter at once (a stop on
+%% purpose is not a failure: kraken_cluster_quorum).
+terminate(_, S = #state{info = Info}) ->
+    send_heartbeats(Info#{leaving => true}, S),
     ok.
 
 %%% Internal functions
@@ -416,8 +453,12 @@ announce(S = #state{info = Info}) ->
 
 send_heartbeats(Info, S = #state{view = View, synced = Synced, draining = Draining}) ->
     Live = [N || {N, _} <- live_cores(S)],
+    {Voters, Has} = case S#state.quorum of
+                        undefined -> {undefined, false};
+                        Q -> {kraken_cluster_quorum:voters(Q), kraken_cluster_quorum:has(Q)}
+                    end,
     Msg = {kraken_hb, self(), Info#{view => View, synced => Synced, draining => Draining,
-                                    live => Live}},
+                                    live => Live, voters => Voters, quorum => Has}},
     [erlang:send(Pid, Msg, [noconnect, nosuspend])
      || Group <- [core, proxy], Pid <- pg:get_members(?SCOPE, Group), Pid =/= self()],
     ok.
@@ -433,19 +474,25 @@ update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
                   [maps:get(role, I), maps:get(node, I), Now - H])
      || #member{info = I, heard = H} <- Dead],
     Members = maps:from_list([{P, M} || M = #member{pid = P} <- Live]),
-    Cores = lists:usort([endpoint(Info) || Role =:= core] ++
-                            [endpoint(I) || #member{info = I} <- Live,
-                                            maps:get(role, I) =:= core] ++
+    S0 = quorum_step(Live, S#state{members = Members}),
+    Has = S0#state.quorum =:= undefined orelse kraken_cluster_quorum:has(S0#state.quorum),
+    %% Without the quorum a node is on the minority side (or not admitted
+    %% yet): its engine gets no live core, as a proxy cut off from every
+    %% core, so it refuses its clients' publishes and subscribes and
+    %% disconnects those holding topics (docs/cluster.md,
+    %% "Quorum").
+    Cores = lists:usort([endpoint(Info) || Role =:= core, Has] ++
+                            [endpoint(I) || Has, #member{info = I} <- Live,
+                                            maps:get(role, I) =:= core, counted(I)] ++
                             Upstreams),
-    S0 = S#state{members = Members},
     {Msg, Below} =
         case S#state.parents of
             [] ->
-                LiveNames = [N || {N, _} <- live_cores(S0)],
+                LiveNames = [N || Has, {N, _} <- live_cores(S0)],
+                Seen = seen_names(S0),
                 {O, A} = kraken_cluster_move:engine_sets(
-                           View, LiveNames, [N || {N, _, _, _} <- Upstreams]),
-                {MO, MA} = kraken_cluster_move:engine_missing(View, LiveNames,
-                                                              seen_names(S0)),
+                           View, LiveNames, Seen, [N || {N, _, _, _} <- Upstreams]),
+                {MO, MA} = kraken_cluster_move:engine_missing(View, LiveNames, Seen),
                 {{Cores, O, A, MO, MA}, []};
             Parents ->
                 %% A child: its live parents (and static upstreams) own
@@ -468,7 +515,9 @@ update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
     [?LOG_ERROR("kraken cluster: parent ~s sits below this node (a cycle of `parents'); "
                 "not used", [N]) || N <- Below -- S#state.below],
     S1 = S0#state{below = Below},
-    case Msg =:= Sent orelse Now < S#state.ready_at of
+    %% An engine never told anything holds its clients: so it stays
+    %% until this node is admitted to a quorum.
+    case Msg =:= Sent orelse Now < S#state.ready_at orelse (not Has andalso Sent =:= undefined) of
         true ->
             S1;
         false ->
@@ -490,6 +539,34 @@ update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
             end
     end.
 
+%% Steps the quorum with the live members and what their heartbeats say,
+%% and says when this node gains or loses it.
+quorum_step(_Live, S = #state{quorum = undefined}) ->
+    S;
+quorum_step(Live, S = #state{quorum = Q0, role = Role}) ->
+    LiveMap = maps:from_list([{node(), Role} |
+                              [{maps:get(node, I), maps:get(role, I)} || #member{info = I} <- Live]]),
+    Heard = maps:from_list([{maps:get(node, I), {maps:get(voters, I, undefined),
+                                                 maps:get(quorum, I, false)}}
+                            || #member{info = I} <- Live]),
+    Q = kraken_cluster_quorum:step(Q0, LiveMap, Heard, now_ms()),
+    Voters = lists:sort(maps:keys(kraken_cluster_quorum:voters(Q))),
+    In = [N || N <- Voters, maps:is_key(N, LiveMap)],
+    case {kraken_cluster_quorum:has(Q0), kraken_cluster_quorum:has(Q)} of
+        {true, false} ->
+            ?LOG_WARNING("kraken cluster: no quorum: this node hears ~b of the cluster's ~b "
+                         "members (not ~s): it is on the minority side of a partition, or the "
+                         "others failed together; its clients' publishes and subscribes are "
+                         "refused and its subscribers disconnected until it hears a majority",
+                         [length(In), length(Voters), lists:join(" ", [atom_to_list(N) || N <- Voters -- In])]);
+        {false, true} ->
+            ?LOG_WARNING("kraken cluster: quorum: this node hears ~b of the cluster's ~b members",
+                         [length(In), length(Voters)]);
+        _ ->
+            ok
+    end,
+    S#state{quorum = Q}.
+
 %% Whether walking up from these nodes (through the parents each one's
 %% heartbeats name) reaches this node.
 leads_here([], _, _) -> false;
@@ -506,19 +583,30 @@ live_members(#state{members = Members}) ->
     [M || M = #member{heard = H} <- maps:values(Members), Now - H =< ?DEADLINE].
 
 %% The live members a move waits for: not the proxies below other proxies
-%% (their parents hold their topics at the cores).
+%% (their parents hold their topics at the cores), nor the members without
+%% the quorum (they serve nothing; they apply the view they find when they
+%% have it again).
 movers(S) ->
-    [M || M = #member{info = I} <- live_members(S), maps:get(parents, I, []) =:= []].
+    [M || M = #member{info = I} <- live_members(S), maps:get(parents, I, []) =:= [],
+          counted(I)].
+
+%% Whether a member's heartbeat says it has the quorum (kraken_cluster_quorum):
+%% a core without it owns nothing for anyone.  A heartbeat of a release
+%% before the quorum does not say: counted.
+counted(Info) ->
+    maps:get(quorum, Info, true) =/= false.
 
 %% The live cores, this node among them if it is one: `{Name, Draining}'.
 live_cores(S = #state{role = Role, draining = D}) ->
     lists:usort([{atom_to_binary(node()), D} || Role =:= core] ++
                     [{atom_to_binary(maps:get(node, I)), maps:get(draining, I, false)}
-                     || #member{info = I} <- live_members(S), maps:get(role, I) =:= core]).
+                     || #member{info = I} <- live_members(S), maps:get(role, I) =:= core,
+                        counted(I)]).
 
 %% The cores that the live members report live in their heartbeats.
 seen_names(S) ->
-    lists:usort(lists:append([maps:get(live, I, []) || #member{info = I} <- live_members(S)])).
+    lists:usort(lists:append([maps:get(live, I, []) || #member{info = I} <- live_members(S),
+                                                       counted(I)])).
 
 %% The cores the leader counts: the live ones here, and those that a live
 %% member still sees among the view's owners (`{Name, Draining}'). So when
@@ -583,8 +671,14 @@ sees_owners(_) ->
 %% due, applies it and tells everyone.
 lead(S = #state{role = proxy}) ->
     S;
-lead(S = #state{view = View, synced = Synced, view_at = At,
-                quiet_until = Quiet}) ->
+lead(S = #state{quorum = Q}) ->   % a core: never below parents, so counted
+    case kraken_cluster_quorum:has(Q) of
+        true -> lead_(S);
+        false -> S   % the minority side changes no view
+    end.
+
+lead_(S = #state{view = View, synced = Synced, view_at = At,
+                 quiet_until = Quiet}) ->
     Me = atom_to_binary(node()),
     Cores = seen_cores(S),
     Now = now_ms(),

@@ -24,7 +24,7 @@
 %% completed anyway (a member that did not sync is a failure).
 -module(kraken_cluster_move).
 
--export([newer/2, leader/2, next/5, engine_sets/3, engine_missing/3, desired/2, drained/3]).
+-export([newer/2, leader/2, next/5, engine_sets/3, engine_sets/4, engine_missing/3, desired/2, drained/3]).
 
 -define(PHASE_TIMEOUT, 5000).
 
@@ -101,10 +101,23 @@ next(Self, View = {E, Phase, _, Owners, Alt}, Others, Synced, {Desired, Age}) ->
 %% no live core is among the view's owners (no view yet, or they all left),
 %% every live core owns.
 -spec engine_sets(view() | undefined, [name()], [name()]) -> {[name()], [name()]}.
-engine_sets(undefined, Live, Upstreams) ->
+engine_sets(View, Live, Upstreams) ->
+    engine_sets(View, Live, [], Upstreams).
+
+%% @doc The same, Seen being the cores that live members report live: when
+%% none of the view's owners is live here but one is seen (missing here,
+%% engine_missing/3), the live cores do not take its topics: no core owns
+%% (the engine refuses them).  A node that comes back from the minority
+%% side may hear a proxy before the core that now owns everything: it must
+%% not take every topic for itself meanwhile.
+-spec engine_sets(view() | undefined, [name()], [name()], [name()]) -> {[name()], [name()]}.
+engine_sets(undefined, Live, _Seen, Upstreams) ->
     {lists:usort(Live ++ Upstreams), lists:usort(Live ++ Upstreams)};
-engine_sets({_, _, _, Owners, Alt}, Live, Upstreams) ->
-    O = live_or_all(Owners, Live),
+engine_sets({_, _, _, Owners, Alt}, Live, Seen, Upstreams) ->
+    O = case lists:any(fun(N) -> lists:member(N, Seen) end, Owners) of
+            true -> [N || N <- lists:usort(Owners), lists:member(N, Live)];
+            false -> live_or_all(Owners, Live)
+        end,
     A = case [N || N <- Alt, lists:member(N, Live)] of
             [] -> O;
             L -> lists:usort(L)

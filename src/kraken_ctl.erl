@@ -203,8 +203,22 @@ cluster_status() ->
             Header = {"NODE", "ROLE", "ENDPOINT", "HEARD", "LINK", "UPSTREAM_TOPICS",
                       "SENT", "RECEIVED", "DROPPED"},
             Rows = [member_row(M, Links) || M <- Members],
-            {ok, [table([Header | Rows]), view_text(kraken_cluster:view())]}
+            {ok, [table([Header | Rows]), view_text(kraken_cluster:view()),
+                  quorum_text(kraken_cluster:quorum())]}
     end.
+
+%% Whether this node is on the majority side (docs/cluster.md,
+%% "Quorum").
+quorum_text(not_counted) ->
+    "quorum: counted by the parents\n";
+quorum_text({true, In, Voters}) ->
+    io_lib:format("quorum: yes, ~b of ~b members heard~n", [length(In), length(Voters)]);
+quorum_text({false, In, Voters}) ->
+    io_lib:format("quorum: NO, ~b of ~b members heard (not ~s): publishes and subscribes "
+                  "are refused~n",
+                  [length(In), length(Voters),
+                   lists:join(" ", [atom_to_list(N) || N <- Voters -- In])]).
+
 
 %% The owners of the topics as this node sees them (docs/cluster.md, "Moves").
 view_text({undefined, _, D}) ->

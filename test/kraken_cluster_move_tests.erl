@@ -80,7 +80,16 @@ engine_sets_test() ->
     ?assertEqual({[<<"a">>, <<"c">>], [<<"a">>, <<"b">>]}, ?M:engine_sets(V, Live, [])),
     %% none of the owners live: every live core
     ?assertEqual({Live, [<<"a">>, <<"b">>]},
-                 ?M:engine_sets({2, switch, <<"a">>, [<<"x">>], [<<"a">>, <<"b">>]}, Live, [])).
+                 ?M:engine_sets({2, switch, <<"a">>, [<<"x">>], [<<"a">>, <<"b">>]}, Live, [])),
+    %% none of the owners live here, but x is live for another member (a
+    %% node back from the minority side, hearing a proxy before the core
+    %% that owns everything now): nobody here takes its topics
+    ?assertEqual({[], []},
+                 ?M:engine_sets({3, stable, <<"x">>, [<<"x">>], [<<"x">>]}, [<<"a">>],
+                                [<<"x">>], [])),
+    ?assertEqual({[<<"a">>], [<<"a">>]},
+                 ?M:engine_sets({3, stable, <<"x">>, [<<"x">>], [<<"x">>]}, [<<"a">>],
+                                [<<"b">>], [])).
 
 engine_missing_test() ->
     V = {2, stable, <<"a">>, [<<"a">>, <<"b">>, <<"c">>], [<<"a">>, <<"b">>, <<"c">>]},

@@ -561,10 +561,97 @@ def proxy_alone(lab, p1, c1, c2):
             s.c.close()
 
 
+def redis_call(addr, *args):
+    """One command on the Redis port; the first line of the reply."""
+    r = socket.create_connection((addr, REDIS_PORT), timeout=10)
+    r.sendall(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+    got = b""
+    while not got.endswith(b"\r\n"):
+        got += r.recv(4096)
+    r.close()
+    return got
+
+
+def core_alone(lab, p1, c1, c2):
+    """c1 cut from p1 and c2: c1 on the minority side."""
+    wait_until(lambda: links_up(p1, c1, c2), 30, "every link up")
+    t1, t2 = topics_of(c1, c2)
+    before = [Sub(node, t, "%s's subscriber of %s" % (node.name, t.decode()))
+              for node in (p1, c1, c2) for t in (t1, t2)]
+    pubs = [Publisher(node.addr, [t1, t2], node.name.encode() + b"-") for node in (p1, c1, c2)]
+    for p in pubs:
+        p.start()
+    poll_all(before, 1.0)
+    t0 = lab.cut("c1", "p1")
+    lab.cut("c1", "c2")
+    print("cut c1 from p1 and c2")
+    wait_until(lambda: c2.log_lines(r"core %s left the live set" % re.escape(c1.full)) and
+               p1.log_lines(r"core %s left the live set" % re.escape(c1.full)), 5,
+               "p1 and c2 dropping c1")
+    poll_all(before, 1.0)
+    # While it lasts: c1 refuses its clients, on both ports; c1's topic
+    # moved to c2, where p1's and c2's new subscribers get it (retrying:
+    # for a moment after the move a node still refuses c1's topics, until
+    # the others' heartbeats no longer list c1).
+    wait_until(lambda: [1 for ts, _ in c1.log_lines(r"no quorum") if ts >= t0], 5,
+               "a log line on c1 saying it has no quorum")
+    print("c1 says: " + [line for ts, line in c1.log_lines(r"no quorum") if ts >= t0][0]
+          .split(": ", 1)[1])
+    during = [Sub(c1, t, "c1's subscriber of %s, during" % t.decode()) for t in (t1, t2)]
+    for node in (p1, c2):
+        for t in (t1, t2):
+            for _ in range(20):
+                s = Sub(node, t, "%s's subscriber of %s, during" % (node.name, t.decode()))
+                if not s.refused:
+                    break
+                poll_all(before + during, 0.3)
+            during.append(s)
+    subs = before + during
+    print("new subscribers on every node %.1f s after the cut" % (time.time() - t0))
+    got = redis_call(c1.addr, b"PUBLISH", t1, b"x")
+    poll_all(subs, 3.0)
+    lab.heal("c1", "p1")
+    lab.heal("c1", "c2")
+    print("healed after %.1f s" % (time.time() - t0))
+    deadline = time.time() + 30
+    while not links_up(p1, c1, c2):
+        assert time.time() < deadline, "links not all up 30 s after the heal"
+        poll_all(subs, 0.5)
+    print("every link up %.1f s after the heal" % (time.time() - t0))
+    after = Sub(c1, t1, "c1's subscriber of %s, after" % t1.decode())
+    subs.append(after)
+    poll_all(subs, 2.0)
+    for p in pubs:
+        p.stop.set()
+    for p in pubs:
+        p.join(15)
+    poll_all(subs, 1.5)
+    for s in subs:
+        print("  %-45s %s" % (s.name, s.state()))
+    print("  publishes refused: %s" % ", ".join(
+        "on %s %d of %d" % (n.name, p.refused(), len(p.log)) for n, p in zip((p1, c1, c2), pubs)))
+    assert got == b"-ERR cluster core unavailable: not published\r\n", (
+        "a Redis PUBLISH on c1 while it was cut off: %r" % got)
+    for s in during:
+        if s.node is c1:
+            assert s.refused, "%s was not refused" % s.name
+        else:
+            assert s.closed is None and s.payloads(), "%s: %s, %d entries" % (
+                s.name, s.state(), len(s.payloads()))
+    for s in before:
+        if s.node is c1:
+            assert s.closed is not None, "%s stayed connected on the minority side" % s.name
+    assert after.closed is None and after.payloads(), "c1 does not serve its topic after the heal"
+    check_rule(subs, pubs)
+    for s in subs:
+        if s.closed is None:
+            s.c.close()
+
+
 def scenario(lab, p1, c1, c2):
     only = os.environ.get("PARTITION_ONLY", "")
     for name, f in (("proxy_core", proxy_core), ("two_cores", two_cores),
-                    ("proxy_alone", proxy_alone)):
+                    ("proxy_alone", proxy_alone), ("core_alone", core_alone)):
         if only and name not in only.split(","):
             continue
         t = time.time()
