@@ -82,7 +82,8 @@ void cluster_ack_done(struct ack_holder *h, bool ok, void *arg)
     }
     if (c->state == CONN_DOOMED)
         return; /* (a held connection that is merely closing, after a quit, is not) */
-    if (c->sub.child && !conn_is_closing(c) && cluster_child_wait_failed(c, k, index_of(k)))
+    if (c->sub.child && !conn_is_closing(c) &&
+        cluster_child_wait_failed(c, k, index_of(k), true))
         return;
     if (c->held_pub)
         klog(LOG_WARNING, "%s %" PRIu64 " (%s) waits for core %s to confirm its publishes, "
@@ -97,12 +98,16 @@ void cluster_ack_done(struct ack_holder *h, bool ok, void *arg)
 }
 
 /* ack_done_fn for a refused publish batch (a parent refused it: an owner
- * above it was unavailable): its publishers get the error, then the close. */
+ * above it was unavailable): its publishers get the error, then the close;
+ * a child's link (this node is in the middle of three) is answered the
+ * error in turn, and stays. */
 static void refused_done(struct ack_holder *h, bool ok, void *arg)
 {
     struct conn *c = (struct conn *)(void *)((char *)h - offsetof(struct conn, acks));
     const struct cluster_core *k = arg;
     if (ok || c->state == CONN_DOOMED)
+        return;
+    if (c->sub.child && !conn_is_closing(c) && cluster_child_wait_failed(c, k, -1, false))
         return;
     klog(LOG_WARNING, "%s %" PRIu64 " (%s): its publish was refused by %s (a core above it "
          "is unavailable): answering the error and disconnecting it (its unanswered "

@@ -348,8 +348,12 @@ static long refuse_held_publishes(struct conn *c)
     return rc < 0 || evbuffer_get_length(c->out) != len + (size_t)n * elen - rlen ? -1 : n;
 }
 
-bool cluster_child_wait_failed(struct conn *c, const struct cluster_core *k, int kidx)
+bool cluster_child_wait_failed(struct conn *c, const struct cluster_core *k, int kidx,
+                               bool lost)
 {
+    /* k lost, or k (a parent of this node) answered the batch with the
+     * error: a core above it is unavailable. */
+    const char *what = lost ? "that core was lost" : "it refused them";
     /* Its subscriptions of k's topics were dropped and named already
      * (cluster_doom_holders runs before the waits fail); again, in case one
      * escaped: the child must not believe it holds a topic nobody serves. */
@@ -360,19 +364,19 @@ bool cluster_child_wait_failed(struct conn *c, const struct cluster_core *k, int
         if (n < 0)
             return false;
         klog(LOG_WARNING, "client %" PRIu64 " (%s), a proxy below this node, waits for core %s "
-             "to confirm its publishes, and that core was lost: answering the error to its %ld "
-             "held publish request(s) (their entries reached this node's subscribers, maybe not "
-             "the others); its link stays", c->sub.id, c->peer, k->name, n);
+             "to confirm its publishes, and %s: answering the error to its %ld held publish "
+             "request(s) (their entries reached this node's subscribers, maybe not the "
+             "others); its link stays", c->sub.id, c->peer, k->name, what, n);
         ack_holder_forget(&c->acks); /* every held reply is answered now */
     } else if (c->retro) {
         klog(LOG_WARNING, "client %" PRIu64 " (%s), a proxy below this node, waits for core %s "
-             "to answer its link_retro, and that core was lost: answering NOT_FOUND; its link "
-             "stays", c->sub.id, c->peer, k->name);
+             "to answer its link_retro, and %s: answering NOT_FOUND; its link stays",
+             c->sub.id, c->peer, k->name, what);
         cluster_retro_refuse(c); /* the relay is freed once its requests are gone */
     } else {
         klog(LOG_INFO, "client %" PRIu64 " (%s), a proxy below this node, waits for core %s to "
-             "confirm its subscription, and that core was lost: its topics of that core were "
-             "named lost; its link stays", c->sub.id, c->peer, k->name);
+             "confirm its subscription, and %s: its link stays", c->sub.id, c->peer, k->name,
+             what);
     }
     if (!conn_held(c)) {
         c->held_sub = c->held_pub = false;

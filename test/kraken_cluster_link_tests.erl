@@ -23,7 +23,10 @@
 %%   - this node as a parent: the core a child's link_retro waits for is
 %%     lost: the child gets `VALUE lost' for its topics, then NOT_FOUND, and
 %%     its link stays (was closed, as any waiting client, which disconnected
-%%     every client of the child holding a topic through this node).
+%%     every client of the child holding a topic through this node);
+%%   - this node in the middle (a child of the fake, a parent of a raw
+%%     child connection): the fake refuses the batch carrying the child's
+%%     publish: the child gets the error and its link stays (was closed).
 -module(kraken_cluster_link_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -42,7 +45,9 @@ link_test_() ->
      {timeout, 30, {"a child's VALUE lost survives a refused link_retro it waited behind",
                     fun lost_behind_refused/0}},
      {timeout, 30, {"a child's link_retro waiting for a lost core: VALUE lost, NOT_FOUND, "
-                    "the link stays", fun retro_waiting_lost/0}}].
+                    "the link stays", fun retro_waiting_lost/0}},
+     {timeout, 30, {"in the middle of three: a child's publish refused above is answered "
+                    "the error, the link stays", fun middle_refused/0}}].
 
 block(Entries) ->
     Body = iolist_to_binary([[<<"MESSAGE ">>, lists:join(<<" ">>, Ts), <<" ">>,
@@ -240,6 +245,23 @@ retro_waiting_lost() ->
         exit(F1, kill)
     end.
 
+middle_refused() ->
+    with(refuse_publish, [], parent,
+         fun(S, T, _Fake) ->
+                 {ok, {_, Listen}} = inet:peername(S),
+                 {ok, Q} = gen_tcp:connect({127, 0, 0, 1}, Listen, [binary, {active, false}]),
+                 Block = [<<"MESSAGE ">>, T, <<" 1\r\nx\r\n">>],
+                 ok = gen_tcp:send(Q, [<<"set child 0 0 2 noreply\r\nq1\r\nset publish 0 0 ">>,
+                                       integer_to_binary(iolist_size(Block)), <<"\r\n">>, Block,
+                                       <<"\r\n">>]),
+                 ?assertEqual({ok, <<"SERVER_ERROR cluster core unavailable\r\n">>},
+                              gen_tcp:recv(Q, 0, 5000)),
+                 %% The link stays: it answers the next request.
+                 ok = gen_tcp:send(Q, <<"version\r\n">>),
+                 ?assertMatch({ok, <<"VERSION ", _/binary>>}, gen_tcp:recv(Q, 0, 5000)),
+                 gen_tcp:close(Q)
+         end).
+
 %% What S is sent up to and including Last.
 recv_until(S, Last, Acc) ->
     case binary:match(Acc, Last) of
@@ -313,7 +335,9 @@ fake(Test, Answer) ->
     fake_loop(Test, C, Answer, <<>>).
 
 %% Answers `version' and acknowledged `set' requests; a link_retro with
-%% Answer; with {on_subscribe, Push}, Push(C, T) after confirming a subscribe.
+%% Answer; with {on_subscribe, Push}, Push(C, T) after confirming a subscribe;
+%% with refuse_publish, a publish batch with the cluster error (a parent
+%% whose core is unavailable).
 fake_loop(Test, C, Answer, Buf) ->
     case binary:split(Buf, <<"\r\n">>) of
         [<<"version">>, Rest] ->
@@ -327,6 +351,8 @@ fake_loop(Test, C, Answer, Buf) ->
                     if Cmd =:= <<"link_retro">> ->
                             T = receive {topic, X} -> X end,
                             Answer(C, T);
+                       Opt =:= [], Cmd =:= <<"publish">>, Answer =:= refuse_publish ->
+                            ok = gen_tcp:send(C, <<"SERVER_ERROR cluster core unavailable\r\n">>);
                        Opt =:= [] ->
                             ok = gen_tcp:send(C, <<"STORED\r\n">>),
                             case {Cmd, Answer} of
