@@ -131,9 +131,16 @@ void cluster_retro_fail(struct cluster_core *k)
 {
     while (k->retro_head) {
         struct cluster_retro_req *q = k->retro_head;
+        struct conn *c = q->conn;
         k->retro_head = q->next;
         conn_unlink(q);
         req_free(q);
+        if (c) {
+            /* A child's relayed answer cannot be complete: dropped, freed
+             * (its held reply was made NOT_FOUND: cluster_child_wait_failed). */
+            cluster_relay_refused(c);
+            cluster_relay_finish(c);
+        }
     }
     k->retro_tail = NULL;
 }
@@ -296,8 +303,6 @@ bool cluster_retro_defer(struct subscriber *s, struct topic *const *ts, const bo
 
 /* ---- the answer ---- */
 
-static void refuse(struct conn *c);
-
 /* The answer passed max_client_queue_bytes: q's client gets NOT_FOUND (it
  * reloads), the rest of the answer is read and dropped. */
 static void too_long(struct cluster_retro_req *q)
@@ -305,7 +310,7 @@ static void too_long(struct cluster_retro_req *q)
     klog(LOG_WARNING, "cluster: core %s's retroactive answer for %s %" PRIu64 " (%s) is longer "
          "than max_client_queue_bytes (%zu); answering NOT_FOUND", q->core->name,
          q->conn->ops->log_name, q->conn->sub.id, q->conn->peer, cl.srv->eng.cfg.max_queue_bytes);
-    refuse(q->conn);
+    cluster_retro_refuse(q->conn);
     for (size_t i = 0; i < q->ngot; i++)
         entry_unref(q->got[i]);
     q->ngot = 0;
@@ -376,7 +381,7 @@ int cluster_link_retro_block(struct conn *link, int64_t time, const char *block,
 }
 
 /* The client's answer becomes NOT_FOUND (once per request). */
-static void refuse(struct conn *c)
+void cluster_retro_refuse(struct conn *c)
 {
     bool already = false;
     for (struct cluster_retro_req *q = c->retro; q; q = q->cnext) {
@@ -476,7 +481,7 @@ static void deliver(struct cluster_retro_req *q)
     struct subscriber *s = &c->sub;
     struct router *r = router();
     if (!local_covered(q)) {
-        refuse(c);
+        cluster_retro_refuse(c);
         return;
     }
     uint64_t tmark = ++r->epoch;
@@ -492,7 +497,7 @@ static void deliver(struct cluster_retro_req *q)
         free(cut);
         klog(LOG_ERROR, "%s %" PRIu64 " (%s): out of memory for its retroactive entries; "
              "answering NOT_FOUND", c->ops->log_name, s->id, c->peer);
-        refuse(c);
+        cluster_retro_refuse(c);
         return;
     }
     ncut = queue_cut(&s->queue, from, cut);
@@ -502,7 +507,7 @@ static void deliver(struct cluster_retro_req *q)
          * queue (cluster_relay.c). */
         if (cluster_relay_add(c, q->got, q->ngot) < 0 ||
             cluster_relay_add(c, mine, (size_t)nmine) < 0)
-            refuse(c);
+            cluster_retro_refuse(c);
         a = q->ngot;
         b = (size_t)nmine;
     }
@@ -541,7 +546,7 @@ void cluster_retro_answered(struct cluster_core *k, bool found)
     struct conn *c = q->conn;
     if (c && !conn_is_closing(c) && !c->sub.overflowed) {
         if (!found || q->refused)
-            refuse(c);
+            cluster_retro_refuse(c);
         else
             deliver(q);
     }
