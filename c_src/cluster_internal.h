@@ -129,8 +129,8 @@ void cluster_mark_upstream(struct topic *t);
 bool cluster_await_upstream(struct cluster_core *k, struct topic *t, struct subscriber *s);
 
 /* cluster_move.c */
-/* Builds the set of cores[i] with pick[i] (all of them when none is
- * picked).  Returns 0, or -1 when out of memory. */
+/* Builds the set of cores[i] with pick[i] (empty when none is picked).
+ * Returns 0, or -1 when out of memory. */
 int cluster_set_build(struct owner_set *s, struct cluster_core **cores, const bool *pick,
                       size_t n);
 void cluster_set_free(struct owner_set *s);
@@ -257,8 +257,11 @@ bool cluster_retro_defer(struct subscriber *s, struct topic *const *topics, cons
  * (or NOT_FOUND).  Called before the acknowledgement releases anybody. */
 void cluster_retro_answered(struct cluster_core *k, bool found);
 /* k's link is gone: its link_retro requests are dropped (their clients
- * are disconnected as holders of k's topics). */
+ * are disconnected as holders of k's topics; a child's relayed answer,
+ * refused, is freed once it waits for no other core). */
 void cluster_retro_fail(struct cluster_core *k);
+/* c's held retroactive answer becomes NOT_FOUND (once per request). */
+void cluster_retro_refuse(struct conn *c);
 
 /* cluster_relay.c */
 struct entry;
@@ -275,5 +278,14 @@ void cluster_relay_free(struct conn *c);
  * child is told (`VALUE lost').  Returns 1 if it held some, 0 if none, -1
  * when out of memory (the caller disconnects it). */
 int cluster_child_lost(struct conn *c, int kidx, uint64_t mark);
+/* Child c's held request waited for core k (index kidx, or -1), now lost
+ * (its wait there is gone), or, not lost, k (this node's parent) answered
+ * that batch with the cluster error: its held publishes are answered with
+ * the cluster error, a held link_retro with NOT_FOUND, a held subscribe
+ * goes on waiting for the other cores; c is released when it waits for
+ * nothing more, and its link stays.  Returns false when out of memory (the
+ * caller closes c). */
+bool cluster_child_wait_failed(struct conn *c, const struct cluster_core *k, int kidx,
+                               bool lost);
 
 #endif

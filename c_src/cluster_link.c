@@ -26,6 +26,15 @@
  * broken.  This finds what TCP does not: a hung engine, a stalled path. */
 #define PING_MS 500
 #define DEAD_MS 1500
+/* A node above this one (a parent: the link said `set child') holds our
+ * acknowledged request, and the pings behind it, while its own core is to
+ * confirm it; when that core fails, the parent answers within its own
+ * deadline (DEAD_MS after a ping sent at most PING_MS after the core
+ * stopped, found at a ping tick: DEAD_MS + 2 PING_MS).  So while such a
+ * request is outstanding, our deadline for it is longer by that much: its
+ * answer (the error for what that core never confirmed) must not find the
+ * link closed, every client of ours that holds a topic through it gone. */
+#define PARENT_WAIT_MS (DEAD_MS + 2 * PING_MS)
 
 /* A topic name for a log line: printable ASCII, cut at 64 bytes. */
 static void printable(char *buf, size_t size, const char *p, size_t len)
@@ -49,9 +58,19 @@ static void disconnect(struct conn *c)
                          : NULL);
 }
 
+static int index_of(const struct cluster_core *k)
+{
+    for (size_t i = 0; i < cl.n; i++)
+        if (cl.cores[i] == k)
+            return (int)i;
+    return -1;
+}
+
 /* A held client's acknowledgements: all in (it goes on), or one of its
- * cores was lost before answering.  Such a client holds a topic of that
- * core, so doom_holders disconnected it already; this is the safety net. */
+ * cores was lost before answering.  A subscriber holds a topic of that
+ * core, so doom_holders disconnected it already; this is the safety net,
+ * and the publisher's error.  A child's link (a proxy below) is answered
+ * instead, and stays (cluster_child_wait_failed). */
 void cluster_ack_done(struct ack_holder *h, bool ok, void *arg)
 {
     struct conn *c = (struct conn *)(void *)((char *)h - offsetof(struct conn, acks));
@@ -63,6 +82,9 @@ void cluster_ack_done(struct ack_holder *h, bool ok, void *arg)
     }
     if (c->state == CONN_DOOMED)
         return; /* (a held connection that is merely closing, after a quit, is not) */
+    if (c->sub.child && !conn_is_closing(c) &&
+        cluster_child_wait_failed(c, k, index_of(k), true))
+        return;
     if (c->held_pub)
         klog(LOG_WARNING, "%s %" PRIu64 " (%s) waits for core %s to confirm its publishes, "
              "and that core was lost: answering the error and disconnecting it (its unanswered "
@@ -76,12 +98,16 @@ void cluster_ack_done(struct ack_holder *h, bool ok, void *arg)
 }
 
 /* ack_done_fn for a refused publish batch (a parent refused it: an owner
- * above it was unavailable): its publishers get the error, then the close. */
+ * above it was unavailable): its publishers get the error, then the close;
+ * a child's link (this node is in the middle of three) is answered the
+ * error in turn, and stays. */
 static void refused_done(struct ack_holder *h, bool ok, void *arg)
 {
     struct conn *c = (struct conn *)(void *)((char *)h - offsetof(struct conn, acks));
     const struct cluster_core *k = arg;
     if (ok || c->state == CONN_DOOMED)
+        return;
+    if (c->sub.child && !conn_is_closing(c) && cluster_child_wait_failed(c, k, -1, false))
         return;
     klog(LOG_WARNING, "%s %" PRIu64 " (%s): its publish was refused by %s (a core above it "
          "is unavailable): answering the error and disconnecting it (its unanswered "
@@ -175,14 +201,6 @@ uint32_t cluster_doom_marked(int kidx, uint64_t mark, const char *why)
     return count;
 }
 
-static int index_of(const struct cluster_core *k)
-{
-    for (size_t i = 0; i < cl.n; i++)
-        if (cl.cores[i] == k)
-            return (int)i;
-    return -1;
-}
-
 /* Sends a ping (or, polled, counts the polls as pings); closes a link whose
  * oldest one waited DEAD_MS (or three poll intervals, if longer). */
 static void ping_cb(evutil_socket_t fd, short what, void *arg)
@@ -195,6 +213,8 @@ static void ping_cb(evutil_socket_t fd, short what, void *arg)
         return;
     int64_t now = engine_now_ms();
     int64_t dead = k->polling && 3 * k->poll_ms > DEAD_MS ? 3 * k->poll_ms : DEAD_MS;
+    if (k->parent && k->acks.answered < k->acks.sent)
+        dead += PARENT_WAIT_MS; /* a hung parent: its heartbeats stop (1.6 s) */
     if (k->asked_ms >= 0 && now - k->asked_ms > dead) {
         klog(link_state(c)->up ? LOG_WARNING : LOG_DEBUG,
              "cluster: core %s (%s) did not answer for %" PRId64 " ms; closing the link",

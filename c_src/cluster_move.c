@@ -35,9 +35,9 @@
 int cluster_set_build(struct owner_set *s, struct cluster_core **cores, const bool *pick,
                       size_t n)
 {
-    bool any = false;
-    for (size_t i = 0; i < n; i++)
-        any |= pick[i];
+    /* No pick, no owner: a node on the minority side, or one that hears of
+     * its view's owners only through others, owns nothing (kraken_cluster
+     * sends every live core as an owner when there is no view). */
     s->n = 0;
     s->hn = calloc(n + 1, sizeof *s->hn);
     s->core = calloc(n + 1, sizeof *s->core);
@@ -46,7 +46,7 @@ int cluster_set_build(struct owner_set *s, struct cluster_core **cores, const bo
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
-        if (any && !pick[i])
+        if (!pick[i])
             continue;
         s->hn[s->n] = (struct cluster_hash_node){
             cores[i]->name, cores[i]->len, cluster_name_hash(cores[i]->name, cores[i]->len)};

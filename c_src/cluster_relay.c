@@ -11,8 +11,15 @@
  *   VALUE lost <n>\r\n<topics, space-separated>\r\nEND\r\n
  *
  * and disconnects their holders (cluster_link_lost, on the child), saying
- * why.  (A child waiting for that core's confirmation of a subscribe or a
- * publish when it fails is closed, as any client: cluster_ack_done.)
+ * why.
+ *
+ * A child waiting for that core's confirmation when it fails (its request
+ * held, as any client's) is not closed either (cluster_child_wait_failed):
+ * its held publishes are answered `SERVER_ERROR cluster core unavailable',
+ * which the child takes as a refusal of those batches (its publishers get
+ * the error, cluster_link_refused: the path of a publish refused at once);
+ * a held link_retro is answered NOT_FOUND; a held subscribe goes on (its
+ * topics of the lost core were named in `VALUE lost', which comes first).
  *
  * The link_retro relay:
  *
@@ -293,4 +300,87 @@ void cluster_link_lost(struct conn *link, const char *names, size_t len)
         p = q + 1;
     }
     cluster_doom_marked(kidx, mark, "which lost it upstream (the core that owns it failed)");
+}
+
+/* ---- a child waiting for a lost core ---- */
+
+/* The held replies of c's publishes (from held_from on, one line each:
+ * STORED, or the error already when a publish was refused at once) all
+ * become the cluster error.  Returns how many, -1 when out of memory or
+ * when the held part holds anything else (the caller closes c, which drops
+ * that part). */
+static long refuse_held_publishes(struct conn *c)
+{
+    static const char err[] = CLUSTER_ERR_UNAVAILABLE;
+    const size_t elen = sizeof err - 1;
+    size_t len = evbuffer_get_length(c->out);
+    if (len <= c->held_from)
+        return 0;
+    size_t rlen = len - c->held_from;
+    struct evbuffer_ptr at;
+    char *p = malloc(rlen);
+    if (!p || evbuffer_ptr_set(c->out, &at, c->held_from, EVBUFFER_PTR_SET) < 0 ||
+        evbuffer_copyout_from(c->out, &at, p, rlen) != (ev_ssize_t)rlen) {
+        free(p);
+        return -1;
+    }
+    long n = 0;
+    for (size_t o = 0; o < rlen && n >= 0; n++) {
+        if (rlen - o >= 8 && memcmp(p + o, "STORED\r\n", 8) == 0)
+            o += 8;
+        else if (rlen - o >= elen && memcmp(p + o, err, elen) == 0)
+            o += elen;
+        else
+            n = -2; /* not a publish's reply (-1 after the n++) */
+    }
+    free(p);
+    struct evbuffer *head = n >= 0 ? evbuffer_new() : NULL;
+    if (!head || evbuffer_remove_buffer(c->out, head, c->held_from) < 0) {
+        if (head)
+            evbuffer_free(head);
+        return -1;
+    }
+    evbuffer_drain(c->out, rlen);
+    for (long i = 0; i < n; i++)
+        evbuffer_add(c->out, err, elen);
+    int rc = evbuffer_prepend_buffer(c->out, head);
+    evbuffer_free(head);
+    return rc < 0 || evbuffer_get_length(c->out) != len + (size_t)n * elen - rlen ? -1 : n;
+}
+
+bool cluster_child_wait_failed(struct conn *c, const struct cluster_core *k, int kidx,
+                               bool lost)
+{
+    /* k lost, or k (a parent of this node) answered the batch with the
+     * error: a core above it is unavailable. */
+    const char *what = lost ? "that core was lost" : "it refused them";
+    /* Its subscriptions of k's topics were dropped and named already
+     * (cluster_doom_holders runs before the waits fail); again, in case one
+     * escaped: the child must not believe it holds a topic nobody serves. */
+    if (kidx >= 0 && cluster_child_lost(c, kidx, 0) < 0)
+        return false;
+    if (c->held_pub) {
+        long n = refuse_held_publishes(c);
+        if (n < 0)
+            return false;
+        klog(LOG_WARNING, "client %" PRIu64 " (%s), a proxy below this node, waits for core %s "
+             "to confirm its publishes, and %s: answering the error to its %ld held publish "
+             "request(s) (their entries reached this node's subscribers, maybe not the "
+             "others); its link stays", c->sub.id, c->peer, k->name, what, n);
+        ack_holder_forget(&c->acks); /* every held reply is answered now */
+    } else if (c->retro) {
+        klog(LOG_WARNING, "client %" PRIu64 " (%s), a proxy below this node, waits for core %s "
+             "to answer its link_retro, and %s: answering NOT_FOUND; its link stays",
+             c->sub.id, c->peer, k->name, what);
+        cluster_retro_refuse(c); /* the relay is freed once its requests are gone */
+    } else {
+        klog(LOG_INFO, "client %" PRIu64 " (%s), a proxy below this node, waits for core %s to "
+             "confirm its subscription, and %s: its link stays", c->sub.id, c->peer, k->name,
+             what);
+    }
+    if (!conn_held(c)) {
+        c->held_sub = c->held_pub = false;
+        server_kick(c);
+    }
+    return true;
 }

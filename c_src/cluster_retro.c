@@ -95,9 +95,16 @@ void cluster_retro_fail(struct cluster_core *k)
 {
     while (k->retro_head) {
         struct cluster_retro_req *q = k->retro_head;
+        struct conn *c = q->conn;
         k->retro_head = q->next;
         cluster_retro_unlink(q);
         cluster_retro_req_free(q);
+        if (c) {
+            /* A child's relayed answer cannot be complete: dropped, freed
+             * (its held reply was made NOT_FOUND: cluster_child_wait_failed). */
+            cluster_relay_refused(c);
+            cluster_relay_finish(c);
+        }
     }
     k->retro_tail = NULL;
 }

@@ -57,8 +57,6 @@ static int reserve(struct entry ***v, size_t *cap, size_t n)
 }
 /* ---- the answer ---- */
 
-static void refuse(struct conn *c);
-
 /* The answer passed max_client_queue_bytes: q's client gets NOT_FOUND (it
  * reloads), the rest of the answer is read and dropped. */
 static void too_long(struct cluster_retro_req *q)
@@ -66,7 +64,7 @@ static void too_long(struct cluster_retro_req *q)
     klog(LOG_WARNING, "cluster: core %s's retroactive answer for %s %" PRIu64 " (%s) is longer "
          "than max_client_queue_bytes (%zu); answering NOT_FOUND", q->core->name,
          q->conn->ops->log_name, q->conn->sub.id, q->conn->peer, cl.srv->eng.cfg.max_queue_bytes);
-    refuse(q->conn);
+    cluster_retro_refuse(q->conn);
     for (size_t i = 0; i < q->ngot; i++)
         entry_unref(q->got[i]);
     q->ngot = 0;
@@ -137,7 +135,7 @@ int cluster_link_retro_block(struct conn *link, int64_t time, const char *block,
 }
 
 /* The client's answer becomes NOT_FOUND (once per request). */
-static void refuse(struct conn *c)
+void cluster_retro_refuse(struct conn *c)
 {
     bool already = false;
     for (struct cluster_retro_req *q = c->retro; q; q = q->cnext) {
@@ -302,7 +300,7 @@ static void deliver(struct cluster_retro_req *q)
         klog(LOG_INFO, "%s %" PRIu64 " (%s): this node's retention lost some of its own entries "
              "after the horizon of its retroactive subscription; answering NOT_FOUND",
              c->ops->log_name, s->id, c->peer);
-        refuse(c);
+        cluster_retro_refuse(c);
         return;
     }
     uint64_t tmark = ++r->epoch, omark = ++r->epoch;
@@ -314,7 +312,7 @@ static void deliver(struct cluster_retro_req *q)
         klog(LOG_WARNING, "%s %" PRIu64 " (%s): its retroactive subscription reaches entries "
              "older than the owner sets this node remembers; answering NOT_FOUND",
              c->ops->log_name, s->id, c->peer);
-        refuse(c);
+        cluster_retro_refuse(c);
         return;
     }
     uint32_t from = q->count0 < s->queue.count ? q->count0 : s->queue.count;
@@ -325,7 +323,7 @@ static void deliver(struct cluster_retro_req *q)
         free(cut);
         klog(LOG_ERROR, "%s %" PRIu64 " (%s): out of memory for its retroactive entries; "
              "answering NOT_FOUND", c->ops->log_name, s->id, c->peer);
-        refuse(c);
+        cluster_retro_refuse(c);
         return;
     }
     ncut = queue_cut(&s->queue, from, cut);
@@ -335,7 +333,7 @@ static void deliver(struct cluster_retro_req *q)
          * queue (cluster_relay.c). */
         if (cluster_relay_add(c, q->got, q->ngot) < 0 ||
             cluster_relay_add(c, mine, (size_t)nmine) < 0)
-            refuse(c);
+            cluster_retro_refuse(c);
         a = q->ngot;
         b = (size_t)nmine;
     }
@@ -379,7 +377,7 @@ void cluster_retro_answered(struct cluster_core *k, bool found)
              "after the horizon)", k->name, q->entered ? "link_entered" : "link_retro");
     if (c && !conn_is_closing(c) && !c->sub.overflowed) {
         if (!found || q->refused)
-            refuse(c);
+            cluster_retro_refuse(c);
         else
             deliver(q);
     }

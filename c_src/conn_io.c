@@ -75,7 +75,7 @@ void conn_io_close(struct conn *c)
     engine_remove_conn(&srv->eng, c);
     if (c->acks.waits)
         ack_holder_forget(&c->acks);
-    if (c->retro)
+    if (c->retro || c->relay)
         cluster_retro_forget(c);
     loop_forget(srv, c);
     if (c->rev)

@@ -23,8 +23,9 @@
  *   SERVER_ERROR cluster core unavailable
  *                                    from a parent: it refused the publish
  *                                    batch this answers (a core above it is
- *                                    unavailable); its publishers get the
- *                                    error, the link stays
+ *                                    unavailable, or was lost before it
+ *                                    confirmed the batch); its publishers
+ *                                    get the error, the link stays
  *   VALUE lost <n> <topics> END      from a parent (this node is its child):
  *                                    those topics' owner was lost upstream;
  *                                    their holders here are disconnected

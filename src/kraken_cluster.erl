@@ -565,7 +565,16 @@ quorum_step(Live, S = #state{quorum = Q0, role = Role}) ->
         _ ->
             ok
     end,
-    S#state{quorum = Q}.
+    %% Back from the minority side it leads nothing until it could hear
+    %% every member (as at a start): it may hear a core before a proxy
+    %% whose connection is still being made again, and a move it led
+    %% meanwhile would not wait for that proxy (the partition test's
+    %% core_alone saw entries lost that way).
+    Quiet = case {kraken_cluster_quorum:has(Q0), kraken_cluster_quorum:has(Q)} of
+                {false, true} -> max(S#state.quiet_until, now_ms() + ?DEADLINE + ?TICK);
+                _ -> S#state.quiet_until
+            end,
+    S#state{quorum = Q, quiet_until = Quiet}.
 
 %% Whether walking up from these nodes (through the parents each one's
 %% heartbeats name) reaches this node.

@@ -19,7 +19,14 @@
 %%     waits for another core, whose answer is NOT_FOUND: the child still
 %%     gets `VALUE lost' for the lost core's topics (the refusal dropped it
 %%     with the held reply: the child's clients of those topics then got
-%%     nothing more, silently).
+%%     nothing more, silently);
+%%   - this node as a parent: the core a child's link_retro waits for is
+%%     lost: the child gets `VALUE lost' for its topics, then NOT_FOUND, and
+%%     its link stays (was closed, as any waiting client, which disconnected
+%%     every client of the child holding a topic through this node);
+%%   - this node in the middle (a child of the fake, a parent of a raw
+%%     child connection): the fake refuses the batch carrying the child's
+%%     publish: the child gets the error and its link stays (was closed).
 -module(kraken_cluster_link_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -36,7 +43,11 @@ link_test_() ->
      {timeout, 30, {"VALUE lost from a parent: its topics' holders only; malformed, the link "
                     "closes", fun lost/0}},
      {timeout, 30, {"a child's VALUE lost survives a refused link_retro it waited behind",
-                    fun lost_behind_refused/0}}].
+                    fun lost_behind_refused/0}},
+     {timeout, 30, {"a child's link_retro waiting for a lost core: VALUE lost, NOT_FOUND, "
+                    "the link stays", fun retro_waiting_lost/0}},
+     {timeout, 30, {"in the middle of three: a child's publish refused above is answered "
+                    "the error, the link stays", fun middle_refused/0}}].
 
 block(Entries) ->
     Body = iolist_to_binary([[<<"MESSAGE ">>, lists:join(<<" ">>, Ts), <<" ">>,
@@ -193,6 +204,64 @@ lost_behind_refused() ->
         [exit(F, kill) || F <- [F1, F2]]
     end.
 
+retro_waiting_lost() ->
+    Port = open_port({spawn_executable, kraken_cluster_tests:engine_path()},
+                     [{packet, 4}, binary, exit_status, use_stdio, {args, []}]),
+    true = port_command(Port, term_to_binary({config, [{tcp_server_port, 0},
+                                                       {listen_ip, <<"127.0.0.1">>}]})),
+    {ready, Listen} = packet(Port, fun({ready, _}) -> true; (_) -> false end),
+    Self = self(),
+    %% f1 never answers the link_retro; it is killed while the child waits.
+    F1 = spawn(fun() -> fake(Self, fun(_, _) -> Self ! retro_asked,
+                                                receive never -> ok end
+                                   end) end),
+    P1 = receive {F1, port, FP} -> FP after 5000 -> error(fake) end,
+    try
+        ok = call(Port, 1, {cluster, {<<"solo">>, [{<<"solo">>, <<"127.0.0.1">>, Listen},
+                                                   {<<"f1">>, <<"127.0.0.1">>, P1}]}}),
+        Cands = [list_to_binary("rw_" ++ integer_to_list(I)) || I <- lists:seq(1, 90)],
+        A = hd([X || X <- Cands, call(Port, 2, {cluster_owner, X}) =:= <<"f1">>]),
+        ok = kraken_cluster_tests:wait_until(
+               fun() -> [up] =:= [St || {<<"f1">>, St, _, _, _, _, _, _, _}
+                                            <- call(Port, 3, cluster_status)] end, 5000),
+        F1 ! {topic, A},
+        {ok, Q} = gen_tcp:connect({127, 0, 0, 1}, Listen, [binary, {active, false}]),
+        H = integer_to_binary(erlang:system_time(second) - 10),
+        Data = [H, <<"\r\n">>, A],
+        ok = gen_tcp:send(Q, [<<"set child 0 0 2 noreply\r\nq1\r\nset link_retro 0 0 ">>,
+                              integer_to_binary(iolist_size(Data)), <<"\r\n">>, Data,
+                              <<"\r\n">>]),
+        receive retro_asked -> ok after 5000 -> error(no_link_retro) end, % held at f1
+        exit(F1, kill),                                                  % A is lost
+        Got = recv_until(Q, <<"NOT_FOUND\r\n">>, <<>>),
+        ?assertEqual(iolist_to_binary([<<"VALUE lost ">>, integer_to_binary(byte_size(A)),
+                                       <<"\r\n">>, A, <<"\r\nEND\r\nNOT_FOUND\r\n">>]), Got),
+        %% The link stays: it answers the next request.
+        ok = gen_tcp:send(Q, <<"version\r\n">>),
+        ?assertMatch({ok, <<"VERSION ", _/binary>>}, gen_tcp:recv(Q, 0, 5000)),
+        gen_tcp:close(Q)
+    after
+        catch port_close(Port),
+        exit(F1, kill)
+    end.
+
+middle_refused() ->
+    with(refuse_publish, [], parent,
+         fun(S, T, _Fake) ->
+                 {ok, {_, Listen}} = inet:peername(S),
+                 {ok, Q} = gen_tcp:connect({127, 0, 0, 1}, Listen, [binary, {active, false}]),
+                 Block = [<<"MESSAGE ">>, T, <<" 1\r\nx\r\n">>],
+                 ok = gen_tcp:send(Q, [<<"set child 0 0 2 noreply\r\nq1\r\nset publish 0 0 ">>,
+                                       integer_to_binary(iolist_size(Block)), <<"\r\n">>, Block,
+                                       <<"\r\n">>]),
+                 ?assertEqual({ok, <<"SERVER_ERROR cluster core unavailable\r\n">>},
+                              gen_tcp:recv(Q, 0, 5000)),
+                 %% The link stays: it answers the next request.
+                 ok = gen_tcp:send(Q, <<"version\r\n">>),
+                 ?assertMatch({ok, <<"VERSION ", _/binary>>}, gen_tcp:recv(Q, 0, 5000)),
+                 gen_tcp:close(Q)
+         end).
+
 %% What S is sent up to and including Last.
 recv_until(S, Last, Acc) ->
     case binary:match(Acc, Last) of
@@ -266,7 +335,9 @@ fake(Test, Answer) ->
     fake_loop(Test, C, Answer, <<>>).
 
 %% Answers `version' and acknowledged `set' requests; a link_retro with
-%% Answer; with {on_subscribe, Push}, Push(C, T) after confirming a subscribe.
+%% Answer; with {on_subscribe, Push}, Push(C, T) after confirming a subscribe;
+%% with refuse_publish, a publish batch with the cluster error (a parent
+%% whose core is unavailable).
 fake_loop(Test, C, Answer, Buf) ->
     case binary:split(Buf, <<"\r\n">>) of
         [<<"version">>, Rest] ->
@@ -280,6 +351,8 @@ fake_loop(Test, C, Answer, Buf) ->
                     if Cmd =:= <<"link_retro">> ->
                             T = receive {topic, X} -> X end,
                             Answer(C, T);
+                       Opt =:= [], Cmd =:= <<"publish">>, Answer =:= refuse_publish ->
+                            ok = gen_tcp:send(C, <<"SERVER_ERROR cluster core unavailable\r\n">>);
                        Opt =:= [] ->
                             ok = gen_tcp:send(C, <<"STORED\r\n">>),
                             case {Cmd, Answer} of

@@ -57,7 +57,8 @@
          free_port/0, rpc/5, wait_until/2, receive_pairs/3, sanitizer_reports/1, node_name/2,
          start_nodes/2, connect/2, owner/3, settled/3, node_atom/2, links_up/3,
          expect_in_order/2, next_second/0, closed_within/3, upstream_topics/2,
-         receive_msgs/3, redis_connect/2, resp/1, resp_push/2, redis_expect/2]).
+         receive_msgs/3, redis_connect/2, resp/1, resp_push/2, redis_expect/2,
+         bytes_until_closed/3]).
 
 -define(NTOPICS, 24).
 -define(PER_CLIENT, 15).

@@ -23,9 +23,19 @@
 %%   - p1 comes back: the topics q1 held through p2 that move back to p1
 %%     have their holders disconnected with a log line (no move protocol
 %%     between parents), the others are not disturbed;
+%%   - core c2's engine hangs (SIGSTOP) while q1 waits for its confirmation
+%%     (a publish held at p1, a subscribe at p2): p1 answers q1's publish
+%%     with the error (its publisher gets it, then the close), and a publish
+%%     for c1 sent behind it STORED, p2 names the
+%%     topic lost (its subscriber is disconnected), q1's links stay: its
+%%     client of c1's topics through both parents is not disturbed and gets
+%%     what c1 published meanwhile;
 %%   - kill -9 of core c2: within 3 s q1's clients holding one of its topics
 %%     (through either parent) are disconnected with a log line, the others
-%%     are not (the parents tell q1 which topics they lost).
+%%     are not (the parents tell q1 which topics they lost);
+%%   - kill -9 of q1: its parent drops its subscriptions (its upstream one
+%%     goes), and its client resumes on p2 with retro_subscribe from the
+%%     second of the last entry it saw, missing nothing.
 -module(kraken_cluster_tree_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -55,10 +65,17 @@ tree_test_() ->
                               "back: the holders of the topics moving back to it disconnected "
                               "with a log line, the others undisturbed",
                               fun() -> parent_killed(Ctx) end}},
+               {timeout, 60, {"a core's engine hangs while q1 waits for its confirmation: "
+                              "the waiting publisher gets the error, the subscriber of the "
+                              "lost topic is disconnected, q1's links and other clients stay",
+                              fun() -> core_hung_while_waiting(Ctx) end}},
                {timeout, 60, {"kill -9 of a core: q1's clients of its topics disconnected "
                               "within 3 s with a log line (the parents tell q1 which topics "
                               "they lost), q1's other clients undisturbed",
-                              fun() -> core_killed(Ctx) end}}]}
+                              fun() -> core_killed(Ctx) end}},
+               {timeout, 60, {"kill -9 of q1: its parent drops its subscriptions; its client "
+                              "resumes on p2 with retro_subscribe and misses nothing",
+                              fun() -> child_killed(Ctx) end}}]}
      end}.
 
 setup() ->
@@ -296,6 +313,102 @@ parent_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
     [kraken_client:disconnect(S) || S <- [X, U, Pub]],
     ok.
 
+%% c2's engine stopped while q1 waits for it: a publish on q1 of a topic of
+%% c2 through p1, and a subscribe on q1 to a fresh topic of c2 through p2,
+%% are held at p1 and p2 until they find c2 gone (its link unanswered, 1.5
+%% to 2.5 s).  Then p1 answers q1's held publish with the error (q1 gives it
+%% to its publisher, then closes it) and the one sent behind it, for c1
+%% only, STORED (its publisher goes on), p2 names the topic lost (q1
+%% disconnects its subscriber), and both keep q1's link: X, which holds
+%% topics of c1 through p1 and p2, is not disturbed and gets what c1
+%% published while the links were held.  (Before, p1 and p2 closed q1's
+%% links as any waiting client, or q1 closed them itself when its pings
+%% went unanswered behind the held requests, and X was disconnected.)
+%% c2 then resumes.
+core_hung_while_waiting(Ctx = #{tmp := Tmp, ports := Ports}) ->
+    ok = wait_until(fun() -> links_up(Ctx, p1, ?CORES) andalso links_up(Ctx, p2, ?CORES)
+                                 andalso links_up(Ctx, q1, [p1, p2]) end, 10000),
+    ok = wait_until(fun() -> settled(Ctx, [c1, c2, p1, p2], ?CORES) end, 10000),
+    [K1, L1, F, K2] = [topic_via(Ctx, "th_", P, C) || {P, C} <- [{p1, c1}, {p1, c2},
+                                                                  {p2, c2}, {p2, c1}]],
+    X = connect(Ctx, q1), ok = kraken_client:subscribe(X, [K1, K2]),   % stays
+    Y = connect(Ctx, q1), ok = kraken_client:subscribe(Y, [L1]),       % disconnected
+    Pub = connect(Ctx, c1),
+    ok = kraken_client:publish(Pub, [{[K1, K2, L1], <<"before">>}]),
+    ?assertEqual(2, length(receive_pairs(X, 2, 5000))),
+    ?assertEqual(1, length(receive_pairs(Y, 1, 5000))),
+    {ok, KP} = gen_tcp:connect({127, 0, 0, 1}, maps:get(q1, Ports), [binary, {active, false}]),
+    {ok, KP2} = gen_tcp:connect({127, 0, 0, 1}, maps:get(q1, Ports), [binary, {active, false}]),
+    Publish = fun(S, Ts, P) ->
+                      {ok, B} = kraken_client:serialize_entries([{Ts, P}]),
+                      ok = gen_tcp:send(S, [<<"set publish 0 0 ">>,
+                                            integer_to_binary(iolist_size(B)), <<"\r\n">>, B,
+                                            <<"\r\n">>])
+              end,
+    Q = connect(Ctx, q1),
+    EngineOsPid = integer_to_list(kraken_cluster_tests:rpc(Ctx, c2, kraken_engine, os_pid, [])),
+    T0 = erlang:monotonic_time(millisecond),
+    _ = os:cmd("kill -STOP " ++ EngineOsPid),
+    try
+        Publish(KP, [L1], <<"maybe">>),
+        Self = self(),
+        _ = spawn_link(fun() -> Self ! {q, kraken_client:subscribe(Q, [F])} end),
+        %% Behind KP's publish, one for c1 only, in another batch of q1's:
+        %% p1 reads nothing more from q1's link while it holds a reply, so
+        %% this one waits there, and is forwarded once KP's is answered:
+        %% STORED, not refused with it.
+        timer:sleep(30),
+        Publish(KP2, [K1], <<"kp2">>),
+        %% While they wait, c1 publishes to X's topics: q1's links are held
+        %% at p1 and p2 (nothing is written to them), and get it afterwards.
+        timer:sleep(270),
+        ok = kraken_client:publish(Pub, [{[K1, K2], <<"during">>}]),
+        ?assertEqual({error, timeout}, gen_tcp:recv(KP, 0, 200)),   % still held
+        ?assertEqual({error, timeout}, gen_tcp:recv(KP2, 0, 0)),
+        ?assertEqual(<<"SERVER_ERROR cluster core unavailable\r\n">>,
+                     kraken_cluster_tests:bytes_until_closed(KP, T0, 3500)),
+        %% KP2's publish, which c1 confirmed, is STORED, and KP2 goes on.
+        ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(KP2, 0, 3500)),
+        Publish(KP2, [K1], <<"kp2 again">>),
+        ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(KP2, 0, 3500)),
+        receive
+            {q, R} -> ?assertEqual({error, {server_error, <<"cluster core unavailable">>}}, R)
+        after 3500 -> error(subscribe_not_answered)
+        end,
+        closed_within(Q, T0, 3500),
+        closed_within(Y, T0, 3500),
+        %% X was not disturbed: what c1 published while q1's links were
+        %% held, KP2's entries (local to q1), then what c1 publishes now,
+        %% each once.
+        ?assertEqual(lists:sort([{<<"during">>, K1}, {<<"during">>, K2}, {<<"kp2">>, K1},
+                                 {<<"kp2 again">>, K1}]),
+                     receive_pairs(X, 4, 5000)),
+        ok = kraken_client:publish(Pub, [{[K1, K2], <<"after">>}]),
+        ?assertEqual(lists:sort([{<<"after">>, K1}, {<<"after">>, K2}]),
+                     receive_pairs(X, 2, 5000)),
+        Log = filename:join(Tmp, node_name(Ctx, q1) ++ ".console.log"),
+        ok = wait_until(fun() ->
+                                {ok, Text} = file:read_file(Log),
+                                lists:all(fun(Re) -> re:run(Text, Re, [{capture, none}]) =:= match
+                                          end,
+                                          ["its publish was refused by " ++ node_name(Ctx, p1),
+                                           "holds topic " ++ binary_to_list(F) ++ " owned by core "
+                                           ++ node_name(Ctx, p2) ++ "@\\S+, which lost it upstream"])
+                        end, 3000)
+    after
+        _ = os:cmd("kill -CONT " ++ EngineOsPid)
+    end,
+    %% c2 is back before the next test (its heartbeats stopped for less than
+    %% the deadline: it stayed live, its links are reopened).
+    ok = wait_until(fun() -> links_up(Ctx, p1, ?CORES) andalso links_up(Ctx, p2, ?CORES) end,
+                    15000),
+    ok = wait_until(fun() -> settled(Ctx, [c1, c2, p1, p2], ?CORES) end, 15000),
+    timer:sleep(200),
+    ?assertEqual([], kraken_client:receive_messages(X)),
+    gen_tcp:close(KP2),
+    [kraken_client:disconnect(S) || S <- [X, Pub]],
+    ok.
+
 %% c2 killed: p1 and p2 lose its topics, and tell q1 which (VALUE lost on
 %% its links): only q1's clients of c2's topics are disconnected.  (Before,
 %% p1 and p2 closed q1's links as holders of c2's topics, which disconnected
@@ -338,6 +451,35 @@ core_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
     timer:sleep(200),
     ?assertEqual([], kraken_client:receive_messages(X)),
     [kraken_client:disconnect(S) || S <- [X, V, Pub]],
+    ok.
+
+%% q1 killed (VM and engine): its client C resumes on p2 with
+%% retro_subscribe from the second of the last entry it saw (horizon: that
+%% second - 1) and misses nothing (that entry comes again: the only
+%% repeat); p1's inbound link from q1 closes, and so its subscription of
+%% the topic, held for q1 only, goes upstream too.
+child_killed(Ctx = #{os_pids := OsPids}) ->
+    T = topic_via(Ctx, "tq_", p1, c1),
+    timer:sleep(300),   % the unsubscribes of the last test's clients are through
+    Before = kraken_cluster_tests:upstream_topics(Ctx, p1),
+    C = connect(Ctx, q1), ok = kraken_client:subscribe(C, [T]),
+    ?assertEqual(Before + 1, kraken_cluster_tests:upstream_topics(Ctx, p1)),
+    Pub = connect(Ctx, c1),
+    Second = erlang:system_time(second),   % the publisher's clock, before it publishes
+    ok = kraken_client:publish(Pub, [{[T], <<"a1">>}]),
+    ?assertEqual([{<<"a1">>, T}], receive_pairs(C, 1, 5000)),
+    T0 = erlang:monotonic_time(millisecond),
+    _ = os:cmd("kill -9 -" ++ integer_to_list(maps:get(q1, OsPids))),
+    closed_within(C, T0, 3000),
+    ok = wait_until(fun() -> kraken_cluster_tests:upstream_topics(Ctx, p1) =:= Before end, 3000),
+    ok = kraken_client:publish(Pub, [{[T], <<"a2">>}]),
+    ok = kraken_client:publish(Pub, [{[T], <<"a3">>}]),
+    R = connect(Ctx, p2),
+    ?assertEqual(ok, kraken_client:retro_subscribe(R, Second - 1, [T])),
+    expect_in_order(R, [{<<"a1">>, T}, {<<"a2">>, T}, {<<"a3">>, T}]),
+    ok = kraken_client:publish(Pub, [{[T], <<"a4">>}]),
+    ?assertEqual([{<<"a4">>, T}], receive_pairs(R, 1, 5000)),
+    [kraken_client:disconnect(S) || S <- [R, Pub]],
     ok.
 
 pick(Topics) ->

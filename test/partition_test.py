@@ -293,11 +293,14 @@ def check_rule(subs, pubs):
         if s.closed is None:
             for pub in pubs:
                 missed = pub.stored(s.topic, after=s.at) - have
+                when = sorted(time.strftime("%H:%M:%S", time.gmtime(sent)) + ".%03d" % (
+                    sent * 1000 % 1000) for seq, t, sent, r in pub.log
+                    if b"%s%d" % (pub.tag, seq) in missed)
                 assert not missed, (
                     "silent loss: %s (on %s, topic %s, connected all along) missed %d entries "
-                    "answered STORED to the publisher on %s, e.g. %r" % (
+                    "answered STORED to the publisher on %s, e.g. %r, sent at %s (UTC)" % (
                         s.name, s.node.name, s.topic.decode(), len(missed), pub.addr,
-                        sorted(missed)[:5]))
+                        sorted(missed)[:5], ", ".join(when[:5])))
         elif not s.refused:
             why = [line for ts, line in s.node.log_lines(
                 r"holds topic %s .*disconnecting it" % re.escape(s.topic.decode()))
