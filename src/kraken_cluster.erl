@@ -246,9 +246,7 @@ handle_call(quorum, _From, S = #state{quorum = undefined}) ->
     {reply, not_counted, S};
 handle_call(quorum, _From, S = #state{quorum = Q}) ->
     Voters = lists:sort(maps:keys(kraken_cluster_quorum:voters(Q))),
-    Live = [node() | [maps:get(node, I) || #member{info = I} <- live_members(S)]],
-    {reply, {kraken_cluster_quorum:has(Q), [N || N <- Voters, lists:member(N, Live)], Voters},
-     S};
+    {reply, {kraken_cluster_quorum:has(Q), kraken_cluster_quorum:counted(Q), Voters}, S};
 handle_call(drain, _From, S = #state{role = proxy}) ->
     {reply, {error, proxy}, S};
 handle_call(drain, _From, S = #state{draining = true}) ->
@@ -370,11 +368,14 @@ handle_info({'EXIT', Pid, _}, S = #state{connectors = C}) ->
 handle_info(_, S) ->
     {noreply, S}.
 
-%% The others stop counting this node as a voter at once (a stop on
-%% purpose is not a failure: kraken_cluster_quorum).
-terminate(_, S = #state{info = Info}) ->
+%% Stopped on purpose (not a crash): the others stop counting this node as
+%% a voter at once (kraken_cluster_quorum).
+terminate(Reason, S = #state{info = Info}) when Reason =:= normal; Reason =:= shutdown;
+                                                 element(1, Reason) =:= shutdown ->
     send_heartbeats(Info#{leaving => true}, S),
-    ok.
+    ok;
+terminate(_Crash, _S) ->
+    ok.   % restarted at once: the others may not even notice
 
 %%% Internal functions
 
@@ -453,12 +454,17 @@ announce(S = #state{info = Info}) ->
 
 send_heartbeats(Info, S = #state{view = View, synced = Synced, draining = Draining}) ->
     Live = [N || {N, _} <- live_cores(S)],
-    {Voters, Has} = case S#state.quorum of
-                        undefined -> {undefined, false};
-                        Q -> {kraken_cluster_quorum:voters(Q), kraken_cluster_quorum:has(Q)}
-                    end,
+    {Voters, Has, Ever} = case S#state.quorum of
+                              undefined ->
+                                  {undefined, false, false};
+                              Q ->
+                                  {kraken_cluster_quorum:voters(Q), kraken_cluster_quorum:has(Q),
+                                   kraken_cluster_quorum:ever(Q)}
+                          end,
+    Hears = [maps:get(node, I) || #member{info = I} <- live_members(S)],
     Msg = {kraken_hb, self(), Info#{view => View, synced => Synced, draining => Draining,
-                                    live => Live, voters => Voters, quorum => Has}},
+                                    live => Live, voters => Voters, quorum => Has,
+                                    hears => Hears, in_cluster => Ever}},
     [erlang:send(Pid, Msg, [noconnect, nosuspend])
      || Group <- [core, proxy], Pid <- pg:get_members(?SCOPE, Group), Pid =/= self()],
     ok.
@@ -543,24 +549,28 @@ update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
 %% and says when this node gains or loses it.
 quorum_step(_Live, S = #state{quorum = undefined}) ->
     S;
-quorum_step(Live, S = #state{quorum = Q0, role = Role}) ->
+quorum_step(Live0, S = #state{quorum = Q0, role = Role}) ->
+    %% A proxy below parents is no voter: its parents count for it.
+    Live = [I || #member{info = I} <- Live0, maps:get(parents, I, []) =:= []],
     LiveMap = maps:from_list([{node(), Role} |
-                              [{maps:get(node, I), maps:get(role, I)} || #member{info = I} <- Live]]),
+                              [{maps:get(node, I), maps:get(role, I)} || I <- Live]]),
     Heard = maps:from_list([{maps:get(node, I), {maps:get(voters, I, undefined),
-                                                 maps:get(quorum, I, false)}}
-                            || #member{info = I} <- Live]),
+                                                 maps:get(quorum, I, false),
+                                                 maps:get(hears, I, undefined),
+                                                 maps:get(in_cluster, I, false)}}
+                            || I <- Live]),
     Q = kraken_cluster_quorum:step(Q0, LiveMap, Heard, now_ms()),
     Voters = lists:sort(maps:keys(kraken_cluster_quorum:voters(Q))),
-    In = [N || N <- Voters, maps:is_key(N, LiveMap)],
+    In = kraken_cluster_quorum:counted(Q),
     case {kraken_cluster_quorum:has(Q0), kraken_cluster_quorum:has(Q)} of
         {true, false} ->
-            ?LOG_WARNING("kraken cluster: no quorum: this node hears ~b of the cluster's ~b "
-                         "members (not ~s): it is on the minority side of a partition, or the "
+            ?LOG_WARNING("kraken cluster: no quorum: ~b of the cluster's ~b members count for "
+                         "this node (not ~s): it is on the minority side of a partition, or the "
                          "others failed together; its clients' publishes and subscribes are "
                          "refused and its subscribers disconnected until it hears a majority",
                          [length(In), length(Voters), lists:join(" ", [atom_to_list(N) || N <- Voters -- In])]);
         {false, true} ->
-            ?LOG_WARNING("kraken cluster: quorum: this node hears ~b of the cluster's ~b members",
+            ?LOG_WARNING("kraken cluster: quorum: ~b of the cluster's ~b members count for this node",
                          [length(In), length(Voters)]);
         _ ->
             ok

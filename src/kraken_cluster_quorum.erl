@@ -1,46 +1,56 @@
 %% @doc Whether this node is on the majority side of the cluster: the
 %% quorum that keeps a node cut off from the others from serving topics
-%% the others moved away (split brain; docs/cluster.md, "Quorum", and "Partitions", "c1 cut
-%% off from p1 and c2").
+%% the others moved away (split brain; docs/cluster.md, "Quorum", and
+%% "Partitions", "c1 cut off from p1 and c2").
 %%
 %% A pure data structure; kraken_cluster steps it on every update with the
-%% members it hears and what their heartbeats say.
+%% members it hears (proxies below parents left out: their parents count
+%% for them) and what their heartbeats say: their voters, whether they have
+%% the quorum, and the members they hear.
 %%
 %% The voters are the members (cores and proxies, this node among them)
 %% this node last agreed on.  A node has the quorum while it hears more
 %% than half of its voters, or exactly half when the smallest core among
 %% the voters is one of them (so a cluster of two, or a partition into
 %% equal halves, still has one side serving).  A member heard counts only
-%% when its own voters list this node: a node that was cut off keeps the
-%% voters it had, and must not make a majority of them with nodes cut off
-%% later, whom the majority side dropped meanwhile (nor with members that
-%% dropped it).  What changes the voters:
+%% when its own voters list this node: a node cut off keeps the voters it
+%% had, and must not make a majority of them with nodes cut off later
+%% that the majority side dropped meanwhile (nor with members that dropped
+%% it).  The voters change only in ways every member agrees on:
 %%
-%%   - growth: while a node has the quorum, every live member is a voter at
-%%     once (a larger set only makes the quorum harder to have);
-%%   - shrinking: the voters become the live members once those stayed the
-%%     same for ?SETTLE ms with the quorum held.  Failures detected within
-%%     that time of each other count as one, so a node cut off from the
-%%     others cannot reach a quorum by losing them one heartbeat deadline
-%%     after the other;
+%%   - growth: while a node has the quorum, a member it hears becomes a
+%%     voter once every other member it hears reports hearing it too (so
+%%     that the members grow together, not one side of a cut before the
+%%     other);
+%%   - shrinking: a voter that no member it hears reports hearing stops
+%%     being one, once the live members stayed the same for ?SETTLE ms
+%%     with the quorum held.  A voter cut from some members only (a
+%%     partial cut: another member still hears it) stays one, so a node
+%%     cannot shrink its voters to its own side of a partial cut and keep
+%%     a quorum when the cut widens; failures noticed within ?SETTLE ms of
+%%     each other count together;
 %%   - a member that stops on purpose says so (`leaving' in its last
 %%     heartbeat): it stops being a voter at once (forget/2);
-%%   - joining: a node started with nodes to join has no voters until a
+%%   - joining: a node started with nodes to join has no quorum until a
 %%     member with the quorum lists it among its own (it takes that list),
-%%     or, when no member it hears has a quorum (a new cluster, every node
-%%     starting), it forms one with the members it hears; alone when it
-%%     hears nobody at all once its start-up wait is over (the first node
-%%     of a cluster, started before the nodes it names).
+%%     or, when no member it hears ever had a quorum either (a new cluster,
+%%     every node starting), it takes the members it hears as voters (again
+%%     at each step, until they make a quorum: nodes starting together
+%%     converge once they hear each other);
+%%     alone when it hears nobody at all once its start-up wait is over
+%%     (the first node of a cluster, started before the nodes it names).
+%%     A node restarted next to members that had a quorum once (on the
+%%     minority side now) waits: they are an existing cluster.
 %%
 %% Limits (docs/cluster.md): a node started, or restarted, while it hears
-%% no member forms a cluster of its own; a majority that is lost in steps more than ?SETTLE
-%% ms apart is followed down (the survivors keep serving: availability
-%% over a partition of the last few); a cluster of two with the smaller
-%% core gone leaves the other without a quorum (a third member, even a
-%% proxy, avoids it).
+%% no member forms a cluster of its own; losing half of the voters or
+%% more at once (without the smallest core) leaves the rest without a
+%% quorum: a cluster of two cores with no proxy, the smaller one failed, or
+%% two hosts of a core and a proxy each, the one with the smaller core
+%% gone.
 -module(kraken_cluster_quorum).
 
--export([new/4, step/4, forget/2, has/1, voters/1, tiebreaker/1]).
+-export([new/4, step/4, forget/2, has/1, ever/1, voters/1, counted/1, tiebreaker/1]).
 -export_type([quorum/0]).
 
 -define(SETTLE, 3200).
@@ -53,6 +63,8 @@
                  alone_at = 0 :: integer(),   % from when it may form a cluster alone
                  voters = #{} :: members(),
                  has = false :: boolean(),
+                 ever = false :: boolean(),   % had the quorum once: in a cluster
+                 counted = [] :: [node()],    % the voters that counted at the last step
                  live = [] :: [node()],       % the live members at the last step
                  since = 0 :: integer()}).    % since when they are the same
 
@@ -64,23 +76,24 @@
 %% the time of step/4) on.
 -spec new(node(), role(), boolean(), integer()) -> quorum().
 new(Self, Role, false, _AloneAt) ->
-    #quorum{self = Self, joins = false, voters = #{Self => Role}, has = true};
+    #quorum{self = Self, joins = false, voters = #{Self => Role}, has = true, ever = true};
 new(Self, _Role, true, AloneAt) ->
     #quorum{self = Self, joins = true, alone_at = AloneAt}.
 
 %% @doc One step at time Now (ms): Live are the members heard within the
 %% deadline, this node among them; Heard, for each live member but this
-%% node, the voters its heartbeat carries (undefined when it does not
-%% count them: a proxy below parents, a release before the quorum) and
-%% whether it has the quorum.
--spec step(quorum(), members(), #{node() => {members() | undefined, boolean()}}, integer()) ->
-          quorum().
+%% node, what its heartbeat says: its voters, whether it has the quorum,
+%% the members it hears, and whether it ever had the quorum (undefined
+%% voters and members heard, and false, from a release before the quorum).
+-type report() :: {members() | undefined, boolean(), [node()] | undefined, boolean()}.
+-spec step(quorum(), members(), #{node() => report()}, integer()) -> quorum().
 step(Q0, Live, Heard, Now) ->
     Q1 = admit(track(Q0, Live, Now), Live, Heard, Now),
-    Has = counts(Q1, Live, Heard),
-    Q2 = Q1#quorum{has = Has},
+    In = counted(Q1, Live, Heard),
+    Has = majority(Q1#quorum.voters, In),
+    Q2 = Q1#quorum{has = Has, counted = In, ever = Q1#quorum.ever orelse Has},
     case Has of
-        true -> settle(Q2#quorum{voters = maps:merge(Q2#quorum.voters, Live)}, Live, Now);
+        true -> settle(grow(Q2, Live, Heard), Heard, Now);
         false -> Q2
     end.
 
@@ -93,9 +106,20 @@ forget(Q = #quorum{voters = V}, Node) ->
 has(#quorum{has = Has}) ->
     Has.
 
+%% @doc Whether it ever had the quorum (it belongs to a cluster).
+-spec ever(quorum()) -> boolean().
+ever(#quorum{ever = Ever}) ->
+    Ever.
+
 -spec voters(quorum()) -> members().
 voters(#quorum{voters = V}) ->
     V.
+
+%% @doc The voters that counted at the last step (heard, and listing this
+%% node among their own voters).
+-spec counted(quorum()) -> [node()].
+counted(#quorum{counted = In}) ->
+    In.
 
 %% @doc The voter whose side wins a tie: the smallest core (the smallest
 %% member when no voter is a core).
@@ -117,21 +141,25 @@ track(Q = #quorum{live = Names}, Live, Now) ->
     end.
 
 %% Without the quorum: the voters of a member that has it and counts this
-%% node among them; for a node that never had voters, when no member it
-%% hears has a quorum, the live members (itself alone only if it joins
-%% nobody, or hears nobody once its start-up wait is over).
-admit(Q = #quorum{voters = V}, Live, Heard, Now) ->
+%% node among them; for a node that never had the quorum, when no member
+%% it hears ever had one (a new cluster), the live members, again at each
+%% step until they make a quorum (itself alone only if it joins nobody, or
+%% hears nobody once its start-up wait is over).
+admit(Q, Live, Heard, Now) ->
     case counts(Q, Live, Heard) of
         true ->
             Q;
         false ->
             Self = Q#quorum.self,
-            Theirs = [B || {B, true} <- maps:values(Heard), is_map(B), maps:is_key(Self, B)],
-            AnyHas = lists:keymember(true, 2, maps:values(Heard)),
+            Theirs = [B || {B, true, _, _} <- maps:values(Heard), is_map(B),
+                           maps:is_key(Self, B)],
+            %% Nobody heard belongs to a cluster yet.
+            New = lists:all(fun({_, Has, _, Ever}) -> not Has andalso not Ever end,
+                            maps:values(Heard)),
             case Theirs of
                 [B | _] ->
                     Q#quorum{voters = B};
-                [] when map_size(V) =:= 0, not AnyHas,
+                [] when not Q#quorum.ever, New,
                         not Q#quorum.joins orelse map_size(Live) >= 2 orelse
                         Now >= Q#quorum.alone_at ->
                     Q#quorum{voters = Live};
@@ -140,21 +168,44 @@ admit(Q = #quorum{voters = V}, Live, Heard, Now) ->
             end
     end.
 
-counts(#quorum{voters = Voters}, _Live, _Heard) when map_size(Voters) =:= 0 ->
+counts(Q, Live, Heard) ->
+    majority(Q#quorum.voters, counted(Q, Live, Heard)).
+
+%% The voters heard that list this node among their own (this node too).
+counted(#quorum{self = Self, voters = Voters}, Live, Heard) ->
+    [N || N <- lists:sort(maps:keys(Voters)), maps:is_key(N, Live),
+          N =:= Self orelse lists_me(maps:get(N, Heard, {undefined, false, undefined, false}),
+                                     Self)].
+
+majority(Voters, _In) when map_size(Voters) =:= 0 ->
     false;
-counts(#quorum{self = Self, voters = Voters}, Live, Heard) ->
-    In = [N || N <- maps:keys(Voters), maps:is_key(N, Live),
-               N =:= Self orelse lists_me(maps:get(N, Heard, {undefined, false}), Self)],
+majority(Voters, In) ->
     N = map_size(Voters),
     2 * length(In) > N orelse
         (2 * length(In) =:= N andalso lists:member(tiebreaker(Voters), In)).
 
-lists_me({undefined, _}, _Self) -> true;
-lists_me({Voters, _}, Self) -> maps:is_key(Self, Voters).
+lists_me({undefined, _, _, _}, _Self) -> true;
+lists_me({Voters, _, _, _}, Self) -> maps:is_key(Self, Voters).
 
-%% The voters shrink to the live members once these stayed the same for
-%% ?SETTLE ms.
-settle(Q = #quorum{since = Since}, Live, Now) when Now - Since >= ?SETTLE ->
-    Q#quorum{voters = Live};
-settle(Q, _Live, _Now) ->
+%% Whether every member heard (but X) reports hearing X; one from a
+%% release before the quorum says nothing, and is not asked.
+all_hear(X, Heard) ->
+    lists:all(fun({M, {_, _, Hears, _}}) -> M =:= X orelse Hears =:= undefined orelse
+                                             lists:member(X, Hears)
+              end, maps:to_list(Heard)).
+
+%% A member heard becomes a voter once every member heard hears it too.
+grow(Q = #quorum{voters = V}, Live, Heard) ->
+    New = maps:filter(fun(N, _) -> not maps:is_key(N, V) andalso all_hear(N, Heard) end, Live),
+    Q#quorum{voters = maps:merge(V, New)}.
+
+%% A voter no member heard reports hearing stops being one, once the live
+%% members stayed the same for ?SETTLE ms.
+settle(Q = #quorum{since = Since, voters = V, self = Self}, Heard, Now)
+  when Now - Since >= ?SETTLE ->
+    Reported = lists:append([H || {_, _, H, _} <- maps:values(Heard), is_list(H)]),
+    Gone = [N || N <- maps:keys(V), N =/= Self, not maps:is_key(N, Heard),
+                 not lists:member(N, Reported)],
+    Q#quorum{voters = maps:without(Gone, V)};
+settle(Q, _Heard, _Now) ->
     Q.

@@ -212,9 +212,9 @@ cluster_status() ->
 quorum_text(not_counted) ->
     "quorum: counted by the parents\n";
 quorum_text({true, In, Voters}) ->
-    io_lib:format("quorum: yes, ~b of ~b members heard~n", [length(In), length(Voters)]);
+    io_lib:format("quorum: yes, ~b of ~b members count~n", [length(In), length(Voters)]);
 quorum_text({false, In, Voters}) ->
-    io_lib:format("quorum: NO, ~b of ~b members heard (not ~s): publishes and subscribes "
+    io_lib:format("quorum: NO, ~b of ~b members count (not ~s): publishes and subscribes "
                   "are refused~n",
                   [length(In), length(Voters),
                    lists:join(" ", [atom_to_list(N) || N <- Voters -- In])]).

@@ -21,11 +21,15 @@ role(N) ->
 round(Qs, Sees, Now) ->
     maps:map(fun(N, Q) ->
                      Hears = maps:get(N, Sees) -- [N],
-                     Heard = maps:from_list([{M, {?Q:voters(maps:get(M, Qs)),
-                                                  ?Q:has(maps:get(M, Qs))}}
-                                             || M <- Hears]),
+                     Heard = maps:from_list([{M, report(M, Qs, Sees)} || M <- Hears]),
                      ?Q:step(Q, live([N | Hears]), Heard, Now)
              end, Qs).
+
+%% What M's heartbeat says: its voters, whether it has the quorum, whom it
+%% hears.
+report(M, Qs, Sees) ->
+    Q = maps:get(M, Qs),
+    {?Q:voters(Q), ?Q:has(Q), maps:get(M, Sees) -- [M], ?Q:ever(Q)}.
 
 rounds(Qs, _Sees, Now, 0) -> {Qs, Now};
 rounds(Qs, Sees, Now, K) -> rounds(round(Qs, Sees, Now), Sees, Now + 200, K - 1).
@@ -50,11 +54,11 @@ seed_and_joiners_test() ->
     Joiner = ?Q:new(p1, proxy, true, 0),
     ?assertNot(?Q:has(Joiner)),
     %% The seed's voters do not list p1 yet: p1 waits.
-    J1 = ?Q:step(Joiner, live([p1, c1]), #{c1 => {?Q:voters(Seed), true}}, 0),
+    J1 = ?Q:step(Joiner, live([p1, c1]), #{c1 => {?Q:voters(Seed), true, [p1], true}}, 0),
     ?assertNot(?Q:has(J1)),
-    S1 = ?Q:step(Seed, live([c1, p1]), #{p1 => {?Q:voters(J1), false}}, 0),
+    S1 = ?Q:step(Seed, live([c1, p1]), #{p1 => {?Q:voters(J1), false, [c1], false}}, 0),
     ?assertEqual(live([c1, p1]), ?Q:voters(S1)),
-    J2 = ?Q:step(J1, live([p1, c1]), #{c1 => {?Q:voters(S1), true}}, 200),
+    J2 = ?Q:step(J1, live([p1, c1]), #{c1 => {?Q:voters(S1), true, [p1], true}}, 200),
     ?assert(?Q:has(J2)),
     {Qs, _} = cluster([c1, c2, c3, p1, p2]),
     [?assertEqual(live([c1, c2, c3, p1, p2]), ?Q:voters(Q)) || Q <- maps:values(Qs)].
@@ -158,3 +162,76 @@ cut_off_nodes_do_not_join_up_test() ->
                c3 => [c2, c3, p2]},
     {Qs2, _} = rounds(Qs1, Second, Now1, 50),
     ?assertEqual([c1, p1], has(Qs2)).
+
+%% The cases below were found in review of the first version, which shrank
+%% and grew each node's voters on what it alone heard.
+
+partial_cut_then_isolation_test() ->
+    %% c1-c2 cut for longer than the settle time while p1 reaches both;
+    %% then p1-c2 too: c2 is alone and must not serve.
+    {Qs0, N0} = cluster([c1, c2, p1]),
+    Step1 = #{c1 => [c1, p1], c2 => [c2, p1], p1 => [c1, c2, p1]},
+    {Qs1, N1} = rounds(Qs0, Step1, N0, 25),
+    ?assertEqual([c1, c2, p1], has(Qs1)),
+    Step2 = #{c1 => [c1, p1], c2 => [c2], p1 => [c1, p1]},
+    {Qs2, _} = rounds(Qs1, Step2, N1, 25),
+    ?assertEqual([c1, p1], has(Qs2)).
+
+partial_cut_then_split_of_five_test() ->
+    Names = [c1, c2, c3, p1, p2],
+    {Qs0, N0} = cluster(Names),
+    S1 = (all_see(Names))#{c1 => [c1, c2, p1, p2], c3 => [c2, c3, p1, p2]},
+    {Qs1, N1} = rounds(Qs0, S1, N0, 25),
+    S2 = #{c1 => [c1, c2], c2 => [c1, c2], c3 => [c3, p1, p2], p1 => [c3, p1, p2],
+           p2 => [c3, p1, p2]},
+    {Qs2, _} = rounds(Qs1, S2, N1, 25),
+    ?assertEqual([c3, p1, p2], has(Qs2)).
+
+growth_heard_by_one_side_test() ->
+    %% c3 joins, heard by c1 only so far; then {c1, c3} | {c2, p1}.
+    {Qs0, N0} = cluster([c1, c2, p1]),
+    Qs1 = Qs0#{c3 => ?Q:new(c3, core, true, N0 + 500)},
+    S1 = #{c1 => [c1, c2, p1, c3], c2 => [c1, c2, p1], p1 => [c1, c2, p1], c3 => [c1, c3]},
+    {Qs2, N2} = rounds(Qs1, S1, N0, 3),
+    ?assertEqual(live([c1, c2, p1]), ?Q:voters(maps:get(c1, Qs2))),
+    S2 = #{c1 => [c1, c3], c3 => [c1, c3], c2 => [c2, p1], p1 => [c2, p1]},
+    {Qs3, _} = rounds(Qs2, S2, N2, 3),
+    ?assertEqual([c2, p1], has(Qs3)).
+
+restart_on_the_minority_side_test() ->
+    %% {c1, p1} | {c2, c3, p2}; p1 restarts on the minority side: it must
+    %% not form a cluster with c1.
+    Names = [c1, c2, c3, p1, p2],
+    {Qs0, N0} = cluster(Names),
+    Cut = #{c1 => [c1, p1], p1 => [c1, p1], c2 => [c2, c3, p2], c3 => [c2, c3, p2],
+            p2 => [c2, c3, p2]},
+    {Qs1, N1} = rounds(Qs0, Cut, N0, 30),
+    ?assertEqual([c2, c3, p2], has(Qs1)),
+    Qs2 = Qs1#{p1 => ?Q:new(p1, proxy, true, N1 + 500)},
+    {Qs3, _} = rounds(Qs2, Cut, N1, 10),
+    ?assertEqual([c2, c3, p2], has(Qs3)).
+
+new_pair_test() ->
+    %% Two fresh nodes that name each other and hear nobody else: a new
+    %% cluster of two.
+    Qs0 = #{c1 => ?Q:new(c1, core, true, 500), c2 => ?Q:new(c2, core, true, 500)},
+    {Qs1, _} = rounds(Qs0, all_see([c1, c2]), 0, 2),
+    ?assertEqual([c1, c2], has(Qs1)).
+
+two_hosts_one_lost_test() ->
+    %% The documented limit: half of the voters lost at once, without the
+    %% smallest core: the rest has no quorum.
+    {Qs0, N0} = cluster([c1, c2, p1, p2]),
+    {Qs1, _} = rounds(maps:without([c1, p1], Qs0), all_see([c2, p2]), N0, 50),
+    ?assertEqual([], has(Qs1)).
+
+staggered_start_test() ->
+    %% Every node names another and they start a tick or two apart, each
+    %% forming voters from whom it hears at first: they converge.
+    Names = [c1, c2, p1, p2],
+    Qs0 = maps:from_list([{N, ?Q:new(N, role(N), true, 500)} || N <- Names]),
+    {Qs1, N1} = rounds(maps:with([p2], Qs0), #{p2 => [p2]}, 0, 3),
+    {Qs2, N2} = rounds(Qs1#{c1 => maps:get(c1, Qs0)}, all_see([p2, c1]), N1, 1),
+    {Qs3, N3} = rounds(Qs2#{c2 => maps:get(c2, Qs0)}, all_see([p2, c1, c2]), N2, 1),
+    {Qs4, _} = rounds(Qs3#{p1 => maps:get(p1, Qs0)}, all_see(Names), N3, 6),
+    ?assertEqual(Names -- [], lists:sort(has(Qs4))).
