@@ -18,13 +18,13 @@
 %% that the majority side dropped meanwhile (nor with members that dropped
 %% it).  The voters change only in ways every member agrees on:
 %%
-%%   - growth: while a node has the quorum, a member it hears becomes a
-%%     voter once every other member it hears reports hearing it too (so
-%%     that the members grow together, not one side of a cut before the
-%%     other);
+%%   - growth: while a node has the quorum and every voter counts here, a
+%%     member it hears becomes a voter once every other member it hears
+%%     reports hearing it too (so that the members grow together, not one
+%%     side of a cut before the other);
 %%   - shrinking: a voter that no member it hears reports hearing stops
 %%     being one, once the live members stayed the same for ?SETTLE ms
-%%     with the quorum held.  A voter cut from some members only (a
+%%     with the quorum held and every voter that stays counts here.  A voter cut from some members only (a
 %%     partial cut: another member still hears it) stays one, so a node
 %%     cannot shrink its voters to its own side of a partial cut and keep
 %%     a quorum when the cut widens; failures noticed within ?SETTLE ms of
@@ -33,10 +33,13 @@
 %%     heartbeat): it stops being a voter at once (forget/2);
 %%   - joining: a node started with nodes to join has no quorum until a
 %%     member with the quorum lists it among its own (it takes that list),
+%%     or, if none has the quorum, one that had it once (a node restarted
+%%     after a crash kept nothing: its peers remember its voters for it);
 %%     or, when no member it hears ever had a quorum either (a new cluster,
-%%     every node starting), it takes the members it hears as voters (again
-%%     at each step, until they make a quorum: nodes starting together
-%%     converge once they hear each other);
+%%     every node starting) and all hear the same members as it does, it
+%%     takes the members it hears as voters (again at each step, until
+%%     they make a quorum: nodes starting together converge once they hear
+%%     each other);
 %%     alone when it hears nobody at all once its start-up wait is over
 %%     (the first node of a cluster, started before the nodes it names).
 %%     A node restarted next to members that had a quorum once (on the
@@ -151,15 +154,33 @@ admit(Q, Live, Heard, Now) ->
             Q;
         false ->
             Self = Q#quorum.self,
-            Theirs = [B || {B, true, _, _} <- maps:values(Heard), is_map(B),
-                           maps:is_key(Self, B)],
+            %% A member with the quorum listing this node; for a node that
+            %% never had the quorum (started, or restarted after a crash),
+            %% also one in a cluster without the quorum now: it remembers
+            %% this node's voters as this node would have, had it kept
+            %% them (without it, crashed voters that come back were never
+            %% counted again: a cluster of two whose smaller core crashed
+            %% and came back had no quorum for ever; review).
+            Theirs = [B || {B, Has, _, Ever} <- lists:sort(fun({_, A, _, _}, {_, B2, _, _}) ->
+                                                                   A >= B2
+                                                           end, maps:values(Heard)),
+                           Has orelse (Ever andalso not Q#quorum.ever),
+                           is_map(B), maps:is_key(Self, B)],
             %% Nobody heard belongs to a cluster yet.
             New = lists:all(fun({_, Has, _, Ever}) -> not Has andalso not Ever end,
                             maps:values(Heard)),
+            %% ... and they all hear the same members as this node: a new
+            %% cluster forms only from a group fully connected (two nodes
+            %% each hearing a third but not each other would each take a
+            %% set of its own; review).
+            Clique = lists:all(fun({M, {_, _, H, _}}) ->
+                                       not is_list(H) orelse
+                                           lists:sort([M | H]) =:= lists:sort(maps:keys(Live))
+                               end, maps:to_list(Heard)),
             case Theirs of
                 [B | _] ->
                     Q#quorum{voters = B};
-                [] when not Q#quorum.ever, New,
+                [] when not Q#quorum.ever, New, Clique,
                         not Q#quorum.joins orelse map_size(Live) >= 2 orelse
                         Now >= Q#quorum.alone_at ->
                     Q#quorum{voters = Live};
@@ -194,10 +215,19 @@ all_hear(X, Heard) ->
                                              lists:member(X, Hears)
               end, maps:to_list(Heard)).
 
-%% A member heard becomes a voter once every member heard hears it too.
-grow(Q = #quorum{voters = V}, Live, Heard) ->
-    New = maps:filter(fun(N, _) -> not maps:is_key(N, V) andalso all_hear(N, Heard) end, Live),
-    Q#quorum{voters = maps:merge(V, New)}.
+%% A member heard becomes a voter once every member heard hears it too,
+%% and only while every voter counts here (a node that grew while some
+%% voter was out of its sight, behind a member that saw both, could count
+%% a majority of a set the others do not have; review).
+grow(Q = #quorum{voters = V, counted = In}, Live, Heard) ->
+    case lists:sort(maps:keys(V)) =:= In of
+        true ->
+            New = maps:filter(fun(N, _) -> not maps:is_key(N, V) andalso all_hear(N, Heard) end,
+                              Live),
+            Q#quorum{voters = maps:merge(V, New)};
+        false ->
+            Q
+    end.
 
 %% A voter no member heard reports hearing stops being one, once the live
 %% members stayed the same for ?SETTLE ms.
@@ -206,6 +236,11 @@ settle(Q = #quorum{since = Since, voters = V, self = Self}, Heard, Now)
     Reported = lists:append([H || {_, _, H, _} <- maps:values(Heard), is_list(H)]),
     Gone = [N || N <- maps:keys(V), N =/= Self, not maps:is_key(N, Heard),
                  not lists:member(N, Reported)],
-    Q#quorum{voters = maps:without(Gone, V)};
+    %% Only while every voter that stays counts here (review: a chain of
+    %% members let one side drop a voter the other side still counted).
+    case lists:sort(maps:keys(V)) -- Gone =:= Q#quorum.counted of
+        true -> Q#quorum{voters = maps:without(Gone, V)};
+        false -> Q
+    end;
 settle(Q, _Heard, _Now) ->
     Q.
