@@ -461,7 +461,10 @@ send_heartbeats(Info, S = #state{view = View, synced = Synced, draining = Draini
                                   {kraken_cluster_quorum:voters(Q), kraken_cluster_quorum:has(Q),
                                    kraken_cluster_quorum:ever(Q)}
                           end,
-    Hears = [maps:get(node, I) || #member{info = I} <- live_members(S)],
+    %% The members it hears, as its quorum counts them: not the proxies
+    %% below parents (kraken_cluster_quorum compares these lists).
+    Hears = [maps:get(node, I) || #member{info = I} <- live_members(S),
+                                  maps:get(parents, I, []) =:= []],
     Msg = {kraken_hb, self(), Info#{view => View, synced => Synced, draining => Draining,
                                     live => Live, voters => Voters, quorum => Has,
                                     hears => Hears, in_cluster => Ever}},
