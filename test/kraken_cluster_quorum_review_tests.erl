@@ -11,36 +11,9 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
+-import(kraken_cluster_quorum_tests, [role/1, rounds/4, all_see/1, has/1, cluster/1]).
+
 -define(Q, kraken_cluster_quorum).
-
-live(Names) ->
-    maps:from_list([{N, role(N)} || N <- Names]).
-
-role(N) ->
-    case atom_to_list(N) of
-        "c" ++ _ -> core;
-        _ -> proxy
-    end.
-
-round(Qs, Sees, Now) ->
-    maps:map(fun(N, Q) ->
-                     Hears = maps:get(N, Sees) -- [N],
-                     Heard = maps:from_list([{M, report(M, Qs, Sees)} || M <- Hears]),
-                     ?Q:step(Q, live([N | Hears]), Heard, Now)
-             end, Qs).
-
-report(M, Qs, Sees) ->
-    Q = maps:get(M, Qs),
-    {?Q:voters(Q), ?Q:has(Q), maps:get(M, Sees) -- [M], ?Q:ever(Q)}.
-
-rounds(Qs, _Sees, Now, 0) -> {Qs, Now};
-rounds(Qs, Sees, Now, K) -> rounds(round(Qs, Sees, Now), Sees, Now + 200, K - 1).
-
-all_see(Names) ->
-    maps:from_list([{N, Names} || N <- Names]).
-
-has(Qs) ->
-    lists:sort([N || {N, Q} <- maps:to_list(Qs), ?Q:has(Q)]).
 
 %% Symmetric links: [{A, B}] => node => the nodes it hears (itself too).
 links(Names, Pairs) ->
@@ -53,13 +26,6 @@ split(Qs, A, B) ->
     Has = has(Qs),
     lists:any(fun(N) -> role(N) =:= core andalso lists:member(N, Has) end, A) andalso
         lists:any(fun(N) -> role(N) =:= core andalso lists:member(N, Has) end, B).
-
-cluster(Names = [Seed | Rest]) ->
-    Qs0 = maps:from_list([{Seed, ?Q:new(Seed, role(Seed), false, 0)} |
-                          [{N, ?Q:new(N, role(N), true, 0)} || N <- Rest]]),
-    {Qs, Now} = rounds(Qs0, all_see(Names), 0, 4),
-    ?assertEqual(lists:sort(Names), has(Qs)),
-    {Qs, Now}.
 
 %% F1. Shrinking looks one hop only.  A partial cut makes a chain
 %% c1,c2 - p1 - p2 - c3 for longer than the settle time: c1 and c2 hear

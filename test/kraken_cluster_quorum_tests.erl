@@ -5,6 +5,9 @@
 
 -include_lib("eunit/include/eunit.hrl").
 
+%% The simulation harness, for kraken_cluster_quorum_review_tests too.
+-export([live/1, role/1, rounds/4, all_see/1, has/1, cluster/1]).
+
 -define(Q, kraken_cluster_quorum).
 
 live(Names) ->

@@ -476,6 +476,30 @@ def proxy_core(lab, p1, c1, c2):
         n.c.close()
 
 
+def heal(lab, pairs, t0, subs, nodes):
+    """Heals the cuts, then polls subs until every link is up again."""
+    for a, b in pairs:
+        lab.heal(a, b)
+    print("healed after %.1f s" % (time.time() - t0))
+    deadline = time.time() + 30
+    while not links_up(*nodes):
+        assert time.time() < deadline, "links not all up 30 s after the heal"
+        poll_all(subs, 0.5)
+    print("every link up %.1f s after the heal" % (time.time() - t0))
+
+
+def finish(pubs, subs):
+    """Stops the publishers, takes what is still on its way, prints each
+    subscriber's state."""
+    for p in pubs:
+        p.stop.set()
+    for p in pubs:
+        p.join(15)
+    poll_all(subs, 1.5)
+    for s in subs:
+        print("  %-45s %s" % (s.name, s.state()))
+
+
 def two_cores(lab, p1, c1, c2):
     """c1 <-> c2 cut; p1 reaches both: the cores' views disagree."""
     wait_until(lambda: links_up(p1, c1, c2), 30, "every link up")
@@ -494,21 +518,9 @@ def two_cores(lab, p1, c1, c2):
             for node in (p1, c1, c2) for t in (t1, t2)]
     subs += late
     poll_all(subs, 3.0)
-    lab.heal("c1", "c2")
-    print("healed after %.1f s" % (time.time() - t0))
-    deadline = time.time() + 30
-    while not links_up(p1, c1, c2):
-        assert time.time() < deadline, "links not all up 30 s after the heal"
-        poll_all(subs, 0.5)
-    print("every link up %.1f s after the heal" % (time.time() - t0))
+    heal(lab, [("c1", "c2")], t0, subs, (p1, c1, c2))
     poll_all(subs, 2.0)
-    for p in pubs:
-        p.stop.set()
-    for p in pubs:
-        p.join(15)
-    poll_all(subs, 1.5)
-    for s in subs:
-        print("  %-45s %s" % (s.name, s.state()))
+    finish(pubs, subs)
     print("  publishes refused: %s" % ", ".join(
         "on %s %d of %d" % (n.name, p.refused(), len(p.log)) for n, p in zip((p1, c1, c2), pubs)))
     check_rule(subs, pubs)
@@ -537,24 +549,11 @@ def proxy_alone(lab, p1, c1, c2):
     during = [Sub(p1, t, "p1's subscriber of %s, alone" % t.decode()) for t in (t1, t2)]
     subs = before + during
     poll_all(subs, 2.5)
-    lab.heal("p1", "c1")
-    lab.heal("p1", "c2")
-    print("healed after %.1f s" % (time.time() - t0))
-    deadline = time.time() + 30
-    while not links_up(p1, c1, c2):
-        assert time.time() < deadline, "links not all up 30 s after the heal"
-        poll_all(subs, 0.5)
-    print("every link up %.1f s after the heal" % (time.time() - t0))
+    heal(lab, [("p1", "c1"), ("p1", "c2")], t0, subs, (p1, c1, c2))
     after = Sub(p1, t1, "p1's subscriber of %s, after" % t1.decode())
     subs.append(after)
     poll_all(subs, 2.0)
-    for p in pubs:
-        p.stop.set()
-    for p in pubs:
-        p.join(15)
-    poll_all(subs, 1.5)
-    for s in subs:
-        print("  %-45s %s" % (s.name, s.state()))
+    finish(pubs, subs)
     print("  publishes refused: on c2 %d of %d, on p1 %d of %d" % (
         pubs[0].refused(), len(pubs[0].log), pubs[1].refused(), len(pubs[1].log)))
     assert after.closed is None and after.payloads(), "p1 does not serve c1's topic after the heal"
@@ -613,24 +612,11 @@ def core_alone(lab, p1, c1, c2):
     print("new subscribers on every node %.1f s after the cut" % (time.time() - t0))
     got = redis_call(c1.addr, b"PUBLISH", t1, b"x")
     poll_all(subs, 3.0)
-    lab.heal("c1", "p1")
-    lab.heal("c1", "c2")
-    print("healed after %.1f s" % (time.time() - t0))
-    deadline = time.time() + 30
-    while not links_up(p1, c1, c2):
-        assert time.time() < deadline, "links not all up 30 s after the heal"
-        poll_all(subs, 0.5)
-    print("every link up %.1f s after the heal" % (time.time() - t0))
+    heal(lab, [("c1", "p1"), ("c1", "c2")], t0, subs, (p1, c1, c2))
     after = Sub(c1, t1, "c1's subscriber of %s, after" % t1.decode())
     subs.append(after)
     poll_all(subs, 2.0)
-    for p in pubs:
-        p.stop.set()
-    for p in pubs:
-        p.join(15)
-    poll_all(subs, 1.5)
-    for s in subs:
-        print("  %-45s %s" % (s.name, s.state()))
+    finish(pubs, subs)
     print("  publishes refused: %s" % ", ".join(
         "on %s %d of %d" % (n.name, p.refused(), len(p.log)) for n, p in zip((p1, c1, c2), pubs)))
     assert got == b"-ERR cluster core unavailable: not published\r\n", (
