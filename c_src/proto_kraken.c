@@ -182,6 +182,23 @@ static int kraken_retro_blocks(struct engine *eng, struct evbuffer *out, struct 
     return 0;
 }
 
+
+/* The answer to a link_retro (entered false) or link_entered (true): the
+ * found entries as VALUE retro blocks, then STORED; NOT_FOUND when they
+ * would not fit in max_client_queue_bytes. */
+static const char *link_answer(struct conn *c, size_t found, uint64_t mark, bool entered)
+{
+    struct engine *eng = c->eng;
+    int rc = kraken_retro_blocks(eng, c->out, eng->router.tmp_entries, found, mark, entered);
+    if (rc == -2) {
+        klog(LOG_WARNING, "client %" PRIu64 " (%s): a %s answer is longer than "
+             "max_client_queue_bytes (%zu); answering NOT_FOUND", c->sub.id, c->peer,
+             entered ? "link_entered" : "link_retro", eng->cfg.max_queue_bytes);
+        return PROTO_NOT_FOUND;
+    }
+    return rc < 0 ? NULL : PROTO_STORED;
+}
+
 /* proto_ops.retro_answer: a relayed answer (cluster_relay.c). */
 static int kraken_retro_answer(struct conn *c, struct evbuffer *out, struct entry *const *v,
                                size_t n, uint64_t mark)
@@ -219,15 +236,7 @@ static const char *do_link_retro(struct conn *c, const struct proto_request *req
             return NULL;
         return PROTO_STORED; /* held; NOT_FOUND if an owner refuses */
     }
-    int rc = kraken_retro_blocks(eng, c->out, eng->router.tmp_entries, (size_t)found, mark,
-                                 false);
-    if (rc == -2) {
-        klog(LOG_WARNING, "client %" PRIu64 " (%s): a link_retro answer is longer than "
-             "max_client_queue_bytes (%zu); answering NOT_FOUND", c->sub.id, c->peer,
-             eng->cfg.max_queue_bytes);
-        return PROTO_NOT_FOUND;
-    }
-    return rc < 0 ? NULL : PROTO_STORED;
+    return link_answer(c, (size_t)found, mark, false);
 }
 
 /* `set link_entered` (docs/cluster.md, "Across moves"):
@@ -277,14 +286,7 @@ static const char *do_link_entered(struct conn *c, const struct proto_request *r
         return PROTO_NOT_FOUND;
     if (found < 0)
         return NULL;
-    int rc = kraken_retro_blocks(eng, c->out, eng->router.tmp_entries, (size_t)found, mark, true);
-    if (rc == -2) {
-        klog(LOG_WARNING, "client %" PRIu64 " (%s): a link_entered answer is longer than "
-             "max_client_queue_bytes (%zu); answering NOT_FOUND", c->sub.id, c->peer,
-             eng->cfg.max_queue_bytes);
-        return PROTO_NOT_FOUND;
-    }
-    return rc < 0 ? NULL : PROTO_STORED;
+    return link_answer(c, (size_t)found, mark, true);
 }
 
 static const char *do_unsubscribe(struct conn *c, const struct proto_request *req)
