@@ -157,11 +157,7 @@ lost() ->
          end).
 
 lost_behind_refused() ->
-    Port = open_port({spawn_executable, kraken_cluster_tests:engine_path()},
-                     [{packet, 4}, binary, exit_status, use_stdio, {args, []}]),
-    true = port_command(Port, term_to_binary({config, [{tcp_server_port, 0},
-                                                       {listen_ip, <<"127.0.0.1">>}]})),
-    {ready, Listen} = packet(Port, fun({ready, _}) -> true; (_) -> false end),
+    {Port, Listen} = start_engine([]),
     Self = self(),
     %% f1 answers a link_retro NOT_FOUND when the test says; f2 is killed.
     F1 = spawn(fun() -> fake(Self, fun(C, _) -> Self ! retro_asked,
@@ -205,11 +201,7 @@ lost_behind_refused() ->
     end.
 
 retro_waiting_lost() ->
-    Port = open_port({spawn_executable, kraken_cluster_tests:engine_path()},
-                     [{packet, 4}, binary, exit_status, use_stdio, {args, []}]),
-    true = port_command(Port, term_to_binary({config, [{tcp_server_port, 0},
-                                                       {listen_ip, <<"127.0.0.1">>}]})),
-    {ready, Listen} = packet(Port, fun({ready, _}) -> true; (_) -> false end),
+    {Port, Listen} = start_engine([]),
     Self = self(),
     %% f1 never answers the link_retro; it is killed while the child waits.
     F1 = spawn(fun() -> fake(Self, fun(_, _) -> Self ! retro_asked,
@@ -293,16 +285,22 @@ messages(S, N, Deadline, Acc) ->
 
 %% An engine whose view is itself and a fake core; Test(S, T, Fake) with a
 %% client S and a topic T owned by the fake.
-with(Answer, Config, Test) ->
-    with(Answer, Config, core, Test).
-
-%% Kind: core (a member), or parent (a proxy above this node).
-with(Answer, Config, Kind, Test) ->
+%% An engine on its control channel, configured (Config added), listening
+%% on a free port of 127.0.0.1: {Port, ListenPort}.
+start_engine(Config) ->
     Port = open_port({spawn_executable, kraken_cluster_tests:engine_path()},
                      [{packet, 4}, binary, exit_status, use_stdio, {args, []}]),
     true = port_command(Port, term_to_binary({config, [{tcp_server_port, 0},
                                                        {listen_ip, <<"127.0.0.1">>} | Config]})),
     {ready, Listen} = packet(Port, fun({ready, _}) -> true; (_) -> false end),
+    {Port, Listen}.
+
+with(Answer, Config, Test) ->
+    with(Answer, Config, core, Test).
+
+%% Kind: core (a member), or parent (a proxy above this node).
+with(Answer, Config, Kind, Test) ->
+    {Port, Listen} = start_engine(Config),
     Self = self(),
     Fake = spawn(fun() -> fake(Self, Answer) end),
     FakePort = receive {Fake, port, FP} -> FP after 5000 -> error(fake) end,

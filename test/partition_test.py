@@ -500,15 +500,22 @@ def finish(pubs, subs):
         print("  %-45s %s" % (s.name, s.state()))
 
 
-def two_cores(lab, p1, c1, c2):
-    """c1 <-> c2 cut; p1 reaches both: the cores' views disagree."""
-    wait_until(lambda: links_up(p1, c1, c2), 30, "every link up")
+def traffic(p1, c1, c2):
+    """A topic of each core; a subscriber of each on every node; a publisher
+    on every node alternating between them, started.  (t1, t2, subs, pubs)."""
     t1, t2 = topics_of(c1, c2)
     subs = [Sub(node, t, "%s's subscriber of %s" % (node.name, t.decode()))
             for node in (p1, c1, c2) for t in (t1, t2)]
     pubs = [Publisher(node.addr, [t1, t2], node.name.encode() + b"-") for node in (p1, c1, c2)]
     for p in pubs:
         p.start()
+    return t1, t2, subs, pubs
+
+
+def two_cores(lab, p1, c1, c2):
+    """c1 <-> c2 cut; p1 reaches both: the cores' views disagree."""
+    wait_until(lambda: links_up(p1, c1, c2), 30, "every link up")
+    t1, t2, subs, pubs = traffic(p1, c1, c2)
     poll_all(subs, 1.0)
     t0 = lab.cut("c1", "c2")
     print("cut c1 <-> c2")
@@ -577,12 +584,7 @@ def redis_call(addr, *args):
 def core_alone(lab, p1, c1, c2):
     """c1 cut from p1 and c2: c1 on the minority side."""
     wait_until(lambda: links_up(p1, c1, c2), 30, "every link up")
-    t1, t2 = topics_of(c1, c2)
-    before = [Sub(node, t, "%s's subscriber of %s" % (node.name, t.decode()))
-              for node in (p1, c1, c2) for t in (t1, t2)]
-    pubs = [Publisher(node.addr, [t1, t2], node.name.encode() + b"-") for node in (p1, c1, c2)]
-    for p in pubs:
-        p.start()
+    t1, t2, before, pubs = traffic(p1, c1, c2)
     poll_all(before, 1.0)
     t0 = lab.cut("c1", "p1")
     lab.cut("c1", "c2")
