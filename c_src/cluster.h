@@ -181,12 +181,13 @@ int cluster_link_retro_block(struct conn *link, int64_t time, const char *block,
 /* From server.c: connection c closes; its link_retro requests forget it. */
 void cluster_retro_forget(struct conn *c);
 struct entry;
-/* From proto_kraken.c: a child's link_retro (connection c, the requested
- * topics) was partly deferred to the owners; found: the entries answered
- * here.  Its answer is written when theirs are in (cluster_relay.c).
- * Returns 0, -1 when out of memory. */
-int cluster_relay_begin(struct conn *c, const struct proto_slice *topics, uint32_t n,
-                        struct entry *const *found, size_t nfound);
+struct qitem;
+/* From proto_kraken.c: a child's link_retro (connection c) was partly
+ * deferred to the owners; found[0..n) (malloc'd, taken over): the items
+ * answered here, each listing the topics answered here.  Its answer is
+ * written when theirs are in (cluster_relay.c).  Returns 0, -1 when out of
+ * memory (found is the caller's still). */
+int cluster_relay_begin(struct conn *c, struct qitem *found, size_t n);
 /* The peer answered a ping or a poll (VERSION, END or a polled VALUE block). */
 void cluster_link_answered(struct conn *link);
 /* A block of a link_retro answer arrived: the peer is alive, only busy

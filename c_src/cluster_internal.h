@@ -265,8 +265,9 @@ void cluster_retro_refuse(struct conn *c);
 
 /* cluster_relay.c */
 struct entry;
-/* More entries for c's relayed answer (referenced).  -1: out of memory. */
-int cluster_relay_add(struct conn *c, struct entry *const *v, size_t n);
+/* A new item of e (referenced, holding no topic yet) in c's relayed
+ * answer, valid until the next one; NULL when out of memory. */
+struct qitem *cluster_relay_push(struct conn *c, struct entry *e);
 /* c's answer became NOT_FOUND: its entries are dropped when it is done. */
 void cluster_relay_refused(struct conn *c);
 /* When c waits for no more owner: writes its relayed answer in front of its

@@ -26,25 +26,37 @@
  * A child's link (`set child`) asks this node for the entries published
  * after a horizon on some topics, as a peer asks a core.  The topics this
  * node can vouch for (held upstream since before the horizon) are answered
- * from its retention at once; the others are fetched from their owners with
- * this node's own `link_retro` (cluster_retro.c: the child's reply is held
- * meanwhile, as a client's).  Here the answer is put together:
+ * from its retention at once; the others are fetched from their owners
+ * (cluster_retro.c: the child's reply is held meanwhile, as a client's),
+ * with `link_retro', or, for a topic that had several owners since the
+ * horizon (a move), with `link_entered' to each of them ("Across moves").
+ * The answer is a list of items (queue.h: an entry and which of its topics
+ * to list), so that it carries each (entry, topic) once, as a client's
+ * queue does:
  *
  *   - cluster_relay_begin: when the request is executed, the entries found
- *     here (referenced) and every requested topic (referenced: each entry
- *     lists only those);
- *   - cluster_relay_add: as each owner's answer is in, its entries and this
- *     node's own entries on its topics since the horizon (what cluster_retro
- *     would have queued to a client; the owner left them out, this node
- *     forwarded them), while the child's queue is rebuilt as a client's;
- *   - cluster_relay_finish: when the last one is in, the entries, once each
- *     and ordered by second (stable: each source is in publish order), are
- *     written as `VALUE retro` blocks in front of the held reply (STORED).
- *     A refused answer (NOT_FOUND) drops them.
+ *     here, each listing only the topics answered here;
+ *   - cluster_relay_push: as each owner's answer is in, cluster_retro_answer.c
+ *     puts into it exactly the items it would queue to a client: the
+ *     answer's entries (listing the pairs of that answer: across a move,
+ *     what entered the cluster at that core), and this node's own entries
+ *     on those topics since the horizon, listing only the pairs this request
+ *     adds (own_pair: the owner left them out, this node forwarded them, or
+ *     they entered here), never the child's own; meanwhile the child's
+ *     queue is rebuilt as a client's;
+ *   - cluster_relay_finish: when the last one is in, the items are ordered
+ *     by second (stable: each source is in publish order), the items of one
+ *     entry become one (the union of their topics: disjoint, each source
+ *     lists other pairs), and they are written as `VALUE retro` blocks in
+ *     front of the held reply (STORED).  A refused answer (NOT_FOUND) drops
+ *     them.
  *
- * So the child gets, before STORED, each entry after the horizon on those
- * topics that entered the cluster before its request, except its own, and
- * after STORED what comes later: the guarantees of one hop, through two. */
+ * So the child gets, before STORED, each (entry, topic) after the horizon
+ * on those topics that entered the cluster before its request, except its
+ * own, also across moves between cores, and after STORED what comes later:
+ * the guarantees of one hop, through two.  NOT_FOUND when this node would
+ * answer a client so: an owner since the horizon is not live, the history
+ * of owner sets does not reach back, a retention lost entries. */
 #include <event2/buffer.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -58,9 +70,7 @@
 #include "server.h"
 
 struct cluster_relay {
-    struct topic **topics; /* every requested topic (referenced) */
-    uint32_t ntopics;
-    struct entry **v; /* the answer's entries (referenced), by source */
+    struct qitem *v; /* the answer's items (queue.h), by source */
     size_t n, cap;
     bool refused;
 };
@@ -76,73 +86,42 @@ void cluster_relay_free(struct conn *c)
     if (!x)
         return;
     for (size_t i = 0; i < x->n; i++)
-        entry_unref(x->v[i]);
-    for (uint32_t i = 0; i < x->ntopics; i++)
-        topic_unref(&router()->topics, x->topics[i]);
+        qitem_release(&x->v[i]);
     free(x->v);
-    free(x->topics);
     free(x);
     c->relay = NULL;
 }
 
-int cluster_relay_add(struct conn *c, struct entry *const *v, size_t n)
+struct qitem *cluster_relay_push(struct conn *c, struct entry *e)
 {
     struct cluster_relay *x = c->relay;
-    if (x->n + n > x->cap) {
-        size_t cap = x->cap ? x->cap : 16;
-        while (cap < x->n + n)
-            cap *= 2;
-        struct entry **p = realloc(x->v, cap * sizeof *p);
+    if (x->n == x->cap) {
+        size_t cap = x->cap ? x->cap * 2 : 16;
+        struct qitem *p = realloc(x->v, cap * sizeof *p);
         if (!p)
-            return -1;
+            return NULL;
         x->v = p;
         x->cap = cap;
     }
-    for (size_t i = 0; i < n; i++) {
-        entry_ref(v[i]);
-        x->v[x->n++] = v[i];
-    }
-    return 0;
+    qitem_init(&x->v[x->n], e);
+    return &x->v[x->n++];
 }
 
-int cluster_relay_begin(struct conn *c, const struct proto_slice *topics, uint32_t n,
-                        struct entry *const *found, size_t nfound)
+int cluster_relay_begin(struct conn *c, struct qitem *found, size_t n)
 {
     struct cluster_relay *x = calloc(1, sizeof *x);
-    if (!x || !(x->topics = malloc((n ? n : 1) * sizeof *x->topics))) {
-        free(x);
+    if (!x)
         return -1;
-    }
+    x->v = found;
+    x->n = x->cap = n;
     c->relay = x;
-    for (uint32_t i = 0; i < n; i++) {
-        /* Subscribed by the request: they exist. */
-        struct topic *t = topic_find(&router()->topics, TOPIC_NS_CHANNEL, topics[i].p,
-                                     topics[i].len);
-        if (t) {
-            topic_ref(t);
-            x->topics[x->ntopics++] = t;
-        }
-    }
-    return cluster_relay_add(c, found, nfound);
+    return 0;
 }
 
 void cluster_relay_refused(struct conn *c)
 {
     if (c->relay)
         c->relay->refused = true;
-}
-
-struct item {
-    struct entry *e;
-    size_t order;
-};
-
-static int cmp_item(const void *a, const void *b)
-{
-    const struct item *x = a, *y = b;
-    if (x->e->time != y->e->time)
-        return x->e->time < y->e->time ? -1 : 1;
-    return x->order < y->order ? -1 : x->order > y->order;
 }
 
 /* The blocks go in front of the held reply (from held_from on). */
@@ -172,29 +151,15 @@ void cluster_relay_finish(struct conn *c)
         cluster_relay_free(c);
         return;
     }
+    /* By second, one item per entry (an entry found here for one topic may
+     * come from an answer, or be this node's own, for another). */
     struct router *r = router();
-    uint64_t tmark = ++r->epoch, emark = ++r->epoch;
-    for (uint32_t i = 0; i < x->ntopics; i++)
-        x->topics[i]->mark = tmark;
-    struct item *it = malloc((x->n ? x->n : 1) * sizeof *it);
-    struct entry **v = malloc((x->n ? x->n : 1) * sizeof *v);
+    uint64_t base = r->epoch + 1;
+    r->epoch += x->n + 1;
     struct evbuffer *blocks = evbuffer_new();
-    int rc = it && v && blocks ? 0 : -1;
-    size_t m = 0;
-    for (size_t i = 0; i < x->n && rc == 0; i++) {
-        if (x->v[i]->mark == emark)
-            continue; /* found here for one topic and forwarded by us for another */
-        x->v[i]->mark = emark;
-        it[m].e = x->v[i];
-        it[m].order = i;
-        m++;
-    }
-    if (rc == 0) {
-        qsort(it, m, sizeof *it, cmp_item);
-        for (size_t i = 0; i < m; i++)
-            v[i] = it[i].e;
-        rc = c->ops->retro_answer ? c->ops->retro_answer(c, blocks, v, m, tmark) : -1;
-    }
+    int rc = blocks ? qitems_by_second(x->v, &x->n, base) : -1;
+    if (rc == 0)
+        rc = c->ops->retro_answer ? c->ops->retro_answer(c, blocks, x->v, x->n) : -1;
     if (rc == -2)
         klog(LOG_WARNING, "client %" PRIu64 " (%s): a link_retro answer is longer than "
              "max_client_queue_bytes (%zu); answering NOT_FOUND", c->sub.id, c->peer,
@@ -208,8 +173,6 @@ void cluster_relay_finish(struct conn *c)
         c->ops->retro_refused(c);
     if (blocks)
         evbuffer_free(blocks);
-    free(it);
-    free(v);
     cluster_relay_free(c);
 }
 

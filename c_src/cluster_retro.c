@@ -387,8 +387,6 @@ bool cluster_retro_defer(struct subscriber *s, struct topic *const *ts, const bo
         const char *why;
         plans[i] = (uint8_t)plan(ts[i], kind, h, o, since, &no, &why);
         if (plans[i] == PLAN_ENTERED) {
-            /* A child's answer is relayed whole (cluster_relay.c), which
-             * cannot tell this node's own pairs apart: too old (left). */
             for (int j = 0; j < no; j++) {
                 if (o[j] >= 64) {
                     ok = false;
@@ -398,8 +396,6 @@ bool cluster_retro_defer(struct subscriber *s, struct topic *const *ts, const bo
                 if (since[j] < ksince[o[j]])
                     ksince[o[j]] = since[j];
             }
-            if (c->sub.child)
-                ok = false;
         } else if (owner_index(ts[i]) < 0 || !can_fetch(cl.cores[owner_index(ts[i])])) {
             ok = false; /* classify said otherwise a moment ago: cannot happen */
         }

@@ -24,7 +24,11 @@
  * A link_entered answer (across a move) has what entered the cluster at
  * that core; the request that carries a topic's own part adds this node's
  * entries that entered here, or that it forwarded to their owner of the
- * time on the link still open (own_pair: that owner leaves those out). */
+ * time on the link still open (own_pair: that owner leaves those out).
+ *
+ * A child's link_retro (a proxy below this node, cluster_relay.c) is taken
+ * the same way, but the items go into its relayed answer instead of its
+ * queue (push): the same (entry, topic) pairs, once each. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -223,36 +227,63 @@ static long local_entries(struct cluster_retro_req *q, struct subscriber *s, uin
     return (long)n;
 }
 
+/* Where deliver puts an answer: the client's queue, or, for a child's
+ * link_retro, its relayed answer (cluster_relay.c), with the same items:
+ * each (entry, topic) once.  A new item of e; NULL when it failed (the
+ * client is disconnected, the child's answer refused). */
+static struct qitem *push(struct router *r, struct conn *c, struct entry *e)
+{
+    struct qitem *it = c->relay ? cluster_relay_push(c, e) : queue_push(&c->sub.queue, e);
+    if (!it && c->relay)
+        cluster_retro_refuse(c);
+    else if (!it)
+        router_fail_subscriber(r, &c->sub);
+    return it;
+}
+
+/* Adds topic i to it (push's); on failure, as push. */
+static void add(struct router *r, struct conn *c, struct qitem *it, uint32_t i)
+{
+    if (qitem_add_topic(it, i) == 0)
+        return;
+    if (c->relay)
+        cluster_retro_refuse(c);
+    else
+        router_fail_subscriber(r, &c->sub);
+}
+
+static void commit(struct router *r, struct conn *c)
+{
+    if (!c->relay)
+        router_commit(r, &c->sub);
+}
+
 /* Queues e (of an answer: it lists q's topics only, each marked m1 or m2)
- * to s. */
-static int enqueue_got(struct router *r, struct subscriber *s, struct entry *e, uint64_t m1,
+ * to c. */
+static int enqueue_got(struct router *r, struct conn *c, struct entry *e, uint64_t m1,
                        uint64_t m2)
 {
-    struct qitem *it = queue_push(&s->queue, e);
-    if (!it) {
-        router_fail_subscriber(r, s);
+    struct qitem *it = push(r, c, e);
+    if (!it)
         return -1;
-    }
     for (uint32_t i = 0; i < e->ntopics; i++)
-        if ((e->topics[i]->mark == m1 || e->topics[i]->mark == m2) && qitem_add_topic(it, i) < 0)
-            router_fail_subscriber(r, s);
-    router_commit(r, s);
+        if (e->topics[i]->mark == m1 || e->topics[i]->mark == m2)
+            add(r, c, it, i);
+    commit(r, c);
     return 0;
 }
 
-/* Queues e (one of local_entries') to s listing its pairs own_pair takes. */
-static int enqueue_own(struct router *r, struct subscriber *s, const struct cluster_retro_req *q,
+/* Queues e (one of local_entries') to c listing its pairs own_pair takes. */
+static int enqueue_own(struct router *r, struct conn *c, const struct cluster_retro_req *q,
                        struct entry *e, uint64_t omark)
 {
-    struct qitem *it = queue_push(&s->queue, e);
-    if (!it) {
-        router_fail_subscriber(r, s);
+    struct qitem *it = push(r, c, e);
+    if (!it)
         return -1;
-    }
     for (uint32_t i = 0; i < e->ntopics; i++)
-        if (own_pair(q, e, i, omark) > 0 && qitem_add_topic(it, i) < 0)
-            router_fail_subscriber(r, s);
-    router_commit(r, s);
+        if (own_pair(q, e, i, omark) > 0)
+            add(r, c, it, i);
+    commit(r, c);
     return 0;
 }
 
@@ -328,22 +359,15 @@ static void deliver(struct cluster_retro_req *q)
     }
     ncut = queue_cut(&s->queue, from, cut);
     size_t a = 0, b = 0;
-    if (c->relay) {
-        /* A child's link_retro: the entries go into its answer, not its
-         * queue (cluster_relay.c). */
-        if (cluster_relay_add(c, q->got, q->ngot) < 0 ||
-            cluster_relay_add(c, mine, (size_t)nmine) < 0)
-            cluster_retro_refuse(c);
-        a = q->ngot;
-        b = (size_t)nmine;
-    }
+    /* A child's link_retro: the entries go into its answer, not its queue
+     * (push: cluster_relay.c). */
     while ((a < q->ngot || b < (size_t)nmine) && !s->overflowed) {
         bool take_got = b == (size_t)nmine || (a < q->ngot && q->got[a]->time <= mine[b]->time);
         /* (an answer's entries list q's topics only, marked tmark or omark) */
-        int rc = take_got ? enqueue_got(r, s, q->got[a++], tmark, omark)
-                          : enqueue_own(r, s, q, mine[b++], omark);
+        int rc = take_got ? enqueue_got(r, c, q->got[a++], tmark, omark)
+                          : enqueue_own(r, c, q, mine[b++], omark);
         if (rc < 0)
-            break; /* s failed: it is disconnected */
+            break; /* c failed: it is disconnected, or its answer refused */
     }
     /* A topic the client held all along is not stripped: its entries in
      * flight from the owner's second up to the horizon are not in the

@@ -64,12 +64,11 @@ struct proto_ops {
      * becomes the protocol's "too old" answer (NULL: nothing to do). */
     void (*retro_refused)(struct conn *c);
     /* In a cluster, for a child's link (cluster_relay.c): appends to out the
-     * answer of a relayed link_retro, the n entries v (in publish order),
-     * each listing its topics whose mark is `mark`.  Returns 0; -2 when it
-     * would pass max_client_queue_bytes (nothing written); -1 when out of
+     * answer of a relayed link_retro, the n items v (queue.h: an entry and
+     * which of its topics to list), by second.  Returns 0; -2 when it would
+     * pass max_client_queue_bytes (nothing written); -1 when out of
      * memory.  NULL: the protocol has no children (refused). */
-    int (*retro_answer)(struct conn *c, struct evbuffer *out, struct entry *const *v, size_t n,
-                        uint64_t mark);
+    int (*retro_answer)(struct conn *c, struct evbuffer *out, const struct qitem *v, size_t n);
     /* The line sent before closing a connection refused at max_tcp_clients,
      * whose queue overflowed, or that ran out of memory (NULL: none). */
     const char *err_too_many_clients;

@@ -102,23 +102,6 @@ static const char *do_retro(struct conn *c, const struct proto_request *req,
 
 static bool write_messages(struct conn *c);
 
-/* Whether topic i of e goes on its line: marked `mark`, and (entered)
- * entered the cluster here (entry.h). */
-static bool listed(const struct entry *e, uint32_t i, uint64_t mark, bool entered)
-{
-    return e->topics[i]->mark == mark && (!entered || entry_entered_at(e, i));
-}
-
-/* Size of e on a MESSAGE line listing only its topics listed(). */
-static size_t marked_size(const struct entry *e, uint64_t mark, bool entered)
-{
-    size_t n = sizeof "MESSAGE " - 1 + proto_digits(e->payload_len) + 2 + e->payload_len + 2;
-    for (uint32_t i = 0; i < e->ntopics; i++)
-        if (listed(e, i, mark, entered))
-            n += e->topics[i]->len + 1;
-    return n;
-}
-
 /* `set link_retro` (an extension only cluster links send, docs/cluster.md):
  * retro_subscribe by time, with the entries in the reply instead of the
  * queue, so that the node asking knows exactly which entries answer it:
@@ -143,45 +126,63 @@ static size_t marked_size(const struct entry *e, uint64_t mark, bool entered)
  * written before it).  An answer longer than max_client_queue_bytes is
  * NOT_FOUND (the asking client reloads): it is copied whole into the output
  * at once, so it must stay bounded. */
-static int kraken_retro_blocks(struct engine *eng, struct evbuffer *out, struct entry *const *v,
-                               size_t found, uint64_t mark, bool entered)
+static int kraken_retro_blocks(struct engine *eng, struct evbuffer *out, const struct qitem *v,
+                               size_t found)
 {
     size_t total = 0, max_block = eng->cfg.max_request_bytes - 2;
     for (size_t i = 0; i < found && total <= eng->cfg.max_queue_bytes; i++)
-        total += marked_size(v[i], mark, entered) + 64; /* 64: its share of a block's header */
+        total += qitem_size(&v[i]) + 64; /* 64: its share of a block's header */
     if (total > eng->cfg.max_queue_bytes)
         return -2;
     for (size_t i = 0; i < found;) {
         size_t j = i;
         size_t block = 0;
-        for (; j < found && v[j]->time == v[i]->time; j++) {
-            size_t m = marked_size(v[j], mark, entered);
+        for (; j < found && v[j].e->time == v[i].e->time; j++) {
+            size_t m = qitem_size(&v[j]);
             if (j > i && block + m > max_block)
                 break;
             block += m;
         }
-        if (evbuffer_add_printf(out, "VALUE retro %" PRId64 " %zu\r\n", v[i]->time,
+        if (evbuffer_add_printf(out, "VALUE retro %" PRId64 " %zu\r\n", v[i].e->time,
                                 block - 2) < 0)
             return -1;
-        for (; i < j; i++) {
-            const struct entry *e = v[i];
-            if (evbuffer_add(out, "MESSAGE", 7) < 0)
+        for (; i < j; i++)
+            if (qitem_write(out, &v[i], SIZE_MAX) < 0)
                 return -1;
-            for (uint32_t k = 0; k < e->ntopics; k++)
-                if (listed(e, k, mark, entered) &&
-                    (evbuffer_add(out, " ", 1) < 0 ||
-                     evbuffer_add(out, e->topics[k]->name, e->topics[k]->len) < 0))
-                    return -1;
-            if (evbuffer_add_printf(out, " %" PRIu32 "\r\n", e->payload_len) < 0 ||
-                evbuffer_add(out, entry_payload(e), (size_t)e->payload_len + 2) < 0)
-                return -1;
-        }
         if (evbuffer_add(out, "END\r\n", 5) < 0)
             return -1;
     }
     return 0;
 }
 
+/* The found entries of a link_retro (entered false) or link_entered
+ * (true) as items (malloc'd; each to release), each listing its topics
+ * whose mark is `mark' and (entered) at which it entered the cluster here
+ * (entry.h).  NULL when out of memory. */
+static struct qitem *answer_items(struct engine *eng, size_t found, uint64_t mark, bool entered)
+{
+    struct qitem *v = malloc((found ? found : 1) * sizeof *v);
+    for (size_t j = 0; v && j < found; j++) {
+        struct entry *e = eng->router.tmp_entries[j];
+        qitem_init(&v[j], e);
+        for (uint32_t i = 0; i < e->ntopics; i++)
+            if (e->topics[i]->mark == mark && (!entered || entry_entered_at(e, i)) &&
+                qitem_add_topic(&v[j], i) < 0) {
+                for (size_t k = 0; k <= j; k++)
+                    qitem_release(&v[k]);
+                free(v);
+                return NULL;
+            }
+    }
+    return v;
+}
+
+static void release_items(struct qitem *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        qitem_release(&v[i]);
+    free(v);
+}
 
 /* The answer to a link_retro (entered false) or link_entered (true): the
  * found entries as VALUE retro blocks, then STORED; NOT_FOUND when they
@@ -189,7 +190,10 @@ static int kraken_retro_blocks(struct engine *eng, struct evbuffer *out, struct 
 static const char *link_answer(struct conn *c, size_t found, uint64_t mark, bool entered)
 {
     struct engine *eng = c->eng;
-    int rc = kraken_retro_blocks(eng, c->out, eng->router.tmp_entries, found, mark, entered);
+    struct qitem *v = answer_items(eng, found, mark, entered);
+    int rc = v ? kraken_retro_blocks(eng, c->out, v, found) : -1;
+    if (v)
+        release_items(v, found);
     if (rc == -2) {
         klog(LOG_WARNING, "client %" PRIu64 " (%s): a %s answer is longer than "
              "max_client_queue_bytes (%zu); answering NOT_FOUND", c->sub.id, c->peer,
@@ -200,10 +204,10 @@ static const char *link_answer(struct conn *c, size_t found, uint64_t mark, bool
 }
 
 /* proto_ops.retro_answer: a relayed answer (cluster_relay.c). */
-static int kraken_retro_answer(struct conn *c, struct evbuffer *out, struct entry *const *v,
-                               size_t n, uint64_t mark)
+static int kraken_retro_answer(struct conn *c, struct evbuffer *out, const struct qitem *v,
+                               size_t n)
 {
-    return kraken_retro_blocks(c->eng, out, v, n, mark, false);
+    return kraken_retro_blocks(c->eng, out, v, n);
 }
 
 static const char *do_link_retro(struct conn *c, const struct proto_request *req,
@@ -230,10 +234,14 @@ static const char *do_link_retro(struct conn *c, const struct proto_request *req
         return NULL;
     if (c->retro) {
         /* Some topics are fetched from their owners: the answer is relayed
-         * when theirs are in, with these entries (cluster_retro.c). */
-        if (cluster_relay_begin(c, eng->slices, (uint32_t)n, eng->router.tmp_entries,
-                                (size_t)found) < 0)
+         * when theirs are in, with these entries, each listing only the
+         * topics answered here (cluster_relay.c). */
+        struct qitem *v = answer_items(eng, (size_t)found, mark, false);
+        if (!v || cluster_relay_begin(c, v, (size_t)found) < 0) {
+            if (v)
+                release_items(v, (size_t)found);
             return NULL;
+        }
         return PROTO_STORED; /* held; NOT_FOUND if an owner refuses */
     }
     return link_answer(c, (size_t)found, mark, false);

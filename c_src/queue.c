@@ -46,17 +46,22 @@ static int grow(struct queue *q)
     return 0;
 }
 
+void qitem_init(struct qitem *it, struct entry *e)
+{
+    it->e = e;
+    it->m.mask = 0;
+    if (e->ntopics > QUEUE_MASK_TOPICS)
+        it->m.list = NULL;
+    entry_ref(e);
+}
+
 struct qitem *queue_push(struct queue *q, struct entry *e)
 {
     if (q->count == q->cap && grow(q) < 0)
         return NULL;
     struct qitem *it = &q->items[(q->head + q->count) & (q->cap - 1)];
     q->count++;
-    it->e = e;
-    it->m.mask = 0;
-    if (e->ntopics > QUEUE_MASK_TOPICS)
-        it->m.list = NULL;
-    entry_ref(e);
+    qitem_init(it, e);
     return it;
 }
 
@@ -152,6 +157,75 @@ void qitem_release(struct qitem *it)
     item_release(it);
 }
 
+/* Adds from's topics to into's (the same entry). */
+static int item_merge(struct qitem *into, const struct qitem *from)
+{
+    if (into->m.mask == QUEUE_ALL)
+        return 0;
+    if (from->m.mask == QUEUE_ALL) {
+        if (into->e->ntopics > QUEUE_MASK_TOPICS)
+            free(into->m.list);
+        into->m.mask = QUEUE_ALL;
+        return 0;
+    }
+    struct qitem_iter x;
+    uint32_t i;
+    for (qitem_iter_init(from, &x); qitem_iter_next(from, &x, &i);)
+        if (qitem_add_topic(into, i) < 0)
+            return -1;
+    return 0;
+}
+
+struct by_second {
+    int64_t time;
+    size_t i;
+};
+
+static int cmp_by_second(const void *a, const void *b)
+{
+    const struct by_second *x = a, *y = b;
+    if (x->time != y->time)
+        return x->time < y->time ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+int qitems_by_second(struct qitem *v, size_t *count, uint64_t mark_base)
+{
+    size_t n = *count;
+    struct by_second *o = malloc((n ? n : 1) * sizeof *o);
+    struct qitem *w = malloc((n ? n : 1) * sizeof *w);
+    if (!o || !w) {
+        free(o);
+        free(w);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        o[i].time = v[i].e->time;
+        o[i].i = i;
+    }
+    qsort(o, n, sizeof *o, cmp_by_second);
+    size_t m = 0;
+    int rc = 0;
+    for (size_t k = 0; k < n; k++) {
+        struct qitem *it = &v[o[k].i];
+        uint64_t mark = it->e->mark;
+        if (mark >= mark_base && mark - mark_base < m && w[mark - mark_base].e == it->e) {
+            /* the same entry again (from another source): one item */
+            if (rc == 0 && item_merge(&w[mark - mark_base], it) < 0)
+                rc = -1;
+            item_release(it);
+            continue;
+        }
+        it->e->mark = mark_base + m;
+        w[m++] = *it;
+    }
+    memcpy(v, w, m * sizeof *v);
+    *count = m;
+    free(o);
+    free(w);
+    return rc;
+}
+
 static uint32_t item_count(const struct qitem *it)
 {
     if (it->m.mask == QUEUE_ALL)
@@ -210,7 +284,7 @@ static void release_ref(const void *data, size_t len, void *arg)
     entry_unref(arg);
 }
 
-static int write_item(struct evbuffer *out, const struct qitem *it, size_t copy_limit)
+int qitem_write(struct evbuffer *out, const struct qitem *it, size_t copy_limit)
 {
     struct entry *e = it->e;
     const char *tail = entry_payload(e);
@@ -298,7 +372,7 @@ static int write_chained(struct queue *q, struct evbuffer *out, const char *line
     if (evbuffer_add(out, line, n) < 0)
         return -1;
     for (uint32_t i = 0; i < q->count; i++)
-        if (write_item(out, &q->items[(q->head + i) & (q->cap - 1)], copy_limit) < 0)
+        if (qitem_write(out, &q->items[(q->head + i) & (q->cap - 1)], copy_limit) < 0)
             return -1;
     return evbuffer_add(out, PROTO_END, sizeof PROTO_END - 1);
 }

@@ -51,6 +51,9 @@ static inline struct qitem *queue_tail(struct queue *q)
 {
     return &q->items[(q->head + q->count - 1) & (q->cap - 1)];
 }
+/* An item of e holding no topic yet, outside any queue (takes a reference
+ * on e; qitem_release gives it back). */
+void qitem_init(struct qitem *it, struct entry *e);
 /* Marks topic index i of the item's entry as held.  Returns -1 on allocation failure. */
 int qitem_add_topic(struct qitem *it, uint32_t i);
 /* Normalises a complete item (all topics held -> QUEUE_ALL) and adds its size to q->bytes. */
@@ -68,6 +71,14 @@ void queue_pop(struct queue *q);
 uint32_t queue_cut(struct queue *q, uint32_t from, struct qitem *out);
 /* Releases an item taken by queue_cut (its topic list, its entry). */
 void qitem_release(struct qitem *it);
+/* Items of an answer gathered from several sources, each in publish order
+ * (cluster_relay.c): sorts v[0..n) by the entries' second, keeping each
+ * second's items in their order in v, and makes the items of one entry one
+ * item (the first), holding the union of their topics.  Uses the entries'
+ * `mark' with the values mark_base .. mark_base + n - 1, which the caller
+ * reserved.  *n becomes the new count (the merged items are released),
+ * also when it returns -1 (out of memory: an item may lack topics). */
+int qitems_by_second(struct qitem *v, size_t *n, uint64_t mark_base);
 /* Iterates the topic indexes an item holds, ascending:
  *   struct qitem_iter x; uint32_t i;
  *   for (qitem_iter_init(it, &x); qitem_iter_next(it, &x, &i);) ... */
@@ -79,6 +90,9 @@ void qitem_iter_init(const struct qitem *it, struct qitem_iter *x);
 bool qitem_iter_next(const struct qitem *it, struct qitem_iter *x, uint32_t *i);
 /* Serialised size of one item. */
 size_t qitem_size(const struct qitem *it);
+/* Writes one item (its MESSAGE line and payload) into out; a payload and
+ * its CRLF longer than copy_limit by reference.  -1 on allocation failure. */
+int qitem_write(struct evbuffer *out, const struct qitem *it, size_t copy_limit);
 /* Writes the `get messages` reply for the whole queue into out and empties it.
  * Entries bigger than copy_limit are added by reference, not copied.
  * Returns the number of entries written, or -1 on allocation failure. */

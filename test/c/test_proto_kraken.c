@@ -690,6 +690,66 @@ static void test_link_entered(void **state)
     fix_free(f);
 }
 
+/* A child's relayed answer (cluster_relay.c): items gathered from several
+ * sources (entries found here, the owners' answers, this node's own), each
+ * listing only the topics of its source, are put in order by second (each
+ * second's in their order) with one item per entry (the union of its
+ * topics: never a topic twice), then written as VALUE retro blocks listing
+ * only those topics (proto_ops.retro_answer). */
+static void test_relayed_answer_items(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new();
+    struct client *a = &f->c[0], *b = &f->c[1];
+    publish1(b, "t u", "m1");
+    publish1(b, "u", "m2");
+    publish1(b, "t u w", "m3");
+    struct router *r = &f->srv.router;
+    struct entry *m[3] = {NULL, NULL, NULL};
+    for (uint32_t k = 0; k < r->cfg.num_shards; k++)
+        for (uint32_t j = 0; j < r->shards[k].count; j++) {
+            struct entry *e = retain_at(&r->shards[k], j);
+            m[entry_payload(e)[1] - '1'] = e;
+        }
+    int64_t t0 = m[0]->time;
+    m[2]->time = t0 + 1; /* a later second */
+    /* m3's own part first (a source of the later second), then m1 found here
+     * for t, m2 whole, m1 from an answer for u, m3 from an answer for t */
+    struct qitem v[5];
+    struct entry *e5[5] = {m[2], m[0], m[1], m[0], m[2]};
+    uint32_t topic5[5] = {2, 0, QUEUE_MASK_TOPICS, 1, 0}; /* QUEUE_MASK_TOPICS: every topic */
+    for (int i = 0; i < 5; i++) {
+        qitem_init(&v[i], e5[i]);
+        if (topic5[i] == QUEUE_MASK_TOPICS)
+            v[i].m.mask = QUEUE_ALL;
+        else
+            assert_int_equal(qitem_add_topic(&v[i], topic5[i]), 0);
+    }
+    size_t n = 5;
+    uint64_t base = r->epoch + 1;
+    r->epoch += n + 1;
+    assert_int_equal(qitems_by_second(v, &n, base), 0);
+    assert_int_equal(n, 3);
+    struct evbuffer *out = evbuffer_new();
+    assert_int_equal(proto_kraken.retro_answer(a->s, out, v, n), 0);
+    char exp[256];
+    int len = snprintf(exp, sizeof exp,
+                       "VALUE retro %lld 34\r\nMESSAGE t u 2\r\nm1\r\nMESSAGE u 2\r\nm2\r\nEND\r\n"
+                       "VALUE retro %lld 17\r\nMESSAGE t w 2\r\nm3\r\nEND\r\n",
+                       (long long)t0, (long long)t0 + 1);
+    assert_evbuffer_equal(out, exp, (size_t)len);
+    /* over max_client_queue_bytes: nothing written, -2 (NOT_FOUND) */
+    evbuffer_drain(out, evbuffer_get_length(out));
+    f->srv.cfg.max_queue_bytes = 100;
+    assert_int_equal(proto_kraken.retro_answer(a->s, out, v, n), -2);
+    assert_int_equal(evbuffer_get_length(out), 0);
+    for (size_t i = 0; i < n; i++)
+        qitem_release(&v[i]);
+    m[2]->time = t0;
+    evbuffer_free(out);
+    fix_free(f);
+}
+
 /* A link is a peer (`set peer`) or a child (`set child`), never both: a
  * child's link_retro is relayed to the owners, a peer's is answered from
  * here, and a peer's subscriptions never go upstream.  (`set peer` after
@@ -914,6 +974,7 @@ int main(void)
         tu_test(test_retro_subscribe),
         tu_test(test_link_retro_peer_only_bounded),
         tu_test(test_link_entered),
+        tu_test(test_relayed_answer_items),
         tu_test(test_peer_or_child),
         tu_test(test_bytewise_equals_whole),
         tu_test(test_large_payload_in_chunks),
