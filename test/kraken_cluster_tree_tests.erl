@@ -17,6 +17,10 @@
 %%     the cores for what it did not hold, and relays the answer; a topic the
 %%     parent held since before the horizon comes from its retention), then
 %%     live; NOT_FOUND when the owning core lost entries;
+%%   - the same across a move of the topics between cores (c2 drained,
+%%     entries before and after it): the parent asks each core that owned a
+%%     topic since the horizon (link_entered) and relays per (entry, topic):
+%%     each once, never q1's own, no NOT_FOUND; then c2 is undrained;
 %%   - kill -9 of p1: within 3 s q1's clients that held a topic through p1
 %%     are disconnected with a log line naming p1, the others are not; the
 %%     topics go to p2;
@@ -60,6 +64,10 @@ tree_test_() ->
                {timeout, 60, {"retro_subscribe on q1 through its parent: every entry since "
                               "the horizon once, in order; NOT_FOUND only when a core lost "
                               "them", fun() -> retro(Ctx) end}},
+               {timeout, 90, {"retro_subscribe on q1 across a move of the topics between "
+                              "cores (c2 drained, then undrained): every entry since the "
+                              "horizon once, never its own, no NOT_FOUND",
+                              fun() -> retro_across_move(Ctx) end}},
                {timeout, 90, {"kill -9 of a parent: q1's clients of its topics disconnected "
                               "within 3 s with a log line, the others undisturbed; it comes "
                               "back: the holders of the topics moving back to it disconnected "
@@ -237,6 +245,66 @@ retro(Ctx) ->
     [kraken_client:disconnect(S) || S <- [A, B, F, Owner, Holder | maps:values(Pubs)]],
     ok.
 
+%% A client of q1 retro_subscribes from a horizon before a move of its
+%% topics between cores (c2 drained: its topics go to c1), with entries
+%% published before and after the move on every node: q1 asks its parent,
+%% which asks each core that owned a topic since the horizon for what
+%% entered the cluster there (link_entered), adds its own clients' entries,
+%% and relays the answer per (entry, topic) (docs/cluster.md, "A proxy
+%% below a proxy").  Topics: one of c2 through each parent that nobody
+%% holds, one of c2 that a client of p1 holds since before the horizon
+%% (answered from p1's retention), one of c1 (not moving) through p1.
+%% Each (entry, topic) once, in each publisher's order, nothing of its own
+%% to q1's publisher, then live once.  (Before the relay did this, p1
+%% answered q1 NOT_FOUND.)  c2 is undrained at the end.
+retro_across_move(Ctx) ->
+    [M1, M2] = Moving = [topic_via(Ctx, "tmv_", P, c2) || P <- [p1, p2]],
+    Held = topic_via(Ctx, "tmh_", p1, c2),
+    Staying = topic_via(Ctx, "tms_", p1, c1),
+    Holder = connect(Ctx, p1), ok = kraken_client:subscribe(Holder, [Held]),
+    Topics = [Held, Staying | Moving],
+    Pubs = maps:from_list([{N, connect(Ctx, N)} || N <- ?NODES]),
+    Publish = fun(Es) -> [ok = kraken_client:publish(maps:get(N, Pubs), [{Ts, M}])
+                          || {N, Ts, M} <- Es] end,
+    Publish([{c2, Topics, <<"d before">>}]),
+    H = next_second(),
+    %% Payloads start with their publisher's letter: c1 c, c2 d, p1 p, p2 r, q1 q.
+    Before = [{c1, [M1, Staying], <<"c1">>},
+              {c2, [M1, M2, Held], <<"d1">>},
+              {p1, [M1, Held, Staying], <<"p1">>},
+              {p2, [M2, M1, Held], <<"r1">>},
+              {q1, [M1, M2, Held, Staying], <<"q1">>}],
+    Publish(Before),
+    {0, Out} = script(Ctx, c2, ["drain"]),
+    ?assertMatch({match, _}, re:run(Out, "is drained")),
+    ok = wait_until(fun() -> settled(Ctx, [c1, c2, p1, p2], [c1]) end, 5000),
+    C1 = node_atom(Ctx, c1),
+    ?assertEqual([C1, C1, C1], [owner(Ctx, p1, T) || T <- [Held | Moving]]),
+    _ = next_second(),   % each publisher's entries after the move in a later second
+    After = [{c1, [M2, M1, Held], <<"c2">>},
+             {c2, [Staying, M1], <<"d2">>},
+             {p1, [M2, Held], <<"p2">>},
+             {p2, [M1, Staying, Held], <<"r2">>},
+             {q1, [M1, Held], <<"q2">>}],
+    Publish(After),
+    timer:sleep(300),
+    Expected = fun(Except) -> [{M, T} || {N, Ts, M} <- Before ++ After, N =/= Except,
+                                         T <- Ts] end,
+    A = connect(Ctx, q1),
+    ?assertEqual(ok, kraken_client:retro_subscribe(A, H, Topics)),
+    expect_in_order(A, Expected(none)),
+    %% q1's publisher does not get its own entries back.
+    Q = maps:get(q1, Pubs),
+    ?assertEqual(ok, kraken_client:retro_subscribe(Q, H, Topics)),
+    expect_in_order(Q, Expected(q1)),
+    ok = kraken_client:publish(maps:get(c2, Pubs), [{Topics, <<"live">>}]),
+    Live = lists:sort([{<<"live">>, T} || T <- Topics]),
+    [?assertEqual(Live, receive_pairs(S, 4, 5000)) || S <- [A, Q]],
+    {0, _} = script(Ctx, c2, ["undrain"]),
+    ok = wait_until(fun() -> settled(Ctx, [c1, c2, p1, p2], ?CORES) end, 20000),
+    [kraken_client:disconnect(S) || S <- [A, Holder | maps:values(Pubs)]],
+    ok.
+
 %% The (payload, topic) pairs S receives are exactly Expected, each
 %% publisher's (first letter of the payload) in publish order per topic.
 expect_in_order(S, Expected) ->
@@ -244,7 +312,7 @@ expect_in_order(S, Expected) ->
     ?assertEqual(lists:sort(Expected), lists:sort(Got)),
     By = fun(L, Pre, T) -> [P || {<<F, _/binary>> = P, T1} <- L, F =:= Pre, T1 =:= T] end,
     [?assertEqual(By(Expected, Pre, T), By(Got, Pre, T))
-     || Pre <- "cpqr", T <- lists:usort([T || {_, T} <- Expected])],
+     || Pre <- "cdpqr", T <- lists:usort([T || {_, T} <- Expected])],
     timer:sleep(200),
     ?assertEqual([], kraken_client:receive_messages(S)).
 
