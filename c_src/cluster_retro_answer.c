@@ -397,8 +397,10 @@ void cluster_retro_answered(struct cluster_core *k, bool found)
         k->retro_tail = NULL;
     struct conn *c = q->conn;
     if (!found)
-        klog(LOG_INFO, "cluster: core %s answered NOT_FOUND to a %s (its retention lost entries "
-             "after the horizon)", k->name, q->entered ? "link_entered" : "link_retro");
+        klog(LOG_INFO, "cluster: core %s answered NOT_FOUND to a %s (it cannot vouch for the "
+             "entries since the horizon: its retention lost some, or they entered the cluster "
+             "at a core that is gone)", k->name,
+             q->entered ? "link_entered" : "link_retro");
     if (c && !conn_is_closing(c) && !c->sub.overflowed) {
         if (!found || q->refused)
             cluster_retro_refuse(c);

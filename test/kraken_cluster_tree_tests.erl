@@ -36,7 +36,9 @@
 %%     what c1 published meanwhile;
 %%   - kill -9 of core c2: within 3 s q1's clients holding one of its topics
 %%     (through either parent) are disconnected with a log line, the others
-%%     are not (the parents tell q1 which topics they lost);
+%%     are not (the parents tell q1 which topics they lost); a
+%%     retro_subscribe on q1 from before the kill is NOT_FOUND for a topic
+%%     of c2 (what entered there is gone), complete for one of c1;
 %%   - kill -9 of q1: its parent drops its subscriptions (its upstream one
 %%     goes), and its client resumes on p2 with retro_subscribe from the
 %%     second of the last entry it saw, missing nothing.
@@ -490,6 +492,7 @@ core_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
     Y = connect(Ctx, q1), ok = kraken_client:subscribe(Y, [L1]),       % disconnected
     Z = connect(Ctx, q1), ok = kraken_client:subscribe(Z, [K2, L2]),   % disconnected
     Pub = connect(Ctx, c1),
+    H = next_second(),
     ok = kraken_client:publish(Pub, [{[K1, K2, L1, L2], <<"before">>}]),
     ?assertEqual(2, length(receive_pairs(X, 2, 5000))),
     ?assertEqual(1, length(receive_pairs(Y, 1, 5000))),
@@ -516,9 +519,17 @@ core_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
     V = connect(Ctx, q1), ok = kraken_client:subscribe(V, [L1, L2]),
     ok = kraken_client:publish(Pub, [{[L1, L2], <<"moved">>}]),
     ?assertEqual(lists:sort([{<<"moved">>, L1}, {<<"moved">>, L2}]), receive_pairs(V, 2, 5000)),
+    %% Retroactive subscriptions on q1 from before the failure: L1's entries
+    %% of then entered the cluster at c2, which is gone: NOT_FOUND (the
+    %% client reloads); K1's (c1 all along) are all there.
+    F = connect(Ctx, q1),
+    ?assertEqual({error, not_found}, kraken_client:retro_subscribe(F, H, [L1])),
+    G = connect(Ctx, q1),
+    ?assertEqual(ok, kraken_client:retro_subscribe(G, H, [K1])),
+    ?assertEqual([{<<"after">>, K1}, {<<"before">>, K1}], receive_pairs(G, 2, 5000)),
     timer:sleep(200),
     ?assertEqual([], kraken_client:receive_messages(X)),
-    [kraken_client:disconnect(S) || S <- [X, V, Pub]],
+    [kraken_client:disconnect(S) || S <- [X, V, F, G, Pub]],
     ok.
 
 %% q1 killed (VM and engine): its client C resumes on p2 with
