@@ -340,7 +340,11 @@ long queue_write(struct queue *q, struct evbuffer *out, size_t copy_limit)
     q->count = 0;
     q->bytes = 0;
     q->largest = 0;
-    if (q->cap > 64) { /* give back memory a burst needed */
+    /* Give back the memory of a burst once it is over (this write used
+     * under a quarter of the array); a subscriber that keeps getting as
+     * many keeps it: freeing it each time cost a push subscriber of the
+     * fanout workload 5 allocations per write (7% of the engine). */
+    if (q->cap > 64 && (uint64_t)written * 4 < q->cap) {
         free(q->items);
         q->items = NULL;
         q->cap = 0;
