@@ -528,9 +528,63 @@ static void frames_payload(struct frames *f, struct entry *e)
     frames_put(f, "\r\n", 2);
 }
 
+/* The frames of the last entries delivered, for the next subscribers of the
+ * same entries: a fan-out formats each (entry, channel) once, not once per
+ * subscriber.  Direct-mapped on the entry's publish number; only small
+ * frames without a pattern (`message', `smessage').  An entry's seq is
+ * unique (router.c), and the key holds the entry's address as well. */
+#define FRAME_CACHE_SLOTS 256 /* a power of 2 */
+#define FRAME_CACHE_MAX 224
+struct frame_cached {
+    const struct entry *e;
+    uint64_t seq;
+    const struct topic *t;
+    const char *kind;
+    uint8_t proto;
+    uint8_t len;
+    char b[FRAME_CACHE_MAX];
+};
+static struct frame_cached frame_cache[FRAME_CACHE_SLOTS];
+
+static struct frame_cached *frame_slot(const struct entry *e, const struct topic *t)
+{
+    return &frame_cache[(e->seq ^ ((uintptr_t)t >> 4)) & (FRAME_CACHE_SLOTS - 1)];
+}
+
+static void frame_write(struct frames *f, const char *kind, size_t klen, const struct pattern *p,
+                        const struct topic *t, struct entry *e);
+
 /* One frame: kind, [pattern], channel, payload. */
 static void frame(struct frames *f, const char *kind, size_t klen, const struct pattern *p,
                   const struct topic *t, struct entry *e)
+{
+    /* 4 headers (6 bytes at most for lengths below 1000), 3 CRLFs, the
+     * kind, channel and payload. */
+    if (p || 4 * 6 + 6 + klen + t->len + e->payload_len > FRAME_CACHE_MAX) {
+        frame_write(f, kind, klen, p, t, e);
+        return;
+    }
+    uint8_t proto = (uint8_t)redis_st(f->c)->proto;
+    struct frame_cached *x = frame_slot(e, t);
+    if (x->e == e && x->seq == e->seq && x->t == t && x->kind == kind && x->proto == proto) {
+        frames_put(f, x->b, x->len);
+        return;
+    }
+    if (f->n + FRAME_CACHE_MAX > sizeof f->buf)
+        frames_flush(f);
+    size_t start = f->n;
+    frame_write(f, kind, klen, p, t, e);
+    x->e = e;
+    x->seq = e->seq;
+    x->t = t;
+    x->kind = kind;
+    x->proto = proto;
+    x->len = (uint8_t)(f->n - start);
+    memcpy(x->b, f->buf + start, x->len);
+}
+
+static void frame_write(struct frames *f, const char *kind, size_t klen, const struct pattern *p,
+                        const struct topic *t, struct entry *e)
 {
     frames_header(f, redis_st(f->c)->proto == 3 ? '>' : '*', p ? 4 : 3);
     frames_bulk(f, kind, klen);
@@ -555,13 +609,18 @@ static void format_item(struct frames *f, struct qitem *it)
             frame(f, "smessage", 8, NULL, t, e);
             continue;
         }
-        if (subscriber_holds(&c->sub, t))
+        /* Without patterns every channel listed was subscribed when the
+         * entry was queued, and still is: the queue is delivered before
+         * each command (proto_redis.c), so no lookup. */
+        if (c->sub.npatterns == 0 || subscriber_holds(&c->sub, t))
             frame(f, "message", 7, NULL, t, e);
         for (uint32_t k = 0; k < c->sub.npatterns; k++)
             if (pattern_matches(c->sub.patterns[k], t))
                 frame(f, "pmessage", 8, c->sub.patterns[k], t, e);
     }
 }
+
+#define PREFETCH_AHEAD 4
 
 void redis_deliver_queue(struct conn *c, bool all)
 {
@@ -578,6 +637,10 @@ void redis_deliver_queue(struct conn *c, bool all)
     while (q->count && !redis_st(c)->failed) {
         if (!all && evbuffer_get_length(c->out) + f->n >= CONN_PUSH_HIGH)
             break;
+        /* The entries are cold by now (the writes of other connections
+         * came between): fetch the next few while this one is formatted. */
+        if (q->count > PREFETCH_AHEAD)
+            __builtin_prefetch(q->items[(q->head + PREFETCH_AHEAD) & (q->cap - 1)].e);
         entry_observe_wait(queue_front(q)->e, now);
         format_item(f, queue_front(q));
         queue_pop(q);
