@@ -38,7 +38,8 @@
  * carry a topic adds this node's own entries of it: those that entered
  * here, and those it forwarded to their owner of the time on the link still
  * open (own_pair).  The union has each (entry, topic) once: every entry
- * entered at exactly one owner. */
+ * entered at exactly one owner.  A child's link_retro (a proxy below this
+ * node) takes the same path, its answer relayed (cluster_relay.c). */
 #include <event2/buffer.h>
 #include <inttypes.h>
 #include <stdio.h>
