@@ -344,6 +344,7 @@ enum {
     SK_NATS,        /* nats-server */
     SK_NULL,        /* Kraken text null responder */
     SK_NULL_RESP,   /* RESP null responder */
+    SK_NULL_ROUTE,  /* RESP null responder that routes (delivers each PUBLISH) */
 };
 
 typedef struct target {
@@ -459,7 +460,12 @@ void kraken_publish(conn_t *c);
 int kraken_quit(conn_t *c);
 
 /* null.c */
-pid_t start_null(int kind, int *port); /* SK_NULL or SK_NULL_RESP; returns its pid */
+pid_t start_null(int kind, int *port); /* SK_NULL, SK_NULL_RESP or SK_NULL_ROUTE; returns its pid */
+/* null_route.c: the routing null's channel table (channel -> subscribed fds) */
+int route_subscribe(const char *ch, size_t cl, int fd);
+int route_unsubscribe(const char *ch, size_t cl, int fd);
+const int *route_subscribers(const char *ch, size_t cl, int *n);
+void route_forget(int fd);
 
 /* servers.c */
 int free_port(void);

@@ -34,13 +34,14 @@ opts_t O = {
    servers compared with it, Kraken's Redis port right before redis-server */
 static const target_t peers[] = {
     { .label = "null-resp", .kind = SK_NULL_RESP, .proto = &proto_resp, .null_ref = -1 },
-    { .label = "kraken-redis", .kind = SK_ENGINE_REDIS, .proto = &proto_resp, .null_ref = 0 },
-    { .label = "redis", .kind = SK_REDIS, .proto = &proto_resp, .null_ref = 0 },
+    { .label = "null-route", .kind = SK_NULL_ROUTE, .proto = &proto_resp, .null_ref = -1 },
+    { .label = "kraken-redis", .kind = SK_ENGINE_REDIS, .proto = &proto_resp, .null_ref = 1 },
+    { .label = "redis", .kind = SK_REDIS, .proto = &proto_resp, .null_ref = 1 },
     { .label = "nats", .kind = SK_NATS, .proto = &proto_nats, .null_ref = -1 },
     { .label = "null-push", .kind = SK_NULL, .proto = &proto_kraken_push, .null_ref = -1 },
-    { .label = "kraken-push", .kind = SK_ENGINE, .proto = &proto_kraken_push, .null_ref = 4 },
+    { .label = "kraken-push", .kind = SK_ENGINE, .proto = &proto_kraken_push, .null_ref = 5 },
     { .label = "null-poll", .kind = SK_NULL, .proto = &proto_kraken_poll, .null_ref = -1 },
-    { .label = "kraken-poll", .kind = SK_ENGINE, .proto = &proto_kraken_poll, .null_ref = 6 },
+    { .label = "kraken-poll", .kind = SK_ENGINE, .proto = &proto_kraken_poll, .null_ref = 7 },
 };
 #define NPEERS (int)(sizeof peers / sizeof peers[0])
 
@@ -127,7 +128,7 @@ static void usage(FILE *f)
             "                         Kraken polling clients (standalone engine); with --null also against the\n"
             "                         RESP and Kraken null responders; one table (bench/README.md)\n"
             "  --peers-only           only the push comparison\n"
-            "  --peer-targets LIST    which of null-resp,kraken-redis,redis,nats,null-push,kraken-push,null-poll,\n"
+            "  --peer-targets LIST    which of null-resp,null-route,kraken-redis,redis,nats,null-push,kraken-push,null-poll,\n"
             "                         kraken-poll (default all; null-* only with --null); implies --peers\n"
             "  --cluster              then the cluster benchmark: 1 core + 2 proxies started by bin/kraken start;\n"
             "                         latency (and fanout) with push subscribers on the core, then on the proxies\n"
@@ -413,7 +414,9 @@ int main(int argc, char **argv)
         for (int k = 0; k < NPEERS; k++) {
             map[k] = -1;
             if (!(O.peer_mask & (1u << k))) continue;
-            if ((peers[k].kind == SK_NULL || peers[k].kind == SK_NULL_RESP) && !O.null_cmp) continue;
+            if ((peers[k].kind == SK_NULL || peers[k].kind == SK_NULL_RESP || peers[k].kind == SK_NULL_ROUTE) &&
+                !O.null_cmp)
+                continue;
             map[k] = np;
             ptgs[np] = peers[k];
             ptgs[np].null_ref = peers[k].null_ref >= 0 ? map[peers[k].null_ref] : -1;

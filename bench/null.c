@@ -9,6 +9,12 @@
  *                anything else -> -ERR.  It forwards nothing: like the Kraken one, it bounds what
  *                the generator can publish (framing requests and reading replies) with every
  *                subscriber connected and subscribed, and %null compares a server's rate with it.
+ *   RESP, routing (`null-route'): the same, but a PUBLISH is delivered: a `message' frame to
+ *                every connection subscribed to the channel (null_route.c), `:n' to the publisher,
+ *                and every output written once after each epoll batch (as Redis writes before it
+ *                sleeps).  The least a pub/sub server does for these workloads, so its rate is
+ *                what the generator and the kernel allow with deliveries: the Redis port's
+ *                deliveries/s target is checked against it (bench/README.md).
  */
 #include "kb.h"
 
@@ -26,8 +32,54 @@
 typedef struct {
     buf_t rb, wb;
     int closing;
+    int dirty;  /* routing: listed for the write after this epoll batch */
+    int fd;
     long nsubs; /* RESP: the subscription count reported in confirmations */
 } nconn_t;
+
+/* the routing null's connections by fd, and those with output to write after the batch */
+static int g_route;
+static nconn_t **g_conns;
+static int *g_dirty, g_ndirty;
+
+static void mark_dirty(nconn_t *c)
+{
+    if (c->dirty) return;
+    c->dirty = 1;
+    g_dirty[g_ndirty++] = c->fd;
+}
+
+/* routing: a `message' frame for every subscriber of the channel; returns their count */
+static long route_publish(const char *ch, size_t cl, const char *pl, size_t plen)
+{
+    int n;
+    const int *fds = route_subscribers(ch, cl, &n);
+    char h[64];
+    size_t hl = 0;
+    static const char head[] = "*3\r\n$7\r\nmessage\r\n$";
+    memcpy(h, head, sizeof head - 1);
+    hl = sizeof head - 1;
+    hl += fmt_u(h + hl, cl);
+    memcpy(h + hl, "\r\n", 2);
+    hl += 2;
+    char m[32];
+    size_t ml = 3;
+    memcpy(m, "\r\n$", 3);
+    ml += fmt_u(m + 3, plen);
+    memcpy(m + ml, "\r\n", 2);
+    ml += 2;
+    for (int i = 0; i < n; i++) {
+        nconn_t *s = g_conns[fds[i]];
+        if (!s || s->closing) continue;
+        buf_append(&s->wb, h, hl);
+        buf_append(&s->wb, ch, cl);
+        buf_append(&s->wb, m, ml);
+        buf_append(&s->wb, pl, plen);
+        buf_append(&s->wb, "\r\n", 2);
+        mark_dirty(s);
+    }
+    return n;
+}
 
 /* frame and answer the Kraken text requests in c->rb */
 static void kraken_null_frame(nconn_t *c)
@@ -200,14 +252,29 @@ static void resp_null_frame(nconn_t *c)
         }
         c->rb.off = (size_t)(p - c->rb.p);
         if (a0l == 7 && !strncasecmp(arg0, "PUBLISH", 7) && n == 3) {
-            buf_append(&c->wb, ":1\r\n", 4);
+            if (g_route) {
+                const char *q = args + 1;
+                long long cl = nnum(&q, e);
+                const char *ch = q, *r = q + cl + 2 + 1;
+                long long plen = nnum(&r, e);
+                char num[24];
+                num[0] = ':';
+                size_t nl = 1 + fmt_u(num + 1, (uint64_t)route_publish(ch, (size_t)cl, r, (size_t)plen));
+                memcpy(num + nl, "\r\n", 2);
+                buf_append(&c->wb, num, nl + 2);
+            } else {
+                buf_append(&c->wb, ":1\r\n", 4);
+            }
         } else if ((a0l == 9 && !strncasecmp(arg0, "SUBSCRIBE", 9)) || (a0l == 11 && !strncasecmp(arg0, "UNSUBSCRIBE", 11))) {
             int sub = a0l == 9;
             const char *q = args;
             for (long long i = 1; i < n; i++) {
                 q++; /* '$' */
                 long long l = nnum(&q, e);
-                c->nsubs += sub ? 1 : (c->nsubs > 0 ? -1 : 0);
+                if (g_route)
+                    c->nsubs += sub ? route_subscribe(q, (size_t)l, c->fd) : -route_unsubscribe(q, (size_t)l, c->fd);
+                else
+                    c->nsubs += sub ? 1 : (c->nsubs > 0 ? -1 : 0);
                 resp_confirm(c, sub ? "subscribe" : "unsubscribe", sub ? 9 : 11, q, (size_t)l);
                 q += l + 2;
             }
@@ -222,18 +289,45 @@ static void resp_null_frame(nconn_t *c)
     }
 }
 
+/* writes what c has, closes it when it is done or dead; returns 1 if it was closed */
+static int conn_write(int ep, nconn_t *c, int dead)
+{
+    int fd = c->fd;
+    while (!dead && c->wb.off < c->wb.len) {
+        ssize_t wr = send(fd, c->wb.p + c->wb.off, c->wb.len - c->wb.off, MSG_NOSIGNAL);
+        if (wr > 0) c->wb.off += (size_t)wr;
+        else if (wr < 0 && (errno == EAGAIN || errno == EINTR)) break;
+        else dead = 1;
+    }
+    if (c->wb.off == c->wb.len) c->wb.off = c->wb.len = 0;
+    if (dead || (c->closing && !c->wb.len)) {
+        if (g_route) route_forget(fd);
+        close(fd);
+        buf_free(&c->rb);
+        buf_free(&c->wb);
+        free(c);
+        g_conns[fd] = NULL;
+        return 1;
+    }
+    struct epoll_event cev = { .events = EPOLLIN | (c->wb.len ? EPOLLOUT : 0), .data.fd = fd };
+    epoll_ctl(ep, EPOLL_CTL_MOD, fd, &cev);
+    return 0;
+}
+
 static void null_main(int lfd, pid_t parent, int kind)
 {
     signal(SIGINT, SIG_IGN); /* the parent stops us */
     signal(SIGTERM, SIG_DFL);
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(0);
-    void (*frame)(nconn_t *) = kind == SK_NULL_RESP ? resp_null_frame : kraken_null_frame;
+    g_route = kind == SK_NULL_ROUTE;
+    void (*frame)(nconn_t *) = kind == SK_NULL ? kraken_null_frame : resp_null_frame;
     int ep = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event ev = { .events = EPOLLIN, .data.fd = lfd };
     epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
     int cap = 65536;
-    nconn_t **cs = xcalloc((size_t)cap, sizeof(nconn_t *));
+    g_conns = xcalloc((size_t)cap, sizeof(nconn_t *));
+    g_dirty = xcalloc(2 * (size_t)cap, sizeof(int)); /* an fd reused within a batch may be listed twice */
     struct epoll_event evs[512];
     int64_t end = now_ns() + 24LL * 3600 * NS_PER_S; /* hard lifetime bound */
     while (now_ns() < end) {
@@ -255,13 +349,14 @@ static void null_main(int lfd, pid_t parent, int kind)
                     }
                     int one = 1;
                     setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-                    cs[cfd] = xcalloc(1, sizeof(nconn_t));
+                    g_conns[cfd] = xcalloc(1, sizeof(nconn_t));
+                    g_conns[cfd]->fd = cfd;
                     struct epoll_event cev = { .events = EPOLLIN, .data.fd = cfd };
                     epoll_ctl(ep, EPOLL_CTL_ADD, cfd, &cev);
                 }
                 continue;
             }
-            nconn_t *c = cs[fd];
+            nconn_t *c = g_conns[fd];
             if (!c) continue;
             int dead = 0;
             if (evs[i].events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
@@ -271,29 +366,21 @@ static void null_main(int lfd, pid_t parent, int kind)
                 if (!dead) frame(c);
                 if (c->rb.off == c->rb.len) c->rb.off = c->rb.len = 0;
             }
-            while (!dead && c->wb.off < c->wb.len) {
-                ssize_t wr = send(fd, c->wb.p + c->wb.off, c->wb.len - c->wb.off, MSG_NOSIGNAL);
-                if (wr > 0) c->wb.off += (size_t)wr;
-                else if (wr < 0 && (errno == EAGAIN || errno == EINTR)) break;
-                else dead = 1;
-            }
-            if (c->wb.off == c->wb.len) c->wb.off = c->wb.len = 0;
-            if (dead || (c->closing && !c->wb.len)) {
-                close(fd);
-                buf_free(&c->rb);
-                buf_free(&c->wb);
-                free(c);
-                cs[fd] = NULL;
-                continue;
-            }
-            struct epoll_event cev = { .events = EPOLLIN | (c->wb.len ? EPOLLOUT : 0), .data.fd = fd };
-            epoll_ctl(ep, EPOLL_CTL_MOD, fd, &cev);
+            if (g_route && !dead) mark_dirty(c); /* written after the batch, with the deliveries */
+            else conn_write(ep, c, dead);
         }
+        for (int i = 0; i < g_ndirty; i++) {
+            nconn_t *c = g_conns[g_dirty[i]];
+            if (!c) continue;
+            c->dirty = 0;
+            conn_write(ep, c, 0);
+        }
+        g_ndirty = 0;
     }
     _exit(0);
 }
 
-/* start a null responder of this kind (SK_NULL, SK_NULL_RESP) on a free port */
+/* start a null responder of this kind (SK_NULL, SK_NULL_RESP, SK_NULL_ROUTE) on a free port */
 pid_t start_null(int kind, int *port)
 {
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);

@@ -420,6 +420,7 @@ void start_target(target_t *tg)
     switch (tg->kind) {
     case SK_NULL:
     case SK_NULL_RESP:
+    case SK_NULL_ROUTE:
         tg->proc = tg->mpid = start_null(tg->kind, &tg->port);
         tg->root = 0;
         break;

@@ -3,9 +3,12 @@
 
 #include <stdlib.h>
 
+#define TAG(h) ((uint32_t)(h) | 0x80000000u)
+
 void table_init(struct table *t, table_hash_fn hash)
 {
     t->slots = NULL;
+    t->tags = NULL;
     t->cap = 0;
     t->count = 0;
     t->hash = hash;
@@ -15,6 +18,7 @@ void table_free(struct table *t)
 {
     free(t->slots);
     t->slots = NULL;
+    t->tags = NULL;
     t->cap = t->count = 0;
 }
 
@@ -36,35 +40,38 @@ void *table_find(const struct table *t, uint64_t h, table_eq_fn eq, const void *
 {
     if (t->count == 0)
         return NULL;
-    uint32_t mask = t->cap - 1;
-    for (uint32_t i = (uint32_t)h & mask;; i = (i + 1) & mask) {
-        void *item = t->slots[i];
-        if (!item)
+    uint32_t mask = t->cap - 1, tag = TAG(h);
+    for (uint32_t i = tag & mask;; i = (i + 1) & mask) {
+        uint32_t g = t->tags[i];
+        if (!g)
             return NULL;
-        if (eq(item, key))
-            return item;
+        if (g == tag && eq(t->slots[i], key))
+            return t->slots[i];
     }
 }
 
-static void insert_slot(void **slots, uint32_t cap, table_hash_fn hash, void *item)
+static void insert_slot(void **slots, uint32_t *tags, uint32_t cap, void *item, uint32_t tag)
 {
     uint32_t mask = cap - 1;
-    uint32_t i = (uint32_t)hash(item) & mask;
-    while (slots[i])
+    uint32_t i = tag & mask;
+    while (tags[i])
         i = (i + 1) & mask;
     slots[i] = item;
+    tags[i] = tag;
 }
 
 static int resize(struct table *t, uint32_t cap)
 {
-    void **slots = calloc(cap, sizeof *slots);
+    void **slots = calloc(cap, sizeof *slots + sizeof *t->tags);
     if (!slots)
         return -1;
+    uint32_t *tags = (uint32_t *)(slots + cap);
     for (uint32_t i = 0; i < t->cap; i++)
-        if (t->slots[i])
-            insert_slot(slots, cap, t->hash, t->slots[i]);
+        if (t->tags[i])
+            insert_slot(slots, tags, cap, t->slots[i], t->tags[i]);
     free(t->slots);
     t->slots = slots;
+    t->tags = tags;
     t->cap = cap;
     return 0;
 }
@@ -74,7 +81,7 @@ int table_add(struct table *t, void *item)
     if ((uint64_t)(t->count + 1) * 4 > (uint64_t)t->cap * 3)
         if (resize(t, t->cap ? t->cap * 2 : 4) < 0)
             return -1;
-    insert_slot(t->slots, t->cap, t->hash, item);
+    insert_slot(t->slots, t->tags, t->cap, item, TAG(t->hash(item)));
     t->count++;
     return 0;
 }
@@ -84,24 +91,26 @@ int table_remove(struct table *t, void *item)
     if (t->count == 0)
         return 0;
     uint32_t mask = t->cap - 1;
-    uint32_t i = (uint32_t)t->hash(item) & mask;
+    uint32_t i = TAG(t->hash(item)) & mask;
     while (t->slots[i] != item) {
-        if (!t->slots[i])
+        if (!t->tags[i])
             return 0;
         i = (i + 1) & mask;
     }
     /* Backward-shift deletion: pull later members of the probe run into the hole. */
     uint32_t hole = i;
-    for (uint32_t j = (i + 1) & mask; t->slots[j]; j = (j + 1) & mask) {
-        uint32_t home = (uint32_t)t->hash(t->slots[j]) & mask;
+    for (uint32_t j = (i + 1) & mask; t->tags[j]; j = (j + 1) & mask) {
+        uint32_t home = t->tags[j] & mask;
         /* Move j into hole unless its home lies cyclically in (hole, j]. */
         int stays = (hole <= j) ? (home > hole && home <= j) : (home > hole || home <= j);
         if (!stays) {
             t->slots[hole] = t->slots[j];
+            t->tags[hole] = t->tags[j];
             hole = j;
         }
     }
     t->slots[hole] = NULL;
+    t->tags[hole] = 0;
     t->count--;
     /* Tables up to TABLE_KEEP slots are kept however empty: a set that
      * swings between empty and a few hundred members (topics that live for

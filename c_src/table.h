@@ -4,7 +4,12 @@
  * whose key lives inside the pointed-to object, so the caller hands in the
  * key's hash and an equality callback.  Linear probing with backward-shift
  * deletion (no tombstones), power-of-two capacity, grown at 3/4 load, shrunk
- * at 1/8 but never below TABLE_KEEP slots.  (Subscriber sets, keyed by topic
+ * at 1/8 but never below TABLE_KEEP slots.  Beside each slot, a tag: the
+ * low 32 bits of its item's hash (top bit set, so 0 means empty).  A probe
+ * reads only the tags, contiguous, and follows an item's pointer (a cache
+ * miss, and a call of the equality callback) only when its tag matches; the
+ * tag also gives an item's home slot, so growing and deleting never read
+ * the items.  (Subscriber sets, keyed by topic
  * pointer with a slot number beside it, are subset.h.) */
 #ifndef KRAKEN_TABLE_H
 #define KRAKEN_TABLE_H
@@ -12,14 +17,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define TABLE_KEEP 4096 /* slots (32 KiB) kept however empty the table gets */
+#define TABLE_KEEP 4096 /* slots (48 KiB) kept however empty the table gets */
 
 typedef uint64_t (*table_hash_fn)(const void *item);
 typedef int (*table_eq_fn)(const void *item, const void *key);
 
 struct table {
     void **slots;      /* NULL means empty */
-    uint32_t cap;      /* 0 or a power of two */
+    uint32_t *tags;    /* beside slots (same allocation): 0, or the hash's low 32 bits | 1 << 31 */
+    uint32_t cap;      /* 0 or a power of two, at most 2^31 (the tag's top bit is no index bit) */
     uint32_t count;
     table_hash_fn hash; /* hash of an item already in the table */
 };
