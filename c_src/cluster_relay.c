@@ -137,11 +137,19 @@ struct item {
     size_t order;
 };
 
+/* By second; within one, this node's own entries (found here, or its
+ * clients' forwarded: two sources, each publisher's entries possibly in
+ * both) by publish seq, then an owner's answer's (seq 0: made from the
+ * answer) in its order. */
 static int cmp_item(const void *a, const void *b)
 {
     const struct item *x = a, *y = b;
     if (x->e->time != y->e->time)
         return x->e->time < y->e->time ? -1 : 1;
+    if ((x->e->seq == 0) != (y->e->seq == 0))
+        return x->e->seq ? -1 : 1;
+    if (x->e->seq != y->e->seq)
+        return x->e->seq < y->e->seq ? -1 : 1;
     return x->order < y->order ? -1 : x->order > y->order;
 }
 
