@@ -433,11 +433,21 @@ core_hung_while_waiting(Ctx = #{tmp := Tmp, ports := Ports}) ->
                                             <<"\r\n">>])
               end,
     Q = connect(Ctx, q1),
+    %% A child of p1 speaking the link protocol itself, so that two of its
+    %% publish batches, one for c2 and one for c1, arrive in one write.
+    {ok, Raw} = gen_tcp:connect({127, 0, 0, 1}, maps:get(p1, Ports), [binary, {active, false}]),
+    ok = gen_tcp:send(Raw, <<"set child 0 0 6 noreply\r\nrawkid\r\n">>),
+    Batch = fun(Ts, P) ->
+                    {ok, B} = kraken_client:serialize_entries([{Ts, P}]),
+                    [<<"set publish 0 0 ">>, integer_to_binary(iolist_size(B)), <<"\r\n">>, B,
+                     <<"\r\n">>]
+            end,
     EngineOsPid = integer_to_list(kraken_cluster_tests:rpc(Ctx, c2, kraken_engine, os_pid, [])),
     T0 = erlang:monotonic_time(millisecond),
     _ = os:cmd("kill -STOP " ++ EngineOsPid),
     try
         Publish(KP, [L1], <<"maybe">>),
+        ok = gen_tcp:send(Raw, [Batch([L1], <<"raw maybe">>), Batch([K1], <<"raw c1">>)]),
         Self = self(),
         _ = spawn_link(fun() -> Self ! {q, kraken_client:subscribe(Q, [F])} end),
         %% Behind KP's publish, one for c1 only, in another batch of q1's:
@@ -458,6 +468,13 @@ core_hung_while_waiting(Ctx = #{tmp := Tmp, ports := Ports}) ->
         ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(KP2, 0, 3500)),
         Publish(KP2, [K1], <<"kp2 again">>),
         ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(KP2, 0, 3500)),
+        %% The raw child's two batches, read together: only the one that
+        %% waited for c2 is refused; the one for c1 is STORED (before, both
+        %% were refused), and its link answers on.
+        RawWant = <<"SERVER_ERROR cluster core unavailable\r\nSTORED\r\n">>,
+        ?assertEqual({ok, RawWant}, gen_tcp:recv(Raw, byte_size(RawWant), 3500)),
+        ok = gen_tcp:send(Raw, Batch([K1], <<"raw again">>)),
+        ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(Raw, 0, 3500)),
         receive
             {q, R} -> ?assertEqual({error, {server_error, <<"cluster core unavailable">>}}, R)
         after 3500 -> error(subscribe_not_answered)
@@ -468,8 +485,9 @@ core_hung_while_waiting(Ctx = #{tmp := Tmp, ports := Ports}) ->
         %% held, KP2's entries (local to q1), then what c1 publishes now,
         %% each once.
         ?assertEqual(lists:sort([{<<"during">>, K1}, {<<"during">>, K2}, {<<"kp2">>, K1},
-                                 {<<"kp2 again">>, K1}]),
-                     receive_pairs(X, 4, 5000)),
+                                 {<<"kp2 again">>, K1}, {<<"raw c1">>, K1},
+                                 {<<"raw again">>, K1}]),
+                     receive_pairs(X, 6, 5000)),
         ok = kraken_client:publish(Pub, [{[K1, K2], <<"after">>}]),
         ?assertEqual(lists:sort([{<<"after">>, K1}, {<<"after">>, K2}]),
                      receive_pairs(X, 2, 5000)),
@@ -493,6 +511,7 @@ core_hung_while_waiting(Ctx = #{tmp := Tmp, ports := Ports}) ->
     timer:sleep(200),
     ?assertEqual([], kraken_client:receive_messages(X)),
     gen_tcp:close(KP2),
+    gen_tcp:close(Raw),
     [kraken_client:disconnect(S) || S <- [X, Pub]],
     ok.
 
