@@ -274,6 +274,7 @@ static char *copy_item(char *dst, const struct qitem *it)
 }
 
 /* Replies up to this size are built in one contiguous reservation. */
+#define QUEUE_PREFETCH 4
 #define QUEUE_CONTIGUOUS_MAX (64u << 10)
 
 static int write_contiguous(struct queue *q, struct evbuffer *out, const char *line, size_t n)
@@ -285,8 +286,13 @@ static int write_contiguous(struct queue *q, struct evbuffer *out, const char *l
     char *p = v.iov_base;
     memcpy(p, line, n);
     p += n;
-    for (uint32_t i = 0; i < q->count; i++)
+    for (uint32_t i = 0; i < q->count; i++) {
+        /* The entries are cold (other connections' writes came between):
+         * fetch a few ahead while this one is copied. */
+        if (i + QUEUE_PREFETCH < q->count)
+            __builtin_prefetch(q->items[(q->head + i + QUEUE_PREFETCH) & (q->cap - 1)].e);
         p = copy_item(p, &q->items[(q->head + i) & (q->cap - 1)]);
+    }
     memcpy(p, PROTO_END, sizeof PROTO_END - 1);
     v.iov_len = total;
     return evbuffer_commit_space(out, &v, 1);
@@ -340,7 +346,11 @@ long queue_write(struct queue *q, struct evbuffer *out, size_t copy_limit)
     q->count = 0;
     q->bytes = 0;
     q->largest = 0;
-    if (q->cap > 64) { /* give back memory a burst needed */
+    /* Give back the memory of a burst once it is over (this write used
+     * under a quarter of the array); a subscriber that keeps getting as
+     * many keeps it: freeing it each time cost a push subscriber of the
+     * fanout workload 5 allocations per write (7% of the engine). */
+    if (q->cap > 64 && (uint64_t)written * 4 < q->cap) {
         free(q->items);
         q->items = NULL;
         q->cap = 0;

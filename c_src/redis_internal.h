@@ -1,6 +1,6 @@
 /* redis_internal.h - what proto_redis.c (framing, dispatch, connection
- * commands) and redis_pubsub.c (the Pub/Sub commands and the delivery of
- * messages) share.  Nothing else includes it. */
+ * commands), redis_pubsub.c (the Pub/Sub commands) and redis_deliver.c (the
+ * delivery of messages) share.  Nothing else includes it. */
 #ifndef KRAKEN_REDIS_INTERNAL_H
 #define KRAKEN_REDIS_INTERNAL_H
 
@@ -56,7 +56,8 @@ void redis_retro_subscribe(struct conn *c, const struct redis_cmd *cmd); /* KRAK
 void redis_retro_refused(struct conn *c);
 /* Drops every subscription without replies (RESET). */
 void redis_unsubscribe_all_silently(struct conn *c);
-/* Formats queued entries as message/pmessage/smessage frames into c->out:
+/* Formats queued entries as message/pmessage/smessage frames into c->out
+ * (redis_deliver.c):
  * all of them when `all`, else until c->out holds CONN_PUSH_HIGH bytes. */
 void redis_deliver_queue(struct conn *c, bool all);
 static inline bool redis_subscribed(struct conn *c)

@@ -1,5 +1,5 @@
-/* redis_pubsub.c - Redis's Pub/Sub commands over the shared router, and the
- * formatting of delivered entries as Redis frames.
+/* redis_pubsub.c - Redis's Pub/Sub commands over the shared router (their
+ * delivery as Redis frames is redis_deliver.c).
  *
  * One topic space: a channel is a Kraken topic (namespace TOPIC_NS_CHANNEL),
  * so Kraken publishes reach Redis subscribers and Redis publishes reach
@@ -8,15 +8,7 @@
  * no excluded publisher (a RESP3 client subscribed to its own channel gets
  * its message, as with Redis); it is retained like any entry, so
  * retro_subscribe sees it.
- *
- * Delivery turns each queued item into frames, for each topic of the entry
- * the subscriber was reached through, in the publisher's order: `message`
- * when it subscribes to the channel, then one `pmessage` per pattern of its
- * own that matches (in subscription order), or `smessage` for a shard
- * channel.  A Kraken entry for topics `a b` thus reaches a Redis client
- * subscribed to both as two `message` frames.  Frames are assembled in a
- * local buffer and appended in large pieces; payloads of CONN_COPY_LIMIT
- * bytes or more are added by reference to the shared entry (zero-copy). */
+ */
 #include <event2/buffer.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -459,130 +451,4 @@ void redis_pubsub(struct conn *c, const struct redis_cmd *cmd)
         pubsub_numsub(c, cmd, TOPIC_NS_SHARD);
     else /* numpat: distinct patterns, as Redis counts them */
         redis_add(c, resp_add_integer(c->out, (long long)c->eng->router.npatterns));
-}
-
-/* ---- delivery ---- */
-
-/* Frames are assembled here and appended to the output in large pieces. */
-struct frames {
-    struct conn *c;
-    size_t n;
-    char buf[16384];
-};
-
-static void frames_flush(struct frames *f)
-{
-    if (f->n) {
-        redis_add(f->c, evbuffer_add(f->c->out, f->buf, f->n));
-        f->n = 0;
-    }
-}
-
-static void frames_put(struct frames *f, const void *p, size_t len)
-{
-    if (f->n + len > sizeof f->buf) {
-        frames_flush(f);
-        if (len > sizeof f->buf) {
-            redis_add(f->c, evbuffer_add(f->c->out, p, len));
-            return;
-        }
-    }
-    memcpy(f->buf + f->n, p, len);
-    f->n += len;
-}
-
-static void frames_header(struct frames *f, char prefix, long long v)
-{
-    char h[RESP_HEADER_MAX];
-    frames_put(f, h, resp_fmt_header(h, prefix, v));
-}
-
-static void frames_bulk(struct frames *f, const char *p, size_t len)
-{
-    frames_header(f, '$', (long long)len);
-    frames_put(f, p, len);
-    frames_put(f, "\r\n", 2);
-}
-
-static void release_entry(const void *data, size_t len, void *arg)
-{
-    (void)data;
-    (void)len;
-    entry_unref(arg);
-}
-
-static void frames_payload(struct frames *f, struct entry *e)
-{
-    size_t len = e->payload_len;
-    frames_header(f, '$', (long long)len);
-    if (len < CONN_COPY_LIMIT) {
-        frames_put(f, entry_payload(e), len);
-    } else {
-        frames_flush(f);
-        entry_ref(e);
-        if (evbuffer_add_reference(f->c->out, entry_payload(e), len, release_entry, e) < 0) {
-            entry_unref(e);
-            redis_st(f->c)->failed = true;
-        }
-    }
-    frames_put(f, "\r\n", 2);
-}
-
-/* One frame: kind, [pattern], channel, payload. */
-static void frame(struct frames *f, const char *kind, size_t klen, const struct pattern *p,
-                  const struct topic *t, struct entry *e)
-{
-    frames_header(f, redis_st(f->c)->proto == 3 ? '>' : '*', p ? 4 : 3);
-    frames_bulk(f, kind, klen);
-    if (p) {
-        size_t plen;
-        const char *pn = pattern_name(p, &plen);
-        frames_bulk(f, pn, plen);
-    }
-    frames_bulk(f, t->name, t->len);
-    frames_payload(f, e);
-}
-
-static void format_item(struct frames *f, struct qitem *it)
-{
-    struct conn *c = f->c;
-    struct entry *e = it->e;
-    struct qitem_iter x;
-    uint32_t i;
-    for (qitem_iter_init(it, &x); qitem_iter_next(it, &x, &i);) {
-        const struct topic *t = e->topics[i];
-        if (t->ns == TOPIC_NS_SHARD) {
-            frame(f, "smessage", 8, NULL, t, e);
-            continue;
-        }
-        if (subscriber_holds(&c->sub, t))
-            frame(f, "message", 7, NULL, t, e);
-        for (uint32_t k = 0; k < c->sub.npatterns; k++)
-            if (pattern_matches(c->sub.patterns[k], t))
-                frame(f, "pmessage", 8, c->sub.patterns[k], t, e);
-    }
-}
-
-void redis_deliver_queue(struct conn *c, bool all)
-{
-    struct queue *q = &c->sub.queue;
-    if (q->count == 0 || conn_is_closing(c))
-        return;
-    /* One event loop, one delivery at a time: the frame buffer is shared. */
-    static struct frames frames;
-    struct frames *f = &frames;
-    f->c = c;
-    f->n = 0;
-    uint64_t delivered = 0;
-    int64_t now = clock_turn_ms();
-    while (q->count && !redis_st(c)->failed) {
-        if (!all && evbuffer_get_length(c->out) + f->n >= CONN_PUSH_HIGH)
-            break;
-        entry_observe_wait(queue_front(q)->e, now);
-        format_item(f, queue_front(q));
-        queue_pop(q);
-        delivered++;
-    }
-    frames_flush(f);
-    c->eng->stats.messages_delivered += delivered;
 }

@@ -249,6 +249,16 @@ CASES = [
                                          ("b", R("PUBLISH", "news", "x"), PSORT)]),
     ("publish pattern and channel two clients", [b"PSUBSCRIBE n*\r\n", ("c", b"SUBSCRIBE news\r\n"),
                                                  pub("news", "x"), pub("nope", "y")]),
+    # One publish formatted for RESP2 and RESP3 subscribers of the channel,
+    # a pattern and a shard channel of the same name (the engine keeps the
+    # last frames formatted for the next subscribers: each must still get
+    # its own protocol and kind).
+    ("publish to resp2, resp3, pattern and shard", [
+        b"SUBSCRIBE ch\r\n", ("c", b"HELLO 3\r\nSUBSCRIBE ch\r\n"),
+        ("d", b"SSUBSCRIBE ch\r\n"), ("e", b"HELLO 3\r\nSSUBSCRIBE ch\r\nPSUBSCRIBE c*\r\n"),
+        ("f", b"SUBSCRIBE ch\r\n"),
+        ("b", R("PUBLISH", "ch", "m1") + R("SPUBLISH", "ch", "s1") + R("PUBLISH", "ch", "m2")),
+        ("b", R("PUBLISH", "ch", "m1") + R("SPUBLISH", "ch", "s1"))]),
     ("publish order kept", [b"SUBSCRIBE ch\r\n",
                             ("b", b"".join(R("PUBLISH", "ch", "m%d" % i) for i in range(50)))]),
     ("publish to several channels", [b"SUBSCRIBE a b c\r\n",

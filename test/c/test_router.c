@@ -308,6 +308,32 @@ static void test_publish_basic_bytes(void **state)
 }
 
 /* Reached through several topics: one entry, held topics in the publisher's order. */
+/* A push subscriber's queue keeps its array while each write uses a good
+ * part of it (no allocations per write at a steady rate), and gives it back
+ * once the burst is over. */
+static void test_queue_array_kept_while_used(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(4, 1000, SIZE_MAX, 1000);
+    sub(f, &f->s[0], "t1");
+    struct evbuffer *out = evbuffer_new();
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 100; i++)
+            pub(f, &f->s[1], "t1", "x", 1001);
+        struct qitem *items = f->s[0].queue.items;
+        assert_int_equal(f->s[0].queue.cap, 128);
+        assert_int_equal(queue_write(&f->s[0].queue, out, SIZE_MAX), 100);
+        assert_ptr_equal(f->s[0].queue.items, items); /* kept */
+    }
+    for (int i = 0; i < 10; i++)
+        pub(f, &f->s[1], "t1", "x", 1001);
+    assert_int_equal(queue_write(&f->s[0].queue, out, SIZE_MAX), 10);
+    assert_null(f->s[0].queue.items); /* 10 of 128: given back */
+    assert_int_equal(f->s[0].queue.cap, 0);
+    evbuffer_free(out);
+    fix_free(f);
+}
+
 static void test_publish_once_through_several_topics(void **state)
 {
     (void)state;
@@ -1071,6 +1097,7 @@ int main(void)
         tu_test(test_unsubscribe_middle),
         tu_test(test_topic_churn),
         tu_test(test_publish_basic_bytes),
+        tu_test(test_queue_array_kept_while_used),
         tu_test(test_publish_once_through_several_topics),
         tu_test(test_no_self_delivery),
         tu_test(test_order_per_publisher),
