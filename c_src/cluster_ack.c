@@ -2,7 +2,9 @@
  *
  * Each wait is on two lists: its FIFO's (doubly linked, by number, so that
  * an answer pops from the head and a holder that goes away unlinks in O(1))
- * and its holder's (singly linked, a handful at most). */
+ * and its holder's (singly linked, a handful at most).  A holder's notes
+ * are an array (a few per held reply), scanned when one of its waits ends
+ * or a request it may wait for is refused: rare events, short arrays. */
 #include "cluster_ack.h"
 
 #include <stdlib.h>
@@ -13,7 +15,32 @@ struct ack_wait {
     struct ack_wait *prev, *next; /* in fifo */
     struct ack_wait *hnext;       /* in holder */
     uint64_t seq;
+    uint64_t first;   /* the first request waited for since the wait began */
+    uint64_t told;    /* the last refused request its holder was told of */
 };
+
+/* h's notes on f: those for request `seq` (0: every one after `after`)
+ * are marked refused; the others are dropped when `drop` (h no longer
+ * waits on f: they were answered).  Returns how many were marked. */
+static uint32_t notes_settle(struct ack_holder *h, const struct ack_fifo *f, uint64_t seq,
+                             uint64_t after, bool drop)
+{
+    uint32_t marked = 0, j = 0;
+    for (uint32_t i = 0; i < h->nnotes; i++) {
+        struct ack_note *x = &h->notes[i];
+        if (x->fifo == f && (seq ? x->seq == seq : x->seq > after)) {
+            x->fifo = NULL;
+            x->refused = true;
+            h->refused++;
+            marked++;
+        } else if (x->fifo == f && drop) {
+            continue;
+        }
+        h->notes[j++] = *x;
+    }
+    h->nnotes = j;
+    return marked;
+}
 
 static void fifo_unlink(struct ack_wait *w)
 {
@@ -68,7 +95,8 @@ int ack_wait(struct ack_fifo *f, struct ack_holder *h, uint64_t seq)
     if (!w)
         return -1;
     w->holder = h;
-    w->seq = seq;
+    w->seq = w->first = seq;
+    w->told = 0;
     w->hnext = h->waits;
     h->waits = w;
     h->n++;
@@ -82,15 +110,36 @@ static bool settle(struct ack_fifo *f, bool ok, ack_done_fn *done, void *arg)
 {
     if (f->answered == f->sent)
         return false;
-    f->answered++;
-    while (f->head && f->head->seq <= f->answered) {
+    uint64_t r = ++f->answered;
+    while (f->head && f->head->seq <= r) {
         struct ack_wait *w = f->head;
         struct ack_holder *h = w->holder;
         fifo_unlink(w);
         holder_unlink(w);
         free(w);
+        if (h->nnotes)
+            notes_settle(h, f, ok ? UINT64_MAX : r, 0, true);
         if (!ok || h->n == 0)
             done(h, ok, arg);
+    }
+    if (ok)
+        return true;
+    /* Holders waiting for a later request that waited for this one too:
+     * one at a time, from the head again (done() may end any wait). */
+    for (struct ack_wait *w = f->head; w;) {
+        if (w->first > r || w->told == r) {
+            w = w->next;
+            continue;
+        }
+        struct ack_holder *h = w->holder;
+        w->told = r;
+        bool noted = h->nnotes && !h->notes_lost;
+        if (notes_settle(h, f, r, 0, false) || !noted) {
+            done(h, false, arg);
+            w = f->head;
+        } else {
+            w = w->next;
+        }
     }
     return true;
 }
@@ -107,6 +156,7 @@ bool ack_fifo_refuse(struct ack_fifo *f, ack_done_fn *done, void *arg)
 
 void ack_fifo_fail(struct ack_fifo *f, ack_done_fn *done, void *arg)
 {
+    uint64_t answered = f->answered;
     f->answered = f->sent;
     while (f->head) {
         struct ack_wait *w = f->head;
@@ -114,6 +164,8 @@ void ack_fifo_fail(struct ack_fifo *f, ack_done_fn *done, void *arg)
         fifo_unlink(w);
         holder_unlink(w);
         free(w);
+        if (h->nnotes)
+            notes_settle(h, f, 0, answered, true);
         done(h, false, arg);
     }
 }
@@ -127,4 +179,57 @@ void ack_holder_forget(struct ack_holder *h)
         free(w);
     }
     h->n = 0;
+    free(h->notes);
+    h->notes = NULL;
+    h->nnotes = h->notes_cap = h->refused = 0;
+    h->notes_lost = false;
+}
+
+int ack_note(struct ack_holder *h, struct ack_fifo *f, uint64_t seq, uint64_t reply)
+{
+    if (h->nnotes == h->notes_cap) {
+        uint32_t cap = h->notes_cap ? 2 * h->notes_cap : 8;
+        struct ack_note *v = realloc(h->notes, cap * sizeof *v);
+        if (!v) {
+            h->notes_lost = true;
+            return -1;
+        }
+        h->notes = v;
+        h->notes_cap = cap;
+    }
+    h->notes[h->nnotes++] = (struct ack_note){f, seq, reply, false};
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+long ack_refused_replies(const struct ack_holder *h, uint64_t **out)
+{
+    *out = NULL;
+    if (!h->refused)
+        return 0;
+    uint64_t *v = malloc(h->refused * sizeof *v);
+    if (!v)
+        return -1;
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < h->nnotes && n < h->refused; i++)
+        if (h->notes[i].refused)
+            v[n++] = h->notes[i].reply;
+    qsort(v, n, sizeof *v, cmp_u64);
+    uint32_t m = 0;
+    for (uint32_t i = 0; i < n; i++)
+        if (m == 0 || v[m - 1] != v[i])
+            v[m++] = v[i];
+    *out = v;
+    return m;
+}
+
+void ack_notes_clear(struct ack_holder *h)
+{
+    h->nnotes = h->refused = 0;
+    h->notes_lost = false;
 }

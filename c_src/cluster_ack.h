@@ -15,6 +15,16 @@
  * per FIFO (a later number replaces an earlier one), so the number of its
  * waits is at most the number of cores.
  *
+ * A holder's held replies may each wait for other requests (a child's
+ * link: each publish batch it sent is answered on its own, cluster_relay.c).
+ * Such a holder also notes, per reply (a number of the caller's), the
+ * request of each FIFO it waits for (ack_note): when a FIFO fails or
+ * refuses a request, the notes that wait for it are marked refused, and the
+ * caller answers only those replies with an error; the others wait for
+ * their own requests.  A wait remembers the first request it waited for
+ * too, so that a refusal of a request between the first and the last tells
+ * its holder (a holder without notes takes it as its own).
+ *
  * Pure: no sockets, no event loop; test/c/test_cluster_ack.c drives it. */
 #ifndef KRAKEN_CLUSTER_ACK_H
 #define KRAKEN_CLUSTER_ACK_H
@@ -23,11 +33,25 @@
 #include <stdint.h>
 
 struct ack_wait;
+struct ack_fifo;
 
-/* What a waiting party embeds (struct conn): its waits and their count. */
+/* Held reply `reply` waits for request `seq` of `fifo` (NULL once it was
+ * refused: then `refused`). */
+struct ack_note {
+    struct ack_fifo *fifo;
+    uint64_t seq, reply;
+    bool refused;
+};
+
+/* What a waiting party embeds (struct conn): its waits and their count,
+ * and the notes of its replies, if it keeps any (ack_note). */
 struct ack_holder {
     struct ack_wait *waits; /* its waits, one per FIFO at most */
     uint32_t n;             /* how many; 0: not waiting */
+    struct ack_note *notes;
+    uint32_t nnotes, notes_cap;
+    uint32_t refused;   /* notes marked refused */
+    bool notes_lost;    /* a note could not be kept (out of memory) */
 };
 
 /* One link's acknowledged requests. */
@@ -38,7 +62,8 @@ struct ack_fifo {
 };
 
 /* done(h, true): h's last wait was answered.  done(h, false): one of h's
- * waits failed (its link broke or its core left); h may wait for others. */
+ * waits failed (its link broke or its core left), or a request it waited
+ * for was refused; h may wait for others (and be told again). */
 typedef void ack_done_fn(struct ack_holder *h, bool ok, void *arg);
 
 static inline void ack_fifo_init(struct ack_fifo *f)
@@ -62,15 +87,33 @@ bool ack_fifo_answer(struct ack_fifo *f, ack_done_fn *done, void *arg);
 
 /* One answer arrived, and it is a refusal: the waits for that request fail
  * (done(h, false) once per holder, after its wait was removed; h may wait
- * elsewhere), the later ones go on.  Returns false when none was owed. */
+ * elsewhere); a holder that waits for a later request on f, having waited
+ * for this one too (its first request is not later), is told as well
+ * (done(h, false), its wait stays; its notes for this request refused).
+ * Returns false when none was owed. */
 bool ack_fifo_refuse(struct ack_fifo *f, ack_done_fn *done, void *arg);
 
 /* The link is gone: every wait on f fails (done(h, false) once per holder,
  * after its wait was removed), and nothing is owed any more. */
 void ack_fifo_fail(struct ack_fifo *f, ack_done_fn *done, void *arg);
 
-/* The holder goes away (its connection closes): its waits are removed,
- * without calls. */
+/* The holder goes away (its connection closes): its waits and notes are
+ * removed, without calls. */
 void ack_holder_forget(struct ack_holder *h);
+
+/* h's held reply `reply` waits for request seq of f (h waits there:
+ * ack_wait returned 1).  When f fails before answering seq, or refuses it,
+ * the note is marked refused (and h told: done(h, false)).  Returns 0, or
+ * -1 when out of memory (h->notes_lost is set: the caller cannot tell its
+ * replies apart any more). */
+int ack_note(struct ack_holder *h, struct ack_fifo *f, uint64_t seq, uint64_t reply);
+
+/* The replies of h's refused notes, each once, in increasing order, into
+ * *out (malloc'd, NULL when none).  Returns how many, -1 when out of
+ * memory. */
+long ack_refused_replies(const struct ack_holder *h, uint64_t **out);
+
+/* Drops h's notes (its held replies were released). */
+void ack_notes_clear(struct ack_holder *h);
 
 #endif

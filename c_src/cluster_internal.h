@@ -281,12 +281,17 @@ void cluster_relay_free(struct conn *c);
 int cluster_child_lost(struct conn *c, int kidx, uint64_t mark);
 /* Child c's held request waited for core k (index kidx, or -1), now lost
  * (its wait there is gone), or, not lost, k (this node's parent) answered
- * that batch with the cluster error: its held publishes are answered with
- * the cluster error, a held link_retro with NOT_FOUND, a held subscribe
- * goes on waiting for the other cores; c is released when it waits for
- * nothing more, and its link stays.  Returns false when out of memory (the
- * caller closes c). */
+ * that batch with the cluster error: its held publishes that wait for k
+ * are answered with the cluster error (those noted refused: cluster_ack.h),
+ * the others STORED once their cores confirm, a held link_retro with
+ * NOT_FOUND, a held subscribe goes on waiting for the other cores; c is
+ * released when it waits for nothing more, and its link stays.  Returns
+ * false when out of memory (the caller closes c). */
 bool cluster_child_wait_failed(struct conn *c, const struct cluster_core *k, int kidx,
                                bool lost);
+/* Child c waits for nothing more: its refused held publishes get the
+ * cluster error, its notes go, it is released.  Returns false when that
+ * fails (the caller closes c). */
+bool cluster_child_release(struct conn *c);
 
 #endif

@@ -76,6 +76,13 @@ void cluster_ack_done(struct ack_holder *h, bool ok, void *arg)
     struct conn *c = (struct conn *)(void *)((char *)h - offsetof(struct conn, acks));
     const struct cluster_core *k = arg;
     if (ok) {
+        if (c->acks.nnotes || c->acks.notes_lost) {
+            /* A child's link: the replies of its batches that a lost core
+             * did not confirm become the error (cluster_relay.c). */
+            if (!cluster_child_release(c))
+                disconnect(c);
+            return;
+        }
         c->held_sub = c->held_pub = false;
         server_kick(c);
         return;

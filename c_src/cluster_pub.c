@@ -21,7 +21,10 @@
  *
  * When the link breaks or the core leaves before answering, the waits fail
  * (cluster_ack_done, cluster_link.c): the publisher gets the cluster error
- * in place of its held replies, then the close.  A `noreply` publish cannot
+ * in place of its held replies, then the close.  A child's link (a proxy
+ * below) is not closed: each of its batches is answered on its own, so its
+ * held replies are noted with the cores they wait for (ack_note), and only
+ * those of the lost core become the error (cluster_relay.c).  A `noreply` publish cannot
  * be answered: it is not held; its core remembers the last batch that
  * carried one, and a lost link with such batches unanswered logs a warning
  * naming the last noreply publisher (cluster_pub_lost). */
@@ -100,6 +103,14 @@ void cluster_publish_hold(struct conn *c, bool noreply)
             if (!was_held)
                 c->held_from = evbuffer_get_length(c->out); /* its reply comes next */
             c->held_pub = true;
+            /* A child's batches are answered each on its own: which one
+             * waits for which core (cluster_child_wait_failed).  The reply
+             * is named by where it starts after held_from. */
+            if (c->sub.child &&
+                ack_note(&c->acks, &k->acks, seq, evbuffer_get_length(c->out) - c->held_from) < 0)
+                klog(LOG_ERROR, "client %" PRIu64 " (%s), a proxy below this node: out of memory "
+                     "noting which core its publish waits for; if one is lost, its link is "
+                     "closed", c->sub.id, c->peer);
         }
     }
 }

@@ -15,9 +15,12 @@
  *
  * A child waiting for that core's confirmation when it fails (its request
  * held, as any client's) is not closed either (cluster_child_wait_failed):
- * its held publishes are answered `SERVER_ERROR cluster core unavailable',
- * which the child takes as a refusal of those batches (its publishers get
- * the error, cluster_link_refused: the path of a publish refused at once);
+ * its held publishes forwarded to that core are answered `SERVER_ERROR
+ * cluster core unavailable', which the child takes as a refusal of those
+ * batches (its publishers get the error, cluster_link_refused: the path of
+ * a publish refused at once); the others read with them are answered
+ * STORED once their cores confirmed (each held reply is noted with the
+ * requests it waits for, cluster_ack.h; refuse_noted);
  * a held link_retro is answered NOT_FOUND; a held subscribe goes on (its
  * topics of the lost core were named in `VALUE lost', which comes first).
  *
@@ -267,54 +270,66 @@ void cluster_link_lost(struct conn *link, const char *names, size_t len)
 
 /* ---- a child waiting for a lost core ---- */
 
-/* The held replies of c's publishes (from held_from on, one line each:
- * STORED, or the error already when a publish was refused at once) all
- * become the cluster error.  Returns how many, -1 when out of memory or
- * when the held part holds anything else (the caller closes c, which drops
- * that part). */
-static long refuse_held_publishes(struct conn *c)
+/* The held replies of c's refused notes (each STORED, from held_from on,
+ * named by where it starts there) become the cluster error; the other held
+ * replies stay.  Returns how many, -1 when out of memory or when one of
+ * them is not a STORED (the caller closes c, which drops the held part). */
+static long refuse_noted(struct conn *c)
 {
     static const char err[] = CLUSTER_ERR_UNAVAILABLE;
-    const size_t elen = sizeof err - 1;
-    size_t len = evbuffer_get_length(c->out);
-    if (len <= c->held_from)
-        return 0;
-    size_t rlen = len - c->held_from;
-    struct evbuffer_ptr at;
-    char *p = malloc(rlen);
-    if (!p || evbuffer_ptr_set(c->out, &at, c->held_from, EVBUFFER_PTR_SET) < 0 ||
-        evbuffer_copyout_from(c->out, &at, p, rlen) != (ev_ssize_t)rlen) {
-        free(p);
-        return -1;
+    uint64_t *v;
+    long n = ack_refused_replies(&c->acks, &v);
+    if (n <= 0)
+        return n;
+    struct evbuffer *head = evbuffer_new(), *rest = evbuffer_new();
+    long rc = head && rest &&
+              evbuffer_remove_buffer(c->out, head, c->held_from) == (int)c->held_from ? n : -1;
+    /* c->out holds the held replies now: copied into rest, the refused
+     * ones replaced. */
+    uint64_t pos = 0;
+    for (long i = 0; i < n && rc >= 0; i++) {
+        char line[8];
+        size_t gap = (size_t)(v[i] - pos);
+        if (v[i] < pos || evbuffer_remove_buffer(c->out, rest, gap) != (int)gap ||
+            evbuffer_copyout(c->out, line, 8) != 8 || memcmp(line, "STORED\r\n", 8) != 0 ||
+            evbuffer_drain(c->out, 8) < 0 || evbuffer_add(rest, err, sizeof err - 1) < 0)
+            rc = -1;
+        pos = v[i] + 8;
     }
-    long n = 0;
-    for (size_t o = 0; o < rlen && n >= 0; n++) {
-        if (rlen - o >= 8 && memcmp(p + o, "STORED\r\n", 8) == 0)
-            o += 8;
-        else if (rlen - o >= elen && memcmp(p + o, err, elen) == 0)
-            o += elen;
-        else
-            n = -2; /* not a publish's reply (-1 after the n++) */
+    free(v);
+    if (head && rest) {
+        /* head, rest, what is left: the output again (whole, or the caller
+         * closes c). */
+        if (evbuffer_add_buffer(rest, c->out) < 0 || evbuffer_add_buffer(head, rest) < 0 ||
+            evbuffer_add_buffer(c->out, head) < 0)
+            rc = -1;
     }
-    free(p);
-    struct evbuffer *head = n >= 0 ? evbuffer_new() : NULL;
-    if (!head || evbuffer_remove_buffer(c->out, head, c->held_from) < 0) {
-        if (head)
-            evbuffer_free(head);
-        return -1;
+    if (head)
+        evbuffer_free(head);
+    if (rest)
+        evbuffer_free(rest);
+    return rc;
+}
+
+bool cluster_child_release(struct conn *c)
+{
+    long n = refuse_noted(c);
+    ack_notes_clear(&c->acks);
+    if (n < 0) {
+        klog(LOG_ERROR, "client %" PRIu64 " (%s), a proxy below this node: cannot answer the "
+             "error to its publishes that a lost core did not confirm (out of memory, or its "
+             "held replies are not what they were); closing its link", c->sub.id, c->peer);
+        return false;
     }
-    evbuffer_drain(c->out, rlen);
-    for (long i = 0; i < n; i++)
-        evbuffer_add(c->out, err, elen);
-    int rc = evbuffer_prepend_buffer(c->out, head);
-    evbuffer_free(head);
-    return rc < 0 || evbuffer_get_length(c->out) != len + (size_t)n * elen - rlen ? -1 : n;
+    c->held_sub = c->held_pub = false;
+    server_kick(c);
+    return true;
 }
 
 bool cluster_child_wait_failed(struct conn *c, const struct cluster_core *k, int kidx,
                                bool lost)
 {
-    /* k lost, or k (a parent of this node) answered the batch with the
+    /* k lost, or k (a parent of this node) answered a batch with the
      * error: a core above it is unavailable. */
     const char *what = lost ? "that core was lost" : "it refused them";
     /* Its subscriptions of k's topics were dropped and named already
@@ -323,14 +338,16 @@ bool cluster_child_wait_failed(struct conn *c, const struct cluster_core *k, int
     if (kidx >= 0 && cluster_child_lost(c, kidx, 0) < 0)
         return false;
     if (c->held_pub) {
-        long n = refuse_held_publishes(c);
-        if (n < 0)
-            return false;
+        if (c->acks.notes_lost)
+            return false; /* which reply waits for which core is not known */
+        /* Only the batches that wait for k get the error (their notes were
+         * marked refused); the others are answered STORED once their
+         * cores confirmed, all together, in order (cluster_child_release). */
         klog(LOG_WARNING, "client %" PRIu64 " (%s), a proxy below this node, waits for core %s "
-             "to confirm its publishes, and %s: answering the error to its %ld held publish "
-             "request(s) (their entries reached this node's subscribers, maybe not the "
-             "others); its link stays", c->sub.id, c->peer, k->name, what, n);
-        ack_holder_forget(&c->acks); /* every held reply is answered now */
+             "to confirm its publishes, and %s: answering the error to the held publish "
+             "request(s) forwarded to it (%" PRIu32 " refused so far; their entries reached "
+             "this node's subscribers, maybe not the others), the others once their cores "
+             "confirm; its link stays", c->sub.id, c->peer, k->name, what, c->acks.refused);
     } else if (c->retro) {
         klog(LOG_WARNING, "client %" PRIu64 " (%s), a proxy below this node, waits for core %s "
              "to answer its link_retro, and %s: answering NOT_FOUND; its link stays",
@@ -341,9 +358,5 @@ bool cluster_child_wait_failed(struct conn *c, const struct cluster_core *k, int
              "confirm its subscription, and %s: its link stays", c->sub.id, c->peer, k->name,
              what);
     }
-    if (!conn_held(c)) {
-        c->held_sub = c->held_pub = false;
-        server_kick(c);
-    }
-    return true;
+    return conn_held(c) || cluster_child_release(c);
 }

@@ -73,7 +73,7 @@ void conn_io_close(struct conn *c)
         *p = c->next_doomed;
     }
     engine_remove_conn(&srv->eng, c);
-    if (c->acks.waits)
+    if (c->acks.waits || c->acks.notes)
         ack_holder_forget(&c->acks);
     if (c->retro || c->relay)
         cluster_retro_forget(c);

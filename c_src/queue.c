@@ -178,14 +178,23 @@ static int item_merge(struct qitem *into, const struct qitem *from)
 
 struct by_second {
     int64_t time;
+    uint64_t seq;
     size_t i;
 };
 
+/* By second; within one, this node's own entries (seq > 0: found in its
+ * retention or forwarded from its clients, two sources in which one
+ * publisher's entries may both be) by publish seq, then the entries made
+ * from an owner's answer (seq 0) in their order in v. */
 static int cmp_by_second(const void *a, const void *b)
 {
     const struct by_second *x = a, *y = b;
     if (x->time != y->time)
         return x->time < y->time ? -1 : 1;
+    if ((x->seq == 0) != (y->seq == 0))
+        return x->seq ? -1 : 1;
+    if (x->seq != y->seq)
+        return x->seq < y->seq ? -1 : 1;
     return x->i < y->i ? -1 : x->i > y->i;
 }
 
@@ -201,6 +210,7 @@ int qitems_by_second(struct qitem *v, size_t *count, uint64_t mark_base)
     }
     for (size_t i = 0; i < n; i++) {
         o[i].time = v[i].e->time;
+        o[i].seq = v[i].e->seq;
         o[i].i = i;
     }
     qsort(o, n, sizeof *o, cmp_by_second);

@@ -3,7 +3,9 @@
  * request waited for is answered; a holder waiting on several links is
  * released by the last; a later wait on the same link replaces the earlier;
  * a broken link fails every wait on it once per holder and owes nothing
- * more; a holder that goes away is forgotten by every link. */
+ * more; a holder that goes away is forgotten by every link; a refusal
+ * reaches a holder that waited for that request behind a later one; a
+ * holder's noted replies are refused only for the requests that failed. */
 #include "test_util.h"
 
 #include "cluster_ack.h"
@@ -79,6 +81,7 @@ static void test_released_in_order(void **state)
     assert_null(f.tail);
     assert_false(ack_fifo_answer(&f, done, &calls));
     assert_int_equal(calls, 3);
+    tu_cleanup(NULL); /* while the holders and FIFOs (on this stack) exist */
 }
 
 static void test_several_links(void **state)
@@ -101,6 +104,7 @@ static void test_several_links(void **state)
     assert_true(ack_fifo_answer(&f, done, &calls));
     assert_int_equal(a.released, 1);
     assert_int_equal(calls, 1);
+    tu_cleanup(NULL); /* while the holders and FIFOs (on this stack) exist */
 }
 
 static void test_later_wait_replaces(void **state)
@@ -129,6 +133,7 @@ static void test_later_wait_replaces(void **state)
     assert_true(ack_fifo_answer(&f, done, &calls));
     assert_int_equal(a.released, 1);
     assert_int_equal(b.released, 1);
+    tu_cleanup(NULL); /* while the holders and FIFOs (on this stack) exist */
 }
 
 static void test_fail(void **state)
@@ -165,6 +170,7 @@ static void test_fail(void **state)
     assert_true(ack_fifo_answer(&g, done, &calls));
     assert_int_equal(b.released, 1);
     assert_int_equal(calls, 4);
+    tu_cleanup(NULL); /* while the holders and FIFOs (on this stack) exist */
 }
 
 static void test_forget(void **state)
@@ -195,6 +201,7 @@ static void test_forget(void **state)
     assert_int_equal(calls, 2);
     assert_null(f.head);
     assert_null(f.tail);
+    tu_cleanup(NULL); /* while the holders and FIFOs (on this stack) exist */
 }
 
 /* A refused answer fails the waits for that request only. */
@@ -223,6 +230,127 @@ static void test_refuse(void **state)
     assert_int_equal(c.released, 1);
     assert_int_equal(calls, 3);
     assert_null(f.head);
+    tu_cleanup(NULL); /* while the holders and FIFOs (on this stack) exist */
+}
+
+/* A refusal of a request that a holder waited for, behind a later one on
+ * the same link (its wait was replaced): it is told (before, only a
+ * holder whose last request was refused was, and the other's reply was
+ * released STORED). */
+static void test_refuse_earlier_request(void **state)
+{
+    (void)state;
+    struct ack_fifo f;
+    ack_fifo_init(&f);
+    struct holder a = {0}, b = {0};
+    tu_defer(forget, &a.h);
+    tu_defer(forget, &b.h);
+    assert_int_equal(ack_wait(&f, &a.h, 1), 1);
+    ack_fifo_send(&f);
+    assert_int_equal(ack_wait(&f, &a.h, 2), 1); /* a's second batch */
+    assert_int_equal(ack_wait(&f, &b.h, 2), 1); /* b waited for 2 only */
+    ack_fifo_send(&f);
+    int calls = 0;
+    assert_true(ack_fifo_refuse(&f, done, &calls));
+    assert_int_equal(a.failed, 1);
+    assert_int_equal(a.h.n, 1); /* still waits for 2 */
+    assert_int_equal(b.failed, 0);
+    assert_true(ack_fifo_answer(&f, done, &calls));
+    assert_int_equal(a.released, 1);
+    assert_int_equal(b.released, 1);
+    assert_int_equal(calls, 3);
+    tu_cleanup(NULL); /* while the holders and FIFOs (on this stack) exist */
+}
+
+/* A child's held replies, noted with the requests they wait for: a link
+ * that fails refuses only the replies that wait for it (not those it
+ * answered already), the others are released once their links answer. */
+static void test_notes_fail(void **state)
+{
+    (void)state;
+    struct ack_fifo f, g;
+    ack_fifo_init(&f);
+    ack_fifo_init(&g);
+    struct holder a = {0};
+    tu_defer(forget, &a.h);
+    /* Replies at 0 (f:1), 8 (g:1), 16 (f:2 and g:2), 24 (f:3). */
+    uint64_t fs[] = {1, 0, 2, 3}, gs[] = {0, 1, 2, 0};
+    for (int i = 0; i < 4; i++) {
+        if (fs[i]) {
+            assert_int_equal(ack_wait(&f, &a.h, fs[i]), 1);
+            assert_int_equal(ack_note(&a.h, &f, fs[i], 8u * (unsigned)i), 0);
+            ack_fifo_send(&f);
+        }
+        if (gs[i]) {
+            assert_int_equal(ack_wait(&g, &a.h, gs[i]), 1);
+            assert_int_equal(ack_note(&a.h, &g, gs[i], 8u * (unsigned)i), 0);
+            ack_fifo_send(&g);
+        }
+    }
+    int calls = 0;
+    assert_true(ack_fifo_answer(&f, done, &calls)); /* f:1: reply 0 is confirmed */
+    assert_int_equal(calls, 0);
+    ack_fifo_fail(&f, done, &calls);
+    assert_int_equal(a.failed, 1);
+    assert_int_equal(a.h.n, 1); /* still waits on g */
+    assert_int_equal(a.h.refused, 2);
+    uint64_t *v;
+    assert_int_equal(ack_refused_replies(&a.h, &v), 2);
+    assert_int_equal(v[0], 16);
+    assert_int_equal(v[1], 24);
+    free(v);
+    assert_true(ack_fifo_answer(&g, done, &calls));
+    assert_int_equal(a.released, 0);
+    assert_true(ack_fifo_answer(&g, done, &calls));
+    assert_int_equal(a.released, 1);
+    assert_int_equal(calls, 2);
+    /* The refused notes stay until the caller answered them. */
+    assert_int_equal(ack_refused_replies(&a.h, &v), 2);
+    free(v);
+    ack_notes_clear(&a.h);
+    assert_int_equal(ack_refused_replies(&a.h, &v), 0);
+    assert_null(v);
+    tu_cleanup(NULL); /* while the holders and FIFOs (on this stack) exist */
+}
+
+/* A refused request (a parent refusing one batch): only the replies noted
+ * for it are refused; a noted holder that did not wait for it is not
+ * told, one that did is, and goes on waiting for its later requests. */
+static void test_notes_refuse(void **state)
+{
+    (void)state;
+    struct ack_fifo f;
+    ack_fifo_init(&f);
+    struct holder a = {0}, b = {0};
+    tu_defer(forget, &a.h);
+    tu_defer(forget, &b.h);
+    /* b waits for 1 (a subscribe: no note), then notes a publish on 2. */
+    assert_int_equal(ack_wait(&f, &b.h, 1), 1);
+    /* a: reply 0 on 1, reply 8 on 2, reply 16 on 2. */
+    assert_int_equal(ack_wait(&f, &a.h, 1), 1);
+    assert_int_equal(ack_note(&a.h, &f, 1, 0), 0);
+    ack_fifo_send(&f);
+    assert_int_equal(ack_wait(&f, &a.h, 2), 1);
+    assert_int_equal(ack_note(&a.h, &f, 2, 8), 0);
+    assert_int_equal(ack_note(&a.h, &f, 2, 16), 0);
+    assert_int_equal(ack_wait(&f, &b.h, 2), 1);
+    assert_int_equal(ack_note(&b.h, &f, 2, 0), 0);
+    ack_fifo_send(&f);
+    int calls = 0;
+    assert_true(ack_fifo_refuse(&f, done, &calls));
+    assert_int_equal(a.failed, 1);
+    assert_int_equal(b.failed, 0);
+    uint64_t *v;
+    assert_int_equal(ack_refused_replies(&a.h, &v), 1);
+    assert_int_equal(v[0], 0);
+    free(v);
+    assert_int_equal(ack_refused_replies(&b.h, &v), 0);
+    assert_true(ack_fifo_answer(&f, done, &calls));
+    assert_int_equal(a.released, 1);
+    assert_int_equal(b.released, 1);
+    assert_int_equal(a.h.refused, 1);
+    assert_int_equal(calls, 3);
+    tu_cleanup(NULL); /* while the holders and FIFOs (on this stack) exist */
 }
 
 int main(void)
@@ -235,6 +363,9 @@ int main(void)
         tu_test(test_fail),
         tu_test(test_forget),
         tu_test(test_refuse),
+        tu_test(test_refuse_earlier_request),
+        tu_test(test_notes_fail),
+        tu_test(test_notes_refuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
