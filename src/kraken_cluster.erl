@@ -47,7 +47,7 @@
 -behaviour(gen_server).
 
 -export([start_link/1, child_specs/1, clustered/1, status/0, node_name/1,
-         view/0, quorum/0, drain/1, undrain/0]).
+         view/0, quorum/0, drain/1, undrain/0, unreached_seeds/0]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -include_lib("kernel/include/logger.hrl").
@@ -56,6 +56,13 @@
 -define(TICK, 200).
 -define(DEADLINE, 1600).
 -define(ENGINE_DEADLINE, 1000).
+%% A member that stopped answering stays in status/0 (as not live) this
+%% long, unless it is heard again or stopped on purpose.
+-define(LOST_SHOWN, 300000).
+%% A seed (`cluster_nodes', `parents') never heard from is warned about this
+%% long after the start, then every ?SEED_WARN_EVERY.
+-define(SEED_WARN_FIRST, 10000).
+-define(SEED_WARN_EVERY, 60000).
 
 -record(member, {pid :: pid(),
                  info :: map(),
@@ -85,7 +92,10 @@
                 resumed_until :: integer(),     % the view is not confirmed before (resume)
                 move_nodes = [] :: [node()],    % the members of the move this node leads
                 quorum :: kraken_cluster_quorum:quorum() | undefined,  % undefined: a child
-                last_tick = 0 :: integer()}).
+                last_tick = 0 :: integer(),
+                lost = #{} :: #{node() => {map(), integer()}},  % stopped answering: {Info, Heard}
+                seed_warn_at :: integer(),      % when to warn next about seeds never heard
+                loopback_warned = #{} :: #{node() => true}}).
 
 %%% API
 
@@ -115,16 +125,24 @@ start_link(Config) ->
     gen_server:start_link({local, ?MODULE}, ?MODULE, Config, []).
 
 %% @doc This node and every member heard from: `{Node, Role, Host, Port,
-%% Live, MsSinceHeard}' (MsSinceHeard 0 for this node), sorted by node, then
-%% the static upstreams as `{<<"host:port">>, upstream, Ip, Port, true, -1}';
-%% `not_clustered' when the node is not in a cluster.
+%% Live, MsSinceHeard, Draining}' (MsSinceHeard 0 for this node), sorted by
+%% node, then the static upstreams as `{<<"host:port">>, upstream, Ip, Port,
+%% true, -1, false}'; `not_clustered' when the node is not in a cluster.  A
+%% member that stopped answering (its heartbeats late, or its node down) is
+%% listed, not live, for ?LOST_SHOWN ms, unless it stopped on purpose.
 -spec status() -> [{node() | binary(), core | proxy | upstream, binary(), integer(),
-                   boolean(), integer()}] | not_clustered.
+                   boolean(), integer(), boolean()}] | not_clustered.
 status() ->
     case whereis(?MODULE) of
         undefined -> not_clustered;
         _ -> gen_server:call(?MODULE, status, 10000)
     end.
+
+%% @doc The nodes of `cluster_nodes' (and `parents') never heard from since
+%% this node started: a typo there, or nodes not started.
+-spec unreached_seeds() -> [node()].
+unreached_seeds() ->
+    gen_server:call(?MODULE, unreached_seeds, 10000).
 
 %% @doc The view this node applies, whether its engine synced on it, and
 %% whether this node drains: `{View, Synced, Draining}'.
@@ -165,8 +183,9 @@ wait_drained(Deadline) ->
             end
     end.
 
-%% @doc Takes a drained core back: its topics move back to it.
--spec undrain() -> ok | {error, not_clustered | proxy}.
+%% @doc Takes a drained core back: its topics move back to it
+%% (`not_drained' when it was not drained: nothing to do).
+-spec undrain() -> ok | not_drained | {error, not_clustered | proxy}.
 undrain() ->
     case whereis(?MODULE) of
         undefined -> {error, not_clustered};
@@ -228,18 +247,26 @@ init(Config) ->
             {ok, #state{role = Role, nodes = Nodes, info = Info, upstreams = Upstreams,
                         parents = Parents, quorum = Quorum,
                         ready_at = Ready, engine_ok_at = now_ms(), last_tick = now_ms(),
-                        quiet_until = Ready + ?DEADLINE, resumed_until = now_ms()}}
+                        quiet_until = Ready + ?DEADLINE, resumed_until = now_ms(),
+                        seed_warn_at = now_ms() + ?SEED_WARN_FIRST}}
     end.
 
 handle_call(status, _From, S = #state{members = Members, info = Info, upstreams = Ups}) ->
     Now = now_ms(),
     Self = {node(), maps:get(role, Info), maps:get(host, Info), maps:get(port, Info),
-            true, 0},
-    Others = [{maps:get(node, I), maps:get(role, I), maps:get(host, I), maps:get(port, I),
-               Now - H =< ?DEADLINE, Now - H}
-              || #member{info = I, heard = H} <- maps:values(Members)],
-    Static = [{Name, upstream, Host, Port, true, -1} || {Name, Host, Port, _} <- Ups],
-    {reply, lists:keysort(1, [Self | Others]) ++ Static, S};
+            true, 0, S#state.draining},
+    Row = fun(I, H) -> {maps:get(node, I), maps:get(role, I), maps:get(host, I),
+                        maps:get(port, I), Now - H =< ?DEADLINE, Now - H,
+                        maps:get(draining, I, false)}
+          end,
+    Others = [Row(I, H) || #member{info = I, heard = H} <- maps:values(Members)],
+    Heard = [element(1, O) || O <- Others],
+    Lost = [setelement(5, Row(I, H), false)
+            || {N, {I, H}} <- maps:to_list(S#state.lost), not lists:member(N, Heard)],
+    Static = [{Name, upstream, Host, Port, true, -1, false} || {Name, Host, Port, _} <- Ups],
+    {reply, lists:keysort(1, [Self | Others ++ Lost]) ++ Static, S};
+handle_call(unreached_seeds, _From, S) ->
+    {reply, unreached(S), S};
 handle_call(view, _From, S = #state{view = V, synced = Synced, draining = D}) ->
     {reply, {V, Synced, D}, S};
 handle_call(quorum, _From, S = #state{quorum = undefined}) ->
@@ -257,7 +284,7 @@ handle_call(drain, _From, S) ->
         [] ->
             {reply, {error, last_core}, S};
         _ ->
-            ?LOG_WARNING("kraken cluster: draining: this core's topics move to the others"),
+            ?LOG_NOTICE("kraken cluster: draining: this core's topics move to the others"),
             {reply, ok, lead(announce(S#state{draining = true}))}
     end;
 handle_call(drained, _From, S = #state{view = V, synced = Synced}) ->
@@ -275,8 +302,10 @@ handle_call(drained, _From, S = #state{view = V, synced = Synced}) ->
     {reply, Reply, S};
 handle_call(undrain, _From, S = #state{role = proxy}) ->
     {reply, {error, proxy}, S};
-handle_call(undrain, _From, S = #state{draining = D}) ->
-    D andalso ?LOG_WARNING("kraken cluster: no longer draining: topics move back here"),
+handle_call(undrain, _From, S = #state{draining = false}) ->
+    {reply, not_drained, S};
+handle_call(undrain, _From, S) ->
+    ?LOG_NOTICE("kraken cluster: no longer draining: topics move back here"),
     {reply, ok, lead(announce(S#state{draining = false}))};
 handle_call(_, _From, S) ->
     {reply, {error, unknown_call}, S}.
@@ -318,7 +347,7 @@ handle_info(tick, S00 = #state{last_tick = Last}) ->
              false ->
                  S00#state{last_tick = Now}
          end,
-    S1 = connect(S0),
+    S1 = warn_seeds(connect(S0)),
     S2 = check_engine(S1),
     %% Members dropped before the heartbeat: it carries the live cores as
     %% of this tick (a node that dropped a core first refuses the core's
@@ -339,16 +368,18 @@ handle_info({kraken_hb, Pid, Info = #{leaving := true}}, S = #state{members = Me
             undefined -> undefined;
             Q0 -> kraken_cluster_quorum:forget(Q0, node(Pid))
         end,
-    {noreply, lead(update(S#state{members = maps:remove(Pid, Members), quorum = Q}))};
+    {noreply, lead(update(S#state{members = maps:remove(Pid, Members), quorum = Q,
+                                  lost = maps:remove(node(Pid), S#state.lost)}))};
 handle_info({kraken_hb, Pid, Info}, S = #state{members = Members, known = Known})
   when is_map(Info) ->
     New = not maps:is_key(Pid, Members),
     S1 = S#state{members = Members#{Pid => #member{pid = Pid, info = Info,
                                                    heard = now_ms()}},
-                 known = Known#{node(Pid) => true}},
+                 known = Known#{node(Pid) => true},
+                 lost = maps:remove(node(Pid), S#state.lost)},
     S2 = adopt(maps:get(view, Info, undefined), S1),
     case New orelse S2#state.view =/= S#state.view of
-        true -> {noreply, lead(update(S2))};   % a join shows at once
+        true -> {noreply, lead(update(warn_loopback(Info, S2)))};   % a join shows at once
         false -> {noreply, lead(S2)}
     end;
 handle_info({nodedown, Node}, S = #state{members = Members}) ->
@@ -357,7 +388,8 @@ handle_info({nodedown, Node}, S = #state{members = Members}) ->
         0 -> {noreply, S};
         _ ->
             ?LOG_WARNING("kraken cluster: lost the connection to node ~s", [Node]),
-            {noreply, update(S#state{members = maps:without(maps:keys(Gone), Members)})}
+            {noreply, update(S#state{members = maps:without(maps:keys(Gone), Members),
+                                     lost = lose(maps:values(Gone), S#state.lost)})}
     end;
 handle_info({nodeup, _}, S) ->
     {noreply, S};
@@ -381,6 +413,77 @@ terminate(_Crash, _S) ->
 
 now_ms() ->
     erlang:monotonic_time(millisecond).
+
+%% Members that stopped answering, kept for status/0 (the first time they
+%% were missed counts: a nodedown after the deadline keeps it).
+lose(Members, Lost) ->
+    lists:foldl(fun(#member{info = I, heard = H}, Acc) ->
+                        N = maps:get(node, I),
+                        case maps:is_key(N, Acc) of
+                            true -> Acc;
+                            false -> Acc#{N => {I, H}}
+                        end
+                end, Lost, Members).
+
+%% The seeds (cluster_nodes, parents) never heard from since the start.
+unreached(#state{nodes = Nodes, known = Known}) ->
+    [N || N <- Nodes, not maps:is_key(N, Known)].
+
+%% A seed never heard from is most often a typo in cluster_nodes: the node
+%% then forms a cluster of its own, or joins the others through another
+%% seed, and serves all the same.  Said ?SEED_WARN_FIRST ms after the
+%% start, then every ?SEED_WARN_EVERY ms while it lasts.
+warn_seeds(S = #state{seed_warn_at = At}) ->
+    Now = now_ms(),
+    case Now >= At andalso unreached(S) of
+        false ->
+            S;
+        [] ->
+            S;
+        Seeds ->
+            ?LOG_WARNING("kraken cluster: cluster_nodes ~s never reached (no heartbeat since this "
+                         "node started): a typo in cluster_nodes or parents, a node not started, "
+                         "or a network or cookie problem; this node goes on trying (bin/kraken "
+                         "cluster_status lists them)",
+                         [lists:join(" ", [atom_to_list(N) || N <- Seeds])]),
+            S#state{seed_warn_at = Now + ?SEED_WARN_EVERY}
+    end.
+
+%% Each node's engine connects to the endpoint the others advertise
+%% (advertised_host/1): a loopback address is of no use to a node on
+%% another host.  Said once per member, when it is first heard, if the
+%% host part of its node name differs from this node's and either of the
+%% two advertises a loopback address.
+warn_loopback(Info = #{node := Node, host := Theirs},
+              S = #state{info = #{host := Mine}, loopback_warned = Warned}) ->
+    [_, MyHost] = string:split(atom_to_list(node()), "@"),
+    [_, Host] = string:split(atom_to_list(Node), "@"),
+    case Host =/= MyHost andalso not maps:is_key(Node, Warned) of
+        false ->
+            S;
+        true ->
+            loopback(Mine) andalso
+                ?LOG_WARNING("kraken cluster: this node advertises the loopback address ~s "
+                             "(listen_ip, or what its host name ~s resolves to: Debian maps it "
+                             "to 127.0.1.1 in /etc/hosts), but ~s ~s is on host ~s: its engine "
+                             "cannot reach this node there; set listen_ip to this host's "
+                             "address on the cluster's network, or map the host name to it",
+                             [Mine, MyHost, maps:get(role, Info), Node, Host]),
+            loopback(Theirs) andalso
+                ?LOG_WARNING("kraken cluster: ~s ~s on host ~s advertises the loopback address "
+                             "~s: this node's engine cannot reach it there (see that node's log)",
+                             [maps:get(role, Info), Node, Host, Theirs]),
+            S#state{loopback_warned = Warned#{Node => true}}
+    end;
+warn_loopback(_Info, S) ->
+    S.
+
+loopback(Host) ->
+    case inet:parse_address(binary_to_list(iolist_to_binary(Host))) of
+        {ok, {127, _, _, _}} -> true;
+        {ok, {0, 0, 0, 0, 0, 0, 0, 1}} -> true;
+        _ -> false
+    end.
 
 %% Connects to the configured nodes and the members ever heard from that are
 %% not connected, each from a helper process of its own (an attempt to an
@@ -483,7 +586,8 @@ update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
                   [maps:get(role, I), maps:get(node, I), Now - H])
      || #member{info = I, heard = H} <- Dead],
     Members = maps:from_list([{P, M} || M = #member{pid = P} <- Live]),
-    S0 = quorum_step(Live, S#state{members = Members}),
+    Lost = maps:filter(fun(_, {_, H}) -> Now - H =< ?LOST_SHOWN end, lose(Dead, S#state.lost)),
+    S0 = quorum_step(Live, S#state{members = Members, lost = Lost}),
     Has = S0#state.quorum =:= undefined orelse kraken_cluster_quorum:has(S0#state.quorum),
     %% Without the quorum a node is on the minority side (or not admitted
     %% yet): its engine gets no live core, as a proxy cut off from every
@@ -573,8 +677,8 @@ quorum_step(Live0, S = #state{quorum = Q0, role = Role}) ->
                          "refused and its subscribers disconnected until it hears a majority",
                          [length(In), length(Voters), lists:join(" ", [atom_to_list(N) || N <- Voters -- In])]);
         {false, true} ->
-            ?LOG_WARNING("kraken cluster: quorum: ~b of the cluster's ~b members count for this node",
-                         [length(In), length(Voters)]);
+            ?LOG_NOTICE("kraken cluster: quorum: ~b of the cluster's ~b members count for this node",
+                        [length(In), length(Voters)]);
         _ ->
             ok
     end,

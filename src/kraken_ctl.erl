@@ -202,15 +202,27 @@ cluster_status() ->
                     end,
             Header = {"NODE", "ROLE", "ENDPOINT", "HEARD", "LINK", "UPSTREAM_TOPICS",
                       "SENT", "RECEIVED", "DROPPED"},
-            Rows = [member_row(M, Links) || M <- Members],
-            {ok, [table([Header | Rows]), view_text(kraken_cluster:view()),
-                  quorum_text(kraken_cluster:quorum())]}
+            View = kraken_cluster:view(),
+            Rows = [member_row(M, Links, View) || M <- Members],
+            {ok, [table([Header | Rows]), view_text(View),
+                  quorum_text(kraken_cluster:quorum()),
+                  seeds_text(kraken_cluster:unreached_seeds())]}
     end.
+
+%% The nodes of cluster_nodes (and parents) never heard from: a typo there,
+%% or nodes not started (kraken_cluster warns about them in the log too).
+seeds_text([]) ->
+    "";
+seeds_text(Seeds) ->
+    io_lib:format("seeds not reached: ~s~n", [lists:join(" ", [atom_to_list(N) || N <- Seeds])]).
 
 %% Whether this node is on the majority side (docs/cluster.md,
 %% "Quorum").
 quorum_text(not_counted) ->
     "quorum: counted by the parents\n";
+quorum_text({false, [], []}) ->
+    "quorum: NO, not admitted yet (no member with the quorum lists this node yet): "
+    "its clients are held\n";
 quorum_text({true, In, Voters}) ->
     io_lib:format("quorum: yes, ~b of ~b members count~n", [length(In), length(Voters)]);
 quorum_text({false, In, Voters}) ->
@@ -259,10 +271,11 @@ drain_error(timeout) ->
 undrain() ->
     case kraken_cluster:undrain() of
         ok -> {ok, io_lib:format("node ~s takes its topics back~n", [node()])};
+        not_drained -> {ok, io_lib:format("node ~s was not drained~n", [node()])};
         {error, Why} -> {error, io_lib:format("kraken: undrain failed: ~s~n", [drain_error(Why)])}
     end.
 
-member_row({Node, Role, Host, Port, Live, Ago}, Links) ->
+member_row({Node, Role, Host, Port, Live, Ago, Draining}, Links, {View, _, _}) ->
     Heard = case {Node =:= node(), Live} of
                 {true, _} -> "self";
                 {false, _} when Role =:= upstream -> "static";
@@ -276,13 +289,27 @@ member_row({Node, Role, Host, Port, Live, Ago}, Links) ->
             || {N, State, _, _, Topics, Received, Sent, Dropped, _} <- Links, N =:= NodeBin],
     case Link of
         [{State, Topics, Received, Sent, Dropped}] when State =/= self ->
-            {NodeStr, atom_to_list(Role), Endpoint, Heard, atom_to_list(State),
-             integer_to_list(Topics), integer_to_list(Sent), integer_to_list(Received),
-             integer_to_list(Dropped)};
+            {NodeStr, role_text(Role, Draining, NodeBin, View), Endpoint, Heard,
+             atom_to_list(State), integer_to_list(Topics), integer_to_list(Sent),
+             integer_to_list(Received), integer_to_list(Dropped)};
         _ ->
-            {NodeStr, atom_to_list(Role), Endpoint, Heard, "-", "-", "-", "-",
-             "-"}
+            {NodeStr, role_text(Role, Draining, NodeBin, View), Endpoint, Heard, "-", "-",
+             "-", "-", "-"}
     end.
+
+%% A core that drains (its heartbeats say so) is `core/draining' while it
+%% still owns topics in this node's view (or a move to or from it is under
+%% way), `core/drained' once it owns none.  One word, so that scripts
+%% splitting the columns on blanks keep working.
+role_text(core, true, Name, {_, _, _, Owners, Alt}) ->
+    case lists:member(Name, Owners ++ Alt) of
+        true -> "core/draining";
+        false -> "core/drained"
+    end;
+role_text(core, true, _Name, undefined) ->
+    "core/draining";
+role_text(Role, _, _, _) ->
+    atom_to_list(Role).
 
 %% @doc The engine's `stats' figures, one `name value' per line, the names
 %% in a column.

@@ -1,0 +1,175 @@
+%% @doc What an operator sees of a cluster (docs/cluster.md, "Runbook"), on
+%% two real cores started by bin/kraken on loopback:
+%%
+%%   - o1 is given a seed that never answers (a typo in `cluster_nodes'):
+%%     it forms a cluster of its own and serves, as before, but
+%%     `cluster_status' ends with `seeds not reached: <seed>' and its log
+%%     warns about it (first 10 s after its start);
+%%   - gaining the quorum, and draining on purpose, are logged at notice
+%%     level, not as warnings;
+%%   - `undrain' of a core that was never drained says so;
+%%   - a drained core shows as `core/drained' in the others'
+%%     `cluster_status' (its heartbeats say it drains);
+%%   - a core whose VM is stopped (SIGSTOP) is shown `dead (Ns)' by the
+%%     others (before, it vanished from the list at the deadline);
+%%   - o2 is named on another host name (`localhost') and both advertise a
+%%     loopback address: each warns that the other's engine cannot reach
+%%     it there.
+-module(kraken_cluster_ops_tests).
+
+-include_lib("eunit/include/eunit.hrl").
+
+-import(kraken_cluster_tests, [wait_until/2]).
+
+ops_test_() ->
+    {setup, fun setup/0, fun cleanup/1,
+     fun(Ctx) ->
+             {inorder,
+              [{timeout, 60, {"undrain of a core never drained says so; quorum logged at "
+                              "notice level", fun() -> not_drained(Ctx) end}},
+               {timeout, 60, {"a drained core shows as drained on the other nodes",
+                              fun() -> drained_shown(Ctx) end}},
+               {timeout, 60, {"a core whose VM is stopped is shown dead, not dropped",
+                              fun() -> stopped_shown_dead(Ctx) end}},
+               {timeout, 60, {"a member on another host name advertising loopback: "
+                              "a warning", fun() -> loopback_warned(Ctx) end}},
+               {timeout, 60, {"a seed never reached: cluster_status and the log name it",
+                              fun() -> seed_not_reached(Ctx) end}}]}
+     end}.
+
+%%% Fixture
+
+setup() ->
+    Ctx0 = kraken_cluster_tests:base_ctx("kops"),
+    #{prefix := Prefix, host := Host} = Ctx0,
+    Names = #{o1 => Prefix ++ "o1@" ++ Host, o2 => Prefix ++ "o2@localhost",
+              typo => Prefix ++ "otypo@" ++ Host},
+    Ports = #{o1 => kraken_cluster_tests:free_port(), o2 => kraken_cluster_tests:free_port()},
+    Ctx = Ctx0#{names => Names, ports => Ports},
+    Self = self(),
+    Seeds = #{o1 => maps:get(typo, Names), o2 => maps:get(o1, Names)},
+    [spawn_link(fun() ->
+                        Args = ["start", "-kraken", "tcp_server_port",
+                                integer_to_list(maps:get(N, Ports)),
+                                "-kraken", "listen_ip", "\"127.0.0.1\"",
+                                "-kraken", "cluster_nodes", "[" ++ maps:get(N, Seeds) ++ "]"]
+                            ++ kraken_cluster_tests:engine_args(),
+                        Self ! {started, N, script(Ctx, N, Args)}
+                end) || N <- [o1, o2]],
+    Pids = maps:from_list(
+             [receive
+                  {started, N, {0, Out}} ->
+                      {match, [P]} = re:run(Out, "\\(os pid (\\d+)\\)",
+                                            [{capture, all_but_first, list}]),
+                      {N, list_to_integer(P)};
+                  {started, N, Bad} ->
+                      error({start_failed, N, Bad})
+              after 90000 -> error(start_timeout)
+              end || N <- [o1, o2]]),
+    Ctx#{os_pids => Pids}.
+
+cleanup(Ctx = #{os_pids := Pids, tmp := Tmp}) ->
+    [_ = os:cmd("kill -CONT -" ++ integer_to_list(P) ++ " 2>/dev/null") || P <- maps:values(Pids)],
+    [_ = script(Ctx, N, ["stop"]) || N <- [o2, o1]],
+    kraken_cluster_tests:sanitizer_reports(Tmp),
+    [_ = os:cmd("kill -9 " ++ integer_to_list(P) ++ " 2>/dev/null") || P <- maps:values(Pids)],
+    kraken_cluster_tests:base_cleanup(Ctx).
+
+%% bin/kraken COMMAND for node N (o1, o2).
+script(#{script := Script, tmp := Tmp, ebin := Ebin, names := Names}, N, Args) ->
+    Env = [{"KRAKEN_LOG_DIR", Tmp}, {"KRAKEN_EBIN", Ebin},
+           {"KRAKEN_NODE_NAME", maps:get(N, Names)}],
+    Port = open_port({spawn_executable, Script},
+                     [{args, Args}, {env, Env}, {cd, Tmp}, exit_status, stderr_to_stdout,
+                      binary]),
+    collect(Port, []).
+
+collect(Port, Acc) ->
+    receive
+        {Port, {data, D}} -> collect(Port, [D | Acc]);
+        {Port, {exit_status, S}} -> {S, binary_to_list(iolist_to_binary(lists:reverse(Acc)))}
+    after 90000 -> error(script_timeout)
+    end.
+
+log(#{tmp := Tmp, names := Names}, N) ->
+    [Short | _] = string:split(maps:get(N, Names), "@"),
+    {ok, Text} = file:read_file(filename:join(Tmp, Short ++ ".console.log")),
+    Text.
+
+logged(Ctx, N, Re) ->
+    re:run(log(Ctx, N), Re, [{capture, none}, multiline]) =:= match.
+
+%% The cluster_status row of node M as seen from node N.
+row(Ctx = #{names := Names}, N, M) ->
+    {0, Out} = script(Ctx, N, ["cluster_status"]),
+    case [L || L <- string:split(Out, "\n", all),
+               lists:prefix(maps:get(M, Names) ++ " ", L)] of
+        [Row] -> string:lexemes(Row, " ");
+        [] -> []
+    end.
+
+both_serve(Ctx) ->
+    ok = wait_until(fun() ->
+                            lists:all(fun(N) -> element(1, script(Ctx, N, ["status"])) =:= 0 end,
+                                      [o1, o2]) andalso
+                                length(row(Ctx, o1, o2)) >= 5 andalso
+                                length(row(Ctx, o2, o1)) >= 5
+                    end, 30000).
+
+%%% Tests
+
+not_drained(Ctx = #{names := Names}) ->
+    both_serve(Ctx),
+    ?assertEqual({0, "node " ++ maps:get(o1, Names) ++ " was not drained\n"},
+                 script(Ctx, o1, ["undrain"])),
+    %% Gaining the quorum is good news: notice, not a warning.
+    ok = wait_until(fun() -> logged(Ctx, o1, " notice: kraken cluster: quorum: ") end, 5000),
+    ?assertNot(logged(Ctx, o1, " warning: kraken cluster: quorum: ")).
+
+drained_shown(Ctx = #{names := Names}) ->
+    ?assertMatch({0, _}, script(Ctx, o2, ["drain"])),
+    ?assertMatch(["core/drained", _ | _], tl(row(Ctx, o1, o2))),
+    ?assertMatch(["core/drained", _ | _], tl(row(Ctx, o2, o2))),
+    ?assert(logged(Ctx, o2, " notice: kraken cluster: draining")),
+    ?assertEqual({0, "node " ++ maps:get(o2, Names) ++ " takes its topics back\n"},
+                 script(Ctx, o2, ["undrain"])),
+    ok = wait_until(fun() -> tl(row(Ctx, o1, o2)) -- ["core"] =/= tl(row(Ctx, o1, o2)) end,
+                    10000).
+
+stopped_shown_dead(Ctx = #{os_pids := Pids}) ->
+    Pid = integer_to_list(maps:get(o2, Pids)),
+    _ = os:cmd("kill -STOP -" ++ Pid),
+    try
+        ok = wait_until(fun() ->
+                                case row(Ctx, o1, o2) of
+                                    [_, "core", _, "dead", Secs | _] ->
+                                        re:run(Secs, "^\\(\\d+s\\)$", [{capture, none}]) =:= match;
+                                    _ ->
+                                        false
+                                end
+                        end, 10000)
+    after
+        _ = os:cmd("kill -CONT -" ++ Pid)
+    end,
+    %% Heard again: live again.
+    ok = wait_until(fun() -> lists:member("ago", row(Ctx, o1, o2)) end, 15000).
+
+loopback_warned(Ctx) ->
+    ok = wait_until(fun() ->
+                            logged(Ctx, o1, "warning: kraken cluster: this node advertises the "
+                                   "loopback address 127.0.0.1") andalso
+                                logged(Ctx, o2, "warning: kraken cluster: this node advertises "
+                                       "the loopback address 127.0.0.1")
+                    end, 5000).
+
+seed_not_reached(Ctx = #{names := Names}) ->
+    Typo = maps:get(typo, Names),
+    {0, Out} = script(Ctx, o1, ["cluster_status"]),
+    ?assertMatch({match, _}, re:run(Out, "^seeds not reached: " ++ Typo ++ "$", [multiline])),
+    {0, Out2} = script(Ctx, o2, ["cluster_status"]),
+    ?assertEqual(nomatch, re:run(Out2, "seeds not reached")),
+    %% The warning: 10 s after the start, then every minute.
+    ok = wait_until(fun() ->
+                            logged(Ctx, o1, "warning: kraken cluster: cluster_nodes " ++ Typo ++
+                                       " never reached")
+                    end, 15000).
