@@ -39,7 +39,7 @@ CORE_SRC := c_src/protocol.c c_src/resp.c c_src/glob.c c_src/table.c c_src/subse
 ENGINE_SRC := $(CORE_SRC) c_src/control.c c_src/cluster_control.c c_src/main.c
 HEADERS := $(wildcard c_src/*.h include/kraken/*.h)
 UNIT_TESTS := test_protocol test_router test_proto_kraken test_proto_redis test_resp test_control test_metrics \
-              test_cluster_hash test_cluster_ack test_cluster_entered test_table
+              test_cluster_hash test_cluster_ack test_cluster_entered test_table test_redis_frames
 APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 erlang-common-test erlang-tools rebar3 libevent-dev libcmocka-dev \
                 python3-pymemcache valgrind clang libclang-rt-14-dev \

@@ -33,6 +33,7 @@ typedef struct {
     buf_t rb, wb;
     int closing;
     int dirty;  /* routing: listed for the write after this epoll batch */
+    int wants_out; /* registered for EPOLLOUT */
     int fd;
     long nsubs; /* RESP: the subscription count reported in confirmations */
 } nconn_t;
@@ -68,9 +69,11 @@ static long route_publish(const char *ch, size_t cl, const char *pl, size_t plen
     ml += fmt_u(m + 3, plen);
     memcpy(m + ml, "\r\n", 2);
     ml += 2;
+    long sent = 0;
     for (int i = 0; i < n; i++) {
         nconn_t *s = g_conns[fds[i]];
         if (!s || s->closing) continue;
+        sent++;
         buf_append(&s->wb, h, hl);
         buf_append(&s->wb, ch, cl);
         buf_append(&s->wb, m, ml);
@@ -78,7 +81,7 @@ static long route_publish(const char *ch, size_t cl, const char *pl, size_t plen
         buf_append(&s->wb, "\r\n", 2);
         mark_dirty(s);
     }
-    return n;
+    return sent;
 }
 
 /* frame and answer the Kraken text requests in c->rb */
@@ -309,8 +312,12 @@ static int conn_write(int ep, nconn_t *c, int dead)
         g_conns[fd] = NULL;
         return 1;
     }
-    struct epoll_event cev = { .events = EPOLLIN | (c->wb.len ? EPOLLOUT : 0), .data.fd = fd };
-    epoll_ctl(ep, EPOLL_CTL_MOD, fd, &cev);
+    int want = c->wb.len != 0;
+    if (want != c->wants_out) { /* a system call only when it changes */
+        struct epoll_event cev = { .events = EPOLLIN | (want ? EPOLLOUT : 0), .data.fd = fd };
+        epoll_ctl(ep, EPOLL_CTL_MOD, fd, &cev);
+        c->wants_out = want;
+    }
     return 0;
 }
 

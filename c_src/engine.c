@@ -132,7 +132,15 @@ void engine_snapshot(const struct engine *eng, struct stats_snapshot *s)
 {
     const struct router *r = &eng->router;
     memset(s, 0, sizeof *s);
+    /* Links between cluster nodes are no clients: this node's own links
+     * upstream (PROTO_KIND_LINK), and those of other nodes that said `set
+     * peer' or `set child' on the Kraken port. */
+    uint64_t links_out = 0, links_in = 0;
     for (const struct conn *c = eng->oldest; c; c = c->newer) {
+        if (c->ops->kind == PROTO_KIND_LINK)
+            links_out++;
+        else if (c->sub.peer || c->sub.child)
+            links_in++;
         s->queued_bytes += c->sub.queue.bytes;
         s->queued_messages += c->sub.queue.count;
         s->memory_counted_bytes += budget_conn_bytes(c);
@@ -143,8 +151,9 @@ void engine_snapshot(const struct engine *eng, struct stats_snapshot *s)
     s->uptime = (engine_now_ms() - eng->started_ms) / 1000;
     s->time = engine_unix_time();
     s->version = KRAKEN_VERSION;
-    s->curr_connections = eng->nconns;
-    s->curr_connections_kraken = eng->nconns_by_kind[PROTO_KIND_KRAKEN];
+    s->curr_connections = eng->nconns - links_out - links_in;
+    s->curr_connections_kraken = eng->nconns_by_kind[PROTO_KIND_KRAKEN] - links_in;
+    s->cluster_links = links_out + links_in;
     s->curr_connections_redis = eng->nconns_by_kind[PROTO_KIND_REDIS];
     s->total_connections = eng->stats.total_connections;
     s->rejected_connections = eng->stats.rejected_connections;

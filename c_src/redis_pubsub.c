@@ -7,8 +7,7 @@
  * of their own, as in Redis.  A Redis PUBLISH is an entry with one topic and
  * no excluded publisher (a RESP3 client subscribed to its own channel gets
  * its message, as with Redis); it is retained like any entry, so
- * retro_subscribe sees it.
- */
+ * retro_subscribe sees it. */
 #include <event2/buffer.h>
 #include <inttypes.h>
 #include <stdio.h>

@@ -69,6 +69,8 @@ const struct stats_field stats_fields[] = {
       "Retained bytes dropped to stay under max_memory_bytes" RESET),
     M(memory_counted_bytes, STATS_U64, METRIC_GAUGE, "memory_counted_bytes", NULL,
       "What max_memory_bytes bounds: clients' buffers, queues, subscriptions, and retention"),
+    M(cluster_links, STATS_U64, METRIC_GAUGE, "cluster_links", NULL,
+      "Open links between cluster nodes, both directions (not counted as client connections)"),
 };
 const size_t stats_nfields = sizeof stats_fields / sizeof stats_fields[0];
 

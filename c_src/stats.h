@@ -61,6 +61,7 @@ struct stats_snapshot {
     uint64_t disconnects_memory_budget;
     uint64_t retention_trimmed_bytes;
     uint64_t memory_counted_bytes;     /* what max_memory_bytes bounds (budget.h) */
+    uint64_t cluster_links;            /* links between cluster nodes, both ways (not clients) */
 };
 
 enum stats_type { STATS_I64, STATS_U64, STATS_STR };

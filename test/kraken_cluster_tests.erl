@@ -305,7 +305,17 @@ membership(Ctx) ->
                     [{capture, none}]) =:= match) || N <- ?CORES],
     ?assertMatch({match, _}, re:run(Out, node_name(Ctx, p2) ++ "@\\S+\\s+proxy")),
     ?assertMatch({match, _}, re:run(Out, node_name(Ctx, p1) ++ "@\\S+\\s+proxy\\s+\\S+\\s+self")),
-    %% A node that is not clustered says so.
+    %% The links are no clients: on c1, with no client connected, 2 links
+    %% out (to c2, c3) and 4 in (c2, c3, p1, p2).
+    Stat = fun(Name) ->
+                   {0, St} = script(Ctx, c1, ["stats"]),
+                   {match, [V]} = re:run(St, "(?m)^" ++ Name ++ "\\s+(\\d+)$",
+                                         [{capture, all_but_first, list}]),
+                   list_to_integer(V)
+           end,
+    ok = wait_until(fun() -> Stat("cluster_links") =:= 6 end, 5000),
+    ?assertEqual(0, Stat("curr_connections")),
+    ?assertEqual(0, Stat("curr_connections_kraken")),
     ok.
 
 exactly_once(Ctx) ->

@@ -307,7 +307,6 @@ static void test_publish_basic_bytes(void **state)
     fix_free(f);
 }
 
-/* Reached through several topics: one entry, held topics in the publisher's order. */
 /* A push subscriber's queue keeps its array while each write uses a good
  * part of it (no allocations per write at a steady rate), and gives it back
  * once the burst is over. */
@@ -334,6 +333,7 @@ static void test_queue_array_kept_while_used(void **state)
     fix_free(f);
 }
 
+/* Reached through several topics: one entry, held topics in the publisher's order. */
 static void test_publish_once_through_several_topics(void **state)
 {
     (void)state;

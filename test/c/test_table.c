@@ -6,7 +6,7 @@
 
 #include "table.h"
 
-#define N 1500
+#define NMAX 20000
 
 struct item {
     uint64_t hash;
@@ -23,8 +23,9 @@ static int item_eq(const void *p, const void *key)
     return ((const struct item *)p)->key == *(const int *)key;
 }
 
-static struct item items[N];
-static int in[N];
+static struct item items[NMAX];
+static int in[NMAX];
+static int N; /* items in this run */
 
 static void check_all(const struct table *t)
 {
@@ -44,10 +45,14 @@ static void check_all(const struct table *t)
     }
 }
 
-/* hash_of(k) decides the collisions; a pseudo-random order of adds and
- * removes, the set checked against `in' every 251 steps and at the end. */
-static void run(uint64_t (*hash_of)(int k))
+/* hash_of(k) decides the collisions; n items, a pseudo-random order of adds
+ * and removes (first mostly adds, then mostly removes: with n = 20,000 the
+ * table grows to 32,768 slots and shrinks back), the set checked against
+ * `in' every `every' steps and at the end. */
+static void run(uint64_t (*hash_of)(int k), int n, int every)
 {
+    N = n;
+    uint32_t max_cap = 0;
     struct table t;
     table_init(&t, item_hash);
     memset(in, 0, sizeof in);
@@ -68,10 +73,26 @@ static void run(uint64_t (*hash_of)(int k))
             assert_int_equal(table_remove(&t, &items[k]), in[k]);
             in[k] = 0;
         }
-        if (step % 251 == 0)
+        if (step % every == 0)
             check_all(&t);
+        if (t.cap > max_cap)
+            max_cap = t.cap;
     }
     check_all(&t);
+    /* then everything removed, one at a time */
+    for (int k = 0; k < N; k++)
+        if (in[k]) {
+            assert_int_equal(table_remove(&t, &items[k]), 1);
+            in[k] = 0;
+            if (k % 997 == 0)
+                check_all(&t);
+        }
+    check_all(&t);
+    assert_int_equal(t.count, 0);
+    if (n > TABLE_KEEP) { /* it grew past TABLE_KEEP and shrank back to it */
+        assert_true(max_cap >= 4 * TABLE_KEEP);
+        assert_int_equal(t.cap, TABLE_KEEP);
+    }
     table_free(&t);
 }
 
@@ -102,25 +123,25 @@ static uint64_t zero_low(int k)
 static void test_spread(void **state)
 {
     (void)state;
-    run(spread);
+    run(spread, NMAX, 2003);
 }
 
 static void test_same_homes(void **state)
 {
     (void)state;
-    run(same_homes);
+    run(same_homes, 1500, 251);
 }
 
 static void test_same_tags(void **state)
 {
     (void)state;
-    run(same_tags);
+    run(same_tags, 1500, 251);
 }
 
 static void test_zero_low_bits(void **state)
 {
     (void)state;
-    run(zero_low);
+    run(zero_low, 1500, 251);
 }
 
 int main(void)
