@@ -37,6 +37,14 @@
 %% ?DEADLINE ms and then speaks again is live again (it "comes back"). The heartbeats ride on distribution with
 %% `nosuspend': a hung member never blocks this process.
 %%
+%% For the operator (docs/cluster.md, "Runbook"): status/0 keeps a member
+%% that stopped answering, as not live, for ?LOST_SHOWN ms (`dead (Ns)' in
+%% `bin/kraken cluster_status'); a seed of `cluster_nodes' never heard from
+%% (a typo forms a cluster of its own silently otherwise) is listed by
+%% unreached_seeds/0 and warned about ?SEED_WARN_FIRST ms after the start,
+%% then every ?SEED_WARN_EVERY ms; a member on another host met with a
+%% loopback endpoint (this node's or its own) is warned about once.
+%%
 %% A proxy below proxies (option `parents', docs/cluster.md "A proxy below
 %% a proxy"): its engine's upstreams are its live parents, not the cores
 %% (`{Name, Host, Port, 0, parent}': the link says `set child', so the
@@ -414,76 +422,30 @@ terminate(_Crash, _S) ->
 now_ms() ->
     erlang:monotonic_time(millisecond).
 
-%% Members that stopped answering, kept for status/0 (the first time they
-%% were missed counts: a nodedown after the deadline keeps it).
+%% Members that stopped answering, kept for status/0.
 lose(Members, Lost) ->
-    lists:foldl(fun(#member{info = I, heard = H}, Acc) ->
-                        N = maps:get(node, I),
-                        case maps:is_key(N, Acc) of
-                            true -> Acc;
-                            false -> Acc#{N => {I, H}}
-                        end
-                end, Lost, Members).
+    kraken_cluster_ops:lose([{maps:get(node, I), I, H} || #member{info = I, heard = H} <- Members],
+                            Lost).
 
 %% The seeds (cluster_nodes, parents) never heard from since the start.
 unreached(#state{nodes = Nodes, known = Known}) ->
     [N || N <- Nodes, not maps:is_key(N, Known)].
 
-%% A seed never heard from is most often a typo in cluster_nodes: the node
-%% then forms a cluster of its own, or joins the others through another
-%% seed, and serves all the same.  Said ?SEED_WARN_FIRST ms after the
-%% start, then every ?SEED_WARN_EVERY ms while it lasts.
 warn_seeds(S = #state{seed_warn_at = At}) ->
     Now = now_ms(),
-    case Now >= At andalso unreached(S) of
-        false ->
-            S;
-        [] ->
-            S;
-        Seeds ->
-            ?LOG_WARNING("kraken cluster: cluster_nodes ~s never reached (no heartbeat since this "
-                         "node started): a typo in cluster_nodes or parents, a node not started, "
-                         "or a network or cookie problem; this node goes on trying (bin/kraken "
-                         "cluster_status lists them)",
-                         [lists:join(" ", [atom_to_list(N) || N <- Seeds])]),
-            S#state{seed_warn_at = Now + ?SEED_WARN_EVERY}
+    case Now >= At andalso kraken_cluster_ops:warn_seeds(unreached(S)) of
+        true -> S#state{seed_warn_at = Now + ?SEED_WARN_EVERY};
+        false -> S
     end.
 
-%% Each node's engine connects to the endpoint the others advertise
-%% (advertised_host/1): a loopback address is of no use to a node on
-%% another host.  Said once per member, when it is first heard, if the
-%% host part of its node name differs from this node's and either of the
-%% two advertises a loopback address.
-warn_loopback(Info = #{node := Node, host := Theirs},
-              S = #state{info = #{host := Mine}, loopback_warned = Warned}) ->
-    [_, MyHost] = string:split(atom_to_list(node()), "@"),
-    [_, Host] = string:split(atom_to_list(Node), "@"),
-    case Host =/= MyHost andalso not maps:is_key(Node, Warned) of
-        false ->
-            S;
-        true ->
-            loopback(Mine) andalso
-                ?LOG_WARNING("kraken cluster: this node advertises the loopback address ~s "
-                             "(listen_ip, or what its host name ~s resolves to: Debian maps it "
-                             "to 127.0.1.1 in /etc/hosts), but ~s ~s is on host ~s: its engine "
-                             "cannot reach this node there; set listen_ip to this host's "
-                             "address on the cluster's network, or map the host name to it",
-                             [Mine, MyHost, maps:get(role, Info), Node, Host]),
-            loopback(Theirs) andalso
-                ?LOG_WARNING("kraken cluster: ~s ~s on host ~s advertises the loopback address "
-                             "~s: this node's engine cannot reach it there (see that node's log)",
-                             [maps:get(role, Info), Node, Host, Theirs]),
-            S#state{loopback_warned = Warned#{Node => true}}
+warn_loopback(Info = #{node := Node}, S = #state{info = Mine, loopback_warned = Warned}) ->
+    case maps:is_key(Node, Warned) of
+        true -> S;
+        false -> kraken_cluster_ops:warn_loopback(Mine, Info),
+                 S#state{loopback_warned = Warned#{Node => true}}
     end;
 warn_loopback(_Info, S) ->
     S.
-
-loopback(Host) ->
-    case inet:parse_address(binary_to_list(iolist_to_binary(Host))) of
-        {ok, {127, _, _, _}} -> true;
-        {ok, {0, 0, 0, 0, 0, 0, 0, 1}} -> true;
-        _ -> false
-    end.
 
 %% Connects to the configured nodes and the members ever heard from that are
 %% not connected, each from a helper process of its own (an attempt to an
