@@ -19,8 +19,8 @@ struct ack_wait {
     uint64_t told;    /* the last refused request its holder was told of */
 };
 
-/* h's notes on f: those for request `seq` (0: every one after `after`)
- * are marked refused; the others are dropped when `drop` (h no longer
+/* h's notes on f: those for request `seq` (a note covers first .. seq;
+ * 0: every one not answered by `after`) are marked refused; the others are dropped when `drop` (h no longer
  * waits on f: they were answered).  Returns how many were marked. */
 static uint32_t notes_settle(struct ack_holder *h, const struct ack_fifo *f, uint64_t seq,
                              uint64_t after, bool drop)
@@ -28,7 +28,7 @@ static uint32_t notes_settle(struct ack_holder *h, const struct ack_fifo *f, uin
     uint32_t marked = 0, j = 0;
     for (uint32_t i = 0; i < h->nnotes; i++) {
         struct ack_note *x = &h->notes[i];
-        if (x->fifo == f && (seq ? x->seq == seq : x->seq > after)) {
+        if (x->fifo == f && (seq ? x->first <= seq && seq <= x->seq : x->seq > after)) {
             x->fifo = NULL;
             x->refused = true;
             h->refused++;
@@ -78,10 +78,19 @@ static void holder_unlink(struct ack_wait *w)
 
 int ack_wait(struct ack_fifo *f, struct ack_holder *h, uint64_t seq)
 {
+    return ack_wait_from(f, h, seq, seq);
+}
+
+int ack_wait_from(struct ack_fifo *f, struct ack_holder *h, uint64_t first, uint64_t seq)
+{
     if (seq <= f->answered)
         return 0;
+    if (first > seq)
+        first = seq;
     for (struct ack_wait *w = h->waits; w; w = w->hnext)
         if (w->fifo == f) {
+            if (first < w->first)
+                w->first = first;
             if (w->seq < seq) {
                 /* A later request: every other wait on f is for seq or
                  * less, so the tail is its place. */
@@ -95,7 +104,8 @@ int ack_wait(struct ack_fifo *f, struct ack_holder *h, uint64_t seq)
     if (!w)
         return -1;
     w->holder = h;
-    w->seq = w->first = seq;
+    w->seq = seq;
+    w->first = first;
     w->told = 0;
     w->hnext = h->waits;
     h->waits = w;
@@ -187,6 +197,12 @@ void ack_holder_forget(struct ack_holder *h)
 
 int ack_note(struct ack_holder *h, struct ack_fifo *f, uint64_t seq, uint64_t reply)
 {
+    return ack_note_range(h, f, seq, seq, reply);
+}
+
+int ack_note_range(struct ack_holder *h, struct ack_fifo *f, uint64_t first, uint64_t seq,
+                   uint64_t reply)
+{
     if (h->nnotes == h->notes_cap) {
         uint32_t cap = h->notes_cap ? 2 * h->notes_cap : 8;
         struct ack_note *v = realloc(h->notes, cap * sizeof *v);
@@ -197,7 +213,7 @@ int ack_note(struct ack_holder *h, struct ack_fifo *f, uint64_t seq, uint64_t re
         h->notes = v;
         h->notes_cap = cap;
     }
-    h->notes[h->nnotes++] = (struct ack_note){f, seq, reply, false};
+    h->notes[h->nnotes++] = (struct ack_note){f, first <= seq ? first : seq, seq, reply, false};
     return 0;
 }
 

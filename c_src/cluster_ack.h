@@ -35,11 +35,12 @@
 struct ack_wait;
 struct ack_fifo;
 
-/* Held reply `reply` waits for request `seq` of `fifo` (NULL once it was
+/* Held reply `reply` waits for requests `first` .. `seq` of `fifo` (a
+ * publish that filled a batch goes on in the next one; NULL once it was
  * refused: then `refused`). */
 struct ack_note {
     struct ack_fifo *fifo;
-    uint64_t seq, reply;
+    uint64_t first, seq, reply;
     bool refused;
 };
 
@@ -81,6 +82,9 @@ static inline uint64_t ack_fifo_send(struct ack_fifo *f)
  * request being built).  Returns 1 if h now waits, 0 when there is nothing
  * to wait for (answered already), -1 when out of memory (h does not wait). */
 int ack_wait(struct ack_fifo *f, struct ack_holder *h, uint64_t seq);
+/* The same for a request carried by requests first .. seq of f (a refusal
+ * of any of them tells h, as for a later request it waited for). */
+int ack_wait_from(struct ack_fifo *f, struct ack_holder *h, uint64_t first, uint64_t seq);
 
 /* One answer arrived.  Returns false when none was owed (nothing changes). */
 bool ack_fifo_answer(struct ack_fifo *f, ack_done_fn *done, void *arg);
@@ -107,6 +111,10 @@ void ack_holder_forget(struct ack_holder *h);
  * -1 when out of memory (h->notes_lost is set: the caller cannot tell its
  * replies apart any more). */
 int ack_note(struct ack_holder *h, struct ack_fifo *f, uint64_t seq, uint64_t reply);
+/* The same for a reply carried by requests first .. seq of f: refused when
+ * any of them is refused, or f fails before answering them all. */
+int ack_note_range(struct ack_holder *h, struct ack_fifo *f, uint64_t first, uint64_t seq,
+                   uint64_t reply);
 
 /* The replies of h's refused notes, each once, in increasing order, into
  * *out (malloc'd, NULL when none).  Returns how many, -1 when out of

@@ -65,6 +65,7 @@ struct cluster_core {
      * publishes forwarded and not confirmed yet (the last batch carrying
      * one, how many, the last publisher). */
     uint64_t pub_wait;
+    uint64_t pub_first; /* the first batch the current request's entries went into */
     uint64_t nr_seq, nr_pending, nr_client;
     char nr_peer[64];
     /* `version` requests on the current link: sent, answered (in order),

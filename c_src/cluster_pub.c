@@ -47,6 +47,7 @@ void cluster_pub_note(struct cluster_core *k)
      * previous one if it had to). */
     uint64_t seq = k->acks.sent + 1;
     if (k->pub_wait == 0) {
+        k->pub_first = seq; /* a request's entries may fill a batch and go on in the next */
         if (ntouched == touched_cap) {
             size_t cap = touched_cap ? 2 * touched_cap : 8;
             struct cluster_core **t = realloc(touched, cap * sizeof *t);
@@ -82,7 +83,7 @@ void cluster_publish_hold(struct conn *c, bool noreply)
         struct cluster_core *k = touched[i];
         if (!current(k))
             continue;
-        uint64_t seq = k->pub_wait;
+        uint64_t first = k->pub_first, seq = k->pub_wait;
         k->pub_wait = 0;
         if (!c || conn_is_closing(c) || !c->out)
             continue;
@@ -94,7 +95,7 @@ void cluster_publish_hold(struct conn *c, bool noreply)
             continue;
         }
         bool was_held = conn_held(c);
-        int rc = ack_wait(&k->acks, &c->acks, seq);
+        int rc = ack_wait_from(&k->acks, &c->acks, first, seq);
         if (rc < 0) {
             klog(LOG_ERROR, "%s %" PRIu64 " (%s): out of memory waiting for core %s to confirm "
                  "a publish; answering without it", c->ops->log_name, c->sub.id, c->peer,
@@ -107,7 +108,8 @@ void cluster_publish_hold(struct conn *c, bool noreply)
              * waits for which core (cluster_child_wait_failed).  The reply
              * is named by where it starts after held_from. */
             if (c->sub.child &&
-                ack_note(&c->acks, &k->acks, seq, evbuffer_get_length(c->out) - c->held_from) < 0)
+                ack_note_range(&c->acks, &k->acks, first, seq,
+                               evbuffer_get_length(c->out) - c->held_from) < 0)
                 klog(LOG_ERROR, "client %" PRIu64 " (%s), a proxy below this node: out of memory "
                      "noting which core its publish waits for; if one is lost, its link is "
                      "closed", c->sub.id, c->peer);

@@ -182,20 +182,54 @@ struct by_second {
     size_t i;
 };
 
-/* By second; within one, this node's own entries (seq > 0: found in its
- * retention or forwarded from its clients, two sources in which one
- * publisher's entries may both be) by publish seq, then the entries made
- * from an owner's answer (seq 0) in their order in v. */
+/* By second, then by position in v (stable: each source is in publish
+ * order, and an owner's answer comes before this node's own entries). */
 static int cmp_by_second(const void *a, const void *b)
 {
     const struct by_second *x = a, *y = b;
     if (x->time != y->time)
         return x->time < y->time ? -1 : 1;
-    if ((x->seq == 0) != (y->seq == 0))
-        return x->seq ? -1 : 1;
-    if (x->seq != y->seq)
-        return x->seq < y->seq ? -1 : 1;
     return x->i < y->i ? -1 : x->i > y->i;
+}
+
+static int cmp_seq_only(const void *a, const void *b)
+{
+    const struct by_second *x = a, *y = b;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* Within each second, this node's own entries (seq > 0: from its retention
+ * or forwarded from its clients, two sources in which one publisher's
+ * entries may both be) are put in publish order among the places they
+ * hold; the entries made from an owner's answer (seq 0) keep theirs (an
+ * entry of a publisher sent on an older link comes back in the answer, its
+ * next one, sent after the link was reopened, is this node's own). */
+static int own_in_seq_order(struct by_second *o, size_t n)
+{
+    struct by_second *own = malloc((n ? n : 1) * sizeof *own);
+    size_t *at = malloc((n ? n : 1) * sizeof *at);
+    if (!own || !at) {
+        free(own);
+        free(at);
+        return -1;
+    }
+    for (size_t s = 0; s < n;) {
+        size_t e = s, m = 0;
+        while (e < n && o[e].time == o[s].time)
+            e++;
+        for (size_t k = s; k < e; k++)
+            if (o[k].seq) {
+                own[m] = o[k];
+                at[m++] = k;
+            }
+        qsort(own, m, sizeof *own, cmp_seq_only);
+        for (size_t k = 0; k < m; k++)
+            o[at[k]] = own[k];
+        s = e;
+    }
+    free(own);
+    free(at);
+    return 0;
 }
 
 int qitems_by_second(struct qitem *v, size_t *count, uint64_t mark_base)
@@ -214,8 +248,8 @@ int qitems_by_second(struct qitem *v, size_t *count, uint64_t mark_base)
         o[i].i = i;
     }
     qsort(o, n, sizeof *o, cmp_by_second);
+    int rc = own_in_seq_order(o, n);
     size_t m = 0;
-    int rc = 0;
     for (size_t k = 0; k < n; k++) {
         struct qitem *it = &v[o[k].i];
         uint64_t mark = it->e->mark;

@@ -72,9 +72,10 @@ uint32_t queue_cut(struct queue *q, uint32_t from, struct qitem *out);
 /* Releases an item taken by queue_cut (its topic list, its entry). */
 void qitem_release(struct qitem *it);
 /* Items of an answer gathered from several sources, each in publish order
- * (cluster_relay.c): sorts v[0..n) by the entries' second; within a second,
- * this node's own entries (seq > 0) by seq, then those made from owners'
- * answers (seq 0) in their order in v; and makes the items of one entry one
+ * (cluster_relay.c): sorts v[0..n) by the entries' second, keeping each
+ * second's items in their order in v, except that this node's own entries
+ * (seq > 0) are put in seq order among the places they hold; and makes the
+ * items of one entry one
  * item (the first), holding the union of their topics.  Uses the entries'
  * `mark' with the values mark_base .. mark_base + n - 1, which the caller
  * reserved.  *n becomes the new count (the merged items are released),

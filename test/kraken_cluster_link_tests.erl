@@ -47,7 +47,10 @@ link_test_() ->
      {timeout, 30, {"a child's link_retro waiting for a lost core: VALUE lost, NOT_FOUND, "
                     "the link stays", fun retro_waiting_lost/0}},
      {timeout, 30, {"in the middle of three: a child's publish refused above is answered "
-                    "the error, the link stays", fun middle_refused/0}}].
+                    "the error, the link stays", fun middle_refused/0}},
+     {timeout, 30, {"in the middle of three: a child's publish whose entries filled one "
+                    "batch and went on in the next, the first refused: the error",
+                    fun middle_split_refused/0}}].
 
 block(Entries) ->
     Body = iolist_to_binary([[<<"MESSAGE ">>, lists:join(<<" ">>, Ts), <<" ">>,
@@ -254,6 +257,38 @@ middle_refused() ->
                  gen_tcp:close(Q)
          end).
 
+%% Two publish requests of a child read together; this node's batch to its
+%% parent fills (max_request_bytes 4096) in the middle of the second, so
+%% batch 1 = R1 + R2's first entry, batch 2 = R2's second entry.  The parent
+%% refuses batch 1 and stores batch 2: R2's first entry was not published
+%% above, so R2 gets the error too (found in review: it got STORED).
+middle_split_refused() ->
+    with(refuse_first_publish, [{max_request_bytes, 4096}], parent,
+         fun(S, T, _Fake) ->
+                 {ok, {_, Listen}} = inet:peername(S),
+                 {ok, Q} = gen_tcp:connect({127, 0, 0, 1}, Listen, [binary, {active, false}]),
+                 P = binary:copy(<<"x">>, 1500),
+                 E = [<<"MESSAGE ">>, T, <<" 1500\r\n">>, P, <<"\r\n">>],
+                 Pub = fun(Es) -> B = iolist_to_binary(Es),
+                                  [<<"set publish 0 0 ">>, integer_to_binary(byte_size(B)),
+                                   <<"\r\n">>, B, <<"\r\n">>] end,
+                 ok = gen_tcp:send(Q, [<<"set child 0 0 2 noreply\r\nq1\r\n">>,
+                                       Pub([E]), Pub([E, E])]),
+                 ?assertEqual(<<"SERVER_ERROR cluster core unavailable\r\n"
+                                "SERVER_ERROR cluster core unavailable\r\n">>,
+                              recv_n_lines(Q, 2, <<>>)),
+                 %% The first batch carried R1 and R2's first entry.
+                 receive {fake_batch, L1} -> ?assert(L1 > 3000) after 1000 -> error(no_batch) end,
+                 gen_tcp:close(Q)
+         end).
+
+recv_n_lines(S, N, Acc) ->
+    case length(binary:matches(Acc, <<"\r\n">>)) >= N of
+        true -> Acc;
+        false -> {ok, More} = gen_tcp:recv(S, 0, 5000),
+                 recv_n_lines(S, N, <<Acc/binary, More/binary>>)
+    end.
+
 %% What S is sent up to and including Last.
 recv_until(S, Last, Acc) ->
     case binary:match(Acc, Last) of
@@ -346,10 +381,16 @@ fake_loop(Test, C, Answer, Buf) ->
             Len = binary_to_integer(N),
             case Rest of
                 <<_:Len/binary, "\r\n", After/binary>> ->
+                    First = (get(refused_one) =:= undefined),
                     if Cmd =:= <<"link_retro">> ->
                             T = receive {topic, X} -> X end,
                             Answer(C, T);
                        Opt =:= [], Cmd =:= <<"publish">>, Answer =:= refuse_publish ->
+                            ok = gen_tcp:send(C, <<"SERVER_ERROR cluster core unavailable\r\n">>);
+                       Opt =:= [], Cmd =:= <<"publish">>, Answer =:= refuse_first_publish,
+                       First ->
+                            put(refused_one, true),
+                            Test ! {fake_batch, Len},
                             ok = gen_tcp:send(C, <<"SERVER_ERROR cluster core unavailable\r\n">>);
                        Opt =:= [] ->
                             ok = gen_tcp:send(C, <<"STORED\r\n">>),

@@ -353,10 +353,54 @@ static void test_notes_refuse(void **state)
     tu_cleanup(NULL); /* while the holders and FIFOs (on this stack) exist */
 }
 
+/* A publish whose entries filled request 1 and went on in request 2: a
+ * refusal of 1 refuses it too (found in review: only its last request was
+ * noted, so it was released as stored). */
+static void test_note_range(void **state)
+{
+    (void)state;
+    struct ack_fifo f;
+    ack_fifo_init(&f);
+    struct holder a = {0};
+    tu_defer(forget, &a.h);
+    /* reply 0: request 1 only; reply 8: requests 1 and 2. */
+    assert_int_equal(ack_wait(&f, &a.h, 1), 1);
+    assert_int_equal(ack_note(&a.h, &f, 1, 0), 0);
+    ack_fifo_send(&f);
+    assert_int_equal(ack_wait_from(&f, &a.h, 1, 2), 1);
+    assert_int_equal(ack_note_range(&a.h, &f, 1, 2, 8), 0);
+    ack_fifo_send(&f);
+    int calls = 0;
+    assert_true(ack_fifo_refuse(&f, done, &calls));
+    uint64_t *v;
+    assert_int_equal(ack_refused_replies(&a.h, &v), 2);
+    assert_int_equal(v[0], 0);
+    assert_int_equal(v[1], 8);
+    free(v);
+    assert_true(ack_fifo_answer(&f, done, &calls));
+    assert_int_equal(a.released, 1);
+    /* The same, request 2 refused: only reply 8. */
+    ack_notes_clear(&a.h);
+    a.released = a.failed = 0;
+    assert_int_equal(ack_wait(&f, &a.h, 3), 1);
+    assert_int_equal(ack_note(&a.h, &f, 3, 0), 0);
+    ack_fifo_send(&f);
+    assert_int_equal(ack_wait_from(&f, &a.h, 3, 4), 1);
+    assert_int_equal(ack_note_range(&a.h, &f, 3, 4, 8), 0);
+    ack_fifo_send(&f);
+    assert_true(ack_fifo_answer(&f, done, &calls));
+    assert_true(ack_fifo_refuse(&f, done, &calls));
+    assert_int_equal(ack_refused_replies(&a.h, &v), 1);
+    assert_int_equal(v[0], 8);
+    free(v);
+    tu_cleanup(NULL); /* while the holder and FIFO (on this stack) exist */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         tu_test(test_nothing_owed),
+        tu_test(test_note_range),
         tu_test(test_released_in_order),
         tu_test(test_several_links),
         tu_test(test_later_wait_replaces),

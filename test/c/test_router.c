@@ -1090,6 +1090,47 @@ static void test_retro_one_shard_too_old(void **state)
     fix_free(f);
 }
 
+/* qitems_by_second (the relay's answer to a child): within one second, an
+ * owner's answer entry (seq 0) and this node's own entries (seq > 0).  v
+ * holds, in this order: own o2 (seq 9), answer a1, own o1 (seq 7), answer
+ * a2; one publisher's m1 (in the answer: sent on an older link) before its
+ * m2 (own, sent after the link was reopened) is the case of a1, o1.  The
+ * answer entries keep their places, the own ones take theirs in seq order:
+ * o1, a1, o2, a2 (found in review: every own entry was put first). */
+static void test_by_second_order(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(1, 16, 1 << 20, 0);
+    struct topic *t = topic_intern(&f->r.topics, TOPIC_NS_CHANNEL, "y", 1);
+    assert_non_null(t);
+    const char *name[4] = {"o2", "a1", "o1", "a2"};
+    const uint64_t seq[4] = {9, 0, 7, 0};
+    struct entry *e[4];
+    struct qitem v[4];
+    for (int i = 0; i < 4; i++) {
+        e[i] = entry_new(&f->r.entries, &t, 1, name[i], 2);
+        assert_non_null(e[i]);
+        e[i]->time = 100;
+        e[i]->seq = seq[i];
+        qitem_init(&v[i], e[i]);
+        assert_int_equal(qitem_add_topic(&v[i], 0), 0);
+        entry_unref(e[i]);
+    }
+    size_t n = 4;
+    uint64_t base = f->r.epoch + 1;
+    f->r.epoch += n + 1;
+    assert_int_equal(qitems_by_second(v, &n, base), 0);
+    assert_int_equal(n, 4);
+    const struct entry *want[4] = {e[2], e[1], e[0], e[3]};
+    bool ok = true;
+    for (int i = 0; i < 4; i++)
+        ok = ok && v[i].e == want[i];
+    for (int i = 0; i < 4; i++)
+        qitem_release(&v[i]);
+    assert_true(ok);
+    fix_free(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1097,6 +1138,7 @@ int main(void)
         tu_test(test_unsubscribe_middle),
         tu_test(test_topic_churn),
         tu_test(test_publish_basic_bytes),
+        tu_test(test_by_second_order),
         tu_test(test_queue_array_kept_while_used),
         tu_test(test_publish_once_through_several_topics),
         tu_test(test_no_self_delivery),
