@@ -76,20 +76,8 @@ cleanup(Ctx = #{os_pids := Pids, tmp := Tmp}) ->
     kraken_cluster_tests:base_cleanup(Ctx).
 
 %% bin/kraken COMMAND for node N (o1, o2).
-script(#{script := Script, tmp := Tmp, ebin := Ebin, names := Names}, N, Args) ->
-    Env = [{"KRAKEN_LOG_DIR", Tmp}, {"KRAKEN_EBIN", Ebin},
-           {"KRAKEN_NODE_NAME", maps:get(N, Names)}],
-    Port = open_port({spawn_executable, Script},
-                     [{args, Args}, {env, Env}, {cd, Tmp}, exit_status, stderr_to_stdout,
-                      binary]),
-    collect(Port, []).
-
-collect(Port, Acc) ->
-    receive
-        {Port, {data, D}} -> collect(Port, [D | Acc]);
-        {Port, {exit_status, S}} -> {S, binary_to_list(iolist_to_binary(lists:reverse(Acc)))}
-    after 90000 -> error(script_timeout)
-    end.
+script(Ctx = #{names := Names}, N, Args) ->
+    kraken_cluster_tests:script_as(Ctx, maps:get(N, Names), Args).
 
 log(#{tmp := Tmp, names := Names}, N) ->
     [Short | _] = string:split(maps:get(N, Names), "@"),

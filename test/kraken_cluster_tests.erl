@@ -53,7 +53,7 @@
 
 %% Helpers for the other cluster test modules (kraken_cluster_moves runs in
 %% this fixture).
--export([base_ctx/1, base_cleanup/1, script/3, engine_args/0, engine_path/0, standalone/1,
+-export([base_ctx/1, base_cleanup/1, script/3, script_as/3, engine_args/0, engine_path/0, standalone/1,
          free_port/0, rpc/5, wait_until/2, receive_pairs/3, sanitizer_reports/1, node_name/2,
          start_nodes/2, connect/2, owner/3, settled/3, node_atom/2, links_up/3,
          expect_in_order/2, next_second/0, closed_within/3, upstream_topics/2,
@@ -189,9 +189,13 @@ keep_logs(Tmp) ->
                    "/*.console.log " ++ Keep ++ "/ 2>/dev/null"),
     ok.
 
-script(#{script := Script, tmp := Tmp, ebin := Ebin} = Ctx, Name, Args) ->
-    Env = [{"KRAKEN_LOG_DIR", Tmp}, {"KRAKEN_EBIN", Ebin},
-           {"KRAKEN_NODE_NAME", node_name(Ctx, Name)}],
+script(Ctx, Name, Args) ->
+    script_as(Ctx, node_name(Ctx, Name), Args).
+
+%% bin/kraken COMMAND with KRAKEN_NODE_NAME NodeName (a short name, or
+%% name@host).
+script_as(#{script := Script, tmp := Tmp, ebin := Ebin}, NodeName, Args) ->
+    Env = [{"KRAKEN_LOG_DIR", Tmp}, {"KRAKEN_EBIN", Ebin}, {"KRAKEN_NODE_NAME", NodeName}],
     Port = open_port({spawn_executable, Script},
                      [{args, Args}, {env, Env}, {cd, Tmp}, exit_status, stderr_to_stdout,
                       binary]),
