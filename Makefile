@@ -154,13 +154,13 @@ help:
 
 # ---- tests ----
 
-build/test/%: test/c/%.c $(SAN_OBJ) $(HEADERS) test/c/test_util.h
+build/test/%: test/c/%.c $(SAN_OBJ) $(HEADERS) test/c/test_util.h test/c/test_conn.h
 	@mkdir -p build/test
 	$(CC) $(WARN) $(SAN) $(CPPFLAGS_K) -o $@ $< $(SAN_OBJ) $(LDLIBS_K) -lcmocka
 
 # The same unit tests built with clang too: its UBSan flags things gcc's does
 # not (e.g. an offset applied to a null pointer).
-build/test-clang/%: test/c/%.c $(SAN_OBJ_CLANG) $(HEADERS) test/c/test_util.h
+build/test-clang/%: test/c/%.c $(SAN_OBJ_CLANG) $(HEADERS) test/c/test_util.h test/c/test_conn.h
 	@mkdir -p build/test-clang
 	clang $(WARN) $(SAN) $(CPPFLAGS_K) -o $@ $< $(SAN_OBJ_CLANG) $(LDLIBS_K) -lcmocka
 

@@ -4,6 +4,7 @@
  * redis-server is test/redis_diff_test.py's job; these pin the frames, the
  * cross-protocol delivery and the rules that have no Redis counterpart. */
 #include "test_util.h"
+#include "test_conn.h"
 
 #include <time.h>
 
@@ -25,28 +26,12 @@ static void quiet_sink(enum log_level level, const char *msg, size_t len)
     (void)len;
 }
 
-static struct conn *open_conn(struct fix *f, const struct proto_ops *ops)
-{
-    struct conn *c = conn_new(&f->eng, ops, ++f->eng.next_id, "test", engine_now_ms());
-    assert_non_null(c);
-    c->in = evbuffer_new();
-    c->out = evbuffer_new();
-    return c;
-}
-
-static void close_conn(struct conn *c)
-{
-    evbuffer_free(c->in);
-    evbuffer_free(c->out);
-    conn_free(c);
-}
-
 static void fix_destroy(void *p)
 {
     struct fix *f = p;
-    close_conn(f->r1);
-    close_conn(f->r2);
-    close_conn(f->k1);
+    tc_close(f->r1);
+    tc_close(f->r2);
+    tc_close(f->k1);
     engine_free(&f->eng);
     free(f);
 }
@@ -61,9 +46,9 @@ static struct fix *fix_new_pw(const char *password)
     snprintf(cfg.redis_password, sizeof cfg.redis_password, "%s", password);
     assert_int_equal(engine_init(&f->eng, &cfg, NULL, NULL, NULL), 0);
     f->eng.router.start_time -= 100;
-    f->r1 = open_conn(f, &proto_redis);
-    f->r2 = open_conn(f, &proto_redis);
-    f->k1 = open_conn(f, &proto_kraken);
+    f->r1 = tc_open(&f->eng, &proto_redis);
+    f->r2 = tc_open(&f->eng, &proto_redis);
+    f->k1 = tc_open(&f->eng, &proto_kraken);
     tu_defer(fix_destroy, f);
     return f;
 }
@@ -150,7 +135,7 @@ static void test_redis_publish_to_kraken(void **state)
     expect_out(f->k1, "VALUE messages 0 19\r\nMESSAGE ch 5\r\nhello\r\nEND\r\n");
     assert_int_equal(router_retained_entries(&f->eng.router), 1);
     /* a retro_subscribe sees it */
-    struct conn *k2 = open_conn(f, &proto_kraken);
+    struct conn *k2 = tc_open(&f->eng, &proto_kraken);
     char req[80];
     snprintf(req, sizeof req, "set retro_subscribe 0 0 %d\r\n%ld\r\nch\r\n",
              (int)snprintf(NULL, 0, "%ld\r\nch", (long)time(NULL) - 50),
@@ -158,7 +143,7 @@ static void test_redis_publish_to_kraken(void **state)
     send_s(k2, req);
     send_s(k2, "get messages\r\n");
     expect_out(k2, "STORED\r\nVALUE messages 0 19\r\nMESSAGE ch 5\r\nhello\r\nEND\r\n");
-    close_conn(k2);
+    tc_close(k2);
 }
 
 static void test_resp3_push_frames(void **state)

@@ -8,6 +8,7 @@
  * under the sanitizers, so this test turns it on (KRAKEN_TEST_ENTRY_POOL):
  * it runs alone in its process. */
 #include "test_util.h"
+#include "test_conn.h"
 
 #include "conn.h"
 #include "engine.h"
@@ -21,22 +22,6 @@
 static void quiet_sink(enum log_level level, const char *msg, size_t len)
 {
     (void)level; (void)msg; (void)len;
-}
-
-static struct conn *open_conn(struct engine *eng)
-{
-    struct conn *c = conn_new(eng, &proto_redis, ++eng->next_id, "test", engine_now_ms());
-    assert_non_null(c);
-    c->in = evbuffer_new();
-    c->out = evbuffer_new();
-    return c;
-}
-
-static void close_conn(struct conn *c)
-{
-    evbuffer_free(c->in);
-    evbuffer_free(c->out);
-    conn_free(c);
 }
 
 static void send_s(struct conn *c, const char *s)
@@ -70,7 +55,7 @@ static void test_retro_answer_entries_seq0(void **state)
     struct engine_config cfg;
     engine_config_defaults(&cfg);
     assert_int_equal(engine_init(&eng, &cfg, NULL, NULL, NULL), 0);
-    struct conn *r1 = open_conn(&eng), *r2 = open_conn(&eng);
+    struct conn *r1 = tc_open(&eng, &proto_redis), *r2 = tc_open(&eng, &proto_redis);
     send_s(r1, "SUBSCRIBE rt\r\n");
     send_s(r2, "SUBSCRIBE rt\r\n");
     struct topic *t = topic_find(&eng.router.topics, TOPIC_NS_CHANNEL, "rt", 2);
@@ -88,8 +73,8 @@ static void test_retro_answer_entries_seq0(void **state)
     assert_ptr_equal(e2, e1); /* the same block (the pool), else this proves nothing */
     r2->ops->deliver(r2);
     assert_evbuffer_equal(r2->out, B("*3\r\n$7\r\nmessage\r\n$2\r\nrt\r\n$5\r\nother\r\n"));
-    close_conn(r1);
-    close_conn(r2);
+    tc_close(r1);
+    tc_close(r2);
     engine_free(&eng);
 }
 
