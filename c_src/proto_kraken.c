@@ -502,6 +502,12 @@ static const char *execute(struct conn *c, const struct proto_request *req, int6
         *close = true;
         return "";
     case PROTO_VERSION:
+        /* A child (a proxy below) takes the answer as a barrier: every
+         * entry routed to it before goes first, so that once it has the
+         * answer nothing more comes of a topic it unsubscribed before
+         * (docs/cluster.md, "Sticky parents"; cluster_pin.h). */
+        if (c->sub.child && c->sub.push && c->sub.queue.count > 0 && !write_messages(c))
+            return NULL;
         return "VERSION " KRAKEN_VERSION "\r\n";
     case PROTO_STATS: {
         struct stats_snapshot snap;

@@ -768,6 +768,35 @@ static void test_peer_or_child(void **state)
     fix_free(f);
 }
 
+/* A child's `version` is a barrier (docs/cluster.md, "Sticky parents"):
+ * what was routed to it before the answer is written before it, so that
+ * once the child has the answer nothing more comes of a topic it
+ * unsubscribed before.  Another push client's entries wait for the
+ * connection's turn as ever. */
+static void test_child_version_after_entries(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new();
+    struct client *a = &f->c[0], *b = &f->c[1], *p = &f->c[2];
+    do_set(a, "push", "on", false, "STORED\r\n");
+    do_set(a, "child", "q1", false, "STORED\r\n");
+    do_set(a, "subscribe", "t1", false, "STORED\r\n");
+    do_set(b, "push", "on", false, "STORED\r\n");
+    do_set(b, "subscribe", "t1", false, "STORED\r\n");
+    publish1(p, "t1", "hi"); /* queued to a and b (nothing delivers here) */
+    assert_int_equal(send_s(a, "set unsubscribe 0 0 2 noreply\r\nt1\r\nversion\r\n"), CONN_OK);
+    struct evbuffer *exp = evbuffer_new();
+    value_reply(exp, B("MESSAGE t1 2\r\nhi\r\n"));
+    evbuffer_add(exp, B(VERSION_LINE));
+    expect_out_ev(a, exp);
+    assert_int_equal(a->s->sub.queue.count, 0);
+    assert_int_equal(send_s(b, "version\r\n"), CONN_OK);
+    expect_out(b, B(VERSION_LINE));
+    assert_int_equal(b->s->sub.queue.count, 1);
+    evbuffer_free(exp);
+    fix_free(f);
+}
+
 /* ---- framing across reads ---- */
 
 /* The same stream fed whole and one byte at a time gives the same bytes. */
@@ -976,6 +1005,7 @@ int main(void)
         tu_test(test_link_entered),
         tu_test(test_relayed_answer_items),
         tu_test(test_peer_or_child),
+        tu_test(test_child_version_after_entries),
         tu_test(test_bytewise_equals_whole),
         tu_test(test_large_payload_in_chunks),
         tu_test(test_output_backpressure),
