@@ -32,14 +32,14 @@ CORE_SRC := c_src/protocol.c c_src/resp.c c_src/glob.c c_src/table.c c_src/subse
             c_src/stats.c c_src/engine.c c_src/conn.c c_src/proto_kraken.c c_src/proto_redis.c \
             c_src/redis_pubsub.c c_src/redis_deliver.c c_src/budget.c c_src/server.c c_src/conn_io.c c_src/loop.c c_src/clock.c c_src/config.c c_src/log.c \
             c_src/control_decode.c c_src/metrics.c c_src/health.c c_src/http.c \
-            c_src/cluster_hash.c c_src/cluster_ack.c c_src/cluster.c c_src/cluster_link.c \
+            c_src/cluster_hash.c c_src/cluster_pin.c c_src/cluster_ack.c c_src/cluster.c c_src/cluster_link.c \
             c_src/cluster_move.c c_src/cluster_pub.c c_src/cluster_retro.c c_src/cluster_retro_answer.c c_src/cluster_relay.c \
             c_src/cluster_served.c c_src/cluster_entered.c c_src/cluster_fresh.c c_src/cluster_missing.c \
             c_src/proto_link.c
 ENGINE_SRC := $(CORE_SRC) c_src/control.c c_src/cluster_control.c c_src/main.c
 HEADERS := $(wildcard c_src/*.h include/kraken/*.h)
 UNIT_TESTS := test_protocol test_router test_proto_kraken test_proto_redis test_resp test_control test_metrics \
-              test_cluster_hash test_cluster_ack test_cluster_entered test_table test_redis_frames
+              test_cluster_hash test_cluster_ack test_cluster_entered test_cluster_pin test_table test_redis_frames
 APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 erlang-common-test erlang-tools rebar3 libevent-dev libcmocka-dev \
                 python3-pymemcache valgrind clang libclang-rt-14-dev \

@@ -42,7 +42,7 @@ struct cluster_state cl;
 
 int cluster_owner_name(const char *topic, size_t len, const char **name, size_t *name_len)
 {
-    const struct cluster_core *k = cluster_remote_in(&cl.cur, topic, len);
+    const struct cluster_core *k = cluster_upstream_named(topic, len);
     if (!k)
         return 0;
     *name = k->name;
@@ -122,7 +122,7 @@ bool cluster_reachable(const struct proto_slice *topics, uint32_t n)
         return false;
     }
     for (uint32_t i = 0; i < n; i++) {
-        struct cluster_core *k = cluster_remote_in(&cl.cur, topics[i].p, topics[i].len);
+        struct cluster_core *k = cluster_upstream_named(topics[i].p, topics[i].len);
         if (k && !link_up(k)) {
             count_drop(k);
             return false;
@@ -171,8 +171,11 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     (void)arg;
     cl.flush_armed = false;
-    for (size_t i = 0; i < cl.n; i++)
+    for (size_t i = 0; i < cl.n; i++) {
         cluster_emit(cl.cores[i]);
+        if (cl.cores[i]->unpin_ask)
+            cluster_link_barrier(cl.cores[i]); /* below parents: unpins wait for it */
+    }
 }
 
 /* The batch to append an operation of kind op and about add bytes to.  A
@@ -259,11 +262,46 @@ bool cluster_await_upstream(struct cluster_core *k, struct topic *t, struct subs
     return true;
 }
 
+/* on_topic below parents (cluster_pin.h): a topic's first holder
+ * subscribes it at the parent it is pinned to (still waiting for an
+ * unsubscribe there), else at the hash's pick, and pins it there; its last
+ * holder unsubscribes it there, where it stays pinned until that parent has
+ * processed it. */
+static void on_topic_sticky(struct topic *t, struct subscriber *s, bool gained)
+{
+    int hk = cluster_owner_in(&cl.cur, cluster_name_hash(t->name, t->len));
+    struct cluster_core *hashed = hk >= 0 && !cl.cores[hk]->self ? cl.cores[hk] : NULL;
+    bool first = gained && t->nsubs - t->npeers == 1;
+    struct cluster_core *k = first ? pin_hold(t, hashed, hashed && hashed->parent)
+                                   : pin_route(t, hashed);
+    bool pending = false;
+    if (k && first) {
+        cluster_mark_upstream(t);
+        cluster_topic_op(k, OP_SUB, t->name, t->len);
+    } else if (k && !gained) {
+        cluster_topic_op(k, OP_UNSUB, t->name, t->len);
+        if (pin_release(&k->unpin, &cl.srv->eng.router.topics, t, k,
+                        k->link ? k->ver_sent + 1 : 0) < 0)
+            klog(LOG_ERROR, "cluster: out of memory noting the unsubscribe of topic %.*s at "
+                 "parent %s: it goes by the hash at once (an entry in flight may come twice)",
+                 (int)(t->len < 64 ? t->len : 64), t->name, k->name);
+        else if (k->link && t->pin == k)
+            k->unpin_ask = true; /* a `version` goes after the batch (flush_cb) */
+    }
+    if (k && gained)
+        pending = cluster_await_upstream(k, t, s);
+    t->upstream_pending = pending;
+}
+
 static void on_topic(struct topic *t, struct subscriber *s, bool gained, void *arg)
 {
     (void)arg;
     if (t->ns != TOPIC_NS_CHANNEL)
         return;
+    if (cl.sticky) {
+        on_topic_sticky(t, s, gained);
+        return;
+    }
     /* Its owner; during a move, its owner under the other set too. */
     struct cluster_core *k[2] = {cluster_remote_in(&cl.cur, t->name, t->len),
                                  cluster_remote_in(&cl.alt, t->name, t->len)};
@@ -302,7 +340,7 @@ static void on_published(struct subscriber *publisher, enum topic_ns ns, struct 
     for (uint32_t i = 0; i < e->ntopics; i++) {
         const struct topic *t = e->topics[i];
         uint64_t h = cluster_name_hash(t->name, t->len);
-        int k = cluster_owner_in(&cl.cur, h), a = cluster_owner_in(&cl.alt, h);
+        int k = cluster_owner_of(t, h), a = cluster_owner_in(&cl.alt, h);
         if (cluster_entered(peer, k >= 0 && cl.cores[k]->self, a >= 0 && cl.cores[a]->self))
             entry_set_entered(e, i);
     }
@@ -319,7 +357,7 @@ static void on_published(struct subscriber *publisher, enum topic_ns ns, struct 
     for (uint32_t i = 0; i < e->ntopics; i++) {
         const struct topic *t = e->topics[i];
         uint64_t h = cluster_name_hash(t->name, t->len);
-        int k = cluster_owner_in(&cl.cur, h), a = peer ? cluster_owner_in(&cl.alt, h) : -1;
+        int k = cluster_owner_of(t, h), a = peer ? cluster_owner_in(&cl.alt, h) : -1;
         cl.owners[i] = k >= 0 && !cl.cores[k]->self && !(a >= 0 && cl.cores[a]->self) ? k : -1;
         remote |= cl.owners[i] >= 0;
     }
@@ -375,6 +413,7 @@ static void free_core(struct cluster_core *k)
         event_free(k->ping);
     if (k->pend)
         evbuffer_free(k->pend);
+    pin_fifo_free(&k->unpin, &cl.srv->eng.router.topics, k);
     ack_fifo_fail(&k->acks, cluster_ack_quiet, NULL); /* their clients were disconnected, or all go */
     cluster_retro_fail(k);
     free(k->name);
@@ -551,6 +590,7 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
             klog(LOG_WARNING, "cluster: core %s left the live set", o->name);
             cluster_doom_holders((int)j, "which left the cluster");
         }
+        pin_drop(&o->unpin, &srv->eng.router.topics, o); /* nothing more comes from it */
         cluster_pub_lost(o);
         ack_fifo_fail(&o->acks, cluster_ack_done, o);
         cluster_retro_fail(o);
@@ -558,6 +598,13 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
     struct cluster_core **old_cores = cl.cores;
     size_t old_n = cl.n;
     struct owner_set old_cur = cl.cur, old_alt = cl.alt;
+    for (size_t j = 0; j < old_n; j++)
+        old_cores[j]->idx = -1; /* (left, unless kept: set again below) */
+    cl.sticky = false;
+    for (size_t i = 0; i < n; i++) {
+        cores[i]->idx = (int)i;
+        cl.sticky |= cores[i]->parent;
+    }
     cl.cores = cores;
     cl.n = n;
     cl.cur = cur;
@@ -616,7 +663,7 @@ static int count_topic(const struct topic *t, void *arg)
     if (t->nsubs == t->npeers)
         return 0; /* only peers hold it */
     uint64_t h = cluster_name_hash(t->name, t->len);
-    int k[2] = {cluster_owner_in(&cl.cur, h), cluster_owner_in(&cl.alt, h)};
+    int k[2] = {cluster_owner_of(t, h), cl.sticky ? -1 : cluster_owner_in(&cl.alt, h)};
     for (int i = 0; i < 2; i++)
         if (k[i] >= 0 && (size_t)k[i] < c->max && !cl.cores[k[i]]->self && (i == 0 || k[1] != k[0]))
             c->out[k[i]].topics++;

@@ -9,7 +9,8 @@
  * cluster_served.c (since when the retention of a topic owned here is
  * complete), cluster_fresh.c (whether the view may be stale) and
  * cluster_missing.c (the view's owners not live here: their topics
- * refused) share.  Nothing else includes it. */
+ * refused) share; cluster_pin.h (sticky parents) is used through
+ * cluster_owner_of() and cluster.c's topic hook.  Nothing else includes it. */
 #ifndef KRAKEN_CLUSTER_INTERNAL_H
 #define KRAKEN_CLUSTER_INTERNAL_H
 
@@ -21,6 +22,8 @@
 #include "cluster_ack.h"
 #include "cluster_entered.h"
 #include "cluster_hash.h"
+#include "cluster_pin.h"
+#include "topic.h"
 
 struct conn;
 struct subscriber;
@@ -71,6 +74,11 @@ struct cluster_core {
     /* `version` requests on the current link: sent, answered (in order),
      * and the one that closes the last configuration's sync barrier. */
     uint64_t ver_sent, ver_answered, sync_ver;
+    /* Below parents: the unsubscribes waiting for this parent's barrier
+     * (cluster_pin.h), and whether a `version` must go after them. */
+    struct pin_fifo unpin;
+    bool unpin_ask;
+    int idx; /* its index in cl.cores (-1: it left) */
 };
 
 /* The topics' owners under one set of cores (cluster_hash.h over them). */
@@ -86,6 +94,10 @@ struct cluster_state {
     size_t self_len;
     struct cluster_core **cores; /* the live cores: one link to each */
     size_t n;
+    /* Below parents (a member is a parent): topics held at a parent stay
+     * there (cluster_pin.h), every owner lookup goes through
+     * cluster_owner_of(). */
+    bool sticky;
     /* cur: where entries are published (and what this node delivers to its
      * peers); alt: during a move, the other owner set, where holders are
      * subscribed too (docs/cluster.md, "Moves").  Equal outside a move. */
@@ -135,17 +147,27 @@ bool cluster_await_upstream(struct cluster_core *k, struct topic *t, struct subs
 int cluster_set_build(struct owner_set *s, struct cluster_core **cores, const bool *pick,
                       size_t n);
 void cluster_set_free(struct owner_set *s);
-/* Index in cl.cores of a topic's owner under cur (where entries are
- * published), -1 without cores. */
-int cluster_owner_raw(const char *name, size_t len);
 /* Index in cl.cores of t's owner under s, -1 without cores. */
 int cluster_owner_in(const struct owner_set *s, uint64_t name_hash);
+/* Index in cl.cores of where topic t (name hash h; t NULL: no such topic
+ * here) goes upstream under cur (where its entries are published; outside
+ * a move, where it is subscribed): its owner by the hash; below parents,
+ * the parent it is pinned to, if any (cluster_pin.h).  -1 without cores. */
+static inline int cluster_owner_of(const struct topic *t, uint64_t h)
+{
+    if (cl.sticky && t && t->pin)
+        return ((const struct cluster_core *)t->pin)->idx;
+    return cluster_owner_in(&cl.cur, h);
+}
+/* The same by name (channel namespace), as a core: NULL when it is this
+ * node (served here) or there is none. */
+struct cluster_core *cluster_upstream_named(const char *name, size_t len);
 /* t's owner under s when it is another core, else NULL (served here). */
 struct cluster_core *cluster_remote_in(const struct owner_set *s, const char *name,
                                        size_t len);
 /* Whether a local holder of t depends on core kidx (its owner under cur or
- * alt). */
-bool cluster_depends(const char *name, size_t len, int kidx);
+ * alt; below parents, its pin). */
+bool cluster_depends(const struct topic *t, int kidx);
 /* After a configuration: the held topics' upstream subscriptions move from
  * the old owners (cur and alt of old, cores of old_cores) to the new ones,
  * subscribing at the new before unsubscribing at the old. */
@@ -197,6 +219,9 @@ bool cluster_missing_refuse(const struct proto_slice *topics, uint32_t n, const 
 void cluster_missing_warn(const struct cluster_name *miss, size_t n);
 
 /* cluster_link.c, continued */
+/* Below parents: a `version` on k's link after what is batched, which
+ * closes the waits of the unsubscribes sent so far (cluster_pin.h). */
+void cluster_link_barrier(struct cluster_core *k);
 /* ack_done_fn that does nothing (every connection is closing anyway). */
 void cluster_ack_quiet(struct ack_holder *h, bool ok, void *arg);
 

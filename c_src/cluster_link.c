@@ -188,7 +188,7 @@ uint32_t cluster_doom_marked(int kidx, uint64_t mark, const char *why)
             const struct topic *t = c->sub.subs.v[i].topic;
             if (t && t->ns == TOPIC_NS_CHANNEL &&
                 (mark ? t->mark == mark
-                      : kidx == CLUSTER_ANY_CORE || cluster_depends(t->name, t->len, kidx)))
+                      : kidx == CLUSTER_ANY_CORE || cluster_depends(t, kidx)))
                 held = t;
         }
         if (!held)
@@ -235,6 +235,20 @@ static void ping_cb(evutil_socket_t fd, short what, void *arg)
     cluster_emit(k);
     evbuffer_add(c->out, "version\r\n", 9);
     k->ver_sent++;
+    server_kick(c);
+}
+
+void cluster_link_barrier(struct cluster_core *k)
+{
+    struct conn *c = k->link;
+    k->unpin_ask = false;
+    if (!c || conn_is_closing(c) || k->polling)
+        return;
+    cluster_emit(k); /* what is batched (the unsubscribes) goes first */
+    evbuffer_add(c->out, "version\r\n", 9);
+    k->ver_sent++;
+    if (k->asked_ms < 0)
+        k->asked_ms = engine_now_ms(); /* a request like a ping: its answer is due */
     server_kick(c);
 }
 
@@ -358,6 +372,8 @@ void cluster_link_closed(struct conn *link)
              "refused); polling it every %d ms", k->name, k->poll_ms);
     }
     k->link = NULL;
+    pin_drop(&k->unpin, &cl.srv->eng.router.topics, k); /* nothing more comes on it */
+    k->unpin_ask = false;
     if (k->poll)
         event_del(k->poll);
     event_del(k->ping);

@@ -67,10 +67,6 @@ int cluster_owner_in(const struct owner_set *s, uint64_t name_hash)
     return s->n ? (int)s->core[cluster_owner(s->hn, s->n, name_hash)] : -1;
 }
 
-int cluster_owner_raw(const char *name, size_t len)
-{
-    return cluster_owner_in(&cl.cur, cluster_name_hash(name, len));
-}
 
 /* The owner under s (a set over cores) when it is another core. */
 static struct cluster_core *remote(const struct owner_set *s, struct cluster_core **cores,
@@ -85,9 +81,20 @@ struct cluster_core *cluster_remote_in(const struct owner_set *s, const char *na
     return remote(s, cl.cores, cluster_name_hash(name, len));
 }
 
-bool cluster_depends(const char *name, size_t len, int kidx)
+struct cluster_core *cluster_upstream_named(const char *name, size_t len)
 {
     uint64_t h = cluster_name_hash(name, len);
+    const struct topic *t =
+        cl.sticky ? topic_find(&cl.srv->eng.router.topics, TOPIC_NS_CHANNEL, name, len) : NULL;
+    int k = cluster_owner_of(t, h);
+    return k >= 0 && !cl.cores[k]->self ? cl.cores[k] : NULL;
+}
+
+bool cluster_depends(const struct topic *t, int kidx)
+{
+    uint64_t h = cluster_name_hash(t->name, t->len);
+    if (cl.sticky)
+        return kidx >= 0 && cluster_owner_of(t, h) == kidx; /* (alt is cur below parents) */
     return kidx >= 0 && (cluster_owner_in(&cl.cur, h) == kidx || cluster_owner_in(&cl.alt, h) == kidx);
 }
 
@@ -95,7 +102,7 @@ struct old_sets {
     const struct owner_set *cur, *alt;
     struct cluster_core **cores;
     uint64_t jumped; /* the mark of topics served here that went elsewhere at once */
-    uint64_t moved; /* mark of held topics moved between two live parents */
+    uint64_t moved; /* below parents: mark of held topics moved between two live upstreams */
     int to;         /* the parent one of them moved to */
 };
 
@@ -129,6 +136,18 @@ static int move_topic(const struct topic *ct, void *arg)
     uint64_t h = cluster_name_hash(t->name, t->len);
     struct cluster_core *was[2] = {remote(o->cur, o->cores, h), remote(o->alt, o->cores, h)};
     struct cluster_core *now[2] = {remote(&cl.cur, cl.cores, h), remote(&cl.alt, cl.cores, h)};
+    if (cl.sticky) {
+        /* Below parents (one owner set): a topic pinned to a parent that
+         * stays live stays there; one whose parent left (its holders were
+         * disconnected: only closing ones are left) goes by the hash.
+         * (cluster_pin.h) */
+        struct cluster_core *pin = t->pin;
+        if (pin)
+            was[0] = pin;
+        now[0] = pin && live(pin) ? pin : now[0];
+        was[1] = now[1] = NULL;
+        t->pin = now[0] && now[0]->parent ? now[0] : NULL;
+    }
     if (was[1] == was[0])
         was[1] = NULL;
     if (now[1] == now[0])
@@ -144,10 +163,10 @@ static int move_topic(const struct topic *ct, void *arg)
     }
     if (ours && !was_ours && was[0] && upstream && !pending && live(was[0]))
         cluster_served_gained(t, (struct cluster_point){t->upstream_since, t->upstream_seq});
-    if (was[0] && was[0]->parent && now[0] != was[0] && live(was[0])) {
-        /* Below proxies, a parent joined (or came back) and takes this
-         * topic from another that stays: no move protocol covers it (the
-         * parents are not subscribed at the same cores in step), so the
+    if (cl.sticky && was[0] && now[0] != was[0] && live(was[0])) {
+        /* Below parents, a topic held at a static upstream that now hashes
+         * to a parent that joined (pinned topics do not move): no move
+         * protocol covers a change between separate servers, so the
          * holders here are disconnected (cluster_move_subscriptions). */
         t->mark = o->moved;
         for (size_t i = 0; i < cl.n; i++)
@@ -190,7 +209,7 @@ void cluster_move_subscriptions(const struct owner_set *old_cur, const struct ow
     cluster_doom_marked(-1, o.jumped, "which this node served and which moved to another core "
                         "while this node was out of the cluster (it may have missed entries)");
     if (o.to >= 0)
-        cluster_doom_marked(o.to, o.moved, "which took it over from another parent when it "
+        cluster_doom_marked(o.to, o.moved, "which took it over from a static upstream when it "
                                            "joined (entries of that moment may be missed)");
 }
 
@@ -221,8 +240,11 @@ bool cluster_synced(void)
 void cluster_link_version(struct conn *link)
 {
     struct cluster_core *k = link_state(link)->core;
-    if (k)
-        k->ver_answered++;
+    if (!k)
+        return;
+    k->ver_answered++;
+    if (k->unpin.n) /* below parents: the unsubscribes it processed (cluster_pin.h) */
+        pin_answered(&k->unpin, &cl.srv->eng.router.topics, k, k->ver_answered);
 }
 
 bool cluster_is_link(const struct subscriber *s)

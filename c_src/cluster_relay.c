@@ -197,7 +197,7 @@ int cluster_child_lost(struct conn *c, int kidx, uint64_t mark)
         struct topic *t = c->sub.subs.v[i].topic;
         if (t && t->ns == TOPIC_NS_CHANNEL &&
             (mark ? t->mark == mark
-                  : kidx == CLUSTER_ANY_CORE || cluster_depends(t->name, t->len, kidx))) {
+                  : kidx == CLUSTER_ANY_CORE || cluster_depends(t, kidx))) {
             topic_ref(t);
             v[n++] = t;
             if ((n > 1 && evbuffer_add(names, " ", 1) < 0) ||

@@ -116,7 +116,7 @@ static int owner_index(const struct topic *t)
 {
     if (t->ns != TOPIC_NS_CHANNEL)
         return -1;
-    int k = cluster_owner_raw(t->name, t->len);
+    int k = cluster_owner_of(t, cluster_name_hash(t->name, t->len)); /* (its pin) */
     return k >= 0 && cl.cores[k]->self ? -1 : k;
 }
 
@@ -150,6 +150,8 @@ static bool single_owner(const struct topic *t, int kind, int64_t h, int k)
     int o[MAX_OWNERS];
     int64_t since[MAX_OWNERS];
     bool self_too;
+    if (cl.sticky)
+        return true; /* below parents: asked of one parent (plan) */
     int n = cluster_served_owners(t, kind == ROUTER_BY_SEQ, h, o, since, MAX_OWNERS, &self_too);
     return n < 0 || (n == 1 && o[0] == k && !self_too);
 }
@@ -181,6 +183,13 @@ static enum plan plan(const struct topic *t, int kind, int64_t h, int *o, int64_
                                          : t->upstream_since < h;
     if (covered && !t->upstream_pending)
         return PLAN_LOCAL;
+    if (cl.sticky) {
+        /* Below parents: no owner set history means anything (parents own
+         * nothing, and a pinned topic is not where the hash says): the
+         * parent it goes to asks the owners since the horizon itself. */
+        *why = "its parent cannot be asked (its link is down)";
+        return can_fetch(cl.cores[k]) ? PLAN_PLAIN : PLAN_TOO_OLD;
+    }
     *no = entered_owners(t, kind, h, o, since, &self_too);
     if (*no > 1 || (*no == 1 && self_too))
         return PLAN_ENTERED; /* another owner since (or this node): ask each */

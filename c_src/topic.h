@@ -37,6 +37,9 @@ struct topic {
     /* In a cluster: its upstream subscription may not be acknowledged yet
      * (cluster.c): a new subscriber waits too (router topic_hook). */
     uint8_t upstream_pending;
+    /* Below parents (cluster_pin.c): the upstream requests of this node
+     * that still wait for the parent's barrier after an unsubscribe. */
+    uint32_t pin_waits;
     /* In a cluster, for a topic owned by another core: since when its
      * entries arrive here (unix second, router seq when subscribed upstream);
      * set by cluster.c, read by cluster_retro.c's retro_classify hook. */
@@ -47,6 +50,9 @@ struct topic {
      * stays owned here since configuration served_cfg (cluster_served.c). */
     int64_t served_time;
     uint64_t served_seq, served_cfg;
+    /* Below parents (cluster_pin.c): the parent this topic is held at (a
+     * struct cluster_core), NULL when it goes by the hash. */
+    void *pin;
     char name[];              /* len bytes, not NUL-terminated */
 };
 
