@@ -136,17 +136,21 @@ static int move_topic(const struct topic *ct, void *arg)
     uint64_t h = cluster_name_hash(t->name, t->len);
     struct cluster_core *was[2] = {remote(o->cur, o->cores, h), remote(o->alt, o->cores, h)};
     struct cluster_core *now[2] = {remote(&cl.cur, cl.cores, h), remote(&cl.alt, cl.cores, h)};
+    struct cluster_core *pin = t->pin; /* (one that left is freed after this) */
+    if (pin) {
+        was[0] = pin;
+        was[1] = NULL;
+    }
     if (cl.sticky) {
         /* Below parents (one owner set): a topic pinned to a parent that
          * stays live stays there; one whose parent left (its holders were
          * disconnected: only closing ones are left) goes by the hash.
          * (cluster_pin.h) */
-        struct cluster_core *pin = t->pin;
-        if (pin)
-            was[0] = pin;
         now[0] = pin && live(pin) ? pin : now[0];
-        was[1] = now[1] = NULL;
+        now[1] = NULL;
         t->pin = now[0] && now[0]->parent ? now[0] : NULL;
+    } else {
+        t->pin = NULL; /* no parent live any more */
     }
     if (was[1] == was[0])
         was[1] = NULL;
