@@ -40,7 +40,11 @@
 %%     p1): nothing moves (sticky parents), nobody is disconnected, each
 %%     holder gets every (entry, topic) once; a topic subscribed afterwards
 %%     that hashes to p1 goes through p1 (cluster_status), and the held ones
-%%     go by the hash again once released;
+%%     go by the hash again once released; the unsubscribe race: the
+%%     holders leave while p2 is slow to read q1's link (it holds it for a
+%%     publish waiting for c2, stopped): the topics stay pinned to p2 until
+%%     p2 processed the unsubscribes, a new holder subscribes at p2 again
+%%     and gets an entry published meanwhile once;
 %%   - core c2's engine hangs (SIGSTOP) while q1 waits for its confirmation
 %%     (a publish held at p1, a subscribe at p2): p1 answers q1's publish
 %%     with the error (its publisher gets it, then the close), and a publish
