@@ -282,7 +282,7 @@ member_row({Node, Role, Host, Port, Live, Ago, Draining}, Links, {View, _, _}) -
                 {false, true} -> io_lib:format("~.1fs ago", [Ago / 1000]);
                 {false, false} -> lists:flatten(io_lib:format("dead (~bs)", [Ago div 1000]))
             end,
-    Endpoint = io_lib:format("~s:~b", [Host, Port]),
+    Endpoint = kraken_cluster_ops:endpoint_text(Host, Port),
     NodeBin = if is_atom(Node) -> atom_to_binary(Node); true -> Node end,
     NodeStr = binary_to_list(NodeBin),
     Link = [{State, Topics, Received, Sent, Dropped}
