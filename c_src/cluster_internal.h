@@ -54,6 +54,7 @@ struct cluster_core {
     struct evbuffer *pend;
     enum op pend_op;
     struct ack_fifo acks; /* subscribe batches and link_retro requests sent and answered */
+    uint64_t sub_req;     /* the number (acks) of the last subscribe batch sent */
     /* link_retro requests sent on the link, oldest first (cluster_retro.c) */
     struct cluster_retro_req *retro_head, *retro_tail;
     uint64_t link_seq;  /* the router's seq when the link was opened: entries

@@ -26,7 +26,11 @@
 %%     every client of the child holding a topic through this node);
 %%   - this node in the middle (a child of the fake, a parent of a raw
 %%     child connection): the fake refuses the batch carrying the child's
-%%     publish: the child gets the error and its link stays (was closed).
+%%     publish: the child gets the error and its link stays (was closed);
+%%   - a child of the fake: a subscriber that waits for a topic's upstream
+%%     subscription, sent before another client's publish batch that the
+%%     fake refuses, is not told of that refusal (it was disconnected: it
+%%     waited for the last request sent, the refused batch).
 -module(kraken_cluster_link_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -50,7 +54,9 @@ link_test_() ->
                     "the error, the link stays", fun middle_refused/0}},
      {timeout, 30, {"in the middle of three: a child's publish whose entries filled one "
                     "batch and went on in the next, the first refused: the error",
-                    fun middle_split_refused/0}}].
+                    fun middle_split_refused/0}},
+     {timeout, 30, {"a child: a subscriber waiting behind another client's refused publish "
+                    "batch gets STORED and stays", fun sub_behind_refused/0}}].
 
 block(Entries) ->
     Body = iolist_to_binary([[<<"MESSAGE ">>, lists:join(<<" ">>, Ts), <<" ">>,
@@ -282,6 +288,42 @@ middle_split_refused() ->
                  gen_tcp:close(Q)
          end).
 
+%% Below the fake (a parent), which holds every request until the test
+%% answers: A subscribes T (request 1, the subscribe batch); P publishes to
+%% T (request 2, a publish batch); B subscribes T, whose upstream
+%% subscription is on its way.  The fake confirms request 1 and refuses
+%% request 2: P gets the error; A and B get STORED and stay.
+sub_behind_refused() ->
+    with(hold, [], parent,
+         fun(S, T, _Fake) ->
+                 {ok, {_, Listen}} = inet:peername(S),
+                 Conn = fun() -> {ok, X} = gen_tcp:connect({127, 0, 0, 1}, Listen,
+                                                          [binary, {active, false}]),
+                                 X end,
+                 [A, P, B] = [Conn(), Conn(), Conn()],
+                 Sub = [<<"set subscribe 0 0 ">>, integer_to_binary(byte_size(T)), <<"\r\n">>,
+                        T, <<"\r\n">>],
+                 ok = gen_tcp:send(A, Sub),
+                 Link = receive {fake_req, <<"subscribe">>, L} -> L
+                        after 5000 -> error(no_subscribe) end,
+                 Block = [<<"MESSAGE ">>, T, <<" 1\r\nx\r\n">>],
+                 ok = gen_tcp:send(P, [<<"set publish 0 0 ">>,
+                                       integer_to_binary(iolist_size(Block)), <<"\r\n">>, Block,
+                                       <<"\r\n">>]),
+                 receive {fake_req, <<"publish">>, _} -> ok after 5000 -> error(no_publish) end,
+                 ok = gen_tcp:send(B, Sub),
+                 timer:sleep(200), % B's subscribe is executed: it waits
+                 ok = gen_tcp:send(Link, <<"STORED\r\nSERVER_ERROR cluster core unavailable\r\n">>),
+                 ?assertEqual({ok, <<"SERVER_ERROR cluster core unavailable\r\n">>},
+                              gen_tcp:recv(P, 0, 5000)),
+                 [begin
+                      ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(X, 0, 5000)),
+                      ok = gen_tcp:send(X, <<"version\r\n">>),
+                      ?assertMatch({ok, <<"VERSION ", _/binary>>}, gen_tcp:recv(X, 0, 5000))
+                  end || X <- [A, B]],
+                 [gen_tcp:close(X) || X <- [A, P, B]]
+         end).
+
 recv_n_lines(S, N, Acc) ->
     case length(binary:matches(Acc, <<"\r\n">>)) >= N of
         true -> Acc;
@@ -370,7 +412,8 @@ fake(Test, Answer) ->
 %% Answers `version' and acknowledged `set' requests; a link_retro with
 %% Answer; with {on_subscribe, Push}, Push(C, T) after confirming a subscribe;
 %% with refuse_publish, a publish batch with the cluster error (a parent
-%% whose core is unavailable).
+%% whose core is unavailable); with hold, it answers nothing and tells the
+%% test {fake_req, Cmd, Socket} instead.
 fake_loop(Test, C, Answer, Buf) ->
     case binary:split(Buf, <<"\r\n">>) of
         [<<"version">>, Rest] ->
@@ -385,6 +428,8 @@ fake_loop(Test, C, Answer, Buf) ->
                     if Cmd =:= <<"link_retro">> ->
                             T = receive {topic, X} -> X end,
                             Answer(C, T);
+                       Opt =:= [], Answer =:= hold ->
+                            Test ! {fake_req, Cmd, C};
                        Opt =:= [], Cmd =:= <<"publish">>, Answer =:= refuse_publish ->
                             ok = gen_tcp:send(C, <<"SERVER_ERROR cluster core unavailable\r\n">>);
                        Opt =:= [], Cmd =:= <<"publish">>, Answer =:= refuse_first_publish,
