@@ -144,15 +144,20 @@ void cluster_emit(struct cluster_core *k)
         bool acked = k->pend_op == OP_SUB || k->pend_op == OP_PUB || k->polling;
         evbuffer_add_printf(c->out, "set %s 0 0 %zu%s\r\n", op_names[k->pend_op], len,
                             acked ? "" : " noreply");
+        bool keep_failed = false;
         if (acked) {
             uint64_t n = ack_fifo_send(&k->acks);
-            if (k->pend_op == OP_SUB)
+            if (k->pend_op == OP_SUB) {
                 k->sub_req = n;
+                keep_failed = cluster_subref_sent(k, n, k->pend) < 0;
+            }
         }
         evbuffer_add_buffer(c->out, k->pend);
         evbuffer_add(c->out, "\r\n", 2);
         size_t waiting = evbuffer_get_length(c->out);
-        if (waiting > c->eng->cfg.max_queue_bytes) {
+        if (keep_failed) {
+            server_doom(c, NULL); /* a refusal could not be told to its topics' holders */
+        } else if (waiting > c->eng->cfg.max_queue_bytes) {
             /* The core does not read: give up on it as on a broken link
              * (its holders here are disconnected when the link closes). */
             klog(LOG_WARNING,
@@ -381,6 +386,7 @@ static void free_core(struct cluster_core *k)
         evbuffer_free(k->pend);
     ack_fifo_fail(&k->acks, cluster_ack_quiet, NULL); /* their clients were disconnected, or all go */
     cluster_retro_fail(k);
+    cluster_subref_free(k);
     free(k->name);
     free(k);
 }
