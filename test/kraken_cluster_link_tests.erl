@@ -303,14 +303,8 @@ middle_split_refused() ->
 sub_behind_refused() ->
     with(hold, [], parent,
          fun(S, T, _Fake) ->
-                 {ok, {_, Listen}} = inet:peername(S),
-                 Conn = fun() -> {ok, X} = gen_tcp:connect({127, 0, 0, 1}, Listen,
-                                                          [binary, {active, false}]),
-                                 X end,
-                 [A, P, B] = [Conn(), Conn(), Conn()],
-                 Sub = [<<"set subscribe 0 0 ">>, integer_to_binary(byte_size(T)), <<"\r\n">>,
-                        T, <<"\r\n">>],
-                 ok = gen_tcp:send(A, Sub),
+                 [A, P, B] = [raw_conn(S) || _ <- [a, p, b]],
+                 raw_subscribe(A, T),
                  Link = receive {fake_req, <<"subscribe">>, L, _} -> L
                         after 5000 -> error(no_subscribe) end,
                  Block = [<<"MESSAGE ">>, T, <<" 1\r\nx\r\n">>],
@@ -318,7 +312,7 @@ sub_behind_refused() ->
                                        integer_to_binary(iolist_size(Block)), <<"\r\n">>, Block,
                                        <<"\r\n">>]),
                  receive {fake_req, <<"publish">>, _, _} -> ok after 5000 -> error(no_publish) end,
-                 ok = gen_tcp:send(B, Sub),
+                 raw_subscribe(B, T),
                  timer:sleep(200), % B's subscribe is executed: it waits
                  ok = gen_tcp:send(Link, <<"STORED\r\nSERVER_ERROR cluster core unavailable\r\n">>),
                  ?assertEqual({ok, <<"SERVER_ERROR cluster core unavailable\r\n">>},
@@ -340,21 +334,13 @@ sub_behind_refused() ->
 sub_refused() ->
     with(hold, [], parent,
          fun(S, _T, _Fake) ->
-                 {ok, {_, Listen}} = inet:peername(S),
-                 Conn = fun() -> {ok, X} = gen_tcp:connect({127, 0, 0, 1}, Listen,
-                                                          [binary, {active, false}]),
-                                 X end,
-                 Sub = fun(X, Topic) ->
-                               ok = gen_tcp:send(X, [<<"set subscribe 0 0 ">>,
-                                                     integer_to_binary(byte_size(Topic)),
-                                                     <<"\r\n">>, Topic, <<"\r\n">>])
-                       end,
+                 Sub = fun raw_subscribe/2,
                  Upstream = fun() -> receive {fake_req, <<"subscribe">>, L, D} -> {L, D}
                                      after 5000 -> error(no_subscribe) end
                             end,
                  Stored = {ok, <<"STORED\r\n">>},
                  Refused = {ok, <<"SERVER_ERROR cluster core unavailable\r\n">>},
-                 [G, A, E, D, C] = [Conn() || _ <- lists:seq(1, 5)],
+                 [G, A, E, D, C] = [raw_conn(S) || _ <- lists:seq(1, 5)],
                  Sub(G, <<"sr_u">>),
                  {Link, <<"sr_u">>} = Upstream(),
                  ok = gen_tcp:send(Link, <<"STORED\r\n">>),
@@ -382,6 +368,16 @@ sub_refused() ->
                  ?assertEqual(Stored, gen_tcp:recv(C, 0, 5000)),
                  [gen_tcp:close(X) || X <- [G, E, C]]
          end).
+
+%% A raw connection to the engine S is connected to.
+raw_conn(S) ->
+    {ok, {_, Listen}} = inet:peername(S),
+    {ok, X} = gen_tcp:connect({127, 0, 0, 1}, Listen, [binary, {active, false}]),
+    X.
+
+raw_subscribe(X, Topic) ->
+    ok = gen_tcp:send(X, [<<"set subscribe 0 0 ">>, integer_to_binary(byte_size(Topic)),
+                          <<"\r\n">>, Topic, <<"\r\n">>]).
 
 recv_n_lines(S, N, Acc) ->
     case length(binary:matches(Acc, <<"\r\n">>)) >= N of
