@@ -144,12 +144,20 @@ void cluster_emit(struct cluster_core *k)
         bool acked = k->pend_op == OP_SUB || k->pend_op == OP_PUB || k->polling;
         evbuffer_add_printf(c->out, "set %s 0 0 %zu%s\r\n", op_names[k->pend_op], len,
                             acked ? "" : " noreply");
-        if (acked)
-            ack_fifo_send(&k->acks);
+        bool keep_failed = false;
+        if (acked) {
+            uint64_t n = ack_fifo_send(&k->acks);
+            if (k->pend_op == OP_SUB) {
+                k->sub_req = n;
+                keep_failed = cluster_subref_sent(k, n, k->pend) < 0;
+            }
+        }
         evbuffer_add_buffer(c->out, k->pend);
         evbuffer_add(c->out, "\r\n", 2);
         size_t waiting = evbuffer_get_length(c->out);
-        if (waiting > c->eng->cfg.max_queue_bytes) {
+        if (keep_failed) {
+            server_doom(c, NULL); /* a refusal could not be told to its topics' holders */
+        } else if (waiting > c->eng->cfg.max_queue_bytes) {
             /* The core does not read: give up on it as on a broken link
              * (its holders here are disconnected when the link closes). */
             klog(LOG_WARNING,
@@ -233,15 +241,16 @@ void cluster_mark_upstream(struct topic *t)
 }
 
 /* Subscriber s of topic t (owned by k) waits until k has acknowledged t's
- * upstream subscription: the request being built, or else the last one
- * sent (t's is one of them: waiting for the last may wait a little longer
- * than needed, never less). */
+ * upstream subscription: the subscribe batch being built, or else the last
+ * subscribe batch sent (t's is one of them: waiting for the last may wait a
+ * little longer than needed, never less).  Never a later publish batch:
+ * a parent may refuse one (another client's), and s would take that
+ * refusal as its own (kraken_cluster_link_tests, sub_behind_refused). */
 bool cluster_await_upstream(struct cluster_core *k, struct topic *t, struct subscriber *s)
 {
     (void)t;
-    uint64_t seq = k->acks.sent;
-    if (k->pend_op == OP_SUB && evbuffer_get_length(k->pend))
-        seq++;
+    uint64_t seq = k->pend_op == OP_SUB && evbuffer_get_length(k->pend) ? k->acks.sent + 1
+                                                                        : k->sub_req;
     struct conn *c = s ? s->owner : NULL;
     if (!k->link || seq <= k->acks.answered)
         return false; /* acknowledged; or its link is down: nothing was sent, and the
@@ -416,6 +425,7 @@ static void free_core(struct cluster_core *k)
     pin_fifo_free(&k->unpin, &cl.srv->eng.router.topics, k);
     ack_fifo_fail(&k->acks, cluster_ack_quiet, NULL); /* their clients were disconnected, or all go */
     cluster_retro_fail(k);
+    cluster_subref_free(k);
     free(k->name);
     free(k);
 }

@@ -55,16 +55,26 @@ static void fifo_unlink(struct ack_wait *w)
         f->tail = w->prev;
 }
 
-static void fifo_append(struct ack_fifo *f, struct ack_wait *w)
+/* Puts w in its place by number, after the waits for the same number:
+ * from the tail, where almost every wait goes (the request being built, or
+ * the last one sent); a subscriber may wait for an earlier one (the last
+ * subscribe batch, cluster.c). */
+static void fifo_insert(struct ack_fifo *f, struct ack_wait *w)
 {
+    struct ack_wait *after = f->tail;
+    while (after && after->seq > w->seq)
+        after = after->prev;
     w->fifo = f;
-    w->next = NULL;
-    w->prev = f->tail;
-    if (f->tail)
-        f->tail->next = w;
+    w->prev = after;
+    w->next = after ? after->next : f->head;
+    if (w->next)
+        w->next->prev = w;
+    else
+        f->tail = w;
+    if (after)
+        after->next = w;
     else
         f->head = w;
-    f->tail = w;
 }
 
 static void holder_unlink(struct ack_wait *w)
@@ -92,11 +102,10 @@ int ack_wait_from(struct ack_fifo *f, struct ack_holder *h, uint64_t first, uint
             if (first < w->first)
                 w->first = first;
             if (w->seq < seq) {
-                /* A later request: every other wait on f is for seq or
-                 * less, so the tail is its place. */
+                /* A later request: its place moves towards the tail. */
                 w->seq = seq;
                 fifo_unlink(w);
-                fifo_append(f, w);
+                fifo_insert(f, w);
             }
             return 1;
         }
@@ -110,7 +119,7 @@ int ack_wait_from(struct ack_fifo *f, struct ack_holder *h, uint64_t first, uint
     w->hnext = h->waits;
     h->waits = w;
     h->n++;
-    fifo_append(f, w);
+    fifo_insert(f, w);
     return 1;
 }
 

@@ -9,9 +9,10 @@
  * carries it, at each core concerned; its reply and its later requests are
  * held meanwhile (server.c).
  *
- * Waits on one FIFO are kept in the order of their numbers (a wait is always
- * for the request being built or the last one sent, so they come in order):
- * an answer releases waits from the head only.  A holder waits at most once
+ * Waits on one FIFO are kept in the order of their numbers (almost always
+ * for the request being built or the last one sent, so a wait goes in at
+ * the tail; a subscriber waits for the last subscribe batch, which may be
+ * earlier): an answer releases waits from the head only.  A holder waits at most once
  * per FIFO (a later number replaces an earlier one), so the number of its
  * waits is at most the number of cores.
  *

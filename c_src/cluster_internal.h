@@ -35,6 +35,7 @@ struct server;
 struct subscriber;
 struct topic;
 struct cluster_retro_req;
+struct cluster_subref;
 
 enum op { OP_NONE, OP_SUB, OP_UNSUB, OP_PUB };
 
@@ -57,6 +58,10 @@ struct cluster_core {
     struct evbuffer *pend;
     enum op pend_op;
     struct ack_fifo acks; /* subscribe batches and link_retro requests sent and answered */
+    uint64_t sub_req;     /* the number (acks) of the last subscribe batch sent */
+    /* to a parent: the topics of its subscribe batches not answered yet
+     * (cluster_subref.c) */
+    struct cluster_subref *subref_head, *subref_tail;
     /* link_retro requests sent on the link, oldest first (cluster_retro.c) */
     struct cluster_retro_req *retro_head, *retro_tail;
     uint64_t link_seq;  /* the router's seq when the link was opened: entries
@@ -196,6 +201,19 @@ uint32_t cluster_doom_marked(int kidx, uint64_t mark, const char *why);
 /* ack_done_fn for clients: released (ok), or disconnected (a core lost);
  * arg is the core. */
 void cluster_ack_done(struct ack_holder *h, bool ok, void *arg);
+/* cluster_subref.c */
+/* k's subscribe batch number seq, with these topic names, was sent: kept
+ * until answered when k is a parent.  -1: out of memory (close the link). */
+int cluster_subref_sent(struct cluster_core *k, uint64_t seq, struct evbuffer *names);
+/* k answered requests up to k->acks.answered: their batches are dropped. */
+void cluster_subref_answered(struct cluster_core *k);
+/* k (index kidx) refused its oldest unanswered request, before the FIFO
+ * takes the refusal: if it is a subscribe batch, every local holder of one
+ * of its topics is disconnected (a child's link told them lost); returns
+ * whether it was one. */
+bool cluster_subref_refused(struct cluster_core *k, int kidx);
+/* Drops every batch kept (the link is gone, or k). */
+void cluster_subref_free(struct cluster_core *k);
 /* cluster_pub.c */
 /* An entry of the current request was added to k's publish batch. */
 void cluster_pub_note(struct cluster_core *k);

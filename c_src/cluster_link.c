@@ -133,10 +133,14 @@ void cluster_link_refused(struct conn *link)
         klog(LOG_WARNING, "cluster: %s refused a batch with noreply publishes (the last from "
              "client %" PRIu64 " (%s)): their entries reached this node's subscribers, maybe "
              "not the others", k->name, k->nr_client, k->nr_peer);
+    /* A subscribe batch: its topics' holders go first (the waiting ones
+     * among them are then skipped by the FIFO, being closed). */
+    cluster_subref_refused(k, index_of(k));
     if (!ack_fifo_refuse(&k->acks, refused_done, k))
         klog(LOG_DEBUG, "cluster: core %s refused a request that expected no answer", k->name);
     else
         cluster_pub_answered(k);
+    cluster_subref_answered(k);
 }
 
 void cluster_ack_quiet(struct ack_holder *h, bool ok, void *arg)
@@ -155,6 +159,8 @@ void cluster_link_acked(struct conn *link, bool found)
         klog(LOG_DEBUG, "cluster: core %s answered a request that expected no answer", k->name);
     else if (k)
         cluster_pub_answered(k);
+    if (k)
+        cluster_subref_answered(k);
 }
 
 /* Disconnects every local client holding a topic that core kidx (of the
@@ -389,6 +395,7 @@ void cluster_link_closed(struct conn *link)
     cluster_pub_lost(k);
     ack_fifo_fail(&k->acks, cluster_ack_done, k); /* nothing more will be answered on it */
     cluster_retro_fail(k);
+    cluster_subref_free(k);
     k->reopen = true;
     schedule_retry(k);
 }

@@ -69,7 +69,9 @@ static const char *do_subscribe(struct conn *c, const struct proto_request *req,
     if (n < 0)
         return NULL;
     if (!subscribable(c, n))
-        return *error = CLUSTER_ERR_UNAVAILABLE;
+        /* A child's link stays: it disconnects the holders of the batch's
+         * topics (cluster_subref.c), not every client it has through here. */
+        return c->sub.child ? CLUSTER_ERR_UNAVAILABLE : (*error = CLUSTER_ERR_UNAVAILABLE);
     if (st(c)->has_horizon) {
         st(c)->has_horizon = false;
         int rc = router_retro_subscribe(&eng->router, &c->sub, eng->slices, (uint32_t)n,

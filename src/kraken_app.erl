@@ -1,8 +1,9 @@
 %% @doc The kraken application callback module. At start it validates the
 %% configuration (kraken_config), checks that the listen address is free,
-%% applies the logging options (log_level, log_file), writes the pid_file
-%% and starts kraken_sup; at stop it removes the pid_file and restores the
-%% logging configuration. OTP's progress reports (info level) are filtered
+%% resolves the host name cluster_advertise may give, applies the logging
+%% options (log_level, log_file), writes the pid_file and starts
+%% kraken_sup; at stop it removes the pid_file and restores the logging
+%% configuration. OTP's progress reports (info level) are filtered
 %% out while the application runs, so that the info level shows Kraken's own
 %% messages only. Log lines are single-line, `<time> <level>: <message>',
 %% on the console (unless its format was configured otherwise) and in the
@@ -28,8 +29,15 @@ start(_Type, _Args) ->
     case kraken_config:read() of
         {ok, Config, Warnings} ->
             case check_listen(Config) of
-                ok -> start_with(Config, Warnings);
-                {error, _} = Error -> Error
+                ok ->
+                    %% cluster_advertise's host name, resolved once, here: one
+                    %% that does not resolve refuses the start.
+                    case kraken_cluster_ops:advertise(Config) of
+                        {ok, Config1} -> start_with(Config1, Warnings);
+                        {error, Msg} -> {error, {bad_config, Msg}}
+                    end;
+                {error, _} = Error ->
+                    Error
             end;
         {error, Msg} ->
             {error, {bad_config, Msg}}

@@ -11,10 +11,11 @@
 %%   - joins the `pg' group of its role (`core' or `proxy') in the scope
 %%     `kraken_cluster_pg'; the groups are how members find each other;
 %%   - every ?TICK ms sends a heartbeat `{kraken_hb, Pid, Info}' to every
-%%     member of both groups (Info: node, role, host and port of its Kraken
-%%     listener). A member not heard from for ?DEADLINE ms is not live,
-%%     whatever distribution thinks (net_ticktime is 60 s: far too slow for a
-%%     hung node); a nodedown removes it at once;
+%%     member of both groups (Info: node, role, and the host and port of its
+%%     Kraken listener, the host being the address it advertises,
+%%     kraken_cluster_ops:advertised/1). A member not heard from for
+%%     ?DEADLINE ms is not live, whatever distribution thinks (net_ticktime
+%%     is 60 s: far too slow for a hung node); a nodedown removes it at once;
 %%   - tells the engine the live cores, `{cluster, {Self, [{Name, Host,
 %%     Port}]}}', whenever that set changes and whenever the engine was
 %%     restarted. The engine decides ownership (cluster_hash.c) and carries
@@ -81,6 +82,7 @@
                 parents = [] :: [node()],          % a proxy below these (a child)
                 below = [] :: [node()],            % parents not used: they sit below it
                 info :: map(),
+                source :: kraken_cluster_ops:source(),  % where info's host comes from
                 members = #{} :: #{pid() => #member{}},
                 engine :: pid() | undefined,
                 sent :: term(),
@@ -229,13 +231,15 @@ init(Config) ->
             Parents = lists:usort([node_name(N) || N <- Parents0]) -- [node()],
             Nodes = lists:usort([node_name(N) || N <- proplists:get_value(cluster_nodes, Config),
                                                  node_name(N) =/= node()] ++ Parents),
+            {Host, Source} = kraken_cluster_ops:advertised(Config),
             Info = #{node => node(), role => Role, parents => Parents,
-                     host => advertised_host(proplists:get_value(listen_ip, Config)),
-                     port => kraken_engine:port()},
+                     host => Host, port => kraken_engine:port()},
             ok = pg:join(?SCOPE, Role, self()),
             ok = net_kernel:monitor_nodes(true),
-            ?LOG_INFO("kraken cluster: ~s ~s, endpoint ~s:~b, joining ~0p",
-                      [Role, node(), maps:get(host, Info), maps:get(port, Info), Nodes]),
+            ?LOG_INFO("kraken cluster: ~s ~s, endpoint ~s (~s), joining ~0p",
+                      [Role, node(), kraken_cluster_ops:endpoint_text(Host, maps:get(port, Info)),
+                       kraken_cluster_ops:source_text(Source), Nodes]),
+            kraken_cluster_ops:warn_listen(proplists:get_value(listen_ip, Config), Host, Source),
             self() ! tick,
             Upstreams = upstreams(Config),
             %% The engine gets a view only once the members had a tick or two
@@ -252,7 +256,8 @@ init(Config) ->
                          [] -> kraken_cluster_quorum:new(node(), Role, Nodes =/= [], Ready);
                          _ -> undefined
                      end,
-            {ok, #state{role = Role, nodes = Nodes, info = Info, upstreams = Upstreams,
+            {ok, #state{role = Role, nodes = Nodes, info = Info, source = Source,
+                        upstreams = Upstreams,
                         parents = Parents, quorum = Quorum,
                         ready_at = Ready, engine_ok_at = now_ms(), last_tick = now_ms(),
                         quiet_until = Ready + ?DEADLINE, resumed_until = now_ms(),
@@ -438,10 +443,11 @@ warn_seeds(S = #state{seed_warn_at = At}) ->
         false -> S
     end.
 
-warn_loopback(Info = #{node := Node}, S = #state{info = Mine, loopback_warned = Warned}) ->
+warn_loopback(Info = #{node := Node}, S = #state{info = Mine, source = Source,
+                                                 loopback_warned = Warned}) ->
     case maps:is_key(Node, Warned) of
         true -> S;
-        false -> kraken_cluster_ops:warn_loopback(Mine, Info),
+        false -> kraken_cluster_ops:warn_loopback(Mine, Source, Info),
                  S#state{loopback_warned = Warned#{Node => true}}
     end;
 warn_loopback(_Info, S) ->
@@ -810,17 +816,6 @@ endpoint(#{node := Node, host := Host, port := Port}) ->
 %% whose link is a child's, not a peer's.
 parent_endpoint(#{node := Node, host := Host, port := Port}) ->
     {atom_to_binary(Node), Host, Port, 0, parent}.
-
-%% The address other nodes' engines connect to: listen_ip when it is one
-%% address, else the address of this node's host name.
-advertised_host(Ip) when Ip =:= <<"0.0.0.0">>; Ip =:= <<"::">> ->
-    [_, Host] = string:split(atom_to_list(node()), "@"),
-    case inet:getaddr(Host, inet) of
-        {ok, Addr} -> list_to_binary(inet:ntoa(Addr));
-        {error, _} -> <<"127.0.0.1">>
-    end;
-advertised_host(Ip) ->
-    Ip.
 
 %% The static upstreams: always live, named "host:port" as configured, with
 %% the interval at which to poll one that refuses push mode.

@@ -39,7 +39,10 @@
                        %% The cluster (docs/cluster.md): kraken_cluster tells
                        %% the engine the live cores on the control channel.
                        {role, core}, {cluster_nodes, []}, {upstreams, []},
-                       {upstream_poll_ms, 1000}, {parents, []}]).
+                       {upstream_poll_ms, 1000}, {parents, []},
+                       %% The address the other members connect to (unset:
+                       %% listen_ip, or the node's host name's address).
+                       {cluster_advertise, undefined}]).
 
 %% Options that versions of the original accepted and this server does not
 %% use: `logging_module' (the octopus-era application file) and
@@ -354,6 +357,7 @@ check(cluster_nodes, V, _) -> check_list(V, fun check_node/1, "a list of node na
 check(parents, V, _) -> check_list(V, fun check_node/1, "a list of node names");
 check(upstreams, V, _) -> check_list(V, fun check_endpoint/1, "a list of \"host:port\" strings");
 check(upstream_poll_ms, V, _) -> check_int(V, 10, 3600000);
+check(cluster_advertise, V, _) -> check_advertise(V);
 check(Name, V, Table) ->
     case lists:keyfind(Name, 1, Table) of
         {_, integer, Min, Max, _} -> check_int(V, Min, Max);
@@ -465,6 +469,63 @@ check_ip(S) when is_binary(S); is_list(S) ->
     end;
 check_ip(_) ->
     {error, ?IP_EXPECTED}.
+
+-define(ADVERTISE_EXPECTED, "a host name or an IP address other than 0.0.0.0 and ::, "
+                            "e.g. \"10.0.0.5\" or \"web1.example.com\"").
+
+%% cluster_advertise: an address (a tuple, or its text) or a host name (an
+%% atom or a string), as a binary: an address in its usual text, a name as
+%% given (kraken_cluster_ops:advertise/1 resolves it at start). The
+%% unspecified addresses cannot be connected to.
+check_advertise(undefined) ->
+    {ok, undefined};
+check_advertise(T) when is_tuple(T) ->
+    case valid_ip_tuple(T) of
+        true -> check_advertise(inet:ntoa(T));
+        false -> {error, ?ADVERTISE_EXPECTED}
+    end;
+check_advertise(any) ->
+    {error, ?ADVERTISE_EXPECTED};   % listen_ip's every address: not one to connect to
+check_advertise(A) when is_atom(A) ->
+    check_advertise(atom_to_list(A));
+check_advertise(S) when is_binary(S); is_list(S) ->
+    case to_string(S) of
+        error ->
+            {error, ?ADVERTISE_EXPECTED};
+        Str ->
+            case inet:parse_strict_address(Str) of
+                {ok, {0, 0, 0, 0}} -> {error, ?ADVERTISE_EXPECTED};
+                {ok, {0, 0, 0, 0, 0, 0, 0, 0}} -> {error, ?ADVERTISE_EXPECTED};
+                {ok, Addr} -> {ok, list_to_binary(inet:ntoa(Addr))};
+                {error, _} ->
+                    case host_name(Str) of
+                        true -> {ok, list_to_binary(Str)};
+                        false -> {error, ?ADVERTISE_EXPECTED}
+                    end
+            end
+    end;
+check_advertise(_) ->
+    {error, ?ADVERTISE_EXPECTED}.
+
+%% A DNS host name (RFC 1123, with `_' as resolvers accept it): dot-separated
+%% labels of letters, digits, `-' and `_', 1..63 characters each, not
+%% starting or ending with `-', the last one not all digits, at most 253
+%% characters, an optional final dot.
+host_name(Str) ->
+    Name = case lists:suffix(".", Str) of
+               true -> lists:droplast(Str);
+               false -> Str
+           end,
+    Labels = string:split(Name, ".", all),
+    %% An all-numeric last label would be read as an address ("10.5").
+    Name =/= "" andalso length(Name) =< 253 andalso lists:all(fun label/1, Labels) andalso
+        not lists:all(fun(C) -> C >= $0 andalso C =< $9 end, lists:last(Labels)).
+
+label(L) ->
+    L =/= "" andalso length(L) =< 63 andalso hd(L) =/= $- andalso lists:last(L) =/= $- andalso
+        lists:all(fun(C) -> (C >= $a andalso C =< $z) orelse (C >= $A andalso C =< $Z) orelse
+                                (C >= $0 andalso C =< $9) orelse C =:= $- orelse C =:= $_
+                  end, L).
 
 valid_ip_tuple({_, _, _, _} = T) -> all_in_range(tuple_to_list(T), 255);
 valid_ip_tuple({_, _, _, _, _, _, _, _} = T) -> all_in_range(tuple_to_list(T), 65535);

@@ -26,7 +26,16 @@
 %%     every client of the child holding a topic through this node);
 %%   - this node in the middle (a child of the fake, a parent of a raw
 %%     child connection): the fake refuses the batch carrying the child's
-%%     publish: the child gets the error and its link stays (was closed).
+%%     publish: the child gets the error and its link stays (was closed);
+%%   - a child of the fake: a subscriber that waits for a topic's upstream
+%%     subscription, sent before another client's publish batch that the
+%%     fake refuses, is not told of that refusal (it was disconnected: it
+%%     waited for the last request sent, the refused batch);
+%%   - a child of the fake: the fake refuses a subscribe batch (its core
+%%     is unavailable): every holder of the batch's topics is disconnected,
+%%     those waiting for a later batch too (one was answered STORED on a
+%%     topic nobody subscribed upstream: silent loss), and only them; the
+%%     next subscriber of such a topic subscribes it upstream again.
 -module(kraken_cluster_link_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -50,7 +59,11 @@ link_test_() ->
                     "the error, the link stays", fun middle_refused/0}},
      {timeout, 30, {"in the middle of three: a child's publish whose entries filled one "
                     "batch and went on in the next, the first refused: the error",
-                    fun middle_split_refused/0}}].
+                    fun middle_split_refused/0}},
+     {timeout, 30, {"a child: a subscriber waiting behind another client's refused publish "
+                    "batch gets STORED and stays", fun sub_behind_refused/0}},
+     {timeout, 30, {"a child: a subscribe batch refused by the parent disconnects every "
+                    "holder of its topics, only them; the link stays", fun sub_refused/0}}].
 
 block(Entries) ->
     Body = iolist_to_binary([[<<"MESSAGE ">>, lists:join(<<" ">>, Ts), <<" ">>,
@@ -282,6 +295,90 @@ middle_split_refused() ->
                  gen_tcp:close(Q)
          end).
 
+%% Below the fake (a parent), which holds every request until the test
+%% answers: A subscribes T (request 1, the subscribe batch); P publishes to
+%% T (request 2, a publish batch); B subscribes T, whose upstream
+%% subscription is on its way.  The fake confirms request 1 and refuses
+%% request 2: P gets the error; A and B get STORED and stay.
+sub_behind_refused() ->
+    with(hold, [], parent,
+         fun(S, T, _Fake) ->
+                 [A, P, B] = [raw_conn(S) || _ <- [a, p, b]],
+                 raw_subscribe(A, T),
+                 Link = receive {fake_req, <<"subscribe">>, L, _} -> L
+                        after 5000 -> error(no_subscribe) end,
+                 Block = [<<"MESSAGE ">>, T, <<" 1\r\nx\r\n">>],
+                 ok = gen_tcp:send(P, [<<"set publish 0 0 ">>,
+                                       integer_to_binary(iolist_size(Block)), <<"\r\n">>, Block,
+                                       <<"\r\n">>]),
+                 receive {fake_req, <<"publish">>, _, _} -> ok after 5000 -> error(no_publish) end,
+                 raw_subscribe(B, T),
+                 timer:sleep(200), % B's subscribe is executed: it waits
+                 ok = gen_tcp:send(Link, <<"STORED\r\nSERVER_ERROR cluster core unavailable\r\n">>),
+                 ?assertEqual({ok, <<"SERVER_ERROR cluster core unavailable\r\n">>},
+                              gen_tcp:recv(P, 0, 5000)),
+                 [begin
+                      ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(X, 0, 5000)),
+                      ok = gen_tcp:send(X, <<"version\r\n">>),
+                      ?assertMatch({ok, <<"VERSION ", _/binary>>}, gen_tcp:recv(X, 0, 5000))
+                  end || X <- [A, B]],
+                 [gen_tcp:close(X) || X <- [A, P, B]]
+         end).
+
+%% Below the fake, which holds every request until the test answers.  G
+%% holds U (confirmed).  A subscribes T (batch X); E subscribes V (batch Y);
+%% D subscribes T too, and waits for Y (the last subscribe batch).  The fake
+%% refuses X and confirms Y: A and D get the error and the close (D used to
+%% get STORED, holding T with nothing subscribed upstream), E gets STORED,
+%% G is undisturbed; C's subscribe to T goes upstream again.
+sub_refused() ->
+    with(hold, [], parent,
+         fun(S, _T, _Fake) ->
+                 Sub = fun raw_subscribe/2,
+                 Upstream = fun() -> receive {fake_req, <<"subscribe">>, L, D} -> {L, D}
+                                     after 5000 -> error(no_subscribe) end
+                            end,
+                 Stored = {ok, <<"STORED\r\n">>},
+                 Refused = {ok, <<"SERVER_ERROR cluster core unavailable\r\n">>},
+                 [G, A, E, D, C] = [raw_conn(S) || _ <- lists:seq(1, 5)],
+                 Sub(G, <<"sr_u">>),
+                 {Link, <<"sr_u">>} = Upstream(),
+                 ok = gen_tcp:send(Link, <<"STORED\r\n">>),
+                 ?assertEqual(Stored, gen_tcp:recv(G, 0, 5000)),
+                 Sub(A, <<"sr_t">>),
+                 {Link, <<"sr_t">>} = Upstream(),
+                 Sub(E, <<"sr_v">>),
+                 {Link, <<"sr_v">>} = Upstream(),
+                 Sub(D, <<"sr_t">>),
+                 timer:sleep(200), % D's subscribe is executed: it waits
+                 ok = gen_tcp:send(Link, <<"SERVER_ERROR cluster core unavailable\r\n"
+                                           "STORED\r\n">>),
+                 [begin
+                      ?assertEqual(Refused, gen_tcp:recv(X, 0, 5000)),
+                      ?assertEqual({error, closed}, gen_tcp:recv(X, 0, 5000))
+                  end || X <- [A, D]],
+                 ?assertEqual(Stored, gen_tcp:recv(E, 0, 5000)),
+                 [begin
+                      ok = gen_tcp:send(X, <<"version\r\n">>),
+                      ?assertMatch({ok, <<"VERSION ", _/binary>>}, gen_tcp:recv(X, 0, 5000))
+                  end || X <- [G, E]],
+                 Sub(C, <<"sr_t">>),
+                 {Link, <<"sr_t">>} = Upstream(),
+                 ok = gen_tcp:send(Link, <<"STORED\r\n">>),
+                 ?assertEqual(Stored, gen_tcp:recv(C, 0, 5000)),
+                 [gen_tcp:close(X) || X <- [G, E, C]]
+         end).
+
+%% A raw connection to the engine S is connected to.
+raw_conn(S) ->
+    {ok, {_, Listen}} = inet:peername(S),
+    {ok, X} = gen_tcp:connect({127, 0, 0, 1}, Listen, [binary, {active, false}]),
+    X.
+
+raw_subscribe(X, Topic) ->
+    ok = gen_tcp:send(X, [<<"set subscribe 0 0 ">>, integer_to_binary(byte_size(Topic)),
+                          <<"\r\n">>, Topic, <<"\r\n">>]).
+
 recv_n_lines(S, N, Acc) ->
     case length(binary:matches(Acc, <<"\r\n">>)) >= N of
         true -> Acc;
@@ -370,7 +467,8 @@ fake(Test, Answer) ->
 %% Answers `version' and acknowledged `set' requests; a link_retro with
 %% Answer; with {on_subscribe, Push}, Push(C, T) after confirming a subscribe;
 %% with refuse_publish, a publish batch with the cluster error (a parent
-%% whose core is unavailable).
+%% whose core is unavailable); with hold, it answers nothing and tells the
+%% test {fake_req, Cmd, Socket, Data} instead.
 fake_loop(Test, C, Answer, Buf) ->
     case binary:split(Buf, <<"\r\n">>) of
         [<<"version">>, Rest] ->
@@ -385,6 +483,9 @@ fake_loop(Test, C, Answer, Buf) ->
                     if Cmd =:= <<"link_retro">> ->
                             T = receive {topic, X} -> X end,
                             Answer(C, T);
+                       Opt =:= [], Answer =:= hold ->
+                            <<Data:Len/binary, _/binary>> = Rest,
+                            Test ! {fake_req, Cmd, C, Data};
                        Opt =:= [], Cmd =:= <<"publish">>, Answer =:= refuse_publish ->
                             ok = gen_tcp:send(C, <<"SERVER_ERROR cluster core unavailable\r\n">>);
                        Opt =:= [], Cmd =:= <<"publish">>, Answer =:= refuse_first_publish,

@@ -17,7 +17,8 @@
 %%     and answers NOT_FOUND to a retro_subscribe: it owns nothing; clients
 %%     that subscribed then are disconnected when a core appears; with
 %%     owners that are not live here (docs/cluster.md, "Partitions"), a
-%%     subscribe to their topics is refused.
+%%     subscribe to their topics is refused (a child's link gets the
+%%     error and stays).
 %%     Driven on the engine's control channel as kraken_engine does, so the
 %%     view comes exactly when the test sends it.
 -module(kraken_cluster_refuse_tests).
@@ -300,7 +301,16 @@ alone() ->
                      kraken_client:subscribe(D, [<<"t">>])),
         E = Connect(),
         ?assertEqual({error, {server_error, <<"cluster core unavailable">>}},
-                     kraken_client:retro_subscribe(E, erlang:system_time(second), [<<"t">>]))
+                     kraken_client:retro_subscribe(E, erlang:system_time(second), [<<"t">>])),
+        %% A child's subscribe batch is refused the same way, but its link
+        %% stays (it used to be closed: every client of the child holding a
+        %% topic through this node was disconnected).
+        {ok, Q} = gen_tcp:connect({127, 0, 0, 1}, Listen, [binary, {active, false}]),
+        ok = gen_tcp:send(Q, <<"set child 0 0 2 noreply\r\nq1\r\nset subscribe 0 0 1\r\nt\r\n">>),
+        ?assertEqual({ok, <<"SERVER_ERROR cluster core unavailable\r\n">>}, gen_tcp:recv(Q, 0, 5000)),
+        ok = gen_tcp:send(Q, <<"version\r\n">>),
+        ?assertMatch({ok, <<"VERSION ", _/binary>>}, gen_tcp:recv(Q, 0, 5000)),
+        gen_tcp:close(Q)
     after
         catch port_close(Port),
         {os_pid, CorePid} = erlang:port_info(Core, os_pid),

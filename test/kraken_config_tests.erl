@@ -89,6 +89,53 @@ listen_ip_test_() ->
                            {{0, 0, 0, 0, 0, 0, 0, 0}, <<"::">>},
                            {"fe80::1:2", <<"fe80::1:2">>}]].
 
+%% cluster_advertise: an address in its usual text, a host name as given
+%% (resolved at start: advertise_test_), unset by default.
+cluster_advertise_test_() ->
+    [?_assertEqual(undefined, proplists:get_value(cluster_advertise, ok([])))
+     | [?_assertEqual(Expected, proplists:get_value(cluster_advertise,
+                                                    ok([{cluster_advertise, In}])))
+        || {In, Expected} <- [{"127.0.0.7", <<"127.0.0.7">>},
+                              {<<"10.0.0.5">>, <<"10.0.0.5">>},
+                              {{10, 0, 0, 5}, <<"10.0.0.5">>},
+                              {"::1", <<"::1">>},
+                              {{8193, 3512, 0, 0, 0, 0, 0, 1}, <<"2001:db8::1">>},
+                              {web1, <<"web1">>},
+                              {"web1", <<"web1">>},
+                              {<<"kraken-1.example.com">>, <<"kraken-1.example.com">>},
+                              {"web1.example.com.", <<"web1.example.com.">>},
+                              {"my_host.internal", <<"my_host.internal">>}]]].
+
+%% The host name is resolved once at start (IPv4 first); one that does not
+%% resolve is an error that names it; an address is left as it is.
+advertise_test_() ->
+    Config = fun(V) -> [{listen_ip, <<"0.0.0.0">>}, {cluster_advertise, V}] end,
+    [?_assertEqual({ok, Config(undefined)}, kraken_cluster_ops:advertise(Config(undefined))),
+     ?_assertEqual({ok, Config(<<"10.0.0.5">>)},
+                   kraken_cluster_ops:advertise(Config(<<"10.0.0.5">>))),
+     ?_assertEqual({ok, Config(<<"::1">>)}, kraken_cluster_ops:advertise(Config(<<"::1">>))),
+     ?_assertEqual({ok, Config(<<"127.0.0.1">>)},
+                   kraken_cluster_ops:advertise(Config(<<"localhost">>))),
+     ?_test(begin
+                {error, Msg} = kraken_cluster_ops:advertise(Config(<<"no-such-host.invalid">>)),
+                Prefix = "kraken: cluster_advertise no-such-host.invalid does not resolve: ",
+                ?assertEqual(Prefix, lists:sublist(Msg, length(Prefix))),
+                ?assertEqual(nomatch, string:find(Msg, "\n"))
+            end)].
+
+%% When the engine may not be reachable at the advertised address: another
+%% address than the one it listens on (a warning at start: legitimate
+%% behind NAT), or an IPv6 one while it listens on IPv4 only.
+listen_mismatch_test_() ->
+    [?_assertEqual(Expected, kraken_cluster_ops:listen_mismatch(Ip, Host))
+     || {Ip, Host, Expected} <- [{<<"0.0.0.0">>, <<"10.0.0.5">>, false},
+                                 {<<"::">>, <<"10.0.0.5">>, false},
+                                 {<<"::">>, <<"::1">>, false},
+                                 {<<"10.0.0.5">>, <<"10.0.0.5">>, false},
+                                 {<<"127.0.0.1">>, <<"127.0.0.8">>, other_address},
+                                 {<<"10.0.0.5">>, <<"203.0.113.9">>, other_address},
+                                 {<<"0.0.0.0">>, <<"::1">>, ipv6_on_ipv4}]].
+
 normalisation_test_() ->
     [?_assertEqual(warn, proplists:get_value(log_level, ok([{log_level, warning}]))),
      ?_assertEqual(warn, proplists:get_value(log_level, ok([{log_level, warn}]))),
@@ -120,7 +167,11 @@ bad_values_test_() ->
            {log_level, [verbose, "debug", <<"info">>, 1, notice, critical]},
            {pid_file, ["", <<>>, 42, foo, {file}]},
            {log_file, ["", <<>>, 42, foo]},
-           {engine_executable, ["", 42, foo]}],
+           {engine_executable, ["", 42, foo]},
+           {cluster_advertise, ["", <<>>, 42, any, "0.0.0.0", <<"::">>, {0, 0, 0, 0},
+                                {0, 0, 0, 0, 0, 0, 0, 0}, {256, 0, 0, 1}, "bad host!",
+                                "web1..example.com", "-web1", "web1-", "10.5", "1.2.3.999",
+                                "a:b", "[::1]", [foo], {web1}]}],
     [{lists:flatten(io_lib:format("~p = ~0p", [Name, Value])),
       ?_test(bad(Name, Value))}
      || {Name, Values} <- Bad, Value <- Values].

@@ -5,7 +5,10 @@
  * a broken link fails every wait on it once per holder and owes nothing
  * more; a holder that goes away is forgotten by every link; a refusal
  * reaches a holder that waited for that request behind a later one; a
- * holder's noted replies are refused only for the requests that failed. */
+ * holder's noted replies are refused only for the requests that failed;
+ * a wait for an earlier request than the last (a subscriber waits for the
+ * last subscribe batch) goes in its place, released by that request's
+ * answer and untouched by a later one's refusal. */
 #include "test_util.h"
 
 #include "cluster_ack.h"
@@ -262,6 +265,39 @@ static void test_refuse_earlier_request(void **state)
     tu_cleanup(NULL); /* while the holders and FIFOs (on this stack) exist */
 }
 
+/* Request 1 is a subscribe batch, 2 another client's publish batch: the
+ * publisher waits for 2, then a subscriber for 1 (its topic's).  Answering
+ * 1 releases the subscriber; refusing 2 tells the publisher only (before,
+ * the subscriber's wait sat behind the publisher's at the tail: it was not
+ * released by 1, and took the refusal of 2 as its own). */
+static void test_wait_earlier_in_place(void **state)
+{
+    (void)state;
+    struct ack_fifo f;
+    ack_fifo_init(&f);
+    struct holder pub = {0}, sub = {0}, late = {0};
+    tu_defer(forget, &pub.h);
+    tu_defer(forget, &sub.h);
+    tu_defer(forget, &late.h);
+    ack_fifo_send(&f);
+    ack_fifo_send(&f);
+    assert_int_equal(ack_wait(&f, &pub.h, 2), 1);
+    assert_int_equal(ack_wait(&f, &sub.h, 1), 1);
+    assert_int_equal(ack_wait(&f, &late.h, 2), 1); /* after pub: same number */
+    int calls = 0;
+    assert_true(ack_fifo_answer(&f, done, &calls));
+    assert_int_equal(sub.released, 1);
+    assert_int_equal(pub.released + pub.failed, 0);
+    assert_true(ack_fifo_refuse(&f, done, &calls));
+    assert_int_equal(sub.failed, 0);
+    assert_int_equal(pub.failed, 1);
+    assert_int_equal(late.failed, 1);
+    assert_int_equal(calls, 3);
+    assert_null(f.head);
+    assert_null(f.tail);
+    tu_cleanup(NULL); /* while the holders and FIFOs (on this stack) exist */
+}
+
 /* A child's held replies, noted with the requests they wait for: a link
  * that fails refuses only the replies that wait for it (not those it
  * answered already), the others are released once their links answer. */
@@ -408,6 +444,7 @@ int main(void)
         tu_test(test_forget),
         tu_test(test_refuse),
         tu_test(test_refuse_earlier_request),
+        tu_test(test_wait_earlier_in_place),
         tu_test(test_notes_fail),
         tu_test(test_notes_refuse),
     };
