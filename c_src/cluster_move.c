@@ -67,7 +67,6 @@ int cluster_owner_in(const struct owner_set *s, uint64_t name_hash)
     return s->n ? (int)s->core[cluster_owner(s->hn, s->n, name_hash)] : -1;
 }
 
-
 /* The owner under s (a set over cores) when it is another core. */
 static struct cluster_core *remote(const struct owner_set *s, struct cluster_core **cores,
                                    uint64_t h)
