@@ -59,8 +59,8 @@ struct cluster_core {
     enum op pend_op;
     struct ack_fifo acks; /* subscribe batches and link_retro requests sent and answered */
     uint64_t sub_req;     /* the number (acks) of the last subscribe batch sent */
-    /* to a parent: the topics of its subscribe batches not answered yet
-     * (cluster_subref.c) */
+    /* to a parent or a static upstream: the topics of its subscribe
+     * batches not answered yet (cluster_subref.c) */
     struct cluster_subref *subref_head, *subref_tail;
     /* link_retro requests sent on the link, oldest first (cluster_retro.c) */
     struct cluster_retro_req *retro_head, *retro_tail;
@@ -203,7 +203,8 @@ uint32_t cluster_doom_marked(int kidx, uint64_t mark, const char *why);
 void cluster_ack_done(struct ack_holder *h, bool ok, void *arg);
 /* cluster_subref.c */
 /* k's subscribe batch number seq, with these topic names, was sent: kept
- * until answered when k is a parent.  -1: out of memory (close the link). */
+ * until answered when this node is k's child (k a parent or a static
+ * upstream).  -1: out of memory (close the link). */
 int cluster_subref_sent(struct cluster_core *k, uint64_t seq, struct evbuffer *names);
 /* k answered requests up to k->acks.answered: their batches are dropped. */
 void cluster_subref_answered(struct cluster_core *k);

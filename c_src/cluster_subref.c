@@ -1,5 +1,5 @@
 /* cluster_subref.c - a child's subscribe batch refused by its parent
- * (docs/cluster.md, "A proxy below a proxy").
+ * (docs/cluster.md, "A proxy below a proxy"), or by a static upstream.
  *
  * A parent that cannot reach the owner of a topic (a core its view names
  * but that it does not hear: "Partitions") refuses a subscribe batch that
@@ -10,10 +10,13 @@
  * holder of the batch's topics, not only the subscribers waiting for that
  * batch: a topic's later subscribers wait for a later subscribe batch and
  * would otherwise be answered STORED on a topic nobody subscribed
- * upstream (silent loss).  So a node keeps, per parent link, the topic
- * names of each subscribe batch until it is answered: a FIFO of copies,
- * small (a batch's names, one round trip long), and only towards parents
- * (cores and static upstreams never refuse a subscribe batch). */
+ * upstream (silent loss).  So a node keeps, per link on which it is a
+ * child, the topic names of each subscribe batch until it is answered: a
+ * FIFO of copies, small (a batch's names, one round trip long).  That is
+ * a link to a parent, and a link to a static upstream too (it says `set
+ * child' there: a Kraken in C upstream in a cluster of its own refuses
+ * the same way); not a link to a core (a peer's subscribes are never
+ * refused). */
 #include <event2/buffer.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,8 +36,8 @@ struct cluster_subref {
 
 int cluster_subref_sent(struct cluster_core *k, uint64_t seq, struct evbuffer *names)
 {
-    if (!k->parent)
-        return 0;
+    if (!k->parent && k->poll_ms <= 0)
+        return 0; /* a peer's link (cluster_open_link) */
     size_t len = evbuffer_get_length(names);
     struct cluster_subref *r = malloc(sizeof *r + len);
     if (!r) {

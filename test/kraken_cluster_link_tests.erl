@@ -35,7 +35,10 @@
 %%     is unavailable): every holder of the batch's topics is disconnected,
 %%     those waiting for a later batch too (one was answered STORED on a
 %%     topic nobody subscribed upstream: silent loss), and only them; the
-%%     next subscriber of such a topic subscribes it upstream again.
+%%     next subscriber of such a topic subscribes it upstream again;
+%%   - the same below a static upstream that is a Kraken in C node (the
+%%     link says `set child' there too, so it refuses a subscribe batch
+%%     without closing the link): the later holder was answered STORED.
 -module(kraken_cluster_link_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -63,7 +66,10 @@ link_test_() ->
      {timeout, 30, {"a child: a subscriber waiting behind another client's refused publish "
                     "batch gets STORED and stays", fun sub_behind_refused/0}},
      {timeout, 30, {"a child: a subscribe batch refused by the parent disconnects every "
-                    "holder of its topics, only them; the link stays", fun sub_refused/0}}].
+                    "holder of its topics, only them; the link stays",
+                    fun() -> sub_refused(parent) end}},
+     {timeout, 30, {"below a static upstream: a refused subscribe batch disconnects every "
+                    "holder of its topics, only them", fun() -> sub_refused(static) end}}].
 
 block(Entries) ->
     Body = iolist_to_binary([[<<"MESSAGE ">>, lists:join(<<" ">>, Ts), <<" ">>,
@@ -331,8 +337,8 @@ sub_behind_refused() ->
 %% refuses X and confirms Y: A and D get the error and the close (D used to
 %% get STORED, holding T with nothing subscribed upstream), E gets STORED,
 %% G is undisturbed; C's subscribe to T goes upstream again.
-sub_refused() ->
-    with(hold, [], parent,
+sub_refused(Kind) ->
+    with(hold, [], Kind,
          fun(S, _T, _Fake) ->
                  Sub = fun raw_subscribe/2,
                  Upstream = fun() -> receive {fake_req, <<"subscribe">>, L, D} -> {L, D}
@@ -430,7 +436,8 @@ start_engine(Config) ->
 with(Answer, Config, Test) ->
     with(Answer, Config, core, Test).
 
-%% Kind: core (a member), or parent (a proxy above this node).
+%% Kind: core (a member), parent (a proxy above this node), or static (a
+%% static upstream, polled if it refused push mode).
 with(Answer, Config, Kind, Test) ->
     {Port, Listen} = start_engine(Config),
     Self = self(),
@@ -441,7 +448,8 @@ with(Answer, Config, Kind, Test) ->
         Members = case Kind of
                       core -> [{<<"solo">>, <<"127.0.0.1">>, Listen},
                                {<<"other">>, <<"127.0.0.1">>, FakePort}];
-                      parent -> [{<<"other">>, <<"127.0.0.1">>, FakePort, 0, parent}]
+                      parent -> [{<<"other">>, <<"127.0.0.1">>, FakePort, 0, parent}];
+                      static -> [{<<"other">>, <<"127.0.0.1">>, FakePort, 1000}]
                   end,
         ok = call(Port, 1, {cluster, {<<"solo">>, Members}}),
         Cands = [list_to_binary("lt_" ++ integer_to_list(I)) || I <- lists:seq(1, 60)],
