@@ -116,6 +116,19 @@ static void refused_done(struct ack_holder *h, bool ok, void *arg)
         return;
     if (c->sub.child && !conn_is_closing(c) && cluster_child_wait_failed(c, k, -1, false))
         return;
+    if (!c->sub.child && c->held_sub && !c->held_pub && !c->retro) {
+        /* A subscriber: it waits for the last subscribe batch sent, which
+         * may be another client's.  A refused subscribe batch has
+         * disconnected the holders of its topics already
+         * (cluster_subref_refused); this one is not among them: its
+         * topic's batch was confirmed, it goes on (released once its
+         * other waits, if any, are answered). */
+        if (c->acks.n == 0) {
+            c->held_sub = false;
+            server_kick(c);
+        }
+        return;
+    }
     klog(LOG_WARNING, "%s %" PRIu64 " (%s): its publish was refused by %s (a core above it "
          "is unavailable): answering the error and disconnecting it (its unanswered "
          "publishes reached this node's subscribers, maybe not the others)",

@@ -38,7 +38,11 @@
 %%     next subscriber of such a topic subscribes it upstream again;
 %%   - the same below a static upstream that is a Kraken in C node (the
 %%     link says `set child' there too, so it refuses a subscribe batch
-%%     without closing the link): the later holder was answered STORED.
+%%     without closing the link): the later holder was answered STORED;
+%%   - a child of the fake: a subscriber whose topic's subscribe batch is
+%%     confirmed, waiting for a later subscribe batch (another client's
+%%     topic) that the fake refuses, gets STORED and stays (it was
+%%     disconnected, as a refused publisher, for another client's topic).
 -module(kraken_cluster_link_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -69,7 +73,10 @@ link_test_() ->
                     "holder of its topics, only them; the link stays",
                     fun() -> sub_refused(parent) end}},
      {timeout, 30, {"below a static upstream: a refused subscribe batch disconnects every "
-                    "holder of its topics, only them", fun() -> sub_refused(static) end}}].
+                    "holder of its topics, only them", fun() -> sub_refused(static) end}},
+     {timeout, 30, {"a child: a subscriber waiting for another client's refused subscribe "
+                    "batch, its own confirmed, gets STORED and stays",
+                    fun sub_behind_refused_sub/0}}].
 
 block(Entries) ->
     Body = iolist_to_binary([[<<"MESSAGE ">>, lists:join(<<" ">>, Ts), <<" ">>,
@@ -373,6 +380,36 @@ sub_refused(Kind) ->
                  ok = gen_tcp:send(Link, <<"STORED\r\n">>),
                  ?assertEqual(Stored, gen_tcp:recv(C, 0, 5000)),
                  [gen_tcp:close(X) || X <- [G, E, C]]
+         end).
+
+%% Below the fake, which holds every request until the test answers.  A
+%% subscribes T (batch X); B subscribes U (batch Y); C subscribes T too,
+%% and waits for Y (the last subscribe batch sent).  The fake confirms X
+%% and refuses Y: B gets the error and the close; A and C get STORED and
+%% stay (C was disconnected: a refusal of a batch it only waited behind).
+sub_behind_refused_sub() ->
+    with(hold, [], parent,
+         fun(S, _T, _Fake) ->
+                 Upstream = fun() -> receive {fake_req, <<"subscribe">>, L, D} -> {L, D}
+                                     after 5000 -> error(no_subscribe) end
+                            end,
+                 [A, B, C] = [raw_conn(S) || _ <- [a, b, c]],
+                 raw_subscribe(A, <<"sbr_t">>),
+                 {Link, <<"sbr_t">>} = Upstream(),
+                 raw_subscribe(B, <<"sbr_u">>),
+                 {Link, <<"sbr_u">>} = Upstream(),
+                 raw_subscribe(C, <<"sbr_t">>),
+                 timer:sleep(200), % C's subscribe is executed: it waits
+                 ok = gen_tcp:send(Link, <<"STORED\r\nSERVER_ERROR cluster core unavailable\r\n">>),
+                 ?assertEqual({ok, <<"SERVER_ERROR cluster core unavailable\r\n">>},
+                              gen_tcp:recv(B, 0, 5000)),
+                 ?assertEqual({error, closed}, gen_tcp:recv(B, 0, 5000)),
+                 [begin
+                      ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(X, 0, 5000)),
+                      ok = gen_tcp:send(X, <<"version\r\n">>),
+                      ?assertMatch({ok, <<"VERSION ", _/binary>>}, gen_tcp:recv(X, 0, 5000))
+                  end || X <- [A, C]],
+                 [gen_tcp:close(X) || X <- [A, C]]
          end).
 
 %% A raw connection to the engine S is connected to.
