@@ -321,9 +321,10 @@ void cluster_relay_finish(struct conn *c);
 void cluster_relay_free(struct conn *c);
 /* Child c (the link of a proxy below) holds topics that core kidx owns (or
  * whose mark is `mark', when not 0), now lost: they are unsubscribed and the
- * child is told (`VALUE lost').  Returns 1 if it held some, 0 if none, -1
- * when out of memory (the caller disconnects it). */
-int cluster_child_lost(struct conn *c, int kidx, uint64_t mark);
+ * child is told (`VALUE lost'), with a log line saying `why' (as for
+ * cluster_doom_marked).  Returns 1 if it held some, 0 if none, -1 when out
+ * of memory (the caller disconnects it). */
+int cluster_child_lost(struct conn *c, int kidx, uint64_t mark, const char *why);
 /* Child c's held request waited for core k (index kidx, or -1), now lost
  * (its wait there is gone), or, not lost, k (this node's parent) answered
  * that batch with the cluster error: its held publishes that wait for k

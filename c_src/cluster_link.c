@@ -196,7 +196,7 @@ uint32_t cluster_doom_marked(int kidx, uint64_t mark, const char *why)
         if (c->sub.child) {
             /* A proxy below: told which of its topics are lost, it
              * disconnects their holders only (cluster_relay.c). */
-            int rc = cluster_child_lost(c, kidx, mark);
+            int rc = cluster_child_lost(c, kidx, mark, why);
             if (rc > 0)
                 count++;
             if (rc >= 0)

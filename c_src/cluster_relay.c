@@ -181,7 +181,7 @@ void cluster_relay_finish(struct conn *c)
 
 /* ---- lost topics ---- */
 
-int cluster_child_lost(struct conn *c, int kidx, uint64_t mark)
+int cluster_child_lost(struct conn *c, int kidx, uint64_t mark, const char *why)
 {
     struct router *r = router();
     struct topic **v = malloc((c->sub.subs.cap ? c->sub.subs.cap : 1) * sizeof *v);
@@ -224,10 +224,15 @@ int cluster_child_lost(struct conn *c, int kidx, uint64_t mark)
         } else if (evbuffer_add_buffer(c->out, names) < 0) {
             goto nomem;
         }
-        klog(LOG_WARNING, "client %" PRIu64 " (%s), a proxy below this node, held %zu topic(s) "
-             "of core %s (%.*s%s), which was lost: told it", c->sub.id, c->peer, n,
-             kidx >= 0 && (size_t)kidx < cl.n ? cl.cores[kidx]->name : "?",
-             (int)(v[0]->len < 64 ? v[0]->len : 64), v[0]->name, n > 1 ? " ..." : "");
+        if (kidx >= 0 && (size_t)kidx < cl.n)
+            klog(LOG_WARNING, "client %" PRIu64 " (%s), a proxy below this node, held %zu "
+                 "topic(s) (%.*s%s) owned by core %s, %s: told it", c->sub.id, c->peer, n,
+                 (int)(v[0]->len < 64 ? v[0]->len : 64), v[0]->name, n > 1 ? " ..." : "",
+                 cl.cores[kidx]->name, why);
+        else
+            klog(LOG_WARNING, "client %" PRIu64 " (%s), a proxy below this node, held %zu "
+                 "topic(s) (%.*s%s), %s: told it", c->sub.id, c->peer, n,
+                 (int)(v[0]->len < 64 ? v[0]->len : 64), v[0]->name, n > 1 ? " ..." : "", why);
         for (size_t i = 0; i < n; i++)
             router_unsubscribe(r, &c->sub, v[i]->name, v[i]->len);
         server_kick(c);
@@ -335,7 +340,7 @@ bool cluster_child_wait_failed(struct conn *c, const struct cluster_core *k, int
     /* Its subscriptions of k's topics were dropped and named already
      * (cluster_doom_holders runs before the waits fail); again, in case one
      * escaped: the child must not believe it holds a topic nobody serves. */
-    if (kidx >= 0 && cluster_child_lost(c, kidx, 0) < 0)
+    if (kidx >= 0 && cluster_child_lost(c, kidx, 0, "which was lost") < 0)
         return false;
     if (c->held_pub) {
         if (c->acks.notes_lost)

@@ -42,7 +42,10 @@
 %%   - a child of the fake: a subscriber whose topic's subscribe batch is
 %%     confirmed, waiting for a later subscribe batch (another client's
 %%     topic) that the fake refuses, gets STORED and stays (it was
-%%     disconnected, as a refused publisher, for another client's topic).
+%%     disconnected, as a refused publisher, for another client's topic);
+%%   - in the middle of three: the fake refuses the subscribe batch that
+%%     carries a raw child's topic: the child is told `VALUE lost', and the
+%%     log line says why (it said the fake "was lost").
 -module(kraken_cluster_link_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -76,7 +79,9 @@ link_test_() ->
                     "holder of its topics, only them", fun() -> sub_refused(static) end}},
      {timeout, 30, {"a child: a subscriber waiting for another client's refused subscribe "
                     "batch, its own confirmed, gets STORED and stays",
-                    fun sub_behind_refused_sub/0}}].
+                    fun sub_behind_refused_sub/0}},
+     {timeout, 30, {"in the middle of three: a child's topic refused above: VALUE lost, and "
+                    "the log line says why", fun middle_sub_refused/0}}].
 
 block(Entries) ->
     Body = iolist_to_binary([[<<"MESSAGE ">>, lists:join(<<" ">>, Ts), <<" ">>,
@@ -412,6 +417,36 @@ sub_behind_refused_sub() ->
                  [gen_tcp:close(X) || X <- [A, C]]
          end).
 
+%% This node in the middle: a raw child Q subscribes T; the fake refuses
+%% the batch carrying it.  Q is told T is lost, its link stays, and the
+%% warning names the refusal (it said the fake "was lost").
+middle_sub_refused() ->
+    with(hold, [], parent,
+         fun(S, _T, _Fake) ->
+                 Q = raw_conn(S),
+                 ok = gen_tcp:send(Q, <<"set child 0 0 2 noreply\r\nq1\r\n">>),
+                 raw_subscribe(Q, <<"msr_t">>),
+                 Link = receive {fake_req, <<"subscribe">>, L, <<"msr_t">>} -> L
+                        after 5000 -> error(no_subscribe) end,
+                 ok = gen_tcp:send(Link, <<"SERVER_ERROR cluster core unavailable\r\n">>),
+                 %% (then its subscribe's STORED: the lost topic was named first)
+                 ?assertEqual(<<"VALUE lost 5\r\nmsr_t\r\nEND\r\nSTORED\r\n">>,
+                              recv_until(Q, <<"STORED\r\n">>, <<>>)),
+                 {log, warning, Line} =
+                     packet(get(engine_port),
+                            fun({log, warning, M}) ->
+                                    binary:match(M, <<"a proxy below this node">>) =/= nomatch;
+                               (_) -> false
+                            end),
+                 ?assertNotEqual(nomatch, binary:match(Line, <<"msr_t">>)),
+                 ?assertNotEqual(nomatch, binary:match(Line, <<"which refused its upstream "
+                                                               "subscription">>)),
+                 ?assertEqual(nomatch, binary:match(Line, <<"was lost">>)),
+                 ok = gen_tcp:send(Q, <<"version\r\n">>),
+                 ?assertMatch({ok, <<"VERSION ", _/binary>>}, gen_tcp:recv(Q, 0, 5000)),
+                 gen_tcp:close(Q)
+         end).
+
 %% A raw connection to the engine S is connected to.
 raw_conn(S) ->
     {ok, {_, Listen}} = inet:peername(S),
@@ -477,6 +512,7 @@ with(Answer, Config, Test) ->
 %% static upstream, polled if it refused push mode).
 with(Answer, Config, Kind, Test) ->
     {Port, Listen} = start_engine(Config),
+    put(engine_port, Port), % (a test may read its log events: packet/2)
     Self = self(),
     Fake = spawn(fun() -> fake(Self, Answer) end),
     FakePort = receive {Fake, port, FP} -> FP after 5000 -> error(fake) end,
