@@ -251,7 +251,7 @@ bool cluster_await_upstream(struct cluster_core *k, struct topic *t, struct subs
     (void)t;
     uint64_t seq = k->pend_op == OP_SUB && evbuffer_get_length(k->pend) ? k->acks.sent + 1
                                                                         : k->sub_req;
-    struct conn *c = s ? s->owner : NULL;
+    struct conn *c = conn_of(s);
     if (!k->link || seq <= k->acks.answered)
         return false; /* acknowledged; or its link is down: nothing was sent, and the
                        * holders are disconnected when the link is back (open_link) */

@@ -252,7 +252,7 @@ void cluster_link_version(struct conn *link)
 
 bool cluster_is_link(const struct subscriber *s)
 {
-    return s && (s->peer || (s->owner && ((const struct conn *)s->owner)->ops == &proto_link));
+    return s && (s->peer || conn_is_uplink(conn_of(s)));
 }
 
 bool cluster_to_peers(const struct subscriber *publisher, const struct topic *t, void *arg)
@@ -260,7 +260,7 @@ bool cluster_to_peers(const struct subscriber *publisher, const struct topic *t,
     (void)arg;
     if (!publisher || publisher->peer || t->ns != TOPIC_NS_CHANNEL)
         return true; /* it entered the cluster here: ours to deliver to every node */
-    if (publisher->owner && ((const struct conn *)publisher->owner)->ops == &proto_link)
+    if (conn_is_uplink(conn_of(publisher)))
         return false; /* its core delivered it to every node that holds the topic */
     return cluster_remote_in(&cl.cur, t->name, t->len) == NULL; /* else forwarded to its owner */
 }

@@ -50,7 +50,6 @@
 #include "cluster_retro.h"
 #include "engine.h"
 #include "log.h"
-#include "proto_link.h"
 #include "server.h"
 
 static struct router *router(void)
@@ -379,8 +378,8 @@ bool cluster_retro_defer(struct subscriber *s, struct topic *const *ts, const bo
                          uint32_t n, int kind, int64_t h, int64_t h_time, void *arg)
 {
     (void)arg;
-    struct conn *c = s->owner;
-    if (!c || !c->out || c->ops == &proto_link)
+    struct conn *c = conn_of(s);
+    if (!c || !c->out || conn_is_uplink(c))
         return false;
     /* What classify decided a moment ago, again: a topic handed here is
      * either asked of its owners one by one (PLAN_ENTERED) or of its owner. */

@@ -122,6 +122,19 @@ static inline void *conn_pstate(struct conn *c)
     return c->pstate;
 }
 
+/* The connection a router subscriber belongs to (struct subscriber's
+ * `owner`): NULL for one that belongs to none (health.c's canary). */
+static inline struct conn *conn_of(const struct subscriber *s)
+{
+    return s ? s->owner : NULL;
+}
+
+/* Whether c is one of this node's links to an upstream (proto_link.c). */
+static inline bool conn_is_uplink(const struct conn *c)
+{
+    return c && c->ops->kind == PROTO_KIND_LINK;
+}
+
 static inline bool conn_is_closing(const struct conn *c)
 {
     return c->state == CONN_CLOSING || c->state == CONN_DOOMED;

@@ -137,7 +137,7 @@ void engine_snapshot(const struct engine *eng, struct stats_snapshot *s)
      * peer' or `set child' on the Kraken port. */
     uint64_t links_out = 0, links_in = 0;
     for (const struct conn *c = eng->oldest; c; c = c->newer) {
-        if (c->ops->kind == PROTO_KIND_LINK)
+        if (conn_is_uplink(c))
             links_out++;
         else if (c->sub.peer || c->sub.child)
             links_in++;

@@ -168,7 +168,7 @@ static int resolve(const char *ip, int port, struct sockaddr_storage *ss, sockle
 static void overflow_cb(struct subscriber *sub, void *arg)
 {
     struct server *srv = arg;
-    struct conn *c = sub->owner;
+    struct conn *c = conn_of(sub);
     if (!c)
         return; /* the readiness canary's subscriber (health.c): it reports by itself */
     bool over = sub->queue.bytes + sub->unsent > srv->eng.cfg.max_queue_bytes;
@@ -256,7 +256,7 @@ struct conn *server_connect(struct server *srv, const struct proto_ops *ops, con
 /* Router hook: a push subscriber has something to send. */
 static void ready_cb(struct subscriber *sub, void *arg)
 {
-    struct conn *c = sub->owner;
+    struct conn *c = conn_of(sub);
     (void)arg;
     if (!c->wev || conn_is_closing(c))
         return;
