@@ -116,17 +116,16 @@ static void refused_done(struct ack_holder *h, bool ok, void *arg)
         return;
     if (c->sub.child && !conn_is_closing(c) && cluster_child_wait_failed(c, k, -1, false))
         return;
-    if (!c->sub.child && c->held_sub && !c->held_pub && !c->retro) {
-        /* A subscriber: it waits for the last subscribe batch sent, which
-         * may be another client's.  A refused subscribe batch has
-         * disconnected the holders of its topics already
-         * (cluster_subref_refused); this one is not among them: its
-         * topic's batch was confirmed, it goes on (released once its
-         * other waits, if any, are answered). */
-        if (c->acks.n == 0) {
-            c->held_sub = false;
-            server_kick(c);
-        }
+    if (!c->sub.child && c->held_sub && !c->held_pub) {
+        /* A subscriber (or a retro_subscribe): it waits for the last
+         * subscribe batch sent, which may be another client's, and for its
+         * link_retro, with other clients' batches between them.  A refused
+         * subscribe batch has disconnected the holders of its topics
+         * already (cluster_subref_refused), and a link_retro is never
+         * refused so (NOT_FOUND): this refusal is not its own.  It goes on,
+         * released as on an answer once its other waits are answered. */
+        if (c->acks.n == 0)
+            cluster_ack_done(h, true, arg);
         return;
     }
     klog(LOG_WARNING, "%s %" PRIu64 " (%s): its publish was refused by %s (a core above it "

@@ -45,7 +45,12 @@
 %%     disconnected, as a refused publisher, for another client's topic);
 %%   - in the middle of three: the fake refuses the subscribe batch that
 %%     carries a raw child's topic: the child is told `VALUE lost', and the
-%%     log line says why (it said the fake "was lost").
+%%     log line says why (it said the fake "was lost");
+%%   - a child of the fake: a retro_subscribe whose topic's subscribe is on
+%%     its way waits for that batch and its link_retro, with another
+%%     client's publish batch between them; the fake refuses that batch:
+%%     the retro subscriber gets its answer and stays (it was disconnected,
+%%     as a refused publisher).
 -module(kraken_cluster_link_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -81,7 +86,9 @@ link_test_() ->
                     "batch, its own confirmed, gets STORED and stays",
                     fun sub_behind_refused_sub/0}},
      {timeout, 30, {"in the middle of three: a child's topic refused above: VALUE lost, and "
-                    "the log line says why", fun middle_sub_refused/0}}].
+                    "the log line says why", fun middle_sub_refused/0}},
+     {timeout, 30, {"a child: a retro_subscribe waiting around another client's refused "
+                    "publish batch gets its answer and stays", fun retro_behind_refused/0}}].
 
 block(Entries) ->
     Body = iolist_to_binary([[<<"MESSAGE ">>, lists:join(<<" ">>, Ts), <<" ">>,
@@ -447,6 +454,43 @@ middle_sub_refused() ->
                  gen_tcp:close(Q)
          end).
 
+%% Below the fake, which holds every request until the test answers.  A
+%% subscribes T (request 1); P publishes on T (request 2, a publish
+%% batch); R retro_subscribes T: it waits for request 1 (T's subscribe is
+%% on its way) and for its link_retro (request 3).  The fake confirms 1,
+%% refuses 2 and answers 3 (nothing since the horizon): P gets the error;
+%% A and R get STORED and stay.
+retro_behind_refused() ->
+    with(hold, [], parent,
+         fun(S, _T, _Fake) ->
+                 T = <<"rbr_t">>,
+                 [A, P, R] = [raw_conn(S) || _ <- [a, p, r]],
+                 raw_subscribe(A, T),
+                 Link = receive {fake_req, <<"subscribe">>, L, T} -> L
+                        after 5000 -> error(no_subscribe) end,
+                 Block = [<<"MESSAGE ">>, T, <<" 1\r\nx\r\n">>],
+                 ok = gen_tcp:send(P, [<<"set publish 0 0 ">>,
+                                       integer_to_binary(iolist_size(Block)), <<"\r\n">>, Block,
+                                       <<"\r\n">>]),
+                 receive {fake_req, <<"publish">>, _, _} -> ok after 5000 -> error(no_publish) end,
+                 Retro = [integer_to_binary(erlang:system_time(second) - 10), <<"\r\n">>, T],
+                 ok = gen_tcp:send(R, [<<"set retro_subscribe 0 0 ">>,
+                                       integer_to_binary(iolist_size(Retro)), <<"\r\n">>, Retro,
+                                       <<"\r\n">>]),
+                 receive {fake_req, <<"link_retro">>, _, _} -> ok
+                 after 5000 -> error(no_link_retro) end,
+                 ok = gen_tcp:send(Link, <<"STORED\r\nSERVER_ERROR cluster core unavailable\r\n"
+                                           "STORED\r\n">>),
+                 ?assertEqual({ok, <<"SERVER_ERROR cluster core unavailable\r\n">>},
+                              gen_tcp:recv(P, 0, 5000)),
+                 [begin
+                      ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(X, 0, 5000)),
+                      ok = gen_tcp:send(X, <<"version\r\n">>),
+                      ?assertMatch({ok, <<"VERSION ", _/binary>>}, gen_tcp:recv(X, 0, 5000))
+                  end || X <- [A, R]],
+                 [gen_tcp:close(X) || X <- [A, P, R]]
+         end).
+
 %% A raw connection to the engine S is connected to.
 raw_conn(S) ->
     {ok, {_, Listen}} = inet:peername(S),
@@ -561,12 +605,12 @@ fake_loop(Test, C, Answer, Buf) ->
             case Rest of
                 <<_:Len/binary, "\r\n", After/binary>> ->
                     First = (get(refused_one) =:= undefined),
-                    if Cmd =:= <<"link_retro">> ->
-                            T = receive {topic, X} -> X end,
-                            Answer(C, T);
-                       Opt =:= [], Answer =:= hold ->
+                    if Opt =:= [], Answer =:= hold ->
                             <<Data:Len/binary, _/binary>> = Rest,
                             Test ! {fake_req, Cmd, C, Data};
+                       Cmd =:= <<"link_retro">> ->
+                            T = receive {topic, X} -> X end,
+                            Answer(C, T);
                        Opt =:= [], Cmd =:= <<"publish">>, Answer =:= refuse_publish ->
                             ok = gen_tcp:send(C, <<"SERVER_ERROR cluster core unavailable\r\n">>);
                        Opt =:= [], Cmd =:= <<"publish">>, Answer =:= refuse_first_publish,
