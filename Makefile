@@ -47,7 +47,7 @@ APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 iproute2 nftables
 
 .PHONY: all help deps engine erlang run test test-c test-erlang test-blackbox test-docs test-hostile test-fault \
-        test-valgrind soak bench bench-cluster clean fuzz fuzz-smoke test-glob-diff test-resp-diff test-redis test-control test-http test-http-opt \
+        test-valgrind soak bench bench-cluster clean fuzz fuzz-smoke fuzz-build test-glob-diff test-resp-diff test-redis test-control test-http test-http-opt \
         install test-install test-partition test-hostile-opt test-control-opt test-c-and-redis \
         test-original
 
@@ -339,13 +339,15 @@ fuzz-smoke: $(addprefix build/fuzz/,$(FUZZERS))
 fuzz:
 	$(MAKE) fuzz-smoke FUZZ_SECONDS=600
 
-# The unit tests (CPU: compiling and running under the sanitizers) run beside
-# the Redis-port suites (mostly waiting on quiet lines); each one's output is
-# printed whole when it ends (--output-sync).  The other suites run one at a
-# time: several measure deadlines (failure detection within 3 s, readiness
-# within 2 s) that a loaded machine could miss.
+# The unit tests (CPU: compiling and running under the sanitizers) and the
+# fuzzers' build run beside the Redis-port suites (mostly waiting on quiet
+# lines); each one's output is printed whole when it ends (--output-sync).
+# The other suites run one at a time: several measure deadlines (failure
+# detection within 3 s, readiness within 2 s) that a loaded machine could miss.
+fuzz-build: $(addprefix build/fuzz/,$(FUZZERS))
+
 test-c-and-redis: all
-	$(MAKE) -j2 --output-sync=target test-c test-redis
+	$(MAKE) -j2 --output-sync=target test-c test-redis fuzz-build
 
 test: all test-c-and-redis test-glob-diff test-resp-diff test-erlang test-blackbox test-docs test-hostile test-http test-fault test-control test-install test-partition test-valgrind fuzz-smoke
 	@echo "make test: all suites passed"
