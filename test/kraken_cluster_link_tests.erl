@@ -76,7 +76,7 @@ link_test_() ->
                     "batch and went on in the next, the first refused: the error",
                     fun middle_split_refused/0}},
      {timeout, 30, {"a child: a subscriber waiting behind another client's refused publish "
-                    "batch gets STORED and stays", fun sub_behind_refused/0}},
+                    "batch gets STORED and stays", fun() -> sub_behind_refused(subscribe) end}},
      {timeout, 30, {"a child: a subscribe batch refused by the parent disconnects every "
                     "holder of its topics, only them; the link stays",
                     fun() -> sub_refused(parent) end}},
@@ -88,7 +88,8 @@ link_test_() ->
      {timeout, 30, {"in the middle of three: a child's topic refused above: VALUE lost, and "
                     "the log line says why", fun middle_sub_refused/0}},
      {timeout, 30, {"a child: a retro_subscribe waiting around another client's refused "
-                    "publish batch gets its answer and stays", fun retro_behind_refused/0}}].
+                    "publish batch gets its answer and stays",
+                    fun() -> sub_behind_refused(retro) end}}].
 
 block(Entries) ->
     Body = iolist_to_binary([[<<"MESSAGE ">>, lists:join(<<" ">>, Ts), <<" ">>,
@@ -324,29 +325,40 @@ middle_split_refused() ->
 %% answers: A subscribes T (request 1, the subscribe batch); P publishes to
 %% T (request 2, a publish batch); B subscribes T, whose upstream
 %% subscription is on its way.  The fake confirms request 1 and refuses
-%% request 2: P gets the error; A and B get STORED and stay.
-sub_behind_refused() ->
+%% request 2: P gets the error; A and B get STORED and stay.  With How =
+%% retro, B retro_subscribes T instead: it waits for request 1 and for its
+%% link_retro (request 3, answered with nothing since the horizon), one
+%% wait spanning request 2 (it was disconnected, as a refused publisher).
+sub_behind_refused(How) ->
     with(hold, [], parent,
-         fun(S, T, _Fake) ->
+         fun(S, T0, _Fake) ->
+                 T = case How of subscribe -> T0; retro -> <<"rbr_t">> end,
                  [A, P, B] = [raw_conn(S) || _ <- [a, p, b]],
                  raw_subscribe(A, T),
-                 Link = receive {fake_req, <<"subscribe">>, L, _} -> L
+                 Link = receive {fake_req, <<"subscribe">>, L, T} -> L
                         after 5000 -> error(no_subscribe) end,
-                 Block = [<<"MESSAGE ">>, T, <<" 1\r\nx\r\n">>],
-                 ok = gen_tcp:send(P, [<<"set publish 0 0 ">>,
-                                       integer_to_binary(iolist_size(Block)), <<"\r\n">>, Block,
-                                       <<"\r\n">>]),
+                 raw_publish(P, T),
                  receive {fake_req, <<"publish">>, _, _} -> ok after 5000 -> error(no_publish) end,
-                 raw_subscribe(B, T),
-                 timer:sleep(200), % B's subscribe is executed: it waits
-                 ok = gen_tcp:send(Link, <<"STORED\r\nSERVER_ERROR cluster core unavailable\r\n">>),
+                 Answers = case How of
+                               subscribe ->
+                                   raw_subscribe(B, T),
+                                   timer:sleep(200), % B's subscribe is executed: it waits
+                                   <<"STORED\r\nSERVER_ERROR cluster core unavailable\r\n">>;
+                               retro ->
+                                   Retro = [integer_to_binary(erlang:system_time(second) - 10),
+                                            <<"\r\n">>, T],
+                                   ok = gen_tcp:send(B, [<<"set retro_subscribe 0 0 ">>,
+                                                         integer_to_binary(iolist_size(Retro)),
+                                                         <<"\r\n">>, Retro, <<"\r\n">>]),
+                                   receive {fake_req, <<"link_retro">>, _, _} -> ok
+                                   after 5000 -> error(no_link_retro) end,
+                                   <<"STORED\r\nSERVER_ERROR cluster core unavailable\r\n"
+                                     "STORED\r\n">>
+                           end,
+                 ok = gen_tcp:send(Link, Answers),
                  ?assertEqual({ok, <<"SERVER_ERROR cluster core unavailable\r\n">>},
                               gen_tcp:recv(P, 0, 5000)),
-                 [begin
-                      ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(X, 0, 5000)),
-                      ok = gen_tcp:send(X, <<"version\r\n">>),
-                      ?assertMatch({ok, <<"VERSION ", _/binary>>}, gen_tcp:recv(X, 0, 5000))
-                  end || X <- [A, B]],
+                 [stays(X) || X <- [A, B]],
                  [gen_tcp:close(X) || X <- [A, P, B]]
          end).
 
@@ -416,11 +428,7 @@ sub_behind_refused_sub() ->
                  ?assertEqual({ok, <<"SERVER_ERROR cluster core unavailable\r\n">>},
                               gen_tcp:recv(B, 0, 5000)),
                  ?assertEqual({error, closed}, gen_tcp:recv(B, 0, 5000)),
-                 [begin
-                      ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(X, 0, 5000)),
-                      ok = gen_tcp:send(X, <<"version\r\n">>),
-                      ?assertMatch({ok, <<"VERSION ", _/binary>>}, gen_tcp:recv(X, 0, 5000))
-                  end || X <- [A, C]],
+                 [stays(X) || X <- [A, C]],
                  [gen_tcp:close(X) || X <- [A, C]]
          end).
 
@@ -454,48 +462,22 @@ middle_sub_refused() ->
                  gen_tcp:close(Q)
          end).
 
-%% Below the fake, which holds every request until the test answers.  A
-%% subscribes T (request 1); P publishes on T (request 2, a publish
-%% batch); R retro_subscribes T: it waits for request 1 (T's subscribe is
-%% on its way) and for its link_retro (request 3).  The fake confirms 1,
-%% refuses 2 and answers 3 (nothing since the horizon): P gets the error;
-%% A and R get STORED and stay.
-retro_behind_refused() ->
-    with(hold, [], parent,
-         fun(S, _T, _Fake) ->
-                 T = <<"rbr_t">>,
-                 [A, P, R] = [raw_conn(S) || _ <- [a, p, r]],
-                 raw_subscribe(A, T),
-                 Link = receive {fake_req, <<"subscribe">>, L, T} -> L
-                        after 5000 -> error(no_subscribe) end,
-                 Block = [<<"MESSAGE ">>, T, <<" 1\r\nx\r\n">>],
-                 ok = gen_tcp:send(P, [<<"set publish 0 0 ">>,
-                                       integer_to_binary(iolist_size(Block)), <<"\r\n">>, Block,
-                                       <<"\r\n">>]),
-                 receive {fake_req, <<"publish">>, _, _} -> ok after 5000 -> error(no_publish) end,
-                 Retro = [integer_to_binary(erlang:system_time(second) - 10), <<"\r\n">>, T],
-                 ok = gen_tcp:send(R, [<<"set retro_subscribe 0 0 ">>,
-                                       integer_to_binary(iolist_size(Retro)), <<"\r\n">>, Retro,
-                                       <<"\r\n">>]),
-                 receive {fake_req, <<"link_retro">>, _, _} -> ok
-                 after 5000 -> error(no_link_retro) end,
-                 ok = gen_tcp:send(Link, <<"STORED\r\nSERVER_ERROR cluster core unavailable\r\n"
-                                           "STORED\r\n">>),
-                 ?assertEqual({ok, <<"SERVER_ERROR cluster core unavailable\r\n">>},
-                              gen_tcp:recv(P, 0, 5000)),
-                 [begin
-                      ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(X, 0, 5000)),
-                      ok = gen_tcp:send(X, <<"version\r\n">>),
-                      ?assertMatch({ok, <<"VERSION ", _/binary>>}, gen_tcp:recv(X, 0, 5000))
-                  end || X <- [A, R]],
-                 [gen_tcp:close(X) || X <- [A, P, R]]
-         end).
-
 %% A raw connection to the engine S is connected to.
 raw_conn(S) ->
     {ok, {_, Listen}} = inet:peername(S),
     {ok, X} = gen_tcp:connect({127, 0, 0, 1}, Listen, [binary, {active, false}]),
     X.
+
+raw_publish(X, Topic) ->
+    Block = [<<"MESSAGE ">>, Topic, <<" 1\r\nx\r\n">>],
+    ok = gen_tcp:send(X, [<<"set publish 0 0 ">>, integer_to_binary(iolist_size(Block)),
+                          <<"\r\n">>, Block, <<"\r\n">>]).
+
+%% X is answered STORED, and its connection answers on.
+stays(X) ->
+    ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(X, 0, 5000)),
+    ok = gen_tcp:send(X, <<"version\r\n">>),
+    ?assertMatch({ok, <<"VERSION ", _/binary>>}, gen_tcp:recv(X, 0, 5000)).
 
 raw_subscribe(X, Topic) ->
     ok = gen_tcp:send(X, [<<"set subscribe 0 0 ">>, integer_to_binary(byte_size(Topic)),
