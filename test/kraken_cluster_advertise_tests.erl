@@ -41,7 +41,6 @@ setup() ->
               bad => Prefix ++ "bad@" ++ Host},
     Ports = #{a1 => kraken_cluster_tests:free_port(), p1 => kraken_cluster_tests:free_port()},
     Ctx = Ctx0#{names => Names, ports => Ports},
-    Self = self(),
     Options = #{a1 => ["-kraken", "listen_ip", "\"0.0.0.0\"",
                        "-kraken", "cluster_advertise", "\"127.0.0.7\"",
                        "-kraken", "cluster_nodes", "[" ++ maps:get(p1, Names) ++ "]"],
@@ -49,22 +48,13 @@ setup() ->
                        "-kraken", "cluster_advertise", "\"127.0.0.8\"",
                        "-kraken", "role", "proxy",
                        "-kraken", "cluster_nodes", "[" ++ maps:get(a1, Names) ++ "]"]},
-    [spawn_link(fun() ->
-                        Args = ["start", "-kraken", "tcp_server_port",
-                                integer_to_list(maps:get(N, Ports)) | maps:get(N, Options)]
-                            ++ kraken_cluster_tests:engine_args(),
-                        Self ! {started, N, script(Ctx, N, Args)}
-                end) || N <- [a1, p1]],
-    Pids = maps:from_list(
-             [receive
-                  {started, N, {0, Out}} ->
-                      {match, [P]} = re:run(Out, "\\(os pid (\\d+)\\)",
-                                            [{capture, all_but_first, list}]),
-                      {N, list_to_integer(P)};
-                  {started, N, Bad} ->
-                      error({start_failed, N, Bad})
-              after 90000 -> error(start_timeout)
-              end || N <- [a1, p1]]),
+    Start = fun(N) ->
+                    Args = ["start", "-kraken", "tcp_server_port",
+                            integer_to_list(maps:get(N, Ports)) | maps:get(N, Options)]
+                        ++ kraken_cluster_tests:engine_args(),
+                    fun() -> script(Ctx, N, Args) end
+            end,
+    Pids = maps:from_list(kraken_cluster_tests:start_all([{N, Start(N)} || N <- [a1, p1]])),
     Ctx#{os_pids => Pids}.
 
 cleanup(Ctx = #{os_pids := Pids, tmp := Tmp}) ->

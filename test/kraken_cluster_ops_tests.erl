@@ -46,26 +46,16 @@ setup() ->
               typo => Prefix ++ "otypo@" ++ Host},
     Ports = #{o1 => kraken_cluster_tests:free_port(), o2 => kraken_cluster_tests:free_port()},
     Ctx = Ctx0#{names => Names, ports => Ports},
-    Self = self(),
     Seeds = #{o1 => maps:get(typo, Names), o2 => maps:get(o1, Names)},
-    [spawn_link(fun() ->
-                        Args = ["start", "-kraken", "tcp_server_port",
-                                integer_to_list(maps:get(N, Ports)),
-                                "-kraken", "listen_ip", "\"127.0.0.1\"",
-                                "-kraken", "cluster_nodes", "[" ++ maps:get(N, Seeds) ++ "]"]
-                            ++ kraken_cluster_tests:engine_args(),
-                        Self ! {started, N, script(Ctx, N, Args)}
-                end) || N <- [o1, o2]],
-    Pids = maps:from_list(
-             [receive
-                  {started, N, {0, Out}} ->
-                      {match, [P]} = re:run(Out, "\\(os pid (\\d+)\\)",
-                                            [{capture, all_but_first, list}]),
-                      {N, list_to_integer(P)};
-                  {started, N, Bad} ->
-                      error({start_failed, N, Bad})
-              after 90000 -> error(start_timeout)
-              end || N <- [o1, o2]]),
+    Start = fun(N) ->
+                    Args = ["start", "-kraken", "tcp_server_port",
+                            integer_to_list(maps:get(N, Ports)),
+                            "-kraken", "listen_ip", "\"127.0.0.1\"",
+                            "-kraken", "cluster_nodes", "[" ++ maps:get(N, Seeds) ++ "]"]
+                        ++ kraken_cluster_tests:engine_args(),
+                    fun() -> script(Ctx, N, Args) end
+            end,
+    Pids = maps:from_list(kraken_cluster_tests:start_all([{N, Start(N)} || N <- [o1, o2]])),
     Ctx#{os_pids => Pids}.
 
 cleanup(Ctx = #{os_pids := Pids, tmp := Tmp}) ->

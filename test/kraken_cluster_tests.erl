@@ -55,7 +55,7 @@
 %% this fixture).
 -export([base_ctx/1, base_cleanup/1, script/3, script_as/3, engine_args/0, engine_path/0, standalone/1,
          free_port/0, rpc/5, wait_until/2, receive_pairs/3, sanitizer_reports/1, node_name/2,
-         start_nodes/2, connect/2, owner/3, settled/3, node_atom/2, links_up/3,
+         start_nodes/2, start_all/1, connect/2, owner/3, settled/3, node_atom/2, links_up/3,
          expect_in_order/2, next_second/0, closed_within/3, upstream_topics/2,
          receive_msgs/3, redis_connect/2, resp/1, resp_push/2, redis_expect/2,
          bytes_until_closed/3]).
@@ -144,19 +144,24 @@ setup() ->
 start_nodes(Ctx = #{ports := Ports, redis_ports := RedisPorts}, Ns) ->
     Engine = engine_args(),
     Join = fun(c1) -> c2; (_) -> c1 end,
+    Args = fun(N) ->
+                   Role = case lists:member(N, ?PROXIES) of true -> "proxy"; false -> "core" end,
+                   Port = maps:get(N, Ports, free_port()),
+                   ["start", "-kraken", "tcp_server_port", integer_to_list(Port),
+                    "-kraken", "listen_ip", "\"127.0.0.1\"",
+                    "-kraken", "redis_port",
+                    integer_to_list(maps:get(N, RedisPorts, free_port())),
+                    "-kraken", "role", Role,
+                    "-kraken", "cluster_nodes",
+                    "[" ++ node_name(Ctx, Join(N)) ++ "]"] ++ Engine
+           end,
+    start_all([{N, fun() -> script(Ctx, N, Args(N)) end} || N <- Ns]).
+
+%% Runs each Start (a `bin/kraken start': {ExitStatus, Output}) at once and
+%% waits for them all: `[{Name, OsPid}]'; a failed start fails the test.
+start_all(Starts) ->
     Self = self(),
-    [spawn_link(fun() ->
-                        Role = case lists:member(N, ?PROXIES) of true -> "proxy"; false -> "core" end,
-                        Port = maps:get(N, Ports, free_port()),
-                        Args = ["start", "-kraken", "tcp_server_port", integer_to_list(Port),
-                                "-kraken", "listen_ip", "\"127.0.0.1\"",
-                                "-kraken", "redis_port",
-                                integer_to_list(maps:get(N, RedisPorts, free_port())),
-                                "-kraken", "role", Role,
-                                "-kraken", "cluster_nodes",
-                                "[" ++ node_name(Ctx, Join(N)) ++ "]"] ++ Engine,
-                        Self ! {started, N, script(Ctx, N, Args)}
-                end) || N <- Ns],
+    [spawn_link(fun() -> Self ! {started, N, Start()} end) || {N, Start} <- Starts],
     [receive
          {started, N, {0, Out}} ->
              {match, [P]} = re:run(Out, "\\(os pid (\\d+)\\)",
@@ -165,7 +170,7 @@ start_nodes(Ctx = #{ports := Ports, redis_ports := RedisPorts}, Ns) ->
          {started, N, Other} ->
              error({start_failed, N, Other})
      after 90000 -> error(start_timeout)
-     end || N <- Ns].
+     end || {N, _} <- Starts].
 
 cleanup(Ctx = #{tmp := Tmp, distributed := Distributed, os_pids := OsPids}) ->
     [_ = os:cmd("kill -CONT -" ++ integer_to_list(P) ++ " 2>/dev/null")
