@@ -349,8 +349,16 @@ fuzz-build: $(addprefix build/fuzz/,$(FUZZERS))
 test-c-and-redis: all
 	$(MAKE) -j2 --output-sync=target test-c test-redis fuzz-build
 
-test: all test-c-and-redis test-glob-diff test-resp-diff test-erlang test-blackbox test-docs test-hostile test-http test-fault test-control test-install test-partition test-valgrind fuzz-smoke
-	@echo "make test: all suites passed"
+# Every suite, one after the other (each says how long it took: make test
+# must stay under 10 minutes).
+TEST_SUITES := test-c-and-redis test-glob-diff test-resp-diff test-erlang test-blackbox test-docs \
+               test-hostile test-http test-fault test-control test-install test-partition \
+               test-valgrind fuzz-smoke
+test: all
+	@t0=$$(date +%s); for t in $(TEST_SUITES); do s=$$(date +%s); \
+	  $(MAKE) --no-print-directory $$t || { echo "make test: $$t FAILED"; exit 1; }; \
+	  echo "== $$t: $$(( $$(date +%s) - s )) s"; done; \
+	echo "make test: all suites passed in $$(( $$(date +%s) - t0 )) s"
 
 BENCH_SRC := $(wildcard bench/*.c)
 bench/kraken_bench: $(BENCH_SRC) bench/kb.h
