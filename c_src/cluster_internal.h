@@ -201,6 +201,23 @@ uint32_t cluster_doom_marked(int kidx, uint64_t mark, const char *why);
 /* ack_done_fn for clients: released (ok), or disconnected (a core lost);
  * arg is the core. */
 void cluster_ack_done(struct ack_holder *h, bool ok, void *arg);
+/* cluster.c */
+/* Whether k's link is up: connected and answered its handshake (or first
+ * poll).  While a link is connecting, what is written to it is lost if the
+ * attempt fails: refused. */
+bool cluster_core_up(const struct cluster_core *k);
+/* A publish to core c's topics was refused or dropped: counted, and
+ * logged at most once a second. */
+void cluster_count_drop(struct cluster_core *c);
+/* cluster_upstream.c */
+/* The end of a loop turn (flush event): every core's batch is written. */
+void cluster_flush(void);
+/* Router hooks: a topic gained its first local subscriber or lost its last
+ * (or gained one while its upstream subscription is pending); an entry was
+ * published here. */
+void cluster_on_topic(struct topic *t, struct subscriber *s, bool gained, void *arg);
+void cluster_on_published(struct subscriber *publisher, enum topic_ns ns, struct entry *e,
+                          void *arg);
 /* cluster_subref.c */
 /* k's subscribe batch number seq, with these topic names, was sent: kept
  * until answered when this node is k's child (k a parent or a static

@@ -1,0 +1,309 @@
+/* cluster_upstream.c - what goes up a link to a core (or a parent): the
+ * batched requests, and the router's hooks that make them (upstream
+ * subscriptions as topics gain their first local subscriber or lose their
+ * last; forwarding of entries published here to their owners); see
+ * docs/cluster.md, "The engine's part".
+ *
+ * Requests to a core are batched per link within one turn of the event
+ * loop: consecutive operations of one kind (subscribe, unsubscribe,
+ * publish) become one `set <kind> 0 0 <n> noreply` request, written when the
+ * kind changes, when the batch reaches PEND_MAX, or at the end of the turn
+ * (flush event).  A link's requests keep the order in which the local
+ * operations happened, so a publisher's order is kept per core.
+ *
+ * Subscribes are acknowledged: a `subscribe` batch is sent without noreply,
+ * the core answers STORED, and the client whose subscribe needed it waits
+ * for that answer (cluster_ack.h; its reply and later requests are held by
+ * server.c), so that once it has its reply every entry published at the
+ * owner reaches it.  A topic whose upstream subscription may still be on
+ * its way is marked upstream_pending: later subscribers wait for it too.
+ * Publish batches are acknowledged the same way (cluster_pub.c). */
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster.h"
+#include "cluster_internal.h"
+#include "engine.h"
+#include "log.h"
+#include "proto_link.h"
+#include "server.h"
+
+#define PEND_MAX (256u << 10)
+
+static const char *const op_names[] = {"", "subscribe", "unsubscribe", "publish"};
+
+/* ---- batched requests to a core ---- */
+
+void cluster_emit(struct cluster_core *k)
+{
+    size_t len = evbuffer_get_length(k->pend);
+    if (len && k->link && !conn_is_closing(k->link)) {
+        struct conn *c = k->link;
+        /* Subscribes and publishes are answered (STORED): clients wait for
+         * it.  A polled upstream (the original Kraken) knows no noreply:
+         * everything is answered there, and counted. */
+        bool acked = k->pend_op == OP_SUB || k->pend_op == OP_PUB || k->polling;
+        evbuffer_add_printf(c->out, "set %s 0 0 %zu%s\r\n", op_names[k->pend_op], len,
+                            acked ? "" : " noreply");
+        bool keep_failed = false;
+        if (acked) {
+            uint64_t n = ack_fifo_send(&k->acks);
+            if (k->pend_op == OP_SUB) {
+                k->sub_req = n;
+                keep_failed = cluster_subref_sent(k, n, k->pend) < 0;
+            }
+        }
+        evbuffer_add_buffer(c->out, k->pend);
+        evbuffer_add(c->out, "\r\n", 2);
+        size_t waiting = evbuffer_get_length(c->out);
+        if (keep_failed) {
+            server_doom(c, NULL); /* a refusal could not be told to its topics' holders */
+        } else if (waiting > c->eng->cfg.max_queue_bytes) {
+            /* The core does not read: give up on it as on a broken link
+             * (its holders here are disconnected when the link closes). */
+            klog(LOG_WARNING,
+                 "cluster: core %s is not reading its link (%zu bytes waiting, over "
+                 "max_client_queue_bytes); closing the link",
+                 k->name, waiting);
+            server_doom(c, NULL);
+        } else {
+            server_kick(c);
+        }
+    }
+    evbuffer_drain(k->pend, evbuffer_get_length(k->pend));
+    k->pend_op = OP_NONE;
+}
+
+void cluster_flush(void)
+{
+    cl.flush_armed = false;
+    for (size_t i = 0; i < cl.n; i++) {
+        cluster_emit(cl.cores[i]);
+        if (cl.cores[i]->unpin_ask)
+            cluster_link_barrier(cl.cores[i]); /* below parents: unpins wait for it */
+    }
+}
+
+/* The batch to append an operation of kind op and about add bytes to.  A
+ * batch is one request at the owner, so it stays under PEND_MAX and under
+ * max_request_bytes (the same on every node) less room for its `set` line:
+ * it is sent first if the operation would take it past either.  An
+ * operation bigger than that alone still goes alone (an entry fits the
+ * limit it was accepted under; its forwarded copy lists fewer topics). */
+static struct evbuffer *batch(struct cluster_core *k, enum op op, size_t add)
+{
+    size_t limit = cl.srv->eng.cfg.max_request_bytes - 64;
+    if (limit > PEND_MAX)
+        limit = PEND_MAX;
+    size_t have = evbuffer_get_length(k->pend);
+    if (k->pend_op != op || (have > 0 && have + add > limit))
+        cluster_emit(k);
+    k->pend_op = op;
+    if (!cl.flush_armed) {
+        cl.flush_armed = true;
+        event_active(cl.flush_ev, EV_TIMEOUT, 0);
+    }
+    return k->pend;
+}
+
+void cluster_topic_op(struct cluster_core *k, enum op op, const char *name, size_t len)
+{
+    if (!k->link)
+        return; /* down: its holders are disconnected when it comes back */
+    if (!cluster_name_travels(name, len)) {
+        /* Subscribed by a Redis client before this node had a cluster view
+         * (since then such names are refused): it would split into other
+         * topics at the core, so it stays local. */
+        klog(LOG_WARNING, "cluster: a channel name that is empty or holds a space, CR or LF "
+             "is not %s at core %s: it is served locally only",
+             op == OP_SUB ? "subscribed" : "unsubscribed", k->name);
+        return;
+    }
+    struct evbuffer *b = batch(k, op, len + 1);
+    if (evbuffer_get_length(b))
+        evbuffer_add(b, " ", 1);
+    evbuffer_add(b, name, len);
+}
+
+/* ---- router hooks ---- */
+
+/* From now on t's entries come from its owner: the retention here covers
+ * horizons after this moment only. */
+void cluster_mark_upstream(struct topic *t)
+{
+    t->upstream_since = engine_unix_time();
+    /* The event takes a number of the publish sequence of its own (entries'
+     * seq may have gaps), so that a `register' horizon taken before it is
+     * smaller, and one taken after it is not. */
+    t->upstream_seq = ++cl.srv->eng.router.seq;
+}
+
+/* Subscriber s of topic t (owned by k) waits until k has acknowledged t's
+ * upstream subscription: the subscribe batch being built, or else the last
+ * subscribe batch sent (t's is one of them: waiting for the last may wait a
+ * little longer than needed, never less).  Never a later publish batch:
+ * a parent may refuse one (another client's), and s would take that
+ * refusal as its own (kraken_cluster_link_tests, sub_behind_refused). */
+bool cluster_await_upstream(struct cluster_core *k, struct topic *t, struct subscriber *s)
+{
+    (void)t;
+    uint64_t seq = k->pend_op == OP_SUB && evbuffer_get_length(k->pend) ? k->acks.sent + 1
+                                                                        : k->sub_req;
+    struct conn *c = conn_of(s);
+    if (!k->link || seq <= k->acks.answered)
+        return false; /* acknowledged; or its link is down: nothing was sent, and the
+                       * holders are disconnected when the link is back (open_link) */
+    if (!c || !c->out)
+        return true;
+    bool was_held = conn_held(c);
+    int rc = ack_wait(&k->acks, &c->acks, seq);
+    if (rc < 0)
+        klog(LOG_ERROR, "%s %" PRIu64 " (%s): out of memory waiting for core %s to confirm "
+             "a subscription; answering without it", c->ops->log_name, c->sub.id, c->peer,
+             k->name);
+    else if (rc > 0) {
+        if (!was_held)
+            c->held_from = evbuffer_get_length(c->out); /* its reply comes next */
+        c->held_sub = true;
+    }
+    return true;
+}
+
+/* on_topic below parents (cluster_pin.h): a topic's first holder
+ * subscribes it at the parent it is pinned to (still waiting for an
+ * unsubscribe there), else at the hash's pick, and pins it there; its last
+ * holder unsubscribes it there, where it stays pinned until that parent has
+ * processed it. */
+static void on_topic_sticky(struct topic *t, struct subscriber *s, bool gained)
+{
+    int hk = cluster_owner_in(&cl.cur, cluster_name_hash(t->name, t->len));
+    struct cluster_core *hashed = hk >= 0 && !cl.cores[hk]->self ? cl.cores[hk] : NULL;
+    bool first = gained && t->nsubs - t->npeers == 1;
+    struct cluster_core *k = first ? pin_hold(t, hashed, hashed && hashed->parent)
+                                   : pin_route(t, hashed);
+    bool pending = false;
+    if (k && first) {
+        cluster_mark_upstream(t);
+        cluster_topic_op(k, OP_SUB, t->name, t->len);
+    } else if (k && !gained) {
+        cluster_topic_op(k, OP_UNSUB, t->name, t->len);
+        if (pin_release(&k->unpin, &cl.srv->eng.router.topics, t, k,
+                        k->link ? k->ver_sent + 1 : 0) < 0)
+            klog(LOG_ERROR, "cluster: out of memory noting the unsubscribe of topic %.*s at "
+                 "parent %s: it goes by the hash at once (an entry in flight may come twice)",
+                 (int)(t->len < 64 ? t->len : 64), t->name, k->name);
+        else if (k->link && t->pin == k)
+            k->unpin_ask = true; /* a `version` goes after the batch (flush_cb) */
+    }
+    if (k && gained)
+        pending = cluster_await_upstream(k, t, s);
+    t->upstream_pending = pending;
+}
+
+void cluster_on_topic(struct topic *t, struct subscriber *s, bool gained, void *arg)
+{
+    (void)arg;
+    if (t->ns != TOPIC_NS_CHANNEL)
+        return;
+    if (cl.sticky) {
+        on_topic_sticky(t, s, gained);
+        return;
+    }
+    /* Its owner; during a move, its owner under the other set too. */
+    struct cluster_core *k[2] = {cluster_remote_in(&cl.cur, t->name, t->len),
+                                 cluster_remote_in(&cl.alt, t->name, t->len)};
+    if (k[1] == k[0])
+        k[1] = NULL;
+    bool pending = false;
+    if (gained && t->nsubs - t->npeers == 1 && (k[0] || k[1]))
+        cluster_mark_upstream(t);
+    for (int i = 0; i < 2; i++) {
+        if (!k[i])
+            continue;
+        if (!gained)
+            cluster_topic_op(k[i], OP_UNSUB, t->name, t->len);
+        else if (t->nsubs - t->npeers == 1)
+            cluster_topic_op(k[i], OP_SUB, t->name, t->len);
+        if (gained)
+            pending |= cluster_await_upstream(k[i], t, s);
+    }
+    t->upstream_pending = pending;
+}
+
+void cluster_on_published(struct subscriber *publisher, enum topic_ns ns, struct entry *e,
+                         void *arg)
+{
+    (void)arg;
+    /* What a core pushed to us was delivered by it.  What a peer sent us
+     * entered the cluster here: it is forwarded only when this core is no
+     * owner of the topic under either set (views differ after a failure, a
+     * partition), to the owner it sees; never during a move it is part of. */
+    bool peer = publisher && publisher->peer;
+    if (ns != TOPIC_NS_CHANNEL || cl.n == 0 || (cluster_is_link(publisher) && !peer))
+        return;
+    /* Where each (entry, topic) entered the cluster (cluster_entered.h):
+     * here, when this core owns the topic now (under alt too, for a peer's:
+     * a move's other owner). */
+    for (uint32_t i = 0; i < e->ntopics; i++) {
+        const struct topic *t = e->topics[i];
+        uint64_t h = cluster_name_hash(t->name, t->len);
+        int k = cluster_owner_of(t, h), a = cluster_owner_in(&cl.alt, h);
+        if (cluster_entered(peer, k >= 0 && cl.cores[k]->self, a >= 0 && cl.cores[a]->self))
+            entry_set_entered(e, i);
+    }
+    if (e->ntopics > cl.owners_cap) {
+        int *o = realloc(cl.owners, e->ntopics * sizeof *o);
+        if (!o) {
+            klog(LOG_ERROR, "cluster: out of memory forwarding an entry");
+            return;
+        }
+        cl.owners = o;
+        cl.owners_cap = e->ntopics;
+    }
+    bool remote = false;
+    for (uint32_t i = 0; i < e->ntopics; i++) {
+        const struct topic *t = e->topics[i];
+        uint64_t h = cluster_name_hash(t->name, t->len);
+        int k = cluster_owner_of(t, h), a = peer ? cluster_owner_in(&cl.alt, h) : -1;
+        cl.owners[i] = k >= 0 && !cl.cores[k]->self && !(a >= 0 && cl.cores[a]->self) ? k : -1;
+        remote |= cl.owners[i] >= 0;
+    }
+    if (!remote)
+        return;
+    for (size_t k = 0; k < cl.n; k++) {
+        uint32_t first = e->ntopics;
+        for (uint32_t i = 0; i < e->ntopics && first == e->ntopics; i++)
+            if (cl.owners[i] == (int)k)
+                first = i;
+        if (first == e->ntopics)
+            continue;
+        struct cluster_core *c = cl.cores[k];
+        if (!cluster_core_up(c)) {
+            /* Only for a peer's entry: clients' publishes asked
+             * cluster_reachable() first.  What is written to a link that is
+             * not up may be lost, and the peer would wait for it. */
+            cluster_count_drop(c);
+            continue;
+        }
+        size_t need = 32 + (size_t)e->payload_len;
+        for (uint32_t i = first; i < e->ntopics; i++)
+            if (cl.owners[i] == (int)k)
+                need += 1 + e->topics[i]->len;
+        struct evbuffer *b = batch(c, OP_PUB, need);
+        evbuffer_add(b, "MESSAGE", 7);
+        for (uint32_t i = first; i < e->ntopics; i++)
+            if (cl.owners[i] == (int)k) {
+                evbuffer_add(b, " ", 1);
+                evbuffer_add(b, e->topics[i]->name, e->topics[i]->len);
+            }
+        evbuffer_add_printf(b, " %zu\r\n", (size_t)e->payload_len);
+        evbuffer_add(b, entry_payload(e), e->payload_len);
+        evbuffer_add(b, "\r\n", 2);
+        c->sent++;
+        cluster_pub_note(c); /* its publisher waits for this batch (cluster_pub.c) */
+    }
+}
