@@ -17,6 +17,7 @@
 -include_lib("eunit/include/eunit.hrl").
 
 -import(kraken_cluster_tests, [wait_until/2]).
+-import(kraken_cluster_ops_tests, [script/3, logged/3, row/3]).
 
 advertise_test_() ->
     {setup, fun setup/0, fun cleanup/1,
@@ -62,29 +63,6 @@ cleanup(Ctx = #{os_pids := Pids, tmp := Tmp}) ->
     kraken_cluster_tests:sanitizer_reports(Tmp),
     [_ = os:cmd("kill -9 " ++ integer_to_list(P) ++ " 2>/dev/null") || P <- maps:values(Pids)],
     kraken_cluster_tests:base_cleanup(Ctx).
-
-%% bin/kraken COMMAND for node N.
-script(Ctx = #{names := Names}, N, Args) ->
-    kraken_cluster_tests:script_as(Ctx, maps:get(N, Names), Args).
-
-log(#{tmp := Tmp, names := Names}, N) ->
-    [Short | _] = string:split(maps:get(N, Names), "@"),
-    case file:read_file(filename:join(Tmp, Short ++ ".console.log")) of
-        {ok, Text} -> Text;
-        {error, enoent} -> <<>>
-    end.
-
-logged(Ctx, N, Re) ->
-    re:run(log(Ctx, N), Re, [{capture, none}, multiline]) =:= match.
-
-%% The cluster_status row of node M as seen from node N.
-row(Ctx = #{names := Names}, N, M) ->
-    {0, Out} = script(Ctx, N, ["cluster_status"]),
-    case [L || L <- string:split(Out, "\n", all),
-               lists:prefix(maps:get(M, Names) ++ " ", L)] of
-        [Row] -> string:lexemes(Row, " ");
-        [] -> []
-    end.
 
 %% A client of node N, on the loopback address (a1 listens on every one).
 connect(#{ports := Ports}, N) ->

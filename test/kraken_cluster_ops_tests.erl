@@ -21,6 +21,10 @@
 
 -import(kraken_cluster_tests, [wait_until/2]).
 
+%% For kraken_cluster_advertise_tests, whose fixture has the same shape
+%% (names, tmp).
+-export([script/3, logged/3, row/3]).
+
 ops_test_() ->
     {setup, fun setup/0, fun cleanup/1,
      fun(Ctx) ->
@@ -69,10 +73,13 @@ cleanup(Ctx = #{os_pids := Pids, tmp := Tmp}) ->
 script(Ctx = #{names := Names}, N, Args) ->
     kraken_cluster_tests:script_as(Ctx, maps:get(N, Names), Args).
 
+%% Node N's console log (empty before it wrote one).
 log(#{tmp := Tmp, names := Names}, N) ->
     [Short | _] = string:split(maps:get(N, Names), "@"),
-    {ok, Text} = file:read_file(filename:join(Tmp, Short ++ ".console.log")),
-    Text.
+    case file:read_file(filename:join(Tmp, Short ++ ".console.log")) of
+        {ok, Text} -> Text;
+        {error, enoent} -> <<>>
+    end.
 
 logged(Ctx, N, Re) ->
     re:run(log(Ctx, N), Re, [{capture, none}, multiline]) =:= match.
