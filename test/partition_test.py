@@ -169,8 +169,10 @@ class Node:
                 rows[f[0]] = (f[i], f[i + 1] if len(f) > i + 1 else "-")
         return rows
 
-    def log_lines(self, pattern):
-        """[(unix time, line)] of the console log matching pattern."""
+    def log_lines(self, pattern, since=0.0):
+        """[(unix time, line)] of the console log matching pattern, logged at
+        `since` (unix time) or later: a wait after a cut must not be met by a
+        line of an earlier case."""
         out = []
         try:
             text = open(self.log, errors="replace").read()
@@ -179,7 +181,8 @@ class Node:
         for line in text.splitlines():
             if re.search(pattern, line):
                 ts = datetime.datetime.fromisoformat(line.split(" ", 1)[0])
-                out.append((ts.timestamp(), line))
+                if ts.timestamp() >= since:
+                    out.append((ts.timestamp(), line))
         return out
 
 
@@ -373,9 +376,9 @@ def proxy_core(lab, p1, c1, c2):
                "a log line on p1 saying why its clients of c1's topic were disconnected")
     why = p1.log_lines(pattern)
     print("p1 says: " + why[0][1].split(": ", 1)[1])
-    wait_until(lambda: p1.log_lines(r"core %s left the live set" % re.escape(c1.full)),
+    wait_until(lambda: p1.log_lines(r"core %s left the live set" % re.escape(c1.full), t0),
                max(0.5, t0 + 3.0 - time.time()), "p1 dropping c1 from its view within 3 s")
-    left = p1.log_lines(r"core %s left the live set" % re.escape(c1.full))[0][0] - t0
+    left = p1.log_lines(r"core %s left the live set" % re.escape(c1.full), t0)[0][0] - t0
     print("p1 dropped c1 from its view after %.2f s" % left)
     # A new subscriber of c1's topic on p1 while the partition lasts (the
     # interim core c2 cannot chain it to c1): it must get what c1's client
@@ -549,8 +552,8 @@ def proxy_alone(lab, p1, c1, c2):
     t0 = lab.cut("p1", "c1")
     lab.cut("p1", "c2")
     print("cut p1 from c1 and c2")
-    wait_until(lambda: p1.log_lines(r"core %s left the live set" % re.escape(c2.full)) and
-               p1.log_lines(r"core %s left the live set" % re.escape(c1.full)),
+    wait_until(lambda: p1.log_lines(r"core %s left the live set" % re.escape(c2.full), t0) and
+               p1.log_lines(r"core %s left the live set" % re.escape(c1.full), t0),
                5, "p1 dropping both cores")
     poll_all(before, 0.5)
     during = [Sub(p1, t, "p1's subscriber of %s, alone" % t.decode()) for t in (t1, t2)]
@@ -589,8 +592,8 @@ def core_alone(lab, p1, c1, c2):
     t0 = lab.cut("c1", "p1")
     lab.cut("c1", "c2")
     print("cut c1 from p1 and c2")
-    wait_until(lambda: c2.log_lines(r"core %s left the live set" % re.escape(c1.full)) and
-               p1.log_lines(r"core %s left the live set" % re.escape(c1.full)), 5,
+    wait_until(lambda: c2.log_lines(r"core %s left the live set" % re.escape(c1.full), t0) and
+               p1.log_lines(r"core %s left the live set" % re.escape(c1.full), t0), 5,
                "p1 and c2 dropping c1")
     poll_all(before, 1.0)
     # While it lasts: c1 refuses its clients, on both ports; c1's topic
