@@ -258,9 +258,13 @@ bool cluster_is_link(const struct subscriber *s)
 bool cluster_to_peers(const struct subscriber *publisher, const struct topic *t, void *arg)
 {
     (void)arg;
-    if (!publisher || publisher->peer || t->ns != TOPIC_NS_CHANNEL)
+    if ((publisher && publisher->peer) || t->ns != TOPIC_NS_CHANNEL)
         return true; /* it entered the cluster here: ours to deliver to every node */
-    if (conn_is_uplink(conn_of(publisher)))
+    if (publisher && conn_is_uplink(conn_of(publisher)))
         return false; /* its core delivered it to every node that holds the topic */
-    return cluster_remote_in(&cl.cur, t->name, t->len) == NULL; /* else forwarded to its owner */
+    /* A local client's (a Redis PUBLISH has no publisher): forwarded to its
+     * owner when that is another core, which delivers it to every node.  A
+     * peer holding the topic here too (this core is a move's other owner)
+     * would get it twice. */
+    return cluster_remote_in(&cl.cur, t->name, t->len) == NULL;
 }
