@@ -132,6 +132,7 @@ bool cluster_active(void);
 bool cluster_name_travels(const char *name, size_t len);
 #define CLUSTER_ERR_CHANNEL_NAME \
     "channel name not allowed in a cluster: empty, or with a space, CR or LF"
+#define CLUSTER_ERR_PATTERN "pattern not allowed in a cluster: empty, or with a space, CR or LF"
 /* Whether an entry on these topics (channel namespace) can be forwarded now:
  * false when one of them is owned by a core whose link is not up, which is
  * then counted in that core's `dropped` (with a warning at most once a
@@ -146,6 +147,11 @@ bool cluster_reachable(const struct proto_slice *topics, uint32_t n);
  * cluster at that core, which this node cannot hear. */
 bool cluster_subscribable(const struct proto_slice *topics, uint32_t n);
 #define CLUSTER_ERR_NOT_SUBSCRIBED "cluster core unavailable: not subscribed"
+/* Whether a client may subscribe to a Redis pattern: false when a core the
+ * view names is not live here (a pattern matches every core's topics),
+ * with a warning at most once a second; the caller refuses the request
+ * whole (CLUSTER_ERR_NOT_SUBSCRIBED).  cluster_pattern.c. */
+bool cluster_pattern_subscribable(void);
 /* Whether every link of the current view made its first attempt: up, or
  * failed once (a node held at start-up waits for this, cluster_wait). */
 bool cluster_settled(void);

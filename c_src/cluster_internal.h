@@ -37,7 +37,9 @@ struct topic;
 struct cluster_retro_req;
 struct cluster_subref;
 
-enum op { OP_NONE, OP_SUB, OP_UNSUB, OP_PUB };
+/* What a batch to a core carries (cluster_upstream.c): OP_PSUB and OP_PUNSUB
+ * are Redis patterns (cluster_pattern.c). */
+enum op { OP_NONE, OP_SUB, OP_UNSUB, OP_PUB, OP_PSUB, OP_PUNSUB };
 
 /* A live core (self included) as this engine sees it. */
 struct cluster_core {
@@ -59,6 +61,7 @@ struct cluster_core {
     enum op pend_op;
     struct ack_fifo acks; /* subscribe batches and link_retro requests sent and answered */
     uint64_t sub_req;     /* the number (acks) of the last subscribe batch sent */
+    uint64_t psub_req;    /* the same for pattern subscribe batches */
     /* to a parent or a static upstream: the topics of its subscribe
      * batches not answered yet (cluster_subref.c) */
     struct cluster_subref *subref_head, *subref_tail;
@@ -139,6 +142,13 @@ void cluster_emit(struct cluster_core *k);
 /* Appends a subscribe or unsubscribe of a topic to k's batch (nothing while
  * k's link is down). */
 void cluster_topic_op(struct cluster_core *k, enum op op, const char *name, size_t len);
+/* Appends one name to k's batch of kind op (nothing while k's link is
+ * down); the caller checked that it travels. */
+void cluster_batch_name(struct cluster_core *k, enum op op, const char *name, size_t len);
+/* Subscriber s waits for k's answer to the batch of kind op (OP_SUB or
+ * OP_PSUB) being built, or else to the last one sent (s NULL: nobody waits).
+ * Returns whether that answer is still due. */
+bool cluster_await_batch(struct cluster_core *k, enum op op, struct subscriber *s);
 /* From now on t's entries come from upstream (cluster_retro_classify). */
 void cluster_mark_upstream(struct topic *t);
 /* Subscriber s of t waits for k's confirmation of t's upstream subscription
@@ -218,6 +228,23 @@ void cluster_flush(void);
 void cluster_on_topic(struct topic *t, struct subscriber *s, bool gained, void *arg);
 void cluster_on_published(struct subscriber *publisher, enum topic_ns ns, struct entry *e,
                           void *arg);
+/* cluster_pattern.c */
+/* Whether core k carries this node's patterns: a member core (not this
+ * node, not a parent, not a static upstream), while patterns are
+ * clustered here (not below parents). */
+bool cluster_pattern_carried(const struct cluster_core *k);
+/* k's link was just opened: every pattern held here goes on it. */
+void cluster_pattern_link_open(struct cluster_core *k);
+/* Whether a local pattern holder depends on core kidx (CLUSTER_ANY_CORE:
+ * any): kidx owns topics under cur or alt, and carries the patterns or is
+ * this core. */
+bool cluster_pattern_depends(int kidx);
+/* The router's pattern hooks. */
+bool cluster_on_pattern(const char *name, size_t len, struct subscriber *s, uint32_t holders,
+                        void *arg);
+bool cluster_pattern_to_peers(const struct subscriber *publisher, const struct topic *t,
+                              void *arg);
+
 /* cluster_subref.c */
 /* k's subscribe batch number seq, with these topic names, was sent: kept
  * until answered when this node is k's child (k a parent or a static
@@ -250,6 +277,9 @@ void cluster_missing_free(struct missing_set *m);
 /* Whether one of the topics belongs to a missing owner: then counted and
  * logged (at most once a second) as refused `what` ("publishes"). */
 bool cluster_missing_refuse(const struct proto_slice *topics, uint32_t n, const char *what);
+/* The same for a request that concerns every owner (a pattern): refused when
+ * any owner of cur or alt is missing. */
+bool cluster_missing_refuse_any(const char *what);
 /* Logs the owners of cur that are missing now and were not before (call it
  * before cl.miss is replaced). */
 void cluster_missing_warn(const struct cluster_name *miss, size_t n);

@@ -209,17 +209,31 @@ uint32_t cluster_doom_marked(int kidx, uint64_t mark, const char *why)
                       : kidx == CLUSTER_ANY_CORE || cluster_depends(t, kidx)))
                 held = t;
         }
-        if (!held)
-            continue;
         char name[72];
-        printable(name, sizeof name, held->name, held->len);
-        if (kidx >= 0)
-            klog(LOG_WARNING, "%s %" PRIu64 " (%s) holds topic %s owned by core %s, %s: "
-                 "disconnecting it", c->ops->log_name, c->sub.id, c->peer, name,
-                 cl.cores[kidx]->name, why);
-        else
-            klog(LOG_WARNING, "%s %" PRIu64 " (%s) holds topic %s, %s: disconnecting it",
-                 c->ops->log_name, c->sub.id, c->peer, name, why);
+        if (held) {
+            printable(name, sizeof name, held->name, held->len);
+            if (kidx >= 0)
+                klog(LOG_WARNING, "%s %" PRIu64 " (%s) holds topic %s owned by core %s, %s: "
+                     "disconnecting it", c->ops->log_name, c->sub.id, c->peer, name,
+                     cl.cores[kidx]->name, why);
+            else
+                klog(LOG_WARNING, "%s %" PRIu64 " (%s) holds topic %s, %s: disconnecting it",
+                     c->ops->log_name, c->sub.id, c->peer, name, why);
+        } else if (!mark && c->sub.npatterns && cluster_pattern_depends(kidx)) {
+            /* A pattern matches every core's topics (cluster_pattern.c). */
+            size_t plen;
+            const char *p = pattern_name(c->sub.patterns[0], &plen);
+            printable(name, sizeof name, p, plen);
+            if (kidx >= 0)
+                klog(LOG_WARNING, "%s %" PRIu64 " (%s) holds pattern %s, which matches topics "
+                     "of core %s, %s: disconnecting it", c->ops->log_name, c->sub.id, c->peer,
+                     name, cl.cores[kidx]->name, why);
+            else
+                klog(LOG_WARNING, "%s %" PRIu64 " (%s) holds pattern %s, %s: disconnecting it",
+                     c->ops->log_name, c->sub.id, c->peer, name, why);
+        } else {
+            continue;
+        }
         disconnect(c);
         count++;
     }
@@ -341,6 +355,7 @@ void cluster_open_link(struct cluster_core *k)
                             cl.self);
         evbuffer_add(c->out, "version\r\n", 9);
         k->ver_sent++;
+        cluster_pattern_link_open(k); /* (batched: before any sync barrier) */
     }
     server_kick(c);
 }

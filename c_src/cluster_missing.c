@@ -77,23 +77,37 @@ static const char *missing_owner(const char *name, size_t len)
     return NULL;
 }
 
+/* Counts a request refused because of missing core `core`, with a warning
+ * at most once a second.  Returns true. */
+static bool refused(const char *core, const char *what)
+{
+    cl.missing_refused++;
+    int64_t now = engine_now_ms();
+    if (now - cl.missing_logged_ms >= 1000) {
+        cl.missing_logged_ms = now;
+        klog(LOG_WARNING,
+             "cluster: core %s owns topics in the view but is not live here; %s to its "
+             "topics are refused (%" PRIu64 " requests so far)",
+             core, what, cl.missing_refused);
+    }
+    return true;
+}
+
 bool cluster_missing_refuse(const struct proto_slice *topics, uint32_t n, const char *what)
 {
     for (uint32_t i = 0; i < n; i++) {
         const char *core = missing_owner(topics[i].p, topics[i].len);
-        if (!core)
-            continue;
-        cl.missing_refused++;
-        int64_t now = engine_now_ms();
-        if (now - cl.missing_logged_ms >= 1000) {
-            cl.missing_logged_ms = now;
-            klog(LOG_WARNING,
-                 "cluster: core %s owns topics in the view but is not live here; %s to its "
-                 "topics are refused (%" PRIu64 " requests so far)",
-                 core, what, cl.missing_refused);
-        }
-        return true;
+        if (core)
+            return refused(core, what);
     }
+    return false;
+}
+
+bool cluster_missing_refuse_any(const char *what)
+{
+    for (int i = 0; i < 2; i++)
+        if (cl.miss[i].n > cl.miss[i].nlive)
+            return refused(cl.miss[i].names[0], what);
     return false;
 }
 

@@ -34,7 +34,8 @@
 
 #define PEND_MAX (256u << 10)
 
-static const char *const op_names[] = {"", "subscribe", "unsubscribe", "publish"};
+static const char *const op_names[] = {"",        "subscribe",       "unsubscribe",
+                                        "publish", "link_psubscribe", "link_punsubscribe"};
 
 /* ---- batched requests to a core ---- */
 
@@ -46,7 +47,8 @@ void cluster_emit(struct cluster_core *k)
         /* Subscribes and publishes are answered (STORED): clients wait for
          * it.  A polled upstream (the original Kraken) knows no noreply:
          * everything is answered there, and counted. */
-        bool acked = k->pend_op == OP_SUB || k->pend_op == OP_PUB || k->polling;
+        bool acked =
+            k->pend_op == OP_SUB || k->pend_op == OP_PUB || k->pend_op == OP_PSUB || k->polling;
         evbuffer_add_printf(c->out, "set %s 0 0 %zu%s\r\n", op_names[k->pend_op], len,
                             acked ? "" : " noreply");
         bool keep_failed = false;
@@ -55,6 +57,8 @@ void cluster_emit(struct cluster_core *k)
             if (k->pend_op == OP_SUB) {
                 k->sub_req = n;
                 keep_failed = cluster_subref_sent(k, n, k->pend) < 0;
+            } else if (k->pend_op == OP_PSUB) {
+                k->psub_req = n;
             }
         }
         evbuffer_add_buffer(c->out, k->pend);
@@ -123,6 +127,13 @@ void cluster_topic_op(struct cluster_core *k, enum op op, const char *name, size
              op == OP_SUB ? "subscribed" : "unsubscribed", k->name);
         return;
     }
+    cluster_batch_name(k, op, name, len);
+}
+
+void cluster_batch_name(struct cluster_core *k, enum op op, const char *name, size_t len)
+{
+    if (!k->link)
+        return;
     struct evbuffer *b = batch(k, op, len + 1);
     if (evbuffer_get_length(b))
         evbuffer_add(b, " ", 1);
@@ -143,16 +154,23 @@ void cluster_mark_upstream(struct topic *t)
 }
 
 /* Subscriber s of topic t (owned by k) waits until k has acknowledged t's
- * upstream subscription: the subscribe batch being built, or else the last
- * subscribe batch sent (t's is one of them: waiting for the last may wait a
- * little longer than needed, never less).  Never a later publish batch:
- * a parent may refuse one (another client's), and s would take that
- * refusal as its own (kraken_cluster_link_tests, sub_behind_refused). */
+ * upstream subscription (cluster_await_batch). */
 bool cluster_await_upstream(struct cluster_core *k, struct topic *t, struct subscriber *s)
 {
     (void)t;
-    uint64_t seq = k->pend_op == OP_SUB && evbuffer_get_length(k->pend) ? k->acks.sent + 1
-                                                                        : k->sub_req;
+    return cluster_await_batch(k, OP_SUB, s);
+}
+
+/* The batch being built, or else the last batch of that kind sent (the
+ * name's is one of them: waiting for the last may wait a little longer than
+ * needed, never less).  Never a later batch of another kind: a parent may
+ * refuse a publish batch (another client's), and s would take that refusal
+ * as its own (kraken_cluster_link_tests, sub_behind_refused). */
+bool cluster_await_batch(struct cluster_core *k, enum op op, struct subscriber *s)
+{
+    uint64_t seq = k->pend_op == op && evbuffer_get_length(k->pend)
+                       ? k->acks.sent + 1
+                       : op == OP_PSUB ? k->psub_req : k->sub_req;
     struct conn *c = conn_of(s);
     if (!k->link || seq <= k->acks.answered)
         return false; /* acknowledged; or its link is down: nothing was sent, and the

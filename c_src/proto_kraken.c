@@ -308,6 +308,24 @@ static const char *do_unsubscribe(struct conn *c, const struct proto_request *re
     return PROTO_STORED;
 }
 
+/* `set link_psubscribe` / `set link_punsubscribe` (extensions only a peer
+ * sends, docs/cluster.md "Patterns"): the Redis patterns its node's local
+ * clients hold, space-separated.  Routed to the peer only for entries that
+ * entered the cluster here (cluster_pattern.c).  Anyone else gets ERROR, as
+ * for an unknown command. */
+static const char *do_link_pattern(struct conn *c, const struct proto_request *req, bool sub)
+{
+    if (!c->sub.peer)
+        return "ERROR\r\n";
+    const char *cur = req->data, *end = req->data + req->data_len;
+    struct proto_slice t;
+    while (proto_next_topic(&cur, end, &t))
+        if (sub ? router_psubscribe(&c->eng->router, &c->sub, t.p, t.len) < 0
+                : router_punsubscribe(&c->eng->router, &c->sub, t.p, t.len) < 0)
+            return NULL;
+    return PROTO_STORED;
+}
+
 static const char *do_push(struct conn *c, const struct proto_request *req)
 {
     if (req->data_len == 2 && memcmp(req->data, "on", 2) == 0)
@@ -484,6 +502,9 @@ static const char *execute(struct conn *c, const struct proto_request *req, int6
         break;
     case PROTO_SET_UNSUBSCRIBE:
         return do_unsubscribe(c, req);
+    case PROTO_SET_LINK_PSUBSCRIBE:
+    case PROTO_SET_LINK_PUNSUBSCRIBE:
+        return do_link_pattern(c, req, req->cmd == PROTO_SET_LINK_PSUBSCRIBE);
     case PROTO_SET_PUBLISH:
         r = do_publish(c, req, clock_turn_unix(), &error);
         break;

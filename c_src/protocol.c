@@ -121,6 +121,8 @@ static int set_command(const struct token *key, enum proto_cmd *cmd)
         {"push", PROTO_SET_PUSH},           {"link_retro", PROTO_SET_LINK_RETRO},
         {"peer", PROTO_SET_PEER},           {"child", PROTO_SET_CHILD},
         {"link_entered", PROTO_SET_LINK_ENTERED},
+        {"link_psubscribe", PROTO_SET_LINK_PSUBSCRIBE},
+        {"link_punsubscribe", PROTO_SET_LINK_PUNSUBSCRIBE},
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         if (slice_is(key->p, key->len, keys[i].name)) {

@@ -62,13 +62,13 @@ static void nomem(struct conn *c)
  * channels: none is subscribed, no subscribe reply).  A single node takes
  * any bytes, as Redis does.  Returns false after replying. */
 static bool channels_travel(struct conn *c, const struct redis_cmd *cmd, size_t first,
-                            size_t end)
+                            size_t end, const char *error)
 {
     if (!cluster_active())
         return true;
     for (size_t i = first; i < end; i++)
         if (!cluster_name_travels(cmd->argv[i].p, cmd->argv[i].len)) {
-            redis_error(c, CLUSTER_ERR_CHANNEL_NAME);
+            redis_error(c, error);
             return false;
         }
     return true;
@@ -96,7 +96,7 @@ void redis_subscribe(struct conn *c, const struct redis_cmd *cmd)
     struct redis_state *rs = redis_st(c);
     bool shard = is_shard(cmd);
     enum topic_ns ns = shard ? TOPIC_NS_SHARD : TOPIC_NS_CHANNEL;
-    if (!shard && !channels_travel(c, cmd, 1, cmd->argc))
+    if (!shard && !channels_travel(c, cmd, 1, cmd->argc, CLUSTER_ERR_CHANNEL_NAME))
         return; /* (a KRAKEN.REGISTER horizon stays for the next SUBSCRIBE) */
     if (!shard && !channels_available(c, cmd, 1))
         return;
@@ -199,6 +199,14 @@ void redis_unsubscribe(struct conn *c, const struct redis_cmd *cmd)
 
 void redis_psubscribe(struct conn *c, const struct redis_cmd *cmd)
 {
+    /* In a cluster a pattern travels to every core (cluster_pattern.c):
+     * the channels' rules, and every owner must be reachable. */
+    if (!channels_travel(c, cmd, 1, cmd->argc, CLUSTER_ERR_PATTERN))
+        return;
+    if (cluster_active() && !cluster_pattern_subscribable()) {
+        redis_error(c, CLUSTER_ERR_NOT_SUBSCRIBED);
+        return;
+    }
     for (size_t i = 1; i < cmd->argc; i++) {
         if (router_psubscribe(&c->eng->router, &c->sub, cmd->argv[i].p, cmd->argv[i].len) < 0) {
             nomem(c);
@@ -250,7 +258,7 @@ void redis_publish(struct conn *c, const struct redis_cmd *cmd)
     bool shard = is_shard(cmd);
     struct proto_slice topic = {cmd->argv[1].p, cmd->argv[1].len};
     struct router_publish_result res;
-    if (!shard && !channels_travel(c, cmd, 1, 2)) /* (not the message) */
+    if (!shard && !channels_travel(c, cmd, 1, 2, CLUSTER_ERR_CHANNEL_NAME)) /* (not the message) */
         return;
     if (!shard && !cluster_reachable(&topic, 1)) {
         /* Its owner is a core that cannot be reached now: nothing published
@@ -299,7 +307,8 @@ void redis_retro_subscribe(struct conn *c, const struct redis_cmd *cmd)
         kind = ROUTER_BY_TIME;
         h = h_time = (int64_t)v;
         first = 2;
-        if (!channels_travel(c, cmd, first, cmd->argc) || !channels_available(c, cmd, first))
+        if (!channels_travel(c, cmd, first, cmd->argc, CLUSTER_ERR_CHANNEL_NAME) ||
+            !channels_available(c, cmd, first))
             return;
     } else {
         kind = ROUTER_BY_SEQ;
@@ -449,5 +458,5 @@ void redis_pubsub(struct conn *c, const struct redis_cmd *cmd)
     else if (redis_arg_is(sub, "shardnumsub"))
         pubsub_numsub(c, cmd, TOPIC_NS_SHARD);
     else /* numpat: distinct patterns, as Redis counts them */
-        redis_add(c, resp_add_integer(c->out, (long long)c->eng->router.npatterns));
+        redis_add(c, resp_add_integer(c->out, (long long)router_local_patterns(&c->eng->router)));
 }

@@ -110,6 +110,21 @@ struct router_config {
      * peer subscribers (asked once per topic of an entry that has some);
      * NULL: always. */
     bool (*to_peers)(const struct subscriber *publisher, const struct topic *t, void *arg);
+    /* pattern_hook: the pattern `name` just gained subscriber s, not a
+     * peer, and has `holders' subscribers that are not peers now: called
+     * for the first (holders 1), and for later ones while the hook said the
+     * last time that its upstream subscription is pending (they wait for it
+     * too); or it just lost its last one (s NULL, holders 0).  Returns
+     * whether its upstream subscription is pending.  pattern_to_peers:
+     * whether an entry of this publisher on topic t goes to peers through
+     * their patterns (asked once per (pattern, topic) match that has a peer
+     * subscriber); NULL: never.  A peer holds its patterns at every core, so
+     * only the core where the entry entered the cluster sends it
+     * (cluster_pattern.c). */
+    bool (*pattern_hook)(const char *name, size_t len, struct subscriber *s, uint32_t holders,
+                         void *arg);
+    bool (*pattern_to_peers)(const struct subscriber *publisher, const struct topic *t,
+                             void *arg);
     void *cluster_arg;
 };
 
@@ -174,8 +189,14 @@ int router_psubscribe(struct router *r, struct subscriber *s, const char *pat, s
 int router_punsubscribe(struct router *r, struct subscriber *s, const char *pat, size_t len);
 void router_punsubscribe_all(struct router *r, struct subscriber *s);
 const char *pattern_name(const struct pattern *p, size_t *len);
-/* Number of subscribers of a pattern. */
+/* Number of subscribers of a pattern (peers included). */
 uint32_t pattern_nsubs(const struct pattern *p);
+/* Number of patterns with a subscriber that is not a peer (Redis's NUMPAT). */
+uint32_t router_local_patterns(const struct router *r);
+/* Calls fn for each pattern with a subscriber that is not a peer, until it
+ * returns non-zero (returned). */
+int router_foreach_local_pattern(const struct router *r,
+                                 int (*fn)(const char *name, size_t len, void *arg), void *arg);
 /* Whether topic t matches pattern p. */
 bool pattern_matches(const struct pattern *p, const struct topic *t);
 

@@ -7,7 +7,12 @@
  * subscriber's protocol tells at formatting time which of its patterns
  * matched (Redis sends one pmessage per matching pattern).  Like Redis, the
  * cost is patterns x topics per publish, paid only while patterns exist.
- * A subscriber keeps its patterns in subscription order. */
+ * A subscriber keeps its patterns in subscription order.
+ *
+ * In a cluster, a node's links hold patterns too (peers: another node's
+ * local subscribers' patterns, cluster_pattern.c): they are counted apart
+ * (npeers), make no pattern_hook call, and get an entry only when the
+ * pattern_to_peers hook says it entered the cluster here. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +23,8 @@ struct pattern {
     uint64_t hash;
     struct subscriber **subs;
     uint32_t nsubs, cap;
+    uint32_t npeers;          /* how many of the subscribers are peers */
+    bool upstream_pending;    /* pattern_hook's last answer (cluster) */
     uint32_t index;           /* in router->patterns */
     uint32_t len;
     char name[];
@@ -64,6 +71,26 @@ const char *pattern_name(const struct pattern *p, size_t *len)
 uint32_t pattern_nsubs(const struct pattern *p)
 {
     return p->nsubs;
+}
+
+uint32_t router_local_patterns(const struct router *r)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < r->npatterns; i++)
+        n += r->patterns[i]->nsubs > r->patterns[i]->npeers;
+    return n;
+}
+
+int router_foreach_local_pattern(const struct router *r,
+                                 int (*fn)(const char *name, size_t len, void *arg), void *arg)
+{
+    for (uint32_t i = 0; i < r->npatterns; i++) {
+        const struct pattern *p = r->patterns[i];
+        int rc = p->nsubs > p->npeers ? fn(p->name, p->len, arg) : 0;
+        if (rc)
+            return rc;
+    }
+    return 0;
 }
 
 bool pattern_matches(const struct pattern *p, const struct topic *t)
@@ -130,6 +157,11 @@ int router_psubscribe(struct router *r, struct subscriber *s, const char *pat, s
     p->subs[p->nsubs++] = s;
     s->patterns[s->npatterns++] = p;
     r->stats.pattern_subscriptions++;
+    if (s->peer)
+        p->npeers++;
+    else if (r->cfg.pattern_hook && (p->nsubs - p->npeers == 1 || p->upstream_pending))
+        p->upstream_pending =
+            r->cfg.pattern_hook(p->name, p->len, s, p->nsubs - p->npeers, r->cfg.cluster_arg);
     return 1;
 fail:
     if (p->nsubs == 0)
@@ -146,6 +178,12 @@ static void leave(struct router *r, struct pattern *p, struct subscriber *s)
             break;
         }
     r->stats.pattern_subscriptions--;
+    if (s->peer)
+        p->npeers--;
+    else if (p->nsubs == p->npeers && r->cfg.pattern_hook) {
+        p->upstream_pending = false;
+        r->cfg.pattern_hook(p->name, p->len, NULL, 0, r->cfg.cluster_arg);
+    }
     if (p->nsubs == 0)
         pattern_free(r, p);
 }
@@ -185,10 +223,19 @@ uint64_t router_route_patterns(struct router *r, struct subscriber *publisher, s
             const struct topic *t = e->topics[i];
             if (!glob_match(p->name, p->len, t->name, t->len))
                 continue;
+            int peers = -1; /* not asked yet */
             for (uint32_t j = 0; j < p->nsubs; j++) {
                 struct subscriber *s = p->subs[j];
                 if (s == publisher || s->overflowed)
                     continue;
+                if (s->peer) {
+                    if (peers < 0)
+                        peers = r->cfg.pattern_to_peers &&
+                                r->cfg.pattern_to_peers(publisher, t, r->cfg.cluster_arg);
+                    if (peers)
+                        router_route_to(r, s, e, i, touched); /* (not counted: a node) */
+                    continue;
+                }
                 matches++;
                 router_route_to(r, s, e, i, touched);
             }

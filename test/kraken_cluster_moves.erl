@@ -10,7 +10,11 @@
 %%   - stop: `bin/kraken stop' of c4 drains it first, then stops it;
 %%
 %% and after each: every client got every (entry, topic) of the others
-%% exactly once, never its own, and none was disconnected.
+%% exactly once, never its own, and none was disconnected; and so did a
+%% Redis client with a pattern matching every topic (PSUBSCRIBE, on p1 and
+%% on c2; docs/cluster.md, "Patterns"), of every client (the Kraken clients
+%% of p1 and c2 hold a quarter of the topics: the rest reach those nodes
+%% through the patterns).
 -module(kraken_cluster_moves).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -22,6 +26,11 @@
 -define(NTOPICS, 40).
 -define(BEFORE, [c1, c2, c3, c4]).   % the owners before and after the drain of c2
 -define(AFTER, [c1, c3, c4]).
+-define(PATTERN_NODES, [p1, c2]).   % a Redis pattern subscriber on each
+%% A Redis client publishing there too: c2 is drained, when it is for a
+%% while the other owner of the topics it had, still subscribed there by
+%% every holder (docs/cluster.md, "Moves").
+-define(REDIS_PUBLISHER, c2).
 
 join(Ctx) ->
     ok = ?T:wait_until(fun() -> ?T:settled(Ctx, ?NODES, [c1, c2, c3]) end, 10000),
@@ -80,6 +89,17 @@ log(#{tmp := Tmp} = Ctx, N) ->
 topics() ->
     [list_to_binary("mv_" ++ integer_to_list(I)) || I <- lists:seq(1, ?NTOPICS)].
 
+%% The topics the Kraken client on Node holds: all of them, but on p1 and c2
+%% only one in four, so that their pattern subscribers get most entries through
+%% its pattern alone (a node holding a topic anyway delivers its entries to
+%% a matching pattern even without clustered patterns).
+held(p1) ->
+    [T || {I, T} <- lists:zip(lists:seq(1, ?NTOPICS), topics()), I rem 4 =:= 0];
+held(c2) ->
+    [T || {I, T} <- lists:zip(lists:seq(1, ?NTOPICS), topics()), I rem 4 =:= 1];
+held(_) ->
+    topics().
+
 %%% The checker
 
 %% Runs Event while a client on each node publishes continuously (and polls
@@ -89,21 +109,27 @@ check(Ctx, Event) ->
     Topics = topics(),
     Self = self(),
     Clients = [spawn_link(fun() -> client(Ctx, N, Topics, Self) end) || N <- ?NODES],
+    Patterns = [{N, spawn_link(fun() -> pattern_client(Ctx, N, Self) end)}
+                || N <- ?PATTERN_NODES],
+    RedisPub = spawn_link(fun() -> redis_publisher(Ctx, ?REDIS_PUBLISHER, Topics, Self) end),
     [receive {subscribed, C} -> ok after 20000 -> error(subscribe_timeout) end
-     || C <- Clients],
+     || C <- [RedisPub | Clients] ++ [P || {_, P} <- Patterns]],
     %% Nobody publishes before everybody is subscribed (a client's first
     %% entries could otherwise precede a slower client's subscription).
-    [C ! go || C <- Clients],
+    [C ! go || C <- [RedisPub | Clients]],
     timer:sleep(200),
     Event(),
     timer:sleep(300),
-    [C ! stop || C <- Clients],
-    Published = [receive {published, C, Id, P} -> {C, Id, P} after 20000 -> error(stop) end
-                 || C <- Clients],
+    [C ! stop || C <- [RedisPub | Clients]],
+    [RedisPublished | Published] =
+        [receive {published, C, Id, P} -> {C, Id, P} after 20000 -> error(stop) end
+         || C <- [RedisPub | Clients]],
     ?assert(lists:sum([length(P) || {_, _, P} <- Published]) > 100),
+    ?assert(length(element(3, RedisPublished)) > 20),
     [begin
-         Expected = lists:sort([{Payload, T} || {_, Other, Ps} <- Published, Other =/= Id,
-                                                {Ts, Payload} <- Ps, T <- Ts]),
+         Expected = lists:sort([{Payload, T} || {_, Other, Ps} <- [RedisPublished | Published],
+                                                Other =/= Id, {Ts, Payload} <- Ps, T <- Ts,
+                                                lists:member(T, held(Id))]),
          C ! {expect, length(Expected)},
          Got = receive {got, C, G} -> G after 40000 -> error(collect_timeout) end,
          ?assertEqual({Id, connected}, {Id, element(1, Got)}),
@@ -117,11 +143,90 @@ check(Ctx, Event) ->
          ?assertEqual({Id, []}, {Id, Expected -- Pairs}),   % none lost
          ?assertEqual({Id, Expected}, {Id, Pairs})
      end || {C, Id, _} <- Published],
+    All = lists:sort([{Payload, T} || {_, _, Ps} <- [RedisPublished | Published],
+                                      {Ts, Payload} <- Ps, T <- Ts]),
+    [begin
+         P ! {expect, length(All)},
+         {State, Got} = receive {got, P, G} -> G after 40000 -> error(collect_timeout) end,
+         Id = {pattern, N},
+         ?assertEqual({Id, connected}, {Id, State}),
+         Pairs = lists:sort(Got),
+         ?assertEqual({Id, []}, {Id, Pairs -- lists:usort(Pairs)}),   % no duplicate
+         ?assertEqual({Id, []}, {Id, All -- Pairs}),   % none lost
+         ?assertEqual({Id, All}, {Id, Pairs})
+     end || {N, P} <- Patterns],
     ok.
+
+%% A Redis client on Node with a pattern matching every topic: reads its
+%% pmessage frames as they come (so that the node does not find it slow),
+%% and, told how many to expect, reports them ({Message, Channel} pairs) once
+%% that many came (or 20 s passed) and 200 ms more showed no duplicate.
+pattern_client(Ctx, Node, Parent) ->
+    R = ?T:redis_connect(Ctx, Node),
+    ok = gen_tcp:send(R, ?T:resp([<<"PSUBSCRIBE">>, <<"mv_*">>])),
+    ok = ?T:redis_expect(R, ?T:resp_push([<<"psubscribe">>, <<"mv_*">>], 1)),
+    Parent ! {subscribed, self()},
+    pattern_loop(R, Parent, infinity, []).
+
+pattern_loop(R, Parent, Wanted, Got) ->
+    Wanted1 = receive {expect, N} -> {N, deadline(20000)} after 0 -> Wanted end,
+    case gen_tcp:recv(R, 0, 20) of
+        {ok, More} ->
+            {New, Rest} = ?T:pmessages(<<(get({redis_buf, R}))/binary, More/binary>>),
+            put({redis_buf, R}, Rest),
+            pattern_loop(R, Parent, Wanted1, New ++ Got);
+        {error, timeout} when Wanted1 =:= infinity ->
+            pattern_loop(R, Parent, Wanted1, Got);
+        {error, timeout} ->
+            {N1, Deadline} = Wanted1,
+            case length(Got) >= N1 orelse erlang:monotonic_time(millisecond) > Deadline of
+                true -> pattern_done(R, Parent, Got);
+                false -> pattern_loop(R, Parent, Wanted1, Got)
+            end;
+        {error, Why} ->
+            Parent ! {got, self(), {{closed, Why}, Got}}
+    end.
+
+%% A Redis client on Node that PUBLISHes to a random topic every 5 ms (one
+%% at a time: each waits for its reply), from `go' to `stop'.
+redis_publisher(Ctx, Node, Topics, Parent) ->
+    R = ?T:redis_connect(Ctx, Node),
+    ok = inet:setopts(R, [{packet, line}]),
+    Parent ! {subscribed, self()},
+    receive go -> ok end,
+    rand:seed(exsss, erlang:phash2({Node, redis, self()})),
+    redis_publish_loop(R, Node, Topics, Parent, 1, []).
+
+redis_publish_loop(R, Node, Topics, Parent, K, Published) ->
+    receive
+        stop ->
+            gen_tcp:close(R),
+            Parent ! {published, self(), {redis, Node}, lists:reverse(Published)}
+    after 5 ->
+            T = lists:nth(rand:uniform(length(Topics)), Topics),
+            P = iolist_to_binary(io_lib:format("redis/~s/~b", [Node, K])),
+            ok = gen_tcp:send(R, ?T:resp([<<"PUBLISH">>, T, P])),
+            {ok, <<":", _/binary>>} = gen_tcp:recv(R, 0, 10000),
+            redis_publish_loop(R, Node, Topics, Parent, K + 1, [{[T], P} | Published])
+    end.
+
+%% A late duplicate would show within 200 ms.
+pattern_done(R, Parent, Got) ->
+    timer:sleep(200),
+    case gen_tcp:recv(R, 0, 100) of
+        {ok, More} ->
+            {New, _} = ?T:pmessages(<<(get({redis_buf, R}))/binary, More/binary>>),
+            Parent ! {got, self(), {connected, New ++ Got}};
+        {error, timeout} ->
+            Parent ! {got, self(), {connected, Got}};
+        {error, Why} ->
+            Parent ! {got, self(), {{closed, Why}, Got}}
+    end,
+    gen_tcp:close(R).
 
 client(Ctx, Node, Topics, Parent) ->
     S = ?T:connect(Ctx, Node),
-    ok = kraken_client:subscribe(S, Topics),
+    ok = kraken_client:subscribe(S, held(Node)),
     Parent ! {subscribed, self()},
     receive go -> ok end,
     rand:seed(exsss, erlang:phash2({Node, self()})),

@@ -58,7 +58,7 @@
          start_nodes/2, start_all/1, connect/2, owner/3, settled/3, node_atom/2, links_up/3,
          expect_in_order/2, next_second/0, closed_within/3, upstream_topics/2,
          receive_msgs/3, redis_connect/2, resp/1, resp_push/2, redis_expect/2,
-         bytes_until_closed/3]).
+         bytes_until_closed/3, pmessages/1, redis_pmessages/2]).
 
 -define(NTOPICS, 24).
 -define(PER_CLIENT, 15).
@@ -77,6 +77,9 @@ cluster_test_() ->
                {timeout, 60, {"Redis channel names that cannot travel on a link (empty, a "
                               "space, CR or LF) are refused with -ERR in a cluster, and do not "
                               "disturb the other subscribers", fun() -> redis_names(Ctx) end}},
+               {timeout, 60, {"Redis patterns across the cluster: a PSUBSCRIBE on a proxy "
+                              "and on a core gets each (entry, topic) published anywhere once; "
+                              "NUMPAT counts local clients only", fun() -> redis_patterns(Ctx) end}},
                {timeout, 60, {"acknowledged subscribes: an entry published on the owner as "
                               "soon as a proxy (or a core not owning the topic) answered "
                               "STORED always arrives",
@@ -435,6 +438,132 @@ redis_names(Ctx) ->
     gen_tcp:close(R),
     [kraken_client:disconnect(X) || X <- [K, P]],
     ok.
+
+%% Redis patterns across the cluster (docs/cluster.md, "Patterns"): a
+%% PSUBSCRIBE on a proxy and one on a core get, exactly once per (entry,
+%% topic), what is published on every node to channels of all three cores:
+%% Kraken entries of one topic and one entry over every topic (and one that
+%% does not match), Redis PUBLISHes on the subscriber's own node and on
+%% others; published the moment the PSUBSCRIBE is answered (it waits for
+%% every core).  NUMPAT counts the node's own clients, not the other nodes'
+%% patterns it holds for them.  A pattern that cannot travel is refused.
+%% Before, each subscriber got only what was published on its own node and
+%% on the channels its node held anyway: here, nothing else.
+redis_patterns(Ctx) ->
+    Topics = [list_to_binary("pat_" ++ integer_to_list(I)) || I <- lists:seq(1, 12)],
+    ?assertEqual(3, length(lists:usort([owner(Ctx, p1, T) || T <- Topics]))),
+    Subs = [redis_connect(Ctx, N) || N <- [p1, c1]],
+    Pat = <<"pat_*">>,
+    [begin
+         ok = gen_tcp:send(R, resp([<<"PSUBSCRIBE">>, Pat])),
+         ok = redis_expect(R, resp_push([<<"psubscribe">>, Pat], 1))
+     end || R <- Subs],
+    [RP | _] = Subs,
+    ok = gen_tcp:send(RP, resp([<<"PSUBSCRIBE">>, <<"pat a">>])),
+    ok = redis_expect(RP, <<"-ERR pattern not allowed in a cluster: empty, or with a space, "
+                            "CR or LF\r\n">>),
+    Kraken = [{N, connect(Ctx, N)} || N <- [p2, c2, c3, p1]],
+    Published =
+        lists:append(
+          [begin
+               One = [{[T], iolist_to_binary([atom_to_list(N), "/", T])} || T <- Topics],
+               All = {[<<"other">> | Topics], iolist_to_binary([atom_to_list(N), "/all"])},
+               ok = kraken_client:publish(S, One ++ [All, {[<<"other">>], <<"x">>}]),
+               One ++ [All]
+           end || {N, S} <- Kraken]),
+    Redis = [{N, redis_connect(Ctx, N)} || N <- [p1, c3]],
+    RedisPub =
+        [begin
+             Msg = iolist_to_binary(["redis/", atom_to_list(N), "/", T]),
+             ok = gen_tcp:send(R, resp([<<"PUBLISH">>, T, Msg])),
+             {[T], Msg}
+         end || {N, R} <- Redis, T <- Topics],
+    %% PUBLISH counts this node's own receivers: on p1 its pattern
+    %% subscriber, on c3 nobody (the others' patterns it holds do not count).
+    [ok = redis_expect(R, maps:get(N, #{p1 => <<":1\r\n">>, c3 => <<":0\r\n">>}))
+     || {N, R} <- Redis, _ <- Topics],
+    Expected = lists:sort([{P, T} || {Ts, P} <- Published ++ RedisPub, T <- Ts,
+                                     T =/= <<"other">>]),
+    [?assertEqual({R, Expected}, {R, lists:sort(redis_pmessages(R, length(Expected)))})
+     || R <- Subs],
+    %% Nothing more: no duplicate, nothing of `other'.
+    timer:sleep(300),
+    [?assertEqual({R, {error, timeout}, <<>>}, {R, gen_tcp:recv(R, 0, 100), get({redis_buf, R})})
+     || R <- Subs],
+    Numpat = fun(N) ->
+                     R = redis_connect(Ctx, N),
+                     ok = gen_tcp:send(R, resp([<<"PUBSUB">>, <<"NUMPAT">>])),
+                     {ok, B} = gen_tcp:recv(R, 0, 5000),
+                     gen_tcp:close(R),
+                     B
+             end,
+    ?assertEqual(<<":1\r\n">>, Numpat(c1)),
+    ?assertEqual(<<":0\r\n">>, Numpat(c2)),
+    [gen_tcp:close(R) || R <- Subs ++ [R || {_, R} <- Redis]],
+    [kraken_client:disconnect(S) || {_, S} <- Kraken],
+    ok.
+
+%% The next Count `pmessage' frames on R (RESP2): [{Message, Channel}].
+redis_pmessages(R, Count) ->
+    redis_pmessages(R, Count, erlang:monotonic_time(millisecond) + 5000, []).
+
+redis_pmessages(R, Count, Deadline, Acc) ->
+    {Got, Rest} = pmessages(get({redis_buf, R})),
+    put({redis_buf, R}, Rest),
+    Acc1 = Got ++ Acc,
+    case length(Acc1) >= Count of
+        true ->
+            Acc1;
+        false ->
+            Left = Deadline - erlang:monotonic_time(millisecond),
+            Left > 0 orelse error({redis_timeout, length(Acc1), Count}),
+            case gen_tcp:recv(R, 0, Left) of
+                {ok, More} ->
+                    put({redis_buf, R}, <<Rest/binary, More/binary>>),
+                    redis_pmessages(R, Count, Deadline, Acc1);
+                {error, timeout} ->
+                    error({redis_timeout, length(Acc1), Count})
+            end
+    end.
+
+%% The complete `pmessage' frames at the head of Buf: {[{Message, Channel}],
+%% Rest}; anything else there is an error.
+pmessages(Buf) ->
+    Head = <<"*4\r\n$8\r\npmessage\r\n">>,
+    HL = byte_size(Head),
+    case Buf of
+        <<Head:HL/binary, Rest/binary>> ->
+            case bulks(Rest, 3, []) of
+                {[_Pat, Chan, Msg], Tail} ->
+                    {More, Tail1} = pmessages(Tail),
+                    {[{Msg, Chan} | More], Tail1};
+                more ->
+                    {[], Buf}
+            end;
+        _ when byte_size(Buf) < HL ->
+            case binary:part(Head, 0, byte_size(Buf)) of
+                Buf -> {[], Buf};
+                _ -> error({unexpected_redis_bytes, Buf})
+            end;
+        _ ->
+            error({unexpected_redis_bytes, Buf})
+    end.
+
+bulks(Tail, 0, Acc) ->
+    {lists:reverse(Acc), Tail};
+bulks(<<"$", Rest/binary>>, K, Acc) ->
+    case binary:split(Rest, <<"\r\n">>) of
+        [Len, Body] ->
+            L = binary_to_integer(Len),
+            case Body of
+                <<B:L/binary, "\r\n", Tail/binary>> -> bulks(Tail, K - 1, [B | Acc]);
+                _ -> more
+            end;
+        _ ->
+            more
+    end;
+bulks(_, _, _) ->
+    more.
 
 %% Many fresh topics, one at a time: subscribe on a node that does not own
 %% it, and the moment STORED is in, publish on its owner.  Before
@@ -843,13 +972,17 @@ core_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
     Y = connect(Ctx, p1), ok = kraken_client:subscribe(Y, [Lost]),     % disconnected
     Z = connect(Ctx, p2), ok = kraken_client:subscribe(Z, [Kept, Lost]), % disconnected
     W = connect(Ctx, c1), ok = kraken_client:subscribe(W, [Lost]),     % disconnected (core)
+    %% A pattern matches every core's topics: its holder is disconnected too.
+    RP = redis_connect(Ctx, p2),
+    ok = gen_tcp:send(RP, resp([<<"PSUBSCRIBE">>, <<"kill_*">>])),
+    ok = redis_expect(RP, resp_push([<<"psubscribe">>, <<"kill_*">>], 1)),
     Pub = connect(Ctx, p2),
     timer:sleep(300),
     ok = kraken_client:publish(Pub, [{[Kept, Lost], <<"before">>}]),
     ok = wait_until(fun() -> kraken_client:receive_messages(X) =/= [] end, 5000),
     T0 = erlang:monotonic_time(millisecond),
     _ = os:cmd("kill -9 " ++ integer_to_list(maps:get(c3, OsPids))),
-    [closed_within(S, T0, 3000) || S <- [Y, Z, W]],
+    [closed_within(S, T0, 3000) || S <- [Y, Z, W, RP]],
     %% X was not disturbed: it still gets what is published to its topic.
     ok = kraken_client:publish(Pub, [{[Kept], <<"after">>}]),
     ok = wait_until(fun() -> lists:member({[Kept], <<"after">>},
@@ -862,6 +995,12 @@ core_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
                                        " owned by core " ++ atom_to_list(Victim),
                                    [{capture, none}]) =:= match
                     end, 3000),
+    Log2 = filename:join(Tmp, node_name(Ctx, p2) ++ ".console.log"),
+    ok = wait_until(fun() ->
+                            {ok, Text} = file:read_file(Log2),
+                            re:run(Text, "holds pattern kill_\\*, which matches topics of core " ++
+                                       atom_to_list(Victim), [{capture, none}]) =:= match
+                    end, 3000),
     %% Its topics moved: the lost topic works again, through the survivors.
     ok = wait_until(fun() -> links_up(Ctx, p1, [c1, c2]) andalso links_up(Ctx, p2, [c1, c2])
                     end, 5000),
@@ -870,10 +1009,15 @@ core_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
     %% listing it, a node may refuse its topics: docs/cluster.md, "Partitions").
     ok = wait_until(fun() -> settled(Ctx, [c1, c2, p1, p2], [c1, c2]) end, 5000),
     V = connect(Ctx, p1), ok = kraken_client:subscribe(V, [Lost]),
+    RV = redis_connect(Ctx, p1),
+    ok = gen_tcp:send(RV, resp([<<"PSUBSCRIBE">>, <<"kill_*">>])),
+    ok = redis_expect(RV, resp_push([<<"psubscribe">>, <<"kill_*">>], 1)),
     timer:sleep(300),
     ok = kraken_client:publish(Pub, [{[Lost], <<"moved">>}]),
     ok = wait_until(fun() -> kraken_client:receive_messages(V) =:= [{[Lost], <<"moved">>}] end,
                     5000),
+    ?assertEqual([{<<"moved">>, Lost}], redis_pmessages(RV, 1)),
+    gen_tcp:close(RV),
     [kraken_client:disconnect(S) || S <- [X, V, Pub]],
     ok.
 

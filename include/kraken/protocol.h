@@ -40,6 +40,8 @@ enum proto_cmd {
     PROTO_SET_PEER,  /* extension: a cluster node's link names itself (docs/cluster.md) */
     PROTO_SET_CHILD, /* extension: the link of a proxy below this node names itself */
     PROTO_SET_LINK_ENTERED, /* extension for cluster links: link_retro, only what entered here */
+    PROTO_SET_LINK_PSUBSCRIBE,   /* extension for cluster links: Redis patterns held at a core */
+    PROTO_SET_LINK_PUNSUBSCRIBE, /* ... and dropped */
 };
 
 enum proto_status {

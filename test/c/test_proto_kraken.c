@@ -768,6 +768,28 @@ static void test_peer_or_child(void **state)
     fix_free(f);
 }
 
+/* `set link_psubscribe` / `link_punsubscribe` (cluster_pattern.c): a
+ * peer's patterns, space-separated; anyone else gets ERROR as for an
+ * unknown command, and holds nothing. */
+static void test_link_psubscribe(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new();
+    struct client *a = &f->c[0], *b = &f->c[1];
+    do_set(a, "link_psubscribe", "t*", false, "ERROR\r\n");
+    do_set(b, "child", "q1", false, "STORED\r\n");
+    do_set(b, "link_psubscribe", "t*", false, "ERROR\r\n");
+    assert_int_equal(a->s->sub.npatterns + b->s->sub.npatterns, 0);
+    struct client *p = &f->c[2];
+    do_set(p, "peer", "n1", false, "STORED\r\n");
+    do_set(p, "link_psubscribe", "t* u?", false, "STORED\r\n");
+    assert_int_equal(p->s->sub.npatterns, 2);
+    assert_int_equal(router_local_patterns(&f->srv.router), 0); /* a peer's: not NUMPAT's */
+    do_set(p, "link_punsubscribe", "t*", true, "");
+    assert_int_equal(p->s->sub.npatterns, 1);
+    fix_free(f);
+}
+
 /* A child's `version` is a barrier (docs/cluster.md, "Sticky parents"):
  * what was routed to it before the answer is written before it, so that
  * once the child has the answer nothing more comes of a topic it
@@ -1005,6 +1027,7 @@ int main(void)
         tu_test(test_link_entered),
         tu_test(test_relayed_answer_items),
         tu_test(test_peer_or_child),
+        tu_test(test_link_psubscribe),
         tu_test(test_child_version_after_entries),
         tu_test(test_bytewise_equals_whole),
         tu_test(test_large_payload_in_chunks),

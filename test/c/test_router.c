@@ -436,6 +436,108 @@ static void test_peers(void **state)
     fix_free(f);
 }
 
+/* Patterns in a cluster (cluster_pattern.c): a peer's pattern makes no
+ * pattern_hook call and is not counted by router_local_patterns (NUMPAT);
+ * a peer gets an entry through its pattern only when pattern_to_peers says
+ * so (asked once per (pattern, topic) match), never when it published it,
+ * and is not counted among the receivers; the hook sees the first local
+ * holder (holders 1), a later one while the first is pending, and the last
+ * one leaving (s NULL). */
+struct phooks {
+    int first, more, last, asked;
+    bool pending;
+    const char *allow; /* pattern_to_peers: only the topic of this name */
+};
+
+static bool hook_pattern(const char *name, size_t len, struct subscriber *s, uint32_t holders,
+                         void *arg)
+{
+    struct phooks *h = arg;
+    (void)name;
+    (void)len;
+    if (!s)
+        h->last++;
+    else if (holders == 1)
+        h->first++;
+    else
+        h->more++;
+    return h->pending;
+}
+
+static bool hook_pattern_to_peers(const struct subscriber *publisher, const struct topic *t,
+                                  void *arg)
+{
+    struct phooks *h = arg;
+    (void)publisher;
+    h->asked++;
+    return h->allow && t->len == strlen(h->allow) && !memcmp(t->name, h->allow, t->len);
+}
+
+static int count_local(const char *name, size_t len, void *arg)
+{
+    (void)name;
+    (void)len;
+    ++*(int *)arg;
+    return 0;
+}
+
+static void test_peer_patterns(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(4, 10, SIZE_MAX, 1000);
+    static struct phooks h; /* (static: the fixture's deferred cleanup may call the hook) */
+    h = (struct phooks){0};
+    f->r.cfg.pattern_hook = hook_pattern;
+    f->r.cfg.pattern_to_peers = hook_pattern_to_peers;
+    f->r.cfg.cluster_arg = &h;
+    struct subscriber *peer = &f->s[0], *l1 = &f->s[1], *l2 = &f->s[2], *pubr = &f->s[3];
+    peer->peer = true;
+    assert_int_equal(router_psubscribe(&f->r, peer, "t*", 2), 1);
+    assert_int_equal(router_psubscribe(&f->r, peer, "u*", 2), 1);
+    assert_int_equal(h.first + h.more + h.last, 0);
+    assert_int_equal(router_local_patterns(&f->r), 0);
+    int n = 0;
+    router_foreach_local_pattern(&f->r, count_local, &n);
+    assert_int_equal(n, 0);
+    h.pending = true;
+    assert_int_equal(router_psubscribe(&f->r, l1, "t*", 2), 1);
+    assert_int_equal(h.first, 1);
+    h.pending = false;
+    assert_int_equal(router_psubscribe(&f->r, l2, "t*", 2), 1); /* waits for the first's */
+    assert_int_equal(h.more, 1);
+    assert_int_equal(router_punsubscribe(&f->r, l2, "t*", 2), 1);
+    assert_int_equal(router_psubscribe(&f->r, l2, "t*", 2), 1); /* not pending: no call */
+    assert_int_equal(h.more, 1);
+    assert_int_equal(router_local_patterns(&f->r), 1);
+    router_foreach_local_pattern(&f->r, count_local, &n);
+    assert_int_equal(n, 1);
+    /* Only the allowed topic reaches the peer; receivers count local ones. */
+    h.allow = "t1";
+    struct router_publish_result res;
+    struct proto_slice ts[] = {{"t1", 2}, {"t2", 2}, {"u1", 2}};
+    assert_int_equal(router_publish_ns(&f->r, pubr, TOPIC_NS_CHANNEL, ts, 3, "x", 1, 1001, &res),
+                     0);
+    assert_int_equal(res.receivers, 4); /* l1, l2: t1 and t2 each */
+    assert_int_equal(h.asked, 3);       /* (t*, t1), (t*, t2), (u*, u1) */
+    expect_queue(peer, "MESSAGE t1 1\r\nx\r\n", 1);
+    expect_queue(l1, "MESSAGE t1 t2 1\r\nx\r\n", 1);
+    expect_queue(l2, "MESSAGE t1 t2 1\r\nx\r\n", 1);
+    /* Never back to the peer that published it. */
+    assert_int_equal(pub(f, peer, "t1", "y", 1001), 2);
+    expect_empty(peer);
+    expect_queue(l1, "MESSAGE t1 1\r\ny\r\n", 1);
+    expect_queue(l2, "MESSAGE t1 1\r\ny\r\n", 1);
+    /* The last local holder leaving calls the hook once; the peer stays. */
+    router_remove_subscriber(&f->r, l1);
+    assert_int_equal(h.last, 0);
+    router_remove_subscriber(&f->r, l2);
+    assert_int_equal(h.last, 1);
+    router_remove_subscriber(&f->r, peer);
+    assert_int_equal(h.last, 1);
+    assert_int_equal(f->r.npatterns, 0);
+    fix_free(f);
+}
+
 static void test_order_per_publisher(void **state)
 {
     (void)state;
@@ -1144,6 +1246,7 @@ int main(void)
         tu_test(test_no_self_delivery),
         tu_test(test_order_per_publisher),
         tu_test(test_peers),
+        tu_test(test_peer_patterns),
         tu_test(test_nul_in_topic_names),
         tu_test(test_many_topics_subset),
         tu_test(test_fanout_shares_entry),
