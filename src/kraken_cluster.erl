@@ -60,10 +60,9 @@
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -include_lib("kernel/include/logger.hrl").
+-include("kraken_cluster.hrl").
 
 -define(SCOPE, kraken_cluster_pg).
--define(TICK, 200).
--define(DEADLINE, 1600).
 -define(ENGINE_DEADLINE, 1000).
 %% A member that stopped answering stays in status/0 (as not live) this
 %% long, unless it is heard again or stopped on purpose.
@@ -73,17 +72,13 @@
 -define(SEED_WARN_FIRST, 10000).
 -define(SEED_WARN_EVERY, 60000).
 
--record(member, {pid :: pid(),
-                 info :: map(),
-                 heard :: integer()}).
-
 -record(state, {role :: core | proxy,
                 nodes :: [node()],
                 parents = [] :: [node()],          % a proxy below these (a child)
                 below = [] :: [node()],            % parents not used: they sit below it
                 info :: map(),
                 source :: kraken_cluster_ops:source(),  % where info's host comes from
-                members = #{} :: #{pid() => #member{}},
+                members = #{} :: kraken_cluster_live:members(),
                 engine :: pid() | undefined,
                 sent :: term(),
                 connectors = #{} :: #{pid() => node()},
@@ -272,7 +267,7 @@ handle_call(status, _From, S = #state{members = Members, info = Info, upstreams 
                         maps:get(port, I), Now - H =< ?DEADLINE, Now - H,
                         maps:get(draining, I, false)}
           end,
-    Others = [Row(I, H) || #member{info = I, heard = H} <- maps:values(Members)],
+    Others = [Row(I, H) || {I, H} <- maps:values(Members)],
     Heard = [element(1, O) || O <- Others],
     Lost = [setelement(5, Row(I, H), false)
             || {N, {I, H}} <- maps:to_list(S#state.lost), not lists:member(N, Heard)],
@@ -302,8 +297,7 @@ handle_call(drain, _From, S) ->
     end;
 handle_call(drained, _From, S = #state{view = V, synced = Synced}) ->
     Me = atom_to_binary(node()),
-    Others = [{maps:get(view, I, undefined), maps:get(synced, I, false)}
-              || #member{info = I} <- movers(S)],
+    Others = kraken_cluster_live:reports(movers(S)),
     Reply = case kraken_cluster_move:drained(Me, {V, Synced}, Others) of
                 true -> true;
                 false ->
@@ -353,10 +347,9 @@ handle_info(tick, S00 = #state{last_tick = Last}) ->
                                                  "it heard the others";
                                         _ -> ""
                                     end]),
-                 Shift = fun(_, M = #member{heard = H}) -> M#member{heard = min(Now, H + Gap)} end,
                  S00#state{last_tick = Now, quiet_until = Until, resumed_until = Resumed,
                            engine_ok_at = min(Now, S00#state.engine_ok_at + Gap),
-                           members = maps:map(Shift, S00#state.members)};
+                           members = kraken_cluster_live:shift(S00#state.members, Gap, Now)};
              false ->
                  S00#state{last_tick = Now}
          end,
@@ -386,8 +379,7 @@ handle_info({kraken_hb, Pid, Info = #{leaving := true}}, S = #state{members = Me
 handle_info({kraken_hb, Pid, Info}, S = #state{members = Members, known = Known})
   when is_map(Info) ->
     New = not maps:is_key(Pid, Members),
-    S1 = S#state{members = Members#{Pid => #member{pid = Pid, info = Info,
-                                                   heard = now_ms()}},
+    S1 = S#state{members = Members#{Pid => {Info, now_ms()}},
                  known = Known#{node(Pid) => true},
                  lost = maps:remove(node(Pid), S#state.lost)},
     S2 = adopt(maps:get(view, Info, undefined), S1),
@@ -429,8 +421,7 @@ now_ms() ->
 
 %% Members that stopped answering, kept for status/0.
 lose(Members, Lost) ->
-    kraken_cluster_ops:lose([{maps:get(node, I), I, H} || #member{info = I, heard = H} <- Members],
-                            Lost).
+    kraken_cluster_ops:lose([{maps:get(node, I), I, H} || {I, H} <- Members], Lost).
 
 %% The seeds (cluster_nodes, parents) never heard from since the start.
 unreached(#state{nodes = Nodes, known = Known}) ->
@@ -524,21 +515,11 @@ announce(S = #state{info = Info}) ->
     S.
 
 send_heartbeats(Info, S = #state{view = View, synced = Synced, draining = Draining}) ->
-    Live = [N || {N, _} <- live_cores(S)],
-    {Voters, Has, Ever} = case S#state.quorum of
-                              undefined ->
-                                  {undefined, false, false};
-                              Q ->
-                                  {kraken_cluster_quorum:voters(Q), kraken_cluster_quorum:has(Q),
-                                   kraken_cluster_quorum:ever(Q)}
-                          end,
-    %% The members it hears, as its quorum counts them: not the proxies
-    %% below parents (kraken_cluster_quorum compares these lists).
-    Hears = [maps:get(node, I) || #member{info = I} <- live_members(S),
-                                  maps:get(parents, I, []) =:= []],
-    Msg = {kraken_hb, self(), Info#{view => View, synced => Synced, draining => Draining,
-                                    live => Live, voters => Voters, quorum => Has,
-                                    hears => Hears, in_cluster => Ever}},
+    Msg = {kraken_hb, self(),
+           kraken_cluster_live:heartbeat(Info, S#state.quorum,
+                                         #{view => View, synced => Synced, draining => Draining,
+                                           live => [N || {N, _} <- live_cores(S)],
+                                           hears => kraken_cluster_live:hears(live(S))})},
     [erlang:send(Pid, Msg, [noconnect, nosuspend])
      || Group <- [core, proxy], Pid <- pg:get_members(?SCOPE, Group), Pid =/= self()],
     ok.
@@ -548,12 +529,11 @@ send_heartbeats(Info, S = #state{view = View, synced = Synced, draining = Draini
 update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
                   upstreams = Upstreams, view = View}) ->
     Now = now_ms(),
-    {Live, Dead} = lists:partition(fun(#member{heard = H}) -> Now - H =< ?DEADLINE end,
-                                   maps:values(Members0)),
+    {Members, Dead} = kraken_cluster_live:split(Members0, Now),
+    Live = [I || {I, _} <- maps:values(Members)],
     [?LOG_WARNING("kraken cluster: ~s ~s silent for ~b ms; no longer live",
                   [maps:get(role, I), maps:get(node, I), Now - H])
-     || #member{info = I, heard = H} <- Dead],
-    Members = maps:from_list([{P, M} || M = #member{pid = P} <- Live]),
+     || {I, H} <- Dead],
     Lost = maps:filter(fun(_, {_, H}) -> Now - H =< ?LOST_SHOWN end, lose(Dead, S#state.lost)),
     S0 = quorum_step(Live, S#state{members = Members, lost = Lost}),
     Has = S0#state.quorum =:= undefined orelse kraken_cluster_quorum:has(S0#state.quorum),
@@ -563,8 +543,9 @@ update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
     %% disconnects those holding topics (docs/cluster.md,
     %% "Quorum").
     Cores = lists:usort([endpoint(Info) || Role =:= core, Has] ++
-                            [endpoint(I) || Has, #member{info = I} <- Live,
-                                            maps:get(role, I) =:= core, counted(I)] ++
+                            [endpoint(I) || Has, I <- Live,
+                                            maps:get(role, I) =:= core,
+                                            kraken_cluster_live:counted(I)] ++
                             Upstreams),
     {Msg, Below} =
         case S#state.parents of
@@ -582,8 +563,8 @@ update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
                 %% here: a configuration cycle) is not used: each would
                 %% forward the other's publishes back, for ever.
                 ParentsOf = maps:from_list([{maps:get(node, I), maps:get(parents, I, [])}
-                                            || #member{info = I} <- Live]),
-                LiveParents = [I || #member{info = I} <- Live,
+                                            || I <- Live]),
+                LiveParents = [I || I <- Live,
                                     lists:member(maps:get(node, I), Parents)],
                 {Cyclic, Fine} = lists:partition(
                                    fun(I) -> leads_here(maps:get(parents, I, []), ParentsOf, [])
@@ -624,16 +605,8 @@ update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
 %% and says when this node gains or loses it.
 quorum_step(_Live, S = #state{quorum = undefined}) ->
     S;
-quorum_step(Live0, S = #state{quorum = Q0, role = Role}) ->
-    %% A proxy below parents is no voter: its parents count for it.
-    Live = [I || #member{info = I} <- Live0, maps:get(parents, I, []) =:= []],
-    LiveMap = maps:from_list([{node(), Role} |
-                              [{maps:get(node, I), maps:get(role, I)} || I <- Live]]),
-    Heard = maps:from_list([{maps:get(node, I), {maps:get(voters, I, undefined),
-                                                 maps:get(quorum, I, false),
-                                                 maps:get(hears, I, undefined),
-                                                 maps:get(in_cluster, I, false)}}
-                            || I <- Live]),
+quorum_step(Live, S = #state{quorum = Q0, role = Role}) ->
+    {LiveMap, Heard} = kraken_cluster_live:quorum_input(Role, Live),
     Q = kraken_cluster_quorum:step(Q0, LiveMap, Heard, now_ms()),
     Voters = lists:sort(maps:keys(kraken_cluster_quorum:voters(Q))),
     In = kraken_cluster_quorum:counted(Q),
@@ -671,52 +644,22 @@ leads_here([N | T], ParentsOf, Seen) ->
         false -> leads_here(maps:get(N, ParentsOf, []) ++ T, ParentsOf, [N | Seen])
     end.
 
-%% The live members (cores and proxies), this node aside.
-live_members(#state{members = Members}) ->
-    Now = now_ms(),
-    [M || M = #member{heard = H} <- maps:values(Members), Now - H =< ?DEADLINE].
+%% The live members' heartbeat Infos (kraken_cluster_live), this node aside.
+live(#state{members = Members}) ->
+    kraken_cluster_live:live(Members, now_ms()).
 
-%% The live members a move waits for: not the proxies below other proxies
-%% (their parents hold their topics at the cores), nor the members without
-%% the quorum (they serve nothing; they apply the view they find when they
-%% have it again).
 movers(S) ->
-    [M || M = #member{info = I} <- live_members(S), maps:get(parents, I, []) =:= [],
-          counted(I)].
-
-%% Whether a member's heartbeat says it has the quorum (kraken_cluster_quorum):
-%% a core without it owns nothing for anyone.  A heartbeat of a release
-%% before the quorum does not say: counted.
-counted(Info) ->
-    maps:get(quorum, Info, true) =/= false.
+    kraken_cluster_live:movers(live(S)).
 
 %% The live cores, this node among them if it is one: `{Name, Draining}'.
 live_cores(S = #state{role = Role, draining = D}) ->
-    lists:usort([{atom_to_binary(node()), D} || Role =:= core] ++
-                    [{atom_to_binary(maps:get(node, I)), maps:get(draining, I, false)}
-                     || #member{info = I} <- live_members(S), maps:get(role, I) =:= core,
-                        counted(I)]).
+    kraken_cluster_live:cores({Role, D}, live(S)).
 
-%% The cores that the live members report live in their heartbeats.
 seen_names(S) ->
-    lists:usort(lists:append([maps:get(live, I, []) || #member{info = I} <- live_members(S),
-                                                       counted(I)])).
+    kraken_cluster_live:seen_names(live(S)).
 
-%% The cores the leader counts: the live ones here, and those that a live
-%% member still sees among the view's owners (`{Name, Draining}'). So when
-%% only the connection between two cores is cut (a member reaches both),
-%% neither moves the other's topics away, and each treats the other's
-%% topics as unavailable (engine_missing; docs/cluster.md, "Partitions").
-%% A core that failed is dropped by every member within a tick of each
-%% other; one seen only by others is never moved in from here.
 seen_cores(S = #state{view = View}) ->
-    Live = live_cores(S),
-    Owners = case View of
-                 {_, _, _, O, A} -> O ++ A;
-                 undefined -> []
-             end,
-    lists:usort(Live ++ [{N, false} || N <- seen_names(S), lists:member(N, Owners),
-                                       not lists:keymember(N, 1, Live)]).
+    kraken_cluster_live:seen_cores(live_cores(S), seen_names(S), View).
 
 %% Applies a view heard of when it is newer than this node's.
 adopt(View, S = #state{view = Mine}) ->
@@ -781,14 +724,13 @@ lead_(S = #state{view = View, synced = Synced, view_at = At,
             S;
         true ->
             Live = movers(S),
-            LiveNodes = [node(P) || #member{pid = P} <- Live],
+            LiveNodes = [maps:get(node, I) || I <- Live],
             %% A member of this move that went silent but whose node is still
             %% connected is waited for (up to the phase's timeout): it may only
             %% be slow, and still publish under the old view.
             Silent = [N || N <- S#state.move_nodes, not lists:member(N, LiveNodes),
                            lists:member(N, nodes())],
-            Others = [{maps:get(view, I, undefined), maps:get(synced, I, false)}
-                      || #member{info = I} <- Live] ++ [{undefined, false} || _ <- Silent],
+            Others = kraken_cluster_live:reports(Live) ++ [{undefined, false} || _ <- Silent],
             Desired = kraken_cluster_move:desired([N || {N, _} <- Cores],
                                                   [N || {N, true} <- Cores]),
             case kraken_cluster_move:next(Me, View, Others, Synced, {Desired, Now - At}) of
