@@ -260,19 +260,8 @@ init(Config) ->
     end.
 
 handle_call(status, _From, S = #state{members = Members, info = Info, upstreams = Ups}) ->
-    Now = now_ms(),
-    Self = {node(), maps:get(role, Info), maps:get(host, Info), maps:get(port, Info),
-            true, 0, S#state.draining},
-    Row = fun(I, H) -> {maps:get(node, I), maps:get(role, I), maps:get(host, I),
-                        maps:get(port, I), Now - H =< ?DEADLINE, Now - H,
-                        maps:get(draining, I, false)}
-          end,
-    Others = [Row(I, H) || {I, H} <- maps:values(Members)],
-    Heard = [element(1, O) || O <- Others],
-    Lost = [setelement(5, Row(I, H), false)
-            || {N, {I, H}} <- maps:to_list(S#state.lost), not lists:member(N, Heard)],
-    Static = [{Name, upstream, Host, Port, true, -1, false} || {Name, Host, Port, _} <- Ups],
-    {reply, lists:keysort(1, [Self | Others ++ Lost]) ++ Static, S};
+    {reply, kraken_cluster_ops:status({Info, S#state.draining}, maps:values(Members),
+                                      S#state.lost, Ups, now_ms()), S};
 handle_call(unreached_seeds, _From, S) ->
     {reply, unreached(S), S};
 handle_call(view, _From, S = #state{view = V, synced = Synced, draining = D}) ->
