@@ -87,7 +87,7 @@
                 engine_ok_at :: integer(),
                 checker :: pid() | undefined,
                 engine_hung = false :: boolean(),
-                upstreams = [] :: [{binary(), binary(), integer(), integer()}],
+                upstreams = [] :: [kraken_cluster_owners:upstream()],
                 view :: kraken_cluster_move:view() | undefined,
                 view_at = 0 :: integer(),       % when this view was applied
                 synced = false :: boolean(),    % the engine synced on what it was sent
@@ -236,7 +236,7 @@ init(Config) ->
                        kraken_cluster_ops:source_text(Source), Nodes]),
             kraken_cluster_ops:warn_listen(proplists:get_value(listen_ip, Config), Host, Source),
             self() ! tick,
-            Upstreams = upstreams(Config),
+            Upstreams = kraken_cluster_owners:upstreams(Config),
             %% The engine gets a view only once the members had a tick or two
             %% to be heard: a restarted kraken_cluster must not tell it that
             %% every other core is gone.
@@ -526,42 +526,11 @@ update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
     Lost = maps:filter(fun(_, {_, H}) -> Now - H =< ?LOST_SHOWN end, lose(Dead, S#state.lost)),
     S0 = quorum_step(Live, S#state{members = Members, lost = Lost}),
     Has = S0#state.quorum =:= undefined orelse kraken_cluster_quorum:has(S0#state.quorum),
-    %% Without the quorum a node is on the minority side (or not admitted
-    %% yet): its engine gets no live core, as a proxy cut off from every
-    %% core, so it refuses its clients' publishes and subscribes and
-    %% disconnects those holding topics (docs/cluster.md,
-    %% "Quorum").
-    Cores = lists:usort([endpoint(Info) || Role =:= core, Has] ++
-                            [endpoint(I) || Has, I <- Live,
-                                            maps:get(role, I) =:= core,
-                                            kraken_cluster_live:counted(I)] ++
-                            Upstreams),
-    {Msg, Below} =
-        case S#state.parents of
-            [] ->
-                LiveNames = [N || Has, {N, _} <- live_cores(S0)],
-                Seen = seen_names(S0),
-                {O, A} = kraken_cluster_move:engine_sets(
-                           View, LiveNames, Seen, [N || {N, _, _, _} <- Upstreams]),
-                {MO, MA} = kraken_cluster_move:engine_missing(View, LiveNames, Seen),
-                {{Cores, O, A, MO, MA}, []};
-            Parents ->
-                %% A child: its live parents (and static upstreams) own
-                %% everything between them; no move concerns it.  A parent
-                %% that sits below this node (its parents, or theirs, lead
-                %% here: a configuration cycle) is not used: each would
-                %% forward the other's publishes back, for ever.
-                ParentsOf = maps:from_list([{maps:get(node, I), maps:get(parents, I, [])}
-                                            || I <- Live]),
-                LiveParents = [I || I <- Live,
-                                    lists:member(maps:get(node, I), Parents)],
-                {Cyclic, Fine} = lists:partition(
-                                   fun(I) -> leads_here(maps:get(parents, I, []), ParentsOf, [])
-                                   end, LiveParents),
-                Ups = lists:usort([parent_endpoint(I) || I <- Fine] ++ Upstreams),
-                Names = [element(1, U) || U <- Ups],
-                {{Ups, Names, Names, [], []}, [maps:get(node, I) || I <- Cyclic]}
-        end,
+    {Msg, Below} = case S#state.parents of
+                       [] -> {kraken_cluster_owners:cores(Has, [Info || Role =:= core], Live,
+                                                          Upstreams, View), []};
+                       Parents -> kraken_cluster_owners:parents(Parents, Live, Upstreams)
+                   end,
     {Cores1, Owners, Alt, MissOwn, MissAlt} = Msg,
     [?LOG_ERROR("kraken cluster: parent ~s sits below this node (a cycle of `parents'); "
                 "not used", [N]) || N <- Below -- S#state.below],
@@ -622,16 +591,6 @@ quorum_step(Live, S = #state{quorum = Q0, role = Role}) ->
                 _ -> S#state.quiet_until
             end,
     S#state{quorum = Q, quiet_until = Quiet}.
-
-%% Whether walking up from these nodes (through the parents each one's
-%% heartbeats name) reaches this node.
-leads_here([], _, _) -> false;
-leads_here([N | _], _, _) when N =:= node() -> true;
-leads_here([N | T], ParentsOf, Seen) ->
-    case lists:member(N, Seen) of
-        true -> leads_here(T, ParentsOf, Seen);
-        false -> leads_here(maps:get(N, ParentsOf, []) ++ T, ParentsOf, [N | Seen])
-    end.
 
 %% The live members' heartbeat Infos (kraken_cluster_live), this node aside.
 live(#state{members = Members}) ->
@@ -737,31 +696,5 @@ lead_(S = #state{view = View, synced = Synced, view_at = At,
                                     stable -> []
                                 end,
                     announce(update(S#state{view = New, view_at = Now, move_nodes = MoveNodes}))
-            end
-    end.
-
-endpoint(#{node := Node, host := Host, port := Port}) ->
-    {atom_to_binary(Node), Host, Port}.
-
-%% A parent as the engine's upstream: a member of the cluster (no polling)
-%% whose link is a child's, not a peer's.
-parent_endpoint(#{node := Node, host := Host, port := Port}) ->
-    {atom_to_binary(Node), Host, Port, 0, parent}.
-
-%% The static upstreams: always live, named "host:port" as configured, with
-%% the interval at which to poll one that refuses push mode.
-upstreams(Config) ->
-    Poll = proplists:get_value(upstream_poll_ms, Config),
-    [{list_to_binary(Host ++ ":" ++ integer_to_list(Port)), resolve(Host), Port, Poll}
-     || {Host, Port} <- proplists:get_value(upstreams, Config)].
-
-resolve(Host) ->
-    case inet:parse_address(Host) of
-        {ok, Addr} ->
-            list_to_binary(inet:ntoa(Addr));
-        {error, _} ->
-            case inet:getaddr(Host, inet) of
-                {ok, Addr} -> list_to_binary(inet:ntoa(Addr));
-                {error, _} -> list_to_binary(Host)   % the engine will fail to connect, and say so
             end
     end.
