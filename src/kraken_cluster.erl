@@ -628,7 +628,8 @@ poll_sync(S = #state{syncing = true}) ->
 poll_sync(S) ->
     case catch kraken_engine:call(cluster_synced, 2000) of
         true ->
-            case sees_owners(S) of
+            case kraken_cluster_move:sees_owners(S#state.view,
+                                                 [N || {N, _} <- live_cores(S)]) of
                 true -> announce(S#state{synced = true});
                 false -> S   % polled again when the live cores change (update/1)
             end;
@@ -636,21 +637,6 @@ poll_sync(S) ->
             erlang:send_after(20, self(), sync),
             S#state{syncing = true}
     end.
-
-%% Whether this node sees live every core a move in progress moves topics
-%% to (the new owners: Alt while preparing, Owners while switching).  One
-%% that does not (a core that just joined is not in its live set yet) is not
-%% synced on the view, whatever its engine says: its engine has no link to
-%% that core, so its holders are not subscribed there, and the move must not
-%% switch to it yet (the entries entering there would miss them).  A stable
-%% view asks nothing: it may still name a core that failed (the engines'
-%% sets leave out the cores that are not live).
-sees_owners(S = #state{view = {_, Phase, _, Owners, Alt}}) when Phase =/= stable ->
-    New = case Phase of prepare -> Alt; switch -> Owners end,
-    Live = [N || {N, _} <- live_cores(S)],
-    lists:all(fun(N) -> lists:member(N, Live) end, New);
-sees_owners(_) ->
-    true.
 
 %% The leader (kraken_cluster_move:leader/2) makes the next view when it is
 %% due, applies it and tells everyone.
@@ -662,39 +648,19 @@ lead(S = #state{quorum = Q}) ->   % a core: never below parents, so counted
         false -> S   % the minority side changes no view
     end.
 
-lead_(S = #state{view = View, synced = Synced, view_at = At,
-                 quiet_until = Quiet}) ->
-    Me = atom_to_binary(node()),
-    Cores = seen_cores(S),
+lead_(S = #state{view = View, synced = Synced, view_at = At, quiet_until = Quiet}) ->
     Now = now_ms(),
-    case Now >= Quiet andalso kraken_cluster_move:leader(View, [N || {N, _} <- Cores]) =:= Me of
-        false ->
-            S;
-        true ->
-            Live = movers(S),
-            LiveNodes = [maps:get(node, I) || I <- Live],
-            %% A member of this move that went silent but whose node is still
-            %% connected is waited for (up to the phase's timeout): it may only
-            %% be slow, and still publish under the old view.
-            Silent = [N || N <- S#state.move_nodes, not lists:member(N, LiveNodes),
-                           lists:member(N, nodes())],
-            Others = kraken_cluster_live:reports(Live) ++ [{undefined, false} || _ <- Silent],
-            Desired = kraken_cluster_move:desired([N || {N, _} <- Cores],
-                                                  [N || {N, true} <- Cores]),
-            case kraken_cluster_move:next(Me, View, Others, Synced, {Desired, Now - At}) of
-                keep ->
-                    S;
-                {New = {E, Phase, _, Owners, Alt}, Why} ->
-                    ?LOG_INFO("kraken cluster: view ~b ~s: owners ~s; also ~s",
-                              [E, Why, lists:join(" ", Owners), lists:join(" ", Alt)]),
-                    Silent =/= [] andalso
-                        ?LOG_WARNING("kraken cluster: view ~b ~s without ~0p (silent)",
-                                     [E, Why, Silent]),
-                    MoveNodes = case Phase of
-                                    prepare -> LiveNodes;
-                                    switch -> S#state.move_nodes;
-                                    stable -> []
-                                end,
-                    announce(update(S#state{view = New, view_at = Now, move_nodes = MoveNodes}))
-            end
+    Movers = [{maps:get(node, I), maps:get(view, I, undefined), maps:get(synced, I, false)}
+              || I <- movers(S)],
+    case Now >= Quiet andalso
+        kraken_cluster_move:lead(atom_to_binary(node()), {View, Synced, Now - At}, seen_cores(S),
+                                 Movers, S#state.move_nodes, nodes()) of
+        {New = {E, _, _, Owners, Alt}, Why, MoveNodes, Silent} ->
+            ?LOG_INFO("kraken cluster: view ~b ~s: owners ~s; also ~s",
+                      [E, Why, lists:join(" ", Owners), lists:join(" ", Alt)]),
+            Silent =/= [] andalso
+                ?LOG_WARNING("kraken cluster: view ~b ~s without ~0p (silent)", [E, Why, Silent]),
+            announce(update(S#state{view = New, view_at = Now, move_nodes = MoveNodes}));
+        _ ->   % not the leader, or no new view due
+            S
     end.
