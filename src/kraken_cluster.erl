@@ -63,7 +63,6 @@
 -include("kraken_cluster.hrl").
 
 -define(SCOPE, kraken_cluster_pg).
--define(ENGINE_DEADLINE, 1000).
 %% A member that stopped answering stays in status/0 (as not live) this
 %% long, unless it is heard again or stopped on purpose.
 -define(LOST_SHOWN, 300000).
@@ -79,14 +78,11 @@
                 info :: map(),
                 source :: kraken_cluster_ops:source(),  % where info's host comes from
                 members = #{} :: kraken_cluster_live:members(),
-                engine :: pid() | undefined,
                 sent :: term(),
                 connectors = #{} :: #{pid() => node()},
                 known = #{} :: #{node() => true},
                 ready_at :: integer(),
-                engine_ok_at :: integer(),
-                checker :: pid() | undefined,
-                engine_hung = false :: boolean(),
+                health :: kraken_cluster_health:health(),   % whether the engine answers
                 upstreams = [] :: [kraken_cluster_owners:upstream()],
                 view :: kraken_cluster_move:view() | undefined,
                 view_at = 0 :: integer(),       % when this view was applied
@@ -94,7 +90,6 @@
                 syncing = false :: boolean(),   % a sync poll is scheduled
                 draining = false :: boolean(),
                 quiet_until = 0 :: integer(),   % no leading before (start, resume)
-                resumed_until :: integer(),     % the view is not confirmed before (resume)
                 move_nodes = [] :: [node()],    % the members of the move this node leads
                 quorum :: kraken_cluster_quorum:quorum() | undefined,  % undefined: a child
                 last_tick = 0 :: integer(),
@@ -254,8 +249,8 @@ init(Config) ->
             {ok, #state{role = Role, nodes = Nodes, info = Info, source = Source,
                         upstreams = Upstreams,
                         parents = Parents, quorum = Quorum,
-                        ready_at = Ready, engine_ok_at = now_ms(), last_tick = now_ms(),
-                        quiet_until = Ready + ?DEADLINE, resumed_until = now_ms(),
+                        ready_at = Ready, health = kraken_cluster_health:new(now_ms()),
+                        last_tick = now_ms(), quiet_until = Ready + ?DEADLINE,
                         seed_warn_at = now_ms() + ?SEED_WARN_FIRST}}
     end.
 
@@ -322,22 +317,15 @@ handle_info(tick, S00 = #state{last_tick = Last}) ->
     S0 = case Now - Last > 5 * ?TICK of
              true ->
                  Gap = Now - Last,
-                 %% Its engine counts its view stale after 1500 ms without a
-                 %% confirmation (cluster_fresh.c): after a gap that long,
-                 %% none until the others were heard.
                  Until = Now + ?DEADLINE + ?TICK,
-                 Resumed = case Gap > ?DEADLINE - 2 * ?TICK of
-                               true -> Until;
-                               false -> S00#state.resumed_until
-                           end,
+                 {Stale, Health} = kraken_cluster_health:resume(S00#state.health, Gap, Now, Until),
                  ?LOG_WARNING("kraken cluster: this node did not run for ~b ms (stopped?)~s",
-                              [Gap, case Resumed of
-                                        Until -> "; it confirms its engine's view again once "
-                                                 "it heard the others";
-                                        _ -> ""
+                              [Gap, case Stale of
+                                        true -> "; it confirms its engine's view again once "
+                                                "it heard the others";
+                                        false -> ""
                                     end]),
-                 S00#state{last_tick = Now, quiet_until = Until, resumed_until = Resumed,
-                           engine_ok_at = min(Now, S00#state.engine_ok_at + Gap),
+                 S00#state{last_tick = Now, quiet_until = Until, health = Health,
                            members = kraken_cluster_live:shift(S00#state.members, Gap, Now)};
              false ->
                  S00#state{last_tick = Now}
@@ -347,14 +335,12 @@ handle_info(tick, S00 = #state{last_tick = Last}) ->
     %% Members dropped before the heartbeat: it carries the live cores as
     %% of this tick (a node that dropped a core first refuses the core's
     %% topics while another member's heartbeat still lists it).
-    S3 = heartbeat(health_check(update(S2))),
+    S3 = heartbeat(update(S2)),
     {noreply, lead(poll_sync(S3))};
 handle_info(sync, S) ->
     {noreply, lead(poll_sync(S#state{syncing = false}))};
-handle_info({engine_health, Pid, pong}, S = #state{checker = Pid}) ->
-    {noreply, S#state{checker = undefined, engine_ok_at = now_ms()}};
-handle_info({engine_health, Pid, _}, S = #state{checker = Pid}) ->
-    {noreply, S#state{checker = undefined}};
+handle_info({engine_health, Pid, Reply}, S = #state{health = H}) ->
+    {noreply, S#state{health = kraken_cluster_health:answer(H, Pid, Reply, now_ms())}};
 handle_info({kraken_hb, Pid, Info = #{leaving := true}}, S = #state{members = Members}) ->
     %% Its last heartbeat: it stops on purpose (terminate/2), so it is no
     %% longer a voter, and no longer live.
@@ -387,10 +373,9 @@ handle_info({nodedown, Node}, S = #state{members = Members}) ->
     end;
 handle_info({nodeup, _}, S) ->
     {noreply, S};
-handle_info({'EXIT', Pid, _}, S = #state{checker = Pid}) ->
-    {noreply, S#state{checker = undefined}};
-handle_info({'EXIT', Pid, _}, S = #state{connectors = C}) ->
-    {noreply, S#state{connectors = maps:remove(Pid, C)}};
+handle_info({'EXIT', Pid, _}, S = #state{health = H, connectors = C}) ->
+    {noreply, S#state{health = kraken_cluster_health:exited(H, Pid),
+                      connectors = maps:remove(Pid, C)}};
 handle_info(_, S) ->
     {noreply, S}.
 
@@ -446,61 +431,27 @@ connect(S = #state{nodes = Nodes, known = Known, connectors = C}) ->
                            end, C, Missing)}.
 
 %% A restarted engine knows nothing of the cluster: tell it again.
-check_engine(S = #state{engine = Old, info = Info}) ->
-    case whereis(kraken_engine) of
-        Old ->
+check_engine(S = #state{health = H0, info = Info}) ->
+    case kraken_cluster_health:restarted(H0) of
+        false ->
             S;
-        New ->
+        {true, H} ->
             Port = try kraken_engine:port() catch _:_ -> maps:get(port, Info) end,
-            S#state{engine = New, sent = undefined, info = Info#{port => Port}}
+            S#state{health = H, sent = undefined, info = Info#{port => Port}}
     end.
 
-%% Asks the engine for a `pong' (from a helper: a hung engine must not
-%% block this process); one question at a time.  The question is
-%% `cluster_fresh', which also confirms the engine's view of the cluster
-%% (cluster_fresh.c), except just after this node resumed from a stop, until
-%% it heard the others again: then `ping'.  An engine of a release before
-%% `cluster_fresh' (engine_executable) answers badarg: asked `ping' then.
-health_check(S = #state{checker = undefined, resumed_until = Until}) ->
-    Self = self(),
-    Ask = case now_ms() >= Until of
-              true -> cluster_fresh;
-              false -> ping
-          end,
-    Pid = spawn_link(fun() ->
-                             R = case catch kraken_engine:call(Ask, ?ENGINE_DEADLINE) of
-                                     {error, badarg} ->
-                                         catch kraken_engine:call(ping, ?ENGINE_DEADLINE);
-                                     Other ->
-                                         Other
-                                 end,
-                             Self ! {engine_health, self(), R}
-                     end),
-    S#state{checker = Pid};
-health_check(S) ->
-    S.
-
-%% No heartbeat while the engine does not answer: a node whose engine hangs
-%% stops being live for the others, who then move its topics.
-heartbeat(S = #state{engine_ok_at = OkAt, info = Info}) ->
-    Hung = now_ms() - OkAt > ?ENGINE_DEADLINE,
-    case {Hung, S#state.engine_hung} of
-        {true, false} ->
-            ?LOG_WARNING("kraken cluster: the engine did not answer for ~b ms; not live "
-                         "until it does", [now_ms() - OkAt]);
-        {false, true} ->
-            ?LOG_WARNING("kraken cluster: the engine answers again; live again");
-        _ ->
-            ok
-    end,
-    Hung orelse send_heartbeats(Info, S),
-    S#state{engine_hung = Hung}.
+%% Asks the engine whether it answers (kraken_cluster_health), and sends
+%% the heartbeat unless it is hung: a node whose engine hangs stops being
+%% live for the others, who then move its topics.
+heartbeat(S = #state{health = H0, info = Info}) ->
+    Now = now_ms(),
+    H = kraken_cluster_health:check(kraken_cluster_health:ask(H0, Now), Now),
+    kraken_cluster_health:hung(H) orelse send_heartbeats(Info, S),
+    S#state{health = H}.
 
 %% A heartbeat now (a view applied, a sync done), unless the engine hangs.
-announce(S = #state{engine_hung = true}) ->
-    S;
-announce(S = #state{info = Info}) ->
-    send_heartbeats(Info, S),
+announce(S = #state{health = H, info = Info}) ->
+    kraken_cluster_health:hung(H) orelse send_heartbeats(Info, S),
     S.
 
 send_heartbeats(Info, S = #state{view = View, synced = Synced, draining = Draining}) ->
