@@ -1,7 +1,10 @@
-%% @doc Cluster membership and failure detection (docs/cluster.md).
+%% @doc Cluster membership and failure detection (docs/cluster.md): the
+%% gen_server that holds this node's view of the cluster. It decides
+%% little itself: it asks the pure modules beside it, and carries out what
+%% they say.
 %%
-%% Started by kraken_sup, after the engine, on a node with `role' proxy or a
-%% non-empty `cluster_nodes'. It:
+%% Started by kraken_sup, after the engine, on a node with `role' proxy, a
+%% non-empty `cluster_nodes' or `parents'. It:
 %%
 %%   - connects to `cluster_nodes' (any one member is enough: distribution
 %%     connects the rest), and keeps retrying those it cannot reach, and
@@ -10,18 +13,26 @@
 %%     them again: distribution meshes only when a node comes up);
 %%   - joins the `pg' group of its role (`core' or `proxy') in the scope
 %%     `kraken_cluster_pg'; the groups are how members find each other;
-%%   - every ?TICK ms sends a heartbeat `{kraken_hb, Pid, Info}' to every
-%%     member of both groups (Info: node, role, and the host and port of its
-%%     Kraken listener, the host being the address it advertises,
-%%     kraken_cluster_ops:advertised/1). A member not heard from for
-%%     ?DEADLINE ms is not live, whatever distribution thinks (net_ticktime
-%%     is 60 s: far too slow for a hung node); a nodedown removes it at once;
-%%   - tells the engine the live cores, `{cluster, {Self, [{Name, Host,
-%%     Port}]}}', whenever that set changes and whenever the engine was
-%%     restarted. The engine decides ownership (cluster_hash.c) and carries
-%%     the messages. The static `upstreams' (Kraken nodes outside the Erlang
-%%     cluster) are always in that list, as `{<<"host:port">>, Ip, Port,
-%%     upstream_poll_ms}': the engine polls one that refuses push mode.
+%%   - every ?TICK ms (kraken_cluster.hrl) sends a heartbeat `{kraken_hb,
+%%     Pid, Info}' to every member of both groups, with `nosuspend': a hung
+%%     member never blocks this process. Info (kraken_cluster_live:
+%%     heartbeat/3) is its node, role, the host and port of its Kraken
+%%     listener (the host being the address it advertises,
+%%     kraken_cluster_ops:advertised/1), its view and its side of the
+%%     quorum. From the others' it knows who is live (kraken_cluster_live):
+%%     a member not heard from for ?DEADLINE ms is not live, whatever
+%%     distribution thinks (net_ticktime is 60 s: far too slow for a hung
+%%     node); a nodedown removes it at once; one that speaks again is live
+%%     again (it "comes back");
+%%   - steps its quorum with them (kraken_cluster_quorum): a node on the
+%%     minority side of a partition serves nothing;
+%%   - tells the engine the live cores and who owns topics
+%%     (kraken_cluster_owners), whenever that changes and whenever the
+%%     engine was restarted. The engine decides ownership (cluster_hash.c)
+%%     and carries the messages;
+%%   - asks its engine every tick whether it answers (kraken_cluster_health):
+%%     a node whose engine hangs sends no heartbeat until it answers again,
+%%     so the others stop counting it live.
 %%
 %% Moves (kraken_cluster_move, docs/cluster.md "Moves"): which cores own
 %% topics is not simply "the live ones": it is the newest view, which the
@@ -30,28 +41,19 @@
 %% their heartbeats). A core that joins or comes back, or stops draining
 %% (undrain/0), is moved in that way; a draining one (drain/1, and
 %% `bin/kraken stop') is moved out. A core that fails is dropped from the
-%% engines' owners at once, as before (its holders are disconnected).
-%%
-%% A node whose engine does not answer a `ping' within ?ENGINE_DEADLINE ms
-%% (a hung engine under a live VM) sends no heartbeat until it does, so the
-%% others stop counting it live. A core that misses heartbeats for
-%% ?DEADLINE ms and then speaks again is live again (it "comes back"). The heartbeats ride on distribution with
-%% `nosuspend': a hung member never blocks this process.
-%%
-%% For the operator (docs/cluster.md, "Runbook"): status/0 keeps a member
-%% that stopped answering, as not live, for ?LOST_SHOWN ms (`dead (Ns)' in
-%% `bin/kraken cluster_status'); a seed of `cluster_nodes' never heard from
-%% (a typo forms a cluster of its own silently otherwise) is listed by
-%% unreached_seeds/0 and warned about ?SEED_WARN_FIRST ms after the start,
-%% then every ?SEED_WARN_EVERY ms; a member on another host met with a
-%% loopback endpoint (this node's or its own) is warned about once.
-%%
-%% A proxy below proxies (option `parents', docs/cluster.md "A proxy below
-%% a proxy"): its engine's upstreams are its live parents, not the cores
-%% (`{Name, Host, Port, 0, parent}': the link says `set child', so the
-%% parent serves it as a client and subscribes upstream for it). Such a
-%% child takes no part in moves: the leader does not wait for it (its
+%% engines' owners at once, as before (its holders are disconnected). A
+%% proxy below proxies (option `parents', docs/cluster.md "A proxy below a
+%% proxy") takes no part in moves: the leader does not wait for it (its
 %% parents do, and they hold its topics at the cores).
+%%
+%% For the operator (kraken_cluster_ops; docs/cluster.md, "Runbook"):
+%% status/0 keeps a member that stopped answering, as not live, for
+%% ?LOST_SHOWN ms (`dead (Ns)' in `bin/kraken cluster_status'); a seed of
+%% `cluster_nodes' never heard from (a typo forms a cluster of its own
+%% silently otherwise) is listed by unreached_seeds/0 and warned about
+%% ?SEED_WARN_FIRST ms after the start, then every ?SEED_WARN_EVERY ms; a
+%% member on another host met with a loopback endpoint (this node's or its
+%% own) is warned about once.
 -module(kraken_cluster).
 -behaviour(gen_server).
 
@@ -482,7 +484,6 @@ update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
                                                           Upstreams, View), []};
                        Parents -> kraken_cluster_owners:parents(Parents, Live, Upstreams)
                    end,
-    {Cores1, Owners, Alt, MissOwn, MissAlt} = Msg,
     [?LOG_ERROR("kraken cluster: parent ~s sits below this node (a cycle of `parents'); "
                 "not used", [N]) || N <- Below -- S#state.below],
     S1 = S0#state{below = Below},
@@ -492,21 +493,9 @@ update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
         true ->
             S1;
         false ->
-            Self = atom_to_binary(node()),
-            case catch kraken_engine:call({cluster, {Self, Cores1, Owners, Alt, MissOwn,
-                                                     MissAlt}}, 2000) of
-                ok ->
-                    case Sent of
-                        {Cores1, _, _, _, _} -> ok;
-                        _ -> ?LOG_INFO("kraken cluster: live ~s ~s",
-                                       [case S#state.parents of [] -> "cores"; _ -> "parents" end,
-                                        lists:join(" ", [element(1, C) || C <- Cores1])])
-                    end,
-                    poll_sync(S1#state{sent = Msg, synced = false});
-                Other ->
-                    ?LOG_WARNING("kraken cluster: the engine refused the core list: ~0p",
-                                 [Other]),
-                    S1#state{sent = undefined}
+            case kraken_cluster_owners:tell(Msg, Sent, S#state.parents =/= []) of
+                ok -> poll_sync(S1#state{sent = Msg, synced = false});
+                refused -> S1#state{sent = undefined}
             end
     end.
 

@@ -1,7 +1,8 @@
 %% @doc What kraken_cluster tells the engine of the cluster (docs/cluster.md,
 %% "Membership and failure detection"; the `cluster' request of
-%% docs/engine-protocol.md): pure functions; kraken_cluster sends it
-%% whenever it changes and whenever the engine was restarted.
+%% docs/engine-protocol.md): pure functions, and tell/3, which sends it;
+%% kraken_cluster calls that whenever it changed and whenever the engine
+%% was restarted.
 %%
 %% The engine links to the nodes it is given and decides itself which one
 %% owns a topic (cluster_hash.c) among the owner sets it is given, and
@@ -30,8 +31,10 @@
 %%     upstream_poll_ms}': the engine polls one that refuses push mode.
 -module(kraken_cluster_owners).
 
--export([cores/5, parents/3, upstreams/1]).
+-export([cores/5, parents/3, upstreams/1, tell/3]).
 -export_type([msg/0, upstream/0]).
+
+-include_lib("kernel/include/logger.hrl").
 
 -type name() :: binary().
 -type upstream() :: {name(), binary(), integer(), integer()}.
@@ -77,6 +80,26 @@ upstreams(Config) ->
     Poll = proplists:get_value(upstream_poll_ms, Config),
     [{list_to_binary(Host ++ ":" ++ integer_to_list(Port)), resolve(Host), Port, Poll}
      || {Host, Port} <- proplists:get_value(upstreams, Config)].
+
+%% @doc Tells the engine Msg (Sent: what it was told last, undefined when
+%% nothing yet; Child: whether this node is below parents); says so in the
+%% log when the links changed, or when the engine refuses it.
+-spec tell(msg(), msg() | undefined, boolean()) -> ok | refused.
+tell({Links, Owners, Alt, MissOwn, MissAlt}, Sent, Child) ->
+    Self = atom_to_binary(node()),
+    case catch kraken_engine:call({cluster, {Self, Links, Owners, Alt, MissOwn, MissAlt}}, 2000) of
+        ok ->
+            case Sent of
+                {Links, _, _, _, _} -> ok;
+                _ -> ?LOG_INFO("kraken cluster: live ~s ~s",
+                               [case Child of false -> "cores"; true -> "parents" end,
+                                lists:join(" ", [element(1, L) || L <- Links])])
+            end,
+            ok;
+        Other ->
+            ?LOG_WARNING("kraken cluster: the engine refused the core list: ~0p", [Other]),
+            refused
+    end.
 
 %%% Internal functions
 
