@@ -578,8 +578,8 @@ poll_sync(S) ->
             S#state{syncing = true}
     end.
 
-%% The leader (kraken_cluster_move:leader/2) makes the next view when it is
-%% due, applies it and tells everyone.
+%% The leader makes the next view when it is due (kraken_cluster_move:
+%% lead/6), applies it and tells everyone.
 lead(S = #state{role = proxy}) ->
     S;
 lead(S = #state{quorum = Q}) ->   % a core: never below parents, so counted
