@@ -1,7 +1,10 @@
-%% @doc Cluster membership and failure detection (docs/cluster.md).
+%% @doc Cluster membership and failure detection (docs/cluster.md): the
+%% gen_server that holds this node's view of the cluster. It decides
+%% little itself: it asks the pure modules beside it, and carries out what
+%% they say.
 %%
-%% Started by kraken_sup, after the engine, on a node with `role' proxy or a
-%% non-empty `cluster_nodes'. It:
+%% Started by kraken_sup, after the engine, on a node with `role' proxy, a
+%% non-empty `cluster_nodes' or `parents'. It:
 %%
 %%   - connects to `cluster_nodes' (any one member is enough: distribution
 %%     connects the rest), and keeps retrying those it cannot reach, and
@@ -10,18 +13,26 @@
 %%     them again: distribution meshes only when a node comes up);
 %%   - joins the `pg' group of its role (`core' or `proxy') in the scope
 %%     `kraken_cluster_pg'; the groups are how members find each other;
-%%   - every ?TICK ms sends a heartbeat `{kraken_hb, Pid, Info}' to every
-%%     member of both groups (Info: node, role, and the host and port of its
-%%     Kraken listener, the host being the address it advertises,
-%%     kraken_cluster_ops:advertised/1). A member not heard from for
-%%     ?DEADLINE ms is not live, whatever distribution thinks (net_ticktime
-%%     is 60 s: far too slow for a hung node); a nodedown removes it at once;
-%%   - tells the engine the live cores, `{cluster, {Self, [{Name, Host,
-%%     Port}]}}', whenever that set changes and whenever the engine was
-%%     restarted. The engine decides ownership (cluster_hash.c) and carries
-%%     the messages. The static `upstreams' (Kraken nodes outside the Erlang
-%%     cluster) are always in that list, as `{<<"host:port">>, Ip, Port,
-%%     upstream_poll_ms}': the engine polls one that refuses push mode.
+%%   - every ?TICK ms (kraken_cluster.hrl) sends a heartbeat `{kraken_hb,
+%%     Pid, Info}' to every member of both groups, with `nosuspend': a hung
+%%     member never blocks this process. Info (kraken_cluster_live:
+%%     heartbeat/3) is its node, role, the host and port of its Kraken
+%%     listener (the host being the address it advertises,
+%%     kraken_cluster_ops:advertised/1), its view and its side of the
+%%     quorum. From the others' it knows who is live (kraken_cluster_live):
+%%     a member not heard from for ?DEADLINE ms is not live, whatever
+%%     distribution thinks (net_ticktime is 60 s: far too slow for a hung
+%%     node); a nodedown removes it at once; one that speaks again is live
+%%     again (it "comes back");
+%%   - steps its quorum with them (kraken_cluster_quorum): a node on the
+%%     minority side of a partition serves nothing;
+%%   - tells the engine the live cores and who owns topics
+%%     (kraken_cluster_owners), whenever that changes and whenever the
+%%     engine was restarted. The engine decides ownership (cluster_hash.c)
+%%     and carries the messages;
+%%   - asks its engine every tick whether it answers (kraken_cluster_health):
+%%     a node whose engine hangs sends no heartbeat until it answers again,
+%%     so the others stop counting it live.
 %%
 %% Moves (kraken_cluster_move, docs/cluster.md "Moves"): which cores own
 %% topics is not simply "the live ones": it is the newest view, which the
@@ -30,28 +41,19 @@
 %% their heartbeats). A core that joins or comes back, or stops draining
 %% (undrain/0), is moved in that way; a draining one (drain/1, and
 %% `bin/kraken stop') is moved out. A core that fails is dropped from the
-%% engines' owners at once, as before (its holders are disconnected).
-%%
-%% A node whose engine does not answer a `ping' within ?ENGINE_DEADLINE ms
-%% (a hung engine under a live VM) sends no heartbeat until it does, so the
-%% others stop counting it live. A core that misses heartbeats for
-%% ?DEADLINE ms and then speaks again is live again (it "comes back"). The heartbeats ride on distribution with
-%% `nosuspend': a hung member never blocks this process.
-%%
-%% For the operator (docs/cluster.md, "Runbook"): status/0 keeps a member
-%% that stopped answering, as not live, for ?LOST_SHOWN ms (`dead (Ns)' in
-%% `bin/kraken cluster_status'); a seed of `cluster_nodes' never heard from
-%% (a typo forms a cluster of its own silently otherwise) is listed by
-%% unreached_seeds/0 and warned about ?SEED_WARN_FIRST ms after the start,
-%% then every ?SEED_WARN_EVERY ms; a member on another host met with a
-%% loopback endpoint (this node's or its own) is warned about once.
-%%
-%% A proxy below proxies (option `parents', docs/cluster.md "A proxy below
-%% a proxy"): its engine's upstreams are its live parents, not the cores
-%% (`{Name, Host, Port, 0, parent}': the link says `set child', so the
-%% parent serves it as a client and subscribes upstream for it). Such a
-%% child takes no part in moves: the leader does not wait for it (its
+%% engines' owners at once, as before (its holders are disconnected). A
+%% proxy below proxies (option `parents', docs/cluster.md "A proxy below a
+%% proxy") takes no part in moves: the leader does not wait for it (its
 %% parents do, and they hold its topics at the cores).
+%%
+%% For the operator (kraken_cluster_ops; docs/cluster.md, "Runbook"):
+%% status/0 keeps a member that stopped answering, as not live, for
+%% ?LOST_SHOWN ms (`dead (Ns)' in `bin/kraken cluster_status'); a seed of
+%% `cluster_nodes' never heard from (a typo forms a cluster of its own
+%% silently otherwise) is listed by unreached_seeds/0 and warned about
+%% ?SEED_WARN_FIRST ms after the start, then every ?SEED_WARN_EVERY ms; a
+%% member on another host met with a loopback endpoint (this node's or its
+%% own) is warned about once.
 -module(kraken_cluster).
 -behaviour(gen_server).
 
@@ -60,11 +62,9 @@
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -include_lib("kernel/include/logger.hrl").
+-include("kraken_cluster.hrl").
 
 -define(SCOPE, kraken_cluster_pg).
--define(TICK, 200).
--define(DEADLINE, 1600).
--define(ENGINE_DEADLINE, 1000).
 %% A member that stopped answering stays in status/0 (as not live) this
 %% long, unless it is heard again or stopped on purpose.
 -define(LOST_SHOWN, 300000).
@@ -73,33 +73,25 @@
 -define(SEED_WARN_FIRST, 10000).
 -define(SEED_WARN_EVERY, 60000).
 
--record(member, {pid :: pid(),
-                 info :: map(),
-                 heard :: integer()}).
-
 -record(state, {role :: core | proxy,
                 nodes :: [node()],
                 parents = [] :: [node()],          % a proxy below these (a child)
                 below = [] :: [node()],            % parents not used: they sit below it
                 info :: map(),
                 source :: kraken_cluster_ops:source(),  % where info's host comes from
-                members = #{} :: #{pid() => #member{}},
-                engine :: pid() | undefined,
+                members = #{} :: kraken_cluster_live:members(),
                 sent :: term(),
                 connectors = #{} :: #{pid() => node()},
                 known = #{} :: #{node() => true},
                 ready_at :: integer(),
-                engine_ok_at :: integer(),
-                checker :: pid() | undefined,
-                engine_hung = false :: boolean(),
-                upstreams = [] :: [{binary(), binary(), integer(), integer()}],
+                health :: kraken_cluster_health:health(),   % whether the engine answers
+                upstreams = [] :: [kraken_cluster_owners:upstream()],
                 view :: kraken_cluster_move:view() | undefined,
                 view_at = 0 :: integer(),       % when this view was applied
                 synced = false :: boolean(),    % the engine synced on what it was sent
                 syncing = false :: boolean(),   % a sync poll is scheduled
                 draining = false :: boolean(),
                 quiet_until = 0 :: integer(),   % no leading before (start, resume)
-                resumed_until :: integer(),     % the view is not confirmed before (resume)
                 move_nodes = [] :: [node()],    % the members of the move this node leads
                 quorum :: kraken_cluster_quorum:quorum() | undefined,  % undefined: a child
                 last_tick = 0 :: integer(),
@@ -241,7 +233,7 @@ init(Config) ->
                        kraken_cluster_ops:source_text(Source), Nodes]),
             kraken_cluster_ops:warn_listen(proplists:get_value(listen_ip, Config), Host, Source),
             self() ! tick,
-            Upstreams = upstreams(Config),
+            Upstreams = kraken_cluster_owners:upstreams(Config),
             %% The engine gets a view only once the members had a tick or two
             %% to be heard: a restarted kraken_cluster must not tell it that
             %% every other core is gone.
@@ -259,25 +251,14 @@ init(Config) ->
             {ok, #state{role = Role, nodes = Nodes, info = Info, source = Source,
                         upstreams = Upstreams,
                         parents = Parents, quorum = Quorum,
-                        ready_at = Ready, engine_ok_at = now_ms(), last_tick = now_ms(),
-                        quiet_until = Ready + ?DEADLINE, resumed_until = now_ms(),
+                        ready_at = Ready, health = kraken_cluster_health:new(now_ms()),
+                        last_tick = now_ms(), quiet_until = Ready + ?DEADLINE,
                         seed_warn_at = now_ms() + ?SEED_WARN_FIRST}}
     end.
 
 handle_call(status, _From, S = #state{members = Members, info = Info, upstreams = Ups}) ->
-    Now = now_ms(),
-    Self = {node(), maps:get(role, Info), maps:get(host, Info), maps:get(port, Info),
-            true, 0, S#state.draining},
-    Row = fun(I, H) -> {maps:get(node, I), maps:get(role, I), maps:get(host, I),
-                        maps:get(port, I), Now - H =< ?DEADLINE, Now - H,
-                        maps:get(draining, I, false)}
-          end,
-    Others = [Row(I, H) || #member{info = I, heard = H} <- maps:values(Members)],
-    Heard = [element(1, O) || O <- Others],
-    Lost = [setelement(5, Row(I, H), false)
-            || {N, {I, H}} <- maps:to_list(S#state.lost), not lists:member(N, Heard)],
-    Static = [{Name, upstream, Host, Port, true, -1, false} || {Name, Host, Port, _} <- Ups],
-    {reply, lists:keysort(1, [Self | Others ++ Lost]) ++ Static, S};
+    {reply, kraken_cluster_ops:status({Info, S#state.draining}, maps:values(Members),
+                                      S#state.lost, Ups, now_ms()), S};
 handle_call(unreached_seeds, _From, S) ->
     {reply, unreached(S), S};
 handle_call(view, _From, S = #state{view = V, synced = Synced, draining = D}) ->
@@ -302,8 +283,7 @@ handle_call(drain, _From, S) ->
     end;
 handle_call(drained, _From, S = #state{view = V, synced = Synced}) ->
     Me = atom_to_binary(node()),
-    Others = [{maps:get(view, I, undefined), maps:get(synced, I, false)}
-              || #member{info = I} <- movers(S)],
+    Others = kraken_cluster_live:reports(movers(S)),
     Reply = case kraken_cluster_move:drained(Me, {V, Synced}, Others) of
                 true -> true;
                 false ->
@@ -339,24 +319,16 @@ handle_info(tick, S00 = #state{last_tick = Last}) ->
     S0 = case Now - Last > 5 * ?TICK of
              true ->
                  Gap = Now - Last,
-                 %% Its engine counts its view stale after 1500 ms without a
-                 %% confirmation (cluster_fresh.c): after a gap that long,
-                 %% none until the others were heard.
                  Until = Now + ?DEADLINE + ?TICK,
-                 Resumed = case Gap > ?DEADLINE - 2 * ?TICK of
-                               true -> Until;
-                               false -> S00#state.resumed_until
-                           end,
+                 {Stale, Health} = kraken_cluster_health:resume(S00#state.health, Gap, Now, Until),
                  ?LOG_WARNING("kraken cluster: this node did not run for ~b ms (stopped?)~s",
-                              [Gap, case Resumed of
-                                        Until -> "; it confirms its engine's view again once "
-                                                 "it heard the others";
-                                        _ -> ""
+                              [Gap, case Stale of
+                                        true -> "; it confirms its engine's view again once "
+                                                "it heard the others";
+                                        false -> ""
                                     end]),
-                 Shift = fun(_, M = #member{heard = H}) -> M#member{heard = min(Now, H + Gap)} end,
-                 S00#state{last_tick = Now, quiet_until = Until, resumed_until = Resumed,
-                           engine_ok_at = min(Now, S00#state.engine_ok_at + Gap),
-                           members = maps:map(Shift, S00#state.members)};
+                 S00#state{last_tick = Now, quiet_until = Until, health = Health,
+                           members = kraken_cluster_live:shift(S00#state.members, Gap, Now)};
              false ->
                  S00#state{last_tick = Now}
          end,
@@ -365,14 +337,12 @@ handle_info(tick, S00 = #state{last_tick = Last}) ->
     %% Members dropped before the heartbeat: it carries the live cores as
     %% of this tick (a node that dropped a core first refuses the core's
     %% topics while another member's heartbeat still lists it).
-    S3 = heartbeat(health_check(update(S2))),
+    S3 = heartbeat(update(S2)),
     {noreply, lead(poll_sync(S3))};
 handle_info(sync, S) ->
     {noreply, lead(poll_sync(S#state{syncing = false}))};
-handle_info({engine_health, Pid, pong}, S = #state{checker = Pid}) ->
-    {noreply, S#state{checker = undefined, engine_ok_at = now_ms()}};
-handle_info({engine_health, Pid, _}, S = #state{checker = Pid}) ->
-    {noreply, S#state{checker = undefined}};
+handle_info({engine_health, Pid, Reply}, S = #state{health = H}) ->
+    {noreply, S#state{health = kraken_cluster_health:answer(H, Pid, Reply, now_ms())}};
 handle_info({kraken_hb, Pid, Info = #{leaving := true}}, S = #state{members = Members}) ->
     %% Its last heartbeat: it stops on purpose (terminate/2), so it is no
     %% longer a voter, and no longer live.
@@ -386,8 +356,7 @@ handle_info({kraken_hb, Pid, Info = #{leaving := true}}, S = #state{members = Me
 handle_info({kraken_hb, Pid, Info}, S = #state{members = Members, known = Known})
   when is_map(Info) ->
     New = not maps:is_key(Pid, Members),
-    S1 = S#state{members = Members#{Pid => #member{pid = Pid, info = Info,
-                                                   heard = now_ms()}},
+    S1 = S#state{members = Members#{Pid => {Info, now_ms()}},
                  known = Known#{node(Pid) => true},
                  lost = maps:remove(node(Pid), S#state.lost)},
     S2 = adopt(maps:get(view, Info, undefined), S1),
@@ -406,10 +375,9 @@ handle_info({nodedown, Node}, S = #state{members = Members}) ->
     end;
 handle_info({nodeup, _}, S) ->
     {noreply, S};
-handle_info({'EXIT', Pid, _}, S = #state{checker = Pid}) ->
-    {noreply, S#state{checker = undefined}};
-handle_info({'EXIT', Pid, _}, S = #state{connectors = C}) ->
-    {noreply, S#state{connectors = maps:remove(Pid, C)}};
+handle_info({'EXIT', Pid, _}, S = #state{health = H, connectors = C}) ->
+    {noreply, S#state{health = kraken_cluster_health:exited(H, Pid),
+                      connectors = maps:remove(Pid, C)}};
 handle_info(_, S) ->
     {noreply, S}.
 
@@ -429,8 +397,7 @@ now_ms() ->
 
 %% Members that stopped answering, kept for status/0.
 lose(Members, Lost) ->
-    kraken_cluster_ops:lose([{maps:get(node, I), I, H} || #member{info = I, heard = H} <- Members],
-                            Lost).
+    kraken_cluster_ops:lose([{maps:get(node, I), I, H} || {I, H} <- Members], Lost).
 
 %% The seeds (cluster_nodes, parents) never heard from since the start.
 unreached(#state{nodes = Nodes, known = Known}) ->
@@ -466,79 +433,35 @@ connect(S = #state{nodes = Nodes, known = Known, connectors = C}) ->
                            end, C, Missing)}.
 
 %% A restarted engine knows nothing of the cluster: tell it again.
-check_engine(S = #state{engine = Old, info = Info}) ->
-    case whereis(kraken_engine) of
-        Old ->
+check_engine(S = #state{health = H0, info = Info}) ->
+    case kraken_cluster_health:restarted(H0) of
+        false ->
             S;
-        New ->
+        {true, H} ->
             Port = try kraken_engine:port() catch _:_ -> maps:get(port, Info) end,
-            S#state{engine = New, sent = undefined, info = Info#{port => Port}}
+            S#state{health = H, sent = undefined, info = Info#{port => Port}}
     end.
 
-%% Asks the engine for a `pong' (from a helper: a hung engine must not
-%% block this process); one question at a time.  The question is
-%% `cluster_fresh', which also confirms the engine's view of the cluster
-%% (cluster_fresh.c), except just after this node resumed from a stop, until
-%% it heard the others again: then `ping'.  An engine of a release before
-%% `cluster_fresh' (engine_executable) answers badarg: asked `ping' then.
-health_check(S = #state{checker = undefined, resumed_until = Until}) ->
-    Self = self(),
-    Ask = case now_ms() >= Until of
-              true -> cluster_fresh;
-              false -> ping
-          end,
-    Pid = spawn_link(fun() ->
-                             R = case catch kraken_engine:call(Ask, ?ENGINE_DEADLINE) of
-                                     {error, badarg} ->
-                                         catch kraken_engine:call(ping, ?ENGINE_DEADLINE);
-                                     Other ->
-                                         Other
-                                 end,
-                             Self ! {engine_health, self(), R}
-                     end),
-    S#state{checker = Pid};
-health_check(S) ->
-    S.
-
-%% No heartbeat while the engine does not answer: a node whose engine hangs
-%% stops being live for the others, who then move its topics.
-heartbeat(S = #state{engine_ok_at = OkAt, info = Info}) ->
-    Hung = now_ms() - OkAt > ?ENGINE_DEADLINE,
-    case {Hung, S#state.engine_hung} of
-        {true, false} ->
-            ?LOG_WARNING("kraken cluster: the engine did not answer for ~b ms; not live "
-                         "until it does", [now_ms() - OkAt]);
-        {false, true} ->
-            ?LOG_WARNING("kraken cluster: the engine answers again; live again");
-        _ ->
-            ok
-    end,
-    Hung orelse send_heartbeats(Info, S),
-    S#state{engine_hung = Hung}.
+%% Asks the engine whether it answers (kraken_cluster_health), and sends
+%% the heartbeat unless it is hung: a node whose engine hangs stops being
+%% live for the others, who then move its topics.
+heartbeat(S = #state{health = H0, info = Info}) ->
+    Now = now_ms(),
+    H = kraken_cluster_health:check(kraken_cluster_health:ask(H0, Now), Now),
+    kraken_cluster_health:hung(H) orelse send_heartbeats(Info, S),
+    S#state{health = H}.
 
 %% A heartbeat now (a view applied, a sync done), unless the engine hangs.
-announce(S = #state{engine_hung = true}) ->
-    S;
-announce(S = #state{info = Info}) ->
-    send_heartbeats(Info, S),
+announce(S = #state{health = H, info = Info}) ->
+    kraken_cluster_health:hung(H) orelse send_heartbeats(Info, S),
     S.
 
 send_heartbeats(Info, S = #state{view = View, synced = Synced, draining = Draining}) ->
-    Live = [N || {N, _} <- live_cores(S)],
-    {Voters, Has, Ever} = case S#state.quorum of
-                              undefined ->
-                                  {undefined, false, false};
-                              Q ->
-                                  {kraken_cluster_quorum:voters(Q), kraken_cluster_quorum:has(Q),
-                                   kraken_cluster_quorum:ever(Q)}
-                          end,
-    %% The members it hears, as its quorum counts them: not the proxies
-    %% below parents (kraken_cluster_quorum compares these lists).
-    Hears = [maps:get(node, I) || #member{info = I} <- live_members(S),
-                                  maps:get(parents, I, []) =:= []],
-    Msg = {kraken_hb, self(), Info#{view => View, synced => Synced, draining => Draining,
-                                    live => Live, voters => Voters, quorum => Has,
-                                    hears => Hears, in_cluster => Ever}},
+    Msg = {kraken_hb, self(),
+           kraken_cluster_live:heartbeat(Info, S#state.quorum,
+                                         #{view => View, synced => Synced, draining => Draining,
+                                           live => [N || {N, _} <- live_cores(S)],
+                                           hears => kraken_cluster_live:hears(live(S))})},
     [erlang:send(Pid, Msg, [noconnect, nosuspend])
      || Group <- [core, proxy], Pid <- pg:get_members(?SCOPE, Group), Pid =/= self()],
     ok.
@@ -548,51 +471,19 @@ send_heartbeats(Info, S = #state{view = View, synced = Synced, draining = Draini
 update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
                   upstreams = Upstreams, view = View}) ->
     Now = now_ms(),
-    {Live, Dead} = lists:partition(fun(#member{heard = H}) -> Now - H =< ?DEADLINE end,
-                                   maps:values(Members0)),
+    {Members, Dead} = kraken_cluster_live:split(Members0, Now),
+    Live = [I || {I, _} <- maps:values(Members)],
     [?LOG_WARNING("kraken cluster: ~s ~s silent for ~b ms; no longer live",
                   [maps:get(role, I), maps:get(node, I), Now - H])
-     || #member{info = I, heard = H} <- Dead],
-    Members = maps:from_list([{P, M} || M = #member{pid = P} <- Live]),
+     || {I, H} <- Dead],
     Lost = maps:filter(fun(_, {_, H}) -> Now - H =< ?LOST_SHOWN end, lose(Dead, S#state.lost)),
     S0 = quorum_step(Live, S#state{members = Members, lost = Lost}),
     Has = S0#state.quorum =:= undefined orelse kraken_cluster_quorum:has(S0#state.quorum),
-    %% Without the quorum a node is on the minority side (or not admitted
-    %% yet): its engine gets no live core, as a proxy cut off from every
-    %% core, so it refuses its clients' publishes and subscribes and
-    %% disconnects those holding topics (docs/cluster.md,
-    %% "Quorum").
-    Cores = lists:usort([endpoint(Info) || Role =:= core, Has] ++
-                            [endpoint(I) || Has, #member{info = I} <- Live,
-                                            maps:get(role, I) =:= core, counted(I)] ++
-                            Upstreams),
-    {Msg, Below} =
-        case S#state.parents of
-            [] ->
-                LiveNames = [N || Has, {N, _} <- live_cores(S0)],
-                Seen = seen_names(S0),
-                {O, A} = kraken_cluster_move:engine_sets(
-                           View, LiveNames, Seen, [N || {N, _, _, _} <- Upstreams]),
-                {MO, MA} = kraken_cluster_move:engine_missing(View, LiveNames, Seen),
-                {{Cores, O, A, MO, MA}, []};
-            Parents ->
-                %% A child: its live parents (and static upstreams) own
-                %% everything between them; no move concerns it.  A parent
-                %% that sits below this node (its parents, or theirs, lead
-                %% here: a configuration cycle) is not used: each would
-                %% forward the other's publishes back, for ever.
-                ParentsOf = maps:from_list([{maps:get(node, I), maps:get(parents, I, [])}
-                                            || #member{info = I} <- Live]),
-                LiveParents = [I || #member{info = I} <- Live,
-                                    lists:member(maps:get(node, I), Parents)],
-                {Cyclic, Fine} = lists:partition(
-                                   fun(I) -> leads_here(maps:get(parents, I, []), ParentsOf, [])
-                                   end, LiveParents),
-                Ups = lists:usort([parent_endpoint(I) || I <- Fine] ++ Upstreams),
-                Names = [element(1, U) || U <- Ups],
-                {{Ups, Names, Names, [], []}, [maps:get(node, I) || I <- Cyclic]}
-        end,
-    {Cores1, Owners, Alt, MissOwn, MissAlt} = Msg,
+    {Msg, Below} = case S#state.parents of
+                       [] -> {kraken_cluster_owners:cores(Has, [Info || Role =:= core], Live,
+                                                          Upstreams, View), []};
+                       Parents -> kraken_cluster_owners:parents(Parents, Live, Upstreams)
+                   end,
     [?LOG_ERROR("kraken cluster: parent ~s sits below this node (a cycle of `parents'); "
                 "not used", [N]) || N <- Below -- S#state.below],
     S1 = S0#state{below = Below},
@@ -602,21 +493,9 @@ update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
         true ->
             S1;
         false ->
-            Self = atom_to_binary(node()),
-            case catch kraken_engine:call({cluster, {Self, Cores1, Owners, Alt, MissOwn,
-                                                     MissAlt}}, 2000) of
-                ok ->
-                    case Sent of
-                        {Cores1, _, _, _, _} -> ok;
-                        _ -> ?LOG_INFO("kraken cluster: live ~s ~s",
-                                       [case S#state.parents of [] -> "cores"; _ -> "parents" end,
-                                        lists:join(" ", [element(1, C) || C <- Cores1])])
-                    end,
-                    poll_sync(S1#state{sent = Msg, synced = false});
-                Other ->
-                    ?LOG_WARNING("kraken cluster: the engine refused the core list: ~0p",
-                                 [Other]),
-                    S1#state{sent = undefined}
+            case kraken_cluster_owners:tell(Msg, Sent, S#state.parents =/= []) of
+                ok -> poll_sync(S1#state{sent = Msg, synced = false});
+                refused -> S1#state{sent = undefined}
             end
     end.
 
@@ -624,16 +503,8 @@ update(S = #state{members = Members0, role = Role, info = Info, sent = Sent,
 %% and says when this node gains or loses it.
 quorum_step(_Live, S = #state{quorum = undefined}) ->
     S;
-quorum_step(Live0, S = #state{quorum = Q0, role = Role}) ->
-    %% A proxy below parents is no voter: its parents count for it.
-    Live = [I || #member{info = I} <- Live0, maps:get(parents, I, []) =:= []],
-    LiveMap = maps:from_list([{node(), Role} |
-                              [{maps:get(node, I), maps:get(role, I)} || I <- Live]]),
-    Heard = maps:from_list([{maps:get(node, I), {maps:get(voters, I, undefined),
-                                                 maps:get(quorum, I, false),
-                                                 maps:get(hears, I, undefined),
-                                                 maps:get(in_cluster, I, false)}}
-                            || I <- Live]),
+quorum_step(Live, S = #state{quorum = Q0, role = Role}) ->
+    {LiveMap, Heard} = kraken_cluster_live:quorum_input(Role, Live),
     Q = kraken_cluster_quorum:step(Q0, LiveMap, Heard, now_ms()),
     Voters = lists:sort(maps:keys(kraken_cluster_quorum:voters(Q))),
     In = kraken_cluster_quorum:counted(Q),
@@ -661,62 +532,22 @@ quorum_step(Live0, S = #state{quorum = Q0, role = Role}) ->
             end,
     S#state{quorum = Q, quiet_until = Quiet}.
 
-%% Whether walking up from these nodes (through the parents each one's
-%% heartbeats name) reaches this node.
-leads_here([], _, _) -> false;
-leads_here([N | _], _, _) when N =:= node() -> true;
-leads_here([N | T], ParentsOf, Seen) ->
-    case lists:member(N, Seen) of
-        true -> leads_here(T, ParentsOf, Seen);
-        false -> leads_here(maps:get(N, ParentsOf, []) ++ T, ParentsOf, [N | Seen])
-    end.
+%% The live members' heartbeat Infos (kraken_cluster_live), this node aside.
+live(#state{members = Members}) ->
+    kraken_cluster_live:live(Members, now_ms()).
 
-%% The live members (cores and proxies), this node aside.
-live_members(#state{members = Members}) ->
-    Now = now_ms(),
-    [M || M = #member{heard = H} <- maps:values(Members), Now - H =< ?DEADLINE].
-
-%% The live members a move waits for: not the proxies below other proxies
-%% (their parents hold their topics at the cores), nor the members without
-%% the quorum (they serve nothing; they apply the view they find when they
-%% have it again).
 movers(S) ->
-    [M || M = #member{info = I} <- live_members(S), maps:get(parents, I, []) =:= [],
-          counted(I)].
-
-%% Whether a member's heartbeat says it has the quorum (kraken_cluster_quorum):
-%% a core without it owns nothing for anyone.  A heartbeat of a release
-%% before the quorum does not say: counted.
-counted(Info) ->
-    maps:get(quorum, Info, true) =/= false.
+    kraken_cluster_live:movers(live(S)).
 
 %% The live cores, this node among them if it is one: `{Name, Draining}'.
 live_cores(S = #state{role = Role, draining = D}) ->
-    lists:usort([{atom_to_binary(node()), D} || Role =:= core] ++
-                    [{atom_to_binary(maps:get(node, I)), maps:get(draining, I, false)}
-                     || #member{info = I} <- live_members(S), maps:get(role, I) =:= core,
-                        counted(I)]).
+    kraken_cluster_live:cores({Role, D}, live(S)).
 
-%% The cores that the live members report live in their heartbeats.
 seen_names(S) ->
-    lists:usort(lists:append([maps:get(live, I, []) || #member{info = I} <- live_members(S),
-                                                       counted(I)])).
+    kraken_cluster_live:seen_names(live(S)).
 
-%% The cores the leader counts: the live ones here, and those that a live
-%% member still sees among the view's owners (`{Name, Draining}'). So when
-%% only the connection between two cores is cut (a member reaches both),
-%% neither moves the other's topics away, and each treats the other's
-%% topics as unavailable (engine_missing; docs/cluster.md, "Partitions").
-%% A core that failed is dropped by every member within a tick of each
-%% other; one seen only by others is never moved in from here.
 seen_cores(S = #state{view = View}) ->
-    Live = live_cores(S),
-    Owners = case View of
-                 {_, _, _, O, A} -> O ++ A;
-                 undefined -> []
-             end,
-    lists:usort(Live ++ [{N, false} || N <- seen_names(S), lists:member(N, Owners),
-                                       not lists:keymember(N, 1, Live)]).
+    kraken_cluster_live:seen_cores(live_cores(S), seen_names(S), View).
 
 %% Applies a view heard of when it is newer than this node's.
 adopt(View, S = #state{view = Mine}) ->
@@ -737,7 +568,8 @@ poll_sync(S = #state{syncing = true}) ->
 poll_sync(S) ->
     case catch kraken_engine:call(cluster_synced, 2000) of
         true ->
-            case sees_owners(S) of
+            case kraken_cluster_move:sees_owners(S#state.view,
+                                                 [N || {N, _} <- live_cores(S)]) of
                 true -> announce(S#state{synced = true});
                 false -> S   % polled again when the live cores change (update/1)
             end;
@@ -746,23 +578,8 @@ poll_sync(S) ->
             S#state{syncing = true}
     end.
 
-%% Whether this node sees live every core a move in progress moves topics
-%% to (the new owners: Alt while preparing, Owners while switching).  One
-%% that does not (a core that just joined is not in its live set yet) is not
-%% synced on the view, whatever its engine says: its engine has no link to
-%% that core, so its holders are not subscribed there, and the move must not
-%% switch to it yet (the entries entering there would miss them).  A stable
-%% view asks nothing: it may still name a core that failed (the engines'
-%% sets leave out the cores that are not live).
-sees_owners(S = #state{view = {_, Phase, _, Owners, Alt}}) when Phase =/= stable ->
-    New = case Phase of prepare -> Alt; switch -> Owners end,
-    Live = [N || {N, _} <- live_cores(S)],
-    lists:all(fun(N) -> lists:member(N, Live) end, New);
-sees_owners(_) ->
-    true.
-
-%% The leader (kraken_cluster_move:leader/2) makes the next view when it is
-%% due, applies it and tells everyone.
+%% The leader makes the next view when it is due (kraken_cluster_move:
+%% lead/6), applies it and tells everyone.
 lead(S = #state{role = proxy}) ->
     S;
 lead(S = #state{quorum = Q}) ->   % a core: never below parents, so counted
@@ -771,66 +588,19 @@ lead(S = #state{quorum = Q}) ->   % a core: never below parents, so counted
         false -> S   % the minority side changes no view
     end.
 
-lead_(S = #state{view = View, synced = Synced, view_at = At,
-                 quiet_until = Quiet}) ->
-    Me = atom_to_binary(node()),
-    Cores = seen_cores(S),
+lead_(S = #state{view = View, synced = Synced, view_at = At, quiet_until = Quiet}) ->
     Now = now_ms(),
-    case Now >= Quiet andalso kraken_cluster_move:leader(View, [N || {N, _} <- Cores]) =:= Me of
-        false ->
-            S;
-        true ->
-            Live = movers(S),
-            LiveNodes = [node(P) || #member{pid = P} <- Live],
-            %% A member of this move that went silent but whose node is still
-            %% connected is waited for (up to the phase's timeout): it may only
-            %% be slow, and still publish under the old view.
-            Silent = [N || N <- S#state.move_nodes, not lists:member(N, LiveNodes),
-                           lists:member(N, nodes())],
-            Others = [{maps:get(view, I, undefined), maps:get(synced, I, false)}
-                      || #member{info = I} <- Live] ++ [{undefined, false} || _ <- Silent],
-            Desired = kraken_cluster_move:desired([N || {N, _} <- Cores],
-                                                  [N || {N, true} <- Cores]),
-            case kraken_cluster_move:next(Me, View, Others, Synced, {Desired, Now - At}) of
-                keep ->
-                    S;
-                {New = {E, Phase, _, Owners, Alt}, Why} ->
-                    ?LOG_INFO("kraken cluster: view ~b ~s: owners ~s; also ~s",
-                              [E, Why, lists:join(" ", Owners), lists:join(" ", Alt)]),
-                    Silent =/= [] andalso
-                        ?LOG_WARNING("kraken cluster: view ~b ~s without ~0p (silent)",
-                                     [E, Why, Silent]),
-                    MoveNodes = case Phase of
-                                    prepare -> LiveNodes;
-                                    switch -> S#state.move_nodes;
-                                    stable -> []
-                                end,
-                    announce(update(S#state{view = New, view_at = Now, move_nodes = MoveNodes}))
-            end
-    end.
-
-endpoint(#{node := Node, host := Host, port := Port}) ->
-    {atom_to_binary(Node), Host, Port}.
-
-%% A parent as the engine's upstream: a member of the cluster (no polling)
-%% whose link is a child's, not a peer's.
-parent_endpoint(#{node := Node, host := Host, port := Port}) ->
-    {atom_to_binary(Node), Host, Port, 0, parent}.
-
-%% The static upstreams: always live, named "host:port" as configured, with
-%% the interval at which to poll one that refuses push mode.
-upstreams(Config) ->
-    Poll = proplists:get_value(upstream_poll_ms, Config),
-    [{list_to_binary(Host ++ ":" ++ integer_to_list(Port)), resolve(Host), Port, Poll}
-     || {Host, Port} <- proplists:get_value(upstreams, Config)].
-
-resolve(Host) ->
-    case inet:parse_address(Host) of
-        {ok, Addr} ->
-            list_to_binary(inet:ntoa(Addr));
-        {error, _} ->
-            case inet:getaddr(Host, inet) of
-                {ok, Addr} -> list_to_binary(inet:ntoa(Addr));
-                {error, _} -> list_to_binary(Host)   % the engine will fail to connect, and say so
-            end
+    Movers = [{maps:get(node, I), maps:get(view, I, undefined), maps:get(synced, I, false)}
+              || I <- movers(S)],
+    case Now >= Quiet andalso
+        kraken_cluster_move:lead(atom_to_binary(node()), {View, Synced, Now - At}, seen_cores(S),
+                                 Movers, S#state.move_nodes, nodes()) of
+        {New = {E, _, _, Owners, Alt}, Why, MoveNodes, Silent} ->
+            ?LOG_INFO("kraken cluster: view ~b ~s: owners ~s; also ~s",
+                      [E, Why, lists:join(" ", Owners), lists:join(" ", Alt)]),
+            Silent =/= [] andalso
+                ?LOG_WARNING("kraken cluster: view ~b ~s without ~0p (silent)", [E, Why, Silent]),
+            announce(update(S#state{view = New, view_at = Now, move_nodes = MoveNodes}));
+        _ ->   % not the leader, or no new view due
+            S
     end.

@@ -24,7 +24,8 @@
 %% completed anyway (a member that did not sync is a failure).
 -module(kraken_cluster_move).
 
--export([newer/2, leader/2, next/5, engine_sets/3, engine_sets/4, engine_missing/3, desired/2, drained/3]).
+-export([newer/2, leader/2, next/5, lead/6, sees_owners/2, engine_sets/3, engine_sets/4,
+         engine_missing/3, desired/2, drained/3]).
 
 -define(PHASE_TIMEOUT, 5000).
 
@@ -95,6 +96,60 @@ next(Self, View = {E, Phase, _, Owners, Alt}, Others, Synced, {Desired, Age}) ->
         _ ->
             keep
     end.
+
+%% @doc The step of a core that may lead (it has the quorum, and is not in
+%% its quiet time after a start or a resume): `keep' when it is not the
+%% leader (leader/2) or no new view is due (next/5); else the next view,
+%% why (next/5), the nodes of the move it leads and those of them waited
+%% for although silent. Me: its name; `{View, Synced, Age}': its view,
+%% whether its engine synced on it, and ms since the view began; Cores: the
+%% cores it counts, `{Name, Draining}'; Movers: the live members a move
+%% waits for, `{Node, View, Synced}' as they report; MoveNodes: the nodes
+%% of the move it leads; Connected: the nodes still connected.
+-spec lead(name(), {view() | undefined, boolean(), integer()}, [{name(), boolean()}],
+           [{node(), view() | undefined, boolean()}], [node()], [node()]) ->
+          keep | {view(), atom(), [node()], [node()]}.
+lead(Me, {View, Synced, Age}, Cores, Movers, MoveNodes, Connected) ->
+    case leader(View, [N || {N, _} <- Cores]) =:= Me of
+        false ->
+            keep;
+        true ->
+            LiveNodes = [N || {N, _, _} <- Movers],
+            %% A member of this move that went silent but whose node is still
+            %% connected is waited for (up to the phase's timeout): it may only
+            %% be slow, and still publish under the old view.
+            Silent = [N || N <- MoveNodes, not lists:member(N, LiveNodes),
+                           lists:member(N, Connected)],
+            Others = [{V, S} || {_, V, S} <- Movers] ++ [{undefined, false} || _ <- Silent],
+            Desired = desired([N || {N, _} <- Cores], [N || {N, true} <- Cores]),
+            case next(Me, View, Others, Synced, {Desired, Age}) of
+                keep ->
+                    keep;
+                {New = {_, Phase, _, _, _}, Why} ->
+                    Nodes = case Phase of
+                                prepare -> LiveNodes;
+                                switch -> MoveNodes;
+                                stable -> []
+                            end,
+                    {New, Why, Nodes, Silent}
+            end
+    end.
+
+%% @doc Whether a node that sees these cores live (names) sees every core a
+%% move in progress moves topics to (the new owners: Alt while preparing,
+%% Owners while switching). One that does not (a core that just joined is
+%% not in its live set yet) is not synced on the view, whatever its engine
+%% says: its engine has no link to that core, so its holders are not
+%% subscribed there, and the move must not switch to it yet (the entries
+%% entering there would miss them). A stable view asks nothing: it may
+%% still name a core that failed (the engines' sets leave out the cores
+%% that are not live).
+-spec sees_owners(view() | undefined, [name()]) -> boolean().
+sees_owners({_, Phase, _, Owners, Alt}, Live) when Phase =/= stable ->
+    New = case Phase of prepare -> Alt; switch -> Owners end,
+    lists:all(fun(N) -> lists:member(N, Live) end, New);
+sees_owners(_, _) ->
+    true.
 
 %% @doc The owner sets to give the engine under a view, among the live
 %% cores (names), the static upstreams always owning: `{Owners, Alt}'; when

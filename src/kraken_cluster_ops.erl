@@ -2,10 +2,12 @@
 %% (docs/cluster.md, "Runbook" and "Configuration"): pure helpers and log
 %% lines, so that kraken_cluster keeps only the state.
 %%
-%%   - members that stopped answering (their heartbeats late, or their node
-%%     down) are kept, with when they were last heard, so that
-%%     `bin/kraken cluster_status' shows them `dead (Ns)' for a while
-%%     instead of dropping them at the deadline (lose/2);
+%%   - the rows of `bin/kraken cluster_status' (kraken_cluster:status/0,
+%%     status/5): every member with its endpoint, whether it is live and
+%%     since when it was not heard; members that stopped answering (their
+%%     heartbeats late, or their node down) are kept, with when they were
+%%     last heard, so that it shows them `dead (Ns)' for a while instead of
+%%     dropping them at the deadline (lose/2);
 %%   - a seed of `cluster_nodes' (or `parents') never heard from is most
 %%     often a typo: the node forms a cluster of its own, or joins the
 %%     members it reached through its other seeds, and serves all the
@@ -25,7 +27,7 @@
 %%     (warn_loopback/3).
 -module(kraken_cluster_ops).
 
--export([lose/2, warn_seeds/1, warn_loopback/3, loopback/1]).
+-export([status/5, lose/2, warn_seeds/1, warn_loopback/3, loopback/1]).
 -export([advertise/1, advertised/1, source_text/1, listen_mismatch/2, warn_listen/3,
          endpoint_text/2]).
 
@@ -33,6 +35,30 @@
 -export_type([source/0]).
 
 -include_lib("kernel/include/logger.hrl").
+-include("kraken_cluster.hrl").
+
+%% @doc The rows of kraken_cluster:status/0 (`{Node, Role, Host, Port, Live,
+%% MsSinceHeard, Draining}'), from this node's heartbeat Info and whether it
+%% drains, the members heard (`{Info, Heard}'), those kept since they
+%% stopped answering (lose/2; listed not live), the static upstreams and
+%% the time: this node and the members sorted by node, then the upstreams.
+-spec status({map(), boolean()}, [{map(), integer()}], #{node() => {map(), integer()}},
+             [{binary(), binary(), integer(), integer()}], integer()) ->
+          [{node() | binary(), core | proxy | upstream, binary(), integer(), boolean(),
+            integer(), boolean()}].
+status({Info, Draining}, Members, Lost, Ups, Now) ->
+    Self = {node(), maps:get(role, Info), maps:get(host, Info), maps:get(port, Info),
+            true, 0, Draining},
+    Row = fun(I, H) -> {maps:get(node, I), maps:get(role, I), maps:get(host, I),
+                        maps:get(port, I), Now - H =< ?DEADLINE, Now - H,
+                        maps:get(draining, I, false)}
+          end,
+    Others = [Row(I, H) || {I, H} <- Members],
+    Heard = [element(1, O) || O <- Others],
+    Gone = [setelement(5, Row(I, H), false)
+            || {N, {I, H}} <- maps:to_list(Lost), not lists:member(N, Heard)],
+    Static = [{Name, upstream, Host, Port, true, -1, false} || {Name, Host, Port, _} <- Ups],
+    lists:keysort(1, [Self | Others ++ Gone]) ++ Static.
 
 %% @doc Adds members that stopped answering, `{Node, Info, LastHeard}', to
 %% the map of those kept; one kept already keeps the first time it was

@@ -117,3 +117,37 @@ drained_test() ->
     ?assertNot(?M:drained(<<"a">>, {R, true}, [{R, true}])),     % it owns
     Sw = {2, switch, <<"a">>, [<<"a">>], [<<"a">>, <<"b">>]},
     ?assertNot(?M:drained(<<"b">>, {Sw, true}, [{Sw, true}])).
+
+%% The leader's step: only the leader moves; the nodes of the move are
+%% those live at the prepare, kept through the switch; a silent member of
+%% the move whose node is still connected is waited for.
+lead_test() ->
+    Old = [<<"a">>, <<"b">>],
+    New = [<<"a">>, <<"b">>, <<"c">>],
+    S0 = {1, stable, <<"a">>, Old, Old},
+    Cores = [{<<"a">>, false}, {<<"b">>, false}, {<<"c">>, false}],
+    Movers = [{b@h, S0, true}, {p@h, S0, true}],
+    ?assertEqual(keep, ?M:lead(<<"b">>, {S0, true, 0}, Cores, [{a@h, S0, true}], [], [a@h])),
+    P = {2, prepare, <<"a">>, Old, New},
+    ?assertEqual({P, prepare, [b@h, p@h], []},
+                 ?M:lead(<<"a">>, {S0, true, 0}, Cores, Movers, [], [b@h, p@h])),
+    %% p went silent, its node still connected: waited for
+    Movers2 = [{b@h, P, true}],
+    ?assertEqual(keep, ?M:lead(<<"a">>, {P, true, 10}, Cores, Movers2, [b@h, p@h], [b@h, p@h])),
+    %% its node gone: not waited for; the switch keeps the move's nodes
+    Sw = {2, switch, <<"a">>, New, Old},
+    ?assertEqual({Sw, switch, [b@h, p@h], []},
+                 ?M:lead(<<"a">>, {P, true, 10}, Cores, Movers2, [b@h, p@h], [b@h])),
+    %% past the phase's timeout, completed without the silent one, said
+    ?assertEqual({{2, stable, <<"a">>, New, New}, release, [], [p@h]},
+                 ?M:lead(<<"a">>, {Sw, true, 6000}, Cores, Movers2, [b@h, p@h], [b@h, p@h])).
+
+%% A node synced on a move only once it sees every new owner live.
+sees_owners_test() ->
+    Old = [<<"a">>, <<"b">>],
+    New = [<<"a">>, <<"b">>, <<"c">>],
+    ?assertNot(?M:sees_owners({2, prepare, <<"a">>, Old, New}, Old)),
+    ?assert(?M:sees_owners({2, prepare, <<"a">>, Old, New}, New)),
+    ?assertNot(?M:sees_owners({2, switch, <<"a">>, New, Old}, Old)),
+    ?assert(?M:sees_owners({2, stable, <<"a">>, New, New}, Old)),   % a failed core: not asked
+    ?assert(?M:sees_owners(undefined, [])).
