@@ -1414,6 +1414,9 @@ base_ctx(Tag) ->
     Tmp = filename:join(["/tmp", "kraken_" ++ Tag ++ "_test_" ++ os:getpid()]),
     ok = filelib:ensure_dir(filename:join(Tmp, "x")),
     _ = os:cmd("epmd -daemon"),
+    %% epmd -daemon returns before epmd listens: distribution would fail to
+    %% start (nodistribution) on a machine where no epmd ran before.
+    ok = wait_until(fun() -> element(1, net_adm:names()) =:= ok end, 5000),
     Distributed = case node() of
                       nonode@nohost ->
                           {ok, _} = net_kernel:start([list_to_atom("kraken_" ++ Tag ++ "_test_" ++
