@@ -1,8 +1,9 @@
 /* proto_link.c - what an upstream link reads: the replies and pushed blocks
  * of a Kraken node, to which cluster.c writes `set push`, `version`,
- * `subscribe`, `unsubscribe` and `publish` requests (`unsubscribe` and
- * `publish` with noreply), and, to a member of the cluster, `set peer`
- * (noreply) before anything else.
+ * `subscribe`, `unsubscribe`, `publish`, `link_psubscribe` and
+ * `link_punsubscribe` requests (`unsubscribe` and `link_punsubscribe` with
+ * noreply), and, to a member of the cluster, `set peer` (noreply) before
+ * anything else.
  *
  * What arrives:
  *   VERSION <v>                      the handshake's answer: the link is up
@@ -11,7 +12,8 @@
  *   VALUE messages 0 <n> ... END     a pushed block: each entry is published
  *                                    into the local router with the link as
  *                                    publisher (cluster.c never forwards those)
- *   STORED                           a `subscribe` batch or a `link_retro`
+ *   STORED                           a `subscribe`, `publish` or
+ *                                    `link_psubscribe` batch or a `link_retro`
  *                                    request is acknowledged, in order
  *                                    (cluster.c releases its clients)
  *   VALUE retro <second> <n> ... END entries answering the next `link_retro`
