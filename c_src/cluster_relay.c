@@ -10,8 +10,11 @@
  *
  *   VALUE lost <n>\r\n<topics, space-separated>\r\nEND\r\n
  *
- * and disconnects their holders (cluster_link_lost, on the child), saying
- * why.
+ * (as many blocks as it takes to keep each under LOST_BLOCK bytes, so that
+ * a child holding many topics of the lost core never gets a block over its
+ * limit, max_client_queue_bytes + max_request_bytes, which would close its
+ * link), and disconnects their holders (cluster_link_lost, on the child),
+ * saying why.
  *
  * A child waiting for that core's confirmation when it fails (its request
  * held, as any client's) is not closed either (cluster_child_wait_failed):
@@ -181,6 +184,19 @@ void cluster_relay_finish(struct conn *c)
 
 /* ---- lost topics ---- */
 
+/* At most this many bytes of names per `VALUE lost' block (or
+ * max_request_bytes, if smaller). */
+#define LOST_BLOCK (16u << 10)
+
+/* Moves the names in cur to out as one `VALUE lost' block. */
+static int lost_block(struct evbuffer *out, struct evbuffer *cur)
+{
+    if (evbuffer_add_printf(out, "VALUE lost %zu\r\n", evbuffer_get_length(cur)) < 0 ||
+        evbuffer_add_buffer(out, cur) < 0 || evbuffer_add(out, "\r\nEND\r\n", 7) < 0)
+        return -1;
+    return 0;
+}
+
 int cluster_child_lost(struct conn *c, int kidx, uint64_t mark, const char *why)
 {
     struct router *r = router();
@@ -193,6 +209,11 @@ int cluster_child_lost(struct conn *c, int kidx, uint64_t mark, const char *why)
         return -1;
     }
     size_t n = 0;
+    size_t limit = c->eng->cfg.max_request_bytes < LOST_BLOCK ? c->eng->cfg.max_request_bytes
+                                                              : LOST_BLOCK;
+    struct evbuffer *cur = evbuffer_new(); /* the block being filled: its names */
+    if (!cur)
+        goto nomem;
     for (uint32_t i = 0; i < c->sub.subs.cap; i++) {
         struct topic *t = c->sub.subs.v[i].topic;
         if (t && t->ns == TOPIC_NS_CHANNEL &&
@@ -200,18 +221,17 @@ int cluster_child_lost(struct conn *c, int kidx, uint64_t mark, const char *why)
                   : kidx == CLUSTER_ANY_CORE || cluster_depends(t, kidx))) {
             topic_ref(t);
             v[n++] = t;
-            if ((n > 1 && evbuffer_add(names, " ", 1) < 0) ||
-                evbuffer_add(names, t->name, t->len) < 0)
+            size_t have = evbuffer_get_length(cur);
+            if (have && have + 1 + t->len > limit && lost_block(names, cur) < 0)
+                goto nomem;
+            if ((evbuffer_get_length(cur) && evbuffer_add(cur, " ", 1) < 0) ||
+                evbuffer_add(cur, t->name, t->len) < 0)
                 goto nomem;
         }
     }
     if (n) {
-        size_t len = evbuffer_get_length(names);
-        char head[48];
-        int hl = snprintf(head, sizeof head, "VALUE lost %zu\r\n", len);
-        if (evbuffer_prepend(names, head, (size_t)hl) < 0 ||
-            evbuffer_add(names, "\r\nEND\r\n", 7) < 0)
-            goto nomem; /* names is the whole block now */
+        if (lost_block(names, cur) < 0)
+            goto nomem; /* names holds every block now */
         /* A held reply (its link_retro or its batch, waiting for another
          * core) may yet be replaced (NOT_FOUND: kraken_retro_refused keeps
          * what precedes held_from only): the block goes in front of it. */
@@ -241,12 +261,15 @@ int cluster_child_lost(struct conn *c, int kidx, uint64_t mark, const char *why)
         topic_unref(&r->topics, v[i]);
     free(v);
     evbuffer_free(names);
+    evbuffer_free(cur);
     return n > 0;
 nomem:
     for (size_t i = 0; i < n; i++)
         topic_unref(&r->topics, v[i]);
     free(v);
     evbuffer_free(names);
+    if (cur)
+        evbuffer_free(cur);
     return -1;
 }
 

@@ -24,6 +24,12 @@
 %%     lost: the child gets `VALUE lost' for its topics, then NOT_FOUND, and
 %%     its link stays (was closed, as any waiting client, which disconnected
 %%     every client of the child holding a topic through this node);
+%%   - this node as a parent: a raw child holds about 2,000 topics of a
+%%     core (some 50 KB of names) when it is lost: the child is told in
+%%     `VALUE lost' blocks of at most 16 KiB, each topic once (was one
+%%     block of all of them: over the child's limit, max_client_queue_bytes
+%%     + max_request_bytes, it closed the link, every client of the child
+%%     disconnected);
 %%   - this node in the middle (a child of the fake, a parent of a raw
 %%     child connection): the fake refuses the batch carrying the child's
 %%     publish: the child gets the error and its link stays (was closed);
@@ -70,6 +76,8 @@ link_test_() ->
                     fun lost_behind_refused/0}},
      {timeout, 30, {"a child's link_retro waiting for a lost core: VALUE lost, NOT_FOUND, "
                     "the link stays", fun retro_waiting_lost/0}},
+     {timeout, 30, {"a child holding many topics of a lost core: VALUE lost in blocks of "
+                    "at most 16 KiB, naming each once; the link stays", fun lost_chunked/0}},
      {timeout, 30, {"in the middle of three: a child's publish refused above is answered "
                     "the error, the link stays", fun middle_refused/0}},
      {timeout, 30, {"in the middle of three: a child's publish whose entries filled one "
@@ -277,6 +285,59 @@ retro_waiting_lost() ->
     after
         catch port_close(Port),
         exit(F1, kill)
+    end.
+
+lost_chunked() ->
+    {Port, Listen} = start_engine([]),
+    Self = self(),
+    F1 = spawn(fun() -> fake(Self, none) end),
+    P1 = receive {F1, port, FP} -> FP after 5000 -> error(fake) end,
+    try
+        ok = call(Port, 1, {cluster, {<<"solo">>, [{<<"solo">>, <<"127.0.0.1">>, Listen},
+                                                   {<<"f1">>, <<"127.0.0.1">>, P1}]}}),
+        ok = kraken_cluster_tests:wait_until(
+               fun() -> [up] =:= [St || {<<"f1">>, St, _, _, _, _, _, _, _}
+                                            <- call(Port, 2, cluster_status)] end, 5000),
+        %% The owners by the engine's hash (about half of them are f1's).
+        Cands = [list_to_binary("lost_chunked_topic_" ++ integer_to_list(I))
+                 || I <- lists:seq(1, 4000)],
+        {ok, Q} = gen_tcp:connect({127, 0, 0, 1}, Listen, [binary, {active, false}]),
+        Names = iolist_to_binary(lists:join(<<" ">>, Cands)),
+        ok = gen_tcp:send(Q, [<<"set child 0 0 2 noreply\r\nq1\r\nset subscribe 0 0 ">>,
+                              integer_to_binary(byte_size(Names)), <<"\r\n">>, Names,
+                              <<"\r\n">>]),
+        {ok, <<"STORED\r\n">>} = gen_tcp:recv(Q, 0, 5000),
+        Lost = lists:sort([T || T <- Cands, call(Port, 3, {cluster_owner, T}) =:= <<"f1">>]),
+        ?assert(iolist_size(lists:join(<<" ">>, Lost)) > 40000),
+        exit(F1, kill),
+        Blocks = lost_blocks(Q, length(Lost), []),
+        [?assert(byte_size(B) =< 16384) || B <- Blocks],
+        ?assert(length(Blocks) >= 3),
+        ?assertEqual(Lost, lists:sort(lists:append([binary:split(B, <<" ">>, [global])
+                                                    || B <- Blocks]))),
+        %% The link stays: it answers the next request.
+        ok = gen_tcp:send(Q, <<"version\r\n">>),
+        ?assertMatch({ok, <<"VERSION ", _/binary>>}, gen_tcp:recv(Q, 0, 5000)),
+        gen_tcp:close(Q)
+    after
+        catch port_close(Port),
+        exit(F1, kill)
+    end.
+
+%% The bodies of the `VALUE lost' blocks on Q until they name N topics.
+lost_blocks(Q, N, Acc) ->
+    case length(lists:append([binary:split(B, <<" ">>, [global]) || B <- Acc])) >= N of
+        true ->
+            lists:reverse(Acc);
+        false ->
+            ok = inet:setopts(Q, [{packet, line}]),
+            {ok, Line} = gen_tcp:recv(Q, 0, 5000),
+            {match, [Len]} = re:run(Line, "^VALUE lost ([0-9]+)\r\n$",
+                                    [{capture, all_but_first, binary}]),
+            ok = inet:setopts(Q, [{packet, raw}]),
+            L = binary_to_integer(Len),
+            {ok, <<Body:L/binary, "\r\nEND\r\n">>} = gen_tcp:recv(Q, L + 7, 5000),
+            lost_blocks(Q, N, [Body | Acc])
     end.
 
 middle_refused() ->
