@@ -414,6 +414,8 @@ size_t cluster_status(struct cluster_core_status *out, size_t max)
     if (cl.srv) {
         struct count c = {out, max};
         topic_foreach(&cl.srv->eng.router.topics, TOPIC_NS_CHANNEL, count_topic, &c);
+        if (cluster_ns_travels(TOPIC_NS_SHARD))
+            topic_foreach(&cl.srv->eng.router.topics, TOPIC_NS_SHARD, count_topic, &c);
     }
     return cl.n;
 }

@@ -152,6 +152,10 @@ bool cluster_subscribable(const struct proto_slice *topics, uint32_t n);
  * with a warning at most once a second; the caller refuses the request
  * whole (CLUSTER_ERR_NOT_SUBSCRIBED).  cluster_pattern.c. */
 bool cluster_pattern_subscribable(void);
+/* Whether Redis shard channels are clustered on this node (in a cluster,
+ * not below parents: cluster_shard.c); they then follow the channels'
+ * rules (names that travel, reachable owners). */
+bool cluster_shards_travel(void);
 /* Whether every link of the current view made its first attempt: up, or
  * failed once (a node held at start-up waits for this, cluster_wait). */
 bool cluster_settled(void);

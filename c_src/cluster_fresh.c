@@ -51,13 +51,6 @@
 #define FRESH_HOLD_MS 1000
 #define CHECK_MS 200
 
-static int mark_held(const struct topic *t, void *arg)
-{
-    if (t->nsubs > t->npeers)
-        ((struct topic *)t)->mark = *(const uint64_t *)arg; /* ours, handed out const */
-    return 0;
-}
-
 /* Whether the view may be stale now; notes when that began. */
 static bool stale(int64_t now)
 {
@@ -84,12 +77,12 @@ static void check_cb(evutil_socket_t fd, short what, void *arg)
     bool was = stale(engine_now_ms());
     if (cl.stale_doom) {
         cl.stale_doom = false;
-        uint64_t mark = ++cl.srv->eng.router.epoch;
-        topic_foreach(&cl.srv->eng.router.topics, TOPIC_NS_CHANNEL, mark_held, &mark);
-        cluster_doom_marked(-1, mark, was ? "and this node was out of the cluster (stopped?): it "
-                                        "may have missed entries published elsewhere"
-                                      : "subscribed while this node's view of the cluster was "
-                                        "not confirmed (it may have missed entries)");
+        /* Every holder: of any topic, shard channel or pattern. */
+        cluster_doom_holders(CLUSTER_ANY_CORE,
+                             was ? "and this node was out of the cluster (stopped?): it may have "
+                                   "missed entries published elsewhere"
+                                 : "subscribed while this node's view of the cluster was not "
+                                   "confirmed (it may have missed entries)");
     }
 }
 

@@ -38,8 +38,10 @@ struct cluster_retro_req;
 struct cluster_subref;
 
 /* What a batch to a core carries (cluster_upstream.c): OP_PSUB and OP_PUNSUB
- * are Redis patterns (cluster_pattern.c). */
-enum op { OP_NONE, OP_SUB, OP_UNSUB, OP_PUB, OP_PSUB, OP_PUNSUB };
+ * are Redis patterns (cluster_pattern.c), OP_SSUB, OP_SUNSUB and OP_SPUB
+ * Redis shard channels (cluster_shard.c). */
+enum op { OP_NONE, OP_SUB, OP_UNSUB, OP_PUB, OP_PSUB, OP_PUNSUB, OP_SSUB, OP_SUNSUB, OP_SPUB,
+          OP_KINDS };
 
 /* A live core (self included) as this engine sees it. */
 struct cluster_core {
@@ -60,8 +62,8 @@ struct cluster_core {
     struct evbuffer *pend;
     enum op pend_op;
     struct ack_fifo acks; /* subscribe batches and link_retro requests sent and answered */
-    uint64_t sub_req;     /* the number (acks) of the last subscribe batch sent */
-    uint64_t psub_req;    /* the same for pattern subscribe batches */
+    uint64_t last_req[OP_KINDS]; /* the number (acks) of the last batch of each
+                                    acknowledged kind sent */
     /* to a parent or a static upstream: the topics of its subscribe
      * batches not answered yet (cluster_subref.c) */
     struct cluster_subref *subref_head, *subref_tail;
@@ -244,6 +246,16 @@ bool cluster_on_pattern(const char *name, size_t len, struct subscriber *s, uint
                         void *arg);
 bool cluster_pattern_to_peers(const struct subscriber *publisher, const struct topic *t,
                               void *arg);
+
+/* cluster_shard.c */
+/* Whether topics of namespace ns go upstream from this node (channels;
+ * Redis shard channels but below parents). */
+bool cluster_ns_travels(enum topic_ns ns);
+/* k, when it takes topics of namespace ns (a shard channel: only a member
+ * core, cluster_pattern_carried), else NULL: served here. */
+struct cluster_core *cluster_core_for_ns(struct cluster_core *k, enum topic_ns ns);
+/* The kind of request op (OP_SUB, OP_UNSUB, OP_PUB) for namespace ns. */
+enum op cluster_op_ns(enum op op, enum topic_ns ns);
 
 /* cluster_subref.c */
 /* k's subscribe batch number seq, with these topic names, was sent: kept

@@ -204,7 +204,7 @@ uint32_t cluster_doom_marked(int kidx, uint64_t mark, const char *why)
         const struct topic *held = NULL;
         for (uint32_t i = 0; i < c->sub.subs.cap && !held; i++) {
             const struct topic *t = c->sub.subs.v[i].topic;
-            if (t && t->ns == TOPIC_NS_CHANNEL &&
+            if (t && cluster_ns_travels((enum topic_ns)t->ns) &&
                 (mark ? t->mark == mark
                       : kidx == CLUSTER_ANY_CORE || cluster_depends(t, kidx)))
                 held = t;

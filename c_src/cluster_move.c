@@ -91,6 +91,10 @@ struct cluster_core *cluster_upstream_named(const char *name, size_t len)
 
 bool cluster_depends(const struct topic *t, int kidx)
 {
+    if (!cluster_ns_travels((enum topic_ns)t->ns) ||
+        (kidx >= 0 && (size_t)kidx < cl.n &&
+         !cl.cores[kidx]->self && !cluster_core_for_ns(cl.cores[kidx], (enum topic_ns)t->ns)))
+        return false; /* served here (a shard channel a static upstream would own) */
     uint64_t h = cluster_name_hash(t->name, t->len);
     if (cl.sticky)
         return kidx >= 0 && cluster_owner_of(t, h) == kidx; /* (alt is cur below parents) */
@@ -132,9 +136,12 @@ static int move_topic(const struct topic *ct, void *arg)
     if (ct->nsubs == ct->npeers)
         return 0; /* only peers hold it: nothing upstream */
     struct topic *t = (struct topic *)ct; /* topic_foreach hands out const; this is ours */
+    enum topic_ns ns = (enum topic_ns)t->ns; /* (a shard channel: never below parents) */
     uint64_t h = cluster_name_hash(t->name, t->len);
-    struct cluster_core *was[2] = {remote(o->cur, o->cores, h), remote(o->alt, o->cores, h)};
-    struct cluster_core *now[2] = {remote(&cl.cur, cl.cores, h), remote(&cl.alt, cl.cores, h)};
+    struct cluster_core *was[2] = {cluster_core_for_ns(remote(o->cur, o->cores, h), ns),
+                                   cluster_core_for_ns(remote(o->alt, o->cores, h), ns)};
+    struct cluster_core *now[2] = {cluster_core_for_ns(remote(&cl.cur, cl.cores, h), ns),
+                                   cluster_core_for_ns(remote(&cl.alt, cl.cores, h), ns)};
     struct cluster_core *pin = t->pin; /* (one that left is freed after this) */
     if (pin) {
         was[0] = pin;
@@ -164,7 +171,8 @@ static int move_topic(const struct topic *ct, void *arg)
          * owner meanwhile never reached its holders here. */
         t->mark = o->jumped;
     }
-    if (ours && !was_ours && was[0] && upstream && !pending && live(was[0]))
+    if (ours && !was_ours && was[0] && upstream && !pending && live(was[0]) &&
+        ns == TOPIC_NS_CHANNEL) /* (retention's completeness: for retro, channels only) */
         cluster_served_gained(t, (struct cluster_point){t->upstream_since, t->upstream_seq});
     if (cl.sticky && was[0] && now[0] != was[0] && live(was[0])) {
         /* Below parents, a topic held at a static upstream that now hashes
@@ -193,12 +201,12 @@ static int move_topic(const struct topic *ct, void *arg)
             }
             upstream = true;
         }
-        cluster_topic_op(now[i], OP_SUB, t->name, t->len);
+        cluster_topic_op(now[i], cluster_op_ns(OP_SUB, ns), t->name, t->len);
         pending |= cluster_await_upstream(now[i], t, NULL); /* its next subscribers wait */
     }
     for (int i = 0; i < 2; i++)
         if (was[i] && !in2(was[i], now))
-            cluster_topic_op(was[i], OP_UNSUB, t->name, t->len);
+            cluster_topic_op(was[i], cluster_op_ns(OP_UNSUB, ns), t->name, t->len);
     t->upstream_pending = pending && (now[0] || now[1]);
     return 0;
 }
@@ -209,6 +217,8 @@ void cluster_move_subscriptions(const struct owner_set *old_cur, const struct ow
     uint64_t jumped = ++cl.srv->eng.router.epoch;
     struct old_sets o = {old_cur, old_alt, old_cores, jumped, ++cl.srv->eng.router.epoch, -1};
     topic_foreach(&cl.srv->eng.router.topics, TOPIC_NS_CHANNEL, move_topic, &o);
+    if (cluster_ns_travels(TOPIC_NS_SHARD))
+        topic_foreach(&cl.srv->eng.router.topics, TOPIC_NS_SHARD, move_topic, &o);
     cluster_doom_marked(-1, o.jumped, "which this node served and which moved to another core "
                         "while this node was out of the cluster (it may have missed entries)");
     if (o.to >= 0)
@@ -258,7 +268,7 @@ bool cluster_is_link(const struct subscriber *s)
 bool cluster_to_peers(const struct subscriber *publisher, const struct topic *t, void *arg)
 {
     (void)arg;
-    if ((publisher && publisher->peer) || t->ns != TOPIC_NS_CHANNEL)
+    if ((publisher && publisher->peer) || !cluster_ns_travels((enum topic_ns)t->ns))
         return true; /* it entered the cluster here: ours to deliver to every node */
     if (publisher && conn_is_uplink(conn_of(publisher)))
         return false; /* its core delivered it to every node that holds the topic */
@@ -266,5 +276,6 @@ bool cluster_to_peers(const struct subscriber *publisher, const struct topic *t,
      * owner when that is another core, which delivers it to every node.  A
      * peer holding the topic here too (this core is a move's other owner)
      * would get it twice. */
-    return cluster_remote_in(&cl.cur, t->name, t->len) == NULL;
+    return cluster_core_for_ns(cluster_remote_in(&cl.cur, t->name, t->len),
+                               (enum topic_ns)t->ns) == NULL;
 }

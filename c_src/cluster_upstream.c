@@ -34,8 +34,19 @@
 
 #define PEND_MAX (256u << 10)
 
-static const char *const op_names[] = {"",        "subscribe",       "unsubscribe",
-                                        "publish", "link_psubscribe", "link_punsubscribe"};
+static const char *const op_names[OP_KINDS] = {
+    [OP_SUB] = "subscribe",          [OP_UNSUB] = "unsubscribe",
+    [OP_PUB] = "publish",            [OP_PSUB] = "link_psubscribe",
+    [OP_PUNSUB] = "link_punsubscribe", [OP_SSUB] = "link_ssubscribe",
+    [OP_SUNSUB] = "link_sunsubscribe", [OP_SPUB] = "link_spublish",
+};
+
+/* Whether a batch of this kind is answered (STORED): subscribes and
+ * publishes, whose clients wait for it (unsubscribes go with noreply). */
+static bool acked_op(enum op op)
+{
+    return op == OP_SUB || op == OP_PUB || op == OP_PSUB || op == OP_SSUB || op == OP_SPUB;
+}
 
 /* ---- batched requests to a core ---- */
 
@@ -47,19 +58,15 @@ void cluster_emit(struct cluster_core *k)
         /* Subscribes and publishes are answered (STORED): clients wait for
          * it.  A polled upstream (the original Kraken) knows no noreply:
          * everything is answered there, and counted. */
-        bool acked =
-            k->pend_op == OP_SUB || k->pend_op == OP_PUB || k->pend_op == OP_PSUB || k->polling;
+        bool acked = acked_op(k->pend_op) || k->polling;
         evbuffer_add_printf(c->out, "set %s 0 0 %zu%s\r\n", op_names[k->pend_op], len,
                             acked ? "" : " noreply");
         bool keep_failed = false;
         if (acked) {
             uint64_t n = ack_fifo_send(&k->acks);
-            if (k->pend_op == OP_SUB) {
-                k->sub_req = n;
+            k->last_req[k->pend_op] = n;
+            if (k->pend_op == OP_SUB)
                 keep_failed = cluster_subref_sent(k, n, k->pend) < 0;
-            } else if (k->pend_op == OP_PSUB) {
-                k->psub_req = n;
-            }
         }
         evbuffer_add_buffer(c->out, k->pend);
         evbuffer_add(c->out, "\r\n", 2);
@@ -157,8 +164,7 @@ void cluster_mark_upstream(struct topic *t)
  * upstream subscription (cluster_await_batch). */
 bool cluster_await_upstream(struct cluster_core *k, struct topic *t, struct subscriber *s)
 {
-    (void)t;
-    return cluster_await_batch(k, OP_SUB, s);
+    return cluster_await_batch(k, cluster_op_ns(OP_SUB, (enum topic_ns)t->ns), s);
 }
 
 /* The batch being built, or else the last batch of that kind sent (the
@@ -168,9 +174,8 @@ bool cluster_await_upstream(struct cluster_core *k, struct topic *t, struct subs
  * as its own (kraken_cluster_link_tests, sub_behind_refused). */
 bool cluster_await_batch(struct cluster_core *k, enum op op, struct subscriber *s)
 {
-    uint64_t seq = k->pend_op == op && evbuffer_get_length(k->pend)
-                       ? k->acks.sent + 1
-                       : op == OP_PSUB ? k->psub_req : k->sub_req;
+    uint64_t seq =
+        k->pend_op == op && evbuffer_get_length(k->pend) ? k->acks.sent + 1 : k->last_req[op];
     struct conn *c = conn_of(s);
     if (!k->link || seq <= k->acks.answered)
         return false; /* acknowledged; or its link is down: nothing was sent, and the
@@ -225,15 +230,17 @@ static void on_topic_sticky(struct topic *t, struct subscriber *s, bool gained)
 void cluster_on_topic(struct topic *t, struct subscriber *s, bool gained, void *arg)
 {
     (void)arg;
-    if (t->ns != TOPIC_NS_CHANNEL)
+    if (!cluster_ns_travels((enum topic_ns)t->ns))
         return;
     if (cl.sticky) {
-        on_topic_sticky(t, s, gained);
+        on_topic_sticky(t, s, gained); /* (channels only: cluster_ns_travels) */
         return;
     }
     /* Its owner; during a move, its owner under the other set too. */
-    struct cluster_core *k[2] = {cluster_remote_in(&cl.cur, t->name, t->len),
-                                 cluster_remote_in(&cl.alt, t->name, t->len)};
+    enum topic_ns ns = (enum topic_ns)t->ns;
+    struct cluster_core *k[2] = {
+        cluster_core_for_ns(cluster_remote_in(&cl.cur, t->name, t->len), ns),
+        cluster_core_for_ns(cluster_remote_in(&cl.alt, t->name, t->len), ns)};
     if (k[1] == k[0])
         k[1] = NULL;
     bool pending = false;
@@ -243,9 +250,9 @@ void cluster_on_topic(struct topic *t, struct subscriber *s, bool gained, void *
         if (!k[i])
             continue;
         if (!gained)
-            cluster_topic_op(k[i], OP_UNSUB, t->name, t->len);
+            cluster_topic_op(k[i], cluster_op_ns(OP_UNSUB, ns), t->name, t->len);
         else if (t->nsubs - t->npeers == 1)
-            cluster_topic_op(k[i], OP_SUB, t->name, t->len);
+            cluster_topic_op(k[i], cluster_op_ns(OP_SUB, ns), t->name, t->len);
         if (gained)
             pending |= cluster_await_upstream(k[i], t, s);
     }
@@ -261,7 +268,7 @@ void cluster_on_published(struct subscriber *publisher, enum topic_ns ns, struct
      * owner of the topic under either set (views differ after a failure, a
      * partition), to the owner it sees; never during a move it is part of. */
     bool peer = publisher && publisher->peer;
-    if (ns != TOPIC_NS_CHANNEL || cl.n == 0 || (cluster_is_link(publisher) && !peer))
+    if (!cluster_ns_travels(ns) || cl.n == 0 || (cluster_is_link(publisher) && !peer))
         return;
     /* Where each (entry, topic) entered the cluster (cluster_entered.h):
      * here, when this core owns the topic now (under alt too, for a peer's:
@@ -287,7 +294,10 @@ void cluster_on_published(struct subscriber *publisher, enum topic_ns ns, struct
         const struct topic *t = e->topics[i];
         uint64_t h = cluster_name_hash(t->name, t->len);
         int k = cluster_owner_of(t, h), a = peer ? cluster_owner_in(&cl.alt, h) : -1;
-        cl.owners[i] = k >= 0 && !cl.cores[k]->self && !(a >= 0 && cl.cores[a]->self) ? k : -1;
+        cl.owners[i] = k >= 0 && !cl.cores[k]->self && !(a >= 0 && cl.cores[a]->self) &&
+                               cluster_core_for_ns(cl.cores[k], ns)
+                           ? k
+                           : -1;
         remote |= cl.owners[i] >= 0;
     }
     if (!remote)
@@ -311,7 +321,7 @@ void cluster_on_published(struct subscriber *publisher, enum topic_ns ns, struct
         for (uint32_t i = first; i < e->ntopics; i++)
             if (cl.owners[i] == (int)k)
                 need += 1 + e->topics[i]->len;
-        struct evbuffer *b = batch(c, OP_PUB, need);
+        struct evbuffer *b = batch(c, cluster_op_ns(OP_PUB, ns), need);
         evbuffer_add(b, "MESSAGE", 7);
         for (uint32_t i = first; i < e->ntopics; i++)
             if (cl.owners[i] == (int)k) {

@@ -130,8 +130,11 @@ static size_t entry_block_size(size_t ntopics, size_t hdr, size_t len)
 struct entry *entry_new(struct entry_ctx *ctx, struct topic *const *topics, uint32_t ntopics,
                         const char *payload, size_t len)
 {
-    static const char prefix[] = "MESSAGE ";
-    size_t hdr = sizeof prefix - 1 + proto_digits(len) + 2;
+    /* Redis shard channels' entries travel on cluster links marked as such
+     * (entry.h): nothing else formats them as Kraken text. */
+    const char *prefix = ntopics && topics[0]->ns == TOPIC_NS_SHARD ? "SMESSAGE " : "MESSAGE ";
+    size_t plen = strlen(prefix);
+    size_t hdr = plen + proto_digits(len) + 2;
     for (uint32_t i = 0; i < ntopics; i++)
         hdr += topics[i]->len + 1;
     if (hdr > UINT32_MAX || len > UINT32_MAX)
@@ -152,8 +155,8 @@ struct entry *entry_new(struct entry_ctx *ctx, struct topic *const *topics, uint
     e->payload_len = (uint32_t)len;
     e->wire = (char *)e + head;
     char *w = e->wire;
-    memcpy(w, prefix, sizeof prefix - 1);
-    w += sizeof prefix - 1;
+    memcpy(w, prefix, plen);
+    w += plen;
     for (uint32_t i = 0; i < ntopics; i++) {
         e->topics[i] = topics[i];
         topic_ref(topics[i]);

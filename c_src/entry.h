@@ -73,12 +73,21 @@ struct entry {
     uint64_t publisher;   /* subscriber id of the publishing connection */
     uint64_t mark;        /* scratch epoch (router.c: dedupe during retro scans) */
     struct entry_ctx *ctx;
-    uint32_t hdr_len;     /* length of the "MESSAGE ...\r\n" line */
+    uint32_t hdr_len;     /* length of the "MESSAGE ...\r\n" line ("SMESSAGE" for
+                             an entry of Redis shard channels: on a cluster link
+                             it says its namespace, docs/cluster.md) */
     uint32_t payload_len; /* (both < 2^31: max_request_bytes; 32-bit keeps the
                              struct at 72 bytes with publish_ms) */
     char *wire;           /* hdr_len + payload_len + 2 bytes */
     struct topic *topics[];
 };
+
+/* Whether the entry's topics are Redis shard channels (all of an entry's
+ * topics are of one namespace). */
+static inline bool entry_is_shard(const struct entry *e)
+{
+    return e->wire[0] == 'S';
+}
 
 static inline size_t entry_wire_len(const struct entry *e)
 {

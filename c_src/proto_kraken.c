@@ -308,6 +308,22 @@ static const char *do_unsubscribe(struct conn *c, const struct proto_request *re
     return PROTO_STORED;
 }
 
+/* `set link_ssubscribe` / `set link_sunsubscribe` (extensions only a peer
+ * sends, docs/cluster.md "Shard channels"): Redis shard channels its node's
+ * local clients hold, space-separated, here at their owner. */
+static const char *do_link_shard(struct conn *c, const struct proto_request *req, bool sub)
+{
+    if (!c->sub.peer)
+        return "ERROR\r\n";
+    const char *cur = req->data, *end = req->data + req->data_len;
+    struct proto_slice t;
+    while (proto_next_topic(&cur, end, &t))
+        if (sub ? router_subscribe_ns(&c->eng->router, &c->sub, TOPIC_NS_SHARD, t.p, t.len) < 0
+                : router_unsubscribe_ns(&c->eng->router, &c->sub, TOPIC_NS_SHARD, t.p, t.len) < 0)
+            return NULL;
+    return PROTO_STORED;
+}
+
 /* `set link_psubscribe` / `set link_punsubscribe` (extensions only a peer
  * sends, docs/cluster.md "Patterns"): the Redis patterns its node's local
  * clients hold, space-separated.  Routed to the peer only for entries that
@@ -411,7 +427,7 @@ static void warn_publish(struct conn *c, size_t ntopics, uint32_t fanout,
 /* Parses the whole block first (into eng->entries), so a malformed publish
  * publishes nothing. */
 static const char *do_publish(struct conn *c, const struct proto_request *req, int64_t now_s,
-                              const char **error)
+                              enum topic_ns ns, const char **error)
 {
     struct engine *eng = c->eng;
     const char *cur = req->data, *end = req->data + req->data_len;
@@ -454,9 +470,11 @@ static const char *do_publish(struct conn *c, const struct proto_request *req, i
         const struct proto_entry *e = &eng->entries[i];
         long nt = engine_split_topics(eng, e->topics.p, e->topics.len);
         uint32_t fanout;
-        if (nt < 0 || router_publish(&eng->router, &c->sub, eng->slices, (uint32_t)nt,
-                                     e->payload.p, e->payload.len, now_s, &fanout) < 0)
+        struct router_publish_result res;
+        if (nt < 0 || router_publish_ns(&eng->router, &c->sub, ns, eng->slices, (uint32_t)nt,
+                                        e->payload.p, e->payload.len, now_s, &res) < 0)
             return NULL;
+        fanout = res.fanout;
         warn_publish(c, (size_t)nt, fanout, eng->slices);
     }
     /* In a cluster, STORED waits for the remote owners (cluster_pub.c). */
@@ -505,8 +523,17 @@ static const char *execute(struct conn *c, const struct proto_request *req, int6
     case PROTO_SET_LINK_PSUBSCRIBE:
     case PROTO_SET_LINK_PUNSUBSCRIBE:
         return do_link_pattern(c, req, req->cmd == PROTO_SET_LINK_PSUBSCRIBE);
+    case PROTO_SET_LINK_SSUBSCRIBE:
+    case PROTO_SET_LINK_SUNSUBSCRIBE:
+        return do_link_shard(c, req, req->cmd == PROTO_SET_LINK_SSUBSCRIBE);
+    case PROTO_SET_LINK_SPUBLISH:
+        /* A peer's entries on Redis shard channels (cluster_shard.c). */
+        if (!c->sub.peer)
+            return "ERROR\r\n";
+        r = do_publish(c, req, clock_turn_unix(), TOPIC_NS_SHARD, &error);
+        break;
     case PROTO_SET_PUBLISH:
-        r = do_publish(c, req, clock_turn_unix(), &error);
+        r = do_publish(c, req, clock_turn_unix(), TOPIC_NS_CHANNEL, &error);
         break;
     case PROTO_SET_PUSH:
         if ((r = do_push(c, req)))

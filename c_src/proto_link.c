@@ -11,7 +11,9 @@
  *                                    the link is up
  *   VALUE messages 0 <n> ... END     a pushed block: each entry is published
  *                                    into the local router with the link as
- *                                    publisher (cluster.c never forwards those)
+ *                                    publisher (cluster.c never forwards those);
+ *                                    an `SMESSAGE' entry is of Redis shard
+ *                                    channels (cluster_shard.c)
  *   STORED                           a `subscribe`, `publish` or
  *                                    `link_psubscribe` batch or a `link_retro`
  *                                    request is acknowledged, in order
@@ -70,11 +72,13 @@ static int publish_block(struct conn *c, const char *block, size_t len)
     const char *cur = block, *end = block + len;
     struct proto_entry e;
     const char *error;
+    bool shard;
     int rc;
-    while ((rc = proto_next_entry(&cur, end, &e, &error)) == 1) {
+    while ((rc = proto_next_link_entry(&cur, end, &e, &shard, &error)) == 1) {
         long nt = engine_split_topics(eng, e.topics.p, e.topics.len);
         struct router_publish_result res;
-        if (nt < 0 || router_publish_ns(&eng->router, &c->sub, TOPIC_NS_CHANNEL, eng->slices,
+        if (nt < 0 || router_publish_ns(&eng->router, &c->sub,
+                                        shard ? TOPIC_NS_SHARD : TOPIC_NS_CHANNEL, eng->slices,
                                         (uint32_t)nt, e.payload.p, e.payload.len,
                                         engine_unix_time(), &res) < 0)
             return -1;

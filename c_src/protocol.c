@@ -123,6 +123,9 @@ static int set_command(const struct token *key, enum proto_cmd *cmd)
         {"link_entered", PROTO_SET_LINK_ENTERED},
         {"link_psubscribe", PROTO_SET_LINK_PSUBSCRIBE},
         {"link_punsubscribe", PROTO_SET_LINK_PUNSUBSCRIBE},
+        {"link_ssubscribe", PROTO_SET_LINK_SSUBSCRIBE},
+        {"link_sunsubscribe", PROTO_SET_LINK_SUNSUBSCRIBE},
+        {"link_spublish", PROTO_SET_LINK_SPUBLISH},
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         if (slice_is(key->p, key->len, keys[i].name)) {
@@ -260,6 +263,21 @@ int proto_parse_retro(const char *data, size_t len, int64_t *horizon,
     topics->p = data + rest;
     topics->len = len - rest;
     return 0;
+}
+
+int proto_next_link_entry(const char **cur, const char *end, struct proto_entry *entry,
+                          bool *shard, const char **error)
+{
+    *shard = *cur < end && **cur == 'S';
+    const char *p = *cur + *shard;
+    int rc = proto_next_entry(&p, end, entry, error);
+    if (rc == 0 && *shard) {
+        *error = ERR_ENTRY; /* an `S' with no entry after it */
+        return -1;
+    }
+    if (rc == 1)
+        *cur = p;
+    return rc;
 }
 
 int proto_next_entry(const char **cur, const char *end, struct proto_entry *entry,

@@ -313,7 +313,8 @@ size_t qitem_size(const struct qitem *it)
     const struct entry *e = it->e;
     if (it->m.mask == QUEUE_ALL)
         return entry_wire_len(e);
-    size_t n = sizeof "MESSAGE " - 1 + proto_digits(e->payload_len) + 2 + e->payload_len + 2;
+    size_t n = sizeof "MESSAGE " - 1 + entry_is_shard(e) + proto_digits(e->payload_len) + 2 +
+               e->payload_len + 2;
     uint64_t iter = it->m.mask;
     uint32_t c = item_count(it);
     for (uint32_t k = 0; k < c; k++)
@@ -340,7 +341,8 @@ int qitem_write(struct evbuffer *out, const struct qitem *it, size_t copy_limit)
         char num[24];
         uint64_t iter = it->m.mask;
         uint32_t c = item_count(it);
-        if (evbuffer_add(out, "MESSAGE", 7) < 0)
+        if (entry_is_shard(e) ? evbuffer_add(out, "SMESSAGE", 8) < 0
+                              : evbuffer_add(out, "MESSAGE", 7) < 0)
             return -1;
         for (uint32_t k = 0; k < c; k++) {
             const struct topic *t = e->topics[item_topic(it, &iter, k)];
@@ -373,6 +375,8 @@ static char *copy_item(char *dst, const struct qitem *it)
         memcpy(dst, e->wire, entry_wire_len(e));
         return dst + entry_wire_len(e);
     }
+    if (entry_is_shard(e))
+        *dst++ = 'S';
     memcpy(dst, "MESSAGE", 7);
     dst += 7;
     uint64_t iter = it->m.mask;

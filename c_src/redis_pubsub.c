@@ -96,9 +96,11 @@ void redis_subscribe(struct conn *c, const struct redis_cmd *cmd)
     struct redis_state *rs = redis_st(c);
     bool shard = is_shard(cmd);
     enum topic_ns ns = shard ? TOPIC_NS_SHARD : TOPIC_NS_CHANNEL;
-    if (!shard && !channels_travel(c, cmd, 1, cmd->argc, CLUSTER_ERR_CHANNEL_NAME))
+    /* Shard channels travel as channels do, when clustered (cluster_shard.c). */
+    bool travels = !shard || cluster_shards_travel();
+    if (travels && !channels_travel(c, cmd, 1, cmd->argc, CLUSTER_ERR_CHANNEL_NAME))
         return; /* (a KRAKEN.REGISTER horizon stays for the next SUBSCRIBE) */
-    if (!shard && !channels_available(c, cmd, 1))
+    if (travels && !channels_available(c, cmd, 1))
         return;
     if (rs->has_horizon && !shard) {
         redis_retro_subscribe(c, cmd);
@@ -258,9 +260,10 @@ void redis_publish(struct conn *c, const struct redis_cmd *cmd)
     bool shard = is_shard(cmd);
     struct proto_slice topic = {cmd->argv[1].p, cmd->argv[1].len};
     struct router_publish_result res;
-    if (!shard && !channels_travel(c, cmd, 1, 2, CLUSTER_ERR_CHANNEL_NAME)) /* (not the message) */
+    bool travels = !shard || cluster_shards_travel();
+    if (travels && !channels_travel(c, cmd, 1, 2, CLUSTER_ERR_CHANNEL_NAME)) /* (not the message) */
         return;
-    if (!shard && !cluster_reachable(&topic, 1)) {
+    if (travels && !cluster_reachable(&topic, 1)) {
         /* Its owner is a core that cannot be reached now: nothing published
          * (docs/cluster.md); the connection stays, as after any Redis error. */
         redis_error(c, "cluster core unavailable: not published");

@@ -58,7 +58,7 @@
          start_nodes/2, start_all/1, connect/2, owner/3, settled/3, node_atom/2, links_up/3,
          expect_in_order/2, next_second/0, closed_within/3, upstream_topics/2,
          receive_msgs/3, redis_connect/2, resp/1, resp_push/2, redis_expect/2,
-         bytes_until_closed/3, pmessages/1, redis_pmessages/2]).
+         bytes_until_closed/3, pmessages/1, redis_pmessages/2, smessages/1]).
 
 -define(NTOPICS, 24).
 -define(PER_CLIENT, 15).
@@ -80,6 +80,9 @@ cluster_test_() ->
                {timeout, 60, {"Redis patterns across the cluster: a PSUBSCRIBE on a proxy "
                               "and on a core gets each (entry, topic) published anywhere once; "
                               "NUMPAT counts local clients only", fun() -> redis_patterns(Ctx) end}},
+               {timeout, 60, {"Redis shard channels across the cluster: SSUBSCRIBE on a proxy "
+                              "and a core gets each SPUBLISH made anywhere once; channels of "
+                              "the same names are apart", fun() -> redis_shards(Ctx) end}},
                {timeout, 60, {"acknowledged subscribes: an entry published on the owner as "
                               "soon as a proxy (or a core not owning the topic) answered "
                               "STORED always arrives",
@@ -424,9 +427,11 @@ redis_names(Ctx) ->
     %% Still not subscribed to anything: PING answers +PONG (RESP2).
     ok = gen_tcp:send(R, resp([<<"PING">>])),
     ok = redis_expect(R, <<"+PONG\r\n">>),
-    %% Patterns and shard channels do not travel: any bytes, as on one node.
+    %% Shard channels travel too (docs/cluster.md, "Shard channels").
     ok = gen_tcp:send(R, resp([<<"SPUBLISH">>, <<"rn_a b">>, <<"x">>])),
-    ok = redis_expect(R, <<":0\r\n">>),
+    ok = redis_expect(R, Err),
+    ok = gen_tcp:send(R, resp([<<"SSUBSCRIBE">>, <<"rn_a b">>])),
+    ok = redis_expect(R, Err),
     %% The link's subscription to rn_a stands, and the link is up.
     P = connect(Ctx, Core),
     ok = kraken_client:publish(P, [{[A], <<"still">>}]),
@@ -450,8 +455,10 @@ redis_names(Ctx) ->
 %% Before, each subscriber got only what was published on its own node and
 %% on the channels its node held anyway: here, nothing else.
 redis_patterns(Ctx) ->
-    Topics = [list_to_binary("pat_" ++ integer_to_list(I)) || I <- lists:seq(1, 12)],
-    ?assertEqual(3, length(lists:usort([owner(Ctx, p1, T) || T <- Topics]))),
+    Cands = [list_to_binary("pat_" ++ integer_to_list(I)) || I <- lists:seq(1, 90)],
+    Topics = lists:append([lists:sublist([T || T <- Cands, owner(Ctx, p1, T) =:= node_atom(Ctx, C)],
+                                         4) || C <- ?CORES]),
+    ?assertEqual(12, length(Topics)),
     Subs = [redis_connect(Ctx, N) || N <- [p1, c1]],
     Pat = <<"pat_*">>,
     [begin
@@ -503,12 +510,104 @@ redis_patterns(Ctx) ->
     [kraken_client:disconnect(S) || {_, S} <- Kraken],
     ok.
 
+%% Redis shard channels across the cluster (docs/cluster.md, "Shard
+%% channels"): an SSUBSCRIBE on a proxy and one on a core, to 12 shard
+%% channels spread over the three cores, get each SPUBLISH made on every
+%% node once, from the moment SSUBSCRIBE is answered; SPUBLISH's count is
+%% the node's own receivers.  Channels of the same names are another
+%% space: a PUBLISH reaches neither, and a channel subscriber (Redis, or
+%% Kraken) gets no SPUBLISH.  After SUNSUBSCRIBE nothing more comes.
+%% Before, each subscriber got only the SPUBLISHes made on its own node.
+redis_shards(Ctx) ->
+    %% Four of each core (by the hash, as the engine computes it).
+    Cands = [list_to_binary("shard_" ++ integer_to_list(I)) || I <- lists:seq(1, 90)],
+    Chans = lists:append([lists:sublist([T || T <- Cands, owner(Ctx, p1, T) =:= node_atom(Ctx, C)],
+                                        4) || C <- ?CORES]),
+    ?assertEqual(12, length(Chans)),
+    Subs = [redis_connect(Ctx, N) || N <- [p1, c1]],
+    [begin
+         ok = gen_tcp:send(R, resp([<<"SSUBSCRIBE">> | Chans])),
+         [ok = redis_expect(R, resp_push([<<"ssubscribe">>, T], I))
+          || {I, T} <- lists:zip(lists:seq(1, length(Chans)), Chans)]
+     end || R <- Subs],
+    [RP, RC] = Subs,
+    RS = redis_connect(Ctx, p2),   % a channel subscriber of the same names
+    ok = gen_tcp:send(RS, resp([<<"SUBSCRIBE">>, hd(Chans)])),
+    ok = redis_expect(RS, resp_push([<<"subscribe">>, hd(Chans)], 1)),
+    K = connect(Ctx, p2), ok = kraken_client:subscribe(K, Chans),
+    ok = wait_until(fun() -> upstream_topics(Ctx, p2) =:= 12 end, 5000),
+    Pubs = [{N, redis_connect(Ctx, N)} || N <- [p2, c2, c3, p1]],
+    Published =
+        [begin
+             Msg = iolist_to_binary(["s/", atom_to_list(N), "/", T]),
+             ok = gen_tcp:send(R, resp([<<"SPUBLISH">>, T, Msg])),
+             {Msg, T}
+         end || {N, R} <- Pubs, T <- Chans],
+    %% SPUBLISH counts as PUBLISH does (docs/push.md): the node's own
+    %% subscribers, and on the owner one per node holding it there (p1, c1).
+    [ok = redis_expect(R, case node_atom(Ctx, N) =:= owner(Ctx, p1, T) of
+                              true -> <<":2\r\n">>;
+                              false when N =:= p1 -> <<":1\r\n">>;
+                              false -> <<":0\r\n">>
+                          end)
+     || {N, R} <- Pubs, T <- Chans],
+    %% A channel PUBLISH of a shard channel's name: channels only.
+    {_, R1} = hd(Pubs),
+    ok = gen_tcp:send(R1, resp([<<"PUBLISH">>, hd(Chans), <<"channel">>])),
+    ok = redis_expect(R1, <<":2\r\n">>),   % RS and K, both on p2
+    ok = redis_expect(RS, resp_message(hd(Chans), <<"channel">>)),
+    Expected = lists:sort(Published),
+    [?assertEqual({R, Expected}, {R, lists:sort(redis_smessages(R, length(Expected)))})
+     || R <- Subs],
+    timer:sleep(300),
+    [?assertEqual({R, {error, timeout}, <<>>}, {R, gen_tcp:recv(R, 0, 100), get({redis_buf, R})})
+     || R <- Subs ++ [RS]],
+    ?assertEqual([{<<"channel">>, hd(Chans)}], receive_pairs(K, 1, 1000)),
+    %% SUNSUBSCRIBE on p1: nothing more there; c1's subscriber goes on.
+    ok = gen_tcp:send(RP, resp([<<"SUNSUBSCRIBE">> | Chans])),
+    [ok = redis_expect(RP, resp_push([<<"sunsubscribe">>, T], I))
+     || {I, T} <- lists:zip(lists:reverse(lists:seq(0, length(Chans) - 1)), Chans)],
+    {_, R3} = lists:keyfind(c3, 1, Pubs),
+    [begin
+         ok = gen_tcp:send(R3, resp([<<"SPUBLISH">>, T, <<"after">>])),
+         {match, _} = re:run(redis_line(R3), "^:[0-2]\r\n$")   % (p1's unsubscribe may
+     end || T <- Chans],                                          %  still be on its way)
+    ?assertEqual(lists:sort([{<<"after">>, T} || T <- Chans]),
+                 lists:sort(redis_smessages(RC, length(Chans)))),
+    ?assertEqual({error, timeout}, gen_tcp:recv(RP, 0, 300)),
+    [gen_tcp:close(R) || R <- Subs ++ [RS] ++ [R || {_, R} <- Pubs]],
+    kraken_client:disconnect(K),
+    ok.
+
+%% The next line on R, CR LF included.
+redis_line(R) ->
+    Buf = get({redis_buf, R}),
+    case binary:split(Buf, <<"\r\n">>) of
+        [Line, Rest] ->
+            put({redis_buf, R}, Rest),
+            <<Line/binary, "\r\n">>;
+        [_] ->
+            {ok, More} = gen_tcp:recv(R, 0, 5000),
+            put({redis_buf, R}, <<Buf/binary, More/binary>>),
+            redis_line(R)
+    end.
+
+%% The next Count `smessage' frames on R (RESP2): [{Message, Channel}].
+redis_smessages(R, Count) ->
+    put(frames, fun smessages/1),
+    redis_frames(R, Count).
+
 %% The next Count `pmessage' frames on R (RESP2): [{Message, Channel}].
 redis_pmessages(R, Count) ->
-    redis_pmessages(R, Count, erlang:monotonic_time(millisecond) + 5000, []).
+    put(frames, fun pmessages/1),
+    redis_frames(R, Count).
 
-redis_pmessages(R, Count, Deadline, Acc) ->
-    {Got, Rest} = pmessages(get({redis_buf, R})),
+redis_frames(R, Count) ->
+    redis_frames(R, Count, erlang:monotonic_time(millisecond) + 5000, []).
+
+redis_frames(R, Count, Deadline, Acc) ->
+    Parse = get(frames),
+    {Got, Rest} = Parse(get({redis_buf, R})),
     put({redis_buf, R}, Rest),
     Acc1 = Got ++ Acc,
     case length(Acc1) >= Count of
@@ -520,7 +619,7 @@ redis_pmessages(R, Count, Deadline, Acc) ->
             case gen_tcp:recv(R, 0, Left) of
                 {ok, More} ->
                     put({redis_buf, R}, <<Rest/binary, More/binary>>),
-                    redis_pmessages(R, Count, Deadline, Acc1);
+                    redis_frames(R, Count, Deadline, Acc1);
                 {error, timeout} ->
                     error({redis_timeout, length(Acc1), Count})
             end
@@ -529,13 +628,20 @@ redis_pmessages(R, Count, Deadline, Acc) ->
 %% The complete `pmessage' frames at the head of Buf: {[{Message, Channel}],
 %% Rest}; anything else there is an error.
 pmessages(Buf) ->
-    Head = <<"*4\r\n$8\r\npmessage\r\n">>,
+    frames(Buf, <<"*4\r\n$8\r\npmessage\r\n">>, 3).
+
+%% The same for `smessage' frames.
+smessages(Buf) ->
+    frames(Buf, <<"*3\r\n$8\r\nsmessage\r\n">>, 2).
+
+frames(Buf, Head, NBulks) ->
     HL = byte_size(Head),
     case Buf of
         <<Head:HL/binary, Rest/binary>> ->
-            case bulks(Rest, 3, []) of
-                {[_Pat, Chan, Msg], Tail} ->
-                    {More, Tail1} = pmessages(Tail),
+            case bulks(Rest, NBulks, []) of
+                {Bulks, Tail} ->
+                    [Chan, Msg] = lists:nthtail(NBulks - 2, Bulks),
+                    {More, Tail1} = frames(Tail, Head, NBulks),
                     {[{Msg, Chan} | More], Tail1};
                 more ->
                     {[], Buf}
@@ -1133,7 +1239,7 @@ core_hung(Ctx = #{os_pids := OsPids}) ->
     Survivor = node_atom(Ctx, c1),
     Candidates = [list_to_binary("hang_" ++ integer_to_list(I)) || I <- lists:seq(1, 60)],
     [Kept | _] = [T || T <- Candidates, owner(Ctx, p1, T) =:= Survivor],
-    [Lost | _] = [T || T <- Candidates, owner(Ctx, p1, T) =:= Victim],
+    [Lost, Probe | _] = [T || T <- Candidates, owner(Ctx, p1, T) =:= Victim],
     X = connect(Ctx, p1), ok = kraken_client:subscribe(X, [Kept]),
     Y = connect(Ctx, p2), ok = kraken_client:subscribe(Y, [Lost]),
     Pub = connect(Ctx, p1),
@@ -1155,6 +1261,17 @@ core_hung(Ctx = #{os_pids := OsPids}) ->
         %% Every node drops it (each at its own next tick after the deadline).
         ok = wait_until(fun() -> owner(Ctx, p1, Lost) =:= Survivor andalso
                                      owner(Ctx, p2, Lost) =:= Survivor end, 3000),
+        %% ... and p1 takes its topics (until every node's heartbeats stop
+        %% listing it, a node refuses them for a moment: docs/cluster.md,
+        %% "Partitions"; seen once, the publish below refused): probes to
+        %% another of its topics, each on a connection of its own (a
+        %% refused publish closes it).
+        ok = wait_until(fun() ->
+                                P = connect(Ctx, p1),
+                                R = kraken_client:publish(P, [{[Probe], <<"probe">>}]),
+                                catch kraken_client:disconnect(P),
+                                R =:= ok
+                        end, 3000),
         %% A subscriber of Lost now (at its new owner).
         Z = subscribed(Ctx, p2, Lost),
         put(z, Z),

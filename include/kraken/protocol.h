@@ -42,6 +42,9 @@ enum proto_cmd {
     PROTO_SET_LINK_ENTERED, /* extension for cluster links: link_retro, only what entered here */
     PROTO_SET_LINK_PSUBSCRIBE,   /* extension for cluster links: Redis patterns held at a core */
     PROTO_SET_LINK_PUNSUBSCRIBE, /* ... and dropped */
+    PROTO_SET_LINK_SSUBSCRIBE,   /* extension for cluster links: Redis shard channels at their owner */
+    PROTO_SET_LINK_SUNSUBSCRIBE, /* ... dropped */
+    PROTO_SET_LINK_SPUBLISH,     /* ... and published there */
 };
 
 enum proto_status {
@@ -90,6 +93,10 @@ int proto_parse_retro(const char *data, size_t len, int64_t *horizon,
  * among them).  *cur advances. */
 int proto_next_entry(const char **cur, const char *end, struct proto_entry *entry,
                      const char **error);
+/* The same for a block pushed on a cluster link, whose entries may also be
+ * `SMESSAGE ...` (Redis shard channels' entries: *shard set). */
+int proto_next_link_entry(const char **cur, const char *end, struct proto_entry *entry,
+                          bool *shard, const char **error);
 
 /* Parses an unsigned decimal number made only of digits; -1 when not one or
  * when it exceeds max. */

@@ -104,6 +104,11 @@ static const struct valid VALID[] = {
     V_SET("set link_psubscribe 0 0 5\r\nt* u?\r\n", PROTO_SET_LINK_PSUBSCRIBE, false, "t* u?"),
     V_SET("set link_punsubscribe 0 0 2 noreply\r\nt*\r\n", PROTO_SET_LINK_PUNSUBSCRIBE, true,
           "t*"),
+    V_SET("set link_ssubscribe 0 0 3\r\na b\r\n", PROTO_SET_LINK_SSUBSCRIBE, false, "a b"),
+    V_SET("set link_sunsubscribe 0 0 1 noreply\r\na\r\n", PROTO_SET_LINK_SUNSUBSCRIBE, true,
+          "a"),
+    V_SET("set link_spublish 0 0 17\r\nMESSAGE a 2\r\nhi\r\n\r\n", PROTO_SET_LINK_SPUBLISH, false,
+          "MESSAGE a 2\r\nhi\r\n"),
     V_SET("set unsubscribe 0 0 2 noreply\r\nt1\r\n", PROTO_SET_UNSUBSCRIBE, true, "t1"),
     V_SET("set publish 0 0 18\r\nMESSAGE t1 2\r\nhi\r\n\r\n", PROTO_SET_PUBLISH, false,
           "MESSAGE t1 2\r\nhi\r\n"),
@@ -553,6 +558,39 @@ static void expect_bad_entry(const char *block, size_t len, size_t good_before)
     free(copy);
 }
 
+/* Blocks pushed on cluster links: MESSAGE and SMESSAGE (Redis shard
+ * channels) entries, each said which; anything else is an error there as
+ * in a publish. */
+static void test_next_link_entry(void **state)
+{
+    (void)state;
+    const char *buf = "SMESSAGE a b 2\r\nhi\r\nMESSAGE c 1\r\nx\r\nSMESSAGE d 0\r\n\r\n";
+    const char *cur = buf, *end = buf + strlen(buf), *err = NULL;
+    struct proto_entry e;
+    bool shard;
+    assert_int_equal(proto_next_link_entry(&cur, end, &e, &shard, &err), 1);
+    assert_true(shard);
+    assert_memory_equal(e.topics.p, "a b", 3);
+    assert_memory_equal(e.payload.p, "hi", 2);
+    assert_int_equal(proto_next_link_entry(&cur, end, &e, &shard, &err), 1);
+    assert_false(shard);
+    assert_memory_equal(e.topics.p, "c", 1);
+    assert_int_equal(proto_next_link_entry(&cur, end, &e, &shard, &err), 1);
+    assert_true(shard);
+    assert_int_equal(e.payload.len, 0);
+    assert_int_equal(proto_next_link_entry(&cur, end, &e, &shard, &err), 0);
+    const char *bad[] = {"SMESSAGEa 1\r\nx\r\n", "SSMESSAGE a 1\r\nx\r\n", "S", "SMESSAGE\r\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        cur = bad[i];
+        assert_int_equal(proto_next_link_entry(&cur, bad[i] + strlen(bad[i]), &e, &shard, &err),
+                         -1);
+        assert_ptr_equal(cur, bad[i]);
+    }
+    /* A client's publish block takes no SMESSAGE. */
+    cur = buf;
+    assert_int_equal(proto_next_entry(&cur, end, &e, &err), -1);
+}
+
 static void test_next_entry(void **state)
 {
     (void)state;
@@ -722,6 +760,7 @@ int main(void)
         tu_test(test_next_topic),
         tu_test(test_parse_retro),
         tu_test(test_next_entry),
+        tu_test(test_next_link_entry),
         tu_test(test_topics_with_cr_or_lf),
         tu_test(test_fmt),
     };

@@ -538,6 +538,30 @@ static void test_peer_patterns(void **state)
     fix_free(f);
 }
 
+/* Redis shard channels' entries are `SMESSAGE' in Kraken text (what a
+ * cluster link carries, cluster_shard.c), whole or listing the topics a
+ * subscriber holds; a channel of the same name is another topic. */
+static void test_shard_entries_marked(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(4, 10, SIZE_MAX, 1000);
+    struct subscriber *both = &f->s[0], *one = &f->s[1], *chan = &f->s[2], *pubr = &f->s[3];
+    assert_int_equal(router_subscribe_ns(&f->r, both, TOPIC_NS_SHARD, "s1", 2), 1);
+    assert_int_equal(router_subscribe_ns(&f->r, both, TOPIC_NS_SHARD, "s2", 2), 1);
+    assert_int_equal(router_subscribe_ns(&f->r, one, TOPIC_NS_SHARD, "s2", 2), 1);
+    sub(f, chan, "s1 s2");
+    struct router_publish_result res;
+    struct proto_slice ts[] = {{"s1", 2}, {"s2", 2}};
+    assert_int_equal(router_publish_ns(&f->r, pubr, TOPIC_NS_SHARD, ts, 2, "x", 1, 1001, &res), 0);
+    expect_queue(both, "SMESSAGE s1 s2 1\r\nx\r\n", 1);
+    expect_queue(one, "SMESSAGE s2 1\r\nx\r\n", 1);
+    expect_empty(chan);
+    assert_int_equal(pub(f, pubr, "s1 s2", "y", 1001), 1);
+    expect_queue(chan, "MESSAGE s1 s2 1\r\ny\r\n", 1);
+    expect_empty(both);
+    fix_free(f);
+}
+
 static void test_order_per_publisher(void **state)
 {
     (void)state;
@@ -1247,6 +1271,7 @@ int main(void)
         tu_test(test_order_per_publisher),
         tu_test(test_peers),
         tu_test(test_peer_patterns),
+        tu_test(test_shard_entries_marked),
         tu_test(test_nul_in_topic_names),
         tu_test(test_many_topics_subset),
         tu_test(test_fanout_shares_entry),
