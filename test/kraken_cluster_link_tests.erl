@@ -56,7 +56,10 @@
 %%     its way waits for that batch and its link_retro, with another
 %%     client's publish batch between them; the fake refuses that batch:
 %%     the retro subscriber gets its answer and stays (it was disconnected,
-%%     as a refused publisher).
+%%     as a refused publisher);
+%%   - Redis patterns: a PSUBSCRIBE goes to the fake owning no topic but is
+%%     answered without waiting for it, and its link lost disconnects
+%%     nobody (it waited, and was disconnected).
 -module(kraken_cluster_link_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -97,7 +100,9 @@ link_test_() ->
                     "the log line says why", fun middle_sub_refused/0}},
      {timeout, 30, {"a child: a retro_subscribe waiting around another client's refused "
                     "publish batch gets its answer and stays",
-                    fun() -> sub_behind_refused(retro) end}}].
+                    fun() -> sub_behind_refused(retro) end}},
+     {timeout, 30, {"a PSUBSCRIBE goes to a core that owns no topics but does not wait for "
+                    "it; that core's link lost disconnects nobody", fun pattern_non_owner/0}}].
 
 block(Entries) ->
     Body = iolist_to_binary([[<<"MESSAGE ">>, lists:join(<<" ">>, Ts), <<" ">>,
@@ -522,6 +527,73 @@ middle_sub_refused() ->
                  ?assertMatch({ok, <<"VERSION ", _/binary>>}, gen_tcp:recv(Q, 0, 5000)),
                  gen_tcp:close(Q)
          end).
+
+%% A Redis pattern (docs/cluster.md, "Patterns") goes to every member core,
+%% but its holder depends only on the cores that own topics: here the fake
+%% is live and owns none (a drained core, or one that joined and was given
+%% nothing yet), and holds the link_psubscribe unanswered.  The PSUBSCRIBE
+%% is answered without it (it waited for it, forever here; for a real core
+%% in that state that hangs or stops, until its link was found dead, and
+%% then it was disconnected), and losing the fake's link disconnects
+%% nobody.  Before the fake can own a topic, a move's prepare makes it an
+%% owner under the other set, and the prepare's sync barrier (a `version'
+%% behind the pattern on the link) comes before anyone publishes to it.
+pattern_non_owner() ->
+    RedisPort = kraken_cluster_tests:free_port(),
+    with_view(hold, [{redis_port, RedisPort}], [<<"solo">>],
+              fun(Port, Fake) ->
+                      Ctx = #{redis_ports => #{solo => RedisPort}},
+                      R = kraken_cluster_tests:redis_connect(Ctx, solo),
+                      ok = gen_tcp:send(R, kraken_cluster_tests:resp([<<"PSUBSCRIBE">>,
+                                                                      <<"pn_*">>])),
+                      receive {fake_req, <<"link_psubscribe">>, _, <<"pn_*">>} -> ok
+                      after 5000 -> error(no_link_psubscribe)
+                      end,
+                      ok = kraken_cluster_tests:redis_expect(
+                             R, kraken_cluster_tests:resp_push([<<"psubscribe">>, <<"pn_*">>], 1)),
+                      exit(Fake, kill), % its socket closes
+                      ok = kraken_cluster_tests:wait_until(
+                             fun() -> [up] =/= [St || {<<"other">>, St, _, _, _, _, _, _, _}
+                                                          <- call(Port, 9, cluster_status)] end,
+                             5000),
+                      P = kraken_cluster_tests:redis_connect(Ctx, solo),
+                      ok = gen_tcp:send(P, kraken_cluster_tests:resp([<<"PUBLISH">>, <<"pn_1">>,
+                                                                      <<"still">>])),
+                      ok = kraken_cluster_tests:redis_expect(P, <<":1\r\n">>),
+                      ok = kraken_cluster_tests:redis_expect(
+                             R, iolist_to_binary(kraken_cluster_tests:resp([<<"pmessage">>,
+                                                                            <<"pn_*">>, <<"pn_1">>,
+                                                                            <<"still">>]))),
+                      [gen_tcp:close(X) || X <- [R, P]]
+              end).
+
+%% An engine (redis too, if Config says so) whose view is itself and the
+%% fake, Owners among them (all: both); Test(Port, Fake) once the link to
+%% the fake is up (the engine's Kraken port in the process dictionary,
+%% kraken_port).
+with_view(Answer, Config, Owners, Test) ->
+    {Port, Listen} = start_engine(Config),
+    put(engine_port, Port),
+    put(kraken_port, Listen),
+    Self = self(),
+    Fake = spawn(fun() -> fake(Self, Answer) end),
+    FakePort = receive {Fake, port, FP} -> FP after 5000 -> error(fake) end,
+    try
+        Members = [{<<"solo">>, <<"127.0.0.1">>, Listen},
+                   {<<"other">>, <<"127.0.0.1">>, FakePort}],
+        View = case Owners of
+                   all -> {<<"solo">>, Members};
+                   _ -> {<<"solo">>, Members, Owners, []}
+               end,
+        ok = call(Port, 1, {cluster, View}),
+        ok = kraken_cluster_tests:wait_until(
+               fun() -> [up] =:= [St || {<<"other">>, St, _, _, _, _, _, _, _}
+                                            <- call(Port, 3, cluster_status)] end, 5000),
+        Test(Port, Fake)
+    after
+        catch port_close(Port),
+        exit(Fake, kill)
+    end.
 
 %% A raw connection to the engine S is connected to.
 raw_conn(S) ->
