@@ -59,7 +59,9 @@
 %%     as a refused publisher);
 %%   - Redis patterns: a PSUBSCRIBE goes to the fake owning no topic but is
 %%     answered without waiting for it, and its link lost disconnects
-%%     nobody (it waited, and was disconnected).
+%%     nobody (it waited, and was disconnected); a view left unconfirmed
+%%     for 1.5 s disconnects the pattern holder with the topic holders (it
+%%     stayed).
 -module(kraken_cluster_link_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -102,7 +104,9 @@ link_test_() ->
                     "publish batch gets its answer and stays",
                     fun() -> sub_behind_refused(retro) end}},
      {timeout, 30, {"a PSUBSCRIBE goes to a core that owns no topics but does not wait for "
-                    "it; that core's link lost disconnects nobody", fun pattern_non_owner/0}}].
+                    "it; that core's link lost disconnects nobody", fun pattern_non_owner/0}},
+     {timeout, 30, {"a view not confirmed for 1.5 s (a stopped node) disconnects the pattern "
+                    "holders as it does the topics' holders", fun pattern_stale/0}}].
 
 block(Entries) ->
     Body = iolist_to_binary([[<<"MESSAGE ">>, lists:join(<<" ">>, Ts), <<" ">>,
@@ -565,6 +569,30 @@ pattern_non_owner() ->
                                                                             <<"pn_*">>, <<"pn_1">>,
                                                                             <<"still">>]))),
                       [gen_tcp:close(X) || X <- [R, P]]
+              end).
+
+%% A node whose view is not confirmed for 1.5 s (its VM or engine stopped,
+%% docs/cluster.md "Failures") disconnects the clients holding topics: the
+%% cores may have moved topics meanwhile, to one that joined and that this
+%% node does not know yet.  A pattern holder depends on every owner in the
+%% same way (its pattern is not at that core either), so it goes too.  It
+%% stayed: it silently missed what entered at that core until its node
+%% heard of it.
+pattern_stale() ->
+    RedisPort = kraken_cluster_tests:free_port(),
+    with_view(fun(_, _) -> ok end, [{redis_port, RedisPort}], all,
+              fun(Port, _Fake) ->
+                      pong = call(Port, 10, cluster_fresh), % confirmed once, never again
+                      Ctx = #{redis_ports => #{solo => RedisPort}},
+                      R = kraken_cluster_tests:redis_connect(Ctx, solo),
+                      ok = gen_tcp:send(R, kraken_cluster_tests:resp([<<"PSUBSCRIBE">>,
+                                                                      <<"ps_*">>])),
+                      ok = kraken_cluster_tests:redis_expect(
+                             R, kraken_cluster_tests:resp_push([<<"psubscribe">>, <<"ps_*">>], 1)),
+                      {ok, S} = kraken_client:connect({127, 0, 0, 1}, get(kraken_port)),
+                      ok = kraken_client:subscribe(S, [<<"ps_1">>]),
+                      T0 = erlang:monotonic_time(millisecond),
+                      [ok = kraken_cluster_tests:closed_within(X, T0, 3000) || X <- [S, R]]
               end).
 
 %% An engine (redis too, if Config says so) whose view is itself and the
