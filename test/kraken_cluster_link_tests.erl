@@ -61,7 +61,12 @@
 %%     answered without waiting for it, and its link lost disconnects
 %%     nobody (it waited, and was disconnected); a view left unconfirmed
 %%     for 1.5 s disconnects the pattern holder with the topic holders (it
-%%     stayed).
+%%     stayed);
+%%   - the peer rules on a move's other owner (the fake owns under cur):
+%%     a raw peer holding a topic and a pattern here gets a raw peer's entry
+%%     from here, once, but neither a Kraken publish nor a Redis PUBLISH of
+%%     this engine's clients (they go to the fake); the Redis PUBLISH went
+%%     to the peer too, counted 1 (fixed by 221218e, which had no test).
 -module(kraken_cluster_link_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -106,7 +111,10 @@ link_test_() ->
      {timeout, 30, {"a PSUBSCRIBE goes to a core that owns no topics but does not wait for "
                     "it; that core's link lost disconnects nobody", fun pattern_non_owner/0}},
      {timeout, 30, {"a view not confirmed for 1.5 s (a stopped node) disconnects the pattern "
-                    "holders as it does the topics' holders", fun pattern_stale/0}}].
+                    "holders as it does the topics' holders", fun pattern_stale/0}},
+     {timeout, 30, {"this core a move's other owner: its clients' entries (a Redis PUBLISH "
+                    "too) reach a peer only through the owner, by topic or pattern; a peer's "
+                    "reach it here", fun peer_rules_other_owner/0}}].
 
 block(Entries) ->
     Body = iolist_to_binary([[<<"MESSAGE ">>, lists:join(<<" ">>, Ts), <<" ">>,
@@ -595,8 +603,63 @@ pattern_stale() ->
                       [ok = kraken_cluster_tests:closed_within(X, T0, 3000) || X <- [S, R]]
               end).
 
+%% The peer rules ("Moves") on a core that is a move's other owner (the
+%% previous one, after the switch: the fake owns under cur, this engine
+%% under alt), and the peer X, another node's link, holds a topic T and a
+%% pattern matching it here, as every node does during a move.  An entry
+%% that enters the cluster here reaches X from here: a peer's (Y, a node
+%% that did not switch yet).  One of this engine's own clients, a Kraken
+%% publish or a Redis PUBLISH, goes to the owner (the fake), which delivers
+%% it to X: from here too it would reach X twice.  A Redis PUBLISH was sent
+%% to X here (it has no publisher, and was taken for one that entered
+%% here), and its count said so.
+peer_rules_other_owner() ->
+    RedisPort = kraken_cluster_tests:free_port(),
+    Self = self(),
+    %% The fake confirms every request, and tells the test what is published to it.
+    Answer = {on_publish, fun(Data) -> Self ! {fake_published, Data} end},
+    with_view(Answer, [{redis_port, RedisPort}], {[<<"other">>], [<<"solo">>]},
+              fun(Port, _Fake) ->
+                      T = <<"pr_1">>,
+                      <<"other">> = call(Port, 11, {cluster_owner, T}),
+                      Listen = get(kraken_port),
+                      Peer = fun(Name) ->
+                                     {ok, X} = gen_tcp:connect({127, 0, 0, 1}, Listen,
+                                                               [binary, {active, false}]),
+                                     ok = gen_tcp:send(X, [<<"set push 0 0 2 noreply\r\non\r\n">>,
+                                                           <<"set peer 0 0 1 noreply\r\n">>,
+                                                           Name, <<"\r\n">>]),
+                                     X
+                             end,
+                      X = Peer(<<"x">>),
+                      ok = gen_tcp:send(X, [<<"set subscribe 0 0 4\r\n">>, T, <<"\r\n">>,
+                                            <<"set link_psubscribe 0 0 4\r\npr_*\r\n">>]),
+                      <<"STORED\r\nSTORED\r\n">> = recv_n_lines(X, 2, <<>>),
+                      Ctx = #{redis_ports => #{solo => RedisPort}},
+                      R = kraken_cluster_tests:redis_connect(Ctx, solo),
+                      ok = gen_tcp:send(R, kraken_cluster_tests:resp([<<"PUBLISH">>, T,
+                                                                      <<"redis">>])),
+                      ok = kraken_cluster_tests:redis_expect(R, <<":0\r\n">>),
+                      {ok, K} = kraken_client:connect({127, 0, 0, 1}, Listen),
+                      ok = kraken_client:publish(K, [{[T], <<"kraken">>}]),
+                      [receive {fake_published, D} ->
+                               ?assertMatch({_, _}, binary:match(D, W))
+                       after 5000 -> error({not_forwarded, W})
+                       end || W <- [<<"redis">>, <<"kraken">>]],
+                      Y = Peer(<<"y">>),
+                      raw_publish(Y, T),
+                      ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(Y, 0, 5000)),
+                      %% X gets Y's entry (payload x), once, and nothing before it.
+                      Got = recv_until(X, <<"\r\nx\r\n">>, <<>>),
+                      ?assertMatch({{0, _}, 1}, {binary:match(Got, <<"VALUE messages ">>),
+                                                 length(binary:matches(Got, <<"MESSAGE ">>))}),
+                      kraken_client:disconnect(K),
+                      [gen_tcp:close(S) || S <- [R, X, Y]]
+              end).
+
 %% An engine (redis too, if Config says so) whose view is itself and the
-%% fake, Owners among them (all: both); Test(Port, Fake) once the link to
+%% fake, Owners among them (all: both; {Owners, Alt}: a move); Test(Port,
+%% Fake) once the link to
 %% the fake is up (the engine's Kraken port in the process dictionary,
 %% kraken_port).
 with_view(Answer, Config, Owners, Test) ->
@@ -611,6 +674,7 @@ with_view(Answer, Config, Owners, Test) ->
                    {<<"other">>, <<"127.0.0.1">>, FakePort}],
         View = case Owners of
                    all -> {<<"solo">>, Members};
+                   {Own, Alt} -> {<<"solo">>, Members, Own, Alt};
                    _ -> {<<"solo">>, Members, Owners, []}
                end,
         ok = call(Port, 1, {cluster, View}),
@@ -734,6 +798,7 @@ fake(Test, Answer) ->
 
 %% Answers `version' and acknowledged `set' requests; a link_retro with
 %% Answer; with {on_subscribe, Push}, Push(C, T) after confirming a subscribe;
+%% with {on_publish, Tell}, Tell(Batch) after confirming a publish batch;
 %% with refuse_publish, a publish batch with the cluster error (a parent
 %% whose core is unavailable); with hold, it answers nothing and tells the
 %% test {fake_req, Cmd, Socket, Data} instead.
@@ -766,6 +831,9 @@ fake_loop(Test, C, Answer, Buf) ->
                             case {Cmd, Answer} of
                                 {<<"subscribe">>, {on_subscribe, Push}} ->
                                     Push(C, receive {topic, X} -> X end);
+                                {<<"publish">>, {on_publish, Tell}} ->
+                                    <<Data:Len/binary, _/binary>> = Rest,
+                                    Tell(Data);
                                 _ ->
                                     ok
                             end;
