@@ -244,8 +244,19 @@ init(Config) ->
             %% A node given nodes to join has no quorum until the cluster
             %% admits it (or it heard nobody by the time it would tell its
             %% engine the first view); a child's parents count for it.
+            %% With cluster_join_only, never alone: it waits for a member
+            %% (one restarted while cut off from all of them would form a
+            %% cluster of its own otherwise: split brain until the heal).
+            JoinOnly = proplists:get_value(cluster_join_only, Config, false),
+            JoinOnly andalso Nodes =/= [] andalso
+                ?LOG_INFO("kraken cluster: cluster_join_only: this node serves once a member "
+                          "of ~0p admits it; it never forms a cluster alone", [Nodes]),
             Quorum = case Parents of
-                         [] -> kraken_cluster_quorum:new(node(), Role, Nodes =/= [], Ready);
+                         [] -> kraken_cluster_quorum:new(node(), Role, Nodes =/= [],
+                                                         case JoinOnly of
+                                                             true -> infinity;
+                                                             false -> Ready
+                                                         end);
                          _ -> undefined
                      end,
             {ok, #state{role = Role, nodes = Nodes, info = Info, source = Source,

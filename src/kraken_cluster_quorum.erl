@@ -63,7 +63,8 @@
 
 -record(quorum, {self :: node(),
                  joins :: boolean(),          % given nodes to join
-                 alone_at = 0 :: integer(),   % from when it may form a cluster alone
+                 alone_at = 0 :: integer() | infinity, % from when it may form a cluster
+                                                       % alone (infinity: never)
                  voters = #{} :: members(),
                  has = false :: boolean(),
                  ever = false :: boolean(),   % had the quorum once: in a cluster
@@ -76,8 +77,9 @@
 %% @doc A node's quorum at its start: a node given no node to join is a
 %% cluster of its own (it has the quorum); one that joins has no voters
 %% yet, and forms a cluster alone only if it hears nobody from AloneAt (ms,
-%% the time of step/4) on.
--spec new(node(), role(), boolean(), integer()) -> quorum().
+%% the time of step/4) on; never with AloneAt `infinity' (option
+%% cluster_join_only: it waits for a member).
+-spec new(node(), role(), boolean(), integer() | infinity) -> quorum().
 new(Self, Role, false, _AloneAt) ->
     #quorum{self = Self, joins = false, voters = #{Self => Role}, has = true, ever = true};
 new(Self, _Role, true, AloneAt) ->
@@ -182,7 +184,7 @@ admit(Q, Live, Heard, Now) ->
                     Q#quorum{voters = B};
                 [] when not Q#quorum.ever, New, Clique,
                         not Q#quorum.joins orelse map_size(Live) >= 2 orelse
-                        Now >= Q#quorum.alone_at ->
+                        (Q#quorum.alone_at =/= infinity andalso Now >= Q#quorum.alone_at) ->
                     Q#quorum{voters = Live};
                 [] ->
                     Q

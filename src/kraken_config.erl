@@ -42,7 +42,10 @@
                        {upstream_poll_ms, 1000}, {parents, []},
                        %% The address the other members connect to (unset:
                        %% listen_ip, or the node's host name's address).
-                       {cluster_advertise, undefined}]).
+                       {cluster_advertise, undefined},
+                       %% true: never forms a cluster alone (waits for a
+                       %% member: docs/cluster.md, "Quorum").
+                       {cluster_join_only, false}]).
 
 %% Options that versions of the original accepted and this server does not
 %% use: `logging_module' (the octopus-era application file) and
@@ -358,6 +361,8 @@ check(parents, V, _) -> check_list(V, fun check_node/1, "a list of node names");
 check(upstreams, V, _) -> check_list(V, fun check_endpoint/1, "a list of \"host:port\" strings");
 check(upstream_poll_ms, V, _) -> check_int(V, 10, 3600000);
 check(cluster_advertise, V, _) -> check_advertise(V);
+check(cluster_join_only, V, _) when is_boolean(V) -> {ok, V};
+check(cluster_join_only, _, _) -> {error, "true or false"};
 check(Name, V, Table) ->
     case lists:keyfind(Name, 1, Table) of
         {_, integer, Min, Max, _} -> check_int(V, Min, Max);

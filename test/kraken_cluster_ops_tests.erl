@@ -14,7 +14,11 @@
 %%     others (before, it vanished from the list at the deadline);
 %%   - o2 is named on another host name (`localhost') and both advertise a
 %%     loopback address: each warns that the other's engine cannot reach
-%%     it there.
+%%     it there;
+%%   - o3, started with `cluster_join_only true' and only the seed that
+%%     never answers, does not form a cluster of its own (as o1 did): it
+%%     stays not ready, its clients held, `quorum: NO'; restarted with o1
+%%     as its seed, it is admitted and serves.
 -module(kraken_cluster_ops_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -38,7 +42,10 @@ ops_test_() ->
                {timeout, 60, {"a member on another host name advertising loopback: "
                               "a warning", fun() -> loopback_warned(Ctx) end}},
                {timeout, 60, {"a seed never reached: cluster_status and the log name it",
-                              fun() -> seed_not_reached(Ctx) end}}]}
+                              fun() -> seed_not_reached(Ctx) end}},
+               {timeout, 60, {"cluster_join_only: a node hearing nobody waits (its clients "
+                              "held) instead of forming a cluster alone; it joins a member",
+                              fun() -> join_only(Ctx) end}}]}
      end}.
 
 %%% Fixture
@@ -47,8 +54,9 @@ setup() ->
     Ctx0 = kraken_cluster_tests:base_ctx("kops"),
     #{prefix := Prefix, host := Host} = Ctx0,
     Names = #{o1 => Prefix ++ "o1@" ++ Host, o2 => Prefix ++ "o2@localhost",
-              typo => Prefix ++ "otypo@" ++ Host},
-    Ports = #{o1 => kraken_cluster_tests:free_port(), o2 => kraken_cluster_tests:free_port()},
+              o3 => Prefix ++ "o3@" ++ Host, typo => Prefix ++ "otypo@" ++ Host},
+    Ports = #{o1 => kraken_cluster_tests:free_port(), o2 => kraken_cluster_tests:free_port(),
+              o3 => kraken_cluster_tests:free_port()},
     Ctx = Ctx0#{names => Names, ports => Ports},
     Seeds = #{o1 => maps:get(typo, Names), o2 => maps:get(o1, Names)},
     Start = fun(N) ->
@@ -64,7 +72,7 @@ setup() ->
 
 cleanup(Ctx = #{os_pids := Pids, tmp := Tmp}) ->
     [_ = os:cmd("kill -CONT -" ++ integer_to_list(P) ++ " 2>/dev/null") || P <- maps:values(Pids)],
-    [_ = script(Ctx, N, ["stop"]) || N <- [o2, o1]],
+    [_ = script(Ctx, N, ["stop"]) || N <- [o3, o2, o1]],
     kraken_cluster_tests:sanitizer_reports(Tmp),
     [_ = os:cmd("kill -9 " ++ integer_to_list(P) ++ " 2>/dev/null") || P <- maps:values(Pids)],
     kraken_cluster_tests:base_cleanup(Ctx).
@@ -145,6 +153,38 @@ loopback_warned(Ctx) ->
                                 logged(Ctx, o2, "warning: kraken cluster: this node advertises "
                                        "the loopback address 127.0.0.1")
                     end, 5000).
+
+join_only(Ctx = #{names := Names, ports := Ports}) ->
+    Start = fun(Seed) ->
+                    {0, _} = script(Ctx, o3, ["start", "-kraken", "tcp_server_port",
+                                              integer_to_list(maps:get(o3, Ports)),
+                                              "-kraken", "listen_ip", "\"127.0.0.1\"",
+                                              "-kraken", "cluster_join_only", "true",
+                                              "-kraken", "cluster_nodes",
+                                              "[" ++ maps:get(Seed, Names) ++ "]"]
+                                    ++ kraken_cluster_tests:engine_args())
+            end,
+    Start(typo),
+    {ok, S} = gen_tcp:connect({127, 0, 0, 1}, maps:get(o3, Ports), [binary, {active, false}]),
+    ok = gen_tcp:send(S, <<"version\r\n">>),
+    %% Well past the 0.5 s after which o1, given the same seed, served.
+    timer:sleep(2500),
+    ?assertEqual({error, timeout}, gen_tcp:recv(S, 0, 100)),   % held, not served
+    {4, Status} = script(Ctx, o3, ["status"]),
+    ?assertMatch({match, _}, re:run(Status, "not ready")),
+    {0, CS} = script(Ctx, o3, ["cluster_status"]),
+    ?assertMatch({match, _}, re:run(CS, "^quorum: NO", [multiline])),
+    ?assert(logged(Ctx, o3, "cluster_join_only: this node serves once a member")),
+    gen_tcp:close(S),
+    {0, _} = script(Ctx, o3, ["stop"]),
+    %% Given a live member, it joins it and serves.
+    Start(o1),
+    ok = wait_until(fun() -> element(1, script(Ctx, o3, ["status"])) =:= 0 end, 10000),
+    {ok, S2} = gen_tcp:connect({127, 0, 0, 1}, maps:get(o3, Ports), [binary, {active, false}]),
+    ok = gen_tcp:send(S2, <<"version\r\n">>),
+    ?assertMatch({ok, <<"VERSION ", _/binary>>}, gen_tcp:recv(S2, 0, 5000)),
+    gen_tcp:close(S2),
+    {0, _} = script(Ctx, o3, ["stop"]).
 
 seed_not_reached(Ctx = #{names := Names}) ->
     Typo = maps:get(typo, Names),

@@ -81,6 +81,21 @@ joiner_hearing_nobody_test() ->
     {Qs1, _} = rounds(Qs0, #{c2 => [c2]}, Now0, 1),
     ?assertEqual([c2], has(Qs1)).
 
+%% cluster_join_only (AloneAt infinity): a node (re)started while it hears
+%% nobody never forms a cluster alone, however long it waits; it is
+%% admitted once it hears a member with the quorum, and two such nodes
+%% started together still form one.
+join_only_test() ->
+    {Qs0, Now0} = rounds(#{c2 => ?Q:new(c2, core, true, infinity)}, #{c2 => [c2]}, 0, 100),
+    ?assertEqual([], has(Qs0)),
+    {Cl, Now1} = cluster([c1, c3]),
+    Qs1 = maps:merge(Cl, Qs0),
+    {Qs2, _} = rounds(Qs1, all_see([c1, c2, c3]), max(Now0, Now1), 4),
+    ?assertEqual([c1, c2, c3], has(Qs2)),
+    Pair = #{c1 => ?Q:new(c1, core, true, infinity), c2 => ?Q:new(c2, core, true, infinity)},
+    {Qs3, _} = rounds(Pair, all_see([c1, c2]), 0, 3),
+    ?assertEqual([c1, c2], has(Qs3)).
+
 core_cut_off_from_everyone_test() ->
     Names = [c1, c2, c3, p1, p2],
     {Qs0, Now0} = cluster(Names),

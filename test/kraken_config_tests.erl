@@ -91,6 +91,11 @@ listen_ip_test_() ->
 
 %% cluster_advertise: an address in its usual text, a host name as given
 %% (resolved at start: advertise_test_), unset by default.
+cluster_join_only_test_() ->
+    [?_assertEqual(false, proplists:get_value(cluster_join_only, ok([]))),
+     ?_assertEqual(true, proplists:get_value(cluster_join_only,
+                                             ok([{cluster_join_only, true}])))].
+
 cluster_advertise_test_() ->
     [?_assertEqual(undefined, proplists:get_value(cluster_advertise, ok([])))
      | [?_assertEqual(Expected, proplists:get_value(cluster_advertise,
@@ -171,7 +176,8 @@ bad_values_test_() ->
            {cluster_advertise, ["", <<>>, 42, any, "0.0.0.0", <<"::">>, {0, 0, 0, 0},
                                 {0, 0, 0, 0, 0, 0, 0, 0}, {256, 0, 0, 1}, "bad host!",
                                 "web1..example.com", "-web1", "web1-", "10.5", "1.2.3.999",
-                                "a:b", "[::1]", [foo], {web1}]}],
+                                "a:b", "[::1]", [foo], {web1}]},
+           {cluster_join_only, [yes, 1, "true", <<"false">>, undefined]}],
     [{lists:flatten(io_lib:format("~p = ~0p", [Name, Value])),
       ?_test(bad(Name, Value))}
      || {Name, Values} <- Bad, Value <- Values].
