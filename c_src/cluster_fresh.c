@@ -24,7 +24,9 @@
  *     (so a confirmation sent just before the stop, read just after it,
  *     does not count);
  *   - when it notices (a timer every CHECK_MS, so at once after a stop),
- *     it disconnects every local client holding a topic: the entries that
+ *     it disconnects every local client holding a topic or a Redis pattern
+ *     (cluster_pattern.c: it is not at a core that joined meanwhile, for
+ *     one; the links may well have stayed up): the entries that
  *     entered at a topic's new owner meanwhile never reached this node
  *     (what cores had queued to it still arrives, but it cannot tell), so
  *     these clients are treated as the holders of a failed core's topics
@@ -32,8 +34,9 @@
  *     pings fail anyway (1.5 s), which disconnects the holders of the other
  *     cores' topics already;
  *   - when a confirmation ends that, it disconnects the clients holding a
- *     topic then: they subscribed in that moment, to the core the stale
- *     view named (or to none, for a topic it counted its own).
+ *     topic or a pattern then: they subscribed in that moment, to the core
+ *     the stale view named (or to none, for a topic it counted its own;
+ *     a pattern, not at a core that view did not know).
  *
  * An engine that never got a confirmation (driven by something else than
  * kraken_cluster, as some tests do) never counts its view stale.  Peers'
@@ -45,7 +48,6 @@
 #include "engine.h"
 #include "log.h"
 #include "server.h"
-#include "topic.h"
 
 #define FRESH_STALE_MS 1500 /* the others count a member silent this long failed at 1600 */
 #define FRESH_HOLD_MS 1000
@@ -76,8 +78,10 @@ static void check_cb(evutil_socket_t fd, short what, void *arg)
     (void)arg;
     bool was = stale(engine_now_ms());
     if (cl.stale_doom) {
+        /* Every holder of a channel topic or a shard channel, and of a
+         * Redis pattern (its pattern is not at a core that joined
+         * meanwhile either). */
         cl.stale_doom = false;
-        /* Every holder: of any topic, shard channel or pattern. */
         cluster_doom_holders(CLUSTER_ANY_CORE,
                              was ? "and this node was out of the cluster (stopped?): it may have "
                                    "missed entries published elsewhere"

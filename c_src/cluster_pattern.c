@@ -4,8 +4,9 @@
  * A pattern may match topics of every core, so a node whose local clients
  * hold a pattern holds it at every member core it links to: its first local
  * holder sends `set link_psubscribe 0 0 <n>\r\n<patterns>\r\n` (batched like
- * subscribes, acknowledged: the client's reply waits for every core's
- * STORED, as a channel subscriber's waits for the owner's), its last one
+ * subscribes, acknowledged: the client's reply waits for the STORED of
+ * every core that owns topics, as a channel subscriber's waits for the
+ * owner's; cluster_on_pattern says why not the others), its last one
  * `set link_punsubscribe ... noreply`, and every link opened to a core
  * (one that joined, or came back) carries the patterns held here before
  * anything the move protocol sends on it, so they are in place before the
@@ -82,8 +83,15 @@ bool cluster_on_pattern(const char *name, size_t len, struct subscriber *s, uint
                         void *arg)
 {
     (void)arg;
-    /* The first holder subscribes it everywhere; a later one (while it is
-     * pending) waits for the same answers. */
+    /* The first holder subscribes it at every member core; a later one
+     * (while it is pending) waits for the same answers.  Only the cores
+     * that own topics are waited for: one that owns none (drained, or
+     * joined and given nothing yet) gets the pattern too, but no entry
+     * enters there until a move's prepare makes it an owner under alt,
+     * and that prepare's sync barrier (a `version' on this link, behind
+     * this batch) comes before anyone publishes to it.  Waiting for it
+     * would hold the client for nothing, and disconnect it if that core
+     * were lost meanwhile, which its holders do not depend on. */
     bool pending = false;
     for (size_t i = 0; i < cl.n; i++) {
         struct cluster_core *k = cl.cores[i];
@@ -95,7 +103,8 @@ bool cluster_on_pattern(const char *name, size_t len, struct subscriber *s, uint
         }
         if (holders == 1)
             cluster_batch_name(k, OP_PSUB, name, len);
-        pending |= cluster_await_batch(k, OP_PSUB, s);
+        if (cluster_pattern_depends((int)i))
+            pending |= cluster_await_batch(k, OP_PSUB, s);
     }
     return pending;
 }

@@ -56,7 +56,17 @@
 %%     its way waits for that batch and its link_retro, with another
 %%     client's publish batch between them; the fake refuses that batch:
 %%     the retro subscriber gets its answer and stays (it was disconnected,
-%%     as a refused publisher).
+%%     as a refused publisher);
+%%   - Redis patterns: a PSUBSCRIBE goes to the fake owning no topic but is
+%%     answered without waiting for it, and its link lost disconnects
+%%     nobody (it waited, and was disconnected); a view left unconfirmed
+%%     for 1.5 s disconnects the pattern holder with the topic holders (it
+%%     stayed);
+%%   - the peer rules on a move's other owner (the fake owns under cur):
+%%     a raw peer holding a topic and a pattern here gets a raw peer's entry
+%%     from here, once, but neither a Kraken publish nor a Redis PUBLISH of
+%%     this engine's clients (they go to the fake); the Redis PUBLISH went
+%%     to the peer too, counted 1 (fixed by 221218e, which had no test).
 -module(kraken_cluster_link_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -97,7 +107,14 @@ link_test_() ->
                     "the log line says why", fun middle_sub_refused/0}},
      {timeout, 30, {"a child: a retro_subscribe waiting around another client's refused "
                     "publish batch gets its answer and stays",
-                    fun() -> sub_behind_refused(retro) end}}].
+                    fun() -> sub_behind_refused(retro) end}},
+     {timeout, 30, {"a PSUBSCRIBE goes to a core that owns no topics but does not wait for "
+                    "it; that core's link lost disconnects nobody", fun pattern_non_owner/0}},
+     {timeout, 30, {"a view not confirmed for 1.5 s (a stopped node) disconnects the pattern "
+                    "holders as it does the topics' holders", fun pattern_stale/0}},
+     {timeout, 30, {"this core a move's other owner: its clients' entries (a Redis PUBLISH "
+                    "too) reach a peer only through the owner, by topic or pattern; a peer's "
+                    "reach it here", fun peer_rules_other_owner/0}}].
 
 block(Entries) ->
     Body = iolist_to_binary([[<<"MESSAGE ">>, lists:join(<<" ">>, Ts), <<" ">>,
@@ -523,6 +540,153 @@ middle_sub_refused() ->
                  gen_tcp:close(Q)
          end).
 
+%% A Redis pattern (docs/cluster.md, "Patterns") goes to every member core,
+%% but its holder depends only on the cores that own topics: here the fake
+%% is live and owns none (a drained core, or one that joined and was given
+%% nothing yet), and holds the link_psubscribe unanswered.  The PSUBSCRIBE
+%% is answered without it (it waited for it, forever here; for a real core
+%% in that state that hangs or stops, until its link was found dead, and
+%% then it was disconnected), and losing the fake's link disconnects
+%% nobody.  Before the fake can own a topic, a move's prepare makes it an
+%% owner under the other set, and the prepare's sync barrier (a `version'
+%% behind the pattern on the link) comes before anyone publishes to it.
+pattern_non_owner() ->
+    RedisPort = kraken_cluster_tests:free_port(),
+    with_view(hold, [{redis_port, RedisPort}], [<<"solo">>],
+              fun(Port, Fake) ->
+                      Ctx = #{redis_ports => #{solo => RedisPort}},
+                      R = kraken_cluster_tests:redis_connect(Ctx, solo),
+                      ok = gen_tcp:send(R, kraken_cluster_tests:resp([<<"PSUBSCRIBE">>,
+                                                                      <<"pn_*">>])),
+                      receive {fake_req, <<"link_psubscribe">>, _, <<"pn_*">>} -> ok
+                      after 5000 -> error(no_link_psubscribe)
+                      end,
+                      ok = kraken_cluster_tests:redis_expect(
+                             R, kraken_cluster_tests:resp_push([<<"psubscribe">>, <<"pn_*">>], 1)),
+                      exit(Fake, kill), % its socket closes
+                      ok = kraken_cluster_tests:wait_until(
+                             fun() -> [up] =/= [St || {<<"other">>, St, _, _, _, _, _, _, _}
+                                                          <- call(Port, 9, cluster_status)] end,
+                             5000),
+                      P = kraken_cluster_tests:redis_connect(Ctx, solo),
+                      ok = gen_tcp:send(P, kraken_cluster_tests:resp([<<"PUBLISH">>, <<"pn_1">>,
+                                                                      <<"still">>])),
+                      ok = kraken_cluster_tests:redis_expect(P, <<":1\r\n">>),
+                      ok = kraken_cluster_tests:redis_expect(
+                             R, iolist_to_binary(kraken_cluster_tests:resp([<<"pmessage">>,
+                                                                            <<"pn_*">>, <<"pn_1">>,
+                                                                            <<"still">>]))),
+                      [gen_tcp:close(X) || X <- [R, P]]
+              end).
+
+%% A node whose view is not confirmed for 1.5 s (its VM or engine stopped,
+%% docs/cluster.md "Failures") disconnects the clients holding topics: the
+%% cores may have moved topics meanwhile, to one that joined and that this
+%% node does not know yet.  A pattern holder depends on every owner in the
+%% same way (its pattern is not at that core either), so it goes too.  It
+%% stayed: it silently missed what entered at that core until its node
+%% heard of it.
+pattern_stale() ->
+    RedisPort = kraken_cluster_tests:free_port(),
+    with_view(fun(_, _) -> ok end, [{redis_port, RedisPort}], all,
+              fun(Port, _Fake) ->
+                      pong = call(Port, 10, cluster_fresh), % confirmed once, never again
+                      Ctx = #{redis_ports => #{solo => RedisPort}},
+                      R = kraken_cluster_tests:redis_connect(Ctx, solo),
+                      ok = gen_tcp:send(R, kraken_cluster_tests:resp([<<"PSUBSCRIBE">>,
+                                                                      <<"ps_*">>])),
+                      ok = kraken_cluster_tests:redis_expect(
+                             R, kraken_cluster_tests:resp_push([<<"psubscribe">>, <<"ps_*">>], 1)),
+                      {ok, S} = kraken_client:connect({127, 0, 0, 1}, get(kraken_port)),
+                      ok = kraken_client:subscribe(S, [<<"ps_1">>]),
+                      T0 = erlang:monotonic_time(millisecond),
+                      [ok = kraken_cluster_tests:closed_within(X, T0, 3000) || X <- [S, R]]
+              end).
+
+%% The peer rules ("Moves") on a core that is a move's other owner (the
+%% previous one, after the switch: the fake owns under cur, this engine
+%% under alt), and the peer X, another node's link, holds a topic T and a
+%% pattern matching it here, as every node does during a move.  An entry
+%% that enters the cluster here reaches X from here: a peer's (Y, a node
+%% that did not switch yet).  One of this engine's own clients, a Kraken
+%% publish or a Redis PUBLISH, goes to the owner (the fake), which delivers
+%% it to X: from here too it would reach X twice.  A Redis PUBLISH was sent
+%% to X here (it has no publisher, and was taken for one that entered
+%% here), and its count said so.
+peer_rules_other_owner() ->
+    RedisPort = kraken_cluster_tests:free_port(),
+    Self = self(),
+    %% The fake confirms every request, and tells the test what is published to it.
+    Answer = {on_publish, fun(Data) -> Self ! {fake_published, Data} end},
+    with_view(Answer, [{redis_port, RedisPort}], {[<<"other">>], [<<"solo">>]},
+              fun(Port, _Fake) ->
+                      T = <<"pr_1">>,
+                      <<"other">> = call(Port, 11, {cluster_owner, T}),
+                      Listen = get(kraken_port),
+                      Peer = fun(Name) ->
+                                     {ok, X} = gen_tcp:connect({127, 0, 0, 1}, Listen,
+                                                               [binary, {active, false}]),
+                                     ok = gen_tcp:send(X, [<<"set push 0 0 2 noreply\r\non\r\n">>,
+                                                           <<"set peer 0 0 1 noreply\r\n">>,
+                                                           Name, <<"\r\n">>]),
+                                     X
+                             end,
+                      X = Peer(<<"x">>),
+                      ok = gen_tcp:send(X, [<<"set subscribe 0 0 4\r\n">>, T, <<"\r\n">>,
+                                            <<"set link_psubscribe 0 0 4\r\npr_*\r\n">>]),
+                      <<"STORED\r\nSTORED\r\n">> = recv_n_lines(X, 2, <<>>),
+                      Ctx = #{redis_ports => #{solo => RedisPort}},
+                      R = kraken_cluster_tests:redis_connect(Ctx, solo),
+                      ok = gen_tcp:send(R, kraken_cluster_tests:resp([<<"PUBLISH">>, T,
+                                                                      <<"redis">>])),
+                      ok = kraken_cluster_tests:redis_expect(R, <<":0\r\n">>),
+                      {ok, K} = kraken_client:connect({127, 0, 0, 1}, Listen),
+                      ok = kraken_client:publish(K, [{[T], <<"kraken">>}]),
+                      [receive {fake_published, D} ->
+                               ?assertMatch({_, _}, binary:match(D, W))
+                       after 5000 -> error({not_forwarded, W})
+                       end || W <- [<<"redis">>, <<"kraken">>]],
+                      Y = Peer(<<"y">>),
+                      raw_publish(Y, T),
+                      ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(Y, 0, 5000)),
+                      %% X gets Y's entry (payload x), once, and nothing before it.
+                      Got = recv_until(X, <<"\r\nx\r\n">>, <<>>),
+                      ?assertMatch({{0, _}, 1}, {binary:match(Got, <<"VALUE messages ">>),
+                                                 length(binary:matches(Got, <<"MESSAGE ">>))}),
+                      kraken_client:disconnect(K),
+                      [gen_tcp:close(S) || S <- [R, X, Y]]
+              end).
+
+%% An engine (redis too, if Config says so) whose view is itself and the
+%% fake, Owners among them (all: both; {Owners, Alt}: a move); Test(Port,
+%% Fake) once the link to
+%% the fake is up (the engine's Kraken port in the process dictionary,
+%% kraken_port).
+with_view(Answer, Config, Owners, Test) ->
+    {Port, Listen} = start_engine(Config),
+    put(engine_port, Port),
+    put(kraken_port, Listen),
+    Self = self(),
+    Fake = spawn(fun() -> fake(Self, Answer) end),
+    FakePort = receive {Fake, port, FP} -> FP after 5000 -> error(fake) end,
+    try
+        Members = [{<<"solo">>, <<"127.0.0.1">>, Listen},
+                   {<<"other">>, <<"127.0.0.1">>, FakePort}],
+        View = case Owners of
+                   all -> {<<"solo">>, Members};
+                   {Own, Alt} -> {<<"solo">>, Members, Own, Alt};
+                   _ -> {<<"solo">>, Members, Owners, []}
+               end,
+        ok = call(Port, 1, {cluster, View}),
+        ok = kraken_cluster_tests:wait_until(
+               fun() -> [up] =:= [St || {<<"other">>, St, _, _, _, _, _, _, _}
+                                            <- call(Port, 3, cluster_status)] end, 5000),
+        Test(Port, Fake)
+    after
+        catch port_close(Port),
+        exit(Fake, kill)
+    end.
+
 %% A raw connection to the engine S is connected to.
 raw_conn(S) ->
     {ok, {_, Listen}} = inet:peername(S),
@@ -634,6 +798,7 @@ fake(Test, Answer) ->
 
 %% Answers `version' and acknowledged `set' requests; a link_retro with
 %% Answer; with {on_subscribe, Push}, Push(C, T) after confirming a subscribe;
+%% with {on_publish, Tell}, Tell(Batch) after confirming a publish batch;
 %% with refuse_publish, a publish batch with the cluster error (a parent
 %% whose core is unavailable); with hold, it answers nothing and tells the
 %% test {fake_req, Cmd, Socket, Data} instead.
@@ -666,6 +831,9 @@ fake_loop(Test, C, Answer, Buf) ->
                             case {Cmd, Answer} of
                                 {<<"subscribe">>, {on_subscribe, Push}} ->
                                     Push(C, receive {topic, X} -> X end);
+                                {<<"publish">>, {on_publish, Tell}} ->
+                                    <<Data:Len/binary, _/binary>> = Rest,
+                                    Tell(Data);
                                 _ ->
                                     ok
                             end;
