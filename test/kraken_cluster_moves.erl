@@ -31,6 +31,11 @@
 %% while the other owner of the topics it had, still subscribed there by
 %% every holder (docs/cluster.md, "Moves").
 -define(REDIS_PUBLISHER, c2).
+%% Redis shard channels (docs/cluster.md, "Shard channels"): a subscriber
+%% of every topic as a shard channel on p2, a publisher on c3 (drained
+%% and stopped: c2 and c4).
+-define(SHARD_SUBSCRIBER, p2).
+-define(SHARD_PUBLISHER, c3).
 
 join(Ctx) ->
     ok = ?T:wait_until(fun() -> ?T:settled(Ctx, ?NODES, [c1, c2, c3]) end, 10000),
@@ -111,21 +116,27 @@ check(Ctx, Event) ->
     Clients = [spawn_link(fun() -> client(Ctx, N, Topics, Self) end) || N <- ?NODES],
     Patterns = [{N, spawn_link(fun() -> pattern_client(Ctx, N, Self) end)}
                 || N <- ?PATTERN_NODES],
-    RedisPub = spawn_link(fun() -> redis_publisher(Ctx, ?REDIS_PUBLISHER, Topics, Self) end),
+    RedisPub = spawn_link(fun() -> redis_publisher(Ctx, ?REDIS_PUBLISHER, Topics, Self,
+                                                   <<"PUBLISH">>) end),
+    ShardSub = spawn_link(fun() -> shard_client(Ctx, ?SHARD_SUBSCRIBER, Topics, Self) end),
+    ShardPub = spawn_link(fun() -> redis_publisher(Ctx, ?SHARD_PUBLISHER, Topics, Self,
+                                                   <<"SPUBLISH">>) end),
+    Pubs = [ShardPub, RedisPub | Clients],
     [receive {subscribed, C} -> ok after 20000 -> error(subscribe_timeout) end
-     || C <- [RedisPub | Clients] ++ [P || {_, P} <- Patterns]],
+     || C <- [ShardSub | Pubs] ++ [P || {_, P} <- Patterns]],
     %% Nobody publishes before everybody is subscribed (a client's first
     %% entries could otherwise precede a slower client's subscription).
-    [C ! go || C <- [RedisPub | Clients]],
+    [C ! go || C <- Pubs],
     timer:sleep(200),
     Event(),
     timer:sleep(300),
-    [C ! stop || C <- [RedisPub | Clients]],
-    [RedisPublished | Published] =
+    [C ! stop || C <- Pubs],
+    [ShardPublished, RedisPublished | Published] =
         [receive {published, C, Id, P} -> {C, Id, P} after 20000 -> error(stop) end
-         || C <- [RedisPub | Clients]],
+         || C <- Pubs],
     ?assert(lists:sum([length(P) || {_, _, P} <- Published]) > 100),
     ?assert(length(element(3, RedisPublished)) > 20),
+    ?assert(length(element(3, ShardPublished)) > 20),
     [begin
          Expected = lists:sort([{Payload, T} || {_, Other, Ps} <- [RedisPublished | Published],
                                                 Other =/= Id, {Ts, Payload} <- Ps, T <- Ts,
@@ -155,7 +166,26 @@ check(Ctx, Event) ->
          ?assertEqual({Id, []}, {Id, All -- Pairs}),   % none lost
          ?assertEqual({Id, All}, {Id, Pairs})
      end || {N, P} <- Patterns],
+    %% The shard subscriber: every SPUBLISH once, and nothing else (the
+    %% channels' entries are another namespace); nobody above got an SPUBLISH.
+    Shards = lists:sort([{Payload, T} || {Ts, Payload} <- element(3, ShardPublished),
+                                         T <- Ts]),
+    ShardSub ! {expect, length(Shards)},
+    {SState, SGot} = receive {got, ShardSub, SG} -> SG after 40000 -> error(collect_timeout) end,
+    ?assertEqual({shard, connected}, {shard, SState}),
+    ?assertEqual({shard, Shards}, {shard, lists:sort(SGot)}),
     ok.
+
+%% A Redis client on Node subscribed to every topic as a shard channel
+%% (SSUBSCRIBE): as pattern_client, with smessage frames.
+shard_client(Ctx, Node, Topics, Parent) ->
+    R = ?T:redis_connect(Ctx, Node),
+    ok = gen_tcp:send(R, ?T:resp([<<"SSUBSCRIBE">> | Topics])),
+    [ok = ?T:redis_expect(R, ?T:resp_push([<<"ssubscribe">>, T], I))
+     || {I, T} <- lists:zip(lists:seq(1, length(Topics)), Topics)],
+    Parent ! {subscribed, self()},
+    put(frames, fun ?T:smessages/1),
+    pattern_loop(R, Parent, infinity, []).
 
 %% A Redis client on Node with a pattern matching every topic: reads its
 %% pmessage frames as they come (so that the node does not find it slow),
@@ -166,13 +196,16 @@ pattern_client(Ctx, Node, Parent) ->
     ok = gen_tcp:send(R, ?T:resp([<<"PSUBSCRIBE">>, <<"mv_*">>])),
     ok = ?T:redis_expect(R, ?T:resp_push([<<"psubscribe">>, <<"mv_*">>], 1)),
     Parent ! {subscribed, self()},
+    put(frames, fun ?T:pmessages/1),
     pattern_loop(R, Parent, infinity, []).
 
+%% Reads the frames (the process's `frames' parser) as they come.
 pattern_loop(R, Parent, Wanted, Got) ->
     Wanted1 = receive {expect, N} -> {N, deadline(20000)} after 0 -> Wanted end,
     case gen_tcp:recv(R, 0, 20) of
         {ok, More} ->
-            {New, Rest} = ?T:pmessages(<<(get({redis_buf, R}))/binary, More/binary>>),
+            Parse = get(frames),
+            {New, Rest} = Parse(<<(get({redis_buf, R}))/binary, More/binary>>),
             put({redis_buf, R}, Rest),
             pattern_loop(R, Parent, Wanted1, New ++ Got);
         {error, timeout} when Wanted1 =:= infinity ->
@@ -187,27 +220,28 @@ pattern_loop(R, Parent, Wanted, Got) ->
             Parent ! {got, self(), {{closed, Why}, Got}}
     end.
 
-%% A Redis client on Node that PUBLISHes to a random topic every 5 ms (one
-%% at a time: each waits for its reply), from `go' to `stop'.
-redis_publisher(Ctx, Node, Topics, Parent) ->
+%% A Redis client on Node that PUBLISHes (or SPUBLISHes: Cmd) to a random
+%% topic every 5 ms (one at a time: each waits for its reply), from `go' to
+%% `stop'.
+redis_publisher(Ctx, Node, Topics, Parent, Cmd) ->
     R = ?T:redis_connect(Ctx, Node),
     ok = inet:setopts(R, [{packet, line}]),
     Parent ! {subscribed, self()},
     receive go -> ok end,
-    rand:seed(exsss, erlang:phash2({Node, redis, self()})),
-    redis_publish_loop(R, Node, Topics, Parent, 1, []).
+    rand:seed(exsss, erlang:phash2({Node, Cmd, self()})),
+    redis_publish_loop(R, Node, Topics, Parent, Cmd, 1, []).
 
-redis_publish_loop(R, Node, Topics, Parent, K, Published) ->
+redis_publish_loop(R, Node, Topics, Parent, Cmd, K, Published) ->
     receive
         stop ->
             gen_tcp:close(R),
-            Parent ! {published, self(), {redis, Node}, lists:reverse(Published)}
+            Parent ! {published, self(), {Cmd, Node}, lists:reverse(Published)}
     after 5 ->
             T = lists:nth(rand:uniform(length(Topics)), Topics),
-            P = iolist_to_binary(io_lib:format("redis/~s/~b", [Node, K])),
-            ok = gen_tcp:send(R, ?T:resp([<<"PUBLISH">>, T, P])),
+            P = iolist_to_binary(io_lib:format("~s/~s/~b", [Cmd, Node, K])),
+            ok = gen_tcp:send(R, ?T:resp([Cmd, T, P])),
             {ok, <<":", _/binary>>} = gen_tcp:recv(R, 0, 10000),
-            redis_publish_loop(R, Node, Topics, Parent, K + 1, [{[T], P} | Published])
+            redis_publish_loop(R, Node, Topics, Parent, Cmd, K + 1, [{[T], P} | Published])
     end.
 
 %% A late duplicate would show within 200 ms.
@@ -215,7 +249,8 @@ pattern_done(R, Parent, Got) ->
     timer:sleep(200),
     case gen_tcp:recv(R, 0, 100) of
         {ok, More} ->
-            {New, _} = ?T:pmessages(<<(get({redis_buf, R}))/binary, More/binary>>),
+            Parse = get(frames),
+            {New, _} = Parse(<<(get({redis_buf, R}))/binary, More/binary>>),
             Parent ! {got, self(), {connected, New ++ Got}};
         {error, timeout} ->
             Parent ! {got, self(), {connected, Got}};

@@ -1082,13 +1082,22 @@ core_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
     RP = redis_connect(Ctx, p2),
     ok = gen_tcp:send(RP, resp([<<"PSUBSCRIBE">>, <<"kill_*">>])),
     ok = redis_expect(RP, resp_push([<<"psubscribe">>, <<"kill_*">>], 1)),
+    %% So is the holder of a shard channel it owns (docs/cluster.md, "Shard
+    %% channels"); one of the survivor's stays.
+    RS = redis_connect(Ctx, p1),
+    ok = gen_tcp:send(RS, resp([<<"SSUBSCRIBE">>, Lost])),
+    ok = redis_expect(RS, resp_push([<<"ssubscribe">>, Lost], 1)),
+    RK = redis_connect(Ctx, p1),
+    ok = gen_tcp:send(RK, resp([<<"SSUBSCRIBE">>, Kept])),
+    ok = redis_expect(RK, resp_push([<<"ssubscribe">>, Kept], 1)),
     Pub = connect(Ctx, p2),
     timer:sleep(300),
     ok = kraken_client:publish(Pub, [{[Kept, Lost], <<"before">>}]),
     ok = wait_until(fun() -> kraken_client:receive_messages(X) =/= [] end, 5000),
     T0 = erlang:monotonic_time(millisecond),
     _ = os:cmd("kill -9 " ++ integer_to_list(maps:get(c3, OsPids))),
-    [closed_within(S, T0, 3000) || S <- [Y, Z, W, RP]],
+    [closed_within(S, T0, 3000) || S <- [Y, Z, W, RP, RS]],
+    ?assertEqual({error, timeout}, gen_tcp:recv(RK, 0, 100)),   % still there
     %% X was not disturbed: it still gets what is published to its topic.
     ok = kraken_client:publish(Pub, [{[Kept], <<"after">>}]),
     ok = wait_until(fun() -> lists:member({[Kept], <<"after">>},
@@ -1124,6 +1133,11 @@ core_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
                     5000),
     ?assertEqual([{<<"moved">>, Lost}], redis_pmessages(RV, 1)),
     gen_tcp:close(RV),
+    RKP = redis_connect(Ctx, p2),
+    ok = gen_tcp:send(RKP, resp([<<"SPUBLISH">>, Kept, <<"kept">>])),
+    {match, _} = re:run(redis_line(RKP), "^:[0-9]+\r\n$"),
+    ?assertEqual([{<<"kept">>, Kept}], redis_smessages(RK, 1)),
+    [gen_tcp:close(R) || R <- [RK, RKP]],
     [kraken_client:disconnect(S) || S <- [X, V, Pub]],
     ok.
 
