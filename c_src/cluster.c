@@ -87,7 +87,10 @@ bool cluster_name_travels(const char *name, size_t len)
     return true;
 }
 
-bool cluster_reachable(const struct proto_slice *topics, uint32_t n)
+/* cluster_reachable for topics of namespace ns: the owner checked is the
+ * one an entry of ns is forwarded to (cluster_core_for_ns: a Redis shard
+ * channel whose name hashes to a static upstream is served here). */
+static bool reachable(const struct proto_slice *topics, uint32_t n, enum topic_ns ns)
 {
     if (n > 0 && cluster_fresh_refuse())
         return false; /* this node may have been stopped: its view may be stale */
@@ -104,13 +107,24 @@ bool cluster_reachable(const struct proto_slice *topics, uint32_t n)
         return false;
     }
     for (uint32_t i = 0; i < n; i++) {
-        struct cluster_core *k = cluster_upstream_named(topics[i].p, topics[i].len);
+        struct cluster_core *k =
+            cluster_core_for_ns(cluster_upstream_named(topics[i].p, topics[i].len), ns);
         if (k && !cluster_core_up(k)) {
             cluster_count_drop(k);
             return false;
         }
     }
     return true;
+}
+
+bool cluster_reachable(const struct proto_slice *topics, uint32_t n)
+{
+    return reachable(topics, n, TOPIC_NS_CHANNEL);
+}
+
+bool cluster_shard_reachable(const struct proto_slice *topics, uint32_t n)
+{
+    return reachable(topics, n, TOPIC_NS_SHARD);
 }
 
 /* ---- configuration ---- */
@@ -392,7 +406,9 @@ static int count_topic(const struct topic *t, void *arg)
     uint64_t h = cluster_name_hash(t->name, t->len);
     int k[2] = {cluster_owner_of(t, h), cl.sticky ? -1 : cluster_owner_in(&cl.alt, h)};
     for (int i = 0; i < 2; i++)
-        if (k[i] >= 0 && (size_t)k[i] < c->max && !cl.cores[k[i]]->self && (i == 0 || k[1] != k[0]))
+        if (k[i] >= 0 && (size_t)k[i] < c->max && !cl.cores[k[i]]->self &&
+            (i == 0 || k[1] != k[0]) && /* (a shard channel of a static upstream: served here) */
+            cluster_core_for_ns(cl.cores[k[i]], (enum topic_ns)t->ns))
             c->out[k[i]].topics++;
     return 0;
 }

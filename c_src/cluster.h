@@ -156,6 +156,10 @@ bool cluster_pattern_subscribable(void);
  * not below parents: cluster_shard.c); they then follow the channels'
  * rules (names that travel, reachable owners). */
 bool cluster_shards_travel(void);
+/* cluster_reachable() for an SPUBLISH's shard channel: the same checks,
+ * but one whose name hashes to a static upstream is this node's own
+ * (served here, as on a single node), whatever that upstream's link. */
+bool cluster_shard_reachable(const struct proto_slice *topics, uint32_t n);
 /* Whether every link of the current view made its first attempt: up, or
  * failed once (a node held at start-up waits for this, cluster_wait). */
 bool cluster_settled(void);

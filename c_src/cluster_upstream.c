@@ -131,7 +131,7 @@ void cluster_topic_op(struct cluster_core *k, enum op op, const char *name, size
          * topics at the core, so it stays local. */
         klog(LOG_WARNING, "cluster: a channel name that is empty or holds a space, CR or LF "
              "is not %s at core %s: it is served locally only",
-             op == OP_SUB ? "subscribed" : "unsubscribed", k->name);
+             op == OP_SUB || op == OP_SSUB ? "subscribed" : "unsubscribed", k->name);
         return;
     }
     cluster_batch_name(k, op, name, len);

@@ -263,7 +263,8 @@ void redis_publish(struct conn *c, const struct redis_cmd *cmd)
     bool travels = !shard || cluster_shards_travel();
     if (travels && !channels_travel(c, cmd, 1, 2, CLUSTER_ERR_CHANNEL_NAME)) /* (not the message) */
         return;
-    if (travels && !cluster_reachable(&topic, 1)) {
+    if (travels &&
+        !(shard ? cluster_shard_reachable(&topic, 1) : cluster_reachable(&topic, 1))) {
         /* Its owner is a core that cannot be reached now: nothing published
          * (docs/cluster.md); the connection stays, as after any Redis error. */
         redis_error(c, "cluster core unavailable: not published");

@@ -130,6 +130,24 @@ refused(Ctx = #{u1_port := U1Port, dead_port := Dead, port := Port, tmp := Tmp})
     ok = gen_tcp:send(R, resp([<<"PUBLISH">>, T1, <<"from redis">>])),
     ?assertEqual(<<":1\r\n">>, recv_n(R, 4)),
     ?assertEqual([{<<"from redis">>, T1}], receive_pairs(B, 1, 5000)),
+    %% Redis shard channels whose names hash to static upstreams are this
+    %% node's own (docs/cluster.md, "Shard channels"): no upstream
+    %% subscription, and an SPUBLISH is served here whatever the link of
+    %% the upstream its name hashes to (it was refused, and counted in
+    %% DROPPED, as a channel's publish).
+    {ok, RS} = gen_tcp:connect({127, 0, 0, 1}, maps:get(redis_port, Ctx),
+                               [binary, {active, false}]),
+    ok = gen_tcp:send(RS, resp([<<"SSUBSCRIBE">>, TD, T1])),
+    Bulk = fun(X) -> [$$, integer_to_list(byte_size(X)), "\r\n", X, "\r\n"] end,
+    SubReply = iolist_to_binary([["*3\r\n", Bulk(<<"ssubscribe">>), Bulk(X), $:, integer_to_list(I),
+                                  "\r\n"] || {I, X} <- [{1, TD}, {2, T1}]]),
+    ?assertEqual(SubReply, recv_n(RS, byte_size(SubReply))),
+    ok = gen_tcp:send(R, resp([<<"SPUBLISH">>, TD, <<"s">>])),
+    ?assertEqual(<<":1\r\n">>, recv_n(R, 4)),
+    SMsg = iolist_to_binary(["*3\r\n", Bulk(<<"smessage">>), Bulk(TD), Bulk(<<"s">>)]),
+    ?assertEqual(SMsg, recv_n(RS, byte_size(SMsg))),
+    ?assertEqual(1, lists:sum([N || {_, _, _, _, N, _, _, _, _} <- status(Ctx)])),
+    gen_tcp:close(RS),
     %% DROPPED counts the two refusals; the log says why.
     [Dropped] = [D || {N, _, _, _, _, _, _, D, _} <- status(Ctx), N =:= DeadName],
     ?assertEqual(2, Dropped),
