@@ -2,9 +2,11 @@
  *
  * Frames every request of the input as the engine would (with a small size
  * limit so the "too large" paths are reached), and walks each data block with
- * the topic, retro_subscribe and publish-entry parsers, checking that every
- * slice they return lies inside the buffer. */
+ * the topic, retro_subscribe and publish-entry parsers (and the cluster
+ * link's, which also takes `SMESSAGE' entries), checking that every slice
+ * they return lies inside the buffer. */
 #include <assert.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +40,31 @@ static void walk_block(const char *data, size_t len)
         assert(cur <= end);
     }
     assert(rc == 0 || strncmp(err, "CLIENT_ERROR ", 13) == 0);
+    /* The same block as a cluster link's pushed block, whose entries may
+     * be `SMESSAGE' lines too (proto_link.c): every entry proto_next_entry
+     * takes is taken the same, an `S' only before a whole entry. */
+    const char *lcur = data;
+    cur = data;
+    bool shard;
+    struct proto_entry le;
+    for (;;) {
+        const char *before = lcur;
+        rc = proto_next_link_entry(&lcur, end, &le, &shard, &err);
+        if (rc != 1)
+            break;
+        check_slice(data, len, le.topics);
+        check_slice(data, len, le.payload);
+        assert(lcur > before && lcur <= end);
+        assert(!shard || *before == 'S');
+        if (!shard) { /* in step with proto_next_entry */
+            assert(proto_next_entry(&cur, end, &e, &err) == 1);
+            assert(e.topics.p == le.topics.p && e.payload.p == le.payload.p);
+        } else {
+            cur = lcur;
+        }
+    }
+    assert(rc == 0 || strncmp(err, "CLIENT_ERROR ", 13) == 0);
+    assert(rc != 0 || lcur == end);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *in, size_t size)
