@@ -248,7 +248,8 @@ init(Config) ->
             %% (one restarted while cut off from all of them would form a
             %% cluster of its own otherwise: split brain until the heal).
             JoinOnly = proplists:get_value(cluster_join_only, Config, false),
-            JoinOnly andalso Nodes =/= [] andalso
+            %% (Below parents it has no quorum of its own: nothing to wait for.)
+            JoinOnly andalso Nodes =/= [] andalso Parents =:= [] andalso
                 ?LOG_INFO("kraken cluster: cluster_join_only: this node serves once a member "
                           "of ~0p admits it; it never forms a cluster alone", [Nodes]),
             Quorum = case Parents of
