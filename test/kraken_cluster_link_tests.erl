@@ -114,7 +114,10 @@ link_test_() ->
                     "holders as it does the topics' holders", fun pattern_stale/0}},
      {timeout, 30, {"this core a move's other owner: its clients' entries (a Redis PUBLISH "
                     "too) reach a peer only through the owner, by topic or pattern; a peer's "
-                    "reach it here", fun peer_rules_other_owner/0}}].
+                    "reach it here", fun peer_rules_other_owner/0}},
+     {timeout, 30, {"Redis shard channels at their owner: the SSUBSCRIBE and SPUBLISH replies "
+                    "wait for its STORED; its pushed SMESSAGE entries reach the shard "
+                    "subscribers only, its MESSAGE entries the channel's", fun shard_link/0}}].
 
 block(Entries) ->
     Body = iolist_to_binary([[<<"MESSAGE ">>, lists:join(<<" ">>, Ts), <<" ">>,
@@ -655,6 +658,70 @@ peer_rules_other_owner() ->
                                                  length(binary:matches(Got, <<"MESSAGE ">>))}),
                       kraken_client:disconnect(K),
                       [gen_tcp:close(S) || S <- [R, X, Y]]
+              end).
+
+%% Shard channels on the wire to their owner (the fake, which owns every
+%% topic and answers nothing by itself: the test answers for it), exactly:
+%% `link_ssubscribe' and `link_spublish' are acknowledged, and the Redis
+%% client's reply waits for the owner's STORED (the subscriber would
+%% otherwise miss what the owner delivers meanwhile; the publisher be told
+%% of a publish its owner may never have had).  A pushed block mixing an
+%% `SMESSAGE' and a `MESSAGE' of the same name: each to its own namespace.
+%% (kraken_cluster_tests redis_shards cannot tell a reply that does not
+%% wait: its cores answer at once.)
+shard_link() ->
+    RedisPort = kraken_cluster_tests:free_port(),
+    with_view(hold, [{redis_port, RedisPort}], [<<"other">>],
+              fun(_Port, _Fake) ->
+                      T = <<"sh_1">>,
+                      Ctx = #{redis_ports => #{solo => RedisPort}},
+                      Req = fun(Cmd) ->
+                                    receive {fake_req, Cmd, C, Data} -> {C, Data}
+                                    after 5000 -> error({no_request, Cmd})
+                                    end
+                            end,
+                      Quiet = fun(X) ->
+                                      <<>> = get({redis_buf, X}),
+                                      {error, timeout} = gen_tcp:recv(X, 0, 300)
+                              end,
+                      R = kraken_cluster_tests:redis_connect(Ctx, solo),
+                      ok = gen_tcp:send(R, kraken_cluster_tests:resp([<<"SSUBSCRIBE">>, T])),
+                      {C, T} = Req(<<"link_ssubscribe">>),
+                      Quiet(R),
+                      ok = gen_tcp:send(C, <<"STORED\r\n">>),
+                      ok = kraken_cluster_tests:redis_expect(
+                             R, kraken_cluster_tests:resp_push([<<"ssubscribe">>, T], 1)),
+                      %% A channel subscriber of the same name.
+                      RC = kraken_cluster_tests:redis_connect(Ctx, solo),
+                      ok = gen_tcp:send(RC, kraken_cluster_tests:resp([<<"SUBSCRIBE">>, T])),
+                      {C, T} = Req(<<"subscribe">>),
+                      ok = gen_tcp:send(C, <<"STORED\r\n">>),
+                      ok = kraken_cluster_tests:redis_expect(
+                             RC, kraken_cluster_tests:resp_push([<<"subscribe">>, T], 1)),
+                      SMsg = fun(P) ->
+                                     iolist_to_binary(kraken_cluster_tests:resp(
+                                                        [<<"smessage">>, T, P]))
+                             end,
+                      %% SPUBLISH: delivered here at once, its count held.
+                      P = kraken_cluster_tests:redis_connect(Ctx, solo),
+                      ok = gen_tcp:send(P, kraken_cluster_tests:resp([<<"SPUBLISH">>, T,
+                                                                      <<"hi">>])),
+                      {C, <<"MESSAGE sh_1 2\r\nhi\r\n">>} = Req(<<"link_spublish">>),
+                      ok = kraken_cluster_tests:redis_expect(R, SMsg(<<"hi">>)),
+                      Quiet(P),
+                      ok = gen_tcp:send(C, <<"STORED\r\n">>),
+                      ok = kraken_cluster_tests:redis_expect(P, <<":1\r\n">>),
+                      %% Pushed by the owner: each entry to its namespace.
+                      Body = <<"SMESSAGE sh_1 1\r\ns\r\nMESSAGE sh_1 1\r\nc\r\n">>,
+                      ok = gen_tcp:send(C, [<<"VALUE messages 0 ">>,
+                                            integer_to_binary(byte_size(Body) - 2), <<"\r\n">>,
+                                            Body, <<"END\r\n">>]),
+                      ok = kraken_cluster_tests:redis_expect(R, SMsg(<<"s">>)),
+                      ok = kraken_cluster_tests:redis_expect(
+                             RC, iolist_to_binary(kraken_cluster_tests:resp(
+                                                    [<<"message">>, T, <<"c">>]))),
+                      [Quiet(X) || X <- [R, RC]],
+                      [gen_tcp:close(X) || X <- [R, RC, P]]
               end).
 
 %% An engine (redis too, if Config says so) whose view is itself and the
