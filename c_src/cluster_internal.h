@@ -141,14 +141,15 @@ extern struct cluster_state cl; /* cluster.c */
 /* cluster.c */
 /* Writes what is batched for k to its link. */
 void cluster_emit(struct cluster_core *k);
-/* Appends a subscribe or unsubscribe of a topic to k's batch (nothing while
- * k's link is down). */
+/* Appends a subscribe or unsubscribe of a topic (op: of its namespace,
+ * cluster_op_ns) to k's batch (nothing while k's link is down). */
 void cluster_topic_op(struct cluster_core *k, enum op op, const char *name, size_t len);
 /* Appends one name to k's batch of kind op (nothing while k's link is
  * down); the caller checked that it travels. */
 void cluster_batch_name(struct cluster_core *k, enum op op, const char *name, size_t len);
-/* Subscriber s waits for k's answer to the batch of kind op (OP_SUB or
- * OP_PSUB) being built, or else to the last one sent (s NULL: nobody waits).
+/* Subscriber s waits for k's answer to the batch of kind op (OP_SUB,
+ * OP_SSUB or OP_PSUB) being built, or else to the last one sent (s NULL:
+ * nobody waits).
  * Returns whether that answer is still due. */
 bool cluster_await_batch(struct cluster_core *k, enum op op, struct subscriber *s);
 /* From now on t's entries come from upstream (cluster_retro_classify). */
@@ -203,8 +204,9 @@ bool cluster_is_link(const struct subscriber *s);
 void cluster_link_events(struct cluster_core *k, struct event_base *base);
 void cluster_open_link(struct cluster_core *k);
 /* Disconnects every local client holding a topic that core kidx (of the
- * table in effect) owns (any channel topic: kidx CLUSTER_ANY_CORE), logging
- * why; returns how many. */
+ * table in effect) owns, or a pattern when kidx owns topics (kidx
+ * CLUSTER_ANY_CORE: any topic that goes upstream, channel or shard channel,
+ * and any pattern), logging why; returns how many. */
 #define CLUSTER_ANY_CORE (-2)
 uint32_t cluster_doom_holders(int kidx, const char *why);
 /* The same for the topics whose mark is `mark' (not 0): core kidx owns them

@@ -176,7 +176,8 @@ void cluster_link_acked(struct conn *link, bool found)
 }
 
 /* Disconnects every local client holding a topic that core kidx (of the
- * table in effect) owns, or any channel topic (kidx CLUSTER_ANY_CORE).  Its
+ * table in effect) owns, or any topic that goes upstream (kidx
+ * CLUSTER_ANY_CORE), and the pattern holders that depend on kidx.  Its
  * subscriptions go at once, so that the next subscriber of such a topic is
  * a first one again (topic_hook). */
 uint32_t cluster_doom_holders(int kidx, const char *why)

@@ -1,9 +1,10 @@
 /* proto_link.c - what an upstream link reads: the replies and pushed blocks
  * of a Kraken node, to which cluster.c writes `set push`, `version`,
- * `subscribe`, `unsubscribe`, `publish`, `link_psubscribe` and
- * `link_punsubscribe` requests (`unsubscribe` and `link_punsubscribe` with
- * noreply), and, to a member of the cluster, `set peer` (noreply) before
- * anything else.
+ * `subscribe`, `unsubscribe`, `publish`, `link_psubscribe`,
+ * `link_punsubscribe`, `link_ssubscribe`, `link_sunsubscribe` and
+ * `link_spublish` requests (the unsubscribes with noreply; the link_
+ * ones to members only), and, to a member of the cluster, `set peer`
+ * (noreply) before anything else.
  *
  * What arrives:
  *   VERSION <v>                      the handshake's answer: the link is up
@@ -14,8 +15,9 @@
  *                                    publisher (cluster.c never forwards those);
  *                                    an `SMESSAGE' entry is of Redis shard
  *                                    channels (cluster_shard.c)
- *   STORED                           a `subscribe`, `publish` or
- *                                    `link_psubscribe` batch or a `link_retro`
+ *   STORED                           a `subscribe`, `publish`,
+ *                                    `link_psubscribe`, `link_ssubscribe` or
+ *                                    `link_spublish` batch or a `link_retro`
  *                                    request is acknowledged, in order
  *                                    (cluster.c releases its clients)
  *   VALUE retro <second> <n> ... END entries answering the next `link_retro`
