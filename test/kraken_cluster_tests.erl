@@ -465,6 +465,8 @@ redis_patterns(Ctx) ->
          ok = gen_tcp:send(R, resp([<<"PSUBSCRIBE">>, Pat])),
          ok = redis_expect(R, resp_push([<<"psubscribe">>, Pat], 1))
      end || R <- Subs],
+    %% And Debian's redis-cli, a client nobody here wrote, on p2.
+    Cli = redis_cli(Ctx, p2, ["psubscribe", "pat_*"], <<"psubscribe\npat_*\n1\n">>),
     [RP | _] = Subs,
     ok = gen_tcp:send(RP, resp([<<"PSUBSCRIBE">>, <<"pat a">>])),
     ok = redis_expect(RP, <<"-ERR pattern not allowed in a cluster: empty, or with a space, "
@@ -493,6 +495,11 @@ redis_patterns(Ctx) ->
                                      T =/= <<"other">>]),
     [?assertEqual({R, Expected}, {R, lists:sort(redis_pmessages(R, length(Expected)))})
      || R <- Subs],
+    %% redis-cli printed each as `pmessage', the pattern, the channel, the
+    %% message, one per line.
+    CliOut = redis_cli_output(Cli, 4 * length(Expected) + 3),
+    ?assertEqual(lists:sort([{P, T} || {P, T} <- Expected]),
+                 lists:sort(cli_pmessages(binary:split(CliOut, <<"\n">>, [global])))),
     %% Nothing more: no duplicate, nothing of `other'.
     timer:sleep(300),
     [?assertEqual({R, {error, timeout}, <<>>}, {R, gen_tcp:recv(R, 0, 100), get({redis_buf, R})})
@@ -578,6 +585,49 @@ redis_shards(Ctx) ->
     [gen_tcp:close(R) || R <- Subs ++ [RS] ++ [R || {_, R} <- Pubs]],
     kraken_client:disconnect(K),
     ok.
+
+%% redis-cli ARGS against node N's Redis port, its output as a port; returns
+%% once it printed Ready (its subscription confirmed).
+redis_cli(Ctx, N, Args, Ready) ->
+    Port = open_port({spawn_executable, os:find_executable("timeout")},
+                     [{args, ["20", "redis-cli", "-p",
+                              integer_to_list(maps:get(N, maps:get(redis_ports, Ctx))) | Args]},
+                      binary, exit_status, stderr_to_stdout]),
+    put({cli, Port}, <<>>),
+    _ = redis_cli_until(Port, fun(Out) -> binary:match(Out, Ready) =/= nomatch end),
+    Port.
+
+%% What the redis-cli port printed once it has Lines lines (or 5 s passed);
+%% then it is stopped.
+redis_cli_output(Port, Lines) ->
+    Out = redis_cli_until(Port, fun(O) -> length(binary:matches(O, <<"\n">>)) >= Lines end),
+    {os_pid, Pid} = erlang:port_info(Port, os_pid),
+    _ = os:cmd("kill " ++ integer_to_list(Pid)),
+    catch port_close(Port),
+    Out.
+
+redis_cli_until(Port, Done) ->
+    Deadline = erlang:monotonic_time(millisecond) + 5000,
+    redis_cli_until(Port, Done, Deadline).
+
+redis_cli_until(Port, Done, Deadline) ->
+    Out = get({cli, Port}),
+    case Done(Out) orelse erlang:monotonic_time(millisecond) > Deadline of
+        true ->
+            Out;
+        false ->
+            receive
+                {Port, {data, D}} -> put({cli, Port}, <<Out/binary, D/binary>>);
+                {Port, {exit_status, S}} -> error({redis_cli_exited, S, Out})
+            after 100 -> ok
+            end,
+            redis_cli_until(Port, Done, Deadline)
+    end.
+
+%% {Message, Channel} of each `pmessage' in redis-cli's lines.
+cli_pmessages([<<"pmessage">>, _Pat, Chan, Msg | Rest]) -> [{Msg, Chan} | cli_pmessages(Rest)];
+cli_pmessages([_ | Rest]) -> cli_pmessages(Rest);
+cli_pmessages([]) -> [].
 
 %% The next line on R, CR LF included.
 redis_line(R) ->
