@@ -308,36 +308,38 @@ static const char *do_unsubscribe(struct conn *c, const struct proto_request *re
     return PROTO_STORED;
 }
 
-/* `set link_ssubscribe` / `set link_sunsubscribe` (extensions only a peer
- * sends, docs/cluster.md "Shard channels"): Redis shard channels its node's
- * local clients hold, space-separated, here at their owner. */
-static const char *do_link_shard(struct conn *c, const struct proto_request *req, bool sub)
+/* One name of a peer's `set link_*` subscription request (below) applied
+ * to its subscriber: -1 on allocation failure. */
+static int link_name(struct router *r, struct subscriber *s, enum proto_cmd cmd,
+                     const struct proto_slice *t)
 {
-    if (!c->sub.peer)
-        return "ERROR\r\n";
-    const char *cur = req->data, *end = req->data + req->data_len;
-    struct proto_slice t;
-    while (proto_next_topic(&cur, end, &t))
-        if (sub ? router_subscribe_ns(&c->eng->router, &c->sub, TOPIC_NS_SHARD, t.p, t.len) < 0
-                : router_unsubscribe_ns(&c->eng->router, &c->sub, TOPIC_NS_SHARD, t.p, t.len) < 0)
-            return NULL;
-    return PROTO_STORED;
+    switch (cmd) {
+    case PROTO_SET_LINK_PSUBSCRIBE:
+        return router_psubscribe(r, s, t->p, t->len);
+    case PROTO_SET_LINK_PUNSUBSCRIBE:
+        return router_punsubscribe(r, s, t->p, t->len);
+    case PROTO_SET_LINK_SSUBSCRIBE:
+        return router_subscribe_ns(r, s, TOPIC_NS_SHARD, t->p, t->len);
+    default: /* PROTO_SET_LINK_SUNSUBSCRIBE */
+        return router_unsubscribe_ns(r, s, TOPIC_NS_SHARD, t->p, t->len);
+    }
 }
 
-/* `set link_psubscribe` / `set link_punsubscribe` (extensions only a peer
- * sends, docs/cluster.md "Patterns"): the Redis patterns its node's local
- * clients hold, space-separated.  Routed to the peer only for entries that
- * entered the cluster here (cluster_pattern.c).  Anyone else gets ERROR, as
- * for an unknown command. */
-static const char *do_link_pattern(struct conn *c, const struct proto_request *req, bool sub)
+/* `set link_psubscribe` / `set link_punsubscribe`: the Redis patterns a
+ * peer's node's local clients hold, routed to the peer only for entries
+ * that entered the cluster here (docs/cluster.md "Patterns",
+ * cluster_pattern.c); `set link_ssubscribe` / `set link_sunsubscribe`: the
+ * Redis shard channels they hold, here at their owner ("Shard channels",
+ * cluster_shard.c).  Names space-separated.  Extensions only a peer sends:
+ * anyone else gets ERROR, as for an unknown command. */
+static const char *do_link_names(struct conn *c, const struct proto_request *req)
 {
     if (!c->sub.peer)
         return "ERROR\r\n";
     const char *cur = req->data, *end = req->data + req->data_len;
     struct proto_slice t;
     while (proto_next_topic(&cur, end, &t))
-        if (sub ? router_psubscribe(&c->eng->router, &c->sub, t.p, t.len) < 0
-                : router_punsubscribe(&c->eng->router, &c->sub, t.p, t.len) < 0)
+        if (link_name(&c->eng->router, &c->sub, req->cmd, &t) < 0)
             return NULL;
     return PROTO_STORED;
 }
@@ -522,10 +524,9 @@ static const char *execute(struct conn *c, const struct proto_request *req, int6
         return do_unsubscribe(c, req);
     case PROTO_SET_LINK_PSUBSCRIBE:
     case PROTO_SET_LINK_PUNSUBSCRIBE:
-        return do_link_pattern(c, req, req->cmd == PROTO_SET_LINK_PSUBSCRIBE);
     case PROTO_SET_LINK_SSUBSCRIBE:
     case PROTO_SET_LINK_SUNSUBSCRIBE:
-        return do_link_shard(c, req, req->cmd == PROTO_SET_LINK_SSUBSCRIBE);
+        return do_link_names(c, req);
     case PROTO_SET_LINK_SPUBLISH:
         /* A peer's entries on Redis shard channels (cluster_shard.c). */
         if (!c->sub.peer)

@@ -460,49 +460,8 @@ retro_check(Ctx, #{topics := Topics, to_c1 := ToC1, moved := Moved, h := H,
     ok.
 
 %% The next Count Redis `message' frames on R: [{Channel, Integer}].
-redis_messages(_R, 0) ->
-    [];
 redis_messages(R, Count) ->
-    Head = <<"*3\r\n$7\r\nmessage\r\n">>,
-    HL = byte_size(Head),
-    case get({redis_buf, R}) of
-        <<Head:HL/binary, Rest/binary>> = Buf ->
-            case redis_bulks(Rest, 2, []) of
-                {[Chan, Msg], Tail} ->
-                    put({redis_buf, R}, Tail),
-                    [{Chan, binary_to_integer(Msg)} | redis_messages(R, Count - 1)];
-                more ->
-                    redis_more(R, Buf, Count)
-            end;
-        Buf when byte_size(Buf) < HL ->
-            case binary:part(Head, 0, byte_size(Buf)) of
-                Buf -> redis_more(R, Buf, Count);
-                _ -> error({unexpected_redis_bytes, Buf})
-            end;
-        Buf ->
-            error({unexpected_redis_bytes, Buf})
-    end.
-
-redis_more(R, Buf, Count) ->
-    {ok, More} = gen_tcp:recv(R, 0, 5000),
-    put({redis_buf, R}, <<Buf/binary, More/binary>>),
-    redis_messages(R, Count).
-
-redis_bulks(Tail, 0, Acc) ->
-    {lists:reverse(Acc), Tail};
-redis_bulks(<<"$", Rest/binary>>, K, Acc) ->
-    case binary:split(Rest, <<"\r\n">>) of
-        [Len, Body] ->
-            L = binary_to_integer(Len),
-            case Body of
-                <<B:L/binary, "\r\n", Tail/binary>> -> redis_bulks(Tail, K - 1, [B | Acc]);
-                _ -> more
-            end;
-        _ ->
-            more
-    end;
-redis_bulks(_, _, _) ->
-    more.
+    [{Chan, binary_to_integer(Msg)} || {Msg, Chan} <- ?T:redis_messages(R, Count)].
 
 %% Whether S got each of 1..N on each of Topics exactly once.
 complete(S, Topics, N) ->

@@ -58,7 +58,8 @@
          start_nodes/2, start_all/1, connect/2, owner/3, settled/3, node_atom/2, links_up/3,
          expect_in_order/2, next_second/0, closed_within/3, upstream_topics/2,
          receive_msgs/3, redis_connect/2, resp/1, resp_push/2, redis_expect/2,
-         bytes_until_closed/3, pmessages/1, redis_pmessages/2, smessages/1]).
+         bytes_until_closed/3, pmessages/1, redis_pmessages/2, smessages/1,
+         redis_messages/2]).
 
 -define(NTOPICS, 24).
 -define(PER_CLIENT, 15).
@@ -641,6 +642,11 @@ redis_line(R) ->
             put({redis_buf, R}, <<Buf/binary, More/binary>>),
             redis_line(R)
     end.
+
+%% The next Count `message' frames on R (RESP2): [{Message, Channel}].
+redis_messages(R, Count) ->
+    put(frames, fun(Buf) -> frames(Buf, <<"*3\r\n$7\r\nmessage\r\n">>, 2) end),
+    redis_frames(R, Count).
 
 %% The next Count `smessage' frames on R (RESP2): [{Message, Channel}].
 redis_smessages(R, Count) ->
