@@ -2,7 +2,10 @@
 """Checks that the engine's modules form layers: no include cycles.
 
 A module is x.c with x.h (and x_internal.h, the same module's private
-header); c_src/*.c, c_src/*.h and include/kraken/*.h are read.  Module a
+header); a .c file that includes x_internal.h implements part of module x
+(conn_io.c of server, cluster_link.c of cluster, redis_pubsub.c of redis:
+what x.h declares may be defined there), so it counts as module x.
+c_src/*.c, c_src/*.h and include/kraken/*.h are read.  Module a
 depends on module b when one of a's files has `#include "b.h"` (or
 "b_internal.h", "kraken/b.h").  Any cycle between two different modules
 (a -> b -> a, or longer: a -> b -> c -> a) fails the check: each one is
@@ -34,20 +37,32 @@ def read_graph(root):
             if f.endswith(exts):
                 files.append(os.path.join(sub, f))
     headers = {f for f in files if f.endswith(".h")}
-    graph = {module_of(f): {} for f in files}
+    includes = {}
     for f in files:
-        a = module_of(f)
+        includes[f] = []
         with open(os.path.join(root, f), encoding="utf-8", errors="replace") as fh:
             for no, line in enumerate(fh, 1):
                 m = INCLUDE.match(line)
-                if not m:
-                    continue
-                inc = m.group(1)
-                if ("c_src/" + inc) not in headers and ("include/" + inc) not in headers:
-                    continue  # not one of the engine's headers
-                b = module_of(inc)
-                if b != a:
-                    graph[a].setdefault(b, []).append((f, no, inc))
+                if m and (("c_src/" + m.group(1)) in headers or ("include/" + m.group(1)) in headers):
+                    includes[f].append((no, m.group(1)))  # one of the engine's headers
+    owner = {}
+    for f in files:
+        owner[f] = module_of(f)
+        if f.endswith(".c"):
+            private = [module_of(inc) for _, inc in includes[f]
+                       if inc.endswith("_internal.h")]
+            if len(set(private)) > 1:
+                sys.exit("include_cycles: %s includes the private headers of %s: one module only"
+                         % (f, " and ".join(sorted(set(private)))))
+            if private:
+                owner[f] = private[0]
+    graph = {m: {} for m in owner.values()}
+    for f in files:
+        a = owner[f]
+        for no, inc in includes[f]:
+            b = module_of(inc)
+            if b != a:
+                graph[a].setdefault(b, []).append((f, no, inc))
     return graph
 
 
