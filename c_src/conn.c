@@ -1,6 +1,8 @@
-/* conn.c - allocation and release of connections; see conn.h. */
+/* conn.c - allocation and release of connections, and what the memory budget
+ * counts of one; see conn.h. */
 #include "conn.h"
 
+#include <event2/buffer.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,4 +35,14 @@ void conn_free(struct conn *c)
         c->ops->release(c);
     router_remove_subscriber(&c->eng->router, &c->sub);
     free(c);
+}
+
+size_t conn_counted_bytes(const struct conn *c)
+{
+    size_t n = c->sub.queue.bytes + (size_t)c->sub.subs.count * CONN_SUB_COST;
+    if (c->in)
+        n += evbuffer_get_length(c->in);
+    if (c->out)
+        n += evbuffer_get_length(c->out);
+    return n;
 }

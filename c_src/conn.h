@@ -153,6 +153,11 @@ static inline bool conn_blocked(const struct conn *c)
     return conn_held(c) && c->held_sub;
 }
 
+/* What the memory budget (max_memory_bytes, budget.h) counts for c: its
+ * queue, its input and output, CONN_SUB_COST bytes per subscription. */
+#define CONN_SUB_COST 48
+size_t conn_counted_bytes(const struct conn *c);
+
 /* Allocates a connection of protocol ops (not yet in the engine's list, no
  * socket: in/out are NULL until the caller sets them). */
 struct conn *conn_new(struct engine *eng, const struct proto_ops *ops, uint64_t id,
