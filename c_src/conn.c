@@ -7,8 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine.h"
-
 struct conn *conn_new(struct engine *eng, const struct proto_ops *ops, uint64_t id,
                       const char *peer, int64_t now_ms)
 {
@@ -29,11 +27,11 @@ struct conn *conn_new(struct engine *eng, const struct proto_ops *ops, uint64_t 
     return c;
 }
 
-void conn_free(struct conn *c)
+void conn_free(struct conn *c, struct router *r)
 {
     if (c->ops->release)
         c->ops->release(c);
-    router_remove_subscriber(&c->eng->router, &c->sub);
+    router_remove_subscriber(r, &c->sub);
     free(c);
 }
 

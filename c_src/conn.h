@@ -162,8 +162,8 @@ size_t conn_counted_bytes(const struct conn *c);
  * socket: in/out are NULL until the caller sets them). */
 struct conn *conn_new(struct engine *eng, const struct proto_ops *ops, uint64_t id,
                       const char *peer, int64_t now_ms);
-/* Releases protocol state, subscriptions and queue, and frees c (not its
- * socket side, which server.c closes first). */
-void conn_free(struct conn *c);
+/* Releases protocol state, subscriptions and queue (in r, the engine's
+ * router), and frees c (not its socket side, which server.c closes first). */
+void conn_free(struct conn *c, struct router *r);
 
 #endif

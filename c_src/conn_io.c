@@ -88,7 +88,7 @@ void conn_io_close(struct conn *c)
         evbuffer_free(c->out);
     if (c->fd >= 0)
         evutil_closesocket(c->fd);
-    conn_free(c);
+    conn_free(c, &srv->eng.router);
     server_accepts_resume(srv);
 }
 
