@@ -31,7 +31,6 @@
 #include "cluster.h"
 #include "http.h"
 #include "log.h"
-#include "loop.h"
 #include "proto_kraken.h"
 #include "proto_redis.h"
 #include "server_internal.h"
@@ -260,7 +259,7 @@ static void ready_cb(struct subscriber *sub, void *arg)
     (void)arg;
     if (!c->wev || conn_is_closing(c))
         return;
-    if (!loop_want_write(server_of(c), c))
+    if (!loop_want_write(&server_of(c)->loop, c))
         event_active(c->wev, EV_WRITE, 1); /* out of memory: write in this turn */
 }
 
@@ -321,6 +320,7 @@ int server_start(struct server *srv, struct event_base *base, const struct engin
 {
     memset(srv, 0, sizeof *srv);
     srv->base = base;
+    srv->loop.write = conn_io_write;
     if (engine_init(&srv->eng, cfg, overflow_cb, ready_cb, srv) < 0) {
         snprintf(err, errlen, "out of memory creating %u router shards", cfg->num_shards);
         return -1;

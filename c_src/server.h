@@ -19,6 +19,7 @@
 #include "conn.h"
 #include "engine.h"
 #include "health.h"
+#include "loop.h"
 
 struct event_base;
 struct evconnlistener;
@@ -42,8 +43,7 @@ struct server {
     struct event *budget_timer;  /* enforces max_memory_bytes (budget.h) */
     uint64_t budget_mark;        /* router's queued_bytes_total at the last check */
     struct conn *doomed;         /* connections to free from the reaper */
-    struct conn **write_list;    /* connections to write after this turn (loop.c) */
-    uint32_t write_n, write_cap;
+    struct loop loop;            /* connections to write after this turn (loop.c) */
     struct health health;        /* readiness (health.c) */
     struct http *http;           /* the HTTP endpoint, NULL when off (http.c) */
     bool started;
