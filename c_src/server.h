@@ -76,6 +76,10 @@ struct conn *server_connect(struct server *srv, const struct proto_ops *ops, con
 int server_port(const struct server *srv, enum proto_kind kind);
 /* Whether accepting is paused after running out of descriptors. */
 bool server_accept_paused(const struct server *srv);
+/* Whether the engine serves (health.h: its loop turns, its listeners accept,
+ * a canary delivers): 1; 0 if not, with a one-line reason (no newline) in
+ * why.  /readyz and the control channel's `ready`. */
+int server_ready(struct server *srv, char *why, size_t len);
 /* Ends the hold of cluster_wait (the first cluster view arrived) once
  * ready() says so (polled every few milliseconds; NULL: at once), or after
  * max_ms: the listeners accept, and the connections waiting in their
