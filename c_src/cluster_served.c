@@ -44,7 +44,6 @@
 
 #include "cluster_internal.h"
 #include "engine.h"
-#include "server.h"
 #include "topic.h"
 
 #define HIST_MAX 32
@@ -130,7 +129,7 @@ uint64_t cluster_served_next_id(void)
 
 struct cluster_point cluster_served_now(void)
 {
-    return (struct cluster_point){engine_unix_time(), ++cl.srv->eng.router.seq};
+    return (struct cluster_point){engine_unix_time(), ++cl.net.eng->router.seq};
 }
 
 void cluster_served_push(struct cluster_point at)

@@ -54,7 +54,7 @@ struct server {
     struct event *release_timer; /* polls release_ready while held */
     bool (*release_ready)(void);
     int64_t release_by_ms;
-    void (*on_stop)(struct server *srv); /* set by cluster.c: before connections close */
+    void (*on_stop)(struct server *srv); /* set by cluster_control.c: before connections close */
 };
 
 /* Opens the listeners and starts timers.  On failure returns -1 and writes a
