@@ -355,8 +355,8 @@ test-c-and-redis: all
 	$(MAKE) -j2 --output-sync=target test-c test-redis fuzz-build
 
 # Every suite, one after the other (each says how long it took: make test
-# must stay under 10 minutes).
-TEST_SUITES := test-c-and-redis test-glob-diff test-resp-diff test-erlang test-blackbox test-docs \
+# must stay under 10 minutes); test-lint (the include graph) first.
+TEST_SUITES := test-lint test-c-and-redis test-glob-diff test-resp-diff test-erlang test-blackbox test-docs \
                test-hostile test-http test-fault test-control test-install test-partition \
                test-valgrind fuzz-smoke
 test: all
