@@ -207,7 +207,7 @@ uint32_t cluster_doom_marked(int kidx, uint64_t mark, const char *why)
             const struct topic *t = c->sub.subs.v[i].topic;
             if (t && cluster_ns_travels((enum topic_ns)t->ns) &&
                 (mark ? t->mark == mark
-                      : kidx == CLUSTER_ANY_CORE || cluster_depends(t, kidx)))
+                      : cluster_depends(t, kidx)))
                 held = t;
         }
         char name[72];
