@@ -201,6 +201,10 @@ bool cluster_to_peers(const struct subscriber *publisher, const struct topic *t,
 /* Whether a subscriber is a link: ours to a core (proto_link), or a peer's. */
 bool cluster_is_link(const struct subscriber *s);
 
+/* cluster_metrics.c: the /metrics families of the links (engine.h's
+ * metrics_more). */
+void cluster_metrics(struct evbuffer *out);
+
 /* cluster_link.c */
 /* Creates k's timers (retry, poll, ping) on base. */
 void cluster_link_events(struct cluster_core *k, struct event_base *base);

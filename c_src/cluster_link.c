@@ -52,6 +52,7 @@ static void disconnect(struct conn *c)
 {
     router_remove_subscriber(&cl.srv->eng.router, &c->sub);
     c->sub.overflowed = true; /* route nothing more to it */
+    cl.srv->eng.stats.disconnects_cluster++;
     bool pub = c->held_pub; /* (its failed wait may be gone already) */
     server_doom(c, c->ops->kind == PROTO_KIND_KRAKEN ? CLUSTER_ERR_UNAVAILABLE
                    : pub ? "-ERR cluster core unavailable: not published\r\n"

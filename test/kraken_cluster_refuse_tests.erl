@@ -53,12 +53,14 @@ setup() ->
     Dead = kraken_cluster_tests:free_port(),   % nobody listens there
     Port = kraken_cluster_tests:free_port(),
     RedisPort = kraken_cluster_tests:free_port(),
+    HttpPort = kraken_cluster_tests:free_port(),
     Ctx = Ctx0#{u1 => U1, u1_port => U1Port, dead_port => Dead, port => Port,
-                redis_port => RedisPort},
+                redis_port => RedisPort, http_port => HttpPort},
     Ups = io_lib:format("[\"127.0.0.1:~b\", \"127.0.0.1:~b\"]", [U1Port, Dead]),
     {0, Out} = script(Ctx, p4, ["start", "-kraken", "tcp_server_port", integer_to_list(Port),
                                 "-kraken", "listen_ip", "\"127.0.0.1\"",
                                 "-kraken", "redis_port", integer_to_list(RedisPort),
+                                "-kraken", "http_port", integer_to_list(HttpPort),
                                 "-kraken", "role", "proxy",
                                 "-kraken", "upstreams", lists:flatten(Ups)]
                                ++ kraken_cluster_tests:engine_args()),
@@ -151,6 +153,18 @@ refused(Ctx = #{u1_port := U1Port, dead_port := Dead, port := Port, tmp := Tmp})
     %% DROPPED counts the two refusals; the log says why.
     [Dropped] = [D || {N, _, _, _, _, _, _, D, _} <- status(Ctx), N =:= DeadName],
     ?assertEqual(2, Dropped),
+    %% /metrics says the same, per upstream (docs/operations.md, "Metrics").
+    Metrics = metrics(Ctx),
+    Series = fun(Family, Name) ->
+                     iolist_to_binary(["kraken_", Family, "{node=\"", Name,
+                                       "\",kind=\"upstream\"} "])
+             end,
+    [?assertMatch({match, _}, re:run(Metrics, ["(?m)^\\Q", Series(F, N), "\\E", V, "$"]))
+     || {F, N, V} <- [{"cluster_link_up", DeadName, "0"}, {"cluster_link_up", U1Name, "1"},
+                      {"cluster_dropped_entries_total", DeadName, "2"},
+                      {"cluster_dropped_entries_total", U1Name, "0"},
+                      {"cluster_forwarded_entries_total", U1Name, "[1-9][0-9]*"},
+                      {"cluster_link_connects_total", U1Name, "1"}]],
     Log = filename:join(Tmp, kraken_cluster_tests:node_name(Ctx, p4) ++ ".console.log"),
     {ok, Text} = file:read_file(Log),
     ?assertMatch({match, _}, re:run(Text, "core " ++ binary_to_list(DeadName) ++
@@ -237,6 +251,20 @@ child_refused(Ctx = #{u1_port := U1Port, dead_port := Dead, q_port := QPort, tmp
     ?assertEqual(nomatch, re:run(Text, "upstream link to core \\S+ \\(\\S+\\) lost")),
     [kraken_client:disconnect(X) || X <- [S, B]],
     ok.
+
+%% The /metrics page of p4.
+metrics(#{http_port := HttpPort}) ->
+    {ok, S} = gen_tcp:connect({127, 0, 0, 1}, HttpPort, [binary, {active, false}]),
+    ok = gen_tcp:send(S, <<"GET /metrics HTTP/1.0\r\n\r\n">>),
+    Page = read_all(S, <<>>),
+    gen_tcp:close(S),
+    Page.
+
+read_all(S, Acc) ->
+    case gen_tcp:recv(S, 0, 5000) of
+        {ok, B} -> read_all(S, <<Acc/binary, B/binary>>);
+        {error, closed} -> Acc
+    end.
 
 resp(Args) ->
     [io_lib:format("*~b\r\n", [length(Args)]),
