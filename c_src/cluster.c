@@ -226,6 +226,7 @@ int cluster_configure(const struct cluster_net *net, const char *self, size_t se
         rc->to_peers = cluster_to_peers;
         rc->pattern_hook = cluster_on_pattern;
         rc->pattern_to_peers = cluster_pattern_to_peers;
+        net->eng->metrics_more = cluster_metrics;
     }
     struct cluster_core **cores = calloc(n + 1, sizeof *cores);
     bool *kept = calloc(cl.n + 1, sizeof *kept);
