@@ -185,6 +185,13 @@ set_block(Command, Block) ->
 works(S) ->
     ?assertMatch({ok, _}, kraken_client:version(S)).
 
+%% Closes a test's clients when it is done with them, so that the next test's
+%% no_clients() need not wait for the idle timeout (1 s in the limits
+%% fixture) to reap them.
+disconnect(Clients) ->
+    [ok = kraken_client:disconnect(C) || C <- Clients],
+    ok.
+
 %%% Main fixture
 
 readme_example() ->
@@ -582,8 +589,10 @@ max_clients() ->
     [C1 | Rest] = Cs,
     ok = kraken_client:disconnect(C1),
     wait_until(fun() -> length(kraken_engine:call(dump_queues)) =:= 2 end),
-    works(client()),
-    [works(C) || C <- Rest].
+    C4 = client(),
+    works(C4),
+    [works(C) || C <- Rest],
+    disconnect([C4 | Rest]).
 
 too_large() ->
     no_clients(),
@@ -597,7 +606,8 @@ too_large() ->
     ok = gen_tcp:send(S1, <<"set publish 0 0 2000\r\n">>),
     expect(S1, <<"CLIENT_ERROR request too large\r\n">>),
     closed(S1),
-    works(Bystander).
+    works(Bystander),
+    disconnect([Bystander]).
 
 %% A command line (no newline yet) longer than max_request_bytes.
 too_long_line() ->
@@ -607,7 +617,8 @@ too_long_line() ->
     ok = gen_tcp:send(S2, ["get ", binary:copy(<<"y">>, 1500)]),
     expect(S2, <<"CLIENT_ERROR request too large\r\n">>),
     closed(S2),
-    works(Bystander).
+    works(Bystander),
+    disconnect([Bystander]).
 
 queue_bound() ->
     no_clients(),
@@ -627,7 +638,8 @@ queue_bound() ->
             {log, warning, engine, _} -> ok
         after ?WAIT ->
                 ?assert(false)
-        end
+        end,
+        disconnect([Pub])
     after
         logger:remove_handler(Id)
     end,
@@ -745,7 +757,8 @@ push_slow_consumer() ->
                 ?assert(false)
         end,
         works(Pub),
-        gen_tcp:close(Slow)
+        gen_tcp:close(Slow),
+        disconnect([Pub])
     after
         logger:remove_handler(Id)
     end,
@@ -766,7 +779,8 @@ push_not_idle() ->
     S = client(),
     ok = kraken_client:push(S, on),
     timer:sleep(2500),
-    works(S).
+    works(S),
+    disconnect([S]).
 
 %%% Retention fixture (1 shard, 3 entries kept)
 
