@@ -33,7 +33,7 @@ start(_Type, _Args) ->
                     %% cluster_advertise's host name, resolved once, here: one
                     %% that does not resolve refuses the start.
                     case kraken_cluster_ops:advertise(Config) of
-                        {ok, Config1} -> start_with(Config1, Warnings);
+                        {ok, Config1} -> start_with(Config1, Warnings ++ lone_proxy(Config1));
                         {error, Msg} -> {error, {bad_config, Msg}}
                     end;
                 {error, _} = Error ->
@@ -160,6 +160,20 @@ open_error(Reason) when is_atom(Reason) ->
     file:format_error(Reason);
 open_error(Reason) ->
     io_lib:format("~0tp", [Reason]).
+
+%% A proxy given nothing to join (an operator's slip, most often: a proxy
+%% alone refuses every publish) starts all the same, since a core may name
+%% it in its own cluster_nodes, but with a warning on the terminal.
+lone_proxy(Config) ->
+    case proplists:get_value(role, Config, core) =:= proxy andalso
+        [] =:= proplists:get_value(cluster_nodes, Config, []) andalso
+        [] =:= proplists:get_value(parents, Config, []) andalso
+        [] =:= proplists:get_value(upstreams, Config, []) of
+        true -> ["kraken: role proxy without cluster_nodes, parents or upstreams: this proxy "
+                 "reaches no core and refuses every publish until a core names it in its "
+                 "cluster_nodes"];
+        false -> []
+    end.
 
 %% Refuses a listen address the engine could not bind (port in use, address
 %% not on this host, privileged port) with a line naming both options: the

@@ -24,7 +24,9 @@
 %%     it logged five a second), says in its log and its `cluster_status'
 %%     that o1 runs but refused the connection (a different cookie?), and
 %%     `bin/kraken status' without its cookie says that the node does not
-%%     answer though epmd lists it (it said "not running").
+%%     answer though epmd lists it (it said "not running");
+%%   - o5, `role proxy' given nothing to join: `start' warns on the terminal
+%%     (it started silently, ready, refusing every publish).
 -module(kraken_cluster_ops_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -54,6 +56,8 @@ ops_test_() ->
                {timeout, 60, {"another cookie: tried every 5 s, not every tick; said in the "
                               "log, cluster_status and bin/kraken status",
                               fun() -> other_cookie(Ctx) end}},
+               {timeout, 60, {"role proxy with nothing to join: a warning on the terminal",
+                              fun() -> lone_proxy(Ctx) end}},
                {timeout, 60, {"cluster_join_only: a node hearing nobody waits (its clients "
                               "held) instead of forming a cluster alone; it joins a member",
                               fun() -> join_only(Ctx) end}}]}
@@ -66,6 +70,7 @@ setup() ->
     #{prefix := Prefix, host := Host} = Ctx0,
     Names = #{o1 => Prefix ++ "o1@" ++ Host, o2 => Prefix ++ "o2@localhost",
               o3 => Prefix ++ "o3@" ++ Host, o4 => Prefix ++ "o4@" ++ Host,
+              o5 => Prefix ++ "o5@" ++ Host,
               typo => Prefix ++ "otypo@" ++ Host},
     Ports = #{o1 => kraken_cluster_tests:free_port(), o2 => kraken_cluster_tests:free_port(),
               o3 => kraken_cluster_tests:free_port()},
@@ -85,7 +90,7 @@ setup() ->
 cleanup(Ctx = #{os_pids := Pids, tmp := Tmp}) ->
     [_ = os:cmd("kill -CONT -" ++ integer_to_list(P) ++ " 2>/dev/null") || P <- maps:values(Pids)],
     _ = script(Ctx, o4, ["stop", "-setcookie", ?OTHER_COOKIE]),
-    [_ = script(Ctx, N, ["stop"]) || N <- [o3, o2, o1]],
+    [_ = script(Ctx, N, ["stop"]) || N <- [o5, o3, o2, o1]],
     kraken_cluster_tests:sanitizer_reports(Tmp),
     [_ = os:cmd("kill -9 " ++ integer_to_list(P) ++ " 2>/dev/null") || P <- maps:values(Pids)],
     kraken_cluster_tests:base_cleanup(Ctx).
@@ -243,3 +248,15 @@ other_cookie(Ctx = #{names := Names}) ->
                       "node's -setcookie)\n"},
                  script(Ctx, o4, ["status"])),
     ?assertMatch({0, _}, script(Ctx, o4, ["stop", "-setcookie", ?OTHER_COOKIE])).
+
+lone_proxy(Ctx) ->
+    {0, Out} = script(Ctx, o5, ["start", "-kraken", "role", "proxy",
+                                "-kraken", "tcp_server_port",
+                                integer_to_list(kraken_cluster_tests:free_port()),
+                                "-kraken", "listen_ip", "\"127.0.0.1\""]
+                      ++ kraken_cluster_tests:engine_args()),
+    ?assertMatch({match, _}, re:run(Out, "^kraken: role proxy without cluster_nodes, parents or "
+                                    "upstreams: this proxy reaches no core and refuses every "
+                                    "publish until a core names it in its cluster_nodes$",
+                                    [multiline])),
+    ?assertMatch({0, _}, script(Ctx, o5, ["stop"])).
