@@ -228,6 +228,7 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
         srv->eng.router.cfg.to_peers = cluster_to_peers;
         srv->eng.router.cfg.pattern_hook = cluster_on_pattern;
         srv->eng.router.cfg.pattern_to_peers = cluster_pattern_to_peers;
+        srv->eng.metrics_more = cluster_metrics;
     }
     struct cluster_core **cores = calloc(n + 1, sizeof *cores);
     bool *kept = calloc(cl.n + 1, sizeof *kept);

@@ -184,7 +184,9 @@ struct cluster_core *cluster_upstream_named(const char *name, size_t len);
 struct cluster_core *cluster_remote_in(const struct owner_set *s, const char *name,
                                        size_t len);
 /* Whether a local holder of t depends on core kidx (its owner under cur or
- * alt; below parents, its pin). */
+ * alt; below parents, its pin); kidx CLUSTER_ANY_CORE: on any core (a
+ * channel always; a shard channel unless a static upstream would own it:
+ * then it is served here). */
 bool cluster_depends(const struct topic *t, int kidx);
 /* After a configuration: the held topics' upstream subscriptions move from
  * the old owners (cur and alt of old, cores of old_cores) to the new ones,
@@ -198,6 +200,10 @@ void cluster_sync_mark(void);
 bool cluster_to_peers(const struct subscriber *publisher, const struct topic *t, void *arg);
 /* Whether a subscriber is a link: ours to a core (proto_link), or a peer's. */
 bool cluster_is_link(const struct subscriber *s);
+
+/* cluster_metrics.c: the /metrics families of the links (engine.h's
+ * metrics_more). */
+void cluster_metrics(struct evbuffer *out);
 
 /* cluster_link.c */
 /* Creates k's timers (retry, poll, ping) on base. */

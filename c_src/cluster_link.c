@@ -52,6 +52,7 @@ static void disconnect(struct conn *c)
 {
     router_remove_subscriber(&cl.srv->eng.router, &c->sub);
     c->sub.overflowed = true; /* route nothing more to it */
+    cl.srv->eng.stats.disconnects_cluster++;
     bool pub = c->held_pub; /* (its failed wait may be gone already) */
     server_doom(c, c->ops->kind == PROTO_KIND_KRAKEN ? CLUSTER_ERR_UNAVAILABLE
                    : pub ? "-ERR cluster core unavailable: not published\r\n"
@@ -207,7 +208,7 @@ uint32_t cluster_doom_marked(int kidx, uint64_t mark, const char *why)
             const struct topic *t = c->sub.subs.v[i].topic;
             if (t && cluster_ns_travels((enum topic_ns)t->ns) &&
                 (mark ? t->mark == mark
-                      : kidx == CLUSTER_ANY_CORE || cluster_depends(t, kidx)))
+                      : cluster_depends(t, kidx)))
                 held = t;
         }
         char name[72];

@@ -89,13 +89,25 @@ struct cluster_core *cluster_upstream_named(const char *name, size_t len)
     return k >= 0 && !cl.cores[k]->self ? cl.cores[k] : NULL;
 }
 
+/* Whether core k (an index, or -1) takes topics of namespace ns: a shard
+ * channel whose name hashes to a static upstream is served here. */
+static bool takes(int k, enum topic_ns ns)
+{
+    return k >= 0 && (size_t)k < cl.n &&
+           (cl.cores[k]->self || cluster_core_for_ns(cl.cores[k], ns) != NULL);
+}
+
 bool cluster_depends(const struct topic *t, int kidx)
 {
-    if (!cluster_ns_travels((enum topic_ns)t->ns) ||
-        (kidx >= 0 && (size_t)kidx < cl.n &&
-         !cl.cores[kidx]->self && !cluster_core_for_ns(cl.cores[kidx], (enum topic_ns)t->ns)))
-        return false; /* served here (a shard channel a static upstream would own) */
+    enum topic_ns ns = (enum topic_ns)t->ns;
+    if (!cluster_ns_travels(ns))
+        return false;
     uint64_t h = cluster_name_hash(t->name, t->len);
+    if (kidx == CLUSTER_ANY_CORE) /* any owner at all: a channel always has one */
+        return ns == TOPIC_NS_CHANNEL || takes(cluster_owner_of(t, h), ns) ||
+               (!cl.sticky && takes(cluster_owner_in(&cl.alt, h), ns));
+    if (kidx >= 0 && !takes(kidx, ns))
+        return false; /* served here (a shard channel a static upstream would own) */
     if (cl.sticky)
         return kidx >= 0 && cluster_owner_of(t, h) == kidx; /* (alt is cur below parents) */
     return kidx >= 0 && (cluster_owner_in(&cl.cur, h) == kidx || cluster_owner_in(&cl.alt, h) == kidx);

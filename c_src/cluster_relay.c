@@ -218,7 +218,7 @@ int cluster_child_lost(struct conn *c, int kidx, uint64_t mark, const char *why)
         struct topic *t = c->sub.subs.v[i].topic;
         if (t && t->ns == TOPIC_NS_CHANNEL &&
             (mark ? t->mark == mark
-                  : kidx == CLUSTER_ANY_CORE || cluster_depends(t, kidx))) {
+                  : cluster_depends(t, kidx))) {
             topic_ref(t);
             v[n++] = t;
             size_t have = evbuffer_get_length(cur);

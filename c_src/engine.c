@@ -171,6 +171,7 @@ void engine_snapshot(const struct engine *eng, struct stats_snapshot *s)
     s->log_events_dropped = log_events_dropped;
     s->requests = eng->stats.requests;
     s->disconnects_memory_budget = eng->stats.disconnects_memory;
+    s->disconnects_cluster = eng->stats.disconnects_cluster;
     s->retention_trimmed_bytes = eng->stats.retention_trimmed_bytes;
     s->memory_counted_bytes += s->retained_bytes;
     s->bytes_published = r->stats.published_bytes;

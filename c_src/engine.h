@@ -38,6 +38,9 @@ struct engine {
     size_t slices_cap;
     struct proto_entry *entries;
     size_t entries_cap;
+    /* The rest of the /metrics page, from a subsystem above the engine (the
+     * cluster's links, cluster_metrics.c); NULL: nothing more. */
+    void (*metrics_more)(struct evbuffer *out);
 };
 
 int64_t engine_now_ms(void);

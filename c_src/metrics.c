@@ -24,8 +24,8 @@ static const struct stats_field *field_at(size_t i)
     return i < stats_nfields ? &stats_fields[i] : &extra_fields[i - stats_nfields];
 }
 
-static void header(struct evbuffer *out, const char *name, const char *suffix, const char *type,
-                   const char *help)
+void metrics_header(struct evbuffer *out, const char *name, const char *suffix, const char *type,
+                    const char *help)
 {
     evbuffer_add_printf(out, "# HELP kraken_%s%s %s\n# TYPE kraken_%s%s %s\n", name, suffix,
                         help, name, suffix, type);
@@ -59,7 +59,7 @@ static void render_table(struct evbuffer *out, const struct stats_snapshot *s)
                    strcmp(field_at(j)->metric_name, f->metric_name) == 0;
         if (seen)
             continue;
-        header(out, f->metric_name, f->metric == METRIC_COUNTER ? "_total" : "",
+        metrics_header(out, f->metric_name, f->metric == METRIC_COUNTER ? "_total" : "",
                f->metric == METRIC_COUNTER ? "counter" : "gauge", f->help);
         for (size_t j = i; j < n; j++) {
             const struct stats_field *g = field_at(j);
@@ -71,17 +71,17 @@ static void render_table(struct evbuffer *out, const struct stats_snapshot *s)
 
 static void render_shards(struct evbuffer *out, const struct metrics_input *in)
 {
-    header(out, "retained_entries", "", "gauge",
+    metrics_header(out, "retained_entries", "", "gauge",
            "Entries kept for retro_subscribe, by retention shard");
     for (uint32_t i = 0; i < in->nshards; i++)
         evbuffer_add_printf(out, "kraken_retained_entries{shard=\"%u\"} %" PRIu64 "\n", i,
                             in->shards[i].entries);
-    header(out, "retained_bytes", "", "gauge",
+    metrics_header(out, "retained_bytes", "", "gauge",
            "Bytes of the entries kept for retro_subscribe, by retention shard");
     for (uint32_t i = 0; i < in->nshards; i++)
         evbuffer_add_printf(out, "kraken_retained_bytes{shard=\"%u\"} %" PRIu64 "\n", i,
                             in->shards[i].bytes);
-    header(out, "retention_horizon_age_seconds", "", "gauge",
+    metrics_header(out, "retention_horizon_age_seconds", "", "gauge",
            "Age of the oldest point a retro_subscribe or register can start from, by "
            "retention shard (a client away longer gets NOT_FOUND and reloads)");
     for (uint32_t i = 0; i < in->nshards; i++)
@@ -105,7 +105,7 @@ static void add_ms_as_seconds(struct evbuffer *out, uint64_t ms)
 
 static void render_wait(struct evbuffer *out, const struct entry_wait_hist *h)
 {
-    header(out, "queue_wait_seconds", "", "histogram",
+    metrics_header(out, "queue_wait_seconds", "", "histogram",
            "Time from publish to being written out to a subscriber, per delivered entry "
            "(millisecond resolution; retro_subscribe deliveries count from the publish)"
            " (resets when the engine restarts)");
@@ -126,11 +126,13 @@ static void render_wait(struct evbuffer *out, const struct entry_wait_hist *h)
 int metrics_render(const struct metrics_input *in, struct evbuffer *out)
 {
     size_t before = evbuffer_get_length(out);
-    header(out, "build_info", "", "gauge", "Always 1; the engine's version in a label");
+    metrics_header(out, "build_info", "", "gauge", "Always 1; the engine's version in a label");
     evbuffer_add_printf(out, "kraken_build_info{version=\"%s\"} 1\n", in->snap->version);
     render_table(out, in->snap);
     render_shards(out, in);
     render_wait(out, in->wait);
+    if (in->more)
+        in->more(out);
     /* evbuffer_add_printf fails silently; a short page is worse than none. */
     return evbuffer_get_length(out) > before ? 0 : -1;
 }
@@ -151,6 +153,7 @@ void metrics_collect(const struct engine *eng, struct stats_snapshot *snap,
     in->shards = shards;
     in->nshards = r->cfg.num_shards;
     in->wait = &r->entries.wait;
+    in->more = eng->metrics_more;
 }
 
 /* A local buffer that JSON pages are formatted into, flushed to the

@@ -32,6 +32,7 @@ struct metrics_input {
     const struct metrics_shard *shards;
     uint32_t nshards;
     const struct entry_wait_hist *wait;
+    void (*more)(struct evbuffer *out); /* the engine's metrics_more (engine.h), or NULL */
 };
 
 /* Fills shards[0..num_shards) and *in from an engine (shards: caller's array). */
@@ -39,6 +40,10 @@ void metrics_collect(const struct engine *eng, struct stats_snapshot *snap,
                      struct metrics_shard *shards, struct metrics_input *in);
 /* Appends the whole exposition.  Returns 0, -1 on allocation failure. */
 int metrics_render(const struct metrics_input *in, struct evbuffer *out);
+/* Appends the HELP and TYPE lines of the family kraken_<name><suffix>
+ * (type "counter" or "gauge"), for the subsystems that add their own. */
+void metrics_header(struct evbuffer *out, const char *name, const char *suffix, const char *type,
+                    const char *help);
 
 /* Appends a JSON string literal for len bytes: printable ASCII as is, '"'
  * and '\\' escaped, every other byte as \u00XX (so any topic name gives

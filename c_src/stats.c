@@ -71,6 +71,8 @@ const struct stats_field stats_fields[] = {
       "What max_memory_bytes bounds: clients' buffers, queues, subscriptions, and retention"),
     M(cluster_links, STATS_U64, METRIC_GAUGE, "cluster_links", NULL,
       "Open links between cluster nodes, both directions (not counted as client connections)"),
+    M(disconnects_cluster, STATS_U64, METRIC_COUNTER, "disconnects", "cause=\"cluster\"",
+      "Client connections closed by the server, by cause" RESET),
 };
 const size_t stats_nfields = sizeof stats_fields / sizeof stats_fields[0];
 

@@ -24,6 +24,7 @@ struct engine_stats {
     uint64_t disconnects_idle;
     uint64_t disconnects_error;
     uint64_t disconnects_memory;       /* over max_memory_bytes (budget.h) */
+    uint64_t disconnects_cluster;      /* held what a lost or unreachable core owns (cluster.h) */
     uint64_t retention_trimmed_bytes;  /* released to stay under max_memory_bytes */
     uint64_t polls;               /* `get messages` requests */
 };
@@ -62,6 +63,7 @@ struct stats_snapshot {
     uint64_t retention_trimmed_bytes;
     uint64_t memory_counted_bytes;     /* what max_memory_bytes bounds (budget.h) */
     uint64_t cluster_links;            /* links between cluster nodes, both ways (not clients) */
+    uint64_t disconnects_cluster;
 };
 
 enum stats_type { STATS_I64, STATS_U64, STATS_STR };

@@ -53,12 +53,14 @@ setup() ->
     Dead = kraken_cluster_tests:free_port(),   % nobody listens there
     Port = kraken_cluster_tests:free_port(),
     RedisPort = kraken_cluster_tests:free_port(),
+    HttpPort = kraken_cluster_tests:free_port(),
     Ctx = Ctx0#{u1 => U1, u1_port => U1Port, dead_port => Dead, port => Port,
-                redis_port => RedisPort},
+                redis_port => RedisPort, http_port => HttpPort},
     Ups = io_lib:format("[\"127.0.0.1:~b\", \"127.0.0.1:~b\"]", [U1Port, Dead]),
     {0, Out} = script(Ctx, p4, ["start", "-kraken", "tcp_server_port", integer_to_list(Port),
                                 "-kraken", "listen_ip", "\"127.0.0.1\"",
                                 "-kraken", "redis_port", integer_to_list(RedisPort),
+                                "-kraken", "http_port", integer_to_list(HttpPort),
                                 "-kraken", "role", "proxy",
                                 "-kraken", "upstreams", lists:flatten(Ups)]
                                ++ kraken_cluster_tests:engine_args()),
@@ -151,6 +153,18 @@ refused(Ctx = #{u1_port := U1Port, dead_port := Dead, port := Port, tmp := Tmp})
     %% DROPPED counts the two refusals; the log says why.
     [Dropped] = [D || {N, _, _, _, _, _, _, D, _} <- status(Ctx), N =:= DeadName],
     ?assertEqual(2, Dropped),
+    %% /metrics says the same, per upstream (docs/operations.md, "Metrics").
+    Metrics = metrics(Ctx),
+    Series = fun(Family, Name) ->
+                     iolist_to_binary(["kraken_", Family, "{node=\"", Name,
+                                       "\",kind=\"upstream\"} "])
+             end,
+    [?assertMatch({match, _}, re:run(Metrics, ["(?m)^\\Q", Series(F, N), "\\E", V, "$"]))
+     || {F, N, V} <- [{"cluster_link_up", DeadName, "0"}, {"cluster_link_up", U1Name, "1"},
+                      {"cluster_dropped_entries_total", DeadName, "2"},
+                      {"cluster_dropped_entries_total", U1Name, "0"},
+                      {"cluster_forwarded_entries_total", U1Name, "[1-9][0-9]*"},
+                      {"cluster_link_connects_total", U1Name, "1"}]],
     Log = filename:join(Tmp, kraken_cluster_tests:node_name(Ctx, p4) ++ ".console.log"),
     {ok, Text} = file:read_file(Log),
     ?assertMatch({match, _}, re:run(Text, "core " ++ binary_to_list(DeadName) ++
@@ -237,6 +251,20 @@ child_refused(Ctx = #{u1_port := U1Port, dead_port := Dead, q_port := QPort, tmp
     ?assertEqual(nomatch, re:run(Text, "upstream link to core \\S+ \\(\\S+\\) lost")),
     [kraken_client:disconnect(X) || X <- [S, B]],
     ok.
+
+%% The /metrics page of p4.
+metrics(#{http_port := HttpPort}) ->
+    {ok, S} = gen_tcp:connect({127, 0, 0, 1}, HttpPort, [binary, {active, false}]),
+    ok = gen_tcp:send(S, <<"GET /metrics HTTP/1.0\r\n\r\n">>),
+    Page = read_all(S, <<>>),
+    gen_tcp:close(S),
+    Page.
+
+read_all(S, Acc) ->
+    case gen_tcp:recv(S, 0, 5000) of
+        {ok, B} -> read_all(S, <<Acc/binary, B/binary>>);
+        {error, closed} -> Acc
+    end.
 
 resp(Args) ->
     [io_lib:format("*~b\r\n", [length(Args)]),
@@ -335,13 +363,67 @@ alone() ->
         _ = os:cmd("kill " ++ integer_to_list(CorePid))
     end.
 
+%%% A view gone stale
+
+stale_test_() ->
+    {timeout, 30, {"a view gone stale (no confirmation for 1.5 s) disconnects the holders of "
+                   "shard channels a core would own, not those of shard channels a static "
+                   "upstream would own: those are served here (docs/cluster.md, \"Shard "
+                   "channels\")", fun stale_shards/0}}.
+
+stale_shards() ->
+    RedisPort = kraken_cluster_tests:free_port(),
+    {Port, _} = held_engine([{redis_port, RedisPort}]),
+    {Core, CorePort} = kraken_cluster_tests:standalone(kraken_cluster_tests:engine_path()),
+    {Up, UpPort} = kraken_cluster_tests:standalone(kraken_cluster_tests:engine_path()),
+    UpName = list_to_binary("127.0.0.1:" ++ integer_to_list(UpPort)),
+    try
+        ok = call(Port, 1, {cluster, {<<"p">>, [{<<"c1">>, <<"127.0.0.1">>, CorePort},
+                                                 {UpName, <<"127.0.0.1">>, UpPort, 1000}]}}),
+        pong = call(Port, 2, cluster_fresh),   % from now on the view can go stale
+        Names = [list_to_binary("stale_" ++ integer_to_list(I)) || I <- lists:seq(1, 60)],
+        Owners = [{call(Port, 10 + I, {cluster_owner, T}), T}
+                  || {I, T} <- lists:zip(lists:seq(1, length(Names)), Names)],
+        [TU | _] = [T || {O, T} <- Owners, O =:= UpName],
+        [TC | _] = [T || {O, T} <- Owners, O =:= <<"c1">>],
+        Sub = fun(T) ->
+                      {ok, R} = gen_tcp:connect({127, 0, 0, 1}, RedisPort,
+                                                [binary, {active, false}]),
+                      ok = gen_tcp:send(R, resp([<<"SSUBSCRIBE">>, T])),
+                      Reply = iolist_to_binary(["*3\r\n$10\r\nssubscribe\r\n",
+                                                resp_bulk(T), ":1\r\n"]),
+                      ?assertEqual(Reply, recv_n(R, byte_size(Reply))),
+                      R
+              end,
+        RU = Sub(TU),
+        RC = Sub(TC),
+        %% No confirmation from now on: after 1.5 s the view is stale.
+        ?assertEqual({error, closed}, gen_tcp:recv(RC, 0, 5000)),
+        ok = gen_tcp:send(RU, resp([<<"PING">>])),
+        Pong = <<"*2\r\n$4\r\npong\r\n$0\r\n\r\n">>,
+        ?assertEqual(Pong, recv_n(RU, byte_size(Pong))),
+        gen_tcp:close(RU)
+    after
+        catch port_close(Port),
+        [begin
+             {os_pid, Pid} = erlang:port_info(E, os_pid),
+             os:cmd("kill " ++ integer_to_list(Pid))
+         end || E <- [Core, Up]]
+    end.
+
+resp_bulk(X) ->
+    [$$, integer_to_list(byte_size(X)), "\r\n", X, "\r\n"].
+
 %% An engine started as kraken_engine starts it on a node in a cluster.
 held_engine() ->
+    held_engine([]).
+
+held_engine(Extra) ->
     Port = open_port({spawn_executable, kraken_cluster_tests:engine_path()},
                      [{packet, 4}, binary, exit_status, use_stdio, {args, []}]),
     true = port_command(Port, term_to_binary({config, [{tcp_server_port, 0},
                                                        {listen_ip, <<"127.0.0.1">>},
-                                                       {cluster_wait, 1}]})),
+                                                       {cluster_wait, 1} | Extra]})),
     {ready, Listen} = packet(Port, fun({ready, _}) -> true; (_) -> false end),
     {Port, Listen}.
 

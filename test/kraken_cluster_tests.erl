@@ -1175,9 +1175,14 @@ core_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
     timer:sleep(300),
     ok = kraken_client:publish(Pub, [{[Kept, Lost], <<"before">>}]),
     ok = wait_until(fun() -> kraken_client:receive_messages(X) =/= [] end, 5000),
+    Doomed = fun() -> [stat(Ctx, N, "disconnects_cluster") || N <- [p1, p2, c1]] end,
+    [D1, D2, DC] = Doomed(),
     T0 = erlang:monotonic_time(millisecond),
     _ = os:cmd("kill -9 " ++ integer_to_list(maps:get(c3, OsPids))),
     [closed_within(S, T0, 3000) || S <- [Y, Z, W, RP, RS]],
+    %% Counted by cause (stats, /metrics kraken_disconnects_total{cause="cluster"}):
+    %% Y and RS on p1, Z and RP on p2, W on c1.
+    ?assertEqual([D1 + 2, D2 + 2, DC + 1], Doomed()),
     ?assertEqual({error, timeout}, gen_tcp:recv(RK, 0, 100)),   % still there
     %% X was not disturbed: it still gets what is published to its topic.
     ok = kraken_client:publish(Pub, [{[Kept], <<"after">>}]),
@@ -1221,6 +1226,12 @@ core_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
     [gen_tcp:close(R) || R <- [RK, RKP]],
     [kraken_client:disconnect(S) || S <- [X, V, Pub]],
     ok.
+
+%% A figure of `bin/kraken stats' on node N.
+stat(Ctx, N, Name) ->
+    {0, St} = script(Ctx, N, ["stats"]),
+    {match, [V]} = re:run(St, "(?m)^" ++ Name ++ "\\s+(\\d+)$", [{capture, all_but_first, list}]),
+    list_to_integer(V).
 
 %% Everything S receives until the server closes it, within Ms of T0.
 bytes_until_closed(S, T0, Ms) ->

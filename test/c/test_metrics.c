@@ -20,6 +20,13 @@ static char *render(const struct metrics_input *in)
     return s;
 }
 
+/* What the engine's metrics_more hook adds (the cluster's, in a node). */
+static void more_families(struct evbuffer *out)
+{
+    metrics_header(out, "more", "", "gauge", "A family added by a subsystem");
+    evbuffer_add(out, "kraken_more 1\n", 14);
+}
+
 static void test_families_and_samples(void **state)
 {
     (void)state;
@@ -33,6 +40,7 @@ static void test_families_and_samples(void **state)
     snap.disconnects_idle = 5;
     snap.messages_published = 11;
     snap.engine_restarts = 2;
+    snap.disconnects_cluster = 3;
     struct metrics_shard shards[2] = {{10, 1000, 30}, {0, 0, 5}};
     struct entry_wait_hist h;
     memset(&h, 0, sizeof h);
@@ -41,7 +49,7 @@ static void test_families_and_samples(void **state)
     h.bucket[ENTRY_WAIT_BUCKETS - 1] = 1; /* > 300 s */
     h.count = 6;
     h.sum_ms = 400012;
-    struct metrics_input in = {&snap, shards, 2, &h};
+    struct metrics_input in = {&snap, shards, 2, &h, more_families};
     const char *s = render(&in);
     const char *want[] = {
         "# HELP kraken_build_info ",
@@ -55,6 +63,7 @@ static void test_families_and_samples(void **state)
         "kraken_disconnects_total{cause=\"idle\"} 5\n"
         "kraken_disconnects_total{cause=\"error\"} 0\n"
         "kraken_disconnects_total{cause=\"memory_budget\"} 0\n"
+        "kraken_disconnects_total{cause=\"cluster\"} 3\n"
         "kraken_disconnects_total{cause=\"too_many_clients\"} 7\n",
         "kraken_entries_published_total 11\n",
         "kraken_engine_restarts_total 2\n",
@@ -79,6 +88,9 @@ static void test_families_and_samples(void **state)
             fail();
         }
     }
+    /* a subsystem's families (the cluster's links) come last */
+    const char *tail = "# TYPE kraken_more gauge\nkraken_more 1\n";
+    assert_string_equal(s + strlen(s) - strlen(tail), tail);
     /* one HELP and one TYPE per family; fields outside /metrics stay out */
     const char *p = s;
     int helps = 0;
