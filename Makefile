@@ -50,7 +50,7 @@ APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
 .PHONY: all help deps engine erlang run test test-c test-erlang test-blackbox test-docs test-hostile test-fault \
         test-valgrind soak bench bench-cluster clean fuzz fuzz-smoke fuzz-build test-glob-diff test-resp-diff test-redis test-control test-http test-http-opt \
         install test-install test-partition test-hostile-opt test-control-opt test-c-and-redis \
-        test-original
+        test-original test-lint
 
 all: engine erlang
 
@@ -144,7 +144,7 @@ help:
 	@echo "make run          build, then bin/kraken run in the foreground; PORT=13000 and"
 	@echo "                  RUN_ARGS='-kraken NAME VALUE ...' choose options"
 	@echo "make test         every test suite (about 7 minutes on 2 CPUs)"
-	@echo "make test-c | test-erlang | test-blackbox | test-docs | test-hostile"
+	@echo "make test-lint | test-c | test-erlang | test-blackbox | test-docs | test-hostile"
 	@echo "     | test-fault | test-valgrind | test-partition | fuzz-smoke   one suite"
 	@echo "make bench | bench-cluster | soak | fuzz   longer runs, not in make test"
 	@echo "make test-original KRAKEN_ORIGINAL=DIR   a proxy in front of the original Kraken"
@@ -154,6 +154,11 @@ help:
 	@echo "make clean        remove what the build made"
 
 # ---- tests ----
+
+# The modules' include graph has no cycles (docs/architecture.md, "Layers");
+# reads the sources only, well under a second.
+test-lint:
+	/usr/bin/python3 test/lint/include_cycles.py
 
 build/test/%: test/c/%.c $(SAN_OBJ) $(HEADERS) test/c/test_util.h test/c/test_conn.h
 	@mkdir -p build/test
@@ -351,8 +356,8 @@ test-c-and-redis: all
 	$(MAKE) -j2 --output-sync=target test-c test-redis fuzz-build
 
 # Every suite, one after the other (each says how long it took: make test
-# must stay under 10 minutes).
-TEST_SUITES := test-c-and-redis test-glob-diff test-resp-diff test-erlang test-blackbox test-docs \
+# must stay under 10 minutes); test-lint (the include graph) first.
+TEST_SUITES := test-lint test-c-and-redis test-glob-diff test-resp-diff test-erlang test-blackbox test-docs \
                test-hostile test-http test-fault test-control test-install test-partition \
                test-valgrind fuzz-smoke
 test: all

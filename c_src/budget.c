@@ -1,20 +1,9 @@
 /* budget.c - the global memory budget; see budget.h. */
 #include "budget.h"
 
-#include <event2/buffer.h>
 #include <stdlib.h>
 
 #include "engine.h"
-
-size_t budget_conn_bytes(const struct conn *c)
-{
-    size_t n = c->sub.queue.bytes + (size_t)c->sub.subs.count * BUDGET_SUB_COST;
-    if (c->in)
-        n += evbuffer_get_length(c->in);
-    if (c->out)
-        n += evbuffer_get_length(c->out);
-    return n;
-}
 
 struct usage {
     size_t bytes;
@@ -37,7 +26,7 @@ struct budget_result budget_enforce(struct engine *eng, const struct budget_acti
     size_t clients = 0;
     for (const struct conn *c = eng->oldest; c; c = c->newer)
         if (!conn_is_closing(c))
-            clients += budget_conn_bytes(c);
+            clients += conn_counted_bytes(c);
     size_t retained = (size_t)router_retained_bytes(&eng->router);
     res.total = clients + retained;
     if (res.total <= limit)
@@ -60,8 +49,8 @@ struct budget_result budget_enforce(struct engine *eng, const struct budget_acti
             struct conn *big = NULL;
             size_t most = 0;
             for (struct conn *c = eng->oldest; c; c = c->newer)
-                if (!conn_is_closing(c) && budget_conn_bytes(c) > most) {
-                    most = budget_conn_bytes(c);
+                if (!conn_is_closing(c) && conn_counted_bytes(c) > most) {
+                    most = conn_counted_bytes(c);
                     big = c;
                 }
             if (!big)
@@ -74,7 +63,7 @@ struct budget_result budget_enforce(struct engine *eng, const struct budget_acti
     }
     for (struct conn *c = eng->oldest; c; c = c->newer)
         if (!conn_is_closing(c))
-            u[n++] = (struct usage){budget_conn_bytes(c), c};
+            u[n++] = (struct usage){conn_counted_bytes(c), c};
     qsort(u, n, sizeof *u, by_bytes_desc);
     for (size_t i = 0; i < n && excess > 0 && u[i].bytes > 0; i++) {
         act->disconnect(u[i].c, u[i].bytes, arg);

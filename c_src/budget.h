@@ -4,7 +4,8 @@
  * What is counted: for each connection, its input and output buffers, its
  * queue of undelivered entries (their serialised size: shared entries are
  * counted once per queue, which overestimates, never under) and its
- * subscriptions (BUDGET_SUB_COST bytes each); plus the retention rings.
+ * subscriptions (CONN_SUB_COST bytes each: conn_counted_bytes(), conn.h);
+ * plus the retention rings.
  * That is the memory clients can make the engine hold; the rest (code, the
  * topic index of live subscriptions, free lists) is bounded by the other
  * options.
@@ -28,9 +29,6 @@ struct conn;
 struct engine;
 
 #define BUDGET_INTERVAL_MS 50
-#define BUDGET_SUB_COST 48
-
-size_t budget_conn_bytes(const struct conn *c);
 
 struct budget_result {
     size_t total;            /* counted before enforcing */

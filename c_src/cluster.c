@@ -15,8 +15,6 @@
 #include "cluster_internal.h"
 #include "engine.h"
 #include "log.h"
-#include "proto_link.h"
-#include "server.h"
 
 struct cluster_state cl;
 
@@ -36,7 +34,7 @@ int cluster_owner_name(const char *topic, size_t len, const char **name, size_t 
 
 bool cluster_active(void)
 {
-    return cl.srv != NULL; /* it had a view: a node of a cluster */
+    return cl.net.eng != NULL; /* it had a view: a node of a cluster */
 }
 
 /* A proxy that sees no live core owns nothing (a core is always in its own
@@ -44,7 +42,7 @@ bool cluster_active(void)
  * its retention cannot vouch for anything. */
 static bool alone(void)
 {
-    return cl.srv && cl.n == 0;
+    return cl.net.eng && cl.n == 0;
 }
 
 /* Up: connected and answered its handshake (or first poll).  While a link is
@@ -141,7 +139,7 @@ static void free_core(struct cluster_core *k)
 {
     if (k->link) {
         link_state(k->link)->core = NULL;
-        server_doom(k->link, NULL);
+        cl.net.doom(k->link, NULL);
     }
     if (k->retry)
         event_free(k->retry);
@@ -151,7 +149,7 @@ static void free_core(struct cluster_core *k)
         event_free(k->ping);
     if (k->pend)
         evbuffer_free(k->pend);
-    pin_fifo_free(&k->unpin, &cl.srv->eng.router.topics, k);
+    pin_fifo_free(&k->unpin, &cl.net.eng->router.topics, k);
     ack_fifo_fail(&k->acks, cluster_ack_quiet, NULL); /* their clients were disconnected, or all go */
     cluster_retro_fail(k);
     cluster_subref_free(k);
@@ -159,9 +157,10 @@ static void free_core(struct cluster_core *k)
     free(k);
 }
 
-static void on_stop(struct server *srv)
+void cluster_stop(void)
 {
-    (void)srv;
+    if (!cl.net.eng)
+        return; /* never configured */
     for (size_t i = 0; i < cl.n; i++) {
         if (cl.cores[i]->link)
             link_state(cl.cores[i]->link)->core = NULL;
@@ -193,13 +192,13 @@ static void doom_alone_holders(void)
              "none was were disconnected", n);
 }
 
-int cluster_configure(struct server *srv, const char *self, size_t self_len,
+int cluster_configure(const struct cluster_net *net, const char *self, size_t self_len,
                       const struct cluster_member *m, size_t n,
                       const struct cluster_name *miss_own, size_t nmiss_own,
                       const struct cluster_name *miss_alt, size_t nmiss_alt, char *err,
                       size_t errlen)
 {
-    bool was_alone = cl.srv && cl.n == 0;
+    bool was_alone = cl.net.eng && cl.n == 0;
     for (size_t i = 0; i < n; i++) {
         if (m[i].name_len == 0 || m[i].port < 1 || m[i].port > 65535 || m[i].poll_ms < 0 ||
             strlen(m[i].host) >= sizeof cl.cores[0]->host) {
@@ -212,23 +211,22 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
                 return -1;
             }
     }
-    if (!cl.srv) {
-        cl.srv = srv;
-        cl.flush_ev = event_new(srv->base, -1, 0, flush_cb, NULL);
+    if (!cl.net.eng) {
+        cl.flush_ev = event_new(net->base, -1, 0, flush_cb, NULL);
         if (!cl.flush_ev) {
-            cl.srv = NULL;
             snprintf(err, errlen, "out of memory");
             return -1;
         }
-        srv->on_stop = on_stop;
-        srv->eng.router.cfg.topic_hook = cluster_on_topic;
-        srv->eng.router.cfg.published = cluster_on_published;
-        srv->eng.router.cfg.retro_classify = cluster_retro_classify;
-        srv->eng.router.cfg.retro_defer = cluster_retro_defer;
-        srv->eng.router.cfg.to_peers = cluster_to_peers;
-        srv->eng.router.cfg.pattern_hook = cluster_on_pattern;
-        srv->eng.router.cfg.pattern_to_peers = cluster_pattern_to_peers;
-        srv->eng.metrics_more = cluster_metrics;
+        cl.net = *net;
+        struct router_config *rc = &net->eng->router.cfg;
+        rc->topic_hook = cluster_on_topic;
+        rc->published = cluster_on_published;
+        rc->retro_classify = cluster_retro_classify;
+        rc->retro_defer = cluster_retro_defer;
+        rc->to_peers = cluster_to_peers;
+        rc->pattern_hook = cluster_on_pattern;
+        rc->pattern_to_peers = cluster_pattern_to_peers;
+        net->eng->metrics_more = cluster_metrics;
     }
     struct cluster_core **cores = calloc(n + 1, sizeof *cores);
     bool *kept = calloc(cl.n + 1, sizeof *kept);
@@ -268,7 +266,7 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
             snprintf(k->host, sizeof k->host, "%s", m[i].host);
             k->port = m[i].port;
             k->self = m[i].name_len == self_len && !memcmp(m[i].name, self, self_len);
-            cluster_link_events(k, srv->base);
+            cluster_link_events(k, cl.net.base);
             k->asked_ms = -1;
             k->poll_ms = m[i].poll_ms;
             k->parent = m[i].parent;
@@ -317,7 +315,7 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
             continue;
         if (o->link) {
             link_state(o->link)->core = NULL;
-            server_doom(o->link, NULL);
+            cl.net.doom(o->link, NULL);
             o->link = NULL;
         }
         evtimer_del(o->retry);
@@ -332,7 +330,7 @@ int cluster_configure(struct server *srv, const char *self, size_t self_len,
             klog(LOG_WARNING, "cluster: core %s left the live set", o->name);
             cluster_doom_holders((int)j, "which left the cluster");
         }
-        pin_drop(&o->unpin, &srv->eng.router.topics, o); /* nothing more comes from it */
+        pin_drop(&o->unpin, &cl.net.eng->router.topics, o); /* nothing more comes from it */
         cluster_pub_lost(o);
         ack_fifo_fail(&o->acks, cluster_ack_done, o);
         cluster_retro_fail(o);
@@ -428,11 +426,11 @@ size_t cluster_status(struct cluster_core_status *out, size_t max)
             .sent = k->sent, .dropped = k->dropped, .links = k->links,
         };
     }
-    if (cl.srv) {
+    if (cl.net.eng) {
         struct count c = {out, max};
-        topic_foreach(&cl.srv->eng.router.topics, TOPIC_NS_CHANNEL, count_topic, &c);
+        topic_foreach(&cl.net.eng->router.topics, TOPIC_NS_CHANNEL, count_topic, &c);
         if (cluster_ns_travels(TOPIC_NS_SHARD))
-            topic_foreach(&cl.srv->eng.router.topics, TOPIC_NS_SHARD, count_topic, &c);
+            topic_foreach(&cl.net.eng->router.topics, TOPIC_NS_SHARD, count_topic, &c);
     }
     return cl.n;
 }

@@ -14,8 +14,9 @@
  *   - entries pushed by an owner are published into the local router with
  *     the link as publisher, and never forwarded again.
  * A proxy is a node that owns nothing.  Links are outbound connections, one
- * per remote core (proto_link.c), made with server_connect(); a core sees
- * one connection per node that needs it.
+ * per remote core (proto_link.c), made with the owner's connect
+ * (struct cluster_net: server_connect()); a core sees one connection per
+ * node that needs it.
  *
  * A proxy below proxies gets its parents as its cores (member.parent).
  *
@@ -51,8 +52,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct server;
-struct conn;
+#include "conn.h"
+
+struct cluster_core;
+struct engine;
+struct event_base;
 struct proto_slice;
 
 /* The Kraken protocol's answer to a publish refused by cluster_reachable()
@@ -82,6 +86,36 @@ struct cluster_name {
     size_t len;
 };
 
+/* What the cluster acts on, given by its owner (cluster_control.c, from the
+ * server) with the first configuration: the engine whose router's hooks it
+ * sets, the event loop of its timers, and the network side (server.c):
+ * opening a link (proto_link.c) to a core, dooming a connection
+ * (server_doom()), writing what a connection's output holds (server_kick()).
+ * The cluster knows no sockets and no server. */
+struct cluster_net {
+    struct engine *eng;
+    struct event_base *base;
+    /* A link to ip (numeric):port, connecting in the background; NULL
+     * with a reason in err. */
+    struct conn *(*connect)(void *arg, const char *ip, int port, char *err, size_t errlen);
+    void *arg;
+    void (*doom)(struct conn *c, const char *line);
+    void (*kick)(struct conn *c);
+};
+
+/* A link's protocol state (proto_link.c; conn_pstate() of a link). */
+struct link_state {
+    struct cluster_core *core; /* NULL once detached: its closing concerns nobody */
+    bool up;                   /* the peer answered the handshake */
+    bool eof;                  /* the peer closed the connection before that */
+    uint64_t received;         /* entries received from the peer */
+};
+
+static inline struct link_state *link_state(struct conn *c)
+{
+    return conn_pstate(c);
+}
+
 /* Sets this node's name and the live cores (self among them for a core),
  * and the cores that the view makes owners (miss_own) or, during a move,
  * owners of the other set (miss_alt) but that are not live here: a topic
@@ -90,12 +124,16 @@ struct cluster_name {
  * refuse it (docs/cluster.md, "Partitions").  Returns 0, or -1 when out
  * of memory or given a bad member (nothing changed).  A `version` then
  * goes on every link, behind the subscription changes: cluster_synced()
- * says when every one was answered. */
-int cluster_configure(struct server *srv, const char *self, size_t self_len,
+ * says when every one was answered.  net: read on the first call only. */
+int cluster_configure(const struct cluster_net *net, const char *self, size_t self_len,
                       const struct cluster_member *cores, size_t n,
                       const struct cluster_name *miss_own, size_t nmiss_own,
                       const struct cluster_name *miss_alt, size_t nmiss_alt, char *err,
                       size_t errlen);
+
+/* The server stops (before its connections close): the cluster frees its
+ * state and forgets its links; nothing when it was never configured. */
+void cluster_stop(void);
 
 enum cluster_link_state { CLUSTER_SELF, CLUSTER_UP, CLUSTER_CONNECTING, CLUSTER_DOWN,
                           CLUSTER_POLLING };

@@ -27,6 +27,7 @@
 
 #include "cluster.h"
 #include "log.h"
+#include "proto_link.h"
 #include "server.h"
 
 #define MAX_CORES 1024
@@ -108,6 +109,19 @@ static int decode_missing(const char *buf, int *idx, char **texts, int *ntexts,
     return n ? ei_decode_list_header(buf, idx, &n) : 0; /* the tail */
 }
 
+/* The cluster's network side (struct cluster_net): this engine's server. */
+static struct conn *cluster_connect(void *srv, const char *ip, int port, char *err,
+                                    size_t errlen)
+{
+    return server_connect(srv, &proto_link, ip, port, err, errlen);
+}
+
+static void cluster_on_stop(struct server *srv)
+{
+    (void)srv;
+    cluster_stop();
+}
+
 static void handle_cluster(struct server *srv, const char *buf, int *idx, ei_x_buff *x)
 {
     int arity, n = 0;
@@ -166,7 +180,9 @@ static void handle_cluster(struct server *srv, const char *buf, int *idx, ei_x_b
         (decode_missing(buf, idx, texts, &ntexts, miss, &nmiss[0]) < 0 ||
          decode_missing(buf, idx, texts, &ntexts, miss + MAX_CORES, &nmiss[1]) < 0))
         goto bad;
-    if (cluster_configure(srv, self, self_len, m, (size_t)n, miss, nmiss[0],
+    struct cluster_net net = {&srv->eng, srv->base, cluster_connect, srv, server_doom, server_kick};
+    srv->on_stop = cluster_on_stop;
+    if (cluster_configure(&net, self, self_len, m, (size_t)n, miss, nmiss[0],
                           miss + MAX_CORES, nmiss[1], err, sizeof err) < 0)
         goto bad;
     /* The first view: clients held until now are served once its links are

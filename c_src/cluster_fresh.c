@@ -47,7 +47,6 @@
 #include "cluster_internal.h"
 #include "engine.h"
 #include "log.h"
-#include "server.h"
 
 #define FRESH_STALE_MS 1500 /* the others count a member silent this long failed at 1600 */
 #define FRESH_HOLD_MS 1000
@@ -56,7 +55,7 @@
 /* Whether the view may be stale now; notes when that began. */
 static bool stale(int64_t now)
 {
-    if (!cl.stale_at && cl.fresh_ms && cl.srv && now - cl.fresh_ms > FRESH_STALE_MS) {
+    if (!cl.stale_at && cl.fresh_ms && cl.net.eng && now - cl.fresh_ms > FRESH_STALE_MS) {
         cl.stale_at = now;
         cl.stale_refused = 0;
         klog(LOG_WARNING, "cluster: no confirmation of the cluster's view from this node for "
@@ -92,9 +91,9 @@ static void check_cb(evutil_socket_t fd, short what, void *arg)
 
 int cluster_fresh_start(void)
 {
-    if (cl.fresh_ms && cl.srv && !cl.fresh_ev) {
+    if (cl.fresh_ms && cl.net.eng && !cl.fresh_ev) {
         struct timeval tv = {0, CHECK_MS * 1000};
-        cl.fresh_ev = event_new(cl.srv->base, -1, EV_PERSIST, check_cb, NULL);
+        cl.fresh_ev = event_new(cl.net.base, -1, EV_PERSIST, check_cb, NULL);
         if (!cl.fresh_ev || event_add(cl.fresh_ev, &tv) < 0)
             return -1;
     }

@@ -31,7 +31,6 @@ struct topic;
 struct event;
 struct event_base;
 struct evbuffer;
-struct server;
 struct subscriber;
 struct topic;
 struct cluster_retro_req;
@@ -99,7 +98,7 @@ struct owner_set {
 };
 
 struct cluster_state {
-    struct server *srv;
+    struct cluster_net net; /* from the first cluster_configure(); net.eng: NULL until then */
     char *self;
     size_t self_len;
     struct cluster_core **cores; /* the live cores: one link to each */

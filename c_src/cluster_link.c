@@ -17,8 +17,6 @@
 #include "cluster_internal.h"
 #include "engine.h"
 #include "log.h"
-#include "proto_link.h"
-#include "server.h"
 
 #define RETRY_MS 300
 /* Link liveness: a `version` every PING_MS on a push link (a poll on a
@@ -50,11 +48,11 @@ static void printable(char *buf, size_t size, const char *p, size_t len)
  * held publish's reply becomes the publish error (Redis too). */
 static void disconnect(struct conn *c)
 {
-    router_remove_subscriber(&cl.srv->eng.router, &c->sub);
+    router_remove_subscriber(&cl.net.eng->router, &c->sub);
     c->sub.overflowed = true; /* route nothing more to it */
-    cl.srv->eng.stats.disconnects_cluster++;
+    cl.net.eng->stats.disconnects_cluster++;
     bool pub = c->held_pub; /* (its failed wait may be gone already) */
-    server_doom(c, c->ops->kind == PROTO_KIND_KRAKEN ? CLUSTER_ERR_UNAVAILABLE
+    cl.net.doom(c, c->ops->kind == PROTO_KIND_KRAKEN ? CLUSTER_ERR_UNAVAILABLE
                    : pub ? "-ERR cluster core unavailable: not published\r\n"
                          : NULL);
 }
@@ -85,7 +83,7 @@ void cluster_ack_done(struct ack_holder *h, bool ok, void *arg)
             return;
         }
         c->held_sub = c->held_pub = false;
-        server_kick(c);
+        cl.net.kick(c);
         return;
     }
     if (c->state == CONN_DOOMED)
@@ -188,7 +186,7 @@ uint32_t cluster_doom_holders(int kidx, const char *why)
 
 uint32_t cluster_doom_marked(int kidx, uint64_t mark, const char *why)
 {
-    struct engine *eng = &cl.srv->eng;
+    struct engine *eng = cl.net.eng;
     uint32_t count = 0;
     for (struct conn *c = engine_oldest_conn(eng), *next; c; c = next) {
         next = engine_next_conn(c);
@@ -260,7 +258,7 @@ static void ping_cb(evutil_socket_t fd, short what, void *arg)
         klog(link_state(c)->up ? LOG_WARNING : LOG_DEBUG,
              "cluster: core %s (%s) did not answer for %" PRId64 " ms; closing the link",
              k->name, c->peer, now - k->asked_ms);
-        server_doom(c, NULL);
+        cl.net.doom(c, NULL);
         return;
     }
     if (k->polling || k->asked_ms >= 0)
@@ -269,7 +267,7 @@ static void ping_cb(evutil_socket_t fd, short what, void *arg)
     cluster_emit(k);
     evbuffer_add(c->out, "version\r\n", 9);
     k->ver_sent++;
-    server_kick(c);
+    cl.net.kick(c);
 }
 
 void cluster_link_barrier(struct cluster_core *k)
@@ -283,7 +281,7 @@ void cluster_link_barrier(struct cluster_core *k)
     k->ver_sent++;
     if (k->asked_ms < 0)
         k->asked_ms = engine_now_ms(); /* a request like a ping: its answer is due */
-    server_kick(c);
+    cl.net.kick(c);
 }
 
 void cluster_link_answered(struct conn *link)
@@ -323,7 +321,7 @@ void cluster_open_link(struct cluster_core *k)
         k->reopen = false;
     }
     char err[256];
-    struct conn *c = server_connect(cl.srv, &proto_link, k->host, k->port, err, sizeof err);
+    struct conn *c = cl.net.connect(cl.net.arg, k->host, k->port, err, sizeof err);
     if (!c) {
         klog(LOG_WARNING, "cluster: cannot connect to core %s: %s", k->name, err);
         k->reopen = true;
@@ -332,7 +330,7 @@ void cluster_open_link(struct cluster_core *k)
     }
     link_state(c)->core = k;
     c->sub.id |= CLUSTER_LINK_ID_BIT; /* what it publishes here is from a core */
-    k->link_seq = cl.srv->eng.router.seq;
+    k->link_seq = cl.net.eng->router.seq;
     c->sub.push = true; /* exempt from the idle sweep: a link has nothing to ask */
     k->link = c;
     k->links++;
@@ -359,7 +357,7 @@ void cluster_open_link(struct cluster_core *k)
         k->ver_sent++;
         cluster_pattern_link_open(k); /* (batched: before any sync barrier) */
     }
-    server_kick(c);
+    cl.net.kick(c);
 }
 
 static void poll_cb(evutil_socket_t fd, short what, void *arg)
@@ -373,7 +371,7 @@ static void poll_cb(evutil_socket_t fd, short what, void *arg)
     if (k->asked_ms < 0)
         k->asked_ms = engine_now_ms();
     evbuffer_add(k->link->out, "get messages\r\n", 14);
-    server_kick(k->link);
+    cl.net.kick(k->link);
 }
 
 bool cluster_link_push_refused(struct conn *link)
@@ -407,7 +405,7 @@ void cluster_link_closed(struct conn *link)
              "refused); polling it every %d ms", k->name, k->poll_ms);
     }
     k->link = NULL;
-    pin_drop(&k->unpin, &cl.srv->eng.router.topics, k); /* nothing more comes on it */
+    pin_drop(&k->unpin, &cl.net.eng->router.topics, k); /* nothing more comes on it */
     k->unpin_ask = false;
     if (k->poll)
         event_del(k->poll);

@@ -22,7 +22,6 @@
 #include "cluster_internal.h"
 #include "conn.h"
 #include "metrics.h"
-#include "proto_link.h"
 
 /* A label value, escaped as the exposition format asks. */
 static void label(struct evbuffer *out, const char *p, size_t len)

@@ -29,8 +29,7 @@
 #include <string.h>
 
 #include "cluster_internal.h"
-#include "proto_link.h"
-#include "server.h"
+#include "engine.h"
 
 int cluster_set_build(struct owner_set *s, struct cluster_core **cores, const bool *pick,
                       size_t n)
@@ -84,7 +83,7 @@ struct cluster_core *cluster_upstream_named(const char *name, size_t len)
 {
     uint64_t h = cluster_name_hash(name, len);
     const struct topic *t =
-        cl.sticky ? topic_find(&cl.srv->eng.router.topics, TOPIC_NS_CHANNEL, name, len) : NULL;
+        cl.sticky ? topic_find(&cl.net.eng->router.topics, TOPIC_NS_CHANNEL, name, len) : NULL;
     int k = cluster_owner_of(t, h);
     return k >= 0 && !cl.cores[k]->self ? cl.cores[k] : NULL;
 }
@@ -226,11 +225,11 @@ static int move_topic(const struct topic *ct, void *arg)
 void cluster_move_subscriptions(const struct owner_set *old_cur, const struct owner_set *old_alt,
                                 struct cluster_core **old_cores)
 {
-    uint64_t jumped = ++cl.srv->eng.router.epoch;
-    struct old_sets o = {old_cur, old_alt, old_cores, jumped, ++cl.srv->eng.router.epoch, -1};
-    topic_foreach(&cl.srv->eng.router.topics, TOPIC_NS_CHANNEL, move_topic, &o);
+    uint64_t jumped = ++cl.net.eng->router.epoch;
+    struct old_sets o = {old_cur, old_alt, old_cores, jumped, ++cl.net.eng->router.epoch, -1};
+    topic_foreach(&cl.net.eng->router.topics, TOPIC_NS_CHANNEL, move_topic, &o);
     if (cluster_ns_travels(TOPIC_NS_SHARD))
-        topic_foreach(&cl.srv->eng.router.topics, TOPIC_NS_SHARD, move_topic, &o);
+        topic_foreach(&cl.net.eng->router.topics, TOPIC_NS_SHARD, move_topic, &o);
     cluster_doom_marked(-1, o.jumped, "which this node served and which moved to another core "
                         "while this node was out of the cluster (it may have missed entries)");
     if (o.to >= 0)
@@ -248,7 +247,7 @@ void cluster_sync_mark(void)
         cluster_emit(k); /* what is batched goes first */
         evbuffer_add(c->out, "version\r\n", 9);
         k->sync_ver = ++k->ver_sent;
-        server_kick(c);
+        cl.net.kick(c);
     }
 }
 
@@ -269,7 +268,7 @@ void cluster_link_version(struct conn *link)
         return;
     k->ver_answered++;
     if (k->unpin.n) /* below parents: the unsubscribes it processed (cluster_pin.h) */
-        pin_answered(&k->unpin, &cl.srv->eng.router.topics, k, k->ver_answered);
+        pin_answered(&k->unpin, &cl.net.eng->router.topics, k, k->ver_answered);
 }
 
 bool cluster_is_link(const struct subscriber *s)

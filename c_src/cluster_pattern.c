@@ -38,7 +38,6 @@
 
 #include "cluster_internal.h"
 #include "engine.h"
-#include "server.h"
 
 bool cluster_pattern_carried(const struct cluster_core *k)
 {
@@ -54,7 +53,7 @@ static int send_one(const char *name, size_t len, void *arg)
 void cluster_pattern_link_open(struct cluster_core *k)
 {
     if (cluster_pattern_carried(k))
-        router_foreach_local_pattern(&cl.srv->eng.router, send_one, k);
+        router_foreach_local_pattern(&cl.net.eng->router, send_one, k);
 }
 
 /* Whether core index k is an owner under set s. */

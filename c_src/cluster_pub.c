@@ -35,7 +35,7 @@
 
 #include "cluster_internal.h"
 #include "log.h"
-#include "server.h"
+#include "engine.h"
 
 /* The cores the current request's entries were forwarded to. */
 static struct cluster_core **touched;

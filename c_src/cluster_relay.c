@@ -72,8 +72,6 @@
 #include "cluster_internal.h"
 #include "engine.h"
 #include "log.h"
-#include "proto_link.h"
-#include "server.h"
 
 struct cluster_relay {
     struct qitem *v; /* the answer's items (queue.h), by source */
@@ -83,7 +81,7 @@ struct cluster_relay {
 
 static struct router *router(void)
 {
-    return &cl.srv->eng.router;
+    return &cl.net.eng->router;
 }
 
 void cluster_relay_free(struct conn *c)
@@ -169,7 +167,7 @@ void cluster_relay_finish(struct conn *c)
     if (rc == -2)
         klog(LOG_WARNING, "client %" PRIu64 " (%s): a link_retro answer is longer than "
              "max_client_queue_bytes (%zu); answering NOT_FOUND", c->sub.id, c->peer,
-             cl.srv->eng.cfg.max_queue_bytes);
+             cl.net.eng->cfg.max_queue_bytes);
     else if (rc < 0 || insert_before_reply(c, blocks) < 0) {
         klog(LOG_ERROR, "client %" PRIu64 " (%s): out of memory relaying a link_retro answer; "
              "answering NOT_FOUND", c->sub.id, c->peer);
@@ -255,7 +253,7 @@ int cluster_child_lost(struct conn *c, int kidx, uint64_t mark, const char *why)
                  (int)(v[0]->len < 64 ? v[0]->len : 64), v[0]->name, n > 1 ? " ..." : "", why);
         for (size_t i = 0; i < n; i++)
             router_unsubscribe(r, &c->sub, v[i]->name, v[i]->len);
-        server_kick(c);
+        cl.net.kick(c);
     }
     for (size_t i = 0; i < n; i++)
         topic_unref(&r->topics, v[i]);
@@ -350,7 +348,7 @@ bool cluster_child_release(struct conn *c)
         return false;
     }
     c->held_sub = c->held_pub = false;
-    server_kick(c);
+    cl.net.kick(c);
     return true;
 }
 

@@ -50,11 +50,10 @@
 #include "cluster_retro.h"
 #include "engine.h"
 #include "log.h"
-#include "server.h"
 
 static struct router *router(void)
 {
-    return &cl.srv->eng.router;
+    return &cl.net.eng->router;
 }
 void cluster_retro_req_free(struct cluster_retro_req *q)
 {
@@ -317,7 +316,7 @@ static bool ask(struct cluster_core *k, struct conn *c, struct topic *const *ts,
     else
         k->retro_head = q;
     k->retro_tail = q;
-    server_kick(k->link);
+    cl.net.kick(k->link);
 
     bool was_held = conn_held(c);
     if (ack_wait(&k->acks, &c->acks, q->ack) < 0)

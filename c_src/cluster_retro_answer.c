@@ -38,12 +38,10 @@
 #include "cluster_retro.h"
 #include "engine.h"
 #include "log.h"
-#include "proto_link.h"
-#include "server.h"
 
 static struct router *router(void)
 {
-    return &cl.srv->eng.router;
+    return &cl.net.eng->router;
 }
 
 /* Grows *v (of *cap entries) to hold n. */
@@ -67,7 +65,7 @@ static void too_long(struct cluster_retro_req *q)
 {
     klog(LOG_WARNING, "cluster: core %s's retroactive answer for %s %" PRIu64 " (%s) is longer "
          "than max_client_queue_bytes (%zu); answering NOT_FOUND", q->core->name,
-         q->conn->ops->log_name, q->conn->sub.id, q->conn->peer, cl.srv->eng.cfg.max_queue_bytes);
+         q->conn->ops->log_name, q->conn->sub.id, q->conn->peer, cl.net.eng->cfg.max_queue_bytes);
     cluster_retro_refuse(q->conn);
     for (size_t i = 0; i < q->ngot; i++)
         entry_unref(q->got[i]);
@@ -85,7 +83,7 @@ int cluster_link_retro_block(struct conn *link, int64_t time, const char *block,
              k ? k->name : "?");
         return -1;
     }
-    struct engine *eng = &cl.srv->eng;
+    struct engine *eng = cl.net.eng;
     struct router *r = router();
     if (q->conn && !q->refused && (q->got_bytes += len) > eng->cfg.max_queue_bytes)
         too_long(q);

@@ -44,7 +44,6 @@
 
 #include "cluster_internal.h"
 #include "engine.h"
-#include "server.h"
 #include "topic.h"
 
 #define HIST_MAX 32
@@ -130,7 +129,7 @@ uint64_t cluster_served_next_id(void)
 
 struct cluster_point cluster_served_now(void)
 {
-    return (struct cluster_point){engine_unix_time(), ++cl.srv->eng.router.seq};
+    return (struct cluster_point){engine_unix_time(), ++cl.net.eng->router.seq};
 }
 
 void cluster_served_push(struct cluster_point at)
@@ -226,7 +225,7 @@ int cluster_served_owners(const struct topic *t, bool by_seq, int64_t h, int *ou
      * name or elsewhere (a whole cluster restarted), is not vouched for,
      * as on a single node.  A register horizon is after the start. */
     bool whole = nth(0)->id == 1 && floor_at.time == INT64_MIN &&
-                 (by_seq || h >= cl.srv->eng.router.start_time);
+                 (by_seq || h >= cl.net.eng->router.start_time);
     long first = cluster_hist_first(at, count, whole, by_seq, h);
     if (first < 0)
         return -1;

@@ -26,7 +26,7 @@
 
 bool cluster_shards_travel(void)
 {
-    return cl.srv && cluster_ns_travels(TOPIC_NS_SHARD);
+    return cl.net.eng && cluster_ns_travels(TOPIC_NS_SHARD);
 }
 
 bool cluster_ns_travels(enum topic_ns ns)

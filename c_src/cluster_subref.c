@@ -24,7 +24,6 @@
 #include "cluster_internal.h"
 #include "engine.h"
 #include "log.h"
-#include "server.h"
 #include "topic.h"
 
 struct cluster_subref {
@@ -73,7 +72,7 @@ bool cluster_subref_refused(struct cluster_core *k, int kidx)
     struct cluster_subref *r = k->subref_head;
     if (!r || r->seq != k->acks.answered + 1)
         return false; /* the refused request is not a subscribe batch */
-    struct engine *eng = &cl.srv->eng;
+    struct engine *eng = cl.net.eng;
     uint64_t mark = ++eng->router.epoch;
     uint32_t held = 0;
     for (size_t i = 0; i < r->len;) {

@@ -29,8 +29,6 @@
 #include "cluster_internal.h"
 #include "engine.h"
 #include "log.h"
-#include "proto_link.h"
-#include "server.h"
 
 #define PEND_MAX (256u << 10)
 
@@ -72,7 +70,7 @@ void cluster_emit(struct cluster_core *k)
         evbuffer_add(c->out, "\r\n", 2);
         size_t waiting = evbuffer_get_length(c->out);
         if (keep_failed) {
-            server_doom(c, NULL); /* a refusal could not be told to its topics' holders */
+            cl.net.doom(c, NULL); /* a refusal could not be told to its topics' holders */
         } else if (waiting > c->eng->cfg.max_queue_bytes) {
             /* The core does not read: give up on it as on a broken link
              * (its holders here are disconnected when the link closes). */
@@ -80,9 +78,9 @@ void cluster_emit(struct cluster_core *k)
                  "cluster: core %s is not reading its link (%zu bytes waiting, over "
                  "max_client_queue_bytes); closing the link",
                  k->name, waiting);
-            server_doom(c, NULL);
+            cl.net.doom(c, NULL);
         } else {
-            server_kick(c);
+            cl.net.kick(c);
         }
     }
     evbuffer_drain(k->pend, evbuffer_get_length(k->pend));
@@ -107,7 +105,7 @@ void cluster_flush(void)
  * limit it was accepted under; its forwarded copy lists fewer topics). */
 static struct evbuffer *batch(struct cluster_core *k, enum op op, size_t add)
 {
-    size_t limit = cl.srv->eng.cfg.max_request_bytes - 64;
+    size_t limit = cl.net.eng->cfg.max_request_bytes - 64;
     if (limit > PEND_MAX)
         limit = PEND_MAX;
     size_t have = evbuffer_get_length(k->pend);
@@ -157,7 +155,7 @@ void cluster_mark_upstream(struct topic *t)
     /* The event takes a number of the publish sequence of its own (entries'
      * seq may have gaps), so that a `register' horizon taken before it is
      * smaller, and one taken after it is not. */
-    t->upstream_seq = ++cl.srv->eng.router.seq;
+    t->upstream_seq = ++cl.net.eng->router.seq;
 }
 
 /* Subscriber s of topic t (owned by k) waits until k has acknowledged t's
@@ -214,7 +212,7 @@ static void on_topic_sticky(struct topic *t, struct subscriber *s, bool gained)
         cluster_topic_op(k, OP_SUB, t->name, t->len);
     } else if (k && !gained) {
         cluster_topic_op(k, OP_UNSUB, t->name, t->len);
-        if (pin_release(&k->unpin, &cl.srv->eng.router.topics, t, k,
+        if (pin_release(&k->unpin, &cl.net.eng->router.topics, t, k,
                         k->link ? k->ver_sent + 1 : 0) < 0)
             klog(LOG_ERROR, "cluster: out of memory noting the unsubscribe of topic %.*s at "
                  "parent %s: it goes by the hash at once (an entry in flight may come twice)",

@@ -1,11 +1,11 @@
-/* conn.c - allocation and release of connections; see conn.h. */
+/* conn.c - allocation and release of connections, and what the memory budget
+ * counts of one; see conn.h. */
 #include "conn.h"
 
+#include <event2/buffer.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "engine.h"
 
 struct conn *conn_new(struct engine *eng, const struct proto_ops *ops, uint64_t id,
                       const char *peer, int64_t now_ms)
@@ -27,10 +27,20 @@ struct conn *conn_new(struct engine *eng, const struct proto_ops *ops, uint64_t 
     return c;
 }
 
-void conn_free(struct conn *c)
+void conn_free(struct conn *c, struct router *r)
 {
     if (c->ops->release)
         c->ops->release(c);
-    router_remove_subscriber(&c->eng->router, &c->sub);
+    router_remove_subscriber(r, &c->sub);
     free(c);
+}
+
+size_t conn_counted_bytes(const struct conn *c)
+{
+    size_t n = c->sub.queue.bytes + (size_t)c->sub.subs.count * CONN_SUB_COST;
+    if (c->in)
+        n += evbuffer_get_length(c->in);
+    if (c->out)
+        n += evbuffer_get_length(c->out);
+    return n;
 }

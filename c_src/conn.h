@@ -153,12 +153,17 @@ static inline bool conn_blocked(const struct conn *c)
     return conn_held(c) && c->held_sub;
 }
 
+/* What the memory budget (max_memory_bytes, budget.h) counts for c: its
+ * queue, its input and output, CONN_SUB_COST bytes per subscription. */
+#define CONN_SUB_COST 48
+size_t conn_counted_bytes(const struct conn *c);
+
 /* Allocates a connection of protocol ops (not yet in the engine's list, no
  * socket: in/out are NULL until the caller sets them). */
 struct conn *conn_new(struct engine *eng, const struct proto_ops *ops, uint64_t id,
                       const char *peer, int64_t now_ms);
-/* Releases protocol state, subscriptions and queue, and frees c (not its
- * socket side, which server.c closes first). */
-void conn_free(struct conn *c);
+/* Releases protocol state, subscriptions and queue (in r, the engine's
+ * router), and frees c (not its socket side, which server.c closes first). */
+void conn_free(struct conn *c, struct router *r);
 
 #endif

@@ -77,7 +77,7 @@ void conn_io_close(struct conn *c)
         ack_holder_forget(&c->acks);
     if (c->retro || c->relay)
         cluster_retro_forget(c);
-    loop_forget(srv, c);
+    loop_forget(&srv->loop, c);
     if (c->rev)
         event_free(c->rev);
     if (c->wev)
@@ -88,7 +88,7 @@ void conn_io_close(struct conn *c)
         evbuffer_free(c->out);
     if (c->fd >= 0)
         evutil_closesocket(c->fd);
-    conn_free(c);
+    conn_free(c, &srv->eng.router);
     server_accepts_resume(srv);
 }
 
@@ -182,7 +182,8 @@ static bool run_conn(struct conn *c)
          * memory (buffers freed a turn later). */
         size_t out = evbuffer_get_length(c->out);
         bool later = st == CONN_OK && !conn_is_closing(c) && out > 0 && out <= LOOP_DEFER_MAX &&
-                     loop_writes_waiting(server_of(c)) && loop_want_write(server_of(c), c);
+                     loop_writes_waiting(&server_of(c)->loop) &&
+                     loop_want_write(&server_of(c)->loop, c);
         if ((!later && flush(c) < 0) ||
             (conn_is_closing(c) && evbuffer_get_length(c->out) == 0)) {
             conn_io_close(c);
@@ -299,7 +300,7 @@ static void write_cb(evutil_socket_t fd, short what, void *arg)
 
 void conn_io_write(struct conn *c)
 {
-    loop_forget(server_of(c), c); /* written now: not again after the turn */
+    loop_forget(&server_of(c)->loop, c); /* written now: not again after the turn */
     if (conn_held(c) && c->state != CONN_DOOMED)
         return; /* cluster.c kicks it again once released */
     deliver(c);

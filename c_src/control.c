@@ -19,7 +19,6 @@
 #include <unistd.h>
 
 #include "control_decode.h"
-#include "health.h"
 #include "cluster_control.h"
 #include "log.h"
 #include "server.h"
@@ -397,9 +396,9 @@ static void handle_call(const struct ctl_command *cmd, const char *buf)
         case CTL_DUMP_TOPICS:
             rc = encode_dump_topics(&x);
             break;
-        case CTL_READY: { /* health.h: ready | {not_ready, Why} */
+        case CTL_READY: { /* server_ready(): ready | {not_ready, Why} */
             char why[200];
-            if (health_check(ch_srv, why, sizeof why))
+            if (server_ready(ch_srv, why, sizeof why))
                 rc = ei_x_encode_atom(&x, "ready");
             else if (ei_x_encode_tuple_header(&x, 2) < 0 ||
                      ei_x_encode_atom(&x, "not_ready") < 0 ||

@@ -6,7 +6,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "budget.h"
 #include "clock.h"
 #include "log.h"
 
@@ -143,7 +142,7 @@ void engine_snapshot(const struct engine *eng, struct stats_snapshot *s)
             links_in++;
         s->queued_bytes += c->sub.queue.bytes;
         s->queued_messages += c->sub.queue.count;
-        s->memory_counted_bytes += budget_conn_bytes(c);
+        s->memory_counted_bytes += conn_counted_bytes(c);
         if (c->sub.queue.bytes + c->sub.unsent > s->largest_queue_bytes)
             s->largest_queue_bytes = c->sub.queue.bytes + c->sub.unsent;
     }

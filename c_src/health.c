@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "server.h"
+#include "engine.h"
 
 #define CANARY_TOPIC "canary"
 
@@ -18,11 +18,11 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     h->last_tick_ms = engine_now_ms();
 }
 
-int health_start(struct health *h, struct server *srv)
+int health_start(struct health *h, struct event_base *base)
 {
     memset(h, 0, sizeof *h);
     h->last_tick_ms = engine_now_ms();
-    h->tick = event_new(srv->base, -1, EV_PERSIST, tick_cb, h);
+    h->tick = event_new(base, -1, EV_PERSIST, tick_cb, h);
     struct timeval tv = {0, HEALTH_TICK_MS * 1000};
     if (!h->tick || event_add(h->tick, &tv) < 0)
         return -1;
@@ -38,9 +38,8 @@ void health_stop(struct health *h)
 
 /* Publishes a canary and reads it back from the internal subscriber's queue;
  * leaves nothing behind (the subscription, the entry and the topic go). */
-static int canary(struct server *srv, struct health *h, char *why, size_t len)
+int health_canary(struct health *h, struct router *r, char *why, size_t len)
 {
-    struct router *r = &srv->eng.router;
     struct subscriber *s = &h->sub;
     subscriber_init(s, 0, NULL);
     int64_t t0 = engine_now_ms();
@@ -80,23 +79,12 @@ out:
     return ok;
 }
 
-int health_check(struct server *srv, char *why, size_t len)
+int health_loop_turns(const struct health *h, char *why, size_t len)
 {
-    struct health *h = &srv->health;
     int64_t lag = engine_now_ms() - h->last_tick_ms;
     if (lag > HEALTH_STALL_MS) {
         snprintf(why, len, "event loop stalled: its timer last ran %" PRId64 " ms ago", lag);
         return 0;
     }
-    if (srv->held) {
-        snprintf(why, len, "waiting for the first cluster view and its links (clients are held "
-                           "until then)");
-        return 0;
-    }
-    if (server_accept_paused(srv)) {
-        snprintf(why, len, "accepting paused: out of file descriptors (%u clients connected)",
-                 srv->eng.nconns);
-        return 0;
-    }
-    return canary(srv, h, why, len);
+    return 1;
 }

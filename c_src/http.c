@@ -15,16 +15,17 @@
 #include <string.h>
 #include <sys/socket.h>
 
-#include "health.h"
+#include "engine.h"
 #include "log.h"
 #include "metrics.h"
-#include "server.h"
 
 struct http {
     struct evhttp *h;
     struct evconnlistener *l;
     struct event *resume;    /* re-enables accepting after EMFILE */
-    struct server *srv;
+    struct engine *eng;
+    int (*ready)(void *arg, char *why, size_t len); /* server_ready() */
+    void *ready_arg;
 };
 
 static void reply_text(struct evhttp_request *req, int code, const char *reason,
@@ -53,7 +54,7 @@ static void send_buffer(struct evhttp_request *req, struct evbuffer *b, const ch
 static void metrics_cb(struct evhttp_request *req, void *arg)
 {
     struct http *ht = arg;
-    struct engine *eng = &ht->srv->eng;
+    struct engine *eng = ht->eng;
     struct metrics_shard *shards = malloc(eng->router.cfg.num_shards * sizeof *shards);
     struct evbuffer *b = evbuffer_new();
     struct stats_snapshot snap;
@@ -82,7 +83,7 @@ static void readyz_cb(struct evhttp_request *req, void *arg)
 {
     struct http *ht = arg;
     char why[200], line[220];
-    if (health_check(ht->srv, why, sizeof why)) {
+    if (ht->ready(ht->ready_arg, why, sizeof why)) {
         reply_text(req, 200, "OK", "ok\n");
         return;
     }
@@ -168,12 +169,12 @@ static void paged(struct evhttp_request *req, struct http *ht,
 
 static void topics_page(struct http *ht, uint64_t offset, uint32_t limit, struct evbuffer *out)
 {
-    metrics_topics_page(&ht->srv->eng.router.topics, offset, limit, out);
+    metrics_topics_page(&ht->eng->router.topics, offset, limit, out);
 }
 
 static void conns_page(struct http *ht, uint64_t offset, uint32_t limit, struct evbuffer *out)
 {
-    metrics_conns_page(&ht->srv->eng, offset, limit, engine_now_ms(), out);
+    metrics_conns_page(ht->eng, offset, limit, engine_now_ms(), out);
 }
 
 static void topics_cb(struct evhttp_request *req, void *arg)
@@ -215,9 +216,11 @@ static void resume_cb(evutil_socket_t fd, short what, void *arg)
     evconnlistener_enable(ht->l);
 }
 
-int http_start(struct server *srv, char *err, size_t errlen)
+int http_start(struct http **hp, struct event_base *base, struct engine *eng,
+               int (*ready)(void *arg, char *why, size_t len), void *arg, char *err,
+               size_t errlen)
 {
-    const struct engine_config *cfg = &srv->eng.cfg;
+    const struct engine_config *cfg = &eng->cfg;
     if (cfg->http_port < 0)
         return 0;
     struct sockaddr_storage ss;
@@ -242,15 +245,17 @@ int http_start(struct server *srv, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory starting the HTTP endpoint");
         return -1;
     }
-    srv->http = ht;
-    ht->srv = srv;
-    ht->h = evhttp_new(srv->base);
-    ht->resume = evtimer_new(srv->base, resume_cb, ht);
+    *hp = ht;
+    ht->eng = eng;
+    ht->ready = ready;
+    ht->ready_arg = arg;
+    ht->h = evhttp_new(base);
+    ht->resume = evtimer_new(base, resume_cb, ht);
     if (!ht->h || !ht->resume) {
         snprintf(err, errlen, "out of memory starting the HTTP endpoint");
         return -1;
     }
-    ht->l = evconnlistener_new_bind(srv->base, NULL, NULL,
+    ht->l = evconnlistener_new_bind(base, NULL, NULL,
                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
                                         LEV_OPT_CLOSE_ON_EXEC,
                                     128, (struct sockaddr *)&ss, (int)sslen);
@@ -279,15 +284,15 @@ int http_start(struct server *srv, char *err, size_t errlen)
     struct sockaddr_storage bound;
     socklen_t blen = sizeof bound;
     getsockname(evconnlistener_get_fd(ht->l), (struct sockaddr *)&bound, &blen);
-    srv->eng.http_port =
+    eng->http_port =
         ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                           : ((struct sockaddr_in *)&bound)->sin_port);
     return 0;
 }
 
-void http_stop(struct server *srv)
+void http_stop(struct http **hp, struct engine *eng)
 {
-    struct http *ht = srv->http;
+    struct http *ht = *hp;
     if (!ht)
         return;
     if (ht->h)
@@ -297,6 +302,6 @@ void http_stop(struct server *srv)
     if (ht->resume)
         event_free(ht->resume);
     free(ht);
-    srv->http = NULL;
-    srv->eng.http_port = -1;
+    *hp = NULL;
+    eng->http_port = -1;
 }

@@ -15,11 +15,17 @@
 
 #include <stddef.h>
 
-struct server;
+struct engine;
+struct event_base;
+struct http;
 
-/* Starts the endpoint when cfg.http_port >= 0 (sets srv->eng.http_port).
- * Returns -1 with a reason in err when it cannot listen. */
-int http_start(struct server *srv, char *err, size_t errlen);
-void http_stop(struct server *srv);
+/* Starts the endpoint in base when eng->cfg.http_port >= 0 (sets *hp and
+ * eng->http_port); /readyz answers what ready(arg, why, len) says
+ * (server_ready()).  Returns -1 with a reason in err when it cannot listen
+ * (http_stop() then frees what was made). */
+int http_start(struct http **hp, struct event_base *base, struct engine *eng,
+               int (*ready)(void *arg, char *why, size_t len), void *arg, char *err,
+               size_t errlen);
+void http_stop(struct http **hp, struct engine *eng);
 
 #endif

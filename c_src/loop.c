@@ -26,8 +26,10 @@
  * the same wake-up as before; under load each write carries a turn's
  * entries.
  *
- * The list holds connections, each at most once (c->write_slot is its index
- * + 1); a connection freed while listed leaves a NULL hole.  Writing may
+ * The list (struct loop, in struct server) holds connections, each at most
+ * once (c->write_slot is its index + 1); a connection freed while listed
+ * leaves a NULL hole.  Each is written by the list's `write`
+ * (conn_io_write(), set by server.c: this file knows nothing of sockets).  Writing may
  * list connections again (a protocol that publishes while delivering, a
  * cluster link): those wait for the next turn. */
 #include "loop.h"
@@ -36,59 +38,58 @@
 
 #include "clock.h"
 #include "conn.h"
-#include "server_internal.h"
 
-static int grow(struct server *srv)
+static int grow(struct loop *lp)
 {
-    uint32_t cap = srv->write_cap ? srv->write_cap * 2 : 64;
-    struct conn **p = realloc(srv->write_list, cap * sizeof *p);
+    uint32_t cap = lp->cap ? lp->cap * 2 : 64;
+    struct conn **p = realloc(lp->list, cap * sizeof *p);
     if (!p)
         return -1;
-    srv->write_list = p;
-    srv->write_cap = cap;
+    lp->list = p;
+    lp->cap = cap;
     return 0;
 }
 
-bool loop_want_write(struct server *srv, struct conn *c)
+bool loop_want_write(struct loop *lp, struct conn *c)
 {
     if (c->write_slot)
         return true;
-    if (srv->write_n == srv->write_cap && grow(srv) < 0)
+    if (lp->n == lp->cap && grow(lp) < 0)
         return false;
-    srv->write_list[srv->write_n++] = c;
-    c->write_slot = srv->write_n;
+    lp->list[lp->n++] = c;
+    c->write_slot = lp->n;
     return true;
 }
 
-void loop_forget(struct server *srv, struct conn *c)
+void loop_forget(struct loop *lp, struct conn *c)
 {
     if (c->write_slot) {
-        srv->write_list[c->write_slot - 1] = NULL;
+        lp->list[c->write_slot - 1] = NULL;
         c->write_slot = 0;
     }
 }
 
 /* Writes every listed connection; those listed meanwhile are kept. */
-static void write_listed(struct server *srv)
+static void write_listed(struct loop *lp)
 {
-    uint32_t n = srv->write_n;
+    uint32_t n = lp->n;
     for (uint32_t i = 0; i < n; i++) {
-        struct conn *c = srv->write_list[i];
+        struct conn *c = lp->list[i];
         if (!c)
             continue;
         c->write_slot = 0;
-        srv->write_list[i] = NULL;
-        conn_io_write(c);
+        lp->list[i] = NULL;
+        lp->write(c);
     }
     uint32_t k = 0;
-    for (uint32_t i = n; i < srv->write_n; i++) {
-        struct conn *c = srv->write_list[i];
+    for (uint32_t i = n; i < lp->n; i++) {
+        struct conn *c = lp->list[i];
         if (c) {
-            srv->write_list[k++] = c;
+            lp->list[k++] = c;
             c->write_slot = k;
         }
     }
-    srv->write_n = k;
+    lp->n = k;
 }
 
 static bool stopping(struct event_base *base, int r)
@@ -96,29 +97,29 @@ static bool stopping(struct event_base *base, int r)
     return r < 0 || event_base_got_exit(base) || event_base_got_break(base);
 }
 
-void loop_run(struct server *srv, struct event_base *base)
+void loop_run(struct loop *lp, struct event_base *base)
 {
     for (;;) {
         clock_turn_begin();
-        int r = event_base_loop(base, srv->write_n ? EVLOOP_NONBLOCK : EVLOOP_ONCE);
+        int r = event_base_loop(base, lp->n ? EVLOOP_NONBLOCK : EVLOOP_ONCE);
         bool stop = stopping(base, r);
         /* One non-blocking turn more while output waits: its input joins the
          * same writes.  (event_base_loop() clears the exit flags when it
          * starts: check them after every call.) */
-        if (!stop && srv->write_n) {
+        if (!stop && lp->n) {
             clock_turn_begin();
             stop = stopping(base, event_base_loop(base, EVLOOP_NONBLOCK));
         }
-        if (srv->write_n)
-            write_listed(srv); /* also the last turn's, before server_stop() */
-        if (stop || (r == 1 && !srv->write_n))
+        if (lp->n)
+            write_listed(lp); /* also the last turn's, before server_stop() */
+        if (stop || (r == 1 && !lp->n))
             break; /* r == 1: no event left to wait for, as event_base_dispatch would return */
     }
 }
 
-void loop_free(struct server *srv)
+void loop_free(struct loop *lp)
 {
-    free(srv->write_list);
-    srv->write_list = NULL;
-    srv->write_n = srv->write_cap = 0;
+    free(lp->list);
+    lp->list = NULL;
+    lp->n = lp->cap = 0;
 }

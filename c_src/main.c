@@ -104,10 +104,10 @@ int main(int argc, char **argv)
         }
     }
 
-    loop_run(&srv, base);
+    loop_run(&srv.loop, base);
 
     server_stop(&srv);
-    loop_free(&srv);
+    loop_free(&srv.loop);
     control_stop();
     event_free(sigint);
     event_free(sigterm);

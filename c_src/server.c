@@ -31,7 +31,6 @@
 #include "cluster.h"
 #include "http.h"
 #include "log.h"
-#include "loop.h"
 #include "proto_kraken.h"
 #include "proto_redis.h"
 #include "server_internal.h"
@@ -260,7 +259,7 @@ static void ready_cb(struct subscriber *sub, void *arg)
     (void)arg;
     if (!c->wev || conn_is_closing(c))
         return;
-    if (!loop_want_write(server_of(c), c))
+    if (!loop_want_write(&server_of(c)->loop, c))
         event_active(c->wev, EV_WRITE, 1); /* out of memory: write in this turn */
 }
 
@@ -316,11 +315,35 @@ static int listen_on(struct server *srv, enum proto_kind kind, const struct prot
     return 0;
 }
 
+int server_ready(struct server *srv, char *why, size_t len)
+{
+    if (!health_loop_turns(&srv->health, why, len))
+        return 0;
+    if (srv->held) {
+        snprintf(why, len, "waiting for the first cluster view and its links (clients are held "
+                           "until then)");
+        return 0;
+    }
+    if (server_accept_paused(srv)) {
+        snprintf(why, len, "accepting paused: out of file descriptors (%u clients connected)",
+                 srv->eng.nconns);
+        return 0;
+    }
+    return health_canary(&srv->health, &srv->eng.router, why, len);
+}
+
+/* /readyz (http.c) */
+static int ready_cb_http(void *arg, char *why, size_t len)
+{
+    return server_ready(arg, why, len);
+}
+
 int server_start(struct server *srv, struct event_base *base, const struct engine_config *cfg,
                  char *err, size_t errlen)
 {
     memset(srv, 0, sizeof *srv);
     srv->base = base;
+    srv->loop.write = conn_io_write;
     if (engine_init(&srv->eng, cfg, overflow_cb, ready_cb, srv) < 0) {
         snprintf(err, errlen, "out of memory creating %u router shards", cfg->num_shards);
         return -1;
@@ -346,11 +369,11 @@ int server_start(struct server *srv, struct event_base *base, const struct engin
         struct timeval btv = {0, BUDGET_INTERVAL_MS * 1000};
         evtimer_add(srv->budget_timer, &btv);
     }
-    if (health_start(&srv->health, srv) < 0) {
+    if (health_start(&srv->health, base) < 0) {
         snprintf(err, errlen, "out of memory creating the health timer");
         return -1;
     }
-    return http_start(srv, err, errlen);
+    return http_start(&srv->http, base, &srv->eng, ready_cb_http, srv, err, errlen);
 }
 
 bool server_accept_paused(const struct server *srv)
@@ -401,7 +424,7 @@ void server_stop(struct server *srv)
 {
     if (!srv->started)
         return;
-    http_stop(srv);
+    http_stop(&srv->http, &srv->eng);
     health_stop(&srv->health);
     if (srv->on_stop)
         srv->on_stop(srv);

@@ -19,6 +19,7 @@
 #include "conn.h"
 #include "engine.h"
 #include "health.h"
+#include "loop.h"
 
 struct event_base;
 struct evconnlistener;
@@ -42,8 +43,7 @@ struct server {
     struct event *budget_timer;  /* enforces max_memory_bytes (budget.h) */
     uint64_t budget_mark;        /* router's queued_bytes_total at the last check */
     struct conn *doomed;         /* connections to free from the reaper */
-    struct conn **write_list;    /* connections to write after this turn (loop.c) */
-    uint32_t write_n, write_cap;
+    struct loop loop;            /* connections to write after this turn (loop.c) */
     struct health health;        /* readiness (health.c) */
     struct http *http;           /* the HTTP endpoint, NULL when off (http.c) */
     bool started;
@@ -54,7 +54,7 @@ struct server {
     struct event *release_timer; /* polls release_ready while held */
     bool (*release_ready)(void);
     int64_t release_by_ms;
-    void (*on_stop)(struct server *srv); /* set by cluster.c: before connections close */
+    void (*on_stop)(struct server *srv); /* set by cluster_control.c: before connections close */
 };
 
 /* Opens the listeners and starts timers.  On failure returns -1 and writes a
@@ -76,6 +76,10 @@ struct conn *server_connect(struct server *srv, const struct proto_ops *ops, con
 int server_port(const struct server *srv, enum proto_kind kind);
 /* Whether accepting is paused after running out of descriptors. */
 bool server_accept_paused(const struct server *srv);
+/* Whether the engine serves (health.h: its loop turns, its listeners accept,
+ * a canary delivers): 1; 0 if not, with a one-line reason (no newline) in
+ * why.  /readyz and the control channel's `ready`. */
+int server_ready(struct server *srv, char *why, size_t len);
 /* Ends the hold of cluster_wait (the first cluster view arrived) once
  * ready() says so (polled every few milliseconds; NULL: at once), or after
  * max_ms: the listeners accept, and the connections waiting in their

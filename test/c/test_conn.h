@@ -19,7 +19,7 @@ static inline void tc_close(struct conn *c)
 {
     evbuffer_free(c->in);
     evbuffer_free(c->out);
-    conn_free(c);
+    conn_free(c, &c->eng->router);
 }
 
 #endif

@@ -52,7 +52,7 @@ static void client_open(struct fix *f, struct client *c)
 
 static void client_close(struct client *c)
 {
-    conn_free(c->s);
+    conn_free(c->s, &c->s->eng->router);
     evbuffer_free(c->in);
     evbuffer_free(c->out);
 }

@@ -103,7 +103,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (int i = 0; i < NSESS; i++) {
         evbuffer_free(s[i]->in);
         evbuffer_free(s[i]->out);
-        conn_free(s[i]);
+        conn_free(s[i], &eng.router);
     }
     engine_free(&eng);
     return 0;
