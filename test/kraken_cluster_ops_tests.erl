@@ -26,7 +26,8 @@
 %%     `bin/kraken status' without its cookie says that the node does not
 %%     answer though epmd lists it (it said "not running");
 %%   - o5, `role proxy' given nothing to join: `start' warns on the terminal
-%%     (it started silently, ready, refusing every publish).
+%%     (it started silently, ready, refusing every publish), and `status'
+%%     says it is not ready (exit 4): no core is live there.
 -module(kraken_cluster_ops_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -259,4 +260,14 @@ lone_proxy(Ctx) ->
                                     "upstreams: this proxy reaches no core and refuses every "
                                     "publish until a core names it in its cluster_nodes$",
                                     [multiline])),
+    %% It does not serve: `status' exits 4 saying why (/readyz answers 503),
+    %% so that a load balancer or the runbook's wait does not send it
+    %% clients (it said ready, exit 0).
+    %% (Held at first, like any node in a cluster, until its first view.)
+    NoCore = "is not ready: no core of the cluster is live here \\(publishes are refused "
+             "until one is heard\\)",
+    ok = wait_until(fun() ->
+                            {Rc, St} = script(Ctx, o5, ["status"]),
+                            Rc =:= 4 andalso re:run(St, NoCore, [{capture, none}]) =:= match
+                    end, 5000),
     ?assertMatch({0, _}, script(Ctx, o5, ["stop"])).
