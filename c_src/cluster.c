@@ -40,7 +40,7 @@ bool cluster_active(void)
 /* A proxy that sees no live core owns nothing (a core is always in its own
  * view): nothing published there can reach the subscribers elsewhere, and
  * its retention cannot vouch for anything. */
-static bool alone(void)
+bool cluster_alone(void)
 {
     return cl.net.eng && cl.n == 0;
 }
@@ -94,7 +94,7 @@ static bool reachable(const struct proto_slice *topics, uint32_t n, enum topic_n
         return false; /* this node may have been stopped: its view may be stale */
     if (cluster_missing_refuse(topics, n, "publishes"))
         return false;
-    if (alone() && n > 0) {
+    if (cluster_alone() && n > 0) {
         cl.alone_refused++;
         int64_t now = engine_now_ms();
         if (now - cl.alone_logged_ms >= 1000) {

@@ -162,6 +162,10 @@ bool cluster_synced(void);
 /* Whether this engine has a cluster view (with other cores than itself or
  * not): only then can a publish be refused. */
 bool cluster_active(void);
+/* Whether this node is in a cluster but sees no live core (nor parent, nor
+ * static upstream): a proxy whose cores are not up yet, or cut off from all
+ * of them.  It refuses publishes; it does not serve (server_ready()). */
+bool cluster_alone(void);
 /* Whether a channel name can travel on a link: links write topics
  * space-separated on lines (SPEC 1), so a name that is empty or holds a
  * space, CR or LF cannot.  Redis channels may be any bytes: in a cluster

@@ -219,7 +219,13 @@ int cluster_served_owners(const struct topic *t, bool by_seq, int64_t h, int *ou
         return -1;
     struct cluster_point at[HIST_MAX];
     moments(at);
-    bool whole = nth(0)->id == 1 && floor_at.time == INT64_MIN;
+    /* The first configuration this engine applied stands for the time
+     * before it only back to the engine's start (its clients were held
+     * meanwhile): what was published before the start, at a node of this
+     * name or elsewhere (a whole cluster restarted), is not vouched for,
+     * as on a single node.  A register horizon is after the start. */
+    bool whole = nth(0)->id == 1 && floor_at.time == INT64_MIN &&
+                 (by_seq || h >= cl.net.eng->router.start_time);
     long first = cluster_hist_first(at, count, whole, by_seq, h);
     if (first < 0)
         return -1;

@@ -324,6 +324,11 @@ int server_ready(struct server *srv, char *why, size_t len)
                            "until then)");
         return 0;
     }
+    if (cluster_alone()) {
+        snprintf(why, len, "no core of the cluster is live here (publishes are refused until "
+                           "one is heard)");
+        return 0;
+    }
     if (server_accept_paused(srv)) {
         snprintf(why, len, "accepting paused: out of file descriptors (%u clients connected)",
                  srv->eng.nconns);

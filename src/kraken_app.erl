@@ -33,7 +33,7 @@ start(_Type, _Args) ->
                     %% cluster_advertise's host name, resolved once, here: one
                     %% that does not resolve refuses the start.
                     case kraken_cluster_ops:advertise(Config) of
-                        {ok, Config1} -> start_with(Config1, Warnings);
+                        {ok, Config1} -> start_with(Config1, Warnings ++ lone_proxy(Config1));
                         {error, Msg} -> {error, {bad_config, Msg}}
                     end;
                 {error, _} = Error ->
@@ -161,21 +161,46 @@ open_error(Reason) when is_atom(Reason) ->
 open_error(Reason) ->
     io_lib:format("~0tp", [Reason]).
 
+%% A proxy given nothing to join (an operator's slip, most often: a proxy
+%% alone refuses every publish) starts all the same, since a core may name
+%% it in its own cluster_nodes, but with a warning on the terminal.
+lone_proxy(Config) ->
+    case proplists:get_value(role, Config, core) =:= proxy andalso
+        [] =:= proplists:get_value(cluster_nodes, Config, []) andalso
+        [] =:= proplists:get_value(parents, Config, []) andalso
+        [] =:= proplists:get_value(upstreams, Config, []) of
+        true -> ["kraken: role proxy without cluster_nodes, parents or upstreams: this proxy "
+                 "reaches no core and refuses every publish until a core names it in its "
+                 "cluster_nodes"];
+        false -> []
+    end.
+
 %% Refuses a listen address the engine could not bind (port in use, address
-%% not on this host, privileged port) with a line naming both options.
+%% not on this host, privileged port) with a line naming both options: the
+%% Kraken port, and the Redis and HTTP ports when they are set (a fixed
+%% one: 0 takes any free port, -1 is off).
 check_listen(Config) ->
-    Port = proplists:get_value(tcp_server_port, Config),
     IpText = binary_to_list(proplists:get_value(listen_ip, Config)),
     {ok, Ip} = inet:parse_strict_address(IpText),
     Family = case tuple_size(Ip) of 4 -> inet; 8 -> inet6 end,
+    Ports = [{Opt, Port} || Opt <- [tcp_server_port, redis_port, http_port],
+                            Port <- [proplists:get_value(Opt, Config, -1)],
+                            Opt =:= tcp_server_port orelse Port > 0],
+    check_listen(Family, Ip, IpText, Ports).
+
+check_listen(_Family, _Ip, _IpText, []) ->
+    ok;
+check_listen(Family, Ip, IpText, [{Opt, Port} | Rest]) ->
     case gen_tcp:listen(Port, [Family, {ip, Ip}, {reuseaddr, true}]) of
         {ok, Socket} ->
-            gen_tcp:close(Socket);
+            gen_tcp:close(Socket),
+            check_listen(Family, Ip, IpText, Rest);
         {error, Reason} ->
             {error, {bad_config,
                      lists:flatten(io_lib:format("kraken: cannot listen on listen_ip ~s "
-                                                 "tcp_server_port ~b: ~s",
-                                                 [IpText, Port, inet:format_error(Reason)]))}}
+                                                 "~s ~b: ~s",
+                                                 [IpText, Opt, Port,
+                                                  inet:format_error(Reason)]))}}
     end.
 
 write_pid_file(undefined, State) ->

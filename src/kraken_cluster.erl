@@ -53,7 +53,12 @@
 %% silently otherwise) is listed by unreached_seeds/0 and warned about
 %% ?SEED_WARN_FIRST ms after the start, then every ?SEED_WARN_EVERY ms; a
 %% member on another host met with a loopback endpoint (this node's or its
-%% own) is warned about once.
+%% own) is warned about once.  A node never heard from that refuses the
+%% connection while epmd on its host lists it (most likely a different
+%% Erlang cookie) is said in the log and in unreached_seeds/0, and tried
+%% every ?REFUSED_RETRY ms instead of every tick: each attempt makes that
+%% node log an error (`Connection attempt from node ... rejected'), five a
+%% second otherwise.
 -module(kraken_cluster).
 -behaviour(gen_server).
 
@@ -72,6 +77,8 @@
 %% long after the start, then every ?SEED_WARN_EVERY.
 -define(SEED_WARN_FIRST, 10000).
 -define(SEED_WARN_EVERY, 60000).
+%% A node never heard from that refused the connection is tried this often.
+-define(REFUSED_RETRY, 5000).
 
 -record(state, {role :: core | proxy,
                 nodes :: [node()],
@@ -82,6 +89,7 @@
                 members = #{} :: kraken_cluster_live:members(),
                 sent :: term(),
                 connectors = #{} :: #{pid() => node()},
+                refused = #{} :: #{node() => integer()},  % never heard, refused: next try
                 known = #{} :: #{node() => true},
                 ready_at :: integer(),
                 health :: kraken_cluster_health:health(),   % whether the engine answers
@@ -141,8 +149,9 @@ status() ->
     end.
 
 %% @doc The nodes of `cluster_nodes' (and `parents') never heard from since
-%% this node started: a typo there, or nodes not started.
--spec unreached_seeds() -> [node()].
+%% this node started: a typo there, or nodes not started; `{Node, refused}'
+%% for one that runs (epmd lists it) but refused the connection.
+-spec unreached_seeds() -> [node() | {node(), refused}].
 unreached_seeds() ->
     gen_server:call(?MODULE, unreached_seeds, 10000).
 
@@ -271,8 +280,11 @@ init(Config) ->
 handle_call(status, _From, S = #state{members = Members, info = Info, upstreams = Ups}) ->
     {reply, kraken_cluster_ops:status({Info, S#state.draining}, maps:values(Members),
                                       S#state.lost, Ups, now_ms()), S};
-handle_call(unreached_seeds, _From, S) ->
-    {reply, unreached(S), S};
+handle_call(unreached_seeds, _From, S = #state{refused = Refused}) ->
+    {reply, [case maps:is_key(N, Refused) of
+                 true -> {N, refused};
+                 false -> N
+             end || N <- unreached(S)], S};
 handle_call(view, _From, S = #state{view = V, synced = Synced, draining = D}) ->
     {reply, {V, Synced, D}, S};
 handle_call(quorum, _From, S = #state{quorum = undefined}) ->
@@ -370,6 +382,7 @@ handle_info({kraken_hb, Pid, Info}, S = #state{members = Members, known = Known}
     New = not maps:is_key(Pid, Members),
     S1 = S#state{members = Members#{Pid => {Info, now_ms()}},
                  known = Known#{node(Pid) => true},
+                 refused = maps:remove(node(Pid), S#state.refused),
                  lost = maps:remove(node(Pid), S#state.lost)},
     S2 = adopt(maps:get(view, Info, undefined), S1),
     case New orelse S2#state.view =/= S#state.view of
@@ -387,6 +400,19 @@ handle_info({nodedown, Node}, S = #state{members = Members}) ->
     end;
 handle_info({nodeup, _}, S) ->
     {noreply, S};
+handle_info({refused, Node}, S = #state{known = Known, refused = Refused}) ->
+    case maps:is_key(Node, Known) of
+        true ->
+            {noreply, S};
+        false ->
+            maps:is_key(Node, Refused) orelse
+                ?LOG_WARNING("kraken cluster: node ~s refused this node's connection, though "
+                             "it runs (epmd on its host lists it): most likely a different "
+                             "Erlang cookie (~~/.erlang.cookie, or -setcookie, must be the same "
+                             "on every member); trying again every ~b s",
+                             [Node, ?REFUSED_RETRY div 1000]),
+            {noreply, S#state{refused = Refused#{Node => now_ms() + ?REFUSED_RETRY}}}
+    end;
 handle_info({'EXIT', Pid, _}, S = #state{health = H, connectors = C}) ->
     {noreply, S#state{health = kraken_cluster_health:exited(H, Pid),
                       connectors = maps:remove(Pid, C)}};
@@ -434,15 +460,36 @@ warn_loopback(_Info, S) ->
 
 %% Connects to the configured nodes and the members ever heard from that are
 %% not connected, each from a helper process of its own (an attempt to an
-%% unreachable host can take seconds), one attempt at a time per node.
-connect(S = #state{nodes = Nodes, known = Known, connectors = C}) ->
+%% unreachable host can take seconds), one attempt at a time per node; a
+%% node never heard from that refused (handle_info refused) only every
+%% ?REFUSED_RETRY ms.
+connect(S = #state{nodes = Nodes, known = Known, connectors = C, refused = Refused}) ->
     Busy = maps:values(C),
+    Now = now_ms(),
     Missing = [N || N <- lists:usort(Nodes ++ maps:keys(Known)), N =/= node(),
-                    not lists:member(N, Busy), not lists:member(N, nodes())],
-    S#state{connectors = lists:foldl(
-                           fun(N, Acc) ->
-                                   Acc#{spawn_link(fun() -> net_kernel:connect_node(N) end) => N}
-                           end, C, Missing)}.
+                    not lists:member(N, Busy), not lists:member(N, nodes()),
+                    maps:get(N, Refused, Now) =< Now],
+    Self = self(),
+    Try = fun(N) ->
+                  fun() ->
+                          net_kernel:connect_node(N) orelse maps:is_key(N, Known) orelse
+                              not registered(N) orelse (Self ! {refused, N})
+                  end
+          end,
+    S#state{connectors = lists:foldl(fun(N, Acc) -> Acc#{spawn_link(Try(N)) => N} end,
+                                     C, Missing)}.
+
+%% Whether epmd on the host of Node lists its name (it runs).
+registered(Node) ->
+    case string:split(atom_to_list(Node), "@") of
+        [Name, Host] ->
+            case catch erl_epmd:names(Host) of
+                {ok, Names} when is_list(Names) -> lists:keymember(Name, 1, Names);
+                _ -> false
+            end;
+        _ ->
+            false
+    end.
 
 %% A restarted engine knows nothing of the cluster: tell it again.
 check_engine(S = #state{health = H0, info = Info}) ->

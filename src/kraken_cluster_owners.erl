@@ -93,7 +93,10 @@ tell({Links, Owners, Alt, MissOwn, MissAlt}, Sent, Child) ->
                 {Links, _, _, _, _} -> ok;
                 _ -> ?LOG_INFO("kraken cluster: live ~s ~s",
                                [case Child of false -> "cores"; true -> "parents" end,
-                                lists:join(" ", [element(1, L) || L <- Links])])
+                                case Links of
+                                    [] -> "(none: publishes are refused until one is heard)";
+                                    _ -> lists:join(" ", [element(1, L) || L <- Links])
+                                end])
             end,
             ok;
         Other ->

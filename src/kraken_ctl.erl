@@ -533,8 +533,25 @@ wait_down(Node, Deadline) ->
 ping(Node) ->
     net_adm:ping(Node) =:= pong.
 
+%% The node does not answer: not running, or (epmd on its host lists the
+%% name) running with another Erlang cookie, which is then said, since
+%% "not running" would send the operator looking in the wrong place.
 down(Node) ->
-    io_lib:format("kraken: node ~s is not running~n", [Node]).
+    [Name, Host] = string:split(atom_to_list(Node), "@"),
+    case catch erl_epmd:names(Host) of
+        {ok, Names} when is_list(Names) ->
+            case lists:keymember(Name, 1, Names) of
+                true ->
+                    io_lib:format("kraken: node ~s does not answer: epmd on ~s lists it, but "
+                                  "it refused this command's connection (a different Erlang "
+                                  "cookie? run the command as the node's user, or give it the "
+                                  "node's -setcookie)~n", [Node, Host]);
+                false ->
+                    io_lib:format("kraken: node ~s is not running~n", [Node])
+            end;
+        _ ->
+            io_lib:format("kraken: node ~s is not running~n", [Node])
+    end.
 
 %% "kraken" -> kraken@<this host>; "name@host" is used as is.
 node_name(Name) ->

@@ -36,7 +36,11 @@ cluster_status() ->
 seeds_text([]) ->
     "";
 seeds_text(Seeds) ->
-    io_lib:format("seeds not reached: ~s~n", [lists:join(" ", [atom_to_list(N) || N <- Seeds])]).
+    Name = fun({N, refused}) -> atom_to_list(N) ++ " (it runs but refused the connection: "
+                                    "a different Erlang cookie?)";
+              (N) -> atom_to_list(N)
+           end,
+    io_lib:format("seeds not reached: ~s~n", [lists:join(" ", [Name(N) || N <- Seeds])]).
 
 %% Whether this node is on the majority side (docs/cluster.md,
 %% "Quorum").

@@ -838,10 +838,21 @@ port_in_use() ->
             ?assertEqual("kraken: cannot listen on listen_ip 127.0.0.1 tcp_server_port " ++
                              integer_to_list(Port) ++ ": address already in use",
                          kraken:format_error(Reason))
-    after
-        unmute(),
-        gen_tcp:close(L)
     end,
+    %% The Redis and HTTP ports too, named (it was the engine's "the engine
+    %% failed to start: listen 127.0.0.1 port P (redis protocol): ...").
+    [try
+         start([{Opt, Port}]),
+         ?assert(false)
+     catch
+         error:{badmatch, {error, Reason2}} ->
+             ?assertEqual("kraken: cannot listen on listen_ip 127.0.0.1 " ++
+                              atom_to_list(Opt) ++ " " ++ integer_to_list(Port) ++
+                              ": address already in use",
+                          kraken:format_error(Reason2))
+     end || Opt <- [redis_port, http_port]],
+    unmute(),
+    gen_tcp:close(L),
     ?assertNot(lists:keymember(kraken, 1, application:which_applications())).
 
 bad_option() ->

@@ -18,7 +18,16 @@
 %%   - o3, started with `cluster_join_only true' and only the seed that
 %%     never answers, does not form a cluster of its own (as o1 did): it
 %%     stays not ready, its clients held, `quorum: NO'; restarted with o1
-%%     as its seed, it is admitted and serves.
+%%     as its seed, it is admitted and serves;
+%%   - o4, started with another Erlang cookie and o1 as its seed: it tries
+%%     o1 every 5 s, not every tick (each attempt makes o1 log an error:
+%%     it logged five a second), says in its log and its `cluster_status'
+%%     that o1 runs but refused the connection (a different cookie?), and
+%%     `bin/kraken status' without its cookie says that the node does not
+%%     answer though epmd lists it (it said "not running");
+%%   - o5, `role proxy' given nothing to join: `start' warns on the terminal
+%%     (it started silently, ready, refusing every publish), and `status'
+%%     says it is not ready (exit 4): no core is live there.
 -module(kraken_cluster_ops_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -28,6 +37,8 @@
 %% For kraken_cluster_advertise_tests, whose fixture has the same shape
 %% (names, tmp).
 -export([script/3, logged/3, row/3]).
+
+-define(OTHER_COOKIE, "kraken_ops_other_cookie").
 
 ops_test_() ->
     {setup, fun setup/0, fun cleanup/1,
@@ -43,6 +54,11 @@ ops_test_() ->
                               "a warning", fun() -> loopback_warned(Ctx) end}},
                {timeout, 60, {"a seed never reached: cluster_status and the log name it",
                               fun() -> seed_not_reached(Ctx) end}},
+               {timeout, 60, {"another cookie: tried every 5 s, not every tick; said in the "
+                              "log, cluster_status and bin/kraken status",
+                              fun() -> other_cookie(Ctx) end}},
+               {timeout, 60, {"role proxy with nothing to join: a warning on the terminal",
+                              fun() -> lone_proxy(Ctx) end}},
                {timeout, 60, {"cluster_join_only: a node hearing nobody waits (its clients "
                               "held) instead of forming a cluster alone; it joins a member",
                               fun() -> join_only(Ctx) end}}]}
@@ -54,7 +70,9 @@ setup() ->
     Ctx0 = kraken_cluster_tests:base_ctx("kops"),
     #{prefix := Prefix, host := Host} = Ctx0,
     Names = #{o1 => Prefix ++ "o1@" ++ Host, o2 => Prefix ++ "o2@localhost",
-              o3 => Prefix ++ "o3@" ++ Host, typo => Prefix ++ "otypo@" ++ Host},
+              o3 => Prefix ++ "o3@" ++ Host, o4 => Prefix ++ "o4@" ++ Host,
+              o5 => Prefix ++ "o5@" ++ Host,
+              typo => Prefix ++ "otypo@" ++ Host},
     Ports = #{o1 => kraken_cluster_tests:free_port(), o2 => kraken_cluster_tests:free_port(),
               o3 => kraken_cluster_tests:free_port()},
     Ctx = Ctx0#{names => Names, ports => Ports},
@@ -72,7 +90,8 @@ setup() ->
 
 cleanup(Ctx = #{os_pids := Pids, tmp := Tmp}) ->
     [_ = os:cmd("kill -CONT -" ++ integer_to_list(P) ++ " 2>/dev/null") || P <- maps:values(Pids)],
-    [_ = script(Ctx, N, ["stop"]) || N <- [o3, o2, o1]],
+    _ = script(Ctx, o4, ["stop", "-setcookie", ?OTHER_COOKIE]),
+    [_ = script(Ctx, N, ["stop"]) || N <- [o5, o3, o2, o1]],
     kraken_cluster_tests:sanitizer_reports(Tmp),
     [_ = os:cmd("kill -9 " ++ integer_to_list(P) ++ " 2>/dev/null") || P <- maps:values(Pids)],
     kraken_cluster_tests:base_cleanup(Ctx).
@@ -197,3 +216,58 @@ seed_not_reached(Ctx = #{names := Names}) ->
                             logged(Ctx, o1, "warning: kraken cluster: cluster_nodes " ++ Typo ++
                                        " never reached")
                     end, 15000).
+
+other_cookie(Ctx = #{names := Names}) ->
+    O1 = maps:get(o1, Names),
+    O4 = maps:get(o4, Names),
+    Rejected = fun() ->
+                       {match, L} = re:run(log(Ctx, o1), "Connection attempt from node " ++ O4 ++
+                                               " rejected", [global]),
+                       length(L)
+               end,
+    {0, _} = script(Ctx, o4, ["start", "-setcookie", ?OTHER_COOKIE,
+                              "-kraken", "tcp_server_port",
+                              integer_to_list(kraken_cluster_tests:free_port()),
+                              "-kraken", "listen_ip", "\"127.0.0.1\"",
+                              "-kraken", "cluster_nodes", "[" ++ O1 ++ "]"]
+                 ++ kraken_cluster_tests:engine_args()),
+    ok = wait_until(fun() ->
+                            logged(Ctx, o4, "warning: kraken cluster: node " ++ O1 ++
+                                       " refused this node's connection, though it runs")
+                    end, 5000),
+    timer:sleep(3000),
+    %% One attempt, maybe two (5 s apart), where there were 15 or more.
+    ?assert(Rejected() =< 2),
+    {0, CS} = script(Ctx, o4, ["cluster_status", "-setcookie", ?OTHER_COOKIE]),
+    ?assertMatch({match, _}, re:run(CS, "^seeds not reached: " ++ O1 ++ " \\(it runs but "
+                                    "refused the connection: a different Erlang cookie\\?\\)$",
+                                    [multiline])),
+    [_, Host] = string:split(O4, "@"),
+    ?assertEqual({1, "kraken: node " ++ O4 ++ " does not answer: epmd on " ++ Host ++
+                      " lists it, but it refused this command's connection (a different "
+                      "Erlang cookie? run the command as the node's user, or give it the "
+                      "node's -setcookie)\n"},
+                 script(Ctx, o4, ["status"])),
+    ?assertMatch({0, _}, script(Ctx, o4, ["stop", "-setcookie", ?OTHER_COOKIE])).
+
+lone_proxy(Ctx) ->
+    {0, Out} = script(Ctx, o5, ["start", "-kraken", "role", "proxy",
+                                "-kraken", "tcp_server_port",
+                                integer_to_list(kraken_cluster_tests:free_port()),
+                                "-kraken", "listen_ip", "\"127.0.0.1\""]
+                      ++ kraken_cluster_tests:engine_args()),
+    ?assertMatch({match, _}, re:run(Out, "^kraken: role proxy without cluster_nodes, parents or "
+                                    "upstreams: this proxy reaches no core and refuses every "
+                                    "publish until a core names it in its cluster_nodes$",
+                                    [multiline])),
+    %% It does not serve: `status' exits 4 saying why (/readyz answers 503),
+    %% so that a load balancer or the runbook's wait does not send it
+    %% clients (it said ready, exit 0).
+    %% (Held at first, like any node in a cluster, until its first view.)
+    NoCore = "is not ready: no core of the cluster is live here \\(publishes are refused "
+             "until one is heard\\)",
+    ok = wait_until(fun() ->
+                            {Rc, St} = script(Ctx, o5, ["status"]),
+                            Rc =:= 4 andalso re:run(St, NoCore, [{capture, none}]) =:= match
+                    end, 5000),
+    ?assertMatch({0, _}, script(Ctx, o5, ["stop"])).

@@ -104,6 +104,10 @@ cluster_test_() ->
                {timeout, 60, {"retro_subscribe on a node holding the topic since after the "
                               "horizon, entries in flight: each entry exactly once, in order",
                               fun() -> retro_in_flight(Ctx) end}},
+               {timeout, 60, {"retro_subscribe from before every node's start: NOT_FOUND "
+                              "on every node, for every topic (the first core's owner-set "
+                              "history does not vouch for what came before it)",
+                              fun() -> retro_before_start(Ctx) end}},
                {timeout, 60, {"moves: a 4th core joins while every node publishes: "
                               "each (entry, topic) exactly once, nobody disconnected",
                               fun() -> kraken_cluster_moves:join(Ctx) end}},
@@ -142,8 +146,9 @@ setup() ->
     Ctx0 = Ctx#{ports => Ports, redis_ports => RedisPorts},
     %% c1 first, alone: the node it joins (c2) is not up yet, so it must
     %% keep trying; then the others together.
+    T0 = erlang:system_time(second),
     OsPids = maps:from_list(start_nodes(Ctx0, [c1]) ++ start_nodes(Ctx0, Names -- [c1])),
-    Ctx0#{os_pids => OsPids}.
+    Ctx0#{os_pids => OsPids, t0 => T0}.
 
 %% Starts nodes (bin/kraken start) at once: `[{Name, OsPid}]'.  A name not
 %% among the fixture's ports gets free ones; a name not among the proxies is
@@ -900,6 +905,26 @@ redis_expect(R, Expected, Deadline) ->
             put({redis_buf, R}, <<Buf/binary, More/binary>>),
             redis_expect(R, Expected, Deadline)
     end.
+
+%% A horizon before any node of the cluster started: whatever was published
+%% then (to an earlier cluster of these names, restarted whole since) is
+%% gone, so every node answers NOT_FOUND, as a single node does for a
+%% horizon before its start.  Before, c1, the first core (its first owner
+%% set was c1 alone), took its history as reaching back to any horizon:
+%% for the topics that moved from it to c2 and c3 it asked them for what
+%% entered there since (nothing) and answered STORED: a client resuming
+%% after a restart of the whole cluster missed entries silently.
+retro_before_start(Ctx = #{t0 := T0}) ->
+    H = T0 - 2,
+    Topics = [<<"before_start_", (integer_to_binary(I))/binary>> || I <- lists:seq(1, 16)],
+    Retro = fun(N, T) ->
+                    C = connect(Ctx, N),
+                    R = kraken_client:retro_subscribe(C, H, [T]),
+                    kraken_client:disconnect(C),
+                    R
+            end,
+    Got = [{N, T, Retro(N, T)} || N <- ?CORES ++ ?PROXIES, T <- Topics],
+    ?assertEqual([], [G || G = {_, _, R} <- Got, R =/= {error, not_found}]).
 
 retro(Ctx) ->
     T = <<"retro_topic">>,

@@ -167,6 +167,37 @@ class PyRedis(unittest.TestCase):
         p.execute_command("SUNSUBSCRIBE")
         self.assertEqual(p.parse_response(timeout=TIMEOUT), [b"sunsubscribe", b"sh1", 0])
 
+    def test_kraken_retrosubscribe(self):
+        """docs/push.md's redis-py recipe for KRAKEN.RETROSUBSCRIBE, and the
+        pitfall it works around: get_message() reads nothing, since the
+        PubSub object did not subscribe itself."""
+        if TARGET != "kraken":
+            self.skipTest("a Kraken command")
+        r = self.client()
+        horizon = int(time.time())
+        time.sleep(horizon + 1.02 - time.time())   # published strictly after it
+        self.assertEqual(r.publish("retro_py", "before"), 0)
+        p = self.pubsub(r)
+        p.execute_command("KRAKEN.RETROSUBSCRIBE", horizon, "retro_py", "retro_py2")
+        self.assertIsNone(p.get_message(timeout=0.3))
+        got = []
+        while (resp := p.parse_response(block=False, timeout=1)) is not None:
+            got.append(p.handle_message(resp))
+        self.assertEqual(got, [
+            {"type": "subscribe", "pattern": None, "channel": b"retro_py", "data": 1},
+            {"type": "subscribe", "pattern": None, "channel": b"retro_py2", "data": 2},
+            {"type": "message", "pattern": None, "channel": b"retro_py", "data": b"before"}])
+        self.assertEqual(r.publish("retro_py2", "live"), 1)
+        self.assertEqual(p.handle_message(p.parse_response(timeout=TIMEOUT)),
+                         {"type": "message", "pattern": None, "channel": b"retro_py2",
+                          "data": b"live"})
+        # -NOTFOUND (a horizon before the server's start) is raised.
+        p2 = self.pubsub(r)
+        p2.execute_command("KRAKEN.RETROSUBSCRIBE", 1, "retro_py3")
+        with self.assertRaisesRegex(redis.exceptions.ResponseError, "^NOTFOUND "):
+            while p2.parse_response(block=False, timeout=1) is not None:
+                pass
+
     def test_ping_subscribed(self):
         r = self.client()
         p = self.pubsub(r)
