@@ -145,7 +145,7 @@ help:
 	@echo "make [all]        build the engine (priv/) and the OTP application (_build/)"
 	@echo "make run          build, then bin/kraken run in the foreground; PORT=13000 and"
 	@echo "                  RUN_ARGS='-kraken NAME VALUE ...' choose options"
-	@echo "make test         every test suite (about 7 minutes on 2 CPUs)"
+	@echo "make test         every test suite (about 8 minutes on 2 CPUs)"
 	@echo "make test-lint | test-c | test-erlang | test-blackbox | test-docs | test-hostile"
 	@echo "     | test-fault | test-valgrind | test-partition | fuzz-smoke   one suite"
 	@echo "make bench | bench-cluster | soak | fuzz   longer runs, not in make test"
