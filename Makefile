@@ -89,15 +89,22 @@ priv/kraken_engine: $(ENGINE_SRC) $(HEADERS)
 	$(CC) $(WARN) $(CFLAGS) $(CPPFLAGS_K) -o $@ $(ENGINE_SRC) $(LDLIBS_K)
 
 # The sanitizer build's objects are compiled once and shared by the engine and
-# every unit test (gcc), and by the unit tests' clang build.
+# every unit test (gcc).
 SAN_OBJ := $(patsubst c_src/%.c,build/san/%.o,$(CORE_SRC))
-SAN_OBJ_CLANG := $(patsubst c_src/%.c,build/san-clang/%.o,$(CORE_SRC))
 build/san/%.o: c_src/%.c $(HEADERS)
 	@mkdir -p build/san
 	$(CC) $(WARN) $(SAN) $(CPPFLAGS_K) -c -o $@ $<
-build/san-clang/%.o: c_src/%.c $(HEADERS)
-	@mkdir -p build/san-clang
-	clang $(WARN) $(SAN) $(CPPFLAGS_K) -c -o $@ $<
+
+# clang's sanitizer build of the same objects, shared by the unit tests' clang
+# build and every fuzzing harness: instrumented for the fuzzer's coverage too
+# (fuzzer-no-link: the hooks are the sanitizer runtime's no-ops when libFuzzer
+# is not linked in), so the 49 objects are compiled once, not twice.
+FUZZ_OBJ_FLAGS := -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer \
+                  -fno-sanitize-recover=all
+FUZZ_OBJ := $(patsubst c_src/%.c,build/fuzz-obj/%.o,$(CORE_SRC))
+build/fuzz-obj/%.o: c_src/%.c $(HEADERS)
+	@mkdir -p build/fuzz-obj
+	clang $(WARN) $(FUZZ_OBJ_FLAGS) $(CPPFLAGS_K) -c -o $@ $<
 
 priv/kraken_engine_asan: $(patsubst c_src/%.c,build/san/%.o,$(ENGINE_SRC))
 	@mkdir -p priv
@@ -168,9 +175,9 @@ build/test/%: test/c/%.c $(SAN_OBJ) $(HEADERS) test/c/test_util.h test/c/test_co
 
 # The same unit tests built with clang too: its UBSan flags things gcc's does
 # not (e.g. an offset applied to a null pointer).
-build/test-clang/%: test/c/%.c $(SAN_OBJ_CLANG) $(HEADERS) test/c/test_util.h test/c/test_conn.h
+build/test-clang/%: test/c/%.c $(FUZZ_OBJ) $(HEADERS) test/c/test_util.h test/c/test_conn.h
 	@mkdir -p build/test-clang
-	clang $(WARN) $(SAN) $(CPPFLAGS_K) -o $@ $< $(SAN_OBJ_CLANG) $(LDLIBS_K) -lcmocka
+	clang $(WARN) $(SAN) $(CPPFLAGS_K) -o $@ $< $(FUZZ_OBJ) $(LDLIBS_K) -lcmocka
 
 test-c: $(addprefix build/test/,$(UNIT_TESTS)) $(addprefix build/test-clang/,$(UNIT_TESTS))
 	@rc=0; for t in $^; do echo "== $$t"; $$t || rc=1; done; exit $$rc
@@ -311,16 +318,10 @@ test-resp-diff: build/resp_replay
 FUZZERS := fuzz_protocol fuzz_session fuzz_resp fuzz_control
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_SECONDS ?= 10
-.SECONDARY: $(SAN_OBJ) $(SAN_OBJ_CLANG)
+.SECONDARY: $(SAN_OBJ) $(FUZZ_OBJ)
 
-# The engine's objects are instrumented for coverage (fuzzer-no-link) once and
-# shared by every harness.
-FUZZ_OBJ_FLAGS := -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
-FUZZ_OBJ := $(patsubst c_src/%.c,build/fuzz-obj/%.o,$(CORE_SRC))
-build/fuzz-obj/%.o: c_src/%.c $(HEADERS)
-	@mkdir -p build/fuzz-obj
-	clang $(WARN) $(FUZZ_OBJ_FLAGS) $(CPPFLAGS_K) -c -o $@ $<
-.SECONDARY: $(FUZZ_OBJ)
+# The engine's objects (clang's sanitizer build, FUZZ_OBJ above) are
+# instrumented for coverage (fuzzer-no-link) once and shared by every harness.
 build/fuzz/%: test/fuzz/%.c $(FUZZ_OBJ) $(HEADERS)
 	@mkdir -p build/fuzz
 	clang $(WARN) $(FUZZ_FLAGS) $(CPPFLAGS_K) -o $@ $< $(FUZZ_OBJ) $(LDLIBS_K)
