@@ -18,7 +18,10 @@
 %%     that subscribed then are disconnected when a core appears; with
 %%     owners that are not live here (docs/cluster.md, "Partitions"), a
 %%     subscribe to their topics is refused (a child's link gets the
-%%     error and stays).
+%%     error and stays);
+%%   - such a proxy is not ready (the `ready' check, /readyz), nor one
+%%     whose view lists cores none of whose links is up (it refuses
+%%     publishes all the same); it is once one is.
 %%     Driven on the engine's control channel as kraken_engine does, so the
 %%     view comes exactly when the test sends it.
 -module(kraken_cluster_refuse_tests).
