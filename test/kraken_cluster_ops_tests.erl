@@ -222,7 +222,7 @@ other_cookie(Ctx = #{names := Names, prefix := Prefix}) ->
     O4 = maps:get(o4, Names),
     %% A second seed with the usual cookie (a bare node), stopped once it
     %% refused: o4 must no longer say that it runs.
-    {ok, Peer, O6Atom} = peer:start(#{name => list_to_atom(Prefix ++ "o6")}),
+    {ok, Peer, O6Atom} = peer:start_link(#{name => list_to_atom(Prefix ++ "o6")}),
     O6 = atom_to_list(O6Atom),
     Rejected = fun() ->
                        {match, L} = re:run(log(Ctx, o1), "Connection attempt from node " ++ O4 ++
