@@ -45,6 +45,18 @@ bool cluster_alone(void)
     return cl.net.eng && cl.n == 0;
 }
 
+/* A core (in its own live set) serves its own topics; a proxy sends
+ * everything upstream: with no link up it serves nothing. */
+bool cluster_unlinked(void)
+{
+    if (!cl.net.eng)
+        return false;
+    for (size_t i = 0; i < cl.n; i++)
+        if (cl.cores[i]->self || cluster_core_up(cl.cores[i]))
+            return false;
+    return true;
+}
+
 /* Up: connected and answered its handshake (or first poll).  While a link is
  * connecting, what is written to it is lost if the attempt fails: refused. */
 bool cluster_core_up(const struct cluster_core *k)

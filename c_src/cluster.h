@@ -166,6 +166,11 @@ bool cluster_active(void);
  * static upstream): a proxy whose cores are not up yet, or cut off from all
  * of them.  It refuses publishes; it does not serve (server_ready()). */
 bool cluster_alone(void);
+/* Whether this node is in a cluster, not a core in its own live set, and
+ * none of its upstreams' links (cores, parents, static upstreams) is up:
+ * every publish is refused, as when alone (which it includes).  It does
+ * not serve either (server_ready()). */
+bool cluster_unlinked(void);
 /* Whether a channel name can travel on a link: links write topics
  * space-separated on lines (SPEC 1), so a name that is empty or holds a
  * space, CR or LF cannot.  Redis channels may be any bytes: in a cluster

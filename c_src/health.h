@@ -8,6 +8,9 @@
  *     a callback that ran too long) and has not caught up yet;
  *   - the listeners accept: not held for the first cluster view, not
  *     paused at the descriptor limit (server.c's part);
+ *   - in a cluster, publishes can go somewhere: a live core (cluster_alone()),
+ *     and, on a node that is not a core itself, a link to one that is up
+ *     (cluster_unlinked()) (server.c's part);
  *   - the data plane delivers: a canary entry published through the router,
  *     on a topic of the internal namespace (no client can see or reach it,
  *     nothing retains or counts it), reaches an internal subscriber's queue

@@ -329,6 +329,11 @@ int server_ready(struct server *srv, char *why, size_t len)
                            "one is heard)");
         return 0;
     }
+    if (cluster_unlinked()) {
+        snprintf(why, len, "no link to a core of the cluster is up here (publishes are refused "
+                           "until one is)");
+        return 0;
+    }
     if (server_accept_paused(srv)) {
         snprintf(why, len, "accepting paused: out of file descriptors (%u clients connected)",
                  srv->eng.nconns);

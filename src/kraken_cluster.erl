@@ -413,6 +413,10 @@ handle_info({refused, Node}, S = #state{known = Known, refused = Refused}) ->
                              [Node, ?REFUSED_RETRY div 1000]),
             {noreply, S#state{refused = Refused#{Node => now_ms() + ?REFUSED_RETRY}}}
     end;
+%% A node that refused is no longer listed by epmd: it stopped (maybe to be
+%% started with the right cookie); no longer said to run, tried every tick.
+handle_info({not_running, Node}, S = #state{refused = Refused}) ->
+    {noreply, S#state{refused = maps:remove(Node, Refused)}};
 handle_info({'EXIT', Pid, _}, S = #state{health = H, connectors = C}) ->
     {noreply, S#state{health = kraken_cluster_health:exited(H, Pid),
                       connectors = maps:remove(Pid, C)}};
@@ -462,7 +466,8 @@ warn_loopback(_Info, S) ->
 %% not connected, each from a helper process of its own (an attempt to an
 %% unreachable host can take seconds), one attempt at a time per node; a
 %% node never heard from that refused (handle_info refused) only every
-%% ?REFUSED_RETRY ms.
+%% ?REFUSED_RETRY ms, until it is heard or epmd no longer lists it
+%% (handle_info not_running).
 connect(S = #state{nodes = Nodes, known = Known, connectors = C, refused = Refused}) ->
     Busy = maps:values(C),
     Now = now_ms(),
@@ -471,9 +476,17 @@ connect(S = #state{nodes = Nodes, known = Known, connectors = C, refused = Refus
                     maps:get(N, Refused, Now) =< Now],
     Self = self(),
     Try = fun(N) ->
+                  WasRefused = maps:is_key(N, Refused),
                   fun() ->
-                          net_kernel:connect_node(N) orelse maps:is_key(N, Known) orelse
-                              not registered(N) orelse (Self ! {refused, N})
+                          case net_kernel:connect_node(N) orelse maps:is_key(N, Known) of
+                              true -> ok;
+                              false ->
+                                  case registered(N) of
+                                      true -> Self ! {refused, N};
+                                      false when WasRefused -> Self ! {not_running, N};
+                                      false -> ok
+                                  end
+                          end
                   end
           end,
     S#state{connectors = lists:foldl(fun(N, Acc) -> Acc#{spawn_link(Try(N)) => N} end,

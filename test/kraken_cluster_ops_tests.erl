@@ -217,9 +217,13 @@ seed_not_reached(Ctx = #{names := Names}) ->
                                        " never reached")
                     end, 15000).
 
-other_cookie(Ctx = #{names := Names}) ->
+other_cookie(Ctx = #{names := Names, prefix := Prefix}) ->
     O1 = maps:get(o1, Names),
     O4 = maps:get(o4, Names),
+    %% A second seed with the usual cookie (a bare node), stopped once it
+    %% refused: o4 must no longer say that it runs.
+    {ok, Peer, O6Atom} = peer:start_link(#{name => list_to_atom(Prefix ++ "o6")}),
+    O6 = atom_to_list(O6Atom),
     Rejected = fun() ->
                        {match, L} = re:run(log(Ctx, o1), "Connection attempt from node " ++ O4 ++
                                                " rejected", [global]),
@@ -229,19 +233,27 @@ other_cookie(Ctx = #{names := Names}) ->
                               "-kraken", "tcp_server_port",
                               integer_to_list(kraken_cluster_tests:free_port()),
                               "-kraken", "listen_ip", "\"127.0.0.1\"",
-                              "-kraken", "cluster_nodes", "[" ++ O1 ++ "]"]
+                              "-kraken", "cluster_nodes", "[" ++ O1 ++ "," ++ O6 ++ "]"]
                  ++ kraken_cluster_tests:engine_args()),
     ok = wait_until(fun() ->
                             logged(Ctx, o4, "warning: kraken cluster: node " ++ O1 ++
-                                       " refused this node's connection, though it runs")
+                                       " refused this node's connection, though it runs") andalso
+                                logged(Ctx, o4, "warning: kraken cluster: node " ++ O6 ++
+                                           " refused this node's connection, though it runs")
                     end, 5000),
+    ok = peer:stop(Peer),
     timer:sleep(3000),
     %% One attempt, maybe two (5 s apart), where there were 15 or more.
     ?assert(Rejected() =< 2),
-    {0, CS} = script(Ctx, o4, ["cluster_status", "-setcookie", ?OTHER_COOKIE]),
-    ?assertMatch({match, _}, re:run(CS, "^seeds not reached: " ++ O1 ++ " \\(it runs but "
-                                    "refused the connection: a different Erlang cookie\\?\\)$",
-                                    [multiline])),
+    %% o1 refused and runs; o6, tried again after 5 s, no longer runs (it
+    %% was still said to run, refusing).
+    ok = wait_until(
+           fun() ->
+                   {0, CS} = script(Ctx, o4, ["cluster_status", "-setcookie", ?OTHER_COOKIE]),
+                   re:run(CS, "^seeds not reached: " ++ O1 ++ " \\(it runs but refused the "
+                          "connection: a different Erlang cookie\\?\\) " ++ O6 ++ "$",
+                          [multiline, {capture, none}]) =:= match
+           end, 8000),
     [_, Host] = string:split(O4, "@"),
     ?assertEqual({1, "kraken: node " ++ O4 ++ " does not answer: epmd on " ++ Host ++
                       " lists it, but it refused this command's connection (a different "

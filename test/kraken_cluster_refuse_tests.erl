@@ -18,7 +18,10 @@
 %%     that subscribed then are disconnected when a core appears; with
 %%     owners that are not live here (docs/cluster.md, "Partitions"), a
 %%     subscribe to their topics is refused (a child's link gets the
-%%     error and stays).
+%%     error and stays);
+%%   - such a proxy is not ready (the `ready' check, /readyz), nor one
+%%     whose view lists cores none of whose links is up (it refuses
+%%     publishes all the same); it is once one is.
 %%     Driven on the engine's control channel as kraken_engine does, so the
 %%     view comes exactly when the test sends it.
 -module(kraken_cluster_refuse_tests).
@@ -361,6 +364,47 @@ alone() ->
         catch port_close(Port),
         {os_pid, CorePid} = erlang:port_info(Core, os_pid),
         _ = os:cmd("kill " ++ integer_to_list(CorePid))
+    end.
+
+%%% Ready only with a core to send to
+
+unlinked_test_() ->
+    {timeout, 30, {"a proxy is not ready while it sees no live core, nor while none of its "
+                   "cores' links is up (it refuses every publish then either); ready once "
+                   "one is, not ready again once that one's link is lost",
+                   fun unlinked/0}}.
+
+unlinked() ->
+    {Port, _} = held_engine(),
+    {Core, CorePort} = kraken_cluster_tests:standalone(kraken_cluster_tests:engine_path()),
+    {os_pid, CorePid} = erlang:port_info(Core, os_pid),
+    Dead = kraken_cluster_tests:free_port(),   % nobody listens there
+    Ready = fun() -> call(Port, erlang:unique_integer([positive]), ready) end,
+    NotReady = fun(Re) ->
+                       case Ready() of
+                           {not_ready, Why} -> re:run(Why, Re, [{capture, none}]) =:= match;
+                           ready -> false
+                       end
+               end,
+    Unlinked = "no link to a core of the cluster is up here",
+    try
+        ok = call(Port, 1, {cluster, {<<"p">>, []}}),
+        ?assert(NotReady("no core of the cluster is live here")),
+        %% A live core (its node heard) whose engine cannot be reached:
+        %% every publish is refused, as with no core at all (it said ready).
+        ok = call(Port, 2, {cluster, {<<"p">>, [{<<"c9">>, <<"127.0.0.1">>, Dead}]}}),
+        timer:sleep(700),   % two attempts at the link (every 300 ms)
+        ?assert(NotReady(Unlinked)),
+        %% Another core, whose link comes up: it serves that core's topics.
+        ok = call(Port, 3, {cluster, {<<"p">>, [{<<"c9">>, <<"127.0.0.1">>, Dead},
+                                                {<<"c1">>, <<"127.0.0.1">>, CorePort}]}}),
+        ok = wait_until(fun() -> Ready() =:= ready end, 5000),
+        %% That core's engine gone (its node still heard): not ready again.
+        _ = os:cmd("kill " ++ integer_to_list(CorePid)),
+        ok = wait_until(fun() -> NotReady(Unlinked) end, 5000)
+    after
+        catch port_close(Port),
+        _ = os:cmd("kill " ++ integer_to_list(CorePid) ++ " 2>/dev/null")
     end.
 
 %%% A view gone stale
