@@ -186,7 +186,17 @@ check_listen(Config) ->
     Ports = [{Opt, Port} || Opt <- [tcp_server_port, redis_port, http_port],
                             Port <- [proplists:get_value(Opt, Config, -1)],
                             Opt =:= tcp_server_port orelse Port > 0],
-    check_listen(Family, Ip, IpText, Ports).
+    Numbered = lists:zip(lists:seq(1, length(Ports)), Ports),
+    case [{A, B, P} || {I, {A, P}} <- Numbered, {J, {B, Q}} <- Numbered, I < J, P =:= Q, P > 0] of
+        [{A, B, P} | _] ->
+            %% Each binds alone (the check below closes each socket before
+            %% the next); the engine would fail on the second.
+            {error, {bad_config,
+                     lists:flatten(io_lib:format("kraken: ~s and ~s are both ~b: each needs a "
+                                                 "port of its own", [B, A, P]))}};
+        [] ->
+            check_listen(Family, Ip, IpText, Ports)
+    end.
 
 check_listen(_Family, _Ip, _IpText, []) ->
     ok;

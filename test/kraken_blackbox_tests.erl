@@ -851,8 +851,19 @@ port_in_use() ->
                               ": address already in use",
                           kraken:format_error(Reason2))
      end || Opt <- [redis_port, http_port]],
-    unmute(),
     gen_tcp:close(L),
+    %% Two options on one port: each binds alone, so the check would pass
+    %% and the engine fail on the second with its own words.
+    [try
+         start([{tcp_server_port, Port}, {Opt, Port}]),
+         ?assert(false)
+     catch
+         error:{badmatch, {error, Reason3}} ->
+             ?assertEqual("kraken: " ++ atom_to_list(Opt) ++ " and tcp_server_port are both " ++
+                              integer_to_list(Port) ++ ": each needs a port of its own",
+                          kraken:format_error(Reason3))
+     end || Opt <- [redis_port, http_port]],
+    unmute(),
     ?assertNot(lists:keymember(kraken, 1, application:which_applications())).
 
 bad_option() ->
