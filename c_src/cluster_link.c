@@ -50,7 +50,8 @@ static void disconnect(struct conn *c)
 {
     router_remove_subscriber(&cl.net.eng->router, &c->sub);
     c->sub.overflowed = true; /* route nothing more to it */
-    cl.net.eng->stats.disconnects_cluster++;
+    if (!c->sub.child) /* a proxy below (rare: its link could not be told) is no client */
+        cl.net.eng->stats.disconnects_cluster++;
     bool pub = c->held_pub; /* (its failed wait may be gone already) */
     cl.net.doom(c, c->ops->kind == PROTO_KIND_KRAKEN ? CLUSTER_ERR_UNAVAILABLE
                    : pub ? "-ERR cluster core unavailable: not published\r\n"
