@@ -40,7 +40,8 @@ CORE_SRC := c_src/protocol.c c_src/resp.c c_src/glob.c c_src/table.c c_src/subse
 ENGINE_SRC := $(CORE_SRC) c_src/control.c c_src/cluster_control.c c_src/main.c
 HEADERS := $(wildcard c_src/*.h include/kraken/*.h)
 UNIT_TESTS := test_protocol test_router test_proto_kraken test_proto_redis test_resp test_control test_metrics \
-              test_cluster_hash test_cluster_ack test_cluster_entered test_cluster_pin test_table test_redis_frames
+              test_cluster_hash test_cluster_ack test_cluster_entered test_cluster_pin test_table test_redis_frames \
+              test_proto_link
 APT_PACKAGES := build-essential pkg-config erlang-nox erlang-dev erlang-eunit \
                 erlang-common-test erlang-tools rebar3 libevent-dev libcmocka-dev \
                 python3-pymemcache valgrind clang libclang-rt-14-dev \
@@ -169,13 +170,14 @@ help:
 test-lint:
 	/usr/bin/python3 test/lint/include_cycles.py
 
-build/test/%: test/c/%.c $(SAN_OBJ) $(HEADERS) test/c/test_util.h test/c/test_conn.h
+TEST_HEADERS := test/c/test_util.h test/c/test_conn.h test/c/test_cluster_net.h
+build/test/%: test/c/%.c $(SAN_OBJ) $(HEADERS) $(TEST_HEADERS)
 	@mkdir -p build/test
 	$(CC) $(WARN) $(SAN) $(CPPFLAGS_K) -o $@ $< $(SAN_OBJ) $(LDLIBS_K) -lcmocka
 
 # The same unit tests built with clang too: its UBSan flags things gcc's does
 # not (e.g. an offset applied to a null pointer).
-build/test-clang/%: test/c/%.c $(FUZZ_OBJ) $(HEADERS) test/c/test_util.h test/c/test_conn.h
+build/test-clang/%: test/c/%.c $(FUZZ_OBJ) $(HEADERS) $(TEST_HEADERS)
 	@mkdir -p build/test-clang
 	clang $(WARN) $(SAN) $(CPPFLAGS_K) -o $@ $< $(FUZZ_OBJ) $(LDLIBS_K) -lcmocka
 
@@ -314,15 +316,16 @@ test-resp-diff: build/resp_replay
 	/usr/bin/python3 test/resp_diff.py
 
 # libFuzzer harnesses: both parsers, whole connection byte streams (both
-# protocols), and control packets from the Erlang node.
-FUZZERS := fuzz_protocol fuzz_session fuzz_resp fuzz_control
+# protocols), control packets from the Erlang node, and what an upstream
+# link reads from a core or a static upstream (fuzz_link).
+FUZZERS := fuzz_protocol fuzz_session fuzz_resp fuzz_control fuzz_link
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_SECONDS ?= 10
 .SECONDARY: $(SAN_OBJ) $(FUZZ_OBJ)
 
 # The engine's objects (clang's sanitizer build, FUZZ_OBJ above) are
 # instrumented for coverage (fuzzer-no-link) once and shared by every harness.
-build/fuzz/%: test/fuzz/%.c $(FUZZ_OBJ) $(HEADERS)
+build/fuzz/%: test/fuzz/%.c $(FUZZ_OBJ) $(HEADERS) $(TEST_HEADERS)
 	@mkdir -p build/fuzz
 	clang $(WARN) $(FUZZ_FLAGS) $(CPPFLAGS_K) -o $@ $< $(FUZZ_OBJ) $(LDLIBS_K)
 
