@@ -255,8 +255,9 @@ void cluster_link_answered(struct conn *link);
  * answering; the ping deadline starts again (a ping's VERSION comes after
  * the whole answer, which may take longer than the deadline). */
 void cluster_link_progress(struct conn *link);
-/* The peer answered a `version` (after cluster_link_answered). */
-void cluster_link_version(struct conn *link);
+/* The peer answered a `version` (before cluster_link_answered).  Returns
+ * false when none was asked (each is answered once): the link closes. */
+bool cluster_link_version(struct conn *link);
 void cluster_link_closed(struct conn *link);
 /* The peer answered the link's `set push` with an error: returns true when
  * it should be polled instead (the link then closes and is reopened). */

@@ -261,14 +261,17 @@ bool cluster_synced(void)
     return true;
 }
 
-void cluster_link_version(struct conn *link)
+bool cluster_link_version(struct conn *link)
 {
     struct cluster_core *k = link_state(link)->core;
     if (!k)
-        return;
+        return true;
+    if (k->ver_answered >= k->ver_sent)
+        return false; /* none asked: later answers would pair with the wrong requests */
     k->ver_answered++;
     if (k->unpin.n) /* below parents: the unsubscribes it processed (cluster_pin.h) */
         pin_answered(&k->unpin, &cl.net.eng->router.topics, k, k->ver_answered);
+    return true;
 }
 
 bool cluster_is_link(const struct subscriber *s)

@@ -7,7 +7,9 @@
  * (noreply) before anything else.
  *
  * What arrives:
- *   VERSION <v>                      the handshake's answer: the link is up
+ *   VERSION <v>                      the handshake's answer: the link is up;
+ *                                    a ping's or a sync's (one per `version`
+ *                                    sent: one nobody asked for closes the link)
  *   END                              a poll's empty answer (a polled upstream):
  *                                    the link is up
  *   VALUE messages 0 <n> ... END     a pushed block: each entry is published
@@ -204,8 +206,11 @@ static enum conn_status link_process(struct conn *c)
         bool end = linelen == 3 && starts(line, linelen, "END");
         if (starts(line, linelen, "VERSION ") || end) {
             /* VERSION: the handshake's, a ping's or a sync's answer; END: a poll's */
-            if (!end)
-                cluster_link_version(c);
+            if (!end && !cluster_link_version(c)) {
+                klog(LOG_WARNING, "upstream link %" PRIu64 " (%s): a VERSION nobody asked for; "
+                     "closing the link", c->sub.id & ~CLUSTER_LINK_ID_BIT, c->peer);
+                return CONN_CLOSE;
+            }
             cluster_link_answered(c);
             if (!link_state(c)->up) {
                 link_state(c)->up = true;

@@ -347,6 +347,30 @@ static void test_malformed_closes_link(void **state)
     }
 }
 
+/* A VERSION nobody asked for (each `version' sent is answered once): the
+ * peer is broken or hostile, and counting it would pair the later answers
+ * with the wrong requests (the sync barrier, a parent's unpins): the link
+ * closes with its log line.  (Before, it was counted: the link's next
+ * `version' was taken as answered.) */
+static void test_unasked_version_closes_link(void **state)
+{
+    (void)state;
+    start(PARENT); /* (its two `version' answered) */
+    struct conn *k, *r;
+    subscribers(&k, &r);
+    tcn_fire(0, TCN_PING);
+    assert_upstream(B("version\r\n"));
+    tcn_feed(0, B("VERSION 1.0.0\r\n"));
+    tcn_turn();
+    assert_true(connected(tcn_link(0)) && connected(k));
+    tcn_feed(0, B("VERSION 1.0.0\r\n"));
+    tcn_turn();
+    assert_null(tcn_link(0));
+    assert_logged("upstream link 1 (127.0.0.1:7001): a VERSION nobody asked for; closing the link");
+    assert_false(connected(k) || connected(r));
+    stop();
+}
+
 /* A static upstream that refuses push mode (the original Kraken) is
  * polled: the link reopens polling, and a poll's answer is a pushed
  * block (or END). */
@@ -486,6 +510,7 @@ int main(void)
         tu_test(test_retro_not_found),
         tu_test(test_lost_disconnects_holders),
         tu_test(test_malformed_closes_link),
+        tu_test(test_unasked_version_closes_link),
         tu_test(test_static_refuses_push),
         tu_test(test_split_at_every_byte),
     };

@@ -250,6 +250,7 @@ static void check(const bool was_up[NUP])
     for (size_t k = 0; k < cl.n; k++) {
         const struct cluster_core *o = cl.cores[k];
         assert(o->acks.answered <= o->acks.sent);
+        assert(o->ver_answered <= o->ver_sent); /* each `version' answered once */
         assert(acked[k] == o->acks.sent);
     }
     for (int u = 0; u < NUP; u++) {
