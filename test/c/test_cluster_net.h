@@ -43,6 +43,8 @@ struct tcn {
     /* Called as a connection closes, before anything of it is freed (its
      * output is what was written last), when set. */
     void (*closing)(struct conn *c);
+    /* Called once it is closed (a link: its core's holders were told). */
+    void (*closed)(void);
 };
 static struct tcn tcn;
 
@@ -123,6 +125,8 @@ static inline void tcn_close(struct conn *c)
     evbuffer_free(c->in);
     evbuffer_free(c->out);
     conn_free(c, &tcn.eng.router);
+    if (tcn.closed)
+        tcn.closed();
 }
 
 /* run_conn(): the protocol on what has arrived, then delivery (push). */
@@ -257,8 +261,8 @@ static inline void tcn_fire(size_t i, enum tcn_timer which)
         return;
     struct cluster_core *k = cl.cores[i];
     struct event *ev = which == TCN_PING ? k->ping : which == TCN_POLL ? k->poll : k->retry;
-    if (!ev || (which == TCN_RETRY && k->link))
-        return;
+    if (!ev || (which == TCN_RETRY && k->link) || (which == TCN_POLL && !k->polling))
+        return; /* (armed only then) */
     event_del(ev);
     event_active(ev, EV_TIMEOUT, 1);
     tcn_turn();

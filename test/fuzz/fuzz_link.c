@@ -14,19 +14,25 @@
  * The rest of the input is cut into steps, each named by a byte: bytes
  * for link 0 or 1 (1 to 32 of them, most steps), the peer's EOF, one of
  * a link's timers (ping, poll, retry: a lost link reopens), or a client's
- * request (scripted: subscribe, publish, retro_subscribe, poll,
- * unsubscribe, quit, patterns, shard channels; a closed client's slot
- * gets a new connection).  After each step the loop turns and the
- * invariants are checked:
+ * request (the next byte says which: subscribe, publish, retro_subscribe,
+ * poll, unsubscribe, quit, patterns, shard channels, and for a Kraken
+ * client `set child' (a proxy below) and its `link_retro'; a closed
+ * client's slot gets a new connection).  Small limits (1 KiB requests,
+ * 2 KiB queues) put them within the input's reach.  After each step the
+ * loop turns and the invariants are checked:
  *   - every queue's byte count is the sum of its items' (fuzz_session);
  *   - what a Kraken client was sent (once not held) is well framed;
  *   - what this node sent upstream is well framed (`set <kind> 0 0 <n>',
  *     n bytes and CRLF; `version'; `get messages'), and its acknowledged
  *     requests are exactly those the link's FIFO counts (cluster_ack.h);
- *     a FIFO never has more answers than requests;
+ *     a FIFO never has more answers than requests, nor a link more
+ *     VERSION answers than `version's sent;
  *   - entries a link delivered are never forwarded upstream (cluster.h);
+ *   - a lost link's FIFO owes nothing, its link_retro requests and batches
+ *     are gone; those still waiting are in order, each owed;
  *   - a link that was lost left no open client holding one of its core's
- *     topics, or a pattern that depends on it (cluster.h, "Failures");
+ *     topics, or a pattern that depends on it (cluster.h, "Failures";
+ *     checked as it closes: a client may subscribe again meanwhile);
  *   - a client waits at most once per core (cluster_ack.h);
  *   - nothing is fed to a closing connection (tcn_feed asserts it).
  * Leaks are the sanitizer's: everything is freed after each input. */
@@ -39,6 +45,7 @@
 #include <string.h>
 
 #include "../c/test_cluster_net.h"
+#include "cluster_retro.h"
 #include "log.h"
 #include "proto_kraken.h"
 #include "proto_redis.h"
@@ -136,6 +143,8 @@ static int core_of_link(const struct conn *c)
     return -1;
 }
 
+static int lost_core = -1; /* the core whose link is closing */
+
 static void on_closing(struct conn *c)
 {
     if (conn_is_uplink(c)) {
@@ -143,11 +152,35 @@ static void on_closing(struct conn *c)
         uint64_t n = check_upstream(c->out, k);
         if (k >= 0)
             acked[k] += n;
+        lost_core = k;
         return;
     }
     for (int i = 0; i < NCLIENTS; i++)
         if (clients[i] == c)
             clients[i] = NULL;
+}
+
+/* A link was lost: no open client holds one of its core's topics, or a
+ * pattern that depends on it (cluster.h, "Failures"; a proxy below is told
+ * and unsubscribed, cluster_child_lost).  Checked at once: a client may
+ * subscribe again while the link is down (disconnected when it is back). */
+static void on_closed(void)
+{
+    int k = lost_core;
+    lost_core = -1;
+    if (k < 0)
+        return;
+    for (struct conn *c = engine_oldest_conn(&tcn.eng); c; c = engine_next_conn(c)) {
+        if (conn_is_uplink(c) || conn_is_closing(c))
+            continue;
+        for (uint32_t i = 0; i < c->sub.subs.cap; i++) {
+            const struct topic *t = c->sub.subs.v[i].topic;
+            if (t && cluster_ns_travels((enum topic_ns)t->ns) && cluster_depends(t, k))
+                trace("holder left", (int)c->sub.id, t->name, t->len);
+            assert(!t || !cluster_ns_travels((enum topic_ns)t->ns) || !cluster_depends(t, k));
+        }
+        assert(!c->sub.npatterns || !cluster_pattern_depends(k));
+    }
 }
 
 /* A request of client slot i (a new connection if it was closed). */
@@ -201,16 +234,19 @@ static void client_request(int i, int what)
                                          : "*2\r\n$11\r\nUNSUBSCRIBE\r\n$%zu\r\n%s\r\n",
                  strlen(a), a);
         break;
-    case 4: /* patterns; quit */
-        if (what & 1)
+    case 4: /* quit; patterns; a child's link_retro (relayed upstream) */
+        if (what & 1) {
             snprintf(buf, sizeof buf, kraken ? "quit\r\n" : "*1\r\n$4\r\nQUIT\r\n");
-        else
-            snprintf(buf, sizeof buf, kraken ? "get messages\r\n"
-                                             : "*2\r\n$10\r\nPSUBSCRIBE\r\n$2\r\nt*\r\n");
+        } else if (kraken) {
+            snprintf(data, sizeof data, "%" PRId64 "\r\n%s %s", engine_unix_time() - 100, a, b);
+            snprintf(buf, sizeof buf, "set link_retro 0 0 %zu\r\n%s\r\n", strlen(data), data);
+        } else {
+            snprintf(buf, sizeof buf, "*2\r\n$10\r\nPSUBSCRIBE\r\n$2\r\nt*\r\n");
+        }
         break;
-    case 5: /* shard channels */
+    case 5: /* a Kraken client becomes a proxy below (`set child'); shard channels */
         snprintf(buf, sizeof buf,
-                 kraken ? "version\r\n"
+                 kraken ? (what & 1 ? "set child 0 0 2 noreply\r\nq1\r\n" : "version\r\n")
                  : what & 1 ? "*3\r\n$8\r\nSPUBLISH\r\n$%zu\r\n%s\r\n$1\r\ns\r\n"
                             : "*2\r\n$10\r\nSSUBSCRIBE\r\n$%zu\r\n%s\r\n",
                  strlen(b), b);
@@ -228,7 +264,7 @@ static uint64_t forwarded(void)
 }
 
 /* After a step: see the file's top comment. */
-static void check(const bool was_up[NUP])
+static void check(void)
 {
     for (struct conn *c = engine_oldest_conn(&tcn.eng); c; c = engine_next_conn(c)) {
         check_queue(&c->sub.queue);
@@ -251,22 +287,17 @@ static void check(const bool was_up[NUP])
         const struct cluster_core *o = cl.cores[k];
         assert(o->acks.answered <= o->acks.sent);
         assert(o->ver_answered <= o->ver_sent); /* each `version' answered once */
-        assert(acked[k] == o->acks.sent);
-    }
-    for (int u = 0; u < NUP; u++) {
-        int k = (int)up[u];
-        if (!was_up[u] || cl.cores[k]->link)
-            continue;
-        /* lost in this step: its holders are gone */
-        for (struct conn *c = engine_oldest_conn(&tcn.eng); c; c = engine_next_conn(c)) {
-            if (conn_is_uplink(c) || conn_is_closing(c))
-                continue;
-            for (uint32_t i = 0; i < c->sub.subs.cap; i++) {
-                const struct topic *t = c->sub.subs.v[i].topic;
-                assert(!t || !cluster_ns_travels((enum topic_ns)t->ns) || !cluster_depends(t, k));
-            }
-            assert(!c->sub.npatterns || !cluster_pattern_depends(k));
+        /* link_retro requests waiting: in order, each still owed */
+        uint64_t prev = o->acks.answered;
+        for (const struct cluster_retro_req *q = o->retro_head; q; q = q->next) {
+            assert(q->ack > prev && q->ack <= o->acks.sent);
+            assert(q->core == o && (q->next || q == o->retro_tail));
+            prev = q->ack;
         }
+        if (!o->link) /* lost: nothing is owed any more */
+            assert(o->acks.answered == o->acks.sent && !o->retro_head && !o->subref_head &&
+                   evbuffer_get_length(o->pend) == 0);
+        assert(acked[k] == o->acks.sent);
     }
 }
 
@@ -274,11 +305,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
         return 0;
-    log_min_level = LOG_ERROR + 1; /* silence */
+    log_min_level = getenv("FUZZ_LINK_TRACE") ? LOG_DEBUG : LOG_ERROR + 1; /* else silence */
     struct engine_config cfg;
     engine_config_defaults(&cfg);
-    cfg.max_request_bytes = 4096;
-    cfg.max_queue_bytes = 8192;
+    cfg.max_request_bytes = 1024; /* small: the limits are within the input's reach */
+    cfg.max_queue_bytes = 2048;
     cfg.num_shards = 3;
     cfg.retain_per_shard = 8;
     cfg.retain_bytes_per_shard = 0;
@@ -300,6 +331,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(clients, 0, sizeof clients);
     fresh = 0;
     tcn.closing = on_closing;
+    tcn.closed = on_closed;
     for (int u = 0; u < NUP; u++) {
         up[u] = (size_t)u; /* u1, u2 come first in cl.cores */
         for (int j = 0; j < 3; j++) {
@@ -308,8 +340,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             tcn_topic_of(up[u], prefix, topic[u][j], sizeof topic[u][j]);
         }
     }
-    bool was_up[NUP];
-    check((bool[NUP]){false, false});
+    check();
     /* the handshakes answered (two `version`: the link's, the view's sync) */
     for (int u = 0; u < NUP; u++)
         tcn_feed(up[u], "VERSION 1\r\nVERSION 1\r\n", 22);
@@ -326,12 +357,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     client_request(2, 8);
     client_request(3, 10);
     tcn_turn();
-    check((bool[NUP]){false, false});
+    check();
     size_t off = 1;
     while (off < size) {
         uint8_t h = data[off++];
-        for (int u = 0; u < NUP; u++)
-            was_up[u] = cl.cores[up[u]]->link != NULL;
         uint64_t fwd = forwarded();
         int u = h & 1;
         struct conn *link = cl.cores[up[u]]->link;
@@ -360,9 +389,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         }
         tcn_turn();
-        check(was_up);
+        check();
     }
     tcn.closing = NULL;
+    tcn.closed = NULL;
     tcn_stop();
     return 0;
 }

@@ -15,6 +15,8 @@ reply form of proto_link.c, valid, then cut short (the rest never comes:
 EOF), then with a byte changed.
 
     python3 test/fuzz/link_seeds.py     (rewrites the seed-* files)
+
+The regress-* files beside them are inputs the fuzzer found (kept as they are).
 """
 import os
 
@@ -97,6 +99,11 @@ for v in range(3):
     seed("push-refused-%d" % v, v, eof(0), timer(0, 2), feed(0, b"ERROR\r\n"), timer(0, 2),
          feed(0, b"END\r\n"), timer(0, 1), feed(0, PUSH0 + b"STORED\r\nSTORED\r\n"),
          timer(0, 1), feed(0, b"END\r\n"))
+    # client 0 becomes a proxy below (set child): its link_retro is relayed
+    # upstream; a lost link tells it VALUE lost
+    seed("child-%d" % v, v, client(0, 11), client(0, 8), feed(0, ANSWER0), feed(1, ANSWER1),
+         client(0, 8), feed(0, b"STORED\r\n" + RETRO0 + b"STORED\r\n"),
+         feed(1, RETRO1 + b"STORED\r\n"), client(0, 2), eof(1), feed(0, b"STORED\r\n"))
     for i, bad in enumerate([b"ERROR\r\n", b"CLIENT_ERROR bad data chunk\r\n",
                              b"SERVER_ERROR out of memory\r\n", b"VALUE messages 0 x\r\n",
                              b"VALUE messages 0 99999999999\r\n", PUSH0[:-3] + b"ENX\r\n",
