@@ -13,7 +13,8 @@
  *
  * The rest of the input is cut into steps, each named by a byte: bytes
  * for link 0 or 1 (1 to 32 of them, most steps), the peer's EOF, one of
- * a link's timers (ping, poll, retry: a lost link reopens), or a client's
+ * a link's timers (ping, poll, retry: a lost link reopens), u2 leaving the
+ * view or coming back (cluster_configure again), or a client's
  * request (the next byte says which: subscribe, publish, retro_subscribe,
  * poll, unsubscribe, quit, patterns, shard channels, and for a Kraken
  * client `set child' (a proxy below) and its `link_retro'; a closed
@@ -58,6 +59,11 @@ static size_t up[NUP];
 static char topic[NUP][3][32]; /* three topics of each upstream */
 static uint64_t acked[16];     /* per core: acknowledged requests seen written */
 static int fresh;              /* retro_subscribe topics never used before */
+/* The view: u1, (p1 itself in the first variant), u2 last, which the
+ * `reconfigure' step takes out of the view and puts back. */
+static struct cluster_member members[3];
+static size_t nmembers;
+static bool u2_in;
 
 /* FUZZ_LINK_TRACE=1 in the environment: what each connection was sent,
  * on stderr (to write seeds: test/fuzz/corpus/link/README). */
@@ -301,6 +307,21 @@ static void check(void)
     }
 }
 
+/* u2 leaves the view (its link goes, its holders are disconnected), or
+ * comes back (a new link, owing its handshake). */
+static void reconfigure(void)
+{
+    u2_in = !u2_in;
+    if (u2_in)
+        acked[up[1]] = 0; /* a new core: its FIFO starts again */
+    struct cluster_net net = {&tcn.eng, tcn.base, tcn_connect, NULL, tcn_doom, tcn_kick};
+    char err[256];
+    int rc = cluster_configure(&net, "p1", 2, members, u2_in ? nmembers : nmembers - 1, NULL,
+                               0, NULL, 0, err, sizeof err);
+    assert(rc == 0);
+    tcn_turn();
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
@@ -317,15 +338,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* 0: member cores u1, u2 and p1 itself a core; 1: static upstreams;
      * 2: parents. */
     int variant = data[0] % 3;
-    struct cluster_member m[3] = {
-        {.name = "u1", .name_len = 2, .host = "127.0.0.1", .port = 7001, .own = true,
-         .alt = true, .poll_ms = variant == 1 ? 100 : 0, .parent = variant == 2},
-        {.name = "u2", .name_len = 2, .host = "127.0.0.1", .port = 7002, .own = true,
-         .alt = true, .poll_ms = variant == 1 ? 100 : 0, .parent = variant == 2},
-        {.name = "p1", .name_len = 2, .host = "127.0.0.1", .port = 7000, .own = true,
-         .alt = true},
-    };
-    int rc = tcn_start(&cfg, "p1", m, variant == 0 ? 3 : 2);
+    struct cluster_member u1 = {.name = "u1", .name_len = 2, .host = "127.0.0.1", .port = 7001,
+                                .own = true, .alt = true, .poll_ms = variant == 1 ? 100 : 0,
+                                .parent = variant == 2},
+                          u2 = u1, p1 = {.name = "p1", .name_len = 2, .host = "127.0.0.1",
+                                         .port = 7000, .own = true, .alt = true};
+    u2.name = "u2";
+    u2.port = 7002;
+    nmembers = 0;
+    members[nmembers++] = u1;
+    if (variant == 0)
+        members[nmembers++] = p1;
+    members[nmembers++] = u2;
+    u2_in = true;
+    int rc = tcn_start(&cfg, "p1", members, nmembers);
     assert(rc == 0);
     memset(acked, 0, sizeof acked);
     memset(clients, 0, sizeof clients);
@@ -333,7 +359,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     tcn.closing = on_closing;
     tcn.closed = on_closed;
     for (int u = 0; u < NUP; u++) {
-        up[u] = (size_t)u; /* u1, u2 come first in cl.cores */
+        up[u] = u ? nmembers - 1 : 0; /* (cl.cores is in the view's order) */
         for (int j = 0; j < 3; j++) {
             char prefix[8];
             snprintf(prefix, sizeof prefix, "t%c%d", 'a' + u, j);
@@ -363,14 +389,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint8_t h = data[off++];
         uint64_t fwd = forwarded();
         int u = h & 1;
-        struct conn *link = cl.cores[up[u]]->link;
+        struct conn *link = tcn_link(up[u]);
         switch ((h >> 1) & 7) {
         case 0: /* the peer's EOF */
             if (link && !conn_is_closing(link))
                 tcn_eof(up[u]);
             break;
-        case 1: /* a timer */
-            tcn_fire(up[u], (enum tcn_timer)((h >> 4) % 3));
+        case 1: /* a timer; or u2 leaves the view, or comes back */
+            if ((h >> 4) % 4 == 3)
+                reconfigure();
+            else
+                tcn_fire(up[u], (enum tcn_timer)((h >> 4) % 4));
             break;
         case 2: /* a client's request: the next byte says which */
             if (off < size)

@@ -45,6 +45,10 @@ def timer(u, which):  # 0 ping, 1 poll, 2 retry
     return bytes([u | 1 << 1 | which << 4])
 
 
+def reconfigure():  # u2 leaves the view, or comes back
+    return bytes([1 << 1 | 3 << 4])
+
+
 def client(slot, what):
     return bytes([2 << 1 | slot << 4, what])
 
@@ -104,6 +108,10 @@ for v in range(3):
     seed("child-%d" % v, v, client(0, 11), client(0, 8), feed(0, ANSWER0), feed(1, ANSWER1),
          client(0, 8), feed(0, b"STORED\r\n" + RETRO0 + b"STORED\r\n"),
          feed(1, RETRO1 + b"STORED\r\n"), client(0, 2), eof(1), feed(0, b"STORED\r\n"))
+    # u2 leaves the view with answers owed, u1 answers on, u2 comes back
+    seed("leave-%d" % v, v, feed(0, b"STORED\r\n"), reconfigure(), feed(0, ANSWER0),
+         client(1, 2), client(2, 0), reconfigure(), feed(1, b"VERSION 1\r\nVERSION 1\r\n"),
+         feed(1, b"STORED\r\nSTORED\r\n" + PUSH1), feed(0, b"STORED\r\nSTORED\r\n"))
     for i, bad in enumerate([b"ERROR\r\n", b"CLIENT_ERROR bad data chunk\r\n",
                              b"SERVER_ERROR out of memory\r\n", b"VALUE messages 0 x\r\n",
                              b"VALUE messages 0 99999999999\r\n", PUSH0[:-3] + b"ENX\r\n",
