@@ -35,7 +35,7 @@ CORE_SRC := c_src/protocol.c c_src/resp.c c_src/glob.c c_src/table.c c_src/subse
             c_src/cluster_hash.c c_src/cluster_pin.c c_src/cluster_ack.c c_src/cluster.c c_src/cluster_upstream.c c_src/cluster_pattern.c c_src/cluster_shard.c c_src/cluster_link.c \
             c_src/cluster_move.c c_src/cluster_pub.c c_src/cluster_retro.c c_src/cluster_retro_answer.c c_src/cluster_relay.c \
             c_src/cluster_served.c c_src/cluster_entered.c c_src/cluster_fresh.c c_src/cluster_missing.c c_src/cluster_subref.c \
-            c_src/cluster_metrics.c \
+            c_src/cluster_metrics.c c_src/cluster_origin.c \
             c_src/proto_link.c
 ENGINE_SRC := $(CORE_SRC) c_src/control.c c_src/cluster_control.c c_src/main.c
 HEADERS := $(wildcard c_src/*.h include/kraken/*.h)

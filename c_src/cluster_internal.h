@@ -38,9 +38,10 @@ struct cluster_subref;
 
 /* What a batch to a core carries (cluster_upstream.c): OP_PSUB and OP_PUNSUB
  * are Redis patterns (cluster_pattern.c), OP_SSUB, OP_SUNSUB and OP_SPUB
- * Redis shard channels (cluster_shard.c). */
+ * Redis shard channels (cluster_shard.c); OP_FWD and OP_SFWD a peer's
+ * entries forwarded with their origin (cluster_origin.c). */
 enum op { OP_NONE, OP_SUB, OP_UNSUB, OP_PUB, OP_PSUB, OP_PUNSUB, OP_SSUB, OP_SUNSUB, OP_SPUB,
-          OP_KINDS };
+          OP_FWD, OP_SFWD, OP_KINDS };
 
 /* A live core (self included) as this engine sees it. */
 struct cluster_core {
@@ -286,6 +287,12 @@ void cluster_pub_answered(struct cluster_core *k);
 /* k's link is lost or k left, before its waits fail: warns about noreply
  * publishes it did not confirm. */
 void cluster_pub_lost(struct cluster_core *k);
+
+/* cluster_origin.c */
+/* The node an entry of peer publisher s was published on: the origin named
+ * by the forwarded batch being routed, else the node s is the link of (its
+ * `set peer` name); NULL (*len 0) when it gave none that travels. */
+const char *cluster_origin_of(const struct subscriber *s, size_t *len);
 
 /* cluster_missing.c */
 /* m: the owners of set s followed by the missing names (copied).  Returns

@@ -17,7 +17,9 @@
  * server.c), so that once it has its reply every entry published at the
  * owner reaches it.  A topic whose upstream subscription may still be on
  * its way is marked upstream_pending: later subscribers wait for it too.
- * Publish batches are acknowledged the same way (cluster_pub.c). */
+ * Publish batches are acknowledged the same way (cluster_pub.c), and so
+ * are the `link_forward` batches of a peer's entries forwarded to their
+ * owner, which name the node they were published on (cluster_origin.c). */
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <inttypes.h>
@@ -37,13 +39,15 @@ static const char *const op_names[OP_KINDS] = {
     [OP_PUB] = "publish",            [OP_PSUB] = "link_psubscribe",
     [OP_PUNSUB] = "link_punsubscribe", [OP_SSUB] = "link_ssubscribe",
     [OP_SUNSUB] = "link_sunsubscribe", [OP_SPUB] = "link_spublish",
+    [OP_FWD] = "link_forward",         [OP_SFWD] = "link_sforward",
 };
 
 /* Whether a batch of this kind is answered (STORED): subscribes and
  * publishes, whose clients wait for it (unsubscribes go with noreply). */
 static bool acked_op(enum op op)
 {
-    return op == OP_SUB || op == OP_PUB || op == OP_PSUB || op == OP_SSUB || op == OP_SPUB;
+    return op == OP_SUB || op == OP_PUB || op == OP_PSUB || op == OP_SSUB || op == OP_SPUB ||
+           op == OP_FWD || op == OP_SFWD;
 }
 
 /* ---- batched requests to a core ---- */
@@ -117,6 +121,27 @@ static struct evbuffer *batch(struct cluster_core *k, enum op op, size_t add)
         event_active(cl.flush_ev, EV_TIMEOUT, 0);
     }
     return k->pend;
+}
+
+/* The batch of a peer's entries forwarded to k (a member: its link said
+ * `set peer`), published on node `origin` (cluster_origin.c): a batch
+ * names one origin on its first line, so another origin starts another. */
+static struct evbuffer *forward_batch(struct cluster_core *k, enum topic_ns ns,
+                                      const char *origin, size_t olen, size_t add)
+{
+    enum op op = ns == TOPIC_NS_SHARD ? OP_SFWD : OP_FWD;
+    size_t have = evbuffer_get_length(k->pend);
+    if (k->pend_op == op && have) {
+        const unsigned char *p = evbuffer_pullup(k->pend, (ev_ssize_t)(olen + 2));
+        if (!p || (olen && memcmp(p, origin, olen)) || p[olen] != '\r')
+            cluster_emit(k);
+    }
+    struct evbuffer *b = batch(k, op, olen + 2 + add);
+    if (evbuffer_get_length(b) == 0) {
+        evbuffer_add(b, origin, olen);
+        evbuffer_add(b, "\r\n", 2);
+    }
+    return b;
 }
 
 void cluster_topic_op(struct cluster_core *k, enum op op, const char *name, size_t len)
@@ -264,7 +289,9 @@ void cluster_on_published(struct subscriber *publisher, enum topic_ns ns, struct
     /* What a core pushed to us was delivered by it.  What a peer sent us
      * entered the cluster here: it is forwarded only when this core is no
      * owner of the topic under either set (views differ after a failure, a
-     * partition), to the owner it sees; never during a move it is part of. */
+     * partition), to the owner it sees, naming the node it was published on
+     * (`link_forward`, cluster_origin.c); never during a move it is part
+     * of. */
     bool peer = publisher && publisher->peer;
     if (!cluster_ns_travels(ns) || cl.n == 0 || (cluster_is_link(publisher) && !peer))
         return;
@@ -300,6 +327,8 @@ void cluster_on_published(struct subscriber *publisher, enum topic_ns ns, struct
     }
     if (!remote)
         return;
+    size_t olen = 0;
+    const char *origin = peer ? cluster_origin_of(publisher, &olen) : NULL;
     for (size_t k = 0; k < cl.n; k++) {
         uint32_t first = e->ntopics;
         for (uint32_t i = 0; i < e->ntopics && first == e->ntopics; i++)
@@ -319,7 +348,11 @@ void cluster_on_published(struct subscriber *publisher, enum topic_ns ns, struct
         for (uint32_t i = first; i < e->ntopics; i++)
             if (cl.owners[i] == (int)k)
                 need += 1 + e->topics[i]->len;
-        struct evbuffer *b = batch(c, cluster_op_ns(OP_PUB, ns), need);
+        /* A peer's entry forwarded to a member says where it was
+         * published, so that the owner does not send it back there. */
+        struct evbuffer *b = peer && !c->parent && c->poll_ms <= 0
+                                 ? forward_batch(c, ns, origin, olen, need)
+                                 : batch(c, cluster_op_ns(OP_PUB, ns), need);
         evbuffer_add(b, "MESSAGE", 7);
         for (uint32_t i = first; i < e->ntopics; i++)
             if (cl.owners[i] == (int)k) {

@@ -366,9 +366,12 @@ static const char *do_peer(struct conn *c, const struct proto_request *req)
         return "CLIENT_ERROR set peer comes before any subscription\r\n";
     if (c->sub.child)
         return "CLIENT_ERROR a child is no peer\r\n";
-    if (!c->sub.peer)
+    if (!c->sub.peer) {
         klog(LOG_INFO, "client %" PRIu64 " (%s) is the link of cluster node %.*s", c->sub.id,
              c->peer, (int)(req->data_len < 200 ? req->data_len : 200), req->data);
+        if (cluster_peer_named(&c->sub, req->data, req->data_len) < 0)
+            return NULL;
+    }
     c->sub.peer = true;
     return PROTO_STORED;
 }
@@ -485,6 +488,34 @@ static const char *do_publish(struct conn *c, const struct proto_request *req, i
     return PROTO_STORED;
 }
 
+/* `set link_forward` / `set link_sforward` (docs/cluster.md, "Moves";
+ * cluster_origin.c): a peer core's batch of entries it forwards for another
+ * node (a peer of its own), a publish (channels; Redis shard channels)
+ * whose data starts with a line naming the node they were published on:
+ *
+ *   set link_forward 0 0 <n>\r\n<origin node>\r\n<MESSAGE entries>\r\n
+ *
+ * routed as the peer's publish, but never to the origin's own link here
+ * (its node had them at once).  Peers only: anyone else gets ERROR, as
+ * for an unknown command. */
+static const char *do_link_forward(struct conn *c, const struct proto_request *req,
+                                   enum topic_ns ns, const char **error)
+{
+    if (!c->sub.peer)
+        return "ERROR\r\n";
+    const char *d = req->data, *nl = memchr(d, '\n', req->data_len);
+    if (!nl || nl == d || nl[-1] != '\r' ||
+        (nl - 1 > d && !cluster_name_travels(d, (size_t)(nl - 1 - d))))
+        return *error = "CLIENT_ERROR bad data chunk\r\n";
+    struct proto_request entries = *req;
+    entries.data = nl + 1;
+    entries.data_len = req->data_len - (size_t)(nl + 1 - d);
+    cluster_origin_begin(&c->eng->router, d, (size_t)(nl - 1 - d));
+    const char *r = do_publish(c, &entries, clock_turn_unix(), ns, error);
+    cluster_origin_end(&c->eng->router);
+    return r;
+}
+
 /* Writes the `get messages` reply for everything queued. */
 static bool write_messages(struct conn *c)
 {
@@ -535,6 +566,12 @@ static const char *execute(struct conn *c, const struct proto_request *req, int6
         break;
     case PROTO_SET_PUBLISH:
         r = do_publish(c, req, clock_turn_unix(), TOPIC_NS_CHANNEL, &error);
+        break;
+    case PROTO_SET_LINK_FORWARD:
+    case PROTO_SET_LINK_SFORWARD:
+        r = do_link_forward(c, req,
+                            req->cmd == PROTO_SET_LINK_FORWARD ? TOPIC_NS_CHANNEL : TOPIC_NS_SHARD,
+                            &error);
         break;
     case PROTO_SET_PUSH:
         if ((r = do_push(c, req)))
@@ -684,6 +721,12 @@ static void kraken_retro_refused(struct conn *c)
     reply(c, PROTO_NOT_FOUND);
 }
 
+static void kraken_release(struct conn *c)
+{
+    if (c->sub.peer)
+        cluster_peer_gone(&c->sub);
+}
+
 static void kraken_deliver(struct conn *c)
 {
     if (!c->sub.push || c->sub.queue.count == 0 || conn_is_closing(c) ||
@@ -701,6 +744,7 @@ const struct proto_ops proto_kraken = {
     .log_name = "client",
     .kind = PROTO_KIND_KRAKEN,
     .state_size = sizeof(struct kraken_state),
+    .release = kraken_release,
     .process = kraken_process,
     .deliver = kraken_deliver,
     .retro_refused = kraken_retro_refused,

@@ -145,6 +145,11 @@ struct router {
     struct table pattern_set; /* struct pattern by name */
     struct pattern **patterns; /* the same, dense, for routing */
     uint32_t npatterns, patterns_cap;
+    /* In a cluster, set around the routing of entries a core forwarded
+     * for a peer (cluster_origin.c): the link of the node they were
+     * published on, which had them already; it is sent none of them, by
+     * topic or pattern.  NULL otherwise (and then nothing is checked). */
+    const struct subscriber *origin;
     uint64_t seq;             /* last entry seq assigned */
     uint64_t epoch;           /* last scratch epoch used */
     int64_t last_time;        /* publish times never go backwards */

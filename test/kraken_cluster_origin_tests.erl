@@ -1,0 +1,110 @@
+%% @doc The origin of a forwarded entry (docs/cluster.md, "Moves", the peer
+%% rules; c_src/cluster_origin.c): while views differ (after a failure, in
+%% a partition), core A gets on the link of node P an entry whose topic it
+%% owns under neither owner set; A delivers it to its own subscribers and
+%% forwards it to the owner it sees, core B, naming P (`set
+%% link_forward'). B delivers it to its subscribers and to every other peer
+%% holding the topic, by topic or pattern, but not back on P's link: P
+%% delivered it to its own clients at once (before, P's subscribers got it
+%% twice).
+%%
+%% Two engines a and b on their control channel, the views chosen by the
+%% test: both say b owns every topic. The test's connections play the
+%% nodes p and q (`set peer'), as p would: p at a, p and q holding the topic
+%% (and a pattern) at b. Deterministic: a marker published at b after the
+%% entry is the last thing each connection gets, so everything before it
+%% is all it got of the entry.
+-module(kraken_cluster_origin_tests).
+
+-include_lib("eunit/include/eunit.hrl").
+
+-import(kraken_cluster_refuse_tests, [call/3, packet/2]).
+
+origin_test_() ->
+    {timeout, 60, {"a peer's entry forwarded by a core that does not own its topic reaches "
+                   "every subscriber once, and not the link of the node it was published on "
+                   "(by topic or pattern)", fun forwarded/0}}.
+
+forwarded() ->
+    {A, APort} = start_engine(),
+    {B, BPort} = start_engine(),
+    try
+        Members = [{<<"a">>, <<"127.0.0.1">>, APort}, {<<"b">>, <<"127.0.0.1">>, BPort}],
+        ok = call(B, 1, {cluster, {<<"b">>, Members, [<<"b">>], []}}),
+        ok = call(A, 1, {cluster, {<<"a">>, Members, [<<"b">>], []}}),
+        [ok = kraken_cluster_tests:wait_until(
+                fun() -> [up] =:= [St || {N, St, _, _, _, _, _, _, _}
+                                             <- call(E, 2, cluster_status), N =:= Other]
+                end, 5000) || {E, Other} <- [{A, <<"b">>}, {B, <<"a">>}]],
+        T = <<"orig_t">>,    % held by topic
+        T2 = <<"orig_pat">>, % held through the pattern only
+        Pat = <<"orig_p*">>,
+        [<<"b">> = call(A, 3, {cluster_owner, X}) || X <- [T, T2]],
+        %% Plain subscribers of T on a (subscribed upstream at b) and on b.
+        SA = conn(APort, [push(), set(<<"subscribe">>, T)], 2),
+        SB = conn(BPort, [push(), set(<<"subscribe">>, T)], 2),
+        %% The nodes' links: p at a (to publish) and at b, q at b.
+        PA = conn(APort, [push(), set(<<"peer">>, <<"p">>)], 2),
+        Hold = [set(<<"subscribe">>, T), set(<<"link_psubscribe">>, Pat)],
+        PB = conn(BPort, [push(), set(<<"peer">>, <<"p">>) | Hold], 4),
+        QB = conn(BPort, [push(), set(<<"peer">>, <<"q">>) | Hold], 4),
+        %% p publishes on its link to a; a answers once b confirmed.
+        ok = gen_tcp:send(PA, set(<<"publish">>, entry([T, T2], <<"x">>))),
+        ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(PA, 0, 5000)),
+        %% The marker: a client of b publishes on T (b's own: to every node).
+        M = conn(BPort, [set(<<"publish">>, entry([T], <<"m">>))], 1),
+        Before = fun(X) -> recv_until(X, <<"\r\nm\r\n">>, <<>>) end,
+        %% The MESSAGE lines of the entry x each got (up to its payload).
+        Entries = fun(Got) ->
+                          [binary:part(E, 0, At + 5)
+                           || E <- binary:split(Got, <<"MESSAGE ">>, [global]),
+                              {At, _} <- [binary:match(E, <<"\r\nx\r\n">>)]]
+                  end,
+        %% Each subscriber of T once, listing what it holds.
+        [?assertEqual([<<"orig_t 1\r\nx\r\n">>], Entries(Before(S))) || S <- [SA, SB]],
+        %% q once, both topics; p nothing (it used to get it from b).
+        ?assertEqual([<<"orig_t orig_pat 1\r\nx\r\n">>], Entries(Before(QB))),
+        ?assertEqual([], Entries(Before(PB))),
+        [gen_tcp:close(X) || X <- [SA, SB, PA, PB, QB, M]]
+    after
+        [catch port_close(E) || E <- [A, B]]
+    end.
+
+%% An engine on its control channel, configured as a node in a cluster is
+%% (but waiting for no view: the test sends it before connecting).
+start_engine() ->
+    Port = open_port({spawn_executable, kraken_cluster_tests:engine_path()},
+                     [{packet, 4}, binary, exit_status, use_stdio, {args, []}]),
+    true = port_command(Port, term_to_binary({config, [{tcp_server_port, 0},
+                                                       {listen_ip, <<"127.0.0.1">>}]})),
+    {ready, Listen} = packet(Port, fun({ready, _}) -> true; (_) -> false end),
+    {Port, Listen}.
+
+push() -> <<"set push 0 0 2\r\non\r\n">>.
+
+set(Cmd, Data) ->
+    [<<"set ">>, Cmd, <<" 0 0 ">>, integer_to_binary(iolist_size(Data)), <<"\r\n">>, Data,
+     <<"\r\n">>].
+
+entry(Topics, Payload) ->
+    [<<"MESSAGE ">>, lists:join(<<" ">>, Topics), <<" ">>,
+     integer_to_binary(byte_size(Payload)), <<"\r\n">>, Payload, <<"\r\n">>].
+
+%% A raw connection that sent Requests and got N replies, each STORED.
+conn(Port, Requests, N) ->
+    {ok, X} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}]),
+    ok = gen_tcp:send(X, Requests),
+    Want = binary:copy(<<"STORED\r\n">>, N),
+    ?assertEqual(Want, recv_until(X, Want, <<>>)),
+    X.
+
+%% What X is sent up to and including Last.
+recv_until(X, Last, Acc) ->
+    case binary:match(Acc, Last) of
+        nomatch ->
+            {ok, More} = gen_tcp:recv(X, 0, 5000),
+            recv_until(X, Last, <<Acc/binary, More/binary>>);
+        {At, Len} ->
+            <<Got:(At + Len)/binary, _/binary>> = Acc,
+            Got
+    end.
