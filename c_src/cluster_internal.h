@@ -152,6 +152,11 @@ void cluster_batch_name(struct cluster_core *k, enum op op, const char *name, si
  * nobody waits).
  * Returns whether that answer is still due. */
 bool cluster_await_batch(struct cluster_core *k, enum op op, struct subscriber *s);
+/* The `link_forward` batch (`link_sforward` for ns shard) to c whose first
+ * line is `line` (len bytes, no CRLF), with room for add bytes more: the
+ * one being built, or a new one (what is batched goes first). */
+struct evbuffer *cluster_forward_batch(struct cluster_core *c, enum topic_ns ns,
+                                       const char *line, size_t len, size_t add);
 /* From now on t's entries come from upstream (cluster_retro_classify). */
 void cluster_mark_upstream(struct topic *t);
 /* Subscriber s of t waits for k's confirmation of t's upstream subscription
@@ -289,10 +294,13 @@ void cluster_pub_answered(struct cluster_core *k);
 void cluster_pub_lost(struct cluster_core *k);
 
 /* cluster_origin.c */
-/* The node an entry of peer publisher s was published on: the origin named
- * by the forwarded batch being routed, else the node s is the link of (its
- * `set peer` name); NULL (*len 0) when it gave none that travels. */
-const char *cluster_origin_of(const struct subscriber *s, size_t *len);
+struct entry;
+/* Appends peer publisher's entry e, its topics whose owners[i] is k, to
+ * member c's `link_forward` batches: one MESSAGE per set of nodes that
+ * have some of those topics already (each batch's first line), its
+ * publisher waiting for each (cluster_pub_note). */
+void cluster_forward(struct cluster_core *c, enum topic_ns ns, const struct entry *e,
+                     const int *owners, int k, const struct subscriber *publisher);
 
 /* cluster_missing.c */
 /* m: the owners of set s followed by the missing names (copied).  Returns

@@ -19,7 +19,7 @@
  * its way is marked upstream_pending: later subscribers wait for it too.
  * Publish batches are acknowledged the same way (cluster_pub.c), and so
  * are the `link_forward` batches of a peer's entries forwarded to their
- * owner, which name the node they were published on (cluster_origin.c). */
+ * owner, which name the nodes that have them already (cluster_origin.c). */
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <inttypes.h>
@@ -123,22 +123,20 @@ static struct evbuffer *batch(struct cluster_core *k, enum op op, size_t add)
     return k->pend;
 }
 
-/* The batch of a peer's entries forwarded to k (a member: its link said
- * `set peer`), published on node `origin` (cluster_origin.c): a batch
- * names one origin on its first line, so another origin starts another. */
-static struct evbuffer *forward_batch(struct cluster_core *k, enum topic_ns ns,
-                                      const char *origin, size_t olen, size_t add)
+/* A batch names its nodes on its first line (cluster_origin.c), so other
+ * nodes start another. */
+struct evbuffer *cluster_forward_batch(struct cluster_core *k, enum topic_ns ns,
+                                       const char *line, size_t len, size_t add)
 {
     enum op op = ns == TOPIC_NS_SHARD ? OP_SFWD : OP_FWD;
-    size_t have = evbuffer_get_length(k->pend);
-    if (k->pend_op == op && have) {
-        const unsigned char *p = evbuffer_pullup(k->pend, (ev_ssize_t)(olen + 2));
-        if (!p || (olen && memcmp(p, origin, olen)) || p[olen] != '\r')
+    if (k->pend_op == op && evbuffer_get_length(k->pend)) {
+        const unsigned char *p = evbuffer_pullup(k->pend, (ev_ssize_t)(len + 2));
+        if (!p || (len && memcmp(p, line, len)) || p[len] != '\r')
             cluster_emit(k);
     }
-    struct evbuffer *b = batch(k, op, olen + 2 + add);
+    struct evbuffer *b = batch(k, op, len + 2 + add);
     if (evbuffer_get_length(b) == 0) {
-        evbuffer_add(b, origin, olen);
+        evbuffer_add(b, line, len);
         evbuffer_add(b, "\r\n", 2);
     }
     return b;
@@ -289,9 +287,9 @@ void cluster_on_published(struct subscriber *publisher, enum topic_ns ns, struct
     /* What a core pushed to us was delivered by it.  What a peer sent us
      * entered the cluster here: it is forwarded only when this core is no
      * owner of the topic under either set (views differ after a failure, a
-     * partition), to the owner it sees, naming the node it was published on
-     * (`link_forward`, cluster_origin.c); never during a move it is part
-     * of. */
+     * partition), to the owner it sees, naming the nodes that have it
+     * already (`link_forward`, cluster_origin.c); never during a move it
+     * is part of. */
     bool peer = publisher && publisher->peer;
     if (!cluster_ns_travels(ns) || cl.n == 0 || (cluster_is_link(publisher) && !peer))
         return;
@@ -327,8 +325,6 @@ void cluster_on_published(struct subscriber *publisher, enum topic_ns ns, struct
     }
     if (!remote)
         return;
-    size_t olen = 0;
-    const char *origin = peer ? cluster_origin_of(publisher, &olen) : NULL;
     for (size_t k = 0; k < cl.n; k++) {
         uint32_t first = e->ntopics;
         for (uint32_t i = 0; i < e->ntopics && first == e->ntopics; i++)
@@ -344,15 +340,18 @@ void cluster_on_published(struct subscriber *publisher, enum topic_ns ns, struct
             cluster_count_drop(c);
             continue;
         }
+        c->sent++;
+        if (peer && !c->parent && c->poll_ms <= 0) {
+            /* A peer's entry forwarded to a member says which nodes have
+             * it already, so that the owner does not send it to them. */
+            cluster_forward(c, ns, e, cl.owners, (int)k, publisher);
+            continue;
+        }
         size_t need = 32 + (size_t)e->payload_len;
         for (uint32_t i = first; i < e->ntopics; i++)
             if (cl.owners[i] == (int)k)
                 need += 1 + e->topics[i]->len;
-        /* A peer's entry forwarded to a member says where it was
-         * published, so that the owner does not send it back there. */
-        struct evbuffer *b = peer && !c->parent && c->poll_ms <= 0
-                                 ? forward_batch(c, ns, origin, olen, need)
-                                 : batch(c, cluster_op_ns(OP_PUB, ns), need);
+        struct evbuffer *b = batch(c, cluster_op_ns(OP_PUB, ns), need);
         evbuffer_add(b, "MESSAGE", 7);
         for (uint32_t i = first; i < e->ntopics; i++)
             if (cl.owners[i] == (int)k) {
@@ -362,7 +361,6 @@ void cluster_on_published(struct subscriber *publisher, enum topic_ns ns, struct
         evbuffer_add_printf(b, " %zu\r\n", (size_t)e->payload_len);
         evbuffer_add(b, entry_payload(e), e->payload_len);
         evbuffer_add(b, "\r\n", 2);
-        c->sent++;
         cluster_pub_note(c); /* its publisher waits for this batch (cluster_pub.c) */
     }
 }

@@ -288,30 +288,27 @@ const char *kraken_child(struct conn *c, const struct proto_request *req)
 }
 
 /* `set link_forward` / `set link_sforward` (docs/cluster.md, "Moves";
- * cluster_origin.c): a peer core's batch of entries it forwards for another
- * node (a peer of its own), a publish (channels; Redis shard channels)
- * whose data starts with a line naming the node they were published on:
+ * cluster_origin.c): a peer core's batch of entries it forwards for other
+ * nodes, a publish (channels; Redis shard channels) whose data starts with
+ * a line naming the nodes that have them already, space-separated:
  *
- *   set link_forward 0 0 <n>\r\n<origin node>\r\n<MESSAGE entries>\r\n
+ *   set link_forward 0 0 <n>\r\n<origin> [<node> ...]\r\n<MESSAGE entries>\r\n
  *
- * routed as the peer's publish, but never to the origin's own link here
- * (its node had them at once).  Peers only: anyone else gets ERROR, as
- * for an unknown command. */
+ * routed as the peer's publish, but never to those nodes' links here.
+ * Peers only: anyone else gets ERROR, as for an unknown command. */
 const char *kraken_link_forward(struct conn *c, const struct proto_request *req,
                                 enum topic_ns ns, const char **error)
 {
     if (!c->sub.peer)
         return "ERROR\r\n";
     const char *d = req->data, *nl = memchr(d, '\n', req->data_len);
-    if (!nl || nl == d || nl[-1] != '\r' ||
-        (nl - 1 > d && !cluster_name_travels(d, (size_t)(nl - 1 - d))))
+    if (!nl || nl == d || nl[-1] != '\r' || memchr(d, '\r', (size_t)(nl - 1 - d)))
         return *error = "CLIENT_ERROR bad data chunk\r\n";
     struct proto_request entries = *req;
     entries.data = nl + 1;
     entries.data_len = req->data_len - (size_t)(nl + 1 - d);
-    cluster_origin_begin(&c->eng->router, d, (size_t)(nl - 1 - d));
+    cluster_origin_begin(d, (size_t)(nl - 1 - d));
     const char *r = kraken_publish(c, &entries, clock_turn_unix(), ns, error);
-    cluster_origin_end(&c->eng->router);
+    cluster_origin_end();
     return r;
 }
-

@@ -249,10 +249,10 @@ int router_publish_ns(struct router *r, struct subscriber *publisher, enum topic
             struct subscriber *s = t->subs[j];
             if (s == publisher || s->overflowed)
                 continue;
-            if (s->peer) { /* (the origin: only for a forward, cluster_origin.c) */
+            if (s->peer) { /* (skip: only around a forward, cluster_origin.c) */
                 if (peers < 0)
                     peers = r->cfg.to_peers(publisher, t, r->cfg.cluster_arg);
-                if (!peers || s == r->origin)
+                if (!peers || s->skip)
                     continue;
             }
             res->receivers++;

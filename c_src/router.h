@@ -67,6 +67,10 @@ struct subscriber {
      * ordinary subscriber, except that its `link_retro` may fetch topics
      * from their owners (router_retro_fetch's defer; cluster_retro.c). */
     bool child;
+    /* In a cluster, set on peers only, around the routing of entries a
+     * core forwarded (cluster_origin.c): the link of a node that had them
+     * already.  It is sent none of them, by topic or pattern. */
+    bool skip;
 };
 
 struct router_config {
@@ -145,11 +149,6 @@ struct router {
     struct table pattern_set; /* struct pattern by name */
     struct pattern **patterns; /* the same, dense, for routing */
     uint32_t npatterns, patterns_cap;
-    /* In a cluster, set around the routing of entries a core forwarded
-     * for a peer (cluster_origin.c): the link of the node they were
-     * published on, which had them already; it is sent none of them, by
-     * topic or pattern.  NULL otherwise (and then nothing is checked). */
-    const struct subscriber *origin;
     uint64_t seq;             /* last entry seq assigned */
     uint64_t epoch;           /* last scratch epoch used */
     int64_t last_time;        /* publish times never go backwards */

@@ -1,19 +1,22 @@
-%% @doc The origin of a forwarded entry (docs/cluster.md, "Moves", the peer
-%% rules; c_src/cluster_origin.c): while views differ (after a failure, in
-%% a partition), core A gets on the link of node P an entry whose topic it
-%% owns under neither owner set; A delivers it to its own subscribers and
-%% forwards it to the owner it sees, core B, naming P (`set
-%% link_forward'). B delivers it to its subscribers and to every other peer
-%% holding the topic, by topic or pattern, but not back on P's link: P
-%% delivered it to its own clients at once (before, P's subscribers got it
-%% twice).
+%% @doc The nodes that have a forwarded entry already (docs/cluster.md,
+%% "Moves", the peer rules; c_src/cluster_origin.c): while views differ
+%% (after a failure, in a partition), core A gets on the link of node P an
+%% entry whose topic it owns under neither owner set; A delivers it to its
+%% own subscribers (the peers holding the topic there too) and forwards it
+%% to the owner it sees, core B, naming P and those peers (`set
+%% link_forward'). B delivers it to its subscribers and to every other
+%% peer holding the topic, by topic or pattern, but not to the links of the
+%% nodes named: they delivered it to their own clients already (before, P's
+%% subscribers got it twice, and so did those of a node holding the topic
+%% at both A and B).
 %%
 %% Two engines a and b on their control channel, the views chosen by the
 %% test: both say b owns every topic. The test's connections play the
-%% nodes p and q (`set peer'), as p would: p at a, p and q holding the topic
-%% (and a pattern) at b. Deterministic: a marker published at b after the
-%% entry is the last thing each connection gets, so everything before it
-%% is all it got of the entry.
+%% nodes p, q and r (`set peer'), as they would: p at a, p and q holding the
+%% topic (and a pattern) at b, r holding the topic at a and the same at b.
+%% Deterministic: a marker published at b after the entry is the last thing
+%% each connection at b gets, so everything before it is all it got of the
+%% entry.
 -module(kraken_cluster_origin_tests).
 
 -include_lib("eunit/include/eunit.hrl").
@@ -22,8 +25,9 @@
 
 origin_test_() ->
     {timeout, 60, {"a peer's entry forwarded by a core that does not own its topic reaches "
-                   "every subscriber once, and not the link of the node it was published on "
-                   "(by topic or pattern)", fun forwarded/0}}.
+                   "every subscriber once: not the link of the node it was published on at the "
+                   "owner (by topic or pattern), nor that of a node that had it from the "
+                   "forwarding core", fun forwarded/0}}.
 
 forwarded() ->
     {A, APort} = start_engine(),
@@ -52,20 +56,42 @@ forwarded() ->
         ok = gen_tcp:send(PA, set(<<"publish">>, entry([T, T2], <<"x">>))),
         ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(PA, 0, 5000)),
         %% The marker: a client of b publishes on T (b's own: to every node).
-        M = conn(BPort, [set(<<"publish">>, entry([T], <<"m">>))], 1),
-        Before = fun(X) -> recv_until(X, <<"\r\nm\r\n">>, <<>>) end,
-        %% The MESSAGE lines of the entry x each got (up to its payload).
-        Entries = fun(Got) ->
-                          [binary:part(E, 0, At + 5)
-                           || E <- binary:split(Got, <<"MESSAGE ">>, [global]),
-                              {At, _} <- [binary:match(E, <<"\r\nx\r\n">>)]]
-                  end,
+        M = conn(BPort, [], 0),
+        Marker = fun(P) ->
+                         ok = gen_tcp:send(M, set(<<"publish">>, entry([T], P))),
+                         ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(M, 0, 5000))
+                 end,
+        Marker(<<"m">>),
+        %% What X got of entry Payload before the marker: its MESSAGE lines.
+        Got = fun(X, Payload, Mark) ->
+                      Bytes = recv_until(X, <<"\r\n", Mark/binary, "\r\n">>),
+                      Tail = <<"\r\n", Payload/binary, "\r\n">>,
+                      [binary:part(E, 0, At + byte_size(Tail))
+                       || E <- binary:split(Bytes, <<"MESSAGE ">>, [global]),
+                          {At, _} <- [binary:match(E, Tail)]]
+              end,
         %% Each subscriber of T once, listing what it holds.
-        [?assertEqual([<<"orig_t 1\r\nx\r\n">>], Entries(Before(S))) || S <- [SA, SB]],
+        [?assertEqual([<<"orig_t 1\r\nx\r\n">>], Got(S, <<"x">>, <<"m">>)) || S <- [SA, SB]],
         %% q once, both topics; p nothing (it used to get it from b).
-        ?assertEqual([<<"orig_t orig_pat 1\r\nx\r\n">>], Entries(Before(QB))),
-        ?assertEqual([], Entries(Before(PB))),
-        [gen_tcp:close(X) || X <- [SA, SB, PA, PB, QB, M]]
+        ?assertEqual([<<"orig_t orig_pat 1\r\nx\r\n">>], Got(QB, <<"x">>, <<"m">>)),
+        ?assertEqual([], Got(PB, <<"x">>, <<"m">>)),
+        %% Node r holds T at a (its view makes a an owner: a delivers p's
+        %% entries to it) and, at b, T and the pattern.  p's next entry:
+        %% r gets T from a only, T2 from b only (it got T twice); q gets
+        %% each topic once, in two MESSAGE lines (b got them in two: the
+        %% nodes that have them differ).
+        RA = conn(APort, [push(), set(<<"peer">>, <<"r">>), set(<<"subscribe">>, T)], 3),
+        RB = conn(BPort, [push(), set(<<"peer">>, <<"r">>) | Hold], 4),
+        ok = gen_tcp:send(PA, set(<<"publish">>, entry([T, T2], <<"y">>))),
+        ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(PA, 0, 5000)),
+        Marker(<<"n">>),
+        [?assertEqual([<<"orig_t 1\r\ny\r\n">>], Got(S, <<"y">>, <<"n">>)) || S <- [SA, SB]],
+        ?assertEqual([], Got(PB, <<"y">>, <<"n">>)),
+        ?assertEqual([<<"orig_t 1\r\ny\r\n">>], recv_entries(RA, <<"y">>)),
+        ?assertEqual([<<"orig_pat 1\r\ny\r\n">>], Got(RB, <<"y">>, <<"n">>)),
+        ?assertEqual([<<"orig_t 1\r\ny\r\n">>, <<"orig_pat 1\r\ny\r\n">>],
+                     Got(QB, <<"y">>, <<"n">>)),
+        [gen_tcp:close(X) || X <- [SA, SB, PA, PB, QB, RA, RB, M]]
     after
         [catch port_close(E) || E <- [A, B]]
     end.
@@ -94,17 +120,32 @@ entry(Topics, Payload) ->
 conn(Port, Requests, N) ->
     {ok, X} = gen_tcp:connect({127, 0, 0, 1}, Port, [binary, {active, false}]),
     ok = gen_tcp:send(X, Requests),
-    Want = binary:copy(<<"STORED\r\n">>, N),
-    ?assertEqual(Want, recv_until(X, Want, <<>>)),
+    [?assertEqual(binary:copy(<<"STORED\r\n">>, N), recv_until(X, binary:copy(<<"STORED\r\n">>, N)))
+     || N > 0],
     X.
 
-%% What X is sent up to and including Last.
+%% What X is sent up to and including Last; what came after is kept for
+%% the next call.
+recv_until(X, Last) ->
+    Acc = case get({buf, X}) of undefined -> <<>>; B -> B end,
+    recv_until(X, Last, Acc).
+
 recv_until(X, Last, Acc) ->
     case binary:match(Acc, Last) of
         nomatch ->
             {ok, More} = gen_tcp:recv(X, 0, 5000),
             recv_until(X, Last, <<Acc/binary, More/binary>>);
         {At, Len} ->
-            <<Got:(At + Len)/binary, _/binary>> = Acc,
+            <<Got:(At + Len)/binary, Rest/binary>> = Acc,
+            put({buf, X}, Rest),
             Got
     end.
+
+%% The MESSAGE lines of X's next pushed block that carry Payload (RA at a
+%% holds T only, so no marker reaches it: its block is the entry's alone).
+recv_entries(X, Payload) ->
+    Bytes = recv_until(X, <<"END\r\n">>),
+    Tail = <<"\r\n", Payload/binary, "\r\n">>,
+    [binary:part(E, 0, At + byte_size(Tail))
+     || E <- binary:split(Bytes, <<"MESSAGE ">>, [global]),
+        {At, _} <- [binary:match(E, Tail)]].

@@ -791,11 +791,11 @@ static void test_link_psubscribe(void **state)
 }
 
 /* `set link_forward` / `link_sforward` (cluster_origin.c): a peer core's
- * forward of entries published on another node, named on the first line:
- * routed as a peer's publish but never to that node's link here (by the
- * name its `set peer` gave), for channels and shard channels; anyone but a
- * peer gets ERROR, as for an unknown command; a first line that is not
- * one closes the connection. */
+ * forward of entries that the nodes named on the first line have already:
+ * routed as a peer's publish but never to those nodes' links here (by the
+ * names their `set peer` gave), for channels and shard channels; anyone
+ * but a peer gets ERROR, as for an unknown command; a first line that is
+ * not one closes the connection. */
 static void test_link_forward(void **state)
 {
     (void)state;
@@ -824,6 +824,11 @@ static void test_link_forward(void **state)
     do_set(fwd, "link_forward", "X\r\nMESSAGE t 1\r\nw\r\n", false, "STORED\r\n");
     expect_msgs(p, "MESSAGE t 1\r\nz\r\nMESSAGE t 1\r\nw\r\n");
     expect_msgs(q, "MESSAGE t 1\r\nz\r\nMESSAGE t 1\r\nw\r\n");
+    /* Two nodes named: neither gets it. */
+    do_set(fwd, "link_forward", "Q P\r\nMESSAGE t 1\r\nu\r\n", false, "STORED\r\n");
+    expect_msgs(p, "");
+    expect_msgs(q, "");
+    expect_msgs(l, "MESSAGE t 1\r\nz\r\nMESSAGE t 1\r\nw\r\nMESSAGE t 1\r\nu\r\n");
     /* P's link gone, its name is nobody's: a new link of P is excluded. */
     client_close(p);
     client_open(f, p);
