@@ -29,6 +29,11 @@ origin_test_() ->
                    "owner (by topic or pattern), nor that of a node that had it from the "
                    "forwarding core", fun forwarded/0}}.
 
+chain_test_() ->
+    {timeout, 60, {"a forward forwarded again (the second core's view differs too) names the "
+                   "nodes it was given, the core it came from and that core's peers holding "
+                   "the topic: none of them gets it from the last owner", fun chain/0}}.
+
 forwarded() ->
     {A, APort} = start_engine(),
     {B, BPort} = start_engine(),
@@ -94,6 +99,49 @@ forwarded() ->
         [gen_tcp:close(X) || X <- [SA, SB, PA, PB, QB, RA, RB, M]]
     after
         [catch port_close(E) || E <- [A, B]]
+    end.
+
+%% Three engines: a's view makes b the owner of every topic, b's c, c's c.
+%% p publishes on its link to a; a forwards to b naming p; b, owning none
+%% either, forwards to c naming p, a, and q (b's peer holding the topic).
+%% At c the links of p, a (the test's own and a's real one) and q get
+%% nothing of it; z's link and a plain subscriber get it once.
+chain() ->
+    Engines = [start_engine() || _ <- [a, b, c]],
+    [{A, APort}, {B, BPort}, {C, CPort}] = Engines,
+    try
+        Members = [{<<"a">>, <<"127.0.0.1">>, APort}, {<<"b">>, <<"127.0.0.1">>, BPort},
+                   {<<"c">>, <<"127.0.0.1">>, CPort}],
+        [ok = call(E, 1, {cluster, {Self, Members, [Owner], []}})
+         || {E, Self, Owner} <- [{C, <<"c">>, <<"c">>}, {B, <<"b">>, <<"c">>},
+                                 {A, <<"a">>, <<"b">>}]],
+        [ok = kraken_cluster_tests:wait_until(
+                fun() -> lists:sort([N || {N, up, _, _, _, _, _, _, _}
+                                              <- call(E, 2, cluster_status)]) =:= Others
+                end, 5000)
+         || {E, Others} <- [{A, [<<"b">>, <<"c">>]}, {B, [<<"a">>, <<"c">>]},
+                            {C, [<<"a">>, <<"b">>]}]],
+        T = <<"chain_t">>,
+        <<"b">> = call(A, 3, {cluster_owner, T}),
+        <<"c">> = call(B, 3, {cluster_owner, T}),
+        Holder = fun(Port, Name) ->
+                         conn(Port, [push(), set(<<"peer">>, Name), set(<<"subscribe">>, T)], 3)
+                 end,
+        QB = Holder(BPort, <<"q">>),
+        Named = [Holder(CPort, N) || N <- [<<"p">>, <<"a">>, <<"q">>]],
+        Others = [Holder(CPort, <<"z">>), conn(CPort, [push(), set(<<"subscribe">>, T)], 2)],
+        PA = conn(APort, [push(), set(<<"peer">>, <<"p">>)], 2),
+        ok = gen_tcp:send(PA, set(<<"publish">>, entry([T], <<"x">>))),
+        ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(PA, 0, 5000)),
+        M = conn(CPort, [set(<<"publish">>, entry([T], <<"m">>))], 1),
+        Before = fun(X) -> recv_until(X, <<"\r\nm\r\n">>) end,
+        Once = <<"MESSAGE chain_t 1\r\nx\r\n">>,
+        [?assertEqual(nomatch, binary:match(Before(X), <<"\r\nx\r\n">>)) || X <- Named],
+        [?assertEqual(1, length(binary:matches(Before(X), Once))) || X <- Others],
+        ?assertEqual([<<"chain_t 1\r\nx\r\n">>], recv_entries(QB, <<"x">>)),
+        [gen_tcp:close(X) || X <- [QB, PA, M | Named ++ Others]]
+    after
+        [catch port_close(E) || {E, _} <- Engines]
     end.
 
 %% An engine on its control channel, configured as a node in a cluster is
