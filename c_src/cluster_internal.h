@@ -39,7 +39,7 @@ struct cluster_subref;
 /* What a batch to a core carries (cluster_upstream.c): OP_PSUB and OP_PUNSUB
  * are Redis patterns (cluster_pattern.c), OP_SSUB, OP_SUNSUB and OP_SPUB
  * Redis shard channels (cluster_shard.c); OP_FWD and OP_SFWD a peer's
- * entries forwarded with their origin (cluster_origin.c). */
+ * entries forwarded with the nodes that have them (cluster_origin.c). */
 enum op { OP_NONE, OP_SUB, OP_UNSUB, OP_PUB, OP_PSUB, OP_PUNSUB, OP_SSUB, OP_SUNSUB, OP_SPUB,
           OP_FWD, OP_SFWD, OP_KINDS };
 
