@@ -228,12 +228,12 @@ endpoint() ->
 %% anything else when it is given `-config' files (its arguments after
 %% `-extra'): erl itself would stop with a crash dump on a file it cannot
 %% read or parse, so this prints the one-line reason of the first bad one
-%% ({@link kraken_config:check_config_file/1}) and halts with status 1, or
+%% ({@link kraken_config_args:check_config_file/1}) and halts with status 1, or
 %% halts with 0.
 -spec check_config() -> no_return().
 check_config() ->
     Errors = [Msg || Arg <- init:get_plain_arguments(),
-                     {error, Msg} <- [kraken_config:check_config_file(Arg)]],
+                     {error, Msg} <- [kraken_config_args:check_config_file(Arg)]],
     case Errors of
         [] ->
             erlang:halt(0);
