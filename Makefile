@@ -37,7 +37,7 @@ CORE_SRC := c_src/protocol.c c_src/resp.c c_src/glob.c c_src/table.c c_src/subse
             c_src/cluster_served.c c_src/cluster_entered.c c_src/cluster_fresh.c c_src/cluster_missing.c c_src/cluster_subref.c \
             c_src/cluster_metrics.c c_src/cluster_origin.c \
             c_src/proto_link.c
-ENGINE_SRC := $(CORE_SRC) c_src/control.c c_src/cluster_control.c c_src/main.c
+ENGINE_SRC := $(CORE_SRC) c_src/control.c c_src/control_call.c c_src/control_log.c c_src/cluster_control.c c_src/main.c
 HEADERS := $(wildcard c_src/*.h include/kraken/*.h)
 UNIT_TESTS := test_protocol test_router test_proto_kraken test_proto_redis test_resp test_control test_metrics \
               test_cluster_hash test_cluster_ack test_cluster_entered test_cluster_pin test_table test_redis_frames
