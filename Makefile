@@ -29,15 +29,15 @@ SAN     := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sani
 
 CORE_SRC := c_src/protocol.c c_src/resp.c c_src/glob.c c_src/table.c c_src/subset.c c_src/topic.c \
             c_src/entry.c c_src/queue.c c_src/retain.c c_src/router.c c_src/router_pattern.c \
-            c_src/stats.c c_src/engine.c c_src/conn.c c_src/proto_kraken.c c_src/proto_redis.c \
+            c_src/stats.c c_src/engine.c c_src/conn.c c_src/proto_kraken.c c_src/proto_kraken_link.c c_src/proto_redis.c \
             c_src/redis_pubsub.c c_src/redis_deliver.c c_src/budget.c c_src/server.c c_src/conn_io.c c_src/loop.c c_src/clock.c c_src/config.c c_src/log.c \
             c_src/control_decode.c c_src/metrics.c c_src/health.c c_src/http.c \
             c_src/cluster_hash.c c_src/cluster_pin.c c_src/cluster_ack.c c_src/cluster.c c_src/cluster_upstream.c c_src/cluster_pattern.c c_src/cluster_shard.c c_src/cluster_link.c \
             c_src/cluster_move.c c_src/cluster_pub.c c_src/cluster_retro.c c_src/cluster_retro_answer.c c_src/cluster_relay.c \
             c_src/cluster_served.c c_src/cluster_entered.c c_src/cluster_fresh.c c_src/cluster_missing.c c_src/cluster_subref.c \
-            c_src/cluster_metrics.c \
+            c_src/cluster_metrics.c c_src/cluster_origin.c \
             c_src/proto_link.c
-ENGINE_SRC := $(CORE_SRC) c_src/control.c c_src/cluster_control.c c_src/main.c
+ENGINE_SRC := $(CORE_SRC) c_src/control.c c_src/control_call.c c_src/control_log.c c_src/cluster_control.c c_src/main.c
 HEADERS := $(wildcard c_src/*.h include/kraken/*.h)
 UNIT_TESTS := test_protocol test_router test_proto_kraken test_proto_redis test_resp test_control test_metrics \
               test_cluster_hash test_cluster_ack test_cluster_entered test_cluster_pin test_table test_redis_frames \

@@ -225,6 +225,19 @@ void cluster_publish_hold(struct conn *c, bool noreply);
 /* The owner of a topic: 1 with its name, or 0 when it is served here. */
 int cluster_owner_name(const char *topic, size_t len, const char **name, size_t *name_len);
 
+/* Peers and the nodes that have forwarded entries (cluster_origin.c).
+ * cluster_peer_named: connection s said `set peer <name>` (a name that
+ * cannot travel on a link is kept as none); -1 when out of memory.
+ * cluster_peer_gone: s closes.  cluster_origin_begin / _end: around the
+ * routing of a `link_forward` batch whose first line (line, len: without
+ * its CRLF) names the nodes that have its entries already: their peer
+ * connections here are marked `skip` (sent none of them), and a forward
+ * onward names them too. */
+int cluster_peer_named(struct subscriber *s, const char *name, size_t len);
+void cluster_peer_gone(const struct subscriber *s);
+void cluster_origin_begin(const char *line, size_t len);
+void cluster_origin_end(void);
+
 /* Links' connections have this bit set in their subscriber id, so that an
  * entry's publisher tells whether it came from a core (cluster_retro.c). */
 #define CLUSTER_LINK_ID_BIT ((uint64_t)1 << 62)

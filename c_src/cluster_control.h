@@ -1,6 +1,6 @@
 /* cluster_control.h - the cluster's requests on the control channel
  * (docs/engine-protocol.md, docs/cluster.md), decoded and answered here so
- * that control.c only dispatches to them. */
+ * that control_call.c only dispatches to them. */
 #ifndef KRAKEN_CLUSTER_CONTROL_H
 #define KRAKEN_CLUSTER_CONTROL_H
 

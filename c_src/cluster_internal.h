@@ -38,9 +38,10 @@ struct cluster_subref;
 
 /* What a batch to a core carries (cluster_upstream.c): OP_PSUB and OP_PUNSUB
  * are Redis patterns (cluster_pattern.c), OP_SSUB, OP_SUNSUB and OP_SPUB
- * Redis shard channels (cluster_shard.c). */
+ * Redis shard channels (cluster_shard.c); OP_FWD and OP_SFWD a peer's
+ * entries forwarded with the nodes that have them (cluster_origin.c). */
 enum op { OP_NONE, OP_SUB, OP_UNSUB, OP_PUB, OP_PSUB, OP_PUNSUB, OP_SSUB, OP_SUNSUB, OP_SPUB,
-          OP_KINDS };
+          OP_FWD, OP_SFWD, OP_KINDS };
 
 /* A live core (self included) as this engine sees it. */
 struct cluster_core {
@@ -151,6 +152,11 @@ void cluster_batch_name(struct cluster_core *k, enum op op, const char *name, si
  * nobody waits).
  * Returns whether that answer is still due. */
 bool cluster_await_batch(struct cluster_core *k, enum op op, struct subscriber *s);
+/* The `link_forward` batch (`link_sforward` for ns shard) to c whose first
+ * line is `line` (len bytes, no CRLF), with room for add bytes more: the
+ * one being built, or a new one (what is batched goes first). */
+struct evbuffer *cluster_forward_batch(struct cluster_core *c, enum topic_ns ns,
+                                       const char *line, size_t len, size_t add);
 /* From now on t's entries come from upstream (cluster_retro_classify). */
 void cluster_mark_upstream(struct topic *t);
 /* Subscriber s of t waits for k's confirmation of t's upstream subscription
@@ -286,6 +292,15 @@ void cluster_pub_answered(struct cluster_core *k);
 /* k's link is lost or k left, before its waits fail: warns about noreply
  * publishes it did not confirm. */
 void cluster_pub_lost(struct cluster_core *k);
+
+/* cluster_origin.c */
+struct entry;
+/* Appends peer publisher's entry e, its topics whose owners[i] is k, to
+ * member c's `link_forward` batches: one MESSAGE per set of nodes that
+ * have some of those topics already (each batch's first line), its
+ * publisher waiting for each (cluster_pub_note). */
+void cluster_forward(struct cluster_core *c, enum topic_ns ns, const struct entry *e,
+                     const int *owners, int k, const struct subscriber *publisher);
 
 /* cluster_missing.c */
 /* m: the owners of set s followed by the missing names (copied).  Returns

@@ -9,7 +9,10 @@
  *     core, which alone delivers it to the other nodes' links (its peers).
  *     An entry from a peer goes to every subscriber here (and is forwarded
  *     only if this core owns its topic under neither set: views that differ
- *     after a failure, cluster.c); one pushed by a core on our own link goes
+ *     after a failure, cluster_upstream.c; the forward names the nodes
+ *     that have it already, whose links the owner leaves out,
+ *     cluster_origin.c);
+ *     one pushed by a core on our own link goes
  *     to local clients only; one of a local client goes to the peers only
  *     when its topic is ours under `cur` (else it is forwarded to that
  *     owner, cluster.c);

@@ -17,7 +17,9 @@
  * server.c), so that once it has its reply every entry published at the
  * owner reaches it.  A topic whose upstream subscription may still be on
  * its way is marked upstream_pending: later subscribers wait for it too.
- * Publish batches are acknowledged the same way (cluster_pub.c). */
+ * Publish batches are acknowledged the same way (cluster_pub.c), and so
+ * are the `link_forward` batches of a peer's entries forwarded to their
+ * owner, which name the nodes that have them already (cluster_origin.c). */
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <inttypes.h>
@@ -37,13 +39,15 @@ static const char *const op_names[OP_KINDS] = {
     [OP_PUB] = "publish",            [OP_PSUB] = "link_psubscribe",
     [OP_PUNSUB] = "link_punsubscribe", [OP_SSUB] = "link_ssubscribe",
     [OP_SUNSUB] = "link_sunsubscribe", [OP_SPUB] = "link_spublish",
+    [OP_FWD] = "link_forward",         [OP_SFWD] = "link_sforward",
 };
 
 /* Whether a batch of this kind is answered (STORED): subscribes and
  * publishes, whose clients wait for it (unsubscribes go with noreply). */
 static bool acked_op(enum op op)
 {
-    return op == OP_SUB || op == OP_PUB || op == OP_PSUB || op == OP_SSUB || op == OP_SPUB;
+    return op == OP_SUB || op == OP_PUB || op == OP_PSUB || op == OP_SSUB || op == OP_SPUB ||
+           op == OP_FWD || op == OP_SFWD;
 }
 
 /* ---- batched requests to a core ---- */
@@ -117,6 +121,25 @@ static struct evbuffer *batch(struct cluster_core *k, enum op op, size_t add)
         event_active(cl.flush_ev, EV_TIMEOUT, 0);
     }
     return k->pend;
+}
+
+/* A batch names its nodes on its first line (cluster_origin.c), so other
+ * nodes start another. */
+struct evbuffer *cluster_forward_batch(struct cluster_core *k, enum topic_ns ns,
+                                       const char *line, size_t len, size_t add)
+{
+    enum op op = ns == TOPIC_NS_SHARD ? OP_SFWD : OP_FWD;
+    if (k->pend_op == op && evbuffer_get_length(k->pend)) {
+        const unsigned char *p = evbuffer_pullup(k->pend, (ev_ssize_t)(len + 2));
+        if (!p || (len && memcmp(p, line, len)) || p[len] != '\r')
+            cluster_emit(k);
+    }
+    struct evbuffer *b = batch(k, op, len + 2 + add);
+    if (evbuffer_get_length(b) == 0) {
+        evbuffer_add(b, line, len);
+        evbuffer_add(b, "\r\n", 2);
+    }
+    return b;
 }
 
 void cluster_topic_op(struct cluster_core *k, enum op op, const char *name, size_t len)
@@ -264,7 +287,9 @@ void cluster_on_published(struct subscriber *publisher, enum topic_ns ns, struct
     /* What a core pushed to us was delivered by it.  What a peer sent us
      * entered the cluster here: it is forwarded only when this core is no
      * owner of the topic under either set (views differ after a failure, a
-     * partition), to the owner it sees; never during a move it is part of. */
+     * partition), to the owner it sees, naming the nodes that have it
+     * already (`link_forward`, cluster_origin.c); never during a move it
+     * is part of. */
     bool peer = publisher && publisher->peer;
     if (!cluster_ns_travels(ns) || cl.n == 0 || (cluster_is_link(publisher) && !peer))
         return;
@@ -315,6 +340,13 @@ void cluster_on_published(struct subscriber *publisher, enum topic_ns ns, struct
             cluster_count_drop(c);
             continue;
         }
+        c->sent++;
+        if (peer && !c->parent && c->poll_ms <= 0) {
+            /* A peer's entry forwarded to a member says which nodes have
+             * it already, so that the owner does not send it to them. */
+            cluster_forward(c, ns, e, cl.owners, (int)k, publisher);
+            continue;
+        }
         size_t need = 32 + (size_t)e->payload_len;
         for (uint32_t i = first; i < e->ntopics; i++)
             if (cl.owners[i] == (int)k)
@@ -329,7 +361,6 @@ void cluster_on_published(struct subscriber *publisher, enum topic_ns ns, struct
         evbuffer_add_printf(b, " %zu\r\n", (size_t)e->payload_len);
         evbuffer_add(b, entry_payload(e), e->payload_len);
         evbuffer_add(b, "\r\n", 2);
-        c->sent++;
         cluster_pub_note(c); /* its publisher waits for this batch (cluster_pub.c) */
     }
 }

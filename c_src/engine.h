@@ -4,7 +4,7 @@
  * subscriptions, queues, retention), the counters, and the registry of
  * connections ordered by last request (the idle sweep takes the oldest, the
  * introspection calls walk it).  Protocols (conn.h) reach it through
- * conn->eng; server.c adds and removes connections; control.c and the stats
+ * conn->eng; server.c adds and removes connections; control_call.c and the stats
  * renderers read it through the functions below, never through its lists.
  *
  * Single-threaded: it belongs to the event loop. */

@@ -15,7 +15,7 @@ enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERROR };
 typedef void (*log_sink_fn)(enum log_level level, const char *msg, size_t len);
 
 extern enum log_level log_min_level;
-/* Events a sink had to drop (control.c: the node was not reading), in all. */
+/* Events a sink had to drop (control_log.c: the node was not reading), in all. */
 extern uint64_t log_events_dropped;
 void log_set_sink(log_sink_fn sink);
 /* Parses debug|info|warn|warning|error; returns -1 if unknown. */

@@ -126,6 +126,8 @@ static int set_command(const struct token *key, enum proto_cmd *cmd)
         {"link_ssubscribe", PROTO_SET_LINK_SSUBSCRIBE},
         {"link_sunsubscribe", PROTO_SET_LINK_SUNSUBSCRIBE},
         {"link_spublish", PROTO_SET_LINK_SPUBLISH},
+        {"link_forward", PROTO_SET_LINK_FORWARD},
+        {"link_sforward", PROTO_SET_LINK_SFORWARD},
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         if (slice_is(key->p, key->len, keys[i].name)) {

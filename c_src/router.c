@@ -249,10 +249,12 @@ int router_publish_ns(struct router *r, struct subscriber *publisher, enum topic
             struct subscriber *s = t->subs[j];
             if (s == publisher || s->overflowed)
                 continue;
-            if (s->peer && peers < 0)
-                peers = r->cfg.to_peers(publisher, t, r->cfg.cluster_arg);
-            if (s->peer && !peers)
-                continue;
+            if (s->peer) { /* (skip: only around a forward, cluster_origin.c) */
+                if (peers < 0)
+                    peers = r->cfg.to_peers(publisher, t, r->cfg.cluster_arg);
+                if (!peers || s->skip)
+                    continue;
+            }
             res->receivers++;
             router_route_to(r, s, e, i, &touched);
         }

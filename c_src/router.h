@@ -67,6 +67,10 @@ struct subscriber {
      * ordinary subscriber, except that its `link_retro` may fetch topics
      * from their owners (router_retro_fetch's defer; cluster_retro.c). */
     bool child;
+    /* In a cluster, set on peers only, around the routing of entries a
+     * core forwarded (cluster_origin.c): the link of a node that had them
+     * already.  It is sent none of them, by topic or pattern. */
+    bool skip;
 };
 
 struct router_config {

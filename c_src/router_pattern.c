@@ -12,7 +12,8 @@
  * In a cluster, a node's links hold patterns too (peers: another node's
  * local subscribers' patterns, cluster_pattern.c): they are counted apart
  * (npeers), make no pattern_hook call, and get an entry only when the
- * pattern_to_peers hook says it entered the cluster here. */
+ * pattern_to_peers hook says it entered the cluster here, never one marked
+ * `skip` (its node had the entry already: cluster_origin.c). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -232,7 +233,7 @@ uint64_t router_route_patterns(struct router *r, struct subscriber *publisher, s
                     if (peers < 0)
                         peers = r->cfg.pattern_to_peers &&
                                 r->cfg.pattern_to_peers(publisher, t, r->cfg.cluster_arg);
-                    if (peers)
+                    if (peers && !s->skip)
                         router_route_to(r, s, e, i, touched); /* (not counted: a node) */
                     continue;
                 }

@@ -30,7 +30,7 @@ boot() ->
     persistent_term:put({?MODULE, booted}, true),
     %% Flags OTP cannot read make it print an error report when it loads
     %% the application: they are refused before that.
-    case kraken_config:check_command_line() of
+    case kraken_config_args:check_command_line() of
         {ok, _} -> ok;
         {error, Msg} -> halt_with(Msg)
     end,

@@ -8,9 +8,7 @@
 %%
 %%   - connects to `cluster_nodes' (any one member is enough: distribution
 %%     connects the rest), and keeps retrying those it cannot reach, and
-%%     every node it ever heard a heartbeat from (after a partition between
-%%     two members that both still reach a third, nothing else would connect
-%%     them again: distribution meshes only when a node comes up);
+%%     every node it ever heard a heartbeat from (kraken_cluster_connect);
 %%   - joins the `pg' group of its role (`core' or `proxy') in the scope
 %%     `kraken_cluster_pg'; the groups are how members find each other;
 %%   - every ?TICK ms (kraken_cluster.hrl) sends a heartbeat `{kraken_hb,
@@ -50,15 +48,11 @@
 %% status/0 keeps a member that stopped answering, as not live, for
 %% ?LOST_SHOWN ms (`dead (Ns)' in `bin/kraken cluster_status'); a seed of
 %% `cluster_nodes' never heard from (a typo forms a cluster of its own
-%% silently otherwise) is listed by unreached_seeds/0 and warned about
-%% ?SEED_WARN_FIRST ms after the start, then every ?SEED_WARN_EVERY ms; a
-%% member on another host met with a loopback endpoint (this node's or its
-%% own) is warned about once.  A node never heard from that refuses the
-%% connection while epmd on its host lists it (most likely a different
-%% Erlang cookie) is said in the log and in unreached_seeds/0, and tried
-%% every ?REFUSED_RETRY ms instead of every tick: each attempt makes that
-%% node log an error (`Connection attempt from node ... rejected'), five a
-%% second otherwise.
+%% silently otherwise) is listed by unreached_seeds/0 and warned about, as
+%% is one that refuses the connection while it runs (most likely a
+%% different Erlang cookie: kraken_cluster_connect); a member on another
+%% host met with a loopback endpoint (this node's or its own) is warned
+%% about once.
 -module(kraken_cluster).
 -behaviour(gen_server).
 
@@ -73,24 +67,15 @@
 %% A member that stopped answering stays in status/0 (as not live) this
 %% long, unless it is heard again or stopped on purpose.
 -define(LOST_SHOWN, 300000).
-%% A seed (`cluster_nodes', `parents') never heard from is warned about this
-%% long after the start, then every ?SEED_WARN_EVERY.
--define(SEED_WARN_FIRST, 10000).
--define(SEED_WARN_EVERY, 60000).
-%% A node never heard from that refused the connection is tried this often.
--define(REFUSED_RETRY, 5000).
 
 -record(state, {role :: core | proxy,
-                nodes :: [node()],
                 parents = [] :: [node()],          % a proxy below these (a child)
                 below = [] :: [node()],            % parents not used: they sit below it
                 info :: map(),
                 source :: kraken_cluster_ops:source(),  % where info's host comes from
                 members = #{} :: kraken_cluster_live:members(),
                 sent :: term(),
-                connectors = #{} :: #{pid() => node()},
-                refused = #{} :: #{node() => integer()},  % never heard, refused: next try
-                known = #{} :: #{node() => true},
+                connect :: kraken_cluster_connect:connect(),  % reaching the others
                 ready_at :: integer(),
                 health :: kraken_cluster_health:health(),   % whether the engine answers
                 upstreams = [] :: [kraken_cluster_owners:upstream()],
@@ -104,7 +89,6 @@
                 quorum :: kraken_cluster_quorum:quorum() | undefined,  % undefined: a child
                 last_tick = 0 :: integer(),
                 lost = #{} :: #{node() => {map(), integer()}},  % stopped answering: {Info, Heard}
-                seed_warn_at :: integer(),      % when to warn next about seeds never heard
                 loopback_warned = #{} :: #{node() => true}}).
 
 %%% API
@@ -269,22 +253,19 @@ init(Config) ->
                                                          end);
                          _ -> undefined
                      end,
-            {ok, #state{role = Role, nodes = Nodes, info = Info, source = Source,
+            {ok, #state{role = Role, connect = kraken_cluster_connect:new(Nodes, now_ms()),
+                        info = Info, source = Source,
                         upstreams = Upstreams,
                         parents = Parents, quorum = Quorum,
                         ready_at = Ready, health = kraken_cluster_health:new(now_ms()),
-                        last_tick = now_ms(), quiet_until = Ready + ?DEADLINE,
-                        seed_warn_at = now_ms() + ?SEED_WARN_FIRST}}
+                        last_tick = now_ms(), quiet_until = Ready + ?DEADLINE}}
     end.
 
 handle_call(status, _From, S = #state{members = Members, info = Info, upstreams = Ups}) ->
     {reply, kraken_cluster_ops:status({Info, S#state.draining}, maps:values(Members),
                                       S#state.lost, Ups, now_ms()), S};
-handle_call(unreached_seeds, _From, S = #state{refused = Refused}) ->
-    {reply, [case maps:is_key(N, Refused) of
-                 true -> {N, refused};
-                 false -> N
-             end || N <- unreached(S)], S};
+handle_call(unreached_seeds, _From, S = #state{connect = C}) ->
+    {reply, kraken_cluster_connect:unreached_seeds(C), S};
 handle_call(view, _From, S = #state{view = V, synced = Synced, draining = D}) ->
     {reply, {V, Synced, D}, S};
 handle_call(quorum, _From, S = #state{quorum = undefined}) ->
@@ -356,7 +337,7 @@ handle_info(tick, S00 = #state{last_tick = Last}) ->
              false ->
                  S00#state{last_tick = Now}
          end,
-    S1 = warn_seeds(connect(S0)),
+    S1 = S0#state{connect = kraken_cluster_connect:tick(S0#state.connect, Now)},
     S2 = check_engine(S1),
     %% Members dropped before the heartbeat: it carries the live cores as
     %% of this tick (a node that dropped a core first refuses the core's
@@ -377,12 +358,11 @@ handle_info({kraken_hb, Pid, Info = #{leaving := true}}, S = #state{members = Me
         end,
     {noreply, lead(update(S#state{members = maps:remove(Pid, Members), quorum = Q,
                                   lost = maps:remove(node(Pid), S#state.lost)}))};
-handle_info({kraken_hb, Pid, Info}, S = #state{members = Members, known = Known})
+handle_info({kraken_hb, Pid, Info}, S = #state{members = Members, connect = C})
   when is_map(Info) ->
     New = not maps:is_key(Pid, Members),
     S1 = S#state{members = Members#{Pid => {Info, now_ms()}},
-                 known = Known#{node(Pid) => true},
-                 refused = maps:remove(node(Pid), S#state.refused),
+                 connect = kraken_cluster_connect:heard(C, node(Pid)),
                  lost = maps:remove(node(Pid), S#state.lost)},
     S2 = adopt(maps:get(view, Info, undefined), S1),
     case New orelse S2#state.view =/= S#state.view of
@@ -400,26 +380,14 @@ handle_info({nodedown, Node}, S = #state{members = Members}) ->
     end;
 handle_info({nodeup, _}, S) ->
     {noreply, S};
-handle_info({refused, Node}, S = #state{known = Known, refused = Refused}) ->
-    case maps:is_key(Node, Known) of
-        true ->
-            {noreply, S};
-        false ->
-            maps:is_key(Node, Refused) orelse
-                ?LOG_WARNING("kraken cluster: node ~s refused this node's connection, though "
-                             "it runs (epmd on its host lists it): most likely a different "
-                             "Erlang cookie (~~/.erlang.cookie, or -setcookie, must be the same "
-                             "on every member); trying again every ~b s",
-                             [Node, ?REFUSED_RETRY div 1000]),
-            {noreply, S#state{refused = Refused#{Node => now_ms() + ?REFUSED_RETRY}}}
-    end;
-%% A node that refused is no longer listed by epmd: it stopped (maybe to be
-%% started with the right cookie); no longer said to run, tried every tick.
-handle_info({not_running, Node}, S = #state{refused = Refused}) ->
-    {noreply, S#state{refused = maps:remove(Node, Refused)}};
-handle_info({'EXIT', Pid, _}, S = #state{health = H, connectors = C}) ->
+%% From kraken_cluster_connect's helpers, which try to connect.
+handle_info({refused, Node}, S = #state{connect = C}) ->
+    {noreply, S#state{connect = kraken_cluster_connect:refused(C, Node, now_ms())}};
+handle_info({not_running, Node}, S = #state{connect = C}) ->
+    {noreply, S#state{connect = kraken_cluster_connect:not_running(C, Node)}};
+handle_info({'EXIT', Pid, _}, S = #state{health = H, connect = C}) ->
     {noreply, S#state{health = kraken_cluster_health:exited(H, Pid),
-                      connectors = maps:remove(Pid, C)}};
+                      connect = kraken_cluster_connect:exited(C, Pid)}};
 handle_info(_, S) ->
     {noreply, S}.
 
@@ -441,17 +409,6 @@ now_ms() ->
 lose(Members, Lost) ->
     kraken_cluster_ops:lose([{maps:get(node, I), I, H} || {I, H} <- Members], Lost).
 
-%% The seeds (cluster_nodes, parents) never heard from since the start.
-unreached(#state{nodes = Nodes, known = Known}) ->
-    [N || N <- Nodes, not maps:is_key(N, Known)].
-
-warn_seeds(S = #state{seed_warn_at = At}) ->
-    Now = now_ms(),
-    case Now >= At andalso kraken_cluster_ops:warn_seeds(unreached(S)) of
-        true -> S#state{seed_warn_at = Now + ?SEED_WARN_EVERY};
-        false -> S
-    end.
-
 warn_loopback(Info = #{node := Node}, S = #state{info = Mine, source = Source,
                                                  loopback_warned = Warned}) ->
     case maps:is_key(Node, Warned) of
@@ -461,48 +418,6 @@ warn_loopback(Info = #{node := Node}, S = #state{info = Mine, source = Source,
     end;
 warn_loopback(_Info, S) ->
     S.
-
-%% Connects to the configured nodes and the members ever heard from that are
-%% not connected, each from a helper process of its own (an attempt to an
-%% unreachable host can take seconds), one attempt at a time per node; a
-%% node never heard from that refused (handle_info refused) only every
-%% ?REFUSED_RETRY ms, until it is heard or epmd no longer lists it
-%% (handle_info not_running).
-connect(S = #state{nodes = Nodes, known = Known, connectors = C, refused = Refused}) ->
-    Busy = maps:values(C),
-    Now = now_ms(),
-    Missing = [N || N <- lists:usort(Nodes ++ maps:keys(Known)), N =/= node(),
-                    not lists:member(N, Busy), not lists:member(N, nodes()),
-                    maps:get(N, Refused, Now) =< Now],
-    Self = self(),
-    Try = fun(N) ->
-                  WasRefused = maps:is_key(N, Refused),
-                  fun() ->
-                          case net_kernel:connect_node(N) orelse maps:is_key(N, Known) of
-                              true -> ok;
-                              false ->
-                                  case registered(N) of
-                                      true -> Self ! {refused, N};
-                                      false when WasRefused -> Self ! {not_running, N};
-                                      false -> ok
-                                  end
-                          end
-                  end
-          end,
-    S#state{connectors = lists:foldl(fun(N, Acc) -> Acc#{spawn_link(Try(N)) => N} end,
-                                     C, Missing)}.
-
-%% Whether epmd on the host of Node lists its name (it runs).
-registered(Node) ->
-    case string:split(atom_to_list(Node), "@") of
-        [Name, Host] ->
-            case catch erl_epmd:names(Host) of
-                {ok, Names} when is_list(Names) -> lists:keymember(Name, 1, Names);
-                _ -> false
-            end;
-        _ ->
-            false
-    end.
 
 %% A restarted engine knows nothing of the cluster: tell it again.
 check_engine(S = #state{health = H0, info = Info}) ->

@@ -1,7 +1,8 @@
 %% @doc The cluster's admin commands of bin/kraken (docs/cluster.md,
 %% "Runbook"): `cluster_status', `drain' and `undrain'. Like the functions
-%% of kraken_ctl, each runs on the server node (bin/kraken's temporary node
-%% calls it there, kraken_ctl:remote/3) and returns `{ok | error, Text}'.
+%% of kraken_ctl_engine, each runs on the server node (bin/kraken's
+%% temporary node calls it there, kraken_ctl:remote/3) and returns
+%% `{ok | error, Text}'.
 -module(kraken_ctl_cluster).
 
 -export([cluster_status/0, drain/0, undrain/0]).

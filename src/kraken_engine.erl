@@ -239,7 +239,7 @@ handle_packet(Other, S) ->
 %% messages wait for this process (its logger calls are slower than the
 %% engine's events: a slow log handler, a flood at debug level), so its
 %% mailbox stays bounded. The engine sends at most 2000 events a second per
-%% level group (LOG_RATE in c_src/control.c), which an unimpeded process
+%% level group (LOG_RATE in c_src/control_log.c), which an unimpeded process
 %% handles with no drop. The count is logged in one line once the mailbox is
 %% down to half the bound (the next event reports it: not at every dip below
 %% the bound); it is kept in the process dictionary so that this stays local

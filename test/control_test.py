@@ -252,7 +252,7 @@ class EngineCase(unittest.TestCase):
 
 class DumpQueuesTest(EngineCase):
     def test_order_is_by_last_request(self):
-        # As kraken_ctl:dump_queues/0 says: the longest idle first, the most
+        # As kraken_ctl_engine:dump_queues/0 says: the longest idle first, the most
         # recently active last, whatever the connection order.
         e = self.engine()
         e.start()

@@ -513,19 +513,19 @@ admin() ->
     Counts = [N || {_, _, N} <- Topics],
     ?assertEqual(Counts, lists:reverse(lists:sort(Counts))),
     %% The text bin/kraken prints.
-    QueuesText = lists:flatten(io_lib:format("~s", [kraken_ctl:dump_queues()])),
+    QueuesText = lists:flatten(io_lib:format("~s", [kraken_ctl_engine:dump_queues()])),
     ?assertNotEqual(nomatch, string:find(QueuesText, binary_to_list(Peer))),
-    {ok, TopicsText} = kraken_ctl:dump_queue_topics(integer_to_list(Id)),
+    {ok, TopicsText} = kraken_ctl_engine:dump_queue_topics(integer_to_list(Id)),
     ?assertEqual("adm_a\nadm_b\n", lists:flatten(lists:sort(
                                                    [lists:flatten(L) || L <- TopicsText]))),
-    ?assertMatch({error, _}, kraken_ctl:dump_queue_topics("999999999")),
+    ?assertMatch({error, _}, kraken_ctl_engine:dump_queue_topics("999999999")),
     %% An id the engine cannot decode (beyond 64 bits) is not found either.
-    {error, NoQueue} = kraken_ctl:dump_queue_topics("99999999999999999999"),
+    {error, NoQueue} = kraken_ctl_engine:dump_queue_topics("99999999999999999999"),
     ?assertEqual("no client queue with id 99999999999999999999\n", lists:flatten(NoQueue)),
-    ?assertMatch({error, _}, kraken_ctl:dump_queue_topics("x")),
-    DumpTopics = lists:flatten(io_lib:format("~s", [kraken_ctl:dump_topics()])),
+    ?assertMatch({error, _}, kraken_ctl_engine:dump_queue_topics("x")),
+    DumpTopics = lists:flatten(io_lib:format("~s", [kraken_ctl_engine:dump_topics()])),
     ?assertNotEqual(nomatch, string:find(DumpTopics, "adm_a")),
-    ?assertMatch({ok, _}, kraken_ctl:status()),
+    ?assertMatch({ok, _}, kraken_ctl_engine:status()),
     ?assertMatch({running, _}, kraken:status()).
 
 set_log_level() ->
@@ -540,8 +540,8 @@ set_log_level() ->
         ok = kraken_engine:set_log_level(warning),
         ?assertEqual(warning, maps:get(level, logger:get_primary_config())),
         ?assertEqual({ok, "log level set to warn\n"},
-                     flat(kraken_ctl:change_log_level("warn"))),
-        ?assertMatch({error, _}, kraken_ctl:change_log_level("loud")),
+                     flat(kraken_ctl_engine:change_log_level("warn"))),
+        ?assertMatch({error, _}, kraken_ctl_engine:change_log_level("loud")),
         ?assertMatch({error, _}, kraken_engine:set_log_level(loud))
     after
         logger:remove_handler(Id)

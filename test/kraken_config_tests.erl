@@ -269,26 +269,26 @@ load_test_() ->
 %% -kraken / -octopus flags (init:get_argument/1 values) must each give
 %% exactly a name and a value.
 check_flags_test() ->
-    ?assertEqual(ok, kraken_config:check_flags([])),
-    ?assertEqual(ok, kraken_config:check_flags([{kraken, [["tcp_server_port", "1"],
+    ?assertEqual(ok, kraken_config_args:check_flags([])),
+    ?assertEqual(ok, kraken_config_args:check_flags([{kraken, [["tcp_server_port", "1"],
                                                           ["log_level", "warn"]]},
                                                 {octopus, [["listen_ip", "any"]]}])),
     ?assertEqual({error, "kraken: bad command-line flag -kraken tcp_server_port "
                          "(expected -kraken NAME VALUE)"},
-                 kraken_config:check_flags([{kraken, [["log_level", "warn"],
+                 kraken_config_args:check_flags([{kraken, [["log_level", "warn"],
                                                       ["tcp_server_port"]]}])),
     ?assertEqual({error, "kraken: bad command-line flag -kraken (expected -kraken NAME VALUE)"},
-                 kraken_config:check_flags([{kraken, [[]]}])),
+                 kraken_config_args:check_flags([{kraken, [[]]}])),
     ?assertEqual({error, "kraken: bad command-line flag -octopus a b c "
                          "(expected -octopus NAME VALUE)"},
-                 kraken_config:check_flags([{kraken, [["a", "b"]]},
+                 kraken_config_args:check_flags([{kraken, [["a", "b"]]},
                                             {octopus, [["a", "b", "c"]]}])).
 
 %% The command line, as init:get_arguments/0 gives it: values OTP could not
 %% parse are refused naming the option; a negative number, which erl takes
 %% for a flag, is joined to its option again.
 check_command_line_test_() ->
-    C = fun kraken_config:check_command_line/1,
+    C = fun kraken_config_args:check_command_line/1,
     [?_assertEqual({ok, []}, C([{noshell, []}, {kraken, ["tcp_server_port", "1"]},
                                 {kraken, ["listen_ip", "\"::1\""]}])),
      ?_assertEqual({error, "kraken: bad command-line value for option listen_ip: 127.0.0.1 "
@@ -341,30 +341,30 @@ check_config_file_test_() ->
                       end,
              OneList = "expected one list ended by a dot, "
                        "e.g. [{kraken, [{tcp_server_port, 12355}]}].",
-             [?_assertEqual(ok, kraken_config:check_config_file(F("good"))),
-              ?_assertEqual(ok, kraken_config:check_config_file(F("good.config"))),
+             [?_assertEqual(ok, kraken_config_args:check_config_file(F("good"))),
+              ?_assertEqual(ok, kraken_config_args:check_config_file(F("good.config"))),
               ?_assertEqual(Cannot("no_dot", "no ending <dot> found"),
-                            kraken_config:check_config_file(F("no_dot"))),
+                            kraken_config_args:check_config_file(F("no_dot"))),
               ?_assertEqual(Cannot("no_dot", "no ending <dot> found"),
-                            kraken_config:check_config_file(F("no_dot.config"))),
+                            kraken_config_args:check_config_file(F("no_dot.config"))),
               ?_assertEqual(Cannot("empty", "no ending <dot> found"),
-                            kraken_config:check_config_file(F("empty"))),
+                            kraken_config_args:check_config_file(F("empty"))),
               ?_assertEqual(Cannot("syntax", "line 2: syntax error before: 0"),
-                            kraken_config:check_config_file(F("syntax"))),
+                            kraken_config_args:check_config_file(F("syntax"))),
               ?_assertEqual(Cannot("string", "no ending <dot> found"),
-                            kraken_config:check_config_file(F("string"))),
+                            kraken_config_args:check_config_file(F("string"))),
               ?_assertEqual(Cannot("two_terms", OneList),
-                            kraken_config:check_config_file(F("two_terms"))),
+                            kraken_config_args:check_config_file(F("two_terms"))),
               ?_assertEqual(Cannot("not_list", OneList),
-                            kraken_config:check_config_file(F("not_list"))),
+                            kraken_config_args:check_config_file(F("not_list"))),
               ?_assertEqual({error, "kraken: config file " ++ F("missing") ++ " not found"},
-                            kraken_config:check_config_file(F("missing"))),
+                            kraken_config_args:check_config_file(F("missing"))),
               ?_assertEqual(Cannot("a_dir", "illegal operation on a directory"),
-                            kraken_config:check_config_file(F("a_dir"))),
+                            kraken_config_args:check_config_file(F("a_dir"))),
               %% The files a sys.config names are read too.
               ?_assertEqual(Cannot("sub/inc", "no ending <dot> found"),
-                            kraken_config:check_config_file(F("sub/sys"))),
+                            kraken_config_args:check_config_file(F("sub/sys"))),
               ?_assertEqual({error, "kraken: config file missing.config named in " ++
                                  F("sub2/sys.config") ++ " not found"},
-                            kraken_config:check_config_file(F("sub2/sys")))]
+                            kraken_config_args:check_config_file(F("sub2/sys")))]
      end}.

@@ -45,6 +45,8 @@ enum proto_cmd {
     PROTO_SET_LINK_SSUBSCRIBE,   /* extension for cluster links: Redis shard channels at their owner */
     PROTO_SET_LINK_SUNSUBSCRIBE, /* ... dropped */
     PROTO_SET_LINK_SPUBLISH,     /* ... and published there */
+    PROTO_SET_LINK_FORWARD,      /* extension for cluster links: a peer's entries forwarded, */
+    PROTO_SET_LINK_SFORWARD,     /* naming their origin (channels; Redis shard channels) */
 };
 
 enum proto_status {

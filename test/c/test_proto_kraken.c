@@ -790,6 +790,63 @@ static void test_link_psubscribe(void **state)
     fix_free(f);
 }
 
+/* `set link_forward` / `link_sforward` (cluster_origin.c): a peer core's
+ * forward of entries that the nodes named on the first line have already:
+ * routed as a peer's publish but never to those nodes' links here (by the
+ * names their `set peer` gave), for channels and shard channels; anyone
+ * but a peer gets ERROR, as for an unknown command; a first line that is
+ * not one closes the connection. */
+static void test_link_forward(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new();
+    struct client *a = &f->c[0], *p = &f->c[1], *q = &f->c[2], *l = &f->c[3], *fwd = &f->c[4];
+    struct client *bad = &f->c[5];
+    do_set(a, "link_forward", "P\r\nMESSAGE t 1\r\nx\r\n", false, "ERROR\r\n");
+    do_set(a, "child", "q1", false, "STORED\r\n");
+    do_set(a, "link_sforward", "P\r\nMESSAGE t 1\r\nx\r\n", false, "ERROR\r\n");
+    do_set(p, "peer", "P", true, "");
+    do_set(q, "peer", "Q", true, "");
+    do_set(fwd, "peer", "A", true, "");
+    do_set(p, "subscribe", "t", false, "STORED\r\n");
+    do_set(q, "subscribe", "t", false, "STORED\r\n");
+    do_set(l, "subscribe", "t", false, "STORED\r\n");
+    do_set(p, "link_ssubscribe", "t", false, "STORED\r\n");
+    do_set(q, "link_ssubscribe", "t", false, "STORED\r\n");
+    do_set(fwd, "link_forward", "P\r\nMESSAGE t 1\r\nx\r\n", false, "STORED\r\n");
+    do_set(fwd, "link_sforward", "Q\r\nMESSAGE t 1\r\ny\r\n", false, "STORED\r\n");
+    expect_msgs(p, "SMESSAGE t 1\r\ny\r\n");
+    expect_msgs(q, "MESSAGE t 1\r\nx\r\n");
+    expect_msgs(l, "MESSAGE t 1\r\nx\r\n");
+    /* A plain publish of a peer, and a forward naming no node or one
+     * with no link here, reach every peer again. */
+    do_set(fwd, "link_forward", "\r\nMESSAGE t 1\r\nz\r\n", false, "STORED\r\n");
+    do_set(fwd, "link_forward", "X\r\nMESSAGE t 1\r\nw\r\n", false, "STORED\r\n");
+    expect_msgs(p, "MESSAGE t 1\r\nz\r\nMESSAGE t 1\r\nw\r\n");
+    expect_msgs(q, "MESSAGE t 1\r\nz\r\nMESSAGE t 1\r\nw\r\n");
+    /* Two nodes named: neither gets it. */
+    do_set(fwd, "link_forward", "Q P\r\nMESSAGE t 1\r\nu\r\n", false, "STORED\r\n");
+    expect_msgs(p, "");
+    expect_msgs(q, "");
+    expect_msgs(l, "MESSAGE t 1\r\nz\r\nMESSAGE t 1\r\nw\r\nMESSAGE t 1\r\nu\r\n");
+    /* P's link gone, its name is nobody's: a new link of P is excluded. */
+    client_close(p);
+    client_open(f, p);
+    do_set(p, "peer", "P", true, "");
+    do_set(p, "subscribe", "t", false, "STORED\r\n");
+    do_set(fwd, "link_forward", "P\r\nMESSAGE t 1\r\nv\r\n", false, "STORED\r\n");
+    expect_msgs(p, "");
+    expect_msgs(q, "MESSAGE t 1\r\nv\r\n");
+    /* No origin line: the connection closes. */
+    do_set(bad, "peer", "B", true, "");
+    struct evbuffer *b = evbuffer_new();
+    set_request(b, "link_forward", "MESSAGE t 1\nx", 13, false);
+    assert_int_equal(send_ev(bad, b), CONN_CLOSE);
+    expect_out(bad, B("CLIENT_ERROR bad data chunk\r\n"));
+    evbuffer_free(b);
+    fix_free(f);
+}
+
 /* A child's `version` is a barrier (docs/cluster.md, "Sticky parents"):
  * what was routed to it before the answer is written before it, so that
  * once the child has the answer nothing more comes of a topic it
@@ -1027,6 +1084,7 @@ int main(void)
         tu_test(test_link_entered),
         tu_test(test_relayed_answer_items),
         tu_test(test_peer_or_child),
+        tu_test(test_link_forward),
         tu_test(test_link_psubscribe),
         tu_test(test_child_version_after_entries),
         tu_test(test_bytewise_equals_whole),

@@ -538,6 +538,45 @@ static void test_peer_patterns(void **state)
     fix_free(f);
 }
 
+/* Entries a core forwarded for other nodes (cluster_origin.c marks the
+ * links of the nodes that had them already `skip' around their routing)
+ * reach every subscriber but those links, neither by topic nor through a
+ * pattern; other peers and local subscribers get them, and once the marks
+ * are cleared those links get entries again. */
+static void test_skip_peers(void **state)
+{
+    (void)state;
+    struct fix *f = fix_new(4, 10, SIZE_MAX, 1000);
+    static struct phooks h; /* (static: the fixture's deferred cleanup may call the hook) */
+    h = (struct phooks){.allow = "t1"};
+    f->r.cfg.pattern_hook = hook_pattern;
+    f->r.cfg.pattern_to_peers = hook_pattern_to_peers;
+    f->r.cfg.cluster_arg = &h;
+    struct subscriber *o = &f->s[0], *q = &f->s[1], *l = &f->s[2], *fwd = &f->s[3];
+    struct subscriber *op = &f->s[4], *qp = &f->s[5];
+    o->peer = q->peer = fwd->peer = op->peer = qp->peer = true;
+    sub(f, o, "t1");
+    sub(f, q, "t1");
+    sub(f, l, "t1");
+    assert_int_equal(router_psubscribe(&f->r, op, "t*", 2), 1);
+    assert_int_equal(router_psubscribe(&f->r, qp, "t*", 2), 1);
+    o->skip = true;
+    assert_int_equal(pub(f, fwd, "t1", "x", 1001), 4);
+    o->skip = false;
+    op->skip = q->skip = true;
+    assert_int_equal(pub(f, fwd, "t1", "y", 1001), 3);
+    op->skip = q->skip = false;
+    expect_queue(o, "MESSAGE t1 1\r\ny\r\n", 1);
+    expect_queue(op, "MESSAGE t1 1\r\nx\r\n", 1);
+    expect_queue(q, "MESSAGE t1 1\r\nx\r\n", 1);
+    expect_queue(qp, "MESSAGE t1 1\r\nx\r\nMESSAGE t1 1\r\ny\r\n", 2);
+    expect_queue(l, "MESSAGE t1 1\r\nx\r\nMESSAGE t1 1\r\ny\r\n", 2);
+    assert_int_equal(pub(f, fwd, "t1", "z", 1001), 5);
+    expect_queue(o, "MESSAGE t1 1\r\nz\r\n", 1);
+    expect_queue(op, "MESSAGE t1 1\r\nz\r\n", 1);
+    fix_free(f);
+}
+
 /* Redis shard channels' entries are `SMESSAGE' in Kraken text (what a
  * cluster link carries, cluster_shard.c), whole or listing the topics a
  * subscriber holds; a channel of the same name is another topic. */
@@ -1271,6 +1310,7 @@ int main(void)
         tu_test(test_order_per_publisher),
         tu_test(test_peers),
         tu_test(test_peer_patterns),
+        tu_test(test_skip_peers),
         tu_test(test_shard_entries_marked),
         tu_test(test_nul_in_topic_names),
         tu_test(test_many_topics_subset),
