@@ -274,6 +274,9 @@ void cluster_link_progress(struct conn *link);
 /* The peer answered a `version` (before cluster_link_answered).  Returns
  * false when none was asked (each is answered once): the link closes. */
 bool cluster_link_version(struct conn *link);
+/* Whether the link polls its peer (`get messages`, answered END when there
+ * is nothing): a push link sends no poll, so an END there is malformed. */
+bool cluster_link_polls(struct conn *link);
 void cluster_link_closed(struct conn *link);
 /* The peer answered the link's `set push` with an error: returns true when
  * it should be polled instead (the link then closes and is reopened). */

@@ -375,6 +375,12 @@ static void poll_cb(evutil_socket_t fd, short what, void *arg)
     cl.net.kick(k->link);
 }
 
+bool cluster_link_polls(struct conn *link)
+{
+    struct cluster_core *k = link_state(link)->core;
+    return !k || k->polling;
+}
+
 bool cluster_link_push_refused(struct conn *link)
 {
     struct cluster_core *k = link_state(link)->core;

@@ -11,7 +11,8 @@
  *                                    a ping's or a sync's (one per `version`
  *                                    sent: one nobody asked for closes the link)
  *   END                              a poll's empty answer (a polled upstream):
- *                                    the link is up
+ *                                    the link is up (a push link sends no
+ *                                    poll: there it is malformed)
  *   VALUE messages 0 <n> ... END     a pushed block: each entry is published
  *                                    into the local router with the link as
  *                                    publisher (cluster.c never forwards those);
@@ -208,6 +209,13 @@ static enum conn_status link_process(struct conn *c)
             /* VERSION: the handshake's, a ping's or a sync's answer; END: a poll's */
             if (!end && !cluster_link_version(c)) {
                 klog(LOG_WARNING, "upstream link %" PRIu64 " (%s): a VERSION nobody asked for; "
+                     "closing the link", c->sub.id & ~CLUSTER_LINK_ID_BIT, c->peer);
+                return CONN_CLOSE;
+            }
+            if (end && !cluster_link_polls(c)) {
+                /* (it would have marked a link up before its handshake's
+                 * VERSION, or answered a ping) */
+                klog(LOG_WARNING, "upstream link %" PRIu64 " (%s): an END no poll asked for; "
                      "closing the link", c->sub.id & ~CLUSTER_LINK_ID_BIT, c->peer);
                 return CONN_CLOSE;
             }

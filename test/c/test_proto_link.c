@@ -51,7 +51,9 @@ enum kind { CORE, PARENT, STATIC };
 /* This node, p1, a proxy whose only upstream is u1 (a member core, a
  * parent, or a static upstream polled every 100 ms if it refuses push),
  * its link up (answered VERSION).  The link's output is drained. */
-static void start(enum kind kind)
+/* Opens the link of a node whose upstream u1 is of this kind, up to its
+ * handshake (written, not answered). */
+static void open_link(enum kind kind)
 {
     logged_len = 0;
     logged[0] = 0;
@@ -79,6 +81,12 @@ static void start(enum kind kind)
     struct cluster_core_status st;
     assert_int_equal(cluster_status(&st, 1), 1);
     assert_int_equal(st.state, CLUSTER_CONNECTING);
+}
+
+static void start(enum kind kind)
+{
+    open_link(kind);
+    struct cluster_core_status st;
     tcn_feed(0, B("VERSION 1.0.0\r\nVERSION 1.0.0\r\n"));
     tcn_turn();
     assert_int_equal(cluster_status(&st, 1), 1);
@@ -371,6 +379,23 @@ static void test_unasked_version_closes_link(void **state)
     stop();
 }
 
+/* A push link sends no poll, so an END there answers nothing: before the
+ * handshake's VERSION it marked the link up (a subscribe would have gone
+ * out as if the peer had answered). */
+static void test_unasked_end_closes_link(void **state)
+{
+    (void)state;
+    open_link(CORE);
+    tcn_feed(0, B("END\r\n"));
+    tcn_turn();
+    assert_null(tcn_link(0));
+    assert_logged("upstream link 1 (127.0.0.1:7001): an END no poll asked for; closing the link");
+    struct cluster_core_status st;
+    assert_int_equal(cluster_status(&st, 1), 1);
+    assert_int_not_equal(st.state, CLUSTER_UP);
+    stop();
+}
+
 /* A static upstream that refuses push mode (the original Kraken) is
  * polled: the link reopens polling, and a poll's answer is a pushed
  * block (or END). */
@@ -511,6 +536,7 @@ int main(void)
         tu_test(test_lost_disconnects_holders),
         tu_test(test_malformed_closes_link),
         tu_test(test_unasked_version_closes_link),
+        tu_test(test_unasked_end_closes_link),
         tu_test(test_static_refuses_push),
         tu_test(test_split_at_every_byte),
     };
