@@ -332,8 +332,7 @@ build/fuzz/%: test/fuzz/%.c $(FUZZ_OBJ) $(HEADERS) $(TEST_HEADERS)
 # Runs each harness from its checked-in corpus for FUZZ_SECONDS; new inputs
 # go to build/fuzz/corpus-*, crashes to build/fuzz/ (add them to the corpus).
 # Two harnesses at a time (each is one process: two CPUs, half the wait);
-# FUZZ_PARALLEL=1: one at a time (make test, beside the Redis-port suites:
-# each harness gets a CPU, as two at a time get alone).
+# FUZZ_PARALLEL=1: one at a time.
 FUZZ_PARALLEL ?= 2
 fuzz-smoke: $(addprefix build/fuzz/,$(FUZZERS))
 	@run() { \
@@ -358,9 +357,11 @@ fuzz:
 # quiet lines, at normal priority, their output printed when they end): the
 # unit tests' and fuzzers' build and the unit tests (compiling and running
 # under the sanitizers, on both CPUs, niced so that they yield), then the
-# glob differential test and the fuzzers' smoke run one harness at a time
-# (at normal priority: FUZZ_SECONDS is wall-clock time; one at a time, each
-# harness gets a CPU as it does alone, two at a time).  The RESP differential
+# glob differential test and the fuzzers' smoke run, two harnesses at a
+# time, niced (the Redis-port suites need little CPU and get it first; the
+# harnesses take the rest: FUZZ_SECONDS is wall-clock time, and one at a
+# time made this phase wait for the fuzzers, not for the Redis-port suites,
+# once there were five).  The RESP differential
 # test (0.4 s windows) follows the Redis-port suites.  Each part says how
 # long it took.  The other suites run one at a time: several measure deadlines
 # (failure detection within 3 s, readiness within 2 s) that a loaded machine
@@ -377,7 +378,7 @@ test-c-and-redis: all node_modules/.package-lock.json build/glob_match build/res
 	nice -n 10 $(MAKE) --no-print-directory -j2 --output-sync=target test-c fuzz-build; c=$$?; \
 	echo "== test-c, fuzz-build: $$(( $$(date +%s) - s )) s"; \
 	for t in $(BESIDE_REDIS); do [ $$c = 0 ] || break; s1=$$(date +%s); \
-	  $(MAKE) --no-print-directory $$t FUZZ_PARALLEL=1 || c=1; \
+	  nice -n 10 $(MAKE) --no-print-directory $$t FUZZ_PARALLEL=2 || c=1; \
 	  echo "== $$t: $$(( $$(date +%s) - s1 )) s"; done; \
 	wait; grep -v '^rc=' build/test-redis.log; \
 	[ $$c = 0 ] && tail -1 build/test-redis.log | grep -qx 'rc=0'
