@@ -147,8 +147,15 @@ setup() ->
     %% c1 first, alone: the node it joins (c2) is not up yet, so it must
     %% keep trying; then the others together.
     T0 = erlang:system_time(second),
-    OsPids = maps:from_list(start_nodes(Ctx0, [c1]) ++ start_nodes(Ctx0, Names -- [c1])),
-    Ctx0#{os_pids => OsPids, t0 => T0}.
+    %% A start that fails (a port taken meanwhile) fails the setup, and
+    %% eunit then runs no cleanup: stop the nodes that did start here.
+    try maps:from_list(start_nodes(Ctx0, [c1]) ++ start_nodes(Ctx0, Names -- [c1])) of
+        OsPids -> Ctx0#{os_pids => OsPids, t0 => T0}
+    catch
+        Class:Reason:Stack ->
+            cleanup(Ctx0#{os_pids => #{}}),
+            erlang:raise(Class, Reason, Stack)
+    end.
 
 %% Starts nodes (bin/kraken start) at once: `[{Name, OsPid}]'.  A name not
 %% among the fixture's ports gets free ones; a name not among the proxies is

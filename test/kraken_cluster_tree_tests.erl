@@ -113,8 +113,14 @@ setup() ->
     Ctx0 = kraken_cluster_tests:base_ctx("ktr"),
     Ports = maps:from_list([{N, free_port()} || N <- ?NODES]),
     Ctx = Ctx0#{ports => Ports},
-    OsPids = maps:from_list(start(Ctx, ?NODES)),
-    Ctx#{os_pids => OsPids}.
+    %% A failed start fails the setup, and eunit then runs no cleanup.
+    try maps:from_list(start(Ctx, ?NODES)) of
+        OsPids -> Ctx#{os_pids => OsPids}
+    catch
+        Class:Reason:Stack ->
+            cleanup(Ctx#{os_pids => #{}}),
+            erlang:raise(Class, Reason, Stack)
+    end.
 
 cleanup(Ctx = #{tmp := Tmp, os_pids := OsPids}) ->
     Self = self(),
