@@ -232,13 +232,10 @@ int cluster_owner_name(const char *topic, size_t len, const char **name, size_t 
  * routing of a `link_forward` batch whose first line (line, len: without
  * its CRLF) names the nodes that have its entries already: their peer
  * connections here are marked `skip` (sent none of them), and a forward
- * onward names them too.  It says what this node had of them: nothing,
- * its clients had them (routed to peers only, router.peers_only), or all
- * (it forwarded them before: the caller routes nothing, then calls _end). */
-enum cluster_had { CLUSTER_HAD_NOT, CLUSTER_HAD_CLIENTS, CLUSTER_HAD_ALL };
+ * onward names them too. */
 int cluster_peer_named(struct subscriber *s, const char *name, size_t len);
 void cluster_peer_gone(const struct subscriber *s);
-enum cluster_had cluster_origin_begin(const char *line, size_t len);
+void cluster_origin_begin(const char *line, size_t len);
 void cluster_origin_end(void);
 
 /* Links' connections have this bit set in their subscriber id, so that an

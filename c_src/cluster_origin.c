@@ -22,17 +22,7 @@
  * other): A then forwards one MESSAGE per set of nodes, each listing its
  * topics, in batches of their own.  A chain (B forwards again: its view
  * differs too) names the nodes of the batch it got, then the peer it got
- * it from (marked `>`: it forwarded them), then its own peers that hold the
- * topic.
- *
- * A node that finds itself in the line (views that cross: two cores each
- * making the other the owner, or a forward reaching a node that published
- * the entry or got it from a core) had the entries already: marked `>`, it
- * did everything it would do with them, so it drops them (STORED), and a
- * core never forwards to a node so marked in the first place; otherwise its
- * clients had them, so it routes them to its peers only (not the named
- * ones), retains nothing, and forwards them on if its view says so.  A
- * forward therefore never passes one node twice.
+ * it from, then its own peers that hold the topic.
  *
  * The registry is an array with one entry per peer connection (a node's
  * link: a cluster has tens of them, not thousands), scanned only for the
@@ -43,14 +33,9 @@
 
 #include "cluster.h"
 #include "cluster_internal.h"
-#include "engine.h"
 #include "entry.h"
 #include "log.h"
 #include "router.h"
-
-/* Marks, in a forward's line, a node that forwarded the entries (it
- * delivered them to its clients and peers, and forwarded them on). */
-#define FORWARDER '>'
 
 struct peer_name {
     struct subscriber *s;
@@ -147,23 +132,8 @@ static void skip_named(const char *name, size_t len)
     }
 }
 
-enum cluster_had cluster_origin_begin(const char *line, size_t len)
+void cluster_origin_begin(const char *line, size_t len)
 {
-    enum cluster_had had = CLUSTER_HAD_NOT;
-    for (size_t i = 0; i < len;) {
-        size_t j = i;
-        while (j < len && line[j] != ' ')
-            j++;
-        bool fwd = j > i && line[i] == FORWARDER;
-        const char *name = line + i + fwd;
-        size_t n = j - i - fwd;
-        if (cl.self_len && n == cl.self_len && !memcmp(name, cl.self, n)) {
-            if (fwd)
-                return CLUSTER_HAD_ALL; /* (nothing marked yet) */
-            had = CLUSTER_HAD_CLIENTS;
-        }
-        i = j + 1;
-    }
     cur_line = line;
     cur_len = len;
     in_forward = true;
@@ -171,14 +141,10 @@ enum cluster_had cluster_origin_begin(const char *line, size_t len)
         size_t j = i;
         while (j < len && line[j] != ' ')
             j++;
-        bool fwd = j > i && line[i] == FORWARDER;
-        if (j > i + fwd)
-            skip_named(line + i + fwd, j - i - fwd);
+        if (j > i)
+            skip_named(line + i, j - i);
         i = j + 1;
     }
-    if (cl.net.eng)
-        cl.net.eng->router.peers_only = had == CLUSTER_HAD_CLIENTS;
-    return had;
 }
 
 void cluster_origin_end(void)
@@ -186,25 +152,19 @@ void cluster_origin_end(void)
     for (size_t i = 0; i < nskipped; i++)
         skipped[i]->skip = false;
     nskipped = 0;
-    if (cl.net.eng)
-        cl.net.eng->router.peers_only = false;
     cur_line = NULL;
     cur_len = 0;
     in_forward = false;
 }
 
-/* Appends a name to the line being built; `forwarder`: marked as a node
- * that forwarded the entry (FORWARDER). */
-static int add_name(const char *name, size_t len, bool forwarder)
+static int add_name(const char *name, size_t len)
 {
     if (!len)
         return 0;
-    if (grow((void **)&lines, &lines_cap, lines_len + len + 2, 1) < 0)
+    if (grow((void **)&lines, &lines_cap, lines_len + len + 1, 1) < 0)
         return -1;
     if (lines_len && lines[lines_len - 1] != '\n')
         lines[lines_len++] = ' ';
-    if (forwarder)
-        lines[lines_len++] = FORWARDER;
     memcpy(lines + lines_len, name, len);
     lines_len += len;
     return 0;
@@ -218,14 +178,14 @@ static int have_line(const struct subscriber *publisher, const struct topic *t)
 {
     size_t n;
     const char *name;
-    if (in_forward && add_name(cur_line, cur_len, false) < 0)
+    if (in_forward && add_name(cur_line, cur_len) < 0)
         return -1;
-    if ((name = name_of(publisher, &n)) && add_name(name, n, in_forward) < 0)
+    if ((name = name_of(publisher, &n)) && add_name(name, n) < 0)
         return -1;
     for (uint32_t j = 0; j < t->nsubs && t->npeers; j++) {
         const struct subscriber *s = t->subs[j];
         if (s->peer && s != publisher && !s->overflowed && (name = name_of(s, &n)) &&
-            add_name(name, n, false) < 0)
+            add_name(name, n) < 0)
             return -1;
     }
     /* (a separator that no name holds, so that empty lines stay apart) */
@@ -287,21 +247,6 @@ static int reserve_lines(uint32_t n)
     return 0;
 }
 
-/* Whether line (len bytes) names `name` as a forwarder (FORWARDER name). */
-static bool names_forwarder(const char *line, size_t len, const char *name)
-{
-    size_t n = strlen(name);
-    for (size_t i = 0; i < len;) {
-        size_t j = i;
-        while (j < len && line[j] != ' ')
-            j++;
-        if (j - i == n + 1 && line[i] == FORWARDER && !memcmp(line + i + 1, name, n))
-            return true;
-        i = j + 1;
-    }
-    return false;
-}
-
 void cluster_forward(struct cluster_core *c, enum topic_ns ns, const struct entry *e,
                      const int *owners, int k, const struct subscriber *publisher)
 {
@@ -328,22 +273,11 @@ void cluster_forward(struct cluster_core *c, enum topic_ns ns, const struct entr
         size_t nl;
         const char *name = name_of(publisher, &nl);
         lines_len = 0;
-        if ((in_forward && add_name(cur_line, cur_len, false) < 0) ||
-            (name && add_name(name, nl, in_forward) < 0))
+        if ((in_forward && add_name(cur_line, cur_len) < 0) || (name && add_name(name, nl) < 0))
             lines_len = 0;
         line_len[0] = lines_len;
         one_line = true;
     }
-    /* Not back to a core that forwarded it: it did all it would do with it
-     * (it would drop it, cluster_origin_begin), and its link may wait for
-     * this node's answer meanwhile (a held reply stops reading it: the two
-     * would wait for each other until the pings closed the links). */
-    for (uint32_t i = 0; i < n; i++)
-        if (owners[i] == k &&
-            names_forwarder(one_line ? lines : lines + line_off[i], one_line ? line_len[0]
-                                                                             : line_len[i],
-                            c->name))
-            line_done[i] = true;
     for (uint32_t g = 0; g < n; g++)
         if (owners[g] == k && !line_done[g])
             forward_group(c, ns, e, owners, k, g, one_line);

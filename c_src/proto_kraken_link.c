@@ -307,10 +307,7 @@ const char *kraken_link_forward(struct conn *c, const struct proto_request *req,
     struct proto_request entries = *req;
     entries.data = nl + 1;
     entries.data_len = req->data_len - (size_t)(nl + 1 - d);
-    if (cluster_origin_begin(d, (size_t)(nl - 1 - d)) == CLUSTER_HAD_ALL) {
-        cluster_origin_end();
-        return PROTO_STORED; /* it came back to a node that forwarded it */
-    }
+    cluster_origin_begin(d, (size_t)(nl - 1 - d));
     const char *r = kraken_publish(c, &entries, clock_turn_unix(), ns, error);
     cluster_origin_end();
     return r;

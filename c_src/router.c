@@ -254,8 +254,6 @@ int router_publish_ns(struct router *r, struct subscriber *publisher, enum topic
                     peers = r->cfg.to_peers(publisher, t, r->cfg.cluster_arg);
                 if (!peers || s->skip)
                     continue;
-            } else if (r->peers_only) {
-                continue;
             }
             res->receivers++;
             router_route_to(r, s, e, i, &touched);
@@ -272,9 +270,8 @@ int router_publish_ns(struct router *r, struct subscriber *publisher, enum topic
         return 0;
     }
 
-    /* Retain in each distinct shard of the entry's topics (not an entry
-     * this node had already: peers_only). */
-    for (uint32_t i = 0; i < e->ntopics && !r->peers_only; i++) {
+    /* Retain in each distinct shard of the entry's topics. */
+    for (uint32_t i = 0; i < e->ntopics; i++) {
         struct retain *sh = &r->shards[e->topics[i]->shard];
         if (sh->count && retain_at(sh, sh->count - 1) == e)
             continue; /* this shard already took it */

@@ -148,11 +148,6 @@ struct router {
     struct retain *shards;
     struct table pattern_set; /* struct pattern by name */
     struct pattern **patterns; /* the same, dense, for routing */
-    /* In a cluster, set around the routing of a forward naming this node
-     * among those that have its entries (cluster_origin.c): its local
-     * clients had them, so they go to peers only (not the `skip` ones), and
-     * are not retained again.  Read only on that rare path's branches. */
-    bool peers_only;
     uint32_t npatterns, patterns_cap;
     uint64_t seq;             /* last entry seq assigned */
     uint64_t epoch;           /* last scratch epoch used */

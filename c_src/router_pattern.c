@@ -237,8 +237,6 @@ uint64_t router_route_patterns(struct router *r, struct subscriber *publisher, s
                         router_route_to(r, s, e, i, touched); /* (not counted: a node) */
                     continue;
                 }
-                if (r->peers_only)
-                    continue;
                 matches++;
                 router_route_to(r, s, e, i, touched);
             }

@@ -34,18 +34,6 @@ chain_test_() ->
                    "nodes it was given, the core it came from and that core's peers holding "
                    "the topic: none of them gets it from the last owner", fun chain/0}}.
 
-cycle_test_() ->
-    {timeout, 60, {"two cores whose views each make the other the owner: a peer's entry "
-                   "forwarded to the other comes back named, and is dropped by the core that "
-                   "forwarded it; a client's entry comes back to its node, which sends it to "
-                   "its peers only: every subscriber gets each once", fun cycle/0}}.
-
-held_at_both_test_() ->
-    {timeout, 60, {"a core holding the topic at the forwarding core too (its view makes that "
-                   "one the other owner of a move) is named in the forward: its clients got "
-                   "the entry from that core, so it sends the forward to its peers only",
-                   fun held_at_both/0}}.
-
 forwarded() ->
     {A, APort} = start_engine(),
     {B, BPort} = start_engine(),
@@ -154,91 +142,6 @@ chain() ->
         [gen_tcp:close(X) || X <- [QB, PA, M | Named ++ Others]]
     after
         [catch port_close(E) || {E, _} <- Engines]
-    end.
-
-%% a's view makes b the owner of every topic, b's a (views that crossed).
-%% p publishes on its link to a: a delivers it (to sa, and r, a peer holding
-%% the topic at a) and forwards it to b naming p and r; b delivers it (to sb
-%% and q) and forwards it to a naming p, r, a (as a forwarder) and q; a
-%% drops it.  Before, it went round for ever: each pass delivered it again,
-%% and p's STORED never came (each forward waited for the next).  Then a
-%% client of b publishes the marker: b delivers it to sb, sends it to a
-%% (plain publish), a delivers it to sa and r and forwards it to b naming
-%% b and r; b, named, sends it to its peers only (q): once each again.
-cycle() ->
-    {A, APort} = start_engine(),
-    {B, BPort} = start_engine(),
-    try
-        Members = [{<<"a">>, <<"127.0.0.1">>, APort}, {<<"b">>, <<"127.0.0.1">>, BPort}],
-        ok = call(A, 1, {cluster, {<<"a">>, Members, [<<"b">>], []}}),
-        ok = call(B, 1, {cluster, {<<"b">>, Members, [<<"a">>], []}}),
-        [ok = kraken_cluster_tests:wait_until(
-                fun() -> [up] =:= [St || {N, St, _, _, _, _, _, _, _}
-                                             <- call(E, 2, cluster_status), N =:= Other]
-                end, 5000) || {E, Other} <- [{A, <<"b">>}, {B, <<"a">>}]],
-        T = <<"cycle_t">>,
-        <<"b">> = call(A, 3, {cluster_owner, T}),
-        <<"a">> = call(B, 3, {cluster_owner, T}),
-        SA = conn(APort, [push(), set(<<"subscribe">>, T)], 2),
-        SB = conn(BPort, [push(), set(<<"subscribe">>, T)], 2),
-        RA = conn(APort, [push(), set(<<"peer">>, <<"r">>), set(<<"subscribe">>, T)], 3),
-        QB = conn(BPort, [push(), set(<<"peer">>, <<"q">>), set(<<"subscribe">>, T)], 3),
-        PA = conn(APort, [push(), set(<<"peer">>, <<"p">>)], 2),
-        ok = gen_tcp:send(PA, set(<<"publish">>, entry([T], <<"x">>))),
-        ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(PA, 0, 5000)),
-        {ok, M} = gen_tcp:connect({127, 0, 0, 1}, BPort, [binary, {active, false}]),
-        ok = gen_tcp:send(M, set(<<"publish">>, entry([T], <<"m">>))),
-        ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(M, 0, 5000)),
-        Upto = fun(X) -> recv_until(X, <<"\r\nm\r\n">>) end,
-        [begin
-             Bytes = Upto(X),
-             ?assertEqual({X, 1}, {X, length(binary:matches(Bytes, <<"\r\nx\r\n">>))}),
-             ?assertEqual({X, 1}, {X, length(binary:matches(Bytes, <<"\r\nm\r\n">>))})
-         end || X <- [SA, SB, RA, QB]],
-        %% Nothing more of either comes (a marker of a's own, once round).
-        ok = gen_tcp:send(PA, set(<<"publish">>, entry([T], <<"z">>))),
-        ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(PA, 0, 5000)),
-        [?assertEqual({X, nomatch}, {X, binary:match(recv_until(X, <<"\r\nz\r\n">>),
-                                                     [<<"\r\nx\r\n">>, <<"\r\nm\r\n">>])})
-         || X <- [SA, SB, RA, QB]],
-        [gen_tcp:close(X) || X <- [SA, SB, RA, QB, PA, M]]
-    after
-        [catch port_close(E) || E <- [A, B]]
-    end.
-
-%% a's view: b owns every topic; b's: b owns them, a is the other owner of
-%% a move (Alt), so b's link holds the topic at a too.  p publishes on its
-%% link to a: a delivers it to b's link (b's clients get it from there) and
-%% forwards it to b naming p and b; b sends it to its peers only (q), not to
-%% its clients again.  Before, sb got it twice.
-held_at_both() ->
-    {A, APort} = start_engine(),
-    {B, BPort} = start_engine(),
-    try
-        Members = [{<<"a">>, <<"127.0.0.1">>, APort}, {<<"b">>, <<"127.0.0.1">>, BPort}],
-        ok = call(A, 1, {cluster, {<<"a">>, Members, [<<"b">>], []}}),
-        ok = call(B, 1, {cluster, {<<"b">>, Members, [<<"b">>], [<<"a">>]}}),
-        [ok = kraken_cluster_tests:wait_until(
-                fun() -> [up] =:= [St || {N, St, _, _, _, _, _, _, _}
-                                             <- call(E, 2, cluster_status), N =:= Other]
-                end, 5000) || {E, Other} <- [{A, <<"b">>}, {B, <<"a">>}]],
-        T = <<"both_t">>,
-        <<"b">> = call(A, 3, {cluster_owner, T}),
-        %% sb's subscribe returns once a (the Alt owner) confirmed b's.
-        SB = conn(BPort, [push(), set(<<"subscribe">>, T)], 2),
-        QB = conn(BPort, [push(), set(<<"peer">>, <<"q">>), set(<<"subscribe">>, T)], 3),
-        PA = conn(APort, [push(), set(<<"peer">>, <<"p">>)], 2),
-        ok = gen_tcp:send(PA, set(<<"publish">>, entry([T], <<"x">>))),
-        ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(PA, 0, 5000)),
-        %% The marker, from a client of b (b's own: every node once).
-        M = conn(BPort, [set(<<"publish">>, entry([T], <<"m">>))], 1),
-        [begin
-             Bytes = recv_until(X, <<"\r\nm\r\n">>),
-             ?assertEqual({X, 1}, {X, length(binary:matches(Bytes, <<"\r\nx\r\n">>))})
-         end || X <- [SB, QB]],
-        [gen_tcp:close(X) || X <- [SB, QB, PA, M]]
-    after
-        [catch port_close(E) || E <- [A, B]]
     end.
 
 %% An engine on its control channel, configured as a node in a cluster is

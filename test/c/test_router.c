@@ -577,45 +577,6 @@ static void test_skip_peers(void **state)
     fix_free(f);
 }
 
-/* A forward naming this node (cluster_origin.c): its local clients had the
- * entry, so with peers_only set it goes to the peers (by topic and
- * pattern) and is not retained again; cleared, everything is as before. */
-static void test_peers_only(void **state)
-{
-    (void)state;
-    struct fix *f = fix_new(4, 10, SIZE_MAX, 1000);
-    static struct phooks h;
-    h = (struct phooks){.allow = "t1"};
-    f->r.cfg.pattern_hook = hook_pattern;
-    f->r.cfg.pattern_to_peers = hook_pattern_to_peers;
-    f->r.cfg.cluster_arg = &h;
-    struct subscriber *o = &f->s[0], *l = &f->s[1], *lp = &f->s[2], *fwd = &f->s[3];
-    struct subscriber *op = &f->s[4];
-    o->peer = fwd->peer = op->peer = true;
-    sub(f, o, "t1");
-    sub(f, l, "t1");
-    assert_int_equal(router_psubscribe(&f->r, op, "t*", 2), 1);
-    assert_int_equal(router_psubscribe(&f->r, lp, "t*", 2), 1);
-    uint32_t retained = 0;
-    for (uint32_t i = 0; i < f->r.cfg.num_shards; i++)
-        retained += f->r.shards[i].count;
-    f->r.peers_only = true;
-    assert_int_equal(pub(f, fwd, "t1", "x", 1001), 2); /* (the fanout: o and op) */
-    f->r.peers_only = false;
-    uint32_t after = 0;
-    for (uint32_t i = 0; i < f->r.cfg.num_shards; i++)
-        after += f->r.shards[i].count;
-    assert_int_equal(after, retained);
-    expect_queue(o, "MESSAGE t1 1\r\nx\r\n", 1);
-    expect_queue(op, "MESSAGE t1 1\r\nx\r\n", 1);
-    expect_empty(l);
-    expect_empty(lp);
-    assert_int_equal(pub(f, fwd, "t1", "y", 1001), 4);
-    expect_queue(l, "MESSAGE t1 1\r\ny\r\n", 1);
-    expect_queue(lp, "MESSAGE t1 1\r\ny\r\n", 1);
-    fix_free(f);
-}
-
 /* Redis shard channels' entries are `SMESSAGE' in Kraken text (what a
  * cluster link carries, cluster_shard.c), whole or listing the topics a
  * subscriber holds; a channel of the same name is another topic. */
@@ -1350,7 +1311,6 @@ int main(void)
         tu_test(test_peers),
         tu_test(test_peer_patterns),
         tu_test(test_skip_peers),
-        tu_test(test_peers_only),
         tu_test(test_shard_entries_marked),
         tu_test(test_nul_in_topic_names),
         tu_test(test_many_topics_subset),
