@@ -325,7 +325,7 @@ FUZZ_SECONDS ?= 10
 
 # The engine's objects (clang's sanitizer build, FUZZ_OBJ above) are
 # instrumented for coverage (fuzzer-no-link) once and shared by every harness.
-build/fuzz/%: test/fuzz/%.c $(FUZZ_OBJ) $(HEADERS) $(TEST_HEADERS)
+build/fuzz/%: test/fuzz/%.c $(FUZZ_OBJ) $(HEADERS) $(TEST_HEADERS) test/fuzz/fuzz_checks.h
 	@mkdir -p build/fuzz
 	clang $(WARN) $(FUZZ_FLAGS) $(CPPFLAGS_K) -o $@ $< $(FUZZ_OBJ) $(LDLIBS_K)
 

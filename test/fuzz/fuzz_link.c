@@ -47,6 +47,7 @@
 
 #include "../c/test_cluster_net.h"
 #include "cluster_retro.h"
+#include "fuzz_checks.h"
 #include "log.h"
 #include "proto_kraken.h"
 #include "proto_redis.h"
@@ -80,32 +81,6 @@ static void trace(const char *what, int i, const char *p, size_t len)
     fprintf(stderr, "\n");
 }
 
-static void check_queue(const struct queue *q)
-{
-    size_t sum = 0;
-    for (uint32_t i = 0; i < q->count; i++)
-        sum += qitem_size(&q->items[(q->head + i) & (q->cap - 1)]);
-    assert(sum == q->bytes);
-}
-
-/* Every VALUE line must be followed by exactly n + 2 bytes and END. */
-static void check_kraken_output(struct evbuffer *out)
-{
-    size_t len = evbuffer_get_length(out);
-    char *p = (char *)evbuffer_pullup(out, (ev_ssize_t)len);
-    for (size_t i = 0; i + 16 < len; i++) {
-        if (memcmp(p + i, "VALUE messages 0 ", 17) != 0 || (i > 0 && p[i - 1] != '\n'))
-            continue;
-        char *eol = memchr(p + i, '\n', len - i);
-        assert(eol);
-        size_t n = strtoull(p + i + 17, NULL, 10);
-        size_t body = (size_t)(eol + 1 - p);
-        assert(body + n + 2 + 5 <= len);
-        assert(memcmp(p + body + n, "\r\nEND\r\n", 7) == 0);
-        i = body + n + 6;
-    }
-    evbuffer_drain(out, len);
-}
 
 /* What this node wrote on link c (of core k): well framed; returns the
  * number of acknowledged requests (a `set' without noreply), drained. */
@@ -284,7 +259,7 @@ static void check(void)
             if (len)
                 trace("to client", (int)c->sub.id, (const char *)evbuffer_pullup(c->out, -1), len);
             if (c->ops == &proto_kraken)
-                check_kraken_output(c->out);
+                check_output(c->out);
             else
                 evbuffer_drain(c->out, evbuffer_get_length(c->out));
         }
