@@ -157,6 +157,9 @@ bool cluster_await_batch(struct cluster_core *k, enum op op, struct subscriber *
  * one being built, or a new one (what is batched goes first). */
 struct evbuffer *cluster_forward_batch(struct cluster_core *c, enum topic_ns ns,
                                        const char *line, size_t len, size_t add);
+/* Ends a MESSAGE line of e's topics in batch b to c: its length, payload
+ * and CRLF; the current request's publisher waits for that batch. */
+void cluster_message_end(struct evbuffer *b, const struct entry *e, struct cluster_core *c);
 /* From now on t's entries come from upstream (cluster_retro_classify). */
 void cluster_mark_upstream(struct topic *t);
 /* Subscriber s of t waits for k's confirmation of t's upstream subscription

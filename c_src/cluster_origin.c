@@ -219,10 +219,7 @@ static void forward_group(struct cluster_core *c, enum topic_ns ns, const struct
         evbuffer_add(b, " ", 1);
         evbuffer_add(b, e->topics[i]->name, e->topics[i]->len);
     }
-    evbuffer_add_printf(b, " %zu\r\n", (size_t)e->payload_len);
-    evbuffer_add(b, entry_payload(e), e->payload_len);
-    evbuffer_add(b, "\r\n", 2);
-    cluster_pub_note(c); /* its publisher waits for this batch (cluster_pub.c) */
+    cluster_message_end(b, e, c);
 }
 
 /* Room for n topics' lines in the scratch arrays; -1: out of memory. */

@@ -142,6 +142,14 @@ struct evbuffer *cluster_forward_batch(struct cluster_core *k, enum topic_ns ns,
     return b;
 }
 
+void cluster_message_end(struct evbuffer *b, const struct entry *e, struct cluster_core *c)
+{
+    evbuffer_add_printf(b, " %zu\r\n", (size_t)e->payload_len);
+    evbuffer_add(b, entry_payload(e), e->payload_len);
+    evbuffer_add(b, "\r\n", 2);
+    cluster_pub_note(c); /* its publisher waits for this batch (cluster_pub.c) */
+}
+
 void cluster_topic_op(struct cluster_core *k, enum op op, const char *name, size_t len)
 {
     if (!k->link)
@@ -358,9 +366,6 @@ void cluster_on_published(struct subscriber *publisher, enum topic_ns ns, struct
                 evbuffer_add(b, " ", 1);
                 evbuffer_add(b, e->topics[i]->name, e->topics[i]->len);
             }
-        evbuffer_add_printf(b, " %zu\r\n", (size_t)e->payload_len);
-        evbuffer_add(b, entry_payload(e), e->payload_len);
-        evbuffer_add(b, "\r\n", 2);
-        cluster_pub_note(c); /* its publisher waits for this batch (cluster_pub.c) */
+        cluster_message_end(b, e, c);
     }
 }
