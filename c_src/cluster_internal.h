@@ -162,6 +162,8 @@ struct evbuffer *cluster_forward_batch(struct cluster_core *c, enum topic_ns ns,
 void cluster_message_end(struct evbuffer *b, const struct entry *e, struct cluster_core *c);
 /* From now on t's entries come from upstream (cluster_retro_classify). */
 void cluster_mark_upstream(struct topic *t);
+/* The same from a given moment (a move keeps what was served here). */
+void cluster_set_upstream_since(struct topic *t, struct cluster_point since);
 /* Subscriber s of t waits for k's confirmation of t's upstream subscription
  * (s NULL: nobody waits).  Returns whether t's subscription at k is
  * unconfirmed. */
@@ -181,8 +183,8 @@ int cluster_owner_in(const struct owner_set *s, uint64_t name_hash);
  * the parent it is pinned to, if any (cluster_pin.h).  -1 without cores. */
 static inline int cluster_owner_of(const struct topic *t, uint64_t h)
 {
-    if (cl.sticky && t && t->pin)
-        return ((const struct cluster_core *)t->pin)->idx;
+    if (cl.sticky && t && t->up && t->up->pin)
+        return ((const struct cluster_core *)t->up->pin)->idx;
     return cluster_owner_in(&cl.cur, h);
 }
 /* The same by name (channel namespace), as a core: NULL when it is this

@@ -33,6 +33,7 @@
 
 #include "cluster_internal.h"
 #include "engine.h"
+#include "log.h"
 
 int cluster_set_build(struct owner_set *s, struct cluster_core **cores, const bool *pick,
                       size_t n)
@@ -144,6 +145,20 @@ static bool in2(struct cluster_core *k, struct cluster_core *const two[2])
     return k == two[0] || k == two[1];
 }
 
+/* Pins t to parent p (NULL: it goes by the hash).  Out of memory, it goes
+ * by the hash all the same (a duplicate is possible, cluster_pin.h). */
+static void set_pin(struct topic *t, struct cluster_core *p)
+{
+    if (!p && !t->up)
+        return;
+    struct topic_upstream *u = topic_upstream(t);
+    if (u)
+        u->pin = p;
+    else
+        klog(LOG_WARNING, "cluster: out of memory pinning topic %.*s to its parent",
+             (int)(t->len > 200 ? 200 : t->len), t->name);
+}
+
 static int move_topic(const struct topic *ct, void *arg)
 {
     struct old_sets *o = arg;
@@ -156,7 +171,7 @@ static int move_topic(const struct topic *ct, void *arg)
                                    cluster_core_for_ns(remote(o->alt, o->cores, h), ns)};
     struct cluster_core *now[2] = {cluster_core_for_ns(remote(&cl.cur, cl.cores, h), ns),
                                    cluster_core_for_ns(remote(&cl.alt, cl.cores, h), ns)};
-    struct cluster_core *pin = t->pin; /* (one that left is freed after this) */
+    struct cluster_core *pin = topic_up(t)->pin; /* (one that left is freed after this) */
     if (pin) {
         was[0] = pin;
         was[1] = NULL;
@@ -168,9 +183,9 @@ static int move_topic(const struct topic *ct, void *arg)
          * (cluster_pin.h) */
         now[0] = pin && live(pin) ? pin : now[0];
         now[1] = NULL;
-        t->pin = now[0] && now[0]->parent ? now[0] : NULL;
+        set_pin(t, now[0] && now[0]->parent ? now[0] : NULL);
     } else {
-        t->pin = NULL; /* no parent live any more */
+        set_pin(t, NULL); /* no parent live any more */
     }
     if (was[1] == was[0])
         was[1] = NULL;
@@ -187,7 +202,7 @@ static int move_topic(const struct topic *ct, void *arg)
     }
     if (ours && !was_ours && was[0] && upstream && !pending && live(was[0]) &&
         ns == TOPIC_NS_CHANNEL) /* (retention's completeness: for retro, channels only) */
-        cluster_served_gained(t, (struct cluster_point){t->upstream_since, t->upstream_seq});
+        cluster_served_gained(t, (struct cluster_point){topic_up(t)->since, topic_up(t)->seq});
     if (cl.sticky && was[0] && now[0] != was[0] && live(was[0])) {
         /* Below parents, a topic held at a static upstream that now hashes
          * to a parent that joined (pinned topics do not move): no move
@@ -208,8 +223,7 @@ static int move_topic(const struct topic *ct, void *arg)
             struct cluster_point since;
             if (was_ours && ours && cluster_served_since(t, &since) &&
                 since.seq != CLUSTER_NEVER.seq) {
-                t->upstream_since = since.time;
-                t->upstream_seq = since.seq;
+                cluster_set_upstream_since(t, since);
             } else {
                 cluster_mark_upstream(t);
             }

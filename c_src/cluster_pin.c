@@ -13,8 +13,11 @@ static bool held(const struct topic *t)
 
 void *pin_hold(struct topic *t, void *hashed, bool parent)
 {
-    if (!t->pin && parent)
-        t->pin = hashed;
+    if (!topic_up(t)->pin && parent) {
+        struct topic_upstream *u = topic_upstream(t);
+        if (u) /* (out of memory: it goes by the hash, a duplicate is possible) */
+            u->pin = hashed;
+    }
     return pin_route(t, hashed);
 }
 
@@ -22,17 +25,18 @@ int pin_release(struct pin_fifo *f, struct topic_index *x, struct topic *t, void
                 uint64_t ver)
 {
     (void)x;
-    if (t->pin != up || !up)
+    if (topic_up(t)->pin != up || !up)
         return 0; /* not pinned (a static upstream): nothing to wait for */
+    struct topic_upstream *u = t->up; /* (pinned: it has one) */
     if (ver == 0) {
-        t->pin = NULL; /* no link: nothing more comes from it */
+        u->pin = NULL; /* no link: nothing more comes from it */
         return 0;
     }
     if (f->n == f->cap) {
         size_t cap = f->cap ? f->cap * 2 : 16;
         struct pin_wait *v = malloc(cap * sizeof *v);
         if (!v) {
-            t->pin = NULL; /* (the hash again: a duplicate is possible) */
+            u->pin = NULL; /* (the hash again: a duplicate is possible) */
             return -1;
         }
         for (size_t i = 0; i < f->n; i++)
@@ -43,7 +47,7 @@ int pin_release(struct pin_fifo *f, struct topic_index *x, struct topic *t, void
         f->cap = cap;
     }
     f->v[(f->head + f->n++) & (f->cap - 1)] = (struct pin_wait){t, ver};
-    t->pin_waits++;
+    u->pin_waits++;
     topic_ref(t);
     return 0;
 }
@@ -55,8 +59,9 @@ static void pop(struct pin_fifo *f, struct topic_index *x, void *up)
     struct topic *t = f->v[f->head].t;
     f->head = (f->head + 1) & (f->cap - 1);
     f->n--;
-    if (--t->pin_waits == 0 && t->pin == up && !held(t))
-        t->pin = NULL;
+    struct topic_upstream *u = t->up; /* (it waited: it has one) */
+    if (--u->pin_waits == 0 && u->pin == up && !held(t))
+        u->pin = NULL;
     topic_unref(x, t);
 }
 

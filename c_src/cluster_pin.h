@@ -49,7 +49,7 @@ struct pin_fifo {
  * hash's pick over the live upstreams).  t may be NULL (not a topic here). */
 static inline void *pin_route(const struct topic *t, void *hashed)
 {
-    return t && t->pin ? t->pin : hashed;
+    return t && topic_up(t)->pin ? topic_up(t)->pin : hashed;
 }
 
 /* t gets its first holder here: it is subscribed upstream at

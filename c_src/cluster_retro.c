@@ -177,8 +177,8 @@ static enum plan plan(const struct topic *t, int kind, int64_t h, int *o, int64_
                "reach back to it, or a core that owned it since is not live";
         return *no >= 1 ? PLAN_ENTERED : PLAN_TOO_OLD;
     }
-    bool covered = kind == ROUTER_BY_SEQ ? t->upstream_seq <= (uint64_t)h
-                                         : t->upstream_since < h;
+    bool covered = kind == ROUTER_BY_SEQ ? topic_up(t)->seq <= (uint64_t)h
+                                         : topic_up(t)->since < h;
     if (covered && !t->upstream_pending)
         return PLAN_LOCAL;
     if (cl.sticky) {

@@ -44,6 +44,7 @@
 
 #include "cluster_internal.h"
 #include "engine.h"
+#include "log.h"
 #include "topic.h"
 
 #define HIST_MAX 32
@@ -173,8 +174,9 @@ bool cluster_served_since(const struct topic *t, struct cluster_point *since)
     size_t j = count - 1;
     while (j > 0 && owned_in(&nth(j - 1)->cur, h))
         j--;
-    if (t->served_cfg == nth(j)->id) { /* held upstream when it became ours */
-        *since = (struct cluster_point){t->served_time, t->served_seq};
+    const struct topic_upstream *u = topic_up(t);
+    if (u->served_cfg == nth(j)->id) { /* held upstream when it became ours */
+        *since = (struct cluster_point){u->served_time, u->served_seq};
         return true;
     }
     for (size_t i = j; i < count; i++)
@@ -187,9 +189,18 @@ bool cluster_served_since(const struct topic *t, struct cluster_point *since)
 
 void cluster_served_gained(struct topic *t, struct cluster_point since)
 {
-    t->served_time = since.time;
-    t->served_seq = since.seq;
-    t->served_cfg = next_id;
+    struct topic_upstream *u = topic_upstream(t);
+    if (!u) {
+        /* Its retention is then taken as complete only from the moment the
+         * owner sets say (cluster_served_since): a retro_subscribe reaching
+         * back before it asks the previous owners, as after any move. */
+        klog(LOG_WARNING, "cluster: out of memory noting since when topic %.*s is served here",
+             (int)(t->len > 200 ? 200 : t->len), t->name);
+        return;
+    }
+    u->served_time = since.time;
+    u->served_seq = since.seq;
+    u->served_cfg = next_id;
 }
 
 /* The live core (index in cl.cores) named by n: CLUSTER_OWNER_SELF for this

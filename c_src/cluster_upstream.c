@@ -182,11 +182,25 @@ void cluster_batch_name(struct cluster_core *k, enum op op, const char *name, si
  * horizons after this moment only. */
 void cluster_mark_upstream(struct topic *t)
 {
-    t->upstream_since = engine_unix_time();
     /* The event takes a number of the publish sequence of its own (entries'
      * seq may have gaps), so that a `register' horizon taken before it is
      * smaller, and one taken after it is not. */
-    t->upstream_seq = ++cl.net.eng->router.seq;
+    cluster_set_upstream_since(t, (struct cluster_point){engine_unix_time(),
+                                                         ++cl.net.eng->router.seq});
+}
+
+void cluster_set_upstream_since(struct topic *t, struct cluster_point since)
+{
+    struct topic_upstream *u = topic_upstream(t);
+    if (!u) {
+        /* It then counts as not held upstream: a retro_subscribe of it asks
+         * its owner (cluster_retro.c), which has what this node has. */
+        klog(LOG_WARNING, "cluster: out of memory noting since when topic %.*s is held upstream",
+             (int)(t->len > 200 ? 200 : t->len), t->name);
+        return;
+    }
+    u->since = since.time;
+    u->seq = since.seq;
 }
 
 /* Subscriber s of topic t (owned by k) waits until k has acknowledged t's
@@ -248,7 +262,7 @@ static void on_topic_sticky(struct topic *t, struct subscriber *s, bool gained)
             klog(LOG_ERROR, "cluster: out of memory noting the unsubscribe of topic %.*s at "
                  "parent %s: it goes by the hash at once (an entry in flight may come twice)",
                  (int)(t->len < 64 ? t->len : 64), t->name, k->name);
-        else if (k->link && t->pin == k)
+        else if (k->link && topic_up(t)->pin == k)
             k->unpin_ask = true; /* a `version` goes after the batch (flush_cb) */
     }
     if (k && gained)

@@ -82,6 +82,10 @@ struct proto_ops {
 #define CONN_PUSH_HIGH (256u << 10)
 /* Entries at least this big are sent by reference rather than copied. */
 #define CONN_COPY_LIMIT 2048
+/* The alignment of a connection's protocol state (conn.pstate): 8, what
+ * the states hold (integers, pointers); a protocol whose state needs more
+ * fails to compile (its _Static_assert). */
+#define CONN_PSTATE_ALIGN 8
 
 struct conn {
     struct subscriber sub;       /* router state: subscriptions and queue */
@@ -93,6 +97,11 @@ struct conn {
     struct event *rev, *wev;     /* read (persistent) and write (while output waits) */
     struct evbuffer *in, *out;
     uint8_t rflags;              /* server.c's read-loop flags */
+    /* In a cluster, what is held (set with the waits below, meaningful
+     * while conn_held()): a subscribe's reply (nothing more is executed
+     * until the release, conn_blocked()), a publish's (a failure answers
+     * the publish error). */
+    bool held_sub, held_pub;
     uint32_t write_slot;         /* listed for a write after this turn: index + 1 (loop.c), 0: not */
     struct conn *older, *newer;  /* engine's list ordered by last request */
     struct conn *next_doomed;
@@ -108,13 +117,11 @@ struct conn {
      * dropped if the connection is doomed meanwhile. */
     struct ack_holder acks;
     size_t held_from;
-    /* What is held (set with the waits, meaningful while conn_held()): a
-     * subscribe's reply (nothing more is executed until the release,
-     * conn_blocked()), a publish's (a failure answers the publish error). */
-    bool held_sub, held_pub;
     struct cluster_retro_req *retro; /* its retroactive fetches upstream (cluster_retro.c) */
     struct cluster_relay *relay;     /* a child's link_retro being relayed (cluster_relay.c) */
-    _Alignas(max_align_t) unsigned char pstate[];
+    /* The protocol's state (proto_ops.state_size bytes), aligned for any
+     * state of at most CONN_PSTATE_ALIGN (each protocol asserts it). */
+    _Alignas(CONN_PSTATE_ALIGN) unsigned char pstate[];
 };
 
 static inline void *conn_pstate(struct conn *c)

@@ -444,6 +444,8 @@ static void kraken_deliver(struct conn *c)
     }
 }
 
+_Static_assert(_Alignof(struct kraken_state) <= CONN_PSTATE_ALIGN, "conn.pstate is aligned for it");
+
 const struct proto_ops proto_kraken = {
     .name = "kraken",
     .log_name = "client",

@@ -252,6 +252,8 @@ static void link_release(struct conn *c)
         cluster_link_closed(c);
 }
 
+_Static_assert(_Alignof(struct link_state) <= CONN_PSTATE_ALIGN, "conn.pstate is aligned for it");
+
 const struct proto_ops proto_link = {
     .name = "link",
     .log_name = "upstream link",

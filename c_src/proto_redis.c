@@ -608,6 +608,8 @@ static void redis_deliver(struct conn *c)
     }
 }
 
+_Static_assert(_Alignof(struct redis_state) <= CONN_PSTATE_ALIGN, "conn.pstate is aligned for it");
+
 const struct proto_ops proto_redis = {
     .name = "redis",
     .log_name = "redis client",

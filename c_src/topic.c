@@ -31,6 +31,18 @@ static uint64_t key_hash(enum topic_ns ns, const char *name, size_t len)
     return ns == TOPIC_NS_CHANNEL ? h : h ^ 0x9e3779b97f4a7c15ULL;
 }
 
+const struct topic_upstream topic_upstream_none = {.since = INT64_MAX, .seq = UINT64_MAX};
+
+struct topic_upstream *topic_upstream(struct topic *t)
+{
+    if (!t->up) {
+        t->up = malloc(sizeof *t->up);
+        if (t->up)
+            *t->up = topic_upstream_none;
+    }
+    return t->up;
+}
+
 void topic_index_init(struct topic_index *x, uint32_t num_shards)
 {
     table_init(&x->table, topic_hash);
@@ -43,6 +55,7 @@ void topic_index_free(struct topic_index *x)
         if (x->table.slots && x->table.slots[i]) {
             struct topic *t = x->table.slots[i];
             free(t->subs);
+            free(t->up);
             free(t);
         }
     table_free(&x->table);
@@ -69,9 +82,7 @@ struct topic *topic_intern(struct topic_index *x, enum topic_ns ns, const char *
     t->hash = h;
     t->len = (uint32_t)len;
     t->ns = (uint8_t)ns;
-    t->upstream_since = INT64_MAX; /* not held upstream (cluster.c) */
-    t->upstream_seq = UINT64_MAX;
-    t->shard = (uint32_t)((table_hash_bytes(name, len) >> 32) % x->num_shards);
+    t->shard = (uint16_t)((table_hash_bytes(name, len) >> 32) % x->num_shards);
     memcpy(t->name, name, len);
     if (table_add(&x->table, t) < 0) {
         free(t);
@@ -86,6 +97,7 @@ void topic_maybe_free(struct topic_index *x, struct topic *t)
         return;
     table_remove(&x->table, t);
     free(t->subs);
+    free(t->up);
     free(t);
 }
 

@@ -24,6 +24,31 @@ struct subscriber;
  * no client reaches them, their entries are not retained nor counted. */
 enum topic_ns { TOPIC_NS_CHANNEL = 0, TOPIC_NS_SHARD = 1, TOPIC_NS_INTERNAL = 2 };
 
+/* What a node of a cluster keeps about a topic it holds upstream or serves
+ * (cluster_upstream.c, cluster_move.c, cluster_served.c, cluster_pin.c).
+ * Allocated by topic_upstream() the first time one of them sets a field and
+ * freed with the topic, so that a single node's topics (the idle workload:
+ * 100,000 of them) do not carry it; topic_up() reads it, or the defaults
+ * below when there is none. */
+struct topic_upstream {
+    /* Since when its entries arrive here, for a topic owned by another core
+     * (unix second, router seq when subscribed upstream; INT64_MAX and
+     * UINT64_MAX: not held upstream), read by cluster_retro.c. */
+    int64_t since;
+    uint64_t seq;
+    /* For a topic that became owned here while it was held upstream: the
+     * moment its entries are all here from, valid while it stays owned here
+     * since configuration served_cfg (cluster_served.c). */
+    int64_t served_time;
+    uint64_t served_seq, served_cfg;
+    /* Below parents (cluster_pin.c): the parent this topic is held at (a
+     * struct cluster_core), NULL when it goes by the hash; and the upstream
+     * requests of this node that still wait for the parent's barrier after
+     * an unsubscribe. */
+    void *pin;
+    uint32_t pin_waits;
+};
+
 struct topic {
     uint64_t hash;
     uint64_t mark;            /* scratch epoch for set operations (router.c) */
@@ -31,30 +56,26 @@ struct topic {
     uint32_t nsubs, cap;
     uint32_t npeers;          /* how many of the subscribers are peers (router.h) */
     uint32_t refs;            /* entries referencing this topic */
-    uint32_t shard;
     uint32_t len;
+    uint16_t shard;           /* < num_router_shards, at most 65,536 (config.c) */
     uint8_t ns;               /* enum topic_ns */
     /* In a cluster: its upstream subscription may not be acknowledged yet
      * (cluster.c): a new subscriber waits too (router topic_hook). */
     uint8_t upstream_pending;
-    /* Below parents (cluster_pin.c): the upstream requests of this node
-     * that still wait for the parent's barrier after an unsubscribe. */
-    uint32_t pin_waits;
-    /* In a cluster, for a topic owned by another core: since when its
-     * entries arrive here (unix second, router seq when subscribed upstream);
-     * set by cluster.c, read by cluster_retro.c's retro_classify hook. */
-    int64_t upstream_since;
-    uint64_t upstream_seq;
-    /* In a cluster, for a topic that became owned here while it was held
-     * upstream: the moment its entries are all here from, valid while it
-     * stays owned here since configuration served_cfg (cluster_served.c). */
-    int64_t served_time;
-    uint64_t served_seq, served_cfg;
-    /* Below parents (cluster_pin.c): the parent this topic is held at (a
-     * struct cluster_core), NULL when it goes by the hash. */
-    void *pin;
+    struct topic_upstream *up; /* NULL until a cluster needs it (above) */
     char name[];              /* len bytes, not NUL-terminated */
 };
+
+extern const struct topic_upstream topic_upstream_none;
+
+static inline const struct topic_upstream *topic_up(const struct topic *t)
+{
+    return t->up ? t->up : &topic_upstream_none;
+}
+
+/* t's cluster fields for writing, allocated with the defaults on first use;
+ * NULL when out of memory (the caller says what it does instead). */
+struct topic_upstream *topic_upstream(struct topic *t);
 
 struct topic_index {
     struct table table;

@@ -66,7 +66,7 @@ static void test_pinned_while_held(void **state)
     t = topic_intern(&f->x, TOPIC_NS_CHANNEL, "a", 1);
     t->nsubs = 1;
     assert_int_equal(pin_release(&f->f2, &f->x, t, &P2, 0), 0);
-    assert_null(t->pin);
+    assert_null(topic_up(t)->pin);
     assert_int_equal(f->f2.n, 0);
     unhold(f, t);
     fix_free(f);
@@ -79,7 +79,7 @@ static void test_static_not_pinned(void **state)
     struct fix *f = fix_new();
     struct topic *t = held_topic(f, "s");
     assert_ptr_equal(pin_hold(t, &U, false), &U);
-    assert_null(t->pin);
+    assert_null(topic_up(t)->pin);
     assert_ptr_equal(pin_route(t, &P1), &P1);
     assert_int_equal(pin_release(&f->f1, &f->x, t, &U, 7), 0);
     assert_int_equal(f->f1.n, 0);
@@ -106,14 +106,14 @@ static void test_unsubscribe_race(void **state)
     assert_ptr_equal(topic_find(&f->x, TOPIC_NS_CHANNEL, "T", 1), t); /* kept while it waits */
     assert_ptr_equal(pin_route(t, &P1), &P2);          /* a publish meanwhile: p2 */
     pin_answered(&f->f2, &f->x, &P2, 4);               /* an earlier version: still waits */
-    assert_ptr_equal(t->pin, &P2);
+    assert_ptr_equal(topic_up(t)->pin, &P2);
     t->nsubs = 1;                                      /* a new holder, before version 5 */
     assert_ptr_equal(pin_hold(t, &P1, true), &P2);     /* subscribed at p2 again */
     t->nsubs = 0;
     assert_int_equal(pin_release(&f->f2, &f->x, t, &P2, 9), 0);
     pin_answered(&f->f2, &f->x, &P2, 5);               /* the first barrier: not this one's */
-    assert_ptr_equal(t->pin, &P2);
-    assert_int_equal(t->pin_waits, 1);
+    assert_ptr_equal(topic_up(t)->pin, &P2);
+    assert_int_equal(topic_up(t)->pin_waits, 1);
     pin_answered(&f->f2, &f->x, &P2, 9);               /* p2 processed the unsubscribe */
     assert_null(topic_find(&f->x, TOPIC_NS_CHANNEL, "T", 1)); /* unpinned, freed */
     /* Held again when its barrier comes: it stays pinned. */
@@ -124,8 +124,8 @@ static void test_unsubscribe_race(void **state)
     t->nsubs = 1;
     assert_ptr_equal(pin_hold(t, &P2, true), &P1);
     pin_answered(&f->f1, &f->x, &P1, 3);
-    assert_ptr_equal(t->pin, &P1);
-    assert_int_equal(t->pin_waits, 0);
+    assert_ptr_equal(topic_up(t)->pin, &P1);
+    assert_int_equal(topic_up(t)->pin_waits, 0);
     unhold(f, t);
     fix_free(f);
 }
@@ -148,13 +148,13 @@ static void test_drop(void **state)
     }
     pin_answered(&f->f1, &f->x, &P1, 2);
     assert_int_equal(f->f1.n, 20);
-    assert_ptr_equal(ts[39]->pin, &P1);
+    assert_ptr_equal(topic_up(ts[39])->pin, &P1);
     ts[39]->nsubs = 1; /* a new holder, subscribed at p1 again */
     pin_drop(&f->f1, &f->x, &P1);
     assert_int_equal(f->f1.n, 0);
-    assert_ptr_equal(ts[39]->pin, &P1); /* held: its holders go, releasing it (ver 0) */
+    assert_ptr_equal(topic_up(ts[39])->pin, &P1); /* held: its holders go, releasing it (ver 0) */
     assert_int_equal(pin_release(&f->f1, &f->x, ts[39], &P1, 0), 0);
-    assert_null(ts[39]->pin);
+    assert_null(topic_up(ts[39])->pin);
     unhold(f, ts[39]);
     fix_free(f);
 }
