@@ -283,9 +283,23 @@ static void cmd_client_getname(struct conn *c, const struct redis_cmd *cmd)
 
 static void cmd_command(struct conn *c, const struct redis_cmd *cmd);
 
+static int count_channel(const struct topic *t, void *arg)
+{
+    (void)t;
+    ++*(uint64_t *)arg;
+    return 0;
+}
+
+/* INFO: pubsub_channels and pubsub_patterns are Redis's figures, what
+ * PUBSUB CHANNELS lists (channels with a subscriber, not the topics the
+ * index holds for retention) and NUMPAT counts (distinct patterns, not
+ * (pattern, client) pairs). The channel count walks the topic table, as
+ * PUBSUB CHANNELS does; INFO is not on a client's path. */
 static void cmd_info(struct conn *c, const struct redis_cmd *cmd)
 {
     (void)cmd;
+    uint64_t channels = 0;
+    topic_foreach(&c->eng->router.topics, TOPIC_NS_CHANNEL, count_channel, &channels);
     struct stats_snapshot s;
     engine_snapshot(c->eng, &s);
     struct evbuffer *b = evbuffer_new();
@@ -303,8 +317,8 @@ static void cmd_info(struct conn *c, const struct redis_cmd *cmd)
                         "pubsub_channels:%" PRIu64 "\r\npubsub_patterns:%" PRIu64 "\r\n\r\n"
                         "# Kraken\r\n",
                         REDIS_COMPAT_VERSION, s.version, s.pid, s.uptime, s.curr_connections,
-                        s.total_connections, s.rejected_connections, s.topics,
-                        s.pattern_subscriptions);
+                        s.total_connections, s.rejected_connections, channels,
+                        (uint64_t)router_local_patterns(&c->eng->router));
     for (size_t i = 0; i < stats_nfields; i++) {
         const struct stats_field *f = &stats_fields[i];
         if (f->type == STATS_I64)

@@ -288,6 +288,32 @@ class PyRedis(unittest.TestCase):
         self.assertGreaterEqual(r.pubsub_numpat(), 1)
         self.assertEqual(r.execute_command("PUBSUB", "SHARDCHANNELS", "intro-*"), [])
 
+    def test_info_pubsub_counts(self):
+        """INFO's pubsub_channels and pubsub_patterns count what PUBSUB
+        CHANNELS and NUMPAT do: channels with a subscriber (not a channel
+        only published to, which Kraken retains), and distinct patterns
+        (two clients of one pattern count once)."""
+        r = self.client()
+        self.assertEqual(r.publish("info-nobody-%d" % os.getpid(), "x"), 0)
+        p1, p2 = self.pubsub(r), self.pubsub(r)
+        p1.subscribe("info-a")
+        p1.psubscribe("info-*")
+        p2.psubscribe("info-*")
+        for p in (p1, p1, p2):
+            next_message(p)
+        # Other tests' closed connections may still be leaving: wait until
+        # INFO and PUBSUB agree, or fail with both.
+        deadline = time.time() + TIMEOUT
+        while True:
+            info = r.info("stats")
+            want = (len(r.pubsub_channels()), r.pubsub_numpat())
+            got = (info["pubsub_channels"], info["pubsub_patterns"])
+            if got == want or time.time() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertEqual(got, want)
+        self.assertGreaterEqual(want, (1, 1))
+
     def test_reconnect_resubscribes(self):
         r = self.client()
         p = self.pubsub(r)
