@@ -303,8 +303,9 @@ struct entry;
 /* Appends peer publisher's entry e, its topics whose owners[i] is k, to
  * member c's `link_forward` batches: one MESSAGE per set of nodes that
  * have some of those topics already (each batch's first line), its
- * publisher waiting for each (cluster_pub_note). */
-void cluster_forward(struct cluster_core *c, enum topic_ns ns, const struct entry *e,
+ * publisher waiting for each (cluster_pub_note).  -1: out of memory,
+ * nothing was appended (logged). */
+int cluster_forward(struct cluster_core *c, enum topic_ns ns, const struct entry *e,
                      const int *owners, int k, const struct subscriber *publisher);
 
 /* cluster_missing.c */

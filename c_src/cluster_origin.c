@@ -244,15 +244,15 @@ static int reserve_lines(uint32_t n)
     return 0;
 }
 
-void cluster_forward(struct cluster_core *c, enum topic_ns ns, const struct entry *e,
-                     const int *owners, int k, const struct subscriber *publisher)
+int cluster_forward(struct cluster_core *c, enum topic_ns ns, const struct entry *e,
+                    const int *owners, int k, const struct subscriber *publisher)
 {
     uint32_t n = e->ntopics;
     bool one_line = false;
     lines_len = 0;
     if (reserve_lines(n) < 0) {
-        klog(LOG_ERROR, "cluster: out of memory forwarding an entry");
-        return;
+        klog(LOG_ERROR, "cluster: out of memory forwarding an entry to core %s: dropped", c->name);
+        return -1;
     }
     for (uint32_t i = 0; i < n; i++) {
         line_done[i] = false;
@@ -278,4 +278,5 @@ void cluster_forward(struct cluster_core *c, enum topic_ns ns, const struct entr
     for (uint32_t g = 0; g < n; g++)
         if (owners[g] == k && !line_done[g])
             forward_group(c, ns, e, owners, k, g, one_line);
+    return 0;
 }

@@ -362,13 +362,16 @@ void cluster_on_published(struct subscriber *publisher, enum topic_ns ns, struct
             cluster_count_drop(c);
             continue;
         }
-        c->sent++;
         if (peer && !c->parent && c->poll_ms <= 0) {
             /* A peer's entry forwarded to a member says which nodes have
              * it already, so that the owner does not send it to them. */
-            cluster_forward(c, ns, e, cl.owners, (int)k, publisher);
+            if (cluster_forward(c, ns, e, cl.owners, (int)k, publisher) < 0)
+                c->dropped++; /* (DROPPED in cluster_status; logged) */
+            else
+                c->sent++;
             continue;
         }
+        c->sent++;
         size_t need = 32 + (size_t)e->payload_len;
         for (uint32_t i = first; i < e->ntopics; i++)
             if (cl.owners[i] == (int)k)
