@@ -27,6 +27,7 @@ int engine_init(struct engine *eng, const struct engine_config *cfg,
     eng->cfg = *cfg;
     eng->started_ms = engine_now_ms();
     eng->http_port = -1;
+    eng->redis_port = -1;
     struct router_config rc = {
         .num_shards = cfg->num_shards,
         .retain_per_shard = cfg->retain_per_shard,
@@ -177,4 +178,5 @@ void engine_snapshot(const struct engine *eng, struct stats_snapshot *s)
     s->polls = eng->stats.polls;
     s->engine_restarts = eng->cfg.engine_restarts;
     s->http_port = eng->http_port;
+    s->redis_port = eng->redis_port;
 }

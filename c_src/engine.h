@@ -29,6 +29,7 @@ struct engine {
     struct engine_stats stats;
     int64_t started_ms;
     int http_port;                /* the /metrics listener's port, -1: off (http.c) */
+    int redis_port;               /* the Redis listener's port, -1: off (server.c) */
     uint64_t next_id;
     uint32_t nconns;
     uint32_t nconns_by_kind[PROTO_KINDS];

@@ -365,6 +365,7 @@ int server_start(struct server *srv, struct event_base *base, const struct engin
     if (cfg->redis_port >= 0 &&
         listen_on(srv, PROTO_KIND_REDIS, &proto_redis, cfg->redis_port, err, errlen) < 0)
         return -1;
+    srv->eng.redis_port = server_port(srv, PROTO_KIND_REDIS); /* (redis_port 0: the one taken) */
     srv->accept_timer = evtimer_new(base, accept_timer_cb, srv);
     srv->reaper = event_new(base, -1, 0, reaper_cb, srv);
     srv->sweep_timer = event_new(base, -1, EV_PERSIST, sweep_cb, srv);

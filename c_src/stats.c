@@ -73,6 +73,7 @@ const struct stats_field stats_fields[] = {
       "Open links between cluster nodes, both directions (not counted as client connections)"),
     M(disconnects_cluster, STATS_U64, METRIC_COUNTER, "disconnects", "cause=\"cluster\"",
       "Client connections closed by the server, by cause" RESET),
+    F(redis_port, STATS_I64),
 };
 const size_t stats_nfields = sizeof stats_fields / sizeof stats_fields[0];
 

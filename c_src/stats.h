@@ -64,6 +64,7 @@ struct stats_snapshot {
     uint64_t memory_counted_bytes;     /* what max_memory_bytes bounds (budget.h) */
     uint64_t cluster_links;            /* links between cluster nodes, both ways (not clients) */
     uint64_t disconnects_cluster;
+    int64_t redis_port;
 };
 
 enum stats_type { STATS_I64, STATS_U64, STATS_STR };

@@ -460,6 +460,7 @@ class StatusTest(HttpCase):
         self.assertEqual(rc, 0, out)
         self.assertIn("engine ready: a canary went through the router in", out)
         self.assertIn("http_port %d" % self.http_port, out)
+        self.assertIn("redis_port -1", out)  # (not set: off)
         os.kill(self.engine, signal.SIGSTOP)
         try:
             rc, out, took = self.kraken("status")
@@ -476,6 +477,26 @@ class StatusTest(HttpCase):
         wait_for(lambda: self.kraken("status")[0] == 0, 20, "status 0 after SIGCONT")
         rc, out, _ = self.kraken("dump_queues")
         self.assertEqual(rc, 0, out)
+
+
+
+class RedisPortTest(HttpCase):
+    """redis_port 0 takes a free port, which stats and status name."""
+    OPTS = (("redis_port", "0"),)
+
+    def test_stats_name_the_port_taken(self):
+        c = Conn(self.port)
+        self.addCleanup(c.close)
+        port = int(c.stats()["redis_port"])
+        self.assertGreater(port, 0)
+        r = socket.create_connection((HOST, port), timeout=TIMEOUT)
+        self.addCleanup(r.close)
+        r.sendall(b"PING\r\n")
+        self.assertEqual(r.recv(64), b"+PONG\r\n")
+        env = dict(os.environ, KRAKEN_NODE_NAME="kraken_pytest_%d_%d" % (os.getpid(), self.port))
+        p = subprocess.run([os.path.join(ROOT, "bin", "kraken"), "status"], env=env,
+                           capture_output=True, timeout=60)
+        self.assertIn("redis_port %d" % port, p.stdout.decode())
 
 
 if __name__ == "__main__":

@@ -99,6 +99,7 @@ static void test_families_and_samples(void **state)
     assert_int_equal(helps, 1);
     assert_null(strstr(s, "kraken_pid"));
     assert_null(strstr(s, "kraken_http_port"));
+    assert_null(strstr(s, "kraken_redis_port"));
     assert_null(strstr(s, "kraken_curr_connections"));
     /* every table field that /metrics exports has a name and help */
     for (size_t i = 0; i < stats_nfields; i++)
