@@ -201,7 +201,8 @@ static int move_topic(const struct topic *ct, void *arg)
         t->mark = o->jumped;
     }
     if (ours && !was_ours && was[0] && upstream && !pending && live(was[0]) &&
-        ns == TOPIC_NS_CHANNEL) /* (retention's completeness: for retro, channels only) */
+        ns == TOPIC_NS_CHANNEL && /* (retention's completeness: for retro, channels only) */
+        topic_up(t)->seq != CLUSTER_NEVER.seq) /* (its moment was not noted: out of memory) */
         cluster_served_gained(t, (struct cluster_point){topic_up(t)->since, topic_up(t)->seq});
     if (cl.sticky && was[0] && now[0] != was[0] && live(was[0])) {
         /* Below parents, a topic held at a static upstream that now hashes
