@@ -16,7 +16,7 @@
 cluster_status() ->
     case kraken_cluster:status() of
         not_clustered ->
-            {error, io_lib:format("node ~s is not in a cluster (role core, no "
+            {error, io_lib:format("kraken: node ~s is not in a cluster (role core, no "
                                   "cluster_nodes)~n", [node()])};
         Members ->
             Links = case catch kraken_engine:call(cluster_status) of

@@ -133,7 +133,7 @@ dump_queue_topics(Id) ->
         {Int, Rest} when is_integer(Int), (Rest =:= "" orelse Rest =:= <<>>) ->
             dump_queue_topics(Int);
         _ ->
-            {error, io_lib:format("bad queue id ~ts (expected an id from "
+            {error, io_lib:format("kraken: bad queue id ~ts (expected an id from "
                                   "dump_queues)~n", [Id])}
     end.
 
@@ -142,7 +142,7 @@ format_queue_topics(Id, Result) ->
         Topics when is_list(Topics) ->
             {ok, [[escape(T), $\n] || T <- lists:sort(Topics)]};
         Missing when Missing =:= not_found; Missing =:= {error, badarg} ->
-            {error, io_lib:format("no client queue with id ~b~n", [Id])};
+            {error, io_lib:format("kraken: no client queue with id ~b~n", [Id])};
         {error, Reason} ->
             {error, io_lib:format("kraken: dump_queue_topics failed: ~0p~n", [Reason])}
     end.
@@ -172,13 +172,13 @@ change_log_level(Level) when is_list(Level) ->
     Lower = string:lowercase(Level),
     case [L || L <- [debug, info, warn, warning, error], atom_to_list(L) =:= Lower] of
         [L] -> change_log_level(L);
-        [] -> {error, io_lib:format("bad log level ~ts (expected debug, info, "
+        [] -> {error, io_lib:format("kraken: bad log level ~ts (expected debug, info, "
                                     "warn or error)~n", [Level])}
     end;
 change_log_level(Level) ->
     case kraken_engine:set_log_level(Level) of
         ok -> {ok, io_lib:format("log level set to ~s~n", [Level])};
-        {error, Msg} -> {error, [Msg, $\n]}
+        {error, Msg} -> {error, ["kraken: ", Msg, $\n]}
     end.
 
 %% @doc The engine's `stats' figures, one `name value' per line, the names

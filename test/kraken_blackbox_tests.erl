@@ -521,7 +521,7 @@ admin() ->
     ?assertMatch({error, _}, kraken_ctl_engine:dump_queue_topics("999999999")),
     %% An id the engine cannot decode (beyond 64 bits) is not found either.
     {error, NoQueue} = kraken_ctl_engine:dump_queue_topics("99999999999999999999"),
-    ?assertEqual("no client queue with id 99999999999999999999\n", lists:flatten(NoQueue)),
+    ?assertEqual("kraken: no client queue with id 99999999999999999999\n", lists:flatten(NoQueue)),
     ?assertMatch({error, _}, kraken_ctl_engine:dump_queue_topics("x")),
     DumpTopics = lists:flatten(io_lib:format("~s", [kraken_ctl_engine:dump_topics()])),
     ?assertNotEqual(nomatch, string:find(DumpTopics, "adm_a")),

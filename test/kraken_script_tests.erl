@@ -103,10 +103,10 @@ lifecycle(Ctx = #{tmp := Tmp, engine := Engine}) ->
     [Id, Peer, "4" | _] = string:lexemes(Row, " "),
     %% The topics in byte order.
     ?assertEqual({0, "Zed\nb\nother\nscript_topic\n"}, run(Ctx, ["dump_queue_topics", Id])),
-    ?assertEqual({3, "no client queue with id 123456789\n"},
+    ?assertEqual({3, "kraken: no client queue with id 123456789\n"},
                  run(Ctx, ["dump_queue_topics", "123456789"])),
     %% An id beyond what the engine decodes is no client queue's either.
-    ?assertEqual({3, "no client queue with id 99999999999999999999\n"},
+    ?assertEqual({3, "kraken: no client queue with id 99999999999999999999\n"},
                  run(Ctx, ["dump_queue_topics", "99999999999999999999"])),
     %% Extra arguments after the id or the level are a usage error.
     ?assertMatch({3, "Usage: " ++ _}, run(Ctx, ["dump_queue_topics", Id, "extra"])),
@@ -120,7 +120,14 @@ lifecycle(Ctx = #{tmp := Tmp, engine := Engine}) ->
     ?assertNotEqual(nomatch, string:find(Topics, "script_topic")),
     cli(Ctx, C),
     ?assertMatch({0, "log level set to debug\n"}, run(Ctx, ["change_log_level", "debug"])),
-    ?assertMatch({3, _}, run(Ctx, ["change_log_level", "loud"])),
+    %% Every error of the script begins with "kraken: ".
+    ?assertEqual({3, "kraken: bad log level loud (expected debug, info, warn or error)\n"},
+                 run(Ctx, ["change_log_level", "loud"])),
+    ?assertEqual({3, "kraken: bad queue id abc (expected an id from dump_queues)\n"},
+                 run(Ctx, ["dump_queue_topics", "abc"])),
+    ?assertEqual({3, "kraken: node " ++ NodeName ++ " is not in a cluster (role core, no "
+                     "cluster_nodes)\n"},
+                 run(Ctx, ["cluster_status"])),
     ok = kraken_client:disconnect(C),
     ?assertMatch({0, _}, run(Ctx, ["stop"])),
     ?assertEqual(false, filelib:is_regular(PidFile)),
