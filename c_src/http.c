@@ -194,12 +194,21 @@ static void notfound_cb(struct evhttp_request *req, void *arg)
                "not found: the paths are /metrics, /healthz, /readyz, /connz, /topics\n");
 }
 
+/* The endpoint whose listener is l.  The error callback cannot take it from
+ * its argument: evhttp_bind_listener() makes the listener's argument
+ * evhttp's own bound-socket record (reading it as a struct http crashed the
+ * engine on the first EMFILE).  An engine runs at most one endpoint. */
+static struct http *http_of_listener;
+
 /* Out of descriptors: stop accepting for a while instead of spinning (as
  * server.c does for the client listeners). */
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
-    struct http *ht = arg;
+    struct http *ht = http_of_listener;
+    (void)arg;
     int err = EVUTIL_SOCKET_ERROR();
+    if (!ht || ht->l != l)
+        return;
     klog(LOG_WARNING, "http accept: %s", evutil_socket_error_to_string(err));
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         evconnlistener_disable(l);
@@ -265,6 +274,7 @@ int http_start(struct http **hp, struct event_base *base, struct engine *eng,
         return -1;
     }
     evconnlistener_set_error_cb(ht->l, accept_error_cb);
+    http_of_listener = ht;
     if (!evhttp_bind_listener(ht->h, ht->l)) {
         evconnlistener_free(ht->l);
         ht->l = NULL;
@@ -295,6 +305,8 @@ void http_stop(struct http **hp, struct engine *eng)
     struct http *ht = *hp;
     if (!ht)
         return;
+    if (http_of_listener == ht)
+        http_of_listener = NULL;
     if (ht->h)
         evhttp_free(ht->h); /* frees the bound listener too */
     else if (ht->l)

@@ -316,6 +316,49 @@ class DescriptorLimitTest(HttpCase):
             return r.read() == b"ok\n"
         wait_for(ready, 5, "ready once descriptors are free")
 
+    def test_new_probe_at_the_descriptor_limit_does_not_kill_the_engine(self):
+        # A probe that opens a new connection (curl, blackbox_exporter, a load
+        # balancer) while every descriptor is taken: the HTTP listener's
+        # accept fails with EMFILE. Its error callback once read the wrong
+        # argument (evhttp's bound socket, not the endpoint) and the engine
+        # died of SIGSEGV, dropping every client.
+        conns = []
+        self.addCleanup(lambda: [c.close() for c in conns])
+        for _ in range(200):
+            c = socket.create_connection((HOST, self.port), timeout=TIMEOUT)
+            conns.append(c)
+            c.sendall(b"version\r\n")
+            c.settimeout(1.0)
+            try:
+                c.recv(100)
+            except socket.timeout:
+                break
+        else:
+            self.fail("accepts never paused")
+        probes = []
+        self.addCleanup(lambda: [p.close() for p in probes])
+        for path in ("/healthz", "/readyz"):
+            p = socket.create_connection((HOST, self.http_port), timeout=TIMEOUT)
+            probes.append(p)
+            p.sendall(b"GET %s HTTP/1.0\r\n\r\n" % path.encode())
+        time.sleep(0.7)  # several failed accepts, 200 ms apart
+        self.assertEqual(self.server.engine_pid(), self.engine)
+        conns[0].sendall(b"version\r\n")
+        conns[0].settimeout(TIMEOUT)
+        self.assertTrue(conns[0].recv(100).startswith(b"VERSION "))
+        # once descriptors are free, the waiting probes are answered
+        for c in conns[-20:]:
+            c.close()
+        del conns[-20:]
+        for p in probes:
+            p.settimeout(5.0)
+            self.assertTrue(p.recv(100).startswith(b"HTTP/1.0 200"))
+        self.assertEqual(self.server.engine_pid(), self.engine)
+        with open(self.server.log_path, "rb") as f:
+            log = f.read()
+        self.assertNotIn(b"exited with status", log)
+        self.assertIn(b"http accept: Too many open files", log)
+
 
 class PagingTest(HttpCase):
     NTOPICS = 20000
