@@ -116,14 +116,28 @@ formatter() ->
                          template => [time, " ", atom_to_list(node()), " ", level, ": ",
                                       msg, "\n"]}}.
 
+%% The handler's overload protection. OTP's defaults drop events silently
+%% beyond 500 a second (burst_limit_max_count) or 200 waiting (drop_mode_qlen):
+%% one client's burst of protocol errors then hid other clients' lines, with
+%% no count anywhere. The engine already bounds its rate (2000 events a
+%% second per level group) and kraken_engine its mailbox (5000, counted and
+%% reported), so the handler keeps only sync mode (past 10 waiting, the
+%% caller waits for the write), which pushes back on kraken_engine, whose
+%% bound then drops and counts.
+overload_config() ->
+    #{burst_limit_enable => false, drop_mode_qlen => 20000, flush_qlen => 40000}.
+
 %% No log_file: the console handler's stock (multi-line) format becomes
 %% the one-line format. With a log_file: a file handler replaces the console
 %% handler (with the console's filters).
 setup_log(undefined, State) ->
     case logger:get_handler_config(default) of
-        {ok, #{formatter := {logger_formatter, #{legacy_header := true}} = Old}} ->
+        {ok, #{formatter := {logger_formatter, #{legacy_header := true}} = Old,
+               config := OldConfig}} ->
             ok = logger:set_handler_config(default, formatter, formatter()),
-            {ok, State#{console_formatter => Old}};
+            _ = logger:update_handler_config(default, config, overload_config()),
+            Saved = maps:with(maps:keys(overload_config()), OldConfig),
+            {ok, State#{console_formatter => Old, console_overload => Saved}};
         _ ->
             {ok, State}
     end;
@@ -134,7 +148,8 @@ setup_log(File, State) ->
                   _ ->
                       #{}
               end,
-    HandlerConfig = Filters#{config => #{file => File}, formatter => formatter()},
+    HandlerConfig = Filters#{config => (overload_config())#{file => File},
+                             formatter => formatter()},
     case logger:add_handler(?FILE_HANDLER, logger_std_h, HandlerConfig) of
         ok ->
             Default = case logger:get_handler_config(default) of
@@ -270,7 +285,10 @@ cleanup(State) ->
         {ok, Formatter} ->
             case kraken:booted() of
                 true -> ok;
-                false -> _ = logger:set_handler_config(default, formatter, Formatter)
+                false ->
+                    _ = logger:set_handler_config(default, formatter, Formatter),
+                    _ = logger:update_handler_config(default, config,
+                                                     maps:get(console_overload, State, #{}))
             end;
         error ->
             ok
