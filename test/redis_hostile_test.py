@@ -382,6 +382,18 @@ class IdleAndMaxClients(unittest.TestCase):
         cls.srv.stop()
 
     def test_idle_redis_connections_stay_and_the_limit_counts_them(self):
+        # The start-up's port probes may not be closed on the server's side
+        # yet: wait until this one is the only client.
+        deadline = time.time() + TIMEOUT
+        while True:
+            probe = rt.Conn(self.srv.redis_port, TIMEOUT)
+            probe.send(R("INFO", "clients"))
+            info = probe.read_frame()[1]
+            probe.close()
+            if b"connected_clients:1\r\n" in info or time.time() > deadline:
+                break
+            time.sleep(0.05)
+        time.sleep(0.1)  # the probe's own close
         plain = rt.Conn(self.srv.redis_port, TIMEOUT)
         sub = rt.Conn(self.srv.redis_port, TIMEOUT)
         self.addCleanup(plain.close)
