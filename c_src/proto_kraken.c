@@ -262,12 +262,12 @@ static const char *execute(struct conn *c, const struct proto_request *req, int6
     case PROTO_SET_LINK_PUNSUBSCRIBE:
     case PROTO_SET_LINK_SSUBSCRIBE:
     case PROTO_SET_LINK_SUNSUBSCRIBE:
-        return kraken_link_names(c, req);
+        r = kraken_link_names(c, req);
+        break;
     case PROTO_SET_LINK_SPUBLISH:
         /* A peer's entries on Redis shard channels (cluster_shard.c). */
-        if (!c->sub.peer)
-            return "ERROR\r\n";
-        r = kraken_publish(c, req, clock_turn_unix(), TOPIC_NS_SHARD, &error);
+        r = c->sub.peer ? kraken_publish(c, req, clock_turn_unix(), TOPIC_NS_SHARD, &error)
+                        : "ERROR\r\n";
         break;
     case PROTO_SET_PUBLISH:
         r = kraken_publish(c, req, clock_turn_unix(), TOPIC_NS_CHANNEL, &error);
@@ -284,9 +284,11 @@ static const char *execute(struct conn *c, const struct proto_request *req, int6
         *close = true;
         return "CLIENT_ERROR push mode must be on or off\r\n";
     case PROTO_SET_PEER:
-        return kraken_peer(c, req);
+        r = kraken_peer(c, req);
+        break;
     case PROTO_SET_CHILD:
-        return kraken_child(c, req);
+        r = kraken_child(c, req);
+        break;
     case PROTO_GET_MESSAGES:
         c->last_poll_ms = now;
         c->eng->stats.polls++;
@@ -311,7 +313,13 @@ static const char *execute(struct conn *c, const struct proto_request *req, int6
     default:
         return "ERROR\r\n";
     }
-    if (r && r == error)
+    /* Every error closes the connection (docs/protocol.md, "Errors"), and
+     * noreply never hides one: also the ERROR of a cluster link's request
+     * from a connection that is not that kind of link (as for an unknown
+     * command), and `set peer` / `set child` refused.  A child's
+     * SERVER_ERROR cluster core unavailable keeps its link (above). */
+    if (r && (r == error || strncmp(r, "ERROR\r\n", 7) == 0 ||
+              strncmp(r, "CLIENT_ERROR ", 13) == 0))
         *close = true;
     return r;
 }

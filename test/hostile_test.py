@@ -329,6 +329,31 @@ class ProtocolErrorTest(ServerCase):
                       b"add subscribe 0 0 1\r\nx\r\n", b"set subscribe\x00 0 0 1\r\nx\r\n"],
                      ERROR)
 
+    def test_cluster_link_requests_from_a_client(self):
+        # The requests of cluster links, from a plain client, are unknown
+        # commands: ERROR, then the close like any error (they used to
+        # answer ERROR and go on reading).  A `version` after each must not
+        # be answered.
+        now = b"%d" % int(time.time())
+        self.rejects([set_req(cmd, block) + b"version\r\n" for cmd, block in [
+            (b"link_forward", b"n1\r\n" + entry([b"t"], b"x")),
+            (b"link_sforward", b"n1\r\n" + entry([b"t"], b"x")),
+            (b"link_spublish", entry([b"t"], b"x")),
+            (b"link_psubscribe", b"t*"), (b"link_punsubscribe", b"t*"),
+            (b"link_ssubscribe", b"t"), (b"link_sunsubscribe", b"t"),
+            (b"link_retro", now + b"\r\nt"), (b"link_entered", now + b" " + now + b"\r\nt")]],
+            ERROR)
+        # `set peer` after a subscription is refused; noreply (which a
+        # peer's `set peer` carries) hid the error and left the connection
+        # a client.
+        self.rejects([set_req(b"subscribe", b"t") + set_req(b"peer", b"n1", noreply)
+                      + b"version\r\n" for noreply in (False, True)],
+                     STORED + b"CLIENT_ERROR set peer comes before any subscription\r\n")
+        self.rejects([set_req(b"child", b"n1", True) + set_req(b"peer", b"n1", True)
+                      + b"version\r\n"], b"CLIENT_ERROR a child is no peer\r\n")
+        self.rejects([set_req(b"peer", b"n1", True) + set_req(b"child", b"n1", True)
+                      + b"version\r\n"], b"CLIENT_ERROR a peer is no child\r\n")
+
     def test_get_of_other_keys(self):
         self.rejects([b"get foo\r\n", b"get\r\n", b"get messages messages\r\n",
                       b"get Messages\r\n", b"get messages\x00\r\n", b"get message\r\n",

@@ -366,6 +366,57 @@ class Hostile(unittest.TestCase):
         self.guard.check()
 
 
+class IdleAndMaxClients(unittest.TestCase):
+    """docs/push.md: client_idle_timeout_secs does not apply to Redis
+    connections (redis-server's default `timeout 0`), and max_tcp_clients
+    counts them, refusing one more with redis-server's error."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = rt.start(TARGET, kraken_opts=(("client_idle_timeout_secs", "1"),
+                                                ("max_tcp_clients", "3")),
+                           redis_args=("--maxclients", "3"))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def test_idle_redis_connections_stay_and_the_limit_counts_them(self):
+        # The start-up's port probes may not be closed on the server's side
+        # yet: wait until this one is the only client.
+        deadline = time.time() + TIMEOUT
+        while True:
+            probe = rt.Conn(self.srv.redis_port, TIMEOUT)
+            probe.send(R("INFO", "clients"))
+            info = probe.read_frame()[1]
+            probe.close()
+            if b"connected_clients:1\r\n" in info or time.time() > deadline:
+                break
+            time.sleep(0.05)
+        time.sleep(0.1)  # the probe's own close
+        plain = rt.Conn(self.srv.redis_port, TIMEOUT)
+        sub = rt.Conn(self.srv.redis_port, TIMEOUT)
+        self.addCleanup(plain.close)
+        self.addCleanup(sub.close)
+        sub.send(R("SUBSCRIBE", b"idle"))
+        self.assertEqual(sub.read_frame(),
+                         (b"*", [(b"$", b"subscribe"), (b"$", b"idle"), (b":", b"1")]))
+        time.sleep(2.5)  # over 1 s idle, and the sweep's 200 ms
+        self.assertEqual(plain.call("PING"), (b"+", b"PONG"))
+        sub.send(R("PING"))
+        self.assertEqual(sub.read_frame(), (b"*", [(b"$", b"pong"), (b"$", b"")]))
+        if KRAKEN:  # a Kraken client is closed meanwhile, which frees its slot
+            k = KConn(self.srv.kraken_port, TIMEOUT)
+            self.addCleanup(k.close)
+            self.assertEqual(read_until_close(k, timeout=5), b"")
+        third = rt.Conn(self.srv.redis_port, TIMEOUT)
+        self.addCleanup(third.close)
+        self.assertEqual(third.call("PING"), (b"+", b"PONG"))
+        over = rt.Conn(self.srv.redis_port, TIMEOUT)
+        self.addCleanup(over.close)
+        self.assertEqual(read_until_close(over), b"-ERR max number of clients reached\r\n")
+
+
 if __name__ == "__main__":
     print("redis_hostile_test: target %s" % TARGET, flush=True)
     unittest.main(verbosity=2)

@@ -210,3 +210,22 @@ test('no stray messages after unsubscribe', async () => {
   await sleep(100);
   assert.equal(got.size(), 0);
 });
+
+// docs/push.md, "Retroactive subscription from Redis clients": from node-redis
+// 4, KRAKEN.REGISTER by sendCommand, then subscribe(), delivers what was
+// published in between (KRAKEN.RETROSUBSCRIBE cannot be sent this way: its
+// several reply frames break node-redis 4's command queue).  Kraken only.
+test('KRAKEN.REGISTER then subscribe', { skip: TARGET !== 'kraken' }, async () => {
+  const pub = await connect(server.redis_port);
+  const sub = await connect(server.redis_port);
+  await pub.publish('reg1', 'before');
+  assert.equal(await sub.sendCommand(['KRAKEN.REGISTER']), 'OK');
+  await pub.publish('reg1', 'between');
+  const got = inbox();
+  await sub.subscribe('reg1', got);
+  await pub.publish('reg1', 'after');
+  assert.deepEqual(await got.next(), ['between', 'reg1']);
+  assert.deepEqual(await got.next(), ['after', 'reg1']);
+  await sleep(100);
+  assert.equal(got.size(), 0);
+});

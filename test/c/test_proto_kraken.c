@@ -140,6 +140,18 @@ static void do_set(struct client *c, const char *cmd, const char *data, bool nor
     expect_out(c, reply, strlen(reply));
 }
 
+/* As do_set, for a request refused with an error: the reply is sent (with
+ * noreply too) and the connection closes (docs/protocol.md, "Errors"). */
+static void do_set_closes(struct client *c, const char *cmd, const char *data, bool noreply,
+                          const char *reply)
+{
+    struct evbuffer *b = evbuffer_new();
+    set_request(b, cmd, data, strlen(data), noreply);
+    assert_int_equal(send_ev(c, b), CONN_CLOSE);
+    evbuffer_free(b);
+    expect_out(c, reply, strlen(reply));
+}
+
 /* Publishes one entry (topics, payload) and expects STORED. */
 static void publish1(struct client *c, const char *topics, const char *payload)
 {
@@ -613,7 +625,9 @@ static void test_link_retro_peer_only_bounded(void **state)
     for (int i = 0; i < 3; i++)
         publish1(b, "t", big);
     snprintf(data, sizeof data, "%lld\r\nt", (long long)time(NULL) - 50);
-    do_set(a, "link_retro", data, false, "ERROR\r\n");
+    do_set_closes(a, "link_retro", data, false, "ERROR\r\n");
+    client_close(a);
+    client_open(f, a);
     do_set(a, "peer", "n1", true, "");
     struct evbuffer *req = evbuffer_new();
     set_request(req, "link_retro", data, strlen(data), false);
@@ -665,7 +679,9 @@ static void test_link_entered(void **state)
     char data[64];
     long long now = (long long)time(NULL), start = (long long)f->srv.router.start_time;
     snprintf(data, sizeof data, "%lld %lld\r\nt w", now - 50, start);
-    do_set(a, "link_entered", data, false, "ERROR\r\n");
+    do_set_closes(a, "link_entered", data, false, "ERROR\r\n");
+    client_close(a);
+    client_open(f, a);
     do_set(a, "peer", "n1", true, "");
     char exp[128];
     int n = snprintf(exp, sizeof exp, "VALUE retro %lld 32\r\nMESSAGE t 2\r\nm1\r\n"
@@ -686,7 +702,7 @@ static void test_link_entered(void **state)
     do_set(a, "link_entered", data, false, "NOT_FOUND\r\n");
     /* the horizon line must hold both seconds */
     snprintf(data, sizeof data, "%lld\r\nt", now - 50);
-    do_set(a, "link_entered", data, false, "CLIENT_ERROR bad data chunk\r\n");
+    do_set_closes(a, "link_entered", data, false, "CLIENT_ERROR bad data chunk\r\n");
     fix_free(f);
 }
 
@@ -760,11 +776,17 @@ static void test_peer_or_child(void **state)
     struct fix *f = fix_new();
     struct client *a = &f->c[0], *b = &f->c[1];
     do_set(a, "child", "q1", false, "STORED\r\n");
-    do_set(a, "peer", "q1", false, "CLIENT_ERROR a child is no peer\r\n");
+    do_set_closes(a, "peer", "q1", false, "CLIENT_ERROR a child is no peer\r\n");
     assert_true(a->s->sub.child && !a->s->sub.peer);
     do_set(b, "peer", "n1", false, "STORED\r\n");
-    do_set(b, "child", "n1", false, "CLIENT_ERROR a peer is no child\r\n");
+    do_set_closes(b, "child", "n1", false, "CLIENT_ERROR a peer is no child\r\n");
     assert_true(b->s->sub.peer && !b->s->sub.child);
+    /* After a subscription a connection cannot become a peer: the error is
+     * sent although the request says noreply (a peer's `set peer` does). */
+    struct client *c = &f->c[2];
+    do_set(c, "subscribe", "t", false, "STORED\r\n");
+    do_set_closes(c, "peer", "n2", true, "CLIENT_ERROR set peer comes before any subscription\r\n");
+    assert_false(c->s->sub.peer);
     fix_free(f);
 }
 
@@ -776,9 +798,9 @@ static void test_link_psubscribe(void **state)
     (void)state;
     struct fix *f = fix_new();
     struct client *a = &f->c[0], *b = &f->c[1];
-    do_set(a, "link_psubscribe", "t*", false, "ERROR\r\n");
+    do_set_closes(a, "link_psubscribe", "t*", false, "ERROR\r\n");
     do_set(b, "child", "q1", false, "STORED\r\n");
-    do_set(b, "link_psubscribe", "t*", false, "ERROR\r\n");
+    do_set_closes(b, "link_psubscribe", "t*", false, "ERROR\r\n");
     assert_int_equal(a->s->sub.npatterns + b->s->sub.npatterns, 0);
     struct client *p = &f->c[2];
     do_set(p, "peer", "n1", false, "STORED\r\n");
@@ -802,9 +824,11 @@ static void test_link_forward(void **state)
     struct fix *f = fix_new();
     struct client *a = &f->c[0], *p = &f->c[1], *q = &f->c[2], *l = &f->c[3], *fwd = &f->c[4];
     struct client *bad = &f->c[5];
-    do_set(a, "link_forward", "P\r\nMESSAGE t 1\r\nx\r\n", false, "ERROR\r\n");
+    do_set_closes(a, "link_forward", "P\r\nMESSAGE t 1\r\nx\r\n", false, "ERROR\r\n");
+    client_close(a);
+    client_open(f, a);
     do_set(a, "child", "q1", false, "STORED\r\n");
-    do_set(a, "link_sforward", "P\r\nMESSAGE t 1\r\nx\r\n", false, "ERROR\r\n");
+    do_set_closes(a, "link_sforward", "P\r\nMESSAGE t 1\r\nx\r\n", false, "ERROR\r\n");
     do_set(p, "peer", "P", true, "");
     do_set(q, "peer", "Q", true, "");
     do_set(fwd, "peer", "A", true, "");
