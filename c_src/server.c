@@ -191,10 +191,10 @@ static void budget_disconnect(struct conn *c, size_t bytes, void *arg)
 {
     struct server *srv = arg;
     klog(LOG_WARNING,
-         "%s %" PRIu64 " (%s): holds %zu bytes (queue %zu, %u messages), the most while the "
-         "engine is over max_memory_bytes (%zu); disconnecting it",
+         "%s %" PRIu64 " (%s): holds %zu bytes (queue %zu, %u messages, %u subscriptions), "
+         "the most while the engine is over max_memory_bytes (%zu); disconnecting it",
          c->ops->log_name, c->sub.id, c->peer, bytes, c->sub.queue.bytes, c->sub.queue.count,
-         srv->eng.cfg.max_memory_bytes);
+         c->sub.subs.count, srv->eng.cfg.max_memory_bytes);
     srv->eng.stats.disconnects_memory++;
     server_doom(c, c->ops->err_nomem);
 }

@@ -1044,6 +1044,18 @@ class MemoryBudgetTest(ServerCase):
         self.assertEqual(victims[0].read_until_close(), b"SERVER_ERROR out of memory\r\n")
         self.witness.check()
 
+    def test_subscription_hog_is_named_with_its_subscriptions(self):
+        # 200,000 subscriptions count 9.6 MB (48 bytes each) with nothing
+        # queued: the warning says what the bytes are (it said "queue 0,
+        # 0 messages" and left the operator guessing)
+        hog = self.conn()
+        topics = [b"mb_hog_%06d" % i for i in range(200000)]
+        self.assertEqual(hog.subscribe(topics), STORED)
+        self.assertEqual(hog.read_until_close(), b"SERVER_ERROR out of memory\r\n")
+        report = log_has(self.server, b"holds 9600", b"disconnecting it")
+        self.assertIn(b"(queue 0, 0 messages, 200000 subscriptions)", report)
+        self.witness.check()
+
 
 # ---------------------------------------------------------------------------
 class LogBacklogTest(ServerCase):
