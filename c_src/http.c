@@ -209,7 +209,11 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     int err = EVUTIL_SOCKET_ERROR();
     if (!ht || ht->l != l)
         return;
-    klog(LOG_WARNING, "http accept: %s", evutil_socket_error_to_string(err));
+    static struct log_recur recur; /* (once per LOG_RECUR_MS while it lasts) */
+    uint64_t quiet;
+    if (log_recur_due(&recur, engine_now_ms(), &quiet))
+        klog(LOG_WARNING, "http accept: %s (%" PRIu64 " more times since the last such line)",
+             evutil_socket_error_to_string(err), quiet);
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
         evconnlistener_disable(l);
         struct timeval tv = {0, 200000};

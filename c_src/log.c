@@ -56,3 +56,15 @@ void klog(enum log_level level, const char *fmt, ...)
     size_t len = (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1;
     current_sink(level, buf, len);
 }
+
+int log_recur_due(struct log_recur *r, int64_t now_ms, uint64_t *quiet)
+{
+    if (r->last_ms && now_ms - r->last_ms < LOG_RECUR_MS) {
+        r->quiet++;
+        return 0;
+    }
+    *quiet = r->quiet;
+    r->quiet = 0;
+    r->last_ms = now_ms;
+    return 1;
+}

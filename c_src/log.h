@@ -24,4 +24,15 @@ const char *log_level_name(enum log_level level); /* logger names: debug info wa
 
 void klog(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* A condition that may recur many times a second (out of descriptors):
+ * whether to log it now, at most once per LOG_RECUR_MS.  *last_ms is the
+ * time of the last line (0: never), *quiet counts the times not logged
+ * since; on true, *quiet holds that count for the line, and is reset. */
+#define LOG_RECUR_MS 10000
+struct log_recur {
+    int64_t last_ms;
+    uint64_t quiet;
+};
+int log_recur_due(struct log_recur *r, int64_t now_ms, uint64_t *quiet);
+
 #endif

@@ -114,9 +114,15 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     struct server *srv = ls->srv;
     int err = EVUTIL_SOCKET_ERROR();
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-        /* Out of descriptors: stop accepting for a while instead of spinning. */
-        klog(LOG_WARNING, "accept: %s; pausing accepts (%u clients connected)",
-             evutil_socket_error_to_string(err), srv->eng.nconns);
+        /* Out of descriptors: stop accepting for a while instead of spinning
+         * (logged once per LOG_RECUR_MS while it lasts, with the count). */
+        static struct log_recur recur;
+        uint64_t quiet;
+        if (log_recur_due(&recur, engine_now_ms(), &quiet))
+            klog(LOG_WARNING,
+                 "accept: %s; pausing accepts (%u clients connected; paused %" PRIu64
+                 " more times since the last such line)",
+                 evutil_socket_error_to_string(err), srv->eng.nconns, quiet);
         (void)l;
         for (int k = 0; k < PROTO_KINDS; k++)
             if (srv->listeners[k].l)

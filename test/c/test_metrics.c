@@ -5,6 +5,7 @@
 #include "test_util.h"
 
 #include "entry.h"
+#include "log.h"
 #include "metrics.h"
 #include "router.h"
 #include "stats.h"
@@ -238,10 +239,29 @@ static void test_topics_paging_out_of_time(void **state)
     topics_paging(-1);
 }
 
+/* A recurring condition (out of descriptors, retried 5 times a second) is
+ * logged once per LOG_RECUR_MS, each line counting the times not logged. */
+static void test_log_recur(void **state)
+{
+    (void)state;
+    struct log_recur r = {0};
+    uint64_t quiet = 99;
+    assert_true(log_recur_due(&r, 1000, &quiet)); /* the first time */
+    assert_int_equal(quiet, 0);
+    for (int i = 1; i <= 49; i++) /* 5 a second for ~10 s */
+        assert_false(log_recur_due(&r, 1000 + i * 200, &quiet));
+    assert_true(log_recur_due(&r, 1000 + LOG_RECUR_MS, &quiet));
+    assert_int_equal(quiet, 49);
+    assert_false(log_recur_due(&r, 1000 + LOG_RECUR_MS + 1, &quiet));
+    assert_true(log_recur_due(&r, 1000 + 3 * LOG_RECUR_MS, &quiet)); /* after a quiet spell */
+    assert_int_equal(quiet, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         tu_test(test_families_and_samples),
+        tu_test(test_log_recur),
         tu_test(test_wait_histogram_buckets),
         tu_test(test_json_string),
         tu_test(test_topics_paging),
