@@ -282,14 +282,8 @@ def low_nofile():
 class DescriptorLimitTest(HttpCase):
     PREEXEC = staticmethod(low_nofile)
 
-    def test_not_ready_while_accepts_are_paused(self):
-        keep = http.client.HTTPConnection(HOST, self.http_port, timeout=TIMEOUT)
-        self.addCleanup(keep.close)
-        keep.request("GET", "/readyz")
-        r = keep.getresponse()
-        self.assertEqual((r.status, r.read()), (200, b"ok\n"))
-        conns = []
-        self.addCleanup(lambda: [c.close() for c in conns])
+    def fill_descriptors(self, conns):
+        """Connects until the engine stops accepting (every descriptor taken)."""
         for _ in range(200):
             c = socket.create_connection((HOST, self.port), timeout=TIMEOUT)
             conns.append(c)
@@ -298,9 +292,18 @@ class DescriptorLimitTest(HttpCase):
             try:
                 c.recv(100)
             except socket.timeout:
-                break
-        else:
-            self.fail("accepts never paused")
+                return
+        self.fail("accepts never paused")
+
+    def test_not_ready_while_accepts_are_paused(self):
+        keep = http.client.HTTPConnection(HOST, self.http_port, timeout=TIMEOUT)
+        self.addCleanup(keep.close)
+        keep.request("GET", "/readyz")
+        r = keep.getresponse()
+        self.assertEqual((r.status, r.read()), (200, b"ok\n"))
+        conns = []
+        self.addCleanup(lambda: [c.close() for c in conns])
+        self.fill_descriptors(conns)
         keep.request("GET", "/readyz")
         r = keep.getresponse()
         body = r.read()
@@ -324,17 +327,7 @@ class DescriptorLimitTest(HttpCase):
         # died of SIGSEGV, dropping every client.
         conns = []
         self.addCleanup(lambda: [c.close() for c in conns])
-        for _ in range(200):
-            c = socket.create_connection((HOST, self.port), timeout=TIMEOUT)
-            conns.append(c)
-            c.sendall(b"version\r\n")
-            c.settimeout(1.0)
-            try:
-                c.recv(100)
-            except socket.timeout:
-                break
-        else:
-            self.fail("accepts never paused")
+        self.fill_descriptors(conns)
         probes = []
         self.addCleanup(lambda: [p.close() for p in probes])
         for path in ("/healthz", "/readyz"):
