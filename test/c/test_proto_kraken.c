@@ -129,15 +129,22 @@ static void expect_out_ev(struct client *c, struct evbuffer *exp)
     evbuffer_drain(exp, evbuffer_get_length(exp));
 }
 
-/* `set <cmd> 0 0 <n>[ noreply]` of a string; expects `reply` and CONN_OK. */
-static void do_set(struct client *c, const char *cmd, const char *data, bool noreply,
-                   const char *reply)
+/* `set <cmd> 0 0 <n>[ noreply]` of a string; expects `reply` and `state`. */
+static void set_expect(struct client *c, const char *cmd, const char *data, bool noreply,
+                       const char *reply, int state)
 {
     struct evbuffer *b = evbuffer_new();
     set_request(b, cmd, data, strlen(data), noreply);
-    assert_int_equal(send_ev(c, b), CONN_OK);
+    assert_int_equal(send_ev(c, b), state);
     evbuffer_free(b);
     expect_out(c, reply, strlen(reply));
+}
+
+/* The same, expecting CONN_OK. */
+static void do_set(struct client *c, const char *cmd, const char *data, bool noreply,
+                   const char *reply)
+{
+    set_expect(c, cmd, data, noreply, reply, CONN_OK);
 }
 
 /* As do_set, for a request refused with an error: the reply is sent (with
@@ -145,11 +152,7 @@ static void do_set(struct client *c, const char *cmd, const char *data, bool nor
 static void do_set_closes(struct client *c, const char *cmd, const char *data, bool noreply,
                           const char *reply)
 {
-    struct evbuffer *b = evbuffer_new();
-    set_request(b, cmd, data, strlen(data), noreply);
-    assert_int_equal(send_ev(c, b), CONN_CLOSE);
-    evbuffer_free(b);
-    expect_out(c, reply, strlen(reply));
+    set_expect(c, cmd, data, noreply, reply, CONN_CLOSE);
 }
 
 /* Publishes one entry (topics, payload) and expects STORED. */
