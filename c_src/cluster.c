@@ -236,6 +236,7 @@ int cluster_configure(const struct cluster_net *net, const char *self, size_t se
         rc->retro_classify = cluster_retro_classify;
         rc->retro_defer = cluster_retro_defer;
         rc->to_peers = cluster_to_peers;
+        rc->to_peer = cluster_to_peer;
         rc->pattern_hook = cluster_on_pattern;
         rc->pattern_to_peers = cluster_pattern_to_peers;
         net->eng->metrics_more = cluster_metrics;

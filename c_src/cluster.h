@@ -229,13 +229,14 @@ int cluster_owner_name(const char *topic, size_t len, const char **name, size_t 
  * cluster_peer_named: connection s said `set peer <name>` (a name that
  * cannot travel on a link is kept as none); -1 when out of memory.
  * cluster_peer_gone: s closes.  cluster_origin_begin / _end: around the
- * routing of a `link_forward` batch whose first line (line, len: without
- * its CRLF) names the nodes that have its entries already: their peer
- * connections here are marked `skip` (sent none of them), and a forward
- * onward names them too. */
+ * routing of a `link_forward` batch that came on peer connection `from`,
+ * whose first line (line, len: without its CRLF) names the nodes that
+ * have its entries already: their peer connections here are marked
+ * `skip` (sent none of them), a forward onward names them too, and none
+ * goes on to one of them or to `from`'s node (cluster_origin_had). */
 int cluster_peer_named(struct subscriber *s, const char *name, size_t len);
 void cluster_peer_gone(const struct subscriber *s);
-void cluster_origin_begin(const char *line, size_t len);
+void cluster_origin_begin(const struct subscriber *from, const char *line, size_t len);
 void cluster_origin_end(void);
 
 /* Links' connections have this bit set in their subscriber id, so that an

@@ -91,6 +91,14 @@ struct cluster_core {
     int idx; /* its index in cl.cores (-1: it left) */
 };
 
+/* Whether k is a member of this cluster (Erlang distribution), not a
+ * parent nor a static upstream: a peer's entry goes to it in a
+ * `link_forward`, naming the nodes that have it. */
+static inline bool cluster_core_member(const struct cluster_core *k)
+{
+    return !k->parent && k->poll_ms <= 0;
+}
+
 /* The topics' owners under one set of cores (cluster_hash.h over them). */
 struct owner_set {
     struct cluster_hash_node *hn;
@@ -168,6 +176,12 @@ void cluster_set_upstream_since(struct topic *t, struct cluster_point since);
  * (s NULL: nobody waits).  Returns whether t's subscription at k is
  * unconfirmed. */
 bool cluster_await_upstream(struct cluster_core *k, struct topic *t, struct subscriber *s);
+/* A peer's entry on t at this core (cluster_on_published): the index of
+ * the core it goes on to (its owner under cur while this core owns t
+ * under neither set: views differ), or -1; *entered: whether it entered
+ * the cluster here (this core owns t, or it would go back to a node that
+ * has it: cluster_origin_had). */
+int cluster_peer_onward(const struct topic *t, enum topic_ns ns, bool *entered);
 
 /* cluster_move.c */
 /* Builds the set of cores[i] with pick[i] (empty when none is picked).
@@ -206,8 +220,11 @@ void cluster_move_subscriptions(const struct owner_set *old_cur, const struct ow
 /* Closes the sync barrier of a configuration: a `version` on every push
  * link, after what is batched (cluster_synced). */
 void cluster_sync_mark(void);
-/* The router's to_peers hook. */
-bool cluster_to_peers(const struct subscriber *publisher, const struct topic *t, void *arg);
+/* The router's to_peers and to_peer hooks. */
+enum router_peers cluster_to_peers(const struct subscriber *publisher, const struct topic *t,
+                                   void *arg);
+bool cluster_to_peer(const struct subscriber *publisher, const struct topic *t,
+                     const struct subscriber *s, void *arg);
 /* Whether a subscriber is a link: ours to a core (proto_link), or a peer's. */
 bool cluster_is_link(const struct subscriber *s);
 
@@ -307,6 +324,13 @@ struct entry;
  * nothing was appended (logged). */
 int cluster_forward(struct cluster_core *c, enum topic_ns ns, const struct entry *e,
                      const int *owners, int k, const struct subscriber *publisher);
+/* Whether peer connection s is the link of core c (by the name it gave in
+ * `set peer`). */
+bool cluster_peer_is(const struct subscriber *s, const struct cluster_core *c);
+/* Whether core c's node has the entries of the forward being routed
+ * already: it sent the forward, or the forward names it.  False outside a
+ * forward. */
+bool cluster_origin_had(const struct cluster_core *c);
 
 /* cluster_missing.c */
 /* m: the owners of set s followed by the missing names (copied).  Returns

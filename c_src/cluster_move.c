@@ -297,17 +297,42 @@ bool cluster_is_link(const struct subscriber *s)
     return s && (s->peer || conn_is_uplink(conn_of(s)));
 }
 
-bool cluster_to_peers(const struct subscriber *publisher, const struct topic *t, void *arg)
+enum router_peers cluster_to_peers(const struct subscriber *publisher, const struct topic *t,
+                                   void *arg)
 {
     (void)arg;
-    if ((publisher && publisher->peer) || !cluster_ns_travels((enum topic_ns)t->ns))
-        return true; /* it entered the cluster here: ours to deliver to every node */
+    if (!cluster_ns_travels((enum topic_ns)t->ns))
+        return ROUTER_PEERS_ALL;
+    if (publisher && publisher->peer) {
+        /* It entered the cluster here: ours to deliver to every node, but
+         * the one it goes on to when views differ (cluster_on_published):
+         * that node's link is left out, it gets it in the forward (that
+         * node's view making this core a move's other owner, its clients
+         * got it twice). */
+        bool entered;
+        int k = cluster_peer_onward(t, (enum topic_ns)t->ns, &entered);
+        return k >= 0 && cluster_core_member(cl.cores[k]) && cluster_core_up(cl.cores[k])
+                   ? ROUTER_PEERS_ASK
+                   : ROUTER_PEERS_ALL;
+    }
     if (publisher && conn_is_uplink(conn_of(publisher)))
-        return false; /* its core delivered it to every node that holds the topic */
+        return ROUTER_PEERS_NONE; /* its core delivered it to every node that holds the topic */
     /* A local client's (a Redis PUBLISH has no publisher): forwarded to its
      * owner when that is another core, which delivers it to every node.  A
      * peer holding the topic here too (this core is a move's other owner)
      * would get it twice. */
     return cluster_core_for_ns(cluster_remote_in(&cl.cur, t->name, t->len),
-                               (enum topic_ns)t->ns) == NULL;
+                               (enum topic_ns)t->ns) == NULL
+               ? ROUTER_PEERS_ALL
+               : ROUTER_PEERS_NONE;
+}
+
+bool cluster_to_peer(const struct subscriber *publisher, const struct topic *t,
+                     const struct subscriber *s, void *arg)
+{
+    (void)arg;
+    (void)publisher;
+    bool entered;
+    int k = cluster_peer_onward(t, (enum topic_ns)t->ns, &entered);
+    return k < 0 || !cluster_peer_is(s, cl.cores[k]);
 }

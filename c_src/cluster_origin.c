@@ -51,6 +51,7 @@ static size_t npeers, peers_cap;
 static const char *cur_line;
 static size_t cur_len;
 static bool in_forward;
+static const struct subscriber *cur_from; /* the link it came on */
 static struct subscriber **skipped;
 static size_t nskipped, skipped_cap;
 
@@ -132,11 +133,12 @@ static void skip_named(const char *name, size_t len)
     }
 }
 
-void cluster_origin_begin(const char *line, size_t len)
+void cluster_origin_begin(const struct subscriber *from, const char *line, size_t len)
 {
     cur_line = line;
     cur_len = len;
     in_forward = true;
+    cur_from = from;
     for (size_t i = 0; i < len;) {
         size_t j = i;
         while (j < len && line[j] != ' ')
@@ -155,6 +157,31 @@ void cluster_origin_end(void)
     cur_line = NULL;
     cur_len = 0;
     in_forward = false;
+    cur_from = NULL;
+}
+
+bool cluster_peer_is(const struct subscriber *s, const struct cluster_core *c)
+{
+    size_t n;
+    const char *name = name_of(s, &n);
+    return name && n == c->len && !memcmp(name, c->name, n);
+}
+
+bool cluster_origin_had(const struct cluster_core *c)
+{
+    if (!in_forward)
+        return false;
+    if (cur_from && cluster_peer_is(cur_from, c))
+        return true;
+    for (size_t i = 0; i < cur_len;) {
+        size_t j = i;
+        while (j < cur_len && cur_line[j] != ' ')
+            j++;
+        if (j - i == c->len && !memcmp(cur_line + i, c->name, c->len))
+            return true;
+        i = j + 1;
+    }
+    return false;
 }
 
 static int add_name(const char *name, size_t len)

@@ -123,7 +123,12 @@ bool cluster_pattern_to_peers(const struct subscriber *publisher, const struct t
     bool peer = publisher && publisher->peer;
     if (publisher && !peer && conn_is_uplink(conn_of(publisher)))
         return false; /* pushed by a core: it entered there */
+    if (peer) {
+        bool entered;
+        (void)cluster_peer_onward(t, TOPIC_NS_CHANNEL, &entered);
+        return entered;
+    }
     uint64_t h = cluster_name_hash(t->name, t->len);
     int k = cluster_owner_of(t, h), a = cluster_owner_in(&cl.alt, h);
-    return cluster_entered(peer, k >= 0 && cl.cores[k]->self, a >= 0 && cl.cores[a]->self);
+    return cluster_entered(false, k >= 0 && cl.cores[k]->self, a >= 0 && cl.cores[a]->self);
 }

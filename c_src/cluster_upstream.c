@@ -302,6 +302,34 @@ void cluster_on_topic(struct topic *t, struct subscriber *s, bool gained, void *
     t->upstream_pending = pending;
 }
 
+/* Where an entry on t (name hash h, namespace ns) of a peer (peer true) or
+ * of a local client goes on from this core: the index of t's owner under
+ * cur when that is another core and this one owns t under neither set
+ * (under cur, for a local client's), else -1.  *entered: whether it
+ * entered the cluster here (cluster_entered.h).  A peer's that would go
+ * on to a member whose node has it already (it forwarded it here, or the
+ * forward names it: crossed views, cluster_origin_had) goes no further:
+ * -1, and it entered here. */
+static int next_core(const struct topic *t, uint64_t h, enum topic_ns ns, bool peer,
+                     bool *entered)
+{
+    int k = cluster_owner_of(t, h), a = cluster_owner_in(&cl.alt, h);
+    bool own = k >= 0 && cl.cores[k]->self, own_alt = a >= 0 && cl.cores[a]->self;
+    *entered = cluster_entered(peer, own, own_alt);
+    if (k < 0 || own || (peer && own_alt) || !cluster_core_for_ns(cl.cores[k], ns))
+        return -1;
+    if (peer && cluster_core_member(cl.cores[k]) && cluster_origin_had(cl.cores[k])) {
+        *entered = true;
+        return -1;
+    }
+    return k;
+}
+
+int cluster_peer_onward(const struct topic *t, enum topic_ns ns, bool *entered)
+{
+    return next_core(t, cluster_name_hash(t->name, t->len), ns, true, entered);
+}
+
 void cluster_on_published(struct subscriber *publisher, enum topic_ns ns, struct entry *e,
                          void *arg)
 {
@@ -311,39 +339,36 @@ void cluster_on_published(struct subscriber *publisher, enum topic_ns ns, struct
      * owner of the topic under either set (views differ after a failure, a
      * partition), to the owner it sees, naming the nodes that have it
      * already (`link_forward`, cluster_origin.c); never during a move it
-     * is part of. */
+     * is part of, nor back to a node that has it. */
     bool peer = publisher && publisher->peer;
     if (!cluster_ns_travels(ns) || cl.n == 0 || (cluster_is_link(publisher) && !peer))
         return;
-    /* Where each (entry, topic) entered the cluster (cluster_entered.h):
-     * here, when this core owns the topic now (under alt too, for a peer's:
-     * a move's other owner). */
-    for (uint32_t i = 0; i < e->ntopics; i++) {
-        const struct topic *t = e->topics[i];
-        uint64_t h = cluster_name_hash(t->name, t->len);
-        int k = cluster_owner_of(t, h), a = cluster_owner_in(&cl.alt, h);
-        if (cluster_entered(peer, k >= 0 && cl.cores[k]->self, a >= 0 && cl.cores[a]->self))
-            entry_set_entered(e, i);
-    }
-    if (e->ntopics > cl.owners_cap) {
+    bool fit = e->ntopics <= cl.owners_cap;
+    if (!fit) {
         int *o = realloc(cl.owners, e->ntopics * sizeof *o);
-        if (!o) {
-            klog(LOG_ERROR, "cluster: out of memory forwarding an entry");
-            return;
+        if (o) {
+            cl.owners = o;
+            cl.owners_cap = e->ntopics;
+            fit = true;
         }
-        cl.owners = o;
-        cl.owners_cap = e->ntopics;
     }
+    /* Where each (entry, topic) entered the cluster (here, when this core
+     * owns the topic now: under alt too, for a peer's, a move's other
+     * owner), and where it goes on to. */
     bool remote = false;
     for (uint32_t i = 0; i < e->ntopics; i++) {
         const struct topic *t = e->topics[i];
-        uint64_t h = cluster_name_hash(t->name, t->len);
-        int k = cluster_owner_of(t, h), a = peer ? cluster_owner_in(&cl.alt, h) : -1;
-        cl.owners[i] = k >= 0 && !cl.cores[k]->self && !(a >= 0 && cl.cores[a]->self) &&
-                               cluster_core_for_ns(cl.cores[k], ns)
-                           ? k
-                           : -1;
-        remote |= cl.owners[i] >= 0;
+        bool entered;
+        int k = next_core(t, cluster_name_hash(t->name, t->len), ns, peer, &entered);
+        if (entered)
+            entry_set_entered(e, i);
+        if (fit)
+            cl.owners[i] = k;
+        remote |= k >= 0;
+    }
+    if (!fit) {
+        klog(LOG_ERROR, "cluster: out of memory forwarding an entry");
+        return;
     }
     if (!remote)
         return;
@@ -362,7 +387,7 @@ void cluster_on_published(struct subscriber *publisher, enum topic_ns ns, struct
             cluster_count_drop(c);
             continue;
         }
-        if (peer && !c->parent && c->poll_ms <= 0) {
+        if (peer && cluster_core_member(c)) {
             /* A peer's entry forwarded to a member says which nodes have
              * it already, so that the owner does not send it to them. */
             if (cluster_forward(c, ns, e, cl.owners, (int)k, publisher) < 0)

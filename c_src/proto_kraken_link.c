@@ -307,7 +307,7 @@ const char *kraken_link_forward(struct conn *c, const struct proto_request *req,
     struct proto_request entries = *req;
     entries.data = nl + 1;
     entries.data_len = req->data_len - (size_t)(nl + 1 - d);
-    cluster_origin_begin(d, (size_t)(nl - 1 - d));
+    cluster_origin_begin(&c->sub, d, (size_t)(nl - 1 - d));
     const char *r = kraken_publish(c, &entries, clock_turn_unix(), ns, error);
     cluster_origin_end();
     return r;

@@ -244,15 +244,18 @@ int router_publish_ns(struct router *r, struct subscriber *publisher, enum topic
     size_t touched = 0;
     for (uint32_t i = 0; i < e->ntopics; i++) {
         struct topic *t = e->topics[i];
-        int peers = t->npeers && r->cfg.to_peers ? -1 : 1; /* -1: not asked yet */
+        /* -1: not asked yet */
+        int peers = t->npeers && r->cfg.to_peers ? -1 : ROUTER_PEERS_ALL;
         for (uint32_t j = 0; j < t->nsubs; j++) {
             struct subscriber *s = t->subs[j];
             if (s == publisher || s->overflowed)
                 continue;
             if (s->peer) { /* (skip: only around a forward, cluster_origin.c) */
                 if (peers < 0)
-                    peers = r->cfg.to_peers(publisher, t, r->cfg.cluster_arg);
-                if (!peers || s->skip)
+                    peers = (int)r->cfg.to_peers(publisher, t, r->cfg.cluster_arg);
+                if (peers == ROUTER_PEERS_NONE || s->skip ||
+                    (peers == ROUTER_PEERS_ASK &&
+                     !r->cfg.to_peer(publisher, t, s, r->cfg.cluster_arg)))
                     continue;
             }
             res->receivers++;

@@ -73,6 +73,9 @@ struct subscriber {
     bool skip;
 };
 
+/* What the to_peers hook says of a topic's peer subscribers. */
+enum router_peers { ROUTER_PEERS_NONE, ROUTER_PEERS_ALL, ROUTER_PEERS_ASK };
+
 struct router_config {
     uint32_t num_shards;
     uint32_t retain_per_shard;
@@ -111,9 +114,13 @@ struct router_config {
     bool (*retro_defer)(struct subscriber *s, struct topic *const *topics, const bool *held,
                         uint32_t n, int kind, int64_t h, int64_t h_time, void *arg);
     /* to_peers: whether an entry of this publisher on topic t goes to t's
-     * peer subscribers (asked once per topic of an entry that has some);
+     * peer subscribers (asked once per topic of an entry that has some):
+     * ROUTER_PEERS_NONE, _ALL, or _ASK: to_peer says for each of them.
      * NULL: always. */
-    bool (*to_peers)(const struct subscriber *publisher, const struct topic *t, void *arg);
+    enum router_peers (*to_peers)(const struct subscriber *publisher, const struct topic *t,
+                                  void *arg);
+    bool (*to_peer)(const struct subscriber *publisher, const struct topic *t,
+                    const struct subscriber *s, void *arg);
     /* pattern_hook: the pattern `name` just gained subscriber s, not a
      * peer, and has `holders' subscribers that are not peers now: called
      * for the first (holders 1), and for later ones while the hook said the

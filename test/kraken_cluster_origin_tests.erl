@@ -34,6 +34,19 @@ chain_test_() ->
                    "nodes it was given, the core it came from and that core's peers holding "
                    "the topic: none of them gets it from the last owner", fun chain/0}}.
 
+three_views_test_() ->
+    {timeout, 60, {"a core that forwards a peer's entry while views differ leaves the "
+                   "link of the node it forwards it to out: that node's clients get it once, "
+                   "from the forward (its view making the first core a move's other owner, "
+                   "they got it twice)", fun three_views/0}}.
+
+crossed_test_() ->
+    {timeout, 60, {"two cores whose views each make the other the owner of a topic: the "
+                   "forward ends at the second (it would go back to a node that has it), "
+                   "which delivers it as entered there; every holder gets it once, by topic "
+                   "or pattern, the publisher gets STORED and both links stay up (they "
+                   "passed it back and forth until the links closed)", fun crossed/0}}.
+
 forwarded() ->
     {A, APort} = start_engine(),
     {B, BPort} = start_engine(),
@@ -142,6 +155,96 @@ chain() ->
         [gen_tcp:close(X) || X <- [QB, PA, M | Named ++ Others]]
     after
         [catch port_close(E) || {E, _} <- Engines]
+    end.
+
+%% Publisher p's view makes a the owner of T, a's makes b, b's makes both
+%% (a move from a to b: b is subscribed at a too). a forwards p's entry to
+%% b, and used to push it on b's link as well.
+three_views() ->
+    {A, APort} = start_engine(),
+    {B, BPort} = start_engine(),
+    try
+        Members = [{<<"a">>, <<"127.0.0.1">>, APort}, {<<"b">>, <<"127.0.0.1">>, BPort}],
+        ok = call(B, 1, {cluster, {<<"b">>, Members, [<<"b">>], [<<"a">>]}}),
+        ok = call(A, 1, {cluster, {<<"a">>, Members, [<<"b">>], []}}),
+        links_up([{A, <<"b">>}, {B, <<"a">>}]),
+        T = <<"three_t">>,
+        <<"b">> = call(A, 3, {cluster_owner, T}),
+        %% SB's reply waits for a's STORED too: b holds T at a from then on.
+        SB = conn(BPort, [push(), set(<<"subscribe">>, T)], 2),
+        %% z holds T at a (a delivers p's entries to it): a still does.
+        ZA = conn(APort, [push(), set(<<"peer">>, <<"z">>), set(<<"subscribe">>, T)], 3),
+        PA = conn(APort, [push(), set(<<"peer">>, <<"p">>)], 2),
+        ok = gen_tcp:send(PA, set(<<"publish">>, entry([T], <<"three-x">>))),
+        ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(PA, 0, 5000)),
+        ?assertEqual(1, quiet_count(SB, <<"three-x">>)),
+        ?assertEqual(1, quiet_count(ZA, <<"three-x">>)),
+        [gen_tcp:close(X) || X <- [SB, ZA, PA]]
+    after
+        [catch port_close(E) || E <- [A, B]]
+    end.
+
+%% a's view makes b the owner of T, b's makes a (both drained, say, in
+%% views that crossed). Each node's clients hold T there, so each is
+%% subscribed at the other; z holds T at a, r at b, q a matching pattern at
+%% both (a node holds its patterns at every core). p publishes on its link
+%% to a.
+crossed() ->
+    {A, APort} = start_engine(),
+    {B, BPort} = start_engine(),
+    try
+        Members = [{<<"a">>, <<"127.0.0.1">>, APort}, {<<"b">>, <<"127.0.0.1">>, BPort}],
+        ok = call(B, 1, {cluster, {<<"b">>, Members, [<<"a">>], []}}),
+        ok = call(A, 1, {cluster, {<<"a">>, Members, [<<"b">>], []}}),
+        links_up([{A, <<"b">>}, {B, <<"a">>}]),
+        T = <<"crossed_t">>,
+        Pat = <<"crossed_*">>,
+        <<"b">> = call(A, 3, {cluster_owner, T}),
+        <<"a">> = call(B, 3, {cluster_owner, T}),
+        SA = conn(APort, [push(), set(<<"subscribe">>, T)], 2),
+        SB = conn(BPort, [push(), set(<<"subscribe">>, T)], 2),
+        ZA = conn(APort, [push(), set(<<"peer">>, <<"z">>), set(<<"subscribe">>, T)], 3),
+        RB = conn(BPort, [push(), set(<<"peer">>, <<"r">>), set(<<"subscribe">>, T)], 3),
+        QA = conn(APort, [push(), set(<<"peer">>, <<"q">>), set(<<"link_psubscribe">>, Pat)], 3),
+        QB = conn(BPort, [push(), set(<<"peer">>, <<"q">>), set(<<"link_psubscribe">>, Pat)], 3),
+        PA = conn(APort, [push(), set(<<"peer">>, <<"p">>)], 2),
+        ok = gen_tcp:send(PA, set(<<"publish">>, entry([T], <<"crossed-x">>))),
+        ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(PA, 0, 5000)),
+        [?assertEqual({X, 1}, {X, quiet_count(S, <<"crossed-x">>)})
+         || {X, S} <- [{sa, SA}, {sb, SB}, {za, ZA}, {rb, RB}]],
+        ?assertEqual(1, quiet_count(QA, <<"crossed-x">>) + quiet_count(QB, <<"crossed-x">>)),
+        ?assertEqual(0, quiet_count(PA, <<"crossed-x">>)),
+        %% Nothing broke: both links are still up, and a second entry
+        %% goes the same way.
+        links_up([{A, <<"b">>}, {B, <<"a">>}]),
+        ok = gen_tcp:send(PA, set(<<"publish">>, entry([T], <<"crossed-y">>))),
+        ?assertEqual({ok, <<"STORED\r\n">>}, gen_tcp:recv(PA, 0, 5000)),
+        [?assertEqual({X, 1}, {X, quiet_count(S, <<"crossed-y">>)})
+         || {X, S} <- [{sa, SA}, {sb, SB}, {za, ZA}, {rb, RB}]],
+        [gen_tcp:close(X) || X <- [SA, SB, ZA, RB, QA, QB, PA]]
+    after
+        [catch port_close(E) || E <- [A, B]]
+    end.
+
+links_up(Pairs) ->
+    [ok = kraken_cluster_tests:wait_until(
+            fun() -> [up] =:= [St || {N, St, _, _, _, _, _, _, _} <- call(E, 2, cluster_status),
+                                     N =:= Other]
+            end, 5000) || {E, Other} <- Pairs],
+    ok.
+
+%% How many of X's MESSAGE entries carry Payload, reading until X has
+%% been quiet for 300 ms (a copy more would come within that on loopback).
+quiet_count(X, Payload) ->
+    Acc = case get({buf, X}) of undefined -> <<>>; B -> B end,
+    put({buf, X}, <<>>),
+    Bytes = quiet(X, Acc),
+    length(binary:matches(Bytes, <<"\r\n", Payload/binary, "\r\n">>)).
+
+quiet(X, Acc) ->
+    case gen_tcp:recv(X, 0, 300) of
+        {ok, More} -> quiet(X, <<Acc/binary, More/binary>>);
+        {error, timeout} -> Acc
     end.
 
 %% An engine on its control channel, configured as a node in a cluster is

@@ -402,8 +402,9 @@ static void test_no_self_delivery(void **state)
  * entry only when the to_peers hook says so for that topic (asked once per
  * topic), other subscribers always. */
 struct hooks {
-    int gained, lost, asked;
+    int gained, lost, asked, asked_peer;
     const struct topic *allow; /* to_peers: only this topic */
+    const struct subscriber *except; /* set: ROUTER_PEERS_ASK, to_peer: all but this one */
 };
 
 static void hook_topic(struct topic *t, struct subscriber *s, bool gained, void *arg)
@@ -417,12 +418,25 @@ static void hook_topic(struct topic *t, struct subscriber *s, bool gained, void 
         h->lost++;
 }
 
-static bool hook_to_peers(const struct subscriber *publisher, const struct topic *t, void *arg)
+static enum router_peers hook_to_peers(const struct subscriber *publisher, const struct topic *t,
+                                       void *arg)
 {
     struct hooks *h = arg;
     (void)publisher;
     h->asked++;
-    return t == h->allow;
+    if (t != h->allow)
+        return ROUTER_PEERS_NONE;
+    return h->except ? ROUTER_PEERS_ASK : ROUTER_PEERS_ALL;
+}
+
+static bool hook_to_peer(const struct subscriber *publisher, const struct topic *t,
+                         const struct subscriber *s, void *arg)
+{
+    struct hooks *h = arg;
+    (void)publisher;
+    (void)t;
+    h->asked_peer++;
+    return s != h->except;
 }
 
 static void test_peers(void **state)
@@ -432,6 +446,7 @@ static void test_peers(void **state)
     struct hooks h = {0};
     f->r.cfg.topic_hook = hook_topic;
     f->r.cfg.to_peers = hook_to_peers;
+    f->r.cfg.to_peer = hook_to_peer;
     f->r.cfg.cluster_arg = &h;
     struct subscriber *peer = &f->s[0], *peer2 = &f->s[1], *local = &f->s[2], *pubr = &f->s[3];
     peer->peer = peer2->peer = true;
@@ -451,6 +466,16 @@ static void test_peers(void **state)
     expect_queue(local, "MESSAGE t 1\r\ny\r\n", 1);
     expect_empty(peer);
     expect_empty(peer2);
+    assert_int_equal(h.asked_peer, 0);
+    /* ROUTER_PEERS_ASK: to_peer says for each peer (a core leaving out
+     * the link of the core it forwards the entry to, cluster_upstream.c). */
+    h.allow = router_find_topic(&f->r, "t", 1);
+    h.except = peer;
+    assert_int_equal(pub(f, pubr, "t", "z", 1001), 2);
+    assert_int_equal(h.asked_peer, 2);
+    expect_empty(peer);
+    expect_queue(peer2, "MESSAGE t 1\r\nz\r\n", 1);
+    expect_queue(local, "MESSAGE t 1\r\nz\r\n", 1);
     /* The last local subscriber leaving is the last one, peers or not. */
     assert_int_equal(router_unsubscribe(&f->r, local, "t", 1), 1);
     assert_int_equal(h.lost, 1);
