@@ -415,7 +415,7 @@ static int count_topic(const struct topic *t, void *arg)
     struct count *c = arg;
     if (t->nsubs == t->npeers)
         return 0; /* only peers hold it */
-    uint64_t h = cluster_name_hash(t->name, t->len);
+    uint64_t h = topic_fnv(t);
     int k[2] = {cluster_owner_of(t, h), cl.sticky ? -1 : cluster_owner_in(&cl.alt, h)};
     for (int i = 0; i < 2; i++)
         if (k[i] >= 0 && (size_t)k[i] < c->max && !cl.cores[k[i]]->self &&

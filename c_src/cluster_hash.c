@@ -30,6 +30,8 @@ static int name_cmp(const struct cluster_hash_node *a, const struct cluster_hash
 
 int cluster_owner(const struct cluster_hash_node *nodes, size_t n, uint64_t topic_hash)
 {
+    if (n == 1)
+        return 0; /* (one node: no score to compare) */
     int best = -1;
     uint64_t best_score = 0;
     for (size_t i = 0; i < n; i++) {

@@ -105,7 +105,7 @@ bool cluster_depends(const struct topic *t, int kidx)
     enum topic_ns ns = (enum topic_ns)t->ns;
     if (!cluster_ns_travels(ns))
         return false;
-    uint64_t h = cluster_name_hash(t->name, t->len);
+    uint64_t h = topic_fnv(t);
     if (kidx == CLUSTER_ANY_CORE) /* any owner at all: a channel always has one */
         return ns == TOPIC_NS_CHANNEL || takes(cluster_owner_of(t, h), ns) ||
                (!cl.sticky && takes(cluster_owner_in(&cl.alt, h), ns));
@@ -166,7 +166,7 @@ static int move_topic(const struct topic *ct, void *arg)
         return 0; /* only peers hold it: nothing upstream */
     struct topic *t = (struct topic *)ct; /* topic_foreach hands out const; this is ours */
     enum topic_ns ns = (enum topic_ns)t->ns; /* (a shard channel: never below parents) */
-    uint64_t h = cluster_name_hash(t->name, t->len);
+    uint64_t h = topic_fnv(t);
     struct cluster_core *was[2] = {cluster_core_for_ns(remote(o->cur, o->cores, h), ns),
                                    cluster_core_for_ns(remote(o->alt, o->cores, h), ns)};
     struct cluster_core *now[2] = {cluster_core_for_ns(remote(&cl.cur, cl.cores, h), ns),

@@ -128,7 +128,7 @@ bool cluster_pattern_to_peers(const struct subscriber *publisher, const struct t
         (void)cluster_peer_onward(t, TOPIC_NS_CHANNEL, &entered);
         return entered;
     }
-    uint64_t h = cluster_name_hash(t->name, t->len);
+    uint64_t h = topic_fnv(t);
     int k = cluster_owner_of(t, h), a = cluster_owner_in(&cl.alt, h);
     return cluster_entered(false, k >= 0 && cl.cores[k]->self, a >= 0 && cl.cores[a]->self);
 }

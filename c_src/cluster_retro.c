@@ -114,7 +114,7 @@ static int owner_index(const struct topic *t)
 {
     if (t->ns != TOPIC_NS_CHANNEL)
         return -1;
-    int k = cluster_owner_of(t, cluster_name_hash(t->name, t->len)); /* (its pin) */
+    int k = cluster_owner_of(t, topic_fnv(t)); /* (its pin) */
     return k >= 0 && cl.cores[k]->self ? -1 : k;
 }
 
@@ -194,7 +194,7 @@ static enum plan plan(const struct topic *t, int kind, int64_t h, int *o, int64_
     /* Moving (its owner under alt is another core) and the history cannot
      * tell where its entries entered: the one under cur answers only for
      * itself.  NOT_FOUND: the client reloads. */
-    int a = cluster_owner_in(&cl.alt, cluster_name_hash(t->name, t->len));
+    int a = cluster_owner_in(&cl.alt, topic_fnv(t));
     *why = a != k ? "it is moving, and the owner sets remembered do not reach back to the "
                     "horizon, or a core that owned it since is not live"
                   : "its owner cannot be asked (a polled upstream, or its link is down)";

@@ -168,7 +168,7 @@ bool cluster_served_since(const struct topic *t, struct cluster_point *since)
         return true;
     }
     *since = CLUSTER_NEVER;
-    uint64_t h = cluster_name_hash(t->name, t->len);
+    uint64_t h = topic_fnv(t);
     if (!owned_in(&nth(count - 1)->cur, h))
         return false;
     size_t j = count - 1;
@@ -240,7 +240,7 @@ int cluster_served_owners(const struct topic *t, bool by_seq, int64_t h, int *ou
     long first = cluster_hist_first(at, count, whole, by_seq, h);
     if (first < 0)
         return -1;
-    uint64_t hh = cluster_name_hash(t->name, t->len);
+    uint64_t hh = topic_fnv(t);
     int n = 0;
     for (size_t i = (size_t)first; i < count; i++) {
         const struct hist_set *sets[2] = {&nth(i)->cur, &nth(i)->alt};
@@ -279,6 +279,6 @@ int cluster_served_owner_at(const struct topic *t, uint64_t seq)
     if (i < 0)
         return -1;
     const struct hist_set *s = &nth((size_t)i)->cur;
-    int o = cluster_owner(s->hn, s->n, cluster_name_hash(t->name, t->len));
+    int o = cluster_owner(s->hn, s->n, topic_fnv(t));
     return o < 0 ? -1 : live_index(&s->hn[o]);
 }

@@ -246,7 +246,7 @@ bool cluster_await_batch(struct cluster_core *k, enum op op, struct subscriber *
  * processed it. */
 static void on_topic_sticky(struct topic *t, struct subscriber *s, bool gained)
 {
-    int hk = cluster_owner_in(&cl.cur, cluster_name_hash(t->name, t->len));
+    int hk = cluster_owner_in(&cl.cur, topic_fnv(t));
     struct cluster_core *hashed = hk >= 0 && !cl.cores[hk]->self ? cl.cores[hk] : NULL;
     bool first = gained && t->nsubs - t->npeers == 1;
     struct cluster_core *k = first ? pin_hold(t, hashed, hashed && hashed->parent)
@@ -327,7 +327,7 @@ static int next_core(const struct topic *t, uint64_t h, enum topic_ns ns, bool p
 
 int cluster_peer_onward(const struct topic *t, enum topic_ns ns, bool *entered)
 {
-    return next_core(t, cluster_name_hash(t->name, t->len), ns, true, entered);
+    return next_core(t, topic_fnv(t), ns, true, entered);
 }
 
 void cluster_on_published(struct subscriber *publisher, enum topic_ns ns, struct entry *e,
@@ -359,7 +359,7 @@ void cluster_on_published(struct subscriber *publisher, enum topic_ns ns, struct
     for (uint32_t i = 0; i < e->ntopics; i++) {
         const struct topic *t = e->topics[i];
         bool entered;
-        int k = next_core(t, cluster_name_hash(t->name, t->len), ns, peer, &entered);
+        int k = next_core(t, topic_fnv(t), ns, peer, &entered);
         if (entered)
             entry_set_entered(e, i);
         if (fit)

@@ -30,10 +30,7 @@ uint64_t table_hash_bytes(const void *p, size_t n)
         h ^= s[i];
         h *= 0x100000001b3ULL;
     }
-    h ^= h >> 32;
-    h *= 0xd6e8feb86659fd93ULL;
-    h ^= h >> 32;
-    return h;
+    return table_mix(h);
 }
 
 void *table_find(const struct table *t, uint64_t h, table_eq_fn eq, const void *key)

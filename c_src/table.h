@@ -40,8 +40,24 @@ int table_add(struct table *t, void *item);
 int table_remove(struct table *t, void *item);
 /* Iteration: for (i = 0; i < t->cap; i++) if (t->slots[i]) ... */
 
-/* 64-bit FNV-1a followed by a final mix; good enough and fast for short names. */
+/* 64-bit FNV-1a followed by a final mix (table_mix); good enough and fast
+ * for short names. */
 uint64_t table_hash_bytes(const void *p, size_t n);
+/* The final mix, and its inverse: table_unmix(table_hash_bytes(p, n)) is
+ * the plain FNV-1a of the bytes (the cluster's ownership hash,
+ * cluster_hash.h, without reading a topic's name again: topic_fnv). */
+static inline uint64_t table_mix(uint64_t h)
+{
+    h ^= h >> 32;
+    h *= 0xd6e8feb86659fd93ULL;
+    return h ^ (h >> 32);
+}
+static inline uint64_t table_unmix(uint64_t h)
+{
+    h ^= h >> 32;                 /* (x ^= x >> 32 undoes itself on 64 bits) */
+    h *= 0xcfee444d8b59a89bULL;   /* the inverse of 0xd6e8feb86659fd93 mod 2^64 */
+    return h ^ (h >> 32);
+}
 static inline uint64_t table_hash_ptr(const void *p)
 {
     uint64_t x = (uint64_t)(uintptr_t)p;

@@ -25,10 +25,17 @@ static int topic_eq(const void *item, const void *key)
 /* The shard depends on the name only, so a shard channel and a channel of
  * the same name retain in the same shard; the namespace only perturbs the
  * table slot. */
+#define NS_PERTURB 0x9e3779b97f4a7c15ULL
+
 static uint64_t key_hash(enum topic_ns ns, const char *name, size_t len)
 {
     uint64_t h = table_hash_bytes(name, len);
-    return ns == TOPIC_NS_CHANNEL ? h : h ^ 0x9e3779b97f4a7c15ULL;
+    return ns == TOPIC_NS_CHANNEL ? h : h ^ NS_PERTURB;
+}
+
+uint64_t topic_fnv(const struct topic *t)
+{
+    return table_unmix(t->ns == TOPIC_NS_CHANNEL ? t->hash : t->hash ^ NS_PERTURB);
 }
 
 const struct topic_upstream topic_upstream_none = {.since = INT64_MAX, .seq = UINT64_MAX};

@@ -89,6 +89,9 @@ static inline uint32_t topic_index_count(const struct topic_index *x) { return x
 
 struct topic *topic_find(const struct topic_index *x, enum topic_ns ns, const char *name,
                          size_t len);
+/* The 64-bit FNV-1a of t's name (cluster_name_hash), from the hash kept
+ * for the table: no pass over the name. */
+uint64_t topic_fnv(const struct topic *t);
 /* Finds or creates; NULL on allocation failure. */
 struct topic *topic_intern(struct topic_index *x, enum topic_ns ns, const char *name, size_t len);
 /* Frees t if nothing holds it any more (no subscriber, no entry). */

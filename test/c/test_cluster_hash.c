@@ -5,6 +5,7 @@
 #include "test_util.h"
 
 #include "cluster_hash.h"
+#include "topic.h"
 
 #define NTOPICS 30000
 #define MAXN 8
@@ -130,6 +131,31 @@ static void test_ties_by_name(void **state)
     assert_int_equal(cluster_owner(w, 2, 99), 0);
 }
 
+/* The engine takes a topic's ownership hash from the hash its topic table
+ * keeps (topic_fnv: table_unmix undoes table_hash_bytes's final mix), not
+ * from its name: the same value, for every namespace, every length. */
+static void test_topic_fnv(void **state)
+{
+    (void)state;
+    struct topic_index x;
+    topic_index_init(&x, 16);
+    char name[300];
+    for (int i = 0; i < 2000; i++) {
+        size_t len = (size_t)(i % 7 == 0 ? i % 280 : i % 40); /* empty and long ones too */
+        for (size_t j = 0; j < len; j++)
+            name[j] = (char)(' ' + (i * 31 + (int)j * 7) % 95);
+        for (int ns = TOPIC_NS_CHANNEL; ns <= TOPIC_NS_SHARD; ns++) {
+            struct topic *t = topic_intern(&x, (enum topic_ns)ns, name, len);
+            assert_non_null(t);
+            assert_true(topic_fnv(t) == cluster_name_hash(name, len));
+        }
+    }
+    topic_index_free(&x);
+    /* And the mix's inverse over values a name would not give. */
+    for (uint64_t v = 1; v < (1ull << 62); v = v * 3 + 0x9e37)
+        assert_true(table_unmix(table_mix(v)) == v);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -139,6 +165,7 @@ int main(void)
         tu_test(test_add_moves_only_to_newcomer),
         tu_test(test_balance),
         tu_test(test_ties_by_name),
+        tu_test(test_topic_fnv),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
