@@ -32,7 +32,7 @@ CORE_SRC := c_src/protocol.c c_src/resp.c c_src/glob.c c_src/table.c c_src/subse
             c_src/stats.c c_src/engine.c c_src/conn.c c_src/proto_kraken.c c_src/proto_kraken_link.c c_src/proto_redis.c \
             c_src/redis_pubsub.c c_src/redis_deliver.c c_src/budget.c c_src/server.c c_src/conn_io.c c_src/loop.c c_src/clock.c c_src/config.c c_src/log.c \
             c_src/control_decode.c c_src/metrics.c c_src/health.c c_src/http.c \
-            c_src/cluster_hash.c c_src/cluster_pin.c c_src/cluster_ack.c c_src/cluster.c c_src/cluster_upstream.c c_src/cluster_pattern.c c_src/cluster_shard.c c_src/cluster_link.c \
+            c_src/cluster_hash.c c_src/cluster_pin.c c_src/cluster_ack.c c_src/cluster.c c_src/cluster_upstream.c c_src/cluster_pattern.c c_src/cluster_pattern_lost.c c_src/cluster_shard.c c_src/cluster_link.c \
             c_src/cluster_move.c c_src/cluster_pub.c c_src/cluster_retro.c c_src/cluster_retro_answer.c c_src/cluster_relay.c \
             c_src/cluster_served.c c_src/cluster_entered.c c_src/cluster_fresh.c c_src/cluster_missing.c c_src/cluster_subref.c \
             c_src/cluster_metrics.c c_src/cluster_origin.c \

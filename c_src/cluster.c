@@ -353,6 +353,7 @@ int cluster_configure(const struct cluster_net *net, const char *self, size_t se
     struct owner_set old_cur = cl.cur, old_alt = cl.alt;
     for (size_t j = 0; j < old_n; j++)
         old_cores[j]->idx = -1; /* (left, unless kept: set again below) */
+    bool was_sticky = cl.sticky;
     cl.sticky = false;
     for (size_t i = 0; i < n; i++) {
         cores[i]->idx = (int)i;
@@ -381,6 +382,7 @@ int cluster_configure(const struct cluster_net *net, const char *self, size_t se
         klog(LOG_ERROR, "cluster: out of memory for the view's freshness check");
     struct cluster_point at = cluster_served_now();
     cluster_move_subscriptions(&old_cur, &old_alt, old_cores);
+    cluster_pattern_routes(&old_cur, old_cores, was_sticky);
     cluster_served_push(at);
     cluster_sync_mark();
     for (size_t j = 0; j < old_n; j++)

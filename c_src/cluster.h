@@ -286,5 +286,14 @@ void cluster_link_refused(struct conn *link);
 /* The parent said that these topics (space-separated) were lost upstream:
  * their holders here are disconnected (cluster_relay.c). */
 void cluster_link_lost(struct conn *link, const char *names, size_t len);
+/* The same for Redis patterns (`VALUE plost'): their holders here are
+ * disconnected, a proxy below told (cluster_pattern_lost.c). */
+void cluster_link_plost(struct conn *link, const char *names, size_t len);
+/* Below parents: the topics of an entry pushed on this link that go
+ * through its parent here (their pin, else the hash), kept in v in order,
+ * their count returned; the others come through another parent, which
+ * alone is heeded for them (cluster_pattern_lost.c).  n when the link is
+ * not a parent's. */
+uint32_t cluster_link_keeps(struct conn *link, struct proto_slice *v, uint32_t n);
 
 #endif

@@ -242,6 +242,13 @@ void cluster_open_link(struct cluster_core *k);
  * and any pattern), logging why; returns how many. */
 #define CLUSTER_ANY_CORE (-2)
 uint32_t cluster_doom_holders(int kidx, const char *why);
+/* Disconnects a client that depended on a core now lost (Kraken's
+ * contract: it reconnects and reloads).  Its subscriptions go at once.  A
+ * held publish's reply becomes the publish error (Redis too). */
+void cluster_disconnect(struct conn *c);
+/* A topic or pattern name for a log line: printable ASCII, cut at 64
+ * bytes. */
+void cluster_printable(char *buf, size_t size, const char *p, size_t len);
 /* The same for the topics whose mark is `mark' (not 0): core kidx owns them
  * now, or no one core (kidx -1: the log line names none). */
 uint32_t cluster_doom_marked(int kidx, uint64_t mark, const char *why);
@@ -265,10 +272,33 @@ void cluster_flush(void);
 void cluster_on_topic(struct topic *t, struct subscriber *s, bool gained, void *arg);
 void cluster_on_published(struct subscriber *publisher, enum topic_ns ns, struct entry *e,
                           void *arg);
+/* cluster_pattern_lost.c */
+/* Which patterns a call concerns (by name); NULL: every one. */
+typedef bool (*cluster_pattern_pred)(const char *name, size_t len, void *arg);
+/* Child c (a proxy below) holds patterns pred accepts that may have missed
+ * entries (matching topics of core kidx, or -1; `why' as for
+ * cluster_doom_marked): it is told `VALUE plost', with a log line; its
+ * patterns stay held here.  Returns 1 if it held some, 0 if none, -1 when
+ * out of memory (the caller disconnects it). */
+int cluster_child_plost(struct conn *c, cluster_pattern_pred pred, void *arg, int kidx,
+                        const char *why);
+/* Disconnects every local holder of a pattern pred accepts, logging why;
+ * children are told instead (cluster_child_plost).  Returns how many. */
+uint32_t cluster_pattern_doom(cluster_pattern_pred pred, void *arg, const char *why);
+/* The same for the patterns named, space-separated. */
+uint32_t cluster_pattern_doom_names(const char *names, size_t len, const char *why);
+/* pin_answered's hook (cluster_pin.h): t, released, goes by the hash from
+ * now on; when that picks another parent than up, the holders of the
+ * patterns matching it go. */
+void cluster_pattern_unpinned(struct topic *t, void *up);
+/* After a configuration, below parents: when the set of upstreams changed
+ * (old_cur over old_cores before), every pattern holder goes. */
+void cluster_pattern_routes(const struct owner_set *old_cur, struct cluster_core *const *old_cores,
+                            bool was_sticky);
+
 /* cluster_pattern.c */
 /* Whether core k carries this node's patterns: a member core (not this
- * node, not a parent, not a static upstream), while patterns are
- * clustered here (not below parents). */
+ * node, not a static upstream), or, below parents, a parent. */
 bool cluster_pattern_carried(const struct cluster_core *k);
 /* k's link was just opened: every pattern held here goes on it. */
 void cluster_pattern_link_open(struct cluster_core *k);
@@ -293,16 +323,18 @@ struct cluster_core *cluster_core_for_ns(struct cluster_core *k, enum topic_ns n
 enum op cluster_op_ns(enum op op, enum topic_ns ns);
 
 /* cluster_subref.c */
-/* k's subscribe batch number seq, with these topic names, was sent: kept
- * until answered when this node is k's child (k a parent or a static
- * upstream).  -1: out of memory (close the link). */
-int cluster_subref_sent(struct cluster_core *k, uint64_t seq, struct evbuffer *names);
+/* k's subscribe batch number seq, with these topic names (patterns: Redis
+ * patterns, a link_psubscribe batch), was sent: kept until answered when
+ * this node is k's child (k a parent or a static upstream).  -1: out of
+ * memory (close the link). */
+int cluster_subref_sent(struct cluster_core *k, uint64_t seq, struct evbuffer *names,
+                        bool patterns);
 /* k answered requests up to k->acks.answered: their batches are dropped. */
 void cluster_subref_answered(struct cluster_core *k);
 /* k (index kidx) refused its oldest unanswered request, before the FIFO
  * takes the refusal: if it is a subscribe batch, every local holder of one
- * of its topics is disconnected (a child's link told them lost); returns
- * whether it was one. */
+ * of its topics (or patterns) is disconnected (a child's link told them
+ * lost); returns whether it was one. */
 bool cluster_subref_refused(struct cluster_core *k, int kidx);
 /* Drops every batch kept (the link is gone, or k). */
 void cluster_subref_free(struct cluster_core *k);
@@ -436,6 +468,15 @@ void cluster_relay_free(struct conn *c);
  * cluster_doom_marked).  Returns 1 if it held some, 0 if none, -1 when out
  * of memory (the caller disconnects it). */
 int cluster_child_lost(struct conn *c, int kidx, uint64_t mark, const char *why);
+/* Writes blocks (`VALUE lost', `VALUE plost') to child c: in front of its
+ * held reply, if any (which a refusal may yet replace), else at the end.
+ * Returns 0, or -1 when out of memory. */
+int cluster_child_tell(struct conn *c, struct evbuffer *blocks);
+/* At most this many bytes of names per such block (16 KiB, or
+ * max_request_bytes if smaller: no block passes the child's limit). */
+size_t cluster_lost_limit(void);
+/* Moves the names in cur to out as one `VALUE <kind>' block. */
+int cluster_lost_block(struct evbuffer *out, const char *kind, struct evbuffer *cur);
 /* Child c's held request waited for core k (index kidx, or -1), now lost
  * (its wait there is gone), or, not lost, k (this node's parent) answered
  * that batch with the cluster error: its held publishes that wait for k

@@ -34,8 +34,7 @@
  * link closed, every client of ours that holds a topic through it gone. */
 #define PARENT_WAIT_MS (DEAD_MS + 2 * PING_MS)
 
-/* A topic name for a log line: printable ASCII, cut at 64 bytes. */
-static void printable(char *buf, size_t size, const char *p, size_t len)
+void cluster_printable(char *buf, size_t size, const char *p, size_t len)
 {
     size_t o = 0;
     for (size_t i = 0; i < len && i < 64 && o + 1 < size; i++)
@@ -43,10 +42,7 @@ static void printable(char *buf, size_t size, const char *p, size_t len)
     buf[o] = 0;
 }
 
-/* Disconnects a client that depended on a core now lost (Kraken's
- * contract: it reconnects and reloads).  Its subscriptions go at once.  A
- * held publish's reply becomes the publish error (Redis too). */
-static void disconnect(struct conn *c)
+void cluster_disconnect(struct conn *c)
 {
     router_remove_subscriber(&cl.net.eng->router, &c->sub);
     c->sub.overflowed = true; /* route nothing more to it */
@@ -80,7 +76,7 @@ void cluster_ack_done(struct ack_holder *h, bool ok, void *arg)
             /* A child's link: the replies of its batches that a lost core
              * did not confirm become the error (cluster_relay.c). */
             if (!cluster_child_release(c))
-                disconnect(c);
+                cluster_disconnect(c);
             return;
         }
         c->held_sub = c->held_pub = false;
@@ -101,7 +97,7 @@ void cluster_ack_done(struct ack_holder *h, bool ok, void *arg)
         klog(LOG_WARNING, "%s %" PRIu64 " (%s) waits for core %s to confirm its subscription, "
              "and that core was lost: disconnecting it", c->ops->log_name, c->sub.id, c->peer,
              k->name);
-    disconnect(c);
+    cluster_disconnect(c);
 }
 
 /* ack_done_fn for a refused publish batch (a parent refused it: an owner
@@ -132,7 +128,7 @@ static void refused_done(struct ack_holder *h, bool ok, void *arg)
          "is unavailable): answering the error and disconnecting it (its unanswered "
          "publishes reached this node's subscribers, maybe not the others)",
          c->ops->log_name, c->sub.id, c->peer, k->name);
-    disconnect(c);
+    cluster_disconnect(c);
 }
 
 void cluster_link_refused(struct conn *link)
@@ -195,8 +191,13 @@ uint32_t cluster_doom_marked(int kidx, uint64_t mark, const char *why)
             continue; /* a peer's node sees the core go itself */
         if (c->sub.child) {
             /* A proxy below: told which of its topics are lost, it
-             * disconnects their holders only (cluster_relay.c). */
+             * disconnects their holders only (cluster_relay.c); and so for
+             * its patterns (cluster_pattern_lost.c). */
             int rc = cluster_child_lost(c, kidx, mark, why);
+            if (rc >= 0 && !mark && c->sub.npatterns && cluster_pattern_depends(kidx)) {
+                int prc = cluster_child_plost(c, NULL, NULL, kidx, why);
+                rc = prc < 0 ? prc : rc | prc;
+            }
             if (rc > 0)
                 count++;
             if (rc >= 0)
@@ -212,7 +213,7 @@ uint32_t cluster_doom_marked(int kidx, uint64_t mark, const char *why)
         }
         char name[72];
         if (held) {
-            printable(name, sizeof name, held->name, held->len);
+            cluster_printable(name, sizeof name, held->name, held->len);
             if (kidx >= 0)
                 klog(LOG_WARNING, "%s %" PRIu64 " (%s) holds topic %s owned by core %s, %s: "
                      "disconnecting it", c->ops->log_name, c->sub.id, c->peer, name,
@@ -224,7 +225,7 @@ uint32_t cluster_doom_marked(int kidx, uint64_t mark, const char *why)
             /* A pattern matches every core's topics (cluster_pattern.c). */
             size_t plen;
             const char *p = pattern_name(c->sub.patterns[0], &plen);
-            printable(name, sizeof name, p, plen);
+            cluster_printable(name, sizeof name, p, plen);
             if (kidx >= 0)
                 klog(LOG_WARNING, "%s %" PRIu64 " (%s) holds pattern %s, which matches topics "
                      "of core %s, %s: disconnecting it", c->ops->log_name, c->sub.id, c->peer,
@@ -235,7 +236,7 @@ uint32_t cluster_doom_marked(int kidx, uint64_t mark, const char *why)
         } else {
             continue;
         }
-        disconnect(c);
+        cluster_disconnect(c);
         count++;
     }
     return count;

@@ -288,7 +288,8 @@ bool cluster_link_version(struct conn *link)
         return false; /* none asked: later answers would pair with the wrong requests */
     k->ver_answered++;
     if (k->unpin.n) /* below parents: the unsubscribes it processed (cluster_pin.h) */
-        pin_answered(&k->unpin, &cl.net.eng->router.topics, k, k->ver_answered);
+        pin_answered(&k->unpin, &cl.net.eng->router.topics, k, k->ver_answered,
+                     cluster_pattern_unpinned);
     return true;
 }
 

@@ -28,10 +28,13 @@
  * names the pattern).  A core drained out of both owner sets is no longer
  * depended on.
  *
- * Not clustered (the patterns stay local, as on a single node): below
- * parents (a child holding a pattern at one parent would get its own
- * entries back through the parent it published them to), and at static
- * upstreams (the original Kraken knows no patterns). */
+ * Below parents, a node holds its patterns at every parent the same way
+ * (each holds them at every core, for its child as for a client), and
+ * keeps an entry's topic only from the parent that topic goes to, the one
+ * its own publishes of it go through (cluster_link_keeps,
+ * cluster_pattern_lost.c): each (entry, topic) once, never its own back.
+ * Not at static upstreams (the original Kraken knows no patterns): there
+ * a pattern subscriber gets what this node holds upstream anyway. */
 #include <event2/buffer.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -41,7 +44,9 @@
 
 bool cluster_pattern_carried(const struct cluster_core *k)
 {
-    return !cl.sticky && !k->self && !k->parent && k->poll_ms <= 0;
+    /* Below parents the parents carry them (a static upstream never:
+     * cluster_core_member is false for both). */
+    return !k->self && (cl.sticky ? k->parent : cluster_core_member(k));
 }
 
 static int send_one(const char *name, size_t len, void *arg)
@@ -67,8 +72,6 @@ static bool owns_in(const struct owner_set *s, size_t k)
 
 bool cluster_pattern_depends(int kidx)
 {
-    if (cl.sticky)
-        return false;
     if (kidx == CLUSTER_ANY_CORE)
         return true;
     if (kidx < 0 || (size_t)kidx >= cl.n)
@@ -110,8 +113,7 @@ bool cluster_on_pattern(const char *name, size_t len, struct subscriber *s, uint
 
 bool cluster_pattern_subscribable(void)
 {
-    /* (below parents: served locally) */
-    return cl.sticky || !cluster_missing_refuse_any("pattern subscribes");
+    return !cluster_missing_refuse_any("pattern subscribes");
 }
 
 bool cluster_pattern_to_peers(const struct subscriber *publisher, const struct topic *t,

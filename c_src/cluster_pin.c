@@ -53,28 +53,33 @@ int pin_release(struct pin_fifo *f, struct topic_index *x, struct topic *t, void
 }
 
 /* Pops the oldest wait: its topic is unpinned when nothing more waits for
- * up and nobody holds it. */
-static void pop(struct pin_fifo *f, struct topic_index *x, void *up)
+ * up and nobody holds it (then `unpinned', if not NULL, is told). */
+static void pop(struct pin_fifo *f, struct topic_index *x, void *up,
+                void (*unpinned)(struct topic *t, void *up))
 {
     struct topic *t = f->v[f->head].t;
     f->head = (f->head + 1) & (f->cap - 1);
     f->n--;
     struct topic_upstream *u = t->up; /* (it waited: it has one) */
-    if (--u->pin_waits == 0 && u->pin == up && !held(t))
+    if (--u->pin_waits == 0 && u->pin == up && !held(t)) {
         u->pin = NULL;
+        if (unpinned)
+            unpinned(t, up);
+    }
     topic_unref(x, t);
 }
 
-void pin_answered(struct pin_fifo *f, struct topic_index *x, void *up, uint64_t answered)
+void pin_answered(struct pin_fifo *f, struct topic_index *x, void *up, uint64_t answered,
+                  void (*unpinned)(struct topic *t, void *up))
 {
     while (f->n && f->v[f->head].ver <= answered)
-        pop(f, x, up);
+        pop(f, x, up, unpinned);
 }
 
 void pin_drop(struct pin_fifo *f, struct topic_index *x, void *up)
 {
     while (f->n)
-        pop(f, x, up);
+        pop(f, x, up, NULL);
 }
 
 void pin_fifo_free(struct pin_fifo *f, struct topic_index *x, void *up)

@@ -67,8 +67,11 @@ int pin_release(struct pin_fifo *f, struct topic_index *x, struct topic *t, void
                 uint64_t ver);
 
 /* up answered its `version` requests up to number `answered`: the waits
- * they close are over; a topic held by nobody then is unpinned. */
-void pin_answered(struct pin_fifo *f, struct topic_index *x, void *up, uint64_t answered);
+ * they close are over; a topic held by nobody then is unpinned, and
+ * `unpinned' (if not NULL) is told (from then on it goes by the hash, which
+ * may pick another upstream: cluster_pattern_lost.c). */
+void pin_answered(struct pin_fifo *f, struct topic_index *x, void *up, uint64_t answered,
+                  void (*unpinned)(struct topic *t, void *up));
 
 /* up's link is gone (or up left): nothing more comes from it, every wait is
  * over. */

@@ -186,13 +186,40 @@ void cluster_relay_finish(struct conn *c)
  * max_request_bytes, if smaller). */
 #define LOST_BLOCK (16u << 10)
 
-/* Moves the names in cur to out as one `VALUE lost' block. */
-static int lost_block(struct evbuffer *out, struct evbuffer *cur)
+int cluster_child_tell(struct conn *c, struct evbuffer *blocks)
 {
-    if (evbuffer_add_printf(out, "VALUE lost %zu\r\n", evbuffer_get_length(cur)) < 0 ||
+    /* A held reply (its link_retro or its batch, waiting for another core)
+     * may yet be replaced (NOT_FOUND: kraken_retro_refused keeps what
+     * precedes held_from only): the blocks go in front of it. */
+    size_t blen = evbuffer_get_length(blocks);
+    if ((conn_held(c) || c->held_sub || c->held_pub) &&
+        evbuffer_get_length(c->out) >= c->held_from) {
+        if (insert_before_reply(c, blocks) < 0)
+            return -1;
+        c->held_from += blen;
+        return 0;
+    }
+    return evbuffer_add_buffer(c->out, blocks) < 0 ? -1 : 0;
+}
+
+size_t cluster_lost_limit(void)
+{
+    size_t max = cl.net.eng->cfg.max_request_bytes;
+    return max < LOST_BLOCK ? max : LOST_BLOCK;
+}
+
+int cluster_lost_block(struct evbuffer *out, const char *kind, struct evbuffer *cur)
+{
+    if (evbuffer_add_printf(out, "VALUE %s %zu\r\n", kind, evbuffer_get_length(cur)) < 0 ||
         evbuffer_add_buffer(out, cur) < 0 || evbuffer_add(out, "\r\nEND\r\n", 7) < 0)
         return -1;
     return 0;
+}
+
+/* Moves the names in cur to out as one `VALUE lost' block. */
+static int lost_block(struct evbuffer *out, struct evbuffer *cur)
+{
+    return cluster_lost_block(out, "lost", cur);
 }
 
 int cluster_child_lost(struct conn *c, int kidx, uint64_t mark, const char *why)
@@ -207,8 +234,7 @@ int cluster_child_lost(struct conn *c, int kidx, uint64_t mark, const char *why)
         return -1;
     }
     size_t n = 0;
-    size_t limit = c->eng->cfg.max_request_bytes < LOST_BLOCK ? c->eng->cfg.max_request_bytes
-                                                              : LOST_BLOCK;
+    size_t limit = cluster_lost_limit();
     struct evbuffer *cur = evbuffer_new(); /* the block being filled: its names */
     if (!cur)
         goto nomem;
@@ -230,18 +256,8 @@ int cluster_child_lost(struct conn *c, int kidx, uint64_t mark, const char *why)
     if (n) {
         if (lost_block(names, cur) < 0)
             goto nomem; /* names holds every block now */
-        /* A held reply (its link_retro or its batch, waiting for another
-         * core) may yet be replaced (NOT_FOUND: kraken_retro_refused keeps
-         * what precedes held_from only): the block goes in front of it. */
-        size_t blen = evbuffer_get_length(names);
-        if ((conn_held(c) || c->held_sub || c->held_pub) &&
-            evbuffer_get_length(c->out) >= c->held_from) {
-            if (insert_before_reply(c, names) < 0)
-                goto nomem;
-            c->held_from += blen;
-        } else if (evbuffer_add_buffer(c->out, names) < 0) {
+        if (cluster_child_tell(c, names) < 0)
             goto nomem;
-        }
         if (kidx >= 0 && (size_t)kidx < cl.n)
             klog(LOG_WARNING, "client %" PRIu64 " (%s), a proxy below this node, held %zu "
                  "topic(s) (%.*s%s) owned by core %s, %s: told it", c->sub.id, c->peer, n,

@@ -16,7 +16,8 @@
  * a link to a parent, and a link to a static upstream too (it says `set
  * child' there: a Kraken in C upstream in a cluster of its own refuses
  * the same way); not a link to a core (a peer's subscribes are never
- * refused). */
+ * refused).  The same for the Redis patterns of a `link_psubscribe' batch
+ * to a parent, whose holders are disconnected (cluster_pattern_lost.c). */
 #include <event2/buffer.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,11 +30,13 @@
 struct cluster_subref {
     struct cluster_subref *next;
     uint64_t seq; /* its number in k->acks */
+    bool patterns; /* a link_psubscribe batch (Redis patterns, to a parent) */
     size_t len;
     char names[]; /* space-separated, as sent */
 };
 
-int cluster_subref_sent(struct cluster_core *k, uint64_t seq, struct evbuffer *names)
+int cluster_subref_sent(struct cluster_core *k, uint64_t seq, struct evbuffer *names,
+                        bool patterns)
 {
     if (!k->parent && k->poll_ms <= 0)
         return 0; /* a peer's link (cluster_open_link) */
@@ -46,6 +49,7 @@ int cluster_subref_sent(struct cluster_core *k, uint64_t seq, struct evbuffer *n
     }
     r->next = NULL;
     r->seq = seq;
+    r->patterns = patterns;
     r->len = len;
     evbuffer_copyout(names, r->names, len);
     if (k->subref_tail)
@@ -73,6 +77,14 @@ bool cluster_subref_refused(struct cluster_core *k, int kidx)
     if (!r || r->seq != k->acks.answered + 1)
         return false; /* the refused request is not a subscribe batch */
     struct engine *eng = cl.net.eng;
+    if (r->patterns) {
+        uint32_t n = cluster_pattern_doom_names(r->names, r->len,
+                                                "which its parent refused (a core above it is "
+                                                "unavailable)");
+        klog(LOG_WARNING, "cluster: %s refused a link_psubscribe batch (a core above it is "
+             "unavailable): %u holder(s) of its patterns disconnected", k->name, n);
+        return true;
+    }
     uint64_t mark = ++eng->router.epoch;
     uint32_t held = 0;
     for (size_t i = 0; i < r->len;) {

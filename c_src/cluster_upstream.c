@@ -67,8 +67,8 @@ void cluster_emit(struct cluster_core *k)
         if (acked) {
             uint64_t n = ack_fifo_send(&k->acks);
             k->last_req[k->pend_op] = n;
-            if (k->pend_op == OP_SUB)
-                keep_failed = cluster_subref_sent(k, n, k->pend) < 0;
+            if (k->pend_op == OP_SUB || k->pend_op == OP_PSUB)
+                keep_failed = cluster_subref_sent(k, n, k->pend, k->pend_op == OP_PSUB) < 0;
         }
         evbuffer_add_buffer(c->out, k->pend);
         evbuffer_add(c->out, "\r\n", 2);

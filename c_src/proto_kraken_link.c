@@ -234,14 +234,23 @@ static int link_name(struct router *r, struct subscriber *s, enum proto_cmd cmd,
 /* `set link_psubscribe` / `set link_punsubscribe`: the Redis patterns a
  * peer's node's local clients hold, routed to the peer only for entries
  * that entered the cluster here (docs/cluster.md "Patterns",
- * cluster_pattern.c); `set link_ssubscribe` / `set link_sunsubscribe`: the
- * Redis shard channels they hold, here at their owner ("Shard channels",
- * cluster_shard.c).  Names space-separated.  Extensions only a peer sends:
- * anyone else gets ERROR, as for an unknown command. */
+ * cluster_pattern.c), or those of a child's (a proxy below), held for it
+ * as for a client; `set link_ssubscribe` / `set link_sunsubscribe`: the
+ * Redis shard channels a peer's node's clients hold, here at their owner
+ * ("Shard channels", cluster_shard.c).  Names space-separated.  Extensions
+ * only a peer (or for patterns, a child) sends: anyone else gets ERROR, as
+ * for an unknown command. */
 const char *kraken_link_names(struct conn *c, const struct proto_request *req)
 {
-    if (!c->sub.peer)
+    bool patterns =
+        req->cmd == PROTO_SET_LINK_PSUBSCRIBE || req->cmd == PROTO_SET_LINK_PUNSUBSCRIBE;
+    if (!c->sub.peer && !(c->sub.child && patterns))
         return "ERROR\r\n";
+    /* A child's patterns are held here as a client's: at every core, the
+     * reply waiting for them; refused whole (its link stays) when a core
+     * the view names is not live here. */
+    if (c->sub.child && req->cmd == PROTO_SET_LINK_PSUBSCRIBE && !cluster_pattern_subscribable())
+        return CLUSTER_ERR_UNAVAILABLE;
     const char *cur = req->data, *end = req->data + req->data_len;
     struct proto_slice t;
     while (proto_next_topic(&cur, end, &t))

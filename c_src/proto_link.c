@@ -38,6 +38,10 @@
  *   VALUE lost <n> <topics> END      from a parent (this node is its child):
  *                                    those topics' owner was lost upstream;
  *                                    their holders here are disconnected
+ *   VALUE plost <n> <patterns> END   from a parent: those Redis patterns may
+ *                                    have missed entries upstream (a core
+ *                                    was lost); their holders here are
+ *                                    disconnected (cluster_pattern_lost.c)
  *   an error before the link is up, from a static upstream: it refused push
  *                                    mode; the link reopens in polling mode
  *                                    (so does a close before the link is up:
@@ -63,6 +67,7 @@
 #define VALUE_PREFIX "VALUE messages 0 "
 #define RETRO_PREFIX "VALUE retro "
 #define LOST_PREFIX "VALUE lost "
+#define PLOST_PREFIX "VALUE plost "
 
 static bool starts(const char *line, size_t len, const char *lit)
 {
@@ -82,6 +87,12 @@ static int publish_block(struct conn *c, const char *block, size_t len)
     while ((rc = proto_next_link_entry(&cur, end, &e, &shard, &error)) == 1) {
         long nt = engine_split_topics(eng, e.topics.p, e.topics.len);
         struct router_publish_result res;
+        if (nt > 0 && !shard) /* below parents: the ones that come through this one */
+            nt = cluster_link_keeps(c, eng->slices, (uint32_t)nt);
+        if (nt == 0) {
+            link_state(c)->received++;
+            continue;
+        }
         if (nt < 0 || router_publish_ns(&eng->router, &c->sub,
                                         shard ? TOPIC_NS_SHARD : TOPIC_NS_CHANNEL, eng->slices,
                                         (uint32_t)nt, e.payload.p, e.payload.len,
@@ -186,12 +197,15 @@ static enum conn_status link_process(struct conn *c)
             cluster_link_progress(c); /* a long answer must not look like a dead peer */
             continue;
         }
-        if (starts(line, linelen, LOST_PREFIX)) {
-            /* VALUE lost <n>: the parent lost these topics upstream */
+        bool plost = starts(line, linelen, PLOST_PREFIX);
+        if (plost || starts(line, linelen, LOST_PREFIX)) {
+            /* VALUE lost <n>: the parent lost these topics upstream;
+             * VALUE plost <n>: its patterns may have missed entries */
             uint64_t n;
-            size_t pl = strlen(LOST_PREFIX);
+            size_t pl = strlen(plost ? PLOST_PREFIX : LOST_PREFIX);
             if (proto_parse_u64(line + pl, linelen - pl, (uint64_t)1 << 40, &n) < 0 ||
-                too_long(c, "lost", n, cfg->max_queue_bytes + cfg->max_request_bytes))
+                too_long(c, plost ? "plost" : "lost", n,
+                         cfg->max_queue_bytes + cfg->max_request_bytes))
                 break;
             const char *body;
             size_t need;
@@ -199,8 +213,8 @@ static enum conn_status link_process(struct conn *c)
             if (got == 0)
                 return CONN_OK;
             if (got < 0)
-                break; /* the topics end with their CRLF, then END */
-            cluster_link_lost(c, body, (size_t)n);
+                break; /* the names end with their CRLF, then END */
+            (plost ? cluster_link_plost : cluster_link_lost)(c, body, (size_t)n);
             evbuffer_drain(in, need);
             continue;
         }

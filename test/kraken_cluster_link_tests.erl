@@ -112,6 +112,9 @@ link_test_() ->
                     "it; that core's link lost disconnects nobody", fun pattern_non_owner/0}},
      {timeout, 30, {"a view not confirmed for 1.5 s (a stopped node) disconnects the pattern "
                     "holders as it does the topics' holders", fun pattern_stale/0}},
+     {timeout, 30, {"below a parent: a PSUBSCRIBE waits for its STORED; VALUE plost "
+                    "disconnects that pattern's holders only; a refused link_psubscribe "
+                    "batch its patterns' holders", fun pattern_below_parent/0}},
      {timeout, 30, {"this core a move's other owner: its clients' entries (a Redis PUBLISH "
                     "too) reach a peer only through the owner, by topic or pattern; a peer's "
                     "reach it here", fun peer_rules_other_owner/0}},
@@ -581,6 +584,58 @@ pattern_non_owner() ->
                                                                             <<"still">>]))),
                       [gen_tcp:close(X) || X <- [R, P]]
               end).
+
+%% Below a parent (the fake, holding every request until the test
+%% answers; docs/cluster.md, "Patterns below parents"): a PSUBSCRIBE sends
+%% `link_psubscribe' there and its reply waits for the STORED; an entry the
+%% parent pushes reaches it; `VALUE plost' naming the pattern disconnects
+%% its holder and nobody else (a holder of another pattern stays and gets
+%% the next entry); a `link_psubscribe' batch the parent refuses (a core
+%% above it unavailable) disconnects its pattern's holder, and the link stays.
+pattern_below_parent() ->
+    RedisPort = kraken_cluster_tests:free_port(),
+    with(hold, [{redis_port, RedisPort}], parent,
+         fun(_S, _T, _Fake) ->
+                 Ctx = #{redis_ports => #{solo => RedisPort}},
+                 Psub = fun(Pat) ->
+                                R = kraken_cluster_tests:redis_connect(Ctx, solo),
+                                ok = gen_tcp:send(R, kraken_cluster_tests:resp([<<"PSUBSCRIBE">>,
+                                                                                Pat])),
+                                receive {fake_req, <<"link_psubscribe">>, L, Pat} -> {R, L}
+                                after 5000 -> error(no_link_psubscribe)
+                                end
+                        end,
+                 Reply = fun(R, Pat) -> kraken_cluster_tests:redis_expect(
+                                          R, kraken_cluster_tests:resp_push([<<"psubscribe">>,
+                                                                             Pat], 1))
+                         end,
+                 {A, Link} = Psub(<<"pa_*">>),
+                 ?assertEqual({error, timeout}, gen_tcp:recv(A, 0, 300)), % waits
+                 ok = gen_tcp:send(Link, <<"STORED\r\n">>),
+                 ok = Reply(A, <<"pa_*">>),
+                 {B, Link} = Psub(<<"pb_*">>),
+                 ok = gen_tcp:send(Link, <<"STORED\r\n">>),
+                 ok = Reply(B, <<"pb_*">>),
+                 ok = gen_tcp:send(Link, block_messages([{[<<"pa_1">>, <<"pb_1">>], <<"one">>}])),
+                 Pm = fun(Pat, Chan, Msg) ->
+                              iolist_to_binary(kraken_cluster_tests:resp([<<"pmessage">>, Pat,
+                                                                          Chan, Msg]))
+                      end,
+                 ok = kraken_cluster_tests:redis_expect(A, Pm(<<"pa_*">>, <<"pa_1">>, <<"one">>)),
+                 ok = kraken_cluster_tests:redis_expect(B, Pm(<<"pb_*">>, <<"pb_1">>, <<"one">>)),
+                 ok = gen_tcp:send(Link, <<"VALUE plost 4\r\npa_*\r\nEND\r\n">>),
+                 ok = kraken_cluster_tests:closed_within(A, erlang:monotonic_time(millisecond),
+                                                         3000),
+                 ok = gen_tcp:send(Link, block_messages([{[<<"pb_2">>], <<"two">>}])),
+                 ok = kraken_cluster_tests:redis_expect(B, Pm(<<"pb_*">>, <<"pb_2">>, <<"two">>)),
+                 {C, Link} = Psub(<<"pc_*">>),
+                 ok = gen_tcp:send(Link, <<"SERVER_ERROR cluster core unavailable\r\n">>),
+                 ok = kraken_cluster_tests:closed_within(C, erlang:monotonic_time(millisecond),
+                                                         3000),
+                 ok = gen_tcp:send(Link, block_messages([{[<<"pb_3">>], <<"three">>}])),
+                 ok = kraken_cluster_tests:redis_expect(B, Pm(<<"pb_*">>, <<"pb_3">>, <<"three">>)),
+                 gen_tcp:close(B)
+         end).
 
 %% A node whose view is not confirmed for 1.5 s (its VM or engine stopped,
 %% docs/cluster.md "Failures") disconnects the clients holding topics: the

@@ -238,11 +238,24 @@ node_name(#{prefix := Prefix}, Name) ->
 node_atom(Ctx = #{host := Host}, Name) ->
     list_to_atom(node_name(Ctx, Name) ++ "@" ++ Host).
 
+%% A port free now, below the kernel's ephemeral range (32768 and up here):
+%% a port from that range may be taken by an outgoing connection (the
+%% nodes' links, distribution) before the node started on it listens
+%% ("address already in use", seen in setups that pick 20 ports at once).
 free_port() ->
+    free_port(50).
+
+free_port(0) ->
     {ok, L} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
     {ok, Port} = inet:port(L),
     ok = gen_tcp:close(L),
-    Port.
+    Port;
+free_port(Tries) ->
+    Port = 20000 + rand:uniform(12000),
+    case gen_tcp:listen(Port, [{ip, {127, 0, 0, 1}}, {reuseaddr, true}]) of
+        {ok, L} -> ok = gen_tcp:close(L), Port;
+        {error, _} -> free_port(Tries - 1)
+    end.
 
 rpc(Ctx, Name, M, F, A) ->
     rpc:call(node_atom(Ctx, Name), M, F, A, 10000).

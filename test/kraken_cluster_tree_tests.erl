@@ -81,6 +81,9 @@ tree_test_() ->
                {timeout, 60, {"each (entry, topic) once through two proxies, never back to "
                               "its publisher; a publish on q1 answered once the core routed it",
                               fun() -> exactly_once(Ctx) end}},
+               {timeout, 60, {"Redis patterns below parents: each (entry, topic) once on "
+                              "q1 and r1, from publishers on every node, never their own "
+                              "back", fun() -> redis_patterns(Ctx) end}},
                {timeout, 60, {"retro_subscribe on q1 through its parent: every entry since "
                               "the horizon once, in order; NOT_FOUND only when a core lost "
                               "them", fun() -> retro(Ctx) end}},
@@ -112,7 +115,8 @@ tree_test_() ->
 setup() ->
     Ctx0 = kraken_cluster_tests:base_ctx("ktr"),
     Ports = maps:from_list([{N, free_port()} || N <- ?NODES]),
-    Ctx = Ctx0#{ports => Ports},
+    RedisPorts = maps:from_list([{N, free_port()} || N <- ?NODES]),
+    Ctx = Ctx0#{ports => Ports, redis_ports => RedisPorts},
     %% A failed start fails the setup, and eunit then runs no cleanup.
     try maps:from_list(start(Ctx, ?NODES)) of
         OsPids -> Ctx#{os_pids => OsPids}
@@ -136,7 +140,7 @@ cleanup(Ctx = #{tmp := Tmp, os_pids := OsPids}) ->
 
 %% Starts nodes at once: `[{Name, OsPid}]'.  Cores join each other, p1 and
 %% p2 join c1, q1 names p1 and p2 as its parents (nothing else).
-start(Ctx = #{ports := Ports}, Ns) ->
+start(Ctx = #{ports := Ports, redis_ports := RedisPorts}, Ns) ->
     Self = self(),
     Opts = fun(c1) -> ["role", "core", "cluster_nodes", list(Ctx, [c2])];
               (c2) -> ["role", "core", "cluster_nodes", list(Ctx, [c1])];
@@ -148,7 +152,9 @@ start(Ctx = #{ports := Ports}, Ns) ->
     [spawn_link(fun() ->
                         Args = ["start", "-kraken", "tcp_server_port",
                                 integer_to_list(maps:get(N, Ports)),
-                                "-kraken", "listen_ip", "\"127.0.0.1\""] ++
+                                "-kraken", "listen_ip", "\"127.0.0.1\"",
+                                "-kraken", "redis_port",
+                                integer_to_list(maps:get(N, RedisPorts))] ++
                             lists:append([["-kraken", K, V] || [K, V] <- pairs(Opts(N))]) ++
                             engine_args(),
                         Self ! {started, N, script(Ctx, N, Args)}
@@ -242,6 +248,58 @@ exactly_once(Ctx) ->
          ?assertEqual({I, [{[T], Big}]}, {I, kraken_client:receive_messages(Sub)})
      end || Pub <- Pubs, I <- lists:seq(1, 2)],
     [kraken_client:disconnect(S) || S <- [Sub | Pubs] ++ [S || {_, S} <- Clients]],
+    ok.
+
+%% Redis patterns below parents (docs/cluster.md, "Patterns below
+%% parents"): a PSUBSCRIBE on q1 (below p1, p2) and on r1 (below q1, p2)
+%% gets each (entry, topic) once, whoever published it: Kraken clients on
+%% every node (q1 and r1 among them: their own entries come back through
+%% the other parent, and are kept only from the one they went through,
+%% which never sends them back), Redis PUBLISHes on q1 and r1; a Kraken
+%% client of q1 holding half of the topics (pinned to a parent) gets them
+%% once too.  Before, the pattern subscribers got only what was published
+%% on their own node or on topics it held anyway.
+redis_patterns(Ctx) ->
+    Pool = [list_to_binary("tpat_" ++ integer_to_list(I)) || I <- lists:seq(1, 200)],
+    Routed = [{route3(Ctx, T), T} || T <- Pool],
+    Topics = lists:append([lists:sublist([T || {R, T} <- Routed, R =:= W], 1)
+                           || W <- [{node_atom(Ctx, R), node_atom(Ctx, P), node_atom(Ctx, C)}
+                                    || R <- [q1, p2], P <- [p1, p2], C <- ?CORES]]),
+    ?assertEqual(8, length(Topics)),
+    Held = [T || {I, T} <- lists:zip(lists:seq(1, 8), Topics), I rem 2 =:= 1],
+    K = connect(Ctx, q1), ok = kraken_client:subscribe(K, Held),
+    Pat = <<"tpat_*">>,
+    Subs = [{N, psubscribe(Ctx, N, Pat)} || N <- [q1, r1]],
+    Kraken = [{N, connect(Ctx, N)} || N <- [q1, r1, p1, p2, c1, c2, s1]],
+    Published =
+        lists:append(
+          [begin
+               One = [{[T], iolist_to_binary([atom_to_list(N), "/", T])} || T <- Topics],
+               All = {[<<"other">> | Topics], iolist_to_binary([atom_to_list(N), "/all"])},
+               ok = kraken_client:publish(S, One ++ [All, {[<<"other">>], <<"x">>}]),
+               One ++ [All]
+           end || {N, S} <- Kraken]),
+    Redis = [{N, kraken_cluster_tests:redis_connect(Ctx, N)} || N <- [q1, r1]],
+    RedisPub =
+        [begin
+             Msg = iolist_to_binary(["redis/", atom_to_list(N), "/", T]),
+             ok = gen_tcp:send(R, kraken_cluster_tests:resp([<<"PUBLISH">>, T, Msg])),
+             {[T], Msg}
+         end || {N, R} <- Redis, T <- Topics],
+    Expected = lists:sort([{P, T} || {Ts, P} <- Published ++ RedisPub, T <- Ts,
+                                     T =/= <<"other">>]),
+    [?assertEqual({N, Expected},
+                  {N, lists:sort(kraken_cluster_tests:redis_pmessages(R, length(Expected)))})
+     || {N, R} <- Subs],
+    HeldExpected = lists:sort([{P, T} || {P, T} <- Expected, lists:member(T, Held)]),
+    ?assertEqual(HeldExpected, receive_pairs(K, length(HeldExpected), 10000)),
+    %% Nothing more: no entry twice, none of `other'.
+    timer:sleep(500),
+    [?assertEqual({N, {error, timeout}, <<>>}, {N, gen_tcp:recv(R, 0, 100), get({redis_buf, R})})
+     || {N, R} <- Subs],
+    ?assertEqual([], kraken_client:receive_messages(K)),
+    [gen_tcp:close(R) || {_, R} <- Subs ++ Redis],
+    [kraken_client:disconnect(S) || S <- [K | [S || {_, S} <- Kraken]]],
     ok.
 
 retro(Ctx) ->
@@ -442,13 +500,18 @@ parent_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
     Z = connect(Ctx, q1), ok = kraken_client:subscribe(Z, [Via1, Via2]),  % disconnected
     W = connect(Ctx, p2), ok = kraken_client:subscribe(W, [Via1, Via2]),  % stays
     Pub = connect(Ctx, c1),
+    %% A Redis pattern holder on q1 depends on both parents (it is held at
+    %% each): disconnected.
+    PY = psubscribe(Ctx, q1, <<"tk_*">>),
     ok = kraken_client:publish(Pub, [{[Via1, Via2], <<"before">>}]),
     [?assertMatch([_ | _], receive_pairs(S, 1, 5000)) || S <- [X, Y, W]],
     ?assertEqual(2, length(receive_pairs(Z, 2, 5000))),
     _ = receive_pairs(W, 1, 1000),
     T0 = erlang:monotonic_time(millisecond),
     _ = os:cmd("kill -9 -" ++ integer_to_list(maps:get(p1, OsPids))),
-    [closed_within(S, T0, 3000) || S <- [Y, Z]],
+    [closed_within(S, T0, 3000) || S <- [Y, Z, PY]],
+    logged(Ctx, q1, "holds pattern tk_\\*, which matches topics of core " ++
+               node_name(Ctx, p1) ++ "@"),
     Log = filename:join(Tmp, node_name(Ctx, q1) ++ ".console.log"),
     ok = wait_until(fun() ->
                             {ok, Text} = file:read_file(Log),
@@ -468,6 +531,16 @@ parent_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
     ok = kraken_client:publish(Pub, [{[Via1], <<"moved">>}]),
     ?assertEqual([{<<"moved">>, Via1}], receive_pairs(V, 1, 5000)),
     kraken_client:disconnect(W),
+    %% A pattern holder on q1 while p1 is away: when p1 is back, the
+    %% topics nobody holds on q1 go by a hash over both parents again, and
+    %% an entry in flight could come through either or neither: it is
+    %% disconnected (docs/cluster.md, "Patterns below parents").
+    PZ = psubscribe(Ctx, q1, <<"tk_*">>),
+    ok = kraken_client:publish(Pub, [{[Via1, Via2], <<"pattern">>}]),
+    ?assertEqual(lists:sort([{<<"pattern">>, Via1}, {<<"pattern">>, Via2}]),
+                 lists:sort(kraken_cluster_tests:redis_pmessages(PZ, 2))),
+    ?assertEqual([{<<"pattern">>, Via2}], receive_pairs(X, 1, 5000)),
+    ?assertEqual([{<<"pattern">>, Via1}], receive_pairs(V, 1, 5000)),
     %% Two clients of q1 hold the Many topics (all through p2 now), while
     %% a client of c1, one of p2 and one of q1 publish to them without a
     %% pause.  p1 restarts with the same name: sticky parents, nothing
@@ -485,6 +558,9 @@ parent_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
     ok = wait_until(fun() -> links_up(Ctx, r1, [q1, p2]) end, 20000),
     ok = wait_until(fun() -> links_up(Ctx, s1, [c1]) end, 20000),
     ok = wait_until(fun() -> links_up(Ctx, p1, ?CORES) end, 10000),
+    closed_within(PZ, erlang:monotonic_time(millisecond), 3000),
+    logged(Ctx, q1, "holds pattern tk_\\*, whose topics may come through another parent from "
+           "now on \\(the set of parents changed\\)"),
     timer:sleep(500),
     Results = [stop(P, published) || P <- Pubs],
     timer:sleep(500),
@@ -569,6 +645,22 @@ parent_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
 
 %% Per live upstream of Name's engine: how many topics it holds there
 %% (cluster_status' UPSTREAM_TOPICS), sorted by name.
+%% A Redis client of node N holding pattern Pat.
+psubscribe(Ctx, N, Pat) ->
+    R = kraken_cluster_tests:redis_connect(Ctx, N),
+    ok = gen_tcp:send(R, kraken_cluster_tests:resp([<<"PSUBSCRIBE">>, Pat])),
+    ok = kraken_cluster_tests:redis_expect(
+           R, kraken_cluster_tests:resp_push([<<"psubscribe">>, Pat], 1)),
+    R.
+
+%% Node N's log has a line matching Re, within 3 s.
+logged(Ctx = #{tmp := Tmp}, N, Re) ->
+    Log = filename:join(Tmp, node_name(Ctx, N) ++ ".console.log"),
+    ok = wait_until(fun() ->
+                            {ok, Text} = file:read_file(Log),
+                            re:run(Text, Re, [{capture, none}]) =:= match
+                    end, 3000).
+
 upstream_topics(Ctx, Name) ->
     lists:sort([{binary_to_atom(N), Topics}
                 || {N, _, _, _, Topics, _, _, _, _} <- kraken_cluster_tests:rpc(
@@ -767,6 +859,11 @@ core_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
     RZ = connect(Ctx, r1), ok = kraken_client:subscribe(RZ, [RK3, RL2]),   % disconnected
     SX = connect(Ctx, s1), ok = kraken_client:subscribe(SX, [SK]),         % stays
     SY = connect(Ctx, s1), ok = kraken_client:subscribe(SY, [SL, SK]),     % disconnected
+    %% Redis pattern holders on q1 and r1 (held at every parent, each of
+    %% which holds them at every core): each parent names them lost (`VALUE
+    %% plost'), and q1 passes it down to r1: both are disconnected.
+    PQ = psubscribe(Ctx, q1, <<"tcpat_*">>),
+    PR = psubscribe(Ctx, r1, <<"tcpat_*">>),
     Pub = connect(Ctx, c1),
     H = next_second(),
     ok = kraken_client:publish(Pub, [{[K1, K2, L1, L2, RL3, RL2, RK3, RK2, SL, SK],
@@ -782,7 +879,7 @@ core_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
     persistent_term:put({?MODULE, child_topic}, topic_via(Ctx, "tq_", p1, c1)),
     T0 = erlang:monotonic_time(millisecond),
     _ = os:cmd("kill -9 -" ++ integer_to_list(maps:get(c2, OsPids))),
-    [closed_within(S, T0, 3000) || S <- [Y, Z, RY, RZ, SY]],
+    [closed_within(S, T0, 3000) || S <- [Y, Z, RY, RZ, SY, PQ, PR]],
     Logged = fun(N, T, Parent) ->
                      Log = filename:join(Tmp, node_name(Ctx, N) ++ ".console.log"),
                      ok = wait_until(
@@ -798,6 +895,12 @@ core_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
     Logged(r1, RL3, q1),
     Logged(r1, RL2, p2),
     Logged(s1, SL, c1),
+    logged(Ctx, q1, "holds pattern tcpat_\\*, which parent " ++ node_name(Ctx, p1) ++ "@\\S+ "
+           "lost upstream|holds pattern tcpat_\\*, which parent " ++ node_name(Ctx, p2) ++
+           "@\\S+ lost upstream"),
+    logged(Ctx, r1, "holds pattern tcpat_\\*, which parent \\S+ lost upstream"),
+    [logged(Ctx, P, "a proxy below this node, held 1 pattern\\(s\\) \\(tcpat_\\*\\) matching "
+            "topics of core " ++ node_name(Ctx, c2) ++ "@") || P <- [p1, p2]],
     %% X, RX and SX were not disturbed.
     ok = kraken_client:publish(Pub, [{[K1, K2, RK3, RK2, SK], <<"after">>}]),
     ?assertEqual(lists:sort([{<<"after">>, K1}, {<<"after">>, K2}]), receive_pairs(X, 2, 5000)),
@@ -812,6 +915,12 @@ core_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
     V = connect(Ctx, q1), ok = kraken_client:subscribe(V, [L1, L2]),
     ok = kraken_client:publish(Pub, [{[L1, L2], <<"moved">>}]),
     ?assertEqual(lists:sort([{<<"moved">>, L1}, {<<"moved">>, L2}]), receive_pairs(V, 2, 5000)),
+    %% A pattern subscribed on q1 after the failure gets the moved topics.
+    PN = psubscribe(Ctx, q1, <<"tc_*">>),
+    ok = kraken_client:publish(Pub, [{[L1, L2], <<"pattern">>}]),
+    ?assertEqual(lists:sort([{<<"pattern">>, L1}, {<<"pattern">>, L2}]),
+                 lists:sort(kraken_cluster_tests:redis_pmessages(PN, 2))),
+    gen_tcp:close(PN),
     %% Retroactive subscriptions on q1 from before the failure: L1's entries
     %% of then entered the cluster at c2, which is gone: NOT_FOUND (the
     %% client reloads); K1's (c1 all along) are all there.

@@ -94,6 +94,16 @@ static void test_static_not_pinned(void **state)
  * and a publish goes to p2.  Once p2 answered version 5 (the later
  * resubscribe holds it), it stays; after a second release it waits for
  * its own barrier (9), not the first one's. */
+/* What pin_answered said was unpinned. */
+static int unpinned_n;
+static void *unpinned_up;
+static void note_unpinned(struct topic *t, void *up)
+{
+    (void)t;
+    unpinned_n++;
+    unpinned_up = up;
+}
+
 static void test_unsubscribe_race(void **state)
 {
     (void)state;
@@ -105,16 +115,20 @@ static void test_unsubscribe_race(void **state)
     unhold(f, t);
     assert_ptr_equal(topic_find(&f->x, TOPIC_NS_CHANNEL, "T", 1), t); /* kept while it waits */
     assert_ptr_equal(pin_route(t, &P1), &P2);          /* a publish meanwhile: p2 */
-    pin_answered(&f->f2, &f->x, &P2, 4);               /* an earlier version: still waits */
+    unpinned_n = 0;
+    pin_answered(&f->f2, &f->x, &P2, 4, note_unpinned); /* an earlier version: still waits */
     assert_ptr_equal(topic_up(t)->pin, &P2);
     t->nsubs = 1;                                      /* a new holder, before version 5 */
     assert_ptr_equal(pin_hold(t, &P1, true), &P2);     /* subscribed at p2 again */
     t->nsubs = 0;
     assert_int_equal(pin_release(&f->f2, &f->x, t, &P2, 9), 0);
-    pin_answered(&f->f2, &f->x, &P2, 5);               /* the first barrier: not this one's */
+    pin_answered(&f->f2, &f->x, &P2, 5, note_unpinned); /* the first barrier: not this one's */
     assert_ptr_equal(topic_up(t)->pin, &P2);
     assert_int_equal(topic_up(t)->pin_waits, 1);
-    pin_answered(&f->f2, &f->x, &P2, 9);               /* p2 processed the unsubscribe */
+    assert_int_equal(unpinned_n, 0);
+    pin_answered(&f->f2, &f->x, &P2, 9, note_unpinned); /* p2 processed the unsubscribe */
+    assert_int_equal(unpinned_n, 1);                   /* told, with the parent it left */
+    assert_ptr_equal(unpinned_up, &P2);
     assert_null(topic_find(&f->x, TOPIC_NS_CHANNEL, "T", 1)); /* unpinned, freed */
     /* Held again when its barrier comes: it stays pinned. */
     t = held_topic(f, "T2");
@@ -123,7 +137,8 @@ static void test_unsubscribe_race(void **state)
     assert_int_equal(pin_release(&f->f1, &f->x, t, &P1, 3), 0);
     t->nsubs = 1;
     assert_ptr_equal(pin_hold(t, &P2, true), &P1);
-    pin_answered(&f->f1, &f->x, &P1, 3);
+    pin_answered(&f->f1, &f->x, &P1, 3, note_unpinned);
+    assert_int_equal(unpinned_n, 1);                   /* held: not unpinned */
     assert_ptr_equal(topic_up(t)->pin, &P1);
     assert_int_equal(topic_up(t)->pin_waits, 0);
     unhold(f, t);
@@ -146,7 +161,7 @@ static void test_drop(void **state)
         ts[i]->nsubs = 0;
         assert_int_equal(pin_release(&f->f1, &f->x, ts[i], &P1, (uint64_t)(1 + i / 10)), 0);
     }
-    pin_answered(&f->f1, &f->x, &P1, 2);
+    pin_answered(&f->f1, &f->x, &P1, 2, NULL);
     assert_int_equal(f->f1.n, 20);
     assert_ptr_equal(topic_up(ts[39])->pin, &P1);
     ts[39]->nsubs = 1; /* a new holder, subscribed at p1 again */

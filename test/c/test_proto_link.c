@@ -309,6 +309,40 @@ static void test_lost_disconnects_holders(void **state)
     stop();
 }
 
+/* From a parent, `VALUE plost` (cluster_pattern_lost.c): the holders of
+ * those Redis patterns are disconnected, a holder of another pattern and a
+ * topic's holders stay, and so does the link; a block without its END
+ * closes the link. */
+static void test_plost_disconnects_pattern_holders(void **state)
+{
+    (void)state;
+    start(PARENT);
+    struct conn *k, *r;
+    subscribers(&k, &r);
+    struct conn *p = tcn_conn(&proto_redis, "p"), *q = tcn_conn(&proto_redis, "q");
+    request(p, "*2\r\n$10\r\nPSUBSCRIBE\r\n$3\r\nta*\r\n");
+    assert_upstream(B("set link_psubscribe 0 0 3\r\nta*\r\n")); /* held at the parent */
+    assert_true(conn_held(p));
+    request(q, "*2\r\n$10\r\nPSUBSCRIBE\r\n$3\r\ntb*\r\n");
+    assert_upstream(B("set link_psubscribe 0 0 3\r\ntb*\r\n"));
+    tcn_feed(0, B("STORED\r\nSTORED\r\n"));
+    tcn_turn();
+    assert_sent(p, B("*3\r\n$10\r\npsubscribe\r\n$3\r\nta*\r\n:1\r\n"));
+    assert_sent(q, B("*3\r\n$10\r\npsubscribe\r\n$3\r\ntb*\r\n:1\r\n"));
+    tcn_feed(0, B("VALUE plost 7\r\nzz* ta*\r\nEND\r\n"));
+    assert_int_equal(p->state, CONN_DOOMED);
+    tcn_turn();
+    assert_false(connected(p));
+    assert_true(connected(q) && connected(k) && connected(r) && connected(tcn_link(0)));
+    assert_logged("redis client 4 (p) holds pattern ta*, which parent u1 lost upstream "
+                  "(a core above it failed): disconnecting it");
+    tcn_feed(0, B("VALUE plost 3\r\ntb*\r\nXXX\r\n"));
+    tcn_turn();
+    assert_null(tcn_link(0));
+    assert_logged("malformed data from the peer");
+    stop();
+}
+
 /* What is not the protocol closes the link, with its log line; the
  * holders of its topics are disconnected; a retry opens it again. */
 static void test_malformed_closes_link(void **state)
@@ -534,6 +568,7 @@ int main(void)
         tu_test(test_retro_answer),
         tu_test(test_retro_not_found),
         tu_test(test_lost_disconnects_holders),
+        tu_test(test_plost_disconnects_pattern_holders),
         tu_test(test_malformed_closes_link),
         tu_test(test_unasked_version_closes_link),
         tu_test(test_unasked_end_closes_link),

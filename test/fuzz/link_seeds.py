@@ -94,6 +94,13 @@ for v in range(3):
          client(1, 2), feed(1, b"SERVER_ERROR cluster core unavailable\r\n"))
     seed("lost-%d" % v, v, feed(0, ANSWER0), feed(1, ANSWER1), feed(1, LOST),
          feed(0, block(b"lost", [b"ta00\r\n"])))
+    # a Redis pattern (held at both upstreams when they are cores or
+    # parents), named lost by link 0 (VALUE plost), another refused by link 1
+    seed("plost-%d" % v, v, feed(0, ANSWER0), feed(1, ANSWER1), client(2, 8),
+         feed(0, b"STORED\r\n"), feed(1, b"STORED\r\n" + PUSH1),
+         feed(0, block(b"plost", [b"t*\r\n"])), client(3, 8), feed(0, b"STORED\r\n"),
+         feed(1, b"SERVER_ERROR cluster core unavailable\r\n"),
+         feed(0, b"VALUE plost 2\r\nt*\r\nEND\r\n"))
     seed("ping-%d" % v, v, timer(0, 0), feed(0, b"VERSION 1.0.0\r\n"), timer(1, 0),
          timer(1, 0), feed(1, b"STORED\r\nVERSION 1.0.0\r\n"), timer(0, 1))
     seed("eof-retry-%d" % v, v, feed(0, ANSWER0[:30]), eof(0), timer(0, 2),
@@ -116,6 +123,7 @@ for v in range(3):
                              b"SERVER_ERROR out of memory\r\n", b"VALUE messages 0 x\r\n",
                              b"VALUE messages 0 99999999999\r\n", PUSH0[:-3] + b"ENX\r\n",
                              b"VALUE retro 5 2\r\nab\r\nEND\r\n", b"VALUE lost 1\r\nab\r\nEND\r\n",
+                             b"VALUE plost 1\r\nab\r\nEND\r\n",
                              b"STORED\n", b"STORED\r\nSTORED\r\nSTORED\r\nSTORED\r\n",
                              b"x" * 600]):
         seed("bad-%d-%d" % (v, i), v, feed(0, b"STORED\r\n"), feed(0, bad), timer(0, 2),
