@@ -22,7 +22,7 @@ struct cluster_state cl;
 
 int cluster_owner_name(const char *topic, size_t len, const char **name, size_t *name_len)
 {
-    const struct cluster_core *k = cluster_upstream_named(topic, len);
+    const struct cluster_core *k = cluster_upstream_named(TOPIC_NS_CHANNEL, topic, len);
     if (!k)
         return 0;
     *name = k->name;
@@ -118,7 +118,7 @@ static bool reachable(const struct proto_slice *topics, uint32_t n, enum topic_n
     }
     for (uint32_t i = 0; i < n; i++) {
         struct cluster_core *k =
-            cluster_core_for_ns(cluster_upstream_named(topics[i].p, topics[i].len), ns);
+            cluster_core_for_ns(cluster_upstream_named(ns, topics[i].p, topics[i].len), ns);
         if (k && !cluster_core_up(k)) {
             cluster_count_drop(k);
             return false;

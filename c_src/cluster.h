@@ -283,9 +283,10 @@ bool cluster_link_push_refused(struct conn *link);
  * `SERVER_ERROR cluster core unavailable': a parent refusing it (a core
  * above it is unavailable).  Its publishers get the error; the link stays. */
 void cluster_link_refused(struct conn *link);
-/* The parent said that these topics (space-separated) were lost upstream:
- * their holders here are disconnected (cluster_relay.c). */
-void cluster_link_lost(struct conn *link, const char *names, size_t len);
+/* The parent said that these topics of namespace ns (space-separated:
+ * `VALUE lost', channels; `VALUE slost', Redis shard channels) were lost
+ * upstream: their holders here are disconnected (cluster_relay.c). */
+void cluster_link_lost(struct conn *link, enum topic_ns ns, const char *names, size_t len);
 /* The same for Redis patterns (`VALUE plost'): their holders here are
  * disconnected, a proxy below told (cluster_pattern_lost.c). */
 void cluster_link_plost(struct conn *link, const char *names, size_t len);

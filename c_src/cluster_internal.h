@@ -201,9 +201,9 @@ static inline int cluster_owner_of(const struct topic *t, uint64_t h)
         return ((const struct cluster_core *)t->up->pin)->idx;
     return cluster_owner_in(&cl.cur, h);
 }
-/* The same by name (channel namespace), as a core: NULL when it is this
- * node (served here) or there is none. */
-struct cluster_core *cluster_upstream_named(const char *name, size_t len);
+/* The same by name (of namespace ns: its pin), as a core: NULL when it is
+ * this node (served here) or there is none. */
+struct cluster_core *cluster_upstream_named(enum topic_ns ns, const char *name, size_t len);
 /* t's owner under s when it is another core, else NULL (served here). */
 struct cluster_core *cluster_remote_in(const struct owner_set *s, const char *name,
                                        size_t len);
@@ -323,12 +323,12 @@ struct cluster_core *cluster_core_for_ns(struct cluster_core *k, enum topic_ns n
 enum op cluster_op_ns(enum op op, enum topic_ns ns);
 
 /* cluster_subref.c */
-/* k's subscribe batch number seq, with these topic names (patterns: Redis
- * patterns, a link_psubscribe batch), was sent: kept until answered when
- * this node is k's child (k a parent or a static upstream).  -1: out of
- * memory (close the link). */
+/* k's subscribe batch number seq, with these names (op: OP_SUB, OP_SSUB
+ * for Redis shard channels, OP_PSUB for Redis patterns), was sent: kept
+ * until answered when this node is k's child (k a parent or a static
+ * upstream).  -1: out of memory (close the link). */
 int cluster_subref_sent(struct cluster_core *k, uint64_t seq, struct evbuffer *names,
-                        bool patterns);
+                        enum op op);
 /* k answered requests up to k->acks.answered: their batches are dropped. */
 void cluster_subref_answered(struct cluster_core *k);
 /* k (index kidx) refused its oldest unanswered request, before the FIFO

@@ -83,11 +83,11 @@ struct cluster_core *cluster_remote_in(const struct owner_set *s, const char *na
     return remote(s, cl.cores, cluster_name_hash(name, len));
 }
 
-struct cluster_core *cluster_upstream_named(const char *name, size_t len)
+struct cluster_core *cluster_upstream_named(enum topic_ns ns, const char *name, size_t len)
 {
     uint64_t h = cluster_name_hash(name, len);
     const struct topic *t =
-        cl.sticky ? topic_find(&cl.net.eng->router.topics, TOPIC_NS_CHANNEL, name, len) : NULL;
+        cl.sticky ? topic_find(&cl.net.eng->router.topics, ns, name, len) : NULL;
     int k = cluster_owner_of(t, h);
     return k >= 0 && !cl.cores[k]->self ? cl.cores[k] : NULL;
 }
@@ -165,7 +165,7 @@ static int move_topic(const struct topic *ct, void *arg)
     if (ct->nsubs == ct->npeers)
         return 0; /* only peers hold it: nothing upstream */
     struct topic *t = (struct topic *)ct; /* topic_foreach hands out const; this is ours */
-    enum topic_ns ns = (enum topic_ns)t->ns; /* (a shard channel: never below parents) */
+    enum topic_ns ns = (enum topic_ns)t->ns;
     uint64_t h = topic_fnv(t);
     struct cluster_core *was[2] = {cluster_core_for_ns(remote(o->cur, o->cores, h), ns),
                                    cluster_core_for_ns(remote(o->alt, o->cores, h), ns)};

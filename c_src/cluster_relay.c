@@ -216,10 +216,11 @@ int cluster_lost_block(struct evbuffer *out, const char *kind, struct evbuffer *
     return 0;
 }
 
-/* Moves the names in cur to out as one `VALUE lost' block. */
-static int lost_block(struct evbuffer *out, struct evbuffer *cur)
+
+/* The kind of `VALUE' block that names lost topics of namespace ns. */
+static const char *lost_kind(enum topic_ns ns)
 {
-    return cluster_lost_block(out, "lost", cur);
+    return ns == TOPIC_NS_SHARD ? "slost" : "lost";
 }
 
 int cluster_child_lost(struct conn *c, int kidx, uint64_t mark, const char *why)
@@ -238,24 +239,29 @@ int cluster_child_lost(struct conn *c, int kidx, uint64_t mark, const char *why)
     struct evbuffer *cur = evbuffer_new(); /* the block being filled: its names */
     if (!cur)
         goto nomem;
-    for (uint32_t i = 0; i < c->sub.subs.cap; i++) {
-        struct topic *t = c->sub.subs.v[i].topic;
-        if (t && t->ns == TOPIC_NS_CHANNEL &&
-            (mark ? t->mark == mark
-                  : cluster_depends(t, kidx))) {
-            topic_ref(t);
-            v[n++] = t;
-            size_t have = evbuffer_get_length(cur);
-            if (have && have + 1 + t->len > limit && lost_block(names, cur) < 0)
-                goto nomem;
-            if ((evbuffer_get_length(cur) && evbuffer_add(cur, " ", 1) < 0) ||
-                evbuffer_add(cur, t->name, t->len) < 0)
-                goto nomem;
+    /* Channels in `VALUE lost' blocks, then Redis shard channels in `VALUE
+     * slost' ones (links name topics without their namespace). */
+    static const enum topic_ns spaces[] = {TOPIC_NS_CHANNEL, TOPIC_NS_SHARD};
+    for (size_t s = 0; s < sizeof spaces / sizeof spaces[0]; s++) {
+        for (uint32_t i = 0; i < c->sub.subs.cap; i++) {
+            struct topic *t = c->sub.subs.v[i].topic;
+            if (t && t->ns == spaces[s] && (mark ? t->mark == mark : cluster_depends(t, kidx))) {
+                topic_ref(t);
+                v[n++] = t;
+                size_t have = evbuffer_get_length(cur);
+                if (have && have + 1 + t->len > limit &&
+                    cluster_lost_block(names, lost_kind(spaces[s]), cur) < 0)
+                    goto nomem;
+                if ((evbuffer_get_length(cur) && evbuffer_add(cur, " ", 1) < 0) ||
+                    evbuffer_add(cur, t->name, t->len) < 0)
+                    goto nomem;
+            }
         }
+        if (evbuffer_get_length(cur) && cluster_lost_block(names, lost_kind(spaces[s]), cur) < 0)
+            goto nomem;
     }
     if (n) {
-        if (lost_block(names, cur) < 0)
-            goto nomem; /* names holds every block now */
+        /* names holds every block now */
         if (cluster_child_tell(c, names) < 0)
             goto nomem;
         if (kidx >= 0 && (size_t)kidx < cl.n)
@@ -268,7 +274,7 @@ int cluster_child_lost(struct conn *c, int kidx, uint64_t mark, const char *why)
                  "topic(s) (%.*s%s), %s: told it", c->sub.id, c->peer, n,
                  (int)(v[0]->len < 64 ? v[0]->len : 64), v[0]->name, n > 1 ? " ..." : "", why);
         for (size_t i = 0; i < n; i++)
-            router_unsubscribe(r, &c->sub, v[i]->name, v[i]->len);
+            router_unsubscribe_ns(r, &c->sub, (enum topic_ns)v[i]->ns, v[i]->name, v[i]->len);
         cl.net.kick(c);
     }
     for (size_t i = 0; i < n; i++)
@@ -287,7 +293,7 @@ nomem:
     return -1;
 }
 
-void cluster_link_lost(struct conn *link, const char *names, size_t len)
+void cluster_link_lost(struct conn *link, enum topic_ns ns, const char *names, size_t len)
 {
     struct cluster_core *k = link_state(link)->core;
     int kidx = -1;
@@ -302,7 +308,7 @@ void cluster_link_lost(struct conn *link, const char *names, size_t len)
     while (p < end) {
         const char *sp = memchr(p, ' ', (size_t)(end - p));
         const char *q = sp ? sp : end;
-        struct topic *t = topic_find(&r->topics, TOPIC_NS_CHANNEL, p, (size_t)(q - p));
+        struct topic *t = topic_find(&r->topics, ns, p, (size_t)(q - p));
         if (t)
             t->mark = mark;
         p = q + 1;

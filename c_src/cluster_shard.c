@@ -16,12 +16,15 @@
  *
  * and, pushed by a core, an entry of shard channels is `SMESSAGE <names>
  * <len>` instead of `MESSAGE` (entry.c builds its line so; proto_link.c
- * publishes it into this namespace).  Only a peer (a member's link) may
- * send those requests.
+ * publishes it into this namespace).  Only a peer (a member's link) or a
+ * child (a proxy below, whose shard channels go through the parent they
+ * are pinned to, as its channels do: cluster_pin.h) may send those
+ * requests; a parent names a child's shard channels lost in `VALUE slost'
+ * blocks (cluster_relay.c).
  *
- * Not clustered (served locally, as on a single node): below parents, and
- * at static upstreams (the original Kraken knows no shard channels).  This
- * file says which namespace goes where, and names each kind of request. */
+ * Not clustered (served locally, as on a single node): at static upstreams
+ * (the original Kraken knows no shard channels).  This file says which
+ * namespace goes where, and names each kind of request. */
 #include "cluster_internal.h"
 
 bool cluster_shards_travel(void)
@@ -31,7 +34,7 @@ bool cluster_shards_travel(void)
 
 bool cluster_ns_travels(enum topic_ns ns)
 {
-    return ns == TOPIC_NS_CHANNEL || (ns == TOPIC_NS_SHARD && !cl.sticky);
+    return ns == TOPIC_NS_CHANNEL || ns == TOPIC_NS_SHARD;
 }
 
 struct cluster_core *cluster_core_for_ns(struct cluster_core *k, enum topic_ns ns)

@@ -16,8 +16,9 @@
  * a link to a parent, and a link to a static upstream too (it says `set
  * child' there: a Kraken in C upstream in a cluster of its own refuses
  * the same way); not a link to a core (a peer's subscribes are never
- * refused).  The same for the Redis patterns of a `link_psubscribe' batch
- * to a parent, whose holders are disconnected (cluster_pattern_lost.c). */
+ * refused).  The same for the Redis shard channels of a `link_ssubscribe'
+ * batch, and for the Redis patterns of a `link_psubscribe' batch to a
+ * parent, whose holders are disconnected (cluster_pattern_lost.c). */
 #include <event2/buffer.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,13 +31,13 @@
 struct cluster_subref {
     struct cluster_subref *next;
     uint64_t seq; /* its number in k->acks */
-    bool patterns; /* a link_psubscribe batch (Redis patterns, to a parent) */
+    enum op op; /* OP_SUB, OP_SSUB (shard channels) or OP_PSUB (Redis patterns) */
     size_t len;
     char names[]; /* space-separated, as sent */
 };
 
 int cluster_subref_sent(struct cluster_core *k, uint64_t seq, struct evbuffer *names,
-                        bool patterns)
+                        enum op op)
 {
     if (!k->parent && k->poll_ms <= 0)
         return 0; /* a peer's link (cluster_open_link) */
@@ -49,7 +50,7 @@ int cluster_subref_sent(struct cluster_core *k, uint64_t seq, struct evbuffer *n
     }
     r->next = NULL;
     r->seq = seq;
-    r->patterns = patterns;
+    r->op = op;
     r->len = len;
     evbuffer_copyout(names, r->names, len);
     if (k->subref_tail)
@@ -77,7 +78,7 @@ bool cluster_subref_refused(struct cluster_core *k, int kidx)
     if (!r || r->seq != k->acks.answered + 1)
         return false; /* the refused request is not a subscribe batch */
     struct engine *eng = cl.net.eng;
-    if (r->patterns) {
+    if (r->op == OP_PSUB) {
         uint32_t n = cluster_pattern_doom_names(r->names, r->len,
                                                 "which its parent refused (a core above it is "
                                                 "unavailable)");
@@ -91,7 +92,9 @@ bool cluster_subref_refused(struct cluster_core *k, int kidx)
         size_t j = i;
         while (j < r->len && r->names[j] != ' ')
             j++;
-        struct topic *t = topic_find(&eng->router.topics, TOPIC_NS_CHANNEL, r->names + i, j - i);
+        struct topic *t = topic_find(&eng->router.topics,
+                                     r->op == OP_SSUB ? TOPIC_NS_SHARD : TOPIC_NS_CHANNEL,
+                                     r->names + i, j - i);
         if (t && t->nsubs > t->npeers) {
             t->mark = mark;
             held++;

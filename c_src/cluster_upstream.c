@@ -67,8 +67,8 @@ void cluster_emit(struct cluster_core *k)
         if (acked) {
             uint64_t n = ack_fifo_send(&k->acks);
             k->last_req[k->pend_op] = n;
-            if (k->pend_op == OP_SUB || k->pend_op == OP_PSUB)
-                keep_failed = cluster_subref_sent(k, n, k->pend, k->pend_op == OP_PSUB) < 0;
+            if (k->pend_op == OP_SUB || k->pend_op == OP_SSUB || k->pend_op == OP_PSUB)
+                keep_failed = cluster_subref_sent(k, n, k->pend, k->pend_op) < 0;
         }
         evbuffer_add_buffer(c->out, k->pend);
         evbuffer_add(c->out, "\r\n", 2);
@@ -246,17 +246,19 @@ bool cluster_await_batch(struct cluster_core *k, enum op op, struct subscriber *
  * processed it. */
 static void on_topic_sticky(struct topic *t, struct subscriber *s, bool gained)
 {
+    enum topic_ns ns = (enum topic_ns)t->ns;
     int hk = cluster_owner_in(&cl.cur, topic_fnv(t));
-    struct cluster_core *hashed = hk >= 0 && !cl.cores[hk]->self ? cl.cores[hk] : NULL;
+    struct cluster_core *hashed =
+        hk >= 0 && !cl.cores[hk]->self ? cluster_core_for_ns(cl.cores[hk], ns) : NULL;
     bool first = gained && t->nsubs - t->npeers == 1;
     struct cluster_core *k = first ? pin_hold(t, hashed, hashed && hashed->parent)
                                    : pin_route(t, hashed);
     bool pending = false;
     if (k && first) {
         cluster_mark_upstream(t);
-        cluster_topic_op(k, OP_SUB, t->name, t->len);
+        cluster_topic_op(k, cluster_op_ns(OP_SUB, ns), t->name, t->len);
     } else if (k && !gained) {
-        cluster_topic_op(k, OP_UNSUB, t->name, t->len);
+        cluster_topic_op(k, cluster_op_ns(OP_UNSUB, ns), t->name, t->len);
         if (pin_release(&k->unpin, &cl.net.eng->router.topics, t, k,
                         k->link ? k->ver_sent + 1 : 0) < 0)
             klog(LOG_ERROR, "cluster: out of memory noting the unsubscribe of topic %.*s at "
@@ -276,7 +278,7 @@ void cluster_on_topic(struct topic *t, struct subscriber *s, bool gained, void *
     if (!cluster_ns_travels((enum topic_ns)t->ns))
         return;
     if (cl.sticky) {
-        on_topic_sticky(t, s, gained); /* (channels only: cluster_ns_travels) */
+        on_topic_sticky(t, s, gained);
         return;
     }
     /* Its owner; during a move, its owner under the other set too. */

@@ -200,7 +200,8 @@ const char *kraken_publish(struct conn *c, const struct proto_request *req, int6
         long nt = engine_split_topics(eng, e->topics.p, e->topics.len);
         if (nt < 0)
             return NULL;
-        if (!cluster_reachable(eng->slices, (uint32_t)nt))
+        if (!(ns == TOPIC_NS_SHARD ? cluster_shard_reachable : cluster_reachable)(
+                eng->slices, (uint32_t)nt))
             /* A child's link stays: it answers its publishers (cluster_link_refused). */
             return c->sub.child ? CLUSTER_ERR_UNAVAILABLE : (*error = CLUSTER_ERR_UNAVAILABLE);
     }
@@ -265,9 +266,11 @@ static const char *execute(struct conn *c, const struct proto_request *req, int6
         r = kraken_link_names(c, req);
         break;
     case PROTO_SET_LINK_SPUBLISH:
-        /* A peer's entries on Redis shard channels (cluster_shard.c). */
-        r = c->sub.peer ? kraken_publish(c, req, clock_turn_unix(), TOPIC_NS_SHARD, &error)
-                        : "ERROR\r\n";
+        /* A peer's or a child's entries on Redis shard channels
+         * (cluster_shard.c). */
+        r = c->sub.peer || c->sub.child
+                ? kraken_publish(c, req, clock_turn_unix(), TOPIC_NS_SHARD, &error)
+                : "ERROR\r\n";
         break;
     case PROTO_SET_PUBLISH:
         r = kraken_publish(c, req, clock_turn_unix(), TOPIC_NS_CHANNEL, &error);

@@ -237,20 +237,26 @@ static int link_name(struct router *r, struct subscriber *s, enum proto_cmd cmd,
  * cluster_pattern.c), or those of a child's (a proxy below), held for it
  * as for a client; `set link_ssubscribe` / `set link_sunsubscribe`: the
  * Redis shard channels a peer's node's clients hold, here at their owner
- * ("Shard channels", cluster_shard.c).  Names space-separated.  Extensions
- * only a peer (or for patterns, a child) sends: anyone else gets ERROR, as
- * for an unknown command. */
+ * ("Shard channels", cluster_shard.c), or a child's, held for it as for a
+ * client.  Names space-separated.  Extensions only a peer or a child
+ * sends: anyone else gets ERROR, as for an unknown command. */
 const char *kraken_link_names(struct conn *c, const struct proto_request *req)
 {
-    bool patterns =
-        req->cmd == PROTO_SET_LINK_PSUBSCRIBE || req->cmd == PROTO_SET_LINK_PUNSUBSCRIBE;
-    if (!c->sub.peer && !(c->sub.child && patterns))
+    if (!c->sub.peer && !c->sub.child)
         return "ERROR\r\n";
-    /* A child's patterns are held here as a client's: at every core, the
-     * reply waiting for them; refused whole (its link stays) when a core
-     * the view names is not live here. */
+    /* A child's patterns and shard channels are held here as a client's
+     * (patterns at every core, a shard channel at its owner), the reply
+     * waiting for them; refused whole (its link stays) when a core they
+     * depend on is one the view names but that is not live here. */
     if (c->sub.child && req->cmd == PROTO_SET_LINK_PSUBSCRIBE && !cluster_pattern_subscribable())
         return CLUSTER_ERR_UNAVAILABLE;
+    if (c->sub.child && req->cmd == PROTO_SET_LINK_SSUBSCRIBE) {
+        long n = engine_split_topics(c->eng, req->data, req->data_len);
+        if (n < 0)
+            return NULL;
+        if (!cluster_subscribable(c->eng->slices, (uint32_t)n))
+            return CLUSTER_ERR_UNAVAILABLE;
+    }
     const char *cur = req->data, *end = req->data + req->data_len;
     struct proto_slice t;
     while (proto_next_topic(&cur, end, &t))

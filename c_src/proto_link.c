@@ -38,6 +38,7 @@
  *   VALUE lost <n> <topics> END      from a parent (this node is its child):
  *                                    those topics' owner was lost upstream;
  *                                    their holders here are disconnected
+ *   VALUE slost <n> <names> END      the same for Redis shard channels
  *   VALUE plost <n> <patterns> END   from a parent: those Redis patterns may
  *                                    have missed entries upstream (a core
  *                                    was lost); their holders here are
@@ -67,6 +68,7 @@
 #define VALUE_PREFIX "VALUE messages 0 "
 #define RETRO_PREFIX "VALUE retro "
 #define LOST_PREFIX "VALUE lost "
+#define SLOST_PREFIX "VALUE slost "
 #define PLOST_PREFIX "VALUE plost "
 
 static bool starts(const char *line, size_t len, const char *lit)
@@ -197,15 +199,18 @@ static enum conn_status link_process(struct conn *c)
             cluster_link_progress(c); /* a long answer must not look like a dead peer */
             continue;
         }
-        bool plost = starts(line, linelen, PLOST_PREFIX);
-        if (plost || starts(line, linelen, LOST_PREFIX)) {
-            /* VALUE lost <n>: the parent lost these topics upstream;
-             * VALUE plost <n>: its patterns may have missed entries */
+        /* VALUE lost <n>: the parent lost these topics upstream; VALUE
+         * slost <n>: these Redis shard channels; VALUE plost <n>: its
+         * Redis patterns may have missed entries */
+        static const char *const lost_prefix[] = {LOST_PREFIX, SLOST_PREFIX, PLOST_PREFIX};
+        size_t lk = 0;
+        while (lk < 3 && !starts(line, linelen, lost_prefix[lk]))
+            lk++;
+        if (lk < 3) {
             uint64_t n;
-            size_t pl = strlen(plost ? PLOST_PREFIX : LOST_PREFIX);
+            size_t pl = strlen(lost_prefix[lk]);
             if (proto_parse_u64(line + pl, linelen - pl, (uint64_t)1 << 40, &n) < 0 ||
-                too_long(c, plost ? "plost" : "lost", n,
-                         cfg->max_queue_bytes + cfg->max_request_bytes))
+                too_long(c, "lost", n, cfg->max_queue_bytes + cfg->max_request_bytes))
                 break;
             const char *body;
             size_t need;
@@ -214,7 +219,10 @@ static enum conn_status link_process(struct conn *c)
                 return CONN_OK;
             if (got < 0)
                 break; /* the names end with their CRLF, then END */
-            (plost ? cluster_link_plost : cluster_link_lost)(c, body, (size_t)n);
+            if (lk == 2)
+                cluster_link_plost(c, body, (size_t)n);
+            else
+                cluster_link_lost(c, lk ? TOPIC_NS_SHARD : TOPIC_NS_CHANNEL, body, (size_t)n);
             evbuffer_drain(in, need);
             continue;
         }

@@ -84,6 +84,9 @@ tree_test_() ->
                {timeout, 60, {"Redis patterns below parents: each (entry, topic) once on "
                               "q1 and r1, from publishers on every node, never their own "
                               "back", fun() -> redis_patterns(Ctx) end}},
+               {timeout, 60, {"Redis shard channels below parents: each SPUBLISH once on "
+                              "q1 and r1, from every node; a PUBLISH of the same name "
+                              "reaches none", fun() -> redis_shards(Ctx) end}},
                {timeout, 60, {"retro_subscribe on q1 through its parent: every entry since "
                               "the horizon once, in order; NOT_FOUND only when a core lost "
                               "them", fun() -> retro(Ctx) end}},
@@ -300,6 +303,48 @@ redis_patterns(Ctx) ->
     ?assertEqual([], kraken_client:receive_messages(K)),
     [gen_tcp:close(R) || {_, R} <- Subs ++ Redis],
     [kraken_client:disconnect(S) || S <- [K | [S || {_, S} <- Kraken]]],
+    ok.
+
+%% Redis shard channels below parents (docs/cluster.md, "Shard
+%% channels"): SSUBSCRIBE on q1 and r1 to shard channels of every route
+%% (they go through the parent they are pinned to, as channels do), and
+%% SPUBLISH on q1, r1 (through two levels), p1, p2, both cores and s1
+%% (below a core): each subscriber gets each once, nothing more; a PUBLISH
+%% to a channel of the same name reaches no shard subscriber.  Before,
+%% shard channels below parents were the node's own: each subscriber got
+%% only the SPUBLISHes made on its node.
+redis_shards(Ctx) ->
+    Pool = [list_to_binary("tsh_" ++ integer_to_list(I)) || I <- lists:seq(1, 200)],
+    Routed = [{route3(Ctx, T), T} || T <- Pool],
+    Topics = lists:append([lists:sublist([T || {R, T} <- Routed, R =:= W], 1)
+                           || W <- [{node_atom(Ctx, R), node_atom(Ctx, P), node_atom(Ctx, C)}
+                                    || R <- [q1, p2], P <- [p1, p2], C <- ?CORES]]),
+    ?assertEqual(8, length(Topics)),
+    Subs = [{N, kraken_cluster_tests:redis_connect(Ctx, N)} || N <- [q1, r1]],
+    [begin
+         ok = gen_tcp:send(R, kraken_cluster_tests:resp([<<"SSUBSCRIBE">> | Topics])),
+         [ok = kraken_cluster_tests:redis_expect(
+                 R, kraken_cluster_tests:resp_push([<<"ssubscribe">>, T], I))
+          || {I, T} <- lists:zip(lists:seq(1, 8), Topics)]
+     end || {_, R} <- Subs],
+    Pubs = [{N, kraken_cluster_tests:redis_connect(Ctx, N)} || N <- [q1, r1, p1, p2, c1, c2, s1]],
+    Published =
+        [begin
+             Msg = iolist_to_binary([atom_to_list(N), "/", T]),
+             ok = gen_tcp:send(R, kraken_cluster_tests:resp([<<"SPUBLISH">>, T, Msg])),
+             {Msg, T}
+         end || {N, R} <- Pubs, T <- Topics],
+    {_, Q} = hd(Pubs),
+    [ok = gen_tcp:send(Q, kraken_cluster_tests:resp([<<"PUBLISH">>, T, <<"channel">>]))
+     || T <- Topics],
+    Expected = lists:sort(Published),
+    [?assertEqual({N, Expected},
+                  {N, lists:sort(kraken_cluster_tests:redis_smessages(R, length(Expected)))})
+     || {N, R} <- Subs],
+    timer:sleep(500),
+    [?assertEqual({N, {error, timeout}, <<>>}, {N, gen_tcp:recv(R, 0, 100), get({redis_buf, R})})
+     || {N, R} <- Subs],
+    [gen_tcp:close(R) || {_, R} <- Subs ++ Pubs],
     ok.
 
 retro(Ctx) ->
@@ -653,6 +698,14 @@ psubscribe(Ctx, N, Pat) ->
            R, kraken_cluster_tests:resp_push([<<"psubscribe">>, Pat], 1)),
     R.
 
+%% A Redis client of node N holding shard channel T.
+ssubscribe(Ctx, N, T) ->
+    R = kraken_cluster_tests:redis_connect(Ctx, N),
+    ok = gen_tcp:send(R, kraken_cluster_tests:resp([<<"SSUBSCRIBE">>, T])),
+    ok = kraken_cluster_tests:redis_expect(
+           R, kraken_cluster_tests:resp_push([<<"ssubscribe">>, T], 1)),
+    R.
+
 %% Node N's log has a line matching Re, within 3 s.
 logged(Ctx = #{tmp := Tmp}, N, Re) ->
     Log = filename:join(Tmp, node_name(Ctx, N) ++ ".console.log"),
@@ -864,6 +917,10 @@ core_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
     %% plost'), and q1 passes it down to r1: both are disconnected.
     PQ = psubscribe(Ctx, q1, <<"tcpat_*">>),
     PR = psubscribe(Ctx, r1, <<"tcpat_*">>),
+    %% Shard channels of the same names on q1: the one of c2 is named lost
+    %% (`VALUE slost'), its holder disconnected; the one of c1 stays.
+    SSL = ssubscribe(Ctx, q1, L1),
+    SSK = ssubscribe(Ctx, q1, K1),
     Pub = connect(Ctx, c1),
     H = next_second(),
     ok = kraken_client:publish(Pub, [{[K1, K2, L1, L2, RL3, RL2, RK3, RK2, SL, SK],
@@ -879,7 +936,7 @@ core_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
     persistent_term:put({?MODULE, child_topic}, topic_via(Ctx, "tq_", p1, c1)),
     T0 = erlang:monotonic_time(millisecond),
     _ = os:cmd("kill -9 -" ++ integer_to_list(maps:get(c2, OsPids))),
-    [closed_within(S, T0, 3000) || S <- [Y, Z, RY, RZ, SY, PQ, PR]],
+    [closed_within(S, T0, 3000) || S <- [Y, Z, RY, RZ, SY, PQ, PR, SSL]],
     Logged = fun(N, T, Parent) ->
                      Log = filename:join(Tmp, node_name(Ctx, N) ++ ".console.log"),
                      ok = wait_until(
@@ -915,6 +972,11 @@ core_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
     V = connect(Ctx, q1), ok = kraken_client:subscribe(V, [L1, L2]),
     ok = kraken_client:publish(Pub, [{[L1, L2], <<"moved">>}]),
     ?assertEqual(lists:sort([{<<"moved">>, L1}, {<<"moved">>, L2}]), receive_pairs(V, 2, 5000)),
+    %% The shard holder of c1's channel was not disturbed.
+    SP = kraken_cluster_tests:redis_connect(Ctx, c1),
+    ok = gen_tcp:send(SP, kraken_cluster_tests:resp([<<"SPUBLISH">>, K1, <<"shard">>])),
+    ?assertEqual([{<<"shard">>, K1}], kraken_cluster_tests:redis_smessages(SSK, 1)),
+    [gen_tcp:close(Sock) || Sock <- [SP, SSK]],
     %% A pattern subscribed on q1 after the failure gets the moved topics.
     PN = psubscribe(Ctx, q1, <<"tc_*">>),
     ok = kraken_client:publish(Pub, [{[L1, L2], <<"pattern">>}]),

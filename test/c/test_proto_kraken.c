@@ -794,8 +794,9 @@ static void test_peer_or_child(void **state)
 }
 
 /* `set link_psubscribe` / `link_punsubscribe` (cluster_pattern.c): a
- * peer's patterns, space-separated, or a child's; anyone else gets ERROR
- * as for an unknown command, and holds nothing. */
+ * peer's patterns, space-separated, or a child's (and its shard channels:
+ * `link_ssubscribe`); anyone else gets ERROR as for an unknown command,
+ * and holds nothing. */
 static void test_link_psubscribe(void **state)
 {
     (void)state;
@@ -804,14 +805,15 @@ static void test_link_psubscribe(void **state)
     do_set_closes(a, "link_psubscribe", "t*", false, "ERROR\r\n");
     assert_int_equal(a->s->sub.npatterns, 0);
     /* A child's (a proxy below): held as a client's (no cluster here: at
-     * once), and so counted as this node's own; its shard channels not. */
+     * once), and so counted as this node's own; its shard channels too. */
     do_set(b, "child", "q1", false, "STORED\r\n");
     do_set(b, "link_psubscribe", "t*", false, "STORED\r\n");
     assert_int_equal(b->s->sub.npatterns, 1);
     assert_int_equal(router_local_patterns(&f->srv.router), 1);
     do_set(b, "link_punsubscribe", "t*", true, "");
     assert_int_equal(b->s->sub.npatterns, 0);
-    do_set_closes(b, "link_ssubscribe", "t", false, "ERROR\r\n");
+    do_set(b, "link_ssubscribe", "t", false, "STORED\r\n");
+    assert_int_equal(b->s->sub.subs.count, 1);
     struct client *p = &f->c[2];
     do_set(p, "peer", "n1", false, "STORED\r\n");
     do_set(p, "link_psubscribe", "t* u?", false, "STORED\r\n");

@@ -343,6 +343,29 @@ static void test_plost_disconnects_pattern_holders(void **state)
     stop();
 }
 
+/* From a parent, `VALUE slost`: the holders of those Redis shard channels
+ * are disconnected, not the holders of the channels of the same names. */
+static void test_slost_disconnects_shard_holders(void **state)
+{
+    (void)state;
+    start(PARENT);
+    struct conn *k, *r;
+    subscribers(&k, &r);
+    struct conn *s = tcn_conn(&proto_redis, "s");
+    request(s, "*2\r\n$10\r\nSSUBSCRIBE\r\n$2\r\nta\r\n");
+    assert_upstream(B("set link_ssubscribe 0 0 2\r\nta\r\n")); /* at the parent */
+    assert_true(conn_held(s));
+    tcn_feed(0, B("STORED\r\n"));
+    tcn_turn();
+    assert_sent(s, B("*3\r\n$10\r\nssubscribe\r\n$2\r\nta\r\n:1\r\n"));
+    tcn_feed(0, B("VALUE slost 2\r\nta\r\nEND\r\n"));
+    tcn_turn();
+    assert_false(connected(s));
+    assert_true(connected(k) && connected(r) && connected(tcn_link(0)));
+    assert_logged("redis client 4 (s) holds topic ta owned by core u1, which lost it upstream");
+    stop();
+}
+
 /* What is not the protocol closes the link, with its log line; the
  * holders of its topics are disconnected; a retry opens it again. */
 static void test_malformed_closes_link(void **state)
@@ -569,6 +592,7 @@ int main(void)
         tu_test(test_retro_not_found),
         tu_test(test_lost_disconnects_holders),
         tu_test(test_plost_disconnects_pattern_holders),
+        tu_test(test_slost_disconnects_shard_holders),
         tu_test(test_malformed_closes_link),
         tu_test(test_unasked_version_closes_link),
         tu_test(test_unasked_end_closes_link),

@@ -9,7 +9,8 @@
  * links answered the handshake; local clients (two Kraken, two Redis)
  * then subscribe, publish and retro_subscribe across both, so the link's
  * answers have something to match: acknowledgements in flight on both
- * FIFOs, link_retro requests, patterns and shard channels (cores only).
+ * FIFOs, link_retro requests, patterns and shard channels (cores and
+ * parents).
  *
  * The rest of the input is cut into steps, each named by a byte: bytes
  * for link 0 or 1 (1 to 32 of them, most steps), the peer's EOF, one of

@@ -100,7 +100,9 @@ for v in range(3):
          feed(0, b"STORED\r\n"), feed(1, b"STORED\r\n" + PUSH1),
          feed(0, block(b"plost", [b"t*\r\n"])), client(3, 8), feed(0, b"STORED\r\n"),
          feed(1, b"SERVER_ERROR cluster core unavailable\r\n"),
-         feed(0, b"VALUE plost 2\r\nt*\r\nEND\r\n"))
+         feed(0, b"VALUE plost 2\r\nt*\r\nEND\r\n"), client(3, 10),
+         feed(0, b"STORED\r\n"), feed(1, b"STORED\r\n"),
+         feed(0, block(b"slost", [b"tb00 ta00\r\n"])))
     seed("ping-%d" % v, v, timer(0, 0), feed(0, b"VERSION 1.0.0\r\n"), timer(1, 0),
          timer(1, 0), feed(1, b"STORED\r\nVERSION 1.0.0\r\n"), timer(0, 1))
     seed("eof-retry-%d" % v, v, feed(0, ANSWER0[:30]), eof(0), timer(0, 2),
@@ -123,7 +125,7 @@ for v in range(3):
                              b"SERVER_ERROR out of memory\r\n", b"VALUE messages 0 x\r\n",
                              b"VALUE messages 0 99999999999\r\n", PUSH0[:-3] + b"ENX\r\n",
                              b"VALUE retro 5 2\r\nab\r\nEND\r\n", b"VALUE lost 1\r\nab\r\nEND\r\n",
-                             b"VALUE plost 1\r\nab\r\nEND\r\n",
+                             b"VALUE plost 1\r\nab\r\nEND\r\n", b"VALUE slost 1\r\nab\r\nEND\r\n",
                              b"STORED\n", b"STORED\r\nSTORED\r\nSTORED\r\nSTORED\r\n",
                              b"x" * 600]):
         seed("bad-%d-%d" % (v, i), v, feed(0, b"STORED\r\n"), feed(0, bad), timer(0, 2),
