@@ -192,6 +192,16 @@ static void bset(int fd, const char *cmd, const char *data)
     if (memcmp(reply, "STORED\r\n", 8)) die("cluster: probe: set %s answered %.8s", cmd, reply);
 }
 
+/* A push subscriber of topic on the node at port, non-blocking. */
+static int probe_subscriber(int port, const char *topic)
+{
+    int fd = bconnect(port);
+    bset(fd, "push", "on");
+    bset(fd, "subscribe", topic);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    return fd;
+}
+
 /* A push subscriber of a new topic on each proxy, and entries published to it on the core until
    both got one.  The proxies' upstream subscriptions travel in order on their links, so once the
    probe arrives every subscription a proxy made before it is in place at the core too. */
@@ -201,12 +211,8 @@ void probe_hop(int timeout_s)
     char topic[64], block[128];
     snprintf(topic, sizeof topic, "kbprobe.%d.%u", (int)getpid(), ++seq);
     int sfd[2], got[2] = { 0, 0 };
-    for (int i = 0; i < 2; i++) {
-        sfd[i] = bconnect(K[NP1 + i].port);
-        bset(sfd[i], "push", "on");
-        bset(sfd[i], "subscribe", topic);
-        fcntl(sfd[i], F_SETFL, O_NONBLOCK);
-    }
+    for (int i = 0; i < 2; i++)
+        sfd[i] = probe_subscriber(K[NP1 + i].port, topic);
     int pfd = bconnect(K[NC].port);
     snprintf(block, sizeof block, "MESSAGE %s 1\r\nx\r\n", topic);
     int64_t dl = now_ns() + (int64_t)timeout_s * NS_PER_S;
@@ -220,6 +226,12 @@ void probe_hop(int timeout_s)
             char b[4096];
             ssize_t r = recv(sfd[i], b, sizeof b, 0);
             if (r > 0 && memmem(b, (size_t)r, "VALUE messages", 14)) got[i] = 1;
+            if (r == 0 || (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+                /* Subscribed before the proxy heard the core, it is disconnected
+                   (docs/cluster.md): subscribe again. */
+                close(sfd[i]);
+                sfd[i] = probe_subscriber(K[NP1 + i].port, topic);
+            }
         }
     }
     close(pfd);
