@@ -59,7 +59,8 @@
          expect_in_order/2, next_second/0, closed_within/3, upstream_topics/2,
          receive_msgs/3, redis_connect/2, resp/1, resp_push/2, redis_expect/2,
          bytes_until_closed/3, pmessages/1, redis_pmessages/2, smessages/1,
-         redis_messages/2, redis_smessages/2]).
+         redis_messages/2, redis_smessages/2, redis_cli/4, redis_cli_output/2,
+         cli_pmessages/1]).
 
 -define(NTOPICS, 24).
 -define(PER_CLIENT, 15).

@@ -258,7 +258,8 @@ exactly_once(Ctx) ->
 %% gets each (entry, topic) once, whoever published it: Kraken clients on
 %% every node (q1 and r1 among them: their own entries come back through
 %% the other parent, and are kept only from the one they went through,
-%% which never sends them back), Redis PUBLISHes on q1 and r1; a Kraken
+%% which never sends them back), Redis PUBLISHes on q1 and r1 (Debian's
+%% redis-cli subscribed on r1 too); a Kraken
 %% client of q1 holding half of the topics (pinned to a parent) gets them
 %% once too.  Before, the pattern subscribers got only what was published
 %% on their own node or on topics it held anyway.
@@ -273,6 +274,9 @@ redis_patterns(Ctx) ->
     K = connect(Ctx, q1), ok = kraken_client:subscribe(K, Held),
     Pat = <<"tpat_*">>,
     Subs = [{N, psubscribe(Ctx, N, Pat)} || N <- [q1, r1]],
+    %% And Debian's redis-cli, a client nobody here wrote, on r1.
+    Cli = kraken_cluster_tests:redis_cli(Ctx, r1, ["psubscribe", "tpat_*"],
+                                         <<"psubscribe\ntpat_*\n1\n">>),
     Kraken = [{N, connect(Ctx, N)} || N <- [q1, r1, p1, p2, c1, c2, s1]],
     Published =
         lists:append(
@@ -294,6 +298,11 @@ redis_patterns(Ctx) ->
     [?assertEqual({N, Expected},
                   {N, lists:sort(kraken_cluster_tests:redis_pmessages(R, length(Expected)))})
      || {N, R} <- Subs],
+    %% redis-cli printed each as `pmessage', the pattern, the channel, the
+    %% message, one per line (after its 3 lines of the psubscribe reply).
+    CliOut = kraken_cluster_tests:redis_cli_output(Cli, 4 * length(Expected) + 3),
+    ?assertEqual(Expected, lists:sort(kraken_cluster_tests:cli_pmessages(
+                                        binary:split(CliOut, <<"\n">>, [global])))),
     HeldExpected = lists:sort([{P, T} || {P, T} <- Expected, lists:member(T, Held)]),
     ?assertEqual(HeldExpected, receive_pairs(K, length(HeldExpected), 10000)),
     %% Nothing more: no entry twice, none of `other'.
