@@ -615,6 +615,11 @@ parent_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
     closed_within(PZ, erlang:monotonic_time(millisecond), 3000),
     logged(Ctx, q1, "holds pattern tk_\\*, whose topics may come through another parent from "
            "now on \\(the set of parents changed\\)"),
+    %% A pattern holder of the Many topics, subscribed now that p1 is back:
+    %% those of them that hash to p1 are pinned to p2 (held since p1 was
+    %% away); when they are released below, they go through p1 from then
+    %% on, and entries in flight could come through either: it goes too.
+    PW = psubscribe(Ctx, q1, <<"tkm_*">>),
     timer:sleep(500),
     Results = [stop(P, published) || P <- Pubs],
     timer:sleep(500),
@@ -694,6 +699,9 @@ parent_killed(Ctx = #{os_pids := OsPids, tmp := Tmp}) ->
     %% again, those of p1 to p1.
     ok = wait_until(fun() -> [owner(Ctx, q1, T) || T <- ToP1] =:=
                                  [node_atom(Ctx, p1) || _ <- ToP1] end, 5000),
+    closed_within(PW, erlang:monotonic_time(millisecond), 3000),
+    logged(Ctx, q1, "holds pattern tkm_\\*, whose topic tkm_\\S+ goes through another parent "
+           "from now on"),
     [kraken_client:disconnect(S) || S <- [X, V, U, Pub]],
     ok.
 
