@@ -283,10 +283,13 @@ typedef bool (*cluster_pattern_pred)(const char *name, size_t len, void *arg);
 int cluster_child_plost(struct conn *c, cluster_pattern_pred pred, void *arg, int kidx,
                         const char *why);
 /* Disconnects every local holder of a pattern pred accepts, logging why;
- * children are told instead (cluster_child_plost).  Returns how many. */
-uint32_t cluster_pattern_doom(cluster_pattern_pred pred, void *arg, const char *why);
+ * children are told instead (cluster_child_plost), and with `unheld' (an
+ * upstream does not hold those patterns) their copies here are dropped.
+ * Returns how many clients and children. */
+uint32_t cluster_pattern_doom(cluster_pattern_pred pred, void *arg, bool unheld,
+                              const char *why);
 /* The same for the patterns named, space-separated. */
-uint32_t cluster_pattern_doom_names(const char *names, size_t len, const char *why);
+uint32_t cluster_pattern_doom_names(const char *names, size_t len, bool unheld, const char *why);
 /* pin_answered's hook (cluster_pin.h): t, released, goes by the hash from
  * now on; when that picks another parent than up, the holders of the
  * patterns matching it go. */

@@ -14,7 +14,9 @@
  *     children).  The child's patterns stay held here: its holders are
  *     going, and it unsubscribes them when the last one is gone;
  *   - a parent refused a `link_psubscribe' batch (a core above it is not
- *     live there): its patterns' holders here go (cluster_subref.c);
+ *     live there): its patterns' holders here go (cluster_subref.c), and
+ *     a child's copies of them are dropped here too (the parent does not
+ *     hold them: the next holder here must subscribe them again);
  *   - below parents, an entry of a topic comes from every parent (each
  *     holds the pattern at every core) and is kept only from the parent
  *     that topic goes to (cluster_link_keeps: its pin, else the hash over
@@ -93,7 +95,22 @@ int cluster_child_plost(struct conn *c, cluster_pattern_pred pred, void *arg, in
     return rc < 0 ? -1 : n > 0;
 }
 
-uint32_t cluster_pattern_doom(cluster_pattern_pred pred, void *arg, const char *why)
+/* Child c was told its patterns that pred accepts are lost: they are
+ * dropped here too (backwards: router_punsubscribe moves the later ones
+ * down), so that this node's next holder of one is a first one again. */
+static void drop_child_patterns(struct conn *c, cluster_pattern_pred pred, void *arg)
+{
+    for (uint32_t i = c->sub.npatterns; i-- > 0;) {
+        const struct pattern *p = c->sub.patterns[i];
+        size_t len;
+        const char *name = pattern_name(p, &len);
+        if (accepts(pred, arg, p))
+            router_punsubscribe(&cl.net.eng->router, &c->sub, name, len);
+    }
+}
+
+uint32_t cluster_pattern_doom(cluster_pattern_pred pred, void *arg, bool unheld,
+                              const char *why)
 {
     struct engine *eng = cl.net.eng;
     uint32_t count = 0;
@@ -103,25 +120,26 @@ uint32_t cluster_pattern_doom(cluster_pattern_pred pred, void *arg, const char *
         next = engine_next_conn(c);
         if (!c->sub.npatterns || cluster_is_link(&c->sub) || conn_is_closing(c))
             continue;
-        if (c->sub.child) {
-            int rc = cluster_child_plost(c, pred, arg, -1, why);
-            if (rc > 0)
-                count++;
-            if (rc >= 0)
-                continue; /* (out of memory: it could not be told) */
-        }
         const struct pattern *held = NULL;
         for (uint32_t i = 0; i < c->sub.npatterns && !held; i++)
             if (accepts(pred, arg, c->sub.patterns[i]))
                 held = c->sub.patterns[i];
-        if (!held && !c->sub.child)
+        if (!held)
             continue;
-        char shown[72] = "";
-        if (held) {
-            size_t len;
-            const char *name = pattern_name(held, &len);
-            cluster_printable(shown, sizeof shown, name, len);
+        if (c->sub.child) {
+            int rc = cluster_child_plost(c, pred, arg, -1, why);
+            if (rc > 0) {
+                if (unheld)
+                    drop_child_patterns(c, pred, arg);
+                count++;
+            }
+            if (rc >= 0)
+                continue; /* (out of memory: it could not be told) */
         }
+        size_t len;
+        const char *name = pattern_name(held, &len);
+        char shown[72];
+        cluster_printable(shown, sizeof shown, name, len);
         klog(LOG_WARNING, "%s %" PRIu64 " (%s) holds pattern %s, %s: disconnecting it",
              c->ops->log_name, c->sub.id, c->peer, shown, why);
         cluster_disconnect(c);
@@ -152,10 +170,10 @@ static bool named(const char *name, size_t len, void *arg)
     return false;
 }
 
-uint32_t cluster_pattern_doom_names(const char *names, size_t len, const char *why)
+uint32_t cluster_pattern_doom_names(const char *names, size_t len, bool unheld, const char *why)
 {
     struct names v = {names, len};
-    return cluster_pattern_doom(named, &v, why);
+    return cluster_pattern_doom(named, &v, unheld, why);
 }
 
 void cluster_link_plost(struct conn *link, const char *names, size_t len)
@@ -167,7 +185,7 @@ void cluster_link_plost(struct conn *link, const char *names, size_t len)
     snprintf(why, sizeof why, "which parent %s lost upstream (a core above it failed)",
              k->name);
     struct names v = {names, len};
-    cluster_pattern_doom(named, &v, why);
+    cluster_pattern_doom(named, &v, false, why);
 }
 
 /* Whether a pattern matches topic arg. */
@@ -189,7 +207,7 @@ void cluster_pattern_unpinned(struct topic *t, void *up)
     snprintf(why, sizeof why, "whose topic %s goes through another parent from now on (it "
              "was held through %s until now, and entries in flight may come from either)",
              name, ((const struct cluster_core *)up)->name);
-    cluster_pattern_doom(matches, t, why);
+    cluster_pattern_doom(matches, t, false, why);
 }
 
 /* Whether core k is in set s (cores: the list s indexes). */
@@ -211,7 +229,7 @@ void cluster_pattern_routes(const struct owner_set *old_cur, struct cluster_core
     for (size_t i = 0; i < cl.cur.n && same; i++)
         same = in_set(old_cur, old_cores, cl.cores[cl.cur.core[i]]);
     if (!same)
-        cluster_pattern_doom(NULL, NULL, "whose topics may come through another parent from "
+        cluster_pattern_doom(NULL, NULL, false, "whose topics may come through another parent from "
                                          "now on (the set of parents changed)");
 }
 

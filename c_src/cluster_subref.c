@@ -79,11 +79,10 @@ bool cluster_subref_refused(struct cluster_core *k, int kidx)
         return false; /* the refused request is not a subscribe batch */
     struct engine *eng = cl.net.eng;
     if (r->op == OP_PSUB) {
-        uint32_t n = cluster_pattern_doom_names(r->names, r->len,
-                                                "which its parent refused (a core above it is "
-                                                "unavailable)");
         klog(LOG_WARNING, "cluster: %s refused a link_psubscribe batch (a core above it is "
-             "unavailable): %u holder(s) of its patterns disconnected", k->name, n);
+             "unavailable): its patterns' holders here go", k->name);
+        cluster_pattern_doom_names(r->names, r->len, true,
+                                   "which its parent refused (a core above it is unavailable)");
         return true;
     }
     uint64_t mark = ++eng->router.epoch;

@@ -210,7 +210,8 @@ static enum conn_status link_process(struct conn *c)
             uint64_t n;
             size_t pl = strlen(lost_prefix[lk]);
             if (proto_parse_u64(line + pl, linelen - pl, (uint64_t)1 << 40, &n) < 0 ||
-                too_long(c, "lost", n, cfg->max_queue_bytes + cfg->max_request_bytes))
+                too_long(c, lk == 0 ? "lost" : lk == 1 ? "slost" : "plost", n,
+                         cfg->max_queue_bytes + cfg->max_request_bytes))
                 break;
             const char *body;
             size_t need;

@@ -595,7 +595,7 @@ pattern_non_owner() ->
 pattern_below_parent() ->
     RedisPort = kraken_cluster_tests:free_port(),
     with(hold, [{redis_port, RedisPort}], parent,
-         fun(_S, _T, _Fake) ->
+         fun(S, _T, _Fake) ->
                  Ctx = #{redis_ports => #{solo => RedisPort}},
                  Psub = fun(Pat) ->
                                 R = kraken_cluster_tests:redis_connect(Ctx, solo),
@@ -634,8 +634,40 @@ pattern_below_parent() ->
                                                          3000),
                  ok = gen_tcp:send(Link, block_messages([{[<<"pb_3">>], <<"three">>}])),
                  ok = kraken_cluster_tests:redis_expect(B, Pm(<<"pb_*">>, <<"pb_3">>, <<"three">>)),
-                 gen_tcp:close(B)
+                 %% A proxy below this node holds pd_*, which the parent
+                 %% refuses: it is told (VALUE plost) and its copy is dropped
+                 %% here, so that the next holder here subscribes it at the
+                 %% parent again (it was answered at once, holding nothing
+                 %% there: found in review).
+                 X = raw_conn(S),
+                 ok = gen_tcp:send(X, <<"set child 0 0 2 noreply\r\nq9\r\n"
+                                        "set link_psubscribe 0 0 4\r\npd_*\r\n">>),
+                 receive {fake_req, <<"link_psubscribe">>, Link, <<"pd_*">>} -> ok
+                 after 5000 -> error(no_link_psubscribe)
+                 end,
+                 ok = gen_tcp:send(Link, <<"SERVER_ERROR cluster core unavailable\r\n">>),
+                 Told = recv_until(X, <<"VALUE plost 4\r\npd_*\r\nEND\r\n">>),
+                 ?assertMatch({_, _}, binary:match(Told, <<"VALUE plost 4\r\npd_*\r\nEND\r\n">>)),
+                 {D, Link} = Psub(<<"pd_*">>),
+                 ok = gen_tcp:send(Link, <<"STORED\r\n">>),
+                 ok = Reply(D, <<"pd_*">>),
+                 [gen_tcp:close(Sock) || Sock <- [B, D, X]]
          end).
+
+%% What X sends until it has sent Want (or 5 s passed).
+recv_until(X, Want) ->
+    recv_until(X, Want, <<>>, erlang:monotonic_time(millisecond) + 5000).
+
+recv_until(X, Want, Acc, Deadline) ->
+    case binary:match(Acc, Want) of
+        {_, _} -> Acc;
+        nomatch ->
+            Left = Deadline - erlang:monotonic_time(millisecond),
+            case Left > 0 andalso gen_tcp:recv(X, 0, Left) of
+                {ok, More} -> recv_until(X, Want, <<Acc/binary, More/binary>>, Deadline);
+                _ -> Acc
+            end
+    end.
 
 %% A node whose view is not confirmed for 1.5 s (its VM or engine stopped,
 %% docs/cluster.md "Failures") disconnects the clients holding topics: the

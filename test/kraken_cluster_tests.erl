@@ -243,19 +243,30 @@ node_atom(Ctx = #{host := Host}, Name) ->
 %% a port from that range may be taken by an outgoing connection (the
 %% nodes' links, distribution) before the node started on it listens
 %% ("address already in use", seen in setups that pick 20 ports at once).
+%% Handed out in turn from a random start (an atomic counter shared by the
+%% VM's processes), so that two calls never pick the same port before a
+%% node listens on the first (random picks did, once in CI).
 free_port() ->
-    free_port(50).
+    Next = case persistent_term:get({?MODULE, next_port}, undefined) of
+               undefined ->
+                   A = atomics:new(1, []),
+                   atomics:put(A, 1, rand:uniform(12000)),
+                   persistent_term:put({?MODULE, next_port}, A),
+                   A;
+               A -> A
+           end,
+    free_port(Next, 50).
 
-free_port(0) ->
+free_port(_, 0) ->
     {ok, L} = gen_tcp:listen(0, [{ip, {127, 0, 0, 1}}]),
     {ok, Port} = inet:port(L),
     ok = gen_tcp:close(L),
     Port;
-free_port(Tries) ->
-    Port = 20000 + rand:uniform(12000),
+free_port(Next, Tries) ->
+    Port = 20000 + atomics:add_get(Next, 1, 1) rem 12000,
     case gen_tcp:listen(Port, [{ip, {127, 0, 0, 1}}, {reuseaddr, true}]) of
         {ok, L} -> ok = gen_tcp:close(L), Port;
-        {error, _} -> free_port(Tries - 1)
+        {error, _} -> free_port(Next, Tries - 1)
     end.
 
 rpc(Ctx, Name, M, F, A) ->
