@@ -60,7 +60,7 @@
          receive_msgs/3, redis_connect/2, resp/1, resp_push/2, redis_expect/2,
          bytes_until_closed/3, pmessages/1, redis_pmessages/2, smessages/1,
          redis_messages/2, redis_smessages/2, redis_cli/4, redis_cli_output/2,
-         cli_pmessages/1]).
+         cli_pmessages/1, publish_pattern_entries/3]).
 
 -define(NTOPICS, 24).
 -define(PER_CLIENT, 15).
@@ -510,27 +510,12 @@ redis_patterns(Ctx) ->
     ok = redis_expect(RP, <<"-ERR pattern not allowed in a cluster: empty, or with a space, "
                             "CR or LF\r\n">>),
     Kraken = [{N, connect(Ctx, N)} || N <- [p2, c2, c3, p1]],
-    Published =
-        lists:append(
-          [begin
-               One = [{[T], iolist_to_binary([atom_to_list(N), "/", T])} || T <- Topics],
-               All = {[<<"other">> | Topics], iolist_to_binary([atom_to_list(N), "/all"])},
-               ok = kraken_client:publish(S, One ++ [All, {[<<"other">>], <<"x">>}]),
-               One ++ [All]
-           end || {N, S} <- Kraken]),
     Redis = [{N, redis_connect(Ctx, N)} || N <- [p1, c3]],
-    RedisPub =
-        [begin
-             Msg = iolist_to_binary(["redis/", atom_to_list(N), "/", T]),
-             ok = gen_tcp:send(R, resp([<<"PUBLISH">>, T, Msg])),
-             {[T], Msg}
-         end || {N, R} <- Redis, T <- Topics],
+    Expected = publish_pattern_entries(Kraken, Redis, Topics),
     %% PUBLISH counts this node's own receivers: on p1 its pattern
     %% subscriber, on c3 nobody (the others' patterns it holds do not count).
     [ok = redis_expect(R, maps:get(N, #{p1 => <<":1\r\n">>, c3 => <<":0\r\n">>}))
      || {N, R} <- Redis, _ <- Topics],
-    Expected = lists:sort([{P, T} || {Ts, P} <- Published ++ RedisPub, T <- Ts,
-                                     T =/= <<"other">>]),
     [?assertEqual({R, Expected}, {R, lists:sort(redis_pmessages(R, length(Expected)))})
      || R <- Subs],
     %% redis-cli printed each as `pmessage', the pattern, the channel, the
@@ -554,6 +539,28 @@ redis_patterns(Ctx) ->
     [gen_tcp:close(R) || R <- Subs ++ [R || {_, R} <- Redis]],
     [kraken_client:disconnect(S) || {_, S} <- Kraken],
     ok.
+
+%% For the pattern tests: each Kraken client {Node, Socket} publishes one
+%% entry per topic, one over all of them and `other', and one to `other'
+%% only; each Redis client {Node, Socket} PUBLISHes one per topic (its
+%% replies are left unread).  Returns the sorted {Payload, Topic} pairs a
+%% subscriber of every topic (not `other') is to get.
+publish_pattern_entries(Kraken, Redis, Topics) ->
+    Published =
+        lists:append(
+          [begin
+               One = [{[T], iolist_to_binary([atom_to_list(N), "/", T])} || T <- Topics],
+               All = {[<<"other">> | Topics], iolist_to_binary([atom_to_list(N), "/all"])},
+               ok = kraken_client:publish(S, One ++ [All, {[<<"other">>], <<"x">>}]),
+               One ++ [All]
+           end || {N, S} <- Kraken]),
+    RedisPub =
+        [begin
+             Msg = iolist_to_binary(["redis/", atom_to_list(N), "/", T]),
+             ok = gen_tcp:send(R, resp([<<"PUBLISH">>, T, Msg])),
+             {[T], Msg}
+         end || {N, R} <- Redis, T <- Topics],
+    lists:sort([{P, T} || {Ts, P} <- Published ++ RedisPub, T <- Ts, T =/= <<"other">>]).
 
 %% Redis shard channels across the cluster (docs/cluster.md, "Shard
 %% channels"): an SSUBSCRIBE on a proxy and one on a core, to 12 shard

@@ -278,23 +278,8 @@ redis_patterns(Ctx) ->
     Cli = kraken_cluster_tests:redis_cli(Ctx, r1, ["psubscribe", "tpat_*"],
                                          <<"psubscribe\ntpat_*\n1\n">>),
     Kraken = [{N, connect(Ctx, N)} || N <- [q1, r1, p1, p2, c1, c2, s1]],
-    Published =
-        lists:append(
-          [begin
-               One = [{[T], iolist_to_binary([atom_to_list(N), "/", T])} || T <- Topics],
-               All = {[<<"other">> | Topics], iolist_to_binary([atom_to_list(N), "/all"])},
-               ok = kraken_client:publish(S, One ++ [All, {[<<"other">>], <<"x">>}]),
-               One ++ [All]
-           end || {N, S} <- Kraken]),
     Redis = [{N, kraken_cluster_tests:redis_connect(Ctx, N)} || N <- [q1, r1]],
-    RedisPub =
-        [begin
-             Msg = iolist_to_binary(["redis/", atom_to_list(N), "/", T]),
-             ok = gen_tcp:send(R, kraken_cluster_tests:resp([<<"PUBLISH">>, T, Msg])),
-             {[T], Msg}
-         end || {N, R} <- Redis, T <- Topics],
-    Expected = lists:sort([{P, T} || {Ts, P} <- Published ++ RedisPub, T <- Ts,
-                                     T =/= <<"other">>]),
+    Expected = kraken_cluster_tests:publish_pattern_entries(Kraken, Redis, Topics),
     [?assertEqual({N, Expected},
                   {N, lists:sort(kraken_cluster_tests:redis_pmessages(R, length(Expected)))})
      || {N, R} <- Subs],
