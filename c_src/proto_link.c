@@ -202,16 +202,17 @@ static enum conn_status link_process(struct conn *c)
         /* VALUE lost <n>: the parent lost these topics upstream; VALUE
          * slost <n>: these Redis shard channels; VALUE plost <n>: its
          * Redis patterns may have missed entries */
-        static const char *const lost_prefix[] = {LOST_PREFIX, SLOST_PREFIX, PLOST_PREFIX};
+        static const struct {
+            const char *prefix, *kind;
+        } lost[] = {{LOST_PREFIX, "lost"}, {SLOST_PREFIX, "slost"}, {PLOST_PREFIX, "plost"}};
         size_t lk = 0;
-        while (lk < 3 && !starts(line, linelen, lost_prefix[lk]))
+        while (lk < 3 && !starts(line, linelen, lost[lk].prefix))
             lk++;
         if (lk < 3) {
             uint64_t n;
-            size_t pl = strlen(lost_prefix[lk]);
+            size_t pl = strlen(lost[lk].prefix);
             if (proto_parse_u64(line + pl, linelen - pl, (uint64_t)1 << 40, &n) < 0 ||
-                too_long(c, lk == 0 ? "lost" : lk == 1 ? "slost" : "plost", n,
-                         cfg->max_queue_bytes + cfg->max_request_bytes))
+                too_long(c, lost[lk].kind, n, cfg->max_queue_bytes + cfg->max_request_bytes))
                 break;
             const char *body;
             size_t need;
